@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class DbtuneConfig(AppConfig):
+    name = "django_dbtune"
+    verbose_name = "django-dbtune"
+
+    def ready(self) -> None:
+        from django_dbtune.checks import check_settings
+
+        checks.register(check_settings)

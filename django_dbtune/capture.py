@@ -1,0 +1,455 @@
+"""Query capture: the one recorder every django-dbtune feature reads.
+
+``with capture_queries() as log:`` (or ``async with`` in async code) records every query
+run by the current thread or task on every configured database, once, however many
+captures are nested. Recording is cheap by construction: a record keeps the raw SQL, the
+parameters, the timing and the calling frame; its shape, tables and kind are worked out
+only when something asks, and once per distinct SQL text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import sysconfig
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.util import find_spec
+from pathlib import Path
+from types import CodeType, FrameType, TracebackType
+from typing import Any, overload
+
+import asgiref
+import django
+from asgiref.sync import SyncToAsync, sync_to_async
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+import django_dbtune
+from django_dbtune.conf import conf
+from django_dbtune.errors import CaptureError
+from django_dbtune.sql import Kind, Statement, analyse
+
+__all__ = ["QueryLog", "QueryRecord", "ShapeSummary", "capture_queries"]
+
+
+@dataclass(slots=True, eq=False)
+class QueryRecord:
+    """One query as the database saw it, and the line of project code that ran it."""
+
+    alias: str
+    vendor: str
+    sql: str
+    params: Any
+    many: bool
+    duration: float
+    """Seconds, measured around the database call only."""
+    in_transaction: bool
+    filename: str | None
+    lineno: int | None
+    function: str | None
+    error: str | None = None
+    """The exception's class name when the query failed."""
+
+    @property
+    def statement(self) -> Statement:
+        return analyse(self.sql, self.vendor, self.params is not None)
+
+    @property
+    def shape(self) -> str:
+        """The SQL with literals replaced, so equal shapes group."""
+        return self.statement.shape
+
+    @property
+    def kind(self) -> Kind:
+        return self.statement.kind
+
+    @property
+    def is_write(self) -> bool:
+        return self.statement.kind == "write"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return self.statement.tables
+
+    @property
+    def written_tables(self) -> tuple[str, ...]:
+        return self.statement.written_tables
+
+    @property
+    def call_site(self) -> str | None:
+        """``path:line in function``, the path relative to the project root."""
+        if self.filename is None:
+            return None
+        return f"{relative_path(self.filename)}:{self.lineno} in {self.function}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "database": self.alias,
+            "sql": self.sql,
+            "params": _jsonable(self.params),
+            "many": self.many,
+            "duration_ms": round(self.duration * 1000, 3),
+            "kind": self.kind,
+            "tables": list(self.tables),
+            "shape": self.shape,
+            "in_transaction": self.in_transaction,
+            "call_site": self.call_site,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class ShapeSummary:
+    """All the queries of one shape on one database."""
+
+    alias: str
+    shape: str
+    kind: Kind
+    tables: tuple[str, ...]
+    records: list[QueryRecord] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.records)
+
+    @property
+    def duration(self) -> float:
+        return sum(record.duration for record in self.records)
+
+    @property
+    def call_sites(self) -> list[tuple[str, int]]:
+        """Each call site with how many of these queries it ran, most first."""
+        sites = Counter(record.call_site or "(unknown)" for record in self.records)
+        return sites.most_common()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.alias,
+            "shape": self.shape,
+            "kind": self.kind,
+            "tables": list(self.tables),
+            "count": self.count,
+            "duration_ms": round(self.duration * 1000, 3),
+            "call_sites": [{"call_site": site, "count": n} for site, n in self.call_sites],
+        }
+
+
+class QueryLog(Sequence[QueryRecord]):
+    """The queries one capture recorded, in the order they ran."""
+
+    def __init__(self, aliases: Iterable[str] | None = None) -> None:
+        self.aliases = frozenset(aliases) if aliases is not None else None
+        self.records: list[QueryRecord] = []
+
+    @overload
+    def __getitem__(self, index: int) -> QueryRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[QueryRecord]: ...
+    def __getitem__(self, index: int | slice) -> QueryRecord | list[QueryRecord]:
+        return self.records[index]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[QueryRecord]:
+        return iter(self.records)
+
+    def __repr__(self) -> str:
+        return f"<QueryLog: {len(self.records)} queries>"
+
+    @property
+    def reads(self) -> list[QueryRecord]:
+        return [record for record in self.records if record.kind == "read"]
+
+    @property
+    def writes(self) -> list[QueryRecord]:
+        return [record for record in self.records if record.kind == "write"]
+
+    @property
+    def duration(self) -> float:
+        return sum(record.duration for record in self.records)
+
+    def shapes(self) -> list[ShapeSummary]:
+        """Queries grouped by (database, shape), the most repeated first."""
+        groups: dict[tuple[str, str], ShapeSummary] = {}
+        for record in self.records:
+            key = (record.alias, record.shape)
+            if key not in groups:
+                groups[key] = ShapeSummary(record.alias, record.shape, record.kind, record.tables)
+            groups[key].records.append(record)
+        return sorted(groups.values(), key=lambda group: (-group.count, -group.duration))
+
+
+# --- Recording ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Active:
+    """What the current thread or task records into: the open logs and how to find lines."""
+
+    logs: tuple[QueryLog, ...]
+    finder: _CallSiteFinder
+
+
+_active: ContextVar[_Active | None] = ContextVar("django_dbtune_capture", default=None)
+
+
+def _record(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    """The execute wrapper django-dbtune installs on each connection while capturing."""
+    active = _active.get()
+    if active is None:
+        return execute(sql, params, many, context)
+    connection = context["connection"]
+    if many and params is not None and not isinstance(params, list | tuple):
+        params = list(params)  # a generator would be spent by the database
+    filename, lineno, function = active.finder.find(sys._getframe(1))
+    error = None
+    start = time.perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    except Exception as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        record = QueryRecord(
+            connection.alias,
+            connection.vendor,
+            sql,
+            params,
+            many,
+            time.perf_counter() - start,
+            connection.in_atomic_block,
+            filename,
+            lineno,
+            function,
+            error,
+        )
+        for log in active.logs:
+            if log.aliases is None or record.alias in log.aliases:
+                log.records.append(record)
+
+
+class capture_queries:  # noqa: N801 - used like a function, as Django's own context managers
+    """Record every query the current code runs, on every database (or those in ``using``).
+
+    ``with capture_queries() as log:`` in sync code, ``async with capture_queries() as log:``
+    in async code. Nested captures share one recorder: each query is recorded once and
+    appears in every open log. On exit Django's connections are exactly as they were.
+    """
+
+    def __init__(self, using: Iterable[str] | None = None) -> None:
+        self._aliases = tuple(using) if using is not None else None
+        self.log = QueryLog(self._aliases)
+        self._installed: list[BaseDatabaseWrapper] = []
+        self._token: Token[_Active | None] | None = None
+
+    def __enter__(self) -> QueryLog:
+        if _in_event_loop():
+            raise CaptureError(
+                "capture_queries() was entered with 'with' inside async code, where the "
+                "ORM runs its queries on another thread. Use 'async with capture_queries()'."
+            )
+        self._start()
+        try:
+            self._install()
+        except BaseException:
+            self._stop()
+            raise
+        return self.log
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._uninstall()
+        self._stop()
+
+    async def __aenter__(self) -> QueryLog:
+        self._start()
+        try:
+            # The ORM's async API runs queries on asgiref's thread-sensitive thread, whose
+            # connections are not this thread's: install there.
+            await sync_to_async(self._install)()
+        except BaseException:
+            self._stop()
+            raise
+        return self.log
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await sync_to_async(self._uninstall)()
+        self._stop()
+
+    def _start(self) -> None:
+        if self._token is not None:
+            raise CaptureError("This capture_queries() is already in use; create another.")
+        outer = _active.get()
+        logs = (outer.logs if outer else ()) + (self.log,)
+        self._token = _active.set(_Active(logs, _finder(conf.IGNORED_MODULES)))
+
+    def _stop(self) -> None:
+        if self._token is not None:
+            _active.reset(self._token)
+            self._token = None
+
+    def _install(self) -> None:
+        for alias in self._aliases if self._aliases is not None else conf.DATABASES:
+            connection = connections[alias]
+            if _record not in connection.execute_wrappers:
+                connection.execute_wrappers.append(_record)
+                self._installed.append(connection)
+
+    def _uninstall(self) -> None:
+        while self._installed:
+            connection = self._installed.pop()
+            if _record in connection.execute_wrappers:
+                connection.execute_wrappers.remove(_record)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+# --- Call sites ----------------------------------------------------------------------------
+
+
+def relative_path(filename: str) -> str:
+    root = conf.PROJECT_ROOT
+    try:
+        return Path(filename).relative_to(root).as_posix()
+    except ValueError:
+        return filename
+
+
+def _package_dir(module: object) -> str:
+    return os.path.dirname(os.path.abspath(module.__file__)) + os.sep  # type: ignore[attr-defined]
+
+
+def _module_dirs(names: tuple[str, ...]) -> tuple[str, ...]:
+    dirs = []
+    for name in names:
+        try:
+            spec = find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.submodule_search_locations:
+            dirs.extend(os.path.abspath(path) + os.sep for path in spec.submodule_search_locations)
+        elif spec is not None and spec.origin:
+            dirs.append(os.path.abspath(spec.origin))
+    return tuple(dirs)
+
+
+_STDLIB = tuple(
+    {os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("stdlib", "platstdlib")}
+)
+_SITE_PACKAGES = tuple(
+    {os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib")}
+)
+_ALWAYS_SKIPPED = (_package_dir(django), _package_dir(django_dbtune), _package_dir(asgiref))
+_THREAD_HANDLER: CodeType | None = getattr(
+    getattr(SyncToAsync, "thread_handler", None), "__code__", None
+)
+_SYNC_TO_ASYNC_CALL: CodeType | None = getattr(
+    getattr(SyncToAsync, "__call__", None), "__code__", None
+)
+
+_Site = tuple[str | None, int | None, str | None]
+_UNKNOWN: _Site = (None, None, None)
+
+
+class _CallSiteFinder:
+    """Finds the first frame outside Django, django-dbtune, asgiref and the standard library."""
+
+    def __init__(self, skipped: tuple[str, ...]) -> None:
+        self._skipped = skipped
+        self._internal: dict[CodeType, bool] = {}
+
+    def _is_internal(self, code: CodeType) -> bool:
+        internal = self._internal.get(code)
+        if internal is None:
+            path = code.co_filename
+            internal = (
+                path.startswith(self._skipped)
+                or path.startswith("<frozen")
+                or (path.startswith(_STDLIB) and not path.startswith(_SITE_PACKAGES))
+            )
+            self._internal[code] = internal
+        return internal
+
+    def find(self, frame: FrameType | None) -> _Site:
+        handler = None
+        while frame is not None:
+            code = frame.f_code
+            if not self._is_internal(code):
+                return code.co_filename, frame.f_lineno, code.co_name
+            if code is _THREAD_HANDLER:
+                handler = frame
+            frame = frame.f_back
+        return self._find_awaiting(handler) if handler is not None else _UNKNOWN
+
+    def _find_awaiting(self, handler: FrameType) -> _Site:
+        """The project line of the coroutine waiting for this sync_to_async worker thread.
+
+        The worker's stack ends in asgiref; the code that awaited it lives in a suspended
+        coroutine on the event loop. asgiref hands both sides the same ``task_context``
+        list, which tells which waiting coroutine is ours.
+        """
+        marker = handler.f_locals.get("task_context")
+        loop = handler.f_locals.get("loop")
+        if marker is None or not isinstance(loop, asyncio.AbstractEventLoop):
+            return _UNKNOWN
+        try:
+            tasks = asyncio.all_tasks(loop)
+        except RuntimeError:
+            return _UNKNOWN
+        for task in tasks:
+            site = _UNKNOWN
+            awaitable: Any = task.get_coro()
+            while awaitable is not None:
+                frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+                if frame is None:
+                    break
+                if frame.f_code is _SYNC_TO_ASYNC_CALL:
+                    if frame.f_locals.get("task_context") is marker:
+                        return site
+                    break
+                if not self._is_internal(frame.f_code):
+                    site = (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+                awaitable = getattr(awaitable, "cr_await", None) or getattr(
+                    awaitable, "ag_await", None
+                )
+        return _UNKNOWN
+
+
+@lru_cache(maxsize=8)
+def _finder(ignored_modules: tuple[str, ...]) -> _CallSiteFinder:
+    return _CallSiteFinder(_ALWAYS_SKIPPED + _module_dirs(ignored_modules))
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    return repr(value) if not isinstance(value, bytes | memoryview) else f"<{len(value)} bytes>"

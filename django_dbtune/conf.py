@@ -1,0 +1,153 @@
+"""django-dbtune's settings: one ``DBTUNE = {...}`` dict, read lazily.
+
+Every read goes back to ``django.conf.settings``, so ``override_settings`` just works.
+The same table of options drives the system checks (``checks.py``) and the docs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    accepts: Callable[[Any], bool]
+    type_name: str
+    help: str
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+
+
+OPTIONS: dict[str, Option] = {
+    "ENABLED": Option(
+        True,
+        lambda value: isinstance(value, bool),
+        "a boolean",
+        "Master switch for the middleware. Off, requests pass through untouched.",
+    ),
+    "DATABASES": Option(
+        None,
+        lambda value: value is None or _is_str_list(value),
+        "a list of database aliases or None",
+        "Aliases whose queries are captured. None captures every alias in DATABASES.",
+    ),
+    "PROJECT_ROOT": Option(
+        None,
+        lambda value: value is None or isinstance(value, str | os.PathLike),
+        "a path or None",
+        "Call sites are shown relative to this folder. None uses settings.BASE_DIR, "
+        "else the current directory.",
+    ),
+    "IGNORED_MODULES": Option(
+        (),
+        _is_str_list,
+        "a list of module names",
+        "Top-level modules skipped, like Django itself, when finding the line that "
+        "ran a query (for example a REST framework or your own query helpers).",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the DBTUNE setting, as the system checks report it."""
+
+    id: str
+    key: str | None
+    message: str
+    hint: str | None = None
+
+
+def problems(value: object) -> list[Problem]:
+    """Everything wrong with a DBTUNE value (the setting as the user wrote it)."""
+    if not isinstance(value, Mapping):
+        return [
+            Problem(
+                "dbtune.E001",
+                None,
+                f"DBTUNE must be a dict, not {type(value).__name__}.",
+                'Write DBTUNE = {"ENABLED": True, ...} in your settings.',
+            )
+        ]
+    found: list[Problem] = []
+    for key, item in value.items():
+        option = OPTIONS.get(key)
+        if option is None:
+            close = [name for name in OPTIONS if name.lower() == str(key).lower()]
+            found.append(
+                Problem(
+                    "dbtune.E002",
+                    str(key),
+                    f"DBTUNE has an unknown key {key!r}.",
+                    f"Did you mean {close[0]!r}?"
+                    if close
+                    else "Known keys: " + ", ".join(sorted(OPTIONS)) + ".",
+                )
+            )
+        elif not option.accepts(item):
+            found.append(
+                Problem(
+                    "dbtune.E003",
+                    key,
+                    f"DBTUNE[{key!r}] must be {option.type_name}, not {item!r}.",
+                )
+            )
+    if not any(p.key == "DATABASES" for p in found):
+        aliases = value.get("DATABASES")
+        if aliases is not None:
+            for alias in aliases:
+                if alias not in django_settings.DATABASES:
+                    found.append(
+                        Problem(
+                            "dbtune.E004",
+                            "DATABASES",
+                            f"DBTUNE['DATABASES'] names {alias!r}, which is not in "
+                            "settings.DATABASES.",
+                            "Known aliases: " + ", ".join(django_settings.DATABASES) + ".",
+                        )
+                    )
+    return found
+
+
+class Settings:
+    """Typed, lazy access to the DBTUNE setting."""
+
+    def _get(self, key: str) -> Any:
+        user = getattr(django_settings, "DBTUNE", {})
+        for problem in problems(user):
+            if problem.key in (None, key):
+                raise ImproperlyConfigured(problem.message)
+        return user.get(key, OPTIONS[key].default)
+
+    @property
+    def ENABLED(self) -> bool:
+        return bool(self._get("ENABLED"))
+
+    @property
+    def DATABASES(self) -> tuple[str, ...]:
+        aliases = self._get("DATABASES")
+        return tuple(django_settings.DATABASES if aliases is None else aliases)
+
+    @property
+    def PROJECT_ROOT(self) -> Path:
+        root = self._get("PROJECT_ROOT")
+        if root is None:
+            root = getattr(django_settings, "BASE_DIR", None) or os.getcwd()
+        return Path(root).resolve()
+
+    @property
+    def IGNORED_MODULES(self) -> tuple[str, ...]:
+        return tuple(self._get("IGNORED_MODULES"))
+
+
+conf = Settings()

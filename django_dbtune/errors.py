@@ -1,0 +1,11 @@
+"""The exceptions django-dbtune raises to its users."""
+
+from __future__ import annotations
+
+
+class DbtuneError(Exception):
+    """Base class of every error django-dbtune raises on purpose."""
+
+
+class CaptureError(DbtuneError):
+    """Query capture was used in a way that could not record anything."""

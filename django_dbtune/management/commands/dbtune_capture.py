@@ -1,0 +1,86 @@
+"""``manage.py dbtune_capture URL [URL ...]``: the queries each page runs, grouped by shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.test import Client
+
+from django_dbtune.capture import QueryLog, capture_queries
+
+
+class Command(BaseCommand):
+    help = (
+        "Request each URL in-process (as the test client does, through every middleware) "
+        "and report the queries it ran, grouped by shape, the most repeated first, with "
+        "the line of your code that ran them. A shape repeated once per row is an N+1."
+    )
+    requires_system_checks = "__all__"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("urls", nargs="+", metavar="URL", help="Paths such as /books/.")
+        parser.add_argument(
+            "--format", choices=("text", "json"), default="text", help="Output format."
+        )
+        parser.add_argument(
+            "--top",
+            type=int,
+            default=5,
+            metavar="N",
+            help="How many shapes to show per page in text output (default 5).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["top"] < 1:
+            raise CommandError("--top must be at least 1.")
+        for url in options["urls"]:
+            if not url.startswith("/"):
+                raise CommandError(f"{url!r} is not a path: give it as /path/ on this site.")
+        client = Client(HTTP_HOST=_request_host(), raise_request_exception=False)
+        pages = []
+        for url in options["urls"]:
+            with capture_queries() as log:
+                response = client.get(url)
+            pages.append((url, response.status_code, log))
+        if options["format"] == "json":
+            self.stdout.write(json.dumps([_page_json(*page) for page in pages], indent=2))
+        else:
+            for page in pages:
+                self._write_text(*page, top=options["top"])
+        failed = [url for url, status, _ in pages if status >= 400]
+        if failed:
+            raise CommandError("These pages answered with an error status: " + ", ".join(failed))
+
+    def _write_text(self, url: str, status: int, log: QueryLog, top: int) -> None:
+        heading = f"GET {url}  ->  {status}, {len(log)} queries, {log.duration * 1000:.1f} ms"
+        self.stdout.write(self.style.MIGRATE_HEADING(heading))
+        shapes = log.shapes()
+        for group in shapes[:top]:
+            shape = group.shape if len(group.shape) <= 160 else group.shape[:157] + "..."
+            self.stdout.write(f"  {group.count:>4}x  {group.duration * 1000:7.2f} ms  {shape}")
+            for site, count in group.call_sites[:3]:
+                self.stdout.write(f"                       {count:>4}x from {site}")
+        if len(shapes) > top:
+            self.stdout.write(f"  ... and {len(shapes) - top} more shapes")
+        self.stdout.write("")
+
+
+def _page_json(url: str, status: int, log: QueryLog) -> dict[str, Any]:
+    return {
+        "url": url,
+        "status": status,
+        "queries": len(log),
+        "duration_ms": round(log.duration * 1000, 3),
+        "shapes": [group.as_dict() for group in log.shapes()],
+    }
+
+
+def _request_host() -> str:
+    """A host name the site accepts, so requests are not refused as DisallowedHost."""
+    for host in settings.ALLOWED_HOSTS:
+        if host != "*" and not host.startswith("*"):
+            return host.lstrip(".")
+    return "localhost"

@@ -1,0 +1,173 @@
+"""What a SQL statement is: its shape, the tables it touches, and whether it writes.
+
+Parsed with sqlglot (a real tokenizer and parser, never regular expressions over SQL) and
+cached per statement text, so the same query seen a thousand times is analysed once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import Token, TokenType
+
+Kind = Literal["read", "write", "other"]
+
+# Django's database vendors, as sqlglot's dialects.
+DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle"}
+
+_LITERALS = frozenset(
+    {
+        TokenType.NUMBER,
+        TokenType.STRING,
+        TokenType.NATIONAL_STRING,
+        TokenType.BYTE_STRING,
+        TokenType.HEX_STRING,
+        TokenType.BIT_STRING,
+        TokenType.RAW_STRING,
+        TokenType.HEREDOC_STRING,
+        TokenType.PLACEHOLDER,
+        TokenType.PARAMETER,
+        TokenType.TRUE,
+        TokenType.FALSE,
+        TokenType.NULL,
+    }
+)
+_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.TruncateTable, exp.Drop, exp.Alter)
+_WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "TRUNCATE"})
+_READ_KEYWORDS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN"})
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    shape: str
+    kind: Kind
+    tables: tuple[str, ...]
+    written_tables: tuple[str, ...]
+
+
+def to_qmark(sql: str) -> str:
+    """Django's ``%s`` placeholders as ``?``, the way its SQLite backend converts them."""
+    return sql.replace("%s", "?").replace("%%", "%")
+
+
+@lru_cache(maxsize=4096)
+def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
+    """Analyse one statement as Django sends it to a database of the given vendor."""
+    text = to_qmark(sql) if has_params else sql
+    dialect = DIALECTS.get(vendor)
+    try:
+        tokens = sqlglot.tokenize(text, read=dialect)
+    except SqlglotError:
+        return Statement(" ".join(text.split()), _kind_from_keyword(text), (), ())
+    shape = _shape(text, tokens)
+    try:
+        trees = [tree for tree in sqlglot.parse(text, read=dialect) if tree is not None]
+    except SqlglotError:
+        return Statement(shape, _kind_from_keyword(text), (), ())
+    tables: list[str] = []
+    written: list[str] = []
+    kind: Kind = "other"
+    for tree in trees:
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            name = _table_name(table)
+            if name and name not in ctes and name not in tables:
+                tables.append(name)
+        for node in tree.find_all(*_WRITES):
+            kind = "write"
+            for name in _targets(node):
+                if name not in written:
+                    written.append(name)
+        if kind != "write" and isinstance(tree, exp.Query):
+            kind = "read"
+    return Statement(shape, kind, tuple(tables), tuple(written))
+
+
+def _table_name(table: exp.Table) -> str:
+    return f"{table.db}.{table.name}" if table.db else table.name
+
+
+def _targets(node: exp.Expression) -> list[str]:
+    """The tables a write statement changes (not the ones it only reads)."""
+    if isinstance(node, exp.TruncateTable | exp.Drop | exp.Alter):
+        tables = list(node.find_all(exp.Table))
+    else:
+        target = node.this
+        table = target if isinstance(target, exp.Table) else None
+        if table is None and isinstance(target, exp.Expression):
+            table = target.find(exp.Table)
+        tables = [table] if table is not None else []
+    return [name for table in tables if (name := _table_name(table))]
+
+
+def _kind_from_keyword(text: str) -> Kind:
+    words = text.split(None, 1)
+    first = words[0].upper() if words else ""
+    if first in _WRITE_KEYWORDS:
+        return "write"
+    return "read" if first in _READ_KEYWORDS else "other"
+
+
+def _shape(text: str, tokens: list[Token]) -> str:
+    """The statement with every literal replaced by ``?`` and lists of them folded to ``...``.
+
+    ``IN (?, ?, ?)`` and ``VALUES (?, ?), (?, ?)`` of any length share one shape.
+    """
+    # Spans (start, end inclusive, replacement) over the original text.
+    spans: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.token_type == TokenType.L_PAREN:
+            j = _placeholder_list_end(tokens, i)
+            if j is not None:
+                # Fold "(...), (...), ..." that follow one another into one.
+                while (
+                    j + 2 < len(tokens)
+                    and tokens[j + 1].token_type == TokenType.COMMA
+                    and (k := _placeholder_list_end(tokens, j + 2)) is not None
+                ):
+                    j = k
+                spans.append((token.start, tokens[j].end, "(...)"))
+                i = j + 1
+                continue
+        if token.token_type in _LITERALS and token.token_type not in (
+            TokenType.TRUE,
+            TokenType.FALSE,
+            TokenType.NULL,
+        ):
+            end = token.end
+            if token.token_type == TokenType.PARAMETER and i + 1 < len(tokens):
+                i += 1
+                end = tokens[i].end
+            spans.append((token.start, end, "?"))
+        i += 1
+    pieces = []
+    position = 0
+    for start, end, replacement in spans:
+        pieces.append(text[position:start])
+        pieces.append(replacement)
+        position = end + 1
+    pieces.append(text[position:])
+    return " ".join("".join(pieces).split())
+
+
+def _placeholder_list_end(tokens: list[Token], open_index: int) -> int | None:
+    """Index of the ``)`` closing a parenthesised list of literals only, else None."""
+    expect_value = True
+    for j in range(open_index + 1, len(tokens)):
+        kind = tokens[j].token_type
+        if expect_value and kind in _LITERALS:
+            expect_value = False
+        elif not expect_value and kind == TokenType.COMMA:
+            expect_value = True
+        elif not expect_value and kind == TokenType.R_PAREN:
+            return j
+        else:
+            return None
+    return None

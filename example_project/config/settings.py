@@ -1,0 +1,107 @@
+"""Settings of the example project: a small SaaS back office with three apps.
+
+DBTUNE_DB=sqlite|postgres and DBTUNE_CACHE=locmem|redis pick the services (SQLite and local
+memory by default). PostgreSQL and Redis are reached on 127.0.0.1 unless DBTUNE_PG_HOST,
+DBTUNE_PG_PORT, DBTUNE_PG_USER, DBTUNE_PG_PASSWORD, DBTUNE_PG_NAME or DBTUNE_REDIS_URL say
+otherwise.
+"""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-not-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_dbtune",
+    "crawler",
+    "publisher",
+    "marketplace",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django_dbtune.middleware.CaptureMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+
+def database(name: str) -> dict[str, object]:
+    """One database of the kind DBTUNE_DB names."""
+    engine = os.environ.get("DBTUNE_DB", "sqlite")
+    if engine == "sqlite":
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / f"{name}.sqlite3"}
+    if engine == "postgres":
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("DBTUNE_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DBTUNE_PG_PORT", "5432"),
+            "USER": os.environ.get("DBTUNE_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("DBTUNE_PG_PASSWORD", ""),
+            "NAME": os.environ.get("DBTUNE_PG_NAME", name),
+        }
+    raise ImproperlyConfigured(f"DBTUNE_DB must be 'sqlite' or 'postgres', not {engine!r}.")
+
+
+def cache() -> dict[str, object]:
+    """The cache of the kind DBTUNE_CACHE names."""
+    kind = os.environ.get("DBTUNE_CACHE", "locmem")
+    if kind == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if kind == "redis":
+        return {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": os.environ.get("DBTUNE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        }
+    raise ImproperlyConfigured(f"DBTUNE_CACHE must be 'locmem' or 'redis', not {kind!r}.")
+
+
+DATABASES = {"default": database("dbtune_example")}
+CACHES = {"default": cache()}
+
+DBTUNE: dict[str, object] = {}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

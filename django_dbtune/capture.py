@@ -10,6 +10,8 @@ only when something asks, and once per distinct SQL text.
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import os
 import sys
 import sysconfig
@@ -396,15 +398,16 @@ class _CallSiteFinder:
         return internal
 
     def find(self, frame: FrameType | None) -> _Site:
-        handler = None
         while frame is not None:
             code = frame.f_code
             if not self._is_internal(code):
                 return code.co_filename, frame.f_lineno, code.co_name
             if code is _THREAD_HANDLER:
-                handler = frame
+                # A sync_to_async worker: the frames above belong to whoever lent the
+                # thread, not to the code that asked for this query.
+                return self._find_awaiting(frame)
             frame = frame.f_back
-        return self._find_awaiting(handler) if handler is not None else _UNKNOWN
+        return _UNKNOWN
 
     def _find_awaiting(self, handler: FrameType) -> _Site:
         """The project line of the coroutine waiting for this sync_to_async worker thread.
@@ -434,10 +437,18 @@ class _CallSiteFinder:
                     break
                 if not self._is_internal(frame.f_code):
                     site = (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
-                awaitable = getattr(awaitable, "cr_await", None) or getattr(
-                    awaitable, "ag_await", None
-                )
+                awaitable = _awaited_by(awaitable)
         return _UNKNOWN
+
+
+def _awaited_by(awaitable: Any) -> Any:
+    """What a suspended coroutine or async generator is waiting for, if it is code."""
+    awaited = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    if awaited is not None and not hasattr(awaited, "cr_frame") and not hasattr(awaited, "ag_frame"):
+        # ``async for`` awaits an asend object, which only the garbage collector's
+        # referents link to its async generator.
+        awaited = next((ref for ref in gc.get_referents(awaited) if inspect.isasyncgen(ref)), None)
+    return awaited
 
 
 @lru_cache(maxsize=8)

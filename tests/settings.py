@@ -1,0 +1,26 @@
+"""Test settings: the example project, with the services chosen by environment variables.
+
+DBTUNE_DB=sqlite (default) or postgres; DBTUNE_CACHE=locmem (default) or redis. A second
+database, "other", of the same kind, tests multi-database capture.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "example_project"))
+
+from config.settings import *  # noqa: E402, F403
+from config.settings import cache, database  # noqa: E402
+
+DATABASES = {"default": database("dbtune_tests"), "other": database("dbtune_tests_other")}
+if os.environ.get("DBTUNE_DB", "sqlite") == "sqlite":
+    for alias in DATABASES:
+        # In memory: fast, and nothing left behind.
+        DATABASES[alias]["TEST"] = {"NAME": f"file:memorydb_{alias}?mode=memory&cache=shared"}
+CACHES = {"default": cache()}
+ROOT_URLCONF = "tests.urls"
+# Call sites are shown relative to the repository in the tests.
+BASE_DIR = ROOT
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,61 @@
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_dbtune.checks import check_settings
+
+
+def ids(value):
+    with override_settings(DBTUNE=value):
+        return [message.id for message in check_settings()]
+
+
+def test_a_good_setting_passes():
+    assert ids({"ENABLED": True, "DATABASES": ["default"], "IGNORED_MODULES": []}) == []
+
+
+def test_e001_dbtune_is_not_a_dict():
+    assert ids(["ENABLED"]) == ["dbtune.E001"]
+
+
+def test_e002_unknown_key_names_the_key_and_suggests_the_right_one():
+    with override_settings(DBTUNE={"enabled": True}):
+        (message,) = check_settings()
+    assert message.id == "dbtune.E002"
+    assert "'enabled'" in message.msg
+    assert message.hint == "Did you mean 'ENABLED'?"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ENABLED", "yes"),
+        ("DATABASES", "default"),
+        ("IGNORED_MODULES", ["ok", 3]),
+        ("PROJECT_ROOT", 42),
+    ],
+)
+def test_e003_wrong_type_names_the_key(key, value):
+    with override_settings(DBTUNE={key: value}):
+        (message,) = check_settings()
+    assert message.id == "dbtune.E003"
+    assert repr(key) in message.msg
+
+
+def test_e004_unknown_database_alias():
+    with override_settings(DBTUNE={"DATABASES": ["default", "replica"]}):
+        (message,) = check_settings()
+    assert message.id == "dbtune.E004"
+    assert "'replica'" in message.msg
+
+
+def test_w001_project_root_that_is_not_a_folder(tmp_path):
+    assert ids({"PROJECT_ROOT": str(tmp_path / "missing")}) == ["dbtune.W001"]
+
+
+def test_manage_py_check_reports_a_bad_setting_without_a_traceback():
+    with override_settings(DBTUNE={"ENABLD": True}), pytest.raises(
+        SystemCheckError, match=r"dbtune\.E002.*'ENABLD'"
+    ):
+        call_command("check")

@@ -1,0 +1,33 @@
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from django_dbtune.conf import OPTIONS, conf
+
+
+def test_defaults_apply_without_a_dbtune_setting(settings):
+    del settings.DBTUNE
+    assert conf.ENABLED is True
+    assert conf.DATABASES == ("default", "other")
+    assert conf.IGNORED_MODULES == ()
+    assert conf.PROJECT_ROOT == settings.BASE_DIR
+
+
+def test_override_settings_is_seen_at_once(tmp_path):
+    with override_settings(DBTUNE={"ENABLED": False, "PROJECT_ROOT": str(tmp_path)}):
+        assert conf.ENABLED is False
+        assert conf.PROJECT_ROOT == tmp_path.resolve()
+    assert conf.ENABLED is True
+
+
+def test_a_wrong_type_raises_improperly_configured_naming_the_key():
+    with override_settings(DBTUNE={"ENABLED": "yes"}), pytest.raises(
+        ImproperlyConfigured, match=r"DBTUNE\['ENABLED'\] must be a boolean"
+    ):
+        _ = conf.ENABLED
+
+
+def test_every_option_has_help_and_a_default_its_own_check_accepts():
+    for name, option in OPTIONS.items():
+        assert option.help, name
+        assert option.accepts(option.default), name

@@ -1,0 +1,55 @@
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from publisher.models import Business, SocialAccount
+
+
+@pytest.fixture
+def businesses(django_user_model):
+    owner = django_user_model.objects.create(username="owner")
+    for i in range(6):
+        business = Business.objects.create(
+            owner=owner, name=f"B{i}", slug=f"b{i}", created_at="2026-01-01T00:00Z"
+        )
+        SocialAccount.objects.create(
+            business=business, platform="x", handle=f"b{i}", connected_at="2026-01-01T00:00Z"
+        )
+
+
+def run(*args):
+    out = StringIO()
+    call_command("dbtune_capture", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
+def test_text_output_shows_the_repeated_shape_and_the_line_that_ran_it():
+    text = run("/publisher/businesses/")
+    assert "GET /publisher/businesses/  ->  200, 7 queries" in text
+    assert '6x' in text and 'SELECT "publisher_socialaccount"."id"' in text
+    assert "from example_project/publisher/views.py:" in text
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
+def test_json_output_is_machine_readable():
+    (page,) = json.loads(run("/publisher/businesses/", "--format", "json"))
+    assert page["status"] == 200 and page["queries"] == 7
+    top = page["shapes"][0]
+    assert top["count"] == 6 and top["tables"] == ["publisher_socialaccount"]
+    assert top["call_sites"][0]["call_site"].startswith("example_project/publisher/views.py:")
+
+
+@pytest.mark.django_db
+def test_an_error_page_is_reported_and_fails_the_command():
+    with pytest.raises(CommandError, match="error status: /no/such/page/"):
+        run("/no/such/page/")
+
+
+def test_a_url_that_is_not_a_path_is_refused():
+    with pytest.raises(CommandError, match="is not a path"):
+        run("publisher/")

@@ -1,0 +1,54 @@
+import pytest
+
+from django_dbtune.sql import analyse
+
+
+@pytest.mark.parametrize("vendor", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    ("sql", "kind", "tables", "written"),
+    [
+        ('SELECT "a"."id" FROM "shop_book" "a" WHERE "a"."id" = %s', "read", ["shop_book"], []),
+        (
+            'SELECT 1 FROM "b" INNER JOIN "c" ON ("b"."c_id" = "c"."id") WHERE "b"."x" IN '
+            '(SELECT "d"."id" FROM "d")',
+            "read",
+            ["b", "c", "d"],
+            [],
+        ),
+        ('INSERT INTO "t" ("a") VALUES (%s), (%s) RETURNING "t"."id"', "write", ["t"], ["t"]),
+        ('UPDATE "t" SET "a" = %s WHERE "t"."id" IN (SELECT "u"."id" FROM "u")', "write",
+         ["t", "u"], ["t"]),
+        ('DELETE FROM "t" WHERE "t"."id" IN (%s, %s)', "write", ["t"], ["t"]),
+        ("WITH gone AS (DELETE FROM a RETURNING id) SELECT * FROM gone", "write", ["a"], ["a"]),
+        ('SAVEPOINT "s1"', "other", [], []),
+        ('RELEASE SAVEPOINT "s1"', "other", [], []),
+    ],
+)
+def test_statements_are_classified_by_a_parser(vendor, sql, kind, tables, written):
+    statement = analyse(sql, vendor)
+    assert statement.kind == kind
+    assert list(statement.tables) == tables
+    assert list(statement.written_tables) == written
+
+
+def test_schema_qualified_and_quoted_tables_keep_their_schema():
+    assert analyse('SELECT * FROM "sales"."order" WHERE id = 1', "postgresql").tables == (
+        "sales.order",
+    )
+
+
+def test_shape_replaces_literals_and_folds_lists():
+    shape = analyse("SELECT * FROM t WHERE a = 'x' AND b = 3 AND c IN (1, 2, 3)", "", False).shape
+    assert shape == "SELECT * FROM t WHERE a = ? AND b = ? AND c IN (...)"
+    rows = analyse("INSERT INTO t (a, b) VALUES (%s, %s), (%s, %s), (%s, %s)", "sqlite").shape
+    assert rows == "INSERT INTO t (a, b) VALUES (...)"
+
+
+def test_a_percent_without_parameters_is_left_alone():
+    assert analyse("SELECT '100%' FROM t", "postgresql", False).shape == "SELECT ? FROM t"
+
+
+def test_unparseable_sql_still_gets_a_shape_and_a_kind():
+    statement = analyse("VACUUM (VERBOSE) ((( nonsense", "postgresql", False)
+    assert statement.kind == "other"
+    assert statement.tables == ()

@@ -37,7 +37,7 @@ class PageResult(models.Model):
     crawl_job = models.ForeignKey(CrawlJob, on_delete=models.CASCADE, related_name="pages")
     # Slow spot: searched with url__startswith, and no index covers it.
     url = models.CharField(max_length=2000)
-    # Slow spot: the broken-pages report filters on it, and no index covers it.
+    # Slow spot: the broken-pages report filters on it, newest first; no index covers it.
     status_code = models.PositiveSmallIntegerField()
     score = models.PositiveSmallIntegerField()
     title = models.CharField(max_length=300)

@@ -1,0 +1,158 @@
+"""The example project's slow spots are real, and KNOWN_ISSUES.md says where they are."""
+
+import re
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from crawler.models import Website
+from dashboard import seed
+from django_dbtune.capture import capture_queries
+from tests import factories
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "example_project"
+ROW = re.compile(r"^\| (?P<id>[A-Z0-9-]+) \|[^|]*\| (?P<where>[\w/.]+):(?P<line>\d+) \| `(?P<code>.+?)` \|")
+
+
+def known_issues() -> list[re.Match[str]]:
+    text = (EXAMPLE / "KNOWN_ISSUES.md").read_text()
+    return [match for line in text.splitlines() if (match := ROW.match(line))]
+
+
+def test_every_known_issue_points_at_the_code_it_names():
+    rows = known_issues()
+    assert len(rows) >= 25
+    assert {row["id"] for row in rows} >= {f"IDX-{n}" for n in range(1, 10)} | {
+        f"N1-{n}" for n in range(1, 6)
+    } | {"CACHE-1"}
+    for row in rows:
+        lines = (EXAMPLE / row["where"]).read_text().splitlines()
+        line = lines[int(row["line"]) - 1]
+        assert row["code"] in line, f"{row['id']}: {row['where']}:{row['line']} is {line!r}"
+
+
+def page_queries(client, url: str) -> int:
+    with capture_queries() as log:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return len(log)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "make_rows", "queries_per_row"),
+    [
+        ("/crawler/pages/", factories.page_results, 2),  # N1-1
+        ("/publisher/businesses/", factories.businesses, 1),  # N1-2
+        ("/publisher/posts/", factories.posts, 1),  # N1-3
+        ("/marketplace/jobs/", factories.open_jobs, 1),  # N1-4
+        ("/marketplace/freelancers/", factories.freelancers, 1),  # N1-5
+    ],
+)
+def test_n_plus_one_pages_run_more_queries_as_rows_grow(client, url, make_rows, queries_per_row):
+    make_rows(3)
+    with_3 = page_queries(client, url)
+    make_rows(4)
+    with_7 = page_queries(client, url)
+    assert with_7 - with_3 == 4 * queries_per_row
+
+
+@pytest.mark.django_db
+def test_every_page_renders(client):
+    seed.seed(0.05)
+    website = Website.objects.first()
+    urls = [
+        "/",
+        "/crawler/websites/",
+        f"/crawler/websites/{website.pk}/",
+        "/crawler/pages/?url=https://",
+        "/crawler/broken/",
+        "/crawler/recommendations/",
+        "/publisher/businesses/",
+        "/publisher/posts/",
+        "/publisher/queue/",
+        "/marketplace/jobs/",
+        "/marketplace/freelancers/",
+        "/marketplace/payments/",
+    ]
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b"<table>" in response.content or b"class=\"cards\"" in response.content
+
+
+# Each unindexed filter: the page that runs it, the table it scans, and the index that fixes it
+# (as KNOWN_ISSUES.md's fix column says, in PostgreSQL's words).
+UNINDEXED = {
+    "IDX-1": ("/crawler/pages/?url={prefix}", "crawler_pageresult", "(url varchar_pattern_ops)"),
+    "IDX-2": ("/crawler/broken/", "crawler_pageresult", "(status_code, crawled_at DESC)"),
+    "IDX-3": ("/crawler/websites/{website}/", "crawler_recommendation", "(website_id)"),
+    "IDX-4": (
+        "/crawler/recommendations/",
+        "crawler_recommendation",
+        "(priority DESC) WHERE implementation_status = 'open'",
+    ),
+    "IDX-5": ("/publisher/queue/", "publisher_post", "(status, scheduled_for)"),
+    "IDX-6": ("/marketplace/freelancers/", "marketplace_userprofile", "(role, rating DESC)"),
+    "IDX-7": ("/marketplace/jobs/", "marketplace_job", "(status, created_at DESC)"),
+    "IDX-8": ("/marketplace/payments/?status=failed", "marketplace_payment", "(status)"),
+}
+
+
+def listing_query(client, url: str, table: str):
+    """The query of the page that lists rows of ``table`` (the one with a LIMIT)."""
+    with capture_queries() as log:
+        assert client.get(url).status_code == 200
+    (record,) = [r for r in log if r.tables[:1] == (table,) and "LIMIT" in r.shape]
+    return record
+
+
+def plan(record) -> str:
+    prefix = "EXPLAIN " if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN "
+    with connection.cursor() as cursor:
+        cursor.execute(prefix + record.sql, record.params)
+        return "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
+
+
+@pytest.fixture(scope="module")
+def seeded_urls(django_db_setup, django_db_blocker):
+    """Demo data at a scale where the planner's choices mean something, seeded once."""
+    with django_db_blocker.unblock():
+        seed.seed(4 if connection.vendor == "postgresql" else 1)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        website = Website.objects.order_by("pk").first()
+        prefix = f"https://{website.domain}/blog/"
+        yield {
+            key: url.format(prefix=prefix, website=website.pk)
+            for key, (url, *_) in UNINDEXED.items()
+        }
+        seed.reset()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spot", sorted(UNINDEXED))
+def test_unindexed_filters_scan_the_whole_table(client, seeded_urls, spot):
+    _, table, _ = UNINDEXED[spot]
+    text = plan(listing_query(client, seeded_urls[spot], table))
+    if connection.vendor == "postgresql":
+        assert f"Seq Scan on {table}" in text, text
+    else:
+        assert re.search(rf"\bSCAN {table}\b", text), text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spot", sorted(UNINDEXED))
+def test_the_listed_index_ends_the_sequential_scan(client, seeded_urls, spot, postgres_only):
+    _, table, index = UNINDEXED[spot]
+    record = listing_query(client, seeded_urls[spot], table)
+    with connection.cursor() as cursor:
+        # The seeded rows' deferred foreign key checks must run before an index is built.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"CREATE INDEX dbtune_probe ON {table} {index}")
+        cursor.execute(f"ANALYZE {table}")
+    text = plan(record)
+    assert f"Seq Scan on {table}" not in text, text
+    assert "dbtune_probe" in text, text

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
-from types import CodeType, FrameType, TracebackType
+from types import CodeType, FrameType, ModuleType, TracebackType
 from typing import Any, overload
 
 import asgiref
@@ -240,7 +240,7 @@ def _record(
                 log.records.append(record)
 
 
-class capture_queries:  # noqa: N801 - used like a function, as Django's own context managers
+class capture_queries:
     """Record every query the current code runs, on every database (or those in ``using``).
 
     ``with capture_queries() as log:`` in sync code, ``async with capture_queries() as log:``
@@ -342,12 +342,12 @@ def relative_path(filename: str) -> str:
         return filename
 
 
-def _package_dir(module: object) -> str:
-    return os.path.dirname(os.path.abspath(module.__file__)) + os.sep  # type: ignore[attr-defined]
+def _package_dir(module: ModuleType) -> str:
+    return os.path.dirname(os.path.abspath(str(module.__file__))) + os.sep
 
 
 def _module_dirs(names: tuple[str, ...]) -> tuple[str, ...]:
-    dirs = []
+    dirs: list[str] = []
     for name in names:
         try:
             spec = find_spec(name)
@@ -367,12 +367,9 @@ _SITE_PACKAGES = tuple(
     {os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib")}
 )
 _ALWAYS_SKIPPED = (_package_dir(django), _package_dir(django_dbtune), _package_dir(asgiref))
-_THREAD_HANDLER: CodeType | None = getattr(
-    getattr(SyncToAsync, "thread_handler", None), "__code__", None
-)
-_SYNC_TO_ASYNC_CALL: CodeType | None = getattr(
-    getattr(SyncToAsync, "__call__", None), "__code__", None
-)
+# The two ends of a sync_to_async call: the worker thread's entry and the awaited coroutine.
+_THREAD_HANDLER: CodeType = SyncToAsync.thread_handler.__code__
+_SYNC_TO_ASYNC_CALL: CodeType = SyncToAsync.__call__.__code__
 
 _Site = tuple[str | None, int | None, str | None]
 _UNKNOWN: _Site = (None, None, None)
@@ -428,7 +425,9 @@ class _CallSiteFinder:
             site = _UNKNOWN
             awaitable: Any = task.get_coro()
             while awaitable is not None:
-                frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+                frame = getattr(awaitable, "cr_frame", None) or getattr(
+                    awaitable, "ag_frame", None
+                )
                 if frame is None:
                     break
                 if frame.f_code is _SYNC_TO_ASYNC_CALL:
@@ -444,7 +443,11 @@ class _CallSiteFinder:
 def _awaited_by(awaitable: Any) -> Any:
     """What a suspended coroutine or async generator is waiting for, if it is code."""
     awaited = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
-    if awaited is not None and not hasattr(awaited, "cr_frame") and not hasattr(awaited, "ag_frame"):
+    if (
+        awaited is not None
+        and not hasattr(awaited, "cr_frame")
+        and not hasattr(awaited, "ag_frame")
+    ):
         # ``async for`` awaits an asend object, which only the garbage collector's
         # referents link to its async generator.
         awaited = next((ref for ref in gc.get_referents(awaited) if inspect.isasyncgen(ref)), None)

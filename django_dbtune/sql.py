@@ -11,9 +11,8 @@ from functools import lru_cache
 from typing import Literal
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Token, TokenType, exp
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import Token, TokenType
 
 Kind = Literal["read", "write", "other"]
 

@@ -36,8 +36,14 @@ def page_results(n: int) -> None:
         )
         job = CrawlJob.objects.create(website=website, status="done", started_at=WHEN)
         PageResult.objects.create(
-            crawl_job=job, url=f"https://{website.domain}/", status_code=200, score=90,
-            title="Home", load_time_ms=120, word_count=300, crawled_at=WHEN,
+            crawl_job=job,
+            url=f"https://{website.domain}/",
+            status_code=200,
+            score=90,
+            title="Home",
+            load_time_ms=120,
+            word_count=300,
+            crawled_at=WHEN,
         )
 
 
@@ -57,16 +63,24 @@ def posts(n: int) -> None:
     account = SocialAccount.objects.latest("pk")
     tag, _ = Tag.objects.get_or_create(name="launch")
     for i in range(n):
-        post = Post.objects.create(account=account, body=f"Post {i}", status="published",
-                                   created_at=WHEN)
+        post = Post.objects.create(
+            account=account, body=f"Post {i}", status="published", created_at=WHEN
+        )
         post.tags.add(tag)
 
 
 def open_jobs(n: int) -> None:
     for i in range(n):
         client = profile(f"client-{Job.objects.count()}-{i}", role="client")
-        Job.objects.create(client=client, title=f"Job {i}", description="", category="design",
-                           budget=Decimal("100"), status="open", created_at=WHEN)
+        Job.objects.create(
+            client=client,
+            title=f"Job {i}",
+            description="",
+            category="design",
+            budget=Decimal("100"),
+            status="open",
+            created_at=WHEN,
+        )
 
 
 def freelancers(n: int) -> None:

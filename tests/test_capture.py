@@ -3,7 +3,7 @@ import threading
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.test import AsyncClient, override_settings
 
 from django_dbtune import CaptureError
@@ -29,7 +29,8 @@ def line_of(text: str) -> int:
 def test_orm_query_is_recorded_with_shape_tables_and_call_site():
     Tag.objects.create(name="launch")
     with capture_queries() as log:
-        names = list(Tag.objects.filter(name__startswith="la").values_list("name", flat=True))  # q1
+        tags = Tag.objects.filter(name__startswith="la").values_list("name", flat=True)
+        names = list(tags)  # q1
     assert names == ["launch"]
     (record,) = log
     assert record.alias == "default"
@@ -141,10 +142,14 @@ def test_capture_leaves_django_exactly_as_it_was():
     def user_wrapper(execute, sql, params, many, context):
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(user_wrapper):
-        with pytest.raises(ZeroDivisionError), capture_queries():
+    def fail_inside_a_capture():
+        with capture_queries():
             Tag.objects.count()
-            1 / 0  # noqa: B018
+            raise ZeroDivisionError
+
+    with connection.execute_wrapper(user_wrapper):
+        with pytest.raises(ZeroDivisionError):
+            fail_inside_a_capture()
         assert connection.execute_wrappers == [user_wrapper]
     assert wrappers() == before
     with capture_queries() as log:
@@ -155,9 +160,8 @@ def test_capture_leaves_django_exactly_as_it_was():
 
 @pytest.mark.django_db
 def test_failed_queries_are_recorded_with_their_error():
-    with capture_queries() as log:
-        with pytest.raises(Exception), connection.cursor() as cursor:  # noqa: PT011
-            cursor.execute("SELECT * FROM no_such_table")
+    with capture_queries() as log, connection.cursor() as cursor, pytest.raises(DatabaseError):
+        cursor.execute("SELECT * FROM no_such_table")
     assert log[-1].error is not None
     assert log[-1].tables == ("no_such_table",)
 
@@ -244,7 +248,10 @@ def test_ignored_modules_are_skipped_when_finding_the_call_site():
     with capture_queries() as log:
         helpers.count_tags()  # helper-call
     assert log[0].call_site.startswith("tests/helpers.py")
-    with override_settings(DBTUNE={"IGNORED_MODULES": ["tests.helpers"]}), capture_queries() as log:
+    with (
+        override_settings(DBTUNE={"IGNORED_MODULES": ["tests.helpers"]}),
+        capture_queries() as log,
+    ):
         helpers.count_tags()  # ignored-helper-call
     assert log[0].call_site.startswith(f"{THIS_FILE}:{line_of('# ignored-helper-call')}")
 

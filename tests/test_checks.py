@@ -55,7 +55,8 @@ def test_w001_project_root_that_is_not_a_folder(tmp_path):
 
 
 def test_manage_py_check_reports_a_bad_setting_without_a_traceback():
-    with override_settings(DBTUNE={"ENABLD": True}), pytest.raises(
-        SystemCheckError, match=r"dbtune\.E002.*'ENABLD'"
+    with (
+        override_settings(DBTUNE={"ENABLD": True}),
+        pytest.raises(SystemCheckError, match=r"dbtune\.E002.*'ENABLD'"),
     ):
         call_command("check")

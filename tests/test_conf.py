@@ -16,13 +16,14 @@ def test_defaults_apply_without_a_dbtune_setting(settings):
 def test_override_settings_is_seen_at_once(tmp_path):
     with override_settings(DBTUNE={"ENABLED": False, "PROJECT_ROOT": str(tmp_path)}):
         assert conf.ENABLED is False
-        assert conf.PROJECT_ROOT == tmp_path.resolve()
+        assert tmp_path.resolve() == conf.PROJECT_ROOT
     assert conf.ENABLED is True
 
 
 def test_a_wrong_type_raises_improperly_configured_naming_the_key():
-    with override_settings(DBTUNE={"ENABLED": "yes"}), pytest.raises(
-        ImproperlyConfigured, match=r"DBTUNE\['ENABLED'\] must be a boolean"
+    with (
+        override_settings(DBTUNE={"ENABLED": "yes"}),
+        pytest.raises(ImproperlyConfigured, match=r"DBTUNE\['ENABLED'\] must be a boolean"),
     ):
         _ = conf.ENABLED
 

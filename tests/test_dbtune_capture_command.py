@@ -30,7 +30,7 @@ def run(*args):
 def test_text_output_shows_the_repeated_shape_and_the_line_that_ran_it():
     text = run("/publisher/businesses/")
     assert "GET /publisher/businesses/  ->  200, 7 queries" in text
-    assert '6x' in text and 'SELECT "publisher_socialaccount"."id"' in text
+    assert "6x" in text and 'SELECT "publisher_socialaccount"."id"' in text
     assert "from example_project/publisher/views.py:" in text
 
 

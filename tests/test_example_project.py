@@ -12,7 +12,9 @@ from django_dbtune.capture import capture_queries
 from tests import factories
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_project"
-ROW = re.compile(r"^\| (?P<id>[A-Z0-9-]+) \|[^|]*\| (?P<where>[\w/.]+):(?P<line>\d+) \| `(?P<code>.+?)` \|")
+ROW = re.compile(
+    r"^\| (?P<id>[A-Z0-9-]+) \|[^|]*\| (?P<where>[\w/.]+):(?P<line>\d+) \| `(?P<code>.+?)` \|"
+)
 
 
 def known_issues() -> list[re.Match[str]]:
@@ -79,7 +81,7 @@ def test_every_page_renders(client):
     for url in urls:
         response = client.get(url)
         assert response.status_code == 200, url
-        assert b"<table>" in response.content or b"class=\"cards\"" in response.content
+        assert b"<table>" in response.content or b'class="cards"' in response.content
 
 
 # Each unindexed filter: the page that runs it, the table it scans, and the index that fixes it

@@ -42,18 +42,93 @@ DEMO_MODELS: list[type[models.Model]] = [
     UserProfile,
 ]
 
-WORDS = (
-    "growth analytics cloud studio outdoor kitchen bright north river craft pixel urban "
-    "green solar harbor summit maple atlas copper lumen orbit field stone coastal swift"
-).split()
+WORDS = [
+    "growth",
+    "analytics",
+    "cloud",
+    "studio",
+    "outdoor",
+    "kitchen",
+    "bright",
+    "north",
+    "river",
+    "craft",
+    "pixel",
+    "urban",
+    "green",
+    "solar",
+    "harbor",
+    "summit",
+    "maple",
+    "atlas",
+    "copper",
+    "lumen",
+    "orbit",
+    "field",
+    "stone",
+    "coastal",
+    "swift",
+]
 SECTIONS = ["blog", "products", "docs", "pricing", "careers", "help", "news", "about"]
-TAGS = (
-    "launch promo hiring tips howto behindthescenes event webinar casestudy update sale "
-    "community product team culture seo design engineering marketing sustainability "
-    "announcement newsletter giveaway holiday feature release partner story video live"
-).split()
-FIRST = "Ada Alan Grace Linus Margaret Ken Barbara Guido Radia Tim Frances Dennis Sophie".split()
-LAST = "Lovelace Turing Hopper Torvalds Hamilton Thompson Liskov Rossum Perlman Lee".split()
+TAGS = [
+    "launch",
+    "promo",
+    "hiring",
+    "tips",
+    "howto",
+    "behindthescenes",
+    "event",
+    "webinar",
+    "casestudy",
+    "update",
+    "sale",
+    "community",
+    "product",
+    "team",
+    "culture",
+    "seo",
+    "design",
+    "engineering",
+    "marketing",
+    "sustainability",
+    "announcement",
+    "newsletter",
+    "giveaway",
+    "holiday",
+    "feature",
+    "release",
+    "partner",
+    "story",
+    "video",
+    "live",
+]
+FIRST = [
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Ken",
+    "Barbara",
+    "Guido",
+    "Radia",
+    "Tim",
+    "Frances",
+    "Dennis",
+    "Sophie",
+]
+LAST = [
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Thompson",
+    "Liskov",
+    "Rossum",
+    "Perlman",
+    "Lee",
+]
 COUNTRIES = ["US", "GB", "DE", "FR", "IN", "BR", "NG", "PL", "ES", "CA", "AU", "JP"]
 PLATFORMS = [choice.value for choice in SocialAccount.Platform]
 
@@ -122,9 +197,7 @@ def reset(using: str = "default") -> None:
     with transaction.atomic(using=using):
         sql = connection.ops.sql_flush(no_style(), tables, reset_sequences=True)
         connection.ops.execute_sql_flush(sql)
-        get_user_model().objects.using(using).filter(
-            username__startswith=USERNAME_PREFIX
-        ).delete()
+        get_user_model().objects.using(using).filter(username__startswith=USERNAME_PREFIX).delete()
 
 
 def seed(
@@ -220,7 +293,9 @@ def _crawler(rng: random.Random, plan: Plan, writer: _Writer, owners: list[Any])
         [
             CrawlJob(
                 website=website,
-                status=_weighted(rng, {"done": 0.85, "failed": 0.07, "running": 0.05, "queued": 0.03}),
+                status=_weighted(
+                    rng, {"done": 0.85, "failed": 0.07, "running": 0.05, "queued": 0.03}
+                ),
                 started_at=(started := _at(rng, 330)),
                 finished_at=started + timedelta(minutes=rng.randrange(2, 90)),
                 pages_crawled=plan.pages_per_crawl,

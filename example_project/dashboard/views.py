@@ -15,14 +15,18 @@ def index(request: HttpRequest) -> HttpResponse:
         "status_codes": PageResult.objects.values("status_code")
         .annotate(count=Count("id"))
         .order_by("status_code"),
-        "open_recommendations": Recommendation.objects.filter(implementation_status="open")
-        .count(),
-        "posts_by_status": Post.objects.values("status").annotate(count=Count("id"))
+        "open_recommendations": Recommendation.objects.filter(
+            implementation_status="open"
+        ).count(),
+        "posts_by_status": Post.objects.values("status")
+        .annotate(count=Count("id"))
         .order_by("status"),
         "likes": Post.objects.aggregate(total=Sum("like_count")),
-        "jobs_by_status": Job.objects.values("status").annotate(count=Count("id"))
+        "jobs_by_status": Job.objects.values("status")
+        .annotate(count=Count("id"))
         .order_by("status"),
-        "revenue": Payment.objects.filter(status=Payment.Status.COMPLETED)
-        .aggregate(total=Sum("amount"), count=Count("id")),
+        "revenue": Payment.objects.filter(status=Payment.Status.COMPLETED).aggregate(
+            total=Sum("amount"), count=Count("id")
+        ),
     }
     return render(request, "dashboard/index.html", context)

@@ -68,6 +68,9 @@ class Application(models.Model):
     status = models.CharField(max_length=20, choices=Status, default=Status.PENDING)
     created_at = models.DateTimeField()
 
+    def __str__(self) -> str:
+        return f"application #{self.pk} to job {self.job_id}"
+
 
 class Payment(models.Model):
     class Status(models.TextChoices):
@@ -86,6 +89,9 @@ class Payment(models.Model):
     status = models.CharField(max_length=20, choices=Status)
     created_at = models.DateTimeField()
 
+    def __str__(self) -> str:
+        return f"payment #{self.pk}: {self.amount} ({self.status})"
+
 
 class Review(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="reviews")
@@ -98,3 +104,6 @@ class Review(models.Model):
     rating = models.PositiveSmallIntegerField()
     comment = models.TextField()
     created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.rating}/5 for job {self.job_id}"

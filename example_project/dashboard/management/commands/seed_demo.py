@@ -46,7 +46,9 @@ class Command(BaseCommand):
                 seed.reset(using)
             plan = seed.Plan.for_scale(scale)
             started = time.perf_counter()
-            with tqdm(total=plan.total, unit=" rows", disable=None if options["verbosity"] >= 1 else True) as bar:
+            with tqdm(
+                total=plan.total, unit=" rows", disable=None if options["verbosity"] >= 1 else True
+            ) as bar:
                 counts = seed.seed(scale, seed=options["seed"], using=using, progress=bar.update)
         except DatabaseError as exc:
             raise CommandError(

@@ -395,9 +395,15 @@ class _CallSiteFinder:
         return internal
 
     def find(self, frame: FrameType | None) -> _Site:
+        # This runs for every query: the cached lookup is inlined, and the slow path
+        # (_is_internal) only classifies a code object the first time it is seen.
+        known = self._internal
         while frame is not None:
             code = frame.f_code
-            if not self._is_internal(code):
+            internal = known.get(code)
+            if internal is None:
+                internal = self._is_internal(code)
+            if not internal:
                 return code.co_filename, frame.f_lineno, code.co_name
             if code is _THREAD_HANDLER:
                 # A sync_to_async worker: the frames above belong to whoever lent the

@@ -6,6 +6,7 @@ The same table of options drives the system checks (``checks.py``) and the docs.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ def problems(value: object) -> list[Problem]:
     for key, item in value.items():
         option = OPTIONS.get(key)
         if option is None:
-            close = [name for name in OPTIONS if name.lower() == str(key).lower()]
+            close = difflib.get_close_matches(str(key).upper(), OPTIONS, n=1)
             found.append(
                 Problem(
                     "dbtune.E002",

@@ -2,7 +2,7 @@
 
 import os
 
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import connection
 
 
@@ -19,6 +19,7 @@ def test_the_requested_cache_is_in_use_and_answers():
     expected = {"locmem": "LocMemCache", "redis": "RedisCache"}[
         os.environ.get("DBTUNE_CACHE", "locmem")
     ]
+    cache = caches["default"]
     assert type(cache).__name__ == expected
     cache.set("dbtune-ping", "pong", 10)
     assert cache.get("dbtune-ping") == "pong"

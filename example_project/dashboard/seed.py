@@ -195,6 +195,8 @@ def reset(using: str = "default") -> None:
     connection = connections[using]
     tables = [model._meta.db_table for model in DEMO_MODELS]
     with transaction.atomic(using=using):
+        # Deferred foreign key checks still pending in this transaction would block TRUNCATE.
+        connection.check_constraints(table_names=tables)
         sql = connection.ops.sql_flush(no_style(), tables, reset_sequences=True)
         connection.ops.execute_sql_flush(sql)
         get_user_model().objects.using(using).filter(username__startswith=USERNAME_PREFIX).delete()

@@ -52,7 +52,8 @@ class Command(BaseCommand):
                 counts = seed.seed(scale, seed=options["seed"], using=using, progress=bar.update)
         except DatabaseError as exc:
             raise CommandError(
-                f"Could not write demo data ({exc}). Did you run 'manage.py migrate'?"
+                f"Could not write demo data: {exc}. If tables are missing, run "
+                "'manage.py migrate' first."
             ) from exc
         elapsed = time.perf_counter() - started
         total = sum(counts.values())

@@ -36,6 +36,11 @@ _LITERALS = frozenset(
         TokenType.NULL,
     }
 )
+_POSITIONAL_CLAUSES = (TokenType.GROUP_BY, TokenType.ORDER_BY)
+# What may follow a position in "GROUP BY 1, 2" or "ORDER BY 1 ASC NULLS LAST, 2".
+_POSITIONAL_LIST = frozenset(
+    {TokenType.NUMBER, TokenType.COMMA, TokenType.ASC, TokenType.DESC, TokenType.VAR}
+)
 _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.TruncateTable, exp.Drop, exp.Alter)
 _WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "TRUNCATE"})
 _READ_KEYWORDS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN"})
@@ -119,9 +124,21 @@ def _shape(text: str, tokens: list[Token]) -> str:
     """
     # Spans (start, end inclusive, replacement) over the original text.
     spans: list[tuple[int, int, str]] = []
+    in_positional_clause = False
     i = 0
     while i < len(tokens):
         token = tokens[i]
+        if token.token_type in _POSITIONAL_CLAUSES:
+            in_positional_clause = True
+        elif token.token_type not in _POSITIONAL_LIST:
+            in_positional_clause = False
+        if (
+            in_positional_clause
+            and token.token_type == TokenType.NUMBER
+            and tokens[i - 1].token_type in (*_POSITIONAL_CLAUSES, TokenType.COMMA)
+        ):
+            i += 1  # GROUP BY 1, ORDER BY 2: column positions, not values
+            continue
         if token.token_type == TokenType.L_PAREN:
             j = _placeholder_list_end(tokens, i)
             if j is not None:

@@ -56,3 +56,16 @@ def test_unparseable_sql_still_gets_a_shape_and_a_kind():
     statement = analyse("VACUUM (VERBOSE) ((( nonsense", "postgresql", False)
     assert statement.kind == "other"
     assert statement.tables == ()
+
+
+def test_column_positions_in_group_by_and_order_by_are_not_literals():
+    shape = analyse(
+        'SELECT "s", COUNT(*) FROM t WHERE n > 5 GROUP BY 1, 2 ORDER BY 1 ASC, 2 DESC LIMIT 21',
+        "sqlite",
+        False,
+    ).shape
+    assert (
+        shape
+        == 'SELECT "s", COUNT(*) FROM t WHERE n > ? GROUP BY 1, 2 ORDER BY 1 ASC, 2 DESC LIMIT ?'
+    )
+    assert analyse("SELECT a FROM t ORDER BY a + 1", "", False).shape.endswith("a + ?")

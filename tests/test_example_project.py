@@ -61,8 +61,8 @@ def test_n_plus_one_pages_run_more_queries_as_rows_grow(client, url, make_rows, 
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("seeded_urls")
 def test_every_page_renders(client):
-    seed.seed(0.05)
     website = Website.objects.first()
     urls = [
         "/",
@@ -158,3 +158,33 @@ def test_the_listed_index_ends_the_sequential_scan(client, seeded_urls, spot, po
     text = plan(record)
     assert f"Seq Scan on {table}" not in text, text
     assert "dbtune_probe" in text, text
+
+
+@pytest.mark.django_db
+def test_the_redundant_index_is_a_prefix_of_another():  # IDX-9
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "publisher_socialaccount")
+    redundant = constraints["publisher_account_platform_idx"]["columns"]
+    wider = constraints["publisher_account_plat_act"]["columns"]
+    assert redundant == ["platform"]
+    assert wider[: len(redundant)] == redundant and len(wider) > len(redundant)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seeded_urls")
+def test_the_dashboard_recomputes_whole_table_aggregates_on_every_visit(client):  # CACHE-1
+    visits = []
+    for _ in range(2):
+        with capture_queries() as log:
+            assert client.get("/").status_code == 200
+        visits.append(
+            [
+                record
+                for record in log
+                if record.call_site.startswith("example_project/dashboard/views.py")
+            ]
+        )
+    first, second = visits
+    assert len(first) == len(second) == 8
+    assert [r.shape for r in first] == [r.shape for r in second], "the same work, every visit"
+    assert all(record.kind == "read" for record in first)

@@ -27,7 +27,7 @@ def page_list(request: HttpRequest) -> HttpResponse:
     prefix = request.GET.get("url", "")
     if prefix:
         # Slow spot: a prefix search on an unindexed URL column.
-        pages = pages.filter(url__startswith=prefix)
+        pages = pages.filter(url__startswith=prefix).order_by("url")
     page = Paginator(pages, PER_PAGE).get_page(request.GET.get("page"))
     # N+1: the template reads page.crawl_job.website for every row (see the template).
     return render(request, "crawler/page_list.html", {"page": page, "prefix": prefix})

@@ -1,0 +1,78 @@
+"""Where a model's fields and indexes are written in its source file."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from functools import lru_cache
+
+from django.db import models
+
+from django_dbtune.capture import relative_path
+from django_dbtune.findings import Evidence
+
+
+@lru_cache(maxsize=1024)
+def _class_source(model: type[models.Model]) -> tuple[str, int, list[str]] | None:
+    try:
+        filename = inspect.getsourcefile(model)
+        lines, start = inspect.getsourcelines(model)
+    except (OSError, TypeError):
+        return None
+    if filename is None:
+        return None
+    return filename, start, lines
+
+
+def _evidence(model: type[models.Model], want: str, match_index_name: bool) -> Evidence | None:
+    source = _class_source(model)
+    if source is None:
+        return None
+    filename, start, lines = source
+    try:
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if match_index_name and isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                value = keyword.value
+                if (
+                    keyword.arg == "name"
+                    and isinstance(value, ast.Constant)
+                    and value.value == want
+                ):
+                    return _at(filename, start, lines, node.lineno)
+        elif not match_index_name and isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == want for t in targets):
+                return _at(filename, start, lines, node.lineno)
+    return None
+
+
+def _at(filename: str, start: int, lines: list[str], lineno: int) -> Evidence:
+    return Evidence(relative_path(filename), start + lineno - 1, lines[lineno - 1].strip())
+
+
+def field_evidence(model: type[models.Model], field_name: str) -> Evidence | None:
+    """The line declaring a field, on the model's class or the abstract parent that has it."""
+    for klass in model.__mro__:
+        if (
+            isinstance(klass, type)
+            and issubclass(klass, models.Model)
+            and klass is not models.Model
+            and _declares(klass, field_name)
+            and (found := _evidence(klass, field_name, match_index_name=False))
+        ):
+            return found
+    return None
+
+
+def _declares(klass: type[models.Model], field_name: str) -> bool:
+    return any(f.name == field_name for f in klass._meta.local_fields)
+
+
+def index_evidence(model: type[models.Model], index_name: str) -> Evidence | None:
+    """The line of the ``models.Index(..., name=...)`` with this name, if any."""
+    return _evidence(model, index_name, match_index_name=True)

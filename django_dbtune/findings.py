@@ -1,0 +1,124 @@
+"""The one shape every django-dbtune finding takes, and its text and JSON renderings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["low", "medium", "high"]
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A line of the project that a finding comes from."""
+
+    file: str
+    line: int
+    code: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "code": self.code}
+
+
+@dataclass(frozen=True)
+class ProposedIndex:
+    """An index to add, as ``models.Index(...)`` would declare it."""
+
+    fields: tuple[str, ...]
+    name: str
+    opclasses: tuple[str, ...] = ()
+    condition: str | None = None
+    include: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fields": list(self.fields),
+            "name": self.name,
+            "opclasses": list(self.opclasses),
+            "condition": self.condition,
+            "include": list(self.include),
+        }
+
+    def as_code(self) -> str:
+        """The ``models.Index(...)`` line to add to ``Meta.indexes``."""
+        parts = [f"fields={list(self.fields)!r}".replace("'", '"'), f'name="{self.name}"']
+        if self.opclasses:
+            parts.append(f"opclasses={list(self.opclasses)!r}".replace("'", '"'))
+        if self.condition:
+            parts.append(f"condition={self.condition}")
+        if self.include:
+            parts.append(f"include={list(self.include)!r}".replace("'", '"'))
+        return f"models.Index({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    severity: Severity
+    model: str
+    """``"app_label.ModelName"``."""
+    fields: tuple[str, ...]
+    database: str
+    message: str
+    index: ProposedIndex | None = None
+    evidence: tuple[Evidence, ...] = field(default=())
+    advice: str | None = None
+    """What to do when it is not simply "add this index"."""
+
+    @property
+    def app_label(self) -> str:
+        return self.model.split(".", 1)[0]
+
+    def at_least(self, severity: Severity) -> bool:
+        return SEVERITIES.index(self.severity) >= SEVERITIES.index(severity)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "model": self.model,
+            "fields": list(self.fields),
+            "database": self.database,
+            "index": self.index.as_dict() if self.index else None,
+            "evidence": [item.as_dict() for item in self.evidence],
+            "message": self.message,
+            "advice": self.advice,
+        }
+
+
+def sort_key(finding: Finding) -> tuple[str, str, int, str, tuple[str, ...]]:
+    return (
+        finding.app_label,
+        finding.model,
+        -SEVERITIES.index(finding.severity),
+        finding.kind,
+        finding.fields,
+    )
+
+
+def to_json(findings: Iterable[Finding]) -> str:
+    return json.dumps([finding.as_dict() for finding in sorted(findings, key=sort_key)], indent=2)
+
+
+def to_text(findings: Iterable[Finding]) -> str:
+    """Findings for people: grouped by app, then model, most severe first."""
+    lines: list[str] = []
+    app = model = None
+    for finding in sorted(findings, key=sort_key):
+        if finding.app_label != app:
+            app = finding.app_label
+            lines.append(f"{app}")
+        if finding.model != model:
+            model = finding.model
+            lines.append(f"  {model}")
+        lines.append(f"    [{finding.severity}] {finding.kind}: {finding.message}")
+        for item in finding.evidence:
+            lines.append(f"      {item.file}:{item.line}  {item.code}")
+        if finding.index is not None:
+            lines.append(f"      add to Meta.indexes: {finding.index.as_code()}")
+        if finding.advice:
+            lines.append(f"      advice: {finding.advice}")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""``manage.py suggest_indexes``: the indexes the models are missing, and those they waste."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.apps import apps
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+from django_dbtune.advisor import suggest
+from django_dbtune.findings import SEVERITIES, to_json, to_text
+
+
+class Command(BaseCommand):
+    help = (
+        "Report foreign keys that no index leads with, and indexes made useless by another "
+        "(a duplicate, or a leading prefix of a wider one), with the line that declares them "
+        "and the models.Index(...) to add. Without app labels, checks the project's own apps "
+        "(those under DBTUNE['PROJECT_ROOT'], not installed packages). When the database is "
+        "reachable, indexes that exist only there count as covering too."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("app_labels", nargs="*", metavar="app_label")
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default 'default')."
+        )
+        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Exit with status 1 when findings at or above --min-severity remain.",
+        )
+        parser.add_argument(
+            "--min-severity",
+            choices=SEVERITIES,
+            default="low",
+            help="Report only findings at least this severe (default low).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        app_labels: list[str] = options["app_labels"]
+        database = options["database"]
+        if database not in connections:
+            raise CommandError(f"There is no database {database!r} in settings.DATABASES.")
+        labels = app_labels or suggest.project_app_labels()
+        for label in labels:
+            try:
+                config = apps.get_app_config(label)
+            except LookupError:
+                raise CommandError(f"No installed app with label {label!r}.") from None
+            if app_labels and not list(config.get_models()):
+                raise CommandError(f"App {label!r} has no models.")
+        read_database = True
+        try:
+            connections[database].ensure_connection()
+        except DatabaseError as exc:
+            read_database = False
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+            self.stderr.write(
+                f"warning: database {database!r} is unreachable ({first_line}); "
+                "checking the models only."
+            )
+        findings = [
+            finding
+            for finding in suggest.model_findings(labels, database, read_database=read_database)
+            if finding.at_least(options["min_severity"])
+        ]
+        if options["format"] == "json":
+            self.stdout.write(to_json(findings))
+        elif findings:
+            self.stdout.write(to_text(findings))
+            self.stdout.write(f"\n{len(findings)} finding(s).")
+        else:
+            self.stdout.write("No findings.")
+        if options["check"] and findings:
+            sys.exit(1)

@@ -1,0 +1,208 @@
+"""What indexes cover each model: declared, created implicitly by Django, and actual.
+
+Coverage is a question about leading columns: an index on ``(a, b)`` serves filters on ``a``,
+not on ``b``. A partial index or an expression index covers nothing in general.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.db import DatabaseError, connections, models, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+__all__ = ["IndexInfo", "ModelSchema", "actual_indexes", "declared_indexes", "model_schemas"]
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    name: str | None
+    columns: tuple[str, ...]
+    """Database columns in order; empty for an expression index."""
+    origin: str
+    """Where it comes from: "primary key", "unique field", "db_index", "foreign key",
+    "pattern ops", "Meta.indexes", "unique_together", "UniqueConstraint" or "database"."""
+    unique: bool = False
+    partial: bool = False
+    opclasses: tuple[str, ...] = ()
+    implicit: bool = False
+    """Created by Django without being declared as an index (a foreign key's index, the
+    primary key, PostgreSQL's ``_like`` pattern index)."""
+
+    @property
+    def usable(self) -> bool:
+        """Serves equality, range and sort on its leading columns, whatever the query."""
+        return bool(self.columns) and not self.partial and not self.opclasses
+
+    def leads_with(self, column: str) -> bool:
+        return self.usable and self.columns[0] == column
+
+
+@dataclass
+class ModelSchema:
+    model: type[models.Model]
+    database: str
+    declared: list[IndexInfo]
+    actual: list[IndexInfo] | None = None
+    """None when the database could not be read."""
+    auto_created: bool = field(default=False)
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    @property
+    def indexes(self) -> list[IndexInfo]:
+        """Declared indexes, and those only the database has. An index the models name is
+        described by its declaration, which says whether it is partial or uses an opclass."""
+        named = {index.name for index in self.declared if index.name}
+        return self.declared + [index for index in self.actual or [] if index.name not in named]
+
+    def covers(self, column: str) -> bool:
+        """Whether some usable index, declared or present in the database, leads with it."""
+        return any(index.leads_with(column) for index in self.indexes)
+
+
+def model_schemas(
+    app_labels: Iterable[str], database: str, *, read_database: bool = True
+) -> list[ModelSchema]:
+    """The schema of every concrete, managed model of these apps that lives in ``database``.
+
+    Proxy, abstract, unmanaged and swapped models have no table of their own to index;
+    many-to-many through tables that Django creates are included.
+    """
+    connection = connections[database]
+    schemas = []
+    for label in app_labels:
+        for model in apps.get_app_config(label).get_models(include_auto_created=True):
+            meta = model._meta
+            if meta.proxy or not meta.managed or meta.swapped:
+                continue
+            if not router.allow_migrate_model(database, model):
+                continue
+            schemas.append(
+                ModelSchema(
+                    model,
+                    database,
+                    declared_indexes(model, connection),
+                    actual_indexes(model, connection) if read_database else None,
+                    auto_created=bool(meta.auto_created),
+                )
+            )
+    return schemas
+
+
+def _columns(model: type[models.Model], names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(column_of(model._meta.get_field(name)) for name in names)
+
+
+def column_of(model_field: Any) -> str:
+    """A concrete field's column (the stubs allow None, which only non-concrete fields have)."""
+    return str(model_field.column)
+
+
+def has_db_index(model_field: Any) -> bool:
+    """``db_index`` as Django resolved it (a foreign key defaults to True)."""
+    return bool(getattr(model_field, "db_index", False))
+
+
+def declared_indexes(
+    model: type[models.Model], connection: BaseDatabaseWrapper
+) -> list[IndexInfo]:
+    """Every index Django creates for this model on this kind of database."""
+    meta = model._meta
+    found: list[IndexInfo] = []
+    for model_field in meta.local_concrete_fields:
+        column = column_of(model_field)
+        if model_field.primary_key:
+            found.append(IndexInfo(None, (column,), "primary key", unique=True, implicit=True))
+        elif model_field.unique:
+            found.append(IndexInfo(None, (column,), "unique field", unique=True))
+        elif has_db_index(model_field):
+            origin = "foreign key" if model_field.is_relation else "db_index"
+            found.append(IndexInfo(None, (column,), origin, implicit=model_field.is_relation))
+        pattern = _pattern_opclass(model_field, connection)
+        if pattern:
+            found.append(
+                IndexInfo(None, (column,), "pattern ops", opclasses=(pattern,), implicit=True)
+            )
+    for names in meta.unique_together:
+        found.append(IndexInfo(None, _columns(model, names), "unique_together", unique=True))
+    for index in meta.indexes:
+        columns = () if index.expressions else _columns(model, (n for n, _ in index.fields_orders))
+        found.append(
+            IndexInfo(
+                index.name,
+                columns,
+                "Meta.indexes",
+                partial=index.condition is not None,
+                opclasses=tuple(index.opclasses),
+            )
+        )
+    for constraint in meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint):
+            columns = () if constraint.expressions else _columns(model, constraint.fields)
+            found.append(
+                IndexInfo(
+                    constraint.name,
+                    columns,
+                    "UniqueConstraint",
+                    unique=True,
+                    partial=constraint.condition is not None,
+                    opclasses=tuple(getattr(constraint, "opclasses", ())),
+                )
+            )
+    return found
+
+
+def _pattern_opclass(
+    model_field: models.Field[Any, Any], connection: BaseDatabaseWrapper
+) -> str | None:
+    """The opclass of the ``_like`` index PostgreSQL's schema editor adds, if it adds one."""
+    if connection.vendor != "postgresql" or not (has_db_index(model_field) or model_field.unique):
+        return None
+    if model_field.is_relation or getattr(model_field, "db_collation", None):
+        return None
+    db_type = model_field.db_type(connection) or ""
+    if "[" in db_type:
+        return None
+    if db_type.startswith("varchar"):
+        return "varchar_pattern_ops"
+    if db_type.startswith("text"):
+        return "text_pattern_ops"
+    return None
+
+
+def actual_indexes(
+    model: type[models.Model], connection: BaseDatabaseWrapper
+) -> list[IndexInfo] | None:
+    """The indexes the database really has on the model's table, or None if unreadable."""
+    try:
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    except DatabaseError:
+        return None
+    found = []
+    for name, info in constraints.items():
+        if not (info["index"] or info["unique"] or info["primary_key"]):
+            continue
+        columns = tuple(info["columns"] or ())
+        found.append(
+            IndexInfo(
+                name,
+                () if None in columns else columns,
+                "database",
+                unique=bool(info["unique"] or info["primary_key"]),
+                # Introspection does not say which indexes are partial or use an opclass:
+                # those named in the models are matched by name instead.
+                opclasses=("unknown",) if name.endswith("_like") else (),
+            )
+        )
+    return found

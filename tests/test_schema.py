@@ -1,0 +1,67 @@
+import pytest
+from django.db import connection
+
+from django_dbtune.schema import model_schemas
+
+
+def schemas(read_database=False):
+    return {s.label: s for s in model_schemas(["testapp"], "default", read_database=read_database)}
+
+
+@pytest.mark.parametrize(
+    ("column", "covered"),
+    [
+        ("id", True),  # primary key
+        ("author_id", True),  # Django's automatic foreign key index
+        ("editor_id", True),  # leading column of a composite Meta.indexes entry
+        ("translator_id", True),  # leading column of a UniqueConstraint
+        ("illustrator_id", True),  # leading column of unique_together
+        ("title", True),  # leads book_title_reviewer
+        ("reviewer_id", False),  # second column only
+        ("sponsor_id", False),  # partial index only
+    ],
+)
+def test_coverage_is_about_usable_leading_columns(column, covered):
+    assert schemas()["testapp.Book"].covers(column) is covered
+
+
+def test_unique_fields_and_many_to_many_tables_are_covered():
+    found = schemas()
+    assert found["testapp.Author"].covers("email")
+    through = found["testapp.Book_tags"]
+    assert through.auto_created
+    assert through.covers("book_id") and through.covers("tag_id")
+
+
+def test_proxy_and_unmanaged_models_have_no_schema_of_their_own():
+    labels = set(schemas())
+    assert "testapp.BookProxy" not in labels
+    assert "testapp.LegacyLoan" not in labels
+    assert {"testapp.Book", "testapp.PaperbackBook", "testapp.Edition"} <= labels
+
+
+def test_postgresql_pattern_indexes_are_implicit_and_cover_no_range_or_sort():
+    tag = schemas()["testapp.Tag"]
+    patterns = [index for index in tag.declared if index.origin == "pattern ops"]
+    if connection.vendor == "postgresql":
+        assert [index.opclasses for index in patterns] == [("varchar_pattern_ops",)]
+        assert patterns[0].implicit and not patterns[0].usable
+    else:
+        assert patterns == []
+
+
+@pytest.mark.django_db
+def test_the_database_indexes_match_what_is_declared():
+    book = schemas(read_database=True)["testapp.Book"]
+    assert book.actual is not None
+    actual_names = {index.name for index in book.actual}
+    assert {"book_editor_title", "book_title_reviewer", "book_sponsor_some"} <= actual_names
+    # The partial index, as the database reports it, still covers nothing in general.
+    assert not book.covers("sponsor_id")
+
+
+@pytest.mark.django_db
+def test_an_index_only_the_database_has_counts_as_covering():
+    with connection.cursor() as cursor:
+        cursor.execute('CREATE INDEX handmade_reviewer ON "testapp_book" ("reviewer_id")')
+    assert schemas(read_database=True)["testapp.Book"].covers("reviewer_id")

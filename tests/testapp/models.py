@@ -1,0 +1,79 @@
+"""Models that exercise each way an index can cover, or fail to cover, a column."""
+
+from django.db import models
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=100)
+    email = models.CharField(max_length=200, unique=True)
+
+
+class Book(models.Model):
+    title = models.CharField(max_length=200)
+    # Covered by Django's automatic foreign key index.
+    author = models.ForeignKey(Author, models.CASCADE, related_name="books")
+    # Covered as the leading column of a composite index.
+    editor = models.ForeignKey(Author, models.CASCADE, related_name="+", db_index=False)
+    # Covered as the leading column of a UniqueConstraint.
+    translator = models.ForeignKey(Author, models.CASCADE, related_name="+", db_index=False)
+    # Covered as the leading column of unique_together.
+    illustrator = models.ForeignKey(Author, models.CASCADE, related_name="+", db_index=False)
+    # Not covered: only the second column of an index.
+    reviewer = models.ForeignKey(Author, models.CASCADE, related_name="+", db_index=False)
+    # Not covered: only by a partial index.
+    sponsor = models.ForeignKey(Author, models.CASCADE, related_name="+", db_index=False)
+    tags = models.ManyToManyField("Tag", blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["editor", "title"], name="book_editor_title"),
+            models.Index(fields=["title", "reviewer"], name="book_title_reviewer"),
+            models.Index(
+                fields=["sponsor"], name="book_sponsor_some", condition=models.Q(title="x")
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["translator", "title"], name="book_translator_title")
+        ]
+        unique_together = [("illustrator", "title")]
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50, db_index=True)
+
+
+class Edition(models.Model):
+    # A foreign key that is the primary key is never reported.
+    book = models.OneToOneField(Book, models.CASCADE, primary_key=True)
+    number = models.PositiveIntegerField()
+
+
+class PaperbackBook(Book):
+    """Multi-table inheritance: the parent link is this table's primary key."""
+
+
+class BookProxy(Book):
+    class Meta:
+        proxy = True
+
+
+class LegacyLoan(models.Model):
+    book = models.ForeignKey(Book, models.DO_NOTHING, db_index=False)
+
+    class Meta:
+        managed = False
+        db_table = "legacy_loan"
+
+
+class Shelf(models.Model):
+    code = models.CharField(max_length=20)
+    room = models.CharField(max_length=20)
+    row = models.PositiveIntegerField()
+
+    class Meta:
+        unique_together = [("room", "row")]
+        indexes = [
+            models.Index(fields=["code"], name="shelf_code_a"),
+            models.Index(fields=["code"], name="shelf_code_b"),
+            models.Index(fields=["room"], name="shelf_room"),
+        ]

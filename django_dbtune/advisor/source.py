@@ -76,3 +76,8 @@ def _declares(klass: type[models.Model], field_name: str) -> bool:
 def index_evidence(model: type[models.Model], index_name: str) -> Evidence | None:
     """The line of the ``models.Index(..., name=...)`` with this name, if any."""
     return _evidence(model, index_name, match_index_name=True)
+
+
+def meta_evidence(model: type[models.Model], option: str) -> Evidence | None:
+    """The line setting a Meta option (``ordering = [...]``), if any."""
+    return _evidence(model, option, match_index_name=False)

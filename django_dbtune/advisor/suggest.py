@@ -1,16 +1,25 @@
-"""Which apps to check, and every finding of the rules that read the models."""
+"""Which apps to check, and every finding of the static rules about them."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from django.apps import apps
 
+from django_dbtune.advisor.candidates import index_findings
+from django_dbtune.advisor.code import scan
 from django_dbtune.advisor.models import missing_fk_indexes, redundant_indexes
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding
 from django_dbtune.schema import model_schemas
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
 
 
 def project_app_labels() -> list[str]:
@@ -25,11 +34,19 @@ def project_app_labels() -> list[str]:
     ]
 
 
-def model_findings(
+def static_report(
     app_labels: Iterable[str], database: str, *, read_database: bool = True
-) -> list[Finding]:
-    findings: list[Finding] = []
-    for schema in model_schemas(app_labels, database, read_database=read_database):
-        findings.extend(missing_fk_indexes(schema))
-        findings.extend(redundant_indexes(schema))
-    return findings
+) -> Report:
+    """The models' own rules, and the indexes the project's code asks for."""
+    schemas = {
+        schema.label: schema
+        for schema in model_schemas(app_labels, database, read_database=read_database)
+    }
+    report = Report()
+    for schema in schemas.values():
+        report.findings.extend(missing_fk_indexes(schema))
+        report.findings.extend(redundant_indexes(schema))
+    scanned = scan(conf.PROJECT_ROOT)
+    report.skipped_files = scanned.skipped
+    report.findings.extend(index_findings(scanned.usages, schemas))
+    return report

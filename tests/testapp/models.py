@@ -69,6 +69,12 @@ class Shelf(models.Model):
     code = models.CharField(max_length=20)
     room = models.CharField(max_length=20)
     row = models.PositiveIntegerField()
+    label = models.CharField(max_length=50, default="")
+    kind = models.CharField(
+        max_length=10, choices=[("public", "Public"), ("staff", "Staff")], default="public"
+    )
+    is_public = models.BooleanField(default=True)
+    built = models.DateTimeField(null=True)
 
     class Meta:
         unique_together = [("room", "row")]

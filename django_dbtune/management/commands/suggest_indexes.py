@@ -15,11 +15,14 @@ from django_dbtune.findings import SEVERITIES, to_json, to_text
 
 class Command(BaseCommand):
     help = (
-        "Report foreign keys that no index leads with, and indexes made useless by another "
-        "(a duplicate, or a leading prefix of a wider one), with the line that declares them "
-        "and the models.Index(...) to add. Without app labels, checks the project's own apps "
-        "(those under DBTUNE['PROJECT_ROOT'], not installed packages). When the database is "
-        "reachable, indexes that exist only there count as covering too."
+        "Find the indexes the project lacks and those it wastes, from the models and the "
+        "project's own code (no queries run): foreign keys no index leads with; fields the "
+        "code filters, prefix-searches or sorts by with no covering index (one composite "
+        "per call site, equality columns first); duplicate and redundant indexes. Each "
+        "finding names the lines it comes from and the models.Index(...) to add. Without "
+        "app labels, checks the project's own apps (those under DBTUNE['PROJECT_ROOT'], not "
+        "installed packages). Tests, migrations and virtual environments are not scanned. "
+        "When the database is reachable, indexes that exist only there count as covering."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -63,11 +66,10 @@ class Command(BaseCommand):
                 f"warning: database {database!r} is unreachable ({first_line}); "
                 "checking the models only."
             )
-        findings = [
-            finding
-            for finding in suggest.model_findings(labels, database, read_database=read_database)
-            if finding.at_least(options["min_severity"])
-        ]
+        report = suggest.static_report(labels, database, read_database=read_database)
+        for path, reason in report.skipped_files:
+            self.stderr.write(f"warning: skipped {path}, which does not parse ({reason}).")
+        findings = [f for f in report.findings if f.at_least(options["min_severity"])]
         if options["format"] == "json":
             self.stdout.write(to_json(findings))
         elif findings:

@@ -1,0 +1,278 @@
+"""From the queries the code writes to the indexes it lacks.
+
+One candidate per call site: equality columns first (as written), then the first range or
+prefix-search column, else the sort columns with their direction. Candidates of one model
+where one is a leading prefix of another become one index. Nothing is suggested where the
+first equality column already leads an index: it narrows the rows already, and whether a
+wider index pays is for the planner to judge.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections, models
+
+from django_dbtune.advisor.code import Usage
+from django_dbtune.advisor.models import proposed_index
+from django_dbtune.advisor.source import meta_evidence
+from django_dbtune.findings import Evidence, Finding, ProposedIndex
+from django_dbtune.schema import ModelSchema, column_of
+
+PATTERN_OPCLASS = {"CharField": "varchar_pattern_ops", "TextField": "text_pattern_ops"}
+
+
+@dataclass
+class Candidate:
+    model: type[models.Model]
+    fields: tuple[str, ...]
+    """Field names, ``-`` for descending."""
+    pattern: bool = False
+    usages: list[Usage] = field(default_factory=list)
+    from_meta_ordering: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name.lstrip("-") for name in self.fields)
+
+
+def candidates_for(usage: Usage) -> list[Candidate]:
+    """The composite index that would serve this call site, and one index per field it
+    filters where a composite cannot help (``exclude()``, ``Q`` objects)."""
+    found = [
+        Candidate(usage.model, (name,), False, [usage]) for name in dict.fromkeys(usage.single)
+    ]
+    main = _composite(usage)
+    return [*found, main] if main else found
+
+
+def _composite(usage: Usage) -> Candidate | None:
+    model = usage.model
+    pk = model._meta.pk.name if model._meta.pk else "id"
+    equality: list[str] = []
+    for name, _ in usage.equality:
+        if name not in equality:
+            equality.append(name)
+    sort, from_meta = list(usage.sort), False
+    if not usage.explicit_sort and model._meta.ordering:
+        sort = [o for o in model._meta.ordering if isinstance(o, str) and "__" not in o]
+        from_meta = bool(sort)
+    sort = [name.replace("pk", pk) if name.lstrip("-") == "pk" else name for name in sort]
+    pattern = False
+    if usage.ranges:
+        tail = [usage.ranges[0]]
+        if sort and sort[0].lstrip("-") == usage.ranges[0]:
+            tail = [sort[0]]
+    elif usage.patterns:
+        tail, pattern = [usage.patterns[0]], True
+    else:
+        tail = [name for name in sort if name.lstrip("-") not in equality]
+    fields = tuple(equality + tail)
+    if not fields:
+        return None
+    return Candidate(model, fields, pattern, [usage], from_meta and not usage.ranges)
+
+
+def _leading(schema: ModelSchema, columns: tuple[str, ...], pattern: bool) -> bool:
+    """Whether an existing index starts with these columns, in this order."""
+    postgres = connections[schema.database].vendor == "postgresql"
+    for index in schema.indexes:
+        if pattern and postgres:
+            # LIKE 'x%' under a non-C collation needs a pattern-ops index.
+            if (
+                index.opclasses
+                and index.opclasses[0].endswith("pattern_ops")
+                and not index.partial
+            ) and index.columns[:1] == columns[:1]:
+                return True
+            continue
+        if index.usable and index.columns[: len(columns)] == columns:
+            return True
+    return False
+
+
+def _columns(model: type[models.Model], names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(column_of(model._meta.get_field(name)) for name in names)
+
+
+def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list[Finding]:
+    """unindexed_filter, composite_candidate and cannot_tell findings for these models."""
+    findings: list[Finding] = []
+    grouped: dict[tuple[str, tuple[str, ...], bool], Candidate] = {}
+    for usage in usages:
+        schema = schemas.get(usage.model._meta.label)
+        if schema is None:
+            continue
+        if usage.dynamic_sort:
+            findings.append(_cannot_tell(schema, usage))
+        equality = tuple(dict.fromkeys(name for name, _ in usage.equality))
+        for candidate in candidates_for(usage):
+            if _is_low_cardinality(candidate):
+                continue
+            if (
+                equality
+                and candidate.names[:1] == equality[:1]
+                and _leading(schema, _columns(usage.model, equality[:1]), False)
+            ):
+                # An index already narrows by the first equality column; whether a wider
+                # one pays is for the planner to say (the workload advisor), not a guess.
+                continue
+            if _leading(schema, _columns(usage.model, candidate.names), candidate.pattern):
+                continue
+            key = (schema.label, candidate.fields, candidate.pattern)
+            if key in grouped:
+                grouped[key].usages.append(usage)
+                grouped[key].from_meta_ordering |= candidate.from_meta_ordering
+            else:
+                grouped[key] = candidate
+    merged = _merge_prefixes(list(grouped.values()))
+    constants = _constants(usages)
+    for candidate in merged:
+        schema = schemas[candidate.model._meta.label]
+        findings.append(_finding(schema, candidate, constants))
+    return findings
+
+
+def _is_low_cardinality(candidate: Candidate) -> bool:
+    if len(candidate.names) != 1:
+        return False
+    return isinstance(candidate.model._meta.get_field(candidate.names[0]), models.BooleanField)
+
+
+def _merge_prefixes(candidates: list[Candidate]) -> list[Candidate]:
+    """Fold each candidate into a longer one of the same model that it is a prefix of."""
+    ordered = sorted(candidates, key=lambda c: -len(c.fields))
+    kept: list[Candidate] = []
+    for candidate in ordered:
+        wider = next(
+            (
+                other
+                for other in kept
+                if other.model is candidate.model
+                and other.pattern == candidate.pattern
+                and other.names[: len(candidate.names)] == candidate.names
+            ),
+            None,
+        )
+        if wider is None:
+            kept.append(candidate)
+        else:
+            wider.usages.extend(candidate.usages)
+            wider.from_meta_ordering |= candidate.from_meta_ordering
+    return kept
+
+
+def _constants(usages: list[Usage]) -> dict[tuple[str, str], list[Any]]:
+    """Every value each (model, field) is compared to for equality; Ellipsis if not constant."""
+    values: dict[tuple[str, str], list[Any]] = {}
+    for usage in usages:
+        for name, value in usage.equality:
+            values.setdefault((usage.model._meta.label, name), []).append(value)
+    return values
+
+
+def _partial(
+    candidate: Candidate, constants: dict[tuple[str, str], list[Any]]
+) -> tuple[str, Any] | None:
+    """The (field, constant) to make a partial index on, when every call site agrees.
+
+    Only for fields of a few known values (choices, booleans) filtered against the same
+    constant at two or more call sites: one site is no evidence the other values are unused.
+    """
+    model = candidate.model
+    for name in candidate.names:
+        values = constants.get((model._meta.label, name), [])
+        model_field = model._meta.get_field(name)
+        few_values = bool(getattr(model_field, "choices", None)) or isinstance(
+            model_field, models.BooleanField
+        )
+        if (
+            few_values
+            and len(values) >= 2
+            and all(value is not ... for value in values)
+            and len(set(map(repr, values))) == 1
+        ):
+            return name, values[0]
+    return None
+
+
+def _finding(
+    schema: ModelSchema, candidate: Candidate, constants: dict[tuple[str, str], list[Any]]
+) -> Finding:
+    model = candidate.model
+    name = model._meta.object_name
+    postgres = connections[schema.database].vendor == "postgresql"
+    fields = list(candidate.fields)
+    partial = _partial(candidate, constants)
+    condition = None
+    if partial:
+        field_name, value = partial
+        rest = [f for f in fields if f.lstrip("-") != field_name]
+        fields = rest or [field_name]
+        condition = f"Q({field_name}={json.dumps(value)})"
+    index = proposed_index(model, fields)
+    opclasses: tuple[str, ...] = ()
+    advice = None
+    if candidate.pattern:
+        internal = model._meta.get_field(candidate.names[0]).get_internal_type()
+        opclass = PATTERN_OPCLASS.get(internal, "varchar_pattern_ops")
+        if postgres:
+            opclasses = (opclass,)
+        else:
+            advice = (
+                "On SQLite, LIKE is case-insensitive and uses no index unless "
+                f"PRAGMA case_sensitive_like is on; on PostgreSQL add opclasses=['{opclass}']."
+            )
+    proposal = ProposedIndex(index.fields, index.name, opclasses, condition)
+    sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
+    evidence = [Evidence(file, line, code) for file, line, code in sites]
+    if candidate.from_meta_ordering and (ordering := meta_evidence(model, "ordering")):
+        evidence.append(ordering)
+    places = f"{len(sites)} place{'s' if len(sites) != 1 else ''}"
+    described = ", ".join(candidate.fields)
+    if len(candidate.fields) == 1:
+        kind = "unindexed_filter"
+        verb = "prefix-searched (startswith)" if candidate.pattern else "filtered or sorted"
+        message = f"{name}.{candidate.names[0]} is {verb} in {places} and no index leads with it."
+    else:
+        kind = "composite_candidate"
+        verb = "filters" if len(sites) == 1 else "filter"
+        message = (
+            f"{places} {verb} {name} and narrow or sort it by ({described}); one index serves "
+            f"{'it' if len(sites) == 1 else 'them'}: equality columns first, then the range "
+            "or sort column."
+        )
+    if partial:
+        message += (
+            f" Every call site compares {partial[0]} to {json.dumps(partial[1])}, so a partial "
+            "index holds only those rows."
+        )
+    return Finding(
+        kind=kind,
+        severity="high" if any(u.in_loop for u in candidate.usages) else "medium",
+        model=schema.label,
+        fields=tuple(candidate.fields),
+        database=schema.database,
+        message=message,
+        index=proposal,
+        evidence=tuple(evidence),
+        advice=advice,
+    )
+
+
+def _cannot_tell(schema: ModelSchema, usage: Usage) -> Finding:
+    return Finding(
+        kind="cannot_tell",
+        severity="low",
+        model=schema.label,
+        fields=(),
+        database=schema.database,
+        message=(
+            f"order_by() with a value computed at run time on {usage.model._meta.object_name}: "
+            "which column it sorts by cannot be told from the code."
+        ),
+        evidence=(Evidence(usage.file, usage.line, usage.code),),
+    )

@@ -1,0 +1,126 @@
+"""The code scan reads querysets from source files and turns them into index findings."""
+
+import textwrap
+
+import pytest
+
+from django_dbtune.advisor.candidates import index_findings
+from django_dbtune.advisor.code import scan
+from django_dbtune.schema import model_schemas
+
+SOURCE = """
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from tests.testapp.models import Author, Book, Shelf
+
+
+def related_lookup():
+    return list(Book.objects.filter(author__name="Ada"))  # related
+
+
+def q_objects():
+    return Author.objects.filter(Q(name="a") | Q(email="b")).count()  # q-object
+
+
+def in_a_loop(days):
+    for day in days:
+        Shelf.objects.filter(label="x", built__gte=day).order_by("built")  # loop
+
+
+def boolean_alone():
+    return Shelf.objects.filter(is_public=True)  # boolean
+
+
+def same_constant_twice():
+    first = Shelf.objects.filter(kind="staff").order_by("row")  # staff-1
+    return first, Shelf.objects.filter(kind="staff").count()  # staff-2
+
+
+def sorted_by_a_variable(key):
+    return Shelf.objects.order_by(key)  # dynamic
+
+
+def through_a_variable_and_an_instance(pk):
+    author = get_object_or_404(Author, pk=pk)
+    books = author.books.all()
+    books = books.filter(title="x")  # covered-by-fk
+    shelves = Shelf.objects.exclude(code="z")  # covered-exclude
+    return books, shelves.filter(room="r")  # covered-unique-together
+"""
+
+
+def line(marker):
+    return next(n for n, text in enumerate(SOURCE.splitlines(), 1) if f"# {marker}" in text)
+
+
+@pytest.fixture
+def project(tmp_path, settings):
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(SOURCE)
+    (tmp_path / "broken.py").write_text("def nope(:\n")
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "0001_x.py").write_text(
+        "from tests.testapp.models import Shelf\nShelf.objects.filter(label='m')\n"
+    )
+    return tmp_path
+
+
+def findings_of(root):
+    schemas = {s.label: s for s in model_schemas(["testapp"], "default", read_database=False)}
+    return {(f.kind, f.model, f.fields): f for f in index_findings(scan(root).usages, schemas)}
+
+
+def lines_of(finding):
+    return sorted(item.line for item in finding.evidence)
+
+
+def test_each_form_gives_the_index_that_serves_it(project):
+    found = findings_of(project)
+    assert set(found) == {
+        ("unindexed_filter", "testapp.Author", ("name",)),
+        ("composite_candidate", "testapp.Shelf", ("label", "built")),
+        ("composite_candidate", "testapp.Shelf", ("kind", "row")),
+        ("cannot_tell", "testapp.Shelf", ()),
+    }
+    name = found[("unindexed_filter", "testapp.Author", ("name",))]
+    assert lines_of(name) == [line("related"), line("q-object")]
+    assert name.severity == "medium"
+    loop = found[("composite_candidate", "testapp.Shelf", ("label", "built"))]
+    assert loop.severity == "high", "a query in a loop runs once per item"
+    assert lines_of(loop) == [line("loop")]
+    staff = found[("composite_candidate", "testapp.Shelf", ("kind", "row"))]
+    assert staff.index.fields == ("row",)
+    assert staff.index.condition == 'Q(kind="staff")'
+    assert lines_of(staff) == [line("staff-1"), line("staff-2")]
+    assert lines_of(found[("cannot_tell", "testapp.Shelf", ())]) == [line("dynamic")]
+
+
+def test_files_that_do_not_parse_are_skipped_and_said(project):
+    result = scan(project)
+    assert [path for path, _ in result.skipped] == ["broken.py"]
+    assert "SyntaxError" in result.skipped[0][1]
+
+
+def test_migrations_and_tests_are_not_scanned(project):
+    (project / "tests").mkdir()
+    (project / "tests" / "helpers.py").write_text(
+        "from tests.testapp.models import Shelf\nShelf.objects.filter(label='t')\n"
+    )
+    (project / "test_views.py").write_text(
+        "from tests.testapp.models import Shelf\nShelf.objects.filter(label='t')\n"
+    )
+    files = {usage.file for usage in scan(project).usages}
+    assert files == {"views.py"}
+
+
+def test_one_constant_at_one_site_is_no_reason_for_a_partial_index(tmp_path, settings):
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Shelf
+            Shelf.objects.filter(kind="staff").order_by("row")
+        """)
+    )
+    (finding,) = findings_of(tmp_path).values()
+    assert finding.index.fields == ("kind", "row")
+    assert finding.index.condition is None

@@ -239,11 +239,11 @@ def _finding(
         message = f"{name}.{candidate.names[0]} is {verb} in {places} and no index leads with it."
     else:
         kind = "composite_candidate"
-        verb = "filters" if len(sites) == 1 else "filter"
+        one = len(sites) == 1
+        verbs = "filters {} and narrows or sorts" if one else "filter {} and narrow or sort"
         message = (
-            f"{places} {verb} {name} and narrow or sort it by ({described}); one index serves "
-            f"{'it' if len(sites) == 1 else 'them'}: equality columns first, then the range "
-            "or sort column."
+            f"{places} {verbs.format(name)} it by ({described}); one index serves "
+            f"{'it' if one else 'them'}: equality columns first, then the range or sort column."
         )
     if partial:
         message += (

@@ -32,6 +32,8 @@ class ProposedIndex:
     opclasses: tuple[str, ...] = ()
     condition: str | None = None
     include: tuple[str, ...] = ()
+    condition_lookup: tuple[str, Any] | None = None
+    """The condition as (field, value), for writing it."""
 
     def as_dict(self) -> dict[str, Any]:
         return {

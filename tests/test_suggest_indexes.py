@@ -147,7 +147,12 @@ def test_bad_input_is_a_clear_error(args, message):
 
 
 def test_an_unreachable_database_leaves_the_model_rules_running():
-    env = {**os.environ, "DBTUNE_DB": "postgres", "DBTUNE_PG_PORT": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DBTUNE_DB": "postgres",
+        "DBTUNE_PG_PORT": "1",
+    }
     result = subprocess.run(
         [sys.executable, "manage.py", "suggest_indexes", "crawler"],
         cwd=EXAMPLE,

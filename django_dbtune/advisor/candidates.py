@@ -128,12 +128,31 @@ def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list
                 grouped[key].from_meta_ordering |= candidate.from_meta_ordering
             else:
                 grouped[key] = candidate
-    merged = _merge_prefixes(list(grouped.values()))
     constants = _constants(usages)
-    for candidate in merged:
+    for candidate in _merge_prefixes(list(grouped.values())):
         schema = schemas[candidate.model._meta.label]
-        findings.append(_finding(schema, candidate, constants))
+        partial = _partial(candidate, constants)
+        if partial and _has_partial(schema, candidate, partial):
+            continue
+        findings.append(_finding(schema, candidate, partial))
     return findings
+
+
+def _partial_fields(candidate: Candidate, partial: tuple[str, Any]) -> list[str]:
+    rest = [name for name in candidate.fields if name.lstrip("-") != partial[0]]
+    return rest or [partial[0]]
+
+
+def _has_partial(schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any]) -> bool:
+    """Whether the partial index this candidate calls for is declared already."""
+    condition = str(models.Q(**{partial[0]: partial[1]}))
+    columns = _columns(
+        candidate.model, (f.lstrip("-") for f in _partial_fields(candidate, partial))
+    )
+    return any(
+        index.condition == condition and index.columns[: len(columns)] == columns
+        for index in schema.declared
+    )
 
 
 def _is_low_cardinality(candidate: Candidate) -> bool:
@@ -200,19 +219,16 @@ def _partial(
 
 
 def _finding(
-    schema: ModelSchema, candidate: Candidate, constants: dict[tuple[str, str], list[Any]]
+    schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any] | None
 ) -> Finding:
     model = candidate.model
     name = model._meta.object_name
     postgres = connections[schema.database].vendor == "postgresql"
     fields = list(candidate.fields)
-    partial = _partial(candidate, constants)
     condition = None
     if partial:
-        field_name, value = partial
-        rest = [f for f in fields if f.lstrip("-") != field_name]
-        fields = rest or [field_name]
-        condition = f"Q({field_name}={json.dumps(value)})"
+        fields = _partial_fields(candidate, partial)
+        condition = f"Q({partial[0]}={json.dumps(partial[1])})"
     index = proposed_index(model, fields)
     opclasses: tuple[str, ...] = ()
     advice = None
@@ -226,7 +242,9 @@ def _finding(
                 "On SQLite, LIKE is case-insensitive and uses no index unless "
                 f"PRAGMA case_sensitive_like is on; on PostgreSQL add opclasses=['{opclass}']."
             )
-    proposal = ProposedIndex(index.fields, index.name, opclasses, condition)
+    proposal = ProposedIndex(
+        index.fields, index.name, opclasses, condition, condition_lookup=partial
+    )
     sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
     evidence = [Evidence(file, line, code) for file, line, code in sites]
     if candidate.from_meta_ordering and (ordering := meta_evidence(model, "ordering")):

@@ -31,6 +31,8 @@ class IndexInfo:
     implicit: bool = False
     """Created by Django without being declared as an index (a foreign key's index, the
     primary key, PostgreSQL's ``_like`` pattern index)."""
+    condition: str | None = None
+    """A partial index's condition, as ``str()`` of its ``Q`` object."""
 
     @property
     def usable(self) -> bool:
@@ -144,6 +146,7 @@ def declared_indexes(
                 "Meta.indexes",
                 partial=index.condition is not None,
                 opclasses=tuple(index.opclasses),
+                condition=str(index.condition) if index.condition is not None else None,
             )
         )
     for constraint in meta.constraints:

@@ -9,8 +9,10 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
+from django_dbtune import writer
 from django_dbtune.advisor import suggest
-from django_dbtune.findings import SEVERITIES, to_json, to_text
+from django_dbtune.conf import conf
+from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
 
 
 class Command(BaseCommand):
@@ -37,6 +39,18 @@ class Command(BaseCommand):
             help="Exit with status 1 when findings at or above --min-severity remain.",
         )
         parser.add_argument(
+            "--write",
+            action="store_true",
+            help="Write the fix: one migration per app (AddIndex) and the same models.Index "
+            "in each model's Meta.indexes. Without it, nothing is written.",
+        )
+        parser.add_argument(
+            "--concurrently",
+            action="store_true",
+            help="With --write on PostgreSQL: AddIndexConcurrently in a non-atomic migration, "
+            "so building the index does not lock writes.",
+        )
+        parser.add_argument(
             "--min-severity",
             choices=SEVERITIES,
             default="low",
@@ -48,6 +62,13 @@ class Command(BaseCommand):
         database = options["database"]
         if database not in connections:
             raise CommandError(f"There is no database {database!r} in settings.DATABASES.")
+        if options["concurrently"] and not options["write"]:
+            raise CommandError("--concurrently only applies with --write.")
+        if options["concurrently"] and connections[database].vendor != "postgresql":
+            raise CommandError(
+                "--concurrently needs PostgreSQL (AddIndexConcurrently); "
+                f"database {database!r} is {connections[database].vendor}."
+            )
         labels = app_labels or suggest.project_app_labels()
         for label in labels:
             try:
@@ -77,5 +98,23 @@ class Command(BaseCommand):
             self.stdout.write(f"\n{len(findings)} finding(s).")
         else:
             self.stdout.write("No findings.")
-        if options["check"] and findings:
+        if options["write"]:
+            self._write(findings, options["concurrently"])
+        elif options["check"] and findings:
             sys.exit(1)
+
+    def _write(self, findings: list[Finding], concurrently: bool) -> None:
+        try:
+            write_plan = writer.plan(findings, concurrently=concurrently)
+            paths = writer.apply(write_plan)
+        except (writer.WriteError, OSError) as exc:
+            raise CommandError(str(exc)) from exc
+        for label, reason in write_plan.skipped:
+            self.stderr.write(f"warning: wrote nothing for {label}: {reason}.")
+        root = conf.PROJECT_ROOT
+        for path in paths:
+            shown = path.relative_to(root) if path.is_relative_to(root) else path
+            self.stdout.write(self.style.SUCCESS(f"wrote {shown}"))
+        self.stdout.write(
+            f"{len(write_plan.written)} index(es) written. Run 'manage.py migrate' to build them."
+        )

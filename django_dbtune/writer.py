@@ -1,0 +1,323 @@
+"""Writes the fix: one migration per app and the same indexes in each model's Meta.indexes.
+
+Everything is planned in memory first; files are written only when every one of them can
+be, and restored if writing fails half-way, so a project is never left half-edited.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libcst as cst
+from django.db import models
+from django.db.migrations import AddIndex, Migration
+from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.writer import MigrationWriter
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from django_dbtune.conf import conf
+from django_dbtune.findings import Finding, ProposedIndex
+
+MIGRATION_NAME = "dbtune_indexes"
+
+
+@dataclass
+class WritePlan:
+    files: dict[Path, str] = field(default_factory=dict)
+    """Each file to write, with its new content."""
+    written: list[Finding] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(model label, why nothing was written for it)."""
+
+
+class WriteError(Exception):
+    """The fix cannot be written; nothing was changed."""
+
+
+def build_index(model: type[models.Model], proposal: ProposedIndex) -> models.Index:
+    condition = (
+        models.Q(**dict([proposal.condition_lookup])) if proposal.condition_lookup else None
+    )
+    return models.Index(
+        fields=list(proposal.fields),
+        name=proposal.name,
+        opclasses=list(proposal.opclasses),
+        condition=condition,
+    )
+
+
+def index_source(proposal: ProposedIndex) -> str:
+    """The ``models.Index(...)`` to write into a models module that imports ``models``."""
+    code = proposal.as_code()
+    if proposal.condition_lookup:
+        code = code.replace("condition=Q(", "condition=models.Q(")
+    return code
+
+
+def plan(findings: Iterable[Finding], *, concurrently: bool = False) -> WritePlan:
+    """What --write would change, per app and per model source file."""
+    from django.apps import apps
+
+    result = WritePlan()
+    by_model: dict[str, list[Finding]] = {}
+    for finding in findings:
+        if finding.index is not None:
+            by_model.setdefault(finding.model, []).append(finding)
+    by_model = {label: _widest(found) for label, found in by_model.items()}
+    by_app: dict[str, list[tuple[type[models.Model], ProposedIndex]]] = {}
+    for label, model_findings in sorted(by_model.items()):
+        proposals = [f.index for f in model_findings if f.index is not None]
+        model = apps.get_model(label)
+        reason = _cannot_edit(model)
+        if reason is None:
+            path = Path(inspect.getsourcefile(model) or "")
+            source = result.files.get(path) or path.read_text(encoding="utf-8")
+            try:
+                result.files[path] = add_meta_indexes(
+                    source,
+                    model.__name__,
+                    [index_source(proposal) for proposal in proposals],
+                )
+            except WriteError as exc:
+                reason = str(exc)
+        if reason is not None:
+            result.skipped.append((label, reason))
+            continue
+        by_app.setdefault(model._meta.app_label, []).extend(
+            (model, proposal) for proposal in proposals
+        )
+        result.written.extend(model_findings)
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    for app_label, items in sorted(by_app.items()):
+        path, content = _migration(loader, app_label, items, concurrently)
+        result.files[path] = content
+    return result
+
+
+def _widest(findings: list[Finding]) -> list[Finding]:
+    """Drop a proposal another one of the model serves: equal to it, or a leading prefix."""
+
+    def columns(finding: Finding) -> tuple[str, ...]:
+        assert finding.index is not None
+        return tuple(name.lstrip("-") for name in finding.index.fields)
+
+    kept: list[Finding] = []
+    for finding in sorted(findings, key=lambda f: -len(columns(f))):
+        index = finding.index
+        assert index is not None
+        served = any(
+            other.index is not None
+            and not index.condition
+            and not other.index.condition
+            and index.opclasses == other.index.opclasses
+            and columns(other)[: len(columns(finding))] == columns(finding)
+            for other in kept
+        )
+        if not served:
+            kept.append(finding)
+    return kept
+
+
+def apply(write_plan: WritePlan) -> list[Path]:
+    """Write every planned file, or none of them."""
+    for path in write_plan.files:
+        target = path if path.exists() else path.parent
+        if not os.access(target, os.W_OK):
+            raise WriteError(f"{path} is not writable; nothing was written.")
+    originals = {
+        path: path.read_text(encoding="utf-8") if path.exists() else None
+        for path in write_plan.files
+    }
+    done: list[Path] = []
+    try:
+        for path, content in write_plan.files.items():
+            path.write_text(content, encoding="utf-8")
+            done.append(path)
+    except OSError as exc:
+        for path in done:
+            original = originals[path]
+            if original is None:
+                path.unlink()
+            else:
+                path.write_text(original, encoding="utf-8")
+        raise WriteError(f"Could not write {path}: {exc}; nothing was changed.") from exc
+    return done
+
+
+def _cannot_edit(model: type[models.Model]) -> str | None:
+    try:
+        source_file = inspect.getsourcefile(model)
+    except TypeError:
+        source_file = None
+    if source_file is None:
+        return "its source file cannot be found"
+    root = str(conf.PROJECT_ROOT) + os.sep
+    if not source_file.startswith(root) or "site-packages" in source_file:
+        return "it is defined outside the project (in an installed package)"
+    parents = [base for base in model.__bases__ if issubclass(base, models.Model)]
+    if any(base is not models.Model for base in parents) and "Meta" not in vars(model):
+        return (
+            "it inherits its Meta from a parent model; declaring Meta here would drop the "
+            "parent's options. Add the index by hand."
+        )
+    return None
+
+
+def _migration(
+    loader: MigrationLoader,
+    app_label: str,
+    items: list[tuple[type[models.Model], ProposedIndex]],
+    concurrently: bool,
+) -> tuple[Path, str]:
+    leaves = loader.graph.leaf_nodes(app_label)
+    if len(leaves) > 1:
+        raise WriteError(
+            f"App {app_label!r} has conflicting migrations {leaves}; run "
+            "'manage.py makemigrations --merge' first."
+        )
+    if app_label not in loader.migrated_apps and not leaves:
+        raise WriteError(f"App {app_label!r} has no migrations to add to.")
+    number = 1
+    if leaves:
+        number = (MigrationAutodetector.parse_number(leaves[0][1]) or 0) + 1
+    operation: Any = AddIndex
+    if concurrently:
+        from django.contrib.postgres.operations import AddIndexConcurrently
+
+        operation = AddIndexConcurrently
+    attributes = {
+        "dependencies": list(leaves),
+        "operations": [
+            operation(model._meta.model_name, build_index(model, proposal))
+            for model, proposal in items
+        ],
+    }
+    migration_class = type("Migration", (Migration,), attributes)
+    migration = migration_class(f"{number:04d}_{MIGRATION_NAME}", app_label)
+    writer = MigrationWriter(migration)
+    content = writer.as_string()
+    if concurrently:
+        # Concurrent index builds cannot run inside a transaction.
+        header = "class Migration(migrations.Migration):\n"
+        content = content.replace(header, header + "    atomic = False\n\n", 1)
+    return Path(writer.path), content
+
+
+# --- Meta.indexes edits --------------------------------------------------------------------
+
+
+def add_meta_indexes(source: str, class_name: str, entries: list[str]) -> str:
+    """The source with ``entries`` appended to ``class_name``'s ``Meta.indexes``.
+
+    The CST only locates the places to change; the text around them is left as it was, so
+    formatting and comments survive. Meta and indexes are created when absent.
+    """
+    wrapper = MetadataWrapper(cst.parse_module(source))
+    positions = wrapper.resolve(PositionProvider)
+    module = wrapper.module
+    model_class = next(
+        (
+            node
+            for node in module.body
+            if isinstance(node, cst.ClassDef) and node.name.value == class_name
+        ),
+        None,
+    )
+    if model_class is None:
+        raise WriteError(f"class {class_name} is not defined at the top level of its module")
+    lines = source.splitlines(keepends=True)
+    body = model_class.body
+    if not isinstance(body, cst.IndentedBlock):
+        raise WriteError(f"class {class_name} has no indented body to add Meta to")
+    unit = body.indent or "    "
+    class_indent = " " * positions[model_class].start.column
+    meta = next(
+        (
+            node
+            for node in body.body
+            if isinstance(node, cst.ClassDef) and node.name.value == "Meta"
+        ),
+        None,
+    )
+    if meta is None:
+        block = f"{class_indent}{unit}class Meta:\n" + _indexes_assignment(
+            class_indent + unit * 2, unit, entries
+        )
+        # Django's style: fields, then Meta, then methods.
+        method = next((node for node in body.body if isinstance(node, cst.FunctionDef)), None)
+        if method is not None:
+            start = positions[method].start.line
+            return "".join(lines[: start - 1]) + block + "\n" + "".join(lines[start - 1 :])
+        return _insert_after(lines, positions[model_class], "\n" + block)
+    if not isinstance(meta.body, cst.IndentedBlock):
+        raise WriteError(f"{class_name}.Meta is written on one line; add the index by hand")
+    meta_indent = class_indent + unit + (meta.body.indent or unit)
+    assignment = _indexes_value(meta)
+    if assignment is None:
+        block = _indexes_assignment(meta_indent, unit, entries)
+        return _insert_after(lines, positions[meta], block)
+    if not isinstance(assignment, cst.List):
+        raise WriteError(
+            f"{class_name}.Meta.indexes is computed, not a list literal; add the index by hand"
+        )
+    span = positions[assignment]
+    inner = meta_indent + unit
+    if assignment.elements:
+        last = assignment.elements[-1]
+        last_end = positions[last.value].end
+        before = _offset(lines, last_end.line, last_end.column)
+        comma = "" if isinstance(last.comma, cst.Comma) else ","
+        text = source
+        close = _offset(lines, span.end.line, span.end.column) - 1  # the "]"
+        if span.start.line == span.end.line:
+            return text[:before] + "".join(f", {entry}" for entry in entries) + text[before:]
+        added = "".join(f"{inner}{entry},\n" for entry in entries)
+        line_start = text.rfind("\n", 0, close) + 1
+        head = text[:before] + comma + text[before:line_start]
+        return head + added + text[line_start:]
+    text = source
+    start = _offset(lines, span.start.line, span.start.column)
+    end = _offset(lines, span.end.line, span.end.column)
+    new_list = "[\n" + "".join(f"{inner}{entry},\n" for entry in entries) + meta_indent + "]"
+    return text[:start] + new_list + text[end:]
+
+
+def _indexes_value(meta: cst.ClassDef) -> cst.BaseExpression | None:
+    for statement in meta.body.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, cst.Assign) and any(
+                    isinstance(target.target, cst.Name) and target.target.value == "indexes"
+                    for target in small.targets
+                ):
+                    return small.value
+                if (
+                    isinstance(small, cst.AnnAssign)
+                    and isinstance(small.target, cst.Name)
+                    and small.target.value == "indexes"
+                ):
+                    return small.value
+    return None
+
+
+def _indexes_assignment(indent: str, unit: str, entries: list[str]) -> str:
+    items = "".join(f"{indent}{unit}{entry},\n" for entry in entries)
+    return f"{indent}indexes = [\n{items}{indent}]\n"
+
+
+def _offset(lines: list[str], line: int, column: int) -> int:
+    return sum(len(text) for text in lines[: line - 1]) + column
+
+
+def _insert_after(lines: list[str], span: CodeRange, block: str) -> str:
+    """Insert ``block`` on the lines after the node that ends at ``span``."""
+    head = "".join(lines[: span.end.line])
+    if not head.endswith("\n"):
+        head += "\n"
+    return head + block + "".join(lines[span.end.line :])

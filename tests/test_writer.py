@@ -1,0 +1,254 @@
+"""--write: Meta.indexes edits that keep the source as it was, and migrations Django agrees with."""
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from django_dbtune.writer import WriteError, add_meta_indexes
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = 'models.Index(fields=["title"], name="book_title_idx")'
+
+
+def edit(source, entries=(ENTRY,)):
+    result = add_meta_indexes(source, "Book", list(entries))
+    ast.parse(result)
+    return result
+
+
+def test_an_existing_list_keeps_its_comments_and_layout():
+    source = """class Book(models.Model):
+    title = models.CharField(max_length=9)  # the title
+
+    class Meta:
+        ordering = ["title"]
+        indexes = [
+            # by author
+            models.Index(fields=["author"], name="book_author_idx"),
+        ]  # end
+
+    def __str__(self):
+        return self.title
+"""
+    assert edit(source) == source.replace(
+        "        ]  # end", f"            {ENTRY},\n        ]  # end"
+    )
+
+
+def test_a_last_element_without_a_comma_gets_one():
+    source = """class Book(models.Model):
+    class Meta:
+        indexes = [
+            models.Index(fields=["a"], name="a")
+        ]
+"""
+    assert edit(source) == source.replace('name="a")\n', f'name="a"),\n            {ENTRY},\n')
+
+
+def test_one_line_and_empty_lists():
+    one_line = 'class Book(models.Model):\n    class Meta:\n        indexes = [models.Index(fields=["a"], name="a")]\n'
+    assert edit(one_line).endswith(f'name="a"), {ENTRY}]\n')
+    empty = "class Book(models.Model):\n    class Meta:\n        indexes = []\n"
+    assert edit(empty) == (
+        f"class Book(models.Model):\n    class Meta:\n        indexes = [\n            {ENTRY},\n        ]\n"
+    )
+
+
+def test_meta_without_indexes_and_a_model_without_meta():
+    with_meta = 'class Book(models.Model):\n    title = 1\n\n    class Meta:\n        ordering = ["title"]\n\n\nX = 1\n'
+    assert edit(with_meta) == with_meta.replace(
+        '        ordering = ["title"]\n',
+        f'        ordering = ["title"]\n        indexes = [\n            {ENTRY},\n        ]\n',
+    )
+    without = (
+        "class Book(models.Model):\n    title = 1\n\n    def __str__(self):\n        return 'b'\n"
+    )
+    assert edit(without) == without.replace(
+        "    def __str__",
+        f"    class Meta:\n        indexes = [\n            {ENTRY},\n        ]\n\n    def __str__",
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("class Book(models.Model):\n    class Meta:\n        indexes = BASE + []\n", "computed"),
+        ("Book = make_model()\n", "not defined at the top level"),
+        ("class Book(models.Model):\n    class Meta: indexes = []\n", "one line"),
+    ],
+)
+def test_what_cannot_be_edited_safely_is_refused(source, reason):
+    with pytest.raises(WriteError, match=reason):
+        add_meta_indexes(source, "Book", [ENTRY])
+
+
+# --- the whole round trip, as a user runs it -------------------------------------------------
+
+
+class Site(type(Path())):  # a Path that also carries the environment to run it with
+    env: dict[str, str]
+
+
+POSTGRES = os.environ.get("DBTUNE_DB", "sqlite") == "postgres"
+
+
+def admin_sql(sql):
+    """Run CREATE/DROP DATABASE, which cannot run inside the tests' transaction."""
+    import psycopg
+
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        password=settings["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
+        admin.execute(sql)
+
+
+@pytest.fixture
+def project(tmp_path):
+    copy = Site(tmp_path / "site")
+    shutil.copytree(
+        ROOT / "example_project", copy, ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__")
+    )
+    copy.env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DBTUNE_DB": "postgres" if POSTGRES else "sqlite",
+    }
+    name = f"dbtune_roundtrip_{uuid.uuid4().hex[:8]}"
+    if POSTGRES:
+        admin_sql(f'CREATE DATABASE "{name}"')
+        copy.env["DBTUNE_PG_NAME"] = name
+    yield copy
+    if POSTGRES:
+        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def manage(project, *args, check=True):
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=project,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def indexes(project, table):
+    code = (
+        "import django, json; django.setup(); from django.db import connection as c; "
+        f"print(json.dumps(sorted(c.introspection.get_constraints(c.cursor(), '{table}'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=project.env,
+    )
+    import json
+
+    return set(json.loads(result.stdout))
+
+
+def written_names(project):
+    text = "".join(p.read_text() for p in project.glob("*/migrations/0002_dbtune_indexes.py"))
+    return {
+        line.split(", name='")[1].split("'")[0]
+        for line in text.splitlines()
+        if "models.Index(" in line
+    }
+
+
+def test_write_migrate_and_back(project):
+    manage(project, "migrate", "-v0")
+    before = {path: path.read_text() for path in project.rglob("*.py")}
+    out = manage(project, "suggest_indexes", "--write").stdout
+    assert "8 index(es) written" in out
+    changed = {
+        p.relative_to(project).as_posix()
+        for p in project.rglob("*.py")
+        if before.get(p) != p.read_text()
+    }
+    assert changed == {
+        "crawler/models.py",
+        "marketplace/models.py",
+        "publisher/models.py",
+        "crawler/migrations/0002_dbtune_indexes.py",
+        "marketplace/migrations/0002_dbtune_indexes.py",
+        "publisher/migrations/0002_dbtune_indexes.py",
+    }
+    assert manage(project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
+        "No changes detected"
+    )
+    names = written_names(project)
+    assert len(names) == 8 and all(len(name) <= 30 for name in names)
+    manage(project, "migrate", "-v0")
+    present = indexes(project, "crawler_recommendation") | indexes(project, "crawler_pageresult")
+    assert {n for n in names if n.startswith("crawler_")} <= present
+    rerun = manage(project, "suggest_indexes", "--format", "json").stdout
+    assert "composite_candidate" not in rerun and "missing_fk_index" not in rerun
+    assert "unindexed_filter" not in rerun
+    for app in ("crawler", "marketplace", "publisher"):
+        manage(project, "migrate", app, "0001", "-v0")
+    back = indexes(project, "crawler_recommendation") | indexes(project, "crawler_pageresult")
+    assert not ({n for n in names if n.startswith("crawler_")} & back)
+
+
+def test_concurrently_writes_a_non_atomic_concurrent_migration(project):
+    result = manage(project, "suggest_indexes", "--write", "--concurrently", check=False)
+    if not POSTGRES:
+        assert result.returncode == 1
+        assert "--concurrently needs PostgreSQL" in result.stderr
+        assert not list(project.glob("*/migrations/0002_*.py"))
+        return
+    assert result.returncode == 0, result.stderr
+    migration = (project / "crawler/migrations/0002_dbtune_indexes.py").read_text()
+    assert "atomic = False" in migration
+    assert "AddIndexConcurrently" in migration
+    manage(project, "migrate", "-v0")
+    assert manage(project, "makemigrations", "--check", "--dry-run").returncode == 0
+
+
+def test_a_read_only_models_file_leaves_every_file_as_it_was(project):
+    if os.geteuid() == 0:
+        pytest.skip("root writes read-only files (test_apply_writes_all_or_nothing covers it)")
+    before = {path: path.read_text() for path in project.rglob("*.py")}
+    target = project / "publisher" / "models.py"
+    target.chmod(0o444)
+    try:
+        result = manage(project, "suggest_indexes", "--write", check=False)
+    finally:
+        target.chmod(0o644)
+    assert result.returncode == 1
+    assert "is not writable; nothing was written" in result.stderr
+    assert {path: path.read_text() for path in project.rglob("*.py")} == before
+
+
+def test_apply_writes_all_or_nothing(tmp_path):
+    from django_dbtune.writer import WritePlan, apply
+
+    kept = tmp_path / "models.py"
+    kept.write_text("original\n")
+    unwritable = tmp_path / "no-such-folder" / "0002_x.py"
+    with pytest.raises(WriteError, match="not writable; nothing was written"):
+        apply(WritePlan(files={kept: "changed\n", unwritable: "new\n"}))
+    assert kept.read_text() == "original\n"
+    assert not unwritable.exists()

@@ -165,3 +165,25 @@ def test_an_unreachable_database_leaves_the_model_rules_running():
     assert result.stderr.startswith("warning: database 'default' is unreachable")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "missing_fk_index" in result.stdout
+
+
+@pytest.mark.django_db
+def test_drift_between_the_models_and_the_database():
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX book_editor_title")
+        cursor.execute('CREATE INDEX handmade_label ON "testapp_shelf" ("label")')
+    drift = [f for f in findings("testapp") if f["kind"].endswith("_in_database")]
+    assert [(f["kind"], f["model"], f["fields"]) for f in drift] == [
+        ("missing_in_database", "testapp.Book", ["editor", "title"]),
+        ("unknown_in_database", "testapp.Shelf", ["label"]),
+    ]
+    missing, unknown = drift
+    assert "book_editor_title" in missing["message"]
+    assert missing["evidence"][0]["code"].startswith('models.Index(fields=["editor", "title"]')
+    assert "handmade_label" in unknown["message"]
+
+
+@pytest.mark.django_db
+def test_no_drift_where_migrations_built_the_schema():
+    kinds = {f["kind"] for f in findings("crawler", "publisher", "marketplace", "testapp")}
+    assert not kinds & {"missing_in_database", "unknown_in_database"}

@@ -10,6 +10,7 @@ from django.apps import apps
 
 from django_dbtune.advisor.candidates import index_findings
 from django_dbtune.advisor.code import scan
+from django_dbtune.advisor.drift import drift
 from django_dbtune.advisor.models import missing_fk_indexes, redundant_indexes
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding
@@ -46,6 +47,7 @@ def static_report(
     for schema in schemas.values():
         report.findings.extend(missing_fk_indexes(schema))
         report.findings.extend(redundant_indexes(schema))
+        report.findings.extend(drift(schema))
     scanned = scan(conf.PROJECT_ROOT)
     report.skipped_files = scanned.skipped
     report.findings.extend(index_findings(scanned.usages, schemas))

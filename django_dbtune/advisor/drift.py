@@ -1,0 +1,90 @@
+"""Drift: indexes the models declare that the database lacks, and the reverse."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from django_dbtune.advisor.source import field_evidence, index_evidence
+from django_dbtune.findings import Evidence, Finding
+from django_dbtune.schema import IndexInfo, ModelSchema, column_of
+
+
+def drift(schema: ModelSchema) -> Iterator[Finding]:
+    """Compare declared and actual indexes: by name where the models name them (Meta.indexes,
+    constraints), else by columns and uniqueness (Django's generated names are not kept)."""
+    if schema.actual is None:
+        return
+    actual = list(schema.actual)
+    by_name = {index.name: index for index in actual}
+    unnamed: list[IndexInfo] = []
+    for index in schema.declared:
+        if index.name:
+            if index.name in by_name:
+                actual.remove(by_name[index.name])
+            else:
+                yield _missing(schema, index)
+        else:
+            unnamed.append(index)
+    pool = Counter((index.columns, index.unique) for index in actual)
+    for index in unnamed:
+        signature = (index.columns, index.unique)
+        if pool[signature]:
+            pool[signature] -= 1
+        else:
+            yield _missing(schema, index)
+    for index in actual:
+        signature = (index.columns, index.unique)
+        if pool[signature]:
+            pool[signature] -= 1
+            yield _unknown(schema, index)
+
+
+def _fields(schema: ModelSchema, columns: tuple[str, ...]) -> tuple[str, ...]:
+    names = {column_of(f): f.name for f in schema.model._meta.local_concrete_fields}
+    return tuple(names.get(column, column) for column in columns)
+
+
+def _missing(schema: ModelSchema, index: IndexInfo) -> Finding:
+    fields = _fields(schema, index.columns)
+    what = f"index {index.name}" if index.name else f"the {index.origin} index"
+    evidence: Evidence | None = (
+        index_evidence(schema.model, index.name)
+        if index.name
+        else field_evidence(schema.model, fields[0])
+        if fields
+        else None
+    )
+    return Finding(
+        kind="missing_in_database",
+        severity="medium",
+        model=schema.label,
+        fields=fields,
+        database=schema.database,
+        message=(
+            f"The models declare {what} on ({', '.join(index.columns) or 'an expression'}) "
+            f"but database {schema.database!r} has no such index."
+        ),
+        evidence=(evidence,) if evidence else (),
+        advice=(
+            "Run 'manage.py migrate'; if showmigrations says it ran, the migration was faked "
+            "or the index was dropped by hand."
+        ),
+    )
+
+
+def _unknown(schema: ModelSchema, index: IndexInfo) -> Finding:
+    columns = ", ".join(index.columns) or "an expression"
+    return Finding(
+        kind="unknown_in_database",
+        severity="low",
+        model=schema.label,
+        fields=_fields(schema, index.columns),
+        database=schema.database,
+        message=(
+            f"Database {schema.database!r} has {'unique ' if index.unique else ''}index "
+            f"{index.name} on ({columns}), which the models do not declare: migrations will "
+            "never manage it."
+        ),
+        advice="Declare it in Meta.indexes so that migrations manage it, or drop it.",
+    )

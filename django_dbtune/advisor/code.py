@@ -117,11 +117,8 @@ def scan(root: Path) -> ScanResult:
         except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
             result.skipped.append((relative_path(str(path)), f"{type(exc).__name__}: {exc}"))
             continue
-        names = registry.imported(tree)
-        if not names:
-            continue
         lines = source.splitlines()
-        scanner = _Scanner(names, relative_path(str(path)), lines)
+        scanner = _Scanner(registry, relative_path(str(path)), lines)
         scanner.visit(tree)
         result.usages.extend(scanner.usages)
     return result
@@ -138,15 +135,14 @@ class _ModelNames:
             by_name.setdefault(model.__name__, []).append(model)
         self.unique = {name: found[0] for name, found in by_name.items() if len(found) == 1}
 
-    def imported(self, tree: ast.Module) -> dict[str, type[models.Model]]:
+    def imported(self, node: ast.ImportFrom) -> dict[str, type[models.Model]]:
+        """The models one ``from ... import ...`` statement binds, by local name."""
         names: dict[str, type[models.Model]] = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                for alias in node.names:
-                    model = self.by_module.get((node.module or "", alias.name))
-                    model = model or self.unique.get(alias.name)
-                    if model is not None:
-                        names[alias.asname or alias.name] = model
+        for alias in node.names:
+            model = self.by_module.get((node.module or "", alias.name))
+            model = model or self.unique.get(alias.name)
+            if model is not None:
+                names[alias.asname or alias.name] = model
         return names
 
 
@@ -159,8 +155,9 @@ class _Query:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self, models_by_name: dict[str, type[models.Model]], file: str, lines: list[str]):
-        self.models = models_by_name
+    def __init__(self, registry: _ModelNames, file: str, lines: list[str]):
+        self.registry = registry
+        self.models: dict[str, type[models.Model]] = {}
         self.file = file
         self.lines = lines
         self.usages: list[Usage] = []
@@ -168,6 +165,10 @@ class _Scanner(ast.NodeVisitor):
         self.instances: dict[str, type[models.Model]] = {}
         self.loop_depth = 0
         self.resolved: dict[int, _Query | None] = {}
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        # Imports bind model names where they stand, inside functions too.
+        self.models.update(self.registry.imported(node))
 
     # Scopes: names are tracked per function.
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:

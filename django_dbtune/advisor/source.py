@@ -25,16 +25,23 @@ def _class_source(model: type[models.Model]) -> tuple[str, int, list[str]] | Non
     return filename, start, lines
 
 
+@lru_cache(maxsize=1024)
+def _class_tree(model: type[models.Model]) -> list[ast.AST]:
+    source = _class_source(model)
+    if source is None:
+        return []
+    try:
+        return list(ast.walk(ast.parse(textwrap.dedent("".join(source[2])))))
+    except SyntaxError:
+        return []
+
+
 def _evidence(model: type[models.Model], want: str, match_index_name: bool) -> Evidence | None:
     source = _class_source(model)
     if source is None:
         return None
     filename, start, lines = source
-    try:
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-    except SyntaxError:
-        return None
-    for node in ast.walk(tree):
+    for node in _class_tree(model):
         if match_index_name and isinstance(node, ast.Call):
             for keyword in node.keywords:
                 value = keyword.value

@@ -81,6 +81,13 @@ def model_schemas(
     many-to-many through tables that Django creates are included.
     """
     connection = connections[database]
+    tables: set[str] = set()
+    if read_database:
+        try:
+            with connection.cursor() as cursor:
+                tables = set(connection.introspection.table_names(cursor))
+        except DatabaseError:
+            read_database = False
     schemas = []
     for label in app_labels:
         for model in apps.get_app_config(label).get_models(include_auto_created=True):
@@ -94,7 +101,10 @@ def model_schemas(
                     model,
                     database,
                     declared_indexes(model, connection),
-                    actual_indexes(model, connection) if read_database else None,
+                    # A table not created yet (migrations not run) has no indexes to compare.
+                    actual_indexes(model, connection)
+                    if read_database and meta.db_table in tables
+                    else None,
                     auto_created=bool(meta.auto_created),
                 )
             )

@@ -36,6 +36,14 @@ def same_constant_twice():
     return first, Shelf.objects.filter(kind="staff").count()  # staff-2
 
 
+def newest_by_name(name):
+    return Author.objects.filter(name=name).latest("-email")  # latest
+
+
+def newest_shelf():
+    return Shelf.objects.filter(code="c").earliest()  # earliest
+
+
 def sorted_by_a_variable(key):
     return Shelf.objects.order_by(key)  # dynamic
 
@@ -77,13 +85,14 @@ def lines_of(finding):
 def test_each_form_gives_the_index_that_serves_it(project):
     found = findings_of(project)
     assert set(found) == {
-        ("unindexed_filter", "testapp.Author", ("name",)),
+        # latest("-email") after a filter on name: one index serves it and the name filters.
+        ("composite_candidate", "testapp.Author", ("name", "email")),
         ("composite_candidate", "testapp.Shelf", ("label", "built")),
         ("composite_candidate", "testapp.Shelf", ("kind", "row")),
         ("cannot_tell", "testapp.Shelf", ()),
     }
-    name = found[("unindexed_filter", "testapp.Author", ("name",))]
-    assert lines_of(name) == [line("related"), line("q-object")]
+    name = found[("composite_candidate", "testapp.Author", ("name", "email"))]
+    assert lines_of(name) == [line("related"), line("q-object"), line("latest")]
     assert name.severity == "medium"
     loop = found[("composite_candidate", "testapp.Shelf", ("label", "built"))]
     assert loop.severity == "high", "a query in a loop runs once per item"
@@ -124,3 +133,9 @@ def test_one_constant_at_one_site_is_no_reason_for_a_partial_index(tmp_path, set
     (finding,) = findings_of(tmp_path).values()
     assert finding.index.fields == ("kind", "row")
     assert finding.index.condition is None
+
+
+def test_latest_sorts_by_get_latest_by_descending(project):
+    usages = {usage.line: usage for usage in scan(project).usages}
+    assert usages[line("latest")].sort == ["email"], "latest('-email') sorts email ascending"
+    assert usages[line("earliest")].sort == ["built"]

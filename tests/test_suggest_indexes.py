@@ -196,3 +196,22 @@ def test_a_table_not_created_yet_is_not_drift():
     found = findings("testapp")
     assert not [f for f in found if f["model"] == "testapp.Shelf" and "database" in f["kind"]]
     assert any(f["kind"] == "duplicate_index" for f in found), "the model rules still run"
+
+
+@pytest.mark.django_db
+def test_admin_options_are_read_with_low_severity():
+    admin = {
+        tuple(f["fields"]): f
+        for f in findings("testapp")
+        if f["evidence"] and f["evidence"][0]["file"] == "tests/testapp/admin.py"
+    }
+    # room leads unique_together, is_public is a boolean, "=room" and plain "code" compare
+    # UPPER(column): none of those gets a plain index.
+    assert set(admin) == {("-built",), ("kind",), ("label",), ("name",)}
+    assert {f["severity"] for f in admin.values()} == {"low"}
+    built = admin[("-built",)]
+    assert [e["code"] for e in built["evidence"]] == [
+        'ordering = ["-built"]',
+        'date_hierarchy = "built"',
+    ]
+    assert admin[("label",)]["message"].startswith("Shelf.label is prefix-searched")

@@ -18,8 +18,8 @@ from django.db import connections, models
 
 from django_dbtune.advisor.code import Usage
 from django_dbtune.advisor.models import proposed_index
-from django_dbtune.advisor.source import meta_evidence
-from django_dbtune.findings import Evidence, Finding, ProposedIndex
+from django_dbtune.advisor.source import attribute_evidence
+from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity
 from django_dbtune.schema import ModelSchema, column_of
 
 PATTERN_OPCLASS = {"CharField": "varchar_pattern_ops", "TextField": "text_pattern_ops"}
@@ -247,7 +247,7 @@ def _finding(
     )
     sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
     evidence = [Evidence(file, line, code) for file, line, code in sites]
-    if candidate.from_meta_ordering and (ordering := meta_evidence(model, "ordering")):
+    if candidate.from_meta_ordering and (ordering := attribute_evidence(model, "ordering")):
         evidence.append(ordering)
     places = f"{len(sites)} place{'s' if len(sites) != 1 else ''}"
     described = ", ".join(candidate.fields)
@@ -268,9 +268,15 @@ def _finding(
             f" Every call site compares {partial[0]} to {json.dumps(partial[1])}, so a partial "
             "index holds only those rows."
         )
+    if all(usage.admin for usage in candidate.usages):
+        severity: Severity = "low"  # staff pages, run now and then
+    elif any(usage.in_loop for usage in candidate.usages):
+        severity = "high"  # runs once per item of the loop
+    else:
+        severity = "medium"
     return Finding(
         kind=kind,
-        severity="high" if any(u.in_loop for u in candidate.usages) else "medium",
+        severity=severity,
         model=schema.label,
         fields=tuple(candidate.fields),
         database=schema.database,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ class Usage:
     in_loop: bool = False
     dynamic_sort: bool = False
     explicit_sort: bool = False
+    admin: bool = False
+    """From a ModelAdmin option: an occasional staff query, not every visitor's."""
 
 
 @dataclass
@@ -259,6 +261,8 @@ class _Scanner(ast.NodeVisitor):
                 self._record(query, node, filters=node, negated=method == "exclude")
             elif method == "order_by":
                 self._record(query, node, sort=node)
+            elif method in {"latest", "earliest"}:
+                self._latest(query, node, descending=method == "latest")
             elif method in {"count", "exists", "aggregate", "update", "delete"} and query.usage:
                 # These run without the default ordering.
                 self._usage(query, node).explicit_sort = True
@@ -323,27 +327,32 @@ class _Scanner(ast.NodeVisitor):
                 else:
                     usage.dynamic_sort = True
 
+    def _latest(self, query: _Query, node: ast.Call, descending: bool) -> None:
+        """``latest()``/``earliest()`` sort by their arguments, else ``Meta.get_latest_by``."""
+        names: list[str] = [
+            arg.value
+            for arg in node.args
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+        ]
+        if not node.args:
+            latest_by = query.model._meta.get_latest_by
+            names = [latest_by] if isinstance(latest_by, str) else list(latest_by or [])
+        usage = self._usage(query, node)
+        usage.explicit_sort = True
+        usage.sort = [_flip(name) if descending else name for name in names if "__" not in name]
+
     def _lookup(
         self, usage: Usage, model: type[models.Model], key: str, value: ast.expr, single: bool
     ) -> None:
         parts = key.split("__")
         lookup = parts.pop() if len(parts) > 1 and parts[-1] in LOOKUPS else "exact"
-        target = model
-        try:
-            for name in parts[:-1]:  # related lookups: author__email -> Author.email
-                related = target._meta.get_field(name)
-                if not related.is_relation or related.related_model is None:
-                    return
-                target = related.related_model
-            final = target._meta.get_field(parts[-1]) if parts[-1] != "pk" else None
-        except FieldDoesNotExist:
-            return  # a transform (__year, __date) or an annotation: no plain index serves it
-        if final is None or not final.concrete or final.many_to_many:
+        resolved = resolve_path(model, parts)
+        if resolved is None:
             return
+        target, name = resolved
         if target is not model:
             usage = Usage(target, usage.file, usage.line, usage.code, in_loop=usage.in_loop)
             self.usages.append(usage)
-        name = final.name
         if single:
             usage.single.append(name)
         elif lookup in EQUALITY:
@@ -369,6 +378,33 @@ class _Scanner(ast.NodeVisitor):
         return ...
 
 
+def resolve_path(
+    model: type[models.Model], parts: list[str]
+) -> tuple[type[models.Model], str] | None:
+    """The model and concrete field a lookup path ends at (``author__email`` is
+    ``(Author, "email")``), or None for a transform, an annotation or a many-to-many."""
+    target = model
+    try:
+        for name in parts[:-1]:
+            related = target._meta.get_field(name)
+            if not related.is_relation or related.related_model is None:
+                return None
+            target = related.related_model
+        if parts[-1] == "pk":
+            return None
+        final = target._meta.get_field(parts[-1])
+    except FieldDoesNotExist:
+        return None
+    if not final.concrete or final.many_to_many:
+        return None
+    return target, final.name
+
+
+def _flip(name: str) -> str:
+    """The other direction: latest() sorts get_latest_by descending."""
+    return name[1:] if name.startswith("-") else f"-{name}"
+
+
 def _fetches_one(call: ast.Call) -> bool:
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
@@ -387,17 +423,12 @@ def _q_keywords(node: ast.expr) -> Iterator[ast.keyword]:
 
 
 def _copy(usage: Usage) -> Usage:
-    return Usage(
-        usage.model,
-        usage.file,
-        usage.line,
-        usage.code,
-        list(usage.equality),
-        list(usage.ranges),
-        list(usage.patterns),
-        list(usage.sort),
-        list(usage.single),
-        usage.in_loop,
-        usage.dynamic_sort,
-        usage.explicit_sort,
+    """A copy whose lists can grow without changing the original."""
+    return replace(
+        usage,
+        equality=list(usage.equality),
+        ranges=list(usage.ranges),
+        patterns=list(usage.patterns),
+        sort=list(usage.sort),
+        single=list(usage.single),
     )

@@ -14,7 +14,7 @@ from django_dbtune.findings import Evidence
 
 
 @lru_cache(maxsize=1024)
-def _class_source(model: type[models.Model]) -> tuple[str, int, list[str]] | None:
+def _class_source(model: type) -> tuple[str, int, list[str]] | None:
     try:
         filename = inspect.getsourcefile(model)
         lines, start = inspect.getsourcelines(model)
@@ -26,7 +26,7 @@ def _class_source(model: type[models.Model]) -> tuple[str, int, list[str]] | Non
 
 
 @lru_cache(maxsize=1024)
-def _class_tree(model: type[models.Model]) -> list[ast.AST]:
+def _class_tree(model: type) -> list[ast.AST]:
     source = _class_source(model)
     if source is None:
         return []
@@ -36,7 +36,7 @@ def _class_tree(model: type[models.Model]) -> list[ast.AST]:
         return []
 
 
-def _evidence(model: type[models.Model], want: str, match_index_name: bool) -> Evidence | None:
+def _evidence(model: type, want: str, match_index_name: bool) -> Evidence | None:
     source = _class_source(model)
     if source is None:
         return None
@@ -85,6 +85,7 @@ def index_evidence(model: type[models.Model], index_name: str) -> Evidence | Non
     return _evidence(model, index_name, match_index_name=True)
 
 
-def meta_evidence(model: type[models.Model], option: str) -> Evidence | None:
-    """The line setting a Meta option (``ordering = [...]``), if any."""
-    return _evidence(model, option, match_index_name=False)
+def attribute_evidence(klass: type, name: str) -> Evidence | None:
+    """The line assigning an attribute in a class, its Meta included (``ordering = [...]``,
+    a ModelAdmin's ``list_filter = [...]``)."""
+    return _evidence(klass, name, match_index_name=False)

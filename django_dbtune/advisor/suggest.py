@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 
 from django.apps import apps
 
+from django_dbtune.advisor.admin import admin_usages
 from django_dbtune.advisor.candidates import index_findings
 from django_dbtune.advisor.code import scan
 from django_dbtune.advisor.drift import drift
 from django_dbtune.advisor.models import missing_fk_indexes, redundant_indexes
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding
-from django_dbtune.schema import model_schemas
+from django_dbtune.schema import ModelSchema, model_schemas
 
 
 @dataclass
@@ -50,5 +51,10 @@ def static_report(
         report.findings.extend(drift(schema))
     scanned = scan(conf.PROJECT_ROOT)
     report.skipped_files = scanned.skipped
-    report.findings.extend(index_findings(scanned.usages, schemas))
+    usages = scanned.usages + admin_usages(schemas_apps(schemas))
+    report.findings.extend(index_findings(usages, schemas))
     return report
+
+
+def schemas_apps(schemas: dict[str, ModelSchema]) -> set[str]:
+    return {schema.model._meta.app_label for schema in schemas.values()}

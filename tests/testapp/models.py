@@ -77,6 +77,7 @@ class Shelf(models.Model):
     built = models.DateTimeField(null=True)
 
     class Meta:
+        get_latest_by = "built"
         unique_together = [("room", "row")]
         indexes = [
             models.Index(fields=["code"], name="shelf_code_a"),

@@ -34,6 +34,9 @@ class ProposedIndex:
     include: tuple[str, ...] = ()
     condition_lookup: tuple[str, Any] | None = None
     """The condition as (field, value), for writing it."""
+    sql: str | None = None
+    """For an index Meta.indexes cannot declare simply (a trigram index on an expression):
+    the statement to run in a migration's RunSQL."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class ProposedIndex:
             "opclasses": list(self.opclasses),
             "condition": self.condition,
             "include": list(self.include),
+            "sql": self.sql,
         }
 
     def as_code(self) -> str:
@@ -119,7 +123,9 @@ def to_text(findings: Iterable[Finding]) -> str:
         lines.append(f"    [{finding.severity}] {finding.kind}: {finding.message}")
         for item in finding.evidence:
             lines.append(f"      {item.file}:{item.line}  {item.code}")
-        if finding.index is not None:
+        if finding.index is not None and finding.index.sql:
+            lines.append(f"      add in a migration: migrations.RunSQL({finding.index.sql!r})")
+        elif finding.index is not None:
             lines.append(f"      add to Meta.indexes: {finding.index.as_code()}")
         if finding.advice:
             lines.append(f"      advice: {finding.advice}")

@@ -205,9 +205,9 @@ def test_admin_options_are_read_with_low_severity():
         for f in findings("testapp")
         if f["evidence"] and f["evidence"][0]["file"] == "tests/testapp/admin.py"
     }
-    # room leads unique_together, is_public is a boolean, "=room" and plain "code" compare
-    # UPPER(column): none of those gets a plain index.
-    assert set(admin) == {("-built",), ("kind",), ("label",), ("name",)}
+    # room leads unique_together and is_public is a boolean: neither gets an index;
+    # "=room" (iexact) needs an expression index of its own.
+    assert set(admin) == {("-built",), ("kind",), ("label",), ("name",), ("code",)}
     assert {f["severity"] for f in admin.values()} == {"low"}
     built = admin[("-built",)]
     assert [e["code"] for e in built["evidence"]] == [
@@ -215,3 +215,26 @@ def test_admin_options_are_read_with_low_severity():
         'date_hierarchy = "built"',
     ]
     assert admin[("label",)]["message"].startswith("Shelf.label is prefix-searched")
+
+
+@pytest.mark.django_db
+def test_contains_searches_get_a_trigram_index_on_postgresql_only():
+    (code,) = [
+        f
+        for f in findings("testapp")
+        if f["fields"] == ["code"] and f["kind"] != ("duplicate_index")
+    ]
+    assert code["message"].startswith("Shelf.code is searched with icontains in 1 place")
+    if connection.vendor != "postgresql":
+        assert code["index"] is None
+        assert "SQLite has no index" in code["advice"]
+        return
+    assert code["index"]["opclasses"] == ["gin_trgm_ops"]
+    assert code["index"]["sql"].endswith(
+        'ON "testapp_shelf" USING gin ((UPPER("code"::text)) gin_trgm_ops)'
+    )
+    assert "pg_trgm is available but not installed" in code["advice"]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        cursor.execute(code["index"]["sql"])
+    assert not [f for f in findings("testapp") if f["fields"] == ["code"] and "trgm" in str(f)]

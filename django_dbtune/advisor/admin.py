@@ -29,12 +29,15 @@ def admin_usages(app_labels: Iterable[str]) -> list[Usage]:
                 found[0].equality.append((found[1], ...))
                 usages.append(found[0])
         for search in model_admin.search_fields:
-            # "^name" is istartswith, which an index can serve; "=" and plain (icontains)
-            # compare UPPER(column), which only an expression or trigram index serves.
+            # "^name" is istartswith (a prefix search); a plain name is icontains, which only a
+            # trigram index serves; "=" (iexact) and "@" (full text) need indexes of their own.
             if search.startswith("^") and (
                 found := _usage(model, klass, "search_fields", search[1:])
             ):
                 found[0].patterns.append(found[1])
+                usages.append(found[0])
+            elif search[:1].isalpha() and (found := _usage(model, klass, "search_fields", search)):
+                found[0].contains.append((found[1], True))
                 usages.append(found[0])
         for order in model_admin.ordering or ():
             # Sorting by a related model's column goes through a join no index here serves.

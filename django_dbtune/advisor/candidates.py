@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import connections, models
+from django.db import DatabaseError, connections, models
 
 from django_dbtune.advisor.code import Usage
 from django_dbtune.advisor.models import proposed_index
@@ -33,6 +33,9 @@ class Candidate:
     pattern: bool = False
     usages: list[Usage] = field(default_factory=list)
     from_meta_ordering: bool = False
+    trigram: bool = False
+    """A ``contains``/``icontains`` search, which only a trigram GIN index serves."""
+    insensitive: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -44,6 +47,10 @@ def candidates_for(usage: Usage) -> list[Candidate]:
     filters where a composite cannot help (``exclude()``, ``Q`` objects)."""
     found = [
         Candidate(usage.model, (name,), False, [usage]) for name in dict.fromkeys(usage.single)
+    ]
+    found += [
+        Candidate(usage.model, (name,), False, [usage], trigram=True, insensitive=insensitive)
+        for name, insensitive in dict.fromkeys(usage.contains)
     ]
     main = _composite(usage)
     return [*found, main] if main else found
@@ -101,7 +108,8 @@ def _columns(model: type[models.Model], names: Iterable[str]) -> tuple[str, ...]
 def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list[Finding]:
     """unindexed_filter, composite_candidate and cannot_tell findings for these models."""
     findings: list[Finding] = []
-    grouped: dict[tuple[str, tuple[str, ...], bool], Candidate] = {}
+    grouped: dict[tuple[Any, ...], Candidate] = {}
+    trigrams = _Trigrams()
     for usage in usages:
         schema = schemas.get(usage.model._meta.label)
         if schema is None:
@@ -111,6 +119,18 @@ def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list
         equality = tuple(dict.fromkeys(name for name, _ in usage.equality))
         for candidate in candidates_for(usage):
             if _is_low_cardinality(candidate):
+                continue
+            if candidate.trigram:
+                if not trigrams.indexed(schema, candidate):
+                    trigram_key = (
+                        schema.label,
+                        candidate.fields,
+                        "trigram",
+                        candidate.insensitive,
+                    )
+                    grouped.setdefault(trigram_key, replace(candidate, usages=[])).usages.append(
+                        usage
+                    )
                 continue
             if (
                 equality
@@ -122,7 +142,7 @@ def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list
                 continue
             if _leading(schema, _columns(usage.model, candidate.names), candidate.pattern):
                 continue
-            key = (schema.label, candidate.fields, candidate.pattern)
+            key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern)
             if key in grouped:
                 grouped[key].usages.append(usage)
                 grouped[key].from_meta_ordering |= candidate.from_meta_ordering
@@ -131,6 +151,9 @@ def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list
     constants = _constants(usages)
     for candidate in _merge_prefixes(list(grouped.values())):
         schema = schemas[candidate.model._meta.label]
+        if candidate.trigram:
+            findings.append(_trigram_finding(schema, candidate, trigrams.state(schema)))
+            continue
         partial = _partial(candidate, constants)
         if partial and _has_partial(schema, candidate, partial):
             continue
@@ -163,7 +186,7 @@ def _is_low_cardinality(candidate: Candidate) -> bool:
 
 def _merge_prefixes(candidates: list[Candidate]) -> list[Candidate]:
     """Fold each candidate into a longer one of the same model that it is a prefix of."""
-    ordered = sorted(candidates, key=lambda c: -len(c.fields))
+    ordered = sorted(candidates, key=lambda c: (c.trigram, -len(c.fields)))
     kept: list[Candidate] = []
     for candidate in ordered:
         wider = next(
@@ -171,6 +194,8 @@ def _merge_prefixes(candidates: list[Candidate]) -> list[Candidate]:
                 other
                 for other in kept
                 if other.model is candidate.model
+                and not candidate.trigram
+                and not other.trigram
                 and other.pattern == candidate.pattern
                 and other.names[: len(candidate.names)] == candidate.names
             ),
@@ -283,6 +308,91 @@ def _finding(
         message=message,
         index=proposal,
         evidence=tuple(evidence),
+        advice=advice,
+    )
+
+
+class _Trigrams:
+    """What PostgreSQL offers for contains searches: the pg_trgm extension, and the trigram
+    indexes tables already have (expression indexes that introspection does not describe)."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, str | None] = {}
+        self._definitions: dict[tuple[str, str], list[str]] = {}
+
+    def state(self, schema: ModelSchema) -> str | None:
+        """ "installed", "available", "missing", or None off PostgreSQL or when unreadable."""
+        database = schema.database
+        if database not in self._states:
+            self._states[database] = None
+            connection = connections[database]
+            if connection.vendor == "postgresql" and schema.actual is not None:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT installed_version FROM pg_available_extensions "
+                            "WHERE name = 'pg_trgm'"
+                        )
+                        row = cursor.fetchone()
+                    self._states[database] = (
+                        "missing" if row is None else "installed" if row[0] else "available"
+                    )
+                except DatabaseError:
+                    pass
+        return self._states[database]
+
+    def indexed(self, schema: ModelSchema, candidate: Candidate) -> bool:
+        if self.state(schema) is None:
+            return False
+        key = (schema.database, schema.table)
+        if key not in self._definitions:
+            with connections[schema.database].cursor() as cursor:
+                cursor.execute(
+                    "SELECT indexdef FROM pg_indexes WHERE tablename = %s", [schema.table]
+                )
+                self._definitions[key] = [row[0] for row in cursor.fetchall()]
+        column = column_of(candidate.model._meta.get_field(candidate.names[0]))
+        wanted = f"upper(({column})::text)" if candidate.insensitive else column
+        return any(
+            "gin_trgm_ops" in definition and wanted in definition.lower()
+            for definition in self._definitions[key]
+        )
+
+
+def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | None) -> Finding:
+    model = candidate.model
+    name = candidate.names[0]
+    column = column_of(model._meta.get_field(name))
+    lookup = "icontains" if candidate.insensitive else "contains"
+    sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
+    index_name = proposed_index(model, [name]).name.removesuffix("_idx") + "_trg"
+    expression = f'(UPPER("{column}"::text))' if candidate.insensitive else f'"{column}"'
+    sql = f'CREATE INDEX "{index_name}" ON "{schema.table}" USING gin ({expression} gin_trgm_ops)'
+    advice = {
+        "installed": "pg_trgm is installed in this database.",
+        "available": "pg_trgm is available but not installed here: add "
+        "django.contrib.postgres.operations.TrigramExtension() to the migration first.",
+        "missing": "pg_trgm is not available on this server (it ships with PostgreSQL's "
+        "contrib package); without it no index serves this search.",
+        None: "On PostgreSQL a trigram GIN index (pg_trgm) serves it; SQLite has no index "
+        "for LIKE '%x%'.",
+    }[state]
+    postgres = connections[schema.database].vendor == "postgresql"
+    places = f"{len(sites)} place{'s' if len(sites) != 1 else ''}"
+    return Finding(
+        kind="unindexed_filter",
+        severity="low" if all(u.admin for u in candidate.usages) else "medium",
+        model=schema.label,
+        fields=(name,),
+        database=schema.database,
+        message=(
+            f"{model._meta.object_name}.{name} is searched with {lookup} in {places}: "
+            "LIKE '%...%' reads every row unless a trigram index serves it."
+        ),
+        index=ProposedIndex((name,), index_name, ("gin_trgm_ops",), sql=sql)
+        if postgres and state != "missing"
+        else None,
+        evidence=tuple(Evidence(file, line, code) for file, line, code in sites),
         advice=advice,
     )
 

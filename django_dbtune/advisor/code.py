@@ -78,6 +78,8 @@ class Usage:
     sort: list[str] = field(default_factory=list)
     single: list[str] = field(default_factory=list)
     """Fields filtered where a composite index cannot help (``exclude``, ``Q`` objects)."""
+    contains: list[tuple[str, bool]] = field(default_factory=list)
+    """(field, case-insensitive) searched with ``contains``/``icontains``."""
     in_loop: bool = False
     dynamic_sort: bool = False
     explicit_sort: bool = False
@@ -353,7 +355,9 @@ class _Scanner(ast.NodeVisitor):
         if target is not model:
             usage = Usage(target, usage.file, usage.line, usage.code, in_loop=usage.in_loop)
             self.usages.append(usage)
-        if single:
+        if lookup in {"contains", "icontains"}:
+            usage.contains.append((name, lookup == "icontains"))
+        elif single:
             usage.single.append(name)
         elif lookup in EQUALITY:
             usage.equality.append((name, self._constant(value) if lookup == "exact" else ...))
@@ -431,4 +435,5 @@ def _copy(usage: Usage) -> Usage:
         patterns=list(usage.patterns),
         sort=list(usage.sort),
         single=list(usage.single),
+        contains=list(usage.contains),
     )

@@ -71,7 +71,26 @@ def plan(findings: Iterable[Finding], *, concurrently: bool = False) -> WritePla
             by_model.setdefault(finding.model, []).append(finding)
     by_model = {label: _widest(found) for label, found in by_model.items()}
     by_app: dict[str, list[tuple[type[models.Model], ProposedIndex]]] = {}
+    taken = {
+        name
+        for model in apps.get_models()
+        for name in [i.name for i in model._meta.indexes]
+        + [c.name for c in model._meta.constraints]
+    }
     for label, model_findings in sorted(by_model.items()):
+        unique_findings = []
+        for finding in model_findings:
+            assert finding.index is not None
+            if finding.index.name in taken:
+                result.skipped.append(
+                    (label, f"an index named {finding.index.name} exists already; name it by hand")
+                )
+            else:
+                taken.add(finding.index.name)
+                unique_findings.append(finding)
+        model_findings = unique_findings
+        if not model_findings:
+            continue
         proposals = [f.index for f in model_findings if f.index is not None]
         model = apps.get_model(label)
         reason = _cannot_edit(model)

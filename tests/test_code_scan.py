@@ -44,6 +44,18 @@ def newest_shelf():
     return Shelf.objects.filter(code="c").earliest()  # earliest
 
 
+class ShelfViewSet:  # a Django REST framework view
+    queryset = Shelf.objects.all()
+    filterset_fields = ["label", "is_public", "room"]  # drf-filter
+    ordering_fields = ("built", "row")  # drf-order
+
+
+class AuthorFilter:  # a django-filter FilterSet
+    class Meta:
+        model = Author
+        fields = ["name"]
+
+
 def sorted_by_a_variable(key):
     return Shelf.objects.order_by(key)  # dynamic
 
@@ -90,13 +102,15 @@ def test_each_form_gives_the_index_that_serves_it(project):
         ("composite_candidate", "testapp.Shelf", ("label", "built")),
         ("composite_candidate", "testapp.Shelf", ("kind", "row")),
         ("cannot_tell", "testapp.Shelf", ()),
+        ("unindexed_filter", "testapp.Shelf", ("built",)),  # DRF ordering_fields
+        ("unindexed_filter", "testapp.Shelf", ("row",)),  # DRF ordering_fields
     }
     name = found[("composite_candidate", "testapp.Author", ("name", "email"))]
     assert lines_of(name) == [line("related"), line("q-object"), line("latest")]
     assert name.severity == "medium"
     loop = found[("composite_candidate", "testapp.Shelf", ("label", "built"))]
     assert loop.severity == "high", "a query in a loop runs once per item"
-    assert lines_of(loop) == [line("loop")]
+    assert lines_of(loop) == sorted([line("drf-filter"), line("loop")])
     staff = found[("composite_candidate", "testapp.Shelf", ("kind", "row"))]
     assert staff.index.fields == ("row",)
     assert staff.index.condition == 'Q(kind="staff")'
@@ -139,3 +153,16 @@ def test_latest_sorts_by_get_latest_by_descending(project):
     usages = {usage.line: usage for usage in scan(project).usages}
     assert usages[line("latest")].sort == ["email"], "latest('-email') sorts email ascending"
     assert usages[line("earliest")].sort == ["built"]
+
+
+def test_rest_framework_filterset_and_ordering_fields(project):
+    found = findings_of(project)
+    # The label filter is a leading prefix of the loop's (label, built): one index for both.
+    label = found[("composite_candidate", "testapp.Shelf", ("label", "built"))]
+    assert line("drf-filter") in lines_of(label)
+    built = found[("unindexed_filter", "testapp.Shelf", ("built",))]
+    assert lines_of(built) == [line("drf-order")]
+    # room leads unique_together; is_public is a boolean; row is second in (room, row).
+    assert ("unindexed_filter", "testapp.Shelf", ("room",)) not in found
+    assert ("unindexed_filter", "testapp.Shelf", ("is_public",)) not in found
+    assert found[("unindexed_filter", "testapp.Shelf", ("row",))].severity == "medium"

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,18 @@ def test_apply_writes_all_or_nothing(tmp_path):
         apply(WritePlan(files={kept: "changed\n", unwritable: "new\n"}))
     assert kept.read_text() == "original\n"
     assert not unwritable.exists()
+
+
+@pytest.mark.django_db
+def test_a_name_that_is_taken_is_not_written_twice():
+    from django_dbtune.advisor.suggest import static_report
+    from django_dbtune.writer import plan
+
+    report = static_report(["testapp"], "default")
+    reviewer = next(f for f in report.findings if f.fields == ("reviewer",))
+    clash = replace(reviewer, index=replace(reviewer.index, name="book_editor_title"))
+    result = plan([clash])
+    assert result.files == {}
+    assert result.skipped == [
+        ("testapp.Book", "an index named book_editor_title exists already; name it by hand")
+    ]

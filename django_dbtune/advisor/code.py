@@ -174,6 +174,48 @@ class _Scanner(ast.NodeVisitor):
         # Imports bind model names where they stand, inside functions too.
         self.models.update(self.registry.imported(node))
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        """Django REST framework views and filter sets: ``filterset_fields`` and
+        ``ordering_fields`` name fields API clients filter and sort by, in any combination,
+        so each is a candidate of its own."""
+        self.generic_visit(node)
+        model = self._class_model(node)
+        if model is None:
+            return
+        for option, target in (("filterset_fields", "single"), ("ordering_fields", "sort")):
+            assignment = _class_assignment(node, option)
+            if assignment is None:
+                continue
+            for name in _string_items(assignment.value):
+                if (
+                    name == "__all__"
+                    or (resolved := resolve_path(model, name.split("__"))) is None
+                ):
+                    continue
+                line = assignment.lineno
+                usage = Usage(resolved[0], self.file, line, self.lines[line - 1].strip())
+                usage.explicit_sort = True
+                if target == "single":
+                    usage.single.append(resolved[1])
+                else:
+                    usage.sort.append(resolved[1])
+                self.usages.append(usage)
+
+    def _class_model(self, node: ast.ClassDef) -> type[models.Model] | None:
+        """The model of a view (``queryset = Model.objects...``) or a filter set
+        (``class Meta: model = Model``)."""
+        queryset = _class_assignment(node, "queryset")
+        if queryset is not None:
+            query = self._query_of(queryset.value)
+            if query is not None:
+                return query.model
+        for statement in node.body:
+            if isinstance(statement, ast.ClassDef) and statement.name == "Meta":
+                model = _class_assignment(statement, "model")
+                if model is not None and isinstance(model.value, ast.Name):
+                    return self.models.get(model.value.id)
+        return None
+
     # Scopes: names are tracked per function.
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         saved = (self.querysets, self.instances)
@@ -402,6 +444,30 @@ def resolve_path(
     if not final.concrete or final.many_to_many:
         return None
     return target, final.name
+
+
+def _class_assignment(node: ast.ClassDef, name: str) -> ast.Assign | None:
+    for statement in node.body:
+        if isinstance(statement, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == name for target in statement.targets
+        ):
+            return statement
+    return None
+
+
+def _string_items(node: ast.expr) -> list[str]:
+    """The strings of a list or tuple literal (a dict's keys, as django-filter allows)."""
+    if isinstance(node, ast.List | ast.Tuple):
+        items = node.elts
+    elif isinstance(node, ast.Dict):
+        items = [key for key in node.keys if key is not None]
+    else:
+        return []
+    return [
+        item.value
+        for item in items
+        if isinstance(item, ast.Constant) and isinstance(item.value, str)
+    ]
 
 
 def _flip(name: str) -> str:

@@ -17,22 +17,32 @@ from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
 
 class Command(BaseCommand):
     help = (
-        "Find the indexes the project lacks and those it wastes, from the models and the "
-        "project's own code (no queries run): foreign keys no index leads with; fields the "
-        "code filters, prefix-searches or sorts by with no covering index (one composite "
-        "per call site, equality columns first); duplicate and redundant indexes. Each "
-        "finding names the lines it comes from and the models.Index(...) to add. Without "
-        "app labels, checks the project's own apps (those under DBTUNE['PROJECT_ROOT'], not "
-        "installed packages). Tests, migrations and virtual environments are not scanned. "
-        "When the database is reachable, indexes that exist only there count as covering."
+        "Find the indexes the project lacks and those it wastes, from the models, the "
+        "project's own code and the admin (no queries run): foreign keys no index leads "
+        "with; fields the code, the admin or REST framework filter, search or sort by with no "
+        "covering index (one composite per call site, equality columns first); duplicate "
+        "and redundant indexes; and drift between the models and the database. Each finding "
+        "names the lines it comes from and the models.Index(...) to add; --write adds them. "
+        "Tests, migrations and virtual environments are not scanned."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("app_labels", nargs="*", metavar="app_label")
+        parser.add_argument(
+            "app_labels",
+            nargs="*",
+            metavar="app_label",
+            help="Apps to check (default: the project's own apps, those under "
+            "DBTUNE['PROJECT_ROOT'] and not in an installed package).",
+        )
         parser.add_argument(
             "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default 'default')."
         )
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="text for people (default), json for machines.",
+        )
         parser.add_argument(
             "--check",
             action="store_true",

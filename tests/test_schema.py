@@ -1,7 +1,8 @@
 import pytest
-from django.db import connection
+from django.db import connection, models
+from django.test.utils import isolate_apps
 
-from django_dbtune.schema import model_schemas
+from django_dbtune.schema import ModelSchema, actual_indexes, declared_indexes, model_schemas
 
 
 def schemas(read_database=False):
@@ -65,3 +66,33 @@ def test_an_index_only_the_database_has_counts_as_covering():
     with connection.cursor() as cursor:
         cursor.execute('CREATE INDEX handmade_reviewer ON "testapp_book" ("reviewer_id")')
     assert schemas(read_database=True)["testapp.Book"].covers("reviewer_id")
+
+
+@pytest.mark.django_db
+@isolate_apps("tests.testapp")
+def test_a_table_in_a_postgresql_schema_is_read(postgres_only):
+    class Ledger(models.Model):
+        code = models.CharField(max_length=10)
+        owner_id = models.IntegerField()
+
+        class Meta:
+            app_label = "testapp"
+            db_table = '"accounting"."ledger"'
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA accounting")
+    with connection.schema_editor() as editor:
+        editor.create_model(Ledger)
+    with connection.cursor() as cursor:
+        cursor.execute('CREATE INDEX ledger_owner ON "accounting"."ledger" (owner_id)')
+        cursor.execute(
+            'CREATE INDEX ledger_code_some ON "accounting"."ledger" (code) WHERE code = \'x\''
+        )
+    found = {index.name: index for index in actual_indexes(Ledger, connection)}
+    assert found["ledger_owner"].columns == ("owner_id",)
+    assert found["ledger_code_some"].partial
+    schema = ModelSchema(
+        Ledger, "default", declared_indexes(Ledger, connection), list(found.values())
+    )
+    assert schema.covers("owner_id"), "an index only the database has still covers"
+    assert not schema.covers("code"), "a partial index covers nothing in general"

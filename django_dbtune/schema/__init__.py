@@ -103,7 +103,7 @@ def model_schemas(
                     declared_indexes(model, connection),
                     # A table not created yet (migrations not run) has no indexes to compare.
                     actual_indexes(model, connection)
-                    if read_database and meta.db_table in tables
+                    if read_database and _table_exists(connection, meta.db_table, tables)
                     else None,
                     auto_created=bool(meta.auto_created),
                 )
@@ -193,10 +193,58 @@ def _pattern_opclass(
     return None
 
 
+def schema_qualified(db_table: str) -> bool:
+    """Django's documented way to put a model in a PostgreSQL schema: '"schema"."table"'."""
+    return db_table.startswith('"') and db_table.endswith('"') and '"."' in db_table
+
+
+def _table_exists(connection: BaseDatabaseWrapper, db_table: str, tables: set[str]) -> bool:
+    if not schema_qualified(db_table):
+        return db_table in tables
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [db_table])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+# Introspection takes a bare table name; a schema-qualified one is read from the catalogs.
+_QUALIFIED_INDEXES = """
+SELECT index_class.relname, i.indisunique OR i.indisprimary, i.indpred IS NOT NULL,
+       ARRAY(
+           SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+           LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+           ORDER BY k.position
+       )
+FROM pg_index i JOIN pg_class index_class ON index_class.oid = i.indexrelid
+WHERE i.indrelid = to_regclass(%s)
+"""
+
+
 def actual_indexes(
     model: type[models.Model], connection: BaseDatabaseWrapper
 ) -> list[IndexInfo] | None:
     """The indexes the database really has on the model's table, or None if unreadable."""
+    db_table = model._meta.db_table
+    if schema_qualified(db_table):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_QUALIFIED_INDEXES, [db_table])
+                rows = cursor.fetchall()
+        except DatabaseError:
+            return None
+        return [
+            IndexInfo(
+                name,
+                () if None in columns else tuple(columns),
+                "database",
+                unique=unique,
+                partial=partial,
+                opclasses=("unknown",) if name.endswith("_like") else (),
+            )
+            for name, unique, partial, columns in rows
+        ]
     try:
         with connection.cursor() as cursor:
             constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)

@@ -96,3 +96,10 @@ def test_a_table_in_a_postgresql_schema_is_read(postgres_only):
     )
     assert schema.covers("owner_id"), "an index only the database has still covers"
     assert not schema.covers("code"), "a partial index covers nothing in general"
+
+
+def test_a_swapped_model_has_no_schema(settings):
+    settings.AUTH_USER_MODEL = "testapp.Author"
+    labels = {s.label for s in model_schemas(["auth"], "default", read_database=False)}
+    assert "auth.User" not in labels
+    assert "auth.Group" in labels

@@ -78,6 +78,8 @@ def test_findings_carry_their_evidence_and_the_right_index_type():
         ("example_project/dashboard/views.py", 15),
     }
     assert status["index"]["fields"] == ["status_code", "-crawled_at"]
+    assert status["severity"] == "high", "paginated: the query behind a list page"
+    assert [e["line"] for e in url["evidence"]] == [30], "paginating is no new call site"
     partial = found[
         ("composite_candidate", "crawler.Recommendation", ("implementation_status", "-priority"))
     ]
@@ -118,12 +120,15 @@ def test_text_output_groups_by_app_and_model_and_shows_the_index_to_add():
 
 
 @pytest.mark.django_db
-def test_check_fails_only_at_or_above_the_minimum_severity():
+def test_check_fails_at_or_above_the_minimum_severity():
     with pytest.raises(SystemExit) as exited:
-        run("publisher", "--check")
+        run("publisher", "--check", "--min-severity", "high")
     assert exited.value.code == 1
-    text, _ = run("publisher", "--check", "--min-severity", "high")
-    assert text.strip() == "No findings."
+    high = findings("publisher", "--min-severity", "high")
+    # The publishing queue is sliced ([:50]): a list page, so high; the redundant index is low.
+    assert [(f["kind"], f["fields"]) for f in high] == [
+        ("composite_candidate", ["status", "scheduled_for"])
+    ]
 
 
 @pytest.mark.django_db

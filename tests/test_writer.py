@@ -207,6 +207,9 @@ def test_write_migrate_and_back(project):
     rerun = manage(project, "suggest_indexes", "--format", "json").stdout
     assert "composite_candidate" not in rerun and "missing_fk_index" not in rerun
     assert "unindexed_filter" not in rerun
+    # As a CI gate: only the redundant index (advice, low) remains.
+    gate = manage(project, "suggest_indexes", "--check", "--min-severity", "medium")
+    assert gate.stdout.strip() == "No findings."
     for app in ("crawler", "marketplace", "publisher"):
         manage(project, "migrate", app, "0001", "-v0")
     back = indexes(project, "crawler_recommendation") | indexes(project, "crawler_pageresult")

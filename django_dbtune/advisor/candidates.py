@@ -295,8 +295,8 @@ def _finding(
         )
     if all(usage.admin for usage in candidate.usages):
         severity: Severity = "low"  # staff pages, run now and then
-    elif any(usage.in_loop for usage in candidate.usages):
-        severity = "high"  # runs once per item of the loop
+    elif any(usage.in_loop or usage.list_view for usage in candidate.usages):
+        severity = "high"  # runs once per item of a loop, or behind a list page
     else:
         severity = "medium"
     return Finding(

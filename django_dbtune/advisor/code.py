@@ -85,6 +85,8 @@ class Usage:
     explicit_sort: bool = False
     admin: bool = False
     """From a ModelAdmin option: an occasional staff query, not every visitor's."""
+    list_view: bool = False
+    """Sliced (``[:50]``) or paginated: the query behind a list page."""
 
 
 @dataclass
@@ -251,8 +253,14 @@ class _Scanner(ast.NodeVisitor):
         elif query is not None:
             self.querysets[name] = query
 
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        self._query_of(node)
+        self.generic_visit(node)
+
     def visit_Call(self, node: ast.Call) -> None:
         self._query_of(node)
+        if isinstance(node.func, ast.Name) and node.func.id == "Paginator" and node.args:
+            _mark_list_view(self._query_of(node.args[0]))
         self.generic_visit(node)
 
     # Resolution of expressions to querysets and instances.
@@ -277,7 +285,12 @@ class _Scanner(ast.NodeVisitor):
     def _query_of(self, node: ast.expr) -> _Query | None:
         """The queryset an expression builds, recording what it filters and sorts."""
         if isinstance(node, ast.Subscript):
-            return self._query_of(node.value)
+            if id(node) not in self.resolved:
+                query = self._query_of(node.value)
+                if isinstance(node.slice, ast.Slice):
+                    _mark_list_view(query)
+                self.resolved[id(node)] = query
+            return self.resolved[id(node)]
         if isinstance(node, ast.Name):
             stored = self.querysets.get(node.id)
             return _Query(stored.model, stored.usage) if stored else None
@@ -444,6 +457,13 @@ def resolve_path(
     if not final.concrete or final.many_to_many:
         return None
     return target, final.name
+
+
+def _mark_list_view(query: _Query | None) -> None:
+    """Slicing or paginating evaluates the same query, at no new call site: the usage that
+    built it (a variable's included) is marked, not copied."""
+    if query is not None and query.usage is not None:
+        query.usage.list_view = True
 
 
 def _class_assignment(node: ast.ClassDef, name: str) -> ast.Assign | None:

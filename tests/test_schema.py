@@ -103,3 +103,9 @@ def test_a_swapped_model_has_no_schema(settings):
     labels = {s.label for s in model_schemas(["auth"], "default", read_database=False)}
     assert "auth.User" not in labels
     assert "auth.Group" in labels
+
+
+def test_an_abstract_model_has_no_schema_but_its_children_do():
+    labels = {s.label for s in model_schemas(["testapp"], "default", read_database=False)}
+    assert "testapp.Stamped" not in labels
+    assert "testapp.Note" in labels

@@ -103,6 +103,7 @@ def test_every_coverage_form_is_respected():
     assert reported == {
         ("missing_fk_index", "testapp.Book", ("reviewer",)),
         ("missing_fk_index", "testapp.Book", ("sponsor",)),
+        ("missing_fk_index", "testapp.Note", ("owner",)),
         ("duplicate_index", "testapp.Shelf", ("code",)),
         ("redundant_index", "testapp.Shelf", ("room",)),
     }
@@ -243,3 +244,10 @@ def test_contains_searches_get_a_trigram_index_on_postgresql_only():
         cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         cursor.execute(code["index"]["sql"])
     assert not [f for f in findings("testapp") if f["fields"] == ["code"] and "trgm" in str(f)]
+
+
+@pytest.mark.django_db
+def test_a_field_from_an_abstract_parent_points_at_the_parent():
+    (owner,) = [f for f in findings("testapp") if f["model"] == "testapp.Note"]
+    assert owner["evidence"][0]["file"] == "tests/testapp/models.py"
+    assert owner["evidence"][0]["code"].startswith("owner = models.ForeignKey(Author")

@@ -84,3 +84,16 @@ class Shelf(models.Model):
             models.Index(fields=["code"], name="shelf_code_b"),
             models.Index(fields=["room"], name="shelf_room"),
         ]
+
+
+class Stamped(models.Model):
+    """An abstract parent: its fields land in each child's table."""
+
+    owner = models.ForeignKey(Author, models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        abstract = True
+
+
+class Note(Stamped):
+    text = models.TextField()

@@ -69,6 +69,10 @@ class Problem:
     hint: str | None = None
 
 
+def type_error(key: str, value: Any) -> str:
+    return f"DBTUNE[{key!r}] must be {OPTIONS[key].type_name}, not {value!r}."
+
+
 def problems(value: object) -> list[Problem]:
     """Everything wrong with a DBTUNE value (the setting as the user wrote it)."""
     if not isinstance(value, Mapping):
@@ -100,7 +104,7 @@ def problems(value: object) -> list[Problem]:
                 Problem(
                     "dbtune.E003",
                     key,
-                    f"DBTUNE[{key!r}] must be {option.type_name}, not {item!r}.",
+                    type_error(key, item),
                 )
             )
     if not any(p.key == "DATABASES" for p in found):
@@ -124,11 +128,16 @@ class Settings:
     """Typed, lazy access to the DBTUNE setting."""
 
     def _get(self, key: str) -> Any:
+        # Read on every request: check only this key; checks.py reports the whole setting.
         user = getattr(django_settings, "DBTUNE", {})
-        for problem in problems(user):
-            if problem.key in (None, key):
-                raise ImproperlyConfigured(problem.message)
-        return user.get(key, OPTIONS[key].default)
+        if not isinstance(user, Mapping):
+            raise ImproperlyConfigured(problems(user)[0].message)
+        if key not in user:
+            return OPTIONS[key].default
+        option = OPTIONS[key]
+        if not option.accepts(user[key]):
+            raise ImproperlyConfigured(type_error(key, user[key]))
+        return user[key]
 
     @property
     def ENABLED(self) -> bool:

@@ -23,6 +23,15 @@ class Evidence:
         return {"file": self.file, "line": self.line, "code": self.code}
 
 
+def python_literal(value: Any) -> str:
+    """A constant as Python source, strings in double quotes (``True``, not JSON's ``true``)."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def condition_code(field: str, value: Any, q: str = "Q") -> str:
+    return f"{q}({field}={python_literal(value)})"
+
+
 @dataclass(frozen=True)
 class ProposedIndex:
     """An index to add, as ``models.Index(...)`` would declare it."""
@@ -48,13 +57,14 @@ class ProposedIndex:
             "sql": self.sql,
         }
 
-    def as_code(self) -> str:
-        """The ``models.Index(...)`` line to add to ``Meta.indexes``."""
+    def as_code(self, q: str = "Q") -> str:
+        """The ``models.Index(...)`` line to add to ``Meta.indexes``; ``q`` is how the module
+        names ``Q`` (``models.Q`` where it imports only ``models``)."""
         parts = [f"fields={list(self.fields)!r}".replace("'", '"'), f'name="{self.name}"']
         if self.opclasses:
             parts.append(f"opclasses={list(self.opclasses)!r}".replace("'", '"'))
-        if self.condition:
-            parts.append(f"condition={self.condition}")
+        if self.condition_lookup:
+            parts.append(f"condition={condition_code(*self.condition_lookup, q=q)}")
         if self.include:
             parts.append(f"include={list(self.include)!r}".replace("'", '"'))
         return f"models.Index({', '.join(parts)})"

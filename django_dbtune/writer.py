@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import libcst as cst
+from django.apps import apps
 from django.db import models
 from django.db.migrations import AddIndex, Migration
 from django.db.migrations.autodetector import MigrationAutodetector
@@ -54,16 +55,11 @@ def build_index(model: type[models.Model], proposal: ProposedIndex) -> models.In
 
 def index_source(proposal: ProposedIndex) -> str:
     """The ``models.Index(...)`` to write into a models module that imports ``models``."""
-    code = proposal.as_code()
-    if proposal.condition_lookup:
-        code = code.replace("condition=Q(", "condition=models.Q(")
-    return code
+    return proposal.as_code(q="models.Q")
 
 
 def plan(findings: Iterable[Finding], *, concurrently: bool = False) -> WritePlan:
     """What --write would change, per app and per model source file."""
-    from django.apps import apps
-
     result = WritePlan()
     by_model: dict[str, list[Finding]] = {}
     for finding in findings:

@@ -9,8 +9,6 @@ wider index pays is for the planner to judge.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,8 +17,15 @@ from django.db import DatabaseError, connections, models
 from django_dbtune.advisor.code import Usage
 from django_dbtune.advisor.models import proposed_index
 from django_dbtune.advisor.source import attribute_evidence
-from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity
-from django_dbtune.schema import ModelSchema, column_of
+from django_dbtune.findings import (
+    Evidence,
+    Finding,
+    ProposedIndex,
+    Severity,
+    condition_code,
+    python_literal,
+)
+from django_dbtune.schema import ModelSchema, column_of, field_columns
 
 PATTERN_OPCLASS = {"CharField": "varchar_pattern_ops", "TextField": "text_pattern_ops"}
 
@@ -101,10 +106,6 @@ def _leading(schema: ModelSchema, columns: tuple[str, ...], pattern: bool) -> bo
     return False
 
 
-def _columns(model: type[models.Model], names: Iterable[str]) -> tuple[str, ...]:
-    return tuple(column_of(model._meta.get_field(name)) for name in names)
-
-
 def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list[Finding]:
     """unindexed_filter, composite_candidate and cannot_tell findings for these models."""
     findings: list[Finding] = []
@@ -135,12 +136,12 @@ def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list
             if (
                 equality
                 and candidate.names[:1] == equality[:1]
-                and _leading(schema, _columns(usage.model, equality[:1]), False)
+                and _leading(schema, field_columns(usage.model, equality[:1]), False)
             ):
                 # An index already narrows by the first equality column; whether a wider
                 # one pays is for the planner to say (the workload advisor), not a guess.
                 continue
-            if _leading(schema, _columns(usage.model, candidate.names), candidate.pattern):
+            if _leading(schema, field_columns(usage.model, candidate.names), candidate.pattern):
                 continue
             key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern)
             if key in grouped:
@@ -169,7 +170,7 @@ def _partial_fields(candidate: Candidate, partial: tuple[str, Any]) -> list[str]
 def _has_partial(schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any]) -> bool:
     """Whether the partial index this candidate calls for is declared already."""
     condition = str(models.Q(**{partial[0]: partial[1]}))
-    columns = _columns(
+    columns = field_columns(
         candidate.model, (f.lstrip("-") for f in _partial_fields(candidate, partial))
     )
     return any(
@@ -253,7 +254,7 @@ def _finding(
     condition = None
     if partial:
         fields = _partial_fields(candidate, partial)
-        condition = f"Q({partial[0]}={json.dumps(partial[1])})"
+        condition = condition_code(*partial)
     index = proposed_index(model, fields)
     opclasses: tuple[str, ...] = ()
     advice = None
@@ -290,8 +291,8 @@ def _finding(
         )
     if partial:
         message += (
-            f" Every call site compares {partial[0]} to {json.dumps(partial[1])}, so a partial "
-            "index holds only those rows."
+            f" Every call site compares {partial[0]} to {python_literal(partial[1])}, so a "
+            "partial index holds only those rows."
         )
     if all(usage.admin for usage in candidate.usages):
         severity: Severity = "low"  # staff pages, run now and then

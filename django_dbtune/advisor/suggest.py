@@ -15,7 +15,7 @@ from django_dbtune.advisor.drift import drift
 from django_dbtune.advisor.models import missing_fk_indexes, redundant_indexes
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding
-from django_dbtune.schema import ModelSchema, model_schemas
+from django_dbtune.schema import model_schemas
 
 
 @dataclass
@@ -51,10 +51,7 @@ def static_report(
         report.findings.extend(drift(schema))
     scanned = scan(conf.PROJECT_ROOT)
     report.skipped_files = scanned.skipped
-    usages = scanned.usages + admin_usages(schemas_apps(schemas))
+    app_labels = {schema.model._meta.app_label for schema in schemas.values()}
+    usages = scanned.usages + admin_usages(app_labels)
     report.findings.extend(index_findings(usages, schemas))
     return report
-
-
-def schemas_apps(schemas: dict[str, ModelSchema]) -> set[str]:
-    return {schema.model._meta.app_label for schema in schemas.values()}

@@ -111,7 +111,8 @@ def model_schemas(
     return schemas
 
 
-def _columns(model: type[models.Model], names: Iterable[str]) -> tuple[str, ...]:
+def field_columns(model: type[models.Model], names: Iterable[str]) -> tuple[str, ...]:
+    """The database columns of these fields, in order."""
     return tuple(column_of(model._meta.get_field(name)) for name in names)
 
 
@@ -146,9 +147,11 @@ def declared_indexes(
                 IndexInfo(None, (column,), "pattern ops", opclasses=(pattern,), implicit=True)
             )
     for names in meta.unique_together:
-        found.append(IndexInfo(None, _columns(model, names), "unique_together", unique=True))
+        found.append(IndexInfo(None, field_columns(model, names), "unique_together", unique=True))
     for index in meta.indexes:
-        columns = () if index.expressions else _columns(model, (n for n, _ in index.fields_orders))
+        columns = (
+            () if index.expressions else field_columns(model, (n for n, _ in index.fields_orders))
+        )
         found.append(
             IndexInfo(
                 index.name,
@@ -161,7 +164,7 @@ def declared_indexes(
         )
     for constraint in meta.constraints:
         if isinstance(constraint, models.UniqueConstraint):
-            columns = () if constraint.expressions else _columns(model, constraint.fields)
+            columns = () if constraint.expressions else field_columns(model, constraint.fields)
             found.append(
                 IndexInfo(
                     constraint.name,

@@ -5,8 +5,8 @@ The top-level import stays light: it imports no models and touches no settings.
 
 from __future__ import annotations
 
-from django_dbtune.errors import CaptureError, DbtuneError
+from django_dbtune.errors import CaptureError, DbtuneError, NPlusOneError
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["CaptureError", "DbtuneError", "__version__"]
+__all__ = ["CaptureError", "DbtuneError", "NPlusOneError", "__version__"]

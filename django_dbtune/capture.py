@@ -31,6 +31,7 @@ import django
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.template import base as template_base
 
 import django_dbtune
 from django_dbtune.conf import conf
@@ -371,6 +372,14 @@ _ALWAYS_SKIPPED = (_package_dir(django), _package_dir(django_dbtune), _package_d
 _THREAD_HANDLER: CodeType = SyncToAsync.thread_handler.__code__
 _SYNC_TO_ASYNC_CALL: CodeType = SyncToAsync.__call__.__code__
 
+# Node.render_annotated of every node class that defines one: the frame that knows the
+# template file and line being rendered.
+_TEMPLATE_RENDER: frozenset[CodeType] = frozenset(
+    cls.__dict__["render_annotated"].__code__
+    for cls in (template_base.Node, *template_base.Node.__subclasses__())
+    if "render_annotated" in cls.__dict__
+)
+
 _Site = tuple[str | None, int | None, str | None]
 _UNKNOWN: _Site = (None, None, None)
 
@@ -385,14 +394,18 @@ class _CallSiteFinder:
     def _is_internal(self, code: CodeType) -> bool:
         internal = self._internal.get(code)
         if internal is None:
-            path = code.co_filename
-            internal = (
-                path.startswith(self._skipped)
-                or path.startswith("<frozen")
-                or (path.startswith(_STDLIB) and not path.startswith(_SITE_PACKAGES))
-            )
-            self._internal[code] = internal
+            internal = self._internal[code] = self.is_internal_file(code.co_filename)
         return internal
+
+    def is_internal_file(self, path: str) -> bool:
+        # Installed libraries (site-packages) are never the project's own code: a REST
+        # framework serializer's line is not the one to change.
+        return (
+            path.startswith(self._skipped)
+            or path.startswith("<frozen")
+            or path.startswith(_STDLIB)
+            or path.startswith(_SITE_PACKAGES)
+        )
 
     def find(self, frame: FrameType | None) -> _Site:
         # This runs for every query: the cached lookup is inlined, and the slow path
@@ -411,6 +424,45 @@ class _CallSiteFinder:
                 return self._find_awaiting(frame)
             frame = frame.f_back
         return _UNKNOWN
+
+    def find_trigger(
+        self, frame: FrameType | None, disowned: tuple[str, ...] = ()
+    ) -> _Site | None:
+        """Like ``find``, but a template's line when Django's template engine comes first.
+
+        A lazy load in ``{{ book.author.name }}`` runs inside the template engine; the
+        line worth showing is the template's, not the view's ``render()`` call. None when
+        code under a ``disowned`` folder comes first (a tool's own rendering).
+        """
+        known = self._internal
+        while frame is not None:
+            code = frame.f_code
+            if disowned and code.co_filename.startswith(disowned):
+                return None
+            if code in _TEMPLATE_RENDER:
+                node = frame.f_locals.get("self")
+                token = getattr(node, "token", None)
+                origin = getattr(node, "origin", None)
+                if (
+                    token is not None
+                    and origin is not None
+                    and not self.is_internal_file(str(origin.name))
+                ):
+                    return relative_path(str(origin.name)), token.lineno, "template"
+            internal = known.get(code)
+            if internal is None:
+                internal = self._is_internal(code)
+            if not internal:
+                return code.co_filename, frame.f_lineno, code.co_name
+            if code is _THREAD_HANDLER:
+                return self._find_awaiting(frame)
+            frame = frame.f_back
+        return _UNKNOWN
+
+    def is_internal(self, code: CodeType) -> bool:
+        """Whether a frame running ``code`` belongs to Django, django-dbtune or the like."""
+        internal = self._internal.get(code)
+        return self._is_internal(code) if internal is None else internal
 
     def _find_awaiting(self, handler: FrameType) -> _Site:
         """The project line of the coroutine waiting for this sync_to_async worker thread.
@@ -458,6 +510,11 @@ def _awaited_by(awaitable: Any) -> Any:
         # referents link to its async generator.
         awaited = next((ref for ref in gc.get_referents(awaited) if inspect.isasyncgen(ref)), None)
     return awaited
+
+
+def call_site_finder() -> _CallSiteFinder:
+    """The finder capture uses, for features that need a line of their own."""
+    return _finder(conf.IGNORED_MODULES)
 
 
 @lru_cache(maxsize=8)

@@ -30,4 +30,24 @@ def check_settings(
                     id="dbtune.W001",
                 )
             )
+    messages.extend(_legacy_nplusone_settings())
     return messages
+
+
+_LEGACY = {
+    "NPLUSONE_RAISE": 'DBTUNE["NPLUSONE_RAISE"]',
+    "NPLUSONE_WHITELIST": 'DBTUNE["NPLUSONE_ALLOW"] (rules like {"relation": "app.Model.field"})',
+}
+
+
+def _legacy_nplusone_settings() -> list[CheckMessage]:
+    """nplusone's settings still work, so projects can swap the app first and tidy later."""
+    return [
+        Warning(
+            f"settings.{name} is nplusone's setting; django-dbtune honours it for now.",
+            hint=f"Move it to {new}; the old name will stop working in a later release.",
+            id="dbtune.W002",
+        )
+        for name, new in _LEGACY.items()
+        if hasattr(settings, name)
+    ]

@@ -56,7 +56,50 @@ OPTIONS: dict[str, Option] = {
         "Top-level modules skipped, like Django itself, when finding the line that "
         "ran a query (for example a REST framework or your own query helpers).",
     ),
+    "NPLUSONE_RAISE": Option(
+        False,
+        lambda value: isinstance(value, bool),
+        "a boolean",
+        "NPlusOneMiddleware raises NPlusOneError on a finding instead of logging a warning.",
+    ),
+    "NPLUSONE_THRESHOLD": Option(
+        2,
+        lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 2,
+        "an integer of 2 or more",
+        "How many lazy loads of one relation from one line make an N+1 finding.",
+    ),
+    "NPLUSONE_UNUSED_EAGER_LOADS": Option(
+        True,
+        lambda value: isinstance(value, bool),
+        "a boolean",
+        "Report select_related/prefetch_related calls whose data was never read.",
+    ),
+    "NPLUSONE_ALLOW": Option(
+        (),
+        lambda value: isinstance(value, list | tuple) and all(_is_allow_rule(r) for r in value),
+        'a list of dicts with keys among "kind", "relation", "call_site" and "url"',
+        "Findings to leave alone. Each rule is a dict of shell-style patterns that must all "
+        'match, for example {"relation": "shop.Book.author"}, {"call_site": "legacy/*"} '
+        'or {"url": "/admin/*"}.',
+    ),
+    "NPLUSONE_BASELINE": Option(
+        None,
+        lambda value: value is None or isinstance(value, str | os.PathLike),
+        "a path or None",
+        "A baseline file of known findings (written by the pytest plugin's "
+        "--dbtune-nplusone-update-baseline): only findings not in it are reported.",
+    ),
 }
+
+ALLOW_KEYS = ("kind", "relation", "call_site", "url")
+
+
+def _is_allow_rule(rule: Any) -> bool:
+    return (
+        isinstance(rule, Mapping)
+        and bool(rule)
+        and all(key in ALLOW_KEYS and isinstance(item, str) for key, item in rule.items())
+    )
 
 
 @dataclass(frozen=True)
@@ -158,6 +201,49 @@ class Settings:
     @property
     def IGNORED_MODULES(self) -> tuple[str, ...]:
         return tuple(self._get("IGNORED_MODULES"))
+
+    @property
+    def NPLUSONE_RAISE(self) -> bool:
+        user = getattr(django_settings, "DBTUNE", {})
+        if isinstance(user, Mapping) and "NPLUSONE_RAISE" not in user:
+            # nplusone's own setting, accepted so projects can swap the app (check W002).
+            return bool(getattr(django_settings, "NPLUSONE_RAISE", False))
+        return bool(self._get("NPLUSONE_RAISE"))
+
+    @property
+    def NPLUSONE_THRESHOLD(self) -> int:
+        return int(self._get("NPLUSONE_THRESHOLD"))
+
+    @property
+    def NPLUSONE_UNUSED_EAGER_LOADS(self) -> bool:
+        return bool(self._get("NPLUSONE_UNUSED_EAGER_LOADS"))
+
+    @property
+    def NPLUSONE_ALLOW(self) -> tuple[dict[str, str], ...]:
+        rules = [dict(rule) for rule in self._get("NPLUSONE_ALLOW")]
+        # nplusone's NPLUSONE_WHITELIST: [{"label": "n_plus_one", "model": "app.Model",
+        # "field": "name"}], patterns allowed in model and field (check W002).
+        for old in getattr(django_settings, "NPLUSONE_WHITELIST", None) or ():
+            rules.append(legacy_allow_rule(old))
+        return tuple(rules)
+
+    @property
+    def NPLUSONE_BASELINE(self) -> Path | None:
+        path = self._get("NPLUSONE_BASELINE")
+        return None if path is None else Path(path)
+
+
+_LEGACY_LABELS = {"n_plus_one": "n_plus_one", "unused_eager_load": "unused_*"}
+
+
+def legacy_allow_rule(old: Mapping[str, Any]) -> dict[str, str]:
+    """One nplusone NPLUSONE_WHITELIST entry as an NPLUSONE_ALLOW rule."""
+    rule: dict[str, str] = {}
+    if old.get("label"):
+        rule["kind"] = _LEGACY_LABELS.get(str(old["label"]), str(old["label"]))
+    model = str(old.get("model") or "*")
+    rule["relation"] = f"{model}.{old.get('field') or '*'}"
+    return rule
 
 
 conf = Settings()

@@ -9,3 +9,7 @@ class DbtuneError(Exception):
 
 class CaptureError(DbtuneError):
     """Query capture was used in a way that could not record anything."""
+
+
+class NPlusOneError(DbtuneError):
+    """An N+1 query or an unused eager load was found where they are not allowed."""

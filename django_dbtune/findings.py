@@ -140,3 +140,80 @@ def to_text(findings: Iterable[Finding]) -> str:
         if finding.advice:
             lines.append(f"      advice: {finding.advice}")
     return "\n".join(lines)
+
+
+NPlusOneKind = Literal["n_plus_one", "unused_select_related", "unused_prefetch_related"]
+
+
+@dataclass(frozen=True)
+class NPlusOneFinding:
+    """A relation loaded once per row (or an eager load never read), and what to change."""
+
+    kind: NPlusOneKind
+    relation: str
+    """``"app_label.Model.field"``: the relation (or deferred field) that was loaded."""
+    count: int
+    """Extra queries it cost (for an unused select_related: 0, its cost is a wider join)."""
+    call_site: str | None
+    """The line that triggered the loads: ``"path.py:12 in view"`` or ``"template.html:7"``."""
+    queryset_site: str | None
+    """Where the queryset was built, or the project class that builds it."""
+    fix: str
+    """The change, as code: ``.select_related("author")``."""
+    database: str = "default"
+    sample_sql: str | None = None
+    model: str = ""
+    """``"app_label.Model"`` of the queryset the fix goes on."""
+    path: str = ""
+    """The lookup path from that queryset's model, as the fix spells it."""
+    advice: str | None = None
+    """A sentence more when the fix needs one (the admin skips nullable foreign keys...)."""
+    url: str | None = None
+    """The request path, when a request ran the queries."""
+
+    @property
+    def message(self) -> str:
+        if self.kind == "n_plus_one":
+            what = f"N+1 on {self.relation}: {self.count} extra queries"
+        elif self.kind == "unused_select_related":
+            what = f'Unused select_related("{self.path}") on {self.model}'
+        else:
+            what = f'Unused prefetch_related("{self.path}") on {self.model}'
+        lines = [what]
+        if self.call_site:
+            lines.append(f"  triggered at {self.call_site}")
+        if self.queryset_site:
+            lines.append(f"  queryset built at {self.queryset_site}")
+        lines.append(f"  fix: {self.fix}")
+        if self.advice:
+            lines.append(f"  note: {self.advice}")
+        if self.sample_sql:
+            lines.append(f"  sample SQL: {self.sample_sql}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def baseline_key(self) -> str:
+        """What stays the same when lines move: kind, relation, file and function."""
+        site = self.call_site or ""
+        file, _, rest = site.partition(":")
+        function = rest.partition(" in ")[2]
+        return f"{self.kind} {self.relation} {self.path} {file} {function}".rstrip()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "relation": self.relation,
+            "model": self.model,
+            "path": self.path,
+            "count": self.count,
+            "call_site": self.call_site,
+            "queryset_site": self.queryset_site,
+            "fix": self.fix,
+            "advice": self.advice,
+            "database": self.database,
+            "sample_sql": self.sample_sql,
+            "url": self.url,
+        }

@@ -1,7 +1,8 @@
-"""Middleware: capture each request's queries for the features that read them."""
+"""Middleware: capture each request's queries, and report its N+1 queries."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,8 +11,12 @@ from django.http import HttpRequest, HttpResponseBase
 
 from django_dbtune.capture import capture_queries
 from django_dbtune.conf import conf
+from django_dbtune.errors import NPlusOneError
 
 REQUEST_ATTRIBUTE = "dbtune_queries"
+NPLUSONE_ATTRIBUTE = "dbtune_nplusone"
+
+logger = logging.getLogger("django_dbtune.nplusone")
 
 
 class CaptureMiddleware:
@@ -50,3 +55,55 @@ class CaptureMiddleware:
             setattr(request, REQUEST_ATTRIBUTE, log)
             response = await self.get_response(request)
         return response
+
+
+class NPlusOneMiddleware:
+    """Reports each request's N+1 queries and unused eager loads.
+
+    Each finding is logged as a warning on the ``django_dbtune.nplusone`` logger, and the
+    request's report is kept as ``request.dbtune_nplusone`` (for the toolbar panel). With
+    ``DBTUNE["NPLUSONE_RAISE"] = True`` the request fails with ``NPlusOneError`` instead.
+    Meant for development: put it near the top of MIDDLEWARE.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self.__acall__(request)
+        if not conf.ENABLED:
+            response: HttpResponseBase = self.get_response(request)
+            return response
+        from django_dbtune.nplusone import detect
+
+        with detect(url=request.path) as report:
+            setattr(request, NPLUSONE_ATTRIBUTE, report)
+            response = self.get_response(request)
+        self._report(request, report)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if not conf.ENABLED:
+            response: HttpResponseBase = await self.get_response(request)
+            return response
+        from django_dbtune.nplusone import detect
+
+        async with detect(url=request.path) as report:
+            setattr(request, NPLUSONE_ATTRIBUTE, report)
+            response = await self.get_response(request)
+        self._report(request, report)
+        return response
+
+    def _report(self, request: HttpRequest, report: Any) -> None:
+        found = report.findings
+        if found and conf.NPLUSONE_RAISE:
+            raise NPlusOneError(f"{request.method} {request.path}: {report.message()}")
+        for finding in found:
+            logger.warning("%s %s: %s", request.method, request.path, finding.message)

@@ -187,3 +187,46 @@ def _placeholder_list_end(tokens: list[Token], open_index: int) -> int | None:
         else:
             return None
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a single-table read looks rows up by: its table, the columns its WHERE compares
+    to a value, and whether it only counts or checks existence."""
+
+    table: str
+    columns: tuple[str, ...]
+    result: Literal["rows", "count", "exists"]
+
+
+@lru_cache(maxsize=1024)
+def lookup(sql: str, vendor: str = "", has_params: bool = True) -> Lookup | None:
+    """How a read like ``SELECT ... FROM t WHERE t.col = %s`` finds its rows, or None."""
+    text = to_qmark(sql) if has_params else sql
+    try:
+        tree = sqlglot.parse_one(text, read=DIALECTS.get(vendor))
+    except SqlglotError:
+        return None
+    if not isinstance(tree, exp.Select):
+        return None
+    source = tree.args.get("from") or tree.args.get("from_")
+    table = source.find(exp.Table) if source is not None else None
+    if table is None:
+        return None
+    names = {table.name, table.alias_or_name}
+    columns: list[str] = []
+    where = tree.args.get("where")
+    for node in where.find_all(exp.EQ, exp.In) if where is not None else ():
+        column = node.this if isinstance(node.this, exp.Column) else node.expression
+        if not isinstance(column, exp.Column) or (column.table and column.table not in names):
+            continue
+        if column.name not in columns:
+            columns.append(column.name)
+    result: Literal["rows", "count", "exists"] = "rows"
+    if any(select.find(exp.Count) for select in tree.expressions):
+        result = "count"
+    elif tree.args.get("limit") is not None and all(
+        isinstance(select.unalias(), exp.Literal) for select in tree.expressions
+    ):
+        result = "exists"
+    return Lookup(_table_name(table), tuple(columns), result)

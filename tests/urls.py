@@ -1,9 +1,19 @@
 from django.urls import include, path
+from rest_framework.routers import SimpleRouter
 
 from tests import views
+from tests.shop import views as shop
+
+router = SimpleRouter()
+router.register("shop/api/books", shop.BookViewSet)
 
 urlpatterns = [
     path("async/tags/", views.async_tags),
     path("sync/tags/", views.sync_tags),
+    path("shop/books/", shop.book_list),
+    path("shop/books/fixed/", shop.fixed_book_list),
+    path("shop/books/async/", shop.async_book_titles),
+    path("shop/books/generic/", shop.BookListView.as_view()),
+    *router.urls,
     path("", include("config.urls")),
 ]

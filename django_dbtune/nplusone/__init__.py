@@ -1,0 +1,182 @@
+"""The N+1 detector: lazy loads repeated per row, and eager loads nothing read.
+
+``with detect() as report:`` (``async with`` in async code) watches the code inside;
+``report.findings`` then lists each problem once per relation and line, with the fix.
+``detect(raise_=True)`` raises :class:`~django_dbtune.NPlusOneError` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import Token
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from django_dbtune.capture import QueryLog, capture_queries
+from django_dbtune.conf import conf
+from django_dbtune.errors import NPlusOneError
+from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.nplusone import hooks
+from django_dbtune.nplusone.allow import allowed, read_baseline
+from django_dbtune.nplusone.report import findings as build_findings
+from django_dbtune.nplusone.state import Detection, current, pause
+
+__all__ = ["NPlusOneError", "NPlusOneFinding", "Report", "detect", "pause"]
+
+
+class Report:
+    """What one ``detect()`` found. Read ``findings`` inside the block for the findings so
+    far, or after it for all of them."""
+
+    def __init__(self, detect: detect, detection: Detection) -> None:
+        self._detect = detect
+        self._detection = detection
+        self._final: list[NPlusOneFinding] | None = None
+
+    @property
+    def queries(self) -> QueryLog:
+        """Every query run inside the block (the capture the detector reads)."""
+        return self._detection.log
+
+    @property
+    def findings(self) -> list[NPlusOneFinding]:
+        if self._final is not None:
+            return self._final
+        return self._detect._filter(self._detection)
+
+    def __iter__(self) -> Iterator[NPlusOneFinding]:
+        return iter(self.findings)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Report: {len(self.findings)} finding(s)>"
+
+    def message(self) -> str:
+        found = self.findings
+        if not found:
+            return "No N+1 queries or unused eager loads."
+        head = f"{len(found)} N+1 finding(s):"
+        return "\n\n".join([head, *(finding.message for finding in found)])
+
+    def _close(self) -> None:
+        self._final = self._detect._filter(self._detection)
+
+
+class detect:
+    """Watch the code inside for N+1 queries and unused eager loads.
+
+    ``threshold`` (default ``DBTUNE["NPLUSONE_THRESHOLD"]``, 2) is how many loads of one
+    relation from one line make a finding; ``allow`` adds allowlist rules to
+    ``DBTUNE["NPLUSONE_ALLOW"]``; ``baseline`` (default ``DBTUNE["NPLUSONE_BASELINE"]``)
+    names a file of known findings to leave out (``False``: none); ``url`` is matched by
+    ``"url"`` rules.
+    """
+
+    def __init__(
+        self,
+        *,
+        raise_: bool = False,
+        threshold: int | None = None,
+        allow: Iterable[Mapping[str, str]] = (),
+        unused_eager_loads: bool | None = None,
+        baseline: str | Path | Literal[False] | None = None,
+        url: str | None = None,
+    ) -> None:
+        if threshold is not None and (not isinstance(threshold, int) or threshold < 2):
+            raise ValueError(f"threshold must be an integer of 2 or more, not {threshold!r}.")
+        self.raise_ = raise_
+        self.threshold = threshold
+        self.allow = tuple(dict(rule) for rule in allow)
+        self.unused_eager_loads = unused_eager_loads
+        self.baseline: Path | Literal[False] | None = (
+            Path(baseline) if isinstance(baseline, str | Path) else baseline
+        )
+        self.url = url
+        self._capture: capture_queries | None = None
+        self._token: Token[Detection | None] | None = None
+        self._report: Report | None = None
+        self._known: frozenset[str] = frozenset()
+
+    def __enter__(self) -> Report:
+        capture = self._begin()
+        log = capture.__enter__()
+        return self._start(log)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._capture is not None
+        try:
+            self._capture.__exit__(exc_type, exc, traceback)
+        finally:
+            self._finish(exc is None)
+
+    async def __aenter__(self) -> Report:
+        capture = self._begin()
+        log = await capture.__aenter__()
+        return self._start(log)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._capture is not None
+        try:
+            await self._capture.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._finish(exc is None)
+
+    def _begin(self) -> capture_queries:
+        if self._capture is not None:
+            raise NPlusOneError("This detect() is already in use; create another.")
+        path = conf.NPLUSONE_BASELINE if self.baseline is None else self.baseline
+        self._known = read_baseline(path) if path else frozenset()
+        hooks.install()
+        self._capture = capture_queries()
+        return self._capture
+
+    def _start(self, log: QueryLog) -> Report:
+        detection = Detection(log)
+        self._token = current.set(detection)
+        self._report = Report(self, detection)
+        return self._report
+
+    def _finish(self, clean_exit: bool) -> None:
+        assert self._report is not None
+        self._report._detection.active = False
+        if self._token is not None:
+            current.reset(self._token)
+        hooks.uninstall()
+        self._report._close()
+        if self.raise_ and clean_exit and self._report.findings:
+            raise NPlusOneError(self._report.message())
+
+    def _filter(self, detection: Detection) -> list[NPlusOneFinding]:
+        threshold = self.threshold if self.threshold is not None else conf.NPLUSONE_THRESHOLD
+        unused = (
+            self.unused_eager_loads
+            if self.unused_eager_loads is not None
+            else conf.NPLUSONE_UNUSED_EAGER_LOADS
+        )
+        found = build_findings(detection, threshold, unused, self.url)
+        rules = (*conf.NPLUSONE_ALLOW, *self.allow)
+        known = self._known
+        return sorted(
+            (
+                finding
+                for finding in found
+                if not allowed(finding, rules) and finding.baseline_key not in known
+            ),
+            key=lambda f: (f.kind != "n_plus_one", -f.count, f.relation, f.call_site or ""),
+        )

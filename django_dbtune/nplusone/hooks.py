@@ -1,0 +1,841 @@
+"""The hooks the N+1 detector puts into Django, and how every one of them comes out again.
+
+On Django 6.1+ lazy loads of forward relations, reverse one-to-ones, generic foreign keys
+and deferred fields arrive through Django's fetch-mode hook: querysets evaluated while a
+detection is open use :data:`DETECTING_FETCH_ONE`, which records and then fetches exactly
+like ``FETCH_ONE``. What has no hook is patched, on every version: queryset evaluation
+(to tag rows and see per-row related-manager queries), the descriptors' ``__get__`` (to see
+which eager loads were read), ``prefetch_one_level``, and the deletion collector (a cascade
+is not an N+1). Django 5.2 has no fetch modes, so there the descriptors and
+``refresh_from_db`` also watch for lazy loads.
+
+Everything is installed when the first detection opens and removed when the last closes;
+a patch never does more than a context-variable read for code that is not being watched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from types import CodeType, FrameType
+from typing import Any
+
+import django
+from django.apps import apps
+from django.db.models import Model, query
+from django.db.models.base import ModelState
+from django.db.models.constants import LOOKUP_SEP
+from django.db.models.deletion import Collector
+from django.db.models.fields.related_descriptors import (
+    ForwardManyToOneDescriptor,
+    ReverseManyToOneDescriptor,
+    ReverseOneToOneDescriptor,
+)
+from django.db.models.manager import BaseManager
+from django.db.models.query import ModelIterable, QuerySet
+from django.db.models.query_utils import DeferredAttribute
+
+from django_dbtune.capture import call_site_finder, relative_path
+from django_dbtune.nplusone.state import (
+    Detection,
+    Group,
+    Load,
+    LoadKind,
+    Site,
+    Tag,
+    current,
+    pause,
+    paused,
+)
+
+# The hooks live on Django's private queryset attributes, which the type stubs do not know.
+_QuerySet = Any
+
+TAG = "dbtune_tag"
+_USE = "_dbtune_use"
+_ORIGIN = "dbtune_origin"
+_OWNER = "dbtune_owner"
+FETCH_MODES = django.VERSION >= (6, 1)
+
+
+# --- Install and uninstall -----------------------------------------------------------------
+
+
+@dataclass
+class _Patch:
+    owner: Any
+    name: str
+    replacement: Any
+    original: Any = None
+    had_own: bool = False
+
+
+_lock = threading.Lock()
+_users = 0
+_applied: list[_Patch] = []
+
+
+def install() -> None:
+    """Put the hooks in (counted: each ``install()`` needs its ``uninstall()``)."""
+    global _users
+    with _lock:
+        _users += 1
+        if _users == 1:
+            for patch in _patches():
+                patch.had_own = patch.name in vars(patch.owner)
+                patch.original = vars(patch.owner).get(patch.name)
+                setattr(patch.owner, patch.name, patch.replacement)
+                _applied.append(patch)
+
+
+def uninstall() -> None:
+    global _users
+    with _lock:
+        if _users == 0:
+            return
+        _users -= 1
+        if _users == 0:
+            while _applied:
+                patch = _applied.pop()
+                if patch.had_own:
+                    setattr(patch.owner, patch.name, patch.original)
+                else:
+                    delattr(patch.owner, patch.name)
+
+
+def installed() -> bool:
+    return _users > 0
+
+
+def _patches() -> list[_Patch]:
+    patches = [
+        _Patch(ModelState, TAG, None),
+        _Patch(QuerySet, "_fetch_all", _fetch_all),
+        _Patch(QuerySet, "count", _count),
+        _Patch(QuerySet, "exists", _exists),
+        _Patch(QuerySet, "aggregate", _aggregate),
+        _Patch(QuerySet, "__getitem__", _getitem),
+        _Patch(BaseManager, "get_queryset", _get_queryset),
+        _Patch(ForwardManyToOneDescriptor, "__get__", _forward_get),
+        _Patch(ReverseOneToOneDescriptor, "__get__", _reverse_one_get),
+        _Patch(query, "prefetch_one_level", _prefetch_one_level),
+        _Patch(Collector, "collect", _paused(_ORIGINAL.collect)),
+        _Patch(Collector, "delete", _paused(_ORIGINAL.delete)),
+    ]
+    gfk = _generic_fk_descriptor()
+    if gfk is not None:
+        global _generic_fk_original
+        _generic_fk_original = gfk.__dict__["__get__"]
+        patches.append(_Patch(gfk, "__get__", _generic_fk_get))
+    if not FETCH_MODES:
+        patches.append(_Patch(Model, "refresh_from_db", _refresh_from_db))
+    return patches
+
+
+class _Originals:
+    """Django's own functions, taken before any patch so a wrapper never calls itself."""
+
+    fetch_all = QuerySet._fetch_all
+    count = QuerySet.count
+    exists = QuerySet.exists
+    aggregate = QuerySet.aggregate
+    getitem = QuerySet.__getitem__
+    get_queryset = BaseManager.get_queryset
+    forward_get = ForwardManyToOneDescriptor.__get__
+    reverse_one_get = ReverseOneToOneDescriptor.__get__
+    prefetch_one_level = query.prefetch_one_level
+    collect = Collector.collect
+    delete = Collector.delete
+    refresh_from_db = Model.refresh_from_db
+
+
+_ORIGINAL = _Originals
+
+
+@cache
+def _generic_fk_descriptor() -> type | None:
+    """The class whose ``__get__`` reads a GenericForeignKey, if contenttypes is installed."""
+    if not apps.is_installed("django.contrib.contenttypes"):
+        return None
+    from django.contrib.contenttypes import fields
+
+    return getattr(fields, "GenericForeignKeyDescriptor", fields.GenericForeignKey)
+
+
+_generic_fk_original: Callable[..., Any] | None = None
+
+
+# --- Django 6.1's fetch-mode hook ------------------------------------------------------------
+
+if FETCH_MODES:
+    from django.db.models import fetch_modes
+
+    class DetectingFetchOne(fetch_modes.FetchMode):
+        """``FETCH_ONE`` that tells the detector first. Only querysets evaluated inside a
+        detection get it; it pickles as Django's own ``FETCH_ONE``."""
+
+        __slots__ = ()
+
+        def fetch(self, fetcher: Any, instance: Model) -> None:
+            tag = getattr(instance._state, TAG, None)
+            if tag is None or not tag.watched or not tag.live():
+                fetcher.fetch_one(instance)
+                return
+            kind, name, loaded = _describe_fetcher(fetcher, instance)
+            _load(tag, instance, kind, name, lambda: fetcher.fetch_one(instance), loaded)
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (_django_fetch_one, ())
+
+    DETECTING_FETCH_ONE: Any = DetectingFetchOne()
+
+    def _django_fetch_one() -> Any:
+        return fetch_modes.FETCH_ONE
+
+
+def _describe_fetcher(fetcher: Any, instance: Model) -> tuple[LoadKind, str, Callable[[], Any]]:
+    """What a fetch-mode ``fetcher`` loads: (kind, lookup name, how to get the result)."""
+    if isinstance(fetcher, ForwardManyToOneDescriptor):
+        field = fetcher.field
+        return "forward", field.name, lambda: field.get_cached_value(instance, None)
+    if isinstance(fetcher, ReverseOneToOneDescriptor):
+        related = fetcher.related
+        return (
+            "reverse_one",
+            related.field.related_query_name(),
+            lambda: related.get_cached_value(instance, None),
+        )
+    if isinstance(fetcher, DeferredAttribute):
+        return "deferred", fetcher.field.name, lambda: None
+    gfk = fetcher.field
+    return "generic_fk", gfk.name, lambda: gfk.get_cached_value(instance, None)
+
+
+# --- Lazy loads ------------------------------------------------------------------------------
+
+
+def _load(
+    tag: Tag,
+    instance: Model,
+    kind: LoadKind,
+    name: str,
+    call: Callable[[], Any],
+    loaded: Callable[[], Any],
+) -> Any:
+    """Run one lazy load of ``name`` on ``instance`` and remember its queries."""
+    detection = tag.group.detection
+    site = trigger_site(sys._getframe(1))
+    if site is None:
+        return _quietly(detection, call)
+    start = len(detection.log.records)
+    detection.busy += 1
+    try:
+        result = call()
+    finally:
+        detection.busy -= 1
+    end = len(detection.log.records)
+    if end > start:
+        detection.loads.append(
+            Load(kind, tag, type(instance), name, False, _site_or_none(site), start, end)
+        )
+    target = loaded()
+    if isinstance(target, Model):
+        setattr(target._state, TAG, tag.group.tag(tag.prefix + name + LOOKUP_SEP, tag.many))
+    return result
+
+
+def _quietly(detection: Detection, call: Callable[[], Any]) -> Any:
+    """Run queries that are nobody's N+1 (a tool's own rendering)."""
+    start = len(detection.log.records)
+    try:
+        return call()
+    finally:
+        detection.quiet.append((start, len(detection.log.records)))
+
+
+_UNKNOWN_SITE: Site = ("", 0, "")
+
+
+def trigger_site(frame: FrameType | None) -> Site | None:
+    """The line (or template line) behind a load; None when django-debug-toolbar's own
+    rendering caused it, which is not the project's N+1."""
+    found = call_site_finder().find_trigger(frame, _toolbar_dir())
+    if found is None:
+        return None
+    filename, lineno, function = found
+    if filename is None or lineno is None or function is None:
+        return _UNKNOWN_SITE
+    return relative_path(filename), lineno, function
+
+
+def _site_or_none(site: Site) -> Site | None:
+    return None if site is _UNKNOWN_SITE else site
+
+
+@cache
+def _toolbar_dir() -> tuple[str, ...]:
+    try:
+        import debug_toolbar
+    except ImportError:
+        return ()
+    return (os.path.dirname(os.path.abspath(str(debug_toolbar.__file__))) + os.sep,)
+
+
+def _forward_get(self: Any, instance: Model | None, cls: Any = None) -> Any:
+    if instance is not None:
+        tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
+        if tag is not None and tag.live():
+            field = self.field
+            if tag.eager:
+                tag.read(field.name)
+            if not FETCH_MODES and tag.watched and not field.is_cached(instance):
+                return _load(
+                    tag,
+                    instance,
+                    "forward",
+                    field.name,
+                    lambda: _ORIGINAL.forward_get(self, instance, cls),
+                    lambda: field.get_cached_value(instance, None),
+                )
+    return _ORIGINAL.forward_get(self, instance, cls)
+
+
+def _reverse_one_get(self: Any, instance: Model | None, cls: Any = None) -> Any:
+    if instance is not None:
+        tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
+        if tag is not None and tag.live():
+            related = self.related
+            name = related.field.related_query_name()
+            if tag.eager:
+                tag.read(name)
+            if not FETCH_MODES and tag.watched and not related.is_cached(instance):
+                return _load(
+                    tag,
+                    instance,
+                    "reverse_one",
+                    name,
+                    lambda: _ORIGINAL.reverse_one_get(self, instance, cls),
+                    lambda: related.get_cached_value(instance, None),
+                )
+    return _ORIGINAL.reverse_one_get(self, instance, cls)
+
+
+def _generic_fk_get(self: Any, instance: Model | None, cls: Any = None) -> Any:
+    original = _generic_fk_original
+    assert original is not None
+    if instance is not None:
+        tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
+        if tag is not None and tag.live():
+            field = getattr(self, "field", self)  # 6.1 splits the descriptor from the field
+            if tag.eager:
+                tag.read(field.name)
+            if not FETCH_MODES and tag.watched and not field.is_cached(instance):
+                return _load(
+                    tag,
+                    instance,
+                    "generic_fk",
+                    field.name,
+                    lambda: original(self, instance, cls),
+                    lambda: field.get_cached_value(instance, None),
+                )
+    return original(self, instance, cls)
+
+
+def _deferred_get_code() -> CodeType:
+    return DeferredAttribute.__get__.__code__
+
+
+def _refresh_from_db(self: Model, *args: Any, **kwargs: Any) -> None:
+    """Django 5.2 only: a deferred field read calls ``refresh_from_db(fields=[name])``."""
+    tag = getattr(self._state, TAG, None)
+    fields = kwargs.get("fields")
+    if (
+        tag is not None
+        and tag.watched
+        and tag.live()
+        and fields
+        and len(fields) == 1
+        and _called_from(sys._getframe(1), _deferred_get_code())
+    ):
+        attname = next(iter(fields))
+        name = next((f.name for f in self._meta.concrete_fields if f.attname == attname), attname)
+        _load(
+            tag,
+            self,
+            "deferred",
+            name,
+            lambda: _ORIGINAL.refresh_from_db(self, *args, **kwargs),
+            lambda: None,
+        )
+        return
+    _ORIGINAL.refresh_from_db(self, *args, **kwargs)
+
+
+def _called_from(frame: FrameType | None, code: CodeType, depth: int = 3) -> bool:
+    while frame is not None and depth > 0:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+        depth -= 1
+    return False
+
+
+# --- Queryset evaluation ---------------------------------------------------------------------
+
+
+def _fetch_all(self: _QuerySet) -> None:
+    if self._result_cache is not None:
+        _mark_use(self)
+        return _ORIGINAL.fetch_all(self)
+    detection = current.get()
+    if detection is None or detection.busy or paused():
+        return _ORIGINAL.fetch_all(self)
+    owned = _owner_tag(self)
+    if owned is not None:
+        _per_row(self, detection, *owned, "many", lambda: _ORIGINAL.fetch_all(self))
+        return None
+    _evaluate(self, detection)
+    return None
+
+
+def _count(self: _QuerySet) -> int:
+    if self._result_cache is not None:
+        _mark_use(self)
+        return _ORIGINAL.count(self)
+    return _maybe_per_row(self, "count", lambda: _ORIGINAL.count(self))  # type: ignore[no-any-return]
+
+
+def _exists(self: _QuerySet) -> bool:
+    if self._result_cache is not None:
+        _mark_use(self)
+        return _ORIGINAL.exists(self)
+    return _maybe_per_row(self, "exists", lambda: _ORIGINAL.exists(self))  # type: ignore[no-any-return]
+
+
+def _aggregate(self: _QuerySet, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _maybe_per_row(  # type: ignore[no-any-return]
+        self, "aggregate", lambda: _ORIGINAL.aggregate(self, *args, **kwargs)
+    )
+
+
+def _getitem(self: _QuerySet, k: Any) -> Any:
+    if self._result_cache is not None:
+        _mark_use(self)
+    return _ORIGINAL.getitem(self, k)
+
+
+def _mark_use(queryset: _QuerySet) -> None:
+    """A prefetched related queryset was read."""
+    use = queryset.__dict__.get(_USE)
+    if use is not None and use[0].live():
+        use[0].read(use[1])
+
+
+def _owner_tag(queryset: _QuerySet) -> tuple[Model, Tag] | None:
+    """The watched instance a related manager's queryset belongs to, and its tag."""
+    hints = queryset._hints
+    owner = hints.get("instance") if hints else None
+    if owner is None:
+        # Generic relations' managers give no hint; the manager hook marked the query.
+        owner = queryset._query.__dict__.get(_OWNER)
+        if owner is None:
+            return None
+    tag: Tag | None = getattr(getattr(owner, "_state", None), TAG, None)
+    if tag is None or not tag.watched or not tag.live():
+        return None
+    return owner, tag
+
+
+_RELATED_DESCRIPTORS_FILE = ForwardManyToOneDescriptor.__get__.__code__.co_filename
+
+
+def _manager_call(frame: FrameType | None) -> Any:
+    """The many-to-many manager whose ``count()``/``exists()`` queried its through table
+    directly (Django skips the join then, and the hint with it)."""
+    if frame is None:
+        return None
+    code = frame.f_code
+    if code.co_name in ("count", "exists") and code.co_filename == _RELATED_DESCRIPTORS_FILE:
+        return frame.f_locals.get("self")
+    return None
+
+
+def _maybe_per_row(queryset: _QuerySet, kind: LoadKind, call: Callable[[], Any]) -> Any:
+    detection = current.get()
+    if detection is None or detection.busy or paused():
+        return call()
+    manager = _manager_call(sys._getframe(2))
+    if manager is not None:
+        owner = manager.instance
+        tag = getattr(owner._state, TAG, None)
+        if tag is None or not tag.watched or not tag.live():
+            return call()
+        return _per_row(
+            queryset, detection, owner, tag, kind, call, manager.model, manager.query_field_name
+        )
+    owned = _owner_tag(queryset)
+    if owned is None:
+        return call()
+    return _per_row(queryset, detection, *owned, kind, call)
+
+
+def _per_row(
+    queryset: _QuerySet,
+    detection: Detection,
+    owner: Model,
+    tag: Tag,
+    kind: LoadKind,
+    call: Callable[[], Any],
+    target: type[Model] | None = None,
+    back: str | None = None,
+) -> Any:
+    """A related manager's query for one watched instance: ``author.books.all()`` in a loop."""
+    relation = many_relation(type(owner), target or queryset.model, queryset, back)
+    site = trigger_site(sys._getframe(1))
+    if relation is None or site is None:
+        return _quietly(detection, call)
+    name, related_query_name = relation
+    detection.busy += 1
+    try:
+        sliced, filtered = _narrowed(queryset, owner, name)
+        start = len(detection.log.records)
+        result = call()
+    finally:
+        detection.busy -= 1
+    end = len(detection.log.records)
+    if end > start:
+        detection.loads.append(
+            Load(
+                kind,
+                tag,
+                type(owner),
+                name,
+                True,
+                _site_or_none(site),
+                start,
+                end,
+                sliced=sliced,
+                filtered=filtered,
+                related_model=target or queryset.model,
+                related_query_name=related_query_name,
+            )
+        )
+    rows = queryset._result_cache if kind == "many" else None
+    if rows and issubclass(queryset._iterable_class, ModelIterable):
+        nested = tag.group.tag(tag.prefix + name + LOOKUP_SEP, many=True)
+        for row in rows:
+            setattr(row._state, TAG, nested)
+    return result
+
+
+def _narrowed(queryset: _QuerySet, owner: Model, name: str) -> tuple[bool, bool]:
+    """(sliced, filtered): the per-row call was ``.first()``/``[:n]``, or had filters of its
+    own, so a plain prefetch would not serve it."""
+    sql_query = queryset.query  # about to run anyway: forcing its deferred filter is free
+    try:
+        base = getattr(owner, name).all().query
+    except Exception:  # an accessor that cannot be rebuilt: assume only the relation filter
+        return sql_query.is_sliced, False
+    return sql_query.is_sliced, len(sql_query.where.children) > len(base.where.children)
+
+
+def _evaluate(queryset: _QuerySet, detection: Detection) -> None:
+    """``QuerySet._fetch_all``, plus: tag the rows when they are worth watching."""
+    start = len(detection.log.records)
+    if queryset._result_cache is None:
+        swapped = FETCH_MODES and queryset._fetch_mode is fetch_modes.FETCH_ONE
+        if swapped:
+            queryset._fetch_mode = DETECTING_FETCH_ONE
+        try:
+            queryset._result_cache = list(queryset._iterable_class(queryset))
+        finally:
+            if swapped:
+                queryset._fetch_mode = fetch_modes.FETCH_ONE
+    if len(detection.log.records) > start:
+        detection.evaluations[start] = queryset.model
+    rows = queryset._result_cache
+    if rows and issubclass(queryset._iterable_class, ModelIterable):
+        _watch(queryset, rows, detection)
+    if queryset._prefetch_related_lookups and not queryset._prefetch_done:
+        detection.busy += 1
+        try:
+            queryset._prefetch_related_objects()
+        finally:
+            detection.busy -= 1
+
+
+def _watch(queryset: _QuerySet, rows: list[Any], detection: Detection) -> None:
+    sql_query = queryset._query
+    select_related = sql_query.select_related
+    prefetch = queryset._prefetch_related_lookups
+    if len(rows) < 2 and not select_related and not prefetch:
+        return
+    site, owner = sql_query.__dict__.get(_ORIGIN) or (None, None)
+    if site is None and owner is None:
+        owner = _owner_on_stack(sys._getframe(1))
+    deferred_names, defer = sql_query.deferred_loading
+    evaluated_at = trigger_site(sys._getframe(1))
+    group = Group(
+        detection,
+        queryset.model,
+        len(rows),
+        site,
+        owner,
+        _site_or_none(evaluated_at) if evaluated_at is not None else None,
+        select_related=tuple(_paths(select_related)) if isinstance(select_related, dict) else (),
+        prefetch_related=tuple(_prefetch_paths(prefetch)),
+        deferred=(frozenset(deferred_names), defer) if deferred_names else None,
+    )
+    detection.groups.append(group)
+    root = group.tag()
+    for row in rows:
+        setattr(row._state, TAG, root)
+    if select_related:
+        _tag_selected(group, rows)
+
+
+def _paths(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    for name, sub in tree.items():
+        yield prefix + name
+        yield from _paths(sub, prefix + name + LOOKUP_SEP)
+
+
+def _prefetch_paths(lookups: Iterable[Any]) -> Iterable[str]:
+    seen: set[str] = set()
+    for lookup in lookups:
+        full = lookup if isinstance(lookup, str) else lookup.prefetch_to
+        parts = full.split(LOOKUP_SEP)
+        for i in range(1, len(parts) + 1):
+            path = LOOKUP_SEP.join(parts[:i])
+            if path not in seen:
+                seen.add(path)
+                yield path
+
+
+def _tag_selected(group: Group, rows: list[Any], prefix: str = "", depth: int = 5) -> None:
+    """Tag the instances select_related attached (read from each row's cache, which also
+    covers a bare ``select_related()``), so that reads through them are seen too."""
+    if depth == 0:
+        return
+    attached: dict[str, list[Any]] = {}
+    for row in rows:
+        for name, related in row._state.fields_cache.items():
+            if not isinstance(related, Model):
+                continue
+            tag = getattr(related._state, TAG, None)
+            if tag is not None and tag.group is group:
+                continue  # the way back to a row already tagged
+            attached.setdefault(name, []).append(related)
+    for name, related_rows in attached.items():
+        tag = group.tag(prefix + name + LOOKUP_SEP)
+        for related in related_rows:
+            setattr(related._state, TAG, tag)
+        _tag_selected(group, related_rows, prefix + name + LOOKUP_SEP, depth - 1)
+
+
+@cache
+def _owner_codes() -> frozenset[CodeType]:
+    """Django functions that build a queryset for a project class: their ``self`` is it."""
+    from django.views.generic.detail import SingleObjectMixin
+    from django.views.generic.list import MultipleObjectMixin
+
+    codes = {
+        MultipleObjectMixin.get_queryset.__code__,
+        SingleObjectMixin.get_queryset.__code__,
+    }
+    if apps.is_installed("django.contrib.admin"):
+        from django.contrib.admin.options import BaseModelAdmin
+
+        codes.add(BaseModelAdmin.get_queryset.__code__)
+    return frozenset(codes)
+
+
+def _get_queryset(self: BaseManager[Any]) -> Any:
+    """Remember where a chain of queryset calls started, for the fix's location.
+
+    At most five frames are looked at, so the lazy loads Django runs deep inside its
+    own code cost next to nothing here.
+    """
+    queryset: Any = _ORIGINAL.get_queryset(self)
+    detection = current.get()
+    if detection is None or detection.busy:
+        return queryset
+    owner = self.__dict__.get("instance")
+    if isinstance(owner, Model):
+        # A related manager: its queries belong to that instance, not to a line.
+        queryset._query.__dict__[_OWNER] = owner
+        return queryset
+    finder = call_site_finder()
+    owners = _owner_codes()
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(5):
+        if frame is None:
+            break
+        code = frame.f_code
+        if code in owners:
+            owner = frame.f_locals.get("self")
+            if owner is not None:
+                setattr(queryset._query, _ORIGIN, (None, type(owner)))
+            break
+        if not finder.is_internal(code):
+            if code.co_name == "get_queryset" and _is_manager_method(code, frame):
+                frame = frame.f_back
+                continue
+            site = (relative_path(code.co_filename), frame.f_lineno, code.co_name)
+            setattr(queryset._query, _ORIGIN, (site, None))
+            break
+        frame = frame.f_back
+    return queryset
+
+
+_manager_codes: dict[CodeType, bool] = {}
+
+
+def _is_manager_method(code: CodeType, frame: FrameType) -> bool:
+    """A project manager's own ``get_queryset``: plumbing, not where the queryset is used."""
+    known = _manager_codes.get(code)
+    if known is None:
+        known = _manager_codes[code] = isinstance(frame.f_locals.get("self"), BaseManager)
+    return known
+
+
+def _owner_on_stack(frame: FrameType | None) -> type | None:
+    """The project view (class-based, or a REST framework view) running a queryset that
+    Django or a library built. Only for watched querysets with no project line."""
+    from django.views import View
+
+    finder = call_site_finder()
+    while frame is not None:
+        code = frame.f_code
+        if finder.is_internal(code) and code.co_varnames[:1] == ("self",):
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, View) and not _is_library_class(type(candidate)):
+                return type(candidate)
+        frame = frame.f_back
+    return None
+
+
+def _is_library_class(cls: type) -> bool:
+    filename = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return filename is None or call_site_finder().is_internal_file(os.path.abspath(filename))
+
+
+# --- Related managers ------------------------------------------------------------------------
+
+
+@cache
+def _many_relations(
+    owner: type[Model], target: type[Model]
+) -> tuple[tuple[str, str | None, Any], ...]:
+    """Every many-valued relation from ``owner`` to ``target``: (accessor, the name of the
+    way back as ``target``'s queries spell it, the field that tells them apart)."""
+    concrete = target._meta.concrete_model
+    found: list[tuple[str, str | None, Any]] = []
+    for rel in owner._meta.related_objects:
+        if (rel.one_to_many or rel.many_to_many) and _same(rel.related_model, concrete):
+            found.append((rel.get_accessor_name() or rel.name, rel.field.name, rel.field))
+    for field in owner._meta.many_to_many:
+        if _same(field.related_model, concrete):
+            found.append((field.name, field.related_query_name(), field))
+    for field in owner._meta.private_fields:
+        if getattr(field, "one_to_many", False) and _same(field.related_model, concrete):
+            found.append((field.name, None, field))
+    return tuple(found)
+
+
+def _same(model: Any, concrete: Any) -> bool:
+    meta = getattr(model, "_meta", None)
+    return meta is not None and meta.concrete_model is concrete
+
+
+def many_relation(
+    owner: type[Model],
+    target: type[Model],
+    queryset: Any = None,
+    back: str | None = None,
+) -> tuple[str, str | None] | None:
+    """Which of ``owner``'s many-valued relations to ``target`` a per-row query reads:
+    (accessor, the way back as ``target``'s queries name it)."""
+    candidates = _many_relations(owner, target)
+    if not candidates:
+        return None
+    if len(candidates) > 1:
+        known = queryset._known_related_objects if queryset is not None else {}
+        deferred = queryset._deferred_filter if queryset is not None else None
+        keys = {key.split(LOOKUP_SEP, 1)[0] for key in deferred[2]} if deferred else set()
+        if back:
+            keys.add(back)
+        for name, way_back, field in candidates:
+            if field in known or (way_back and way_back in keys):
+                return name, way_back
+    name, way_back, _ = candidates[0]
+    return name, way_back
+
+
+# --- Prefetching and deletion ----------------------------------------------------------------
+
+
+def _prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level: int) -> Any:
+    detection = current.get()
+    if detection is None or paused() or not instances:
+        return _ORIGINAL.prefetch_one_level(instances, prefetcher, lookup, level)
+    tag: Tag | None = getattr(instances[0]._state, TAG, None)
+    per_row = level == 0 and not detection.busy and len(instances) == 1
+    site = trigger_site(sys._getframe(1)) if per_row else None
+    start = len(detection.log.records)
+    detection.busy += 1
+    try:
+        result = _ORIGINAL.prefetch_one_level(instances, prefetcher, lookup, level)
+    finally:
+        detection.busy -= 1
+    end = len(detection.log.records)
+    if tag is None or not tag.live():
+        detection.quiet.append((start, end))
+        return result
+    name = lookup.prefetch_to.split(LOOKUP_SEP)[level]
+    many = isinstance(prefetcher, BaseManager | ReverseManyToOneDescriptor)
+    if per_row and tag.watched and site is not None and end > start:
+        detection.loads.append(
+            Load("prefetch", tag, type(instances[0]), name, many, _site_or_none(site), start, end)
+        )
+    else:
+        detection.quiet.append((start, end))
+    related_rows = result[0]
+    if related_rows:
+        nested = tag.group.tag(tag.prefix + name + LOOKUP_SEP, many or tag.many)
+        for row in related_rows:
+            if isinstance(row, Model):
+                setattr(row._state, TAG, nested)
+    if tag.eager:
+        _attach_uses(instances, tag, name, lookup.get_current_to_attr(level)[1])
+    return result
+
+
+def _attach_uses(instances: list[Any], tag: Tag, name: str, as_attr: bool) -> None:
+    """Let each prefetched queryset say when it is read (a ``to_attr`` list cannot: those
+    count as read)."""
+    if as_attr:
+        tag.read(name)
+        return
+    for instance in instances:
+        for prefetched in instance.__dict__.get("_prefetched_objects_cache", {}).values():
+            if _USE not in prefetched.__dict__:
+                prefetched.__dict__[_USE] = (tag, name)
+
+
+def _paused(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A cascade delete loads related rows one parent at a time on purpose."""
+
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with pause():
+            return method(self, *args, **kwargs)
+
+    wrapper.__wrapped__ = method  # type: ignore[attr-defined]
+    return wrapper
+
+
+__all__ = ["install", "installed", "many_relation", "trigger_site", "uninstall"]

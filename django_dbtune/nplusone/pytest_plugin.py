@@ -1,0 +1,127 @@
+"""pytest plugin: N+1 detection for a whole test suite, or test by test.
+
+Registered by entry point, so installing django-dbtune is enough. Nothing happens unless
+asked: ``--dbtune-nplusone=raise|warn`` for every test, the ``dbtune_nplusone`` marker or
+fixture for one test. ``dbtune_allow_nplusone`` exempts a test.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+_FINDINGS = pytest.StashKey[list[Any]]()
+
+
+class NPlusOneWarning(UserWarning):
+    """An N+1 query or unused eager load found in a test run with --dbtune-nplusone=warn."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("django-dbtune")
+    group.addoption(
+        "--dbtune-nplusone",
+        choices=("raise", "warn"),
+        default=None,
+        help="Detect N+1 queries and unused eager loads in every test: 'raise' fails the "
+        "test, 'warn' reports a warning. Tests marked dbtune_allow_nplusone are skipped.",
+    )
+    group.addoption(
+        "--dbtune-nplusone-baseline",
+        metavar="PATH",
+        default=None,
+        help="A baseline file of known findings: only new ones are reported. Defaults to "
+        'DBTUNE["NPLUSONE_BASELINE"].',
+    )
+    group.addoption(
+        "--dbtune-nplusone-update-baseline",
+        action="store_true",
+        default=False,
+        help="Record every finding of this run in the baseline file instead of reporting "
+        "them (adopt the detector on a large project, then fail only on new findings).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "dbtune_nplusone(raise_=True, threshold=None, allow=(), unused_eager_loads=None): "
+        "detect N+1 queries in this test (django-dbtune).",
+    )
+    config.addinivalue_line(
+        "markers", "dbtune_allow_nplusone: do not detect N+1 queries in this test (django-dbtune)."
+    )
+    if config.getoption("--dbtune-nplusone-update-baseline"):
+        if not config.getoption("--dbtune-nplusone"):
+            raise pytest.UsageError(
+                "--dbtune-nplusone-update-baseline needs --dbtune-nplusone=warn (or raise) "
+                "to know which tests to watch."
+            )
+        config.stash[_FINDINGS] = []
+
+
+def _baseline(config: pytest.Config) -> Path | None:
+    option = config.getoption("--dbtune-nplusone-baseline")
+    if option:
+        return Path(option)
+    from django_dbtune.conf import conf
+
+    return conf.NPLUSONE_BASELINE
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    config = item.config
+    marker = item.get_closest_marker("dbtune_nplusone")
+    mode = config.getoption("--dbtune-nplusone")
+    if item.get_closest_marker("dbtune_allow_nplusone") or (marker is None and mode is None):
+        return (yield)
+    from django_dbtune.errors import NPlusOneError
+    from django_dbtune.nplusone import detect
+
+    options = dict(marker.kwargs) if marker is not None else {}
+    raise_ = options.pop("raise_", True) if marker is not None else mode == "raise"
+    updating = _FINDINGS in config.stash
+    baseline: Path | Literal[False] | None = False if updating else _baseline(config)
+    with detect(baseline=baseline, **options) as report:
+        result = yield
+    found = report.findings
+    if updating:
+        config.stash[_FINDINGS].extend(found)
+    elif found and raise_:
+        raise NPlusOneError(report.message())
+    elif found:
+        warnings.warn(NPlusOneWarning(report.message()), stacklevel=1)
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if _FINDINGS not in config.stash:
+        return
+    path = _baseline(config)
+    if path is None:
+        raise pytest.UsageError(
+            "--dbtune-nplusone-update-baseline needs a file: pass --dbtune-nplusone-baseline "
+            'PATH or set DBTUNE["NPLUSONE_BASELINE"].'
+        )
+    from django_dbtune.nplusone.allow import write_baseline
+
+    findings: list[Any] = config.stash[_FINDINGS]
+    count = write_baseline(path, findings)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"django-dbtune: wrote {count} known N+1 finding(s) to {path}")
+
+
+@pytest.fixture
+def dbtune_nplusone() -> Iterator[Any]:
+    """The N+1 report of this test so far: ``assert not dbtune_nplusone.findings``."""
+    from django_dbtune.nplusone import detect
+
+    with detect(baseline=False) as report:
+        yield report

@@ -1,0 +1,364 @@
+"""From what a detection saw to findings: which relation, how often, where, and the fix."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import django
+from django.apps import apps
+from django.db.models import Model
+from django.db.models.constants import LOOKUP_SEP
+
+from django_dbtune.capture import QueryRecord, relative_path
+from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.nplusone.state import Detection, Group, Load, Site
+from django_dbtune.sql import lookup
+
+
+def findings(
+    detection: Detection, threshold: int = 2, unused: bool = True, url: str | None = None
+) -> list[NPlusOneFinding]:
+    found = _lazy_loads(detection, threshold, url)
+    found += _per_row_queries(detection, threshold, url)
+    if unused:
+        found += _unused_eager_loads(detection, url)
+    return found
+
+
+def site_text(site: Site | None) -> str | None:
+    if site is None:
+        return None
+    file, line, function = site
+    return f"{file}:{line}" if function == "template" else f"{file}:{line} in {function}"
+
+
+# --- N+1 through relations -------------------------------------------------------------------
+
+
+def _lazy_loads(detection: Detection, threshold: int, url: str | None) -> list[NPlusOneFinding]:
+    grouped: dict[tuple[object, ...], list[Load]] = defaultdict(list)
+    for load in detection.loads:
+        group = load.tag.group
+        if load.site is None and not group.from_project:
+            continue  # Django's own code, all the way: nothing in the project to change
+        path = load.tag.prefix + load.name
+        grouped[(load.kind, load.model, path, load.site, id(group.site or group.owner))].append(
+            load
+        )
+    found = []
+    for loads in grouped.values():
+        if len(loads) < threshold:
+            continue
+        first = loads[0]
+        group = first.tag.group
+        path = first.tag.prefix + first.name
+        records = detection.log.records
+        fix, advice = _fix(first, path, group)
+        found.append(
+            NPlusOneFinding(
+                kind="n_plus_one",
+                relation=f"{first.model._meta.label}.{first.name}",
+                count=sum(load.end - load.start for load in loads),
+                call_site=site_text(first.site),
+                queryset_site=_queryset_site(group),
+                fix=fix,
+                database=records[first.start].alias,
+                sample_sql=records[first.start].sql,
+                model=group.model._meta.label,
+                path=path,
+                advice=advice,
+                url=url,
+            )
+        )
+    return found
+
+
+def _fix(load: Load, path: str, group: Group) -> tuple[str, str | None]:
+    """The change as code, and a note when the code alone does not say enough."""
+    many = load.tag.many
+    name = load.name
+    related = load.related_model.__name__ if load.related_model else "Related"
+    advice = None
+    if load.kind in ("forward", "reverse_one"):
+        code = f'.prefetch_related("{path}")' if many else f'.select_related("{path}")'
+    elif load.kind == "generic_fk":
+        code = f'.prefetch_related("{path}")'
+        advice = "A generic foreign key cannot be joined; prefetch_related loads it per type."
+    elif load.kind == "deferred":
+        defer = group.deferred[1] if group.deferred else True
+        code = f'remove "{path}" from .defer(...)' if defer else f'add "{path}" to .only(...)'
+    elif load.kind == "count":
+        code = f'.annotate({name}_count=Count("{path}"))'
+        advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row."
+    elif load.kind == "exists":
+        back = load.related_query_name or "<field>"
+        code = f'.annotate(has_{name}=Exists({related}.objects.filter({back}=OuterRef("pk"))))'
+        advice = f"Then read obj.has_{name} instead of calling .{name}.exists() per row."
+    elif load.kind == "aggregate":
+        code = f'.annotate(...) over "{path}" instead of .aggregate() per row'
+    elif load.sliced or load.filtered:
+        code = (
+            f'.prefetch_related(Prefetch("{path}", '
+            f'queryset={related}.objects.filter(...), to_attr="{name}_list"))'
+        )
+        advice = (
+            f"Then read obj.{name}_list: calling .filter()/.first() on the related manager "
+            "runs a new query per row, even when it was prefetched."
+        )
+    else:
+        code = f'.prefetch_related("{path}")'
+        if load.kind == "prefetch":
+            advice = "Instead of prefetch_related_objects() once per row."
+    return _placed(code, group, path, advice)
+
+
+def _placed(code: str, group: Group, path: str, advice: str | None) -> tuple[str, str | None]:
+    """Where the fix goes when Django, not the project, builds the queryset."""
+    owner = group.owner
+    if owner is None or not code.startswith("."):
+        return code, advice
+    model = group.model.__name__
+    if _is_model_admin(owner):
+        if code.startswith(".select_related("):
+            names = code[len(".select_related(") : -1]
+            note = _nullable_note(group.model, path)
+            return f"list_select_related = ({names},) on {_qualname(owner)}", _join(advice, note)
+        return (
+            f"def get_queryset(self, request): return "
+            f"super().get_queryset(request){code}  # on {_qualname(owner)}",
+            advice,
+        )
+    return f"queryset = {model}.objects{code}  # on {_qualname(owner)}", advice
+
+
+def _is_model_admin(cls: type) -> bool:
+    if not apps.is_installed("django.contrib.admin"):
+        return False
+    from django.contrib.admin import ModelAdmin
+
+    return issubclass(cls, ModelAdmin)
+
+
+def _nullable_note(model: type[Model], path: str) -> str | None:
+    note = (
+        "list_select_related replaces the admin's own joins: list every relation the "
+        "changelist shows."
+    )
+    field = _field_at(model, path)
+    direct = LOOKUP_SEP not in path  # the admin's own joins cover list_display's fields
+    if django.VERSION < (6, 1) and direct and field is not None and getattr(field, "null", False):
+        note = (
+            "Before Django 6.1 the admin joins list_display's foreign keys by itself but "
+            f"skips nullable ones like this. {note}"
+        )
+    return note
+
+
+def _join(*notes: str | None) -> str | None:
+    text = " ".join(note for note in notes if note)
+    return text or None
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _queryset_site(group: Group) -> str | None:
+    if group.site is not None:
+        return site_text(group.site)
+    if group.owner is not None:
+        return f"{_qualname(group.owner)} (Django builds its queryset)"
+    return site_text(group.evaluated_at)
+
+
+def _field_at(model: type[Model], path: str) -> object | None:
+    """The model field at the end of a lookup path, by query name or accessor name."""
+    field = None
+    for name in path.split(LOOKUP_SEP):
+        field = _field(model, name)
+        if field is None:
+            return None
+        target = getattr(field, "related_model", None)
+        if isinstance(target, type):
+            model = target
+    return field
+
+
+def _field(model: type[Model], name: str) -> object | None:
+    try:
+        return model._meta.get_field(name)
+    except Exception:
+        for rel in model._meta.related_objects:
+            if rel.get_accessor_name() == name:
+                return rel
+        return None
+
+
+# --- Per-row queries written by hand ---------------------------------------------------------
+
+
+def _per_row_queries(
+    detection: Detection, threshold: int, url: str | None
+) -> list[NPlusOneFinding]:
+    """The same read, from the same project line, with different values, again and again:
+    ``Author.objects.get(pk=book.author_id)`` in a loop."""
+    records = detection.log.records
+    covered = _covered(detection)
+    grouped: dict[tuple[str, str, str, int], list[QueryRecord]] = defaultdict(list)
+    for index, record in enumerate(records):
+        if index in covered or record.filename is None or record.lineno is None:
+            continue
+        if record.kind != "read":
+            continue
+        grouped[(record.alias, record.shape, record.filename, record.lineno)].append(record)
+    found = []
+    for (alias, _, _, _), group in grouped.items():
+        distinct = {repr(record.params) for record in group}
+        if len(distinct) < threshold:
+            continue
+        first = group[0]
+        described = _describe_lookup(first)
+        if described is None:
+            continue
+        relation, fix, advice = described
+        found.append(
+            NPlusOneFinding(
+                kind="n_plus_one",
+                relation=relation,
+                count=len(group),
+                call_site=f"{relative_path(first.filename or '')}:{first.lineno} in "
+                f"{first.function}",
+                queryset_site=None,
+                fix=fix,
+                database=alias,
+                sample_sql=first.sql,
+                model=relation.rsplit(".", 1)[0],
+                path=relation.rsplit(".", 1)[1],
+                advice=advice,
+                url=url,
+            )
+        )
+    return found
+
+
+def _covered(detection: Detection) -> set[int]:
+    covered: set[int] = set()
+    for load in detection.loads:
+        covered.update(range(load.start, load.end))
+    for start, end in detection.quiet:
+        covered.update(range(start, end))
+    return covered
+
+
+def _describe_lookup(record: QueryRecord) -> tuple[str, str, str | None] | None:
+    """(relation, fix, advice) for a hand-written per-row read, or None if it is not one."""
+    found = lookup(record.sql, record.vendor, record.params is not None)
+    if found is None or len(found.columns) != 1:
+        return None
+    model = _model_for_table(found.table)
+    if model is None:
+        return None
+    field = next((f for f in model._meta.concrete_fields if f.column == found.columns[0]), None)
+    if field is None:
+        return None
+    relation = f"{model._meta.label}.{field.name}"
+    name = model.__name__
+    remote = getattr(field, "remote_field", None)
+    if remote is not None and field.many_to_one:
+        accessor = remote.get_accessor_name()
+        query_name = field.related_query_name()  # type: ignore[attr-defined]
+        owner = remote.model.__name__
+        if found.result == "count":
+            return (
+                relation,
+                f'.annotate({accessor}_count=Count("{query_name}")) on the {owner} queryset',
+                f"Instead of counting {name} rows once per {owner}.",
+            )
+        if found.result == "exists":
+            return (
+                relation,
+                f".annotate(has_{accessor}=Exists({name}.objects.filter("
+                f'{field.name}=OuterRef("pk")))) on the {owner} queryset',
+                f"Instead of checking {name} rows once per {owner}.",
+            )
+        return (
+            relation,
+            f'.prefetch_related("{accessor}") on the {owner} queryset',
+            f"Instead of querying {name} once per {owner}; read obj.{accessor}.all().",
+        )
+    if field.primary_key or field.unique:
+        return (
+            relation,
+            f"{name}.objects.in_bulk(values) before the loop",
+            f"Or .select_related(...) on the loop's queryset when the {field.name} values "
+            "come from a foreign key.",
+        )
+    return (
+        relation,
+        f"{name}.objects.filter({field.name}__in=values) before the loop",
+        "Then look rows up in a dict instead of querying once per row.",
+    )
+
+
+def _model_for_table(table: str) -> type[Model] | None:
+    return _tables().get(table)
+
+
+def _tables() -> dict[str, type[Model]]:
+    return {model._meta.db_table: model for model in apps.get_models()}
+
+
+def _unused_eager_loads(detection: Detection, url: str | None) -> list[NPlusOneFinding]:
+    found: dict[tuple[str, str, str | None], NPlusOneFinding] = {}
+    for group in detection.groups:
+        if not group.from_project:
+            continue
+        used = group.used
+        for kind, paths in (
+            ("unused_select_related", group.select_related),
+            ("unused_prefetch_related", group.prefetch_related),
+        ):
+            for path in _unread(paths, used):
+                site = _queryset_site(group)
+                key = (kind, f"{group.model._meta.label}:{path}", site)
+                if key in found:
+                    continue
+                method = (
+                    "select_related" if kind == "unused_select_related" else "prefetch_related"
+                )
+                found[key] = NPlusOneFinding(
+                    kind=kind,  # type: ignore[arg-type]
+                    relation=_relation_label(group.model, path),
+                    count=0 if kind == "unused_select_related" else 1,
+                    call_site=site_text(group.evaluated_at),
+                    queryset_site=site,
+                    fix=f'remove "{path}" from .{method}(...)',
+                    model=group.model._meta.label,
+                    path=path,
+                    advice="Its rows were loaded but nothing read them.",
+                    url=url,
+                )
+    return list(found.values())
+
+
+def _unread(paths: Iterable[str], used: set[str]) -> list[str]:
+    """Eager-load paths nothing read, the shallowest only (an unread "a" hides "a__b")."""
+    unread = [
+        path
+        for path in paths
+        if path not in used and not any(u.startswith(path + LOOKUP_SEP) for u in used)
+    ]
+    return [p for p in unread if not any(p.startswith(q + LOOKUP_SEP) for q in unread)]
+
+
+def _relation_label(model: type[Model], path: str) -> str:
+    names = path.split(LOOKUP_SEP)
+    owner = model
+    for name in names[:-1]:
+        field = _field(owner, name)
+        target = getattr(field, "related_model", None)
+        if not isinstance(target, type):
+            break
+        owner = target
+    return f"{owner._meta.label}.{names[-1]}"

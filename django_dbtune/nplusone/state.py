@@ -1,0 +1,159 @@
+"""What a detection remembers while it runs: querysets that were evaluated, and lazy loads.
+
+Model instances are tagged (``instance._state.dbtune_tag``) only when they matter: they
+came from a queryset of two or more rows, or from one with eager loads, or they were
+loaded through such an instance. One tag object is shared by every instance at the same
+place of one queryset, so tagging costs one attribute store per row and no allocation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.db.models import Model
+
+from django_dbtune.capture import QueryLog
+
+Site = tuple[str, int, str]
+"""(file, line, function); for a template, (template name, line, "template")."""
+
+LoadKind = Literal[
+    "forward",
+    "reverse_one",
+    "generic_fk",
+    "deferred",
+    "many",
+    "count",
+    "exists",
+    "aggregate",
+    "prefetch",
+]
+
+
+@dataclass(eq=False)
+class Group:
+    """One evaluation of a queryset whose rows are watched."""
+
+    detection: Detection
+    model: type[Model]
+    size: int
+    site: Site | None
+    """Where the queryset was built (its manager call), when that was in the project."""
+    owner: type | None
+    """The project class that built it inside Django: a view, a ModelAdmin, a viewset."""
+    evaluated_at: Site | None
+    select_related: tuple[str, ...] = ()
+    prefetch_related: tuple[str, ...] = ()
+    deferred: tuple[frozenset[str], bool] | None = None
+    """(names, defer): Django's ``Query.deferred_loading`` when ``only``/``defer`` was used."""
+    used: set[str] = field(default_factory=set)
+    tags: dict[tuple[str, bool], Tag] = field(default_factory=dict)
+
+    @property
+    def from_project(self) -> bool:
+        return self.site is not None or self.owner is not None
+
+    def tag(self, prefix: str = "", many: bool = False) -> Tag:
+        key = (prefix, many)
+        tag = self.tags.get(key)
+        if tag is None:
+            tag = self.tags[key] = Tag(self, prefix, many)
+        return tag
+
+
+class Tag:
+    """Where an instance sits in a watched queryset: its group and the path that led to it."""
+
+    __slots__ = ("eager", "group", "many", "prefix", "watched")
+
+    def __init__(self, group: Group, prefix: str, many: bool) -> None:
+        self.group = group
+        self.prefix = prefix
+        """The lookup path from the group's model to this instance, ending in ``__``."""
+        self.many = many
+        """The path crosses a many-valued relation (the fix is a prefetch)."""
+        self.watched = group.size > 1
+        """Lazy loads through this instance repeat once per row."""
+        self.eager = bool(group.select_related or group.prefetch_related)
+
+    def live(self) -> bool:
+        return self.group.detection.active and not _paused.get()
+
+    def read(self, name: str) -> None:
+        """The project read relation ``name`` of an instance with this tag."""
+        self.group.used.add(self.prefix + name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pickled instance (a cache entry) must not drag the detection along.
+        return (_dead_tag, ())
+
+
+def _dead_tag() -> None:
+    return None
+
+
+@dataclass(slots=True, eq=False)
+class Load:
+    """Queries run to load one relation of one instance, or for one per-row manager call."""
+
+    kind: LoadKind
+    tag: Tag
+    model: type[Model]
+    """The model of the instance the relation was read on."""
+    name: str
+    """The relation or field as a lookup segment."""
+    many: bool
+    """The relation is many-valued (reverse FK, many-to-many, generic relation)."""
+    site: Site | None
+    start: int
+    end: int
+    """The queries, as positions in the detection's capture log."""
+    sliced: bool = False
+    filtered: bool = False
+    related_model: type[Model] | None = None
+    related_query_name: str | None = None
+    """How the related model's queries name the way back (for ``Exists``)."""
+
+
+@dataclass(eq=False)
+class Detection:
+    """One open ``detect()``."""
+
+    log: QueryLog
+    active: bool = True
+    loads: list[Load] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)
+    evaluations: dict[int, type[Model]] = field(default_factory=dict)
+    """Capture log position of each root queryset evaluation -> its model."""
+    quiet: list[tuple[int, int]] = field(default_factory=list)
+    """Log ranges not to read as per-row queries (prefetches, deletes, paused code)."""
+    busy: int = 0
+    """Inside a load already being recorded: the queries it runs are not loads of their own."""
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+
+current: ContextVar[Detection | None] = ContextVar("django_dbtune_nplusone", default=None)
+_paused: ContextVar[bool] = ContextVar("django_dbtune_nplusone_paused", default=False)
+
+
+@contextmanager
+def pause() -> Iterator[None]:
+    """Nothing run inside is reported as an N+1 or counted as a read of an eager load."""
+    token = _paused.set(True)
+    detection = current.get()
+    start = len(detection.log.records) if detection is not None else 0
+    try:
+        yield
+    finally:
+        _paused.reset(token)
+        if detection is not None:
+            detection.quiet.append((start, len(detection.log.records)))
+
+
+def paused() -> bool:
+    return _paused.get()

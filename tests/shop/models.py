@@ -1,0 +1,50 @@
+"""A small shop with every kind of relation, for the N+1 detector's tests."""
+
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+
+
+class Publisher(models.Model):
+    name = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.name
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=100)
+    publisher = models.ForeignKey(Publisher, models.SET_NULL, null=True, related_name="authors")
+
+    def __str__(self):
+        return self.name
+
+
+class Profile(models.Model):
+    author = models.OneToOneField(Author, models.CASCADE, related_name="profile")
+    bio = models.TextField(default="")
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Comment(models.Model):
+    content_type = models.ForeignKey(ContentType, models.CASCADE)
+    object_id = models.PositiveIntegerField()
+    target = GenericForeignKey("content_type", "object_id")
+    text = models.CharField(max_length=200)
+
+
+class Book(models.Model):
+    title = models.CharField(max_length=200)
+    summary = models.TextField(default="")
+    author = models.ForeignKey(Author, models.CASCADE, related_name="books")
+    editor = models.ForeignKey(
+        Author, models.SET_NULL, null=True, blank=True, related_name="edited_books"
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="books")
+    comments = GenericRelation(Comment)
+
+    def __str__(self):
+        return f"{self.title} by {self.author.name}"

@@ -1,0 +1,510 @@
+"""The N+1 detector, as a project's code and tests meet it."""
+
+import inspect
+import logging
+import pickle
+
+import django
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.checks import run_checks
+from django.db import connection
+from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
+from django.db.models.query import QuerySet
+from django.test import AsyncClient, override_settings
+from django.test.utils import CaptureQueriesContext
+
+from django_dbtune import DbtuneError, NPlusOneError
+from django_dbtune.nplusone import detect, hooks, pause
+from tests.shop.models import Author, Book, Comment, Profile, Publisher, Tag
+
+HERE = "tests/test_nplusone.py"
+
+
+def line_of(text):
+    """The line number of the first line of this file containing ``text``."""
+    source = inspect.getsource(inspect.getmodule(line_of)).splitlines()
+    return next(number for number, line in enumerate(source, 1) if text in line)
+
+
+@pytest.fixture
+def shop(db):
+    """3 authors (2 publishers), each with a profile and 2 books; 2 tags per book."""
+    publishers = [Publisher.objects.create(name=f"P{i}") for i in range(2)]
+    tags = [Tag.objects.create(name=f"t{i}") for i in range(3)]
+    for i in range(3):
+        author = Author.objects.create(name=f"A{i}", publisher=publishers[i % 2])
+        Profile.objects.create(author=author, bio="bio")
+        for j in range(2):
+            book = Book.objects.create(title=f"B{i}{j}", author=author, summary="s")
+            book.tags.set(tags[:2])
+            Comment.objects.create(target=book, text="nice")
+
+
+def only(report, kind="n_plus_one"):
+    found = [finding for finding in report.findings if finding.kind == kind]
+    assert len(found) == 1, report.message()
+    return found[0]
+
+
+# --- N+1 through every kind of relation ------------------------------------------------------
+
+
+def test_forward_foreign_key_in_a_loop(shop):
+    with detect() as report:
+        books = Book.objects.order_by("id")  # built here
+        for book in books:
+            book.author.name  # the lazy load
+    finding = only(report)
+    assert finding.relation == "shop.Book.author"
+    assert finding.count == 6
+    assert finding.fix == '.select_related("author")'
+    assert finding.call_site == f"{HERE}:{line_of('# the lazy load')} in " + (
+        "test_forward_foreign_key_in_a_loop"
+    )
+    assert finding.queryset_site.startswith(f"{HERE}:{line_of('# built here')} in ")
+    assert "shop_author" in finding.sample_sql
+    assert finding.database == "default"
+
+
+def test_the_fix_removes_the_finding_and_the_growth(shop):
+    with detect() as report, CaptureQueriesContext(connection) as queries:
+        for book in Book.objects.select_related("author"):
+            book.author.name
+    assert report.findings == []
+    assert len(queries) == 1
+
+
+def test_second_level_loaded_lazily_reports_both_levels(shop):
+    with detect() as report:
+        for book in Book.objects.all():
+            book.author.publisher.name
+    fixes = {finding.relation: finding.fix for finding in report.findings}
+    assert fixes == {
+        "shop.Book.author": '.select_related("author")',
+        "shop.Author.publisher": '.select_related("author__publisher")',
+    }
+
+
+def test_second_level_behind_select_related(shop):
+    with detect() as report:
+        for book in Book.objects.select_related("author"):
+            book.author.publisher.name
+    finding = only(report)
+    assert finding.relation == "shop.Author.publisher"
+    assert finding.fix == '.select_related("author__publisher")'
+
+
+def test_reverse_foreign_key_manager(shop):
+    with detect() as report:
+        for author in Author.objects.all():
+            [book.title for book in author.books.all()]
+    finding = only(report)
+    assert (finding.relation, finding.count) == ("shop.Author.books", 3)
+    assert finding.fix == '.prefetch_related("books")'
+
+
+def test_first_on_a_related_manager_needs_a_prefetch_object(shop):
+    with detect() as report:
+        for author in Author.objects.all():
+            author.books.order_by("title").first()
+    finding = only(report)
+    assert finding.relation == "shop.Author.books"
+    assert finding.fix.startswith('.prefetch_related(Prefetch("books", queryset=Book.objects')
+    assert "to_attr" in finding.fix
+
+
+def test_filter_bypasses_a_prefetch(shop):
+    with detect() as report:
+        for author in Author.objects.prefetch_related("books"):
+            list(author.books.filter(title__startswith="B"))
+    n_plus_one = only(report)
+    assert n_plus_one.relation == "shop.Author.books"
+    assert "Prefetch(" in n_plus_one.fix
+    unused = only(report, "unused_prefetch_related")
+    assert unused.path == "books"
+
+
+def test_many_to_many(shop):
+    with detect() as report:
+        for book in Book.objects.all():
+            [tag.name for tag in book.tags.all()]
+    finding = only(report)
+    assert finding.relation == "shop.Book.tags"
+    assert finding.fix == '.prefetch_related("tags")'
+
+
+def test_one_to_one_both_ways(shop):
+    with detect() as report:
+        for profile in Profile.objects.all():
+            profile.author.name
+        for author in Author.objects.all():
+            author.profile.bio
+    fixes = {finding.relation: finding.fix for finding in report.findings}
+    assert fixes == {
+        "shop.Profile.author": '.select_related("author")',
+        "shop.Author.profile": '.select_related("profile")',
+    }
+
+
+def test_generic_foreign_key_and_generic_relation(shop):
+    with detect() as report:
+        for comment in Comment.objects.all():
+            comment.target.title
+        for book in Book.objects.all():
+            list(book.comments.all())
+    fixes = {finding.relation: finding.fix for finding in report.findings}
+    assert fixes == {
+        "shop.Comment.target": '.prefetch_related("target")',
+        "shop.Book.comments": '.prefetch_related("comments")',
+    }
+
+
+def test_deferred_fields(shop):
+    with detect() as report:
+        for book in Book.objects.only("title"):
+            book.summary
+        for book in Book.objects.defer("summary"):
+            book.summary
+    fixes = sorted(finding.fix for finding in report.findings)
+    assert fixes == ['add "summary" to .only(...)', 'remove "summary" from .defer(...)']
+
+
+def test_get_per_row_written_by_hand(shop):
+    with detect() as report:
+        for book in Book.objects.all():
+            Author.objects.get(pk=book.author_id)
+    finding = only(report)
+    assert finding.relation == "shop.Author.id"
+    assert finding.count == 6
+    assert finding.fix == "Author.objects.in_bulk(values) before the loop"
+
+
+def test_filter_first_per_row_written_by_hand(shop):
+    with detect() as report:
+        for author in Author.objects.all():
+            Book.objects.filter(author=author).first()
+    finding = only(report)
+    assert finding.relation == "shop.Book.author"
+    assert finding.fix == '.prefetch_related("books") on the Author queryset'
+
+
+def test_prefetch_related_objects_per_instance(shop):
+    with detect() as report:
+        for book in Book.objects.all():
+            prefetch_related_objects([book], "tags")
+            list(book.tags.all())
+    finding = only(report)
+    assert finding.relation == "shop.Book.tags"
+    assert finding.fix == '.prefetch_related("tags")'
+
+
+def test_count_and_exists_per_row(shop):
+    with detect() as report:
+        for author in Author.objects.all():
+            author.books.count()
+            author.books.exists()
+        for book in Book.objects.all():
+            book.tags.count()
+    fixes = sorted(finding.fix for finding in report.findings)
+    assert fixes == [
+        '.annotate(books_count=Count("books"))',
+        '.annotate(has_books=Exists(Book.objects.filter(author=OuterRef("pk"))))',
+        '.annotate(tags_count=Count("tags"))',
+    ]
+
+
+# --- Unused eager loads ----------------------------------------------------------------------
+
+
+def test_unused_select_related_and_prefetch_related(shop):
+    with detect() as report:
+        list(Book.objects.select_related("author"))  # never read
+        list(Author.objects.prefetch_related("books"))
+    kinds = {(finding.kind, finding.path, finding.fix) for finding in report.findings}
+    assert kinds == {
+        ("unused_select_related", "author", 'remove "author" from .select_related(...)'),
+        ("unused_prefetch_related", "books", 'remove "books" from .prefetch_related(...)'),
+    }
+
+
+def test_a_deeper_select_related_than_needed(shop):
+    with detect() as report:
+        for book in Book.objects.select_related("author__publisher"):
+            book.author.name
+    finding = only(report, "unused_select_related")
+    assert finding.path == "author__publisher"
+    assert finding.relation == "shop.Author.publisher"
+
+
+def test_used_eager_loads_are_not_reported(shop):
+    with detect() as report:
+        for book in Book.objects.select_related("author").prefetch_related("tags", "comments"):
+            book.author.name
+            book.tags.count()
+            list(book.comments.all())
+        for author in Author.objects.prefetch_related(Prefetch("books", to_attr="book_list")):
+            author.book_list
+    assert report.findings == []
+
+
+# --- What is not an N+1 ----------------------------------------------------------------------
+
+
+def test_single_objects_and_single_rows_are_fine(shop):
+    with detect() as report:
+        book = Book.objects.get(title="B00")
+        book.author.name
+        first = Book.objects.first()
+        first.tags.count()
+        for book in Book.objects.filter(title="B10"):
+            book.author.name
+            list(book.tags.all())
+    assert report.findings == []
+
+
+def test_cascade_deletes_are_not_reported(shop):
+    with detect() as report:
+        Author.objects.all().delete()
+    assert report.findings == []
+    assert Book.objects.count() == 0
+
+
+def test_threshold(shop):
+    with detect(threshold=7) as report:
+        for book in Book.objects.all():
+            book.author.name
+    assert report.findings == []
+    with pytest.raises(ValueError, match="threshold"):
+        detect(threshold=1)
+
+
+def test_settings_threshold_and_unused_switch(shop):
+    with override_settings(DBTUNE={"NPLUSONE_THRESHOLD": 10}), detect() as report:
+        for book in Book.objects.all():
+            book.author.name
+    assert report.findings == []
+    with override_settings(DBTUNE={"NPLUSONE_UNUSED_EAGER_LOADS": False}), detect() as report:
+        list(Book.objects.select_related("author"))
+    assert report.findings == []
+
+
+def test_pause(shop):
+    with detect() as report, pause():
+        for book in Book.objects.all():
+            book.author.name
+    assert report.findings == []
+
+
+def test_django_debug_toolbar_rendering_is_not_the_projects_n_plus_one(shop):
+    debug_toolbar = pytest.importorskip("debug_toolbar")
+    # Code run from inside the toolbar's package, as its template panel runs repr().
+    filename = debug_toolbar.__file__.replace("__init__.py", "panels/templates/panel.py")
+    code = compile("for book in books:\n    book.author.name\n", filename, "exec")
+    with detect() as report:
+        exec(code, {"books": Book.objects.all()})
+    assert report.findings == []
+
+
+# --- Raising, allowing, baselines ------------------------------------------------------------
+
+
+def test_raise_on_a_finding_with_the_whole_message(shop):
+    def loop():
+        for book in Book.objects.all():
+            book.author.name
+
+    with pytest.raises(NPlusOneError) as caught, detect(raise_=True):
+        loop()
+    assert isinstance(caught.value, DbtuneError)
+    message = str(caught.value)
+    assert "N+1 on shop.Book.author: 6 extra queries" in message
+    assert '.select_related("author")' in message
+    assert f"{HERE}:" in message
+
+
+def test_allowlist_by_relation_call_site_and_url(shop):
+    def loop():
+        for book in Book.objects.all():
+            book.author.name
+
+    for rule in (
+        {"relation": "shop.Book.*"},
+        {"call_site": "tests/test_nplusone*"},
+        {"url": "/legacy/*"},
+    ):
+        with detect(allow=[rule], url="/legacy/books/") as report:
+            loop()
+        assert report.findings == [], rule
+    allow_authors = {"NPLUSONE_ALLOW": [{"relation": "shop.Author.*"}]}
+    with override_settings(DBTUNE=allow_authors), detect() as report:
+        loop()
+    assert [finding.relation for finding in report.findings] == ["shop.Book.author"]
+
+
+def test_baseline_reports_only_new_findings(shop, tmp_path):
+    from django_dbtune.nplusone.allow import write_baseline
+
+    with detect() as report:
+        for book in Book.objects.all():
+            book.author.name
+    baseline = tmp_path / "nplusone-baseline.json"
+    assert write_baseline(baseline, report.findings) == 1
+    with detect(baseline=baseline) as report:
+        for book in Book.objects.all():
+            book.author.name  # known
+        for book in Book.objects.all():
+            list(book.tags.all())  # new
+    assert [finding.relation for finding in report.findings] == ["shop.Book.tags"]
+
+
+def test_a_broken_baseline_file_is_a_clear_error(shop, tmp_path):
+    from django.core.exceptions import ImproperlyConfigured
+
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text("[1, 2]")
+    with pytest.raises(ImproperlyConfigured, match="not a django-dbtune N\\+1 baseline"):
+        detect(baseline=baseline).__enter__()
+    assert not hooks.installed()
+
+
+def test_nplusone_settings_are_accepted_with_a_warning(shop):
+    settings = {
+        "NPLUSONE_RAISE": True,
+        "NPLUSONE_WHITELIST": [{"label": "n_plus_one", "model": "shop.Book", "field": "author"}],
+    }
+    with override_settings(**settings):
+        with detect() as report:
+            for book in Book.objects.all():
+                book.author.name
+        assert report.findings == []
+        ids = [message.id for message in run_checks()]
+    assert ids.count("dbtune.W002") == 2
+
+
+# --- Hooks come out again --------------------------------------------------------------------
+
+
+def test_every_patch_is_removed_on_exit(shop):
+    from django.db.models import query
+    from django.db.models.base import ModelState
+
+    before = (
+        QuerySet.__dict__["_fetch_all"],
+        QuerySet.__dict__["count"],
+        ForwardManyToOneDescriptor.__dict__["__get__"],
+        query.prefetch_one_level,
+    )
+    with detect():
+        with detect():
+            assert hooks.installed()
+        assert hooks.installed()
+        assert QuerySet.__dict__["_fetch_all"] is not before[0]
+    assert not hooks.installed()
+    after = (
+        QuerySet.__dict__["_fetch_all"],
+        QuerySet.__dict__["count"],
+        ForwardManyToOneDescriptor.__dict__["__get__"],
+        query.prefetch_one_level,
+    )
+    assert after == before
+    assert "dbtune_tag" not in ModelState.__dict__
+    # Every patched attribute is Django's own again.
+    for patch in hooks._patches():
+        if patch.replacement is not None:
+            current = vars(patch.owner).get(patch.name)
+            assert current is not patch.replacement, (patch.owner, patch.name)
+
+
+def test_watched_instances_still_pickle_cleanly(shop):
+    with detect():
+        books = list(Book.objects.select_related("author"))
+        restored = pickle.loads(pickle.dumps(books))
+    assert [book.author.name for book in restored] == [book.author.name for book in books]
+
+
+# --- Requests: middleware, templates, async, class-based views, admin, DRF --------------------
+
+
+NPLUSONE_MIDDLEWARE = ["django_dbtune.middleware.NPlusOneMiddleware"]
+
+
+@pytest.fixture
+def with_middleware(settings):
+    settings.MIDDLEWARE = NPLUSONE_MIDDLEWARE + list(settings.MIDDLEWARE)
+
+
+def test_template_loop_reports_the_template_line(shop, client, with_middleware, caplog):
+    with caplog.at_level(logging.WARNING, logger="django_dbtune.nplusone"):
+        response = client.get("/shop/books/")
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.call_site == "tests/shop/templates/shop/book_list.html:4"
+    assert finding.queryset_site.startswith("tests/shop/views.py:12 in book_list")
+    assert finding.url == "/shop/books/"
+    assert "GET /shop/books/: N+1 on shop.Book.author" in caplog.text
+    fixed = client.get("/shop/books/fixed/")
+    assert fixed.wsgi_request.dbtune_nplusone.findings == []
+
+
+def test_middleware_can_raise(shop, client, with_middleware, settings):
+    settings.DBTUNE = {"NPLUSONE_RAISE": True}
+    with pytest.raises(NPlusOneError, match="GET /shop/books/"):
+        client.get("/shop/books/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_view(shop, with_middleware):
+    response = async_to_sync(AsyncClient().get)("/shop/books/async/")
+    assert len(response.json()["rows"]) == 6
+    finding = only(response.asgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Author.id"
+    assert finding.call_site.startswith("tests/shop/views.py:24 in async_book_titles")
+
+
+def test_async_detect(shop):
+    async def titles():
+        async with detect() as report:
+            async for book in Book.objects.all():
+                await Author.objects.aget(pk=book.author_id)
+        return report
+
+    report = async_to_sync(titles)()
+    assert only(report).relation == "shop.Author.id"
+
+
+def test_generic_list_view_names_the_class_to_change(shop, client, with_middleware):
+    response = client.get("/shop/books/generic/")
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.fix == (
+        'queryset = Book.objects.select_related("author")  # on tests.shop.views.BookListView'
+    )
+
+
+def test_admin_changelist_names_list_select_related(shop, admin_client, with_middleware):
+    Book.objects.update(editor=Author.objects.first())
+    response = admin_client.get("/admin/shop/book/")
+    assert response.status_code == 200
+    found = {f.relation: f for f in response.wsgi_request.dbtune_nplusone.findings}
+    publisher = found.pop("shop.Author.publisher")
+    assert publisher.fix == (
+        'list_select_related = ("author__publisher",) on tests.shop.admin.BookAdmin'
+    )
+    assert publisher.call_site.startswith("tests/shop/admin.py:")
+    assert "replaces the admin's own joins" in publisher.advice
+    if django.VERSION < (6, 1):
+        # Django 6.1's admin joins nullable foreign keys too; before, it left them lazy.
+        editor = found.pop("shop.Book.editor")
+        assert editor.fix == 'list_select_related = ("editor",) on tests.shop.admin.BookAdmin'
+        assert "skips nullable ones" in editor.advice
+    assert found == {}
+
+
+def test_rest_framework_nested_serializer(shop, client, with_middleware):
+    response = client.get("/shop/api/books/", HTTP_ACCEPT="application/json")
+    assert len(response.json()) == 6
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Book.author"
+    assert finding.fix == (
+        'queryset = Book.objects.select_related("author")  # on tests.shop.views.BookViewSet'
+    )

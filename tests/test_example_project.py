@@ -1,5 +1,6 @@
 """The example project's slow spots are real, and KNOWN_ISSUES.md says where they are."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -188,3 +189,107 @@ def test_the_dashboard_recomputes_whole_table_aggregates_on_every_visit(client):
     assert len(first) == len(second) == 8
     assert [r.shape for r in first] == [r.shape for r in second], "the same work, every visit"
     assert all(record.kind == "read" for record in first)
+
+
+def n_plus_one_spots() -> list[tuple[str, re.Match[str], re.Match[str]]]:
+    """(id, trigger row, queryset row) of each N+1 in KNOWN_ISSUES.md."""
+    rows = [row for row in known_issues() if row["id"].startswith("N1-")]
+    fixes = {
+        match["id"]: match["fix"]
+        for line in (EXAMPLE / "KNOWN_ISSUES.md").read_text().splitlines()
+        if (match := re.match(r"^\| (?P<id>N1-\d) \|.*\| `(?P<fix>[^`]+)`[^|]*\|$", line))
+    }
+    spots = []
+    for i in range(0, len(rows), 2):
+        trigger, built = rows[i], rows[i + 1]
+        spots.append((fixes[trigger["id"]], trigger, built))
+    return spots
+
+
+N_PLUS_ONE_PAGES = {
+    "N1-1": ("/crawler/pages/", factories.page_results),
+    "N1-2": ("/publisher/businesses/", factories.businesses),
+    "N1-3": ("/publisher/posts/", factories.posts),
+    "N1-4": ("/marketplace/jobs/", factories.open_jobs),
+    "N1-5": ("/marketplace/freelancers/", factories.freelancers),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spot", n_plus_one_spots(), ids=lambda spot: spot[1]["id"])
+def test_the_detector_reports_each_known_n_plus_one_with_its_fix(client, spot):
+    from django_dbtune.nplusone import detect
+
+    fix, trigger, built = spot
+    url, make_rows = N_PLUS_ONE_PAGES[trigger["id"]]
+    make_rows(3)
+    with detect() as report:
+        assert client.get(url).status_code == 200
+    found = report.findings
+    ours = [f for f in found if f.fix == fix]
+    assert len(ours) == 1, report.message()
+    finding = ours[0]
+    assert finding.call_site.startswith(f"example_project/{trigger['where']}:{trigger['line']}")
+    assert finding.queryset_site.startswith(f"example_project/{built['where']}:{built['line']}")
+    # Nothing else, except the first level of a two-level fix (N1-1 reports both levels).
+    others = [f for f in found if f is not finding]
+    assert all(fix.startswith(f.fix[:-2]) for f in others), report.message()
+
+
+def enclosing_function(source: str, line: int) -> str:
+    """The name of the top-level function whose body holds ``line``."""
+    tree = ast.parse(source)
+    return next(
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.lineno <= line <= node.end_lineno
+    )
+
+
+def apply_fix(fix: str, trigger: re.Match[str], built: re.Match[str]) -> dict[str, str]:
+    """The example project's sources with a finding's fix applied, as a user would."""
+    sources: dict[str, str] = {}
+    path = built["where"]
+    lines = (EXAMPLE / path).read_text().splitlines()
+    index = int(built["line"]) - 1
+    lines[index] = re.sub(r"(\w+\.objects)", lambda m: m[1] + fix, lines[index], count=1)
+    if "annotate(" in fix:  # then read the annotation instead of counting per row
+        name = re.search(r"annotate\((\w+)=", fix)[1]
+        trigger_index = int(trigger["line"]) - 1
+        lines[trigger_index] = lines[trigger_index].replace(trigger["code"], f"profile.{name}")
+        lines.insert(0, "from django.db.models import Count")
+    sources[path] = "\n".join(lines) + "\n"
+    return sources
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spot", n_plus_one_spots(), ids=lambda spot: spot[1]["id"])
+def test_after_the_fix_the_query_count_no_longer_grows(rf, spot):
+    import importlib
+    import types
+
+    from django.contrib.auth.models import AnonymousUser
+
+    fix, trigger, built = spot
+    url, make_rows = N_PLUS_ONE_PAGES[trigger["id"]]
+    [(path, source)] = apply_fix(fix, trigger, built).items()
+    assert fix.split("(")[0] in source
+    original = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    fixed = types.ModuleType(original.__name__)
+    fixed.__file__ = original.__file__
+    exec(compile(source, original.__file__, "exec"), fixed.__dict__)
+    shift = 1 if "annotate(" in fix else 0  # apply_fix added an import line
+    view = getattr(fixed, enclosing_function(source, int(built["line"]) + shift))
+
+    def count_queries() -> int:
+        request = rf.get(url)
+        request.user = AnonymousUser()
+        with capture_queries() as log:
+            response = view(request)
+            assert response.status_code == 200
+        return len(log)
+
+    make_rows(3)
+    with_3 = count_queries()
+    make_rows(4)
+    assert count_queries() == with_3

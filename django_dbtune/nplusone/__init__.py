@@ -178,5 +178,11 @@ class detect:
                 for finding in found
                 if not allowed(finding, rules) and finding.baseline_key not in known
             ),
-            key=lambda f: (f.kind != "n_plus_one", -f.count, f.relation, f.call_site or ""),
+            key=lambda f: (
+                f.kind != "n_plus_one",
+                -f.count,
+                f.path.count("__"),
+                f.relation,
+                f.call_site or "",
+            ),
         )

@@ -78,7 +78,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     config = item.config
     marker = item.get_closest_marker("dbtune_nplusone")
     mode = config.getoption("--dbtune-nplusone")
-    if item.get_closest_marker("dbtune_allow_nplusone") or (marker is None and mode is None):
+    if (
+        item.get_closest_marker("dbtune_allow_nplusone")
+        or (marker is None and mode is None)
+        or "dbtune_nplusone" in getattr(item, "fixturenames", ())  # the test checks itself
+    ):
         return (yield)
     from django_dbtune.errors import NPlusOneError
     from django_dbtune.nplusone import detect

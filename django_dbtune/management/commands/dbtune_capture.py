@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.test import Client
 
 from django_dbtune.capture import QueryLog, capture_queries
+from django_dbtune.management.pages import check_paths, client
 
 
 class Command(BaseCommand):
@@ -36,14 +35,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["top"] < 1:
             raise CommandError("--top must be at least 1.")
-        for url in options["urls"]:
-            if not url.startswith("/"):
-                raise CommandError(f"{url!r} is not a path: give it as /path/ on this site.")
-        client = Client(HTTP_HOST=_request_host(), raise_request_exception=False)
+        check_paths(options["urls"])
+        browser = client()
         pages = []
         for url in options["urls"]:
             with capture_queries() as log:
-                response = client.get(url)
+                response = browser.get(url)
             pages.append((url, response.status_code, log))
         if options["format"] == "json":
             self.stdout.write(json.dumps([_page_json(*page) for page in pages], indent=2))
@@ -76,11 +73,3 @@ def _page_json(url: str, status: int, log: QueryLog) -> dict[str, Any]:
         "duration_ms": round(log.duration * 1000, 3),
         "shapes": [group.as_dict() for group in log.shapes()],
     }
-
-
-def _request_host() -> str:
-    """A host name the site accepts, so requests are not refused as DisallowedHost."""
-    for host in settings.ALLOWED_HOSTS:
-        if host != "*" and not host.startswith("*"):
-            return host.lstrip(".")
-    return "localhost"

@@ -1,0 +1,69 @@
+"""``manage.py dbtune_nplusone URL [URL ...]``: each page's N+1 queries, with the fix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_dbtune.management.pages import check_paths, client
+from django_dbtune.nplusone import detect
+
+
+class Command(BaseCommand):
+    help = (
+        "Request each URL in-process (as the test client does, through every middleware) "
+        "and report its N+1 queries and unused select_related/prefetch_related: the "
+        "relation, how many extra queries, the line that triggered them, the line that "
+        "built the queryset, and the fix as code. With --check, exit with status 1 when "
+        "anything is found (for CI)."
+    )
+    requires_system_checks = "__all__"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("urls", nargs="+", metavar="URL", help="Paths such as /books/.")
+        parser.add_argument(
+            "--format", choices=("text", "json"), default="text", help="Output format."
+        )
+        parser.add_argument(
+            "--threshold",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Repeats of one relation from one line that make a finding (default: "
+            'DBTUNE["NPLUSONE_THRESHOLD"], 2).',
+        )
+        parser.add_argument(
+            "--check", action="store_true", help="Exit with status 1 if anything is found."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        threshold = options["threshold"]
+        if threshold is not None and threshold < 2:
+            raise CommandError("--threshold must be 2 or more.")
+        check_paths(options["urls"])
+        browser = client()
+        pages = []
+        for url in options["urls"]:
+            with detect(threshold=threshold, url=url) as report:
+                response = browser.get(url)
+            pages.append((url, response.status_code, report.findings))
+        if options["format"] == "json":
+            data = [
+                {"url": url, "status": status, "findings": [f.as_dict() for f in found]}
+                for url, status, found in pages
+            ]
+            self.stdout.write(json.dumps(data, indent=2))
+        else:
+            for url, status, found in pages:
+                heading = f"GET {url}  ->  {status}, {len(found)} finding(s)"
+                self.stdout.write(self.style.MIGRATE_HEADING(heading))
+                for finding in found:
+                    self.stdout.write("  " + finding.message.replace("\n", "\n  "))
+                self.stdout.write("")
+        failed = [url for url, status, _ in pages if status >= 400]
+        if failed:
+            raise CommandError("These pages answered with an error status: " + ", ".join(failed))
+        if options["check"] and any(found for _, _, found in pages):
+            raise CommandError("N+1 queries or unused eager loads found.", returncode=1)

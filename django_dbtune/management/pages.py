@@ -1,0 +1,25 @@
+"""Requesting the project's own pages in-process, for the commands that look at them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import CommandError
+from django.test import Client
+
+
+def client() -> Client:
+    """A test client that sends a host name the site accepts (no DisallowedHost)."""
+    return Client(HTTP_HOST=_request_host(), raise_request_exception=False)
+
+
+def check_paths(urls: list[str]) -> None:
+    for url in urls:
+        if not url.startswith("/"):
+            raise CommandError(f"{url!r} is not a path: give it as /path/ on this site.")
+
+
+def _request_host() -> str:
+    for host in settings.ALLOWED_HOSTS:
+        if host != "*" and not host.startswith("*"):
+            return host.lstrip(".")
+    return "localhost"

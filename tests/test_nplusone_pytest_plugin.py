@@ -1,0 +1,131 @@
+"""The pytest plugin, run on a small test module in a separate pytest process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TESTS = """
+import pytest
+from tests.shop.models import Author, Book
+
+
+@pytest.fixture
+def books(db):
+    author = Author.objects.create(name="a")
+    for i in range(3):
+        Book.objects.create(title=str(i), author=author)
+
+
+def test_n_plus_one(books):
+    for book in Book.objects.all():
+        book.author.name
+
+
+@pytest.mark.dbtune_allow_nplusone
+def test_allowed(books):
+    for book in Book.objects.all():
+        book.author.name
+
+
+def test_clean(books):
+    for book in Book.objects.select_related("author"):
+        book.author.name
+
+
+@pytest.mark.dbtune_nplusone
+def test_marked(books):
+    for book in Book.objects.all():
+        book.author.name
+
+
+def test_fixture(books, dbtune_nplusone):
+    for book in Book.objects.all():
+        book.author.name
+    assert [f.relation for f in dbtune_nplusone.findings] == ["shop.Book.author"]
+"""
+
+
+def run_pytest(tmp_path, *args):
+    test_file = tmp_path / "test_sample.py"
+    test_file.write_text(textwrap.dedent(TESTS))
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(test_file),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(ROOT),
+            "-W",
+            "default",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_off_by_default_except_the_marker_and_the_fixture(tmp_path):
+    status, output = run_pytest(tmp_path)
+    assert status == 1, output
+    assert "1 failed, 4 passed" in output
+    assert "test_marked" in output and "NPlusOneError" in output
+
+
+def test_raise_fails_each_test_with_a_finding(tmp_path):
+    status, output = run_pytest(tmp_path, "--dbtune-nplusone=raise")
+    assert status == 1
+    assert "2 failed, 3 passed" in output, output
+    assert "FAILED" in output and "test_n_plus_one" in output
+    assert 'fix: .select_related("author")' in output
+
+
+def test_warn_reports_warnings(tmp_path):
+    status, output = run_pytest(tmp_path, "--dbtune-nplusone=warn", "-k", "not marked")
+    assert status == 0, output
+    assert "NPlusOneWarning" in output and "N+1 on shop.Book.author" in output
+
+
+def test_baseline_then_only_new_findings(tmp_path):
+    baseline = tmp_path / "baseline.json"
+    status, output = run_pytest(
+        tmp_path,
+        "--dbtune-nplusone=raise",
+        "--dbtune-nplusone-update-baseline",
+        f"--dbtune-nplusone-baseline={baseline}",
+    )
+    assert status == 0, output
+    assert "wrote 2 known N+1 finding(s)" in output
+    assert len(json.loads(baseline.read_text())["findings"]) == 2
+    status, output = run_pytest(
+        tmp_path, "--dbtune-nplusone=raise", f"--dbtune-nplusone-baseline={baseline}"
+    )
+    assert status == 0, output
+
+
+def test_update_baseline_needs_a_mode(tmp_path):
+    status, output = run_pytest(tmp_path, "--dbtune-nplusone-update-baseline")
+    assert status != 0
+    assert "needs --dbtune-nplusone=warn" in output
+
+
+@pytest.mark.parametrize("mode", ["loud"])
+def test_unknown_mode_is_refused(tmp_path, mode):
+    status, output = run_pytest(tmp_path, f"--dbtune-nplusone={mode}")
+    assert status == 4
+    assert "invalid choice" in output

@@ -198,7 +198,7 @@ class _Active:
     """What the current thread or task records into: the open logs and how to find lines."""
 
     logs: tuple[QueryLog, ...]
-    finder: _CallSiteFinder
+    finder: CallSiteFinder
 
 
 _active: ContextVar[_Active | None] = ContextVar("django_dbtune_capture", default=None)
@@ -336,7 +336,11 @@ def _in_event_loop() -> bool:
 
 
 def relative_path(filename: str) -> str:
-    root = conf.PROJECT_ROOT
+    return _relative_path(filename, conf.PROJECT_ROOT)
+
+
+@lru_cache(maxsize=4096)
+def _relative_path(filename: str, root: Path) -> str:
     try:
         return Path(filename).relative_to(root).as_posix()
     except ValueError:
@@ -384,7 +388,7 @@ _Site = tuple[str | None, int | None, str | None]
 _UNKNOWN: _Site = (None, None, None)
 
 
-class _CallSiteFinder:
+class CallSiteFinder:
     """Finds the first frame outside Django, django-dbtune, asgiref and the standard library."""
 
     def __init__(self, skipped: tuple[str, ...]) -> None:
@@ -448,7 +452,7 @@ class _CallSiteFinder:
                     and origin is not None
                     and not self.is_internal_file(str(origin.name))
                 ):
-                    return relative_path(str(origin.name)), token.lineno, "template"
+                    return str(origin.name), token.lineno, "template"
             internal = known.get(code)
             if internal is None:
                 internal = self._is_internal(code)
@@ -512,14 +516,14 @@ def _awaited_by(awaitable: Any) -> Any:
     return awaited
 
 
-def call_site_finder() -> _CallSiteFinder:
+def call_site_finder() -> CallSiteFinder:
     """The finder capture uses, for features that need a line of their own."""
     return _finder(conf.IGNORED_MODULES)
 
 
 @lru_cache(maxsize=8)
-def _finder(ignored_modules: tuple[str, ...]) -> _CallSiteFinder:
-    return _CallSiteFinder(_ALWAYS_SKIPPED + _module_dirs(ignored_modules))
+def _finder(ignored_modules: tuple[str, ...]) -> CallSiteFinder:
+    return CallSiteFinder(_ALWAYS_SKIPPED + _module_dirs(ignored_modules))
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,6 +10,7 @@ import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ class Settings:
         root = self._get("PROJECT_ROOT")
         if root is None:
             root = getattr(django_settings, "BASE_DIR", None) or os.getcwd()
-        return Path(root).resolve()
+        return _resolved(os.fspath(root))
 
     @property
     def IGNORED_MODULES(self) -> tuple[str, ...]:
@@ -244,6 +245,12 @@ def legacy_allow_rule(old: Mapping[str, Any]) -> dict[str, str]:
     model = str(old.get("model") or "*")
     rule["relation"] = f"{model}.{old.get('field') or '*'}"
     return rule
+
+
+@lru_cache(maxsize=16)
+def _resolved(path: str) -> Path:
+    # Read for every call site shown: resolving touches the file system, so once per value.
+    return Path(path).resolve()
 
 
 conf = Settings()

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from django_dbtune.capture import QueryLog, capture_queries
+from django_dbtune.capture import QueryLog, call_site_finder, capture_queries
 from django_dbtune.conf import conf
 from django_dbtune.errors import NPlusOneError
 from django_dbtune.findings import NPlusOneFinding
@@ -147,7 +147,7 @@ class detect:
         return self._capture
 
     def _start(self, log: QueryLog) -> Report:
-        detection = Detection(log)
+        detection = Detection(log, call_site_finder())
         self._token = current.set(detection)
         self._report = Report(self, detection)
         return self._report

@@ -39,7 +39,7 @@ from django.db.models.manager import BaseManager
 from django.db.models.query import ModelIterable, QuerySet
 from django.db.models.query_utils import DeferredAttribute
 
-from django_dbtune.capture import call_site_finder, relative_path
+from django_dbtune.capture import call_site_finder
 from django_dbtune.nplusone.state import (
     Detection,
     Group,
@@ -228,7 +228,7 @@ def _load(
 ) -> Any:
     """Run one lazy load of ``name`` on ``instance`` and remember its queries."""
     detection = tag.group.detection
-    site = trigger_site(sys._getframe(1))
+    site = trigger_site(sys._getframe(1), detection)
     if site is None:
         return _quietly(detection, call)
     start = len(detection.log.records)
@@ -260,16 +260,16 @@ def _quietly(detection: Detection, call: Callable[[], Any]) -> Any:
 _UNKNOWN_SITE: Site = ("", 0, "")
 
 
-def trigger_site(frame: FrameType | None) -> Site | None:
+def trigger_site(frame: FrameType | None, detection: Detection) -> Site | None:
     """The line (or template line) behind a load; None when django-debug-toolbar's own
     rendering caused it, which is not the project's N+1."""
-    found = call_site_finder().find_trigger(frame, _toolbar_dir())
+    found = detection.finder.find_trigger(frame, _toolbar_dir())
     if found is None:
         return None
     filename, lineno, function = found
     if filename is None or lineno is None or function is None:
         return _UNKNOWN_SITE
-    return relative_path(filename), lineno, function
+    return filename, lineno, function
 
 
 def _site_or_none(site: Site) -> Site | None:
@@ -288,7 +288,7 @@ def _toolbar_dir() -> tuple[str, ...]:
 def _forward_get(self: Any, instance: Model | None, cls: Any = None) -> Any:
     if instance is not None:
         tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
-        if tag is not None and tag.live():
+        if tag is not None and (tag.eager or not FETCH_MODES) and tag.live():
             field = self.field
             if tag.eager:
                 tag.read(field.name)
@@ -495,7 +495,7 @@ def _per_row(
 ) -> Any:
     """A related manager's query for one watched instance: ``author.books.all()`` in a loop."""
     relation = many_relation(type(owner), target or queryset.model, queryset, back)
-    site = trigger_site(sys._getframe(1))
+    site = trigger_site(sys._getframe(1), detection)
     if relation is None or site is None:
         return _quietly(detection, call)
     name, related_query_name = relation
@@ -578,7 +578,7 @@ def _watch(queryset: _QuerySet, rows: list[Any], detection: Detection) -> None:
     if site is None and owner is None:
         owner = _owner_on_stack(sys._getframe(1))
     deferred_names, defer = sql_query.deferred_loading
-    evaluated_at = trigger_site(sys._getframe(1))
+    evaluated_at = trigger_site(sys._getframe(1), detection)
     group = Group(
         detection,
         queryset.model,
@@ -669,7 +669,7 @@ def _get_queryset(self: BaseManager[Any]) -> Any:
         # A related manager: its queries belong to that instance, not to a line.
         queryset._query.__dict__[_OWNER] = owner
         return queryset
-    finder = call_site_finder()
+    finder = detection.finder
     owners = _owner_codes()
     frame: FrameType | None = sys._getframe(1)
     for _ in range(5):
@@ -685,7 +685,7 @@ def _get_queryset(self: BaseManager[Any]) -> Any:
             if code.co_name == "get_queryset" and _is_manager_method(code, frame):
                 frame = frame.f_back
                 continue
-            site = (relative_path(code.co_filename), frame.f_lineno, code.co_name)
+            site = (code.co_filename, frame.f_lineno, code.co_name)
             setattr(queryset._query, _ORIGIN, (site, None))
             break
         frame = frame.f_back
@@ -785,7 +785,7 @@ def _prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, leve
         return _ORIGINAL.prefetch_one_level(instances, prefetcher, lookup, level)
     tag: Tag | None = getattr(instances[0]._state, TAG, None)
     per_row = level == 0 and not detection.busy and len(instances) == 1
-    site = trigger_site(sys._getframe(1)) if per_row else None
+    site = trigger_site(sys._getframe(1), detection) if per_row else None
     start = len(detection.log.records)
     detection.busy += 1
     try:

@@ -30,6 +30,7 @@ def site_text(site: Site | None) -> str | None:
     if site is None:
         return None
     file, line, function = site
+    file = relative_path(file)
     return f"{file}:{line}" if function == "template" else f"{file}:{line} in {function}"
 
 

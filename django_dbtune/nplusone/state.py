@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 from django.db.models import Model
 
-from django_dbtune.capture import QueryLog
+from django_dbtune.capture import CallSiteFinder, QueryLog
 
 Site = tuple[str, int, str]
-"""(file, line, function); for a template, (template name, line, "template")."""
+"""(file, line, function) as the interpreter names them (absolute paths; shown relative to
+the project root only in findings); for a template, (its file, line, "template")."""
 
 LoadKind = Literal[
     "forward",
@@ -69,7 +70,7 @@ class Group:
 class Tag:
     """Where an instance sits in a watched queryset: its group and the path that led to it."""
 
-    __slots__ = ("eager", "group", "many", "prefix", "watched")
+    __slots__ = ("eager", "group", "many", "prefix", "read_names", "watched")
 
     def __init__(self, group: Group, prefix: str, many: bool) -> None:
         self.group = group
@@ -80,13 +81,16 @@ class Tag:
         self.watched = group.size > 1
         """Lazy loads through this instance repeat once per row."""
         self.eager = bool(group.select_related or group.prefetch_related)
+        self.read_names: set[str] = set()
 
     def live(self) -> bool:
         return self.group.detection.active and not _paused.get()
 
     def read(self, name: str) -> None:
         """The project read relation ``name`` of an instance with this tag."""
-        self.group.used.add(self.prefix + name)
+        if name not in self.read_names:  # once per tag: this runs on every attribute read
+            self.read_names.add(name)
+            self.group.used.add(self.prefix + name)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A pickled instance (a cache entry) must not drag the detection along.
@@ -125,6 +129,7 @@ class Detection:
     """One open ``detect()``."""
 
     log: QueryLog
+    finder: CallSiteFinder
     active: bool = True
     loads: list[Load] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)

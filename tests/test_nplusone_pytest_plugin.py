@@ -55,7 +55,9 @@ def test_fixture(books, dbtune_nplusone):
 def run_pytest(tmp_path, *args):
     test_file = tmp_path / "test_sample.py"
     test_file.write_text(textwrap.dedent(TESTS))
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # The inner run uses in-memory SQLite: on PostgreSQL it would create and drop the very
+    # test database this run is using.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "DBTUNE_DB": "sqlite"}
     result = subprocess.run(
         [
             sys.executable,

@@ -19,13 +19,8 @@ NPLUSONE_ATTRIBUTE = "dbtune_nplusone"
 logger = logging.getLogger("django_dbtune.nplusone")
 
 
-class CaptureMiddleware:
-    """Records the queries of each request as ``request.dbtune_queries`` (a ``QueryLog``).
-
-    Works under WSGI and ASGI. Place it first in MIDDLEWARE so that it sees the queries
-    of every other middleware too. Queries run while a streaming response is being
-    consumed happen after the middleware returns and are not recorded.
-    """
+class _Middleware:
+    """Sync and async alike: Django picks ``__call__`` or, for an async chain, ``__acall__``."""
 
     sync_capable = True
     async_capable = True
@@ -34,7 +29,16 @@ class CaptureMiddleware:
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
-            markcoroutinefunction(self)
+            markcoroutinefunction(self)  # type: ignore[type-var]
+
+
+class CaptureMiddleware(_Middleware):
+    """Records the queries of each request as ``request.dbtune_queries`` (a ``QueryLog``).
+
+    Works under WSGI and ASGI. Place it first in MIDDLEWARE so that it sees the queries
+    of every other middleware too. Queries run while a streaming response is being
+    consumed happen after the middleware returns and are not recorded.
+    """
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
@@ -57,7 +61,7 @@ class CaptureMiddleware:
         return response
 
 
-class NPlusOneMiddleware:
+class NPlusOneMiddleware(_Middleware):
     """Reports each request's N+1 queries and unused eager loads.
 
     Each finding is logged as a warning on the ``django_dbtune.nplusone`` logger, and the
@@ -65,15 +69,6 @@ class NPlusOneMiddleware:
     ``DBTUNE["NPLUSONE_RAISE"] = True`` the request fails with ``NPlusOneError`` instead.
     Meant for development: put it near the top of MIDDLEWARE.
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:

@@ -395,7 +395,8 @@ class CallSiteFinder:
         self._skipped = skipped
         self._internal: dict[CodeType, bool] = {}
 
-    def _is_internal(self, code: CodeType) -> bool:
+    def is_internal(self, code: CodeType) -> bool:
+        """Whether a frame running ``code`` belongs to Django, django-dbtune or the like."""
         internal = self._internal.get(code)
         if internal is None:
             internal = self._internal[code] = self.is_internal_file(code.co_filename)
@@ -419,7 +420,7 @@ class CallSiteFinder:
             code = frame.f_code
             internal = known.get(code)
             if internal is None:
-                internal = self._is_internal(code)
+                internal = self.is_internal(code)
             if not internal:
                 return code.co_filename, frame.f_lineno, code.co_name
             if code is _THREAD_HANDLER:
@@ -455,18 +456,13 @@ class CallSiteFinder:
                     return str(origin.name), token.lineno, "template"
             internal = known.get(code)
             if internal is None:
-                internal = self._is_internal(code)
+                internal = self.is_internal(code)
             if not internal:
                 return code.co_filename, frame.f_lineno, code.co_name
             if code is _THREAD_HANDLER:
                 return self._find_awaiting(frame)
             frame = frame.f_back
         return _UNKNOWN
-
-    def is_internal(self, code: CodeType) -> bool:
-        """Whether a frame running ``code`` belongs to Django, django-dbtune or the like."""
-        internal = self._internal.get(code)
-        return self._is_internal(code) if internal is None else internal
 
     def _find_awaiting(self, handler: FrameType) -> _Site:
         """The project line of the coroutine waiting for this sync_to_async worker thread.
@@ -496,7 +492,7 @@ class CallSiteFinder:
                     if frame.f_locals.get("task_context") is marker:
                         return site
                     break
-                if not self._is_internal(frame.f_code):
+                if not self.is_internal(frame.f_code):
                     site = (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
                 awaitable = _awaited_by(awaitable)
         return _UNKNOWN

@@ -396,6 +396,7 @@ def test_every_patch_is_removed_on_exit(shop):
         ForwardManyToOneDescriptor.__dict__["__get__"],
         query.prefetch_one_level,
     )
+    originals = {(p.owner, p.name): vars(p.owner).get(p.name) for p in hooks._patches()}
     with detect():
         with detect():
             assert hooks.installed()
@@ -410,11 +411,12 @@ def test_every_patch_is_removed_on_exit(shop):
     )
     assert after == before
     assert "dbtune_tag" not in ModelState.__dict__
-    # Every patched attribute is Django's own again.
+    # Every patched attribute is Django's own again, exactly as before.
     for patch in hooks._patches():
-        if patch.replacement is not None:
-            current = vars(patch.owner).get(patch.name)
-            assert current is not patch.replacement, (patch.owner, patch.name)
+        assert vars(patch.owner).get(patch.name) is originals[(patch.owner, patch.name)], (
+            patch.owner,
+            patch.name,
+        )
 
 
 def test_watched_instances_still_pickle_cleanly(shop):

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.test import Client
 
 
 def client() -> Client:
     """A test client that sends a host name the site accepts (no DisallowedHost)."""
     return Client(HTTP_HOST=_request_host(), raise_request_exception=False)
+
+
+def add_page_arguments(parser: CommandParser) -> None:
+    """The URLs to request and the output format, as every page command takes them."""
+    parser.add_argument("urls", nargs="+", metavar="URL", help="Paths such as /books/.")
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="Output format."
+    )
 
 
 def check_paths(urls: list[str]) -> None:

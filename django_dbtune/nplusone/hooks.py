@@ -120,17 +120,16 @@ def _patches() -> list[_Patch]:
         _Patch(QuerySet, "aggregate", _aggregate),
         _Patch(QuerySet, "__getitem__", _getitem),
         _Patch(BaseManager, "get_queryset", _get_queryset),
-        _Patch(ForwardManyToOneDescriptor, "__get__", _forward_get),
-        _Patch(ReverseOneToOneDescriptor, "__get__", _reverse_one_get),
+        _Patch(ForwardManyToOneDescriptor, "__get__", _watching_get(_Originals.forward_get)),
+        _Patch(ReverseOneToOneDescriptor, "__get__", _watching_get(_Originals.reverse_one_get)),
         _Patch(query, "prefetch_one_level", _prefetch_one_level),
-        _Patch(Collector, "collect", _paused(_ORIGINAL.collect)),
-        _Patch(Collector, "delete", _paused(_ORIGINAL.delete)),
+        _Patch(Collector, "collect", _paused(_Originals.collect)),
+        _Patch(Collector, "delete", _paused(_Originals.delete)),
     ]
     gfk = _generic_fk_descriptor()
     if gfk is not None:
-        global _generic_fk_original
-        _generic_fk_original = gfk.__dict__["__get__"]
-        patches.append(_Patch(gfk, "__get__", _generic_fk_get))
+        descriptor, original = gfk
+        patches.append(_Patch(descriptor, "__get__", _watching_get(original)))
     if not FETCH_MODES:
         patches.append(_Patch(Model, "refresh_from_db", _refresh_from_db))
     return patches
@@ -153,20 +152,16 @@ class _Originals:
     refresh_from_db = Model.refresh_from_db
 
 
-_ORIGINAL = _Originals
-
-
 @cache
-def _generic_fk_descriptor() -> type | None:
-    """The class whose ``__get__`` reads a GenericForeignKey, if contenttypes is installed."""
+def _generic_fk_descriptor() -> tuple[type, Callable[..., Any]] | None:
+    """The class whose ``__get__`` reads a GenericForeignKey, and that ``__get__``, if
+    contenttypes is installed. Cached: read once, before anything is patched."""
     if not apps.is_installed("django.contrib.contenttypes"):
         return None
     from django.contrib.contenttypes import fields
 
-    return getattr(fields, "GenericForeignKeyDescriptor", fields.GenericForeignKey)
-
-
-_generic_fk_original: Callable[..., Any] | None = None
+    descriptor = getattr(fields, "GenericForeignKeyDescriptor", fields.GenericForeignKey)
+    return descriptor, descriptor.__dict__["__get__"]
 
 
 # --- Django 6.1's fetch-mode hook ------------------------------------------------------------
@@ -185,8 +180,8 @@ if FETCH_MODES:
             if tag is None or not tag.watched or not tag.live():
                 fetcher.fetch_one(instance)
                 return
-            kind, name, loaded = _describe_fetcher(fetcher, instance)
-            _load(tag, instance, kind, name, lambda: fetcher.fetch_one(instance), loaded)
+            kind, name = _describe_fetcher(fetcher)
+            _load(tag, instance, kind, name, lambda: fetcher.fetch_one(instance), fetcher)
 
         def __reduce__(self) -> tuple[Any, ...]:
             return (_django_fetch_one, ())
@@ -197,22 +192,24 @@ if FETCH_MODES:
         return fetch_modes.FETCH_ONE
 
 
-def _describe_fetcher(fetcher: Any, instance: Model) -> tuple[LoadKind, str, Callable[[], Any]]:
-    """What a fetch-mode ``fetcher`` loads: (kind, lookup name, how to get the result)."""
+def _describe_fetcher(fetcher: Any) -> tuple[LoadKind, str]:
+    """What a fetcher (a fetch-mode fetcher, or a descriptor) loads: (kind, lookup name)."""
     if isinstance(fetcher, ForwardManyToOneDescriptor):
-        field = fetcher.field
-        return "forward", field.name, lambda: field.get_cached_value(instance, None)
+        return "forward", fetcher.field.name
     if isinstance(fetcher, ReverseOneToOneDescriptor):
-        related = fetcher.related
-        return (
-            "reverse_one",
-            related.field.related_query_name(),
-            lambda: related.get_cached_value(instance, None),
-        )
+        return "reverse_one", fetcher.related.field.related_query_name()
     if isinstance(fetcher, DeferredAttribute):
-        return "deferred", fetcher.field.name, lambda: None
-    gfk = fetcher.field
-    return "generic_fk", gfk.name, lambda: gfk.get_cached_value(instance, None)
+        return "deferred", fetcher.field.name
+    return "generic_fk", getattr(fetcher, "field", fetcher).name  # 5.2: the field itself
+
+
+def _loaded(fetcher: Any, instance: Model) -> Any:
+    """The object a relation fetcher just loaded onto ``instance`` (None for a field)."""
+    if isinstance(fetcher, ReverseOneToOneDescriptor):
+        return fetcher.related.get_cached_value(instance, None)
+    if fetcher is None or isinstance(fetcher, DeferredAttribute):
+        return None
+    return getattr(fetcher, "field", fetcher).get_cached_value(instance, None)
 
 
 # --- Lazy loads ------------------------------------------------------------------------------
@@ -224,7 +221,7 @@ def _load(
     kind: LoadKind,
     name: str,
     call: Callable[[], Any],
-    loaded: Callable[[], Any],
+    fetcher: Any,
 ) -> Any:
     """Run one lazy load of ``name`` on ``instance`` and remember its queries."""
     detection = tag.group.detection
@@ -240,9 +237,9 @@ def _load(
     end = len(detection.log.records)
     if end > start:
         detection.loads.append(
-            Load(kind, tag, type(instance), name, False, _site_or_none(site), start, end)
+            Load(kind, tag, type(instance), name, _site_or_none(site), start, end)
         )
-    target = loaded()
+    target = _loaded(fetcher, instance)
     if isinstance(target, Model):
         setattr(target._state, TAG, tag.group.tag(tag.prefix + name + LOOKUP_SEP, tag.many))
     return result
@@ -285,68 +282,28 @@ def _toolbar_dir() -> tuple[str, ...]:
     return (os.path.dirname(os.path.abspath(str(debug_toolbar.__file__))) + os.sep,)
 
 
-def _forward_get(self: Any, instance: Model | None, cls: Any = None) -> Any:
-    if instance is not None:
-        tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
-        if tag is not None and (tag.eager or not FETCH_MODES) and tag.live():
-            field = self.field
-            if tag.eager:
-                tag.read(field.name)
-            if not FETCH_MODES and tag.watched and not field.is_cached(instance):
-                return _load(
-                    tag,
-                    instance,
-                    "forward",
-                    field.name,
-                    lambda: _ORIGINAL.forward_get(self, instance, cls),
-                    lambda: field.get_cached_value(instance, None),
-                )
-    return _ORIGINAL.forward_get(self, instance, cls)
+def _watching_get(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A relation descriptor's ``__get__`` that also notes reads of eager loads, and on
+    Django 5.2 (no fetch modes) lazy loads too."""
+
+    def __get__(self: Any, instance: Model | None, cls: Any = None) -> Any:
+        if instance is not None:
+            tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
+            if tag is not None and (tag.eager or not FETCH_MODES) and tag.live():
+                kind, name = _describe_fetcher(self)
+                if tag.eager:
+                    tag.read(name)
+                if not FETCH_MODES and tag.watched and not self.is_cached(instance):
+                    return _load(
+                        tag, instance, kind, name, lambda: original(self, instance, cls), self
+                    )
+        return original(self, instance, cls)
+
+    __get__.__wrapped__ = original  # type: ignore[attr-defined]
+    return __get__
 
 
-def _reverse_one_get(self: Any, instance: Model | None, cls: Any = None) -> Any:
-    if instance is not None:
-        tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
-        if tag is not None and tag.live():
-            related = self.related
-            name = related.field.related_query_name()
-            if tag.eager:
-                tag.read(name)
-            if not FETCH_MODES and tag.watched and not related.is_cached(instance):
-                return _load(
-                    tag,
-                    instance,
-                    "reverse_one",
-                    name,
-                    lambda: _ORIGINAL.reverse_one_get(self, instance, cls),
-                    lambda: related.get_cached_value(instance, None),
-                )
-    return _ORIGINAL.reverse_one_get(self, instance, cls)
-
-
-def _generic_fk_get(self: Any, instance: Model | None, cls: Any = None) -> Any:
-    original = _generic_fk_original
-    assert original is not None
-    if instance is not None:
-        tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
-        if tag is not None and tag.live():
-            field = getattr(self, "field", self)  # 6.1 splits the descriptor from the field
-            if tag.eager:
-                tag.read(field.name)
-            if not FETCH_MODES and tag.watched and not field.is_cached(instance):
-                return _load(
-                    tag,
-                    instance,
-                    "generic_fk",
-                    field.name,
-                    lambda: original(self, instance, cls),
-                    lambda: field.get_cached_value(instance, None),
-                )
-    return original(self, instance, cls)
-
-
-def _deferred_get_code() -> CodeType:
-    return DeferredAttribute.__get__.__code__
+_DEFERRED_GET: CodeType = DeferredAttribute.__get__.__code__
 
 
 def _refresh_from_db(self: Model, *args: Any, **kwargs: Any) -> None:
@@ -359,7 +316,7 @@ def _refresh_from_db(self: Model, *args: Any, **kwargs: Any) -> None:
         and tag.live()
         and fields
         and len(fields) == 1
-        and _called_from(sys._getframe(1), _deferred_get_code())
+        and _called_from(sys._getframe(1), _DEFERRED_GET)
     ):
         attname = next(iter(fields))
         name = next((f.name for f in self._meta.concrete_fields if f.attname == attname), attname)
@@ -368,11 +325,11 @@ def _refresh_from_db(self: Model, *args: Any, **kwargs: Any) -> None:
             self,
             "deferred",
             name,
-            lambda: _ORIGINAL.refresh_from_db(self, *args, **kwargs),
-            lambda: None,
+            lambda: _Originals.refresh_from_db(self, *args, **kwargs),
+            None,
         )
         return
-    _ORIGINAL.refresh_from_db(self, *args, **kwargs)
+    _Originals.refresh_from_db(self, *args, **kwargs)
 
 
 def _called_from(frame: FrameType | None, code: CodeType, depth: int = 3) -> bool:
@@ -390,13 +347,13 @@ def _called_from(frame: FrameType | None, code: CodeType, depth: int = 3) -> boo
 def _fetch_all(self: _QuerySet) -> None:
     if self._result_cache is not None:
         _mark_use(self)
-        return _ORIGINAL.fetch_all(self)
+        return _Originals.fetch_all(self)
     detection = current.get()
     if detection is None or detection.busy or paused():
-        return _ORIGINAL.fetch_all(self)
+        return _Originals.fetch_all(self)
     owned = _owner_tag(self)
     if owned is not None:
-        _per_row(self, detection, *owned, "many", lambda: _ORIGINAL.fetch_all(self))
+        _per_row(self, detection, *owned, "many", lambda: _Originals.fetch_all(self))
         return None
     _evaluate(self, detection)
     return None
@@ -405,27 +362,27 @@ def _fetch_all(self: _QuerySet) -> None:
 def _count(self: _QuerySet) -> int:
     if self._result_cache is not None:
         _mark_use(self)
-        return _ORIGINAL.count(self)
-    return _maybe_per_row(self, "count", lambda: _ORIGINAL.count(self))  # type: ignore[no-any-return]
+        return _Originals.count(self)
+    return _maybe_per_row(self, "count", lambda: _Originals.count(self))  # type: ignore[no-any-return]
 
 
 def _exists(self: _QuerySet) -> bool:
     if self._result_cache is not None:
         _mark_use(self)
-        return _ORIGINAL.exists(self)
-    return _maybe_per_row(self, "exists", lambda: _ORIGINAL.exists(self))  # type: ignore[no-any-return]
+        return _Originals.exists(self)
+    return _maybe_per_row(self, "exists", lambda: _Originals.exists(self))  # type: ignore[no-any-return]
 
 
 def _aggregate(self: _QuerySet, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return _maybe_per_row(  # type: ignore[no-any-return]
-        self, "aggregate", lambda: _ORIGINAL.aggregate(self, *args, **kwargs)
+        self, "aggregate", lambda: _Originals.aggregate(self, *args, **kwargs)
     )
 
 
 def _getitem(self: _QuerySet, k: Any) -> Any:
     if self._result_cache is not None:
         _mark_use(self)
-    return _ORIGINAL.getitem(self, k)
+    return _Originals.getitem(self, k)
 
 
 def _mark_use(queryset: _QuerySet) -> None:
@@ -514,7 +471,6 @@ def _per_row(
                 tag,
                 type(owner),
                 name,
-                True,
                 _site_or_none(site),
                 start,
                 end,
@@ -545,7 +501,6 @@ def _narrowed(queryset: _QuerySet, owner: Model, name: str) -> tuple[bool, bool]
 
 def _evaluate(queryset: _QuerySet, detection: Detection) -> None:
     """``QuerySet._fetch_all``, plus: tag the rows when they are worth watching."""
-    start = len(detection.log.records)
     if queryset._result_cache is None:
         swapped = FETCH_MODES and queryset._fetch_mode is fetch_modes.FETCH_ONE
         if swapped:
@@ -555,8 +510,6 @@ def _evaluate(queryset: _QuerySet, detection: Detection) -> None:
         finally:
             if swapped:
                 queryset._fetch_mode = fetch_modes.FETCH_ONE
-    if len(detection.log.records) > start:
-        detection.evaluations[start] = queryset.model
     rows = queryset._result_cache
     if rows and issubclass(queryset._iterable_class, ModelIterable):
         _watch(queryset, rows, detection)
@@ -660,7 +613,7 @@ def _get_queryset(self: BaseManager[Any]) -> Any:
     At most five frames are looked at, so the lazy loads Django runs deep inside its
     own code cost next to nothing here.
     """
-    queryset: Any = _ORIGINAL.get_queryset(self)
+    queryset: Any = _Originals.get_queryset(self)
     detection = current.get()
     if detection is None or detection.busy:
         return queryset
@@ -782,14 +735,14 @@ def many_relation(
 def _prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level: int) -> Any:
     detection = current.get()
     if detection is None or paused() or not instances:
-        return _ORIGINAL.prefetch_one_level(instances, prefetcher, lookup, level)
+        return _Originals.prefetch_one_level(instances, prefetcher, lookup, level)
     tag: Tag | None = getattr(instances[0]._state, TAG, None)
     per_row = level == 0 and not detection.busy and len(instances) == 1
     site = trigger_site(sys._getframe(1), detection) if per_row else None
     start = len(detection.log.records)
     detection.busy += 1
     try:
-        result = _ORIGINAL.prefetch_one_level(instances, prefetcher, lookup, level)
+        result = _Originals.prefetch_one_level(instances, prefetcher, lookup, level)
     finally:
         detection.busy -= 1
     end = len(detection.log.records)
@@ -800,7 +753,7 @@ def _prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, leve
     many = isinstance(prefetcher, BaseManager | ReverseManyToOneDescriptor)
     if per_row and tag.watched and site is not None and end > start:
         detection.loads.append(
-            Load("prefetch", tag, type(instances[0]), name, many, _site_or_none(site), start, end)
+            Load("prefetch", tag, type(instances[0]), name, _site_or_none(site), start, end)
         )
     else:
         detection.quiet.append((start, end))

@@ -44,9 +44,7 @@ def _lazy_loads(detection: Detection, threshold: int, url: str | None) -> list[N
         if load.site is None and not group.from_project:
             continue  # Django's own code, all the way: nothing in the project to change
         path = load.tag.prefix + load.name
-        grouped[(load.kind, load.model, path, load.site, id(group.site or group.owner))].append(
-            load
-        )
+        grouped[(load.kind, load.model, path, load.site, group.site or group.owner)].append(load)
     found = []
     for loads in grouped.values():
         if len(loads) < threshold:

@@ -8,7 +8,6 @@ place of one queryset, so tagging costs one attribute store per row and no alloc
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -111,8 +110,6 @@ class Load:
     """The model of the instance the relation was read on."""
     name: str
     """The relation or field as a lookup segment."""
-    many: bool
-    """The relation is many-valued (reverse FK, many-to-many, generic relation)."""
     site: Site | None
     start: int
     end: int
@@ -133,13 +130,10 @@ class Detection:
     active: bool = True
     loads: list[Load] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
-    evaluations: dict[int, type[Model]] = field(default_factory=dict)
-    """Capture log position of each root queryset evaluation -> its model."""
     quiet: list[tuple[int, int]] = field(default_factory=list)
     """Log ranges not to read as per-row queries (prefetches, deletes, paused code)."""
     busy: int = 0
     """Inside a load already being recorded: the queries it runs are not loads of their own."""
-    _ids: Iterator[int] = field(default_factory=itertools.count)
 
 
 current: ContextVar[Detection | None] = ContextVar("django_dbtune_nplusone", default=None)

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtune.capture import QueryLog, capture_queries
-from django_dbtune.management.pages import check_paths, client
+from django_dbtune.management.pages import add_page_arguments, check_paths, client
 
 
 class Command(BaseCommand):
@@ -20,10 +20,7 @@ class Command(BaseCommand):
     requires_system_checks = "__all__"
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("urls", nargs="+", metavar="URL", help="Paths such as /books/.")
-        parser.add_argument(
-            "--format", choices=("text", "json"), default="text", help="Output format."
-        )
+        add_page_arguments(parser)
         parser.add_argument(
             "--top",
             type=int,

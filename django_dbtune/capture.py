@@ -190,6 +190,10 @@ class QueryLog(Sequence[QueryRecord]):
         return sorted(groups.values(), key=lambda group: (-group.count, -group.duration))
 
 
+_Site = tuple[str | None, int | None, str | None]
+_UNKNOWN: _Site = (None, None, None)
+
+
 # --- Recording ---------------------------------------------------------------------------
 
 
@@ -202,6 +206,18 @@ class _Active:
 
 
 _active: ContextVar[_Active | None] = ContextVar("django_dbtune_capture", default=None)
+_known_site: ContextVar[_Site | None] = ContextVar("django_dbtune_known_site", default=None)
+
+
+def attribute_to(site: _Site) -> Token[_Site | None]:
+    """Record the queries run from here on at ``site`` instead of looking for their line,
+    until ``forget_attribution(token)``: for a caller that already walked the stack (the
+    N+1 detector knows the template line behind a lazy load)."""
+    return _known_site.set(site)
+
+
+def forget_attribution(token: Token[_Site | None]) -> None:
+    _known_site.reset(token)
 
 
 def _record(
@@ -214,7 +230,8 @@ def _record(
     connection = context["connection"]
     if many and params is not None and not isinstance(params, list | tuple):
         params = list(params)  # a generator would be spent by the database
-    filename, lineno, function = active.finder.find(sys._getframe(1))
+    known = _known_site.get()
+    filename, lineno, function = known or active.finder.find(sys._getframe(1))
     error = None
     start = time.perf_counter()
     try:
@@ -378,14 +395,13 @@ _SYNC_TO_ASYNC_CALL: CodeType = SyncToAsync.__call__.__code__
 
 # Node.render_annotated of every node class that defines one: the frame that knows the
 # template file and line being rendered.
-_TEMPLATE_RENDER: frozenset[CodeType] = frozenset(
-    cls.__dict__["render_annotated"].__code__
+# Kept as ids: hashing a code object is not cached by Python and costs about a microsecond,
+# which a stack walk would pay on every frame. The classes keep these code objects alive.
+_TEMPLATE_RENDER: frozenset[int] = frozenset(
+    id(cls.__dict__["render_annotated"].__code__)
     for cls in (template_base.Node, *template_base.Node.__subclasses__())
     if "render_annotated" in cls.__dict__
 )
-
-_Site = tuple[str | None, int | None, str | None]
-_UNKNOWN: _Site = (None, None, None)
 
 
 class CallSiteFinder:
@@ -393,13 +409,17 @@ class CallSiteFinder:
 
     def __init__(self, skipped: tuple[str, ...]) -> None:
         self._skipped = skipped
-        self._internal: dict[CodeType, bool] = {}
+        # Both keyed by file name: a str caches its hash, a code object does not.
+        self._internal: dict[str, bool] = {}
+        self._disowned: dict[tuple[str, ...], dict[str, bool]] = {}
+        self._library_templates: dict[str, bool] = {}
 
     def is_internal(self, code: CodeType) -> bool:
         """Whether a frame running ``code`` belongs to Django, django-dbtune or the like."""
-        internal = self._internal.get(code)
+        filename = code.co_filename
+        internal = self._internal.get(filename)
         if internal is None:
-            internal = self._internal[code] = self.is_internal_file(code.co_filename)
+            internal = self._internal[filename] = self.is_internal_file(filename)
         return internal
 
     def is_internal_file(self, path: str) -> bool:
@@ -414,11 +434,11 @@ class CallSiteFinder:
 
     def find(self, frame: FrameType | None) -> _Site:
         # This runs for every query: the cached lookup is inlined, and the slow path
-        # (_is_internal) only classifies a code object the first time it is seen.
+        # (is_internal) only classifies a file the first time it is seen.
         known = self._internal
         while frame is not None:
             code = frame.f_code
-            internal = known.get(code)
+            internal = known.get(code.co_filename)
             if internal is None:
                 internal = self.is_internal(code)
             if not internal:
@@ -440,21 +460,28 @@ class CallSiteFinder:
         code under a ``disowned`` folder comes first (a tool's own rendering).
         """
         known = self._internal
+        disowned_codes = self._disowned.setdefault(disowned, {}) if disowned else None
         while frame is not None:
             code = frame.f_code
-            if disowned and code.co_filename.startswith(disowned):
-                return None
-            if code in _TEMPLATE_RENDER:
+            if disowned_codes is not None:
+                filename = code.co_filename
+                mine = disowned_codes.get(filename)
+                if mine is None:
+                    mine = disowned_codes[filename] = filename.startswith(disowned)
+                if mine:
+                    return None
+            if id(code) in _TEMPLATE_RENDER:
                 node = frame.f_locals.get("self")
                 token = getattr(node, "token", None)
                 origin = getattr(node, "origin", None)
-                if (
-                    token is not None
-                    and origin is not None
-                    and not self.is_internal_file(str(origin.name))
-                ):
-                    return str(origin.name), token.lineno, "template"
-            internal = known.get(code)
+                if token is not None and origin is not None:
+                    name = str(origin.name)
+                    library = self._library_templates.get(name)
+                    if library is None:
+                        library = self._library_templates[name] = self.is_internal_file(name)
+                    if not library:
+                        return name, token.lineno, "template"
+            internal = known.get(code.co_filename)
             if internal is None:
                 internal = self.is_internal(code)
             if not internal:

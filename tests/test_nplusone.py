@@ -249,6 +249,27 @@ def test_used_eager_loads_are_not_reported(shop):
     assert report.findings == []
 
 
+def test_eager_reads_are_told_apart_per_queryset_and_on_any_row(shop):
+    forward = Book.__dict__["author"]
+    reverse = Author.__dict__["profile"]
+    with detect() as report:
+        unread = list(Book.objects.select_related("author").order_by("id"))
+        books = list(Book.objects.select_related("author").order_by("id"))
+        books[-1].author.name  # only the last row: still a read
+        authors = list(Author.objects.select_related("profile"))
+        authors[0].profile.bio
+        prefetched = list(Book.objects.prefetch_related("author"))
+        prefetched[1].author.name
+        # Read once, Django's own descriptor is back on the class for every later read.
+        assert Author.__dict__["profile"] is reverse
+        assert Book.__dict__["author"] is not forward  # the first queryset still waits
+    finding = only(report, "unused_select_related")
+    assert finding.queryset_site.startswith(f"{HERE}:{line_of('unread = list(')} ")
+    # Nothing stays behind: every relation's descriptor is Django's again.
+    assert Book.__dict__["author"] is forward
+    assert len(unread) == 6
+
+
 # --- What is not an N+1 ----------------------------------------------------------------------
 
 
@@ -402,6 +423,8 @@ def test_every_patch_is_removed_on_exit(shop):
             assert hooks.installed()
         assert hooks.installed()
         assert QuerySet.__dict__["_fetch_all"] is not before[0]
+        # No attribute read is wrapped, not even while detecting.
+        assert ForwardManyToOneDescriptor.__dict__["__get__"] is before[2]
     assert not hooks.installed()
     after = (
         QuerySet.__dict__["_fetch_all"],
@@ -424,6 +447,10 @@ def test_watched_instances_still_pickle_cleanly(shop):
         books = list(Book.objects.select_related("author"))
         restored = pickle.loads(pickle.dumps(books))
     assert [book.author.name for book in restored] == [book.author.name for book in books]
+    # Nothing of the detection travels into a cache: a plain related-object cache, no tag.
+    for book in restored:
+        assert type(book._state.fields_cache) is dict
+        assert getattr(book._state, "dbtune_tag", None) is None
 
 
 # --- Requests: middleware, templates, async, class-based views, admin, DRF --------------------

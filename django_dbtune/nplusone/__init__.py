@@ -147,7 +147,7 @@ class detect:
         return self._capture
 
     def _start(self, log: QueryLog) -> Report:
-        detection = Detection(log, call_site_finder())
+        detection = Detection(log, call_site_finder(), reads=self._unused_eager_loads())
         self._token = current.set(detection)
         self._report = Report(self, detection)
         return self._report
@@ -157,19 +157,20 @@ class detect:
         self._report._detection.active = False
         if self._token is not None:
             current.reset(self._token)
+        hooks.release_reads(self._report._detection)
         hooks.uninstall()
         self._report._close()
         if self.raise_ and clean_exit and self._report.findings:
             raise NPlusOneError(self._report.message())
 
+    def _unused_eager_loads(self) -> bool:
+        if self.unused_eager_loads is not None:
+            return self.unused_eager_loads
+        return conf.NPLUSONE_UNUSED_EAGER_LOADS
+
     def _filter(self, detection: Detection) -> list[NPlusOneFinding]:
         threshold = self.threshold if self.threshold is not None else conf.NPLUSONE_THRESHOLD
-        unused = (
-            self.unused_eager_loads
-            if self.unused_eager_loads is not None
-            else conf.NPLUSONE_UNUSED_EAGER_LOADS
-        )
-        found = build_findings(detection, threshold, unused, self.url)
+        found = build_findings(detection, threshold, self._unused_eager_loads(), self.url)
         rules = (*conf.NPLUSONE_ALLOW, *self.allow)
         known = self._known
         return sorted(

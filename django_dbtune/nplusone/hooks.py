@@ -4,10 +4,14 @@ On Django 6.1+ lazy loads of forward relations, reverse one-to-ones, generic for
 and deferred fields arrive through Django's fetch-mode hook: querysets evaluated while a
 detection is open use :data:`DETECTING_FETCH_ONE`, which records and then fetches exactly
 like ``FETCH_ONE``. What has no hook is patched, on every version: queryset evaluation
-(to tag rows and see per-row related-manager queries), the descriptors' ``__get__`` (to see
-which eager loads were read), ``prefetch_one_level``, and the deletion collector (a cascade
-is not an N+1). Django 5.2 has no fetch modes, so there the descriptors and
-``refresh_from_db`` also watch for lazy loads.
+(to tag rows and see per-row related-manager queries), ``prefetch_one_level``, and the
+deletion collector (a cascade is not an N+1). Django 5.2 has no fetch modes: there a lazy
+load is recognised when a queryset is evaluated from inside a relation descriptor's
+``__get__``, and ``refresh_from_db`` is patched for deferred fields.
+
+No attribute read is wrapped for good: while a queryset's eager load of a relation has not
+been read, that relation's descriptor on its model class is a read watch, which puts
+Django's descriptor back after the first read.
 
 Everything is installed when the first detection opens and removed when the last closes;
 a patch never does more than a context-variable read for code that is not being watched.
@@ -39,7 +43,7 @@ from django.db.models.manager import BaseManager
 from django.db.models.query import ModelIterable, QuerySet
 from django.db.models.query_utils import DeferredAttribute
 
-from django_dbtune.capture import call_site_finder
+from django_dbtune.capture import attribute_to, call_site_finder, forget_attribution
 from django_dbtune.nplusone.state import (
     Detection,
     Group,
@@ -59,6 +63,7 @@ TAG = "dbtune_tag"
 _USE = "_dbtune_use"
 _ORIGIN = "dbtune_origin"
 _OWNER = "dbtune_owner"
+_LAZY = "dbtune_lazy_load"
 FETCH_MODES = django.VERSION >= (6, 1)
 
 
@@ -74,7 +79,7 @@ class _Patch:
     had_own: bool = False
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _users = 0
 _applied: list[_Patch] = []
 
@@ -105,6 +110,8 @@ def uninstall() -> None:
                     setattr(patch.owner, patch.name, patch.original)
                 else:
                     delattr(patch.owner, patch.name)
+            for watch in list(_watches.values()):
+                _restore(watch)
 
 
 def installed() -> bool:
@@ -120,16 +127,10 @@ def _patches() -> list[_Patch]:
         _Patch(QuerySet, "aggregate", _aggregate),
         _Patch(QuerySet, "__getitem__", _getitem),
         _Patch(BaseManager, "get_queryset", _get_queryset),
-        _Patch(ForwardManyToOneDescriptor, "__get__", _watching_get(_Originals.forward_get)),
-        _Patch(ReverseOneToOneDescriptor, "__get__", _watching_get(_Originals.reverse_one_get)),
         _Patch(query, "prefetch_one_level", _prefetch_one_level),
         _Patch(Collector, "collect", _paused(_Originals.collect)),
         _Patch(Collector, "delete", _paused(_Originals.delete)),
     ]
-    gfk = _generic_fk_descriptor()
-    if gfk is not None:
-        descriptor, original = gfk
-        patches.append(_Patch(descriptor, "__get__", _watching_get(original)))
     if not FETCH_MODES:
         patches.append(_Patch(Model, "refresh_from_db", _refresh_from_db))
     return patches
@@ -144,8 +145,6 @@ class _Originals:
     aggregate = QuerySet.aggregate
     getitem = QuerySet.__getitem__
     get_queryset = BaseManager.get_queryset
-    forward_get = ForwardManyToOneDescriptor.__get__
-    reverse_one_get = ReverseOneToOneDescriptor.__get__
     prefetch_one_level = query.prefetch_one_level
     collect = Collector.collect
     delete = Collector.delete
@@ -153,15 +152,174 @@ class _Originals:
 
 
 @cache
-def _generic_fk_descriptor() -> tuple[type, Callable[..., Any]] | None:
-    """The class whose ``__get__`` reads a GenericForeignKey, and that ``__get__``, if
-    contenttypes is installed. Cached: read once, before anything is patched."""
-    if not apps.is_installed("django.contrib.contenttypes"):
-        return None
-    from django.contrib.contenttypes import fields
+def _descriptor_gets() -> frozenset[int]:
+    """Django 5.2: the ``__get__`` of every relation descriptor that loads lazily. A queryset
+    evaluated a few frames below one of them is that descriptor's lazy load. As ids, like
+    every set of code objects here: Python does not cache a code object's hash."""
+    codes = {
+        ForwardManyToOneDescriptor.__get__.__code__,
+        ReverseOneToOneDescriptor.__get__.__code__,
+    }
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes import fields
 
-    descriptor = getattr(fields, "GenericForeignKeyDescriptor", fields.GenericForeignKey)
-    return descriptor, descriptor.__dict__["__get__"]
+        descriptor = getattr(fields, "GenericForeignKeyDescriptor", fields.GenericForeignKey)
+        codes.add(descriptor.__dict__["__get__"].__code__)
+    return frozenset(map(id, codes))
+
+
+# --- Noting which eager loads are read -------------------------------------------------------
+
+
+class _ReadWatch:
+    """Stands in for a relation's descriptor on its model class while a queryset's eager
+    load of that relation has not been read yet.
+
+    It only needs one read per queryset: the first read of each marks the relation used,
+    and when no queryset waits any more Django's descriptor goes back on the class. So a
+    page of 200 rows pays for one read, not 200, and no instance carries anything extra.
+    """
+
+    def __init__(self, owner: type[Model], name: str, original: Any, lookup: str) -> None:
+        self.owner = owner
+        self.name = name
+        self.original = original
+        self.lookup = lookup
+        """The relation as a lookup segment (a reverse one-to-one's query name)."""
+        self.waiting: set[tuple[Group, str]] = set()
+        """(queryset, path) pairs whose read has not been seen."""
+
+    def __get__(self, instance: Model | None, cls: Any = None) -> Any:
+        if instance is not None and self.waiting:
+            tag = getattr(instance._state, TAG, None)
+            if tag is not None and tag.live():
+                path = tag.prefix + self.lookup
+                tag.group.used.add(path)
+                self.waiting.discard((tag.group, path))
+                if not self.waiting:
+                    _stop_watching(self)
+        return self.original.__get__(instance, cls)
+
+    def __set__(self, instance: Model, value: Any) -> None:
+        self.original.__set__(instance, value)
+
+
+_watches: dict[tuple[type[Model], str], _ReadWatch] = {}
+
+
+def _watch_reads(group: Group) -> None:
+    """Put a read watch on every single-valued relation the group loaded eagerly."""
+    with _lock:
+        for path in (*group.select_related, *group.prefetch_related):
+            step = _descriptor_at(group.model, path)
+            if step is None:
+                continue  # many-valued: a prefetched queryset says when it is read
+            owner, name, lookup = step
+            watch = _watches.get((owner, name))
+            if watch is None:
+                original = owner.__dict__[name]
+                watch = _watches[(owner, name)] = _ReadWatch(owner, name, original, lookup)
+                setattr(owner, name, watch)
+            watch.waiting.add((group, path))
+            group.detection.watches.add(watch)
+
+
+def release_reads(detection: Detection) -> None:
+    """A detection is over: stop waiting for its reads."""
+    with _lock:
+        for watch in detection.watches:
+            watch.waiting = {key for key in watch.waiting if key[0].detection is not detection}
+            if not watch.waiting:
+                _restore(watch)
+        detection.watches.clear()
+
+
+def _stop_watching(watch: _ReadWatch) -> None:
+    with _lock:
+        if not watch.waiting:
+            _restore(watch)
+
+
+def _restore(watch: _ReadWatch) -> None:
+    if _watches.get((watch.owner, watch.name)) is watch:
+        del _watches[(watch.owner, watch.name)]
+        setattr(watch.owner, watch.name, watch.original)
+
+
+@cache
+def _descriptor_at(model: type[Model], path: str) -> tuple[type[Model], str, str] | None:
+    """(class defining the descriptor, its attribute name, lookup name) of the last step
+    of ``path`` from ``model``, when that step is a single-valued relation."""
+    owner: Any = model
+    names = path.split(LOOKUP_SEP)
+    for i, name in enumerate(names):
+        try:
+            field: Any = owner._meta.get_field(name)
+        except Exception:  # a to_attr prefetch or a name Django resolves itself
+            return None
+        last = i == len(names) - 1
+        if last:
+            if field.many_to_many or field.one_to_many:
+                return None
+            attribute = field.name if field.concrete or field.many_to_one else None
+            if attribute is None:  # a reverse one-to-one: read through its accessor
+                attribute = field.get_accessor_name()
+            defining = next((k for k in owner.__mro__ if attribute in vars(k)), None)
+            return (defining, attribute, name) if defining is not None else None
+        owner = field.related_model
+        if not isinstance(owner, type):
+            return None
+    return None
+
+
+@cache
+def _cache_key(model: type[Model], name: str) -> str:
+    """The key select_related stores a relation under in ``_state.fields_cache``."""
+    try:
+        field: Any = model._meta.get_field(name)
+    except Exception:
+        return name
+    return str(getattr(field, "cache_name", name))
+
+
+def _tag_selected(group: Group, rows: list[Any], tree: dict[str, Any], prefix: str = "") -> None:
+    """Tag the instances select_related attached, level by level, so that lazy loads and
+    eager reads through them are seen too."""
+    model: type[Model] = type(rows[0])
+    for name, deeper in tree.items():
+        key = _cache_key(model, name)
+        related = [
+            value
+            for value in (row._state.fields_cache.get(key) for row in rows)
+            if value is not None
+        ]
+        if related:
+            path = prefix + name + LOOKUP_SEP
+            tag = group.tag(path)
+            for value in related:
+                setattr(value._state, TAG, tag)
+            if deeper:
+                _tag_selected(group, related, deeper, path)
+
+
+def _tag_all_selected(group: Group, rows: list[Any], prefix: str = "", depth: int = 5) -> None:
+    """The same for a bare ``select_related()``, which names nothing: read each row's cache."""
+    if depth == 0:
+        return
+    attached: dict[str, list[Any]] = {}
+    for row in rows:
+        for name, related in row._state.fields_cache.items():
+            if not isinstance(related, Model):
+                continue
+            tag = getattr(related._state, TAG, None)
+            if tag is not None and tag.group is group:
+                continue  # the way back to a row already tagged
+            attached.setdefault(name, []).append(related)
+    for name, related_rows in attached.items():
+        tag = group.tag(prefix + name + LOOKUP_SEP)
+        for related in related_rows:
+            setattr(related._state, TAG, tag)
+        _tag_all_selected(group, related_rows, prefix + name + LOOKUP_SEP, depth - 1)
 
 
 # --- Django 6.1's fetch-mode hook ------------------------------------------------------------
@@ -181,7 +339,8 @@ if FETCH_MODES:
                 fetcher.fetch_one(instance)
                 return
             kind, name = _describe_fetcher(fetcher)
-            _load(tag, instance, kind, name, lambda: fetcher.fetch_one(instance), fetcher)
+            _load(tag, instance, kind, name, lambda: fetcher.fetch_one(instance), sys._getframe(1))
+            _tag_loaded(tag, name, _loaded(fetcher, instance))
 
         def __reduce__(self) -> tuple[Any, ...]:
             return (_django_fetch_one, ())
@@ -207,7 +366,7 @@ def _loaded(fetcher: Any, instance: Model) -> Any:
     """The object a relation fetcher just loaded onto ``instance`` (None for a field)."""
     if isinstance(fetcher, ReverseOneToOneDescriptor):
         return fetcher.related.get_cached_value(instance, None)
-    if fetcher is None or isinstance(fetcher, DeferredAttribute):
+    if isinstance(fetcher, DeferredAttribute):
         return None
     return getattr(fetcher, "field", fetcher).get_cached_value(instance, None)
 
@@ -221,28 +380,34 @@ def _load(
     kind: LoadKind,
     name: str,
     call: Callable[[], Any],
-    fetcher: Any,
+    frame: FrameType | None,
 ) -> Any:
-    """Run one lazy load of ``name`` on ``instance`` and remember its queries."""
+    """Run one lazy load of ``name`` on ``instance`` (asked for by ``frame``) and remember
+    its queries."""
     detection = tag.group.detection
-    site = trigger_site(sys._getframe(1), detection)
+    site = trigger_site(frame, detection)
     if site is None:
         return _quietly(detection, call)
     start = len(detection.log.records)
     detection.busy += 1
+    token = attribute_to(site)  # the line is known: capture need not walk the stack again
     try:
         result = call()
     finally:
+        forget_attribution(token)
         detection.busy -= 1
     end = len(detection.log.records)
     if end > start:
         detection.loads.append(
             Load(kind, tag, type(instance), name, _site_or_none(site), start, end)
         )
-    target = _loaded(fetcher, instance)
+    return result
+
+
+def _tag_loaded(tag: Tag, name: str, target: Any) -> None:
+    """Watch what a lazy load brought in: its own relations are the next level."""
     if isinstance(target, Model):
         setattr(target._state, TAG, tag.group.tag(tag.prefix + name + LOOKUP_SEP, tag.many))
-    return result
 
 
 def _quietly(detection: Detection, call: Callable[[], Any]) -> Any:
@@ -282,25 +447,22 @@ def _toolbar_dir() -> tuple[str, ...]:
     return (os.path.dirname(os.path.abspath(str(debug_toolbar.__file__))) + os.sep,)
 
 
-def _watching_get(original: Callable[..., Any]) -> Callable[..., Any]:
-    """A relation descriptor's ``__get__`` that also notes reads of eager loads, and on
-    Django 5.2 (no fetch modes) lazy loads too."""
-
-    def __get__(self: Any, instance: Model | None, cls: Any = None) -> Any:
-        if instance is not None:
-            tag = instance._state.dbtune_tag  # type: ignore[attr-defined]
-            if tag is not None and (tag.eager or not FETCH_MODES) and tag.live():
-                kind, name = _describe_fetcher(self)
-                if tag.eager:
-                    tag.read(name)
-                if not FETCH_MODES and tag.watched and not self.is_cached(instance):
-                    return _load(
-                        tag, instance, kind, name, lambda: original(self, instance, cls), self
-                    )
-        return original(self, instance, cls)
-
-    __get__.__wrapped__ = original  # type: ignore[attr-defined]
-    return __get__
+def _lazy_load(queryset: _QuerySet, frame: FrameType) -> bool:
+    """Django 5.2: evaluate the queryset a relation descriptor built to load lazily (its
+    ``__get__`` is ``frame``) as a load, when the instance is watched. False when it is
+    not: an ordinary evaluation then."""
+    names = frame.f_locals
+    instance = names.get("instance")
+    if not isinstance(instance, Model):
+        return False
+    tag = getattr(instance._state, TAG, None)
+    if tag is None or not tag.watched or not tag.live():
+        return False
+    kind, name = _describe_fetcher(names.get("self"))
+    _load(tag, instance, kind, name, lambda: _Originals.fetch_all(queryset), frame.f_back)
+    for row in queryset._result_cache or ():
+        _tag_loaded(tag, name, row)
+    return True
 
 
 _DEFERRED_GET: CodeType = DeferredAttribute.__get__.__code__
@@ -326,7 +488,7 @@ def _refresh_from_db(self: Model, *args: Any, **kwargs: Any) -> None:
             "deferred",
             name,
             lambda: _Originals.refresh_from_db(self, *args, **kwargs),
-            None,
+            sys._getframe(1),
         )
         return
     _Originals.refresh_from_db(self, *args, **kwargs)
@@ -351,6 +513,9 @@ def _fetch_all(self: _QuerySet) -> None:
     detection = current.get()
     if detection is None or detection.busy or paused():
         return _Originals.fetch_all(self)
+    lazy = self._query.__dict__.get(_LAZY)
+    if lazy is not None and _lazy_load(self, lazy):
+        return None
     owned = _owner_tag(self)
     if owned is not None:
         _per_row(self, detection, *owned, "many", lambda: _Originals.fetch_all(self))
@@ -547,8 +712,12 @@ def _watch(queryset: _QuerySet, rows: list[Any], detection: Detection) -> None:
     root = group.tag()
     for row in rows:
         setattr(row._state, TAG, root)
-    if select_related:
-        _tag_selected(group, rows)
+    if select_related is True:
+        _tag_all_selected(group, rows)
+    elif select_related:
+        _tag_selected(group, rows, select_related)
+    if detection.reads and group.from_project and (group.select_related or prefetch):
+        _watch_reads(group)
 
 
 def _paths(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
@@ -569,29 +738,8 @@ def _prefetch_paths(lookups: Iterable[Any]) -> Iterable[str]:
                 yield path
 
 
-def _tag_selected(group: Group, rows: list[Any], prefix: str = "", depth: int = 5) -> None:
-    """Tag the instances select_related attached (read from each row's cache, which also
-    covers a bare ``select_related()``), so that reads through them are seen too."""
-    if depth == 0:
-        return
-    attached: dict[str, list[Any]] = {}
-    for row in rows:
-        for name, related in row._state.fields_cache.items():
-            if not isinstance(related, Model):
-                continue
-            tag = getattr(related._state, TAG, None)
-            if tag is not None and tag.group is group:
-                continue  # the way back to a row already tagged
-            attached.setdefault(name, []).append(related)
-    for name, related_rows in attached.items():
-        tag = group.tag(prefix + name + LOOKUP_SEP)
-        for related in related_rows:
-            setattr(related._state, TAG, tag)
-        _tag_selected(group, related_rows, prefix + name + LOOKUP_SEP, depth - 1)
-
-
 @cache
-def _owner_codes() -> frozenset[CodeType]:
+def _owner_codes() -> frozenset[int]:
     """Django functions that build a queryset for a project class: their ``self`` is it."""
     from django.views.generic.detail import SingleObjectMixin
     from django.views.generic.list import MultipleObjectMixin
@@ -604,11 +752,12 @@ def _owner_codes() -> frozenset[CodeType]:
         from django.contrib.admin.options import BaseModelAdmin
 
         codes.add(BaseModelAdmin.get_queryset.__code__)
-    return frozenset(codes)
+    return frozenset(map(id, codes))
 
 
 def _get_queryset(self: BaseManager[Any]) -> Any:
-    """Remember where a chain of queryset calls started, for the fix's location.
+    """Remember where a chain of queryset calls started, for the fix's location, or that a
+    relation descriptor built it for a lazy load.
 
     At most five frames are looked at, so the lazy loads Django runs deep inside its
     own code cost next to nothing here.
@@ -624,12 +773,18 @@ def _get_queryset(self: BaseManager[Any]) -> Any:
         return queryset
     finder = detection.finder
     owners = _owner_codes()
+    lazy_gets = () if FETCH_MODES else _descriptor_gets()
     frame: FrameType | None = sys._getframe(1)
     for _ in range(5):
         if frame is None:
             break
         code = frame.f_code
-        if code in owners:
+        if id(code) in lazy_gets:
+            # Django 5.2: a relation descriptor building its lazy load (6.1 announces those
+            # through the fetch mode). The evaluation reads the instance from this frame.
+            queryset._query.__dict__[_LAZY] = frame
+            break
+        if id(code) in owners:
             owner = frame.f_locals.get("self")
             if owner is not None:
                 setattr(queryset._query, _ORIGIN, (None, type(owner)))
@@ -645,14 +800,15 @@ def _get_queryset(self: BaseManager[Any]) -> Any:
     return queryset
 
 
-_manager_codes: dict[CodeType, bool] = {}
+_manager_codes: dict[tuple[str, int], bool] = {}
 
 
 def _is_manager_method(code: CodeType, frame: FrameType) -> bool:
     """A project manager's own ``get_queryset``: plumbing, not where the queryset is used."""
-    known = _manager_codes.get(code)
+    key = (code.co_filename, code.co_firstlineno)
+    known = _manager_codes.get(key)
     if known is None:
-        known = _manager_codes[code] = isinstance(frame.f_locals.get("self"), BaseManager)
+        known = _manager_codes[key] = isinstance(frame.f_locals.get("self"), BaseManager)
     return known
 
 

@@ -134,6 +134,10 @@ class Detection:
     """Log ranges not to read as per-row queries (prefetches, deletes, paused code)."""
     busy: int = 0
     """Inside a load already being recorded: the queries it runs are not loads of their own."""
+    reads: bool = True
+    """Watch which eager loads are read (for unused ``select_related``/``prefetch_related``)."""
+    watches: set[Any] = field(default_factory=set)
+    """The read watches waiting for this detection's querysets."""
 
 
 current: ContextVar[Detection | None] = ContextVar("django_dbtune_nplusone", default=None)

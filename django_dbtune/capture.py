@@ -192,6 +192,8 @@ class QueryLog(Sequence[QueryRecord]):
 
 _Site = tuple[str | None, int | None, str | None]
 _UNKNOWN: _Site = (None, None, None)
+# What a file is to find_trigger: the project's, internal, or a tool's own (disowned).
+_PROJECT, _INTERNAL, _DISOWNED = 0, 1, 2
 
 
 # --- Recording ---------------------------------------------------------------------------
@@ -411,7 +413,7 @@ class CallSiteFinder:
         self._skipped = skipped
         # Both keyed by file name: a str caches its hash, a code object does not.
         self._internal: dict[str, bool] = {}
-        self._disowned: dict[tuple[str, ...], dict[str, bool]] = {}
+        self._kinds: dict[tuple[str, ...], dict[str, int]] = {}
         self._library_templates: dict[str, bool] = {}
 
     def is_internal(self, code: CodeType) -> bool:
@@ -459,17 +461,19 @@ class CallSiteFinder:
         line worth showing is the template's, not the view's ``render()`` call. None when
         code under a ``disowned`` folder comes first (a tool's own rendering).
         """
-        known = self._internal
-        disowned_codes = self._disowned.setdefault(disowned, {}) if disowned else None
+        kinds = self._kinds.get(disowned)
+        if kinds is None:
+            kinds = self._kinds[disowned] = {}
         while frame is not None:
             code = frame.f_code
-            if disowned_codes is not None:
-                filename = code.co_filename
-                mine = disowned_codes.get(filename)
-                if mine is None:
-                    mine = disowned_codes[filename] = filename.startswith(disowned)
-                if mine:
-                    return None
+            filename = code.co_filename
+            kind = kinds.get(filename)
+            if kind is None:
+                kind = kinds[filename] = self._kind(filename, disowned)
+            if kind == _PROJECT:
+                return filename, frame.f_lineno, code.co_name
+            if kind == _DISOWNED:
+                return None
             if id(code) in _TEMPLATE_RENDER:
                 node = frame.f_locals.get("self")
                 token = getattr(node, "token", None)
@@ -481,15 +485,15 @@ class CallSiteFinder:
                         library = self._library_templates[name] = self.is_internal_file(name)
                     if not library:
                         return name, token.lineno, "template"
-            internal = known.get(code.co_filename)
-            if internal is None:
-                internal = self.is_internal(code)
-            if not internal:
-                return code.co_filename, frame.f_lineno, code.co_name
-            if code is _THREAD_HANDLER:
+            elif code is _THREAD_HANDLER:
                 return self._find_awaiting(frame)
             frame = frame.f_back
         return _UNKNOWN
+
+    def _kind(self, filename: str, disowned: tuple[str, ...]) -> int:
+        if disowned and filename.startswith(disowned):
+            return _DISOWNED
+        return _INTERNAL if self.is_internal_file(filename) else _PROJECT
 
     def _find_awaiting(self, handler: FrameType) -> _Site:
         """The project line of the coroutine waiting for this sync_to_async worker thread.

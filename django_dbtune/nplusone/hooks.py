@@ -407,7 +407,7 @@ def _load(
 def _tag_loaded(tag: Tag, name: str, target: Any) -> None:
     """Watch what a lazy load brought in: its own relations are the next level."""
     if isinstance(target, Model):
-        setattr(target._state, TAG, tag.group.tag(tag.prefix + name + LOOKUP_SEP, tag.many))
+        setattr(target._state, TAG, tag.through(name))
 
 
 def _quietly(detection: Detection, call: Callable[[], Any]) -> Any:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from django.db.models import Model
+from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.capture import CallSiteFinder, QueryLog
 
@@ -69,7 +70,7 @@ class Group:
 class Tag:
     """Where an instance sits in a watched queryset: its group and the path that led to it."""
 
-    __slots__ = ("eager", "group", "many", "prefix", "read_names", "watched")
+    __slots__ = ("eager", "group", "loaded", "many", "prefix", "read_names", "watched")
 
     def __init__(self, group: Group, prefix: str, many: bool) -> None:
         self.group = group
@@ -81,9 +82,18 @@ class Tag:
         """Lazy loads through this instance repeat once per row."""
         self.eager = bool(group.select_related or group.prefetch_related)
         self.read_names: set[str] = set()
+        self.loaded: dict[str, Tag] = {}
+        """The tag of what a lazy load of each relation brings in (asked once per row)."""
 
     def live(self) -> bool:
         return self.group.detection.active and not _paused.get()
+
+    def through(self, name: str) -> Tag:
+        """The tag of instances reached from this one through relation ``name``."""
+        tag = self.loaded.get(name)
+        if tag is None:
+            tag = self.loaded[name] = self.group.tag(self.prefix + name + LOOKUP_SEP, self.many)
+        return tag
 
     def read(self, name: str) -> None:
         """The project read relation ``name`` of an instance with this tag."""

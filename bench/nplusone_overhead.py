@@ -48,20 +48,24 @@ def worker(requests: int, batches: int) -> None:
     logging.disable(logging.CRITICAL)
     warnings.simplefilter("ignore")
     setup_test_environment()
-    connection.creation.create_test_db(verbosity=0)
-    seed.seed(0.1)
-    client = Client()
-    result = {}
-    for name, url in PAGES.items():
-        for _ in range(3):  # warm up
-            assert client.get(url).status_code == 200
-        times = []
-        for _ in range(batches):
-            start = time.perf_counter()
-            for _ in range(requests):
-                client.get(url)
-            times.append((time.perf_counter() - start) / requests)
-        result[name] = statistics.median(times)
+    # A worker that stopped halfway may have left its test database behind (PostgreSQL).
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        seed.seed(0.1)
+        client = Client()
+        result = {}
+        for name, url in PAGES.items():
+            for _ in range(3):  # warm up
+                assert client.get(url).status_code == 200
+            times = []
+            for _ in range(batches):
+                start = time.perf_counter()
+                for _ in range(requests):
+                    client.get(url)
+                times.append((time.perf_counter() - start) / requests)
+            result[name] = statistics.median(times)
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
     print(json.dumps(result))
 
 

@@ -9,6 +9,10 @@ class DbtuneConfig(AppConfig):
     verbose_name = "django-dbtune"
 
     def ready(self) -> None:
+        from django_dbtune.cache import invalidation
         from django_dbtune.checks import check_settings
 
         checks.register(check_settings)
+        # Writes are watched whether or not anything is cached yet: an entry stored by
+        # another process must die when this one writes.
+        invalidation.connect()

@@ -90,6 +90,51 @@ OPTIONS: dict[str, Option] = {
         "A baseline file of known findings (written by the pytest plugin's "
         "--dbtune-nplusone-update-baseline): only findings not in it are reported.",
     ),
+    "CACHE_ENABLED": Option(
+        True,
+        lambda value: isinstance(value, bool),
+        "a boolean",
+        "The query cache's switch. Off, .cached() querysets and @cached functions go "
+        "straight to the database.",
+    ),
+    "CACHE_ALIAS": Option(
+        "default",
+        lambda value: isinstance(value, str) and bool(value),
+        "the name of a cache in settings.CACHES",
+        "Which of settings.CACHES the query cache keeps its entries in (django-redis in "
+        "production; Django's local-memory cache serves one process only).",
+    ),
+    "CACHE_TIMEOUT": Option(
+        300,
+        lambda value: isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        "a positive number of seconds",
+        "How long an entry lives when .cached() or @cached gives no timeout.",
+    ),
+    "CACHE_PREFIX": Option(
+        "dbtune",
+        lambda value: isinstance(value, str) and bool(value) and " " not in value,
+        "a string without spaces",
+        "Every key the query cache writes starts with this.",
+    ),
+    "CACHE_DATABASE_GROUPS": Option(
+        {},
+        lambda value: (
+            isinstance(value, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ),
+        "a dict of database alias to group name",
+        "Aliases that reach the same database (a primary and its replicas) share table "
+        'generations: {"replica": "default"}. Aliases with the same engine, name, host '
+        "and port are grouped without it.",
+    ),
+    "CACHE_BREAKER_SECONDS": Option(
+        5,
+        lambda value: (
+            isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        ),
+        "a number of seconds",
+        "After the cache backend fails, go straight to the database for this long.",
+    ),
 }
 
 ALLOW_KEYS = ("kind", "relation", "call_site", "url")
@@ -232,6 +277,30 @@ class Settings:
     def NPLUSONE_BASELINE(self) -> Path | None:
         path = self._get("NPLUSONE_BASELINE")
         return None if path is None else Path(path)
+
+    @property
+    def CACHE_ENABLED(self) -> bool:
+        return bool(self._get("CACHE_ENABLED"))
+
+    @property
+    def CACHE_ALIAS(self) -> str:
+        return str(self._get("CACHE_ALIAS"))
+
+    @property
+    def CACHE_TIMEOUT(self) -> int:
+        return int(self._get("CACHE_TIMEOUT"))
+
+    @property
+    def CACHE_PREFIX(self) -> str:
+        return str(self._get("CACHE_PREFIX"))
+
+    @property
+    def CACHE_DATABASE_GROUPS(self) -> dict[str, str]:
+        return dict(self._get("CACHE_DATABASE_GROUPS"))
+
+    @property
+    def CACHE_BREAKER_SECONDS(self) -> float:
+        return float(self._get("CACHE_BREAKER_SECONDS"))
 
 
 _LEGACY_LABELS = {"n_plus_one": "n_plus_one", "unused_eager_load": "unused_*"}

@@ -1,7 +1,8 @@
 """Test settings: the example project, with the services chosen by environment variables.
 
 DBTUNE_DB=sqlite (default) or postgres; DBTUNE_CACHE=locmem (default) or redis. A second
-database, "other", of the same kind, tests multi-database capture.
+database, "other", of the same kind, tests multi-database capture; "standby" reaches the
+default database through a second connection, as a read replica would.
 """
 
 import os
@@ -14,9 +15,13 @@ sys.path.insert(0, str(ROOT / "example_project"))
 from config.settings import *  # noqa: E402, F403
 from config.settings import cache, database  # noqa: E402
 
-DATABASES = {"default": database("dbtune_tests"), "other": database("dbtune_tests_other")}
+DATABASES = {
+    "default": database("dbtune_tests"),
+    "other": database("dbtune_tests_other"),
+    "standby": {**database("dbtune_tests"), "TEST": {"MIRROR": "default"}},
+}
 if os.environ.get("DBTUNE_DB", "sqlite") == "sqlite":
-    for alias in DATABASES:
+    for alias in ("default", "other"):
         # In memory: fast, and nothing left behind.
         DATABASES[alias]["TEST"] = {"NAME": f"file:memorydb_{alias}?mode=memory&cache=shared"}
 CACHES = {"default": cache()}

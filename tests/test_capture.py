@@ -150,7 +150,7 @@ def test_capture_leaves_django_exactly_as_it_was():
     with connection.execute_wrapper(user_wrapper):
         with pytest.raises(ZeroDivisionError):
             fail_inside_a_capture()
-        assert connection.execute_wrappers == [user_wrapper]
+        assert connection.execute_wrappers == [*before[connection.alias], user_wrapper]
     assert wrappers() == before
     with capture_queries() as log:
         pass

@@ -8,7 +8,7 @@ from django_dbtune.conf import OPTIONS, conf
 def test_defaults_apply_without_a_dbtune_setting(settings):
     del settings.DBTUNE
     assert conf.ENABLED is True
-    assert conf.DATABASES == ("default", "other")
+    assert conf.DATABASES == ("default", "other", "standby")
     assert conf.IGNORED_MODULES == ()
     assert conf.PROJECT_ROOT == settings.BASE_DIR
 

@@ -4,6 +4,8 @@ from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelatio
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
+from django_dbtune.cache import CachedManager
+
 
 class Publisher(models.Model):
     name = models.CharField(max_length=100)
@@ -16,6 +18,9 @@ class Author(models.Model):
     name = models.CharField(max_length=100)
     publisher = models.ForeignKey(Publisher, models.SET_NULL, null=True, related_name="authors")
 
+    objects = models.Manager()
+    cached_objects = CachedManager()
+
     def __str__(self):
         return self.name
 
@@ -27,6 +32,9 @@ class Profile(models.Model):
 
 class Tag(models.Model):
     name = models.CharField(max_length=50)
+
+    objects = models.Manager()
+    cached_objects = CachedManager()
 
 
 class Comment(models.Model):
@@ -45,6 +53,9 @@ class Book(models.Model):
     )
     tags = models.ManyToManyField(Tag, blank=True, related_name="books")
     comments = GenericRelation(Comment)
+
+    objects = models.Manager()
+    cached_objects = CachedManager()
 
     def __str__(self):
         return f"{self.title} by {self.author.name}"

@@ -1,0 +1,291 @@
+"""The query cache: opt-in per query, fresh after every kind of write.
+
+    class Book(models.Model):
+        objects = CachedManager()
+
+    Book.objects.filter(author=a).select_related("author").cached()   # or .cached(timeout=60)
+
+    @cached(depends_on=[Book, "shop.Author"])
+    def best_sellers(limit): ...
+
+    invalidate(Book)   # by hand, for writes nothing can see (another program's)
+
+How entries stay fresh is told in ``store.py`` (table generations, the epoch) and
+``invalidation.py`` (what counts as a write).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
+
+from django.apps import apps
+from django.core.exceptions import EmptyResultSet
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Manager, Model, QuerySet
+
+from django_dbtune.cache.invalidation import database_group, model_tables, written_in_transaction
+from django_dbtune.cache.store import _MISSING, store
+from django_dbtune.conf import conf
+from django_dbtune.errors import DbtuneError
+from django_dbtune.sql import analyse
+
+_Model = TypeVar("_Model", bound=Model)
+_Func = TypeVar("_Func", bound=Callable[..., Any])
+
+_tables_seen: dict[tuple[Any, ...], frozenset[str]] = {}
+"""Per query shape with prefetches: every table its evaluation read (learned on a miss)."""
+
+
+class CachedQuerySetMixin:
+    """Adds ``.cached(timeout=None)`` to a queryset class."""
+
+    _dbtune_timeout: int | None = None
+    _dbtune_cached: bool = False
+
+    def cached(self, timeout: int | None = None) -> Any:
+        """This queryset, served from the cache until a table it reads changes.
+
+        ``timeout`` in seconds (default ``DBTUNE["CACHE_TIMEOUT"]``). Evaluating it, and
+        ``count()``, ``exists()``, ``aggregate()`` and ``get()`` on it, use the cache.
+        """
+        if timeout is not None and (not isinstance(timeout, int) or timeout <= 0):
+            raise DbtuneError(
+                f".cached(timeout=...) takes a positive number of seconds, not {timeout!r}."
+            )
+        clone = cast(Any, self)._chain()
+        clone._dbtune_cached = True
+        clone._dbtune_timeout = timeout
+        return clone
+
+    def _clone(self) -> Any:
+        clone = super()._clone()  # type: ignore[misc]
+        clone._dbtune_cached = self._dbtune_cached
+        clone._dbtune_timeout = self._dbtune_timeout
+        return clone
+
+    def _fetch_all(self) -> None:
+        queryset = cast(Any, self)
+        if queryset._result_cache is None and self._dbtune_cached:
+            _fetch_cached(queryset)
+        super()._fetch_all()  # type: ignore[misc]
+
+    def count(self) -> int:
+        base = super().count  # type: ignore[misc]
+        if cast(Any, self)._result_cache is not None or not self._dbtune_cached:
+            return int(base())
+        return int(_value(cast(Any, self), "count", (), base))
+
+    def exists(self) -> bool:
+        base = super().exists  # type: ignore[misc]
+        if cast(Any, self)._result_cache is not None or not self._dbtune_cached:
+            return bool(base())
+        return bool(_value(cast(Any, self), "exists", (), base))
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        base = super().aggregate  # type: ignore[misc]
+        if not self._dbtune_cached:
+            return dict(base(*args, **kwargs))
+        extra = (repr(args), repr(sorted(kwargs.items())))
+        return dict(_value(cast(Any, self), "aggregate", extra, lambda: base(*args, **kwargs)))
+
+
+class CachedQuerySet(CachedQuerySetMixin, QuerySet[_Model]):
+    """A QuerySet with ``.cached()``."""
+
+
+class CachedManager(Manager.from_queryset(CachedQuerySet)):  # type: ignore[misc]
+    """A manager whose querysets have ``.cached()``."""
+
+
+# --- Querysets ------------------------------------------------------------------------------
+
+
+def _statement(queryset: Any) -> tuple[str, tuple[Any, ...]] | None:
+    try:
+        sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
+    except EmptyResultSet:
+        return None
+    return sql, tuple(params)
+
+
+def _shape(queryset: Any, sql: str, kind: str, extra: Sequence[Any]) -> tuple[Any, ...]:
+    return (
+        queryset.model._meta.label,
+        kind,
+        queryset._iterable_class.__qualname__,
+        tuple(getattr(queryset, "_fields", None) or ()),
+        repr(queryset._prefetch_related_lookups),
+        sql,
+        *extra,
+    )
+
+
+def _timeout(queryset: Any) -> int:
+    return queryset._dbtune_timeout or conf.CACHE_TIMEOUT
+
+
+def _fetch_cached(queryset: Any) -> None:
+    """Fill ``_result_cache`` (and the prefetches) from the cache, or from the database and
+    then the cache. Leaves it empty when the cache cannot be used, so Django fetches."""
+    if not conf.CACHE_ENABLED or queryset.query.select_for_update:
+        return  # a locking read must reach the database
+    statement = _statement(queryset)
+    if statement is None:
+        return
+    sql, params = statement
+    shape = _shape(queryset, sql, "rows", ())
+    alias = queryset.db
+    known = _tables_seen.get(shape)
+    tables = known or frozenset(analyse(sql, connections[alias].vendor).tables)
+    if not tables or tables & written_in_transaction(alias):
+        return
+    entry = store.entry_key(_digest(alias, shape, params))
+    found = store.lookup(entry, _generation_keys(alias, tables))
+    if found is None:
+        return
+    tokens, value = found
+    if value is not _MISSING:
+        queryset._result_cache = value
+        queryset._prefetch_done = True
+        return
+    read: set[str] = set()
+    with connections[alias].execute_wrapper(_reads_into(read, connections[alias].vendor)):
+        queryset._result_cache = list(queryset._iterable_class(queryset))
+        if queryset._prefetch_related_lookups and not queryset._prefetch_done:
+            queryset._prefetch_related_objects()
+    if read - tables:
+        # Prefetches read tables the generations above did not cover: remember them for
+        # the next miss, and store nothing now (a write to them may have raced this one).
+        _tables_seen[shape] = frozenset(tables | read)
+        return
+    if not connections[alias].in_atomic_block:
+        store.store(entry, tokens, queryset._result_cache, _timeout(queryset))
+
+
+def _value(queryset: Any, kind: str, extra: Sequence[Any], compute: Callable[[], Any]) -> Any:
+    """``count()``, ``exists()`` or ``aggregate()`` of a cached queryset."""
+    if not conf.CACHE_ENABLED:
+        return compute()
+    statement = _statement(queryset)
+    if statement is None:
+        return compute()
+    sql, params = statement
+    alias = queryset.db
+    tables = frozenset(analyse(sql, connections[alias].vendor).tables)
+    if not tables or tables & written_in_transaction(alias):
+        return compute()
+    entry = store.entry_key(_digest(alias, _shape(queryset, sql, kind, extra), params))
+    found = store.lookup(entry, _generation_keys(alias, tables))
+    if found is None:
+        return compute()
+    tokens, value = found
+    if value is not _MISSING:
+        return value
+    value = compute()
+    if not connections[alias].in_atomic_block:
+        store.store(entry, tokens, value, _timeout(queryset))
+    return value
+
+
+def _reads_into(read: set[str], vendor: str) -> Callable[..., Any]:
+    def record(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        read.update(analyse(sql, vendor, params is not None).tables)
+        return execute(sql, params, many, context)
+
+    return record
+
+
+def _generation_keys(alias: str, tables: Iterable[str]) -> list[str]:
+    group = database_group(alias)
+    return [store.generation_key(group, table) for table in sorted(tables)]
+
+
+def _digest(alias: str, shape: tuple[Any, ...], params: tuple[Any, ...]) -> str:
+    text = repr((database_group(alias), shape, params))
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+# --- Functions ------------------------------------------------------------------------------
+
+
+def cached(
+    timeout: int | None = None,
+    depends_on: Iterable[type[Model] | str] = (),
+    using: str = DEFAULT_DB_ALIAS,
+) -> Callable[[_Func], _Func]:
+    """Cache a function's result per arguments until a table of ``depends_on`` changes.
+
+    ``depends_on`` lists models (or ``"app_label.Model"``) whose tables the function reads;
+    ``using`` the database they are read from. Arguments must be picklable; a call whose
+    arguments are not runs uncached.
+    """
+    if not depends_on:
+        raise DbtuneError("@cached(depends_on=[...]) needs the models the function reads.")
+    names = list(depends_on)
+
+    def decorate(function: _Func) -> _Func:
+        label = f"{function.__module__}.{function.__qualname__}"
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not conf.CACHE_ENABLED:
+                return function(*args, **kwargs)
+            try:
+                arguments = pickle.dumps((args, sorted(kwargs.items())))
+            except Exception:
+                return function(*args, **kwargs)
+            tables = frozenset(table for name in names for table in model_tables(_model(name)))
+            if tables & written_in_transaction(using):
+                return function(*args, **kwargs)
+            digest = hashlib.sha256(
+                repr((database_group(using), label)).encode() + arguments
+            ).hexdigest()[:40]
+            entry = store.entry_key(digest)
+            found = store.lookup(entry, _generation_keys(using, tables))
+            if found is None:
+                return function(*args, **kwargs)
+            tokens, value = found
+            if value is not _MISSING:
+                return value
+            value = function(*args, **kwargs)
+            if not connections[using].in_atomic_block:
+                store.store(entry, tokens, value, timeout or conf.CACHE_TIMEOUT)
+            return value
+
+        return cast(_Func, wrapper)
+
+    return decorate
+
+
+def _model(name: type[Model] | str) -> type[Model]:
+    if isinstance(name, str):
+        try:
+            return apps.get_model(name)
+        except (LookupError, ValueError) as error:
+            raise DbtuneError(
+                f"@cached(depends_on=...) names {name!r}, which is not a model: {error}"
+            ) from None
+    return name
+
+
+def invalidate(*models_or_tables: type[Model] | str, using: str | None = None) -> None:
+    """Retire every cached result that read these models (or ``"app_label.Model"``, or
+    table names), on ``using`` or on every database."""
+    tables: list[str] = []
+    for item in models_or_tables:
+        if isinstance(item, str) and "." not in item:
+            tables.append(item)
+        else:
+            tables.extend(model_tables(_model(item)))
+    aliases = [using] if using is not None else list(connections)
+    for group in dict.fromkeys(database_group(alias) for alias in aliases):
+        store.invalidate(group, tables)
+
+
+__all__ = ["CachedManager", "CachedQuerySet", "CachedQuerySetMixin", "cached", "invalidate"]

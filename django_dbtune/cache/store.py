@@ -1,0 +1,182 @@
+"""The cache backend as the query cache sees it: table generations, one epoch, entries.
+
+Every table has a generation token in the cache. An entry remembers the tokens of the
+tables it read (and the epoch) as they were *before* its query ran; it is served only while
+they are all unchanged. A write replaces the tokens of the tables it wrote: one ``set_many``,
+no key scan. Tokens are random, so a token the cache evicted and made again never matches
+an old entry.
+
+The epoch is one more token that every entry carries. When an invalidation cannot reach the
+backend, this process replaces the epoch as soon as it can reach it again, so nothing stored
+before the outage is served after it; until then it does not use the cache at all.
+
+Every backend call is guarded: an error or a timeout sends the caller to the database, is
+logged once per interval, and opens a breaker so a dead server is not asked again for
+``CACHE_BREAKER_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.core.cache import BaseCache, caches
+
+from django_dbtune.conf import conf
+
+logger = logging.getLogger("django_dbtune.cache")
+
+LOG_INTERVAL = 60.0
+"""Seconds between two log lines about the same kind of backend failure."""
+
+_MISSING = object()
+
+
+def new_token() -> str:
+    return secrets.token_hex(8)
+
+
+class Store:
+    """One process's view of the backend (the breaker and the missed-invalidation flag are
+    per process; the tokens and entries live in the backend, shared)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open_until = 0.0
+        self._logged_at: dict[str, float] = {}
+        self._missed = False
+        """An invalidation could not be written: the epoch must change before any read."""
+
+    # --- keys ---------------------------------------------------------------------------
+
+    @staticmethod
+    def generation_key(group: str, table: str) -> str:
+        return f"{conf.CACHE_PREFIX}:g:{group}:{table}"
+
+    @staticmethod
+    def epoch_key() -> str:
+        return f"{conf.CACHE_PREFIX}:epoch"
+
+    @staticmethod
+    def entry_key(digest: str) -> str:
+        return f"{conf.CACHE_PREFIX}:e:{digest}"
+
+    # --- the backend, guarded ----------------------------------------------------------------
+
+    def backend(self) -> BaseCache:
+        return caches[conf.CACHE_ALIAS]
+
+    def usable(self) -> bool:
+        """The breaker is closed and no missed invalidation is waiting to be made good."""
+        if time.monotonic() < self._open_until:
+            return False
+        if self._missed:
+            return self._recover()
+        return True
+
+    def failed(self, what: str, error: BaseException) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._open_until = now + conf.CACHE_BREAKER_SECONDS
+            last = self._logged_at.get(what)
+            if last is not None and now - last < LOG_INTERVAL:
+                return
+            self._logged_at[what] = now
+        logger.warning(
+            "The query cache could not %s (%s: %s); the database answers instead for the "
+            "next %g s. (Logged once per %d s.)",
+            what,
+            type(error).__name__,
+            error,
+            conf.CACHE_BREAKER_SECONDS,
+            LOG_INTERVAL,
+        )
+
+    def _recover(self) -> bool:
+        try:
+            self.backend().set(self.epoch_key(), new_token(), timeout=None)
+        except Exception as error:
+            self.failed("replace its epoch after a missed invalidation", error)
+            return False
+        self._missed = False
+        logger.warning(
+            "The query cache missed an invalidation while its backend was unreachable; "
+            "every entry written before has been retired."
+        )
+        return True
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def lookup(
+        self, entry: str | None, generations: Sequence[str]
+    ) -> tuple[tuple[str, ...], Any] | None:
+        """One round trip: the current epoch and generation tokens (made where missing), and
+        the entry when it is still valid (else ``_MISSING``). None: use the database."""
+        if not self.usable():
+            return None
+        epoch_key = self.epoch_key()
+        keys = [epoch_key, *generations] if entry is None else [epoch_key, *generations, entry]
+        backend = self.backend()
+        try:
+            found = backend.get_many(keys)
+            tokens: Sequence[Any] = [found.get(key) for key in (epoch_key, *generations)]
+            if any(token is None for token in tokens):
+                tokens = self._settle(backend, [epoch_key, *generations], tokens)
+        except Exception as error:
+            self.failed("read", error)
+            return None
+        current = tuple(str(token) for token in tokens)
+        value: Any = _MISSING
+        stored = found.get(entry) if entry is not None else None
+        if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == current:
+            value = stored[1]
+        return current, value
+
+    @staticmethod
+    def _settle(backend: BaseCache, keys: list[str], tokens: Sequence[Any]) -> list[str]:
+        """Make the tokens that are missing. ``add`` never replaces a token a writer set in
+        the meantime; that one is read back instead."""
+        settled: list[str] = []
+        for key, token in zip(keys, tokens, strict=True):
+            if token is None:
+                token = new_token()
+                if not backend.add(key, token, timeout=None):
+                    token = backend.get(key)
+                    if token is None:  # evicted at once: an entry stored under it dies
+                        token = new_token()
+            settled.append(str(token))
+        return settled
+
+    def store(self, entry: str, tokens: tuple[str, ...], value: Any, timeout: int) -> None:
+        if time.monotonic() < self._open_until or self._missed:
+            return
+        try:
+            self.backend().set(entry, (tokens, value), timeout=timeout)
+        except Exception as error:
+            self.failed("store an entry", error)
+
+    # --- writes --------------------------------------------------------------------------
+
+    def invalidate(self, group: str, tables: Iterable[str]) -> None:
+        """Give ``tables`` new generations. Never raises: a failure retires the epoch later."""
+        keys = {self.generation_key(group, table): new_token() for table in tables}
+        if not keys:
+            return
+        try:
+            if time.monotonic() < self._open_until:
+                raise ConnectionError("the breaker is open after an earlier failure")
+            self.backend().set_many(keys, timeout=None)
+        except Exception as error:
+            self._missed = True
+            self.failed("invalidate tables", error)
+
+    def retire_everything(self) -> None:
+        """A new epoch: every entry stored so far is dead (``dbtune_cache clear``)."""
+        self.backend().set(self.epoch_key(), new_token(), timeout=None)
+
+
+store = Store()

@@ -1,0 +1,365 @@
+"""The query cache: after every kind of write, the next cached read is what the database holds.
+
+These tests commit for real (``transaction=True``): inside a transaction the cache stores
+nothing, which is also why Django's ``TestCase`` never sees a cache hit.
+"""
+
+import threading
+
+import pytest
+from django.core.cache import caches
+from django.db import connection, connections, transaction
+from django.db.models import Count, Sum
+from django.test.utils import CaptureQueriesContext
+
+from django_dbtune import DbtuneError
+from django_dbtune.cache import cached, invalidate
+from django_dbtune.cache.store import store
+from tests.shop.models import Author, Book, Publisher, Tag
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "standby"])
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    caches["default"].clear()
+    store._missed = False
+    store._open_until = 0.0
+    yield
+    caches["default"].clear()
+
+
+@pytest.fixture
+def shop():
+    publisher = Publisher.objects.create(name="P")
+    tags = [Tag.objects.create(name=f"t{i}") for i in range(2)]
+    for i in range(2):
+        author = Author.objects.create(name=f"A{i}", publisher=publisher)
+        for j in range(2):
+            book = Book.objects.create(title=f"B{i}{j}", author=author)
+            book.tags.set(tags[:1])
+
+
+def queries(function):
+    """(result, number of queries it ran on the default database)."""
+    with CaptureQueriesContext(connection) as context:
+        result = function()
+    return result, len(context.captured_queries)
+
+
+def titles():
+    return sorted(Book.cached_objects.cached().values_list("title", flat=True))
+
+
+def database_titles():
+    return sorted(Book.objects.values_list("title", flat=True))
+
+
+# --- Hits ------------------------------------------------------------------------------------
+
+
+def test_a_second_read_is_served_without_a_query(shop):
+    first, ran = queries(titles)
+    assert ran == 1
+    second, ran = queries(titles)
+    assert (second, ran) == (first, 0)
+    books, ran = queries(lambda: list(Book.cached_objects.select_related("author").cached()))
+    again, ran_again = queries(lambda: list(Book.cached_objects.select_related("author").cached()))
+    assert ran_again == 0
+    assert [(b.title, b.author.name) for b in again] == [(b.title, b.author.name) for b in books]
+
+
+def test_count_exists_aggregate_and_get_are_cached(shop):
+    cached_books = Book.cached_objects.cached()
+    for read in (
+        lambda: cached_books.count(),
+        lambda: cached_books.filter(title="B00").exists(),
+        lambda: Author.cached_objects.cached().aggregate(n=Count("books")),
+        lambda: Book.cached_objects.cached().get(title="B11").title,
+    ):
+        first, _ = queries(read)
+        second, ran = queries(read)
+        assert (second, ran) == (first, 0)
+
+
+def test_prefetches_are_cached_and_their_tables_invalidate(shop):
+    def tag_names():
+        books = Book.cached_objects.prefetch_related("tags").order_by("title").cached()
+        return [[tag.name for tag in book.tags.all()] for book in books]
+
+    before = tag_names()  # learns that the prefetch reads the tag tables
+    tag_names()  # stores
+    again, ran = queries(tag_names)
+    assert (again, ran) == (before, 0)
+    Tag.objects.filter(name="t0").update(name="renamed")
+    assert tag_names()[0] == ["renamed"]
+
+
+# --- Every kind of write ---------------------------------------------------------------------
+
+
+def _raw(sql, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+WRITES = {
+    "save": lambda: _save_title("B00", "saved"),
+    "create": lambda: Book.objects.create(title="new", author=Author.objects.first()),
+    "delete": lambda: Book.objects.get(title="B00").delete(),
+    "queryset update": lambda: Book.objects.filter(title="B01").update(title="updated"),
+    "queryset delete": lambda: Book.objects.filter(title="B01").delete(),
+    "bulk_create": lambda: Book.objects.bulk_create(
+        [Book(title="bulk", author=Author.objects.first())]
+    ),
+    "bulk_update": lambda: Book.objects.bulk_update(
+        [_retitled(Book.objects.get(title="B10"), "bulk-updated")], ["title"]
+    ),
+    "get_or_create": lambda: Book.objects.get_or_create(
+        title="got", defaults={"author": Author.objects.first()}
+    ),
+    "update_or_create": lambda: Book.objects.update_or_create(
+        title="B11", defaults={"title": "upserted"}
+    ),
+    "raw insert": lambda: _raw(
+        "INSERT INTO shop_book (title, summary, author_id) VALUES (%s, '', %s)",
+        ["raw", Author.objects.first().pk],
+    ),
+    "raw update": lambda: _raw("UPDATE shop_book SET title = %s WHERE title = %s", ["raw", "B00"]),
+    "raw delete": lambda: _raw_delete("B00"),
+}
+
+
+def _raw_delete(title):
+    Book.objects.get(title=title).tags.clear()  # the book table itself is not touched here
+    _raw("DELETE FROM shop_book WHERE title = %s", [title])
+
+
+def _save_title(old, new):
+    book = Book.objects.get(title=old)
+    book.title = new
+    book.save()
+
+
+def _retitled(book, title):
+    book.title = title
+    return book
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+def test_every_write_is_seen(shop, write):
+    titles()
+    WRITES[write]()
+    assert titles() == database_titles()
+
+
+@pytest.mark.parametrize("side", ["book", "tag"])
+@pytest.mark.parametrize("action", ["add", "remove", "clear", "set"])
+def test_many_to_many_changes_from_both_sides(shop, side, action):
+    def tagged():
+        return sorted(
+            Book.cached_objects.filter(tags__name="t1").cached().values_list("title", flat=True)
+        )
+
+    assert tagged() == []
+    book = Book.objects.get(title="B00")
+    tag = Tag.objects.get(name="t1")
+    manager = book.tags if side == "book" else tag.books
+    other = tag if side == "book" else book
+    manager.add(other)
+    assert tagged() == ["B00"]
+    if action == "add":
+        manager.add(other if side == "book" else Book.objects.get(title="B01"))
+    elif action == "remove":
+        manager.remove(other)
+    elif action == "clear":
+        manager.clear()
+    else:
+        manager.set([])
+    expected = sorted(Book.objects.filter(tags__name="t1").values_list("title", flat=True))
+    assert tagged() == expected
+
+
+def test_a_related_objects_save_is_seen_through_select_related(shop):
+    def authors():
+        books = Book.cached_objects.select_related("author").order_by("title").cached()
+        return [book.author.name for book in books]
+
+    authors()
+    author = Author.objects.get(name="A0")
+    author.name = "renamed"
+    author.save()
+    assert authors()[0] == "renamed"
+
+
+def test_a_write_through_one_alias_is_seen_on_another(shop):
+    def standby_titles():
+        return sorted(
+            Book.cached_objects.using("standby").cached().values_list("title", flat=True)
+        )
+
+    standby_titles()
+    Book.objects.using("default").filter(title="B00").update(title="moved")
+    assert "moved" in standby_titles()
+
+
+# --- Transactions ---------------------------------------------------------------------------
+
+
+def test_inside_a_transaction_its_own_writes_are_read_and_nothing_is_stored(shop):
+    titles()
+    with transaction.atomic():
+        Book.objects.filter(title="B00").update(title="inside")
+        assert "inside" in titles()
+        _, ran = queries(titles)
+        assert ran == 1  # its own write: the cache is skipped
+    assert titles() == database_titles()
+
+
+def test_a_rollback_leaves_nothing_behind(shop):
+    titles()
+
+    def write_then_fail():
+        with transaction.atomic():
+            Book.objects.filter(title="B00").update(title="rolled back")
+            titles()
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
+    assert titles() == database_titles()
+    assert "rolled back" not in titles()
+
+
+def test_a_savepoint_rollback_then_a_write_still_invalidates_on_commit(shop):
+    titles()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                Book.objects.filter(title="B00").update(title="undone")
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        Book.objects.filter(title="B01").update(title="kept")
+    assert titles() == database_titles()
+    assert "kept" in titles() and "undone" not in titles()
+
+
+def test_a_reader_that_raced_an_open_transaction_does_not_survive_its_commit(shop, postgres_only):
+    """Another connection stores the old rows while a transaction has written but not yet
+    committed; the commit retires that entry. (PostgreSQL: SQLite locks the reader out.)"""
+    titles()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                Book.objects.filter(title="B10").update(title="undone")
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        Book.objects.filter(title="B00").update(title="committed")
+        reader = threading.Thread(target=_read_in_own_connection)
+        reader.start()
+        reader.join()
+        assert "committed" not in caches["default"].get("race-result", [])
+    assert "committed" in titles()
+
+
+def _read_in_own_connection():
+    try:
+        caches["default"].set("race-result", titles())
+    finally:
+        connections.close_all()
+
+
+# --- Cache trouble --------------------------------------------------------------------------
+
+DEAD_REDIS = {
+    "BACKEND": "django_redis.cache.RedisCache",
+    "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+    "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+}
+
+
+def test_an_unreachable_cache_server_sends_everything_to_the_database(shop, settings, caplog):
+    titles()  # cached while the server answered
+    settings.CACHES = {**settings.CACHES, "unreachable": DEAD_REDIS}
+    settings.DBTUNE = {"CACHE_ALIAS": "unreachable", "CACHE_BREAKER_SECONDS": 0}
+    assert titles() == database_titles()
+    Book.objects.filter(title="B00").update(title="during the outage")  # nothing to tell
+    assert titles() == database_titles()
+    warnings = [r for r in caplog.records if r.name == "django_dbtune.cache"]
+    assert 1 <= len(warnings) <= 3, [r.getMessage() for r in warnings]  # once per kind
+    # The same entries are reachable again (the outage was this process's): the invalidation
+    # it missed retires every entry before anything is read.
+    settings.DBTUNE = {}
+    assert "during the outage" in titles()
+    assert titles() == database_titles()
+
+
+# --- Functions and by hand -------------------------------------------------------------------
+
+
+@cached(depends_on=[Book, "shop.Author"])
+def books_by(name):
+    return sorted(Book.objects.filter(author__name=name).values_list("title", flat=True))
+
+
+def test_cached_functions_are_keyed_by_arguments_and_invalidated(shop):
+    first, ran = queries(lambda: books_by("A0"))
+    assert ran == 1 and first == ["B00", "B01"]
+    assert queries(lambda: books_by("A0")) == (first, 0)
+    assert books_by("A1") == ["B10", "B11"]
+    Author.objects.filter(name="A0").update(name="gone")
+    assert books_by("A0") == []
+
+
+def test_invalidate_by_hand(shop):
+    titles()
+    with connection.cursor() as cursor:
+        # A write the cache cannot see: another program's (here, by switching it off).
+        from django_dbtune.cache import invalidation
+
+        connection.execute_wrappers.remove(invalidation._watch_writes)
+        try:
+            cursor.execute("UPDATE shop_book SET title = 'elsewhere' WHERE title = 'B00'")
+        finally:
+            connection.execute_wrappers.append(invalidation._watch_writes)
+    assert "elsewhere" not in titles()  # unseen: still the cached rows
+    invalidate("shop.Book")
+    assert "elsewhere" in titles()
+
+
+def test_locking_reads_always_reach_the_database(shop):
+    with transaction.atomic():
+        list(Book.cached_objects.cached())
+        _, ran = queries(lambda: list(Book.cached_objects.select_for_update().cached()))
+    assert ran == 1
+
+
+def test_deletes_stay_fast():
+    """No post_delete receiver: Django deletes without fetching rows first when it can."""
+    from django.db.models.signals import post_delete
+
+    assert not post_delete.has_listeners(Tag)
+
+
+def test_bad_arguments_are_clear_errors(shop):
+    with pytest.raises(DbtuneError, match="positive number of seconds"):
+        Book.cached_objects.cached(timeout=-1)
+    with pytest.raises(DbtuneError, match="needs the models"):
+        cached()
+    with pytest.raises(DbtuneError, match="not a model"):
+        invalidate("shop.Nope")
+
+
+def test_switched_off_it_goes_to_the_database(shop, settings):
+    settings.DBTUNE = {"CACHE_ENABLED": False}
+    titles()
+    _, ran = queries(titles)
+    assert ran == 1
+
+
+def test_aggregate_with_arguments_keys_apart(shop):
+    counted = Author.cached_objects.cached().aggregate(n=Count("books"))
+    summed = Author.cached_objects.cached().aggregate(s=Sum("books__id"))
+    assert set(counted) == {"n"} and set(summed) == {"s"}

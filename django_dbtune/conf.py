@@ -26,6 +26,10 @@ class Option:
     help: str
 
 
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
 def _is_str_list(value: Any) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
 
@@ -126,6 +130,23 @@ OPTIONS: dict[str, Option] = {
         "Aliases that reach the same database (a primary and its replicas) share table "
         'generations: {"replica": "default"}. Aliases with the same engine, name, host '
         "and port are grouped without it.",
+    ),
+    "CACHE_LOCK": Option(
+        False,
+        lambda value: isinstance(value, bool),
+        "a boolean",
+        "Concurrent misses of one entry run its query once; the other readers wait for it "
+        "(at most CACHE_LOCK_WAIT) instead of all asking the database. .cached(lock=...) "
+        "and @cached(lock=...) decide per query.",
+    ),
+    "CACHE_LOCK_WAIT": Option(
+        1.0,
+        lambda value: (
+            isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        ),
+        "a number of seconds",
+        "How long a reader waits for another one's result under the lock before it asks "
+        "the database itself.",
     ),
     "CACHE_BREAKER_SECONDS": Option(
         5,
@@ -297,6 +318,14 @@ class Settings:
     @property
     def CACHE_DATABASE_GROUPS(self) -> dict[str, str]:
         return dict(self._get("CACHE_DATABASE_GROUPS"))
+
+    @property
+    def CACHE_LOCK(self) -> bool:
+        return bool(self._get("CACHE_LOCK"))
+
+    @property
+    def CACHE_LOCK_WAIT(self) -> float:
+        return float(self._get("CACHE_LOCK_WAIT"))
 
     @property
     def CACHE_BREAKER_SECONDS(self) -> float:

@@ -4,7 +4,9 @@ These tests commit for real (``transaction=True``): inside a transaction the cac
 nothing, which is also why Django's ``TestCase`` never sees a cache hit.
 """
 
+import os
 import threading
+import time
 
 import pytest
 from django.core.cache import caches
@@ -15,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django_dbtune import DbtuneError
 from django_dbtune.cache import cached, invalidate
 from django_dbtune.cache.store import store
+from tests.proxy import Proxy
 from tests.shop.models import Author, Book, Publisher, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "standby"])
@@ -271,6 +274,47 @@ def _read_in_own_connection():
         connections.close_all()
 
 
+# --- Stampede ------------------------------------------------------------------------------
+
+CALLS = []
+
+
+@cached(depends_on=[Book], lock=True)
+def slow_count():
+    CALLS.append(1)
+    time.sleep(0.3)  # long enough for every reader to miss while the first computes
+    return Book.objects.count()
+
+
+@cached(depends_on=[Book], lock=False)
+def slow_count_unlocked():
+    CALLS.append(1)
+    time.sleep(0.3)
+    return Book.objects.count()
+
+
+@pytest.mark.parametrize(("function", "calls"), [(slow_count, 1), (slow_count_unlocked, 8)])
+def test_cold_readers_compute_once_under_the_lock(shop, function, calls):
+    CALLS.clear()
+    barrier = threading.Barrier(8)
+    results = []
+
+    def read():
+        try:
+            barrier.wait()
+            results.append(function())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [4] * 8
+    assert len(CALLS) == calls
+
+
 # --- Cache trouble --------------------------------------------------------------------------
 
 DEAD_REDIS = {
@@ -294,6 +338,44 @@ def test_an_unreachable_cache_server_sends_everything_to_the_database(shop, sett
     settings.DBTUNE = {}
     assert "during the outage" in titles()
     assert titles() == database_titles()
+
+
+@pytest.fixture
+def redis_behind_a_proxy(settings):
+    """The test Redis, reached through a proxy that can be cut."""
+    if os.environ.get("DBTUNE_CACHE") != "redis":
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
+    location = settings.CACHES["default"]["LOCATION"]
+    host, port = location.split("//")[1].split("/")[0].split(":")
+    proxy = Proxy(host, int(port))
+    settings.CACHES = {
+        **settings.CACHES,
+        "proxied": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{proxy.port}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        },
+    }
+    settings.DBTUNE = {"CACHE_ALIAS": "proxied", "CACHE_BREAKER_SECONDS": 0}
+    yield proxy
+    proxy.close()
+
+
+def test_a_redis_outage_mid_run_raises_nothing_and_serves_nothing_stale(
+    shop, redis_behind_a_proxy
+):
+    proxy = redis_behind_a_proxy
+    titles()
+    assert queries(titles)[1] == 0  # served by Redis, through the proxy
+    proxy.cut()
+    assert titles() == database_titles()  # the database answers meanwhile
+    Book.objects.filter(title="B00").update(title="while Redis was away")
+    _save_title("B01", "saved while Redis was away")
+    assert titles() == database_titles()
+    proxy.restore()  # Redis comes back with the entry stored before the outage
+    assert titles() == database_titles()
+    assert "while Redis was away" in titles()
+    assert queries(titles)[1] == 0  # and caching again
 
 
 # --- Functions and by hand -------------------------------------------------------------------
@@ -363,3 +445,29 @@ def test_aggregate_with_arguments_keys_apart(shop):
     counted = Author.cached_objects.cached().aggregate(n=Count("books"))
     summed = Author.cached_objects.cached().aggregate(s=Sum("books__id"))
     assert set(counted) == {"n"} and set(summed) == {"s"}
+
+
+# --- manage.py dbtune_cache ---------------------------------------------------------------
+
+
+def test_the_command_clears_and_shows_stats(shop, settings):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    titles()
+    out = StringIO()
+    call_command("dbtune_cache", "stats", "--format", "json", stdout=out)
+    stats = json.loads(out.getvalue())
+    assert stats["reachable"] is True
+    assert "shop_book" in stats["groups"]["default"]
+    out = StringIO()
+    call_command("dbtune_cache", "clear", stdout=out)
+    assert "retired" in out.getvalue()
+    _, ran = queries(titles)
+    assert ran == 1  # the entry stored before the clear is not served
+    settings.DBTUNE = {"CACHE_ALIAS": "nope"}
+    with pytest.raises(CommandError, match=r"not in settings\.CACHES"):
+        call_command("dbtune_cache", "stats")

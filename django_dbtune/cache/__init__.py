@@ -45,26 +45,27 @@ class CachedQuerySetMixin:
 
     _dbtune_timeout: int | None = None
     _dbtune_cached: bool = False
+    _dbtune_lock: bool | None = None
 
-    def cached(self, timeout: int | None = None) -> Any:
+    def cached(self, timeout: int | None = None, lock: bool | None = None) -> Any:
         """This queryset, served from the cache until a table it reads changes.
 
-        ``timeout`` in seconds (default ``DBTUNE["CACHE_TIMEOUT"]``). Evaluating it, and
+        ``timeout`` in seconds (default ``DBTUNE["CACHE_TIMEOUT"]``). ``lock``: concurrent
+        misses run the query once (default ``DBTUNE["CACHE_LOCK"]``). Evaluating it, and
         ``count()``, ``exists()``, ``aggregate()`` and ``get()`` on it, use the cache.
         """
-        if timeout is not None and (not isinstance(timeout, int) or timeout <= 0):
-            raise DbtuneError(
-                f".cached(timeout=...) takes a positive number of seconds, not {timeout!r}."
-            )
+        _check_timeout(".cached", timeout)
         clone = cast(Any, self)._chain()
         clone._dbtune_cached = True
         clone._dbtune_timeout = timeout
+        clone._dbtune_lock = lock
         return clone
 
     def _clone(self) -> Any:
         clone = super()._clone()  # type: ignore[misc]
         clone._dbtune_cached = self._dbtune_cached
         clone._dbtune_timeout = self._dbtune_timeout
+        clone._dbtune_lock = self._dbtune_lock
         return clone
 
     def _fetch_all(self) -> None:
@@ -124,8 +125,52 @@ def _shape(queryset: Any, sql: str, kind: str, extra: Sequence[Any]) -> tuple[An
     )
 
 
-def _timeout(queryset: Any) -> int:
-    return queryset._dbtune_timeout or conf.CACHE_TIMEOUT
+def _check_timeout(where: str, timeout: Any) -> None:
+    if timeout is not None and (
+        not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0
+    ):
+        raise DbtuneError(
+            f"{where}(timeout=...) takes a positive number of seconds, not {timeout!r}."
+        )
+
+
+def _through(
+    alias: str,
+    digest: str,
+    tables: frozenset[str],
+    compute: Callable[[], tuple[Any, bool]],
+    timeout: int | None,
+    lock: bool | None,
+) -> Any:
+    """The cached value, or ``compute()``'s (value, storable), stored when it may be.
+
+    The generations are read before ``compute`` runs and the value is stored under them
+    only: a write that raced the computation has already replaced them.
+    """
+    if not tables or tables & written_in_transaction(alias):
+        return compute()[0]
+    entry = store.entry_key(digest)
+    found = store.lookup(entry, _generation_keys(alias, tables))
+    if found is None:
+        return compute()[0]
+    tokens, value = found
+    if value is not _MISSING:
+        return value
+    locking = conf.CACHE_LOCK if lock is None else lock
+    held = locking and store.acquire(entry)
+    if locking and not held:
+        # Another reader is computing this entry: wait briefly for it, then do it here.
+        value = store.wait_for(entry, tokens, conf.CACHE_LOCK_WAIT)
+        if value is not _MISSING:
+            return value
+    try:
+        value, storable = compute()
+        if storable and not connections[alias].in_atomic_block:
+            store.store(entry, tokens, value, timeout or conf.CACHE_TIMEOUT)
+    finally:
+        if held:
+            store.release(entry)
+    return value
 
 
 def _fetch_cached(queryset: Any) -> None:
@@ -139,31 +184,33 @@ def _fetch_cached(queryset: Any) -> None:
     sql, params = statement
     shape = _shape(queryset, sql, "rows", ())
     alias = queryset.db
+    connection = connections[alias]
     known = _tables_seen.get(shape)
-    tables = known or frozenset(analyse(sql, connections[alias].vendor).tables)
-    if not tables or tables & written_in_transaction(alias):
-        return
-    entry = store.entry_key(_digest(alias, shape, params))
-    found = store.lookup(entry, _generation_keys(alias, tables))
-    if found is None:
-        return
-    tokens, value = found
-    if value is not _MISSING:
-        queryset._result_cache = value
-        queryset._prefetch_done = True
-        return
-    read: set[str] = set()
-    with connections[alias].execute_wrapper(_reads_into(read, connections[alias].vendor)):
-        queryset._result_cache = list(queryset._iterable_class(queryset))
-        if queryset._prefetch_related_lookups and not queryset._prefetch_done:
-            queryset._prefetch_related_objects()
-    if read - tables:
-        # Prefetches read tables the generations above did not cover: remember them for
-        # the next miss, and store nothing now (a write to them may have raced this one).
-        _tables_seen[shape] = frozenset(tables | read)
-        return
-    if not connections[alias].in_atomic_block:
-        store.store(entry, tokens, queryset._result_cache, _timeout(queryset))
+    tables = known or frozenset(analyse(sql, connection.vendor).tables)
+
+    def compute() -> tuple[Any, bool]:
+        read: set[str] = set()
+        with connection.execute_wrapper(_reads_into(read, connection.vendor)):
+            queryset._result_cache = list(queryset._iterable_class(queryset))
+            if queryset._prefetch_related_lookups and not queryset._prefetch_done:
+                queryset._prefetch_related_objects()
+        if read - tables:
+            # Prefetches read tables whose generations were not read first: remember them
+            # for the next miss, and store nothing now (a write to them may have raced).
+            _tables_seen[shape] = frozenset(tables | read)
+            return queryset._result_cache, False
+        return queryset._result_cache, True
+
+    rows = _through(
+        alias,
+        _digest(alias, shape, params),
+        tables,
+        compute,
+        queryset._dbtune_timeout,
+        queryset._dbtune_lock,
+    )
+    queryset._result_cache = rows
+    queryset._prefetch_done = True
 
 
 def _value(queryset: Any, kind: str, extra: Sequence[Any], compute: Callable[[], Any]) -> Any:
@@ -175,20 +222,14 @@ def _value(queryset: Any, kind: str, extra: Sequence[Any], compute: Callable[[],
         return compute()
     sql, params = statement
     alias = queryset.db
-    tables = frozenset(analyse(sql, connections[alias].vendor).tables)
-    if not tables or tables & written_in_transaction(alias):
-        return compute()
-    entry = store.entry_key(_digest(alias, _shape(queryset, sql, kind, extra), params))
-    found = store.lookup(entry, _generation_keys(alias, tables))
-    if found is None:
-        return compute()
-    tokens, value = found
-    if value is not _MISSING:
-        return value
-    value = compute()
-    if not connections[alias].in_atomic_block:
-        store.store(entry, tokens, value, _timeout(queryset))
-    return value
+    return _through(
+        alias,
+        _digest(alias, _shape(queryset, sql, kind, extra), params),
+        frozenset(analyse(sql, connections[alias].vendor).tables),
+        lambda: (compute(), True),
+        queryset._dbtune_timeout,
+        queryset._dbtune_lock,
+    )
 
 
 def _reads_into(read: set[str], vendor: str) -> Callable[..., Any]:
@@ -218,13 +259,15 @@ def cached(
     timeout: int | None = None,
     depends_on: Iterable[type[Model] | str] = (),
     using: str = DEFAULT_DB_ALIAS,
+    lock: bool | None = None,
 ) -> Callable[[_Func], _Func]:
     """Cache a function's result per arguments until a table of ``depends_on`` changes.
 
     ``depends_on`` lists models (or ``"app_label.Model"``) whose tables the function reads;
-    ``using`` the database they are read from. Arguments must be picklable; a call whose
-    arguments are not runs uncached.
+    ``using`` the database they are read from; ``lock`` as for ``.cached()``. Arguments
+    must be picklable; a call whose arguments are not runs uncached.
     """
+    _check_timeout("@cached", timeout)
     if not depends_on:
         raise DbtuneError("@cached(depends_on=[...]) needs the models the function reads.")
     names = list(depends_on)
@@ -241,22 +284,12 @@ def cached(
             except Exception:
                 return function(*args, **kwargs)
             tables = frozenset(table for name in names for table in model_tables(_model(name)))
-            if tables & written_in_transaction(using):
-                return function(*args, **kwargs)
             digest = hashlib.sha256(
                 repr((database_group(using), label)).encode() + arguments
             ).hexdigest()[:40]
-            entry = store.entry_key(digest)
-            found = store.lookup(entry, _generation_keys(using, tables))
-            if found is None:
-                return function(*args, **kwargs)
-            tokens, value = found
-            if value is not _MISSING:
-                return value
-            value = function(*args, **kwargs)
-            if not connections[using].in_atomic_block:
-                store.store(entry, tokens, value, timeout or conf.CACHE_TIMEOUT)
-            return value
+            return _through(
+                using, digest, tables, lambda: (function(*args, **kwargs), True), timeout, lock
+            )
 
         return cast(_Func, wrapper)
 

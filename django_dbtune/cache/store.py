@@ -35,6 +35,9 @@ LOG_INTERVAL = 60.0
 
 _MISSING = object()
 
+LOCK_TIMEOUT = 30
+"""Seconds after which a stampede lock whose holder died frees itself."""
+
 
 def new_token() -> str:
     return secrets.token_hex(8)
@@ -158,6 +161,39 @@ class Store:
             self.backend().set(entry, (tokens, value), timeout=timeout)
         except Exception as error:
             self.failed("store an entry", error)
+
+    # --- the stampede lock ------------------------------------------------------------------
+
+    def acquire(self, entry: str) -> bool:
+        """Whether this reader computes ``entry`` (False: another one does; wait for it)."""
+        try:
+            return bool(self.backend().add(f"{entry}:lock", 1, timeout=LOCK_TIMEOUT))
+        except Exception as error:
+            self.failed("take a lock", error)
+            return True  # nobody to wait for: compute it here
+
+    def release(self, entry: str) -> None:
+        try:
+            self.backend().delete(f"{entry}:lock")
+        except Exception as error:
+            self.failed("release a lock", error)
+
+    def wait_for(self, entry: str, tokens: tuple[str, ...], seconds: float) -> Any:
+        """The entry once the reader holding its lock stores it under ``tokens``, or
+        ``_MISSING`` after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        pause = 0.005
+        while time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            try:
+                stored = self.backend().get(entry)
+            except Exception as error:
+                self.failed("read", error)
+                return _MISSING
+            if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == tokens:
+                return stored[1]
+        return _MISSING
 
     # --- writes --------------------------------------------------------------------------
 

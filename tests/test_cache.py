@@ -234,15 +234,19 @@ def test_a_rollback_leaves_nothing_behind(shop):
     assert "rolled back" not in titles()
 
 
+def _write_in_a_savepoint_that_rolls_back(title):
+    try:
+        with transaction.atomic():
+            Book.objects.filter(title=title).update(title="undone")
+            raise RuntimeError
+    except RuntimeError:
+        pass
+
+
 def test_a_savepoint_rollback_then_a_write_still_invalidates_on_commit(shop):
     titles()
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                Book.objects.filter(title="B00").update(title="undone")
-                raise RuntimeError
-        except RuntimeError:
-            pass
+        _write_in_a_savepoint_that_rolls_back("B00")
         Book.objects.filter(title="B01").update(title="kept")
     assert titles() == database_titles()
     assert "kept" in titles() and "undone" not in titles()
@@ -253,12 +257,7 @@ def test_a_reader_that_raced_an_open_transaction_does_not_survive_its_commit(sho
     committed; the commit retires that entry. (PostgreSQL: SQLite locks the reader out.)"""
     titles()
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                Book.objects.filter(title="B10").update(title="undone")
-                raise RuntimeError
-        except RuntimeError:
-            pass
+        _write_in_a_savepoint_that_rolls_back("B10")
         Book.objects.filter(title="B00").update(title="committed")
         reader = threading.Thread(target=_read_in_own_connection)
         reader.start()

@@ -16,6 +16,7 @@ transaction's own reads of the tables it wrote skip the cache.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
@@ -29,6 +30,10 @@ from django.db.models.signals import m2m_changed, post_save
 from django_dbtune.cache.store import store
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
+
+_seen = threading.local()
+"""Per thread: the tables the SQL watcher invalidated since the last ``post_save``, by alias
+(so a save, which the watcher has always seen already, costs one round trip, not two)."""
 
 _WRITTEN = "_dbtune_cache_written"
 """On a connection while a transaction runs: (its outermost Atomic, the tables written, by
@@ -120,6 +125,10 @@ def _watch_writes(
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.written_tables:
             invalidate_tables(connection.alias, statement.written_tables)
+            seen = getattr(_seen, "tables", None)
+            if seen is None:
+                seen = _seen.tables = {}
+            seen.setdefault(connection.alias, set()).update(statement.written_tables)
     return result
 
 
@@ -132,7 +141,10 @@ def _install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
 
 
 def _saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
-    invalidate_tables(using, model_tables(sender))
+    seen = getattr(_seen, "tables", {}).pop(using, set())
+    tables = model_tables(sender)
+    if not seen.issuperset(tables):
+        invalidate_tables(using, tables)
 
 
 def _m2m_changed(sender: type[Model], action: str, using: str, **kwargs: Any) -> None:

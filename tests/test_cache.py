@@ -273,6 +273,75 @@ def _read_in_own_connection():
         connections.close_all()
 
 
+# --- Concurrency ------------------------------------------------------------------------------
+
+
+def _write_version(path, version):
+    summary = f"{version:08d}"
+    if path == "save":
+        book = Book.objects.get(title="B00")
+        book.summary = summary
+        book.save()
+    elif path == "update":
+        Book.objects.filter(title="B00").update(summary=summary)
+    elif path == "bulk_update":
+        book = Book.objects.get(title="B00")
+        book.summary = summary
+        Book.objects.bulk_update([book], ["summary"])
+    elif path == "raw":
+        _raw("UPDATE shop_book SET summary = %s WHERE title = %s", [summary, "B00"])
+    else:
+        with transaction.atomic():
+            Book.objects.filter(title="B00").update(summary=summary)
+
+
+def test_no_stale_read_after_a_commit_under_concurrent_writes_and_reads(shop, postgres_only):
+    """Writers commit new versions through every path while readers read through the cache;
+    a read that starts after a commit never returns an older version."""
+    committed = [0]
+    write_lock = threading.Lock()
+    stale = []
+    reads = []
+    stop = time.monotonic() + 3
+
+    def writer(paths):
+        try:
+            version = 0
+            while time.monotonic() < stop:
+                with write_lock:  # versions commit in order
+                    version = committed[0] + 1
+                    _write_version(paths[version % len(paths)], version)
+                    committed[0] = version
+        finally:
+            connections.close_all()
+
+    def reader():
+        try:
+            while time.monotonic() < stop:
+                before = committed[0]
+                (summary,) = (
+                    Book.cached_objects.filter(title="B00")
+                    .cached()
+                    .values_list("summary", flat=True)
+                )
+                seen = int(summary or 0)
+                reads.append(seen)
+                if seen < before:
+                    stale.append((before, seen))
+        finally:
+            connections.close_all()
+
+    paths = ["save", "update", "bulk_update", "raw", "atomic"]
+    threads = [threading.Thread(target=writer, args=(paths,)) for _ in range(2)]
+    threads += [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert committed[0] > 20 and len(reads) > 100
+    assert stale == []
+
+
 # --- Stampede ------------------------------------------------------------------------------
 
 CALLS = []

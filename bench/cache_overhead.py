@@ -20,12 +20,13 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from side_by_side import alternating_rounds, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ("pk get, hit", "50-row list, hit", "pk get, cold miss", "save")
@@ -120,18 +121,7 @@ def _api(
 
 
 def run(tool: str, calls: int, batches: int) -> dict[str, float]:
-    env = {**os.environ, "BENCH_TOOL": tool, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
-    command = [
-        sys.executable,
-        __file__,
-        "--worker",
-        "--calls",
-        str(calls),
-        "--batches",
-        str(batches),
-    ]
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_worker(__file__, tool, ["--calls", str(calls), "--batches", str(batches)])
 
 
 def main() -> None:
@@ -150,9 +140,9 @@ def main() -> None:
 
     tools = ["dbtune"] + [t for t in ("cachalot", "cacheops") if importlib.util.find_spec(t)]
     ratios: dict[str, dict[str, list[float]]] = {t: {op: [] for op in OPERATIONS} for t in tools}
-    for round_number in range(args.rounds):
-        order = ["none", *tools] if round_number % 2 == 0 else [*reversed(tools), "none"]
-        times = {tool: run(tool, args.calls, args.batches) for tool in order}
+    for times in alternating_rounds(
+        args.rounds, tools, lambda tool: run(tool, args.calls, args.batches)
+    ):
         for tool in tools:
             for op in OPERATIONS:
                 base = times["none"]["pk get, hit" if op == "pk get, cold miss" else op]

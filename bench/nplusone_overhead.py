@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from side_by_side import alternating_rounds, run_worker
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {"n-plus-one": "/n-plus-one/", "eager": "/eager/"}
 
@@ -70,25 +72,7 @@ def worker(requests: int, batches: int) -> None:
 
 
 def run(tool: str, requests: int, batches: int) -> dict[str, float]:
-    # One hash seed for every worker: dict and set layouts then differ between processes by
-    # the tool alone, which narrows the process-to-process noise.
-    env = {**os.environ, "BENCH_TOOL": tool, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
-    output = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--worker",
-            "--requests",
-            str(requests),
-            "--batches",
-            str(batches),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return run_worker(__file__, tool, ["--requests", str(requests), "--batches", str(batches)])
 
 
 def available(tool: str) -> str | None:
@@ -121,9 +105,9 @@ def main() -> None:
     skipped = {tool: why for tool in tools if (why := available(tool))}
     tools = [tool for tool in tools if tool not in skipped]
     ratios: dict[str, dict[str, list[float]]] = {t: {p: [] for p in PAGES} for t in tools}
-    for round_number in range(args.rounds):
-        order = ["none", *tools] if round_number % 2 == 0 else [*reversed(tools), "none"]
-        times = {tool: run(tool, args.requests, args.batches) for tool in order}
+    for times in alternating_rounds(
+        args.rounds, tools, lambda tool: run(tool, args.requests, args.batches)
+    ):
         for tool in tools:
             for page in PAGES:
                 ratios[tool][page].append(times[tool][page] / times["none"][page])

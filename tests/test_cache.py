@@ -4,6 +4,7 @@ These tests commit for real (``transaction=True``): inside a transaction the cac
 nothing, which is also why Django's ``TestCase`` never sees a cache hit.
 """
 
+import multiprocessing
 import os
 import threading
 import time
@@ -17,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django_dbtune import DbtuneError
 from django_dbtune.cache import cached, invalidate
 from django_dbtune.cache.store import store
+from tests import cache_reader
 from tests.proxy import Proxy
 from tests.shop.models import Author, Book, Publisher, Tag
 
@@ -296,50 +298,68 @@ def _write_version(path, version):
 
 
 def test_no_stale_read_after_a_commit_under_concurrent_writes_and_reads(shop, postgres_only):
-    """Writers commit new versions through every path while readers read through the cache;
-    a read that starts after a commit never returns an older version."""
-    committed = [0]
-    write_lock = threading.Lock()
-    stale = []
-    reads = []
+    """Writers commit new versions through every path while readers, in this process and in
+    two others, read through the cache: a read that starts after a commit never returns an
+    older version."""
+    context = multiprocessing.get_context("spawn")
+    committed = context.Value("i", 0)
+    ready, go = context.Value("i", 0), context.Event()
+    stale_elsewhere, reads_elsewhere = context.Value("i", 0), context.Value("i", 0)
+    database = connection.settings_dict["NAME"]
+    processes = [
+        context.Process(
+            target=cache_reader.read,
+            args=(database, ready, go, committed, stale_elsewhere, reads_elsewhere, 3.0),
+        )
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    deadline = time.monotonic() + 60
+    while ready.value < len(processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.set()
     stop = time.monotonic() + 3
+    write_lock = threading.Lock()
+    stale, reads = [], []
 
     def writer(paths):
         try:
-            version = 0
             while time.monotonic() < stop:
                 with write_lock:  # versions commit in order
-                    version = committed[0] + 1
+                    version = committed.value + 1
                     _write_version(paths[version % len(paths)], version)
-                    committed[0] = version
+                    committed.value = version
         finally:
             connections.close_all()
 
     def reader():
         try:
             while time.monotonic() < stop:
-                before = committed[0]
+                before = committed.value
                 (summary,) = (
                     Book.cached_objects.filter(title="B00")
                     .cached()
                     .values_list("summary", flat=True)
                 )
-                seen = int(summary or 0)
-                reads.append(seen)
-                if seen < before:
-                    stale.append((before, seen))
+                reads.append(int(summary or 0))
+                if reads[-1] < before:
+                    stale.append((before, reads[-1]))
         finally:
             connections.close_all()
 
     paths = ["save", "update", "bulk_update", "raw", "atomic"]
     threads = [threading.Thread(target=writer, args=(paths,)) for _ in range(2)]
-    threads += [threading.Thread(target=reader) for _ in range(4)]
+    threads += [threading.Thread(target=reader) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert committed[0] > 20 and len(reads) > 100
-    assert stale == []
+    for process in processes:
+        process.join(30)
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert committed.value > 20 and len(reads) > 100 and reads_elsewhere.value > 100
+    assert stale == [] and stale_elsewhere.value == 0
 
 
 # --- Stampede ------------------------------------------------------------------------------

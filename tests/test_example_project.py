@@ -293,3 +293,29 @@ def test_after_the_fix_the_query_count_no_longer_grows(rf, spot):
     with_3 = count_queries()
     make_rows(4)
     assert count_queries() == with_3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cached_dashboard_computes_once_until_a_table_changes(client):  # CACHE-1, fixed
+    from django.contrib.auth.models import User
+    from django.core.cache import caches
+    from django.utils import timezone
+
+    caches["default"].clear()
+
+    def visit():
+        with capture_queries() as log:
+            response = client.get("/cached/")
+        assert response.status_code == 200
+        mine = [r for r in log if r.call_site.startswith("example_project/dashboard/cached.py")]
+        return response.content.decode(), len(mine)
+
+    websites = Website.objects.count()
+    first, ran = visit()
+    assert ran == 8 and f"Websites<b>{websites}</b>" in first
+    assert visit() == (first, 0), "served from the cache"
+    owner = User.objects.create(username="owner")
+    Website.objects.create(owner=owner, name="n", domain="new.example", created_at=timezone.now())
+    page, ran = visit()
+    assert ran == 8, "a write to one of its tables recomputes it"
+    assert f"Websites<b>{websites + 1}</b>" in page

@@ -1,6 +1,9 @@
 from django.urls import path
 
-from dashboard import views
+from dashboard import cached, views
 
 app_name = "dashboard"
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("cached/", cached.index, name="cached"),
+]

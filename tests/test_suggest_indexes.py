@@ -76,6 +76,7 @@ def test_findings_carry_their_evidence_and_the_right_index_type():
         ("example_project/crawler/views.py", 38),
         ("example_project/crawler/views.py", 39),
         ("example_project/dashboard/views.py", 15),
+        ("example_project/dashboard/cached.py", 24),  # the cached dashboard reads it too
     }
     assert status["index"]["fields"] == ["status_code", "-crawled_at"]
     assert status["severity"] == "high", "paginated: the query behind a list page"

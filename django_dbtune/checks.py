@@ -34,6 +34,38 @@ def check_settings(
     return messages
 
 
+def check_cache(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Models offer .cached() while the cache is off: every .cached() read goes to the
+    database, which is easy to miss. (Silent while the setting itself is wrong.)"""
+    from django.apps import apps
+
+    from django_dbtune.cache import CachedQuerySetMixin
+    from django_dbtune.conf import conf
+
+    if problems(getattr(settings, "DBTUNE", {})) or conf.CACHE_ENABLED:
+        return []
+    models = sorted(
+        model._meta.label
+        for model in apps.get_models()
+        if any(
+            isinstance(manager.get_queryset(), CachedQuerySetMixin)
+            for manager in model._meta.managers
+        )
+    )
+    if not models:
+        return []
+    return [
+        Warning(
+            f"{', '.join(models[:3])}{' and others' if len(models) > 3 else ''} offer "
+            ".cached(), but the query cache is off: those reads go to the database.",
+            hint='Set DBTUNE["CACHE_ENABLED"] = True (writes then retire cache entries).',
+            id="dbtune.W003",
+        )
+    ]
+
+
 _LEGACY = {
     "NPLUSONE_RAISE": 'DBTUNE["NPLUSONE_RAISE"]',
     "NPLUSONE_WHITELIST": 'DBTUNE["NPLUSONE_ALLOW"] (rules like {"relation": "app.Model.field"})',

@@ -95,11 +95,12 @@ OPTIONS: dict[str, Option] = {
         "--dbtune-nplusone-update-baseline): only findings not in it are reported.",
     ),
     "CACHE_ENABLED": Option(
-        True,
+        False,
         lambda value: isinstance(value, bool),
         "a boolean",
-        "The query cache's switch. Off, .cached() querysets and @cached functions go "
-        "straight to the database.",
+        "Turn the query cache on. Off (the default), .cached() querysets and @cached "
+        "functions go straight to the database and writes cost nothing extra; on, every "
+        "write also retires the cache entries of the tables it wrote.",
     ),
     "CACHE_ALIAS": Option(
         "default",

@@ -415,7 +415,11 @@ DEAD_REDIS = {
 def test_an_unreachable_cache_server_sends_everything_to_the_database(shop, settings, caplog):
     titles()  # cached while the server answered
     settings.CACHES = {**settings.CACHES, "unreachable": DEAD_REDIS}
-    settings.DBTUNE = {"CACHE_ALIAS": "unreachable", "CACHE_BREAKER_SECONDS": 0}
+    settings.DBTUNE = {
+        "CACHE_ENABLED": True,
+        "CACHE_ALIAS": "unreachable",
+        "CACHE_BREAKER_SECONDS": 0,
+    }
     assert titles() == database_titles()
     Book.objects.filter(title="B00").update(title="during the outage")  # nothing to tell
     assert titles() == database_titles()
@@ -423,7 +427,7 @@ def test_an_unreachable_cache_server_sends_everything_to_the_database(shop, sett
     assert 1 <= len(warnings) <= 3, [r.getMessage() for r in warnings]  # once per kind
     # The same entries are reachable again (the outage was this process's): the invalidation
     # it missed retires every entry before anything is read.
-    settings.DBTUNE = {}
+    settings.DBTUNE = {"CACHE_ENABLED": True}
     assert "during the outage" in titles()
     assert titles() == database_titles()
 
@@ -444,7 +448,7 @@ def redis_behind_a_proxy(settings):
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
         },
     }
-    settings.DBTUNE = {"CACHE_ALIAS": "proxied", "CACHE_BREAKER_SECONDS": 0}
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "proxied", "CACHE_BREAKER_SECONDS": 0}
     yield proxy
     proxy.close()
 
@@ -522,11 +526,26 @@ def test_bad_arguments_are_clear_errors(shop):
         invalidate("shop.Nope")
 
 
-def test_switched_off_it_goes_to_the_database(shop, settings):
+def test_switched_off_it_goes_to_the_database_and_says_so(shop, settings):
+    from django.core.checks import run_checks
+
     settings.DBTUNE = {"CACHE_ENABLED": False}
     titles()
     _, ran = queries(titles)
     assert ran == 1
+    # Off, writes are not even looked at: no generation is written.
+    caches["default"].clear()
+    Book.objects.filter(title="B00").update(title="unwatched")
+    assert _generation_keys_in_cache() == {}
+    warning = next(m for m in run_checks() if m.id == "dbtune.W003")
+    assert "shop.Book" in warning.msg and "CACHE_ENABLED" in warning.hint
+
+
+def _generation_keys_in_cache():
+    from django_dbtune.cache.store import store as the_store
+
+    keys = [the_store.generation_key("default", "shop_book")]
+    return caches["default"].get_many(keys)
 
 
 def test_aggregate_with_arguments_keys_apart(shop):
@@ -556,6 +575,6 @@ def test_the_command_clears_and_shows_stats(shop, settings):
     assert "retired" in out.getvalue()
     _, ran = queries(titles)
     assert ran == 1  # the entry stored before the clear is not served
-    settings.DBTUNE = {"CACHE_ALIAS": "nope"}
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "nope"}
     with pytest.raises(CommandError, match=r"not in settings\.CACHES"):
         call_command("dbtune_cache", "stats")

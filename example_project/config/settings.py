@@ -96,7 +96,8 @@ def cache() -> dict[str, object]:
 DATABASES = {"default": database("dbtune_example")}
 CACHES = {"default": cache()}
 
-DBTUNE: dict[str, object] = {}
+# The query cache serves the dashboard at /cached/.
+DBTUNE: dict[str, object] = {"CACHE_ENABLED": True}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

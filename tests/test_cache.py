@@ -132,6 +132,9 @@ WRITES = {
     ),
     "raw update": lambda: _raw("UPDATE shop_book SET title = %s WHERE title = %s", ["raw", "B00"]),
     "raw delete": lambda: _raw_delete("B00"),
+    "raw, lower case after a comment": lambda: _raw(
+        "/* by hand */ update shop_book set title = %s where title = %s", ["raw", "B00"]
+    ),
 }
 
 

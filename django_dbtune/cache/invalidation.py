@@ -112,16 +112,36 @@ def model_tables(model: type[Model]) -> list[str]:
 # --- The SQL watcher ------------------------------------------------------------------------
 
 
+_MAY_WRITE = (
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "MERGE",
+    "REPLACE",
+    "WITH",
+    "COPY",
+    "/*",  # a leading comment: the parser looks past it
+    "--",
+)
+
+
 def _watch_writes(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
     result = execute(sql, params, many, context)
-    head = sql[:6].upper()
-    if head != "SELECT" and sql[:1].isspace():
-        head = sql.lstrip()[:6].upper()
+    head = sql[:8].upper()
+    if sql[:1].isspace():
+        head = sql.lstrip()[:8].upper()
     connection = context["connection"]
-    # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
-    if head != "SELECT" and conf.CACHE_ENABLED and connection.alias in connections.settings:
+    # Only what can write a table is parsed: not SELECT, and not SAVEPOINT/RELEASE/SET,
+    # whose texts change with every savepoint (each would be a parse). Django's
+    # maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
+    if (
+        head.startswith(_MAY_WRITE)
+        and conf.CACHE_ENABLED
+        and connection.alias in connections.settings
+    ):
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.written_tables:
             invalidate_tables(connection.alias, statement.written_tables)

@@ -211,6 +211,15 @@ def test_a_write_through_one_alias_is_seen_on_another(shop):
     assert "moved" in standby_titles()
 
 
+def test_aliases_are_grouped_by_the_database_they_reach_or_as_configured(settings):
+    from django_dbtune.cache.invalidation import database_group
+
+    assert database_group("standby") == "default"  # a mirror of it
+    assert database_group("other") == "other"  # another database
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"other": "default"}}
+    assert database_group("other") == "default"
+
+
 # --- Transactions ---------------------------------------------------------------------------
 
 

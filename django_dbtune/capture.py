@@ -411,18 +411,19 @@ class CallSiteFinder:
 
     def __init__(self, skipped: tuple[str, ...]) -> None:
         self._skipped = skipped
-        # Both keyed by file name: a str caches its hash, a code object does not.
-        self._internal: dict[str, bool] = {}
-        self._kinds: dict[tuple[str, ...], dict[str, int]] = {}
+        # What each file is (_PROJECT, _INTERNAL or _DISOWNED), per disowned folders; keyed
+        # by file name: a str caches its hash, a code object does not.
+        self._kinds: dict[tuple[str, ...], dict[str, int]] = {(): {}}
         self._library_templates: dict[str, bool] = {}
 
     def is_internal(self, code: CodeType) -> bool:
         """Whether a frame running ``code`` belongs to Django, django-dbtune or the like."""
         filename = code.co_filename
-        internal = self._internal.get(filename)
-        if internal is None:
-            internal = self._internal[filename] = self.is_internal_file(filename)
-        return internal
+        kinds = self._kinds[()]
+        kind = kinds.get(filename)
+        if kind is None:
+            kind = kinds[filename] = self._kind(filename, ())
+        return kind != _PROJECT
 
     def is_internal_file(self, path: str) -> bool:
         # Installed libraries (site-packages) are never the project's own code: a REST
@@ -437,13 +438,13 @@ class CallSiteFinder:
     def find(self, frame: FrameType | None) -> _Site:
         # This runs for every query: the cached lookup is inlined, and the slow path
         # (is_internal) only classifies a file the first time it is seen.
-        known = self._internal
+        kinds = self._kinds[()]
         while frame is not None:
             code = frame.f_code
-            internal = known.get(code.co_filename)
-            if internal is None:
-                internal = self.is_internal(code)
-            if not internal:
+            kind = kinds.get(code.co_filename)
+            if kind is None:
+                kind = _INTERNAL if self.is_internal(code) else _PROJECT
+            if kind == _PROJECT:
                 return code.co_filename, frame.f_lineno, code.co_name
             if code is _THREAD_HANDLER:
                 # A sync_to_async worker: the frames above belong to whoever lent the

@@ -12,7 +12,7 @@ import time
 import pytest
 from django.core.cache import caches
 from django.db import connection, connections, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Prefetch, Sum
 from django.test.utils import CaptureQueriesContext
 
 from django_dbtune import DbtuneError
@@ -98,6 +98,14 @@ def test_prefetches_are_cached_and_their_tables_invalidate(shop):
     assert (again, ran) == (before, 0)
     Tag.objects.filter(name="t0").update(name="renamed")
     assert tag_names()[0] == ["renamed"]
+
+    def prefetched_with_an_object():
+        tags = Prefetch("tags", queryset=Tag.objects.order_by("name"))
+        return [len(b.tags.all()) for b in Book.cached_objects.prefetch_related(tags).cached()]
+
+    first = prefetched_with_an_object()  # learns, then stores, then serves
+    assert prefetched_with_an_object() == first
+    assert queries(prefetched_with_an_object) == (first, 0)
 
 
 # --- Every kind of write ---------------------------------------------------------------------

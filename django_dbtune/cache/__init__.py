@@ -29,6 +29,7 @@ from django.db.models import Manager, Model, QuerySet
 
 from django_dbtune.cache.invalidation import database_group, model_tables, written_in_transaction
 from django_dbtune.cache.store import _MISSING, store
+from django_dbtune.capture import capture_queries
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 from django_dbtune.sql import analyse
@@ -119,10 +120,20 @@ def _shape(queryset: Any, sql: str, kind: str, extra: Sequence[Any]) -> tuple[An
         kind,
         queryset._iterable_class.__qualname__,
         tuple(getattr(queryset, "_fields", None) or ()),
-        repr(queryset._prefetch_related_lookups),
+        tuple(_prefetch_key(lookup) for lookup in queryset._prefetch_related_lookups),
         sql,
         *extra,
     )
+
+
+def _prefetch_key(lookup: Any) -> Any:
+    """A prefetch lookup as a stable key: a ``Prefetch`` by its path, attribute and the SQL
+    of its queryset (its default repr is an address, new on every call)."""
+    if isinstance(lookup, str):
+        return lookup
+    inner = lookup.queryset
+    statement = _statement(inner) if inner is not None else None
+    return (lookup.prefetch_through, lookup.to_attr, statement)
 
 
 def _check_timeout(where: str, timeout: Any) -> None:
@@ -189,11 +200,12 @@ def _fetch_cached(queryset: Any) -> None:
     tables = known or frozenset(analyse(sql, connection.vendor).tables)
 
     def compute() -> tuple[Any, bool]:
-        read: set[str] = set()
-        with connection.execute_wrapper(_reads_into(read, connection.vendor)):
-            queryset._result_cache = list(queryset._iterable_class(queryset))
-            if queryset._prefetch_related_lookups and not queryset._prefetch_done:
-                queryset._prefetch_related_objects()
+        queryset._result_cache = list(queryset._iterable_class(queryset))
+        if not queryset._prefetch_related_lookups or queryset._prefetch_done:
+            return queryset._result_cache, True  # one query: its tables are all known
+        with capture_queries(using=[alias]) as log:
+            queryset._prefetch_related_objects()
+        read = {table for record in log for table in record.tables}
         if read - tables:
             # Prefetches read tables whose generations were not read first: remember them
             # for the next miss, and store nothing now (a write to them may have raced).
@@ -230,16 +242,6 @@ def _value(queryset: Any, kind: str, extra: Sequence[Any], compute: Callable[[],
         queryset._dbtune_timeout,
         queryset._dbtune_lock,
     )
-
-
-def _reads_into(read: set[str], vendor: str) -> Callable[..., Any]:
-    def record(
-        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
-    ) -> Any:
-        read.update(analyse(sql, vendor, params is not None).tables)
-        return execute(sql, params, many, context)
-
-    return record
 
 
 def _generation_keys(alias: str, tables: Iterable[str]) -> list[str]:

@@ -1,8 +1,9 @@
 """Every write invalidates the tables it wrote: from the ORM's signals and from the SQL itself.
 
 A watcher sits in every database connection's ``execute_wrappers`` (the same mechanism the
-capture layer uses): a statement that is not a plain SELECT is parsed (sqlglot, once per
-statement text) and the tables it writes get new generations once it has run. So
+capture layer uses): a statement that can write (INSERT, UPDATE, DELETE, TRUNCATE, ...) is
+parsed (sqlglot, once per statement text) and the tables it writes get new generations once
+it has run. So
 ``QuerySet.update()``, ``QuerySet.delete()``, ``bulk_create``, ``bulk_update``, raw cursor
 writes and ``TRUNCATE`` are seen as well as ``save()``. ``post_save`` and ``m2m_changed``
 invalidate too. ``post_delete`` is deliberately not listened to: a receiver for it turns off

@@ -193,9 +193,8 @@ class _ReadWatch:
         if instance is not None and self.waiting:
             tag = getattr(instance._state, TAG, None)
             if tag is not None and tag.live():
-                path = tag.prefix + self.lookup
-                tag.group.used.add(path)
-                self.waiting.discard((tag.group, path))
+                tag.read(self.lookup)
+                self.waiting.discard((tag.group, tag.prefix + self.lookup))
                 if not self.waiting:
                     _stop_watching(self)
         return self.original.__get__(instance, cls)
@@ -303,7 +302,8 @@ def _tag_selected(group: Group, rows: list[Any], tree: dict[str, Any], prefix: s
 
 
 def _tag_all_selected(group: Group, rows: list[Any], prefix: str = "", depth: int = 5) -> None:
-    """The same for a bare ``select_related()``, which names nothing: read each row's cache."""
+    """The same for a bare ``select_related()``, which names nothing: read each row's cache.
+    (Slower than following the tree, so only for that case.)"""
     if depth == 0:
         return
     attached: dict[str, list[Any]] = {}

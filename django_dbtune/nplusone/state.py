@@ -97,7 +97,7 @@ class Tag:
 
     def read(self, name: str) -> None:
         """The project read relation ``name`` of an instance with this tag."""
-        if name not in self.read_names:  # once per tag: this runs on every attribute read
+        if name not in self.read_names:  # once per tag
             self.read_names.add(name)
             self.group.used.add(self.prefix + name)
 

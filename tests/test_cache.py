@@ -108,6 +108,45 @@ def test_prefetches_are_cached_and_their_tables_invalidate(shop):
     assert queries(prefetched_with_an_object) == (first, 0)
 
 
+def test_rows_from_the_cache_behave_like_rows_from_the_database(shop):
+    def books():
+        return list(Book.cached_objects.select_related("author").order_by("title").cached())
+
+    fetched = books()
+    served, ran = queries(books)
+    assert ran == 0
+    book = served[0]
+    assert (book._state.adding, book._state.db) == (False, "default")
+    assert book == fetched[0] and book.pk == fetched[0].pk
+    _, ran = queries(lambda: book.author.name)
+    assert ran == 0  # the select_related object came back with it
+    book.title = "renamed"
+    book.save()  # an UPDATE of the existing row, not an INSERT of a new one
+    assert Book.objects.filter(title="renamed").count() == 1
+    assert Book.objects.count() == len(fetched)
+
+    def deferred():
+        return list(Book.cached_objects.only("title").order_by("title").cached())
+
+    deferred()
+    served, ran = queries(deferred)
+    assert ran == 0
+    _, ran = queries(lambda: served[0].summary)
+    assert ran == 1  # still deferred: loaded on access, as Django does
+
+
+def test_an_aggregate_over_a_join_is_invalidated_by_the_joined_table(shop):
+    def counts():
+        return sorted(
+            Author.cached_objects.annotate(n=Count("books")).cached().values_list("name", "n")
+        ) + [Author.cached_objects.cached().aggregate(n=Count("books"))["n"]]
+
+    counts()
+    assert queries(counts) == (counts(), 0)
+    Book.objects.create(title="one more", author=Author.objects.get(name="A0"))
+    assert counts() == [("A0", 3), ("A1", 2), 5]
+
+
 # --- Every kind of write ---------------------------------------------------------------------
 
 

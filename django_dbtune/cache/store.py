@@ -43,6 +43,31 @@ def new_token() -> str:
     return secrets.token_hex(8)
 
 
+class Snapshot:
+    """The epoch and some tables' generation tokens, as read at one moment."""
+
+    __slots__ = ("entry", "epoch", "tokens")
+
+    def __init__(self, epoch: str, tokens: dict[str, str]) -> None:
+        self.epoch = epoch
+        self.tokens = tokens
+        self.entry: Any = None
+
+    def validate(self, stored: Any) -> bool | None:
+        """Whether a stored entry, ``(epoch, tables, tokens, value)``, is still valid under
+        this snapshot; None when the snapshot lacks some of its tables."""
+        if not (isinstance(stored, tuple) and len(stored) == 4 and stored[0] == self.epoch):
+            return False
+        current = self.tokens
+        for table, token in zip(stored[1], stored[2], strict=True):
+            now = current.get(table)
+            if now is None:
+                return None
+            if now != token:
+                return False
+        return True
+
+
 class Store:
     """One process's view of the backend (the breaker and the missed-invalidation flag are
     per process; the tokens and entries live in the backend, shared)."""
@@ -115,29 +140,60 @@ class Store:
     # --- reads ---------------------------------------------------------------------------
 
     def lookup(
-        self, entry: str | None, generations: Sequence[str]
-    ) -> tuple[tuple[str, ...], Any] | None:
-        """One round trip: the current epoch and generation tokens (made where missing), and
-        the entry when it is still valid (else ``_MISSING``). None: use the database."""
+        self, entry: str, group: str, tables: Iterable[str]
+    ) -> tuple[Snapshot, tuple[tuple[str, ...], Any] | None] | None:
+        """One round trip for the epoch, the generations of ``tables`` (made where missing)
+        and the entry: (the snapshot read, and (the entry's tables, its value) when it is
+        still valid). None: use the database.
+
+        ``tables`` is a guess that saves a round trip; the entry knows which tables it read.
+        When the guess lacks some of them, their generations are read in a second round trip.
+        """
         if not self.usable():
             return None
+        snapshot = self.snapshot(group, tables, entry)
+        if snapshot is None:
+            return None
+        stored, snapshot.entry = snapshot.entry, None
+        valid = snapshot.validate(stored)
+        if valid is None:  # the entry read tables the guess lacked
+            missing = [table for table in stored[1] if table not in snapshot.tokens]
+            if not self.extend(snapshot, group, missing):
+                return None
+            valid = snapshot.validate(stored)
+        return snapshot, ((stored[1], stored[3]) if valid else None)
+
+    def snapshot(
+        self, group: str, tables: Iterable[str], entry: str | None = None
+    ) -> Snapshot | None:
+        """The epoch and the generations of ``tables`` now (and ``entry``, unchecked)."""
+        tables = list(tables)
+        generations = [self.generation_key(group, table) for table in tables]
         epoch_key = self.epoch_key()
         keys = [epoch_key, *generations] if entry is None else [epoch_key, *generations, entry]
         backend = self.backend()
         try:
             found = backend.get_many(keys)
             tokens: Sequence[Any] = [found.get(key) for key in (epoch_key, *generations)]
-            if any(token is None for token in tokens):
+            if None in tokens:
                 tokens = self._settle(backend, [epoch_key, *generations], tokens)
         except Exception as error:
             self.failed("read", error)
             return None
-        current = tuple(str(token) for token in tokens)
-        value: Any = _MISSING
-        stored = found.get(entry) if entry is not None else None
-        if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == current:
-            value = stored[1]
-        return current, value
+        snapshot = Snapshot(str(tokens[0]), dict(zip(tables, map(str, tokens[1:]), strict=True)))
+        snapshot.entry = found.get(entry) if entry is not None else None
+        return snapshot
+
+    def extend(self, snapshot: Snapshot, group: str, tables: Iterable[str]) -> bool:
+        """Read the generations of more tables into ``snapshot`` (False: the backend failed).
+        Each is as new as the query that follows, which is all a store under them needs."""
+        more = self.snapshot(group, tables)
+        if more is None:
+            return False
+        if more.epoch != snapshot.epoch:
+            snapshot.epoch = ""  # the epoch changed in between: nothing stored now is served
+        snapshot.tokens.update(more.tokens)
+        return True
 
     @staticmethod
     def _settle(backend: BaseCache, keys: list[str], tokens: Sequence[Any]) -> list[str]:
@@ -154,11 +210,16 @@ class Store:
             settled.append(str(token))
         return settled
 
-    def store(self, entry: str, tokens: tuple[str, ...], value: Any, timeout: int) -> None:
-        if time.monotonic() < self._open_until or self._missed:
+    def store(
+        self, entry: str, snapshot: Snapshot, tables: Iterable[str], value: Any, timeout: int
+    ) -> None:
+        """Store ``value``, read from ``tables``, under their generations in ``snapshot``."""
+        if time.monotonic() < self._open_until or self._missed or not snapshot.epoch:
             return
+        tables = tuple(sorted(tables))
+        tokens = tuple(snapshot.tokens[table] for table in tables)
         try:
-            self.backend().set(entry, (tokens, value), timeout=timeout)
+            self.backend().set(entry, (snapshot.epoch, tables, tokens, value), timeout=timeout)
         except Exception as error:
             self.failed("store an entry", error)
 
@@ -178,9 +239,9 @@ class Store:
         except Exception as error:
             self.failed("release a lock", error)
 
-    def wait_for(self, entry: str, tokens: tuple[str, ...], seconds: float) -> Any:
-        """The entry once the reader holding its lock stores it under ``tokens``, or
-        ``_MISSING`` after ``seconds``."""
+    def wait_for(self, entry: str, snapshot: Snapshot, seconds: float) -> Any:
+        """The entry once the reader holding its lock stores it under the generations of
+        ``snapshot``, or ``_MISSING`` after ``seconds``."""
         deadline = time.monotonic() + seconds
         pause = 0.005
         while time.monotonic() < deadline:
@@ -191,8 +252,8 @@ class Store:
             except Exception as error:
                 self.failed("read", error)
                 return _MISSING
-            if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == tokens:
-                return stored[1]
+            if snapshot.validate(stored):
+                return stored[3]
         return _MISSING
 
     # --- writes --------------------------------------------------------------------------
@@ -205,7 +266,11 @@ class Store:
         try:
             if time.monotonic() < self._open_until:
                 raise ConnectionError("the breaker is open after an earlier failure")
-            self.backend().set_many(keys, timeout=None)
+            backend = self.backend()
+            if len(keys) == 1:  # a plain SET: set_many may wrap it in a transaction
+                backend.set(*keys.popitem(), timeout=None)
+            else:
+                backend.set_many(keys, timeout=None)
         except Exception as error:
             self._missed = True
             self.failed("invalidate tables", error)

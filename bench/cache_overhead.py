@@ -63,11 +63,22 @@ def measure(calls: int, batches: int) -> list[tuple[str, list[float]]]:
     pk = Book.objects.order_by("id").values_list("id", flat=True)[500]
     get, listing, invalidate = _api(tool, Book)
     book = Book.objects.get(pk=pk)
+    from django.core.cache import caches
+    from django.db import connection
+
+    def select_by_pk() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM shop_book WHERE id = %s", [pk])
+            cursor.fetchall()
+
     operations: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]] = {
         "pk get, hit": (lambda: get(pk), None),
         "50-row list, hit": (listing, None),
         "pk get, cold miss": (lambda: get(pk), invalidate),
         "save": (book.save, None),
+        # The floor under the figures: one cache round trip against one database one.
+        "cache GET": (lambda: caches["default"].get("bench:absent"), None),
+        "cursor SELECT": (select_by_pk, None),
     }
     results = []
     for name, (operation, before) in operations.items():
@@ -140,9 +151,11 @@ def main() -> None:
 
     tools = ["dbtune"] + [t for t in ("cachalot", "cacheops") if importlib.util.find_spec(t)]
     ratios: dict[str, dict[str, list[float]]] = {t: {op: [] for op in OPERATIONS} for t in tools}
+    round_trips: list[float] = []
     for times in alternating_rounds(
         args.rounds, tools, lambda tool: run(tool, args.calls, args.batches)
     ):
+        round_trips.append(times["none"]["cache GET"] / times["none"]["cursor SELECT"])
         for tool in tools:
             for op in OPERATIONS:
                 base = times["none"]["pk get, hit" if op == "pk get, cold miss" else op]
@@ -156,6 +169,11 @@ def main() -> None:
         name = "django-dbtune" if tool == "dbtune" else f"django-{tool}"
         row = [statistics.median(ratios[tool][op]) for op in OPERATIONS]
         print(f"{name:<14}" + "".join(f"{value:>19.3f}x" for value in row))
+    print(
+        f"One cache GET round trip takes {statistics.median(round_trips):.2f}x one primary-key "
+        "SELECT through a database cursor. A hit makes one cache round trip, a miss two (look "
+        "up, store), a save one (invalidate)."
+    )
     missing = {"cachalot", "cacheops"} - set(tools)
     for tool in sorted(missing):
         print(f"django-{tool:<7} not installed (bench/env.sh installs it)")

@@ -94,6 +94,22 @@ OPTIONS: dict[str, Option] = {
         "A baseline file of known findings (written by the pytest plugin's "
         "--dbtune-nplusone-update-baseline): only findings not in it are reported.",
     ),
+    "WORKLOAD_FILE": Option(
+        None,
+        lambda value: value is None or (isinstance(value, str | os.PathLike) and bool(str(value))),
+        "None or a file path",
+        "Record the workload of every request CaptureMiddleware sees into this JSON-lines "
+        "file (query shapes, counts, times, call sites; no parameter values), for "
+        "manage.py suggest_indexes --workload. Processes append to it; meant for "
+        "development and staging.",
+    ),
+    "WORKLOAD_PARAMS": Option(
+        False,
+        lambda value: isinstance(value, bool),
+        "a boolean",
+        "Keep one parameter set per query shape in recorded workloads (they may be personal "
+        "data; off by default). Lets the advisor plan with real values.",
+    ),
     "CACHE_ENABLED": Option(
         False,
         lambda value: isinstance(value, bool),
@@ -299,6 +315,15 @@ class Settings:
     def NPLUSONE_BASELINE(self) -> Path | None:
         path = self._get("NPLUSONE_BASELINE")
         return None if path is None else Path(path)
+
+    @property
+    def WORKLOAD_FILE(self) -> Path | None:
+        path = self._get("WORKLOAD_FILE")
+        return None if path is None else Path(path)
+
+    @property
+    def WORKLOAD_PARAMS(self) -> bool:
+        return bool(self._get("WORKLOAD_PARAMS"))
 
     @property
     def CACHE_ENABLED(self) -> bool:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
+from django_dbtune import workload
 from django_dbtune.capture import capture_queries
 from django_dbtune.conf import conf
 from django_dbtune.errors import NPlusOneError
@@ -37,7 +39,8 @@ class CaptureMiddleware(_Middleware):
 
     Works under WSGI and ASGI. Place it first in MIDDLEWARE so that it sees the queries
     of every other middleware too. Queries run while a streaming response is being
-    consumed happen after the middleware returns and are not recorded.
+    consumed happen after the middleware returns and are not recorded. With
+    ``DBTUNE["WORKLOAD_FILE"]`` set, each request's queries also go to that workload file.
     """
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
@@ -46,18 +49,25 @@ class CaptureMiddleware(_Middleware):
         if not conf.ENABLED:
             response: HttpResponseBase = self.get_response(request)
             return response
-        with capture_queries() as log:
+        recorder = workload.process_recorder()
+        watching = recorder.watching() if recorder is not None else nullcontext()
+        with capture_queries() as log, watching:
             setattr(request, REQUEST_ATTRIBUTE, log)
             response = self.get_response(request)
+        if recorder is not None:
+            workload.add_request(recorder, log)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if not conf.ENABLED:
             response: HttpResponseBase = await self.get_response(request)
             return response
+        recorder = workload.process_recorder()
         async with capture_queries() as log:
             setattr(request, REQUEST_ATTRIBUTE, log)
             response = await self.get_response(request)
+        if recorder is not None:  # under ASGI: shapes and times, not the ORM's fields
+            workload.add_request(recorder, log)
         return response
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pytest
 
 _FINDINGS = pytest.StashKey[list[Any]]()
+_RECORDER = pytest.StashKey[Any]()
 
 
 class NPlusOneWarning(UserWarning):
@@ -29,6 +30,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Detect N+1 queries and unused eager loads in every test: 'raise' fails the "
         "test, 'warn' reports a warning. Tests marked dbtune_allow_nplusone are skipped.",
+    )
+    group.addoption(
+        "--dbtune-record",
+        metavar="PATH",
+        default=None,
+        help="Record the workload of the test run (query shapes, counts, times, call sites; "
+        "no parameter values) into this JSON-lines file, for manage.py suggest_indexes "
+        "--workload PATH.",
     )
     group.addoption(
         "--dbtune-nplusone-baseline",
@@ -75,6 +84,22 @@ def _baseline(config: pytest.Config) -> Path | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    path = item.config.getoption("--dbtune-record")
+    if path is None:
+        return (yield from _detect_nplusone(item))
+    from django_dbtune import workload
+
+    recorder = item.config.stash.get(_RECORDER, None)
+    if recorder is None:
+        recorder = item.config.stash[_RECORDER] = workload.Recorder(path)
+    with workload.capture_queries() as log, recorder.watching():
+        try:
+            return (yield from _detect_nplusone(item))
+        finally:
+            recorder.add(log)
+
+
+def _detect_nplusone(item: pytest.Item) -> Iterator[None]:
     config = item.config
     marker = item.get_closest_marker("dbtune_nplusone")
     mode = config.getoption("--dbtune-nplusone")
@@ -105,6 +130,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
+    recorder = config.stash.get(_RECORDER, None)
+    if recorder is not None:
+        count = recorder.flush()
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"django-dbtune: recorded {count} query shape(s) in {recorder.path}"
+            )
     if _FINDINGS not in config.stash:
         return
     path = _baseline(config)

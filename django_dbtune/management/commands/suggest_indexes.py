@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
@@ -9,10 +10,13 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from django_dbtune import writer
+from django_dbtune import workload, writer
 from django_dbtune.advisor import suggest
+from django_dbtune.advisor import workload as proof
+from django_dbtune.advisor.workload import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.conf import conf
 from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
+from django_dbtune.schema import model_schemas
 
 
 class Command(BaseCommand):
@@ -23,7 +27,9 @@ class Command(BaseCommand):
         "covering index (one composite per call site, equality columns first); duplicate "
         "and redundant indexes; and drift between the models and the database. Each finding "
         "names the lines it comes from and the models.Index(...) to add; --write adds them. "
-        "Tests, migrations and virtual environments are not scanned."
+        "Tests, migrations and virtual environments are not scanned. With --workload, "
+        "the queries a site really ran instead: each candidate index is proven with "
+        "PostgreSQL's planner (HypoPG) before it is suggested."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -59,6 +65,38 @@ class Command(BaseCommand):
             action="store_true",
             help="With --write on PostgreSQL: AddIndexConcurrently in a non-atomic migration, "
             "so building the index does not lock writes.",
+        )
+        parser.add_argument(
+            "--workload",
+            metavar="PATH",
+            help="A recorded workload (JSON lines: DBTUNE['WORKLOAD_FILE'], pytest "
+            "--dbtune-record, or django_dbtune.workload.record). Suggest only indexes that "
+            "PostgreSQL's planner would use for those queries, ranked by estimated time saved. "
+            "On SQLite: the recorded queries that scan a whole table.",
+        )
+        parser.add_argument(
+            "--allow-build",
+            action="store_true",
+            help="With --workload, where HypoPG is not installed: build each candidate inside "
+            "a transaction that is rolled back (lock_timeout 2s). Development databases only: "
+            "building locks writes to the table.",
+        )
+        parser.add_argument(
+            "--min-cost-reduction",
+            type=_percent,
+            default=round(DEFAULT_MIN_REDUCTION * 100),
+            metavar="PERCENT",
+            help="With --workload: suggest an index only if it cuts the planner's estimated "
+            "cost of the queries it serves by at least this much (default "
+            f"{round(DEFAULT_MIN_REDUCTION * 100)}).",
+        )
+        parser.add_argument(
+            "--max-per-table",
+            type=_positive,
+            default=DEFAULT_MAX_PER_TABLE,
+            metavar="N",
+            help=f"With --workload: at most N new indexes per table (default "
+            f"{DEFAULT_MAX_PER_TABLE}).",
         )
         parser.add_argument(
             "--min-severity",
@@ -97,7 +135,12 @@ class Command(BaseCommand):
                 f"warning: database {database!r} is unreachable ({first_line}); "
                 "checking the models only."
             )
-        report = suggest.static_report(labels, database, read_database=read_database)
+        if options["workload"]:
+            if not read_database:
+                raise CommandError(f"--workload needs database {database!r} to plan queries.")
+            report = self._workload(labels, database, options)
+        else:
+            report = suggest.static_report(labels, database, read_database=read_database)
         for path, reason in report.skipped_files:
             self.stderr.write(f"warning: skipped {path}, which does not parse ({reason}).")
         findings = [f for f in report.findings if f.at_least(options["min_severity"])]
@@ -112,6 +155,41 @@ class Command(BaseCommand):
             self._write(findings, options["concurrently"])
         elif options["check"] and findings:
             sys.exit(1)
+
+    def _workload(
+        self, labels: list[str], database: str, options: dict[str, Any]
+    ) -> suggest.Report:
+        try:
+            shapes = workload.read(options["workload"])
+        except workload.WorkloadError as error:
+            raise CommandError(str(error)) from None
+        if not shapes:
+            raise CommandError(f"The workload file {options['workload']} records no queries.")
+        schemas = {
+            schema.label: schema for schema in model_schemas(labels, database, read_database=True)
+        }
+        try:
+            outcome = proof.prove(
+                shapes,
+                schemas,
+                database,
+                allow_build=options["allow_build"],
+                min_reduction=options["min_cost_reduction"] / 100,
+                max_per_table=options["max_per_table"],
+            )
+        except proof.ProofError as error:
+            raise CommandError(str(error)) from None
+        except DatabaseError as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else error
+            raise CommandError(f"The planner could not be asked: {first_line}") from None
+        reads = sum(1 for shape in shapes if shape.kind == "read")
+        self.stderr.write(
+            f"{len(shapes)} query shape(s) recorded, {reads} read(s); planned on {database!r} "
+            f"with {_METHODS[outcome.method]}."
+        )
+        for reason, count in sorted(outcome.skipped.items()):
+            self.stderr.write(f"  left out: {count} {reason}")
+        return suggest.Report(findings=outcome.findings)
 
     def _write(self, findings: list[Finding], concurrently: bool) -> None:
         try:
@@ -128,3 +206,26 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{len(write_plan.written)} index(es) written. Run 'manage.py migrate' to build them."
         )
+
+
+_METHODS = {
+    "hypopg": "hypothetical indexes (HypoPG)",
+    "build": "indexes built inside a rolled-back transaction (--allow-build)",
+    "sqlite": "EXPLAIN QUERY PLAN (SQLite: nothing is tried, full scans are shown)",
+}
+
+
+def _percent(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= number < 100:
+        raise argparse.ArgumentTypeError("give a percentage from 0 to 99")
+    return number
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return int(value)

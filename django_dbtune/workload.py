@@ -1,0 +1,413 @@
+"""Workloads: the queries a site really runs, recorded as query shapes, for the index advisor.
+
+A workload file is JSON lines, one line per (database, SQL text) with how often it ran, its
+total and longest time, the lines of code that ran it and, for ORM queries, the fields the
+ORM's own ``Query`` filters and sorts by. Processes append to one file (under a lock);
+reading merges the lines, so a file written by several processes or runs is one workload.
+
+No parameter value is stored unless asked (``DBTUNE["WORKLOAD_PARAMS"] = True``, or
+``record(params=True)``): values may be personal data. The SQL kept is Django's, with its
+``%s`` placeholders, not the values.
+
+Sources:
+- ``with record("workload.jsonl"):`` around any code;
+- ``DBTUNE["WORKLOAD_FILE"]`` with ``CaptureMiddleware``: every request, flushed every few
+  seconds and at exit;
+- ``pytest --dbtune-record=PATH``: a whole test run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from django.db import connections
+from django.db.models import F, Model
+from django.db.models.expressions import Col, OrderBy
+from django.db.models.lookups import Lookup
+from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.where import AND, WhereNode
+
+from django_dbtune.capture import QueryLog, _jsonable, capture_queries
+
+__all__ = ["OrmUse", "Recorder", "Shape", "WorkloadError", "capture_queries", "read", "record"]
+from django_dbtune.conf import conf
+from django_dbtune.errors import DbtuneError
+
+FORMAT_VERSION = 1
+
+EQUALITY = frozenset({"exact", "in", "isnull"})
+RANGE = frozenset({"gt", "gte", "lt", "lte", "range"})
+PATTERN = frozenset({"startswith"})
+CONTAINS = {"contains": False, "icontains": True}
+
+
+class WorkloadError(DbtuneError):
+    """A workload file that cannot be read."""
+
+
+@dataclass
+class OrmUse:
+    """What an ORM query filters and sorts by, in field names of its model."""
+
+    model: str
+    equality: list[str] = field(default_factory=list)
+    ranges: list[str] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
+    contains: list[tuple[str, bool]] = field(default_factory=list)
+    single: list[str] = field(default_factory=list)
+    """Filtered where a composite index cannot help (under OR or NOT)."""
+    sort: list[str] = field(default_factory=list)
+    explicit_sort: bool = False
+    sliced: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "equality": self.equality,
+            "ranges": self.ranges,
+            "patterns": self.patterns,
+            "contains": [list(item) for item in self.contains],
+            "single": self.single,
+            "sort": self.sort,
+            "explicit_sort": self.explicit_sort,
+            "sliced": self.sliced,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OrmUse:
+        return cls(
+            model=str(data["model"]),
+            equality=[str(x) for x in data.get("equality", [])],
+            ranges=[str(x) for x in data.get("ranges", [])],
+            patterns=[str(x) for x in data.get("patterns", [])],
+            contains=[(str(name), bool(i)) for name, i in data.get("contains", [])],
+            single=[str(x) for x in data.get("single", [])],
+            sort=[str(x) for x in data.get("sort", [])],
+            explicit_sort=bool(data.get("explicit_sort", False)),
+            sliced=bool(data.get("sliced", False)),
+        )
+
+
+@dataclass
+class Shape:
+    """Every run of one SQL text on one database."""
+
+    database: str
+    vendor: str
+    sql: str
+    kind: str
+    tables: list[str]
+    calls: int = 0
+    total_ms: float = 0.0
+    max_ms: float = 0.0
+    call_sites: Counter[str] = field(default_factory=Counter)
+    orm: OrmUse | None = None
+    params: list[Any] | None = None
+    """One representative parameter set, only when recording was asked to keep one."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.database, self.sql)
+
+    def merge(self, other: Shape) -> None:
+        self.calls += other.calls
+        self.total_ms += other.total_ms
+        self.max_ms = max(self.max_ms, other.max_ms)
+        self.call_sites.update(other.call_sites)
+        self.orm = self.orm or other.orm
+        self.params = self.params if self.params is not None else other.params
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "database": self.database,
+            "vendor": self.vendor,
+            "sql": self.sql,
+            "kind": self.kind,
+            "tables": self.tables,
+            "calls": self.calls,
+            "total_ms": round(self.total_ms, 3),
+            "max_ms": round(self.max_ms, 3),
+            "call_sites": dict(self.call_sites.most_common()),
+            "orm": self.orm.as_dict() if self.orm else None,
+        }
+        if self.params is not None:
+            data["params"] = self.params
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Shape:
+        shape = cls(
+            database=str(data["database"]),
+            vendor=str(data["vendor"]),
+            sql=str(data["sql"]),
+            kind=str(data["kind"]),
+            tables=[str(t) for t in data["tables"]],
+            calls=int(data["calls"]),
+            total_ms=float(data["total_ms"]),
+            max_ms=float(data["max_ms"]),
+            call_sites=Counter({str(k): int(v) for k, v in data["call_sites"].items()}),
+            orm=OrmUse.from_dict(data["orm"]) if data.get("orm") else None,
+            params=list(data["params"]) if data.get("params") is not None else None,
+        )
+        if shape.calls < 1 or shape.total_ms < 0:
+            raise ValueError("calls must be positive and times not negative")
+        return shape
+
+
+# --- Reading the ORM's own query -------------------------------------------------------------
+
+_EXECUTE_SQL = SQLCompiler.execute_sql.__code__
+
+
+def _compiler_of(frame: FrameType | None) -> SQLCompiler | None:
+    """The SELECT compiler running this statement, found a few frames up."""
+    for _ in range(12):
+        if frame is None:
+            return None
+        if frame.f_code is _EXECUTE_SQL:
+            compiler = frame.f_locals.get("self")
+            return compiler if isinstance(compiler, SQLCompiler) else None
+        frame = frame.f_back
+    return None
+
+
+def describe(query: Any) -> OrmUse | None:
+    """The fields ``query`` filters (by kind of lookup) and sorts by, on its own model."""
+    model: type[Model] | None = query.model
+    if model is None:
+        return None
+    use = OrmUse(model._meta.label)
+    _walk(query.where, model, use, composite=True)
+    ordering = list(query.order_by)
+    use.explicit_sort = bool(ordering)
+    if not ordering and query.default_ordering:
+        ordering = list(model._meta.ordering or ())
+    pk = model._meta.pk.name if model._meta.pk else "id"
+    for item in ordering:
+        name = _sort_name(item, pk)
+        if name is None:
+            break  # a sort an index cannot follow: stop at it, as the database would
+        use.sort.append(name)
+    use.sliced = query.high_mark is not None
+    return use
+
+
+def _sort_name(item: Any, pk: str) -> str | None:
+    if isinstance(item, OrderBy) and isinstance(item.expression, F):
+        name, descending = str(getattr(item.expression, "name", "")), item.descending
+    elif isinstance(item, str) and item != "?":
+        name, descending = item.lstrip("-"), item.startswith("-")
+    else:
+        return None
+    if "__" in name:
+        return None
+    name = pk if name == "pk" else name
+    return f"-{name}" if descending else name
+
+
+def _walk(node: Any, model: type[Model], use: OrmUse, composite: bool) -> None:
+    if isinstance(node, WhereNode):
+        composite = composite and node.connector == AND and not node.negated
+        if node.connector != AND and len(node.children) == 1:
+            composite = composite and not node.negated
+        for child in node.children:
+            _walk(child, model, use, composite)
+        return
+    if not isinstance(node, Lookup) or not isinstance(node.lhs, Col):
+        return
+    target = node.lhs.target
+    if target.model is not model and not issubclass(model, target.model):
+        return
+    name = target.name
+    lookup = node.lookup_name
+    if lookup in CONTAINS:
+        use.contains.append((name, CONTAINS[lookup]))
+    elif not composite and lookup in EQUALITY | RANGE | PATTERN:
+        use.single.append(name)
+    elif lookup in EQUALITY:
+        use.equality.append(name)
+    elif lookup in RANGE:
+        use.ranges.append(name)
+    elif lookup in PATTERN:
+        use.patterns.append(name)
+
+
+# --- Recording --------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Query shapes gathered in memory, appended to a file by ``flush()``."""
+
+    def __init__(self, path: str | os.PathLike[str], params: bool = False) -> None:
+        self.path = Path(path)
+        self.params = params
+        self.shapes: dict[tuple[str, str], Shape] = {}
+        self._orm: dict[str, OrmUse | None] = {}
+        self._lock = threading.Lock()
+
+    def note_orm(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        """An execute wrapper: what the ORM query behind each new SQL text filters by."""
+        if sql not in self._orm:
+            compiler = _compiler_of(sys._getframe(1))
+            try:
+                self._orm[sql] = describe(compiler.query) if compiler is not None else None
+            except Exception:  # a query shape this reader does not know: no ORM detail
+                self._orm[sql] = None
+        return execute(sql, params, many, context)
+
+    @contextmanager
+    def watching(self, aliases: Iterable[str] | None = None) -> Iterator[None]:
+        """Note the ORM query behind each statement run meanwhile (on this thread)."""
+        installed = []
+        for alias in aliases if aliases is not None else conf.DATABASES:
+            wrappers = connections[alias].execute_wrappers
+            if self.note_orm not in wrappers:
+                wrappers.insert(0, self.note_orm)
+                installed.append(wrappers)
+        try:
+            yield
+        finally:
+            for wrappers in installed:
+                if self.note_orm in wrappers:
+                    wrappers.remove(self.note_orm)
+
+    def add(self, log: QueryLog) -> None:
+        with self._lock:
+            for record in log:
+                if record.error is not None:
+                    continue
+                key = (record.alias, record.sql)
+                shape = self.shapes.get(key)
+                if shape is None:
+                    shape = self.shapes[key] = Shape(
+                        record.alias,
+                        record.vendor,
+                        record.sql,
+                        record.kind,
+                        list(record.tables),
+                        orm=self._orm.get(record.sql),
+                    )
+                    if self.params and not record.many:
+                        shape.params = _jsonable(record.params)
+                milliseconds = record.duration * 1000
+                shape.calls += 1
+                shape.total_ms += milliseconds
+                shape.max_ms = max(shape.max_ms, milliseconds)
+                shape.call_sites[record.call_site or "(unknown)"] += 1
+
+    def flush(self) -> int:
+        """Append the shapes gathered since the last flush; how many lines were written."""
+        with self._lock:
+            shapes, self.shapes = list(self.shapes.values()), {}
+        if not shapes:
+            return 0
+        text = "".join(json.dumps(shape.as_dict()) + "\n" for shape in shapes)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)  # other processes append to the same file
+            try:
+                file.write(text)
+                file.flush()
+            finally:
+                fcntl.flock(file, fcntl.LOCK_UN)
+        return len(shapes)
+
+
+@contextmanager
+def record(
+    path: str | os.PathLike[str], params: bool | None = None, using: Iterable[str] | None = None
+) -> Iterator[Recorder]:
+    """``with record(path):`` appends the workload of the enclosed code to ``path``.
+    ``params=True`` keeps one parameter set per shape (default ``DBTUNE["WORKLOAD_PARAMS"]``)."""
+    recorder = Recorder(path, conf.WORKLOAD_PARAMS if params is None else params)
+    with capture_queries(using) as log, recorder.watching(using):
+        try:
+            yield recorder
+        finally:
+            recorder.add(log)
+    recorder.flush()
+
+
+# The recorder behind DBTUNE["WORKLOAD_FILE"]: one per process, flushed every few seconds.
+_process_recorder: Recorder | None = None
+_flushed_at = 0.0
+FLUSH_SECONDS = 5.0
+
+
+def process_recorder() -> Recorder | None:
+    """The recorder for ``DBTUNE["WORKLOAD_FILE"]``, or None when it is not set."""
+    global _process_recorder
+    path = conf.WORKLOAD_FILE
+    if path is None:
+        return None
+    if _process_recorder is None or _process_recorder.path != Path(path):
+        _process_recorder = Recorder(path, conf.WORKLOAD_PARAMS)
+        atexit.register(_process_recorder.flush)
+    return _process_recorder
+
+
+def add_request(recorder: Recorder, log: QueryLog) -> None:
+    global _flushed_at
+    recorder.add(log)
+    now = time.monotonic()
+    if now - _flushed_at >= FLUSH_SECONDS:
+        _flushed_at = now
+        recorder.flush()
+
+
+# --- Reading ------------------------------------------------------------------------------
+
+
+def read(path: str | os.PathLike[str]) -> list[Shape]:
+    """Every shape in a workload file, lines of the same (database, SQL) merged."""
+    merged: dict[tuple[str, str], Shape] = {}
+    for shape in _lines(Path(path)):
+        if shape.key in merged:
+            merged[shape.key].merge(shape)
+        else:
+            merged[shape.key] = shape
+    return sorted(merged.values(), key=lambda shape: -shape.total_ms)
+
+
+def _lines(path: Path) -> Iterator[Shape]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise WorkloadError(f"Cannot read the workload file {path}: {error.strerror}.") from None
+    except UnicodeDecodeError:
+        raise WorkloadError(f"{path} is not a workload file (not UTF-8 text).") from None
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
+                raise ValueError(f"not a version-{FORMAT_VERSION} workload line")
+            yield Shape.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            truncated = not line.endswith("\n")
+            raise WorkloadError(
+                f"{path}, line {number}: "
+                + (
+                    "the line is cut short (was the recording process stopped while writing?)"
+                    if truncated
+                    else f"not a workload line ({error})"
+                )
+                + ". Record the workload again, or remove that line."
+            ) from None

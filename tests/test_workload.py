@@ -1,0 +1,238 @@
+"""Workloads: recording what a site runs, and index advice the planner proves from it."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_dbtune import workload
+from tests.shop.models import Author, Book
+
+SECRET = "a-title-nobody-may-see"
+
+
+def _run_reads():
+    author = Author.objects.first()
+    list(Book.objects.filter(title=SECRET))
+    list(Book.objects.filter(title="another"))
+    list(Book.objects.filter(author=author, id__gt=3).order_by("-id")[:10])
+
+
+@pytest.fixture
+def books(db):
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create([Book(title=f"t{i}", author=author) for i in range(30)])
+
+
+def test_a_recorded_workload_keeps_no_parameter_values_unless_asked(books, tmp_path):
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        _run_reads()
+    text = path.read_text()
+    assert SECRET not in text and "another" not in text
+    shapes = workload.read(path)
+    by_title = next(s for s in shapes if s.orm and s.orm.equality == ["title"])
+    assert by_title.calls == 2 and by_title.params is None  # one shape, two values
+    kept = tmp_path / "with-params.jsonl"
+    with workload.record(kept, params=True):
+        _run_reads()
+    assert SECRET in kept.read_text()
+
+
+def test_the_orm_fields_come_from_the_query_itself(books, tmp_path):
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        _run_reads()
+    shapes = {tuple(s.orm.equality): s for s in workload.read(path) if s.orm}
+    ranged = shapes[("author",)].orm
+    assert (ranged.ranges, ranged.sort, ranged.explicit_sort, ranged.sliced) == (
+        ["id"],
+        ["-id"],
+        True,
+        True,
+    )
+    assert list(shapes[("author",)].call_sites) == [
+        f"tests/test_workload.py:{_run_reads.__code__.co_firstlineno + 4} in _run_reads"
+    ]
+
+
+def test_lines_from_several_runs_and_processes_merge(books, tmp_path):
+    path = tmp_path / "workload.jsonl"
+    for _ in range(3):
+        with workload.record(path):
+            _run_reads()
+    shapes = workload.read(path)
+    by_title = next(s for s in shapes if s.orm and s.orm.equality == ["title"])
+    assert by_title.calls == 6
+    assert len(path.read_text().splitlines()) == 3 * len(shapes)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "Cannot read the workload file"),
+        ('{"v": 1, "database": "default"', "line 1: the line is cut short"),
+        ("not json\n", "line 1: not a workload line"),
+        ('{"v": 99}\n', "not a version-1 workload line"),
+        ("", "records no queries"),
+    ],
+)
+def test_a_bad_workload_file_is_a_clear_error(db, tmp_path, content, message):
+    path = tmp_path / "workload.jsonl"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(CommandError, match=message):
+        call_command("suggest_indexes", "shop", "--workload", str(path), stdout=StringIO())
+
+
+def test_bad_numbers_are_refused_by_the_command(db, tmp_path):
+    for option, value in (("--min-cost-reduction", "150"), ("--max-per-table", "0")):
+        with pytest.raises(CommandError, match="argument"):
+            call_command("suggest_indexes", "shop", "--workload", "w.jsonl", option, value)
+
+
+# --- SQLite: which recorded queries scan a whole table ------------------------------------
+
+
+def test_on_sqlite_the_full_scans_are_shown(books, tmp_path):
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite report")
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        _run_reads()
+    out, err = StringIO(), StringIO()
+    call_command(
+        "suggest_indexes",
+        "shop",
+        "--workload",
+        str(path),
+        "--format",
+        "json",
+        stdout=out,
+        stderr=err,
+    )
+    findings = json.loads(out.getvalue())
+    scans = [f for f in findings if f["kind"] == "workload_scan"]
+    assert [f["fields"] for f in scans] == [["title"]]
+    assert "SCAN shop_book" in scans[0]["message"]
+    assert scans[0]["index"]["fields"] == ["title"]
+    assert "EXPLAIN QUERY PLAN" in err.getvalue()
+
+
+# --- PostgreSQL: proven by the planner --------------------------------------------------------
+
+
+@pytest.fixture
+def many_books(postgres_only, db):
+    """Enough rows for the planner to prefer an index to a scan."""
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create(
+        [Book(title=f"title {i}", summary=str(i % 7), author=author) for i in range(20000)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE shop_book")
+
+
+@pytest.fixture
+def recorded(many_books, tmp_path):
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(5):
+            list(Book.objects.filter(title=f"title {i}"))
+        list(Book.objects.filter(author=Author.objects.first()))  # its FK index exists
+        Book.objects.filter(title="title 1").update(summary="a write: never planned")
+    return path
+
+
+def _hypopg(installed):
+    with connection.cursor() as cursor:
+        if installed:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+        else:
+            cursor.execute("DROP EXTENSION IF EXISTS hypopg")
+
+
+def _suggest(path, *options):
+    out, err = StringIO(), StringIO()
+    call_command(
+        "suggest_indexes",
+        "shop",
+        "--workload",
+        str(path),
+        "--format",
+        "json",
+        *options,
+        stdout=out,
+        stderr=err,
+    )
+    return json.loads(out.getvalue()), err.getvalue()
+
+
+def test_hypopg_proves_the_index_the_queries_lack(recorded):
+    _hypopg(True)
+    with CaptureQueriesContext(connection) as ran:
+        findings, err = _suggest(recorded)
+    assert [(f["kind"], f["fields"]) for f in findings] == [("workload_index", ["title"])]
+    finding = findings[0]
+    assert "Seq Scan on shop_book" in finding["message"]
+    assert "Index Scan on shop_book using shop_book_title_" in finding["message"]
+    assert "threshold 20%" in finding["message"]
+    assert finding["index"]["name"].startswith("shop_book_title_")
+    assert finding["evidence"][0]["file"] == "tests/test_workload.py"
+    assert "hypothetical indexes (HypoPG)" in err
+    _assert_only_plain_explains_of_reads(ran)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM hypopg_list_indexes")
+        assert cursor.fetchone()[0] == 0  # nothing hypothetical left behind
+
+
+def test_a_higher_threshold_than_the_gain_suggests_nothing(recorded):
+    _hypopg(True)
+    findings, err = _suggest(recorded, "--min-cost-reduction", "99.9")
+    assert findings == []
+    assert "below the cost-reduction threshold" in err
+
+
+@pytest.mark.django_db(transaction=True)  # a real build cannot follow uncommitted inserts
+def test_without_hypopg_the_trial_is_built_and_rolled_back_only_when_allowed(recorded):
+    _hypopg(False)
+    with pytest.raises(CommandError, match=r"needs HypoPG.*--allow-build"):
+        _suggest(recorded)
+    with CaptureQueriesContext(connection) as ran:
+        findings, err = _suggest(recorded, "--allow-build")
+    assert [f["fields"] for f in findings] == [["title"]]
+    assert "rolled-back transaction" in err
+    assert any(q["sql"].startswith("CREATE INDEX dbtune_trial_") for q in ran.captured_queries)
+    assert any("lock_timeout" in q["sql"] for q in ran.captured_queries)
+    _assert_only_plain_explains_of_reads(ran)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'shop_book'")
+        assert not [name for (name,) in cursor.fetchall() if name.startswith("dbtune_trial_")]
+
+
+def _assert_only_plain_explains_of_reads(ran):
+    """The recorded workload has an UPDATE: it is never planned, and nothing is ANALYZEd."""
+    planned = [
+        q["sql"] for q in ran.captured_queries if q["sql"].startswith(("EXPLAIN", "PREPARE"))
+    ]
+    assert planned
+    for sql in planned:
+        assert "ANALYZE" not in sql.upper()
+        body = sql.split(" AS ", 1)[1] if sql.startswith("PREPARE") else sql.split(")", 1)[1]
+        assert body.lstrip().startswith(("SELECT", "EXECUTE dbtune_plan_")), sql
+
+
+def test_a_candidate_a_better_one_makes_redundant_is_not_suggested(many_books, tmp_path):
+    _hypopg(True)
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(5):
+            list(Book.objects.filter(title=f"title {i}"))
+            list(Book.objects.filter(title=f"title {i}", summary="3"))
+    findings, err = _suggest(path)
+    assert len(findings) == 1 and findings[0]["fields"][0] == "title"
+    assert "left out: 2 candidates below the cost-reduction threshold" in err

@@ -1,4 +1,7 @@
 import os
+import shutil
+import uuid
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -10,3 +13,50 @@ DB = os.environ.get("DBTUNE_DB", "sqlite")
 def postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: run with DBTUNE_DB=postgres")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Site(type(Path())):  # a Path that also carries the environment to run it with
+    env: dict[str, str]
+
+
+POSTGRES = DB == "postgres"
+
+
+def admin_sql(sql):
+    """Run CREATE/DROP DATABASE, which cannot run inside the tests' transaction."""
+    import psycopg
+
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        password=settings["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
+        admin.execute(sql)
+
+
+@pytest.fixture
+def project(tmp_path):
+    copy = Site(tmp_path / "site")
+    shutil.copytree(
+        ROOT / "example_project", copy, ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__")
+    )
+    copy.env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DBTUNE_DB": "postgres" if POSTGRES else "sqlite",
+    }
+    name = f"dbtune_roundtrip_{uuid.uuid4().hex[:8]}"
+    if POSTGRES:
+        admin_sql(f'CREATE DATABASE "{name}"')
+        copy.env["DBTUNE_PG_NAME"] = name
+    yield copy
+    if POSTGRES:
+        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

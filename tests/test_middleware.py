@@ -32,3 +32,20 @@ def test_disabled_middleware_under_asgi():
         response = async_to_sync(AsyncClient().get)("/async/tags/")
     assert response.status_code == 200
     assert not hasattr(response.asgi_request, "dbtune_queries")
+
+
+@pytest.mark.django_db
+def test_a_workload_file_records_every_request(client, settings, tmp_path):
+    from django_dbtune import workload
+
+    Tag.objects.create(name="a")
+    path = tmp_path / "site.jsonl"
+    settings.DBTUNE = {"WORKLOAD_FILE": str(path)}
+    workload._flushed_at = 0.0  # the first request flushes at once
+    client.get("/sync/tags/")
+    assert [s.calls for s in workload.read(path)] == [1]
+    client.get("/sync/tags/")
+    workload.process_recorder().flush()  # as at exit
+    (shape,) = workload.read(path)
+    assert shape.calls == 2 and shape.orm.model == "publisher.Tag"
+    assert list(shape.call_sites) == ["tests/views.py:15 in sync_tags"]

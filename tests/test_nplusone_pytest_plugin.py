@@ -131,3 +131,18 @@ def test_unknown_mode_is_refused(tmp_path, mode):
     status, output = run_pytest(tmp_path, f"--dbtune-nplusone={mode}")
     assert status == 4
     assert "invalid choice" in output
+
+
+def test_record_writes_the_workload_of_the_run(tmp_path):
+    from django_dbtune import workload
+
+    path = tmp_path / "workload.jsonl"
+    status, output = run_pytest(tmp_path, f"--dbtune-record={path}", "-k", "clean or allowed")
+    assert status == 0, output
+    shapes = workload.read(path)
+    assert f"recorded {len(shapes)} query shape(s) in {path}" in output
+    # The tests' own queries, not their fixtures' inserts.
+    assert {shape.kind for shape in shapes} == {"read"}
+    assert sum(shape.calls for shape in shapes) == 1 + 1 + 3  # two lists, three lazy loads
+    sites = {site for shape in shapes for site in shape.call_sites}
+    assert sites and all("test_sample.py:" in site for site in sites)

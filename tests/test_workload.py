@@ -10,7 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_dbtune import workload
+from tests.conftest import POSTGRES
 from tests.shop.models import Author, Book
+from tests.test_writer import manage
 
 SECRET = "a-title-nobody-may-see"
 
@@ -236,3 +238,59 @@ def test_a_candidate_a_better_one_makes_redundant_is_not_suggested(many_books, t
     findings, err = _suggest(path)
     assert len(findings) == 1 and findings[0]["fields"][0] == "title"
     assert "left out: 2 candidates below the cost-reduction threshold" in err
+
+
+# --- The example project, end to end --------------------------------------------------------
+
+PAGES = [
+    "/crawler/broken/",
+    "/marketplace/jobs/",
+    "/publisher/queue/",
+    "/crawler/recommendations/",
+]
+
+
+def _in_project_database(project, sql):
+    import psycopg
+
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        dbname=project.env["DBTUNE_PG_NAME"],
+        autocommit=True,
+    ) as database:
+        database.execute(sql)
+
+
+def test_record_prove_write_and_migrate_on_the_example_project(project):
+    if POSTGRES:
+        _in_project_database(project, "CREATE EXTENSION IF NOT EXISTS hypopg")
+    manage(project, "migrate", "-v0")
+    manage(project, "seed_demo", "--scale", "4", "-v0")
+    recorded = manage(project, "dbtune_capture", "--record", "w.jsonl", "--format", "json", *PAGES)
+    assert "Recorded" in recorded.stderr and "query shape(s) in w.jsonl" in recorded.stderr
+    assert "404" not in (project / "w.jsonl").read_text()  # the status code filtered on
+    found = json.loads(
+        manage(project, "suggest_indexes", "--workload", "w.jsonl", "--format", "json").stdout
+    )
+    fields = {(f["model"], tuple(f["fields"])) for f in found}
+    if not POSTGRES:  # SQLite shows the full scans, with the index the rules would add
+        assert {f["kind"] for f in found} == {"workload_scan"}
+        assert ("crawler.PageResult", ("status_code", "-crawled_at")) in fields
+        return
+    assert {f["kind"] for f in found} == {"workload_index"}
+    assert ("crawler.PageResult", ("status_code", "-crawled_at")) in fields  # IDX-2
+    assert ("publisher.Post", ("status", "scheduled_for")) in fields  # IDX-5
+    assert (
+        "--allow-build" not in manage(project, "suggest_indexes", "--workload", "w.jsonl").stderr
+    )
+    written = manage(project, "suggest_indexes", "--workload", "w.jsonl", "--write").stdout
+    assert f"{len(found)} index(es) written" in written
+    manage(project, "migrate", "-v0")
+    assert manage(project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
+        "No changes detected"
+    )
+    again = manage(project, "suggest_indexes", "--workload", "w.jsonl", "--format", "json")
+    assert json.loads(again.stdout) == []  # what exists is never suggested again

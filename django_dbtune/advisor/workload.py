@@ -99,7 +99,7 @@ def usage_of(shape: Shape, model: type[Model]) -> Usage | None:
         model=model,
         file=file,
         line=line,
-        code=f"{shape.calls} call(s), {shape.total_ms:.1f} ms: {_short(shape.sql)}",
+        code=_described(shape),
         equality=[(name, ...) for name in orm.equality],
         ranges=list(orm.ranges),
         patterns=list(orm.patterns),
@@ -109,6 +109,11 @@ def usage_of(shape: Shape, model: type[Model]) -> Usage | None:
         explicit_sort=orm.explicit_sort,
         list_view=orm.sliced,
     )
+
+
+def _described(shape: Shape) -> str:
+    calls = _count(shape.calls, "call", "calls")
+    return f"{calls}, {shape.total_ms:.1f} ms: {_short(shape.sql)}"
 
 
 def _short(sql: str, length: int = 140) -> str:
@@ -309,8 +314,11 @@ def _parse(row: Any, table: str) -> Plan:
             indexes.add(str(current["Index Name"]))
         if not node and current.get("Relation Name") == table:
             node = f"{current['Node Type']} on {table}"
-            if "Index Name" in current:
-                node += f" using {current['Index Name']}"
+            # A Bitmap Heap Scan names its index on the Bitmap Index Scan below it.
+            below = [current, *current.get("Plans", [])]
+            used = next((str(n["Index Name"]) for n in below if "Index Name" in n), None)
+            if used:
+                node += f" using {used}"
         stack.extend(current.get("Plans", []))
     return Plan(float(top["Total Cost"]), node or str(top["Node Type"]), frozenset(indexes))
 
@@ -463,17 +471,16 @@ def _finding(trial: _Trial, database: str, min_reduction: float, method: str) ->
         "a hypothetical index (HypoPG)" if method == "hypopg" else "an index built and rolled back"
     )
     message = (
-        f"{len(shapes)} recorded quer{'y' if len(shapes) == 1 else 'ies'} ({calls} calls, "
-        f"{total_ms:.1f} ms in total) filter or sort {model._meta.object_name} by "
-        f"({', '.join(candidate.fields)}). Planned with {how}, their estimated cost falls by "
-        f"{trial.reduction:.0%} (threshold {min_reduction:.0%}); the most frequent: "
+        f"{_count(len(shapes), 'recorded query', 'recorded queries')} "
+        f"({_count(calls, 'call', 'calls')}, {total_ms:.1f} ms in total) filter or sort "
+        f"{model._meta.object_name} by ({', '.join(candidate.fields)}). Planned with {how}, "
+        f"their estimated cost falls by {trial.reduction:.0%} (threshold "
+        f"{min_reduction:.0%}); the largest saving: "
         f"{before.node} cost {before.cost:.1f} -> {after.node.replace(trial.name, index.name)} "
         f"cost {after.cost:.1f}."
     )
     evidence = tuple(
-        Evidence(
-            *_site(site), f"{shape.calls} call(s), {shape.total_ms:.1f} ms: {_short(shape.sql)}"
-        )
+        Evidence(*_site(site), _described(shape))
         for shape in shapes
         for site in list(shape.call_sites)[:3]
     )
@@ -489,6 +496,10 @@ def _finding(trial: _Trial, database: str, min_reduction: float, method: str) ->
     )
 
 
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
 def _site(site: str) -> tuple[str, int]:
     file, _, rest = site.partition(":")
     number = rest.partition(" ")[0]
@@ -502,16 +513,19 @@ def _sqlite_scans(
     connection: BaseDatabaseWrapper, shapes: list[Shape], served: list[_Served], outcome: Outcome
 ) -> list[Finding]:
     """Recorded reads whose plan scans a whole table, with the index the rules suggest."""
-    by_shape: dict[int, _Served] = {}
-    for entry in served:
-        for shape in entry.shapes:
-            by_shape.setdefault(id(shape), entry)
+    offered = {(entry.model._meta.label, entry.candidate.fields) for entry in served}
     findings = []
     for shape in shapes:
-        found = by_shape.get(id(shape))
         model = _model(shape.orm.model) if shape.orm is not None else None
-        if found is None or model is None:
-            continue  # nothing filtered or sorted that an index could serve
+        usage = usage_of(shape, model) if model is not None else None
+        own = [
+            c
+            for c in (candidates_for(usage) if usage is not None else [])
+            if (c.model._meta.label, c.fields) in offered
+        ]
+        if model is None or not own:
+            continue  # nothing filtered or sorted that a new index could serve
+        found = max(own, key=lambda c: len(c.fields))  # the composite, when there is one
         table = model._meta.db_table
         params = shape.params if shape.params is not None else [None] * shape.sql.count("%s")
         try:
@@ -524,21 +538,22 @@ def _sqlite_scans(
         scans = [d for d in details if d.startswith("SCAN") and d.split()[1:2] == [table]]
         if not scans:
             continue
-        proposed = proposed_index(model, list(found.candidate.fields))
+        proposed = proposed_index(model, list(found.fields))
         findings.append(
             Finding(
                 kind="workload_scan",
                 severity="medium" if shape.calls > 1 else "low",
                 model=model._meta.label,
-                fields=found.candidate.fields,
+                fields=found.fields,
                 database=connection.alias,
                 message=(
-                    f"A recorded query ({shape.calls} calls, {shape.total_ms:.1f} ms in total) "
+                    f"A recorded query ({_count(shape.calls, 'call', 'calls')}, "
+                    f"{shape.total_ms:.1f} ms in total) "
                     f"reads the whole table: EXPLAIN QUERY PLAN says {scans[0]!r}."
                 ),
                 index=ProposedIndex(proposed.fields, proposed.name),
                 evidence=tuple(
-                    Evidence(*_site(site), f"{shape.calls} call(s): {_short(shape.sql)}")
+                    Evidence(*_site(site), _described(shape))
                     for site in list(shape.call_sites)[:3]
                 ),
                 advice=(

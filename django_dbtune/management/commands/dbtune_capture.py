@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_dbtune import workload
 from django_dbtune.capture import QueryLog, capture_queries
 from django_dbtune.management.pages import add_page_arguments, check_paths, client
 
@@ -28,17 +30,33 @@ class Command(BaseCommand):
             metavar="N",
             help="How many shapes to show per page in text output (default 5).",
         )
+        parser.add_argument(
+            "--record",
+            metavar="PATH",
+            help="Also append these pages' workload to PATH (JSON lines, no parameter values "
+            "unless DBTUNE['WORKLOAD_PARAMS']), for suggest_indexes --workload PATH.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["top"] < 1:
             raise CommandError("--top must be at least 1.")
         check_paths(options["urls"])
         browser = client()
+        recorder = workload.Recorder(options["record"]) if options["record"] else None
         pages = []
         for url in options["urls"]:
-            with capture_queries() as log:
+            watching = recorder.watching() if recorder is not None else nullcontext()
+            with capture_queries() as log, watching:
                 response = browser.get(url)
             pages.append((url, response.status_code, log))
+            if recorder is not None:
+                recorder.add(log)
+        if recorder is not None:
+            try:
+                count = recorder.flush()
+            except OSError as error:
+                raise CommandError(f"Cannot write {recorder.path}: {error.strerror}.") from None
+            self.stderr.write(f"Recorded {count} query shape(s) in {recorder.path}.")
         if options["format"] == "json":
             self.stdout.write(json.dumps([_page_json(*page) for page in pages], indent=2))
         else:

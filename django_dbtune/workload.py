@@ -117,6 +117,8 @@ class Shape:
     orm: OrmUse | None = None
     params: list[Any] | None = None
     """One representative parameter set, only when recording was asked to keep one."""
+    placeholders: str = "%s"
+    """``%s`` (Django's, as recorded) or ``$`` (``$1, $2...``: from pg_stat_statements)."""
 
     @property
     def key(self) -> tuple[str, str]:

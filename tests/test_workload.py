@@ -1,6 +1,7 @@
 """Workloads: recording what a site runs, and index advice the planner proves from it."""
 
 import json
+import os
 from io import StringIO
 
 import pytest
@@ -160,11 +161,11 @@ def _hypopg(installed):
 
 def _suggest(path, *options):
     out, err = StringIO(), StringIO()
+    source = ["--workload", str(path)] if path is not None else []
     call_command(
         "suggest_indexes",
         "shop",
-        "--workload",
-        str(path),
+        *source,
         "--format",
         "json",
         *options,
@@ -294,3 +295,40 @@ def test_record_prove_write_and_migrate_on_the_example_project(project):
     )
     again = manage(project, "suggest_indexes", "--workload", "w.jsonl", "--format", "json")
     assert json.loads(again.stdout) == []  # what exists is never suggested again
+
+
+# --- From production: pg_stat_statements --------------------------------------------------
+
+
+@pytest.fixture
+def statements(many_books):
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW shared_preload_libraries")
+        if "pg_stat_statements" not in cursor.fetchone()[0]:
+            message = "the server does not load pg_stat_statements (scripts/postgres_setup)"
+            if os.environ.get("DBTUNE_CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        cursor.execute("SELECT pg_stat_statements_reset()")
+    for i in range(5):
+        list(Book.objects.filter(title=f"title {i}"))
+    list(Book.objects.filter(author=Author.objects.first()).order_by("id")[:3])
+
+
+def test_pg_stat_statements_is_a_workload_too(statements):
+    _hypopg(True)
+    findings, _ = _suggest(None, "--from-pg-stat-statements")
+    assert [(f["kind"], f["fields"]) for f in findings] == [("workload_index", ["title"])]
+    assert "5 calls" in findings[0]["message"]
+    assert findings[0]["evidence"][0]["file"] == "pg_stat_statements"
+    assert "Seq Scan on shop_book cost" in findings[0]["message"]
+
+
+def test_without_pg_stat_statements_the_message_says_how_to_add_it(statements):
+    with connection.cursor() as cursor:
+        cursor.execute("DROP EXTENSION pg_stat_statements")
+    with pytest.raises(CommandError, match=r"does not have pg_stat_statements.*CREATE EXTENSION"):
+        _suggest(None, "--from-pg-stat-statements")
+    with pytest.raises(CommandError, match="either --workload or --from-pg-stat-statements"):
+        _suggest("w.jsonl", "--from-pg-stat-statements")

@@ -30,10 +30,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import sqlglot
 from django.apps import apps
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from django_dbtune.advisor.candidates import PATTERN_OPCLASS, Candidate, _leading, candidates_for
 from django_dbtune.advisor.code import Usage
@@ -225,7 +228,10 @@ class Planner:
             except DatabaseError:
                 return None
         name = f"dbtune_plan_{next(self._names)}"
-        positional, count = _positional(shape.sql)
+        if shape.placeholders == "$":
+            positional, count = shape.sql, _dollar_parameters(shape.sql)
+        else:
+            positional, count = _positional(shape.sql)
         arguments = f"({', '.join(['NULL'] * count)})" if count else ""
         try:
             with transaction.atomic(using=alias), self.connection.cursor() as cursor:
@@ -298,6 +304,16 @@ def _positional(sql: str) -> tuple[str, int]:
             out.append(sql[i])
             i += 1
     return "".join(out), count
+
+
+def _dollar_parameters(sql: str) -> int:
+    """How many ``$n`` parameters a statement takes (the highest n)."""
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except SqlglotError:
+        return 0
+    numbers = [int(p.name) for p in tree.find_all(exp.Parameter) if p.name.isdigit()]
+    return max(numbers, default=0)
 
 
 def _parse(row: Any, table: str) -> Plan:
@@ -391,9 +407,11 @@ def prove(
     allow_build: bool = False,
     min_reduction: float = DEFAULT_MIN_REDUCTION,
     max_per_table: int = DEFAULT_MAX_PER_TABLE,
+    outcome: Outcome | None = None,
 ) -> Outcome:
-    """The candidates of ``shapes`` the planner proves, as findings."""
-    outcome = Outcome()
+    """The candidates of ``shapes`` the planner proves, as findings (in ``outcome``, with
+    what was left out)."""
+    outcome = outcome if outcome is not None else Outcome()
     connection = connections[database]
     shapes = [shape for shape in shapes if shape.vendor == connection.vendor]
     served = candidates(shapes, schemas, outcome)

@@ -13,6 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django_dbtune import workload, writer
 from django_dbtune.advisor import suggest
 from django_dbtune.advisor import workload as proof
+from django_dbtune.advisor.statements import read_statements
 from django_dbtune.advisor.workload import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.conf import conf
 from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
@@ -75,6 +76,13 @@ class Command(BaseCommand):
             "On SQLite: the recorded queries that scan a whole table.",
         )
         parser.add_argument(
+            "--from-pg-stat-statements",
+            action="store_true",
+            help="Like --workload, from PostgreSQL's pg_stat_statements (every app server's "
+            "queries, aggregated by PostgreSQL): its SELECTs are parsed, mapped to the "
+            "models, and their indexes proven with the planner.",
+        )
+        parser.add_argument(
             "--allow-build",
             action="store_true",
             help="With --workload, where HypoPG is not installed: build each candidate inside "
@@ -135,9 +143,11 @@ class Command(BaseCommand):
                 f"warning: database {database!r} is unreachable ({first_line}); "
                 "checking the models only."
             )
-        if options["workload"]:
+        if options["workload"] and options["from_pg_stat_statements"]:
+            raise CommandError("Give either --workload or --from-pg-stat-statements, not both.")
+        if options["workload"] or options["from_pg_stat_statements"]:
             if not read_database:
-                raise CommandError(f"--workload needs database {database!r} to plan queries.")
+                raise CommandError(f"Proving indexes needs database {database!r} to plan queries.")
             report = self._workload(labels, database, options)
         else:
             report = suggest.static_report(labels, database, read_database=read_database)
@@ -159,15 +169,21 @@ class Command(BaseCommand):
     def _workload(
         self, labels: list[str], database: str, options: dict[str, Any]
     ) -> suggest.Report:
-        try:
-            shapes = workload.read(options["workload"])
-        except workload.WorkloadError as error:
-            raise CommandError(str(error)) from None
-        if not shapes:
-            raise CommandError(f"The workload file {options['workload']} records no queries.")
         schemas = {
             schema.label: schema for schema in model_schemas(labels, database, read_database=True)
         }
+        outcome = proof.Outcome()
+        try:
+            if options["from_pg_stat_statements"]:
+                shapes = read_statements(connections[database], schemas, outcome)
+                source = "pg_stat_statements"
+            else:
+                shapes = workload.read(options["workload"])
+                source = f"The workload file {options['workload']}"
+        except (workload.WorkloadError, proof.ProofError) as error:
+            raise CommandError(str(error)) from None
+        if not shapes:
+            raise CommandError(f"{source} records no queries on the checked apps' tables.")
         try:
             outcome = proof.prove(
                 shapes,
@@ -176,6 +192,7 @@ class Command(BaseCommand):
                 allow_build=options["allow_build"],
                 min_reduction=options["min_cost_reduction"] / 100,
                 max_per_table=options["max_per_table"],
+                outcome=outcome,
             )
         except proof.ProofError as error:
             raise CommandError(str(error)) from None

@@ -1,0 +1,177 @@
+"""What the workload advisor's indexes buy: the example project's pages on PostgreSQL, before
+and after the indexes suggest_indexes --workload proves and writes.
+
+In a copy of the example project and a fresh PostgreSQL database (HypoPG created in it):
+migrate, seed (scale 200: 1,000,000 page results), record the pages' workload (with one
+parameter set per shape, so it can be replayed), replay every recorded read, run
+``suggest_indexes --workload --write``, migrate, replay again. Prints, per query shape on a
+table that got an index, the median time before and after (each shape run ``--runs`` times
+per phase, in this one run), the ratio, and whether the planner now uses the new index.
+
+    python bench/workload_indexes.py [--scale 200] [--runs 7]
+
+Needs PostgreSQL on 127.0.0.1 with HypoPG installed (scripts/postgres_setup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "dbtune_bench_workload"
+PAGES = [
+    "/crawler/broken/",
+    "/crawler/pages/?url=https://site-1.example/",
+    "/crawler/recommendations/",
+    "/crawler/websites/7/",
+    "/marketplace/jobs/",
+    "/marketplace/freelancers/",
+    "/marketplace/payments/?status=failed",
+    "/publisher/queue/",
+]
+
+RECORD = """
+import django, sys
+django.setup()
+from django.test import Client
+from django_dbtune.workload import record
+client = Client(HTTP_HOST="localhost")
+with record(sys.argv[1], params=True):
+    for page in sys.argv[2:]:
+        assert client.get(page).status_code == 200, page
+"""
+
+REPLAY = """
+import django, json, statistics, sys, time
+django.setup()
+from django.db import connection
+from django_dbtune.workload import read
+runs = int(sys.argv[2])
+result = {}
+for shape in read(sys.argv[1]):
+    if shape.kind != "read" or shape.params is None:
+        continue
+    times = []
+    with connection.cursor() as cursor:
+        for _ in range(runs):
+            start = time.perf_counter()
+            cursor.execute(shape.sql, shape.params)
+            cursor.fetchall()
+            times.append(time.perf_counter() - start)
+        cursor.execute("EXPLAIN (FORMAT JSON) " + shape.sql, shape.params)
+        plan = json.dumps(cursor.fetchone()[0])
+    result[shape.sql] = {"median": statistics.median(times), "plan": plan,
+                         "tables": shape.tables, "calls": shape.calls}
+with connection.cursor() as cursor:
+    cursor.execute("SELECT indexname, tablename FROM pg_indexes WHERE schemaname = 'public'")
+    indexes = dict(cursor.fetchall())
+print(json.dumps({"shapes": result, "indexes": indexes}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=200, help="seed_demo scale (200: 1M pages)")
+    parser.add_argument("--runs", type=int, default=7, help="runs per shape per phase")
+    parser.add_argument("--keep", action="store_true", help="keep the database and the copy")
+    args = parser.parse_args()
+    site = Path(tempfile.mkdtemp(prefix="dbtune-bench-")) / "site"
+    shutil.copytree(
+        ROOT / "example_project", site, ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__")
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DBTUNE_DB": "postgres",
+        "DBTUNE_PG_NAME": DATABASE,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+    def run(*command: str) -> str:
+        result = subprocess.run(command, cwd=site, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"{' '.join(command[:3])} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def sql(statement: str, database: str = "postgres") -> None:
+        run("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qc", statement)
+
+    sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    sql(f'CREATE DATABASE "{DATABASE}"')
+    try:
+        sql("CREATE EXTENSION hypopg", DATABASE)
+        python = sys.executable
+        run(python, "manage.py", "migrate", "-v0")
+        started = time.perf_counter()
+        run(python, "manage.py", "seed_demo", "--scale", str(args.scale), "-v0")
+        print(f"seeded at scale {args.scale:g} in {time.perf_counter() - started:.0f} s")
+        sql("ANALYZE", DATABASE)
+        workload = site / "workload.jsonl"
+        run(python, "-c", RECORD, str(workload), *PAGES)
+        before = json.loads(run(python, "-c", REPLAY, str(workload), str(args.runs)))
+        report = run(
+            python, "manage.py", "suggest_indexes", "--workload", str(workload), "--format", "json"
+        )
+        findings = json.loads(report)
+        written = run(
+            python, "manage.py", "suggest_indexes", "--workload", str(workload), "--write"
+        )
+        print(written.strip().splitlines()[-1])
+        run(python, "manage.py", "migrate", "-v0")
+        sql("ANALYZE", DATABASE)
+        after = json.loads(run(python, "-c", REPLAY, str(workload), str(args.runs)))
+    finally:
+        if not args.keep:
+            sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+            shutil.rmtree(site.parent, ignore_errors=True)
+    _print(findings, before, after)
+
+
+def _print(findings: list[dict], before: dict, after: dict) -> None:
+    names = sorted(f["index"]["name"] for f in findings if f.get("index"))
+    tables = {after["indexes"].get(name) for name in names}
+    print(f"\n{len(names)} index(es) suggested and written: " + ", ".join(names))
+    print(
+        f"\n{'before ms':>10} {'after ms':>10} {'ratio':>8}  {'new index used':<32}  query shape"
+    )
+    ratios = []
+    unused = set(names)
+    rows = sorted(before["shapes"].items(), key=lambda item: -item[1]["median"])
+    for sql_text, old in rows:
+        new = after["shapes"].get(sql_text)
+        if new is None or not tables & set(old["tables"]):
+            continue  # not on a table that got an index
+        used = [name for name in names if f'"{name}"' in new["plan"]]
+        unused -= set(used)
+        ratio = old["median"] / new["median"] if new["median"] else float("inf")
+        if used:
+            ratios.append(ratio)
+        shape = " ".join(sql_text.split())
+        shape = shape if len(shape) <= 80 else shape[:79] + "…"
+        print(
+            f"{old['median'] * 1000:10.2f} {new['median'] * 1000:10.2f} {ratio:7.1f}x  "
+            f"{', '.join(used) or '-':<32}  {shape}"
+        )
+    if ratios:
+        print(
+            f"\nShapes that use a new index: {len(ratios)}; speed-up median "
+            f"{statistics.median(ratios):.1f}x, lowest {min(ratios):.1f}x."
+        )
+    print(
+        "Suggested indexes the planner does not use afterwards: "
+        + (", ".join(sorted(unused)) if unused else "none")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -10,10 +10,11 @@ class DbtuneConfig(AppConfig):
 
     def ready(self) -> None:
         from django_dbtune.cache import invalidation
-        from django_dbtune.checks import check_cache, check_settings
+        from django_dbtune.checks import check_cache, check_connections, check_settings
 
         checks.register(check_settings)
         checks.register(check_cache)
+        checks.register(check_connections, checks.Tags.database)
         # Writes are watched whether or not anything is cached yet: an entry stored by
         # another process must die when this one writes.
         invalidation.connect()

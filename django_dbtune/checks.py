@@ -66,6 +66,22 @@ def check_cache(
     ]
 
 
+def check_connections(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """Connection settings that cost time on every request (``check --database ALIAS``)."""
+    from django_dbtune.advisor.health import connection_findings
+
+    ids = {"connection_per_request": "dbtune.W004", "connection_health_checks": "dbtune.W005"}
+    return [
+        Warning(finding.message, hint=finding.advice, id=ids[finding.kind])
+        for alias in databases or ()
+        for finding in connection_findings(alias)
+    ]
+
+
 _LEGACY = {
     "NPLUSONE_RAISE": 'DBTUNE["NPLUSONE_RAISE"]',
     "NPLUSONE_WHITELIST": 'DBTUNE["NPLUSONE_ALLOW"] (rules like {"relation": "app.Model.field"})',

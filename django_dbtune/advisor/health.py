@@ -1,0 +1,257 @@
+"""The index health report: what the indexes cost and whether they earn it.
+
+On PostgreSQL, from its statistics (``pg_stat_user_indexes``, ``pg_stat_user_tables``,
+``pg_index``) for the tables the checked models own: indexes never scanned since the
+statistics were reset (primary keys and unique indexes aside: they enforce something), invalid
+indexes a failed ``CREATE INDEX CONCURRENTLY`` left behind, tables read mostly by sequential
+scans, and every table's and index's size. On every database: duplicate and redundant
+indexes, drift between the models and the database, and connection settings that cost time
+on every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.db import connections
+
+from django_dbtune.advisor.drift import drift
+from django_dbtune.advisor.models import redundant_indexes
+from django_dbtune.findings import Finding
+from django_dbtune.schema import ModelSchema, model_schemas
+
+SEQ_SCAN_ROWS = 10_000
+"""Tables smaller than this are left out of the sequential-scan check: scanning them is fine."""
+
+
+@dataclass
+class TableStats:
+    table: str
+    model: str
+    rows: int
+    table_bytes: int
+    index_bytes: int
+    seq_scans: int
+    index_scans: int
+
+
+@dataclass
+class IndexStats:
+    name: str
+    table: str
+    model: str
+    bytes: int
+    scans: int
+    primary: bool
+    unique: bool
+    valid: bool
+
+
+@dataclass
+class Health:
+    database: str
+    vendor: str
+    stats_reset: str | None = None
+    """When PostgreSQL's statistics were last reset (None: never, or not PostgreSQL)."""
+    tables: list[TableStats] = field(default_factory=list)
+    indexes: list[IndexStats] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "vendor": self.vendor,
+            "stats_reset": self.stats_reset,
+            "tables": [asdict(table) for table in self.tables],
+            "indexes": [asdict(index) for index in self.indexes],
+            "findings": [finding.as_dict() for finding in self.findings],
+        }
+
+
+def health(app_labels: Iterable[str], database: str) -> Health:
+    connection = connections[database]
+    schemas = model_schemas(app_labels, database, read_database=True)
+    report = Health(database, connection.vendor)
+    for schema in schemas:
+        report.findings.extend(redundant_indexes(schema))
+        report.findings.extend(drift(schema))
+    report.findings.extend(connection_findings(database))
+    if connection.vendor == "postgresql":
+        _postgresql(report, {schema.table: schema for schema in schemas})
+    return report
+
+
+def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
+    connection = connections[report.database]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()"
+        )
+        row = cursor.fetchone()
+        report.stats_reset = row[0].isoformat(timespec="seconds") if row and row[0] else None
+        # Rows: the planner's count from the last ANALYZE, else the statistics' running one.
+        cursor.execute(
+            "SELECT s.relname, (CASE WHEN c.reltuples >= 0 THEN c.reltuples "
+            "ELSE s.n_live_tup END)::bigint, pg_relation_size(s.relid), "
+            "pg_indexes_size(s.relid), coalesce(s.seq_scan, 0), coalesce(s.idx_scan, 0) "
+            "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+            "WHERE s.relname = ANY(%s)",
+            [list(schemas)],
+        )
+        for table, rows, table_bytes, index_bytes, seq, idx in cursor.fetchall():
+            model = schemas[table].label
+            report.tables.append(
+                TableStats(table, model, rows, table_bytes, index_bytes, seq, idx)
+            )
+        cursor.execute(
+            "SELECT s.indexrelname, s.relname, pg_relation_size(s.indexrelid), s.idx_scan, "
+            "i.indisprimary, i.indisunique, i.indisvalid FROM pg_stat_user_indexes s "
+            "JOIN pg_index i ON i.indexrelid = s.indexrelid WHERE s.relname = ANY(%s)",
+            [list(schemas)],
+        )
+        for name, table, size, scans, primary, unique, valid in cursor.fetchall():
+            model = schemas[table].label
+            report.indexes.append(
+                IndexStats(name, table, model, size, scans, primary, unique, valid)
+            )
+    report.tables.sort(key=lambda t: -(t.table_bytes + t.index_bytes))
+    report.indexes.sort(key=lambda i: -i.bytes)
+    report.findings.extend(_index_findings(report))
+    report.findings.extend(_scan_findings(report))
+
+
+def _index_findings(report: Health) -> Iterator[Finding]:
+    since = (
+        f"since the statistics were reset on {report.stats_reset}"
+        if report.stats_reset
+        else "since the statistics were started (never reset)"
+    )
+    for index in report.indexes:
+        if not index.valid:
+            yield Finding(
+                kind="invalid_index",
+                severity="high",
+                model=index.model,
+                fields=(),
+                database=report.database,
+                message=(
+                    f"Index {index.name} on {index.table} is invalid: a CREATE INDEX "
+                    "CONCURRENTLY failed part way. Every write still maintains it "
+                    f"({human_size(index.bytes)}), and no query can use it."
+                ),
+                advice=(
+                    f"DROP INDEX CONCURRENTLY {index.name}; then build it again (run the "
+                    f"migration again, or REINDEX INDEX CONCURRENTLY {index.name};)."
+                ),
+            )
+        elif index.scans == 0 and not index.primary and not index.unique:
+            yield Finding(
+                kind="unused_index",
+                severity="low",
+                model=index.model,
+                fields=(),
+                database=report.database,
+                message=(
+                    f"Index {index.name} on {index.table} ({human_size(index.bytes)}) has not "
+                    f"been used by any query {since}; every write still maintains it."
+                ),
+                advice=(
+                    "If that period covers the site's usual traffic (and its monthly jobs), "
+                    "remove the index from the model and make a migration. Statistics of a "
+                    "replica are its own: check there too before dropping."
+                ),
+            )
+
+
+def _scan_findings(report: Health) -> Iterator[Finding]:
+    for table in report.tables:
+        if table.rows < SEQ_SCAN_ROWS or table.seq_scans <= table.index_scans:
+            continue
+        yield Finding(
+            kind="sequential_scans",
+            severity="medium",
+            model=table.model,
+            fields=(),
+            database=report.database,
+            message=(
+                f"{table.table} ({table.rows:,} rows) is read mostly by sequential scans: "
+                f"{table.seq_scans:,} against {table.index_scans:,} index scans {_since(report)}."
+            ),
+            advice=(
+                "Record a workload (DBTUNE['WORKLOAD_FILE'] or pytest --dbtune-record) or use "
+                "pg_stat_statements, then: manage.py suggest_indexes --workload PATH (or "
+                "--from-pg-stat-statements)."
+            ),
+        )
+
+
+def _since(report: Health) -> str:
+    return f"since {report.stats_reset}" if report.stats_reset else "since statistics began"
+
+
+def connection_findings(alias: str) -> list[Finding]:
+    """Connection settings that cost time on every request."""
+    connection = connections[alias]
+    if connection.vendor == "sqlite":
+        return []  # opening a SQLite file is cheap
+    settings = connection.settings_dict
+    max_age = settings.get("CONN_MAX_AGE", 0)
+    pooled = bool((settings.get("OPTIONS") or {}).get("pool"))
+    if max_age == 0 and not pooled:
+        advice = (
+            "Keep connections open: CONN_MAX_AGE = 600 (seconds) with CONN_HEALTH_CHECKS = "
+            "True"
+            + (
+                ', or a connection pool: OPTIONS = {"pool": True} (Django 5.1+, psycopg 3, '
+                "pip install 'psycopg[pool]')."
+                if connection.vendor == "postgresql"
+                else "."
+            )
+        )
+        return [
+            _settings_finding(
+                alias,
+                "connection_per_request",
+                "medium",
+                f"DATABASES[{alias!r}] opens a new connection for every request "
+                "(CONN_MAX_AGE = 0 and no pool): each costs a TCP and authentication round "
+                "trip before the first query.",
+                advice,
+            )
+        ]
+    if max_age != 0 and not pooled and not settings.get("CONN_HEALTH_CHECKS", False):
+        return [
+            _settings_finding(
+                alias,
+                "connection_health_checks",
+                "low",
+                f"DATABASES[{alias!r}] keeps connections open (CONN_MAX_AGE = {max_age}) "
+                "without CONN_HEALTH_CHECKS: a connection the server closed fails the first "
+                "query of the next request.",
+                "Set CONN_HEALTH_CHECKS = True.",
+            )
+        ]
+    return []
+
+
+def _settings_finding(alias: str, kind: str, severity: Any, message: str, advice: str) -> Finding:
+    return Finding(
+        kind=kind,
+        severity=severity,
+        model="settings.DATABASES",
+        fields=(),
+        database=alias,
+        message=message,
+        advice=advice,
+    )
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"

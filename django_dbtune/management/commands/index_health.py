@@ -1,0 +1,105 @@
+"""``manage.py index_health``: what the indexes cost and whether they earn it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.apps import apps
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+from django_dbtune.advisor import suggest
+from django_dbtune.advisor.health import Health, health, human_size
+from django_dbtune.findings import to_text
+
+
+class Command(BaseCommand):
+    help = (
+        "Report the health of the project's indexes. On PostgreSQL, from its statistics: "
+        "indexes no query has used since the statistics were reset (the reset time is "
+        "printed so you can judge; primary keys and unique indexes aside), invalid indexes "
+        "left by a failed CREATE INDEX CONCURRENTLY (with the fix), tables read mostly by "
+        "sequential scans, and the size of every table and index. Everywhere: duplicate and "
+        "redundant indexes, drift between the models and the database, and connection "
+        "settings that cost time on every request."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "app_labels",
+            nargs="*",
+            metavar="app_label",
+            help="Apps to check (default: the project's own apps).",
+        )
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default 'default')."
+        )
+        parser.add_argument(
+            "--format", choices=("text", "json"), default="text", help="Output format."
+        )
+        parser.add_argument(
+            "--check", action="store_true", help="Exit with status 1 when findings remain."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        database = options["database"]
+        if database not in connections:
+            raise CommandError(f"There is no database {database!r} in settings.DATABASES.")
+        labels = options["app_labels"] or suggest.project_app_labels()
+        for label in labels:
+            try:
+                apps.get_app_config(label)
+            except LookupError:
+                raise CommandError(f"No installed app with label {label!r}.") from None
+        try:
+            report = health(labels, database)
+        except DatabaseError as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else error
+            raise CommandError(f"Cannot read database {database!r}: {first_line}") from None
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(report.as_dict(), indent=2))
+        else:
+            self._text(report)
+        if options["check"] and report.findings:
+            sys.exit(1)
+
+    def _text(self, report: Health) -> None:
+        heading = f"Index health of database {report.database!r} ({report.vendor})"
+        if report.vendor == "postgresql":
+            heading += (
+                f"; statistics since {report.stats_reset}"
+                if report.stats_reset
+                else "; statistics never reset"
+            )
+        self.stdout.write(self.style.MIGRATE_HEADING(heading))
+        if report.tables:
+            self.stdout.write("\nTables, largest first:")
+            self.stdout.write(
+                f"  {'table':<32} {'rows':>12} {'table':>10} {'indexes':>10} "
+                f"{'seq scans':>10} {'idx scans':>10}"
+            )
+            for table in report.tables:
+                self.stdout.write(
+                    f"  {table.table:<32} {table.rows:>12,} {human_size(table.table_bytes):>10} "
+                    f"{human_size(table.index_bytes):>10} {table.seq_scans:>10,} "
+                    f"{table.index_scans:>10,}"
+                )
+        if report.indexes:
+            self.stdout.write("\nIndexes, largest first:")
+            width = max(len(index.name) for index in report.indexes)
+            for index in report.indexes:
+                kind = "primary key" if index.primary else "unique" if index.unique else ""
+                state = "" if index.valid else "  INVALID"
+                self.stdout.write(
+                    f"  {index.name:<{width}} {human_size(index.bytes):>10}"
+                    f" {index.scans:>12,} scans"
+                    f"  {kind}{state}"
+                )
+        self.stdout.write("")
+        if report.findings:
+            self.stdout.write(to_text(report.findings))
+            self.stdout.write(f"\n{len(report.findings)} finding(s).")
+        else:
+            self.stdout.write("No findings.")

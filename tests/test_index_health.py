@@ -1,0 +1,119 @@
+"""manage.py index_health and the connection-settings checks."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from tests.shop.models import Author, Book
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _health(*options):
+    out = StringIO()
+    call_command("index_health", "shop", "--format", "json", *options, stdout=out)
+    return json.loads(out.getvalue())
+
+
+@pytest.fixture
+def settings_dict():
+    saved = dict(connection.settings_dict)
+    yield connection.settings_dict
+    connection.settings_dict.clear()
+    connection.settings_dict.update(saved)
+
+
+def test_on_any_database_the_report_has_its_findings_as_json():
+    report = _health()
+    assert report["vendor"] == connection.vendor
+    assert isinstance(report["findings"], list)
+    if connection.vendor == "sqlite":
+        assert report["tables"] == [] and report["stats_reset"] is None
+
+
+def test_unused_invalid_and_scanned_indexes_on_postgresql(postgres_only):
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create([Book(title=f"t{i}", author=author) for i in range(12000)])
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX shop_book_summary_unused ON shop_book (summary)")
+        cursor.execute("CREATE INDEX shop_book_title_broken ON shop_book (title)")
+        # What a failed CREATE INDEX CONCURRENTLY leaves: an index marked invalid.
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'shop_book_title_broken'::regclass"
+        )
+        cursor.execute("ANALYZE shop_book")
+    for _ in range(3):
+        list(Book.objects.filter(title="t1"))  # sequential scans
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    report = _health()
+    kinds = {(f["kind"], f["message"].split(" ")[1]) for f in report["findings"]}
+    assert ("unused_index", "shop_book_summary_unused") in kinds
+    assert ("invalid_index", "shop_book_title_broken") in kinds
+    assert ("unused_index", "shop_book_title_broken") not in kinds
+    assert "since the statistics" in next(
+        f["message"] for f in report["findings"] if f["kind"] == "unused_index"
+    )
+    invalid = next(f for f in report["findings"] if f["kind"] == "invalid_index")
+    assert "DROP INDEX CONCURRENTLY shop_book_title_broken" in invalid["advice"]
+    scanned = [f for f in report["findings"] if f["kind"] == "sequential_scans"]
+    assert [f["model"] for f in scanned] == ["shop.Book"]
+    book_table = next(t for t in report["tables"] if t["table"] == "shop_book")
+    assert book_table["rows"] == 12000 and book_table["index_bytes"] > 0
+    primary = next(i for i in report["indexes"] if i["name"] == "shop_book_pkey")
+    assert primary["primary"] and "shop_book_pkey" not in json.dumps(
+        [f for f in report["findings"] if f["kind"] == "unused_index"]
+    )
+    text = StringIO()
+    call_command("index_health", "shop", stdout=text)
+    assert "statistics" in text.getvalue() and "INVALID" in text.getvalue()
+
+
+def test_connection_settings_that_cost_every_request(settings_dict, postgres_only):
+    settings_dict.update(CONN_MAX_AGE=0, OPTIONS={})
+    (finding,) = [f for f in _health()["findings"] if f["model"] == "settings.DATABASES"]
+    assert finding["kind"] == "connection_per_request"
+    assert '"pool": True' in finding["advice"] and "CONN_MAX_AGE = 600" in finding["advice"]
+    settings_dict.update(CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=False)
+    (finding,) = [f for f in _health()["findings"] if f["model"] == "settings.DATABASES"]
+    assert finding["kind"] == "connection_health_checks"
+    settings_dict.update(CONN_HEALTH_CHECKS=True)
+    assert not [f for f in _health()["findings"] if f["model"] == "settings.DATABASES"]
+    from django_dbtune.advisor.health import connection_findings
+
+    options = settings_dict["OPTIONS"]
+    settings_dict.update(CONN_MAX_AGE=0, OPTIONS={"pool": True})
+    try:  # no new connection is opened meanwhile (this machine may lack psycopg_pool)
+        assert connection_findings("default") == []
+    finally:
+        settings_dict["OPTIONS"] = options
+
+
+def test_the_same_as_a_system_check_under_the_database_tag(settings_dict, postgres_only):
+    from django.core.checks import run_checks
+
+    settings_dict.update(CONN_MAX_AGE=0, OPTIONS={})
+    ids = [m.id for m in run_checks(databases=["default"], include_deployment_checks=False)]
+    assert "dbtune.W004" in ids
+    assert "dbtune.W004" not in [m.id for m in run_checks()]  # only with --database
+
+
+def test_bad_input_is_a_clear_error():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no database 'nope'"):
+        call_command("index_health", "--database", "nope")
+    with pytest.raises(CommandError, match="No installed app with label 'nope'"):
+        call_command("index_health", "nope")
+
+
+def test_check_exits_with_status_1_while_findings_remain():
+    out = StringIO()
+    with pytest.raises(SystemExit) as exit_status:
+        call_command("index_health", "publisher", "--check", stdout=out)
+    assert exit_status.value.code == 1
+    assert "publisher_account_platform_idx" in out.getvalue()  # KNOWN_ISSUES.md, IDX-9

@@ -97,10 +97,12 @@ def main() -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 
-    def run(*command: str) -> str:
+    def run(*command: str, errors: list[str] | None = None) -> str:
         result = subprocess.run(command, cwd=site, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             sys.exit(f"{' '.join(command[:3])} failed:\n{result.stdout}\n{result.stderr}")
+        if errors is not None:
+            errors.append(result.stderr)
         return result.stdout
 
     def sql(statement: str, database: str = "postgres") -> None:
@@ -115,20 +117,19 @@ def main() -> None:
         started = time.perf_counter()
         run(python, "manage.py", "seed_demo", "--scale", str(args.scale), "-v0")
         print(f"seeded at scale {args.scale:g} in {time.perf_counter() - started:.0f} s")
-        sql("ANALYZE", DATABASE)
+        # As autovacuum would have by then: statistics and the visibility map, both phases.
+        sql("VACUUM ANALYZE", DATABASE)
         workload = site / "workload.jsonl"
         run(python, "-c", RECORD, str(workload), *PAGES)
         before = json.loads(run(python, "-c", REPLAY, str(workload), str(args.runs)))
-        report = run(
-            python, "manage.py", "suggest_indexes", "--workload", str(workload), "--format", "json"
-        )
-        findings = json.loads(report)
-        written = run(
-            python, "manage.py", "suggest_indexes", "--workload", str(workload), "--write"
-        )
+        summary: list[str] = []
+        suggest = (python, "manage.py", "suggest_indexes", "--workload", str(workload))
+        findings = json.loads(run(*suggest, "--format", "json", errors=summary))
+        print(summary[0].rstrip())
+        written = run(*suggest, "--write")
         print(written.strip().splitlines()[-1])
         run(python, "manage.py", "migrate", "-v0")
-        sql("ANALYZE", DATABASE)
+        sql("VACUUM ANALYZE", DATABASE)
         after = json.loads(run(python, "-c", REPLAY, str(workload), str(args.runs)))
     finally:
         if not args.keep:

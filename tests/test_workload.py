@@ -238,7 +238,7 @@ def test_a_candidate_a_better_one_makes_redundant_is_not_suggested(many_books, t
             list(Book.objects.filter(title=f"title {i}", summary="3"))
     findings, err = _suggest(path)
     assert len(findings) == 1 and findings[0]["fields"][0] == "title"
-    assert "left out: 2 candidates below the cost-reduction threshold" in err
+    assert "left out (2): candidates below the cost-reduction threshold" in err
 
 
 # --- The example project, end to end --------------------------------------------------------
@@ -332,3 +332,43 @@ def test_without_pg_stat_statements_the_message_says_how_to_add_it(statements):
         _suggest(None, "--from-pg-stat-statements")
     with pytest.raises(CommandError, match="either --workload or --from-pg-stat-statements"):
         _suggest("w.jsonl", "--from-pg-stat-statements")
+
+
+def test_raw_sql_and_tables_no_model_owns_are_left_out_and_counted(books, tmp_path):
+    if connection.vendor == "postgresql":
+        _hypopg(True)
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        list(Book.objects.filter(title="x"))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM shop_book WHERE title = %s", ["x"])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    stranger = dict(
+        lines[0], sql=lines[0]["sql"] + " ", orm=dict(lines[0]["orm"], model="gone.Model")
+    )
+    path.write_text("".join(json.dumps(line) + "\n" for line in [*lines, stranger]))
+    out, err = StringIO(), StringIO()
+    call_command("suggest_indexes", "shop", "--workload", str(path), stdout=out, stderr=err)
+    assert (
+        "left out (1): queries not from the ORM (raw SQL) or with no ORM detail" in err.getvalue()
+    )
+    assert "left out (1): queries on tables no model of the checked apps owns" in err.getvalue()
+
+
+def test_an_index_another_suggested_one_leads_with_is_not_suggested(many_books, tmp_path):
+    _hypopg(True)
+    Book.objects.filter(id__gt=2000).update(summary="common")  # a few rare values
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE shop_book")
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(5):
+            Book.objects.filter(summary=str(i)).count()
+            Book.objects.filter(summary=str(i)).count()
+            list(Book.objects.filter(summary=str(i)).order_by("-title")[:10])
+    findings, err = _suggest(path)
+    # Proven one after the other, (summary) and (summary, -title) may both pass; the first
+    # leads the second, which serves its queries too. Either way, one index is suggested.
+    assert [f["fields"] for f in findings] == [["summary", "-title"]]
+    assert "left out (1): candidates" in err
+    assert "<" not in findings[0]["message"]  # no hypothetical index names

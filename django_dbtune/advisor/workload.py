@@ -364,6 +364,8 @@ class _Trial:
     before: dict[int, Plan]
     after: dict[int, Plan]
     name: str
+    baseline: dict[int, Plan] = field(default_factory=dict)
+    """The plans with none of the suggested indexes: the database as it is."""
 
     def weighted(self, plans: dict[int, Plan]) -> float:
         return sum(shape.calls * plans[id(shape)].cost for shape in self.planned)
@@ -436,6 +438,7 @@ def prove(
             again = _trial(planner, trial.served, [a.statement for a in accepted], outcome)
             if again is None:
                 continue
+            again.baseline = trial.before
             trial = again
         if not trial.used:
             outcome.skip("candidates the planner would not use")
@@ -445,9 +448,24 @@ def prove(
             continue
         accepted.append(trial)
         per_table[table] = per_table.get(table, 0) + 1
-    outcome.findings = [
-        _finding(trial, database, min_reduction, planner.method) for trial in accepted
+    # An accepted index that leads another accepted one of the same table serves nothing
+    # the longer one does not (the planner can read its leading columns alone).
+    kept = [
+        trial
+        for trial in accepted
+        if not any(
+            other is not trial
+            and other.served.model is trial.served.model
+            and other.served.candidate.pattern == trial.served.candidate.pattern
+            and len(other.served.candidate.fields) > len(trial.served.candidate.fields)
+            and other.served.candidate.fields[: len(trial.served.candidate.fields)]
+            == trial.served.candidate.fields
+            for other in accepted
+        )
     ]
+    for _ in range(len(accepted) - len(kept)):
+        outcome.skip("candidates a longer accepted index of the same table leads with")
+    outcome.findings = [_finding(trial, database, min_reduction, planner.method) for trial in kept]
     return outcome
 
 
@@ -484,7 +502,8 @@ def _finding(trial: _Trial, database: str, min_reduction: float, method: str) ->
     worst = max(
         shapes, key=lambda s: s.calls * (trial.before[id(s)].cost - trial.after[id(s)].cost)
     )
-    before, after = trial.before[id(worst)], trial.after[id(worst)]
+    before = (trial.baseline or trial.before).get(id(worst), trial.before[id(worst)])
+    after = trial.after[id(worst)]
     how = (
         "a hypothetical index (HypoPG)" if method == "hypopg" else "an index built and rolled back"
     )

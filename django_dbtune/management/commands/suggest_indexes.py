@@ -205,7 +205,7 @@ class Command(BaseCommand):
             f"with {_METHODS[outcome.method]}."
         )
         for reason, count in sorted(outcome.skipped.items()):
-            self.stderr.write(f"  left out: {count} {reason}")
+            self.stderr.write(f"  left out ({count}): {reason}")
         return suggest.Report(findings=outcome.findings)
 
     def _write(self, findings: list[Finding], concurrently: bool) -> None:

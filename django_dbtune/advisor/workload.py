@@ -549,20 +549,26 @@ def _site(site: str) -> tuple[str, int]:
 def _sqlite_scans(
     connection: BaseDatabaseWrapper, shapes: list[Shape], served: list[_Served], outcome: Outcome
 ) -> list[Finding]:
-    """Recorded reads whose plan scans a whole table, with the index the rules suggest."""
-    offered = {(entry.model._meta.label, entry.candidate.fields) for entry in served}
-    findings = []
+    """Recorded reads whose plan scans a whole table, grouped by the index the rules would
+    add for them (the longest candidate of the model that starts with the shape's own)."""
+    offered = [entry.candidate for entry in served]
+    scanned: dict[tuple[str, tuple[str, ...]], list[tuple[Shape, str]]] = {}
+    wanted: dict[tuple[str, tuple[str, ...]], Candidate] = {}
     for shape in shapes:
         model = _model(shape.orm.model) if shape.orm is not None else None
         usage = usage_of(shape, model) if model is not None else None
-        own = [
-            c
-            for c in (candidates_for(usage) if usage is not None else [])
-            if (c.model._meta.label, c.fields) in offered
-        ]
+        own = [c for c in candidates_for(usage) if not c.trigram] if usage is not None else []
         if model is None or not own:
             continue  # nothing filtered or sorted that a new index could serve
         found = max(own, key=lambda c: len(c.fields))  # the composite, when there is one
+        longer = [
+            c
+            for c in offered
+            if c.model is model and c.fields[: len(found.fields)] == found.fields
+        ]
+        if not longer:
+            continue  # an existing index already leads with these columns
+        found = max(longer, key=lambda c: len(c.fields))
         table = model._meta.db_table
         params = shape.params if shape.params is not None else [None] * shape.sql.count("%s")
         try:
@@ -573,30 +579,38 @@ def _sqlite_scans(
             outcome.skip("queries the planner could not plan")
             continue
         scans = [d for d in details if d.startswith("SCAN") and d.split()[1:2] == [table]]
-        if not scans:
-            continue
-        proposed = proposed_index(model, list(found.fields))
-        findings.append(
-            Finding(
-                kind="workload_scan",
-                severity="medium" if shape.calls > 1 else "low",
-                model=model._meta.label,
-                fields=found.fields,
-                database=connection.alias,
-                message=(
-                    f"A recorded query ({_count(shape.calls, 'call', 'calls')}, "
-                    f"{shape.total_ms:.1f} ms in total) "
-                    f"reads the whole table: EXPLAIN QUERY PLAN says {scans[0]!r}."
-                ),
-                index=ProposedIndex(proposed.fields, proposed.name),
-                evidence=tuple(
-                    Evidence(*_site(site), _described(shape))
-                    for site in list(shape.call_sites)[:3]
-                ),
-                advice=(
-                    "SQLite cannot try an index without building it: record the workload "
-                    "against PostgreSQL to have the planner prove the index first."
-                ),
-            )
-        )
-    return findings
+        if scans:
+            key = (model._meta.label, found.fields)
+            scanned.setdefault(key, []).append((shape, scans[0]))
+            wanted[key] = found
+    return [_scan_finding(connection.alias, wanted[key], found) for key, found in scanned.items()]
+
+
+def _scan_finding(database: str, candidate: Candidate, scans: list[tuple[Shape, str]]) -> Finding:
+    model = candidate.model
+    proposed = proposed_index(model, list(candidate.fields))
+    calls = sum(shape.calls for shape, _ in scans)
+    total_ms = sum(shape.total_ms for shape, _ in scans)
+    return Finding(
+        kind="workload_scan",
+        severity="medium" if calls > 1 else "low",
+        model=model._meta.label,
+        fields=candidate.fields,
+        database=database,
+        message=(
+            f"{_count(len(scans), 'recorded query', 'recorded queries')} "
+            f"({_count(calls, 'call', 'calls')}, {total_ms:.1f} ms in total) "
+            f"{'reads' if len(scans) == 1 else 'read'} the whole table: EXPLAIN QUERY PLAN "
+            f"says {scans[0][1]!r}. One index would serve {'it' if len(scans) == 1 else 'them'}."
+        ),
+        index=ProposedIndex(proposed.fields, proposed.name),
+        evidence=tuple(
+            Evidence(*_site(site), _described(shape))
+            for shape, _ in scans
+            for site in list(shape.call_sites)[:3]
+        ),
+        advice=(
+            "SQLite cannot try an index without building it: record the workload against "
+            "PostgreSQL to have the planner prove the index first."
+        ),
+    )

@@ -72,6 +72,9 @@ class OrmUse:
     sort: list[str] = field(default_factory=list)
     explicit_sort: bool = False
     sliced: bool = False
+    selects: list[str] | None = None
+    """The fields a ``values()``/``values_list()`` query reads (None: whole rows), which a
+    covering index can hold for an index-only scan."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class OrmUse:
             "sort": self.sort,
             "explicit_sort": self.explicit_sort,
             "sliced": self.sliced,
+            "selects": self.selects,
         }
 
     @classmethod
@@ -98,6 +102,7 @@ class OrmUse:
             sort=[str(x) for x in data.get("sort", [])],
             explicit_sort=bool(data.get("explicit_sort", False)),
             sliced=bool(data.get("sliced", False)),
+            selects=[str(x) for x in data["selects"]] if data.get("selects") else None,
         )
 
 
@@ -205,6 +210,9 @@ def describe(query: Any) -> OrmUse | None:
             break  # a sort an index cannot follow: stop at it, as the database would
         use.sort.append(name)
     use.sliced = query.high_mark is not None
+    selected = list(query.values_select)
+    if selected and not query.annotations and not query.extra and "__" not in "".join(selected):
+        use.selects = [pk if name == "pk" else name for name in selected]
     return use
 
 

@@ -50,6 +50,7 @@ def build_index(model: type[models.Model], proposal: ProposedIndex) -> models.In
         name=proposal.name,
         opclasses=list(proposal.opclasses),
         condition=condition,
+        include=list(proposal.include),
     )
 
 
@@ -132,6 +133,7 @@ def _widest(findings: list[Finding]) -> list[Finding]:
             and not other.index.condition
             and index.opclasses == other.index.opclasses
             and columns(other)[: len(columns(finding))] == columns(finding)
+            and set(index.include) <= set(columns(other)) | set(other.index.include)
             for other in kept
         )
         if not served:

@@ -372,3 +372,21 @@ def test_an_index_another_suggested_one_leads_with_is_not_suggested(many_books, 
     assert [f["fields"] for f in findings] == [["summary", "-title"]]
     assert "left out (1): candidates" in err
     assert "<" not in findings[0]["message"]  # no hypothetical index names
+
+
+@pytest.mark.django_db(transaction=True)  # VACUUM: what an index-only scan's estimate needs
+def test_a_query_reading_few_columns_gets_a_covering_index(many_books, tmp_path):
+    _hypopg(True)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE shop_book")
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(5):
+            list(Book.objects.filter(title=f"title {i}").values_list("id", "summary"))
+    (shape,) = workload.read(path)
+    assert shape.orm.selects == ["id", "summary"]
+    findings, _ = _suggest(path)
+    assert [(f["fields"], f["index"]["include"]) for f in findings] == [
+        (["title"], ["id", "summary"])
+    ]
+    assert "Index Only Scan" in findings[0]["message"]

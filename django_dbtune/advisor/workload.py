@@ -71,6 +71,8 @@ class _Served:
 
     candidate: Candidate
     shapes: list[Shape] = field(default_factory=list)
+    include: tuple[str, ...] = ()
+    """Columns the index also stores, so that a query reading only them scans just the index."""
 
     @property
     def model(self) -> type[Model]:
@@ -161,11 +163,27 @@ def candidates(
             if _leading(schema, columns, candidate.pattern):
                 continue  # an index already starts with these columns
             served.setdefault(
-                (shape.orm.model, candidate.fields, candidate.pattern), _Served(candidate)
+                (shape.orm.model, candidate.fields, candidate.pattern, ()), _Served(candidate)
             )
+            include = _covering(candidate, shape.orm.selects)
+            if include:
+                key = (shape.orm.model, candidate.fields, candidate.pattern, include)
+                served.setdefault(key, _Served(candidate, include=include))
     for entry in served.values():
         entry.shapes = by_model[entry.model._meta.label]
     return list(served.values())
+
+
+MAX_INCLUDE = 3
+"""A covering index stores at most this many more columns."""
+
+
+def _covering(candidate: Candidate, selects: list[str] | None) -> tuple[str, ...]:
+    """The selected fields the candidate lacks, when an index could cover them all."""
+    if not selects or candidate.pattern:
+        return ()
+    extra = tuple(name for name in dict.fromkeys(selects) if name not in candidate.names)
+    return extra if 0 < len(extra) <= MAX_INCLUDE else ()
 
 
 def _orders(found: list[Candidate], usage: Usage) -> Iterator[Candidate]:
@@ -339,7 +357,9 @@ def _parse(row: Any, table: str) -> Plan:
     return Plan(float(top["Total Cost"]), node or str(top["Node Type"]), frozenset(indexes))
 
 
-def create_statement(connection: BaseDatabaseWrapper, candidate: Candidate) -> str:
+def create_statement(
+    connection: BaseDatabaseWrapper, candidate: Candidate, include: tuple[str, ...] = ()
+) -> str:
     quote = connection.ops.quote_name
     model = candidate.model
     parts = []
@@ -351,7 +371,11 @@ def create_statement(connection: BaseDatabaseWrapper, candidate: Candidate) -> s
         if name.startswith("-"):
             column += " DESC"
         parts.append(column)
-    return f"CREATE INDEX ON {quote(model._meta.db_table)} ({', '.join(parts)})"
+    statement = f"CREATE INDEX ON {quote(model._meta.db_table)} ({', '.join(parts)})"
+    if include:
+        columns = ", ".join(quote(column) for column in field_columns(model, include))
+        statement += f" INCLUDE ({columns})"
+    return statement
 
 
 # --- Proof ------------------------------------------------------------------------------------
@@ -460,6 +484,8 @@ def prove(
             and len(other.served.candidate.fields) > len(trial.served.candidate.fields)
             and other.served.candidate.fields[: len(trial.served.candidate.fields)]
             == trial.served.candidate.fields
+            and set(trial.served.include)
+            <= set(other.served.candidate.names) | set(other.served.include)
             for other in accepted
         )
     ]
@@ -473,7 +499,7 @@ def _trial(
     planner: Planner, entry: _Served, present: list[str], outcome: Outcome
 ) -> _Trial | None:
     table = entry.model._meta.db_table
-    statement = create_statement(planner.connection, entry.candidate)
+    statement = create_statement(planner.connection, entry.candidate, entry.include)
     with planner.trying(present):
         before = {id(s): p for s in entry.shapes if (p := planner.plan(s, table)) is not None}
     with planner.trying([*present, statement]) as names:
@@ -507,10 +533,13 @@ def _finding(trial: _Trial, database: str, min_reduction: float, method: str) ->
     how = (
         "a hypothetical index (HypoPG)" if method == "hypopg" else "an index built and rolled back"
     )
+    include = trial.served.include
+    covering = f", reading only what it covers (include {', '.join(include)})" if include else ""
     message = (
         f"{_count(len(shapes), 'recorded query', 'recorded queries')} "
         f"({_count(calls, 'call', 'calls')}, {total_ms:.1f} ms in total) filter or sort "
-        f"{model._meta.object_name} by ({', '.join(candidate.fields)}). Planned with {how}, "
+        f"{model._meta.object_name} by ({', '.join(candidate.fields)}){covering}. "
+        f"Planned with {how}, "
         f"their estimated cost falls by {trial.reduction:.0%} (threshold "
         f"{min_reduction:.0%}); the largest saving: "
         f"{before.node} cost {before.cost:.1f} -> {after.node.replace(trial.name, index.name)} "
@@ -528,7 +557,7 @@ def _finding(trial: _Trial, database: str, min_reduction: float, method: str) ->
         fields=candidate.fields,
         database=database,
         message=message,
-        index=ProposedIndex(index.fields, index.name, opclasses),
+        index=ProposedIndex(index.fields, index.name, opclasses, include=trial.served.include),
         evidence=evidence,
     )
 

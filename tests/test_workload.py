@@ -314,11 +314,14 @@ def statements(many_books):
     for i in range(5):
         list(Book.objects.filter(title=f"title {i}"))
     list(Book.objects.filter(author=Author.objects.first()).order_by("id")[:3])
+    with connection.cursor() as cursor:  # text_pattern_ops' own operator: sqlglot cannot read it
+        cursor.execute("SELECT id FROM shop_book WHERE title ~>=~ %s", ["title"])
 
 
 def test_pg_stat_statements_is_a_workload_too(statements):
     _hypopg(True)
-    findings, _ = _suggest(None, "--from-pg-stat-statements")
+    findings, err = _suggest(None, "--from-pg-stat-statements")
+    assert "left out (1): statements the SQL parser cannot read" in err
     assert [(f["kind"], f["fields"]) for f in findings] == [("workload_index", ["title"])]
     assert "5 calls" in findings[0]["message"]
     assert findings[0]["evidence"][0]["file"] == "pg_stat_statements"
@@ -390,3 +393,18 @@ def test_a_query_reading_few_columns_gets_a_covering_index(many_books, tmp_path)
         (["title"], ["id", "summary"])
     ]
     assert "Index Only Scan" in findings[0]["message"]
+
+
+def test_a_role_that_may_not_read_others_statements_is_told_what_to_grant(statements):
+    from django_dbtune.advisor.statements import read_statements
+    from django_dbtune.advisor.workload import Outcome, ProofError
+
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute("CREATE ROLE dbtune_reader")
+        cursor.execute("SET LOCAL ROLE dbtune_reader")
+    try:
+        with pytest.raises(ProofError, match=r"may not read.*GRANT pg_read_all_stats"):
+            read_statements(connection, {}, Outcome())
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")

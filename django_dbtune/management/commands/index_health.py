@@ -6,13 +6,12 @@ import json
 import sys
 from typing import Any
 
-from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DatabaseError
 
-from django_dbtune.advisor import suggest
 from django_dbtune.advisor.health import Health, health, human_size
 from django_dbtune.findings import to_text
+from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
 
 
 class Command(BaseCommand):
@@ -27,15 +26,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "app_labels",
-            nargs="*",
-            metavar="app_label",
-            help="Apps to check (default: the project's own apps).",
-        )
-        parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default 'default')."
-        )
+        add_app_arguments(parser)
         parser.add_argument(
             "--format", choices=("text", "json"), default="text", help="Output format."
         )
@@ -45,14 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         database = options["database"]
-        if database not in connections:
-            raise CommandError(f"There is no database {database!r} in settings.DATABASES.")
-        labels = options["app_labels"] or suggest.project_app_labels()
-        for label in labels:
-            try:
-                apps.get_app_config(label)
-            except LookupError:
-                raise CommandError(f"No installed app with label {label!r}.") from None
+        labels = checked_apps(options["app_labels"], database)
         try:
             report = health(labels, database)
         except DatabaseError as error:

@@ -6,9 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DatabaseError, connections
 
 from django_dbtune import workload, writer
 from django_dbtune.advisor import suggest
@@ -17,6 +16,7 @@ from django_dbtune.advisor.statements import read_statements
 from django_dbtune.advisor.workload import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.conf import conf
 from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
+from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
 from django_dbtune.schema import model_schemas
 
 
@@ -34,16 +34,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "app_labels",
-            nargs="*",
-            metavar="app_label",
-            help="Apps to check (default: the project's own apps, those under "
-            "DBTUNE['PROJECT_ROOT'] and not in an installed package).",
-        )
-        parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default 'default')."
-        )
+        add_app_arguments(parser)
         parser.add_argument(
             "--format",
             choices=("text", "json"),
@@ -116,8 +107,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         app_labels: list[str] = options["app_labels"]
         database = options["database"]
-        if database not in connections:
-            raise CommandError(f"There is no database {database!r} in settings.DATABASES.")
         if options["concurrently"] and not options["write"]:
             raise CommandError("--concurrently only applies with --write.")
         if options["concurrently"] and connections[database].vendor != "postgresql":
@@ -125,14 +114,7 @@ class Command(BaseCommand):
                 "--concurrently needs PostgreSQL (AddIndexConcurrently); "
                 f"database {database!r} is {connections[database].vendor}."
             )
-        labels = app_labels or suggest.project_app_labels()
-        for label in labels:
-            try:
-                config = apps.get_app_config(label)
-            except LookupError:
-                raise CommandError(f"No installed app with label {label!r}.") from None
-            if app_labels and not list(config.get_models()):
-                raise CommandError(f"App {label!r} has no models.")
+        labels = checked_apps(app_labels, database)
         read_database = True
         try:
             connections[database].ensure_connection()

@@ -41,10 +41,10 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.where import AND, WhereNode
 
 from django_dbtune.capture import QueryLog, _jsonable, capture_queries
-
-__all__ = ["OrmUse", "Recorder", "Shape", "WorkloadError", "capture_queries", "read", "record"]
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
+
+__all__ = ["OrmUse", "Recorder", "Shape", "WorkloadError", "read", "record"]
 
 FORMAT_VERSION = 1
 
@@ -204,10 +204,11 @@ def describe(query: Any) -> OrmUse | None:
     if not ordering and query.default_ordering:
         ordering = list(model._meta.ordering or ())
     pk = model._meta.pk.name if model._meta.pk else "id"
+    columns = {f.name for f in model._meta.concrete_fields}
     for item in ordering:
         name = _sort_name(item, pk)
-        if name is None:
-            break  # a sort an index cannot follow: stop at it, as the database would
+        if name is None or name.lstrip("-") not in columns:
+            break  # a sort an index cannot follow (an annotation, a join): stop there
         use.sort.append(name)
     use.sliced = query.high_mark is not None
     selected = list(query.values_select)
@@ -223,7 +224,7 @@ def _sort_name(item: Any, pk: str) -> str | None:
         name, descending = item.lstrip("-"), item.startswith("-")
     else:
         return None
-    if "__" in name:
+    if not name or "__" in name:
         return None
     name = pk if name == "pk" else name
     return f"-{name}" if descending else name

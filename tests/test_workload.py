@@ -408,3 +408,18 @@ def test_a_role_that_may_not_read_others_statements_is_told_what_to_grant(statem
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET ROLE")
+
+
+def test_a_sort_by_an_annotation_stops_the_sort_fields(books, tmp_path):
+    from django.db.models import Count
+
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        list(Book.objects.annotate(n=Count("tags")).order_by("-n", "title"))
+    (shape,) = [s for s in workload.read(path) if s.orm]
+    assert shape.orm.sort == []  # "-n" is no column: an index cannot follow the sort
+    if connection.vendor == "postgresql":
+        _hypopg(True)
+    out = StringIO()
+    call_command("suggest_indexes", "shop", "--workload", str(path), stdout=out, stderr=StringIO())
+    assert "finding" in out.getvalue()  # ran to the end

@@ -87,12 +87,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     path = item.config.getoption("--dbtune-record")
     if path is None:
         return (yield from _detect_nplusone(item))
-    from django_dbtune import workload
+    from django_dbtune.capture import capture_queries
+    from django_dbtune.workload import Recorder
 
     recorder = item.config.stash.get(_RECORDER, None)
     if recorder is None:
-        recorder = item.config.stash[_RECORDER] = workload.Recorder(path)
-    with workload.capture_queries() as log, recorder.watching():
+        recorder = item.config.stash[_RECORDER] = Recorder(path)
+    with capture_queries() as log, recorder.watching():
         try:
             return (yield from _detect_nplusone(item))
         finally:

@@ -122,6 +122,8 @@ class Shape:
     orm: OrmUse | None = None
     params: list[Any] | None = None
     """One representative parameter set, only when recording was asked to keep one."""
+    constants: dict[str, Any] | None = None
+    """Fields every call compared to the same value (kept only with parameters, opt-in)."""
     placeholders: str = "%s"
     """``%s`` (Django's, as recorded) or ``$`` (``$1, $2...``: from pg_stat_statements)."""
 
@@ -136,6 +138,14 @@ class Shape:
         self.call_sites.update(other.call_sites)
         self.orm = self.orm or other.orm
         self.params = self.params if self.params is not None else other.params
+        if self.constants is not None and other.constants is not None:
+            self.constants = {
+                name: value
+                for name, value in self.constants.items()
+                if name in other.constants and other.constants[name] == value
+            }
+        else:
+            self.constants = self.constants if self.constants is not None else other.constants
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -153,6 +163,8 @@ class Shape:
         }
         if self.params is not None:
             data["params"] = self.params
+        if self.constants:
+            data["constants"] = self.constants
         return data
 
     @classmethod
@@ -169,6 +181,7 @@ class Shape:
             call_sites=Counter({str(k): int(v) for k, v in data["call_sites"].items()}),
             orm=OrmUse.from_dict(data["orm"]) if data.get("orm") else None,
             params=list(data["params"]) if data.get("params") is not None else None,
+            constants=dict(data["constants"]) if data.get("constants") else None,
         )
         if shape.calls < 1 or shape.total_ms < 0:
             raise ValueError("calls must be positive and times not negative")
@@ -215,6 +228,26 @@ def describe(query: Any) -> OrmUse | None:
     if selected and not query.annotations and not query.extra and "__" not in "".join(selected):
         use.selects = [pk if name == "pk" else name for name in selected]
     return use
+
+
+def equal_values(query: Any) -> dict[str, Any]:
+    """The plain values ``query`` compares its own model's fields to with ``exact``, at its
+    top level (what a partial index condition could be)."""
+    model = query.model
+    where = query.where
+    if model is None or where.connector != AND or where.negated:
+        return {}
+    values: dict[str, Any] = {}
+    for child in where.children:
+        if (
+            isinstance(child, Lookup)
+            and child.lookup_name == "exact"
+            and isinstance(child.lhs, Col)
+            and child.lhs.target.model is model
+            and type(child.rhs) in (str, int, float, bool)
+        ):
+            values[child.lhs.target.name] = child.rhs
+    return values
 
 
 def _sort_name(item: Any, pk: str) -> str | None:
@@ -268,19 +301,33 @@ class Recorder:
         self.params = params
         self.shapes: dict[tuple[str, str], Shape] = {}
         self._orm: dict[str, OrmUse | None] = {}
+        self._values: dict[str, dict[str, tuple[Any, bool]]] = {}
+        """With parameters kept: per SQL text, each field's first value and whether it varied."""
         self._lock = threading.Lock()
 
     def note_orm(
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
     ) -> Any:
         """An execute wrapper: what the ORM query behind each new SQL text filters by."""
-        if sql not in self._orm:
+        if sql not in self._orm or (self.params and self._orm[sql] is not None):
             compiler = _compiler_of(sys._getframe(1))
             try:
-                self._orm[sql] = describe(compiler.query) if compiler is not None else None
+                if sql not in self._orm:
+                    self._orm[sql] = describe(compiler.query) if compiler is not None else None
+                if self.params and compiler is not None:
+                    self._note_values(sql, equal_values(compiler.query))
             except Exception:  # a query shape this reader does not know: no ORM detail
                 self._orm[sql] = None
         return execute(sql, params, many, context)
+
+    def _note_values(self, sql: str, values: dict[str, Any]) -> None:
+        seen = self._values.get(sql)
+        if seen is None:
+            self._values[sql] = {name: (value, False) for name, value in values.items()}
+            return
+        for name, (first, varied) in list(seen.items()):
+            if not varied and (name not in values or values[name] != first):
+                seen[name] = (first, True)
 
     @contextmanager
     def watching(self, aliases: Iterable[str] | None = None) -> Iterator[None]:
@@ -316,6 +363,12 @@ class Recorder:
                     )
                     if self.params and not record.many:
                         shape.params = _jsonable(record.params)
+                if self.params and record.sql in self._values:
+                    shape.constants = {
+                        name: value
+                        for name, (value, varied) in self._values[record.sql].items()
+                        if not varied
+                    }
                 milliseconds = record.duration * 1000
                 shape.calls += 1
                 shape.total_ms += milliseconds

@@ -423,3 +423,42 @@ def test_a_sort_by_an_annotation_stops_the_sort_fields(books, tmp_path):
     out = StringIO()
     call_command("suggest_indexes", "shop", "--workload", str(path), stdout=out, stderr=StringIO())
     assert "finding" in out.getvalue()  # ran to the end
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_constant_every_call_compares_to_makes_a_partial_index(postgres_only, tmp_path):
+    from crawler.models import Recommendation
+    from dashboard import seed
+
+    seed.seed(4, seed=7, using="default", progress=lambda n: None)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+        cursor.execute("VACUUM ANALYZE crawler_recommendation")
+    path, kept = tmp_path / "workload.jsonl", tmp_path / "with-values.jsonl"
+    for file, params in ((path, False), (kept, True)):
+        with workload.record(file, params=params):
+            for _ in range(3):
+                list(
+                    Recommendation.objects.filter(implementation_status="open").order_by(
+                        "-priority"
+                    )[:50]
+                )
+    (plain,) = workload.read(path)
+    assert plain.constants is None and "open" not in path.read_text()  # values are opt-in
+    (shape,) = workload.read(kept)
+    assert shape.constants == {"implementation_status": "open"}
+    out = StringIO()
+    call_command(
+        "suggest_indexes",
+        "crawler",
+        "--workload",
+        str(kept),
+        "--format",
+        "json",
+        stdout=out,
+        stderr=StringIO(),
+    )
+    (finding,) = json.loads(out.getvalue())
+    assert finding["fields"] == ["-priority"]
+    assert finding["index"]["condition"] == 'Q(implementation_status="open")'
+    assert "partial index" in finding["message"]

@@ -38,11 +38,26 @@ from django.db.models import Model
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from django_dbtune.advisor.candidates import PATTERN_OPCLASS, Candidate, _leading, candidates_for
+from django_dbtune.advisor.candidates import (
+    PATTERN_OPCLASS,
+    Candidate,
+    _has_partial,
+    _leading,
+    _partial,
+    _partial_fields,
+    candidates_for,
+)
 from django_dbtune.advisor.code import Usage
 from django_dbtune.advisor.models import proposed_index
 from django_dbtune.errors import DbtuneError
-from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity
+from django_dbtune.findings import (
+    Evidence,
+    Finding,
+    ProposedIndex,
+    Severity,
+    condition_code,
+    python_literal,
+)
 from django_dbtune.schema import ModelSchema, field_columns
 from django_dbtune.workload import Shape
 
@@ -73,6 +88,8 @@ class _Served:
     shapes: list[Shape] = field(default_factory=list)
     include: tuple[str, ...] = ()
     """Columns the index also stores, so that a query reading only them scans just the index."""
+    condition: tuple[str, Any] | None = None
+    """A partial index's (field, value): every recorded call compared the field to it."""
 
     @property
     def model(self) -> type[Model]:
@@ -155,19 +172,34 @@ def candidates(
         usage = usage_of(shape, model)
         if usage is None:
             continue
+        # As the static rules: a field of a few values (choices, booleans) that every call
+        # compares to one constant makes a partial index, when calls repeat it.
+        constants = {
+            (shape.orm.model, name): [value] * shape.calls
+            for name, value in (shape.constants or {}).items()
+        }
         for candidate in _orders(candidates_for(usage), usage):
             if candidate.trigram:
                 outcome.skip("contains/icontains searches (trigram indexes are not tried)")
                 continue
+            key: tuple[Any, ...]
+            partial = _partial(candidate, constants)
+            if partial is not None:
+                if _has_partial(schema, candidate, partial):
+                    continue  # declared already
+                fields = tuple(_partial_fields(candidate, partial))
+                key = (shape.orm.model, fields, candidate.pattern, (), partial)
+                whole = replace(candidate, fields=fields)
+                served.setdefault(key, _Served(whole, condition=partial))
+                continue
             columns = field_columns(model, candidate.names)
             if _leading(schema, columns, candidate.pattern):
                 continue  # an index already starts with these columns
-            served.setdefault(
-                (shape.orm.model, candidate.fields, candidate.pattern, ()), _Served(candidate)
-            )
+            key = (shape.orm.model, candidate.fields, candidate.pattern, (), None)
+            served.setdefault(key, _Served(candidate))
             include = _covering(candidate, shape.orm.selects)
             if include:
-                key = (shape.orm.model, candidate.fields, candidate.pattern, include)
+                key = (shape.orm.model, candidate.fields, candidate.pattern, include, None)
                 served.setdefault(key, _Served(candidate, include=include))
     for entry in served.values():
         entry.shapes = by_model[entry.model._meta.label]
@@ -358,7 +390,10 @@ def _parse(row: Any, table: str) -> Plan:
 
 
 def create_statement(
-    connection: BaseDatabaseWrapper, candidate: Candidate, include: tuple[str, ...] = ()
+    connection: BaseDatabaseWrapper,
+    candidate: Candidate,
+    include: tuple[str, ...] = (),
+    condition: tuple[str, Any] | None = None,
 ) -> str:
     quote = connection.ops.quote_name
     model = candidate.model
@@ -375,6 +410,11 @@ def create_statement(
     if include:
         columns = ", ".join(quote(column) for column in field_columns(model, include))
         statement += f" INCLUDE ({columns})"
+    if condition is not None:
+        name, value = condition
+        column = quote(field_columns(model, [name])[0])
+        literal = connection.schema_editor().quote_value(value)
+        statement += f" WHERE {column} = {literal}"
     return statement
 
 
@@ -486,6 +526,7 @@ def prove(
             == trial.served.candidate.fields
             and set(trial.served.include)
             <= set(other.served.candidate.names) | set(other.served.include)
+            and trial.served.condition == other.served.condition
             for other in accepted
         )
     ]
@@ -499,7 +540,9 @@ def _trial(
     planner: Planner, entry: _Served, present: list[str], outcome: Outcome
 ) -> _Trial | None:
     table = entry.model._meta.db_table
-    statement = create_statement(planner.connection, entry.candidate, entry.include)
+    statement = create_statement(
+        planner.connection, entry.candidate, entry.include, entry.condition
+    )
     with planner.trying(present):
         before = {id(s): p for s in entry.shapes if (p := planner.plan(s, table)) is not None}
     with planner.trying([*present, statement]) as names:
@@ -535,6 +578,12 @@ def _finding(trial: _Trial, database: str, min_reduction: float, method: str) ->
     )
     include = trial.served.include
     covering = f", reading only what it covers (include {', '.join(include)})" if include else ""
+    condition = trial.served.condition
+    if condition is not None:
+        covering += (
+            f"; every call compares {condition[0]} to {python_literal(condition[1])}, so a "
+            "partial index holds only those rows"
+        )
     message = (
         f"{_count(len(shapes), 'recorded query', 'recorded queries')} "
         f"({_count(calls, 'call', 'calls')}, {total_ms:.1f} ms in total) filter or sort "
@@ -557,7 +606,14 @@ def _finding(trial: _Trial, database: str, min_reduction: float, method: str) ->
         fields=candidate.fields,
         database=database,
         message=message,
-        index=ProposedIndex(index.fields, index.name, opclasses, include=trial.served.include),
+        index=ProposedIndex(
+            index.fields,
+            index.name,
+            opclasses,
+            condition=condition_code(*condition) if condition else None,
+            include=trial.served.include,
+            condition_lookup=condition,
+        ),
         evidence=evidence,
     )
 

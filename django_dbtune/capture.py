@@ -191,6 +191,9 @@ class QueryLog(Sequence[QueryRecord]):
 
 
 _Site = tuple[str | None, int | None, str | None]
+_PASS_THROUGH = frozenset({"__call__", "__acall__", "process_request"})
+"""A disowned tool's functions that only hand the request on (django-debug-toolbar's
+middleware and panels): a load under them is the request's own, not the tool's."""
 _UNKNOWN: _Site = (None, None, None)
 # What a file is to find_trigger: the project's, internal, or a tool's own (disowned).
 _PROJECT, _INTERNAL, _DISOWNED = 0, 1, 2
@@ -473,7 +476,7 @@ class CallSiteFinder:
                 kind = kinds[filename] = self._kind(filename, disowned)
             if kind == _PROJECT:
                 return filename, frame.f_lineno, code.co_name
-            if kind == _DISOWNED:
+            if kind == _DISOWNED and code.co_name not in _PASS_THROUGH:
                 return None
             if id(code) in _TEMPLATE_RENDER:
                 node = frame.f_locals.get("self")

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import io
 import pickle
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -32,6 +33,7 @@ from django.db.models.query import ModelIterable
 from django.db.models.sql import Query
 from django.utils.functional import cached_property as django_cached_property
 
+from django_dbtune.cache import events
 from django_dbtune.cache.invalidation import database_group, model_tables, written_in_transaction
 from django_dbtune.cache.rows import pack, unpack
 from django_dbtune.cache.store import _MISSING, store
@@ -147,7 +149,7 @@ class _Plan:
     """How a cached queryset is looked up: its key, a guess of its tables that needs no
     SQL, and (on a miss) the tables its SQL reads."""
 
-    __slots__ = ("digest", "guess", "queryset", "structure")
+    __slots__ = ("digest", "guess", "label", "queryset", "structure")
 
     def __init__(self, queryset: Any, kind: str, extra: Sequence[Any]) -> None:
         self.queryset = queryset
@@ -182,6 +184,7 @@ class _Plan:
             tuple(lookup if isinstance(lookup, str) else lookup[0] for lookup in prefetches),
         )
         self.guess = _guesses.get(self.structure, frozenset())
+        self.label = f"{label} ({kind})"
 
     def exact(self, like: Callable[[], Any] | None = None) -> frozenset[str]:
         """The tables the SQL reads (compiled: asked only when nothing is guessed), or
@@ -289,9 +292,10 @@ def _through(
     lock: bool | None,
     encode: Callable[[Any], Any] = _same,
     decode: Callable[[Any], Any] = _same,
+    label: str = "",
 ) -> Any:
     """The cached value, or ``compute()``'s, stored when it may be (as ``encode(value)``,
-    served as ``decode(stored)``).
+    served as ``decode(stored)``); ``label`` names the read in the toolbar panel.
 
     ``guess``: the tables the value probably reads (their generations are read with the
     entry, in one round trip); ``exact()``: the tables it reads, asked only on a miss with
@@ -300,38 +304,53 @@ def _through(
     The generations are read before ``compute`` runs and the value is stored under them
     only: a write that raced the computation has already replaced them.
     """
+    started = time.perf_counter()
     written = written_in_transaction(alias)
     if guess & written:
-        return compute()[0]
+        return _bypass(compute, label, started)
     entry = store.entry_key(digest)
     group = database_group(alias)
     found = store.lookup(entry, group, guess)
     if found is None:
-        return compute()[0]
+        return _bypass(compute, label, started)
     snapshot, hit = found
     if hit is not None and not written.intersection(hit[0]):
-        return decode(hit[1])
+        value = decode(hit[1])
+        events.read("hit", label, time.perf_counter() - started, hit[2])
+        return value
     if not guess:
         tables = exact()
         if not tables or tables & written or not store.extend(snapshot, group, tables):
-            return compute()[0]
+            return _bypass(compute, label, started)
     locking = conf.CACHE_LOCK if lock is None else lock
     held = locking and store.acquire(entry)
     if locking and not held:
         # Another reader is computing this entry: wait briefly for it, then do it here.
         value = store.wait_for(entry, snapshot, conf.CACHE_LOCK_WAIT)
         if value is not _MISSING:
+            events.read("hit", label, time.perf_counter() - started)
             return decode(value)
     try:
+        computing = time.perf_counter()
         value, read = compute()
+        seconds = time.perf_counter() - computing
         # Tables read beyond those whose generations were read first: store nothing now
         # (a write to them may have raced); the next miss reads them first.
         if read and read <= snapshot.tokens.keys() and not connections[alias].in_atomic_block:
             stored = encode(value)
-            store.store(entry, snapshot, read, stored, timeout or conf.CACHE_TIMEOUT)
+            timeout = timeout or conf.CACHE_TIMEOUT
+            if store.store(entry, snapshot, read, stored, timeout, seconds):
+                events.stored(stored)
     finally:
         if held:
             store.release(entry)
+    events.read("miss", label, time.perf_counter() - started)
+    return value
+
+
+def _bypass(compute: Callable[[], tuple[Any, frozenset[str]]], label: str, started: float) -> Any:
+    value = compute()[0]
+    events.read("database", label, time.perf_counter() - started)
     return value
 
 
@@ -359,6 +378,7 @@ def _fetch_cached(queryset: Any) -> None:
         queryset._dbtune_lock,
         encode=pack if queryset._iterable_class is ModelIterable else _same,
         decode=lambda stored: unpack(stored, getattr(queryset, "_fetch_mode", None)),
+        label=plan.label,
     )
     if queryset._known_related_objects and queryset._result_cache is not rows:
         _relink(queryset, rows)
@@ -397,6 +417,7 @@ def _value(
         lambda: plan.reading(compute),
         queryset._dbtune_timeout,
         queryset._dbtune_lock,
+        label=plan.label,
     )
 
 
@@ -443,6 +464,7 @@ def cached(
                 lambda: (function(*args, **kwargs), tables),
                 timeout,
                 lock,
+                label=f"@cached {label}",
             )
 
         return cast(_Func, wrapper)
@@ -473,6 +495,7 @@ def invalidate(*models_or_tables: type[Model] | str, using: str | None = None) -
     aliases = [using] if using is not None else list(connections)
     for group in dict.fromkeys(database_group(alias) for alias in aliases):
         store.invalidate(group, tables)
+        events.invalidated(group, tuple(tables), "invalidate()")
 
 
 __all__ = ["CachedManager", "CachedQuerySet", "CachedQuerySetMixin", "cached", "invalidate"]

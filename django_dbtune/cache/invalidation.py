@@ -28,6 +28,7 @@ from django.db.backends.signals import connection_created
 from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_save
 
+from django_dbtune.cache import events
 from django_dbtune.cache.store import store
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
@@ -68,13 +69,15 @@ def _same_database(alias: str) -> str:
     return next((name for name in connections.settings if where(name) == own), alias)
 
 
-def invalidate_tables(alias: str, tables: Iterable[str]) -> None:
-    """Tables written through ``alias``: new generations now, and again on commit."""
+def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
+    """Tables written through ``alias`` (by ``via``, for the toolbar): new generations now,
+    and again on commit."""
     tables = tuple(dict.fromkeys(tables))
     if not tables or not conf.CACHE_ENABLED:
         return
     group = database_group(alias)
     store.invalidate(group, tables)
+    events.invalidated(alias, tables, via)
     connection = connections[alias]
     if connection.in_atomic_block:
         by_savepoint = _written(connection, create=True)
@@ -145,7 +148,7 @@ def _watch_writes(
     ):
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.written_tables:
-            invalidate_tables(connection.alias, statement.written_tables)
+            invalidate_tables(connection.alias, statement.written_tables, statement.shape)
             seen = getattr(_seen, "tables", None)
             if seen is None:
                 seen = _seen.tables = {}
@@ -165,12 +168,14 @@ def _saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> N
     seen = getattr(_seen, "tables", {}).pop(using, set())
     tables = model_tables(sender)
     if not seen.issuperset(tables):
-        invalidate_tables(using, tables)
+        invalidate_tables(using, tables, f"post_save of {sender._meta.label}")
 
 
 def _m2m_changed(sender: type[Model], action: str, using: str, **kwargs: Any) -> None:
     if action.startswith("post_"):
-        invalidate_tables(using, model_tables(sender))
+        invalidate_tables(
+            using, model_tables(sender), f"m2m_changed ({action}) of {sender._meta.label}"
+        )
 
 
 def connect() -> None:

@@ -54,9 +54,9 @@ class Snapshot:
         self.entry: Any = None
 
     def validate(self, stored: Any) -> bool | None:
-        """Whether a stored entry, ``(epoch, tables, tokens, value)``, is still valid under
-        this snapshot; None when the snapshot lacks some of its tables."""
-        if not (isinstance(stored, tuple) and len(stored) == 4 and stored[0] == self.epoch):
+        """Whether a stored entry, ``(epoch, tables, tokens, value, seconds)``, is still valid
+        under this snapshot; None when the snapshot lacks some of its tables."""
+        if not (isinstance(stored, tuple) and len(stored) == 5 and stored[0] == self.epoch):
             return False
         current = self.tokens
         for table, token in zip(stored[1], stored[2], strict=True):
@@ -141,10 +141,10 @@ class Store:
 
     def lookup(
         self, entry: str, group: str, tables: Iterable[str]
-    ) -> tuple[Snapshot, tuple[tuple[str, ...], Any] | None] | None:
+    ) -> tuple[Snapshot, tuple[tuple[str, ...], Any, float] | None] | None:
         """One round trip for the epoch, the generations of ``tables`` (made where missing)
-        and the entry: (the snapshot read, and (the entry's tables, its value) when it is
-        still valid). None: use the database.
+        and the entry: (the snapshot read, and (the entry's tables, its value, the seconds
+        its computation took) when it is still valid). None: use the database.
 
         ``tables`` is a guess that saves a round trip; the entry knows which tables it read.
         When the guess lacks some of them, their generations are read in a second round trip.
@@ -161,7 +161,7 @@ class Store:
             if not self.extend(snapshot, group, missing):
                 return None
             valid = snapshot.validate(stored)
-        return snapshot, ((stored[1], stored[3]) if valid else None)
+        return snapshot, ((stored[1], stored[3], stored[4]) if valid else None)
 
     def snapshot(
         self, group: str, tables: Iterable[str], entry: str | None = None
@@ -211,17 +211,27 @@ class Store:
         return settled
 
     def store(
-        self, entry: str, snapshot: Snapshot, tables: Iterable[str], value: Any, timeout: int
-    ) -> None:
-        """Store ``value``, read from ``tables``, under their generations in ``snapshot``."""
+        self,
+        entry: str,
+        snapshot: Snapshot,
+        tables: Iterable[str],
+        value: Any,
+        timeout: int,
+        seconds: float = 0.0,
+    ) -> bool:
+        """Store ``value``, read from ``tables`` in ``seconds``, under their generations in
+        ``snapshot``. Whether it was stored."""
         if time.monotonic() < self._open_until or self._missed or not snapshot.epoch:
-            return
+            return False
         tables = tuple(sorted(tables))
         tokens = tuple(snapshot.tokens[table] for table in tables)
+        stored = (snapshot.epoch, tables, tokens, value, seconds)
         try:
-            self.backend().set(entry, (snapshot.epoch, tables, tokens, value), timeout=timeout)
+            self.backend().set(entry, stored, timeout=timeout)
         except Exception as error:
             self.failed("store an entry", error)
+            return False
+        return True
 
     # --- the stampede lock ------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ def assert_uses_index(
 ) -> None:
     """Fail unless the plan reads ``index_name`` (or, without a name, some index of the
     queryset's own table)."""
-    plan = _Plan.of(queryset, large_table)
+    plan = QueryPlan.of(queryset, large_table)
     table = queryset.model._meta.db_table
     used = plan.indexes.get(table, set()) if index_name is None else plan.all_indexes()
     if (index_name is None and used) or (index_name is not None and index_name in used):
@@ -41,13 +41,15 @@ def assert_uses_index(
 
 def assert_no_seq_scan(queryset: Any, *, large_table: bool = True) -> None:
     """Fail when the plan reads any table by a sequential (full) scan."""
-    plan = _Plan.of(queryset, large_table)
+    plan = QueryPlan.of(queryset, large_table)
     if plan.scans:
         tables = ", ".join(sorted(plan.scans))
         raise AssertionError(f"The query scans every row of {tables}.\n{plan.report()}")
 
 
-class _Plan:
+class QueryPlan:
+    """A query's plan: the text, and the tables it reads through an index or in full."""
+
     def __init__(self, sql: str, text: str, note: str) -> None:
         self.sql = sql
         self.text = text
@@ -64,20 +66,24 @@ class _Plan:
         return f"SQL: {self.sql}\nPlan{self.note}:\n{self.text}"
 
     @classmethod
-    def of(cls, queryset: Any, large_table: bool) -> _Plan:
-        connection = connections[queryset.db]
+    def of(cls, queryset: Any, large_table: bool) -> QueryPlan:
         sql, params = queryset.query.sql_with_params()
+        return cls.explain(connections[queryset.db], sql, params, large_table)
+
+    @classmethod
+    def explain(cls, connection: Any, sql: str, params: Any, large_table: bool) -> QueryPlan:
+        """The plan of a SELECT (plain EXPLAIN: nothing runs)."""
         if connection.vendor == "postgresql":
             return cls._postgresql(connection, sql, params, large_table)
         if connection.vendor == "sqlite":
             return cls._sqlite(connection, sql, params)
         raise DbtuneError(
             f"assert_uses_index and assert_no_seq_scan read PostgreSQL and SQLite plans; "
-            f"database {queryset.db!r} is {connection.vendor}."
+            f"database {connection.alias!r} is {connection.vendor}."
         )
 
     @classmethod
-    def _postgresql(cls, connection: Any, sql: str, params: Any, large_table: bool) -> _Plan:
+    def _postgresql(cls, connection: Any, sql: str, params: Any, large_table: bool) -> QueryPlan:
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             if large_table:
                 cursor.execute("SET LOCAL enable_seqscan = off")
@@ -110,7 +116,7 @@ class _Plan:
         return plan
 
     @classmethod
-    def _sqlite(cls, connection: Any, sql: str, params: Any) -> _Plan:
+    def _sqlite(cls, connection: Any, sql: str, params: Any) -> QueryPlan:
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
             details = [str(row[-1]) for row in cursor.fetchall()]

@@ -19,6 +19,7 @@ from sqlglot.errors import SqlglotError
 
 from django_dbtune.advisor.workload import Outcome, ProofError
 from django_dbtune.schema import ModelSchema
+from django_dbtune.sql import DIALECTS, to_qmark
 from django_dbtune.workload import OrmUse, Shape
 
 LIMIT = 2000
@@ -104,31 +105,15 @@ def _rows(connection: BaseDatabaseWrapper) -> list[tuple[Any, ...]]:
 def _shape(
     tree: exp.Select, query: str, tables: dict[str, type[Model]], outcome: Outcome
 ) -> Shape | None:
-    source = tree.args.get("from_") or tree.args.get("from")
-    base = source.this if source is not None else None
-    if not isinstance(base, exp.Table):
-        return None
-    model = tables.get(base.name)
-    read = sorted({table.name for table in tree.find_all(exp.Table)})
-    if model is None:
-        if not base.name.startswith("pg_"):
+    found = use_of_tree(tree, tables)
+    if found is None:
+        source = tree.args.get("from_") or tree.args.get("from")
+        base = source.this if source is not None else None
+        if isinstance(base, exp.Table) and not base.name.startswith("pg_"):
             outcome.skip("queries on tables no model of the checked apps owns")
         return None
-    names = {base.alias_or_name, base.name}
-    fields = {f.column: f.name for f in model._meta.concrete_fields if f.column}
-    use = OrmUse(model._meta.label)
-    where = tree.args.get("where")
-    if where is not None:
-        _predicates(where.this, names, fields, use, composite=True)
-    order = tree.args.get("order")
-    for ordered in order.expressions if order is not None else ():
-        column = ordered.this
-        name = _field(column, names, fields)
-        if name is None:
-            break
-        use.sort.append(f"-{name}" if ordered.args.get("desc") else name)
-    use.explicit_sort = bool(use.sort)
-    use.sliced = tree.args.get("limit") is not None
+    _, use = found
+    read = sorted({table.name for table in tree.find_all(exp.Table)})
     return Shape(
         database="",
         vendor="postgresql",
@@ -138,6 +123,45 @@ def _shape(
         orm=use,
         placeholders="$",
     )
+
+
+def use_of(
+    sql: str, vendor: str, tables: dict[str, type[Model]]
+) -> tuple[type[Model], OrmUse] | None:
+    """What a SELECT as Django runs it (``%s`` placeholders) filters and sorts by, in the
+    fields of the model that owns its table; None for anything else."""
+    try:
+        tree = sqlglot.parse_one(to_qmark(sql), read=DIALECTS.get(vendor))
+    except SqlglotError:
+        return None
+    return use_of_tree(tree, tables) if isinstance(tree, exp.Select) else None
+
+
+def use_of_tree(
+    tree: exp.Select, tables: dict[str, type[Model]]
+) -> tuple[type[Model], OrmUse] | None:
+    source = tree.args.get("from_") or tree.args.get("from")
+    base = source.this if source is not None else None
+    if not isinstance(base, exp.Table):
+        return None
+    model = tables.get(base.name)
+    if model is None:
+        return None
+    names = {base.alias_or_name, base.name}
+    fields = {f.column: f.name for f in model._meta.concrete_fields if f.column}
+    use = OrmUse(model._meta.label)
+    where = tree.args.get("where")
+    if where is not None:
+        _predicates(where.this, names, fields, use, composite=True)
+    order = tree.args.get("order")
+    for ordered in order.expressions if order is not None else ():
+        name = _field(ordered.this, names, fields)
+        if name is None:
+            break
+        use.sort.append(f"-{name}" if ordered.args.get("desc") else name)
+    use.explicit_sort = bool(use.sort)
+    use.sliced = tree.args.get("limit") is not None
+    return model, use
 
 
 def _predicates(

@@ -106,3 +106,20 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-debug-toolbar with django-dbtune's panels, when it is installed (the "toolbar" extra).
+try:
+    import debug_toolbar
+    from debug_toolbar.settings import PANELS_DEFAULTS
+except ImportError:  # pragma: no cover - the toolbar is optional
+    debug_toolbar = None
+if debug_toolbar is not None:
+    INSTALLED_APPS.append("debug_toolbar")
+    MIDDLEWARE.insert(0, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    INTERNAL_IPS = ["127.0.0.1"]
+    DEBUG_TOOLBAR_PANELS = [
+        *PANELS_DEFAULTS,
+        "django_dbtune.toolbar.NPlusOnePanel",
+        "django_dbtune.toolbar.IndexesPanel",
+        "django_dbtune.toolbar.QueryCachePanel",
+    ]

@@ -1,0 +1,155 @@
+"""The django-debug-toolbar panels, in the toolbar's own style: a request through the
+toolbar's panel chain, the stats as the store keeps them, each panel's content rendered."""
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.http import HttpResponse
+from django.test import AsyncRequestFactory, RequestFactory
+
+pytest.importorskip("debug_toolbar")
+
+from debug_toolbar.toolbar import DebugToolbar
+
+from django_dbtune.cache import invalidate
+from django_dbtune.toolbar import IndexesPanel, NPlusOnePanel, QueryCachePanel
+from tests.shop.models import Author, Book
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def shop():
+    for i in range(3):
+        author = Author.objects.create(name=f"A{i}")
+        Book.objects.create(title=f"B{i}", author=author)
+
+
+def n_plus_one_view(request):
+    titles = [f"{book.title} by {book.author.name}" for book in Book.objects.all()]
+    return HttpResponse("<html><body>" + ", ".join(titles) + "</body></html>")
+
+
+def run(panel_class, view, request=None):
+    """The request through one panel of a toolbar, as DebugToolbarMiddleware runs it."""
+    request = request or RequestFactory().get("/books/")
+    toolbar = DebugToolbar(request, view)
+    panel = panel_class(toolbar, view)
+    panel.enable_instrumentation()
+    try:
+        response = panel.process_request(request)
+    finally:
+        panel.disable_instrumentation()
+    panel.generate_stats(request, response)
+    json.dumps(panel.get_stats())  # plain JSON: any store can keep it
+    assert toolbar.store.panel(toolbar.request_id, panel.panel_id) == panel.get_stats()
+    return panel
+
+
+class _Balanced(HTMLParser):
+    VOID = {"br", "hr", "img", "input", "meta", "link"}
+
+    def __init__(self):
+        super().__init__()
+        self.open = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes {self.open[-1:]}"
+        self.open.pop()
+
+
+def valid_html(content):
+    parser = _Balanced()
+    parser.feed(content)
+    parser.close()
+    assert parser.open == [], f"unclosed: {parser.open}"
+    return content
+
+
+def test_the_n_plus_one_panel_names_the_relation_and_the_fix(shop):
+    panel = run(NPlusOnePanel, n_plus_one_view)
+    stats = panel.get_stats()
+    assert stats["n_plus_one"] == 1 and stats["extra_queries"] == 3
+    assert panel.nav_subtitle == "1 N+1"
+    content = valid_html(panel.content)
+    assert "shop.Book.author" in content
+    assert ".select_related(&quot;author&quot;)" in content
+    assert "tests/test_toolbar.py:" in content  # the line that triggered the loads
+    assert "<style>" in content and "djdbtune-" in content  # styles ship with the panel
+
+
+def test_the_n_plus_one_panel_under_asgi(shop):
+    async def view(request):
+        return await sync_to_async(n_plus_one_view)(request)
+
+    request = AsyncRequestFactory().get("/books/")
+    toolbar = DebugToolbar(request, view)
+    panel = NPlusOnePanel(toolbar, view)
+
+    async def through_the_panel():
+        return await panel.process_request(request)
+
+    response = async_to_sync(through_the_panel)()
+    panel.generate_stats(request, response)
+    assert panel.get_stats()["n_plus_one"] == 1
+
+
+def test_the_indexes_panel_suggests_the_index_a_filter_lacks(shop):
+    def view(request):
+        list(Book.objects.filter(title="B1"))  # no index leads with title
+        list(Book.objects.filter(author_id=1))  # the foreign key's index does
+        return HttpResponse("ok")
+
+    line = view.__code__.co_firstlineno + 1
+
+    panel = run(IndexesPanel, view)
+    stats = panel.get_stats()
+    assert [q["fields"] for q in stats["queries"]] == [["title"]]
+    assert stats["checked"] == 2
+    query = stats["queries"][0]
+    assert query["index"].startswith('models.Index(fields=["title"], name="shop_book_title_')
+    assert query["call_sites"] == [f"tests/test_toolbar.py:{line} in view"]
+    assert query["plan"]  # the EXPLAIN output, run after the response
+    assert panel.nav_subtitle == "1 unindexed read"
+    content = valid_html(panel.content)
+    assert "no index leads with (title)" in content
+
+
+def test_the_query_cache_panel_counts_hits_misses_and_invalidations(shop, settings):
+    settings.DBTUNE = {"CACHE_ENABLED": True}
+
+    def view(request):
+        for _ in range(3):
+            list(Book.cached_objects.cached())
+        Book.objects.filter(title="B0").update(title="changed")
+        list(Book.cached_objects.cached())
+        invalidate(Author)
+        return HttpResponse("ok")
+
+    panel = run(QueryCachePanel, view)
+    stats = panel.get_stats()
+    assert (stats["hits"], stats["misses"], stats["stores"]) == (2, 2, 2)
+    assert stats["bytes_stored"] > 0
+    first, *by_hand = stats["invalidations"]
+    assert first["tables"] == ["shop_book"]
+    assert by_hand and all(i["tables"] == ["shop_author"] for i in by_hand)
+    assert first["via"].startswith("UPDATE")
+    assert panel.nav_subtitle == "2 hits, 2 misses"
+    content = valid_html(panel.content)
+    assert "shop.Book (rows)" in content and "invalidate()" in content
+
+
+def test_panels_with_nothing_to_show_say_so(db):
+    for panel_class, text in (
+        (NPlusOnePanel, "No N+1 queries"),
+        (IndexesPanel, "Every read of this request"),
+        (QueryCachePanel, "was not used"),
+    ):
+        panel = run(panel_class, lambda request: HttpResponse("ok"))
+        assert text in valid_html(panel.content)

@@ -252,4 +252,5 @@ class QueryCachePanel(_DbtunePanel):
         stats = self.get_stats()
         if not stats:
             return ""
-        return f"{stats['hits']} hits, {stats['misses']} misses"
+        hits, misses = stats["hits"], stats["misses"]
+        return f"{hits} hit{'s' * (hits != 1)}, {misses} miss{'es' * (misses != 1)}"

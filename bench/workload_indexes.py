@@ -83,6 +83,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=200, help="seed_demo scale (200: 1M pages)")
     parser.add_argument("--runs", type=int, default=7, help="runs per shape per phase")
     parser.add_argument("--keep", action="store_true", help="keep the database and the copy")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the figures as JSON (manage.py dbtune_report --benchmark PATH)",
+    )
     args = parser.parse_args()
     site = Path(tempfile.mkdtemp(prefix="dbtune-bench-")) / "site"
     shutil.copytree(
@@ -135,10 +140,12 @@ def main() -> None:
         if not args.keep:
             sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
             shutil.rmtree(site.parent, ignore_errors=True)
-    _print(findings, before, after)
+    rows = _print(findings, before, after)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"shapes": rows}, indent=2))
 
 
-def _print(findings: list[dict], before: dict, after: dict) -> None:
+def _print(findings: list[dict], before: dict, after: dict) -> list[dict]:
     names = sorted(f["index"]["name"] for f in findings if f.get("index"))
     tables = {after["indexes"].get(name) for name in names}
     print(f"\n{len(names)} index(es) suggested and written: " + ", ".join(names))
@@ -146,6 +153,7 @@ def _print(findings: list[dict], before: dict, after: dict) -> None:
         f"\n{'before ms':>10} {'after ms':>10} {'ratio':>8}  {'new index used':<32}  query shape"
     )
     ratios = []
+    rows: list[dict] = []
     unused = set(names)
     rows = sorted(before["shapes"].items(), key=lambda item: -item[1]["median"])
     for sql_text, old in rows:
@@ -157,6 +165,14 @@ def _print(findings: list[dict], before: dict, after: dict) -> None:
         ratio = old["median"] / new["median"] if new["median"] else float("inf")
         if used:
             ratios.append(ratio)
+            rows.append(
+                {
+                    "shape": " ".join(sql_text.split()),
+                    "index": used[0],
+                    "before_ms": round(old["median"] * 1000, 3),
+                    "after_ms": round(new["median"] * 1000, 3),
+                }
+            )
         shape = " ".join(sql_text.split())
         shape = shape if len(shape) <= 80 else shape[:79] + "…"
         print(
@@ -172,6 +188,7 @@ def _print(findings: list[dict], before: dict, after: dict) -> None:
         "Suggested indexes the planner does not use afterwards: "
         + (", ".join(sorted(unused)) if unused else "none")
     )
+    return rows
 
 
 if __name__ == "__main__":

@@ -75,8 +75,10 @@ class NPlusOnePanel(_DbtunePanel):
     template = "django_dbtune/toolbar/nplusone.html"
 
     def _process(self, request: HttpRequest) -> HttpResponseBase:
-        if getattr(request, NPLUSONE_ATTRIBUTE, None) is not None:
-            # NPlusOneMiddleware runs before the toolbar: its report is this request's.
+        if getattr(request, NPLUSONE_ATTRIBUTE, None) is not None or _detecting():
+            # A detection already surrounds this request (NPlusOneMiddleware before the
+            # toolbar, dbtune_nplusone, the pytest plugin): a nested one would take its events.
+            self._outer = True
             return super()._process(request)
         from django_dbtune.nplusone import detect
 
@@ -86,6 +88,9 @@ class NPlusOnePanel(_DbtunePanel):
         return response
 
     async def _aprocess(self, request: HttpRequest) -> HttpResponseBase:
+        if _detecting():
+            self._outer = True
+            return await super()._aprocess(request)
         from django_dbtune.nplusone import detect
 
         async with detect(url=request.path, baseline=False) as report:
@@ -104,6 +109,7 @@ class NPlusOnePanel(_DbtunePanel):
         self.record_stats(
             {
                 "findings": rows,
+                "elsewhere": report is None and getattr(self, "_outer", False),
                 "n_plus_one": sum(1 for f in findings if f.kind == "n_plus_one"),
                 "unused": sum(1 for f in findings if f.kind != "n_plus_one"),
                 "extra_queries": sum(f.count for f in findings),
@@ -119,6 +125,12 @@ class NPlusOnePanel(_DbtunePanel):
         if stats["unused"]:
             parts.append(f"{stats['unused']} unused eager load{'s' * (stats['unused'] != 1)}")
         return ", ".join(parts)
+
+
+def _detecting() -> bool:
+    from django_dbtune.nplusone.state import current
+
+    return current.get() is not None
 
 
 # --- Indexes ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The toolbar panels in a real browser: the example project's development server, Debian's
-headless Chromium driven by Playwright, a user clicking each django-dbtune panel.
+"""The toolbar panels and the HTML report in a real browser: the example project's development
+server, Debian's headless Chromium driven by Playwright, a user clicking each django-dbtune
+panel, then opening the report.
 
-A screenshot of each panel is saved in test-artifacts/ (the docs use them).
+A screenshot of each panel and of the report is saved in test-artifacts/ (the docs use them).
 """
 
 import os
@@ -86,7 +87,7 @@ def open_panel(page, panel_id, name):
     return text
 
 
-def test_a_user_reads_each_panel_on_the_example_project(server, page):
+def test_a_user_reads_each_panel_on_the_example_project(server, page, project):
     page.goto(f"{server}/crawler/pages/?url=https://")
     nplusone = open_panel(page, "NPlusOnePanel", "nplusone")
     assert "crawler.PageResult.crawl_job" in nplusone
@@ -102,3 +103,11 @@ def test_a_user_reads_each_panel_on_the_example_project(server, page):
     assert "Hits" in cache and int(hits.inner_text()) >= 1
     subtitle = page.locator("#djdt-QueryCachePanel small").inner_text()
     assert subtitle.endswith("0 misses")
+
+    # The report: one page, read in the same browser.
+    manage(project, "dbtune_report", "--output", "report.html", "--url", "/crawler/pages/")
+    page.goto((project / "report.html").as_uri())
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
+    text = page.locator("body").inner_text()
+    assert "N+1 on crawler.PageResult.crawl_job" in text
+    assert "Meta.indexes: models.Index(" in text and "Index health" in text

@@ -196,3 +196,13 @@ def test_every_toolbar_store_keeps_what_the_panels_show(shop, settings, store, h
         again = reloaded.get_panel_by_id(panel.panel_id)
         assert again.from_store and again.nav_subtitle == panel.nav_subtitle
         assert valid_html(again.content) == valid_html(panel.content)
+
+
+def test_under_an_outer_detection_the_panel_leaves_the_findings_to_it(shop):
+    from django_dbtune.nplusone import detect
+
+    with detect() as outer:
+        panel = run(NPlusOnePanel, n_plus_one_view)
+    assert [f.relation for f in outer.findings] == ["shop.Book.author"]
+    assert panel.get_stats()["elsewhere"] is True
+    assert "already surrounds this request" in valid_html(panel.content)

@@ -6,6 +6,8 @@ cached per statement text, so the same query seen a thousand times is analysed o
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -46,6 +48,20 @@ _WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "
 _READ_KEYWORDS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN"})
 
 
+_quiet = threading.local()
+
+
+class _OwnParses(logging.Filter):
+    """Drops sqlglot's warnings while django-dbtune parses every statement a project runs
+    (EXPLAIN, SET, PRAGMA... fall back to a generic command, which is all this needs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_quiet, "on", False)
+
+
+logging.getLogger("sqlglot").addFilter(_OwnParses())
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     shape: str
@@ -69,10 +85,13 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
     except SqlglotError:
         return Statement(" ".join(text.split()), _kind_from_keyword(text), (), ())
     shape = _shape(text, tokens)
+    _quiet.on = True  # a statement sqlglot reads only as a "Command" is expected here
     try:
         trees = [tree for tree in sqlglot.parse(text, read=dialect) if tree is not None]
     except SqlglotError:
         return Statement(shape, _kind_from_keyword(text), (), ())
+    finally:
+        _quiet.on = False
     tables: list[str] = []
     written: list[str] = []
     kind: Kind = "other"

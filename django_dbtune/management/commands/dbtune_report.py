@@ -226,6 +226,9 @@ def _write(output: Path, html: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(html)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)  # as an ordinary new file (mkstemp makes it 0600)
         os.replace(temporary, output)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)

@@ -18,6 +18,7 @@ import sysconfig
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -223,6 +224,17 @@ def attribute_to(site: _Site) -> Token[_Site | None]:
 
 def forget_attribution(token: Token[_Site | None]) -> None:
     _known_site.reset(token)
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Run the enclosed queries unrecorded by any open capture (a tool's own queries, such
+    as the toolbar's EXPLAINs, are not the request's)."""
+    token = _active.set(None)
+    try:
+        yield
+    finally:
+        _active.reset(token)
 
 
 def _record(

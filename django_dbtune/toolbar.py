@@ -25,7 +25,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction
 from debug_toolbar.panels import Panel
 from django.apps import apps
-from django.db import DatabaseError, connections
+from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
 from django_dbtune.advisor.candidates import _leading, candidates_for
@@ -158,7 +158,9 @@ class IndexesPanel(_DbtunePanel):
 
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
         log: QueryLog | None = getattr(self, "_log", None)
-        self.record_stats(unindexed_reads(log) if log is not None else _empty())
+        # The panel's own queries (EXPLAIN, reading the schema) are not the request's.
+        with paused():
+            self.record_stats(unindexed_reads(log) if log is not None else _empty())
 
     @property
     def nav_subtitle(self) -> str:
@@ -183,7 +185,10 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
             shapes.setdefault((record.alias, record.sql), []).append(record)
     deadline = time.perf_counter() + EXPLAIN_BUDGET
     schemas: dict[tuple[str, str], Any] = {}
-    for (alias, sql), records in list(shapes.items())[: MAX_SHAPES * 4]:
+    for number, ((alias, sql), records) in enumerate(shapes.items()):
+        if time.perf_counter() > deadline or len(stats["queries"]) >= MAX_SHAPES:
+            stats["left_out"] = len(shapes) - number
+            break
         connection = connections[alias]
         found = use_of(sql, connection.vendor, tables)
         if found is None:
@@ -209,14 +214,9 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
         if not missing:
             continue
         candidate = max(missing, key=lambda c: len(c.fields))
-        if time.perf_counter() > deadline or len(stats["queries"]) >= MAX_SHAPES:
-            stats["left_out"] += 1
-            continue
         try:
-            with paused():  # the panel's own EXPLAIN is not one of the request's queries
-                explained = QueryPlan.explain(connection, sql, records[0].params, False)
-            plan = explained.text
-        except (DatabaseError, Exception) as error:  # the plan is a hint, never an error page
+            plan = QueryPlan.explain(connection, sql, records[0].params, False).text
+        except Exception as error:  # the plan is a hint, never an error page
             plan = f"(EXPLAIN failed: {type(error).__name__})"
         stats["queries"].append(
             {

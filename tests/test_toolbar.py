@@ -206,3 +206,18 @@ def test_under_an_outer_detection_the_panel_leaves_the_findings_to_it(shop):
     assert [f.relation for f in outer.findings] == ["shop.Book.author"]
     assert panel.get_stats()["elsewhere"] is True
     assert "already surrounds this request" in valid_html(panel.content)
+
+
+def test_past_its_time_budget_the_indexes_panel_counts_what_it_left(shop, monkeypatch):
+    from django_dbtune import toolbar
+
+    monkeypatch.setattr(toolbar, "EXPLAIN_BUDGET", -1)
+
+    def view(request):
+        list(Book.objects.filter(title="B1"))
+        list(Author.objects.filter(name="A1"))
+        return HttpResponse("ok")
+
+    panel = run(IndexesPanel, view)
+    assert panel.get_stats()["queries"] == [] and panel.get_stats()["left_out"] == 2
+    assert "2 left unchecked" in valid_html(panel.content)

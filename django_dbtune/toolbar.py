@@ -22,9 +22,9 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction
 from debug_toolbar.panels import Panel
 from django.apps import apps
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
@@ -48,11 +48,10 @@ MAX_SHAPES = 30
 class _DbtunePanel(Panel):
     is_async = True
 
-    def _is_async(self) -> bool:
-        return iscoroutinefunction(self.get_response)
-
     def process_request(self, request: HttpRequest) -> Any:
-        if self._is_async():
+        # As the toolbar itself decides: by the request. The next step of the chain may be
+        # another panel's plain process_request that returns a coroutine.
+        if isinstance(request, ASGIRequest):
             return self._aprocess(request)
         return self._process(request)
 

@@ -84,20 +84,27 @@ def test_the_n_plus_one_panel_names_the_relation_and_the_fix(shop):
     assert "<style>" in content and "djdbtune-" in content  # styles ship with the panel
 
 
-def test_the_n_plus_one_panel_under_asgi(shop):
+def test_the_panels_chained_under_asgi(shop):
     async def view(request):
         return await sync_to_async(n_plus_one_view)(request)
 
     request = AsyncRequestFactory().get("/books/")
     toolbar = DebugToolbar(request, view)
-    panel = NPlusOnePanel(toolbar, view)
+    # Chained as the toolbar chains them: each panel's get_response is the next panel's
+    # plain process_request, which returns a coroutine under ASGI.
+    cache_panel = QueryCachePanel(toolbar, view)
+    indexes = IndexesPanel(toolbar, cache_panel.process_request)
+    panel = NPlusOnePanel(toolbar, indexes.process_request)
 
-    async def through_the_panel():
+    async def through_the_panels():
         return await panel.process_request(request)
 
-    response = async_to_sync(through_the_panel)()
-    panel.generate_stats(request, response)
+    response = async_to_sync(through_the_panels)()
+    assert response.status_code == 200
+    for each in (panel, indexes, cache_panel):
+        each.generate_stats(request, response)
     assert panel.get_stats()["n_plus_one"] == 1
+    assert indexes.get_stats()["checked"] >= 1
 
 
 def test_the_indexes_panel_suggests_the_index_a_filter_lacks(shop):

@@ -31,13 +31,12 @@ from django.http import HttpRequest, HttpResponseBase
 from django_dbtune.advisor.candidates import _leading, candidates_for
 from django_dbtune.advisor.models import proposed_index
 from django_dbtune.advisor.statements import use_of
-from django_dbtune.advisor.workload import usage_of
+from django_dbtune.advisor.workload import usage_from
 from django_dbtune.cache import events as cache_events
 from django_dbtune.capture import QueryLog, capture_queries, paused
 from django_dbtune.middleware import NPLUSONE_ATTRIBUTE
 from django_dbtune.schema import field_columns, model_schemas
 from django_dbtune.testing import QueryPlan
-from django_dbtune.workload import Shape
 
 EXPLAIN_BUDGET = 0.5
 """Seconds the Indexes panel may spend on EXPLAIN per request (a page of 500 queries stays
@@ -201,10 +200,9 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
                 (s for s in model_schemas(labels, alias) if s.model is model), None
             )
         schema = schemas[key]
-        shape = Shape(alias, connection.vendor, sql, "read", [model._meta.db_table], orm=use)
-        usage = usage_of(shape, model)
-        if schema is None or usage is None:
+        if schema is None:
             continue
+        usage = usage_from(model, use, records[0].call_site or "(unknown)", sql)
         missing = [
             c
             for c in candidates_for(usage)

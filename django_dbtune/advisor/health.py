@@ -19,7 +19,7 @@ from django.db import connections
 
 from django_dbtune.advisor.drift import drift
 from django_dbtune.advisor.models import redundant_indexes
-from django_dbtune.findings import Finding
+from django_dbtune.findings import Finding, Severity
 from django_dbtune.schema import ModelSchema, model_schemas
 
 SEQ_SCAN_ROWS = 10_000
@@ -130,34 +130,32 @@ def _index_findings(report: Health) -> Iterator[Finding]:
     )
     for index in report.indexes:
         if not index.valid:
-            yield Finding(
-                kind="invalid_index",
-                severity="high",
-                model=index.model,
-                fields=(),
-                database=report.database,
-                message=(
+            yield _finding(
+                report.database,
+                index.model,
+                "invalid_index",
+                "high",
+                (
                     f"Index {index.name} on {index.table} is invalid: a CREATE INDEX "
                     "CONCURRENTLY failed part way. Every write still maintains it "
                     f"({human_size(index.bytes)}), and no query can use it."
                 ),
-                advice=(
+                (
                     f"DROP INDEX CONCURRENTLY {index.name}; then build it again (run the "
                     f"migration again, or REINDEX INDEX CONCURRENTLY {index.name};)."
                 ),
             )
         elif index.scans == 0 and not index.primary and not index.unique:
-            yield Finding(
-                kind="unused_index",
-                severity="low",
-                model=index.model,
-                fields=(),
-                database=report.database,
-                message=(
+            yield _finding(
+                report.database,
+                index.model,
+                "unused_index",
+                "low",
+                (
                     f"Index {index.name} on {index.table} ({human_size(index.bytes)}) has not "
                     f"been used by any query {since}; every write still maintains it."
                 ),
-                advice=(
+                (
                     "If that period covers the site's usual traffic (and its monthly jobs), "
                     "remove the index from the model and make a migration. Statistics of a "
                     "replica are its own: check there too before dropping."
@@ -169,17 +167,16 @@ def _scan_findings(report: Health) -> Iterator[Finding]:
     for table in report.tables:
         if table.rows < SEQ_SCAN_ROWS or table.seq_scans <= table.index_scans:
             continue
-        yield Finding(
-            kind="sequential_scans",
-            severity="medium",
-            model=table.model,
-            fields=(),
-            database=report.database,
-            message=(
+        yield _finding(
+            report.database,
+            table.model,
+            "sequential_scans",
+            "medium",
+            (
                 f"{table.table} ({table.rows:,} rows) is read mostly by sequential scans: "
                 f"{table.seq_scans:,} against {table.index_scans:,} index scans {_since(report)}."
             ),
-            advice=(
+            (
                 "Record a workload (DBTUNE['WORKLOAD_FILE'] or pytest --dbtune-record) or use "
                 "pg_stat_statements, then: manage.py suggest_indexes --workload PATH (or "
                 "--from-pg-stat-statements)."
@@ -211,8 +208,9 @@ def connection_findings(alias: str) -> list[Finding]:
             )
         )
         return [
-            _settings_finding(
+            _finding(
                 alias,
+                "settings.DATABASES",
                 "connection_per_request",
                 "medium",
                 f"DATABASES[{alias!r}] opens a new connection for every request "
@@ -223,8 +221,9 @@ def connection_findings(alias: str) -> list[Finding]:
         ]
     if max_age != 0 and not pooled and not settings.get("CONN_HEALTH_CHECKS", False):
         return [
-            _settings_finding(
+            _finding(
                 alias,
+                "settings.DATABASES",
                 "connection_health_checks",
                 "low",
                 f"DATABASES[{alias!r}] keeps connections open (CONN_MAX_AGE = {max_age}) "
@@ -236,13 +235,16 @@ def connection_findings(alias: str) -> list[Finding]:
     return []
 
 
-def _settings_finding(alias: str, kind: str, severity: Any, message: str, advice: str) -> Finding:
+def _finding(
+    database: str, model: str, kind: str, severity: Severity, message: str, advice: str
+) -> Finding:
+    """A health finding: about a model's table or index, or a setting; no fields, no index."""
     return Finding(
         kind=kind,
         severity=severity,
-        model="settings.DATABASES",
+        model=model,
         fields=(),
-        database=alias,
+        database=database,
         message=message,
         advice=advice,
     )

@@ -59,7 +59,7 @@ from django_dbtune.findings import (
     python_literal,
 )
 from django_dbtune.schema import ModelSchema, field_columns
-from django_dbtune.workload import Shape
+from django_dbtune.workload import OrmUse, Shape
 
 DEFAULT_MIN_REDUCTION = 0.2
 """An index is suggested when it cuts the estimated cost of the queries it serves by 20%."""
@@ -111,17 +111,20 @@ class Outcome:
 
 
 def usage_of(shape: Shape, model: type[Model]) -> Usage | None:
-    orm = shape.orm
-    if orm is None:
+    if shape.orm is None:
         return None
     site = shape.call_sites.most_common(1)[0][0] if shape.call_sites else "(unknown)"
-    file, _, rest = site.partition(":")
-    line = int(rest.partition(" ")[0]) if rest.partition(" ")[0].isdigit() else 0
+    return usage_from(model, shape.orm, site, _described(shape))
+
+
+def usage_from(model: type[Model], orm: OrmUse, site: str, code: str) -> Usage:
+    """What a query filters and sorts by, as the static rules take a call site."""
+    file, line = _site(site)
     return Usage(
         model=model,
         file=file,
         line=line,
-        code=_described(shape),
+        code=code,
         equality=[(name, ...) for name in orm.equality],
         ranges=list(orm.ranges),
         patterns=list(orm.patterns),

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 from django.test import Client
 
+from django_dbtune.findings import NPlusOneFinding
+
 
 def client() -> Client:
     """A test client that sends a host name the site accepts (no DisallowedHost)."""
@@ -31,3 +33,18 @@ def _request_host() -> str:
         if host != "*" and not host.startswith("*"):
             return host.lstrip(".")
     return "localhost"
+
+
+def nplusone_pages(
+    urls: list[str], threshold: int | None = None
+) -> list[tuple[str, int, list[NPlusOneFinding]]]:
+    """Each page requested in-process: (url, status, its N+1 findings)."""
+    from django_dbtune.nplusone import detect
+
+    browser = client()
+    pages = []
+    for url in urls:
+        with detect(threshold=threshold, url=url) as report:
+            response = browser.get(url)
+        pages.append((url, response.status_code, report.findings))
+    return pages

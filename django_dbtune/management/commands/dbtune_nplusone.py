@@ -7,8 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_dbtune.management.pages import add_page_arguments, check_paths, client
-from django_dbtune.nplusone import detect
+from django_dbtune.management.pages import add_page_arguments, check_paths, nplusone_pages
 
 
 class Command(BaseCommand):
@@ -40,12 +39,7 @@ class Command(BaseCommand):
         if threshold is not None and threshold < 2:
             raise CommandError("--threshold must be 2 or more.")
         check_paths(options["urls"])
-        browser = client()
-        pages = []
-        for url in options["urls"]:
-            with detect(threshold=threshold, url=url) as report:
-                response = browser.get(url)
-            pages.append((url, response.status_code, report.findings))
+        pages = nplusone_pages(options["urls"], threshold)
         if options["format"] == "json":
             data = [
                 {"url": url, "status": status, "findings": [f.as_dict() for f in found]}

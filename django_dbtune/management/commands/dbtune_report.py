@@ -21,7 +21,7 @@ from django_dbtune.advisor.health import health, human_size
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
-from django_dbtune.management.pages import check_paths, client
+from django_dbtune.management.pages import check_paths, nplusone_pages
 from django_dbtune.schema import model_schemas
 
 CHART_WIDTH = 560
@@ -113,16 +113,11 @@ class Command(BaseCommand):
         return {"index_findings": [_finding(f) for f in findings], "index_source": source}
 
     def _nplusone(self, urls: list[str], path: str | None) -> dict[str, Any]:
-        from django_dbtune.nplusone import detect
-
         rows: list[dict[str, Any]] = []
         sources = []
         if urls:
-            browser = client()
-            for url in urls:
-                with detect(url=url) as report:
-                    browser.get(url)
-                rows.extend(_nplusone_row(f.as_dict(), f.message, url) for f in report.findings)
+            for url, _, found in nplusone_pages(urls):
+                rows.extend(_nplusone_row(f.as_dict(), f.message, url) for f in found)
             sources.append(f"requested in-process: {', '.join(urls)}")
         if path is not None:
             pages = _json(Path(path), "dbtune_nplusone --format json")

@@ -14,7 +14,6 @@ import gc
 import inspect
 import os
 import sys
-import sysconfig
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +36,7 @@ from django.template import base as template_base
 import django_dbtune
 from django_dbtune.conf import conf
 from django_dbtune.errors import CaptureError
+from django_dbtune.project import is_installed_file
 from django_dbtune.sql import Kind, Statement, analyse
 
 __all__ = ["QueryLog", "QueryRecord", "ShapeSummary", "capture_queries"]
@@ -399,12 +399,6 @@ def _module_dirs(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dirs)
 
 
-_STDLIB = tuple(
-    {os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("stdlib", "platstdlib")}
-)
-_SITE_PACKAGES = tuple(
-    {os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib")}
-)
 _ALWAYS_SKIPPED = (_package_dir(django), _package_dir(django_dbtune), _package_dir(asgiref))
 # The two ends of a sync_to_async call: the worker thread's entry and the awaited coroutine.
 _THREAD_HANDLER: CodeType = SyncToAsync.thread_handler.__code__
@@ -443,12 +437,7 @@ class CallSiteFinder:
     def is_internal_file(self, path: str) -> bool:
         # Installed libraries (site-packages) are never the project's own code: a REST
         # framework serializer's line is not the one to change.
-        return (
-            path.startswith(self._skipped)
-            or path.startswith("<frozen")
-            or path.startswith(_STDLIB)
-            or path.startswith(_SITE_PACKAGES)
-        )
+        return path.startswith(self._skipped) or is_installed_file(path)
 
     def find(self, frame: FrameType | None) -> _Site:
         # This runs for every query: the cached lookup is inlined, and the slow path

@@ -22,8 +22,8 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from django_dbtune.conf import conf
 from django_dbtune.findings import Finding, ProposedIndex
+from django_dbtune.project import is_project_file
 
 MIGRATION_NAME = "dbtune_indexes"
 
@@ -174,8 +174,7 @@ def _cannot_edit(model: type[models.Model]) -> str | None:
         source_file = None
     if source_file is None:
         return "its source file cannot be found"
-    root = str(conf.PROJECT_ROOT) + os.sep
-    if not source_file.startswith(root) or "site-packages" in source_file:
+    if not is_project_file(source_file):
         return "it is defined outside the project (in an installed package)"
     parents = [base for base in model.__bases__ if issubclass(base, models.Model)]
     if any(base is not models.Model for base in parents) and "Meta" not in vars(model):

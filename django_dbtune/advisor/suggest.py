@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ from django_dbtune.advisor.drift import drift
 from django_dbtune.advisor.models import missing_fk_indexes, redundant_indexes
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding
+from django_dbtune.project import is_project_file
 from django_dbtune.schema import model_schemas
 
 
@@ -26,13 +26,10 @@ class Report:
 
 def project_app_labels() -> list[str]:
     """The apps that live in the project, not in an installed package."""
-    root = str(conf.PROJECT_ROOT) + os.sep
     return [
         config.label
         for config in apps.get_app_configs()
-        if str(config.path).startswith(root)
-        and "site-packages" not in str(config.path)
-        and list(config.get_models())
+        if is_project_file(config.path) and list(config.get_models())
     ]
 
 

@@ -55,6 +55,7 @@ from django_dbtune.nplusone.state import (
     pause,
     paused,
 )
+from django_dbtune.project import is_project_file
 
 # The hooks live on Django's private queryset attributes, which the type stubs do not know.
 _QuerySet = Any
@@ -830,7 +831,7 @@ def _owner_on_stack(frame: FrameType | None) -> type | None:
 
 def _is_library_class(cls: type) -> bool:
     filename = getattr(sys.modules.get(cls.__module__), "__file__", None)
-    return filename is None or call_site_finder().is_internal_file(os.path.abspath(filename))
+    return filename is None or not is_project_file(filename)
 
 
 # --- Related managers ------------------------------------------------------------------------

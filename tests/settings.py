@@ -3,6 +3,7 @@
 DBTUNE_DB=sqlite (default) or postgres; DBTUNE_CACHE=locmem (default) or redis. A second
 database, "other", of the same kind, tests multi-database capture; "standby" reaches the
 default database through a second connection, as a read replica would.
+DBTUNE_TEST_DB_SUFFIX keeps the database names of test runs that share one server apart.
 """
 
 import os
@@ -15,10 +16,11 @@ sys.path.insert(0, str(ROOT / "example_project"))
 from config.settings import *  # noqa: E402, F403
 from config.settings import cache, database  # noqa: E402
 
+_suffix = os.environ.get("DBTUNE_TEST_DB_SUFFIX", "")
 DATABASES = {
-    "default": database("dbtune_tests"),
-    "other": database("dbtune_tests_other"),
-    "standby": {**database("dbtune_tests"), "TEST": {"MIRROR": "default"}},
+    "default": database(f"dbtune_tests{_suffix}"),
+    "other": database(f"dbtune_tests_other{_suffix}"),
+    "standby": {**database(f"dbtune_tests{_suffix}"), "TEST": {"MIRROR": "default"}},
 }
 if os.environ.get("DBTUNE_DB", "sqlite") == "sqlite":
     for alias in ("default", "other"):

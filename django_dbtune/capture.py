@@ -97,7 +97,7 @@ class QueryRecord:
         return {
             "database": self.alias,
             "sql": self.sql,
-            "params": _jsonable(self.params),
+            "params": jsonable(self.params),
             "many": self.many,
             "duration_ms": round(self.duration * 1000, 3),
             "kind": self.kind,
@@ -558,11 +558,11 @@ def _finder(ignored_modules: tuple[str, ...]) -> CallSiteFinder:
     return CallSiteFinder(_ALWAYS_SKIPPED + _module_dirs(ignored_modules))
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     return repr(value) if not isinstance(value, bytes | memoryview) else f"<{len(value)} bytes>"

@@ -40,18 +40,14 @@ from django.db.models.lookups import Lookup
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.where import AND, WhereNode
 
-from django_dbtune.capture import QueryLog, _jsonable, capture_queries
+from django_dbtune.capture import QueryLog, capture_queries, jsonable
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
+from django_dbtune.lookups import CASE_INSENSITIVE, Use, use_of
 
 __all__ = ["OrmUse", "Recorder", "Shape", "WorkloadError", "read", "record"]
 
 FORMAT_VERSION = 1
-
-EQUALITY = frozenset({"exact", "in", "isnull"})
-RANGE = frozenset({"gt", "gte", "lt", "lte", "range"})
-PATTERN = frozenset({"startswith"})
-CONTAINS = {"contains": False, "icontains": True}
 
 
 class WorkloadError(DbtuneError):
@@ -277,16 +273,19 @@ def _walk(node: Any, model: type[Model], use: OrmUse, composite: bool) -> None:
     if target.model is not model and not issubclass(model, target.model):
         return
     name = target.name
-    lookup = node.lookup_name
-    if lookup in CONTAINS:
-        use.contains.append((name, CONTAINS[lookup]))
-    elif not composite and lookup in EQUALITY | RANGE | PATTERN:
+    lookup = str(node.lookup_name)
+    served = use_of(lookup)
+    if served is Use.CONTAINS:
+        use.contains.append((name, lookup in CASE_INSENSITIVE))
+    elif served is None:
+        return
+    elif not composite:
         use.single.append(name)
-    elif lookup in EQUALITY:
+    elif served is Use.EQUALITY:
         use.equality.append(name)
-    elif lookup in RANGE:
+    elif served is Use.RANGE:
         use.ranges.append(name)
-    elif lookup in PATTERN:
+    else:
         use.patterns.append(name)
 
 
@@ -362,7 +361,7 @@ class Recorder:
                         orm=self._orm.get(record.sql),
                     )
                     if self.params and not record.many:
-                        shape.params = _jsonable(record.params)
+                        shape.params = jsonable(record.params)
                 if self.params and record.sql in self._values:
                     shape.constants = {
                         name: value

@@ -6,7 +6,7 @@ not on ``b``. A partial index or an expression index covers nothing in general.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,24 @@ from django.apps import apps
 from django.db import DatabaseError, connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-__all__ = ["IndexInfo", "ModelSchema", "actual_indexes", "declared_indexes", "model_schemas"]
+__all__ = [
+    "IndexInfo",
+    "ModelSchema",
+    "actual_indexes",
+    "declared_indexes",
+    "leads_with",
+    "model_schemas",
+]
+
+
+def leads_with(index_columns: Sequence[str], columns: Sequence[str]) -> bool:
+    """Whether an index on ``index_columns`` serves a lookup on ``columns``: they are its
+    leading columns, in this order. The one coverage rule: an index on ``(a, b)`` serves
+    ``(a)`` and ``(a, b)``, never ``(b)``; an index equal to another or a leading prefix of
+    it is served by it (so it is redundant)."""
+    return 0 < len(columns) <= len(index_columns) and tuple(
+        index_columns[: len(columns)]
+    ) == tuple(columns)
 
 
 @dataclass(frozen=True)
@@ -39,8 +56,9 @@ class IndexInfo:
         """Serves equality, range and sort on its leading columns, whatever the query."""
         return bool(self.columns) and not self.partial and not self.opclasses
 
-    def leads_with(self, column: str) -> bool:
-        return self.usable and self.columns[0] == column
+    def serves(self, columns: Sequence[str]) -> bool:
+        """Whether this index serves equality, range and sort on ``columns`` (in order)."""
+        return self.usable and leads_with(self.columns, columns)
 
 
 @dataclass
@@ -69,7 +87,12 @@ class ModelSchema:
 
     def covers(self, column: str) -> bool:
         """Whether some usable index, declared or present in the database, leads with it."""
-        return any(index.leads_with(column) for index in self.indexes)
+        return self.serves((column,))
+
+    def serves(self, columns: Sequence[str]) -> bool:
+        """Whether some usable index, declared or present in the database, leads with
+        ``columns`` in this order."""
+        return any(index.serves(columns) for index in self.indexes)
 
 
 def model_schemas(

@@ -28,7 +28,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
-from django_dbtune.advisor.candidates import _leading, candidates_for
+from django_dbtune.advisor.candidates import candidates_for
 from django_dbtune.advisor.models import proposed_index
 from django_dbtune.advisor.statements import use_of
 from django_dbtune.advisor.workload import usage_from
@@ -206,7 +206,7 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
         missing = [
             c
             for c in candidates_for(usage)
-            if not c.trigram and not _leading(schema, field_columns(model, c.names), c.pattern)
+            if not c.trigram and not schema.serves(field_columns(model, c.names), prefix=c.pattern)
         ]
         if not missing:
             continue

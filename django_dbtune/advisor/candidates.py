@@ -88,24 +88,6 @@ def _composite(usage: Usage) -> Candidate | None:
     return Candidate(model, fields, pattern, [usage], from_meta and not usage.ranges)
 
 
-def _leading(schema: ModelSchema, columns: tuple[str, ...], pattern: bool) -> bool:
-    """Whether an existing index starts with these columns, in this order."""
-    postgres = connections[schema.database].vendor == "postgresql"
-    for index in schema.indexes:
-        if pattern and postgres:
-            # LIKE 'x%' under a non-C collation needs a pattern-ops index.
-            if (
-                index.opclasses
-                and index.opclasses[0].endswith("pattern_ops")
-                and not index.partial
-            ) and index.columns[:1] == columns[:1]:
-                return True
-            continue
-        if index.usable and index.columns[: len(columns)] == columns:
-            return True
-    return False
-
-
 def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list[Finding]:
     """unindexed_filter, composite_candidate and cannot_tell findings for these models."""
     findings: list[Finding] = []
@@ -136,12 +118,13 @@ def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list
             if (
                 equality
                 and candidate.names[:1] == equality[:1]
-                and _leading(schema, field_columns(usage.model, equality[:1]), False)
+                and schema.serves(field_columns(usage.model, equality[:1]), prefix=False)
             ):
                 # An index already narrows by the first equality column; whether a wider
                 # one pays is for the planner to say (the workload advisor), not a guess.
                 continue
-            if _leading(schema, field_columns(usage.model, candidate.names), candidate.pattern):
+            columns = field_columns(usage.model, candidate.names)
+            if schema.serves(columns, prefix=candidate.pattern):
                 continue
             key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern)
             if key in grouped:

@@ -42,7 +42,6 @@ from django_dbtune.advisor.candidates import (
     PATTERN_OPCLASS,
     Candidate,
     _has_partial,
-    _leading,
     _partial,
     _partial_fields,
     candidates_for,
@@ -196,7 +195,7 @@ def candidates(
                 served.setdefault(key, _Served(whole, condition=partial))
                 continue
             columns = field_columns(model, candidate.names)
-            if _leading(schema, columns, candidate.pattern):
+            if schema.serves(columns, prefix=candidate.pattern):
                 continue  # an index already starts with these columns
             key = (shape.orm.model, candidate.fields, candidate.pattern, (), None)
             served.setdefault(key, _Served(candidate))

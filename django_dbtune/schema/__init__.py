@@ -89,9 +89,19 @@ class ModelSchema:
         """Whether some usable index, declared or present in the database, leads with it."""
         return self.serves((column,))
 
-    def serves(self, columns: Sequence[str]) -> bool:
-        """Whether some usable index, declared or present in the database, leads with
-        ``columns`` in this order."""
+    def serves(self, columns: Sequence[str], *, prefix: bool = False) -> bool:
+        """Whether some index, declared or present in the database, leads with ``columns``
+        in this order. ``prefix``: the lookup is a prefix search (``LIKE 'x%'``), which on
+        PostgreSQL only a pattern-ops index (``varchar_pattern_ops``) leading with the
+        column serves under a non-C collation."""
+        if prefix and connections[self.database].vendor == "postgresql":
+            return any(
+                index.opclasses[:1] != ()
+                and index.opclasses[0].endswith("pattern_ops")
+                and not index.partial
+                and leads_with(index.columns, columns[:1])
+                for index in self.indexes
+            )
         return any(index.serves(columns) for index in self.indexes)
 
 

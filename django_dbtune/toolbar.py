@@ -29,9 +29,9 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
 from django_dbtune.advisor.candidates import candidates_for
-from django_dbtune.advisor.models import proposed_index
+from django_dbtune.advisor.proof import usage_from
+from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.advisor.statements import use_of
-from django_dbtune.advisor.workload import usage_from
 from django_dbtune.cache import events as cache_events
 from django_dbtune.capture import QueryLog, capture_queries, paused
 from django_dbtune.middleware import NPLUSONE_ATTRIBUTE

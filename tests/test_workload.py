@@ -398,8 +398,8 @@ def test_a_query_reading_few_columns_gets_a_covering_index(many_books, tmp_path)
 
 
 def test_a_role_that_may_not_read_others_statements_is_told_what_to_grant(statements):
+    from django_dbtune.advisor.proof import Outcome, ProofError
     from django_dbtune.advisor.statements import read_statements
-    from django_dbtune.advisor.workload import Outcome, ProofError
 
     with connection.cursor() as cursor:  # undone with the test's transaction
         cursor.execute("CREATE ROLE dbtune_reader")

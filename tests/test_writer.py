@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from django_dbtune.writer import WriteError, add_meta_indexes
+from django_dbtune.advisor.writer import WriteError, add_meta_indexes
 from tests.conftest import POSTGRES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +201,7 @@ def test_a_read_only_models_file_leaves_every_file_as_it_was(project):
 
 
 def test_apply_writes_all_or_nothing(tmp_path):
-    from django_dbtune.writer import WritePlan, apply
+    from django_dbtune.advisor.writer import WritePlan, apply
 
     kept = tmp_path / "models.py"
     kept.write_text("original\n")
@@ -215,7 +215,7 @@ def test_apply_writes_all_or_nothing(tmp_path):
 @pytest.mark.django_db
 def test_a_name_that_is_taken_is_not_written_twice():
     from django_dbtune.advisor.suggest import static_report
-    from django_dbtune.writer import plan
+    from django_dbtune.advisor.writer import plan
 
     report = static_report(["testapp"], "default")
     reviewer = next(f for f in report.findings if f.fields == ("reviewer",))

@@ -14,8 +14,8 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models
 
-from django_dbtune.advisor.code import Usage
-from django_dbtune.advisor.models import proposed_index
+from django_dbtune.advisor.code_scan import Usage
+from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.advisor.source import attribute_evidence
 from django_dbtune.findings import (
     Evidence,
@@ -138,23 +138,23 @@ def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list
         if candidate.trigram:
             findings.append(_trigram_finding(schema, candidate, trigrams.state(schema)))
             continue
-        partial = _partial(candidate, constants)
-        if partial and _has_partial(schema, candidate, partial):
+        partial = partial_index(candidate, constants)
+        if partial and has_partial(schema, candidate, partial):
             continue
         findings.append(_finding(schema, candidate, partial))
     return findings
 
 
-def _partial_fields(candidate: Candidate, partial: tuple[str, Any]) -> list[str]:
+def partial_fields(candidate: Candidate, partial: tuple[str, Any]) -> list[str]:
     rest = [name for name in candidate.fields if name.lstrip("-") != partial[0]]
     return rest or [partial[0]]
 
 
-def _has_partial(schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any]) -> bool:
+def has_partial(schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any]) -> bool:
     """Whether the partial index this candidate calls for is declared already."""
     condition = str(models.Q(**{partial[0]: partial[1]}))
     columns = field_columns(
-        candidate.model, (f.lstrip("-") for f in _partial_fields(candidate, partial))
+        candidate.model, (f.lstrip("-") for f in partial_fields(candidate, partial))
     )
     return any(
         index.condition == condition and index.columns[: len(columns)] == columns
@@ -202,7 +202,7 @@ def _constants(usages: list[Usage]) -> dict[tuple[str, str], list[Any]]:
     return values
 
 
-def _partial(
+def partial_index(
     candidate: Candidate, constants: dict[tuple[str, str], list[Any]]
 ) -> tuple[str, Any] | None:
     """The (field, constant) to make a partial index on, when every call site agrees.
@@ -236,7 +236,7 @@ def _finding(
     fields = list(candidate.fields)
     condition = None
     if partial:
-        fields = _partial_fields(candidate, partial)
+        fields = partial_fields(candidate, partial)
         condition = condition_code(*partial)
     index = proposed_index(model, fields)
     opclasses: tuple[str, ...] = ()

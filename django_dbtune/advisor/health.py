@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connections
 
 from django_dbtune.advisor.drift import drift
-from django_dbtune.advisor.models import redundant_indexes
+from django_dbtune.advisor.schema_rules import redundant_indexes
 from django_dbtune.findings import Finding, Severity
 from django_dbtune.schema import ModelSchema, model_schemas
 

@@ -15,8 +15,7 @@ from django.template.loader import render_to_string
 
 import django_dbtune
 from django_dbtune import workload
-from django_dbtune.advisor import suggest
-from django_dbtune.advisor import workload as proof
+from django_dbtune.advisor import proof, suggest
 from django_dbtune.advisor.health import health, human_size
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding

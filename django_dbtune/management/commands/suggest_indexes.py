@@ -9,11 +9,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
-from django_dbtune import workload, writer
-from django_dbtune.advisor import suggest
-from django_dbtune.advisor import workload as proof
+from django_dbtune import workload
+from django_dbtune.advisor import proof, suggest, writer
+from django_dbtune.advisor.proof import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.advisor.statements import read_statements
-from django_dbtune.advisor.workload import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.conf import conf
 from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps

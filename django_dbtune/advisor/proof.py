@@ -41,13 +41,13 @@ from sqlglot.errors import SqlglotError
 from django_dbtune.advisor.candidates import (
     PATTERN_OPCLASS,
     Candidate,
-    _has_partial,
-    _partial,
-    _partial_fields,
     candidates_for,
+    has_partial,
+    partial_fields,
+    partial_index,
 )
-from django_dbtune.advisor.code import Usage
-from django_dbtune.advisor.models import proposed_index
+from django_dbtune.advisor.code_scan import Usage
+from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import (
     Evidence,
@@ -185,11 +185,11 @@ def candidates(
                 outcome.skip("contains/icontains searches (trigram indexes are not tried)")
                 continue
             key: tuple[Any, ...]
-            partial = _partial(candidate, constants)
+            partial = partial_index(candidate, constants)
             if partial is not None:
-                if _has_partial(schema, candidate, partial):
+                if has_partial(schema, candidate, partial):
                     continue  # declared already
-                fields = tuple(_partial_fields(candidate, partial))
+                fields = tuple(partial_fields(candidate, partial))
                 key = (shape.orm.model, fields, candidate.pattern, (), partial)
                 whole = replace(candidate, fields=fields)
                 served.setdefault(key, _Served(whole, condition=partial))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from django.apps import apps
 from django.db import models
 
-from django_dbtune.advisor.code import Usage, resolve_path
+from django_dbtune.advisor.code_scan import Usage, resolve_path
 from django_dbtune.advisor.source import attribute_evidence
 
 

@@ -237,6 +237,43 @@ def paused() -> Iterator[None]:
         _active.reset(token)
 
 
+# --- Execute wrappers ------------------------------------------------------------------------
+
+_WRAPPER_USERS = "dbtune_wrapper_users"
+"""On a connection: how many open users each of our execute wrappers has."""
+
+
+def add_wrapper(
+    connection: BaseDatabaseWrapper, wrapper: Callable[..., Any], *, first: bool = False
+) -> None:
+    """Put ``wrapper`` in the connection's ``execute_wrappers`` for one more user.
+
+    Counted per connection: concurrent captures in one async context run their queries on
+    the same worker thread's connection, so the first to close must not take the wrapper
+    away from the others. ``first`` puts it outermost (it then sees the statement before the
+    other wrappers do)."""
+    users: dict[Any, int] = connection.__dict__.setdefault(_WRAPPER_USERS, {})
+    if wrapper not in connection.execute_wrappers:
+        if first:
+            connection.execute_wrappers.insert(0, wrapper)
+        else:
+            connection.execute_wrappers.append(wrapper)
+        users[wrapper] = 0
+    users[wrapper] = users.get(wrapper, 0) + 1
+
+
+def remove_wrapper(connection: BaseDatabaseWrapper, wrapper: Callable[..., Any]) -> None:
+    """One user of ``wrapper`` is done; the last one takes it out."""
+    users: dict[Any, int] = connection.__dict__.setdefault(_WRAPPER_USERS, {})
+    left = users.get(wrapper, 1) - 1
+    if left > 0:
+        users[wrapper] = left
+        return
+    users.pop(wrapper, None)
+    if wrapper in connection.execute_wrappers:
+        connection.execute_wrappers.remove(wrapper)
+
+
 def _record(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
@@ -347,15 +384,12 @@ class capture_queries:
     def _install(self) -> None:
         for alias in self._aliases if self._aliases is not None else conf.DATABASES:
             connection = connections[alias]
-            if _record not in connection.execute_wrappers:
-                connection.execute_wrappers.append(_record)
-                self._installed.append(connection)
+            add_wrapper(connection, _record)
+            self._installed.append(connection)
 
     def _uninstall(self) -> None:
         while self._installed:
-            connection = self._installed.pop()
-            if _record in connection.execute_wrappers:
-                connection.execute_wrappers.remove(_record)
+            remove_wrapper(self._installed.pop(), _record)
 
 
 def _in_event_loop() -> bool:

@@ -40,7 +40,7 @@ from django.db.models.lookups import Lookup
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.where import AND, WhereNode
 
-from django_dbtune.capture import QueryLog, capture_queries, jsonable
+from django_dbtune.capture import QueryLog, add_wrapper, capture_queries, jsonable, remove_wrapper
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 from django_dbtune.lookups import CASE_INSENSITIVE, Use, use_of
@@ -333,16 +333,13 @@ class Recorder:
         """Note the ORM query behind each statement run meanwhile (on this thread)."""
         installed = []
         for alias in aliases if aliases is not None else conf.DATABASES:
-            wrappers = connections[alias].execute_wrappers
-            if self.note_orm not in wrappers:
-                wrappers.insert(0, self.note_orm)
-                installed.append(wrappers)
+            add_wrapper(connections[alias], self.note_orm, first=True)
+            installed.append(connections[alias])
         try:
             yield
         finally:
-            for wrappers in installed:
-                if self.note_orm in wrappers:
-                    wrappers.remove(self.note_orm)
+            for connection in installed:
+                remove_wrapper(connection, self.note_orm)
 
     def add(self, log: QueryLog) -> None:
         with self._lock:

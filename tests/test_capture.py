@@ -265,3 +265,36 @@ def test_records_and_shapes_are_plain_json_data():
     data = json.loads(json.dumps([record.as_dict() for record in log]))
     assert data[0]["tables"] == ["publisher_tag"] and data[0]["database"] == "default"
     assert json.loads(json.dumps([shape.as_dict() for shape in log.shapes()]))[0]["count"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_captures_running_side_by_side_in_async_code_each_record_every_query():
+    """Two requests served concurrently by one ASGI process share the thread their queries
+    run on: the one that finishes first must not stop the other's recording."""
+    Tag.objects.create(name="one")
+
+    async def both():
+        first_open, second_open, first_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def first():
+            async with capture_queries() as log:
+                first_open.set()
+                await second_open.wait()
+                await Tag.objects.acount()
+            first_done.set()
+            return log
+
+        async def second():
+            await first_open.wait()
+            async with capture_queries() as log:
+                second_open.set()
+                await first_done.wait()
+                await Tag.objects.filter(name="one").aexists()
+            return log
+
+        return await asyncio.gather(first(), second())
+
+    first_log, second_log = async_to_sync(both)()
+    assert len(first_log) == 1
+    assert len(second_log) == 1, "the second capture kept recording after the first closed"
+    assert all(_record not in wrappers for wrappers in wrappers().values())

@@ -1,7 +1,10 @@
-"""django-dbtune's settings: one ``DBTUNE = {...}`` dict, read lazily.
+"""django-dbtune's settings: one ``DBTUNE = {...}`` dict, read lazily and resolved once.
 
-Every read goes back to ``django.conf.settings``, so ``override_settings`` just works.
-The same table of options drives the system checks (``checks.py``) and the docs.
+Each option is validated and converted the first time it is read and kept until a
+``setting_changed`` signal for a setting it depends on (``DBTUNE``, ``DATABASES``,
+``BASE_DIR``, nplusone's ``NPLUSONE_*``), so ``override_settings`` just works and a hot path
+(a cache hit, a query record) reads an attribute, not a validator. The same table of options
+drives the system checks (``checks.py``) and the docs.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,11 @@ OPTIONS: dict[str, Option] = {
         True,
         lambda value: isinstance(value, bool),
         "a boolean",
-        "Master switch for the middleware. Off, requests pass through untouched.",
+        "Master switch for everything django-dbtune does by itself while the site runs: "
+        "off, the middleware lets requests through untouched, the query cache is off (its "
+        "reads go to the database and no write is watched) and the toolbar panels record "
+        "nothing. Commands, tests and helpers you call explicitly (detect(), "
+        "capture_queries(), the pytest plugin) still work.",
     ),
     "DATABASES": Option(
         None,
@@ -252,10 +260,15 @@ def problems(value: object) -> list[Problem]:
 
 
 class Settings:
-    """Typed, lazy access to the DBTUNE setting."""
+    """Typed access to the DBTUNE setting, each option resolved once (see the module)."""
+
+    def reset(self) -> None:
+        """Forget every resolved option: the next read resolves it from the settings."""
+        self.__dict__.clear()
 
     def _get(self, key: str) -> Any:
-        # Read on every request: check only this key; checks.py reports the whole setting.
+        # Check only this key (a mistake elsewhere must not break this one); checks.py
+        # reports the whole setting.
         user = getattr(django_settings, "DBTUNE", {})
         if not isinstance(user, Mapping):
             raise ImproperlyConfigured(problems(user)[0].message)
@@ -266,27 +279,27 @@ class Settings:
             raise ImproperlyConfigured(type_error(key, user[key]))
         return user[key]
 
-    @property
+    @cached_property
     def ENABLED(self) -> bool:
         return bool(self._get("ENABLED"))
 
-    @property
+    @cached_property
     def DATABASES(self) -> tuple[str, ...]:
         aliases = self._get("DATABASES")
         return tuple(django_settings.DATABASES if aliases is None else aliases)
 
-    @property
+    @cached_property
     def PROJECT_ROOT(self) -> Path:
         root = self._get("PROJECT_ROOT")
         if root is None:
             root = getattr(django_settings, "BASE_DIR", None) or os.getcwd()
         return _resolved(os.fspath(root))
 
-    @property
+    @cached_property
     def IGNORED_MODULES(self) -> tuple[str, ...]:
         return tuple(self._get("IGNORED_MODULES"))
 
-    @property
+    @cached_property
     def NPLUSONE_RAISE(self) -> bool:
         user = getattr(django_settings, "DBTUNE", {})
         if isinstance(user, Mapping) and "NPLUSONE_RAISE" not in user:
@@ -294,15 +307,15 @@ class Settings:
             return bool(getattr(django_settings, "NPLUSONE_RAISE", False))
         return bool(self._get("NPLUSONE_RAISE"))
 
-    @property
+    @cached_property
     def NPLUSONE_THRESHOLD(self) -> int:
         return int(self._get("NPLUSONE_THRESHOLD"))
 
-    @property
+    @cached_property
     def NPLUSONE_UNUSED_EAGER_LOADS(self) -> bool:
         return bool(self._get("NPLUSONE_UNUSED_EAGER_LOADS"))
 
-    @property
+    @cached_property
     def NPLUSONE_ALLOW(self) -> tuple[dict[str, str], ...]:
         rules = [dict(rule) for rule in self._get("NPLUSONE_ALLOW")]
         # nplusone's NPLUSONE_WHITELIST: [{"label": "n_plus_one", "model": "app.Model",
@@ -311,49 +324,49 @@ class Settings:
             rules.append(legacy_allow_rule(old))
         return tuple(rules)
 
-    @property
+    @cached_property
     def NPLUSONE_BASELINE(self) -> Path | None:
         path = self._get("NPLUSONE_BASELINE")
         return None if path is None else Path(path)
 
-    @property
+    @cached_property
     def WORKLOAD_FILE(self) -> Path | None:
         path = self._get("WORKLOAD_FILE")
         return None if path is None else Path(path)
 
-    @property
+    @cached_property
     def WORKLOAD_PARAMS(self) -> bool:
         return bool(self._get("WORKLOAD_PARAMS"))
 
-    @property
+    @cached_property
     def CACHE_ENABLED(self) -> bool:
         return bool(self._get("CACHE_ENABLED"))
 
-    @property
+    @cached_property
     def CACHE_ALIAS(self) -> str:
         return str(self._get("CACHE_ALIAS"))
 
-    @property
+    @cached_property
     def CACHE_TIMEOUT(self) -> int:
         return int(self._get("CACHE_TIMEOUT"))
 
-    @property
+    @cached_property
     def CACHE_PREFIX(self) -> str:
         return str(self._get("CACHE_PREFIX"))
 
-    @property
+    @cached_property
     def CACHE_DATABASE_GROUPS(self) -> dict[str, str]:
         return dict(self._get("CACHE_DATABASE_GROUPS"))
 
-    @property
+    @cached_property
     def CACHE_LOCK(self) -> bool:
         return bool(self._get("CACHE_LOCK"))
 
-    @property
+    @cached_property
     def CACHE_LOCK_WAIT(self) -> float:
         return float(self._get("CACHE_LOCK_WAIT"))
 
-    @property
+    @cached_property
     def CACHE_BREAKER_SECONDS(self) -> float:
         return float(self._get("CACHE_BREAKER_SECONDS"))
 
@@ -378,3 +391,16 @@ def _resolved(path: str) -> Path:
 
 
 conf = Settings()
+
+# The settings each option is resolved from: a change to any of them (override_settings in
+# tests) clears what was resolved.
+_SOURCES = frozenset({"DBTUNE", "DATABASES", "BASE_DIR", "NPLUSONE_RAISE", "NPLUSONE_WHITELIST"})
+
+
+def _setting_changed(setting: str, **kwargs: Any) -> None:
+    if setting in _SOURCES:
+        conf.reset()
+
+
+# Connected at import, before any receiver of a feature that reads conf when DBTUNE changes.
+setting_changed.connect(_setting_changed, dispatch_uid="django_dbtune.conf")

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from django_dbtune.advisor.candidates import index_findings
-from django_dbtune.advisor.code_scan import scan
+from django_dbtune.advisor.queryset_chains import scan
 from django_dbtune.schema import model_schemas
 
 SOURCE = """

@@ -16,6 +16,8 @@ from typing import Any
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
+from django_dbtune.lookups import CASE_INSENSITIVE, Use, use_of
+
 SKIPPED_DIRS = frozenset(
     {"migrations", "tests", "node_modules", "site-packages", "__pycache__", ".git", ".tox"}
 )
@@ -45,6 +47,26 @@ class Usage:
     """From a ModelAdmin option: an occasional staff query, not every visitor's."""
     list_view: bool = False
     """Sliced (``[:50]``) or paginated: the query behind a list page."""
+
+    def add(self, name: str, lookup: str, constant: Any = ..., *, single: bool = False) -> None:
+        """Record a filter on the field ``name`` by how an index serves ``lookup`` (see
+        ``django_dbtune.lookups``); one no index on the bare column serves is left out.
+        ``single``: the filter cannot share a composite index (``exclude``, ``Q`` objects)."""
+        use = use_of(lookup)
+        if use is None:
+            return
+        if use is Use.CONTAINS:
+            self.contains.append((name, lookup in CASE_INSENSITIVE))
+        elif single:
+            self.single.append(name)
+        elif use is Use.EQUALITY:
+            # Only ``exact`` compares the field to the value itself: ``isnull=True`` does
+            # not mean the field equals True, so no partial index may be built from it.
+            self.equality.append((name, constant if lookup == "exact" else ...))
+        elif use is Use.RANGE:
+            self.ranges.append(name)
+        else:
+            self.patterns.append(name)
 
     def copy(self) -> Usage:
         """A copy whose lists can grow without changing the original."""

@@ -19,6 +19,7 @@ from django.db import models
 
 from django_dbtune.advisor.code_scan import Usage, project_files, resolve_path
 from django_dbtune.capture import relative_path
+from django_dbtune.lookups import is_lookup, use_of
 
 QUERYSET_METHODS = frozenset(
     [
@@ -53,10 +54,6 @@ QUERYSET_METHODS = frozenset(
     ]
 )
 INSTANCE_METHODS = frozenset({"get", "first", "last", "earliest", "latest"})
-EQUALITY = frozenset({"exact", "in", "iexact"})
-RANGE = frozenset({"gt", "gte", "lt", "lte", "range"})
-PATTERN = frozenset({"startswith", "istartswith"})
-LOOKUPS = EQUALITY | RANGE | PATTERN | {"isnull", "contains", "icontains"}
 
 
 @dataclass
@@ -355,7 +352,9 @@ class _Scanner(ast.NodeVisitor):
         self, usage: Usage, model: type[models.Model], key: str, value: ast.expr, single: bool
     ) -> None:
         parts = key.split("__")
-        lookup = parts.pop() if len(parts) > 1 and parts[-1] in LOOKUPS else "exact"
+        lookup = parts.pop() if len(parts) > 1 and is_lookup(parts[-1]) else "exact"
+        if use_of(lookup) is None:
+            return  # iexact, istartswith, regex...: no index on the bare column serves them
         resolved = resolve_path(model, parts)
         if resolved is None:
             return
@@ -363,16 +362,7 @@ class _Scanner(ast.NodeVisitor):
         if target is not model:
             usage = Usage(target, usage.file, usage.line, usage.code, in_loop=usage.in_loop)
             self.usages.append(usage)
-        if lookup in {"contains", "icontains"}:
-            usage.contains.append((name, lookup == "icontains"))
-        elif single:
-            usage.single.append(name)
-        elif lookup in EQUALITY:
-            usage.equality.append((name, self._constant(value) if lookup == "exact" else ...))
-        elif lookup in RANGE:
-            usage.ranges.append(name)
-        elif lookup in PATTERN:
-            usage.patterns.append(name)
+        usage.add(name, lookup, self._constant(value), single=single)
 
     def _constant(self, node: ast.expr) -> Any:
         """The value of a literal, or of ``Model.Choices.MEMBER``; Ellipsis otherwise."""

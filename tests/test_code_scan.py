@@ -136,6 +136,18 @@ def test_migrations_and_tests_are_not_scanned(project):
     assert files == {"views.py"}
 
 
+def test_installed_code_inside_the_project_is_not_scanned(project):
+    # The same rule as everywhere else decides what is installed code: site-packages and
+    # dist-packages folders (a system Python's), and virtual environments.
+    query = "from tests.testapp.models import Shelf\nShelf.objects.filter(label='i')\n"
+    for folder in ("site-packages/shop", "lib/python3/dist-packages/shop", "env/bin"):
+        (project / folder).mkdir(parents=True)
+        (project / folder / "views.py").write_text(query)
+    (project / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    files = {usage.file for usage in scan(project).usages}
+    assert files == {"views.py"}
+
+
 def test_one_constant_at_one_site_is_no_reason_for_a_partial_index(tmp_path, settings):
     settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
     (tmp_path / "views.py").write_text(

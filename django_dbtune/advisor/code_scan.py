@@ -17,10 +17,10 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from django_dbtune.lookups import CASE_INSENSITIVE, Use, use_of
+from django_dbtune.project import is_installed_file
 
-SKIPPED_DIRS = frozenset(
-    {"migrations", "tests", "node_modules", "site-packages", "__pycache__", ".git", ".tox"}
-)
+NOT_PRODUCTION_DIRS = frozenset({"migrations", "tests", "node_modules", "__pycache__"})
+"""Folders of the project that hold no production queries: tests, migrations, build output."""
 
 
 @dataclass
@@ -82,20 +82,26 @@ class Usage:
 
 
 def project_files(root: Path) -> Iterator[Path]:
-    """The project's own Python files: no tests, migrations, virtual environments or packages."""
+    """The project's own production Python files: no tests, migrations, hidden folders,
+    virtual environments or installed packages."""
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if d not in SKIPPED_DIRS
-            and not d.startswith(".")
-            and not (Path(folder, d, "pyvenv.cfg")).exists()
-        )
+        dirs[:] = sorted(d for d in dirs if not _skipped_folder(Path(folder, d)))
         for name in sorted(files):
             if name.endswith(".py") and not (
                 name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
             ):
                 yield Path(folder, name)
+
+
+def _skipped_folder(path: Path) -> bool:
+    return (
+        path.name in NOT_PRODUCTION_DIRS
+        or path.name.startswith(".")
+        or is_installed_file(os.path.abspath(path))
+        # A virtual environment's own folder: its packages are installed code above, and
+        # nothing else in it is the project's.
+        or (path / "pyvenv.cfg").exists()
+    )
 
 
 def resolve_path(

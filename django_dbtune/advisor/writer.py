@@ -24,6 +24,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from django_dbtune.findings import Finding, ProposedIndex
 from django_dbtune.project import is_project_file
+from django_dbtune.schema import leads_with
 
 MIGRATION_NAME = "dbtune_indexes"
 
@@ -132,7 +133,7 @@ def _widest(findings: list[Finding]) -> list[Finding]:
             and not index.condition
             and not other.index.condition
             and index.opclasses == other.index.opclasses
-            and columns(other)[: len(columns(finding))] == columns(finding)
+            and leads_with(columns(other), columns(finding))
             and set(index.include) <= set(columns(other)) | set(other.index.include)
             for other in kept
         )

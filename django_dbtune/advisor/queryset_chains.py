@@ -64,6 +64,7 @@ class ScanResult:
 
 
 def scan(root: Path) -> ScanResult:
+    """Every queryset chain in the project's files under ``root`` (``project_files``)."""
     result = ScanResult()
     registry = _ModelNames()
     for path in project_files(root):

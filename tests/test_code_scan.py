@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from django_dbtune.advisor.candidates import index_findings
-from django_dbtune.advisor.code_scan import scan
+from django_dbtune.advisor.queryset_chains import scan
 from django_dbtune.schema import model_schemas
 
 SOURCE = """
@@ -136,6 +136,18 @@ def test_migrations_and_tests_are_not_scanned(project):
     assert files == {"views.py"}
 
 
+def test_installed_code_inside_the_project_is_not_scanned(project):
+    # The same rule as everywhere else decides what is installed code: site-packages and
+    # dist-packages folders (a system Python's), and virtual environments.
+    query = "from tests.testapp.models import Shelf\nShelf.objects.filter(label='i')\n"
+    for folder in ("site-packages/shop", "lib/python3/dist-packages/shop", "env/bin"):
+        (project / folder).mkdir(parents=True)
+        (project / folder / "views.py").write_text(query)
+    (project / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    files = {usage.file for usage in scan(project).usages}
+    assert files == {"views.py"}
+
+
 def test_one_constant_at_one_site_is_no_reason_for_a_partial_index(tmp_path, settings):
     settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
     (tmp_path / "views.py").write_text(
@@ -166,3 +178,37 @@ def test_rest_framework_filterset_and_ordering_fields(project):
     assert ("unindexed_filter", "testapp.Shelf", ("room",)) not in found
     assert ("unindexed_filter", "testapp.Shelf", ("is_public",)) not in found
     assert found[("unindexed_filter", "testapp.Shelf", ("row",))].severity == "medium"
+
+
+def test_case_insensitive_lookups_get_no_plain_index(tmp_path, settings):
+    # iexact and istartswith compare UPPER(column) on PostgreSQL, which no plain index on
+    # the column serves; startswith is a prefix search an index can serve.
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Author, Shelf
+            Author.objects.filter(name__iexact="ada")
+            Shelf.objects.filter(label__istartswith="a")
+            Shelf.objects.exclude(code__iexact="z")
+            Shelf.objects.filter(label__startswith="a")  # prefix
+        """)
+    )
+    found = findings_of(tmp_path)
+    assert set(found) == {("unindexed_filter", "testapp.Shelf", ("label",))}
+    (site,) = found[("unindexed_filter", "testapp.Shelf", ("label",))].evidence
+    assert site.code.endswith("# prefix")
+
+
+def test_isnull_is_an_equality_filter(tmp_path, settings):
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Shelf
+            Shelf.objects.filter(built__isnull=True).order_by("row")
+            Shelf.objects.filter(built__isnull=True).order_by("row")
+        """)
+    )
+    (finding,) = findings_of(tmp_path).values()
+    assert (finding.kind, finding.fields) == ("composite_candidate", ("built", "row"))
+    # isnull=True does not compare built to True: no partial index "built = True".
+    assert finding.index.condition is None

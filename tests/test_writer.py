@@ -201,13 +201,13 @@ def test_a_read_only_models_file_leaves_every_file_as_it_was(project):
 
 
 def test_apply_writes_all_or_nothing(tmp_path):
-    from django_dbtune.advisor.writer import WritePlan, apply
+    from django_dbtune.advisor.writer import PendingWrites, apply
 
     kept = tmp_path / "models.py"
     kept.write_text("original\n")
     unwritable = tmp_path / "no-such-folder" / "0002_x.py"
     with pytest.raises(WriteError, match="not writable; nothing was written"):
-        apply(WritePlan(files={kept: "changed\n", unwritable: "new\n"}))
+        apply(PendingWrites(files={kept: "changed\n", unwritable: "new\n"}))
     assert kept.read_text() == "original\n"
     assert not unwritable.exists()
 
@@ -215,12 +215,12 @@ def test_apply_writes_all_or_nothing(tmp_path):
 @pytest.mark.django_db
 def test_a_name_that_is_taken_is_not_written_twice():
     from django_dbtune.advisor.suggest import static_report
-    from django_dbtune.advisor.writer import plan
+    from django_dbtune.advisor.writer import prepare
 
     report = static_report(["testapp"], "default")
     reviewer = next(f for f in report.findings if f.fields == ("reviewer",))
     clash = replace(reviewer, index=replace(reviewer.index, name="book_editor_title"))
-    result = plan([clash])
+    result = prepare([clash])
     assert result.files == {}
     assert result.skipped == [
         ("testapp.Book", "an index named book_editor_title exists already; name it by hand")

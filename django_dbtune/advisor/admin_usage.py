@@ -10,6 +10,7 @@ from django.db import models
 
 from django_dbtune.advisor.code_scan import Usage, resolve_path
 from django_dbtune.advisor.source import attribute_evidence
+from django_dbtune.lookups import use_of
 
 
 def admin_usages(app_labels: Iterable[str]) -> list[Usage]:
@@ -29,15 +30,11 @@ def admin_usages(app_labels: Iterable[str]) -> list[Usage]:
                 found[0].equality.append((found[1], ...))
                 usages.append(found[0])
         for search in model_admin.search_fields:
-            # "^name" is istartswith (a prefix search); a plain name is icontains, which only a
-            # trigram index serves; "=" (iexact) and "@" (full text) need indexes of their own.
-            if search.startswith("^") and (
-                found := _usage(model, klass, "search_fields", search[1:])
-            ):
-                found[0].patterns.append(found[1])
-                usages.append(found[0])
-            elif search[:1].isalpha() and (found := _usage(model, klass, "search_fields", search)):
-                found[0].contains.append((found[1], True))
+            path, lookup = _search_lookup(search)
+            if use_of(lookup) is None:
+                continue  # "^" and "=" compare UPPER(column), "@" is full text: no B-tree
+            if found := _usage(model, klass, "search_fields", path):
+                found[0].add(found[1], lookup)
                 usages.append(found[0])
         for order in model_admin.ordering or ():
             # Sorting by a related model's column goes through a join no index here serves.
@@ -54,6 +51,13 @@ def admin_usages(app_labels: Iterable[str]) -> list[Usage]:
             found[0].ranges.append(found[1])
             usages.append(found[0])
     return usages
+
+
+def _search_lookup(search: str) -> tuple[str, str]:
+    """The field path and lookup of one ``search_fields`` entry, as the admin reads its
+    prefix: ``^`` istartswith, ``=`` iexact, ``@`` full-text search, none icontains."""
+    lookup = {"^": "istartswith", "=": "iexact", "@": "search"}.get(search[:1])
+    return (search[1:], lookup) if lookup else (search, "icontains")
 
 
 def _usage(

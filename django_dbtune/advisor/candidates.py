@@ -25,7 +25,7 @@ from django_dbtune.findings import (
     condition_code,
     python_literal,
 )
-from django_dbtune.schema import ModelSchema, column_of, field_columns
+from django_dbtune.schema import ModelSchema, column_of, field_columns, leads_with
 
 PATTERN_OPCLASS = {"CharField": "varchar_pattern_ops", "TextField": "text_pattern_ops"}
 
@@ -117,7 +117,7 @@ def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list
                 continue
             if (
                 equality
-                and candidate.names[:1] == equality[:1]
+                and leads_with(candidate.names, equality[:1])
                 and schema.serves(field_columns(usage.model, equality[:1]), prefix=False)
             ):
                 # An index already narrows by the first equality column; whether a wider
@@ -157,7 +157,7 @@ def has_partial(schema: ModelSchema, candidate: Candidate, partial: tuple[str, A
         candidate.model, (f.lstrip("-") for f in partial_fields(candidate, partial))
     )
     return any(
-        index.condition == condition and index.columns[: len(columns)] == columns
+        index.condition == condition and leads_with(index.columns, columns)
         for index in schema.declared
     )
 
@@ -181,7 +181,7 @@ def _merge_prefixes(candidates: list[Candidate]) -> list[Candidate]:
                 and not candidate.trigram
                 and not other.trigram
                 and other.pattern == candidate.pattern
-                and other.names[: len(candidate.names)] == candidate.names
+                and leads_with(other.names, candidate.names)
             ),
             None,
         )

@@ -1,66 +1,26 @@
-"""The queries the project's own code writes, read from its source with ``ast``.
+"""What the code scan reads and what it yields: the project's own Python files, and one
+``Usage`` per queryset chain found in them (``queryset_chains`` does the reading).
 
-Each queryset chain (``Model.objects.filter(a=1).order_by("-b")``, also through a variable
-bound to a queryset, a related manager, or an instance from ``get_object_or_404`` or a
-``for`` loop) becomes one ``Usage``: the model, its equality, range, pattern and sort fields,
-and the line. Nothing is imported or run: the files are parsed.
+A ``Usage`` is what one call site asks of one model: its equality, range, pattern and sort
+fields, and the line. The admin's options and recorded workloads are described the same way.
 """
 
 from __future__ import annotations
 
-import ast
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from django_dbtune.capture import relative_path
+from django_dbtune.lookups import CASE_INSENSITIVE, Use, use_of
+from django_dbtune.project import is_installed_file
 
-QUERYSET_METHODS = frozenset(
-    [
-        "filter",
-        "exclude",
-        "get",
-        "order_by",
-        "all",
-        "first",
-        "last",
-        "count",
-        "exists",
-        "select_related",
-        "prefetch_related",
-        "only",
-        "defer",
-        "values",
-        "values_list",
-        "distinct",
-        "annotate",
-        "aggregate",
-        "using",
-        "earliest",
-        "latest",
-        "get_or_create",
-        "update_or_create",
-        "in_bulk",
-        "iterator",
-        "update",
-        "delete",
-        "alias",
-    ]
-)
-INSTANCE_METHODS = frozenset({"get", "first", "last", "earliest", "latest"})
-EQUALITY = frozenset({"exact", "in", "iexact"})
-RANGE = frozenset({"gt", "gte", "lt", "lte", "range"})
-PATTERN = frozenset({"startswith", "istartswith"})
-LOOKUPS = EQUALITY | RANGE | PATTERN | {"isnull", "contains", "icontains"}
-SKIPPED_DIRS = frozenset(
-    {"migrations", "tests", "node_modules", "site-packages", "__pycache__", ".git", ".tox"}
-)
+NOT_PRODUCTION_DIRS = frozenset({"migrations", "tests", "node_modules", "__pycache__"})
+"""Folders of the project that hold no production queries: tests, migrations, build output."""
 
 
 @dataclass
@@ -88,24 +48,44 @@ class Usage:
     list_view: bool = False
     """Sliced (``[:50]``) or paginated: the query behind a list page."""
 
+    def add(self, name: str, lookup: str, constant: Any = ..., *, single: bool = False) -> None:
+        """Record a filter on the field ``name`` by how an index serves ``lookup`` (see
+        ``django_dbtune.lookups``); one no index on the bare column serves is left out.
+        ``single``: the filter cannot share a composite index (``exclude``, ``Q`` objects)."""
+        use = use_of(lookup)
+        if use is None:
+            return
+        if use is Use.CONTAINS:
+            self.contains.append((name, lookup in CASE_INSENSITIVE))
+        elif single:
+            self.single.append(name)
+        elif use is Use.EQUALITY:
+            # Only ``exact`` compares the field to the value itself: ``isnull=True`` does
+            # not mean the field equals True, so no partial index may be built from it.
+            self.equality.append((name, constant if lookup == "exact" else ...))
+        elif use is Use.RANGE:
+            self.ranges.append(name)
+        else:
+            self.patterns.append(name)
 
-@dataclass
-class ScanResult:
-    usages: list[Usage] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    """(file, reason) for files that could not be parsed."""
+    def copy(self) -> Usage:
+        """A copy whose lists can grow without changing the original."""
+        return replace(
+            self,
+            equality=list(self.equality),
+            ranges=list(self.ranges),
+            patterns=list(self.patterns),
+            sort=list(self.sort),
+            single=list(self.single),
+            contains=list(self.contains),
+        )
 
 
 def project_files(root: Path) -> Iterator[Path]:
-    """The project's own Python files: no tests, migrations, virtual environments or packages."""
+    """The project's own production Python files: no tests, migrations, hidden folders,
+    virtual environments or installed packages."""
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if d not in SKIPPED_DIRS
-            and not d.startswith(".")
-            and not (Path(folder, d, "pyvenv.cfg")).exists()
-        )
+        dirs[:] = sorted(d for d in dirs if not _skipped_folder(Path(folder, d)))
         for name in sorted(files):
             if name.endswith(".py") and not (
                 name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
@@ -113,328 +93,15 @@ def project_files(root: Path) -> Iterator[Path]:
                 yield Path(folder, name)
 
 
-def scan(root: Path) -> ScanResult:
-    result = ScanResult()
-    registry = _ModelNames()
-    for path in project_files(root):
-        try:
-            source = path.read_text(encoding="utf-8")
-            tree = ast.parse(source, filename=str(path))
-        except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
-            result.skipped.append((relative_path(str(path)), f"{type(exc).__name__}: {exc}"))
-            continue
-        lines = source.splitlines()
-        scanner = _Scanner(registry, relative_path(str(path)), lines)
-        scanner.visit(tree)
-        result.usages.extend(scanner.usages)
-    return result
-
-
-class _ModelNames:
-    """Resolves the names a file imports to model classes."""
-
-    def __init__(self) -> None:
-        self.by_module: dict[tuple[str, str], type[models.Model]] = {}
-        by_name: dict[str, list[type[models.Model]]] = {}
-        for model in apps.get_models():
-            self.by_module[(model.__module__, model.__name__)] = model
-            by_name.setdefault(model.__name__, []).append(model)
-        self.unique = {name: found[0] for name, found in by_name.items() if len(found) == 1}
-
-    def imported(self, node: ast.ImportFrom) -> dict[str, type[models.Model]]:
-        """The models one ``from ... import ...`` statement binds, by local name."""
-        names: dict[str, type[models.Model]] = {}
-        for alias in node.names:
-            model = self.by_module.get((node.module or "", alias.name))
-            model = model or self.unique.get(alias.name)
-            if model is not None:
-                names[alias.asname or alias.name] = model
-        return names
-
-
-@dataclass
-class _Query:
-    model: type[models.Model]
-    usage: Usage | None = None
-    owned: bool = False
-    """Whether ``usage`` belongs to the chain being read; a variable's is copied first."""
-
-
-class _Scanner(ast.NodeVisitor):
-    def __init__(self, registry: _ModelNames, file: str, lines: list[str]):
-        self.registry = registry
-        self.models: dict[str, type[models.Model]] = {}
-        self.file = file
-        self.lines = lines
-        self.usages: list[Usage] = []
-        self.querysets: dict[str, _Query] = {}
-        self.instances: dict[str, type[models.Model]] = {}
-        self.loop_depth = 0
-        self.resolved: dict[int, _Query | None] = {}
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        # Imports bind model names where they stand, inside functions too.
-        self.models.update(self.registry.imported(node))
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        """Django REST framework views and filter sets: ``filterset_fields`` and
-        ``ordering_fields`` name fields API clients filter and sort by, in any combination,
-        so each is a candidate of its own."""
-        self.generic_visit(node)
-        model = self._class_model(node)
-        if model is None:
-            return
-        for option, target in (("filterset_fields", "single"), ("ordering_fields", "sort")):
-            assignment = _class_assignment(node, option)
-            if assignment is None:
-                continue
-            for name in _string_items(assignment.value):
-                if (
-                    name == "__all__"
-                    or (resolved := resolve_path(model, name.split("__"))) is None
-                ):
-                    continue
-                line = assignment.lineno
-                usage = Usage(resolved[0], self.file, line, self.lines[line - 1].strip())
-                usage.explicit_sort = True
-                if target == "single":
-                    usage.single.append(resolved[1])
-                else:
-                    usage.sort.append(resolved[1])
-                self.usages.append(usage)
-
-    def _class_model(self, node: ast.ClassDef) -> type[models.Model] | None:
-        """The model of a view (``queryset = Model.objects...``) or a filter set
-        (``class Meta: model = Model``)."""
-        queryset = _class_assignment(node, "queryset")
-        if queryset is not None:
-            query = self._query_of(queryset.value)
-            if query is not None:
-                return query.model
-        for statement in node.body:
-            if isinstance(statement, ast.ClassDef) and statement.name == "Meta":
-                model = _class_assignment(statement, "model")
-                if model is not None and isinstance(model.value, ast.Name):
-                    return self.models.get(model.value.id)
-        return None
-
-    # Scopes: names are tracked per function.
-    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        saved = (self.querysets, self.instances)
-        self.querysets, self.instances = {}, {}
-        self.generic_visit(node)
-        self.querysets, self.instances = saved
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
-        self.visit(node.iter)
-        query = self._query_of(node.iter)
-        if query is not None and isinstance(node.target, ast.Name):
-            self.instances[node.target.id] = query.model
-        self.loop_depth += 1
-        for statement in node.body + node.orelse:
-            self.visit(statement)
-        self.loop_depth -= 1
-
-    visit_AsyncFor = visit_For
-
-    def visit_Assign(self, node: ast.Assign) -> None:
-        self.visit(node.value)
-        if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
-            return
-        name = node.targets[0].id
-        instance = self._instance_of(node.value)
-        query = self._query_of(node.value)
-        self.querysets.pop(name, None)
-        self.instances.pop(name, None)
-        if instance is not None:
-            self.instances[name] = instance
-        elif query is not None:
-            self.querysets[name] = query
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        self._query_of(node)
-        self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        self._query_of(node)
-        if isinstance(node.func, ast.Name) and node.func.id == "Paginator" and node.args:
-            _mark_list_view(self._query_of(node.args[0]))
-        self.generic_visit(node)
-
-    # Resolution of expressions to querysets and instances.
-    def _instance_of(self, node: ast.expr) -> type[models.Model] | None:
-        if isinstance(node, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Name) and func.id == "get_object_or_404" and node.args:
-                query = self._query_of(node.args[0]) or self._manager_of(node.args[0])
-                if query is not None:
-                    self._record(query, node, filters=node)
-                    return query.model
-            if isinstance(func, ast.Attribute) and func.attr in INSTANCE_METHODS:
-                query = self._query_of(node)
-                return query.model if query else None
-        return None
-
-    def _manager_of(self, node: ast.expr) -> _Query | None:
-        if isinstance(node, ast.Name) and node.id in self.models:
-            return _Query(self.models[node.id])
-        return None
-
-    def _query_of(self, node: ast.expr) -> _Query | None:
-        """The queryset an expression builds, recording what it filters and sorts."""
-        if isinstance(node, ast.Subscript):
-            if id(node) not in self.resolved:
-                query = self._query_of(node.value)
-                if isinstance(node.slice, ast.Slice):
-                    _mark_list_view(query)
-                self.resolved[id(node)] = query
-            return self.resolved[id(node)]
-        if isinstance(node, ast.Name):
-            stored = self.querysets.get(node.id)
-            return _Query(stored.model, stored.usage) if stored else None
-        if isinstance(node, ast.Attribute):
-            base = node.value
-            if isinstance(base, ast.Name) and base.id in self.models:
-                model = self.models[base.id]
-                if any(manager.name == node.attr for manager in model._meta.managers):
-                    return _Query(model)
-                return None
-            if isinstance(base, ast.Name) and base.id in self.instances:
-                return self._related_manager(self.instances[base.id], node.attr, node)
-            return None
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            return None
-        if id(node) in self.resolved:
-            return self.resolved[id(node)]
-        query = None
-        method = node.func.attr
-        if method in QUERYSET_METHODS:
-            query = self._query_of(node.func.value)
-        if query is not None:
-            query = _Query(query.model, query.usage, query.owned)
-            if method in {"filter", "exclude", "get", "get_or_create", "update_or_create"}:
-                self._record(query, node, filters=node, negated=method == "exclude")
-            elif method == "order_by":
-                self._record(query, node, sort=node)
-            elif method in {"latest", "earliest"}:
-                self._latest(query, node, descending=method == "latest")
-            elif method in {"count", "exists", "aggregate", "update", "delete"} and query.usage:
-                # These run without the default ordering.
-                self._usage(query, node).explicit_sort = True
-        self.resolved[id(node)] = query
-        return query
-
-    def _related_manager(
-        self, model: type[models.Model], accessor: str, node: ast.expr
-    ) -> _Query | None:
-        for relation in model._meta.related_objects:
-            if relation.get_accessor_name() == accessor and relation.one_to_many:
-                query = _Query(relation.related_model)
-                self._usage(query, node).equality.append((relation.field.name, ...))
-                return query
-        return None
-
-    def _usage(self, query: _Query, node: ast.AST) -> Usage:
-        """The chain's own usage, started (or copied from a variable's) at this line."""
-        if not query.owned:
-            line = getattr(node, "lineno", 0)
-            code = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
-            if query.usage is None:
-                usage = Usage(query.model, self.file, line, code)
-            else:
-                usage = _copy(query.usage)
-                usage.line, usage.code = line, code
-            usage.in_loop = usage.in_loop or self.loop_depth > 0
-            self.usages.append(usage)
-            query.usage, query.owned = usage, True
-        assert query.usage is not None
-        return query.usage
-
-    def _record(
-        self,
-        query: _Query,
-        node: ast.Call,
-        *,
-        filters: ast.Call | None = None,
-        sort: ast.Call | None = None,
-        negated: bool = False,
-    ) -> None:
-        usage = self._usage(query, node)
-        if filters is not None and _fetches_one(filters):
-            usage.explicit_sort = True  # get() and friends drop the default ordering
-        if filters is not None:
-            for keyword in filters.keywords:
-                if keyword.arg is None:
-                    continue
-                self._lookup(usage, query.model, keyword.arg, keyword.value, single=negated)
-            for argument in filters.args:
-                for q_keyword in _q_keywords(argument):
-                    if q_keyword.arg:
-                        self._lookup(usage, query.model, q_keyword.arg, q_keyword.value, True)
-        if sort is not None:
-            usage.explicit_sort = True
-            usage.sort = []
-            for argument in sort.args:
-                if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                    name = argument.value
-                    if "__" not in name.lstrip("-") and name.lstrip("-") != "?":
-                        usage.sort.append(name)
-                else:
-                    usage.dynamic_sort = True
-
-    def _latest(self, query: _Query, node: ast.Call, descending: bool) -> None:
-        """``latest()``/``earliest()`` sort by their arguments, else ``Meta.get_latest_by``."""
-        names: list[str] = [
-            arg.value
-            for arg in node.args
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
-        ]
-        if not node.args:
-            latest_by = query.model._meta.get_latest_by
-            names = [latest_by] if isinstance(latest_by, str) else list(latest_by or [])
-        usage = self._usage(query, node)
-        usage.explicit_sort = True
-        usage.sort = [_flip(name) if descending else name for name in names if "__" not in name]
-
-    def _lookup(
-        self, usage: Usage, model: type[models.Model], key: str, value: ast.expr, single: bool
-    ) -> None:
-        parts = key.split("__")
-        lookup = parts.pop() if len(parts) > 1 and parts[-1] in LOOKUPS else "exact"
-        resolved = resolve_path(model, parts)
-        if resolved is None:
-            return
-        target, name = resolved
-        if target is not model:
-            usage = Usage(target, usage.file, usage.line, usage.code, in_loop=usage.in_loop)
-            self.usages.append(usage)
-        if lookup in {"contains", "icontains"}:
-            usage.contains.append((name, lookup == "icontains"))
-        elif single:
-            usage.single.append(name)
-        elif lookup in EQUALITY:
-            usage.equality.append((name, self._constant(value) if lookup == "exact" else ...))
-        elif lookup in RANGE:
-            usage.ranges.append(name)
-        elif lookup in PATTERN:
-            usage.patterns.append(name)
-
-    def _constant(self, node: ast.expr) -> Any:
-        """The value of a literal, or of ``Model.Choices.MEMBER``; Ellipsis otherwise."""
-        if isinstance(node, ast.Constant):
-            return node.value
-        path = []
-        while isinstance(node, ast.Attribute):
-            path.append(node.attr)
-            node = node.value
-        if isinstance(node, ast.Name) and node.id in self.models and path:
-            value: Any = self.models[node.id]
-            for attribute in reversed(path):
-                value = getattr(value, attribute, ...)
-            return getattr(value, "value", value)
-        return ...
+def _skipped_folder(path: Path) -> bool:
+    return (
+        path.name in NOT_PRODUCTION_DIRS
+        or path.name.startswith(".")
+        or is_installed_file(os.path.abspath(path))
+        # A virtual environment's own folder: its packages are installed code above, and
+        # nothing else in it is the project's.
+        or (path / "pyvenv.cfg").exists()
+    )
 
 
 def resolve_path(
@@ -457,69 +124,3 @@ def resolve_path(
     if not final.concrete or final.many_to_many:
         return None
     return target, final.name
-
-
-def _mark_list_view(query: _Query | None) -> None:
-    """Slicing or paginating evaluates the same query, at no new call site: the usage that
-    built it (a variable's included) is marked, not copied."""
-    if query is not None and query.usage is not None:
-        query.usage.list_view = True
-
-
-def _class_assignment(node: ast.ClassDef, name: str) -> ast.Assign | None:
-    for statement in node.body:
-        if isinstance(statement, ast.Assign) and any(
-            isinstance(target, ast.Name) and target.id == name for target in statement.targets
-        ):
-            return statement
-    return None
-
-
-def _string_items(node: ast.expr) -> list[str]:
-    """The strings of a list or tuple literal (a dict's keys, as django-filter allows)."""
-    if isinstance(node, ast.List | ast.Tuple):
-        items = node.elts
-    elif isinstance(node, ast.Dict):
-        items = [key for key in node.keys if key is not None]
-    else:
-        return []
-    return [
-        item.value
-        for item in items
-        if isinstance(item, ast.Constant) and isinstance(item.value, str)
-    ]
-
-
-def _flip(name: str) -> str:
-    """The other direction: latest() sorts get_latest_by descending."""
-    return name[1:] if name.startswith("-") else f"-{name}"
-
-
-def _fetches_one(call: ast.Call) -> bool:
-    func = call.func
-    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-    return name in {"get", "get_or_create", "update_or_create", "get_object_or_404"}
-
-
-def _q_keywords(node: ast.expr) -> Iterator[ast.keyword]:
-    """The keyword lookups inside ``Q(...)`` objects combined with ``|``, ``&`` and ``~``."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Q":
-        yield from node.keywords
-    elif isinstance(node, ast.BinOp):
-        yield from _q_keywords(node.left)
-        yield from _q_keywords(node.right)
-    elif isinstance(node, ast.UnaryOp):
-        yield from _q_keywords(node.operand)
-
-
-def _copy(usage: Usage) -> Usage:
-    """A copy whose lists can grow without changing the original."""
-    return replace(
-        usage,
-        equality=list(usage.equality),
-        ranges=list(usage.ranges),
-        patterns=list(usage.patterns),
-        sort=list(usage.sort),
-        single=list(usage.single),
-        contains=list(usage.contains),
-    )

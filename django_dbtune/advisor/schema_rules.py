@@ -8,7 +8,7 @@ from django.db import models
 
 from django_dbtune.advisor.source import field_evidence, index_evidence
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity
-from django_dbtune.schema import IndexInfo, ModelSchema, column_of, has_db_index
+from django_dbtune.schema import IndexInfo, ModelSchema, column_of, has_db_index, leads_with
 
 FK_ADVICE = (
     "Declare it in Meta.indexes rather than setting db_index=True on the field: changing "
@@ -66,19 +66,15 @@ def redundant_indexes(schema: ModelSchema) -> Iterator[Finding]:
         for j, other in enumerate(indexes):
             if i == j or j in reported or index.origin == "primary key":
                 continue
-            if (
-                index.columns == other.columns
-                and i > j
-                and not (index.unique and not other.unique)
-            ):
-                reported.add(i)
-                yield _finding(schema, "duplicate_index", "medium", index, other)
-                break
-            if (
-                len(index.columns) < len(other.columns)
-                and other.columns[: len(index.columns)] == index.columns
-                and not index.unique
-            ):
+            if not leads_with(other.columns, index.columns):
+                continue  # the other index does not serve every query this one does
+            if len(index.columns) == len(other.columns):
+                # Of two copies the later one is reported, unless only it enforces uniqueness.
+                if i > j and not (index.unique and not other.unique):
+                    reported.add(i)
+                    yield _finding(schema, "duplicate_index", "medium", index, other)
+                    break
+            elif not index.unique:
                 reported.add(i)
                 yield _finding(schema, "redundant_index", "low", index, other)
                 break

@@ -9,8 +9,8 @@ from django.apps import apps
 
 from django_dbtune.advisor.admin_usage import admin_usages
 from django_dbtune.advisor.candidates import index_findings
-from django_dbtune.advisor.code_scan import scan
 from django_dbtune.advisor.drift import drift
+from django_dbtune.advisor.queryset_chains import scan
 from django_dbtune.advisor.schema_rules import missing_fk_indexes, redundant_indexes
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding

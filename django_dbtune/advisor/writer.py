@@ -1,6 +1,6 @@
 """Writes the fix: one migration per app and the same indexes in each model's Meta.indexes.
 
-Everything is planned in memory first; files are written only when every one of them can
+Everything is prepared in memory first; files are written only when every one of them can
 be, and restored if writing fails half-way, so a project is never left half-edited.
 """
 
@@ -24,12 +24,15 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from django_dbtune.findings import Finding, ProposedIndex
 from django_dbtune.project import is_project_file
+from django_dbtune.schema import leads_with
 
 MIGRATION_NAME = "dbtune_indexes"
 
 
 @dataclass
-class WritePlan:
+class PendingWrites:
+    """The files ``--write`` would change, not written yet."""
+
     files: dict[Path, str] = field(default_factory=dict)
     """Each file to write, with its new content."""
     written: list[Finding] = field(default_factory=list)
@@ -59,9 +62,9 @@ def index_source(proposal: ProposedIndex) -> str:
     return proposal.as_code(q="models.Q")
 
 
-def plan(findings: Iterable[Finding], *, concurrently: bool = False) -> WritePlan:
+def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> PendingWrites:
     """What --write would change, per app and per model source file."""
-    result = WritePlan()
+    result = PendingWrites()
     by_model: dict[str, list[Finding]] = {}
     for finding in findings:
         if finding.index is not None:
@@ -132,7 +135,7 @@ def _widest(findings: list[Finding]) -> list[Finding]:
             and not index.condition
             and not other.index.condition
             and index.opclasses == other.index.opclasses
-            and columns(other)[: len(columns(finding))] == columns(finding)
+            and leads_with(columns(other), columns(finding))
             and set(index.include) <= set(columns(other)) | set(other.index.include)
             for other in kept
         )
@@ -141,19 +144,18 @@ def _widest(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def apply(write_plan: WritePlan) -> list[Path]:
-    """Write every planned file, or none of them."""
-    for path in write_plan.files:
+def apply(pending: PendingWrites) -> list[Path]:
+    """Write every prepared file, or none of them."""
+    for path in pending.files:
         target = path if path.exists() else path.parent
         if not os.access(target, os.W_OK):
             raise WriteError(f"{path} is not writable; nothing was written.")
     originals = {
-        path: path.read_text(encoding="utf-8") if path.exists() else None
-        for path in write_plan.files
+        path: path.read_text(encoding="utf-8") if path.exists() else None for path in pending.files
     }
     done: list[Path] = []
     try:
-        for path, content in write_plan.files.items():
+        for path, content in pending.files.items():
             path.write_text(content, encoding="utf-8")
             done.append(path)
     except OSError as exc:

@@ -191,18 +191,18 @@ class Command(BaseCommand):
 
     def _write(self, findings: list[Finding], concurrently: bool) -> None:
         try:
-            write_plan = writer.plan(findings, concurrently=concurrently)
-            paths = writer.apply(write_plan)
+            pending = writer.prepare(findings, concurrently=concurrently)
+            paths = writer.apply(pending)
         except (writer.WriteError, OSError) as exc:
             raise CommandError(str(exc)) from exc
-        for label, reason in write_plan.skipped:
+        for label, reason in pending.skipped:
             self.stderr.write(f"warning: wrote nothing for {label}: {reason}.")
         root = conf.PROJECT_ROOT
         for path in paths:
             shown = path.relative_to(root) if path.is_relative_to(root) else path
             self.stdout.write(self.style.SUCCESS(f"wrote {shown}"))
         self.stdout.write(
-            f"{len(write_plan.written)} index(es) written. Run 'manage.py migrate' to build them."
+            f"{len(pending.written)} index(es) written. Run 'manage.py migrate' to build them."
         )
 
 

@@ -519,15 +519,15 @@ def test_cached_functions_are_keyed_by_arguments_and_invalidated(shop):
 
 def test_invalidate_by_hand(shop):
     titles()
-    with connection.cursor() as cursor:
-        # A write the cache cannot see: another program's (here, by switching it off).
-        from django_dbtune.cache import invalidation
+    # A write the cache cannot see: another program's (here, with the hooks taken out).
+    from django_dbtune.cache import hooks
 
-        connection.execute_wrappers.remove(invalidation._watch_writes)
-        try:
+    hooks.uninstall()
+    try:
+        with connection.cursor() as cursor:
             cursor.execute("UPDATE shop_book SET title = 'elsewhere' WHERE title = 'B00'")
-        finally:
-            connection.execute_wrappers.append(invalidation._watch_writes)
+    finally:
+        hooks.install()
     assert "elsewhere" not in titles()  # unseen: still the cached rows
     invalidate("shop.Book")
     assert "elsewhere" in titles()

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from django.apps import apps
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
@@ -21,6 +22,7 @@ from django.db.models import Model
 from django_dbtune.cache import events
 from django_dbtune.cache.store import store
 from django_dbtune.conf import conf
+from django_dbtune.errors import DbtuneError
 
 _WRITTEN = "_dbtune_cache_written"
 """On a connection while a transaction runs: (its outermost Atomic, the tables written, by
@@ -96,3 +98,28 @@ def model_tables(model: type[Model]) -> list[str]:
     concrete = model._meta.concrete_model or model
     meta = concrete._meta
     return [meta.db_table, *(parent._meta.db_table for parent in meta.get_parent_list())]
+
+
+def model_named(name: type[Model] | str, where: str) -> type[Model]:
+    """A model, or the model ``"app_label.Model"`` names (``where`` tells whose argument)."""
+    if isinstance(name, str):
+        try:
+            return apps.get_model(name)
+        except (LookupError, ValueError) as error:
+            raise DbtuneError(f"{where} names {name!r}, which is not a model: {error}") from None
+    return name
+
+
+def invalidate(*models_or_tables: type[Model] | str, using: str | None = None) -> None:
+    """Retire every cached result that read these models (or ``"app_label.Model"``, or
+    table names), on ``using`` or on every database."""
+    tables: list[str] = []
+    for item in models_or_tables:
+        if isinstance(item, str) and "." not in item:
+            tables.append(item)
+        else:
+            tables.extend(model_tables(model_named(item, "invalidate(...)")))
+    aliases = [using] if using is not None else list(connections)
+    for group in dict.fromkeys(database_group(alias) for alias in aliases):
+        store.invalidate(group, tables)
+        events.invalidated(group, tuple(tables), "invalidate()")

@@ -52,7 +52,7 @@ def cached(
             tables = frozenset(table for model in models for table in model_tables(model))
             return read_through(
                 using,
-                function_digest(using, label, arguments),
+                function_digest(using, label, arguments, models),
                 tables,
                 lambda: tables,
                 lambda: (function(*args, **kwargs), tables),

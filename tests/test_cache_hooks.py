@@ -79,6 +79,7 @@ def test_with_the_cache_off_writes_run_only_the_queries_django_runs(shop, settin
 def test_the_cache_turned_on_and_off_leaves_django_as_it_found_it(shop, settings):
     settings.DBTUNE = {"CACHE_ENABLED": False}
     before = hooks_as_they_are()
+    assert watch_writes not in before[0]
     with override_settings(DBTUNE={"CACHE_ENABLED": True}):
         assert watch_writes in connection.execute_wrappers
         assert post_save.has_listeners(Book)

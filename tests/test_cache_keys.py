@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from django_dbtune.cache.keys import queryset_digest
+from django_dbtune.cache.keys import key_bytes, queryset_digest
 from tests.shop.models import Author, Book, Tag
 
 
@@ -49,6 +49,14 @@ def test_compiling_a_queryset_does_not_change_its_key():
     str(queryset.query)  # compiles the query itself: select_related joins are set up on it
     assert key(queryset) == before
     assert key(books()) == before
+
+
+def test_a_compiled_query_is_keyed_without_compiling_it_again():
+    """The key is the pickled query (a hit compiles no SQL), also once Django has cached
+    values on its fields while compiling."""
+    queryset = books()
+    str(queryset.query)
+    assert key_bytes(queryset.query) == key_bytes(books().query)
 
 
 def test_different_values_kinds_and_time_zones_key_apart():

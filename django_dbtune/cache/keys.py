@@ -11,6 +11,7 @@ migration ran.
 
 from __future__ import annotations
 
+import copyreg
 import functools
 import hashlib
 import io
@@ -90,13 +91,32 @@ class KeyPickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         state = getattr(obj, "__dict__", None)
-        if state is None or isinstance(obj, type):
+        if state is None or isinstance(obj, type) or _pickles_itself(type(obj)):
             return NotImplemented
         derived = _derived_attributes(obj.__class__)
         if not derived or derived.isdisjoint(state):
             return NotImplemented
+        state = obj.__getstate__()
+        if not isinstance(state, dict):
+            return NotImplemented
         kept = {name: value for name, value in state.items() if name not in derived}
-        return (type(obj), (), kept)
+        # What pickle itself writes for such an object (NEWOBJ and its state), less the
+        # derived values: the bytes are those of the object before it compiled.
+        return (copyreg.__newobj__, (type(obj),), kept)  # type: ignore[attr-defined]
+
+
+_OWN_PICKLING: dict[Any, bool] = {}
+
+
+def _pickles_itself(cls: Any) -> bool:
+    """Whether ``cls`` says how it pickles (a field, by its model and name; a model
+    instance): its own way, not its whole state (a field's holds its model's relations)."""
+    own = _OWN_PICKLING.get(cls)
+    if own is None:
+        reduce, reduce_ex = getattr(cls, "__reduce__"), getattr(cls, "__reduce_ex__")  # noqa: B009
+        own = reduce is not object.__reduce__ or reduce_ex is not object.__reduce_ex__
+        _OWN_PICKLING[cls] = own
+    return own
 
 
 @functools.cache

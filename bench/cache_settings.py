@@ -9,7 +9,7 @@ from tests.settings import CACHES, INSTALLED_APPS, MIDDLEWARE
 TOOL = os.environ.get("BENCH_TOOL", "none")
 DEBUG = False
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("django_dbtune.")]
-# django-dbtune watches writes whenever it is installed; only its own run has it on.
+# django-dbtune hooks into Django only while its cache is on: only its own run turns it on.
 DBTUNE = {"CACHE_ENABLED": TOOL == "dbtune"}
 if TOOL == "cachalot":
     INSTALLED_APPS = [*INSTALLED_APPS, "cachalot"]

@@ -9,12 +9,13 @@ class DbtuneConfig(AppConfig):
     verbose_name = "django-dbtune"
 
     def ready(self) -> None:
-        from django_dbtune.cache import invalidation
+        from django_dbtune.cache import hooks
         from django_dbtune.checks import check_cache, check_connections, check_settings
 
         checks.register(check_settings)
         checks.register(check_cache)
         checks.register(check_connections, checks.Tags.database)
-        # Writes are watched whether or not anything is cached yet: an entry stored by
-        # another process must die when this one writes.
-        invalidation.connect()
+        # Writes are watched only while the cache is on (in every process that writes, so
+        # an entry stored by another process dies when this one writes), and the hooks
+        # follow DBTUNE when it changes (override_settings).
+        hooks.follow_settings()

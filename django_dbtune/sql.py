@@ -43,7 +43,16 @@ _POSITIONAL_CLAUSES = (TokenType.GROUP_BY, TokenType.ORDER_BY)
 _POSITIONAL_LIST = frozenset(
     {TokenType.NUMBER, TokenType.COMMA, TokenType.ASC, TokenType.DESC, TokenType.VAR}
 )
-_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.TruncateTable, exp.Drop, exp.Alter)
+_WRITES = (
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Merge,
+    exp.TruncateTable,
+    exp.Drop,
+    exp.Alter,
+    exp.Create,
+)
 _WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "TRUNCATE"})
 _READ_KEYWORDS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN"})
 
@@ -101,11 +110,19 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
             name = _table_name(table)
             if name and name not in ctes and name not in tables:
                 tables.append(name)
-        for node in tree.find_all(*_WRITES):
+        nodes = list(tree.find_all(*_WRITES))
+        if isinstance(tree, exp.Command) and tree.name.upper() == "RENAME":
+            nodes.append(tree)  # MySQL's RENAME TABLE, which sqlglot leaves unparsed
+        for node in nodes:
+            targets = _targets(node, dialect)
+            if isinstance(node, exp.Create | exp.Command) and not targets:
+                continue  # CREATE INDEX, VIEW, ...: no table's rows change
             kind = "write"
-            for name in _targets(node):
+            for name in targets:
                 if name not in written:
                     written.append(name)
+                if name not in tables:
+                    tables.append(name)
         if kind != "write" and isinstance(tree, exp.Query):
             kind = "read"
     return Statement(shape, kind, tuple(tables), tuple(written))
@@ -115,9 +132,18 @@ def _table_name(table: exp.Table) -> str:
     return f"{table.db}.{table.name}" if table.db else table.name
 
 
-def _targets(node: exp.Expression) -> list[str]:
-    """The tables a write statement changes (not the ones it only reads)."""
-    if isinstance(node, exp.TruncateTable | exp.Drop | exp.Alter):
+def _targets(node: exp.Expression, dialect: str | None) -> list[str]:
+    """The tables a write statement changes (not the ones it only reads); for schema
+    changes, every table named (both names of a rename)."""
+    if isinstance(node, exp.Command):
+        return _renamed(node.expression.name, dialect)
+    if isinstance(node, exp.Create):
+        target = node.this if node.kind == "TABLE" else None
+        table = target if isinstance(target, exp.Table) else None
+        if isinstance(target, exp.Schema):  # CREATE TABLE t (columns...)
+            table = target.this if isinstance(target.this, exp.Table) else None
+        tables = [table] if table is not None else []
+    elif isinstance(node, exp.TruncateTable | exp.Drop | exp.Alter):
         tables = list(node.find_all(exp.Table))
     else:
         target = node.this
@@ -126,6 +152,26 @@ def _targets(node: exp.Expression) -> list[str]:
             table = target.find(exp.Table)
         tables = [table] if table is not None else []
     return [name for table in tables if (name := _table_name(table))]
+
+
+def _renamed(text: str, dialect: str | None) -> list[str]:
+    """The tables of ``TABLE a TO b, c TO d`` (what follows MySQL's RENAME)."""
+    try:
+        tokens = sqlglot.tokenize(text, read=dialect)
+    except SqlglotError:
+        return []
+    names: list[str] = []
+    name = ""
+    for token in tokens[1:]:  # after TABLE
+        if token.token_type == TokenType.DOT:
+            name += "."
+        elif token.token_type == TokenType.COMMA or token.text.upper() == "TO":
+            names.append(name)
+            name = ""
+        else:
+            name += token.text
+    names.append(name)
+    return [name for name in dict.fromkeys(names) if name]
 
 
 def _kind_from_keyword(text: str) -> Kind:

@@ -395,41 +395,53 @@ def test_no_stale_read_after_a_commit_under_concurrent_writes_and_reads(shop, po
 # --- Stampede ------------------------------------------------------------------------------
 
 CALLS = []
+READERS = 8
+asked = threading.Semaphore(0)
+everyone_asked = threading.Event()
+
+
+def _count_once_everyone_asked():
+    CALLS.append(1)
+    everyone_asked.wait(10)  # every reader misses while this one computes
+    return Book.objects.count()
 
 
 @cached(depends_on=[Book], lock=True)
 def slow_count():
-    CALLS.append(1)
-    time.sleep(0.3)  # long enough for every reader to miss while the first computes
-    return Book.objects.count()
+    return _count_once_everyone_asked()
 
 
 @cached(depends_on=[Book], lock=False)
 def slow_count_unlocked():
-    CALLS.append(1)
-    time.sleep(0.3)
-    return Book.objects.count()
+    return _count_once_everyone_asked()
 
 
 @pytest.mark.parametrize(("function", "calls"), [(slow_count, 1), (slow_count_unlocked, 8)])
 def test_cold_readers_compute_once_under_the_lock(shop, function, calls):
     CALLS.clear()
-    barrier = threading.Barrier(8)
+    everyone_asked.clear()
     results = []
 
     def read():
         try:
-            barrier.wait()
+            asked.release()
             results.append(function())
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=read) for _ in range(8)]
+    def count_the_readers():
+        for _ in range(READERS):
+            asked.acquire()
+        everyone_asked.set()
+
+    threading.Thread(target=count_the_readers).start()
+
+    threads = [threading.Thread(target=read) for _ in range(READERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [4] * 8
+    assert results == [4] * READERS
     assert len(CALLS) == calls
 
 
@@ -519,18 +531,43 @@ def test_cached_functions_are_keyed_by_arguments_and_invalidated(shop):
 
 def test_invalidate_by_hand(shop):
     titles()
-    with connection.cursor() as cursor:
-        # A write the cache cannot see: another program's (here, by switching it off).
-        from django_dbtune.cache import invalidation
+    # A write the cache cannot see: another program's (here, with the hooks taken out).
+    from django_dbtune.cache import hooks
 
-        connection.execute_wrappers.remove(invalidation._watch_writes)
-        try:
+    hooks.uninstall()
+    try:
+        with connection.cursor() as cursor:
             cursor.execute("UPDATE shop_book SET title = 'elsewhere' WHERE title = 'B00'")
-        finally:
-            connection.execute_wrappers.append(invalidation._watch_writes)
+    finally:
+        hooks.install()
     assert "elsewhere" not in titles()  # unseen: still the cached rows
     invalidate("shop.Book")
     assert "elsewhere" in titles()
+
+
+def test_rows_stored_under_a_models_old_fields_are_not_served_to_its_new_code(shop):
+    """A deploy: the migration adds a column, processes still running the old code store
+    rows without it, and the new code must not be served those."""
+    from django.db import models
+
+    _raw("ALTER TABLE shop_book ADD COLUMN isbn varchar(20) NULL")
+    try:
+
+        def rows():
+            return list(Book.cached_objects.order_by("title").cached().values())
+
+        assert "isbn" not in rows()[0]  # the old code, after the migration
+        assert queries(rows)[1] == 0
+        field = models.CharField(max_length=20, null=True)
+        field.contribute_to_class(Book, "isbn")  # the new code
+        try:
+            assert "isbn" in rows()[0]
+        finally:
+            Book._meta.local_fields.remove(field)
+            Book._meta._expire_cache()
+            delattr(Book, "isbn")
+    finally:
+        _raw("ALTER TABLE shop_book DROP COLUMN isbn")
 
 
 def test_locking_reads_always_reach_the_database(shop):

@@ -1,14 +1,7 @@
-"""Every write invalidates the tables it wrote: from the ORM's signals and from the SQL itself.
+"""What a write does to the cache: new generations for the tables it wrote.
 
-A watcher sits in every database connection's ``execute_wrappers`` (the same mechanism the
-capture layer uses): a statement that can write (INSERT, UPDATE, DELETE, TRUNCATE, ...) is
-parsed (sqlglot, once per statement text) and the tables it writes get new generations once
-it has run. So
-``QuerySet.update()``, ``QuerySet.delete()``, ``bulk_create``, ``bulk_update``, raw cursor
-writes and ``TRUNCATE`` are seen as well as ``save()``. ``post_save`` and ``m2m_changed``
-invalidate too. ``post_delete`` is deliberately not listened to: a receiver for it turns off
-Django's fast deletes for every model (the deletion collector then fetches every related
-row first), and every DELETE passes the watcher anyway.
+``hooks.py`` tells where writes are seen (the SQL of every connection, ``post_save``,
+``post_migrate``); this module is what happens then, by alias and transaction.
 
 Inside ``atomic()`` a write invalidates at once (for other processes) and again when the
 transaction commits (a reader elsewhere may have stored the old rows in between); the
@@ -17,25 +10,19 @@ transaction's own reads of the tables it wrote skip the cache.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from django.apps import apps
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.signals import connection_created
 from django.db.models import Model
-from django.db.models.signals import m2m_changed, post_save
 
 from django_dbtune.cache import events
 from django_dbtune.cache.store import store
 from django_dbtune.conf import conf
-from django_dbtune.sql import analyse
-
-_seen = threading.local()
-"""Per thread: the tables the SQL watcher invalidated since the last ``post_save``, by alias
-(so a save, which the watcher has always seen already, costs one round trip, not two)."""
+from django_dbtune.errors import DbtuneError
 
 _WRITTEN = "_dbtune_cache_written"
 """On a connection while a transaction runs: (its outermost Atomic, the tables written, by
@@ -113,75 +100,26 @@ def model_tables(model: type[Model]) -> list[str]:
     return [meta.db_table, *(parent._meta.db_table for parent in meta.get_parent_list())]
 
 
-# --- The SQL watcher ------------------------------------------------------------------------
+def model_named(name: type[Model] | str, where: str) -> type[Model]:
+    """A model, or the model ``"app_label.Model"`` names (``where`` tells whose argument)."""
+    if isinstance(name, str):
+        try:
+            return apps.get_model(name)
+        except (LookupError, ValueError) as error:
+            raise DbtuneError(f"{where} names {name!r}, which is not a model: {error}") from None
+    return name
 
 
-_MAY_WRITE = (
-    "INSERT",
-    "UPDATE",
-    "DELETE",
-    "TRUNCATE",
-    "MERGE",
-    "REPLACE",
-    "WITH",
-    "COPY",
-    "/*",  # a leading comment: the parser looks past it
-    "--",
-)
-
-
-def _watch_writes(
-    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
-) -> Any:
-    result = execute(sql, params, many, context)
-    head = sql[:8].upper()
-    if sql[:1].isspace():
-        head = sql.lstrip()[:8].upper()
-    connection = context["connection"]
-    # Only what can write a table is parsed: not SELECT, and not SAVEPOINT/RELEASE/SET,
-    # whose texts change with every savepoint (each would be a parse). Django's
-    # maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
-    if (
-        head.startswith(_MAY_WRITE)
-        and conf.CACHE_ENABLED
-        and connection.alias in connections.settings
-    ):
-        statement = analyse(sql, connection.vendor, params is not None)
-        if statement.written_tables:
-            invalidate_tables(connection.alias, statement.written_tables, statement.shape)
-            seen = getattr(_seen, "tables", None)
-            if seen is None:
-                seen = _seen.tables = {}
-            seen.setdefault(connection.alias, set()).update(statement.written_tables)
-    return result
-
-
-def _install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    if _watch_writes not in connection.execute_wrappers:
-        connection.execute_wrappers.append(_watch_writes)
-
-
-# --- The ORM's signals ------------------------------------------------------------------------
-
-
-def _saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
-    seen = getattr(_seen, "tables", {}).pop(using, set())
-    tables = model_tables(sender)
-    if not seen.issuperset(tables):
-        invalidate_tables(using, tables, f"post_save of {sender._meta.label}")
-
-
-def _m2m_changed(sender: type[Model], action: str, using: str, **kwargs: Any) -> None:
-    if action.startswith("post_"):
-        invalidate_tables(
-            using, model_tables(sender), f"m2m_changed ({action}) of {sender._meta.label}"
-        )
-
-
-def connect() -> None:
-    """Watch every connection, open or to come, and the ORM's write signals (from ready())."""
-    connection_created.connect(_install, dispatch_uid="django_dbtune.cache")
-    for connection in connections.all(initialized_only=True):
-        _install(connection)
-    post_save.connect(_saved, dispatch_uid="django_dbtune.cache.save")
-    m2m_changed.connect(_m2m_changed, dispatch_uid="django_dbtune.cache.m2m")
+def invalidate(*models_or_tables: type[Model] | str, using: str | None = None) -> None:
+    """Retire every cached result that read these models (or ``"app_label.Model"``, or
+    table names), on ``using`` or on every database."""
+    tables: list[str] = []
+    for item in models_or_tables:
+        if isinstance(item, str) and "." not in item:
+            tables.append(item)
+        else:
+            tables.extend(model_tables(model_named(item, "invalidate(...)")))
+    aliases = [using] if using is not None else list(connections)
+    for group in dict.fromkeys(database_group(alias) for alias in aliases):
+        store.invalidate(group, tables)
+        events.invalidated(group, tuple(tables), "invalidate()")

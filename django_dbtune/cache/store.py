@@ -33,7 +33,8 @@ logger = logging.getLogger("django_dbtune.cache")
 LOG_INTERVAL = 60.0
 """Seconds between two log lines about the same kind of backend failure."""
 
-_MISSING = object()
+MISSING = object()
+"""What ``wait_for`` returns when no value came."""
 
 LOCK_TIMEOUT = 30
 """Seconds after which a stampede lock whose holder died frees itself."""
@@ -251,7 +252,7 @@ class Store:
 
     def wait_for(self, entry: str, snapshot: Snapshot, seconds: float) -> Any:
         """The entry once the reader holding its lock stores it under the generations of
-        ``snapshot``, or ``_MISSING`` after ``seconds``."""
+        ``snapshot``, or ``MISSING`` after ``seconds``."""
         deadline = time.monotonic() + seconds
         pause = 0.005
         while time.monotonic() < deadline:
@@ -261,10 +262,10 @@ class Store:
                 stored = self.backend().get(entry)
             except Exception as error:
                 self.failed("read", error)
-                return _MISSING
+                return MISSING
             if snapshot.validate(stored):
                 return stored[3]
-        return _MISSING
+        return MISSING
 
     # --- writes --------------------------------------------------------------------------
 

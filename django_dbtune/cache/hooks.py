@@ -1,0 +1,178 @@
+"""The Django objects the query cache hooks into, installed only while the cache is on.
+
+While ``DBTUNE["ENABLED"]`` and ``DBTUNE["CACHE_ENABLED"]`` are both true:
+
+- ``watch_writes`` sits in every connection's ``execute_wrappers`` (those open in this thread
+  at install time, and every one opened afterwards, through ``connection_created``): a
+  statement that can change a table (INSERT, UPDATE, DELETE, TRUNCATE, ALTER, DROP, CREATE,
+  RENAME, ...) is parsed (sqlglot, once per statement text) and the tables it changes get new
+  generations once it has run. ``QuerySet.update()``, bulk writes, many-to-many changes (their
+  through-table INSERT/DELETE), raw cursor writes and schema changes are all seen here.
+- ``saved`` listens to ``post_save``: a save the watcher has not seen (none, normally; a
+  backend whose writes bypass cursors) still invalidates.
+- ``migrated`` listens to ``post_migrate``: every table of the migrated app's models gets
+  new generations, whatever its migrations' SQL looked like.
+
+Deliberately absent: ``m2m_changed`` (a receiver turns off Django's fast ``.add()``, costing
+a SELECT per call, and the watcher sees the through table's writes anyway) and
+``post_delete`` (a receiver turns off Django's fast deletes for every model).
+
+``install()`` and ``uninstall()`` mirror each other and may be called any number of times;
+``sync()`` follows the settings, on ``setting_changed`` too. A watcher left on a connection
+another thread holds open does nothing while the hooks are out, and works again once they
+are back in (connections belong to their thread: only the owner changes their wrappers).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.db.models import Model
+from django.db.models.signals import post_migrate, post_save
+
+from django_dbtune.cache.invalidation import invalidate_tables, model_tables
+from django_dbtune.conf import conf
+from django_dbtune.sql import analyse
+
+
+class _State:
+    installed = False
+
+
+state = _State()
+"""Whether the hooks are in (read on every statement by the watchers left in other threads)."""
+
+_seen = threading.local()
+"""Per thread: the tables the SQL watcher invalidated since the last ``post_save``, by alias
+(so a save, which the watcher has always seen already, costs one round trip, not two)."""
+
+MAY_CHANGE_A_TABLE = (
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "MERGE",
+    "REPLACE",
+    "WITH",
+    "COPY",
+    "ALTER",
+    "DROP",
+    "CREATE",
+    "RENAME",
+    "/*",  # a leading comment: the parser looks past it
+    "--",
+)
+"""How the statements worth parsing begin. Not SELECT, and not SAVEPOINT/RELEASE/SET, whose
+texts change with every savepoint (each would be a parse)."""
+
+
+# --- The hooks ------------------------------------------------------------------------------
+
+
+def watch_writes(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    result = execute(sql, params, many, context)
+    if not state.installed:
+        return result
+    head = sql[:8].upper()
+    if sql[:1].isspace():
+        head = sql.lstrip()[:8].upper()
+    connection = context["connection"]
+    # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
+    if head.startswith(MAY_CHANGE_A_TABLE) and connection.alias in connections.settings:
+        statement = analyse(sql, connection.vendor, params is not None)
+        if statement.written_tables:
+            invalidate_tables(connection.alias, statement.written_tables, statement.shape)
+            seen = getattr(_seen, "tables", None)
+            if seen is None:
+                seen = _seen.tables = {}
+            seen.setdefault(connection.alias, set()).update(statement.written_tables)
+    return result
+
+
+def watch_connection(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    # First in the list: the outermost wrapper, so a ``with connection.execute_wrapper()``
+    # block that ends (it pops the last one) never takes the watcher with it.
+    if watch_writes not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, watch_writes)
+
+
+def saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
+    seen = getattr(_seen, "tables", {}).pop(using, set())
+    tables = model_tables(sender)
+    if not seen.issuperset(tables):
+        invalidate_tables(using, tables, f"post_save of {sender._meta.label}")
+
+
+def migrated(sender: AppConfig, using: str, **kwargs: Any) -> None:
+    tables = [
+        table
+        for model in sender.get_models(include_auto_created=True)
+        for table in model_tables(model)
+    ]
+    invalidate_tables(using, tables, f"post_migrate of {sender.label}")
+
+
+# --- In and out -----------------------------------------------------------------------------
+
+_SIGNALS = (
+    (connection_created, watch_connection, "django_dbtune.cache.connection"),
+    (post_save, saved, "django_dbtune.cache.save"),
+    (post_migrate, migrated, "django_dbtune.cache.migrate"),
+)
+"""Every signal the cache listens to (with ``execute_wrappers``, all it touches)."""
+
+
+def install() -> None:
+    """Watch every connection, open or to come, and the ORM's signals."""
+    for signal, receiver, uid in _SIGNALS:
+        signal.connect(receiver, dispatch_uid=uid)
+    for connection in connections.all(initialized_only=True):
+        watch_connection(connection)
+    state.installed = True
+
+
+def uninstall() -> None:
+    """Take out everything ``install()`` put in (this thread's connections)."""
+    state.installed = False
+    for signal, receiver, uid in _SIGNALS:
+        signal.disconnect(receiver, dispatch_uid=uid)
+    for connection in connections.all(initialized_only=True):
+        if watch_writes in connection.execute_wrappers:
+            connection.execute_wrappers.remove(watch_writes)
+
+
+def wanted() -> bool:
+    """Whether the settings turn the cache on (a wrong setting does not: checks report it)."""
+    try:
+        return conf.ENABLED and conf.CACHE_ENABLED
+    except ImproperlyConfigured:
+        return False
+
+
+def sync() -> None:
+    """Hooks in while the settings turn the cache on, out otherwise."""
+    if wanted():
+        install()
+    else:
+        uninstall()
+
+
+def _dbtune_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "DBTUNE":
+        sync()
+
+
+def follow_settings() -> None:
+    """Install now if the cache is on, and again whenever ``DBTUNE`` changes (from ready())."""
+    setting_changed.connect(_dbtune_changed, dispatch_uid="django_dbtune.cache.settings")
+    sync()

@@ -1,0 +1,243 @@
+"""``.cached()`` on querysets: the mixin, and how a cached queryset finds its rows.
+
+Rows fetched for a cached queryset, from the database on a miss or restored from the cache
+on a hit, become its result cache in one function, ``fill_result_cache``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+from django.db import connections
+from django.db.models import Manager, Model, QuerySet
+from django.db.models.query import ModelIterable
+
+from django_dbtune.cache.keys import compiled_sql, prefetch_path, queryset_digest
+from django_dbtune.cache.readthrough import as_is, check_timeout, read_through
+from django_dbtune.cache.rows import pack, unpack
+from django_dbtune.conf import conf
+from django_dbtune.sql import analyse
+
+_Model = TypeVar("_Model", bound=Model)
+
+
+class CachedQuerySetMixin:
+    """Adds ``.cached(timeout=None)`` to a queryset class."""
+
+    _dbtune_timeout: int | None = None
+    _dbtune_cached: bool = False
+    _dbtune_lock: bool | None = None
+
+    def cached(self, timeout: int | None = None, lock: bool | None = None) -> Any:
+        """This queryset, served from the cache until a table it reads changes.
+
+        ``timeout`` in seconds (default ``DBTUNE["CACHE_TIMEOUT"]``). ``lock``: concurrent
+        misses run the query once (default ``DBTUNE["CACHE_LOCK"]``). Evaluating it, and
+        ``count()``, ``exists()``, ``aggregate()`` and ``get()`` on it, use the cache.
+        """
+        check_timeout(".cached", timeout)
+        clone = cast(Any, self)._chain()
+        clone._dbtune_cached = True
+        clone._dbtune_timeout = timeout
+        clone._dbtune_lock = lock
+        return clone
+
+    def _clone(self) -> Any:
+        clone = super()._clone()  # type: ignore[misc]
+        clone._dbtune_cached = self._dbtune_cached
+        clone._dbtune_timeout = self._dbtune_timeout
+        clone._dbtune_lock = self._dbtune_lock
+        return clone
+
+    def _fetch_all(self) -> None:
+        queryset = cast(Any, self)
+        if queryset._result_cache is None and self._dbtune_cached:
+            fetch_cached(queryset)
+        super()._fetch_all()  # type: ignore[misc]
+
+    def count(self) -> int:
+        base = super().count  # type: ignore[misc]
+        if cast(Any, self)._result_cache is not None or not self._dbtune_cached:
+            return int(base())
+        return int(cached_value(cast(Any, self), "count", (), base))
+
+    def exists(self) -> bool:
+        base = super().exists  # type: ignore[misc]
+        if cast(Any, self)._result_cache is not None or not self._dbtune_cached:
+            return bool(base())
+        return bool(cached_value(cast(Any, self), "exists", (), base))
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        base = super().aggregate  # type: ignore[misc]
+        if not self._dbtune_cached:
+            return dict(base(*args, **kwargs))
+        extra = (repr(args), repr(sorted(kwargs.items())))
+        return dict(
+            cached_value(
+                cast(Any, self),
+                "aggregate",
+                extra,
+                lambda: base(*args, **kwargs),
+                # The annotations join what the aggregates will: their SQL names the tables.
+                like=lambda: cast(Any, self).annotate(*args, **kwargs),
+            )
+        )
+
+
+class CachedQuerySet(CachedQuerySetMixin, QuerySet[_Model]):
+    """A QuerySet with ``.cached()``."""
+
+
+class CachedManager(Manager.from_queryset(CachedQuerySet)):  # type: ignore[misc]
+    """A manager whose querysets have ``.cached()``."""
+
+
+# --- Rows ----------------------------------------------------------------------------------
+
+
+def fetch_cached(queryset: Any) -> None:
+    """Fill ``_result_cache`` (and the prefetches) from the cache, or from the database and
+    then the cache. Leaves it empty when the cache cannot be used, so Django fetches."""
+    if not conf.CACHE_ENABLED or queryset.query.select_for_update:
+        return  # a locking read must reach the database
+    plan = Plan(queryset, "rows", ())
+
+    def fetch() -> list[Any]:
+        fill_result_cache(queryset, list(queryset._iterable_class(queryset)))
+        if queryset._prefetch_related_lookups and not queryset._prefetch_done:
+            queryset._prefetch_related_objects()
+        return cast(list[Any], queryset._result_cache)
+
+    rows = read_through(
+        queryset.db,
+        plan.digest,
+        plan.guess,
+        plan.exact,
+        lambda: plan.reading(fetch),
+        queryset._dbtune_timeout,
+        queryset._dbtune_lock,
+        encode=pack if queryset._iterable_class is ModelIterable else as_is,
+        decode=lambda stored: unpack(stored, getattr(queryset, "_fetch_mode", None)),
+        label=plan.label,
+    )
+    if queryset._result_cache is not rows:
+        fill_result_cache(queryset, rows, restored=True)
+    queryset._prefetch_done = True
+
+
+def fill_result_cache(queryset: Any, rows: list[Any], restored: bool = False) -> None:
+    """The one place where the rows of a cached queryset become its result cache: fetched
+    from the database on a miss (before its prefetches run), or ``restored`` from the cache
+    on a hit (with their prefetched objects)."""
+    if restored and queryset._known_related_objects:
+        _relink(queryset, rows)
+    queryset._result_cache = rows
+
+
+def _relink(queryset: Any, rows: list[Any]) -> None:
+    """Rows served from the cache point at the instances a related manager knows (as Django
+    does for ``author.books.all()``), not at copies stored with them."""
+    for field, known in queryset._known_related_objects.items():
+        for row in rows:
+            if not isinstance(row, Model):
+                return
+            instance = known.get(getattr(row, field.attname, None))
+            if instance is not None:
+                setattr(row, field.name, instance)
+
+
+def cached_value(
+    queryset: Any,
+    kind: str,
+    extra: Sequence[Any],
+    compute: Callable[[], Any],
+    like: Callable[[], Any] | None = None,
+) -> Any:
+    """``count()``, ``exists()`` or ``aggregate()`` of a cached queryset."""
+    if not conf.CACHE_ENABLED:
+        return compute()
+    plan = Plan(queryset, kind, extra)
+    return read_through(
+        queryset.db,
+        plan.digest,
+        plan.guess,
+        lambda: plan.exact(like),
+        lambda: plan.reading(compute),
+        queryset._dbtune_timeout,
+        queryset._dbtune_lock,
+        label=plan.label,
+    )
+
+
+# --- Tables ------------------------------------------------------------------------------------
+
+_guesses: dict[tuple[Any, ...], frozenset[str]] = {}
+"""Per query structure (model, kind, joins, select_related, prefetches): every table such a
+query was seen to read. A guess that saves compiling SQL on a hit: each entry records the
+tables it really read, and a guess that lacks one costs a second round trip, never a stale
+answer."""
+
+_GUESSES_KEPT = 4096
+
+
+class Plan:
+    """How a cached queryset is looked up: its key, a guess of its tables that needs no
+    SQL, and (on a miss) the tables its SQL reads."""
+
+    __slots__ = ("digest", "guess", "label", "queryset", "structure")
+
+    def __init__(self, queryset: Any, kind: str, extra: Sequence[Any]) -> None:
+        self.queryset = queryset
+        query = queryset.query
+        label = queryset.model._meta.label
+        self.digest = queryset_digest(queryset, kind, extra)
+        self.structure = (
+            label,
+            kind,
+            tuple(query.alias_map),
+            repr(query.select_related),
+            tuple(prefetch_path(lookup) for lookup in queryset._prefetch_related_lookups),
+        )
+        self.guess = _guesses.get(self.structure, frozenset())
+        self.label = f"{label} ({kind})"
+
+    def exact(self, like: Callable[[], Any] | None = None) -> frozenset[str]:
+        """The tables the SQL reads (compiled: asked only when nothing is guessed), or
+        those of the queryset ``like()`` whose SQL joins the same tables."""
+        try:
+            tables = _tables(like() if like is not None else self.queryset)
+        except Exception:
+            tables = frozenset()  # then this read is not stored; its tables are learned
+        self.learn(tables)
+        return tables
+
+    def reading(self, run: Callable[[], Any]) -> tuple[Any, frozenset[str]]:
+        """``run()``'s value and every table its statements read (prefetches included)."""
+        statements: list[str] = []
+
+        def catch(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+            statements.append(sql)
+            return execute(sql, *args)
+
+        connection = connections[self.queryset.db]
+        with connection.execute_wrapper(catch):
+            value = run()
+        vendor = connection.vendor
+        read = frozenset(table for sql in statements for table in analyse(sql, vendor).tables)
+        self.learn(read)
+        return value, read
+
+    def learn(self, tables: frozenset[str]) -> None:
+        if not tables <= self.guess:
+            if len(_guesses) >= _GUESSES_KEPT:
+                _guesses.clear()
+            _guesses[self.structure] = self.guess = self.guess | tables
+
+
+def _tables(queryset: Any) -> frozenset[str]:
+    """The tables the queryset's SQL reads (none when it runs no query)."""
+    statement = compiled_sql(queryset)
+    if statement is None:
+        return frozenset()
+    return frozenset(analyse(statement[0], connections[queryset.db].vendor).tables)

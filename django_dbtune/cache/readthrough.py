@@ -1,0 +1,106 @@
+"""The read-through: the cached value when it is still valid, else computed and stored.
+
+Querysets and ``@cached`` functions both come here with a key, the tables their value
+probably reads, and how to compute it. The store's breaker sends everything to the database
+while the backend fails; the stampede lock lets one reader compute a missing entry while
+the others wait for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+
+from django_dbtune.cache import events
+from django_dbtune.cache.invalidation import database_group, written_in_transaction
+from django_dbtune.cache.store import MISSING, store
+from django_dbtune.conf import conf
+from django_dbtune.errors import DbtuneError
+
+
+def check_timeout(where: str, timeout: Any) -> None:
+    if timeout is not None and (
+        not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0
+    ):
+        raise DbtuneError(
+            f"{where}(timeout=...) takes a positive number of seconds, not {timeout!r}."
+        )
+
+
+def as_is(value: Any) -> Any:
+    return value
+
+
+def read_through(
+    alias: str,
+    digest: str,
+    guess: frozenset[str],
+    exact: Callable[[], frozenset[str]],
+    compute: Callable[[], tuple[Any, frozenset[str]]],
+    timeout: int | None,
+    lock: bool | None,
+    encode: Callable[[Any], Any] = as_is,
+    decode: Callable[[Any], Any] = as_is,
+    label: str = "",
+) -> Any:
+    """The cached value, or ``compute()``'s, stored when it may be (as ``encode(value)``,
+    served as ``decode(stored)``); ``label`` names the read in the toolbar panel.
+
+    ``guess``: the tables the value probably reads (their generations are read with the
+    entry, in one round trip); ``exact()``: the tables it reads, asked only on a miss with
+    nothing guessed (none: do not cache); ``compute()``: the value and the tables it read.
+
+    The generations are read before ``compute`` runs and the value is stored under them
+    only: a write that raced the computation has already replaced them.
+    """
+    started = time.perf_counter()
+    written = written_in_transaction(alias)
+    if guess & written:
+        return _bypass(compute, label, started)
+    entry = store.entry_key(digest)
+    group = database_group(alias)
+    found = store.lookup(entry, group, guess)
+    if found is None:
+        return _bypass(compute, label, started)
+    snapshot, hit = found
+    if hit is not None and not written.intersection(hit[0]):
+        value = decode(hit[1])
+        events.read("hit", label, time.perf_counter() - started, hit[2])
+        return value
+    if not guess:
+        tables = exact()
+        if not tables or tables & written or not store.extend(snapshot, group, tables):
+            return _bypass(compute, label, started)
+    locking = conf.CACHE_LOCK if lock is None else lock
+    held = locking and store.acquire(entry)
+    if locking and not held:
+        # Another reader is computing this entry: wait briefly for it, then do it here.
+        value = store.wait_for(entry, snapshot, conf.CACHE_LOCK_WAIT)
+        if value is not MISSING:
+            events.read("hit", label, time.perf_counter() - started)
+            return decode(value)
+    try:
+        computing = time.perf_counter()
+        value, read = compute()
+        seconds = time.perf_counter() - computing
+        # Tables read beyond those whose generations were read first: store nothing now
+        # (a write to them may have raced); the next miss reads them first.
+        if read and read <= snapshot.tokens.keys() and not connections[alias].in_atomic_block:
+            stored = encode(value)
+            timeout = timeout or conf.CACHE_TIMEOUT
+            if store.store(entry, snapshot, read, stored, timeout, seconds):
+                events.stored(stored)
+    finally:
+        if held:
+            store.release(entry)
+    events.read("miss", label, time.perf_counter() - started)
+    return value
+
+
+def _bypass(compute: Callable[[], tuple[Any, frozenset[str]]], label: str, started: float) -> Any:
+    value = compute()[0]
+    events.read("database", label, time.perf_counter() - started)
+    return value

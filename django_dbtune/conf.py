@@ -343,6 +343,13 @@ class Settings:
         return bool(self._get("CACHE_ENABLED"))
 
     @cached_property
+    def cache_active(self) -> bool:
+        """The query cache is on: the master switch and ``CACHE_ENABLED`` both say so.
+        Reads and the write watcher ask the same question, so one can never serve what the
+        other did not watch."""
+        return self.ENABLED and self.CACHE_ENABLED
+
+    @cached_property
     def CACHE_ALIAS(self) -> str:
         return str(self._get("CACHE_ALIAS"))
 

@@ -608,6 +608,18 @@ def test_switched_off_it_goes_to_the_database_and_says_so(shop, settings):
     assert "shop.Book" in warning.msg and "CACHE_ENABLED" in warning.hint
 
 
+def test_the_master_switch_turns_the_cache_off_too(shop, settings):
+    """ENABLED off with CACHE_ENABLED on: no write is watched, so no read may be served
+    from the cache either, or it would be stale after the first write."""
+    settings.DBTUNE = {"CACHE_ENABLED": True}
+    assert titles() == titles()  # stored while the cache was on
+    settings.DBTUNE = {"ENABLED": False, "CACHE_ENABLED": True}
+    Book.objects.filter(title="B00").update(title="renamed while switched off")
+    result, ran = queries(titles)
+    assert ran == 1
+    assert "renamed while switched off" in result
+
+
 def _generation_keys_in_cache():
     from django_dbtune.cache.store import store as the_store
 

@@ -42,7 +42,7 @@ def cached(
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not conf.CACHE_ENABLED:
+            if not conf.cache_active:
                 return function(*args, **kwargs)
             try:
                 arguments = pickle.dumps((args, sorted(kwargs.items())))

@@ -154,7 +154,7 @@ def uninstall() -> None:
 def wanted() -> bool:
     """Whether the settings turn the cache on (a wrong setting does not: checks report it)."""
     try:
-        return conf.ENABLED and conf.CACHE_ENABLED
+        return conf.cache_active
     except ImproperlyConfigured:
         return False
 

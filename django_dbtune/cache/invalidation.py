@@ -60,7 +60,7 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
     """Tables written through ``alias`` (by ``via``, for the toolbar): new generations now,
     and again on commit."""
     tables = tuple(dict.fromkeys(tables))
-    if not tables or not conf.CACHE_ENABLED:
+    if not tables or not conf.cache_active:
         return
     group = database_group(alias)
     store.invalidate(group, tables)

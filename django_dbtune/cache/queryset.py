@@ -99,7 +99,7 @@ class CachedManager(Manager.from_queryset(CachedQuerySet)):  # type: ignore[misc
 def fetch_cached(queryset: Any) -> None:
     """Fill ``_result_cache`` (and the prefetches) from the cache, or from the database and
     then the cache. Leaves it empty when the cache cannot be used, so Django fetches."""
-    if not conf.CACHE_ENABLED or queryset.query.select_for_update:
+    if not conf.cache_active or queryset.query.select_for_update:
         return  # a locking read must reach the database
     plan = Plan(queryset, "rows", ())
 
@@ -155,7 +155,7 @@ def cached_value(
     like: Callable[[], Any] | None = None,
 ) -> Any:
     """``count()``, ``exists()`` or ``aggregate()`` of a cached queryset."""
-    if not conf.CACHE_ENABLED:
+    if not conf.cache_active:
         return compute()
     plan = Plan(queryset, kind, extra)
     return read_through(

@@ -60,3 +60,11 @@ def project(tmp_path):
     yield copy
     if POSTGRES:
         admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_collection_modifyitems(items):
+    # A test that runs manage.py of a copy of the example project starts Django (and often
+    # migrates) in a subprocess: seconds each, so it is "slow" (-m "not slow" leaves it out).
+    for item in items:
+        if "project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -50,6 +50,7 @@ def test_bad_input_is_a_clear_error():
         run("/", "--threshold", "1")
 
 
+@pytest.mark.slow
 def test_command_line_exit_status():
     result = subprocess.run(
         [sys.executable, "example_project/manage.py", "dbtune_nplusone", "nope"],

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 from sphinx.cmd.build import build_main
 
 from django_dbtune.conf import OPTIONS
@@ -10,6 +11,7 @@ from django_dbtune.conf import OPTIONS
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     status = build_main(["-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path)])
     assert status == 0

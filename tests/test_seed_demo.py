@@ -30,6 +30,7 @@ def test_same_scale_and_seed_write_the_same_rows():
     assert fingerprint() != first
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_scale_one_writes_about_ten_thousand_rows():
     counts = seed.seed(1)

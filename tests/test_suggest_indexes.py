@@ -153,6 +153,7 @@ def test_bad_input_is_a_clear_error(args, message):
         run(*args)
 
 
+@pytest.mark.slow
 def test_an_unreachable_database_leaves_the_model_rules_running():
     env = {
         **os.environ,

@@ -14,13 +14,13 @@ from typing import Any
 from django.apps import apps
 from django.db import connections
 
+from django_dbtune.advisor import planner
 from django_dbtune.advisor.candidates import candidates_for
-from django_dbtune.advisor.proof import usage_from
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.advisor.statements import use_of
+from django_dbtune.advisor.workload_candidates import usage_from
 from django_dbtune.capture import QueryLog
 from django_dbtune.schema import field_columns, model_schemas
-from django_dbtune.testing import QueryPlan
 
 EXPLAIN_BUDGET = 0.5
 """Seconds spent on EXPLAIN per request; what is left over is counted, not planned."""
@@ -71,7 +71,7 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
             continue
         candidate = max(missing, key=lambda c: len(c.fields))
         try:
-            plan = QueryPlan.explain(connection, sql, records[0].params, False).text
+            plan = planner.explain(connection, sql, records[0].params, text=True).text
         except Exception as error:  # the plan is a hint, never an error page
             plan = f"(EXPLAIN failed: {type(error).__name__})"
         stats["queries"].append(

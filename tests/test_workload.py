@@ -262,6 +262,18 @@ def test_a_prefix_search_after_an_equality_gets_an_operator_class_per_column(man
     ]
 
 
+def test_a_prefix_search_after_a_number_column_is_left_out_not_a_failure(many_books, tmp_path):
+    _hypopg(True)
+    author = Author.objects.first()
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path, params=True):
+        for i in range(5):
+            list(Book.objects.filter(author=author, title__startswith=f"title 1{i}"))
+    findings, err = _suggest(path)
+    assert findings == []
+    assert "left out (1): prefix searches after a column that is not text" in err
+
+
 # --- The example project, end to end --------------------------------------------------------
 
 PAGES = [

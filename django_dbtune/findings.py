@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from django.db import models
+
 Severity = Literal["low", "medium", "high"]
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high")
 
@@ -68,6 +70,18 @@ class ProposedIndex:
         if self.include:
             parts.append(f"include={list(self.include)!r}".replace("'", '"'))
         return f"models.Index({', '.join(parts)})"
+
+    def as_index(self) -> models.Index:
+        """The ``models.Index`` itself: what the migration adds, and what the proof asks
+        Django to render into SQL (one index, one rendering)."""
+        condition = models.Q(**dict([self.condition_lookup])) if self.condition_lookup else None
+        return models.Index(
+            fields=list(self.fields),
+            name=self.name,
+            opclasses=list(self.opclasses),
+            condition=condition,
+            include=list(self.include),
+        )
 
 
 @dataclass(frozen=True)

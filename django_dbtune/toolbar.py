@@ -18,30 +18,20 @@ runs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.panels import Panel
-from django.apps import apps
 from django.core.handlers.asgi import ASGIRequest
-from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
-from django_dbtune.advisor.candidates import candidates_for
-from django_dbtune.advisor.proof import usage_from
-from django_dbtune.advisor.schema_rules import proposed_index
-from django_dbtune.advisor.statements import use_of
+from django_dbtune.advisor.request_reads import no_reads, unindexed_reads
 from django_dbtune.cache import events as cache_events
 from django_dbtune.capture import QueryLog, capture_queries, paused
 from django_dbtune.middleware import NPLUSONE_ATTRIBUTE
-from django_dbtune.schema import field_columns, model_schemas
-from django_dbtune.testing import QueryPlan
 
-EXPLAIN_BUDGET = 0.5
-"""Seconds the Indexes panel may spend on EXPLAIN per request (a page of 500 queries stays
-usable); what is left over is counted, not planned."""
-MAX_SHAPES = 30
+if TYPE_CHECKING:  # the detector loads when a request needs it
+    from django_dbtune.nplusone import Report
 
 
 class _DbtunePanel(Panel):
@@ -72,6 +62,13 @@ class NPlusOnePanel(_DbtunePanel):
     title = "N+1 queries"
     template = "django_dbtune/toolbar/nplusone.html"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._report: Report | None = None
+        """The detection this panel ran around the request."""
+        self._outer = False
+        """Another detection surrounded the request: the findings are its own."""
+
     def _process(self, request: HttpRequest) -> HttpResponseBase:
         if getattr(request, NPLUSONE_ATTRIBUTE, None) is not None or _detecting():
             # A detection already surrounds this request (NPlusOneMiddleware before the
@@ -97,7 +94,7 @@ class NPlusOnePanel(_DbtunePanel):
         return response
 
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
-        report = getattr(request, NPLUSONE_ATTRIBUTE, None) or getattr(self, "_report", None)
+        report = getattr(request, NPLUSONE_ATTRIBUTE, None) or self._report
         findings = list(report.findings) if report is not None else []
         rows = []
         for finding in findings:
@@ -107,7 +104,7 @@ class NPlusOnePanel(_DbtunePanel):
         self.record_stats(
             {
                 "findings": rows,
-                "elsewhere": report is None and getattr(self, "_outer", False),
+                "elsewhere": report is None and self._outer,
                 "n_plus_one": sum(1 for f in findings if f.kind == "n_plus_one"),
                 "unused": sum(1 for f in findings if f.kind != "n_plus_one"),
                 "extra_queries": sum(f.count for f in findings),
@@ -136,10 +133,16 @@ def _detecting() -> bool:
 
 class IndexesPanel(_DbtunePanel):
     """This request's reads whose WHERE/ORDER BY columns no index leads with, with the index
-    to add and the plan. EXPLAINs run after the response, within a time budget."""
+    to add and the plan. EXPLAINs run in generate_stats, after the response, within a time
+    budget (``advisor.request_reads``)."""
 
     title = "Indexes"
     template = "django_dbtune/toolbar/indexes.html"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._log: QueryLog | None = None
+        """The request's captured queries, planned in generate_stats."""
 
     def _process(self, request: HttpRequest) -> HttpResponseBase:
         # Nested captures share one recorder: this costs nothing more under CaptureMiddleware.
@@ -155,10 +158,9 @@ class IndexesPanel(_DbtunePanel):
         return response
 
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
-        log: QueryLog | None = getattr(self, "_log", None)
         # The panel's own queries (EXPLAIN, reading the schema) are not the request's.
         with paused():
-            self.record_stats(unindexed_reads(log) if log is not None else _empty())
+            self.record_stats(unindexed_reads(self._log) if self._log is not None else no_reads())
 
     @property
     def nav_subtitle(self) -> str:
@@ -169,68 +171,6 @@ class IndexesPanel(_DbtunePanel):
         return f"{count} unindexed read{'s' * (count != 1)}" if count else "all reads indexed"
 
 
-def _empty() -> dict[str, Any]:
-    return {"queries": [], "checked": 0, "left_out": 0, "budget_ms": EXPLAIN_BUDGET * 1000}
-
-
-def unindexed_reads(log: QueryLog) -> dict[str, Any]:
-    """The reads of ``log`` whose filter or sort columns no index leads with (plain data)."""
-    stats = _empty()
-    tables = {model._meta.db_table: model for model in apps.get_models()}
-    shapes: dict[tuple[str, str], list[Any]] = {}
-    for record in log:
-        if record.kind == "read" and record.error is None:
-            shapes.setdefault((record.alias, record.sql), []).append(record)
-    deadline = time.perf_counter() + EXPLAIN_BUDGET
-    schemas: dict[tuple[str, str], Any] = {}
-    for number, ((alias, sql), records) in enumerate(shapes.items()):
-        if time.perf_counter() > deadline or len(stats["queries"]) >= MAX_SHAPES:
-            stats["left_out"] = len(shapes) - number
-            break
-        connection = connections[alias]
-        found = use_of(sql, connection.vendor, tables)
-        if found is None:
-            continue
-        model, use = found
-        stats["checked"] += 1
-        key = (alias, model._meta.label)
-        if key not in schemas:
-            labels = [model._meta.app_label]
-            schemas[key] = next(
-                (s for s in model_schemas(labels, alias) if s.model is model), None
-            )
-        schema = schemas[key]
-        if schema is None:
-            continue
-        usage = usage_from(model, use, records[0].call_site or "(unknown)", sql)
-        missing = [
-            c
-            for c in candidates_for(usage)
-            if not c.trigram and not schema.serves(field_columns(model, c.names), prefix=c.pattern)
-        ]
-        if not missing:
-            continue
-        candidate = max(missing, key=lambda c: len(c.fields))
-        try:
-            plan = QueryPlan.explain(connection, sql, records[0].params, False).text
-        except Exception as error:  # the plan is a hint, never an error page
-            plan = f"(EXPLAIN failed: {type(error).__name__})"
-        stats["queries"].append(
-            {
-                "model": model._meta.label,
-                "table": model._meta.db_table,
-                "sql": sql,
-                "count": len(records),
-                "ms": round(sum(r.duration for r in records) * 1000, 2),
-                "call_sites": sorted({r.call_site or "(unknown)" for r in records}),
-                "fields": list(candidate.fields),
-                "index": proposed_index(model, list(candidate.fields)).as_code(),
-                "plan": plan,
-            }
-        )
-    return stats
-
-
 # --- Query cache ------------------------------------------------------------------------------
 
 
@@ -239,6 +179,11 @@ class QueryCachePanel(_DbtunePanel):
 
     title = "Query cache"
     template = "django_dbtune/toolbar/query_cache.html"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._events: cache_events.CacheEvents | None = None
+        """What the query cache did during the request."""
 
     def _process(self, request: HttpRequest) -> HttpResponseBase:
         with cache_events.recording() as recorded:
@@ -253,7 +198,7 @@ class QueryCachePanel(_DbtunePanel):
         return response
 
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
-        recorded = getattr(self, "_events", None) or cache_events.CacheEvents()
+        recorded = self._events if self._events is not None else cache_events.CacheEvents()
         stats = recorded.as_dict()
         stats["ms_saved"] = round(stats.pop("seconds_saved") * 1000, 2)
         self.record_stats(stats)

@@ -216,9 +216,9 @@ def test_under_an_outer_detection_the_panel_leaves_the_findings_to_it(shop):
 
 
 def test_past_its_time_budget_the_indexes_panel_counts_what_it_left(shop, monkeypatch):
-    from django_dbtune import toolbar
+    from django_dbtune.advisor import request_reads
 
-    monkeypatch.setattr(toolbar, "EXPLAIN_BUDGET", -1)
+    monkeypatch.setattr(request_reads, "EXPLAIN_BUDGET", -1)
 
     def view(request):
         list(Book.objects.filter(title="B1"))

@@ -17,7 +17,8 @@ from django.db.models import Model
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from django_dbtune.advisor.proof import Outcome, ProofError
+from django_dbtune.advisor.proof import ProofError
+from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import ModelSchema
 from django_dbtune.sql import DIALECTS, to_qmark
 from django_dbtune.workload import OrmUse, Shape

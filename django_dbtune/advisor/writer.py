@@ -45,16 +45,7 @@ class WriteError(Exception):
 
 
 def build_index(model: type[models.Model], proposal: ProposedIndex) -> models.Index:
-    condition = (
-        models.Q(**dict([proposal.condition_lookup])) if proposal.condition_lookup else None
-    )
-    return models.Index(
-        fields=list(proposal.fields),
-        name=proposal.name,
-        opclasses=list(proposal.opclasses),
-        condition=condition,
-        include=list(proposal.include),
-    )
+    return proposal.as_index()
 
 
 def index_source(proposal: ProposedIndex) -> str:

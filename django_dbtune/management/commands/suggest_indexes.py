@@ -13,6 +13,7 @@ from django_dbtune import workload
 from django_dbtune.advisor import proof, suggest, writer
 from django_dbtune.advisor.proof import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.advisor.statements import read_statements
+from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.conf import conf
 from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
@@ -153,7 +154,7 @@ class Command(BaseCommand):
         schemas = {
             schema.label: schema for schema in model_schemas(labels, database, read_database=True)
         }
-        outcome = proof.Outcome()
+        outcome = Outcome()
         try:
             if options["from_pg_stat_statements"]:
                 shapes = read_statements(connections[database], schemas, outcome)

@@ -1,0 +1,310 @@
+"""What the database's planner says: EXPLAIN, read one way per database.
+
+A plan is what the planner produces for one statement (plain ``EXPLAIN``: nothing runs).
+PostgreSQL's is read from its JSON form, SQLite's from the rows of ``EXPLAIN QUERY PLAN``;
+both become the same :class:`Plan`: each table access, the index it goes through if any,
+and whether it reads every row. The test helpers, the proof and the toolbar all read plans
+here.
+
+The proof also plans with indexes that do not exist yet: :class:`TrialIndexes` makes them
+present, as HypoPG hypothetical indexes or built inside a transaction that is rolled back.
+Their SQL is Django's own (``Index.create_sql``), rendered from the ``models.Index`` the
+migration would write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlglot
+from django.db import DatabaseError, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from django_dbtune.errors import DbtuneError
+
+LOCK_TIMEOUT = "2s"
+BUILD_TIMEOUT = "5min"
+TRIAL_PREFIX = "dbtune_trial_"
+"""A built trial index's name: plans and ``pg_indexes`` tell it from the project's own."""
+
+
+class PlannerError(DbtuneError):
+    """The database's plans cannot be read here (neither PostgreSQL nor SQLite)."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """One way a plan reads a table."""
+
+    table: str
+    detail: str
+    """As the database words it: ``Seq Scan on shop_book``, ``SEARCH shop_book USING INDEX
+    ...``."""
+    index: str | None = None
+    full: bool = False
+    """Reads every row (a sequential scan, or SQLite's ``SCAN``, with an index or not)."""
+
+
+@dataclass
+class Plan:
+    """What the planner produced for one statement."""
+
+    accesses: list[Access] = field(default_factory=list)
+    """In the order the plan tree lists them, outermost first."""
+    cost: float = 0.0
+    """PostgreSQL's estimated total cost (SQLite shows none)."""
+    top: str = ""
+    """The root node (PostgreSQL): what a plan reading no table is described by."""
+    text: str = ""
+    """The plan as the database prints it, for people."""
+
+    @property
+    def indexes(self) -> dict[str, set[str]]:
+        """Per table, the indexes the plan reads it through."""
+        found: dict[str, set[str]] = {}
+        for access in self.accesses:
+            if access.index is not None:
+                found.setdefault(access.table, set()).add(access.index)
+        return found
+
+    @property
+    def all_indexes(self) -> set[str]:
+        return {access.index for access in self.accesses if access.index is not None}
+
+    @property
+    def seq_scans(self) -> set[str]:
+        """Tables read in full without any index."""
+        return {a.table for a in self.accesses if a.full and a.index is None}
+
+    def full_reads(self, table: str) -> list[Access]:
+        """Where the plan reads every row of ``table`` (through an index or not)."""
+        return [a for a in self.accesses if a.full and a.table == table]
+
+    def reading(self, table: str) -> str:
+        """How the plan reads ``table``: ``Bitmap Heap Scan on shop_book using idx``."""
+        number = next((n for n, a in enumerate(self.accesses) if a.table == table), None)
+        if number is None:
+            return self.top
+        access = self.accesses[number]
+        index = access.index
+        if access.detail.startswith("Bitmap Heap Scan") and number + 1 < len(self.accesses):
+            index = self.accesses[number + 1].index  # its Bitmap Index Scan, listed next
+        return f"{access.detail} using {index}" if index else access.detail
+
+
+# --- Reading plans -------------------------------------------------------------------------
+
+
+def read_postgresql(document: Any, text: str = "") -> Plan:
+    """A plan from ``EXPLAIN (FORMAT JSON)``: the parsed document or its text."""
+    if isinstance(document, str):
+        document = json.loads(document)
+    top = document[0]["Plan"]
+    plan = Plan(cost=float(top["Total Cost"]), top=str(top["Node Type"]), text=text)
+    # Depth first, parents before children: a Bitmap Index Scan names no relation, its
+    # table is the Bitmap Heap Scan's above it.
+    stack: list[tuple[dict[str, Any], str]] = [(top, "")]
+    while stack:
+        node, above = stack.pop()
+        table = str(node.get("Relation Name") or "")
+        index = str(node["Index Name"]) if "Index Name" in node else None
+        if table or index:
+            owner = table or above
+            kind = str(node["Node Type"])
+            plan.accesses.append(
+                Access(owner, f"{kind} on {owner}", index, full=kind == "Seq Scan")
+            )
+        children = node.get("Plans", [])
+        stack.extend((child, table or above) for child in reversed(children))
+    return plan
+
+
+def read_sqlite(rows: Sequence[Sequence[Any]]) -> Plan:
+    """A plan from the rows of ``EXPLAIN QUERY PLAN`` (the detail is the last column)."""
+    details = [str(row[-1]) for row in rows]
+    plan = Plan(text="\n".join(details))
+    for detail in details:
+        words = detail.split()
+        if len(words) < 2 or words[0] not in ("SCAN", "SEARCH"):
+            continue
+        index = None
+        if "INDEX" in words[2:]:
+            index = words[words.index("INDEX") + 1]
+        elif "PRIMARY" in words[2:]:
+            index = "PRIMARY KEY"
+        plan.accesses.append(Access(words[1], detail, index, full=words[0] == "SCAN"))
+    return plan
+
+
+# --- Asking for a plan -----------------------------------------------------------------------
+
+
+def explain(
+    connection: BaseDatabaseWrapper,
+    sql: str,
+    params: Any,
+    *,
+    large_table: bool = False,
+    text: bool = False,
+) -> Plan:
+    """The plan of a SELECT with its parameters. ``large_table`` plans as for a large table
+    (PostgreSQL: ``enable_seqscan = off``); ``text`` adds the plan as the database prints it
+    (one more EXPLAIN on PostgreSQL)."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            return read_sqlite(cursor.fetchall())
+    if connection.vendor != "postgresql":
+        raise PlannerError(
+            f"django-dbtune reads PostgreSQL and SQLite plans; database {connection.alias!r} "
+            f"is {connection.vendor}."
+        )
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        if large_table:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        document = cursor.fetchone()[0]
+        printed = ""
+        if text:
+            cursor.execute(f"EXPLAIN {sql}", params)
+            printed = "\n".join(row[0] for row in cursor.fetchall())
+        if large_table:
+            cursor.execute("SET LOCAL enable_seqscan = DEFAULT")
+    return read_postgresql(document, printed)
+
+
+_statements = itertools.count(1)
+
+
+def explain_generic(connection: BaseDatabaseWrapper, sql: str, *, dollar: bool = False) -> Plan:
+    """The plan for any parameter values (PostgreSQL): ``sql`` is prepared and planned with
+    ``plan_cache_mode = force_generic_plan``. Its placeholders are Django's ``%s``, or
+    PostgreSQL's own ``$1``... with ``dollar`` (as ``pg_stat_statements`` shows them)."""
+    name = f"dbtune_plan_{next(_statements)}"
+    positional, count = (sql, dollar_parameters(sql)) if dollar else positional_parameters(sql)
+    arguments = f"({', '.join(['NULL'] * count)})" if count else ""
+    alias = connection.alias
+    try:
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            cursor.execute(f"PREPARE {name} AS {positional}")
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {name}{arguments}")
+            row = cursor.fetchone()
+            cursor.execute("SET LOCAL plan_cache_mode = DEFAULT")
+        return read_postgresql(row[0])
+    finally:
+        # A prepared statement outlives a rolled-back transaction: always let it go.
+        with suppress(DatabaseError), transaction.atomic(using=alias), connection.cursor() as c:
+            c.execute(f"DEALLOCATE {name}")
+
+
+def positional_parameters(sql: str) -> tuple[str, int]:
+    """Django's ``%s`` placeholders as ``$1, $2...`` (and ``%%`` as ``%``), with how many."""
+    out: list[str] = []
+    count = 0
+    i = 0
+    while i < len(sql):
+        pair = sql[i : i + 2]
+        if pair == "%s":
+            count += 1
+            out.append(f"${count}")
+            i += 2
+        elif pair == "%%":
+            out.append("%")
+            i += 2
+        else:
+            out.append(sql[i])
+            i += 1
+    return "".join(out), count
+
+
+def dollar_parameters(sql: str) -> int:
+    """How many ``$n`` parameters a statement takes (the highest n)."""
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except SqlglotError:
+        return 0
+    numbers = [int(p.name) for p in tree.find_all(exp.Parameter) if p.name.isdigit()]
+    return max(numbers, default=0)
+
+
+# --- Indexes that do not exist yet -----------------------------------------------------------
+
+
+def index_sql(
+    connection: BaseDatabaseWrapper, model: type[models.Model], index: models.Index
+) -> str:
+    """``CREATE INDEX`` for ``index`` exactly as a migration adding it runs it."""
+    editor = connection.schema_editor(collect_sql=True)
+    return str(index.create_sql(model, editor))
+
+
+def hypopg_state(connection: BaseDatabaseWrapper) -> Literal["installed", "available", "absent"]:
+    """Whether the database can plan with hypothetical indexes (HypoPG)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'")
+        if cursor.fetchone():
+            return "installed"
+        cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'")
+        return "available" if cursor.fetchone() else "absent"
+
+
+class TrialIndexes:
+    """Makes indexes present to the planner of one PostgreSQL connection: hypothetical
+    (``method="hypopg"``: nothing is built, no lock) or built inside a transaction that is
+    rolled back (``"build"``, under ``lock_timeout`` and ``statement_timeout``)."""
+
+    def __init__(self, connection: BaseDatabaseWrapper, method: Literal["hypopg", "build"]):
+        self.connection = connection
+        self.method = method
+        self._numbers = itertools.count(1)
+
+    @contextmanager
+    def present(
+        self, indexes: list[tuple[type[models.Model], models.Index]]
+    ) -> Iterator[list[str]]:
+        """While inside, ``indexes`` exist for the planner: yields their names as plans
+        show them (HypoPG names its own; a built one is ``dbtune_trial_<n>``)."""
+        if self.method == "hypopg":
+            names = []
+            try:
+                with self.connection.cursor() as cursor:
+                    for model, index in indexes:
+                        statement = index_sql(self.connection, model, index)
+                        cursor.execute(
+                            "SELECT indexname FROM hypopg_create_index(%s)", [statement]
+                        )
+                        names.append(cursor.fetchone()[0])
+                yield names
+            finally:
+                with self.connection.cursor() as cursor:
+                    cursor.execute("SELECT hypopg_reset()")
+            return
+        alias = self.connection.alias
+        with transaction.atomic(using=alias):
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                cursor.execute(f"SET LOCAL statement_timeout = '{BUILD_TIMEOUT}'")
+                names = []
+                for model, index in indexes:
+                    trial = replace_name(index, f"{TRIAL_PREFIX}{next(self._numbers)}")
+                    cursor.execute(index_sql(self.connection, model, trial))
+                    names.append(trial.name)
+            try:
+                yield names
+            finally:
+                transaction.set_rollback(True, using=alias)
+
+
+def replace_name(index: models.Index, name: str) -> models.Index:
+    """The same index under another name."""
+    _, args, kwargs = index.deconstruct()
+    kwargs["name"] = name
+    return type(index)(*args, **kwargs)

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 from debug_toolbar.panels import Panel
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase
+from django.template.loader import render_to_string
 
 from django_dbtune.advisor.request_reads import no_reads, unindexed_reads
 from django_dbtune.cache import events as cache_events
 from django_dbtune.capture import QueryLog, capture_queries, paused
+from django_dbtune.conf import conf
 from django_dbtune.middleware import NPLUSONE_ATTRIBUTE
 
 if TYPE_CHECKING:  # the detector loads when a request needs it
@@ -37,12 +39,49 @@ if TYPE_CHECKING:  # the detector loads when a request needs it
 class _DbtunePanel(Panel):
     is_async = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.switched_off = False
+        """DBTUNE["ENABLED"] was off for this request: the panel recorded nothing."""
+
     def process_request(self, request: HttpRequest) -> Any:
+        if not conf.ENABLED:
+            # The master switch: nothing of ours runs around the request.
+            self.switched_off = True
+            return super().process_request(request)
         # As the toolbar itself decides: by the request. The next step of the chain may be
         # another panel's plain process_request that returns a coroutine.
         if isinstance(request, ASGIRequest):
             return self._aprocess(request)
         return self._process(request)
+
+    def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        if self.switched_off:
+            self.record_stats({"off": True})
+        else:
+            self.record_stats(self.stats_of(request, response))
+
+    def stats_of(self, request: HttpRequest, response: HttpResponseBase) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def content(self) -> str:
+        stats = self.get_stats()
+        if stats.get("off"):
+            return render_to_string("django_dbtune/toolbar/off.html", stats)
+        return str(super().content)
+
+    @property
+    def nav_subtitle(self) -> str:
+        stats = self.get_stats()
+        if not stats:
+            return ""
+        if stats.get("off"):
+            return "off"
+        return self.subtitle_of(stats)
+
+    def subtitle_of(self, stats: dict[str, Any]) -> str:
+        raise NotImplementedError
 
     def _process(self, request: HttpRequest) -> HttpResponseBase:
         response: HttpResponseBase = super().process_request(request)
@@ -93,7 +132,7 @@ class NPlusOnePanel(_DbtunePanel):
         self._report = report
         return response
 
-    def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
+    def stats_of(self, request: HttpRequest, response: HttpResponseBase) -> dict[str, Any]:
         report = getattr(request, NPLUSONE_ATTRIBUTE, None) or self._report
         findings = list(report.findings) if report is not None else []
         rows = []
@@ -101,21 +140,15 @@ class NPlusOnePanel(_DbtunePanel):
             row = finding.as_dict()
             row["headline"] = finding.message.splitlines()[0]
             rows.append(row)
-        self.record_stats(
-            {
-                "findings": rows,
-                "elsewhere": report is None and self._outer,
-                "n_plus_one": sum(1 for f in findings if f.kind == "n_plus_one"),
-                "unused": sum(1 for f in findings if f.kind != "n_plus_one"),
-                "extra_queries": sum(f.count for f in findings),
-            }
-        )
+        return {
+            "findings": rows,
+            "elsewhere": report is None and self._outer,
+            "n_plus_one": sum(1 for f in findings if f.kind == "n_plus_one"),
+            "unused": sum(1 for f in findings if f.kind != "n_plus_one"),
+            "extra_queries": sum(f.count for f in findings),
+        }
 
-    @property
-    def nav_subtitle(self) -> str:
-        stats = self.get_stats()
-        if not stats:
-            return ""
+    def subtitle_of(self, stats: dict[str, Any]) -> str:
         parts = [f"{stats['n_plus_one']} N+1"]
         if stats["unused"]:
             parts.append(f"{stats['unused']} unused eager load{'s' * (stats['unused'] != 1)}")
@@ -157,16 +190,12 @@ class IndexesPanel(_DbtunePanel):
         self._log = log
         return response
 
-    def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
+    def stats_of(self, request: HttpRequest, response: HttpResponseBase) -> dict[str, Any]:
         # The panel's own queries (EXPLAIN, reading the schema) are not the request's.
         with paused():
-            self.record_stats(unindexed_reads(self._log) if self._log is not None else no_reads())
+            return unindexed_reads(self._log) if self._log is not None else no_reads()
 
-    @property
-    def nav_subtitle(self) -> str:
-        stats = self.get_stats()
-        if not stats:
-            return ""
+    def subtitle_of(self, stats: dict[str, Any]) -> str:
         count = len(stats["queries"])
         return f"{count} unindexed read{'s' * (count != 1)}" if count else "all reads indexed"
 
@@ -197,16 +226,12 @@ class QueryCachePanel(_DbtunePanel):
         self._events = recorded
         return response
 
-    def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
+    def stats_of(self, request: HttpRequest, response: HttpResponseBase) -> dict[str, Any]:
         recorded = self._events if self._events is not None else cache_events.CacheEvents()
         stats = recorded.as_dict()
         stats["ms_saved"] = round(stats.pop("seconds_saved") * 1000, 2)
-        self.record_stats(stats)
+        return stats
 
-    @property
-    def nav_subtitle(self) -> str:
-        stats = self.get_stats()
-        if not stats:
-            return ""
+    def subtitle_of(self, stats: dict[str, Any]) -> str:
         hits, misses = stats["hits"], stats["misses"]
         return f"{hits} hit{'s' * (hits != 1)}, {misses} miss{'es' * (misses != 1)}"

@@ -162,6 +162,15 @@ def test_panels_with_nothing_to_show_say_so(db):
         assert text in valid_html(panel.content)
 
 
+def test_with_the_master_switch_off_the_panels_record_nothing_and_say_why(shop, settings):
+    settings.DBTUNE = {"ENABLED": False, "CACHE_ENABLED": True}
+    for panel_class in (NPlusOnePanel, IndexesPanel, QueryCachePanel):
+        panel = run(panel_class, n_plus_one_view)
+        assert panel.get_stats() == {"off": True}
+        assert panel.nav_subtitle == "off"
+        assert 'DBTUNE["ENABLED"]' in valid_html(panel.content).replace("&quot;", '"')
+
+
 @pytest.fixture
 def history_table(request):
     """The DatabaseStore's table: the toolbar hides its migration unless that store is

@@ -1,5 +1,6 @@
 """The N+1 detector, as a project's code and tests meet it."""
 
+import asyncio
 import inspect
 import logging
 import pickle
@@ -15,7 +16,7 @@ from django.db.models.query import QuerySet
 from django.test import AsyncClient, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_dbtune import DbtuneError, NPlusOneError
+from django_dbtune import CaptureError, DbtuneError, NPlusOneError
 from django_dbtune.nplusone import detect, hooks, pause
 from tests.shop.models import Author, Book, Comment, Profile, Publisher, Tag
 
@@ -440,6 +441,48 @@ def test_every_patch_is_removed_on_exit(shop):
             patch.owner,
             patch.name,
         )
+
+
+def django_is_untouched():
+    """Every object the detector patches is Django's own again (or gone, if it added it)."""
+    for patch in hooks._patches():
+        assert vars(patch.owner).get(patch.name) is PRISTINE[(patch.owner, patch.name)], (
+            patch.owner,
+            patch.name,
+        )
+    assert not hooks.installed()
+    return True
+
+
+# Taken when the tests are collected, before any detection opened.
+PRISTINE = {(p.owner, p.name): vars(p.owner).get(p.name) for p in hooks._patches()}
+
+
+def test_every_patch_is_removed_after_an_exception_inside(shop):
+    def crashing_view():
+        with detect():
+            for book in Book.objects.all():
+                book.author.name
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        crashing_view()
+    assert django_is_untouched()
+
+
+def test_a_sync_detect_inside_async_code_fails_and_leaves_django_untouched(shop):
+    async def view():
+        with detect():
+            pass
+
+    with pytest.raises(CaptureError, match="async with"):
+        asyncio.run(view())
+    assert django_is_untouched()
+    with detect() as report:  # and detection still works afterwards
+        for book in Book.objects.all():
+            book.author.name
+    assert only(report).relation == "shop.Book.author"
+    assert django_is_untouched()
 
 
 def test_watched_instances_still_pickle_cleanly(shop):

@@ -4,6 +4,8 @@ import asyncio
 import inspect
 import logging
 import pickle
+import sys
+import threading
 
 import django
 import pytest
@@ -482,6 +484,62 @@ def test_a_sync_detect_inside_async_code_fails_and_leaves_django_untouched(shop)
         for book in Book.objects.all():
             book.author.name
     assert only(report).relation == "shop.Book.author"
+    assert django_is_untouched()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_detection_closing_while_another_thread_reads_its_eager_loads(shop):
+    """One thread reads the select_related loads of its querysets while another thread's
+    detection, watching the same relation, closes. Neither sees an error, each report is
+    its own, and the hooks come out at the end."""
+    rounds, querysets = 20, 150
+    errors = []
+    unused = []
+    start = threading.Barrier(2)
+
+    def closing():  # many unread eager loads, then closes while the other thread reads
+        try:
+            for _ in range(rounds):
+                with detect() as report:
+                    for _ in range(querysets):
+                        list(Book.objects.select_related("author")[:2])
+                    start.wait()
+                unused.append(len(report.findings))
+        except BaseException as error:
+            errors.append(error)
+            start.abort()
+        finally:
+            connection.close()
+
+    def reading():  # reads the eager load of each of its querysets once
+        try:
+            for _ in range(rounds):
+                with detect() as report:
+                    pages = [
+                        list(Book.objects.select_related("author")[:2]) for _ in range(querysets)
+                    ]
+                    start.wait()
+                    for page in pages:
+                        page[0].author.name
+                assert report.findings == []
+        except BaseException as error:
+            errors.append(error)
+            start.abort()
+        finally:
+            connection.close()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=closing), threading.Thread(target=reading)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert unused == [1] * rounds  # one unused select_related("author") per round
     assert django_is_untouched()
 
 

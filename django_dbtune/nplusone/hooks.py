@@ -195,9 +195,14 @@ class _ReadWatch:
             tag = getattr(instance._state, TAG, None)
             if tag is not None and tag.live():
                 tag.read(self.lookup)
-                self.waiting.discard((tag.group, tag.prefix + self.lookup))
-                if not self.waiting:
-                    _stop_watching(self)
+                key = (tag.group, tag.prefix + self.lookup)
+                if key in self.waiting:
+                    # Under the lock: another thread's detection may be releasing its
+                    # reads from this same set.
+                    with _lock:
+                        self.waiting.discard(key)
+                        if not self.waiting:
+                            _restore(self)
         return self.original.__get__(instance, cls)
 
     def __set__(self, instance: Model, value: Any) -> None:
@@ -232,12 +237,6 @@ def release_reads(detection: Detection) -> None:
             if not watch.waiting:
                 _restore(watch)
         detection.watches.clear()
-
-
-def _stop_watching(watch: _ReadWatch) -> None:
-    with _lock:
-        if not watch.waiting:
-            _restore(watch)
 
 
 def _restore(watch: _ReadWatch) -> None:

@@ -10,6 +10,7 @@ import threading
 import django
 import pytest
 from asgiref.sync import async_to_sync
+from django.apps import apps
 from django.core.checks import run_checks
 from django.db import connection
 from django.db.models import Prefetch, prefetch_related_objects
@@ -19,7 +20,8 @@ from django.test import AsyncClient, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_dbtune import CaptureError, DbtuneError, NPlusOneError
-from django_dbtune.nplusone import detect, hooks, pause
+from django_dbtune.nplusone import detect, patches, pause
+from django_dbtune.nplusone.read_watch import ReadWatch
 from tests.shop.models import Author, Book, Comment, Profile, Publisher, Tag
 
 HERE = "tests/test_nplusone.py"
@@ -390,7 +392,7 @@ def test_a_broken_baseline_file_is_a_clear_error(shop, tmp_path):
     baseline.write_text("[1, 2]")
     with pytest.raises(ImproperlyConfigured, match="not a django-dbtune N\\+1 baseline"):
         detect(baseline=baseline).__enter__()
-    assert not hooks.installed()
+    assert not patches.installed()
 
 
 def test_nplusone_settings_are_accepted_with_a_warning(shop):
@@ -410,54 +412,39 @@ def test_nplusone_settings_are_accepted_with_a_warning(shop):
 # --- Hooks come out again --------------------------------------------------------------------
 
 
-def test_every_patch_is_removed_on_exit(shop):
-    from django.db.models import query
-    from django.db.models.base import ModelState
-
-    before = (
-        QuerySet.__dict__["_fetch_all"],
-        QuerySet.__dict__["count"],
-        ForwardManyToOneDescriptor.__dict__["__get__"],
-        query.prefetch_one_level,
-    )
-    originals = {(p.owner, p.name): vars(p.owner).get(p.name) for p in hooks._patches()}
-    with detect():
-        with detect():
-            assert hooks.installed()
-        assert hooks.installed()
-        assert QuerySet.__dict__["_fetch_all"] is not before[0]
-        # No attribute read is wrapped, not even while detecting.
-        assert ForwardManyToOneDescriptor.__dict__["__get__"] is before[2]
-    assert not hooks.installed()
-    after = (
-        QuerySet.__dict__["_fetch_all"],
-        QuerySet.__dict__["count"],
-        ForwardManyToOneDescriptor.__dict__["__get__"],
-        query.prefetch_one_level,
-    )
-    assert after == before
-    assert "dbtune_tag" not in ModelState.__dict__
-    # Every patched attribute is Django's own again, exactly as before.
-    for patch in hooks._patches():
-        assert vars(patch.owner).get(patch.name) is originals[(patch.owner, patch.name)], (
-            patch.owner,
-            patch.name,
-        )
+# Taken when the tests are collected, before any detection opened.
+PRISTINE = {(p.owner, p.name): vars(p.owner).get(p.name) for p in patches.PATCHES}
 
 
 def django_is_untouched():
-    """Every object the detector patches is Django's own again (or gone, if it added it)."""
-    for patch in hooks._patches():
+    """Every object the detector patches is Django's own again (or gone, if it added it),
+    and no model class keeps a read watch."""
+    assert not patches.installed()
+    for patch in patches.PATCHES:
         assert vars(patch.owner).get(patch.name) is PRISTINE[(patch.owner, patch.name)], (
             patch.owner,
             patch.name,
         )
-    assert not hooks.installed()
+    for model in apps.get_models():
+        watches = [name for name, value in vars(model).items() if isinstance(value, ReadWatch)]
+        assert watches == [], model
     return True
 
 
-# Taken when the tests are collected, before any detection opened.
-PRISTINE = {(p.owner, p.name): vars(p.owner).get(p.name) for p in hooks._patches()}
+def test_every_patch_is_removed_on_exit(shop):
+    from django.db.models.base import ModelState
+
+    descriptor_get = ForwardManyToOneDescriptor.__dict__["__get__"]
+    with detect():
+        with detect():
+            assert patches.installed()
+            list(Book.objects.select_related("author"))  # a read watch waits on Book.author
+        assert patches.installed()
+        assert QuerySet.__dict__["_fetch_all"] is not PRISTINE[(QuerySet, "_fetch_all")]
+        # No attribute read is wrapped, not even while detecting.
+        assert ForwardManyToOneDescriptor.__dict__["__get__"] is descriptor_get
+    assert django_is_untouched()
+    assert "dbtune_tag" not in ModelState.__dict__
 
 
 def test_every_patch_is_removed_after_an_exception_inside(shop):

@@ -17,8 +17,9 @@ from django_dbtune.capture import QueryLog, call_site_finder, capture_queries
 from django_dbtune.conf import conf
 from django_dbtune.errors import NPlusOneError
 from django_dbtune.findings import NPlusOneFinding
-from django_dbtune.nplusone import hooks
+from django_dbtune.nplusone import patches
 from django_dbtune.nplusone.allow import allowed, read_baseline
+from django_dbtune.nplusone.read_watch import release_reads
 from django_dbtune.nplusone.report import findings as build_findings
 from django_dbtune.nplusone.state import Detection, current, pause
 
@@ -157,12 +158,12 @@ class detect:
         """The capture is on: put the hooks in. They come out in ``_finish``, or here if
         anything after installing them fails (the capture's own enter may fail too, for
         example a sync ``with`` in async code: then nothing was installed)."""
-        hooks.install()
+        patches.install()
         try:
             detection = Detection(log, call_site_finder(), reads=self._unused_eager_loads())
             self._token = current.set(detection)
         except BaseException:
-            hooks.uninstall()
+            patches.uninstall()
             raise
         self._report = Report(self, detection)
         return self._report
@@ -173,9 +174,9 @@ class detect:
             self._report._detection.active = False
             if self._token is not None:
                 current.reset(self._token)
-            hooks.release_reads(self._report._detection)
+            release_reads(self._report._detection)
         finally:
-            hooks.uninstall()
+            patches.uninstall()
         self._report._close()
         if self.raise_ and clean_exit and self._report.findings:
             raise NPlusOneError(self._report.message())

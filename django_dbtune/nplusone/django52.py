@@ -1,6 +1,6 @@
-"""Django 5.2 only: lazy loads recognised without fetch modes. Delete this module when
-5.2 support ends, with the lines that name it in :mod:`.patches`, :mod:`.origin` and
-:mod:`.evaluation`.
+"""Django 5.2 only: lazy loads recognised without fetch modes (Django 6.0 has none either,
+and its support ends before 5.2's). Delete this module when 5.2 support ends, with the
+lines that name it in :mod:`.patches`, :mod:`.origin` and :mod:`.evaluation`.
 
 A lazy load is a queryset evaluated from inside a relation descriptor's ``__get__``
 (:func:`.origin.get_queryset` notes the frame, :func:`.evaluation.fetch_all` runs it through

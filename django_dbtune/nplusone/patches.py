@@ -21,7 +21,7 @@ Replaced while a detection is open (:data:`PATCHES`):
 - ``Collector.collect`` → :func:`.deletion.collect`: a cascade is not an N+1 (all versions).
 - ``Collector.delete`` → :func:`.deletion.delete`: the same (all versions).
 - ``Model.refresh_from_db`` → :func:`.django52.refresh_from_db`: deferred field loads
-  (Django 5.2 only; 6.1 announces them through the fetch mode).
+  (Django before 6.1: 5.2 and 6.0; 6.1 announces them through the fetch mode).
 
 Touched for a moment, not for the whole detection:
 
@@ -29,7 +29,12 @@ Touched for a moment, not for the whole detection:
   :class:`.read_watch.ReadWatch` until its eager load's first read, or the detection's end
   (all versions).
 - ``QuerySet._fetch_mode`` of a queryset evaluated inside a detection: ``FETCH_ONE`` →
-  :data:`.fetch_mode.DETECTING_FETCH_ONE` while it evaluates (Django 6.1+; Django's hook).
+  :data:`.fetch_mode.DETECTING_FETCH_ONE` while it evaluates, so its rows keep it (Django
+  6.1+, Django's own hook; it pickles as ``FETCH_ONE``).
+
+Each replacement calls Django's own function, taken when its module is imported (before
+anything is installed), so it never calls itself; :func:`uninstall` puts back exactly what
+:func:`install` found.
 
 Attributes stored on Django's objects (named in :mod:`.state`): ``instance._state`` gets
 the row tag; a ``Query`` its origin, owner or (5.2) lazy-load frame; a prefetched

@@ -1,12 +1,16 @@
 """The N+1 detector, as a project's code and tests meet it."""
 
+import asyncio
 import inspect
 import logging
 import pickle
+import sys
+import threading
 
 import django
 import pytest
 from asgiref.sync import async_to_sync
+from django.apps import apps
 from django.core.checks import run_checks
 from django.db import connection
 from django.db.models import Prefetch, prefetch_related_objects
@@ -15,8 +19,9 @@ from django.db.models.query import QuerySet
 from django.test import AsyncClient, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_dbtune import DbtuneError, NPlusOneError
-from django_dbtune.nplusone import detect, hooks, pause
+from django_dbtune import CaptureError, DbtuneError, NPlusOneError
+from django_dbtune.nplusone import detect, patches, pause
+from django_dbtune.nplusone.read_watch import ReadWatch
 from tests.shop.models import Author, Book, Comment, Profile, Publisher, Tag
 
 HERE = "tests/test_nplusone.py"
@@ -387,7 +392,7 @@ def test_a_broken_baseline_file_is_a_clear_error(shop, tmp_path):
     baseline.write_text("[1, 2]")
     with pytest.raises(ImproperlyConfigured, match="not a django-dbtune N\\+1 baseline"):
         detect(baseline=baseline).__enter__()
-    assert not hooks.installed()
+    assert not patches.installed()
 
 
 def test_nplusone_settings_are_accepted_with_a_warning(shop):
@@ -407,39 +412,122 @@ def test_nplusone_settings_are_accepted_with_a_warning(shop):
 # --- Hooks come out again --------------------------------------------------------------------
 
 
-def test_every_patch_is_removed_on_exit(shop):
-    from django.db.models import query
-    from django.db.models.base import ModelState
+# Taken when the tests are collected, before any detection opened.
+PRISTINE = {(p.owner, p.name): vars(p.owner).get(p.name) for p in patches.PATCHES}
 
-    before = (
-        QuerySet.__dict__["_fetch_all"],
-        QuerySet.__dict__["count"],
-        ForwardManyToOneDescriptor.__dict__["__get__"],
-        query.prefetch_one_level,
-    )
-    originals = {(p.owner, p.name): vars(p.owner).get(p.name) for p in hooks._patches()}
-    with detect():
-        with detect():
-            assert hooks.installed()
-        assert hooks.installed()
-        assert QuerySet.__dict__["_fetch_all"] is not before[0]
-        # No attribute read is wrapped, not even while detecting.
-        assert ForwardManyToOneDescriptor.__dict__["__get__"] is before[2]
-    assert not hooks.installed()
-    after = (
-        QuerySet.__dict__["_fetch_all"],
-        QuerySet.__dict__["count"],
-        ForwardManyToOneDescriptor.__dict__["__get__"],
-        query.prefetch_one_level,
-    )
-    assert after == before
-    assert "dbtune_tag" not in ModelState.__dict__
-    # Every patched attribute is Django's own again, exactly as before.
-    for patch in hooks._patches():
-        assert vars(patch.owner).get(patch.name) is originals[(patch.owner, patch.name)], (
+
+def django_is_untouched():
+    """Every object the detector patches is Django's own again (or gone, if it added it),
+    and no model class keeps a read watch."""
+    assert not patches.installed()
+    for patch in patches.PATCHES:
+        assert vars(patch.owner).get(patch.name) is PRISTINE[(patch.owner, patch.name)], (
             patch.owner,
             patch.name,
         )
+    for model in apps.get_models():
+        watches = [name for name, value in vars(model).items() if isinstance(value, ReadWatch)]
+        assert watches == [], model
+    return True
+
+
+def test_every_patch_is_removed_on_exit(shop):
+    from django.db.models.base import ModelState
+
+    descriptor_get = ForwardManyToOneDescriptor.__dict__["__get__"]
+    with detect():
+        with detect():
+            assert patches.installed()
+            list(Book.objects.select_related("author"))  # a read watch waits on Book.author
+        assert patches.installed()
+        assert QuerySet.__dict__["_fetch_all"] is not PRISTINE[(QuerySet, "_fetch_all")]
+        # No attribute read is wrapped, not even while detecting.
+        assert ForwardManyToOneDescriptor.__dict__["__get__"] is descriptor_get
+    assert django_is_untouched()
+    assert "dbtune_tag" not in ModelState.__dict__
+
+
+def test_every_patch_is_removed_after_an_exception_inside(shop):
+    def crashing_view():
+        with detect():
+            for book in Book.objects.all():
+                book.author.name
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        crashing_view()
+    assert django_is_untouched()
+
+
+def test_a_sync_detect_inside_async_code_fails_and_leaves_django_untouched(shop):
+    async def view():
+        with detect():
+            pass
+
+    with pytest.raises(CaptureError, match="async with"):
+        asyncio.run(view())
+    assert django_is_untouched()
+    with detect() as report:  # and detection still works afterwards
+        for book in Book.objects.all():
+            book.author.name
+    assert only(report).relation == "shop.Book.author"
+    assert django_is_untouched()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_detection_closing_while_another_thread_reads_its_eager_loads(shop):
+    """One thread reads the select_related loads of its querysets while another thread's
+    detection, watching the same relation, closes. Neither sees an error, each report is
+    its own, and the hooks come out at the end."""
+    rounds, querysets = 20, 150
+    errors = []
+    unused = []
+    start = threading.Barrier(2)
+
+    def closing():  # many unread eager loads, then closes while the other thread reads
+        try:
+            for _ in range(rounds):
+                with detect() as report:
+                    for _ in range(querysets):
+                        list(Book.objects.select_related("author")[:2])
+                    start.wait()
+                unused.append(len(report.findings))
+        except BaseException as error:
+            errors.append(error)
+            start.abort()
+        finally:
+            connection.close()
+
+    def reading():  # reads the eager load of each of its querysets once
+        try:
+            for _ in range(rounds):
+                with detect() as report:
+                    pages = [
+                        list(Book.objects.select_related("author")[:2]) for _ in range(querysets)
+                    ]
+                    start.wait()
+                    for page in pages:
+                        page[0].author.name
+                assert report.findings == []
+        except BaseException as error:
+            errors.append(error)
+            start.abort()
+        finally:
+            connection.close()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=closing), threading.Thread(target=reading)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert unused == [1] * rounds  # one unused select_related("author") per round
+    assert django_is_untouched()
 
 
 def test_watched_instances_still_pickle_cleanly(shop):

@@ -1,4 +1,5 @@
-"""The pytest plugin, run on a small test module in a separate pytest process."""
+"""The pytest plugin (django_dbtune.pytest_plugin), run on a small test module in a separate
+pytest process."""
 
 import json
 import os
@@ -80,6 +81,16 @@ def run_pytest(tmp_path, *args):
         check=False,
     )
     return result.returncode, result.stdout + result.stderr
+
+
+def test_installing_the_package_registers_the_plugin_and_p_no_turns_it_off(tmp_path):
+    from importlib.metadata import entry_points
+
+    (plugin,) = entry_points(group="pytest11", name="django_dbtune")
+    assert plugin.value == "django_dbtune.pytest_plugin"
+    status, output = run_pytest(tmp_path, "-p", "no:django_dbtune", "--dbtune-nplusone=raise")
+    assert status == 4
+    assert "unrecognized arguments: --dbtune-nplusone=raise" in output
 
 
 def test_off_by_default_except_the_marker_and_the_fixture(tmp_path):

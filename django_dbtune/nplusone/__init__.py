@@ -17,8 +17,9 @@ from django_dbtune.capture import QueryLog, call_site_finder, capture_queries
 from django_dbtune.conf import conf
 from django_dbtune.errors import NPlusOneError
 from django_dbtune.findings import NPlusOneFinding
-from django_dbtune.nplusone import hooks
+from django_dbtune.nplusone import patches
 from django_dbtune.nplusone.allow import allowed, read_baseline
+from django_dbtune.nplusone.read_watch import release_reads
 from django_dbtune.nplusone.report import findings as build_findings
 from django_dbtune.nplusone.state import Detection, current, pause
 
@@ -106,7 +107,11 @@ class detect:
     def __enter__(self) -> Report:
         capture = self._begin()
         log = capture.__enter__()
-        return self._start(log)
+        try:
+            return self._start(log)
+        except BaseException:
+            capture.__exit__(None, None, None)
+            raise
 
     def __exit__(
         self,
@@ -123,7 +128,11 @@ class detect:
     async def __aenter__(self) -> Report:
         capture = self._begin()
         log = await capture.__aenter__()
-        return self._start(log)
+        try:
+            return self._start(log)
+        except BaseException:
+            await capture.__aexit__(None, None, None)
+            raise
 
     async def __aexit__(
         self,
@@ -142,23 +151,32 @@ class detect:
             raise NPlusOneError("This detect() is already in use; create another.")
         path = conf.NPLUSONE_BASELINE if self.baseline is None else self.baseline
         self._known = read_baseline(path) if path else frozenset()
-        hooks.install()
         self._capture = capture_queries()
         return self._capture
 
     def _start(self, log: QueryLog) -> Report:
-        detection = Detection(log, call_site_finder(), reads=self._unused_eager_loads())
-        self._token = current.set(detection)
+        """The capture is on: put the hooks in. They come out in ``_finish``, or here if
+        anything after installing them fails (the capture's own enter may fail too, for
+        example a sync ``with`` in async code: then nothing was installed)."""
+        patches.install()
+        try:
+            detection = Detection(log, call_site_finder(), reads=self._unused_eager_loads())
+            self._token = current.set(detection)
+        except BaseException:
+            patches.uninstall()
+            raise
         self._report = Report(self, detection)
         return self._report
 
     def _finish(self, clean_exit: bool) -> None:
         assert self._report is not None
-        self._report._detection.active = False
-        if self._token is not None:
-            current.reset(self._token)
-        hooks.release_reads(self._report._detection)
-        hooks.uninstall()
+        try:
+            self._report._detection.active = False
+            if self._token is not None:
+                current.reset(self._token)
+            release_reads(self._report._detection)
+        finally:
+            patches.uninstall()
         self._report._close()
         if self.raise_ and clean_exit and self._report.findings:
             raise NPlusOneError(self._report.message())

@@ -19,6 +19,19 @@ from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.capture import CallSiteFinder, QueryLog
 
+# Where the detector writes on Django's objects (every one of them is listed in patches.py).
+TAG = "dbtune_tag"
+"""``instance._state.dbtune_tag``: the instance's :class:`Tag`."""
+USE = "_dbtune_use"
+"""In a prefetched ``QuerySet``'s ``__dict__``: (tag, relation) its reading marks used."""
+ORIGIN = "dbtune_origin"
+"""On a ``Query``: (site, owner class), where the queryset was built."""
+OWNER = "dbtune_owner"
+"""In a ``Query``'s ``__dict__``: the instance whose related manager built it."""
+LAZY = "dbtune_lazy_load"
+"""In a ``Query``'s ``__dict__`` (Django 5.2): the relation descriptor's ``__get__`` frame
+that built it to load lazily."""
+
 Site = tuple[str, int, str]
 """(file, line, function) as the interpreter names them (absolute paths; shown relative to
 the project root only in findings); for a template, (its file, line, "template")."""
@@ -86,7 +99,7 @@ class Tag:
         """The tag of what a lazy load of each relation brings in (asked once per row)."""
 
     def live(self) -> bool:
-        return self.group.detection.active and not _paused.get()
+        return self.group.detection.active and not _suspended.get()
 
     def through(self, name: str) -> Tag:
         """The tag of instances reached from this one through relation ``name``."""
@@ -141,7 +154,7 @@ class Detection:
     loads: list[Load] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
     quiet: list[tuple[int, int]] = field(default_factory=list)
-    """Log ranges not to read as per-row queries (prefetches, deletes, paused code)."""
+    """Log ranges not to read as per-row queries (prefetches, deletes, code under pause())."""
     busy: int = 0
     """Inside a load already being recorded: the queries it runs are not loads of their own."""
     reads: bool = True
@@ -151,22 +164,23 @@ class Detection:
 
 
 current: ContextVar[Detection | None] = ContextVar("django_dbtune_nplusone", default=None)
-_paused: ContextVar[bool] = ContextVar("django_dbtune_nplusone_paused", default=False)
+_suspended: ContextVar[bool] = ContextVar("django_dbtune_nplusone_suspended", default=False)
 
 
 @contextmanager
 def pause() -> Iterator[None]:
     """Nothing run inside is reported as an N+1 or counted as a read of an eager load."""
-    token = _paused.set(True)
+    token = _suspended.set(True)
     detection = current.get()
     start = len(detection.log.records) if detection is not None else 0
     try:
         yield
     finally:
-        _paused.reset(token)
+        _suspended.reset(token)
         if detection is not None:
             detection.quiet.append((start, len(detection.log.records)))
 
 
-def paused() -> bool:
-    return _paused.get()
+def suspended() -> bool:
+    """Inside :func:`pause`: the detection neither records loads nor notes reads."""
+    return _suspended.get()

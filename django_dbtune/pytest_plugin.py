@@ -1,8 +1,10 @@
-"""pytest plugin: N+1 detection for a whole test suite, or test by test.
+"""pytest plugin: N+1 detection and workload recording for a test suite.
 
-Registered by entry point, so installing django-dbtune is enough. Nothing happens unless
-asked: ``--dbtune-nplusone=raise|warn`` for every test, the ``dbtune_nplusone`` marker or
-fixture for one test. ``dbtune_allow_nplusone`` exempts a test.
+An edge, like the middleware: it combines the N+1 detector with the workload recorder the
+index advisor reads. Registered by entry point, so installing django-dbtune is enough.
+Nothing happens unless asked: ``--dbtune-nplusone=raise|warn`` for every test, the
+``dbtune_nplusone`` marker or fixture for one test (``dbtune_allow_nplusone`` exempts a
+test); ``--dbtune-record=PATH`` records the run's query shapes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,95 @@
+"""Queryset evaluation while a detection is open: the replacements of ``QuerySet``'s
+``_fetch_all``, ``count``, ``exists``, ``aggregate`` and ``__getitem__``.
+
+An evaluation tags its rows (:mod:`.tagging`); a related manager's query for a watched
+instance is a per-row query (:mod:`.per_row`); reading a prefetched queryset marks its
+eager load used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.query import ModelIterable, QuerySet
+
+from django_dbtune.nplusone import django52
+from django_dbtune.nplusone.fetch_mode import fill_result_cache
+from django_dbtune.nplusone.per_row import maybe_per_row, owner_tag, per_row
+from django_dbtune.nplusone.state import LAZY, USE, Detection, current, suspended
+from django_dbtune.nplusone.tagging import tag_rows
+
+# Django's own, called by the replacements below (never the replacements themselves).
+_django_fetch_all = QuerySet._fetch_all
+_django_count = QuerySet.count
+_django_exists = QuerySet.exists
+_django_aggregate = QuerySet.aggregate
+_django_getitem = QuerySet.__getitem__
+
+# The replacements reach Django's private queryset attributes, which the stubs do not know.
+_QuerySet = Any
+
+
+def fetch_all(self: _QuerySet) -> None:
+    if self._result_cache is not None:
+        mark_use(self)
+        return _django_fetch_all(self)
+    detection = current.get()
+    if detection is None or detection.busy or suspended():
+        return _django_fetch_all(self)
+    lazy = self._query.__dict__.get(LAZY)  # Django 5.2: a descriptor's lazy load
+    if lazy is not None and django52.lazy_load(self, lazy, _django_fetch_all):
+        return None
+    owned = owner_tag(self)
+    if owned is not None:
+        per_row(self, detection, *owned, "many", lambda: _django_fetch_all(self))
+        return None
+    _evaluate(self, detection)
+    return None
+
+
+def count(self: _QuerySet) -> int:
+    if self._result_cache is not None:
+        mark_use(self)
+        return _django_count(self)
+    return maybe_per_row(self, "count", lambda: _django_count(self))  # type: ignore[no-any-return]
+
+
+def exists(self: _QuerySet) -> bool:
+    if self._result_cache is not None:
+        mark_use(self)
+        return _django_exists(self)
+    return maybe_per_row(self, "exists", lambda: _django_exists(self))  # type: ignore[no-any-return]
+
+
+def aggregate(self: _QuerySet, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return maybe_per_row(  # type: ignore[no-any-return]
+        self, "aggregate", lambda: _django_aggregate(self, *args, **kwargs)
+    )
+
+
+def getitem(self: _QuerySet, k: Any) -> Any:
+    if self._result_cache is not None:
+        mark_use(self)
+    return _django_getitem(self, k)
+
+
+def mark_use(queryset: _QuerySet) -> None:
+    """A prefetched related queryset was read."""
+    use = queryset.__dict__.get(USE)
+    if use is not None and use[0].live():
+        use[0].read(use[1])
+
+
+def _evaluate(queryset: _QuerySet, detection: Detection) -> None:
+    """``QuerySet._fetch_all``, plus: tag the rows when they are worth watching."""
+    if queryset._result_cache is None:
+        fill_result_cache(queryset)
+    rows = queryset._result_cache
+    if rows and issubclass(queryset._iterable_class, ModelIterable):
+        tag_rows(queryset, rows, detection)
+    if queryset._prefetch_related_lookups and not queryset._prefetch_done:
+        detection.busy += 1
+        try:
+            queryset._prefetch_related_objects()
+        finally:
+            detection.busy -= 1

@@ -1,0 +1,117 @@
+"""Running one lazy load and remembering its queries, and finding the line behind it.
+
+How a lazy load is recognised depends on the Django version (:mod:`.fetch_mode` on 6.1+,
+:mod:`.django52` before); what happens then is the same, and lives here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cache
+from types import FrameType
+from typing import Any
+
+from django.db.models import Model
+from django.db.models.fields.related_descriptors import (
+    ForwardManyToOneDescriptor,
+    ReverseOneToOneDescriptor,
+)
+from django.db.models.query_utils import DeferredAttribute
+
+from django_dbtune.capture import attribute_to, forget_attribution
+from django_dbtune.nplusone.state import TAG, Detection, Load, LoadKind, Site, Tag
+
+
+def load(
+    tag: Tag,
+    instance: Model,
+    kind: LoadKind,
+    name: str,
+    call: Callable[[], Any],
+    frame: FrameType | None,
+) -> Any:
+    """Run one lazy load of ``name`` on ``instance`` (asked for by ``frame``) and remember
+    its queries."""
+    detection = tag.group.detection
+    site = trigger_site(frame, detection)
+    if site is None:
+        return quietly(detection, call)
+    start = len(detection.log.records)
+    detection.busy += 1
+    token = attribute_to(site)  # the line is known: capture need not walk the stack again
+    try:
+        result = call()
+    finally:
+        forget_attribution(token)
+        detection.busy -= 1
+    end = len(detection.log.records)
+    if end > start:
+        detection.loads.append(
+            Load(kind, tag, type(instance), name, site_or_none(site), start, end)
+        )
+    return result
+
+
+def tag_loaded(tag: Tag, name: str, target: Any) -> None:
+    """Watch what a lazy load brought in: its own relations are the next level."""
+    if isinstance(target, Model):
+        setattr(target._state, TAG, tag.through(name))
+
+
+def quietly(detection: Detection, call: Callable[[], Any]) -> Any:
+    """Run queries that are nobody's N+1 (a tool's own rendering)."""
+    start = len(detection.log.records)
+    try:
+        return call()
+    finally:
+        detection.quiet.append((start, len(detection.log.records)))
+
+
+def describe_fetcher(fetcher: Any) -> tuple[LoadKind, str]:
+    """What a fetcher (a fetch-mode fetcher, or a descriptor) loads: (kind, lookup name)."""
+    if isinstance(fetcher, ForwardManyToOneDescriptor):
+        return "forward", fetcher.field.name
+    if isinstance(fetcher, ReverseOneToOneDescriptor):
+        return "reverse_one", fetcher.related.field.related_query_name()
+    if isinstance(fetcher, DeferredAttribute):
+        return "deferred", fetcher.field.name
+    return "generic_fk", getattr(fetcher, "field", fetcher).name  # 5.2: the field itself
+
+
+def loaded_by(fetcher: Any, instance: Model) -> Any:
+    """The object a relation fetcher just loaded onto ``instance`` (None for a field)."""
+    if isinstance(fetcher, ReverseOneToOneDescriptor):
+        return fetcher.related.get_cached_value(instance, None)
+    if isinstance(fetcher, DeferredAttribute):
+        return None
+    return getattr(fetcher, "field", fetcher).get_cached_value(instance, None)
+
+
+_UNKNOWN_SITE: Site = ("", 0, "")
+
+
+def trigger_site(frame: FrameType | None, detection: Detection) -> Site | None:
+    """The line (or template line) behind a load; None when django-debug-toolbar's own
+    rendering caused it, which is not the project's N+1."""
+    found = detection.finder.find_trigger(frame, _toolbar_dir())
+    if found is None:
+        return None
+    filename, lineno, function = found
+    if filename is None or lineno is None or function is None:
+        return _UNKNOWN_SITE
+    return filename, lineno, function
+
+
+def site_or_none(site: Site) -> Site | None:
+    """``site`` as a finding shows it: None when the line could not be found."""
+    return None if site is _UNKNOWN_SITE else site
+
+
+@cache
+def _toolbar_dir() -> tuple[str, ...]:
+    try:
+        import debug_toolbar
+    except ImportError:
+        return ()
+    return (os.path.dirname(os.path.abspath(str(debug_toolbar.__file__))) + os.sep,)

@@ -1,0 +1,118 @@
+"""Where a queryset comes from: the project line that built it, or the project class
+(a view, a ModelAdmin, a viewset) that Django built it for, or the instance whose
+related manager it is. The fix is written there."""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+from types import CodeType, FrameType
+from typing import Any
+
+from django.apps import apps
+from django.db.models import Model
+from django.db.models.manager import BaseManager
+
+from django_dbtune.capture import call_site_finder
+from django_dbtune.nplusone import django52
+from django_dbtune.nplusone.fetch_mode import FETCH_MODES
+from django_dbtune.nplusone.state import LAZY, ORIGIN, OWNER, current
+from django_dbtune.project import is_project_file
+
+# Django's own, called by the replacement below (never the replacement itself).
+_django_get_queryset = BaseManager.get_queryset
+
+
+@cache
+def _owner_codes() -> frozenset[int]:
+    """Django functions that build a queryset for a project class: their ``self`` is it."""
+    from django.views.generic.detail import SingleObjectMixin
+    from django.views.generic.list import MultipleObjectMixin
+
+    codes = {
+        MultipleObjectMixin.get_queryset.__code__,
+        SingleObjectMixin.get_queryset.__code__,
+    }
+    if apps.is_installed("django.contrib.admin"):
+        from django.contrib.admin.options import BaseModelAdmin
+
+        codes.add(BaseModelAdmin.get_queryset.__code__)
+    return frozenset(map(id, codes))
+
+
+def get_queryset(self: BaseManager[Any]) -> Any:
+    """Replaces ``BaseManager.get_queryset``: remember where a chain of queryset calls
+    started, for the fix's location, or that a relation descriptor built it for a lazy load.
+
+    At most five frames are looked at, so the lazy loads Django runs deep inside its
+    own code cost next to nothing here.
+    """
+    queryset: Any = _django_get_queryset(self)
+    detection = current.get()
+    if detection is None or detection.busy:
+        return queryset
+    owner = self.__dict__.get("instance")
+    if isinstance(owner, Model):
+        # A related manager: its queries belong to that instance, not to a line.
+        queryset._query.__dict__[OWNER] = owner
+        return queryset
+    finder = detection.finder
+    owners = _owner_codes()
+    lazy_gets = () if FETCH_MODES else django52.descriptor_gets()
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(5):
+        if frame is None:
+            break
+        code = frame.f_code
+        if id(code) in lazy_gets:
+            # Django 5.2: a relation descriptor building its lazy load (6.1 announces those
+            # through the fetch mode). The evaluation reads the instance from this frame.
+            queryset._query.__dict__[LAZY] = frame
+            break
+        if id(code) in owners:
+            owner = frame.f_locals.get("self")
+            if owner is not None:
+                setattr(queryset._query, ORIGIN, (None, type(owner)))
+            break
+        if not finder.is_internal(code):
+            if code.co_name == "get_queryset" and _is_manager_method(code, frame):
+                frame = frame.f_back
+                continue
+            site = (code.co_filename, frame.f_lineno, code.co_name)
+            setattr(queryset._query, ORIGIN, (site, None))
+            break
+        frame = frame.f_back
+    return queryset
+
+
+_manager_codes: dict[tuple[str, int], bool] = {}
+
+
+def _is_manager_method(code: CodeType, frame: FrameType) -> bool:
+    """A project manager's own ``get_queryset``: plumbing, not where the queryset is used."""
+    key = (code.co_filename, code.co_firstlineno)
+    known = _manager_codes.get(key)
+    if known is None:
+        known = _manager_codes[key] = isinstance(frame.f_locals.get("self"), BaseManager)
+    return known
+
+
+def owner_on_stack(frame: FrameType | None) -> type | None:
+    """The project view (class-based, or a REST framework view) running a queryset that
+    Django or a library built. Only for watched querysets with no project line."""
+    from django.views import View
+
+    finder = call_site_finder()
+    while frame is not None:
+        code = frame.f_code
+        if finder.is_internal(code) and code.co_varnames[:1] == ("self",):
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, View) and not _is_library_class(type(candidate)):
+                return type(candidate)
+        frame = frame.f_back
+    return None
+
+
+def _is_library_class(cls: type) -> bool:
+    filename = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return filename is None or not is_project_file(filename)

@@ -1,0 +1,121 @@
+"""Every Django object the N+1 detector touches, and how each one comes out again.
+
+Installed when the first detection opens and removed when the last one closes (counted:
+each :func:`install` has its :func:`uninstall`). For code no detection watches, a
+replacement does no more than read a context variable. One line per object touched:
+
+Replaced while a detection is open (:data:`PATCHES`):
+
+- ``ModelState.dbtune_tag``: added as ``None``, the default row tag (all versions).
+- ``QuerySet._fetch_all`` → :func:`.evaluation.fetch_all`: tag rows, see per-row related
+  manager queries, and on 5.2 lazy loads (all versions).
+- ``QuerySet.count`` → :func:`.evaluation.count`: per-row ``count()`` (all versions).
+- ``QuerySet.exists`` → :func:`.evaluation.exists`: per-row ``exists()`` (all versions).
+- ``QuerySet.aggregate`` → :func:`.evaluation.aggregate`: per-row aggregates (all versions).
+- ``QuerySet.__getitem__`` → :func:`.evaluation.getitem`: reads of prefetched querysets
+  (all versions).
+- ``BaseManager.get_queryset`` → :func:`.origin.get_queryset`: where a queryset was built
+  (all versions).
+- ``django.db.models.query.prefetch_one_level`` → :func:`.prefetch.prefetch_one_level`:
+  per-row prefetches and tags for prefetched rows (all versions).
+- ``Collector.collect`` → :func:`.deletion.collect`: a cascade is not an N+1 (all versions).
+- ``Collector.delete`` → :func:`.deletion.delete`: the same (all versions).
+- ``Model.refresh_from_db`` → :func:`.django52.refresh_from_db`: deferred field loads
+  (Django before 6.1: 5.2 and 6.0; 6.1 announces them through the fetch mode).
+
+Touched for a moment, not for the whole detection:
+
+- A relation descriptor on a model class (``Book.author``) → a
+  :class:`.read_watch.ReadWatch` until its eager load's first read, or the detection's end
+  (all versions).
+- ``QuerySet._fetch_mode`` of a queryset evaluated inside a detection: ``FETCH_ONE`` →
+  :data:`.fetch_mode.DETECTING_FETCH_ONE` while it evaluates, so its rows keep it (Django
+  6.1+, Django's own hook; it pickles as ``FETCH_ONE``).
+
+Each replacement calls Django's own function, taken when its module is imported (before
+anything is installed), so it never calls itself; :func:`uninstall` puts back exactly what
+:func:`install` found.
+
+Attributes stored on Django's objects (named in :mod:`.state`): ``instance._state`` gets
+the row tag; a ``Query`` its origin, owner or (5.2) lazy-load frame; a prefetched
+``QuerySet`` what reading it means.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Model, query
+from django.db.models.base import ModelState
+from django.db.models.deletion import Collector
+from django.db.models.manager import BaseManager
+from django.db.models.query import QuerySet
+
+from django_dbtune.nplusone import deletion, django52, evaluation, origin, prefetch, read_watch
+from django_dbtune.nplusone.fetch_mode import FETCH_MODES
+from django_dbtune.nplusone.state import TAG
+
+
+@dataclass(eq=False)
+class Patch:
+    """``owner.name`` replaced by ``replacement`` while installed."""
+
+    owner: Any
+    name: str
+    replacement: Any
+    saved: Any = None
+    """What ``owner`` itself held under ``name`` before install, put back on uninstall."""
+    had_own: bool = False
+    """``owner`` held ``name`` itself (not by inheritance): uninstall sets, not deletes."""
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch(ModelState, TAG, None),
+    Patch(QuerySet, "_fetch_all", evaluation.fetch_all),
+    Patch(QuerySet, "count", evaluation.count),
+    Patch(QuerySet, "exists", evaluation.exists),
+    Patch(QuerySet, "aggregate", evaluation.aggregate),
+    Patch(QuerySet, "__getitem__", evaluation.getitem),
+    Patch(BaseManager, "get_queryset", origin.get_queryset),
+    Patch(query, "prefetch_one_level", prefetch.prefetch_one_level),
+    Patch(Collector, "collect", deletion.collect),
+    Patch(Collector, "delete", deletion.delete),
+    *(() if FETCH_MODES else (Patch(Model, "refresh_from_db", django52.refresh_from_db),)),
+)
+
+_lock = threading.Lock()
+_users = 0
+
+
+def install() -> None:
+    """Put every patch in (counted: each ``install()`` needs its ``uninstall()``)."""
+    global _users
+    with _lock:
+        _users += 1
+        if _users == 1:
+            for patch in PATCHES:
+                patch.had_own = patch.name in vars(patch.owner)
+                patch.saved = vars(patch.owner).get(patch.name)
+                setattr(patch.owner, patch.name, patch.replacement)
+
+
+def uninstall() -> None:
+    """Take every patch out when the last detection closes, and any read watch left."""
+    global _users
+    with _lock:
+        if _users == 0:
+            return
+        _users -= 1
+        if _users == 0:
+            for patch in reversed(PATCHES):
+                if patch.had_own:
+                    setattr(patch.owner, patch.name, patch.saved)
+                else:
+                    delattr(patch.owner, patch.name)
+            read_watch.restore_all()
+
+
+def installed() -> bool:
+    return _users > 0

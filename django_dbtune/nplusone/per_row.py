@@ -1,0 +1,137 @@
+"""Per-row related-manager queries: ``author.books.all()``, ``.count()``, ``.exists()``,
+an aggregate or ``.get()`` run once for each watched instance in a loop."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from django.db.models import Model
+from django.db.models.constants import LOOKUP_SEP
+from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
+from django.db.models.query import ModelIterable
+
+from django_dbtune.nplusone.lazy_loads import quietly, site_or_none, trigger_site
+from django_dbtune.nplusone.relations import many_relation
+from django_dbtune.nplusone.state import (
+    OWNER,
+    TAG,
+    Detection,
+    Load,
+    LoadKind,
+    Tag,
+    current,
+    suspended,
+)
+
+
+def owner_tag(queryset: Any) -> tuple[Model, Tag] | None:
+    """The watched instance a related manager's queryset belongs to, and its tag."""
+    hints = queryset._hints
+    owner = hints.get("instance") if hints else None
+    if owner is None:
+        # Generic relations' managers give no hint; the manager hook marked the query.
+        owner = queryset._query.__dict__.get(OWNER)
+        if owner is None:
+            return None
+    tag: Tag | None = getattr(getattr(owner, "_state", None), TAG, None)
+    if tag is None or not tag.watched or not tag.live():
+        return None
+    return owner, tag
+
+
+_RELATED_DESCRIPTORS_FILE = ForwardManyToOneDescriptor.__get__.__code__.co_filename
+
+
+def _manager_call(frame: FrameType | None) -> Any:
+    """The many-to-many manager whose ``count()``/``exists()`` queried its through table
+    directly (Django skips the join then, and the hint with it)."""
+    if frame is None:
+        return None
+    code = frame.f_code
+    if code.co_name in ("count", "exists") and code.co_filename == _RELATED_DESCRIPTORS_FILE:
+        return frame.f_locals.get("self")
+    return None
+
+
+def maybe_per_row(queryset: Any, kind: LoadKind, call: Callable[[], Any]) -> Any:
+    """Run ``call`` (a queryset's ``count``, ``exists`` or ``aggregate``), as a per-row
+    query when a watched instance's related manager asked for it."""
+    detection = current.get()
+    if detection is None or detection.busy or suspended():
+        return call()
+    # Two frames up: the replaced QuerySet method, then who called it.
+    manager = _manager_call(sys._getframe(2))
+    if manager is not None:
+        owner = manager.instance
+        tag = getattr(owner._state, TAG, None)
+        if tag is None or not tag.watched or not tag.live():
+            return call()
+        return per_row(
+            queryset, detection, owner, tag, kind, call, manager.model, manager.query_field_name
+        )
+    owned = owner_tag(queryset)
+    if owned is None:
+        return call()
+    return per_row(queryset, detection, *owned, kind, call)
+
+
+def per_row(
+    queryset: Any,
+    detection: Detection,
+    owner: Model,
+    tag: Tag,
+    kind: LoadKind,
+    call: Callable[[], Any],
+    target: type[Model] | None = None,
+    back: str | None = None,
+) -> Any:
+    """A related manager's query for one watched instance: ``author.books.all()`` in a loop."""
+    relation = many_relation(type(owner), target or queryset.model, queryset, back)
+    site = trigger_site(sys._getframe(1), detection)
+    if relation is None or site is None:
+        return quietly(detection, call)
+    name, related_query_name = relation
+    detection.busy += 1
+    try:
+        sliced, filtered = _narrowed(queryset, owner, name)
+        start = len(detection.log.records)
+        result = call()
+    finally:
+        detection.busy -= 1
+    end = len(detection.log.records)
+    if end > start:
+        detection.loads.append(
+            Load(
+                kind,
+                tag,
+                type(owner),
+                name,
+                site_or_none(site),
+                start,
+                end,
+                sliced=sliced,
+                filtered=filtered,
+                related_model=target or queryset.model,
+                related_query_name=related_query_name,
+            )
+        )
+    rows = queryset._result_cache if kind == "many" else None
+    if rows and issubclass(queryset._iterable_class, ModelIterable):
+        nested = tag.group.tag(tag.prefix + name + LOOKUP_SEP, many=True)
+        for row in rows:
+            setattr(row._state, TAG, nested)
+    return result
+
+
+def _narrowed(queryset: Any, owner: Model, name: str) -> tuple[bool, bool]:
+    """(sliced, filtered): the per-row call was ``.first()``/``[:n]``, or had filters of its
+    own, so a plain prefetch would not serve it."""
+    sql_query = queryset.query  # about to run anyway: forcing its deferred filter is free
+    try:
+        base = getattr(owner, name).all().query
+    except Exception:  # an accessor that cannot be rebuilt: assume only the relation filter
+        return sql_query.is_sliced, False
+    return sql_query.is_sliced, len(sql_query.where.children) > len(base.where.children)

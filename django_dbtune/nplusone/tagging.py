@@ -1,0 +1,111 @@
+"""Tagging the rows of an evaluated queryset worth watching, and the instances its
+``select_related`` attached to them (see :class:`.state.Tag`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Model
+from django.db.models.constants import LOOKUP_SEP
+
+from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
+from django_dbtune.nplusone.origin import owner_on_stack
+from django_dbtune.nplusone.read_watch import watch_reads
+from django_dbtune.nplusone.relations import cache_key
+from django_dbtune.nplusone.state import ORIGIN, TAG, Detection, Group
+
+
+def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
+    """Watch the rows of an evaluated queryset: two or more, or with eager loads."""
+    sql_query = queryset._query
+    select_related = sql_query.select_related
+    prefetch = queryset._prefetch_related_lookups
+    if len(rows) < 2 and not select_related and not prefetch:
+        return
+    site, owner = sql_query.__dict__.get(ORIGIN) or (None, None)
+    if site is None and owner is None:
+        owner = owner_on_stack(sys._getframe(1))
+    deferred_names, defer = sql_query.deferred_loading
+    evaluated_at = trigger_site(sys._getframe(1), detection)
+    group = Group(
+        detection,
+        queryset.model,
+        len(rows),
+        site,
+        owner,
+        site_or_none(evaluated_at) if evaluated_at is not None else None,
+        select_related=tuple(_paths(select_related)) if isinstance(select_related, dict) else (),
+        prefetch_related=tuple(_prefetch_paths(prefetch)),
+        deferred=(frozenset(deferred_names), defer) if deferred_names else None,
+    )
+    detection.groups.append(group)
+    root = group.tag()
+    for row in rows:
+        setattr(row._state, TAG, root)
+    if select_related is True:
+        _tag_all_selected(group, rows)
+    elif select_related:
+        _tag_selected(group, rows, select_related)
+    if detection.reads and group.from_project and (group.select_related or prefetch):
+        watch_reads(group)
+
+
+def _tag_selected(group: Group, rows: list[Any], tree: dict[str, Any], prefix: str = "") -> None:
+    """Tag the instances select_related attached, level by level, so that lazy loads and
+    eager reads through them are seen too."""
+    model: type[Model] = type(rows[0])
+    for name, deeper in tree.items():
+        key = cache_key(model, name)
+        related = [
+            value
+            for value in (row._state.fields_cache.get(key) for row in rows)
+            if value is not None
+        ]
+        if related:
+            path = prefix + name + LOOKUP_SEP
+            tag = group.tag(path)
+            for value in related:
+                setattr(value._state, TAG, tag)
+            if deeper:
+                _tag_selected(group, related, deeper, path)
+
+
+def _tag_all_selected(group: Group, rows: list[Any], prefix: str = "", depth: int = 5) -> None:
+    """The same for a bare ``select_related()``, which names nothing: read each row's cache.
+    (Slower than following the tree, so only for that case.)"""
+    if depth == 0:
+        return
+    attached: dict[str, list[Any]] = {}
+    for row in rows:
+        for name, related in row._state.fields_cache.items():
+            if not isinstance(related, Model):
+                continue
+            tag = getattr(related._state, TAG, None)
+            if tag is not None and tag.group is group:
+                continue  # the way back to a row already tagged
+            attached.setdefault(name, []).append(related)
+    for name, related_rows in attached.items():
+        tag = group.tag(prefix + name + LOOKUP_SEP)
+        for related in related_rows:
+            setattr(related._state, TAG, tag)
+        _tag_all_selected(group, related_rows, prefix + name + LOOKUP_SEP, depth - 1)
+
+
+def _paths(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    for name, sub in tree.items():
+        yield prefix + name
+        yield from _paths(sub, prefix + name + LOOKUP_SEP)
+
+
+def _prefetch_paths(lookups: Iterable[Any]) -> Iterable[str]:
+    seen: set[str] = set()
+    for lookup in lookups:
+        full = lookup if isinstance(lookup, str) else lookup.prefetch_to
+        parts = full.split(LOOKUP_SEP)
+        for i in range(1, len(parts) + 1):
+            path = LOOKUP_SEP.join(parts[:i])
+            if path not in seen:
+                seen.add(path)
+                yield path

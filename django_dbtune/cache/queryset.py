@@ -13,6 +13,7 @@ from django.db import connections
 from django.db.models import Manager, Model, QuerySet
 from django.db.models.query import ModelIterable
 
+from django_dbtune import filled_rows
 from django_dbtune.cache.keys import compiled_sql, prefetch_path, queryset_digest
 from django_dbtune.cache.readthrough import as_is, check_timeout, read_through
 from django_dbtune.cache.rows import pack, unpack
@@ -133,6 +134,8 @@ def fill_result_cache(queryset: Any, rows: list[Any], restored: bool = False) ->
     if restored and queryset._known_related_objects:
         _relink(queryset, rows)
     queryset._result_cache = rows
+    # The N+1 detector watches these rows as it watches the rows Django fetches.
+    filled_rows.announce(queryset, rows)
 
 
 def _relink(queryset: Any, rows: list[Any]) -> None:

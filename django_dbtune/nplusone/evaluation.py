@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models.query import ModelIterable, QuerySet
 
 from django_dbtune.nplusone import django52
-from django_dbtune.nplusone.fetch_mode import fill_result_cache
+from django_dbtune.nplusone.fetch_mode import detecting, fill_result_cache
 from django_dbtune.nplusone.per_row import maybe_per_row, owner_tag, per_row
 from django_dbtune.nplusone.state import LAZY, USE, Detection, current, suspended
 from django_dbtune.nplusone.tagging import tag_rows
@@ -78,6 +78,17 @@ def mark_use(queryset: _QuerySet) -> None:
     use = queryset.__dict__.get(USE)
     if use is not None and use[0].live():
         use[0].read(use[1])
+
+
+def watch_filled(queryset: _QuerySet, rows: list[Any]) -> None:
+    """Rows the query cache filled in (announced through :mod:`django_dbtune.filled_rows`):
+    watched exactly like the rows of a queryset Django evaluated."""
+    detection = current.get()
+    if detection is None or detection.busy or suspended():
+        return
+    if rows and issubclass(queryset._iterable_class, ModelIterable):
+        detecting(rows)
+        tag_rows(queryset, rows, detection)
 
 
 def _evaluate(queryset: _QuerySet, detection: Detection) -> None:

@@ -46,6 +46,25 @@ if FETCH_MODES:
         return fetch_modes.FETCH_ONE
 
 
+def detecting(rows: list[Any], depth: int = 5) -> None:
+    """Rows filled by someone else (the query cache) announce their lazy loads like the rows
+    of a queryset evaluated inside the detection: they, and the related objects attached to
+    them, get :data:`DETECTING_FETCH_ONE` where they have Django's ``FETCH_ONE``."""
+    if not FETCH_MODES or depth == 0:
+        return
+    attached: list[Model] = []
+    for row in rows:
+        if not isinstance(row, Model):
+            return
+        if row._state.fetch_mode is fetch_modes.FETCH_ONE:
+            row._state.fetch_mode = DETECTING_FETCH_ONE
+        attached.extend(
+            related for related in row._state.fields_cache.values() if isinstance(related, Model)
+        )
+    if attached:
+        detecting(attached, depth - 1)
+
+
 def fill_result_cache(queryset: Any) -> None:
     """Run the queryset (``QuerySet._fetch_all`` without the prefetch); on 6.1+ its rows
     announce their lazy loads to the detector while it runs, then the mode is Django's."""

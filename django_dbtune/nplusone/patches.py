@@ -23,6 +23,11 @@ Replaced while a detection is open (:data:`PATCHES`):
 - ``Model.refresh_from_db`` → :func:`.django52.refresh_from_db`: deferred field loads
   (Django before 6.1: 5.2 and 6.0; 6.1 announces them through the fetch mode).
 
+Listened to while a detection is open (not a Django object):
+
+- :func:`django_dbtune.filled_rows.announce` → :func:`.evaluation.watch_filled`: rows the
+  query cache filled in are watched like rows Django fetched (all versions).
+
 Touched for a moment, not for the whole detection:
 
 - A relation descriptor on a model class (``Book.author``) → a
@@ -53,6 +58,7 @@ from django.db.models.deletion import Collector
 from django.db.models.manager import BaseManager
 from django.db.models.query import QuerySet
 
+from django_dbtune import filled_rows
 from django_dbtune.nplusone import deletion, django52, evaluation, origin, prefetch, read_watch
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
 from django_dbtune.nplusone.state import TAG
@@ -99,6 +105,7 @@ def install() -> None:
                 patch.had_own = patch.name in vars(patch.owner)
                 patch.saved = vars(patch.owner).get(patch.name)
                 setattr(patch.owner, patch.name, patch.replacement)
+            filled_rows.listen(evaluation.watch_filled)
 
 
 def uninstall() -> None:
@@ -114,6 +121,7 @@ def uninstall() -> None:
                     setattr(patch.owner, patch.name, patch.saved)
                 else:
                     delattr(patch.owner, patch.name)
+            filled_rows.stop_listening(evaluation.watch_filled)
             read_watch.restore_all()
 
 

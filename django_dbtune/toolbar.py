@@ -28,7 +28,7 @@ from django.template.loader import render_to_string
 
 from django_dbtune.advisor.request_reads import no_reads, unindexed_reads
 from django_dbtune.cache import events as cache_events
-from django_dbtune.capture import QueryLog, capture_queries, paused
+from django_dbtune.capture import QueryLog, capture_queries, unrecorded
 from django_dbtune.conf import conf
 from django_dbtune.middleware import NPLUSONE_ATTRIBUTE
 
@@ -192,7 +192,7 @@ class IndexesPanel(_DbtunePanel):
 
     def stats_of(self, request: HttpRequest, response: HttpResponseBase) -> dict[str, Any]:
         # The panel's own queries (EXPLAIN, reading the schema) are not the request's.
-        with paused():
+        with unrecorded():
             return unindexed_reads(self._log) if self._log is not None else no_reads()
 
     def subtitle_of(self, stats: dict[str, Any]) -> str:

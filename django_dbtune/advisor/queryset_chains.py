@@ -18,7 +18,7 @@ from django.apps import apps
 from django.db import models
 
 from django_dbtune.advisor.code_scan import Usage, project_files, resolve_path
-from django_dbtune.capture import relative_path
+from django_dbtune.call_sites import relative_path
 from django_dbtune.lookups import is_lookup, use_of
 
 QUERYSET_METHODS = frozenset(

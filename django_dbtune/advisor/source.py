@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from django.db import models
 
-from django_dbtune.capture import relative_path
+from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import Evidence
 
 

@@ -254,10 +254,10 @@ class Store:
         """The entry once the reader holding its lock stores it under the generations of
         ``snapshot``, or ``MISSING`` after ``seconds``."""
         deadline = time.monotonic() + seconds
-        pause = 0.005
+        backoff = 0.005
         while time.monotonic() < deadline:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 0.05)
             try:
                 stored = self.backend().get(entry)
             except Exception as error:

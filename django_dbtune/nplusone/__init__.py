@@ -13,7 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from django_dbtune.capture import QueryLog, call_site_finder, capture_queries
+from django_dbtune.call_sites import call_site_finder
+from django_dbtune.capture import QueryLog, capture_queries
 from django_dbtune.conf import conf
 from django_dbtune.errors import NPlusOneError
 from django_dbtune.findings import NPlusOneFinding

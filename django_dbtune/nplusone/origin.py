@@ -13,7 +13,7 @@ from django.apps import apps
 from django.db.models import Model
 from django.db.models.manager import BaseManager
 
-from django_dbtune.capture import call_site_finder
+from django_dbtune.call_sites import call_site_finder
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
 from django_dbtune.nplusone.state import LAZY, ORIGIN, OWNER, current

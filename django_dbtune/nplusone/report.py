@@ -10,7 +10,8 @@ from django.apps import apps
 from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
-from django_dbtune.capture import QueryRecord, relative_path
+from django_dbtune.call_sites import relative_path
+from django_dbtune.capture import QueryRecord
 from django_dbtune.findings import NPlusOneFinding
 from django_dbtune.nplusone.state import Detection, Group, Load, Site
 from django_dbtune.sql import lookup

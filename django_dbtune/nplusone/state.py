@@ -17,7 +17,8 @@ from typing import Any, Literal
 from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
-from django_dbtune.capture import CallSiteFinder, QueryLog
+from django_dbtune.call_sites import CallSiteFinder
+from django_dbtune.capture import QueryLog
 
 # Where the detector writes on Django's objects (every one of them is listed in patches.py).
 TAG = "dbtune_tag"

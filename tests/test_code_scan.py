@@ -212,3 +212,32 @@ def test_isnull_is_an_equality_filter(tmp_path, settings):
     assert (finding.kind, finding.fields) == ("composite_candidate", ("built", "row"))
     # isnull=True does not compare built to True: no partial index "built = True".
     assert finding.index.condition is None
+
+
+def test_a_prefix_search_after_equality_columns_declares_an_index_django_accepts(
+    tmp_path, settings
+):
+    """models.Index needs one operator class per field: the static rules and the workload
+    proof share the rule that gives them (pattern ops on each text column)."""
+    from django.db import connection
+
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Shelf
+            Shelf.objects.filter(label="a", code__startswith="b")
+            Shelf.objects.filter(row=1, code__startswith="c")
+        """)
+    )
+    found = findings_of(tmp_path)
+    text = found[("composite_candidate", "testapp.Shelf", ("label", "code"))]
+    number = found[("composite_candidate", "testapp.Shelf", ("row", "code"))]
+    for finding in (text, number):
+        index = finding.index.as_index()  # raises where fields and opclasses disagree
+        assert len(index.opclasses) in (0, len(index.fields))
+    if connection.vendor == "postgresql":
+        assert text.index.opclasses == ("varchar_pattern_ops", "varchar_pattern_ops")
+        # An integer column takes no pattern class: the index serves the equality column,
+        # and the advice says why the prefix column is not served.
+        assert number.index.opclasses == ()
+        assert "row" in number.advice and "pattern" in number.advice

@@ -227,6 +227,21 @@ def partial_index(
     return None
 
 
+def pattern_opclasses(candidate: Candidate) -> tuple[str, ...]:
+    """The operator class of each column of a prefix-search candidate (``LIKE 'abc%'``,
+    its last column); empty when another column is not text. Django declares one class per
+    column, and a text column's pattern class still serves equality."""
+    found = []
+    last = len(candidate.names) - 1
+    for position, name in enumerate(candidate.names):
+        model_field = candidate.model._meta.get_field(name)
+        if position < last and not isinstance(model_field, models.CharField | models.TextField):
+            return ()
+        internal = model_field.get_internal_type()
+        found.append(PATTERN_OPCLASS.get(internal, "varchar_pattern_ops"))
+    return tuple(found)
+
+
 def _finding(
     schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any] | None
 ) -> Finding:
@@ -242,15 +257,22 @@ def _finding(
     opclasses: tuple[str, ...] = ()
     advice = None
     if candidate.pattern:
-        internal = model._meta.get_field(candidate.names[0]).get_internal_type()
-        opclass = PATTERN_OPCLASS.get(internal, "varchar_pattern_ops")
-        if postgres:
-            opclasses = (opclass,)
-        else:
+        opclasses = pattern_opclasses(candidate)
+        if not opclasses:
+            others = ", ".join(candidate.names[:-1])
+            advice = (
+                f"A prefix search (LIKE 'x%') on {candidate.names[-1]} needs a pattern-ops "
+                f"operator class, and Django declares one class per column, which {others} "
+                "(not text) cannot take: this index serves the equality columns only."
+            )
+        elif not postgres:
+            listed = ", ".join(f"'{opclass}'" for opclass in opclasses)
             advice = (
                 "On SQLite, LIKE is case-insensitive and uses no index unless "
-                f"PRAGMA case_sensitive_like is on; on PostgreSQL add opclasses=['{opclass}']."
+                f"PRAGMA case_sensitive_like is on; on PostgreSQL add opclasses=[{listed}]."
             )
+        if not postgres:
+            opclasses = ()
     proposal = ProposedIndex(
         index.fields, index.name, opclasses, condition, condition_lookup=partial
     )

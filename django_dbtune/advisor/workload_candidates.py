@@ -16,15 +16,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.apps import apps
-from django.db.models import CharField, Model, TextField
+from django.db.models import Model
 
 from django_dbtune.advisor.candidates import (
-    PATTERN_OPCLASS,
     Candidate,
     candidates_for,
     has_partial,
     partial_fields,
     partial_index,
+    pattern_opclasses,
 )
 from django_dbtune.advisor.code_scan import Usage
 from django_dbtune.advisor.schema_rules import proposed_index
@@ -74,21 +74,6 @@ class Served:
             include=self.include,
             condition_lookup=condition,
         )
-
-
-def pattern_opclasses(candidate: Candidate) -> tuple[str, ...]:
-    """The operator class of each column of a prefix-search candidate (``LIKE 'abc%'``,
-    its last column); empty when another column is not text. Django declares one class per
-    column, and a text column's pattern class still serves equality."""
-    found = []
-    last = len(candidate.names) - 1
-    for position, name in enumerate(candidate.names):
-        model_field = candidate.model._meta.get_field(name)
-        if position < last and not isinstance(model_field, CharField | TextField):
-            return ()
-        internal = model_field.get_internal_type()
-        found.append(PATTERN_OPCLASS.get(internal, "varchar_pattern_ops"))
-    return tuple(found)
 
 
 def usage_of(shape: Shape, model: type[Model]) -> Usage | None:

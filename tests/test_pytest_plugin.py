@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Each test runs pytest in a subprocess.
+pytestmark = pytest.mark.slow
+
 TESTS = """
 import pytest
 from tests.shop.models import Author, Book

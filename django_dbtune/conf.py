@@ -122,7 +122,8 @@ OPTIONS: dict[str, Option] = {
         False,
         lambda value: isinstance(value, bool),
         "a boolean",
-        "Turn the query cache on. Off (the default), .cached() querysets and @cached "
+        "Turn the query cache on (while ENABLED is on too). Off (the default), .cached() "
+        "querysets and @cached "
         "functions go straight to the database and writes cost nothing extra; on, every "
         "write also retires the cache entries of the tables it wrote.",
     ),

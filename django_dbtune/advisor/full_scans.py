@@ -22,6 +22,7 @@ from django_dbtune.advisor.workload_candidates import (
     usage_of,
 )
 from django_dbtune.findings import Evidence, Finding, ProposedIndex
+from django_dbtune.schema import leads_with
 from django_dbtune.workload import Shape
 
 
@@ -40,11 +41,7 @@ def full_scans(
         if model is None or not own:
             continue  # nothing filtered or sorted that a new index could serve
         found = max(own, key=lambda c: len(c.fields))  # the composite, when there is one
-        longer = [
-            c
-            for c in offered
-            if c.model is model and c.fields[: len(found.fields)] == found.fields
-        ]
+        longer = [c for c in offered if c.model is model and leads_with(c.fields, found.fields)]
         if not longer:
             continue  # an existing index already leads with these columns
         found = max(longer, key=lambda c: len(c.fields))

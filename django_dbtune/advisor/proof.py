@@ -41,7 +41,7 @@ from django_dbtune.advisor.workload_candidates import (
 )
 from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity, python_literal
-from django_dbtune.schema import ModelSchema
+from django_dbtune.schema import ModelSchema, leads_with
 from django_dbtune.workload import Shape
 
 DEFAULT_MIN_REDUCTION = 0.2
@@ -189,8 +189,7 @@ def prove(
             and other.served.model is trial.served.model
             and other.served.candidate.pattern == trial.served.candidate.pattern
             and len(other.served.candidate.fields) > len(trial.served.candidate.fields)
-            and other.served.candidate.fields[: len(trial.served.candidate.fields)]
-            == trial.served.candidate.fields
+            and leads_with(other.served.candidate.fields, trial.served.candidate.fields)
             and set(trial.served.include)
             <= set(other.served.candidate.names) | set(other.served.include)
             and trial.served.condition == other.served.condition

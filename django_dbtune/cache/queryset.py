@@ -102,7 +102,7 @@ def fetch_cached(queryset: Any) -> None:
     then the cache. Leaves it empty when the cache cannot be used, so Django fetches."""
     if not conf.cache_active or queryset.query.select_for_update:
         return  # a locking read must reach the database
-    plan = Plan(queryset, "rows", ())
+    lookup = CacheLookup(queryset, "rows", ())
 
     def fetch() -> list[Any]:
         fill_result_cache(queryset, list(queryset._iterable_class(queryset)))
@@ -112,15 +112,15 @@ def fetch_cached(queryset: Any) -> None:
 
     rows = read_through(
         queryset.db,
-        plan.digest,
-        plan.guess,
-        plan.exact,
-        lambda: plan.reading(fetch),
+        lookup.digest,
+        lookup.guess,
+        lookup.exact,
+        lambda: lookup.reading(fetch),
         queryset._dbtune_timeout,
         queryset._dbtune_lock,
         encode=pack if queryset._iterable_class is ModelIterable else as_is,
         decode=lambda stored: unpack(stored, getattr(queryset, "_fetch_mode", None)),
-        label=plan.label,
+        label=lookup.label,
     )
     if queryset._result_cache is not rows:
         fill_result_cache(queryset, rows, restored=True)
@@ -160,16 +160,16 @@ def cached_value(
     """``count()``, ``exists()`` or ``aggregate()`` of a cached queryset."""
     if not conf.cache_active:
         return compute()
-    plan = Plan(queryset, kind, extra)
+    lookup = CacheLookup(queryset, kind, extra)
     return read_through(
         queryset.db,
-        plan.digest,
-        plan.guess,
-        lambda: plan.exact(like),
-        lambda: plan.reading(compute),
+        lookup.digest,
+        lookup.guess,
+        lambda: lookup.exact(like),
+        lambda: lookup.reading(compute),
         queryset._dbtune_timeout,
         queryset._dbtune_lock,
-        label=plan.label,
+        label=lookup.label,
     )
 
 
@@ -184,7 +184,7 @@ answer."""
 _GUESSES_KEPT = 4096
 
 
-class Plan:
+class CacheLookup:
     """How a cached queryset is looked up: its key, a guess of its tables that needs no
     SQL, and (on a miss) the tables its SQL reads."""
 

@@ -241,3 +241,24 @@ def test_a_prefix_search_after_equality_columns_declares_an_index_django_accepts
         # and the advice says why the prefix column is not served.
         assert number.index.opclasses == ()
         assert "row" in number.advice and "pattern" in number.advice
+
+
+def test_a_partial_prefix_index_declares_a_class_for_each_field_it_keeps(tmp_path, settings):
+    """The constant column moves into the condition: the operator classes follow the fields
+    the index keeps, not the candidate's."""
+    from django.db import connection
+
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Shelf
+            Shelf.objects.filter(kind="staff", label__startswith="a")
+            Shelf.objects.filter(kind="staff", label__startswith="b")
+        """)
+    )
+    (finding,) = findings_of(tmp_path).values()
+    assert finding.index.fields == ("label",)
+    assert finding.index.condition is not None
+    index = finding.index.as_index()  # raised: two classes for one field
+    if connection.vendor == "postgresql":
+        assert tuple(index.opclasses) == ("varchar_pattern_ops",)

@@ -9,6 +9,7 @@ wider index pays is for the planner to judge.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -227,14 +228,15 @@ def partial_index(
     return None
 
 
-def pattern_opclasses(candidate: Candidate) -> tuple[str, ...]:
-    """The operator class of each column of a prefix-search candidate (``LIKE 'abc%'``,
-    its last column); empty when another column is not text. Django declares one class per
-    column, and a text column's pattern class still serves equality."""
+def pattern_opclasses(model: type[models.Model], fields: Sequence[str]) -> tuple[str, ...]:
+    """The operator class of each of the index ``fields`` (as declared: the prefix-searched
+    one last, ``LIKE 'abc%'``); empty when another one is not text. Django declares one
+    class per field, and a text column's pattern class still serves equality."""
     found = []
-    last = len(candidate.names) - 1
-    for position, name in enumerate(candidate.names):
-        model_field = candidate.model._meta.get_field(name)
+    names = [name.lstrip("-") for name in fields]
+    last = len(names) - 1
+    for position, name in enumerate(names):
+        model_field = model._meta.get_field(name)
         if position < last and not isinstance(model_field, models.CharField | models.TextField):
             return ()
         internal = model_field.get_internal_type()
@@ -257,9 +259,9 @@ def _finding(
     opclasses: tuple[str, ...] = ()
     advice = None
     if candidate.pattern:
-        opclasses = pattern_opclasses(candidate)
+        opclasses = pattern_opclasses(model, fields)
         if not opclasses:
-            others = ", ".join(candidate.names[:-1])
+            others = ", ".join(name.lstrip("-") for name in fields[:-1])
             advice = (
                 f"A prefix search (LIKE 'x%') on {candidate.names[-1]} needs a pattern-ops "
                 f"operator class, and Django declares one class per column, which {others} "

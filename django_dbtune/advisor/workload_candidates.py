@@ -69,7 +69,7 @@ class Served:
         return ProposedIndex(
             named.fields,
             named.name,
-            pattern_opclasses(candidate) if candidate.pattern else (),
+            pattern_opclasses(self.model, candidate.fields) if candidate.pattern else (),
             condition=condition_code(*condition) if condition else None,
             include=self.include,
             condition_lookup=condition,
@@ -151,7 +151,7 @@ def workload_candidates(
             if candidate.trigram:
                 outcome.skip("contains/icontains searches (trigram indexes are not tried)")
                 continue
-            if candidate.pattern and not pattern_opclasses(candidate):
+            if candidate.pattern and not pattern_opclasses(candidate.model, candidate.fields):
                 outcome.skip("prefix searches after a column that is not text (no operator class)")
                 continue
             key: tuple[Any, ...]

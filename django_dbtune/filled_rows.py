@@ -35,6 +35,11 @@ def listen(listener: Listener) -> None:
             _listeners = (*_listeners, listener)
 
 
+def listeners() -> tuple[Listener, ...]:
+    """Who listens now (nobody, unless a feature that needs the rows is on)."""
+    return _listeners
+
+
 def stop_listening(listener: Listener) -> None:
     global _listeners
     with _lock:

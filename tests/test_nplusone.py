@@ -19,7 +19,7 @@ from django.db.models.query import QuerySet
 from django.test import AsyncClient, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_dbtune import CaptureError, DbtuneError, NPlusOneError
+from django_dbtune import CaptureError, DbtuneError, NPlusOneError, filled_rows
 from django_dbtune.nplusone import detect, patches, pause
 from django_dbtune.nplusone.read_watch import ReadWatch
 from tests.shop.models import Author, Book, Comment, Profile, Publisher, Tag
@@ -428,6 +428,7 @@ def django_is_untouched():
     for model in apps.get_models():
         watches = [name for name, value in vars(model).items() if isinstance(value, ReadWatch)]
         assert watches == [], model
+    assert filled_rows.listeners() == (), "the detector still listens for cached rows"
     return True
 
 

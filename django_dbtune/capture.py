@@ -251,6 +251,8 @@ def remove_wrapper(connection: BaseDatabaseWrapper, wrapper: Callable[..., Any])
         users[wrapper] = left
         return
     users.pop(wrapper, None)
+    if not users:
+        del connection.__dict__[_WRAPPER_USERS]
     if wrapper in connection.execute_wrappers:
         connection.execute_wrappers.remove(wrapper)
 
@@ -317,6 +319,7 @@ class capture_queries:
         try:
             self._install()
         except BaseException:
+            self._uninstall()  # the connections installed before the one that failed
             self._stop()
             raise
         return self.log
@@ -337,6 +340,7 @@ class capture_queries:
             # connections are not this thread's: install there.
             await sync_to_async(self._install)()
         except BaseException:
+            await sync_to_async(self._uninstall)()
             self._stop()
             raise
         return self.log

@@ -5,6 +5,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import DatabaseError, connection, connections, transaction
 from django.test import AsyncClient, override_settings
+from django.utils.connection import ConnectionDoesNotExist
 
 from django_dbtune import CaptureError
 from django_dbtune.capture import _record, capture_queries
@@ -298,3 +299,14 @@ def test_two_captures_running_side_by_side_in_async_code_each_record_every_query
     assert len(first_log) == 1
     assert len(second_log) == 1, "the second capture kept recording after the first closed"
     assert all(_record not in wrappers for wrappers in wrappers().values())
+
+
+def test_an_unknown_alias_is_an_error_that_leaves_every_connection_as_it_was():
+    before = wrappers()
+    with pytest.raises(ConnectionDoesNotExist), capture_queries(using=["default", "nope"]):
+        pass
+    assert wrappers() == before
+    with capture_queries() as log:
+        pass
+    assert wrappers() == before, "a later capture takes its wrapper out again"
+    assert list(log) == []

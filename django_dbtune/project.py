@@ -1,10 +1,15 @@
-"""Whether a file is the project's own code: the one rule every feature asks.
+"""Whether a file is the project's own code: the two questions every feature asks, each
+answered once.
 
-Call sites (capture), the N+1 detector's choice of the view to fix, the code scan, the app
-labels ``suggest_indexes`` reads by default and the models ``--write`` may edit all ask it. A
-file is the project's when it lies under ``DBTUNE["PROJECT_ROOT"]`` and is not installed code:
-the standard library, anything in a ``site-packages``/``dist-packages`` folder (a virtual
-environment inside the project root included) or a frozen module.
+- :func:`is_installed_file`: installed code (the standard library, anything in a
+  ``site-packages``/``dist-packages`` folder, a virtual environment inside the project root
+  included, or a frozen module) is never the line to change. Call sites (capture, the N+1
+  detector) and the code scan ask only this: a query may come from a script or test outside
+  the project root, and that is still the user's line.
+- :func:`is_project_file`: under ``DBTUNE["PROJECT_ROOT"]`` and not installed. What
+  django-dbtune may point a fix at or edit asks this: the app labels ``suggest_indexes``
+  reads by default, the models ``--write`` may edit, and the view the N+1 detector puts a
+  fix on.
 """
 
 from __future__ import annotations

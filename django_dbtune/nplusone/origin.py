@@ -4,6 +4,7 @@ related manager it is. The fix is written there."""
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import cache
 from types import CodeType, FrameType
@@ -115,4 +116,7 @@ def owner_on_stack(frame: FrameType | None) -> type | None:
 
 def _is_library_class(cls: type) -> bool:
     filename = getattr(sys.modules.get(cls.__module__), "__file__", None)
-    return filename is None or not is_project_file(filename)
+    if filename is None or not is_project_file(filename):
+        return True
+    # A module of DBTUNE["IGNORED_MODULES"] is not where the user wants a fix either.
+    return call_site_finder().is_internal_file(os.path.abspath(filename))

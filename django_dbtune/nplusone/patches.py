@@ -36,6 +36,9 @@ Touched for a moment, not for the whole detection:
 - ``QuerySet._fetch_mode`` of a queryset evaluated inside a detection: ``FETCH_ONE`` →
   :data:`.fetch_mode.DETECTING_FETCH_ONE` while it evaluates, so its rows keep it (Django
   6.1+, Django's own hook; it pickles as ``FETCH_ONE``).
+- ``instance._state.fetch_mode`` of rows the query cache filled in, and of the related
+  objects attached to them: ``FETCH_ONE`` → :data:`.fetch_mode.DETECTING_FETCH_ONE`, as if
+  their queryset had been evaluated inside the detection (Django 6.1+).
 
 Each replacement calls Django's own function, taken when its module is imported (before
 anything is installed), so it never calls itself; :func:`uninstall` puts back exactly what

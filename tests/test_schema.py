@@ -2,7 +2,13 @@ import pytest
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
-from django_dbtune.schema import ModelSchema, actual_indexes, declared_indexes, model_schemas
+from django_dbtune.schema import (
+    IndexInfo,
+    ModelSchema,
+    actual_indexes,
+    declared_indexes,
+    model_schemas,
+)
 
 
 def schemas(read_database=False):
@@ -109,3 +115,25 @@ def test_an_abstract_model_has_no_schema_but_its_children_do():
     labels = {s.label for s in model_schemas(["testapp"], "default", read_database=False)}
     assert "testapp.Stamped" not in labels
     assert "testapp.Note" in labels
+
+
+@pytest.mark.parametrize(
+    ("index_columns", "opclasses", "served"),
+    [
+        (("label", "code"), ("varchar_pattern_ops", "varchar_pattern_ops"), True),
+        # Pattern ops on the equality column only: LIKE on code is not served.
+        (("label", "code"), ("varchar_pattern_ops", "int4_ops"), False),
+        # Leads with label only: says nothing about the prefix search on code.
+        (("label",), ("varchar_pattern_ops",), False),
+        (("label", "code"), (), False),
+    ],
+)
+def test_a_prefix_search_is_served_by_pattern_ops_on_its_own_column(
+    postgres_only, index_columns, opclasses, served
+):
+    from tests.testapp.models import Shelf
+
+    index = IndexInfo("shelf_idx", index_columns, "Meta.indexes", opclasses=opclasses)
+    schema = ModelSchema(Shelf, "default", [index])
+    assert schema.serves(("label", "code"), prefix=True) is served
+    assert schema.serves(("label",), prefix=True) is (opclasses[:1] == ("varchar_pattern_ops",))

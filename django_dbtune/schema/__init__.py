@@ -91,15 +91,16 @@ class ModelSchema:
 
     def serves(self, columns: Sequence[str], *, prefix: bool = False) -> bool:
         """Whether some index, declared or present in the database, leads with ``columns``
-        in this order. ``prefix``: the lookup is a prefix search (``LIKE 'x%'``), which on
-        PostgreSQL only a pattern-ops index (``varchar_pattern_ops``) leading with the
+        in this order. ``prefix``: the last column is prefix-searched (``LIKE 'x%'``), which
+        on PostgreSQL only a pattern-ops operator class (``varchar_pattern_ops``) on that
         column serves under a non-C collation."""
         if prefix and connections[self.database].vendor == "postgresql":
+            searched = len(columns) - 1  # the prefix-searched column comes last
             return any(
-                index.opclasses[:1] != ()
-                and index.opclasses[0].endswith("pattern_ops")
-                and not index.partial
-                and leads_with(index.columns, columns[:1])
+                not index.partial
+                and leads_with(index.columns, columns)
+                and len(index.opclasses) > searched
+                and index.opclasses[searched].endswith("pattern_ops")
                 for index in self.indexes
             )
         return any(index.serves(columns) for index in self.indexes)

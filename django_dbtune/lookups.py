@@ -16,6 +16,9 @@ Django supports:
   them to ``UPPER(col) = UPPER(%s)`` and ``UPPER(col) LIKE UPPER(%s)``, which only an index on
   the expression ``Upper(col)`` serves, so suggesting a plain index for them would be wrong.
   They are recognised (so ``name__iexact`` is read as the field ``name``) but serve nothing.
+  (On SQLite, ``iexact`` is a ``LIKE`` that a plain index serves only under ``NOCASE``; on
+  MariaDB/MySQL, a plain index does serve it under the usual case-insensitive collations.
+  One table for all is the safe side: no suggestion, rather than one that does nothing.)
 """
 
 from __future__ import annotations

@@ -395,14 +395,21 @@ def test_no_stale_read_after_a_commit_under_concurrent_writes_and_reads(shop, po
 # --- Stampede ------------------------------------------------------------------------------
 
 CALLS = []
+EXPECTED_CALLS = [0]
 READERS = 8
 asked = threading.Semaphore(0)
 everyone_asked = threading.Event()
+all_computing = threading.Event()
 
 
 def _count_once_everyone_asked():
     CALLS.append(1)
-    everyone_asked.wait(10)  # every reader misses while this one computes
+    if len(CALLS) == EXPECTED_CALLS[0]:
+        all_computing.set()
+    # No computation ends before every reader asked and every expected computation began:
+    # without the lock, each reader has then missed (none can find a stored result).
+    all_computing.wait(10)
+    everyone_asked.wait(10)
     return Book.objects.count()
 
 
@@ -419,7 +426,9 @@ def slow_count_unlocked():
 @pytest.mark.parametrize(("function", "calls"), [(slow_count, 1), (slow_count_unlocked, 8)])
 def test_cold_readers_compute_once_under_the_lock(shop, function, calls):
     CALLS.clear()
+    EXPECTED_CALLS[0] = calls
     everyone_asked.clear()
+    all_computing.clear()
     results = []
 
     def read():
@@ -434,12 +443,12 @@ def test_cold_readers_compute_once_under_the_lock(shop, function, calls):
             asked.acquire()
         everyone_asked.set()
 
-    threading.Thread(target=count_the_readers).start()
-
+    counter = threading.Thread(target=count_the_readers)
+    counter.start()
     threads = [threading.Thread(target=read) for _ in range(READERS)]
     for thread in threads:
         thread.start()
-    for thread in threads:
+    for thread in [counter, *threads]:
         thread.join()
     assert results == [4] * READERS
     assert len(CALLS) == calls

@@ -22,6 +22,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import Finding, ProposedIndex
 from django_dbtune.project import is_project_file
 from django_dbtune.schema import leads_with
@@ -40,12 +41,8 @@ class PendingWrites:
     """(model label, why nothing was written for it)."""
 
 
-class WriteError(Exception):
+class WriteError(DbtuneError):
     """The fix cannot be written; nothing was changed."""
-
-
-def build_index(model: type[models.Model], proposal: ProposedIndex) -> models.Index:
-    return proposal.as_index()
 
 
 def index_source(proposal: ProposedIndex) -> str:
@@ -203,8 +200,7 @@ def _migration(
     attributes = {
         "dependencies": list(leaves),
         "operations": [
-            operation(model._meta.model_name, build_index(model, proposal))
-            for model, proposal in items
+            operation(model._meta.model_name, proposal.as_index()) for model, proposal in items
         ],
     }
     migration_class = type("Migration", (Migration,), attributes)

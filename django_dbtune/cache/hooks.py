@@ -38,7 +38,7 @@ from django.db.backends.signals import connection_created
 from django.db.models import Model
 from django.db.models.signals import post_migrate, post_save
 
-from django_dbtune.cache.invalidation import invalidate_tables, model_tables
+from django_dbtune.cache.invalidation import forget_databases, invalidate_tables, model_tables
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
 
@@ -170,6 +170,8 @@ def sync() -> None:
 def _dbtune_changed(setting: str, **kwargs: Any) -> None:
     if setting == "DBTUNE":
         sync()
+    elif setting == "DATABASES":
+        forget_databases()
 
 
 def follow_settings() -> None:

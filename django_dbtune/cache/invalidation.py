@@ -38,6 +38,11 @@ def database_group(alias: str) -> str:
     return _same_database(alias)
 
 
+def forget_databases() -> None:
+    """``settings.DATABASES`` changed: which aliases share a database is asked again."""
+    _same_database.cache_clear()
+
+
 @lru_cache(maxsize=64)
 def _same_database(alias: str) -> str:
     """The first alias with the same engine, name, host and port (a replica defined as the

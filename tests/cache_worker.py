@@ -58,6 +58,17 @@ def read(committed: Any) -> tuple[int, bool]:
     return version, version < before
 
 
+MIN_READS = 101
+MIN_WRITES = 11
+LONGEST = 60.0
+
+
+def keep_going(start: float, seconds: float, enough: bool) -> bool:
+    """Go on for ``seconds``, then until ``enough`` work was done, at most ``LONGEST``."""
+    elapsed = time.monotonic() - start
+    return elapsed < seconds or (not enough and elapsed < LONGEST)
+
+
 def work(
     database: str,
     ready: Any,
@@ -68,7 +79,9 @@ def work(
     writes: Any,
     seconds: float,
 ) -> None:
-    """In another process: write (one time in four) and read at random until ``seconds``."""
+    """In another process: write (one time in four) and read at random for ``seconds``, and
+    on until the processes together made ``MIN_READS`` reads and ``MIN_WRITES`` writes (a busy
+    machine is slower, not a reason to test less), at most ``LONGEST`` seconds."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ["DBTUNE_PG_NAME"] = database
     import django
@@ -77,8 +90,8 @@ def work(
     with ready.get_lock():
         ready.value += 1
     go.wait()
-    stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
+    start = time.monotonic()
+    while keep_going(start, seconds, reads.value >= MIN_READS and writes.value >= MIN_WRITES):
         if random.random() < 0.25:
             write(committed)
             with writes.get_lock():

@@ -2,6 +2,7 @@
 
 import asyncio
 import inspect
+import json
 import logging
 import pickle
 import sys
@@ -626,3 +627,62 @@ def test_rest_framework_nested_serializer(shop, client, with_middleware):
     assert finding.fix == (
         'queryset = Book.objects.select_related("author")  # on tests.shop.views.BookViewSet'
     )
+
+
+# --- Nested detections ---------------------------------------------------------------------
+
+
+def test_a_detection_inside_another_gives_both_the_same_right_finding(shop):
+    """NPlusOneMiddleware around a request that dbtune_nplusone, the pytest plugin or a
+    test's detect() also watches: both detections report the relation and its fix."""
+    with detect() as outer, detect() as inner:
+        for book in Book.objects.all()[:10]:
+            book.author.name
+    for report in (inner, outer):
+        finding = only(report)
+        assert finding.relation == "shop.Book.author", report.message()
+        assert finding.fix == '.select_related("author")'
+        assert finding.count == 6
+
+
+def test_a_detection_inside_another_leaves_the_outer_ones_own_findings(shop):
+    with detect() as outer:
+        for book in Book.objects.order_by("id"):
+            book.author.name  # outer only
+        with detect() as inner:
+            for profile in Profile.objects.all():
+                profile.author.name
+    assert sorted(f.relation for f in outer.findings if f.kind == "n_plus_one") == [
+        "shop.Book.author",
+        "shop.Profile.author",
+    ]
+    assert [f.relation for f in inner.findings if f.kind == "n_plus_one"] == [
+        "shop.Profile.author"
+    ]
+
+
+def test_dbtune_nplusone_under_the_middleware_names_the_relation_and_the_fix(
+    shop, with_middleware
+):
+    """The documented development setup (NPlusOneMiddleware) and the command that requests
+    pages in-process: a detection inside a detection."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("dbtune_nplusone", "/shop/books/", "--format", "json", stdout=out)
+    [page] = json.loads(out.getvalue())
+    [finding] = [f for f in page["findings"] if f["kind"] == "n_plus_one"]
+    assert finding["relation"] == "shop.Book.author"
+    assert finding["fix"] == '.select_related("author")'
+    assert finding["call_site"] == "tests/shop/templates/shop/book_list.html:4"
+
+
+def test_detect_around_the_test_client_under_the_middleware(shop, client, with_middleware):
+    with detect() as report:
+        response = client.get("/shop/books/")
+    for found in (report, response.wsgi_request.dbtune_nplusone):
+        finding = only(found)
+        assert finding.relation == "shop.Book.author"
+        assert finding.call_site == "tests/shop/templates/shop/book_list.html:4"

@@ -103,6 +103,9 @@ class detect:
         self._capture: capture_queries | None = None
         self._token: Token[Detection | None] | None = None
         self._report: Report | None = None
+        self._outer: Detection | None = None
+        """The detection this one was opened inside, if any."""
+        self._outer_offset = 0
         self._known: frozenset[str] = frozenset()
 
     def __enter__(self) -> Report:
@@ -162,6 +165,10 @@ class detect:
         patches.install()
         try:
             detection = Detection(log, call_site_finder(), reads=self._unused_eager_loads())
+            # Opened inside another detection (the middleware inside dbtune_nplusone or the
+            # pytest plugin): hand it everything on close (Detection.take_over).
+            self._outer = current.get()
+            self._outer_offset = len(self._outer.log.records) if self._outer is not None else 0
             self._token = current.set(detection)
         except BaseException:
             patches.uninstall()
@@ -171,14 +178,19 @@ class detect:
 
     def _finish(self, clean_exit: bool) -> None:
         assert self._report is not None
+        detection = self._report._detection
         try:
-            self._report._detection.active = False
+            detection.active = False
             if self._token is not None:
                 current.reset(self._token)
-            release_reads(self._report._detection)
+            self._report._close()  # this detection's own findings, before it hands them on
+            outer = self._outer
+            if outer is not None and outer.active:
+                outer.take_over(detection, self._outer_offset)
+            else:
+                release_reads(detection)
         finally:
             patches.uninstall()
-        self._report._close()
         if self.raise_ and clean_exit and self._report.findings:
             raise NPlusOneError(self._report.message())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from django.db.models import Model
@@ -162,6 +162,25 @@ class Detection:
     """Watch which eager loads are read (for unused ``select_related``/``prefetch_related``)."""
     watches: set[Any] = field(default_factory=set)
     """The read watches waiting for this detection's querysets."""
+
+    def take_over(self, inner: Detection, offset: int) -> None:
+        """A detection opened inside this one has closed: what it saw is this one's too.
+
+        While the inner one was open, every load and queryset went to it (it was
+        ``current``); without this the outer one would see only the queries, and read
+        them as hand-written per-row lookups. ``offset`` is where the inner one's capture
+        log starts in this one's (nested captures record each query in every open log).
+        Its querysets stay watched, now for this detection.
+        """
+        self.loads.extend(
+            replace(load, start=load.start + offset, end=load.end + offset) for load in inner.loads
+        )
+        self.quiet.extend((start + offset, end + offset) for start, end in inner.quiet)
+        for group in inner.groups:
+            group.detection = self
+        self.groups.extend(inner.groups)
+        self.watches |= inner.watches
+        inner.watches = set()
 
 
 current: ContextVar[Detection | None] = ContextVar("django_dbtune_nplusone", default=None)

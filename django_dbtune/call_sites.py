@@ -133,7 +133,9 @@ class CallSiteFinder:
 
         A lazy load in ``{{ book.author.name }}`` runs inside the template engine; the
         line worth showing is the template's, not the view's ``render()`` call. None when
-        code under a ``disowned`` folder comes first (a tool's own rendering).
+        code under a ``disowned`` folder is on the stack, before or further out than the
+        project's line (a tool's own rendering: django-debug-toolbar formats the context
+        with ``repr()``, which reaches the project's ``__str__``).
         """
         kinds = self._kinds.get(disowned)
         if kinds is None:
@@ -145,6 +147,8 @@ class CallSiteFinder:
             if kind is None:
                 kind = kinds[filename] = self._kind(filename, disowned)
             if kind == _PROJECT:
+                if disowned and self._tool_further_out(frame.f_back, kinds, disowned):
+                    return None
                 return filename, frame.f_lineno, code.co_name
             if kind == _DISOWNED and code.co_name not in _PASS_THROUGH:
                 return None
@@ -158,11 +162,30 @@ class CallSiteFinder:
                     if library is None:
                         library = self._library_templates[name] = self.is_internal_file(name)
                     if not library:
+                        if disowned and self._tool_further_out(frame.f_back, kinds, disowned):
+                            return None
                         return name, token.lineno, "template"
             elif code is _THREAD_HANDLER:
                 return self._find_awaiting(frame)
             frame = frame.f_back
         return UNKNOWN
+
+    def _tool_further_out(
+        self, frame: FrameType | None, kinds: dict[str, int], disowned: tuple[str, ...]
+    ) -> bool:
+        """Whether a ``disowned`` tool's own code (not a function that only hands the request
+        on) called, further out, the frame the project's line was found in."""
+        while frame is not None:
+            code = frame.f_code
+            kind = kinds.get(code.co_filename)
+            if kind is None:
+                kind = kinds[code.co_filename] = self._kind(code.co_filename, disowned)
+            if kind == _DISOWNED and code.co_name not in _PASS_THROUGH:
+                return True
+            if code is _THREAD_HANDLER:
+                return False  # a worker thread: the frames above are whoever lent it
+            frame = frame.f_back
+        return False
 
     def _kind(self, filename: str, disowned: tuple[str, ...]) -> int:
         if disowned and filename.startswith(disowned):

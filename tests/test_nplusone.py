@@ -686,3 +686,19 @@ def test_detect_around_the_test_client_under_the_middleware(shop, client, with_m
         finding = only(found)
         assert finding.relation == "shop.Book.author"
         assert finding.call_site == "tests/shop/templates/shop/book_list.html:4"
+
+
+def test_the_toolbars_own_rendering_of_project_objects_is_not_the_projects_n_plus_one(shop):
+    """django-debug-toolbar formats template context with repr(), which reaches the project's
+    __str__ (here it reads book.author): the loads are the toolbar's, not the view's."""
+    pytest.importorskip("debug_toolbar")
+    from debug_toolbar.panels.settings import safe_pformat
+
+    with detect() as report:
+        books = list(Book.objects.order_by("id"))
+        safe_pformat(books)
+    assert report.findings == [], report.message()
+    with detect() as report:
+        titles = [str(book) for book in Book.objects.order_by("id")]  # the project's own
+    assert len(titles) == 6
+    assert only(report).relation == "shop.Book.author"

@@ -23,7 +23,7 @@ from django.test.utils import CaptureQueriesContext
 from django_dbtune import CaptureError, DbtuneError, NPlusOneError, filled_rows
 from django_dbtune.nplusone import detect, patches, pause
 from django_dbtune.nplusone.read_watch import ReadWatch
-from tests.shop.models import Author, Book, Comment, Profile, Publisher, Tag
+from tests.shop.models import Author, Book, Comment, Profile, Publisher, Review, Tag
 
 HERE = "tests/test_nplusone.py"
 
@@ -702,3 +702,26 @@ def test_the_toolbars_own_rendering_of_project_objects_is_not_the_projects_n_plu
         titles = [str(book) for book in Book.objects.order_by("id")]  # the project's own
     assert len(titles) == 6
     assert only(report).relation == "shop.Book.author"
+
+
+@pytest.fixture
+def reviews(shop):
+    for book in Book.objects.all():
+        for author in Author.objects.all()[:2]:
+            Review.objects.create(book=book, reviewer=author, text="good")
+
+
+def test_a_prefetch_through_a_default_reverse_accessor_is_seen_read(reviews):
+    """book.review_set: the accessor Django names <model>_set, which _meta.get_field does
+    not know by that name. Read, it is no unused eager load."""
+    with detect() as report:
+        for book in Book.objects.prefetch_related("review_set__reviewer"):
+            [review.reviewer.name for review in book.review_set.all()]
+    assert report.findings == [], report.message()
+
+
+def test_an_unread_prefetch_through_a_default_reverse_accessor_is_unused(reviews):
+    with detect() as report:
+        titles = [book.title for book in Book.objects.prefetch_related("review_set")]
+    assert len(titles) == 6
+    assert [f.kind for f in report.findings] == ["unused_prefetch_related"], report.message()

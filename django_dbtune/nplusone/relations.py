@@ -9,6 +9,19 @@ from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
 
+def relation_field(model: type[Model], name: str) -> Any:
+    """The field or relation a lookup segment names on ``model``, the default reverse
+    accessors included (``review_set``, which ``_meta.get_field`` knows only as ``review``);
+    None when it names neither (a ``to_attr``, a property)."""
+    try:
+        return model._meta.get_field(name)
+    except Exception:
+        for rel in model._meta.related_objects:
+            if rel.get_accessor_name() == name:
+                return rel
+        return None
+
+
 @cache
 def descriptor_at(model: type[Model], path: str) -> tuple[type[Model], str, str] | None:
     """(class defining the descriptor, its attribute name, lookup name) of the last step
@@ -16,9 +29,8 @@ def descriptor_at(model: type[Model], path: str) -> tuple[type[Model], str, str]
     owner: Any = model
     names = path.split(LOOKUP_SEP)
     for i, name in enumerate(names):
-        try:
-            field: Any = owner._meta.get_field(name)
-        except Exception:  # a to_attr prefetch or a name Django resolves itself
+        field = relation_field(owner, name)
+        if field is None:  # a to_attr prefetch or a name Django resolves itself
             return None
         last = i == len(names) - 1
         if last:
@@ -38,11 +50,8 @@ def descriptor_at(model: type[Model], path: str) -> tuple[type[Model], str, str]
 @cache
 def cache_key(model: type[Model], name: str) -> str:
     """The key select_related stores a relation under in ``_state.fields_cache``."""
-    try:
-        field: Any = model._meta.get_field(name)
-    except Exception:
-        return name
-    return str(getattr(field, "cache_name", name))
+    field = relation_field(model, name)
+    return name if field is None else str(getattr(field, "cache_name", name))
 
 
 @cache

@@ -13,6 +13,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django_dbtune.call_sites import relative_path
 from django_dbtune.capture import QueryRecord
 from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.state import Detection, Group, Load, Site
 from django_dbtune.sql import lookup
 
@@ -176,23 +177,13 @@ def _field_at(model: type[Model], path: str) -> object | None:
     """The model field at the end of a lookup path, by query name or accessor name."""
     field = None
     for name in path.split(LOOKUP_SEP):
-        field = _field(model, name)
+        field = relation_field(model, name)
         if field is None:
             return None
         target = getattr(field, "related_model", None)
         if isinstance(target, type):
             model = target
     return field
-
-
-def _field(model: type[Model], name: str) -> object | None:
-    try:
-        return model._meta.get_field(name)
-    except Exception:
-        for rel in model._meta.related_objects:
-            if rel.get_accessor_name() == name:
-                return rel
-        return None
 
 
 # --- Per-row queries written by hand ---------------------------------------------------------
@@ -356,7 +347,7 @@ def _relation_label(model: type[Model], path: str) -> str:
     names = path.split(LOOKUP_SEP)
     owner = model
     for name in names[:-1]:
-        field = _field(owner, name)
+        field = relation_field(owner, name)
         target = getattr(field, "related_model", None)
         if not isinstance(target, type):
             break

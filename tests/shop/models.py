@@ -59,3 +59,11 @@ class Book(models.Model):
 
     def __str__(self):
         return f"{self.title} by {self.author.name}"
+
+
+class Review(models.Model):
+    """Reached from a book through Django's default reverse accessor, ``book.review_set``."""
+
+    book = models.ForeignKey(Book, models.CASCADE)
+    reviewer = models.ForeignKey(Author, models.CASCADE, null=True, related_name="+")
+    text = models.TextField(default="")

@@ -605,18 +605,59 @@ def test_admin_changelist_names_list_select_related(shop, admin_client, with_mid
     response = admin_client.get("/admin/shop/book/")
     assert response.status_code == 200
     found = {f.relation: f for f in response.wsgi_request.dbtune_nplusone.findings}
+    # One attribute for the whole changelist: what list_display shows (setting it replaces
+    # the admin's own joins) and every join a finding lacks.
+    fix = 'list_select_related = ("editor", "author__publisher") on tests.shop.admin.BookAdmin'
     publisher = found.pop("shop.Author.publisher")
-    assert publisher.fix == (
-        'list_select_related = ("author__publisher",) on tests.shop.admin.BookAdmin'
-    )
+    assert publisher.fix == fix
     assert publisher.call_site.startswith("tests/shop/admin.py:")
     assert "replaces the admin's own joins" in publisher.advice
     if django.VERSION < (6, 1):
         # Django 6.1's admin joins nullable foreign keys too; before, it left them lazy.
         editor = found.pop("shop.Book.editor")
-        assert editor.fix == 'list_select_related = ("editor",) on tests.shop.admin.BookAdmin'
+        assert editor.fix == fix
         assert "skips nullable ones" in editor.advice
     assert found == {}
+
+
+def test_the_admin_fix_applied_as_written_ends_the_growth(shop, admin_client, with_middleware):
+    """Pasted as written, list_select_related keeps the admin's own join of author, which a
+    one-item ("editor",) or ("author__publisher",) dropped."""
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.shop.admin import BookAdmin
+
+    Book.objects.update(editor=Author.objects.first())
+    response = admin_client.get("/admin/shop/book/")
+    fix = response.wsgi_request.dbtune_nplusone.findings[0].fix
+    names = fix.split("(", 1)[1].split(")", 1)[0]
+    applied = tuple(name.strip().strip('"') for name in names.split(",") if name.strip())
+    original = BookAdmin.list_select_related
+    BookAdmin.list_select_related = applied
+    try:
+        with CaptureQueriesContext(connection) as before_more_rows:
+            fixed = admin_client.get("/admin/shop/book/")
+        assert fixed.wsgi_request.dbtune_nplusone.findings == []
+        author = Author.objects.create(name="new", publisher=Publisher.objects.first())
+        for i in range(4):
+            Book.objects.create(title=f"more {i}", author=author, editor=author)
+        with CaptureQueriesContext(connection) as after_more_rows:
+            admin_client.get("/admin/shop/book/")
+    finally:
+        BookAdmin.list_select_related = original
+    assert len(after_more_rows) == len(before_more_rows)
+
+
+def test_a_model_admin_with_its_own_get_queryset_gets_a_fix_inside_it(
+    shop, admin_client, with_middleware
+):
+    response = admin_client.get("/admin/shop/tag/")
+    assert response.status_code == 200
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Tag.books"
+    assert finding.fix == (
+        '.prefetch_related("books") on the queryset tests.shop.admin.TagAdmin.get_queryset returns'
+    )
 
 
 def test_rest_framework_nested_serializer(shop, client, with_middleware):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -15,6 +16,7 @@ from django_dbtune.capture import QueryRecord
 from django_dbtune.findings import NPlusOneFinding
 from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.state import Detection, Group, Load, Site
+from django_dbtune.project import is_project_file
 from django_dbtune.sql import lookup
 
 
@@ -47,15 +49,21 @@ def _lazy_loads(detection: Detection, threshold: int, url: str | None) -> list[N
             continue  # Django's own code, all the way: nothing in the project to change
         path = load.tag.prefix + load.name
         grouped[(load.kind, load.model, path, load.site, group.site or group.owner)].append(load)
+    repeated = [loads for loads in grouped.values() if len(loads) >= threshold]
+    # Every join one queryset lacks, so that a fix placed in one attribute (an admin's
+    # list_select_related) names them all: applied one by one, one-item fixes undo each other.
+    joins: dict[int, list[str]] = defaultdict(list)
+    for loads in repeated:
+        first = loads[0]
+        if first.kind in ("forward", "reverse_one") and not first.tag.many:
+            joins[id(first.tag.group)].append(first.tag.prefix + first.name)
     found = []
-    for loads in grouped.values():
-        if len(loads) < threshold:
-            continue
+    for loads in repeated:
         first = loads[0]
         group = first.tag.group
         path = first.tag.prefix + first.name
         records = detection.log.records
-        fix, advice = _fix(first, path, group)
+        fix, advice = _fix(first, path, group, joins.get(id(group), [path]))
         found.append(
             NPlusOneFinding(
                 kind="n_plus_one",
@@ -75,7 +83,7 @@ def _lazy_loads(detection: Detection, threshold: int, url: str | None) -> list[N
     return found
 
 
-def _fix(load: Load, path: str, group: Group) -> tuple[str, str | None]:
+def _fix(load: Load, path: str, group: Group, joins: list[str]) -> tuple[str, str | None]:
     """The change as code, and a note when the code alone does not say enough."""
     many = load.tag.many
     name = load.name
@@ -111,26 +119,70 @@ def _fix(load: Load, path: str, group: Group) -> tuple[str, str | None]:
         code = f'.prefetch_related("{path}")'
         if load.kind == "prefetch":
             advice = "Instead of prefetch_related_objects() once per row."
-    return _placed(code, group, path, advice)
+    return _placed(code, group, path, advice, joins)
 
 
-def _placed(code: str, group: Group, path: str, advice: str | None) -> tuple[str, str | None]:
+def _placed(
+    code: str, group: Group, path: str, advice: str | None, joins: list[str]
+) -> tuple[str, str | None]:
     """Where the fix goes when Django, not the project, builds the queryset."""
     owner = group.owner
     if owner is None or not code.startswith("."):
         return code, advice
     model = group.model.__name__
-    if _is_model_admin(owner):
-        if code.startswith(".select_related("):
-            names = code[len(".select_related(") : -1]
-            note = _nullable_note(group.model, path)
-            return f"list_select_related = ({names},) on {_qualname(owner)}", _join(advice, note)
+    admin = _is_model_admin(owner)
+    if admin and code.startswith(".select_related("):
+        names = [f'"{name}"' for name in _admin_joins(owner, group.model, joins)]
+        listed = f"{names[0]}," if len(names) == 1 else ", ".join(names)
+        note = _nullable_note(group.model, path)
+        return f"list_select_related = ({listed}) on {_qualname(owner)}", _join(advice, note)
+    overridden = _own_get_queryset(owner)
+    if overridden is not None:
+        # Replacing the project's own get_queryset would drop what it does.
+        return f"{code} on the queryset {_qualname(overridden)}.get_queryset returns", advice
+    if admin:
         return (
             f"def get_queryset(self, request): return "
             f"super().get_queryset(request){code}  # on {_qualname(owner)}",
             advice,
         )
     return f"queryset = {model}.objects{code}  # on {_qualname(owner)}", advice
+
+
+def _own_get_queryset(owner: type) -> type | None:
+    """The project class, ``owner`` or a base of it, whose own ``get_queryset`` Django
+    calls, if any (not Django's, nor an installed library's)."""
+    for cls in owner.__mro__:
+        if "get_queryset" in vars(cls):
+            module = sys.modules.get(cls.__module__)
+            filename = getattr(module, "__file__", None)
+            return cls if filename is not None and is_project_file(filename) else None
+    return None
+
+
+def _admin_joins(owner: type, model: type[Model], joins: list[str]) -> list[str]:
+    """``list_select_related`` as it must read to keep what the changelist joins now and
+    add ``joins``: setting it replaces the admin's own choice (``select_related()`` when
+    ``list_display`` shows a relation), so the relations it shows are listed too."""
+    current = getattr(owner, "list_select_related", False)
+    names: list[str] = []
+    if isinstance(current, list | tuple):
+        names.extend(current)
+    else:
+        for name in getattr(owner, "list_display", ()):
+            field = relation_field(model, name) if isinstance(name, str) else None
+            if field is not None and getattr(field, "concrete", False) and field.is_relation:
+                names.append(name)
+        if current is True:
+            names.extend(
+                f.name
+                for f in model._meta.concrete_fields
+                if f.is_relation and not f.null and f.name not in names
+            )
+    names.extend(joins)
+    unique = list(dict.fromkeys(names))
+    # "author" is joined by "author__publisher" already.
+    return [n for n in unique if not any(o.startswith(n + LOOKUP_SEP) for o in unique)]
 
 
 def _is_model_admin(cls: type) -> bool:

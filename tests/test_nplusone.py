@@ -766,3 +766,15 @@ def test_an_unread_prefetch_through_a_default_reverse_accessor_is_unused(reviews
         titles = [book.title for book in Book.objects.prefetch_related("review_set")]
     assert len(titles) == 6
     assert [f.kind for f in report.findings] == ["unused_prefetch_related"], report.message()
+
+
+def test_an_unused_eager_load_is_never_called_safe_to_remove_as_a_fact(shop):
+    """Nothing read the join on this run; other rows may (a __str__ that falls back to the
+    relation when a field is empty): until a run without it proves otherwise, say so."""
+    with detect() as report:
+        titles = [book.title for book in Book.objects.select_related("author")]
+    assert len(titles) == 6
+    (finding,) = report.findings
+    assert finding.kind == "unused_select_related"
+    assert "Unproven" in finding.advice and "other data" in finding.advice
+    assert "Unproven" in finding.message

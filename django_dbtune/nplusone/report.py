@@ -352,6 +352,13 @@ def _tables() -> dict[str, type[Model]]:
     return {model._meta.db_table: model for model in apps.get_models()}
 
 
+UNUSED_ADVICE = (
+    "Its rows were loaded but nothing read them on this run. Unproven: remove it only if no "
+    "other data reads it (a __str__ or template branch that reads the relation for some "
+    "rows would then run one query per row)."
+)
+
+
 def _unused_eager_loads(detection: Detection, url: str | None) -> list[NPlusOneFinding]:
     found: dict[tuple[str, str, str | None], NPlusOneFinding] = {}
     for group in detection.groups:
@@ -379,7 +386,7 @@ def _unused_eager_loads(detection: Detection, url: str | None) -> list[NPlusOneF
                     fix=f'remove "{path}" from .{method}(...)',
                     model=group.model._meta.label,
                     path=path,
-                    advice="Its rows were loaded but nothing read them.",
+                    advice=UNUSED_ADVICE,
                     url=url,
                 )
     return list(found.values())

@@ -96,6 +96,21 @@ def test_an_allowed_status_is_shown_and_accepted():
 
 
 @pytest.mark.django_db
+def test_the_admin_login_page_is_recognised_by_its_next_parameter(django_user_model):
+    with pytest.raises(CommandError) as caught:
+        run("/admin/auth/user/")
+    assert "302 to /admin/login/?next=/admin/auth/user/: log in with --user" in str(caught.value)
+    django_user_model.objects.create(username="clerk")  # not staff
+    with pytest.raises(CommandError) as caught:
+        run("/admin/auth/user/", "--user", "clerk")
+    assert "302 to /admin/login/?next=/admin/auth/user/: the user 'clerk' may not see it" in str(
+        caught.value
+    )
+    django_user_model.objects.create(username="boss", is_staff=True, is_superuser=True)
+    assert "GET /admin/auth/user/  ->  200" in run("/admin/auth/user/", "--user", "boss")
+
+
+@pytest.mark.django_db
 @pytest.mark.usefixtures("businesses")
 def test_the_login_page_exists():
     from django.test import Client

@@ -6,9 +6,10 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import REDIRECT_FIELD_NAME, get_user_model
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 from django.http import HttpResponseBase
@@ -134,8 +135,7 @@ def refused(pages: Sequence[Page], allowed: Sequence[int], user: str | None) -> 
         return None
     return "\n".join(
         [
-            "These pages did not answer 2xx, so they were not checked "
-            "(--allow-status STATUS accepts a status):",
+            "These pages did not answer 2xx (--allow-status STATUS accepts a status):",
             *lines,
         ]
     )
@@ -143,8 +143,12 @@ def refused(pages: Sequence[Page], allowed: Sequence[int], user: str | None) -> 
 
 def explain(page: Page, user: str | None) -> str:
     """The page's answer, and what to do when it sent the request to the login page."""
-    login = str(resolve_url(settings.LOGIN_URL)).split("?")[0]
-    if page.location is None or page.location.split("?")[0] != login:
+    if page.location is None:
+        return page.answer
+    # LOGIN_URL, or any page given the ?next= back (the admin's own login page does that).
+    path, _, query = page.location.partition("?")
+    to_login = path == str(resolve_url(settings.LOGIN_URL)).split("?")[0]
+    if not to_login and REDIRECT_FIELD_NAME not in parse_qs(query):
         return page.answer
     if user is None:
         return f"{page.answer}: log in with --user"

@@ -46,8 +46,34 @@ def test_json_output_is_machine_readable():
 
 @pytest.mark.django_db
 def test_an_error_page_is_reported_and_fails_the_command():
-    with pytest.raises(CommandError, match="error status: /no/such/page/"):
+    with pytest.raises(CommandError, match="/no/such/page/: 404"):
         run("/no/such/page/")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
+def test_a_login_protected_page_fails_unless_logged_in_or_allowed():
+    with pytest.raises(CommandError) as caught:
+        run("/my/businesses/")
+    assert caught.value.returncode == 1
+    assert (
+        "/my/businesses/: 302 to /accounts/login/?next=/my/businesses/: log in with --user"
+        in str(caught.value)
+    )
+    text = run("/my/businesses/", "--user", "owner")
+    assert "GET /my/businesses/  ->  200" in text
+    assert "6x" in text and "from tests/views.py:" in text
+    (page,) = json.loads(run("/my/businesses/", "--allow-status", "302", "--format", "json"))
+    assert page["status"] == 302
+    assert page["location"] == "/accounts/login/?next=/my/businesses/"
+
+
+@pytest.mark.django_db
+def test_an_unknown_user_is_a_clear_error_and_records_nothing(tmp_path):
+    record = tmp_path / "workload.jsonl"
+    with pytest.raises(CommandError, match="no user whose username is 'ghost'"):
+        run("/my/businesses/", "--user", "ghost", "--record", str(record))
+    assert not record.exists()
 
 
 def test_a_url_that_is_not_a_path_is_refused():

@@ -1,7 +1,9 @@
 import json
+import os
 import subprocess
 import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -48,6 +50,115 @@ def test_bad_input_is_a_clear_error():
         run("publisher/businesses/")
     with pytest.raises(CommandError, match="--threshold must be 2 or more"):
         run("/", "--threshold", "1")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
+def test_a_login_protected_page_is_no_all_clear():
+    with pytest.raises(CommandError) as caught:
+        run("/my/businesses/", "--check")
+    assert caught.value.returncode == 1
+    assert (
+        "/my/businesses/: 302 to /accounts/login/?next=/my/businesses/: log in with --user"
+        in str(caught.value)
+    )
+    # Without --check too: the page was not checked at all, as with an error status.
+    with pytest.raises(CommandError, match="did not answer 2xx"):
+        run("/my/businesses/")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
+def test_with_user_the_page_is_checked_as_that_user_sees_it():
+    text = run("/my/businesses/", "--user", "owner")
+    assert "GET /my/businesses/  ->  200, 1 finding(s)" in text
+    assert "N+1 on publisher.Business.social_accounts: 6 extra queries" in text
+    assert "triggered at tests/views.py:" in text
+    with pytest.raises(CommandError, match="N\\+1 queries"):
+        run("/my/businesses/", "--user", "owner", "--check")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
+def test_an_allowed_status_is_shown_and_accepted():
+    text = run("/my/businesses/", "--allow-status", "302", "--check")
+    assert (
+        "GET /my/businesses/  ->  302 to /accounts/login/?next=/my/businesses/, 0 finding(s)"
+        in text
+    )
+    (page,) = json.loads(run("/my/businesses/", "--allow-status", "302", "--format", "json"))
+    assert page["status"] == 302
+    assert page["location"] == "/accounts/login/?next=/my/businesses/"
+    assert page["findings"] == []
+    with pytest.raises(CommandError, match="/no/such/page/: 404"):
+        run("/my/businesses/", "/no/such/page/", "--allow-status", "302")
+    run("/no/such/page/", "--allow-status", "302", "404")
+
+
+@pytest.mark.django_db
+def test_the_admin_login_page_is_recognised_by_its_next_parameter(django_user_model):
+    with pytest.raises(CommandError) as caught:
+        run("/admin/auth/user/")
+    assert "302 to /admin/login/?next=/admin/auth/user/: log in with --user" in str(caught.value)
+    django_user_model.objects.create(username="clerk")  # not staff
+    with pytest.raises(CommandError) as caught:
+        run("/admin/auth/user/", "--user", "clerk")
+    assert "302 to /admin/login/?next=/admin/auth/user/: the user 'clerk' may not see it" in str(
+        caught.value
+    )
+    django_user_model.objects.create(username="boss", is_staff=True, is_superuser=True)
+    assert "GET /admin/auth/user/  ->  200" in run("/admin/auth/user/", "--user", "boss")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
+def test_the_login_page_exists():
+    from django.test import Client
+
+    assert Client().get("/accounts/login/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_an_unknown_user_or_status_is_a_clear_error():
+    with pytest.raises(CommandError) as caught:
+        run("/my/businesses/", "--user", "ghost")
+    assert str(caught.value) == (
+        "--user: there is no user whose username is 'ghost' "
+        "(auth.User.USERNAME_FIELD is 'username')."
+    )
+    assert caught.value.returncode == 1
+    with pytest.raises(CommandError, match="'abc' is not an HTTP status"):
+        run("/", "--allow-status", "abc")
+    with pytest.raises(CommandError, match="'42' is not an HTTP status"):
+        run("/", "--allow-status", "42")
+
+
+@pytest.mark.slow
+def test_command_line_exit_status_of_a_login_protected_page(tmp_path):
+    # A database of its own: the page redirects before any query, but nothing may touch
+    # the test databases from a second process.
+    (tmp_path / "pages_settings.py").write_text(
+        "from tests.settings import *\n"
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3',"
+        f" 'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}}\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "example_project/manage.py", "dbtune_nplusone", "/my/businesses/"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+            "DJANGO_SETTINGS_MODULE": "pages_settings",
+        },
+    )
+    assert result.returncode == 1, result.stderr
+    assert "302 to /accounts/login/?next=/my/businesses/: log in with --user" in result.stderr
+    assert "GET /my/businesses/  ->  302" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

@@ -79,3 +79,45 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, options, messag
 def test_a_missing_output_folder_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError, match="does not exist"):
         call_command("dbtune_report", "--output", str(tmp_path / "no" / "report.html"))
+
+
+def test_a_page_that_did_not_answer_2xx_is_shown_with_its_status(tmp_path):
+    with pytest.raises(CommandError) as caught:
+        report(tmp_path, "--url", "/no/such/page/")
+    assert "/no/such/page/: 404" in str(caught.value)
+    html = (tmp_path / "report.html").read_text()  # written all the same
+    assert "GET /no/such/page/ answered 404" in html
+    assert "No N+1 queries" not in html
+
+
+def test_a_login_protected_page_needs_the_user_or_its_status_allowed(tmp_path):
+    from django.contrib.auth import get_user_model
+
+    from publisher.models import Business, SocialAccount
+
+    owner = get_user_model().objects.create(username="owner")
+    for i in range(3):
+        business = Business.objects.create(
+            owner=owner, name=f"B{i}", slug=f"b{i}", created_at="2026-01-01T00:00Z"
+        )
+        SocialAccount.objects.create(
+            business=business, platform="x", handle=f"b{i}", connected_at="2026-01-01T00:00Z"
+        )
+    html = report(tmp_path, "--url", "/my/businesses/", "--allow-status", "302").read_text()
+    assert (
+        "GET /my/businesses/ answered 302 to /accounts/login/?next=/my/businesses/: "
+        "log in with --user" in html
+    )
+    assert "No N+1 queries" not in html
+    html = report(tmp_path, "--url", "/my/businesses/", "--user", "owner").read_text()
+    assert "N+1 on publisher.Business.social_accounts" in html
+    assert "answered 302" not in html
+
+
+def test_an_unknown_user_is_a_clear_error_and_writes_nothing(tmp_path):
+    existing = tmp_path / "report.html"
+    existing.write_text("an earlier report")
+    with pytest.raises(CommandError, match="no user whose username is 'ghost'"):
+        report(tmp_path, "--url", "/my/businesses/", "--user", "ghost")
+    assert existing.read_text() == "an earlier report"
+    assert list(tmp_path.iterdir()) == [existing]

@@ -1,3 +1,5 @@
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
@@ -10,6 +12,9 @@ router.register("shop/api/books", shop.BookViewSet)
 urlpatterns = [
     path("async/tags/", views.async_tags),
     path("sync/tags/", views.sync_tags),
+    path("my/businesses/", login_required(views.my_businesses)),
+    # settings.LOGIN_URL (the default), where login_required sends anonymous users.
+    path("accounts/login/", LoginView.as_view(template_name="admin/login.html")),
     path("shop/books/", shop.book_list),
     path("shop/books/fixed/", shop.fixed_book_list),
     path("shop/books/async/", shop.async_book_titles),

@@ -2,7 +2,7 @@
 
 from django.http import HttpRequest, JsonResponse
 
-from publisher.models import Tag
+from publisher.models import Business, Tag
 
 
 async def async_tags(request: HttpRequest) -> JsonResponse:
@@ -13,3 +13,10 @@ async def async_tags(request: HttpRequest) -> JsonResponse:
 
 def sync_tags(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"names": [tag.name for tag in Tag.objects.order_by("name")]})
+
+
+def my_businesses(request: HttpRequest) -> JsonResponse:
+    # N+1 (reverse foreign key), behind login_required (in tests/urls.py) as real list
+    # pages are.
+    businesses = Business.objects.order_by("slug")
+    return JsonResponse({b.slug: [a.handle for a in b.social_accounts.all()] for b in businesses})

@@ -2,16 +2,69 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
 from django.conf import settings
+from django.contrib.auth import REDIRECT_FIELD_NAME, get_user_model
 from django.core.management.base import CommandError, CommandParser
+from django.db import DatabaseError
+from django.http import HttpResponseBase
+from django.shortcuts import resolve_url
 from django.test import Client
 
 from django_dbtune.findings import NPlusOneFinding
 
 
-def client() -> Client:
-    """A test client that sends a host name the site accepts (no DisallowedHost)."""
-    return Client(HTTP_HOST=_request_host(), raise_request_exception=False)
+@dataclass(frozen=True)
+class Page:
+    """How one requested page answered."""
+
+    url: str
+    status: int
+    location: str | None = None
+    """Where a 3xx answer redirects to."""
+    findings: list[NPlusOneFinding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def answer(self) -> str:
+        """The status as people read it: ``200``, ``302 to /accounts/login/?next=/books/``."""
+        return f"{self.status} to {self.location}" if self.location else str(self.status)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "status": self.status, "location": self.location}
+
+
+def client(user: str | None = None) -> Client:
+    """A test client that sends a host name the site accepts (no DisallowedHost), logged in
+    as ``user`` (a value of the user model's ``USERNAME_FIELD``) when one is given."""
+    browser = Client(HTTP_HOST=_request_host(), raise_request_exception=False)
+    if user is not None:
+        browser.force_login(find_user(user))
+    return browser
+
+
+def find_user(username: str) -> Any:
+    """The user whose ``USERNAME_FIELD`` is ``username``, or a CommandError naming both."""
+    model = get_user_model()
+    name_field = model.USERNAME_FIELD
+    try:
+        return model._default_manager.get(**{name_field: username})
+    except model.DoesNotExist:
+        raise CommandError(
+            f"--user: there is no user whose {name_field} is {username!r} "
+            f"({model._meta.label}.USERNAME_FIELD is {name_field!r})."
+        ) from None
+    except DatabaseError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else error
+        raise CommandError(f"--user: cannot read the users: {first_line}") from None
 
 
 def add_page_arguments(parser: CommandParser) -> None:
@@ -20,6 +73,36 @@ def add_page_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="Output format."
     )
+    add_visit_arguments(parser)
+
+
+def add_visit_arguments(parser: CommandParser) -> None:
+    """Who requests the pages, and which answers other than 2xx are accepted."""
+    parser.add_argument(
+        "--user",
+        metavar="USERNAME",
+        help="Request the pages logged in as this user (the value of the user model's "
+        "USERNAME_FIELD), as a login-protected page needs.",
+    )
+    parser.add_argument(
+        "--allow-status",
+        nargs="+",
+        type=_status,
+        default=[],
+        metavar="STATUS",
+        help="HTTP statuses other than 2xx to accept, such as 302 404. Any other page that "
+        "does not answer 2xx fails the command, as it was not really checked.",
+    )
+
+
+def _status(value: str) -> int:
+    try:
+        status = int(value)
+    except ValueError:
+        status = 0
+    if not 100 <= status <= 599:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an HTTP status (100 to 599)")
+    return status
 
 
 def check_paths(urls: list[str]) -> None:
@@ -35,16 +118,53 @@ def _request_host() -> str:
     return "localhost"
 
 
+def answered(url: str, response: HttpResponseBase, **extra: Any) -> Page:
+    location = response.get("Location") if 300 <= response.status_code < 400 else None
+    return Page(url, response.status_code, location, **extra)
+
+
+def refused(pages: Sequence[Page], allowed: Sequence[int], user: str | None) -> str | None:
+    """Why the run is no all-clear: each page that answered neither 2xx nor an allowed
+    status, with a hint; None when every page did."""
+    lines = [
+        f"  {page.url}: {explain(page, user)}"
+        for page in pages
+        if not page.ok and page.status not in allowed
+    ]
+    if not lines:
+        return None
+    return "\n".join(
+        [
+            "These pages did not answer 2xx (--allow-status STATUS accepts a status):",
+            *lines,
+        ]
+    )
+
+
+def explain(page: Page, user: str | None) -> str:
+    """The page's answer, and what to do when it sent the request to the login page."""
+    if page.location is None:
+        return page.answer
+    # LOGIN_URL, or any page given the ?next= back (the admin's own login page does that).
+    path, _, query = page.location.partition("?")
+    to_login = path == str(resolve_url(settings.LOGIN_URL)).split("?")[0]
+    if not to_login and REDIRECT_FIELD_NAME not in parse_qs(query):
+        return page.answer
+    if user is None:
+        return f"{page.answer}: log in with --user"
+    return f"{page.answer}: the user {user!r} may not see it"
+
+
 def nplusone_pages(
-    urls: list[str], threshold: int | None = None
-) -> list[tuple[str, int, list[NPlusOneFinding]]]:
-    """Each page requested in-process: (url, status, its N+1 findings)."""
+    urls: list[str], threshold: int | None = None, user: str | None = None
+) -> list[Page]:
+    """Each page requested in-process, with its N+1 findings."""
     from django_dbtune.nplusone import detect
 
-    browser = client()
+    browser = client(user)
     pages = []
     for url in urls:
         with detect(threshold=threshold, url=url) as report:
             response = browser.get(url)
-        pages.append((url, response.status_code, report.findings))
+        pages.append(answered(url, response, findings=report.findings))
     return pages

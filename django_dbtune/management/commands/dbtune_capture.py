@@ -10,14 +10,23 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtune import workload
 from django_dbtune.capture import QueryLog, capture_queries
-from django_dbtune.management.pages import add_page_arguments, check_paths, client
+from django_dbtune.management.pages import (
+    Page,
+    add_page_arguments,
+    answered,
+    check_paths,
+    client,
+    refused,
+)
 
 
 class Command(BaseCommand):
     help = (
         "Request each URL in-process (as the test client does, through every middleware) "
         "and report the queries it ran, grouped by shape, the most repeated first, with "
-        "the line of your code that ran them. A shape repeated once per row is an N+1."
+        "the line of your code that ran them. A shape repeated once per row is an N+1. A "
+        "page that answers other than 2xx (a redirect to the login page, an error) makes "
+        "the command exit with status 1 unless --allow-status accepts that status."
     )
     requires_system_checks = "__all__"
 
@@ -41,14 +50,14 @@ class Command(BaseCommand):
         if options["top"] < 1:
             raise CommandError("--top must be at least 1.")
         check_paths(options["urls"])
-        browser = client()
+        browser = client(options["user"])
         recorder = workload.Recorder(options["record"]) if options["record"] else None
         pages = []
         for url in options["urls"]:
             watching = recorder.watching() if recorder is not None else nullcontext()
             with capture_queries() as log, watching:
                 response = browser.get(url)
-            pages.append((url, response.status_code, log))
+            pages.append((answered(url, response), log))
             if recorder is not None:
                 recorder.add(log)
         if recorder is not None:
@@ -62,12 +71,14 @@ class Command(BaseCommand):
         else:
             for page in pages:
                 self._write_text(*page, top=options["top"])
-        failed = [url for url, status, _ in pages if status >= 400]
-        if failed:
-            raise CommandError("These pages answered with an error status: " + ", ".join(failed))
+        problem = refused([page for page, _ in pages], options["allow_status"], options["user"])
+        if problem:
+            raise CommandError(problem)
 
-    def _write_text(self, url: str, status: int, log: QueryLog, top: int) -> None:
-        heading = f"GET {url}  ->  {status}, {len(log)} queries, {log.duration * 1000:.1f} ms"
+    def _write_text(self, page: Page, log: QueryLog, top: int) -> None:
+        heading = (
+            f"GET {page.url}  ->  {page.answer}, {len(log)} queries, {log.duration * 1000:.1f} ms"
+        )
         self.stdout.write(self.style.MIGRATE_HEADING(heading))
         shapes = log.shapes()
         for group in shapes[:top]:
@@ -80,10 +91,9 @@ class Command(BaseCommand):
         self.stdout.write("")
 
 
-def _page_json(url: str, status: int, log: QueryLog) -> dict[str, Any]:
+def _page_json(page: Page, log: QueryLog) -> dict[str, Any]:
     return {
-        "url": url,
-        "status": status,
+        **page.as_dict(),
         "queries": len(log),
         "duration_ms": round(log.duration * 1000, 3),
         "shapes": [group.as_dict() for group in log.shapes()],

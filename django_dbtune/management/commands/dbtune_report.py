@@ -20,7 +20,15 @@ from django_dbtune.advisor.health import health, human_size
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
-from django_dbtune.management.pages import check_paths, nplusone_pages
+from django_dbtune.management.pages import (
+    Page,
+    add_visit_arguments,
+    check_paths,
+    explain,
+    find_user,
+    nplusone_pages,
+    refused,
+)
 from django_dbtune.schema import model_schemas
 
 CHART_WIDTH = 560
@@ -33,7 +41,9 @@ class Command(BaseCommand):
         "findings, readable without a terminal: the index findings with their evidence (from "
         "the code, or proven from a recorded --workload), the N+1 findings of --url pages or "
         "of a dbtune_nplusone --format json file, the index health report, and a chart of "
-        "query time per shape before and after when a --benchmark file is given."
+        "query time per shape before and after when a --benchmark file is given. A --url page "
+        "that answers other than 2xx is shown with its status; the report is still written, "
+        "then the command exits with status 1 unless --allow-status accepts that status."
     )
     requires_system_checks = "__all__"
 
@@ -54,6 +64,7 @@ class Command(BaseCommand):
             help="A page of the site to request in-process and check for N+1 queries "
             "(repeat it for more pages).",
         )
+        add_visit_arguments(parser)
         parser.add_argument(
             "--nplusone",
             metavar="PATH",
@@ -76,6 +87,8 @@ class Command(BaseCommand):
                 f"Cannot write {output}: the folder {output.parent} does not exist."
             )
         check_paths(options["url"])
+        if options["user"] is not None:
+            find_user(options["user"])  # an unknown user is an error before anything is written
         context = {
             "project": conf.PROJECT_ROOT.name,
             "database": database,
@@ -85,7 +98,8 @@ class Command(BaseCommand):
         }
         try:
             context.update(self._indexes(labels, database, options["workload"]))
-            context.update(self._nplusone(options["url"], options["nplusone"]))
+            pages = nplusone_pages(options["url"], user=options["user"]) if options["url"] else []
+            context.update(self._nplusone(pages, options["nplusone"], options["user"]))
             context["health"] = self._health(labels, database)
         except DatabaseError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else error
@@ -95,6 +109,9 @@ class Command(BaseCommand):
         html = render_to_string("django_dbtune/report/report.html", context)
         _write(output, html)
         self.stdout.write(self.style.SUCCESS(f"wrote {output}"))
+        problem = refused(pages, options["allow_status"], options["user"])
+        if problem:
+            raise CommandError(problem)
 
     def _indexes(self, labels: list[str], database: str, path: str | None) -> dict[str, Any]:
         if path is None:
@@ -111,20 +128,27 @@ class Command(BaseCommand):
             source = f"Proven from the recorded workload {path} (suggest_indexes --workload)."
         return {"index_findings": [_finding(f) for f in findings], "index_source": source}
 
-    def _nplusone(self, urls: list[str], path: str | None) -> dict[str, Any]:
+    def _nplusone(self, pages: list[Page], path: str | None, user: str | None) -> dict[str, Any]:
         rows: list[dict[str, Any]] = []
         sources = []
-        if urls:
-            for url, _, found in nplusone_pages(urls):
-                rows.extend(_nplusone_row(f.as_dict(), f.message, url) for f in found)
-            sources.append(f"requested in-process: {', '.join(urls)}")
+        checked = [page.url for page in pages if page.ok]
+        unchecked = [page for page in pages if not page.ok]
+        if pages:
+            for page in pages:
+                rows.extend(_nplusone_row(f.as_dict(), f.message, page.url) for f in page.findings)
+            sources.append(f"requested in-process: {', '.join(page.url for page in pages)}")
         if path is not None:
-            pages = _json(Path(path), "dbtune_nplusone --format json")
+            recorded_pages = _json(Path(path), "dbtune_nplusone --format json")
             try:
-                for page in pages:
-                    for found in page["findings"]:
-                        rows.append(_nplusone_row(found, None, page["url"]))
-            except (TypeError, KeyError) as error:
+                for recorded in recorded_pages:
+                    page = Page(str(recorded["url"]), int(recorded.get("status", 200)))
+                    if page.ok:
+                        checked.append(page.url)
+                    else:
+                        unchecked.append(Page(page.url, page.status, recorded.get("location")))
+                    for found in recorded["findings"]:
+                        rows.append(_nplusone_row(found, None, recorded["url"]))
+            except (TypeError, KeyError, ValueError, AttributeError) as error:
                 raise CommandError(
                     f"{path} is not the JSON of dbtune_nplusone --format json ({error})."
                 ) from None
@@ -132,6 +156,11 @@ class Command(BaseCommand):
         return {
             "nplusone": rows,
             "nplusone_checked": bool(sources),
+            # Pages that did not answer 2xx were not checked: each is shown with its status.
+            "nplusone_pages_checked": checked,
+            "nplusone_pages_unchecked": [
+                {**page.as_dict(), "answer": explain(page, user)} for page in unchecked
+            ],
             "nplusone_source": "Pages " + "; ".join(sources) + "." if sources else "",
         }
 

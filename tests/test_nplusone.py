@@ -778,3 +778,17 @@ def test_an_unused_eager_load_is_never_called_safe_to_remove_as_a_fact(shop):
     assert finding.kind == "unused_select_related"
     assert "Unproven" in finding.advice and "other data" in finding.advice
     assert "Unproven" in finding.message
+
+
+def test_a_related_managers_queryset_is_fixed_where_it_was_built(shop):
+    author = Author.objects.first()
+    Book.objects.update(editor=author)
+    with detect() as report:
+        books = author.books.order_by("id")  # built from a related manager
+        names = [book.editor.name for book in books]
+    assert len(names) == 2
+    finding = only(report)
+    assert finding.relation == "shop.Book.editor"
+    assert finding.queryset_site.startswith(
+        f"{HERE}:{line_of('# built from a related manager')} in "
+    )

@@ -54,9 +54,10 @@ def get_queryset(self: BaseManager[Any]) -> Any:
         return queryset
     owner = self.__dict__.get("instance")
     if isinstance(owner, Model):
-        # A related manager: its queries belong to that instance, not to a line.
+        # A related manager: run once per row, its queries are that instance's; run as a
+        # list of its own (author.books.order_by(...) in a view), the fix goes where the
+        # chain started, as for any manager: that line is looked for below too.
         queryset._query.__dict__[OWNER] = owner
-        return queryset
     finder = detection.finder
     owners = _owner_codes()
     lazy_gets = () if FETCH_MODES else django52.descriptor_gets()

@@ -37,10 +37,31 @@ SELECT_RELATED_DEPTH = 5
 """How deep ``select_related()`` with no fields follows foreign keys (Django's own limit)."""
 
 
-def queryset_digest(queryset: Any, kind: str, extra: Sequence[Any] = ()) -> str:
-    """The key of ``queryset``'s ``kind`` of result (rows, count, ...), ``extra`` told apart.
-    The same whether or not the query has been compiled, and across clones."""
+Shape = tuple[type[Model], tuple[str, ...], str, tuple[str, ...]]
+
+
+def read_shape(queryset: Any) -> Shape:
+    """What decides the tables and models a queryset reads, without compiling it: its
+    model, its joins' tables, its ``select_related`` and its prefetch paths. Worked out
+    once per cached read: the fields stamp and the guess of its tables both look it up."""
     query = queryset.query
+    return (
+        queryset.model,
+        tuple(join.table_name for join in query.alias_map.values()),
+        repr(query.select_related),
+        tuple(prefetch_path(lookup) for lookup in queryset._prefetch_related_lookups),
+    )
+
+
+def queryset_digest(
+    queryset: Any, kind: str, extra: Sequence[Any] = (), shape: Shape | None = None
+) -> str:
+    """The key of ``queryset``'s ``kind`` of result (rows, count, ...), ``extra`` told apart.
+    The same whether or not the query has been compiled, and across clones. ``shape``:
+    its :func:`read_shape`, when the caller has it already."""
+    query = queryset.query
+    if shape is None:
+        shape = read_shape(queryset)
     parts = (
         KEY_VERSION,
         database_group(queryset.db),
@@ -51,7 +72,7 @@ def queryset_digest(queryset: Any, kind: str, extra: Sequence[Any] = ()) -> str:
         # Django 6.1: rows remember how they load what they lack.
         type(getattr(queryset, "_fetch_mode", None)).__qualname__,
         tuple(prefetch_key(lookup) for lookup in queryset._prefetch_related_lookups),
-        fields_stamp(models_read(queryset)),
+        fields_stamp(models_read(queryset, shape)),
         # The SQL of date and time lookups is compiled in the current time zone.
         timezone.get_current_timezone_name() if settings.USE_TZ else "",
         *extra,
@@ -155,34 +176,28 @@ def prefetch_path(lookup: Any) -> str:
 
 # --- The fields stamp ---------------------------------------------------------------------------
 
-_models_read: dict[tuple[Any, ...], tuple[type[Model], ...]] = {}
+_models_read: dict[Shape, tuple[type[Model], ...]] = {}
 _MODELS_READ_KEPT = 4096
 _stamps: dict[type[Model], tuple[Any, str]] = {}
 
 
-def models_read(queryset: Any) -> tuple[type[Model], ...]:
+def models_read(queryset: Any, shape: Shape) -> tuple[type[Model], ...]:
     """Every model whose rows the query reads: its own, its joins', its ``select_related``
     and its prefetches' (a superset where Django decides at compile time, so that compiling
     it, which adds the ``select_related`` joins, does not change the answer)."""
-    query = queryset.query
-    structure = (
-        queryset.model,
-        tuple(join.table_name for join in query.alias_map.values()),
-        repr(query.select_related),
-        tuple(prefetch_path(lookup) for lookup in queryset._prefetch_related_lookups),
-    )
-    found = _models_read.get(structure)
+    found = _models_read.get(shape)
     if found is None:
-        models = {queryset.model}
+        model, tables, _, paths = shape
+        models = {model}
         by_table = _models_by_table()
-        models.update(by_table[table] for table in structure[1] if table in by_table)
-        models.update(_select_related(queryset.model, query.select_related, SELECT_RELATED_DEPTH))
-        for path in structure[3]:
-            models.update(_along(queryset.model, path.split("__")))
-        found = tuple(sorted(models, key=lambda model: model._meta.label))
+        models.update(by_table[table] for table in tables if table in by_table)
+        models.update(_select_related(model, queryset.query.select_related, SELECT_RELATED_DEPTH))
+        for path in paths:
+            models.update(_along(model, path.split("__")))
+        found = tuple(sorted(models, key=lambda each: each._meta.label))
         if len(_models_read) >= _MODELS_READ_KEPT:
             _models_read.clear()
-        _models_read[structure] = found
+        _models_read[shape] = found
     return found
 
 

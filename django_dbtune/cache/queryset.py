@@ -14,7 +14,7 @@ from django.db.models import Manager, Model, QuerySet
 from django.db.models.query import ModelIterable
 
 from django_dbtune import filled_rows
-from django_dbtune.cache.keys import compiled_sql, prefetch_path, queryset_digest
+from django_dbtune.cache.keys import compiled_sql, queryset_digest, read_shape
 from django_dbtune.cache.readthrough import as_is, check_timeout, read_through
 from django_dbtune.cache.rows import pack, unpack
 from django_dbtune.conf import conf
@@ -192,18 +192,11 @@ class CacheLookup:
 
     def __init__(self, queryset: Any, kind: str, extra: Sequence[Any]) -> None:
         self.queryset = queryset
-        query = queryset.query
-        label = queryset.model._meta.label
-        self.digest = queryset_digest(queryset, kind, extra)
-        self.structure = (
-            label,
-            kind,
-            tuple(query.alias_map),
-            repr(query.select_related),
-            tuple(prefetch_path(lookup) for lookup in queryset._prefetch_related_lookups),
-        )
+        shape = read_shape(queryset)
+        self.digest = queryset_digest(queryset, kind, extra, shape)
+        self.structure = (kind, shape)
         self.guess = _guesses.get(self.structure, frozenset())
-        self.label = f"{label} ({kind})"
+        self.label = f"{queryset.model._meta.label} ({kind})"
 
     def exact(self, like: Callable[[], Any] | None = None) -> frozenset[str]:
         """The tables the SQL reads (compiled: asked only when nothing is guessed), or

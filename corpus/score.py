@@ -212,14 +212,42 @@ class Names:
         ia, ib = self.ident(a), self.ident(b)
         return ia is not None and ia == ib
 
-    def zeal_matches(self, zeal_relation: str, truth_relation: str) -> bool:
-        if zeal_relation.endswith(".get()"):
-            # zeal names only the model a per-row .get() queried
-            owner = zeal_relation[: -len(".get()")].lower()
-            queried = self.models(zeal_relation) or {owner}
-            wanted = self.models(truth_relation) or {truth_relation.rsplit(".", 1)[0].lower()}
-            return bool(queried & wanted)
-        return self.same(zeal_relation, truth_relation)
+    def match(self, found: str, truth: str) -> str | None:
+        """How a tool's relation name matches the truth's: "same" (one relation, however
+        spelled), "model" (one side names only a model, and it is the other's), "opposite"
+        (one foreign key named from its two ends: the caller must check the lines), or None."""
+        if found.endswith(".get()") or truth.count(".") == 1:
+            # zeal names only the model a per-row .get() queried; the truth names only a
+            # model for a per-row query that filters on no field
+            if found.endswith(".get()"):
+                queried = self.models(found) or {found[: -len(".get()")].lower()}
+            else:
+                first = (self.relations.get(found) or {}).get("models") or []
+                queried = {found.rsplit(".", 1)[0].lower(), *first[:1]}
+            if truth.count(".") == 1:
+                wanted = {truth.lower(), *self.models(truth)}
+            else:
+                wanted = self.models(truth) or {truth.rsplit(".", 1)[0].lower()}
+            return "model" if queried & wanted else None
+        if self.same(found, truth):
+            return "same"
+        ia, ib = self.ident(found), self.ident(truth)
+        if ia and ib and ia.removeprefix("reverse:") == ib.removeprefix("reverse:"):
+            return "opposite"
+        return None
+
+
+def judged(names: Names, relations: list[str], site: str | None, entry: Entry) -> str | None:
+    """How a finding (its relations, its trigger line) matches a truth entry, or None. A
+    relation named from the other end of its foreign key counts only at the truth's trigger
+    line: the same per-row loads, seen from the other side."""
+    kinds = {names.match(relation, entry.relation) for relation in relations}
+    for kind in ("same", "model"):
+        if kind in kinds:
+            return kind
+    if "opposite" in kinds and same_site(site, entry.trigger):
+        return "opposite"
+    return None
 
 
 def dbtune_relations(finding: dict[str, Any]) -> list[str]:
@@ -475,11 +503,11 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
             "resolved": names.ident(entry.relation),
         }
         # django-dbtune
-        matched = [
-            f
+        how = {
+            id(f): judged(names, dbtune_relations(f), f.get("call_site"), entry)
             for f in dbtune_n1(entry.page)
-            if any(names.same(r, entry.relation) for r in dbtune_relations(f))
-        ]
+        }
+        matched = [f for f in dbtune_n1(entry.page) if how[id(f)]]
         exact_via = []
         for f in matched:
             target = f.get("target") if isinstance(f.get("target"), dict) else {}
@@ -504,6 +532,7 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
         )
         row["dbtune"] = {
             "found": bool(matched),
+            "matched_as": sorted({str(how[id(f)]) for f in matched}),
             "exact": bool(exact_via),
             "exact_via": sorted(set(exact_via)),
             "proven": proven,
@@ -514,27 +543,24 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
             ],
         }
         # django-zeal
-        zmatched = [
-            z for z in zeal_n1(entry.page) if names.zeal_matches(z["relation"], entry.relation)
-        ]
+        zhow = {
+            id(z): judged(names, [z["relation"]], z.get("caller"), entry)
+            for z in zeal_n1(entry.page)
+        }
+        zmatched = [z for z in zeal_n1(entry.page) if zhow[id(z)]]
         row["zeal"] = {
             "found": bool(zmatched),
+            "matched_as": sorted({str(zhow[id(z)]) for z in zmatched}),
             "exact": any(same_site(z.get("caller"), entry.trigger) for z in zmatched),
             "findings": [{k: z.get(k) for k in ("relation", "caller", "count")} for z in zmatched],
         }
         entries.append(row)
     report["entries"] = entries
 
-    def matches_truth(url: str, relations: list[str], tool: str) -> bool:
-        for entry in truth.entries:
-            if entry.page != url:
-                continue
-            for relation in relations:
-                if tool == "dbtune" and names.same(relation, entry.relation):
-                    return True
-                if tool == "zeal" and names.zeal_matches(relation, entry.relation):
-                    return True
-        return False
+    def matches_truth(url: str, relations: list[str], site: str | None) -> bool:
+        return any(
+            judged(names, relations, site, entry) for entry in truth.entries if entry.page == url
+        )
 
     silent: dict[str, list[dict[str, Any]]] = {"dbtune": [], "zeal": []}
     extras: dict[str, list[dict[str, Any]]] = {"dbtune": [], "zeal": []}
@@ -552,7 +578,7 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
             }
             if page.silent:
                 silent["dbtune"].append(item)
-            elif not matches_truth(page.url, dbtune_relations(f), "dbtune"):
+            elif not matches_truth(page.url, dbtune_relations(f), f.get("call_site")):
                 extras["dbtune"].append(item)
         for z in zeal_n1(page.url):
             item = {
@@ -563,7 +589,7 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
             }
             if page.silent:
                 silent["zeal"].append(item)
-            elif not matches_truth(page.url, [z["relation"]], "zeal"):
+            elif not matches_truth(page.url, [z["relation"]], z.get("caller")):
                 extras["zeal"].append(item)
     report["silent_findings"] = silent
     report["extras"] = extras
@@ -774,6 +800,18 @@ def text_report(reports: list[dict[str, Any]]) -> str:
             for m in misses:
                 blind = "" if m["found_by"] == "hand" else f" (found_by {m['found_by']})"
                 out.append(f"    {m['page']}  {m['relation']}{blind}")
+        loose = [
+            (tool, e)
+            for e in r["entries"]
+            for tool in TOOLS
+            if set(e[tool].get("matched_as", [])) - {"same"}
+        ]
+        if loose:
+            out.append("  found under another name (the other end of the key, or the model only):")
+            for tool, e in loose:
+                said = ", ".join(sorted({str(f["relation"]) for f in e[tool]["findings"]}))
+                how = "/".join(e[tool]["matched_as"])
+                out.append(f"    {tool}: {e['page']}  {e['relation']}: said {said} ({how})")
         inexact = [e for e in r["entries"] if e["dbtune"]["found"] and not e["dbtune"]["exact"]]
         if inexact:
             out.append("  dbtune found, not at the truth's lines:")

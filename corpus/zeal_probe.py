@@ -69,6 +69,11 @@ def _model(owner: str) -> Any:
 
 def resolve_relation(text: str) -> dict[str, Any]:
     """{"id": ..., "models": [...]} for "app.Model.field"; id None when it names nothing."""
+    if text.count(".") == 1:  # "app.Model": a model, no field (an unfiltered query per row)
+        model = _model(text)
+        if model is None:
+            return {"id": None, "models": [], "why": f"no model {text!r}"}
+        return {"id": None, "models": [model._meta.concrete_model._meta.label_lower]}
     owner, _, name = text.rpartition(".")
     model = _model(owner)
     if model is None:

@@ -19,6 +19,8 @@ urlpatterns = [
     path("shop/books/fixed/", shop.fixed_book_list),
     path("shop/books/async/", shop.async_book_titles),
     path("shop/books/generic/", shop.BookListView.as_view()),
+    path("shop/books/titles/", shop.titles_only),
+    path("shop/books/paused/", shop.paused_book_list),
     *router.urls,
     path("", include("config.urls")),
 ]

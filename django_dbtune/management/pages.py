@@ -156,15 +156,39 @@ def explain(page: Page, user: str | None) -> str:
 
 
 def nplusone_pages(
-    urls: list[str], threshold: int | None = None, user: str | None = None
+    urls: list[str], threshold: int | None = None, user: str | None = None, prove: bool = True
 ) -> list[Page]:
-    """Each page requested in-process, with its N+1 findings."""
+    """Each page requested in-process, with its N+1 findings, each fix proven by requesting
+    the page again with it applied (``prove``)."""
     from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone.proof import not_rerun
 
     browser = client(user)
     pages = []
     for url in urls:
         with detect(threshold=threshold, url=url) as report:
             response = browser.get(url)
-        pages.append(answered(url, response, findings=report.findings))
+        found = report.findings
+        page = answered(url, response)
+        if prove and found and page.ok:
+            aliases = {record.alias for record in report.queries.records}
+            found = _proven(found, browser, url, aliases)
+        elif prove and found:
+            found = [not_rerun(f, "the page did not answer 2xx: not re-run") for f in found]
+        pages.append(answered(url, response, findings=found))
     return pages
+
+
+def _proven(
+    found: list[NPlusOneFinding], browser: Client, url: str, aliases: set[str]
+) -> list[NPlusOneFinding]:
+    from django_dbtune.nplusone.proof import rerun
+
+    def call() -> int:
+        response = browser.get(url)
+        exc_info = getattr(response, "exc_info", None)
+        if exc_info:
+            raise exc_info[1]
+        return response.status_code
+
+    return rerun(found, call, aliases)

@@ -26,6 +26,23 @@ async def async_book_titles(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"rows": rows})
 
 
+def titles_only(request: HttpRequest) -> JsonResponse:
+    # The join is never read: removing it costs nothing.
+    books = Book.objects.select_related("author").order_by("id")
+    return JsonResponse({"titles": [book.title for book in books]})
+
+
+def paused_book_list(request: HttpRequest) -> JsonResponse:
+    # Read under pause(), so the detector does not see the join read: removing it would
+    # cost one query per row.
+    from django_dbtune.nplusone import pause
+
+    books = Book.objects.select_related("author").order_by("id")
+    with pause():
+        rows = [f"{book.title} by {book.author.name}" for book in books]
+    return JsonResponse({"rows": rows})
+
+
 class BookListView(ListView):
     model = Book
     template_name = "shop/book_list.html"

@@ -1,0 +1,164 @@
+"""Every fix proven before it is shown: the page (or test) runs again with the fix applied
+in-process, in a transaction rolled back, and the finding says what that measured."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test.utils import CaptureQueriesContext
+
+from django_dbtune.findings import FixTarget, NPlusOneFinding
+from django_dbtune.nplusone.proof import Outcome, forget_proofs, judged
+from tests.shop.admin import BookAdmin, TagAdmin
+from tests.shop.models import Author, Book
+from tests.test_nplusone import shop  # noqa: F401  (fixture, used by pytestmark)
+
+pytestmark = pytest.mark.usefixtures("shop")
+
+
+def pages(*args):
+    out = StringIO()
+    call_command("dbtune_nplusone", *args, "--format", "json", stdout=out)
+    return {page["url"]: page for page in json.loads(out.getvalue())}
+
+
+def count_queries(client, url):
+    from django.db import connection
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries)
+
+
+@pytest.fixture
+def admin_user(db):
+    return User.objects.create_superuser("boss", "boss@example.com", "pw")
+
+
+def test_a_view_fix_is_proven_by_the_count_the_page_reaches_with_it(client):
+    [finding] = pages("/shop/books/")["/shop/books/"]["findings"]
+    proof = finding["proof"]
+    assert proof["verdict"] == "proven"
+    # What the page really runs, as it is and with the fix pasted in (the fixed view).
+    assert proof["before"] == count_queries(client, "/shop/books/")
+    assert proof["after"] == count_queries(client, "/shop/books/fixed/")
+    assert proof["status_before"] == proof["status_after"] == 200
+    assert finding["target"]["select_related"] == ["author"]
+    assert finding["target"]["file"] == "tests/shop/views.py"
+
+
+def test_the_proof_writes_nothing_and_the_text_says_it():
+    books = Book.objects.count()
+    out = StringIO()
+    call_command("dbtune_nplusone", "/shop/books/", stdout=out)
+    assert f"proven: re-run with the fix, {books + 1} -> 1 queries, status 200 as before" in (
+        out.getvalue()
+    )
+    assert Book.objects.count() == books
+
+
+def test_a_generic_view_fix_is_proven_on_its_class():
+    [finding] = pages("/shop/books/generic/")["/shop/books/generic/"]["findings"]
+    assert finding["target"]["owner"] == "tests.shop.views.BookListView"
+    assert finding["proof"]["verdict"] == "proven"
+    assert finding["proof"]["after"] == 1
+
+
+def test_an_admin_fix_is_proven_and_the_admin_class_is_left_as_it_was(admin_user):
+    Book.objects.update(editor=Author.objects.first())
+    before = BookAdmin.__dict__.get("list_select_related", "unset")
+    [finding] = pages("/admin/shop/book/", "--user", "boss")["/admin/shop/book/"]["findings"]
+    assert finding["fix"].startswith("list_select_related = (")
+    proof = finding["proof"]
+    assert proof["verdict"] == "proven", proof
+    assert proof["after"] < proof["before"]
+    assert BookAdmin.__dict__.get("list_select_related", "unset") == before
+
+
+def test_a_fix_inside_an_admins_own_get_queryset_is_proven(admin_user):
+    [finding] = pages("/admin/shop/tag/", "--user", "boss")["/admin/shop/tag/"]["findings"]
+    assert "TagAdmin.get_queryset returns" in finding["fix"]
+    assert finding["proof"]["verdict"] == "proven"
+    assert "get_queryset" in vars(TagAdmin)
+
+
+def test_an_unused_join_is_advised_away_only_when_running_without_it_costs_nothing():
+    [finding] = pages("/shop/books/titles/")["/shop/books/titles/"]["findings"]
+    assert finding["kind"] == "unused_select_related"
+    assert finding["proof"]["verdict"] == "proven"
+    assert finding["proof"]["after"] == finding["proof"]["before"]
+    assert "on this run's data only" in finding["advice"]
+
+
+def test_a_join_read_where_the_detector_cannot_see_is_never_called_unused():
+    # Before proofs, this page was told to remove select_related("author"): it would have
+    # gone from 1 query to one per book.
+    assert pages("/shop/books/paused/")["/shop/books/paused/"]["findings"] == []
+
+
+def test_a_fix_that_needs_the_reading_code_changed_too_is_labelled_unproven():
+    from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone.proof import rerun
+
+    with detect() as report:
+        for author in Author.objects.all():
+            author.books.count()
+    [finding] = rerun(report.findings, lambda: None)
+    assert finding.proof.verdict == "unproven"
+    assert "changes how rows are read" in finding.proof.reason
+
+
+def finding(action="add"):
+    target = FixTarget(action, select_related=("author",), file="v.py", line=3)
+    return NPlusOneFinding("n_plus_one", "shop.Book.author", 5, None, None, "x", target=target)
+
+
+@pytest.mark.parametrize(
+    ("after", "hits", "reason"),
+    [
+        (Outcome(2, 500, "FieldError: bad"), 1, "raised FieldError: bad"),
+        (Outcome(2, 500), 1, "another status"),
+        (Outcome(6, 200), 1, "did not go down"),
+        (Outcome(2, 200), 0, "was not evaluated"),
+    ],
+)
+def test_a_fix_that_raises_changes_the_status_or_saves_nothing_is_unproven(after, hits, reason):
+    proven = judged(finding(), Outcome(6, 200), after, hits)
+    assert proven.proof.verdict == "unproven"
+    assert reason in proven.proof.reason
+
+
+def test_the_middleware_proves_each_fix_once_per_process(client, settings):
+    from django.db import connection
+
+    settings.MIDDLEWARE = ["django_dbtune.middleware.NPlusOneMiddleware", *settings.MIDDLEWARE]
+    settings.DBTUNE = {"NPLUSONE_PROVE": True}
+    forget_proofs()
+    page = Book.objects.count() + 1
+    with CaptureQueriesContext(connection) as first:
+        response = client.get("/shop/books/")
+    [found] = response.wsgi_request.dbtune_nplusone.findings
+    assert found.proof.verdict == "proven"
+    assert len(first) >= 2 * page + 1  # the page, again as it is, and with the fix
+    with CaptureQueriesContext(connection) as second:
+        response = client.get("/shop/books/")
+    assert len(second) == page
+    assert response.wsgi_request.dbtune_nplusone.findings[0].proof == found.proof
+    forget_proofs()
+
+
+def test_the_middleware_never_runs_an_unsafe_request_again(client, settings):
+    from django.db import connection
+
+    settings.MIDDLEWARE = ["django_dbtune.middleware.NPlusOneMiddleware", *settings.MIDDLEWARE]
+    settings.DBTUNE = {"NPLUSONE_PROVE": True}
+    forget_proofs()
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/shop/books/")
+    [found] = response.wsgi_request.dbtune_nplusone.findings
+    assert found.proof.verdict == "unproven"
+    assert "a POST request is never run again" in found.proof.reason
+    assert len(queries) == Book.objects.count() + 1

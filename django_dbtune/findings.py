@@ -172,6 +172,9 @@ class FixTarget:
     select_related: tuple[str, ...] = ()
     prefetch_related: tuple[str, ...] = ()
     list_select_related: tuple[str, ...] | None = None
+    count_annotations: tuple[str, ...] = ()
+    """Related managers counted per row: ``.annotate(<name>_count=Count("<name>"))`` on the
+    queryset, and each row's ``.<name>.count()`` read as ``.<name>_count`` instead."""
     file: str | None = None
     line: int | None = None
     owner: str | None = None
@@ -192,6 +195,7 @@ class FixTarget:
             "list_select_related": (
                 list(self.list_select_related) if self.list_select_related is not None else None
             ),
+            "count_annotations": list(self.count_annotations),
             "file": self.file,
             "line": self.line,
             "owner": self.owner,

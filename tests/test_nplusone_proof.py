@@ -105,10 +105,31 @@ def test_a_fix_that_needs_the_reading_code_changed_too_is_labelled_unproven():
 
     with detect() as report:
         for author in Author.objects.all():
-            author.books.count()
+            author.books.exists()
     [finding] = rerun(report.findings, lambda: None)
     assert finding.proof.verdict == "unproven"
     assert "changes how rows are read" in finding.proof.reason
+
+
+def test_a_count_per_row_is_proven_with_the_annotation_read_instead():
+    from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone.proof import rerun
+
+    def page():
+        return [author.books.count() for author in Author.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.fix == '.annotate(books_count=Count("books"))'
+
+    def again():
+        assert page() == expected  # the annotation reads the same counts
+        return 200
+
+    [proven] = rerun(report.findings, again)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (1 + Author.objects.count(), 1)
 
 
 def finding(action="add"):

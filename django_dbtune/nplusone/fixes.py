@@ -64,10 +64,10 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         code = f'remove "{path}" from .defer(...)' if defer else f'add "{path}" to .only(...)'
         return Fix(code)
     if load.kind == "count":
-        return Fix(
-            f'.annotate({name}_count=Count("{path}"))',
-            f"Then read obj.{name}_count instead of calling .{name}.count() per row.",
-        )
+        advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row."
+        if load.tag.prefix or load.filtered or load.sliced:
+            return Fix(f'.annotate({name}_count=Count("{path}"))', advice)
+        return _placed(group, path, joins, counts=(name,), advice=advice)
     if load.kind == "exists":
         back = load.related_query_name or "<field>"
         return Fix(
@@ -89,14 +89,15 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     return _placed(group, path, joins, prefetch=(path,), advice=advice)
 
 
-def chain(select: Iterable[str], prefetch: Iterable[str]) -> str:
+def chain(select: Iterable[str], prefetch: Iterable[str], counts: Iterable[str] = ()) -> str:
     """``.select_related("a", "b").prefetch_related("c")``."""
     code = ""
     for method, paths in (("select_related", select), ("prefetch_related", prefetch)):
         names = ", ".join(f'"{path}"' for path in paths)
         if names:
             code += f".{method}({names})"
-    return code
+    counted = ", ".join(f'{name}_count=Count("{name}")' for name in counts)
+    return code + (f".annotate({counted})" if counted else "")
 
 
 def _placed(
@@ -106,19 +107,24 @@ def _placed(
     select: tuple[str, ...] = (),
     prefetch: tuple[str, ...] = (),
     advice: str | None = None,
+    counts: tuple[str, ...] = (),
 ) -> Fix:
     """The fix where it goes: on the line that built the queryset, or in the project class
     Django builds it for (a view's ``queryset``, a ModelAdmin's ``list_select_related`` or
     ``get_queryset``)."""
     owner = group.owner
-    code = chain(select, prefetch)
+    code = chain(select, prefetch, counts)
     if group.site is not None:
         file, line, _ = group.site
-        target = FixTarget("add", select, prefetch, file=relative_path(file), line=line)
+        target = FixTarget(
+            "add", select, prefetch, count_annotations=counts, file=relative_path(file), line=line
+        )
         return Fix(code, advice, target)
     if owner is None:
         return Fix(code, advice)
-    target = FixTarget("add", select, prefetch, owner=qualname(owner), owner_class=owner)
+    target = FixTarget(
+        "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
+    )
     model = group.model.__name__
     admin = _is_model_admin(owner)
     if admin and select:
@@ -169,9 +175,10 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
     targets = [finding.target for finding in findings if finding.target is not None]
     select = tuple(dict.fromkeys(p for t in targets for p in t.select_related))
     prefetch = tuple(dict.fromkeys(p for t in targets for p in t.prefetch_related))
+    counts = tuple(dict.fromkeys(n for t in targets for n in t.count_annotations))
     # "author" is joined by "author__publisher" already.
     select = tuple(p for p in select if not any(o.startswith(p + LOOKUP_SEP) for o in select))
-    base = _placed(group, first.path, list(select), select=select, prefetch=prefetch)
+    base = _placed(group, first.path, list(select), select, prefetch, counts=counts)
     fix = first.fix if targets[0].list_select_related is not None else base.code
     sentences = (s for f in findings if f.advice for s in f.advice.split(". ") if s)
     text = ". ".join(dict.fromkeys(s.removesuffix(".") for s in sentences))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Count
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.query import QuerySet
 from django.utils.module_loading import import_string
@@ -24,7 +25,8 @@ from django.utils.module_loading import import_string
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
 from django_dbtune.nplusone.origin import owner_on_stack
-from django_dbtune.nplusone.state import ORIGIN
+from django_dbtune.nplusone.relations import relation_field
+from django_dbtune.nplusone.state import ORIGIN, OWNER
 
 AMENDED = "_dbtune_amended"
 """In a ``QuerySet``'s ``__dict__`` while a fix is applied: it was changed already."""
@@ -73,6 +75,7 @@ def applied(target: FixTarget) -> Iterator[Applied]:
     owner = _owner_class(target)
     seen = Applied()
     previous = QuerySet.__dict__["_fetch_all"]
+    previous_count = QuerySet.__dict__["count"]
 
     def fetch_all(queryset: Any) -> None:
         fresh = queryset._result_cache is None and AMENDED not in queryset.__dict__
@@ -82,14 +85,22 @@ def applied(target: FixTarget) -> Iterator[Applied]:
             _amend(queryset, target)
         return previous(queryset)  # type: ignore[no-any-return]
 
+    def count(queryset: Any) -> int:
+        # The read the fix changes: row.<name>.count() becomes row.<name>_count.
+        counted = _counted(queryset, target.count_annotations)
+        return previous_count(queryset) if counted is None else counted
+
     saved = owner.__dict__.get("list_select_related", _MISSING) if owner else _MISSING
     QuerySet._fetch_all = fetch_all  # type: ignore[method-assign,assignment]
+    if target.count_annotations:
+        QuerySet.count = count  # type: ignore[method-assign,assignment]
     try:
         if owner is not None and target.list_select_related is not None:
             owner.list_select_related = target.list_select_related  # type: ignore[attr-defined]
         yield seen
     finally:
         QuerySet._fetch_all = previous  # type: ignore[method-assign]
+        QuerySet.count = previous_count  # type: ignore[method-assign]
         if owner is not None and target.list_select_related is not None:
             if saved is _MISSING:
                 delattr(owner, "list_select_related")
@@ -98,6 +109,20 @@ def applied(target: FixTarget) -> Iterator[Applied]:
 
 
 _MISSING = object()
+
+
+def _counted(queryset: Any, names: tuple[str, ...]) -> int | None:
+    """The annotated count of the row whose related manager built ``queryset``, if the fix
+    annotated it: what ``row.<name>_count`` reads once the code is changed."""
+    row = queryset._query.__dict__.get(OWNER) if names else None
+    if row is None or queryset._query.is_sliced:
+        return None
+    for name in names:
+        value = row.__dict__.get(f"{name}_count")
+        field = relation_field(type(row), name)
+        if isinstance(value, int) and getattr(field, "related_model", None) is queryset.model:
+            return value
+    return None
 
 
 def _owner_class(target: FixTarget) -> type | None:
@@ -129,6 +154,10 @@ def _amend(queryset: Any, target: FixTarget) -> None:
     query = queryset._query
     lookups = tuple(queryset._prefetch_related_lookups)
     if target.action == "add":
+        if target.count_annotations:
+            counts = {f"{name}_count": Count(name) for name in target.count_annotations}
+            queryset.query = queryset.annotate(**counts).query
+            query = queryset._query
         if target.select_related and query.select_related is not True:
             query.add_select_related(target.select_related)
         known = {_prefetch_to(lookup) for lookup in lookups}

@@ -378,6 +378,7 @@ def run_probe(
         "relations": list(dict.fromkeys(r for r in relations if r)),
         "classes": list(dict.fromkeys(classes)),
         "zeal": zeal,
+        "root": str(work_dir(truth.project) / "src"),  # the checkout: zeal's paths relative to it
     }
     request_file = out / "probe-input.json"
     output_file = out / "probe-output.json"
@@ -837,7 +838,7 @@ def text_report(reports: list[dict[str, Any]]) -> str:
         if unproven:
             out.append("  dbtune found, fix not proven:")
             for e in unproven:
-                proof = "; ".join(proof_text(p) for p in e["dbtune"]["proofs"])
+                proof = "; ".join(dict.fromkeys(proof_text(p) for p in e["dbtune"]["proofs"]))
                 out.append(f"    {e['page']}  {e['relation']}: {proof} (truth after {e['after']})")
         for tool in TOOLS:
             items = r["silent_findings"][tool]

@@ -35,7 +35,7 @@ import warnings
 from collections import defaultdict
 from typing import Any
 
-ROOT = os.getcwd()  # the checkout: `run` starts manage.py there
+ROOT = os.getcwd()  # paths are shown relative to the checkout (the input's "root"), else here
 
 
 def relative(path: str) -> str:
@@ -260,6 +260,9 @@ def main() -> None:
     output = os.environ["ZEAL_PROBE_OUTPUT"]
     with open(os.environ["ZEAL_PROBE_INPUT"], encoding="utf-8") as handle:
         request = json.load(handle)
+    global ROOT
+    if request.get("root") and os.path.isdir(request["root"]):
+        ROOT = os.path.abspath(request["root"])
     result: dict[str, Any] = {"error": None}
     try:
         import django

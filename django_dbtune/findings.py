@@ -179,6 +179,8 @@ class FixTarget:
     line: int | None = None
     owner: str | None = None
     """``"module.Qualname"`` of the view or ModelAdmin whose queryset it is."""
+    model: str | None = None
+    """``"app_label.Model"`` of the queryset: a line or a class may build several."""
     owner_class: type | None = field(default=None, compare=False, repr=False)
     """The class itself (it may not be importable by name: one defined in a function)."""
 
@@ -199,6 +201,7 @@ class FixTarget:
             "file": self.file,
             "line": self.line,
             "owner": self.owner,
+            "model": self.model,
         }
 
 

@@ -183,3 +183,19 @@ def test_the_middleware_never_runs_an_unsafe_request_again(client, settings):
     assert found.proof.verdict == "unproven"
     assert "a POST request is never run again" in found.proof.reason
     assert len(queries) == Book.objects.count() + 1
+
+
+def test_a_related_manager_read_in_a_detail_template_is_fixed_on_the_views_queryset():
+    author = Author.objects.first()
+    Book.objects.update(editor=author)
+    url = f"/shop/authors/{author.pk}/"
+    [finding] = pages(url)[url]["findings"]
+    assert finding["relation"] == "shop.Book.editor"
+    assert finding["fix"] == (
+        'queryset = Author.objects.prefetch_related("books__editor")'
+        "  # on tests.shop.views.AuthorDetailView"
+    )
+    assert finding["call_site"] == "tests/shop/templates/shop/author_detail.html:4"
+    proof = finding["proof"]
+    assert proof["verdict"] == "proven", proof
+    assert proof["after"] < proof["before"]

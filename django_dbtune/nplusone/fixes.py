@@ -119,12 +119,14 @@ def _placed(
         target = FixTarget(
             "add", select, prefetch, count_annotations=counts, file=relative_path(file), line=line
         )
+        target = replace(target, model=group.model._meta.label)
         return Fix(code, advice, target)
     if owner is None:
         return Fix(code, advice)
     target = FixTarget(
         "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
     )
+    target = replace(target, model=group.model._meta.label)
     model = group.model.__name__
     admin = _is_model_admin(owner)
     if admin and select:

@@ -26,7 +26,7 @@ from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
-from django_dbtune.nplusone.state import ORIGIN, OWNER
+from django_dbtune.nplusone.state import ORIGIN, OWNER, current
 
 AMENDED = "_dbtune_amended"
 """In a ``QuerySet``'s ``__dict__`` while a fix is applied: it was changed already."""
@@ -78,7 +78,11 @@ def applied(target: FixTarget) -> Iterator[Applied]:
     previous_count = QuerySet.__dict__["count"]
 
     def fetch_all(queryset: Any) -> None:
+        detection = current.get()
+        # Not the querysets Django runs to load relations (a prefetch): only the project's.
+        loading = detection is not None and detection.busy > 0
         fresh = queryset._result_cache is None and AMENDED not in queryset.__dict__
+        fresh = fresh and not loading
         if fresh and _is_target(queryset, target, owner, sys._getframe(1)):
             queryset.__dict__[AMENDED] = True
             seen.hits += 1
@@ -138,6 +142,8 @@ def _owner_class(target: FixTarget) -> type | None:
 
 
 def _is_target(queryset: Any, target: FixTarget, owner: type | None, frame: Any) -> bool:
+    if target.model is not None and queryset.model._meta.label != target.model:
+        return False
     site, built_for = queryset._query.__dict__.get(ORIGIN) or (None, None)
     if target.file is not None:
         return (

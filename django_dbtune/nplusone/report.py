@@ -241,12 +241,16 @@ def _removal(group: Group, method: str, path: str) -> FixTarget | None:
     """The removal as data, to prove it by running without the eager load."""
     select = (path,) if method == "select_related" else ()
     prefetch = () if select else (path,)
+    label = group.model._meta.label
     if group.site is not None:
         file, line, _ = group.site
-        return FixTarget("remove", select, prefetch, file=relative_path(file), line=line)
+        site = relative_path(file)
+        return FixTarget("remove", select, prefetch, file=site, line=line, model=label)
     if group.owner is not None:
         owner = group.owner
-        return FixTarget("remove", select, prefetch, owner=qualname(owner), owner_class=owner)
+        return FixTarget(
+            "remove", select, prefetch, owner=qualname(owner), owner_class=owner, model=label
+        )
     return None
 
 

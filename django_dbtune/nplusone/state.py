@@ -92,8 +92,9 @@ class Tag:
         """The lookup path from the group's model to this instance, ending in ``__``."""
         self.many = many
         """The path crosses a many-valued relation (the fix is a prefetch)."""
-        self.watched = group.size > 1
-        """Lazy loads through this instance repeat once per row."""
+        self.watched = group.size > 1 or many
+        """Lazy loads through this instance repeat once per row (rows of a many-valued
+        relation are several even under one parent)."""
         self.eager = bool(group.select_related or group.prefetch_related)
         self.read_names: set[str] = set()
         self.loaded: dict[str, Tag] = {}

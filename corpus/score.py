@@ -424,6 +424,7 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
     report["problems"].extend(truth.warnings)
     if (
         not (work_dir(project) / "venv" / "bin" / "python").exists()
+        or not (work_dir(project) / "src").is_dir()
         or not run_script(project).exists()
     ):
         return {

@@ -124,6 +124,18 @@ def test_first_on_a_related_manager_needs_a_prefetch_object(shop):
     assert "to_attr" in finding.fix
 
 
+def test_a_slice_of_a_related_manager_is_served_by_a_plain_prefetch(shop):
+    with detect() as report:
+        for author in Author.objects.order_by("id"):
+            [book.title for book in author.books.all()[:1]]
+    finding = only(report)
+    assert finding.fix == '.prefetch_related("books")'
+    with CaptureQueriesContext(connection) as queries:
+        for author in Author.objects.order_by("id").prefetch_related("books"):
+            [book.title for book in author.books.all()[:1]]
+    assert len(queries) == 2
+
+
 def test_filter_bypasses_a_prefetch(shop):
     with detect() as report:
         for author in Author.objects.prefetch_related("books"):

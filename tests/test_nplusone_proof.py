@@ -199,3 +199,31 @@ def test_a_related_manager_read_in_a_detail_template_is_fixed_on_the_views_query
     proof = finding["proof"]
     assert proof["verdict"] == "proven", proof
     assert proof["after"] < proof["before"]
+
+
+def test_an_admin_fix_keeps_the_joins_the_admin_made_by_itself(admin_user, client):
+    """Before Django 6.1 the admin joins every non-null foreign key in depth (book and
+    book__author here) when list_display shows one: a list_select_related naming only
+    list_display's relations dropped book__author and added a query per row."""
+    from tests.shop.models import Review
+
+    for book in Book.objects.all():
+        Review.objects.create(book=book, reviewer=book.author, text="good")
+    [finding] = pages("/admin/shop/review/", "--user", "boss")["/admin/shop/review/"]["findings"]
+    assert "book__author" in finding["fix"]
+    proof = finding["proof"]
+    assert proof["verdict"] == "proven", proof
+    client.force_login(admin_user)
+    from tests.shop.admin import ReviewAdmin
+
+    ReviewAdmin.list_select_related = tuple(finding["target"]["list_select_related"])
+    try:
+        after = count_queries(client, "/admin/shop/review/")
+    finally:
+        del ReviewAdmin.list_select_related
+    Review.objects.create(book=Book.objects.first(), reviewer=None, text="more rows")
+    ReviewAdmin.list_select_related = tuple(finding["target"]["list_select_related"])
+    try:
+        assert count_queries(client, "/admin/shop/review/") == after  # no growth with rows
+    finally:
+        del ReviewAdmin.list_select_related

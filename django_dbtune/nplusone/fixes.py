@@ -76,6 +76,18 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         )
     if load.kind == "aggregate":
         return Fix(f'.annotate(...) over "{path}" instead of .aggregate() per row')
+    if load.sliced and not load.filtered:
+        # .all()[:3] slices the prefetched rows; .first() or an .order_by() queries again:
+        # the proof tells which, and the advice gives the fix for the second case.
+        return _placed(
+            group,
+            path,
+            joins,
+            prefetch=(path,),
+            advice=f'If re-running shows no gain, use Prefetch("{path}", queryset=...,'
+            f' to_attr="{name}_list") and read obj.{name}_list: .first() or a new '
+            "order_by() on a related manager queries again even when it was prefetched.",
+        )
     if load.sliced or load.filtered:
         return Fix(
             f'.prefetch_related(Prefetch("{path}", '
@@ -214,22 +226,38 @@ def admin_joins(owner: type, model: type[Model], joins: list[str]) -> list[str]:
     ``list_display`` shows a relation), so the relations it shows are listed too."""
     current = getattr(owner, "list_select_related", False)
     names: list[str] = []
+    shown = [
+        name
+        for name in getattr(owner, "list_display", ())
+        if isinstance(name, str)
+        and getattr(relation_field(model, name), "concrete", False)
+        and relation_field(model, name).is_relation
+    ]
     if isinstance(current, list | tuple):
         names.extend(current)
+    elif current is True or (shown and django.VERSION < (6, 1)):
+        # select_related() with no names: every non-null foreign key, and theirs, in depth.
+        names.extend(bare_joins(model))
     else:
-        for name in getattr(owner, "list_display", ()):
-            field = relation_field(model, name) if isinstance(name, str) else None
-            if field is not None and getattr(field, "concrete", False) and field.is_relation:
-                names.append(name)
-        if current is True:
-            names.extend(
-                f.name
-                for f in model._meta.concrete_fields
-                if f.is_relation and not f.null and f.name not in names
-            )
+        names.extend(shown)  # Django 6.1+ joins exactly list_display's foreign keys
     names.extend(joins)
     unique = list(dict.fromkeys(names))
     return [n for n in unique if not any(o.startswith(n + LOOKUP_SEP) for o in unique)]
+
+
+def bare_joins(model: type[Model], prefix: str = "", depth: int = 5) -> list[str]:
+    """The paths ``select_related()`` with no names follows: non-null forward foreign keys
+    and one-to-ones, recursively, as deep as Django goes (five levels)."""
+    paths: list[str] = []
+    if depth == 0:
+        return paths
+    for field in model._meta.concrete_fields:
+        target = field.related_model
+        if field.is_relation and not field.null and isinstance(target, type):
+            path = prefix + field.name
+            paths.append(path)
+            paths.extend(bare_joins(target, path + LOOKUP_SEP, depth - 1))
+    return paths
 
 
 def _is_model_admin(cls: type) -> bool:

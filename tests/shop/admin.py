@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from tests.shop.models import Author, Book, Tag
+from tests.shop.models import Author, Book, Review, Tag
 
 
 @admin.register(Book)
@@ -29,3 +29,14 @@ class TagAdmin(admin.ModelAdmin):
     @admin.display(description="books")
     def titles(self, tag):
         return ", ".join(book.title for book in tag.books.all())
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    # Before Django 6.1, a relation in list_display makes the admin call select_related()
+    # with no names: book and book__author are joined, the nullable reviewer is not.
+    list_display = ["text", "book", "book_author", "reviewer"]
+
+    @admin.display(description="author")
+    def book_author(self, review):
+        return review.book.author.name

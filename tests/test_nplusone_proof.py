@@ -227,3 +227,28 @@ def test_an_admin_fix_keeps_the_joins_the_admin_made_by_itself(admin_user, clien
         assert count_queries(client, "/admin/shop/review/") == after  # no growth with rows
     finally:
         del ReviewAdmin.list_select_related
+
+
+def test_a_count_through_another_relation_is_fixed_by_a_prefetch_not_an_annotation():
+    """Author -> books -> a count per book: Count("books__tags") on the author would count
+    per author, so the fix prefetches and .count() reads the prefetched rows."""
+    from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone.proof import rerun
+
+    def page():
+        return [
+            [book.tags.count() for book in author.books.all()]
+            for author in Author.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        expected = page()
+    found = [f for f in report.findings if "shop.Book.tags" in f.relations]
+    assert [f.fix for f in found] == ['.prefetch_related("books__tags")'], report.message()
+
+    def again():
+        assert page() == expected
+        return 200
+
+    [proven] = rerun(found, again)
+    assert proven.proof.verdict == "proven", proven.proof

@@ -65,8 +65,13 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         return Fix(code)
     if load.kind == "count":
         advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row."
-        if load.tag.prefix or load.filtered or load.sliced:
+        if load.filtered or load.sliced:
             return Fix(f'.annotate({name}_count=Count("{path}"))', advice)
+        if load.tag.prefix:
+            # Rows reached through another relation: an annotation on this queryset would
+            # count per parent row, but .count() on a prefetched manager counts in memory.
+            note = f"Then .{name}.count() counts the prefetched rows without a query."
+            return _placed(group, path, joins, prefetch=(path,), advice=note)
         return _placed(group, path, joins, counts=(name,), advice=advice)
     if load.kind == "exists":
         back = load.related_query_name or "<field>"
@@ -190,8 +195,9 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
     select = tuple(dict.fromkeys(p for t in targets for p in t.select_related))
     prefetch = tuple(dict.fromkeys(p for t in targets for p in t.prefetch_related))
     counts = tuple(dict.fromkeys(n for t in targets for n in t.count_annotations))
-    # "author" is joined by "author__publisher" already.
-    select = tuple(p for p in select if not any(o.startswith(p + LOOKUP_SEP) for o in select))
+    # "author" is joined by "author__publisher" already (prefetched likewise).
+    select = _deepest(select)
+    prefetch = _deepest(prefetch)
     base = _placed(group, first.path, list(select), select, prefetch, counts=counts)
     fix = first.fix if targets[0].list_select_related is not None else base.code
     sentences = (s for f in findings if f.advice for s in f.advice.split(". ") if s)
@@ -207,6 +213,10 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
         target=base.target if targets[0].list_select_related is None else targets[0],
         baseline_keys=tuple(dict.fromkeys(f.baseline_key for f in findings)),
     )
+
+
+def _deepest(paths: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p for p in paths if not any(o.startswith(p + LOOKUP_SEP) for o in paths))
 
 
 def own_get_queryset(owner: type) -> type | None:

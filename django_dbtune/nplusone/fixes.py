@@ -26,8 +26,25 @@ class Fix:
     """As the finding prints it: ``.select_related("author")``, or where it goes too."""
     advice: str | None = None
     target: FixTarget | None = None
-    """None when the fix changes how rows are read (``obj.x_list``, an annotation): a change
-    to the queryset alone cannot be applied, so it is not re-run."""
+    """None when the fix cannot be applied in-process: it changes how rows are read
+    (``obj.x_list``, an annotation), or no project code builds the queryset."""
+
+    @property
+    def unproven(self) -> str | None:
+        """Why the fix is not re-run, when it is not."""
+        if self.target is not None:
+            return None
+        return NO_PLACE if self.code.startswith(".") and self.placed is False else CODE_CHANGE
+
+    placed: bool = True
+    """False: no project line or class builds the queryset, so the fix has no place."""
+
+
+CODE_CHANGE = "the fix changes how rows are read too; it cannot be applied to the queryset alone"
+NO_PLACE = (
+    "no line or class of the project builds this queryset (a template or a library does), "
+    "so there is no place to apply the fix and re-run"
+)
 
 
 def site_text(site: Site | None) -> str | None:
@@ -139,7 +156,7 @@ def _placed(
         target = replace(target, model=group.model._meta.label)
         return Fix(code, advice, target)
     if owner is None:
-        return Fix(code, advice)
+        return Fix(code, advice, placed=False)
     target = FixTarget(
         "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
     )

@@ -237,7 +237,11 @@ def not_rerun(finding: NPlusOneFinding, reason: str) -> NPlusOneFinding:
     return replace(finding, proof=Proof("unproven", reason=reason))
 
 
-CODE_CHANGE = "the fix changes how rows are read too; it cannot be applied to the queryset alone"
+def _not_rerun(finding: NPlusOneFinding) -> NPlusOneFinding:
+    """A finding with no fix to apply: the reason it was built with, or a general one."""
+    if finding.proof is not None:
+        return finding
+    return not_rerun(finding, "the fix cannot be applied to one queryset in-process")
 
 
 def prove(
@@ -247,7 +251,7 @@ def prove(
     ``target`` applied (None: as it is), in a transaction rolled back, and returns its
     outcome and how often the fix met its queryset."""
     if not any(finding.target is not None for finding in findings):
-        return [not_rerun(finding, CODE_CHANGE) for finding in findings]
+        return [_not_rerun(finding) for finding in findings]
     before, _ = run(None)
     if before.error is not None:
         reason = f"it does not run twice: re-run as it is, it raised {before.error}"
@@ -256,7 +260,7 @@ def prove(
     for finding in findings:
         target = finding.target
         if target is None:
-            proven.append(not_rerun(finding, CODE_CHANGE))
+            proven.append(_not_rerun(finding))
             continue
         after, hits = run(target)
         result = judged(finding, before, after, hits)

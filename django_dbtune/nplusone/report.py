@@ -11,7 +11,7 @@ from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.capture import QueryRecord
-from django_dbtune.findings import FixTarget, NPlusOneFinding
+from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
 from django_dbtune.nplusone.fixes import fix_for, merged, qualname, queryset_site, site_text
 from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.state import Detection, Group, Load
@@ -77,6 +77,7 @@ def _lazy_loads(
             advice=fix.advice,
             url=url,
             target=fix.target,
+            proof=Proof("unproven", reason=fix.unproven) if fix.unproven else None,
         )
         found.append((finding, group))
     return found

@@ -172,6 +172,9 @@ class FixTarget:
     select_related: tuple[str, ...] = ()
     prefetch_related: tuple[str, ...] = ()
     list_select_related: tuple[str, ...] | None = None
+    names_bare_select: bool = False
+    """The queryset calls ``select_related()`` with no names, which overrides named ones:
+    ``select_related`` is what that call must name instead (its own joins included)."""
     count_annotations: tuple[str, ...] = ()
     """Related managers counted per row: ``.annotate(<name>_count=Count("<name>"))`` on the
     queryset, and each row's ``.<name>.count()`` read as ``.<name>_count`` instead."""

@@ -2,6 +2,8 @@
 in-process, in a transaction rolled back, and the finding says what that measured."""
 
 import json
+import time
+from dataclasses import replace
 from io import StringIO
 
 import pytest
@@ -252,3 +254,33 @@ def test_a_count_through_another_relation_is_fixed_by_a_prefetch_not_an_annotati
 
     [proven] = rerun(found, again)
     assert proven.proof.verdict == "proven", proven.proof
+
+
+def test_a_join_missing_from_a_bare_select_related_is_named_in_that_call(tmp_path):
+    """select_related() with no names joins only non-null foreign keys and overrides named
+    ones added before it: the fix names them all, to be written into that call."""
+    from django_dbtune.nplusone import codemod, detect
+    from django_dbtune.nplusone.proof import rerun
+
+    Book.objects.update(editor=Author.objects.first())
+
+    def page():
+        books = Book.objects.filter(title__startswith="B")
+        return [book.editor.name for book in books.select_related()]
+
+    with detect() as report:
+        page()
+    [finding] = report.findings
+    assert finding.fix == '.select_related("author", "editor")'
+    assert "select_related() with no names" in finding.advice
+    [proven] = rerun(report.findings, lambda: bool(page()) and None)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert proven.proof.after == 1
+    path = tmp_path / "views.py"
+    path.write_text("books = Book.objects.filter(x=1)\nrows = books.select_related()\n")
+    at_build = replace(proven.target, file=str(path), line=1)
+    at_call = replace(proven.target, file=str(path), line=2)
+    edits = codemod.plan([replace(proven, target=at_build)], since=time.time() + 1)
+    assert "name the relations in it by hand" in edits.skipped[0][1]
+    edits = codemod.plan([replace(proven, target=at_call)], since=time.time() + 1)
+    assert 'books.select_related("author", "editor")' in edits.files[path]

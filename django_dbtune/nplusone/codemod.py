@@ -18,7 +18,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from django_dbtune.conf import conf
 from django_dbtune.findings import FixTarget, NPlusOneFinding
-from django_dbtune.nplusone.chains import Replace, chain_link, with_loads, within
+from django_dbtune.nplusone.chains import Replace, chain_link, has_link, with_loads, within
 from django_dbtune.nplusone.fixes import chain as chain_code
 from django_dbtune.nplusone.fixes import own_get_queryset
 
@@ -192,6 +192,11 @@ def _edit_chain_at(module: cst.Module, line: int, target: FixTarget) -> cst.Modu
     if len(outermost) > 1:
         raise Unrecognised(f"more than one queryset chain on line {line}; edit it by hand")
     chain = outermost[0]
+    if target.names_bare_select and not has_link(chain, "select_related"):
+        raise Unrecognised(
+            f"the select_related() with no names is not on line {line}; name the "
+            "relations in it by hand"
+        )
     return wrapper.module.visit(Replace(chain, with_loads(chain, target)))
 
 
@@ -199,6 +204,8 @@ def _edit_chain_at(module: cst.Module, line: int, target: FixTarget) -> cst.Modu
 
 
 def _edit_class(module: cst.Module, owner: type, target: FixTarget) -> cst.Module:
+    if target.names_bare_select:
+        raise Unrecognised("name the relations in its select_related() with no names by hand")
     wrapper = MetadataWrapper(module)
     positions = wrapper.resolve(PositionProvider)
     line = inspect.getsourcelines(owner)[1]

@@ -147,20 +147,29 @@ def _placed(
     Django builds it for (a view's ``queryset``, a ModelAdmin's ``list_select_related`` or
     ``get_queryset``)."""
     owner = group.owner
+    bare = bool(select) and group.select_all and not _is_model_admin(owner or object)
+    if bare:
+        # A select_related() with no names later in the chain would override named ones.
+        select = _deepest(tuple(dict.fromkeys([*bare_joins(group.model), *select])))
+        advice = join_notes(
+            advice,
+            "This queryset calls select_related() with no names, which joins only non-null "
+            "foreign keys and overrides named ones: name these relations in that call.",
+        )
     code = chain(select, prefetch, counts)
     if group.site is not None:
         file, line, _ = group.site
         target = FixTarget(
             "add", select, prefetch, count_annotations=counts, file=relative_path(file), line=line
         )
-        target = replace(target, model=group.model._meta.label)
+        target = replace(target, model=group.model._meta.label, names_bare_select=bare)
         return Fix(code, advice, target)
     if owner is None:
         return Fix(code, advice, placed=False)
     target = FixTarget(
         "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
     )
-    target = replace(target, model=group.model._meta.label)
+    target = replace(target, model=group.model._meta.label, names_bare_select=bare)
     model = group.model.__name__
     admin = _is_model_admin(owner)
     if admin and select:

@@ -164,8 +164,14 @@ def _amend(queryset: Any, target: FixTarget) -> None:
             counts = {f"{name}_count": Count(name) for name in target.count_annotations}
             queryset.query = queryset.annotate(**counts).query
             query = queryset._query
-        if target.select_related and query.select_related is not True:
-            query.add_select_related(target.select_related)
+        select = target.select_related
+        if select and query.select_related is True:
+            if target.names_bare_select:
+                query.select_related = False  # the bare call, named as the fix says
+            else:
+                select = ()  # a named join added before a bare call is overridden by it
+        if select:
+            query.add_select_related(select)
         known = {_prefetch_to(lookup) for lookup in lookups}
         extra = tuple(path for path in target.prefetch_related if path not in known)
         queryset._prefetch_related_lookups = lookups + extra

@@ -63,6 +63,8 @@ class Group:
     """The project class that built it inside Django: a view, a ModelAdmin, a viewset."""
     evaluated_at: Site | None
     select_related: tuple[str, ...] = ()
+    select_all: bool = False
+    """``select_related()`` with no names: every non-null foreign key, in depth."""
     prefetch_related: tuple[str, ...] = ()
     deferred: tuple[frozenset[str], bool] | None = None
     """(names, defer): Django's ``Query.deferred_loading`` when ``only``/``defer`` was used."""

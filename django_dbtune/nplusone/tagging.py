@@ -45,6 +45,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         owner,
         site_or_none(evaluated_at) if evaluated_at is not None else None,
         select_related=tuple(_paths(select_related)) if isinstance(select_related, dict) else (),
+        select_all=select_related is True,
         prefetch_related=tuple(_prefetch_paths(prefetch)),
         deferred=(frozenset(deferred_names), defer) if deferred_names else None,
     )

@@ -4,7 +4,7 @@ django_dbtune, a database outside the checkout and nothing that needs the networ
 import os
 from pathlib import Path
 
-from demodesk.config.settings import *  # noqa: F401,F403
+from demodesk.config.settings import *  # noqa: F403
 from demodesk.config.settings import BASE_DIR, INSTALLED_APPS
 
 WORK_DIR = Path(os.environ["DBTUNE_CORPUS_PROJECT_DIR"])

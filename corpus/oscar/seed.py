@@ -4,11 +4,9 @@
 # so the order list, a product page and the basket page show >= 10 rows.
 # Deterministic: fixed values, fixed dates, no randomness.
 import datetime
-from datetime import timezone as dt_timezone
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-
 from oscar.apps.address.models import Country
 from oscar.apps.basket.models import Basket
 from oscar.apps.catalogue.models import Product
@@ -19,7 +17,7 @@ from oscar.test.factories import create_order
 
 User = get_user_model()
 PASSWORD = "corpus-pass-123"
-BASE = datetime.datetime(2025, 2, 3, 10, 0, tzinfo=dt_timezone.utc)
+BASE = datetime.datetime(2025, 2, 3, 10, 0, tzinfo=datetime.UTC)
 
 with transaction.atomic():
     for username in ("superuser", "staff"):

@@ -4,7 +4,7 @@ outside the checkout and nothing that needs the network or built front-end asset
 import os
 from pathlib import Path
 
-from settings import *  # noqa: F401,F403
+from settings import *  # noqa: F403
 from settings import INSTALLED_APPS
 
 WORK_DIR = Path(os.environ["DBTUNE_CORPUS_PROJECT_DIR"])

@@ -102,6 +102,10 @@ def test_an_admin_list_select_related_is_replaced_not_duplicated(tmp_path, monke
         class ModelAdmin:  # stands for django.contrib.admin.ModelAdmin
             pass
 
+        def register(cls):
+            return cls
+
+        @register
         class BookAdmin(ModelAdmin):
             list_display = ["title", "author"]
             list_select_related = ("author",)  # joined

@@ -209,12 +209,15 @@ def _edit_class(module: cst.Module, owner: type, target: FixTarget) -> cst.Modul
     wrapper = MetadataWrapper(module)
     positions = wrapper.resolve(PositionProvider)
     line = inspect.getsourcelines(owner)[1]
+    # inspect gives the first decorator's line (@admin.register(...)), libcst the class's.
     found = [
         node
         for node, span in positions.items()
         if isinstance(node, cst.ClassDef)
         and node.name.value == owner.__name__
-        and span.start.line <= line <= span.end.line
+        and min([span.start.line, *(positions[d].start.line for d in node.decorators)])
+        <= line
+        <= span.end.line
     ]
     if len(found) != 1:
         raise Unrecognised(f"the class {owner.__qualname__} is not found in its source file")

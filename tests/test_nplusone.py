@@ -681,8 +681,9 @@ def test_rest_framework_nested_serializer(shop, client, with_middleware):
     assert len(response.json()) == 6
     finding = only(response.wsgi_request.dbtune_nplusone)
     assert finding.relation == "shop.Book.author"
+    # Into its queryset attribute (Book.objects.order_by("id")), not a new one dropping it.
     assert finding.fix == (
-        'queryset = Book.objects.select_related("author")  # on tests.shop.views.BookViewSet'
+        '.select_related("author") on the queryset attribute of tests.shop.views.BookViewSet'
     )
 
 

@@ -20,7 +20,7 @@ from django_dbtune.conf import conf
 from django_dbtune.findings import FixTarget, NPlusOneFinding
 from django_dbtune.nplusone.chains import Replace, chain_link, has_link, with_loads, within
 from django_dbtune.nplusone.fixes import chain as chain_code
-from django_dbtune.nplusone.fixes import own_get_queryset
+from django_dbtune.nplusone.fixes import fix_home
 
 
 class Unrecognised(Exception):
@@ -104,7 +104,8 @@ def _locate(target: FixTarget) -> tuple[Path, int | type]:
     if owner is None:
         raise Unrecognised(f"the class {target.owner} cannot be found")
     if target.list_select_related is None:
-        owner = own_get_queryset(owner) or owner
+        home = fix_home(owner)
+        owner = home[0] if home is not None else owner
     filename = inspect.getsourcefile(owner)
     if filename is None or not os.path.exists(filename):
         raise Unrecognised(f"the source of {target.owner} cannot be found")

@@ -181,11 +181,13 @@ def _placed(
             join_notes(advice, note),
             replace(target, select_related=(), list_select_related=names),
         )
-    overridden = own_get_queryset(owner)
-    if overridden is not None:
+    home = fix_home(owner)
+    if home is not None and home[1] == "queryset":
+        return Fix(f"{code} on the queryset attribute of {qualname(home[0])}", advice, target)
+    if home is not None:
         # Replacing the project's own get_queryset would drop what it does.
         return Fix(
-            f"{code} on the queryset {qualname(overridden)}.get_queryset returns", advice, target
+            f"{code} on the queryset {qualname(home[0])}.get_queryset returns", advice, target
         )
     if admin:
         return Fix(
@@ -245,14 +247,21 @@ def _deepest(paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p for p in paths if not any(o.startswith(p + LOOKUP_SEP) for o in paths))
 
 
-def own_get_queryset(owner: type) -> type | None:
-    """The project class, ``owner`` or a base of it, whose own ``get_queryset`` Django
-    calls, if any (not Django's, nor an installed library's)."""
+def fix_home(owner: type) -> tuple[type, str] | None:
+    """Where the project already says which queryset ``owner`` uses: (class, "queryset")
+    for the nearest ``queryset`` attribute, or (class, "get_queryset") for the nearest own
+    ``get_queryset``, whichever ``owner``'s MRO meets first in the project; None when
+    only Django or a library says."""
     for cls in owner.__mro__:
-        if "get_queryset" in vars(cls):
-            module = sys.modules.get(cls.__module__)
-            filename = getattr(module, "__file__", None)
-            return cls if filename is not None and is_project_file(filename) else None
+        names = {"get_queryset", "queryset"} & vars(cls).keys()
+        if not names:
+            continue
+        module = sys.modules.get(cls.__module__)
+        filename = getattr(module, "__file__", None)
+        if filename is None or not is_project_file(filename):
+            return None
+        # A class with both: its get_queryset may build its own queryset.
+        return (cls, "get_queryset" if "get_queryset" in names else "queryset")
     return None
 
 

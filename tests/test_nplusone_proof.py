@@ -286,3 +286,26 @@ def test_a_join_missing_from_a_bare_select_related_is_named_in_that_call(tmp_pat
     assert "name the relations in it by hand" in edits.skipped[0][1]
     edits = codemod.plan([replace(proven, target=at_call)], since=time.time() + 1)
     assert 'books.select_related("author", "editor")' in edits.files[path]
+
+
+def test_a_relation_past_a_generic_foreign_key_is_prefetched_not_joined():
+    """select_related("target__author") raises FieldError: a generic foreign key is no join."""
+    from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone.proof import rerun
+    from tests.shop.models import Comment
+
+    def page():
+        return [comment.target.author.name for comment in Comment.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.fix == '.prefetch_related("target__author")'
+
+    def again():
+        assert page() == expected
+        return 200
+
+    [proven] = rerun(report.findings, again)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert proven.proof.after == 3  # comments, their books, the books' authors

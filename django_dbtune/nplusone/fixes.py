@@ -70,6 +70,11 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     name = load.name
     related = load.related_model.__name__ if load.related_model else "Related"
     if load.kind in ("forward", "reverse_one") and not many:
+        if _through_generic(group.model, path):
+            # select_related cannot cross a generic foreign key; a prefetch can, when every
+            # type it points to has the relation (the proof tells).
+            note = "select_related cannot follow a generic foreign key."
+            return _placed(group, path, joins, prefetch=(path,), advice=note)
         return _placed(group, path, joins, select=(path,))
     if load.kind in ("forward", "reverse_one", "generic_fk"):
         advice = None
@@ -335,6 +340,21 @@ def join_notes(*notes: str | None) -> str | None:
 
 def qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _through_generic(model: type[Model], path: str) -> bool:
+    """The path crosses a generic foreign key before its last step."""
+    from django.contrib.contenttypes.fields import GenericForeignKey
+
+    for name in path.split(LOOKUP_SEP)[:-1]:
+        field = relation_field(model, name)
+        if field is None or isinstance(field, GenericForeignKey):
+            return field is not None
+        target = getattr(field, "related_model", None)
+        if not isinstance(target, type):
+            return False
+        model = target
+    return False
 
 
 def _field_at(model: type[Model], path: str) -> object | None:

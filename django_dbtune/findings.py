@@ -303,7 +303,8 @@ class NPlusOneFinding:
             lines.append(f"  triggered at {self.call_site}")
         if self.queryset_site:
             lines.append(f"  queryset built at {self.queryset_site}")
-        lines.append(f"  fix: {self.fix}")
+        unproven = self.proof is not None and self.proof.verdict == "unproven"
+        lines.append(f"  {'suggestion (unproven)' if unproven else 'fix'}: {self.fix}")
         if self.proof is not None:
             lines.append(f"  {self.proof.text}")
         if self.advice:

@@ -111,6 +111,7 @@ def test_a_fix_that_needs_the_reading_code_changed_too_is_labelled_unproven():
     [finding] = rerun(report.findings, lambda: None)
     assert finding.proof.verdict == "unproven"
     assert "changes how rows are read" in finding.proof.reason
+    assert "  suggestion (unproven): .annotate(has_books=Exists(" in finding.message
 
 
 def test_a_count_per_row_is_proven_with_the_annotation_read_instead():

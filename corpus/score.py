@@ -85,6 +85,8 @@ class Truth:
     entries: list[Entry]
     meta: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    isolate_pages: bool = False
+    """Request each page in a process of its own (``isolate_pages = true`` in the truth)."""
 
     def page(self, url: str) -> Page:
         return next(page for page in self.pages if page.url == url)
@@ -140,7 +142,8 @@ def load_truth(path: Path) -> Truth:
         problems.append(
             f"truth: project = {data.get('project')!r}, but the directory is {path.parent.name!r}"
         )
-    return Truth(path.parent.name, pages, entries, meta, problems)
+    isolate = bool(data.get("isolate_pages", False))
+    return Truth(path.parent.name, pages, entries, meta, problems, isolate)
 
 
 # --- names and lines ------------------------------------------------------------------------
@@ -317,11 +320,14 @@ def user_slug(user: str | None) -> str:
 def run_dbtune(truth: Truth, out: Path, reuse: bool, timeout: float) -> dict[str, Any]:
     """{"pages": {url: page json}, "errors": [...], "seconds": float}."""
     result: dict[str, Any] = {"pages": {}, "errors": [], "seconds": 0.0}
-    users: dict[str | None, list[Page]] = {}
-    for page in truth.pages:
-        users.setdefault(page.user, []).append(page)
-    for user, pages in users.items():
-        raw = out / f"dbtune-{user_slug(user)}.json"
+    groups: dict[tuple[str | None, str], list[Page]] = {}
+    for number, page in enumerate(truth.pages):
+        # isolate_pages: one process per page, as the truth was measured (a project whose
+        # caches fill on the first page would show later pages cheaper than they are).
+        key = (page.user, str(number) if truth.isolate_pages else "")
+        groups.setdefault(key, []).append(page)
+    for (user, number), pages in groups.items():
+        raw = out / f"dbtune-{user_slug(user)}{'-' + number if number else ''}.json"
         if reuse and raw.exists():
             saved = json.loads(raw.read_text())
         else:
@@ -362,7 +368,35 @@ def run_dbtune(truth: Truth, out: Path, reuse: bool, timeout: float) -> dict[str
 def run_probe(
     truth: Truth, dbtune: dict[str, Any], out: Path, reuse: bool, timeout: float, zeal: bool
 ) -> dict[str, Any]:
-    raw = out / "probe.json"
+    if not truth.isolate_pages or len(truth.pages) < 2:
+        return run_probe_pages(truth, truth.pages, dbtune, out, reuse, timeout, zeal)
+    merged: dict[str, Any] = {}
+    for number, page in enumerate(truth.pages):
+        part = run_probe_pages(truth, [page], dbtune, out, reuse, timeout, zeal, f"-{number}")
+        if not merged:
+            merged = part
+            continue
+        if part.get("error") and not merged.get("error"):
+            merged["error"] = part["error"]
+        merged["seconds"] = merged.get("seconds", 0.0) + part.get("seconds", 0.0)
+        for key in ("relations", "classes"):
+            merged.setdefault(key, {}).update(part.get(key) or {})
+        pages = (part.get("zeal") or {}).get("pages") or []
+        merged.setdefault("zeal", {}).setdefault("pages", []).extend(pages)
+    return merged
+
+
+def run_probe_pages(
+    truth: Truth,
+    pages: list[Page],
+    dbtune: dict[str, Any],
+    out: Path,
+    reuse: bool,
+    timeout: float,
+    zeal: bool,
+    suffix: str = "",
+) -> dict[str, Any]:
+    raw = out / f"probe{suffix}.json"
     if reuse and raw.exists():
         saved: dict[str, Any] = json.loads(raw.read_text())
         return saved
@@ -374,14 +408,14 @@ def run_probe(
             relations.append(str(finding.get("relation", "")))
             classes.extend(owner_classes(finding))
     request = {
-        "pages": [{"url": page.url, "user": page.user} for page in truth.pages],
+        "pages": [{"url": page.url, "user": page.user} for page in pages],
         "relations": list(dict.fromkeys(r for r in relations if r)),
         "classes": list(dict.fromkeys(classes)),
         "zeal": zeal,
         "root": str(work_dir(truth.project) / "src"),  # the checkout: zeal's paths relative to it
     }
-    request_file = out / "probe-input.json"
-    output_file = out / "probe-output.json"
+    request_file = out / f"probe-input{suffix}.json"
+    output_file = out / f"probe-output{suffix}.json"
     request_file.write_text(json.dumps(request, indent=1))
     output_file.unlink(missing_ok=True)
     code = f"import runpy; runpy.run_path({str(PROBE)!r}, run_name='__main__')"

@@ -23,7 +23,17 @@ from django.test.utils import CaptureQueriesContext
 from django_dbtune import CaptureError, DbtuneError, NPlusOneError, filled_rows
 from django_dbtune.nplusone import detect, patches, pause
 from django_dbtune.nplusone.read_watch import ReadWatch
-from tests.shop.models import Author, Book, Comment, Profile, Publisher, Review, Tag
+from tests.shop.models import (
+    Author,
+    Book,
+    Comment,
+    Note,
+    Product,
+    Profile,
+    Publisher,
+    Review,
+    Tag,
+)
 
 HERE = "tests/test_nplusone.py"
 
@@ -792,3 +802,53 @@ def test_a_related_managers_queryset_is_fixed_where_it_was_built(shop):
     assert finding.queryset_site.startswith(
         f"{HERE}:{line_of('# built from a related manager')} in "
     )
+
+
+# --- Managers that build their querysets themselves -------------------------------------------
+
+
+@pytest.fixture
+def products(db):
+    """4 products from 2 makers, each tagged "red" and "blue" (django-taggit) with a note."""
+    makers = [Publisher.objects.create(name=f"M{i}") for i in range(2)]
+    for i in range(4):
+        product = Product.objects.create(name=f"P{i}", maker=makers[i % 2])
+        product.tags.add("red", "blue")
+        Note.objects.create(target=product, text="fragile")
+
+
+def test_a_custom_managers_queryset_is_fixed_where_it_was_built(products):
+    """ProductManager.get_queryset returns ProductQuerySet(self.model, using=self._db), as
+    Django's documentation shows: no super(), yet the fix still goes where the list was built."""
+    with detect() as report:
+        in_stock = Product.objects.in_stock()  # built through a custom manager
+        makers = [product.maker.name for product in in_stock]
+    assert len(makers) == 4
+    finding = only(report)
+    assert finding.relation == "shop.Product.maker"
+    assert finding.fix == '.select_related("maker")'
+    assert finding.queryset_site.startswith(
+        f"{HERE}:{line_of('# built through a custom manager')} in "
+    )
+
+
+def test_an_admin_over_a_custom_manager_names_list_select_related(
+    products, admin_client, with_middleware
+):
+    response = admin_client.get("/admin/shop/product/")
+    assert response.status_code == 200
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Product.maker"
+    assert finding.fix == 'list_select_related = ("maker",) on tests.shop.admin.ProductAdmin'
+
+
+def test_a_generic_relation_whose_manager_skips_super(products):
+    """Note's manager builds NoteQuerySet itself, so the generic relation's manager for each
+    product never passes through BaseManager.get_queryset."""
+    with detect() as report:
+        for product in Product.objects.all():
+            list(product.notes.all())
+    finding = only(report)
+    assert finding.relation == "shop.Product.notes"
+    assert finding.fix == '.prefetch_related("notes")'
+    assert finding.count == 4

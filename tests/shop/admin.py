@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from tests.shop.models import Author, Book, Tag
+from tests.shop.models import Author, Book, Product, Tag
 
 
 @admin.register(Book)
@@ -29,3 +29,13 @@ class TagAdmin(admin.ModelAdmin):
     @admin.display(description="books")
     def titles(self, tag):
         return ", ".join(book.title for book in tag.books.all())
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    # Product.objects builds its queryset without super(): the admin's is found all the same.
+    list_display = ["name", "maker_name"]
+
+    @admin.display(description="maker")
+    def maker_name(self, product):
+        return product.maker.name

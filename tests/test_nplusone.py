@@ -852,3 +852,45 @@ def test_a_generic_relation_whose_manager_skips_super(products):
     assert finding.relation == "shop.Product.notes"
     assert finding.fix == '.prefetch_related("notes")'
     assert finding.count == 4
+
+
+# --- django-taggit -----------------------------------------------------------------------------
+
+
+def test_django_taggit_tags_read_per_row(products):
+    """For each product, TaggableManager returns Tag.objects.filter(...) on the through
+    table's content type and object id: no related manager of Tag's own, and two joined
+    columns filtered."""
+    with detect() as report:
+        for product in Product.objects.order_by("id"):
+            [tag.name for tag in product.tags.all()]
+    finding = only(report)
+    assert finding.relation == "shop.Product.tags"
+    assert finding.fix == '.prefetch_related("tags")'
+    assert finding.count == 4
+    with detect() as fixed, CaptureQueriesContext(connection) as queries:
+        for product in Product.objects.prefetch_related("tags"):
+            [tag.name for tag in product.tags.all()]
+    assert fixed.findings == [], fixed.message()
+    assert len(queries) == 2
+
+
+def test_django_taggit_names_per_row(products):
+    with detect() as report:
+        names = [sorted(product.tags.names()) for product in Product.objects.all()]
+    assert names == [["blue", "red"]] * 4
+    finding = only(report)
+    assert finding.relation == "shop.Product.tags"
+    assert finding.fix == '.prefetch_related("tags")'
+    # names() is values_list(): it queries again even after a prefetch.
+    assert "obj.tags.all()" in finding.advice
+
+
+def test_django_taggit_tags_in_a_template(products, client, with_middleware):
+    response = client.get("/shop/products/")
+    assert response.status_code == 200
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Product.tags"
+    assert finding.fix == '.prefetch_related("tags")'
+    assert finding.call_site == "tests/shop/templates/shop/product_list.html:4"
+    assert finding.queryset_site.startswith("tests/shop/views.py:")

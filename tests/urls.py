@@ -19,6 +19,7 @@ urlpatterns = [
     path("shop/books/fixed/", shop.fixed_book_list),
     path("shop/books/async/", shop.async_book_titles),
     path("shop/books/generic/", shop.BookListView.as_view()),
+    path("shop/products/", shop.product_list),
     *router.urls,
     path("", include("config.urls")),
 ]

@@ -119,6 +119,12 @@ def _fix(load: Load, path: str, group: Group, joins: list[str]) -> tuple[str, st
         code = f'.prefetch_related("{path}")'
         if load.kind == "prefetch":
             advice = "Instead of prefetch_related_objects() once per row."
+        elif load.reshaped:
+            advice = (
+                f"Then take the values from the rows of obj.{name}.all(): .values(), "
+                ".values_list() or django-taggit's names() on a related manager runs a new "
+                "query per row, even when it was prefetched."
+            )
     return _placed(code, group, path, advice, joins)
 
 

@@ -5,7 +5,7 @@ from django.shortcuts import render
 from django.views.generic import ListView
 from rest_framework import serializers, viewsets
 
-from tests.shop.models import Author, Book
+from tests.shop.models import Author, Book, Product
 
 
 def book_list(request: HttpRequest) -> HttpResponse:
@@ -49,3 +49,8 @@ class BookSerializer(serializers.ModelSerializer):
 class BookViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Book.objects.order_by("id")
     serializer_class = BookSerializer
+
+
+def product_list(request: HttpRequest) -> HttpResponse:
+    products = Product.objects.order_by("id")
+    return render(request, "shop/product_list.html", {"products": products})

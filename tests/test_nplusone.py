@@ -12,6 +12,7 @@ import django
 import pytest
 from asgiref.sync import async_to_sync
 from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
 from django.core.checks import run_checks
 from django.db import connection
 from django.db.models import Prefetch, prefetch_related_objects
@@ -894,3 +895,47 @@ def test_django_taggit_tags_in_a_template(products, client, with_middleware):
     assert finding.fix == '.prefetch_related("tags")'
     assert finding.call_site == "tests/shop/templates/shop/product_list.html:4"
     assert finding.queryset_site.startswith("tests/shop/views.py:")
+
+
+# --- The same query with one value per row, whatever the joins ---------------------------------
+
+
+def test_a_generic_relation_looked_up_by_hand_per_row(products):
+    """Two columns filtered: the content type is the same for every row, the object id is
+    one per row."""
+    product_type = ContentType.objects.get_for_model(Product)
+    with detect() as report:
+        for product in Product.objects.all():
+            list(Note.objects.filter(content_type=product_type, object_id=product.pk))
+    finding = only(report)
+    assert finding.relation == "shop.Note.object_id"
+    assert finding.fix == '.prefetch_related("notes") on the Product queryset'
+    assert finding.count == 4
+
+
+def test_django_taggit_tags_of_rows_read_with_iterator(products):
+    """Rows from .iterator() are not watched, so their tags manager has no watched owner: the
+    query still differs from row to row in one joined column, the tagged item's object id."""
+    with detect() as report:
+        for product in Product.objects.iterator():
+            list(product.tags.names())
+    finding = only(report)
+    assert finding.relation == "taggit.TaggedItem.object_id"
+    assert finding.fix == '.prefetch_related("tags") on the Product queryset'
+    assert finding.count == 4
+
+
+def test_a_lookup_through_a_join_written_by_hand_per_row(shop):
+    with detect() as report:
+        for publisher in Publisher.objects.all():
+            Book.objects.filter(author__publisher=publisher).count()
+    finding = only(report)
+    assert finding.relation == "shop.Author.publisher"
+    assert finding.count == 2
+
+
+def test_several_values_changing_per_row_are_not_one_lookup_per_row(shop):
+    with detect() as report:
+        for book in Book.objects.all():
+            Author.objects.filter(pk=book.author_id, name=book.title).exists()
+    assert report.findings == [], report.message()

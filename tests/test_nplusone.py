@@ -15,7 +15,7 @@ from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.core.checks import run_checks
 from django.db import connection
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import Count, Prefetch, Sum, prefetch_related_objects
 from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
 from django.db.models.query import QuerySet
 from django.test import AsyncClient, override_settings
@@ -777,6 +777,22 @@ def test_an_unread_prefetch_through_a_default_reverse_accessor_is_unused(reviews
         titles = [book.title for book in Book.objects.prefetch_related("review_set")]
     assert len(titles) == 6
     assert [f.kind for f in report.findings] == ["unused_prefetch_related"], report.message()
+
+
+def test_a_count_through_a_default_reverse_accessor_gets_a_fix_that_runs(reviews):
+    """Count() knows book.review_set as "review": the accessor's name would raise FieldError."""
+    with detect() as report:
+        for book in Book.objects.all():
+            book.review_set.count()
+        for author in Author.objects.prefetch_related("books"):
+            [book.review_set.aggregate(Sum("id")) for book in author.books.all()]
+    fixes = sorted(finding.fix for finding in report.findings)
+    assert fixes == [
+        '.annotate(...) over "books__review" instead of .aggregate() per row',
+        '.annotate(review_set_count=Count("review"))',
+    ]
+    counted = Book.objects.annotate(review_set_count=Count("review"))
+    assert {book.review_set_count for book in counted} == {2}
 
 
 def test_an_unused_eager_load_is_never_called_safe_to_remove_as_a_fact(shop):

@@ -14,7 +14,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import NPlusOneFinding
 from django_dbtune.nplusone.hand_written import per_row_queries
-from django_dbtune.nplusone.relations import relation_field
+from django_dbtune.nplusone.relations import query_path, relation_field
 from django_dbtune.nplusone.state import Detection, Group, Load, Site
 from django_dbtune.project import is_project_file
 
@@ -97,14 +97,15 @@ def _fix(load: Load, path: str, group: Group, joins: list[str]) -> tuple[str, st
         defer = group.deferred[1] if group.deferred else True
         code = f'remove "{path}" from .defer(...)' if defer else f'add "{path}" to .only(...)'
     elif load.kind == "count":
-        code = f'.annotate({name}_count=Count("{path}"))'
+        code = f'.annotate({name}_count=Count("{query_path(group.model, path)}"))'
         advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row."
     elif load.kind == "exists":
         back = load.related_query_name or "<field>"
         code = f'.annotate(has_{name}=Exists({related}.objects.filter({back}=OuterRef("pk"))))'
         advice = f"Then read obj.has_{name} instead of calling .{name}.exists() per row."
     elif load.kind == "aggregate":
-        code = f'.annotate(...) over "{path}" instead of .aggregate() per row'
+        over = query_path(group.model, path)
+        code = f'.annotate(...) over "{over}" instead of .aggregate() per row'
     elif load.sliced or load.filtered:
         code = (
             f'.prefetch_related(Prefetch("{path}", '

@@ -854,9 +854,9 @@ def test_an_admin_over_a_custom_manager_names_list_select_related(
 ):
     response = admin_client.get("/admin/shop/product/")
     assert response.status_code == 200
-    finding = only(response.wsgi_request.dbtune_nplusone)
-    assert finding.relation == "shop.Product.maker"
-    assert finding.fix == 'list_select_related = ("maker",) on tests.shop.admin.ProductAdmin'
+    found = {f.relation: f for f in response.wsgi_request.dbtune_nplusone.findings}
+    maker = found["shop.Product.maker"]
+    assert maker.fix == 'list_select_related = ("maker",) on tests.shop.admin.ProductAdmin'
 
 
 def test_a_generic_relation_whose_manager_skips_super(products):
@@ -955,3 +955,51 @@ def test_several_values_changing_per_row_are_not_one_lookup_per_row(shop):
         for book in Book.objects.all():
             Author.objects.filter(pk=book.author_id, name=book.title).exists()
     assert report.findings == [], report.message()
+
+
+# --- Which line a per-row query belongs to ------------------------------------------------------
+
+
+def test_lookups_from_two_template_tags_are_not_one_loop(shop, client, with_middleware, settings):
+    """The flag tag is a library's: no project line between the query and the view's
+    render(). Each template node is its own place, so the two flags at the top of the page
+    are two lookups, and only the tag inside the loop repeats per row."""
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.templatetags"]}
+    response = client.get("/shop/")
+    assert response.status_code == 200
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Flag.name"
+    assert finding.call_site == "tests/shop/templates/shop/home.html:6"
+    assert finding.count == 6
+
+
+def test_loads_the_admin_runs_itself_are_not_the_outermost_callers(
+    shop, admin_client, with_middleware
+):
+    """The changelist reads each comment's generic foreign key in Django's own code: there
+    is no project line to show, and the test's line (manage.py under runserver) is not one."""
+    response = admin_client.get("/admin/shop/comment/")
+    assert response.status_code == 200
+    found = {f.relation: f for f in response.wsgi_request.dbtune_nplusone.findings}
+    target = found["shop.Comment.target"]
+    assert target.call_site is None
+    assert target.queryset_site == "tests.shop.admin.CommentAdmin (Django builds its queryset)"
+    # Book.__str__, which the changelist shows for each target, is the project's line.
+    assert found["shop.Book.author"].call_site.startswith("tests/shop/models.py:")
+
+
+def test_a_lookup_the_toolbar_runs_through_the_projects_str_is_not_the_projects(products):
+    """Product.__str__ looks its maker up by hand; django-debug-toolbar's repr() of the
+    template context reaches it once per product."""
+    pytest.importorskip("debug_toolbar")
+    from debug_toolbar.panels.settings import safe_pformat
+
+    with detect() as report:
+        safe_pformat(list(Product.objects.order_by("id")))
+    assert report.findings == [], report.message()
+    with detect() as report:
+        names = [str(product) for product in Product.objects.order_by("id")]  # the project's
+    assert len(names) == 4
+    finding = only(report)
+    assert finding.relation == "shop.Publisher.id"
+    assert finding.call_site.startswith("tests/shop/models.py:")

@@ -20,6 +20,7 @@ urlpatterns = [
     path("shop/books/async/", shop.async_book_titles),
     path("shop/books/generic/", shop.BookListView.as_view()),
     path("shop/products/", shop.product_list),
+    path("shop/", shop.home),
     *router.urls,
     path("", include("config.urls")),
 ]

@@ -117,3 +117,14 @@ class Product(models.Model):
     notes = GenericRelation(Note)
 
     objects = ProductManager()
+
+    def __str__(self):
+        # A lookup written by hand: per row, it is an N+1 of its own.
+        return f"{self.name} by {Publisher.objects.get(pk=self.maker_id).name}"
+
+
+class Flag(models.Model):
+    """A feature flag, looked up by name from a template tag."""
+
+    name = models.CharField(max_length=50, unique=True)
+    active = models.BooleanField(default=False)

@@ -54,3 +54,8 @@ class BookViewSet(viewsets.ReadOnlyModelViewSet):
 def product_list(request: HttpRequest) -> HttpResponse:
     products = Product.objects.order_by("id")
     return render(request, "shop/product_list.html", {"products": products})
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    books = Book.objects.order_by("id")
+    return render(request, "shop/home.html", {"books": books})

@@ -779,6 +779,19 @@ def test_an_unread_prefetch_through_a_default_reverse_accessor_is_unused(reviews
     assert [f.kind for f in report.findings] == ["unused_prefetch_related"], report.message()
 
 
+def test_a_prefetch_object_through_a_default_reverse_accessor_is_followed(reviews):
+    ordered = Review.objects.order_by("id")
+    with detect() as report:
+        for book in Book.objects.prefetch_related(Prefetch("review_set", queryset=ordered)):
+            [review.text for review in book.review_set.all()]
+    assert report.findings == [], report.message()
+    with detect() as report:
+        titles = [book.title for book in Book.objects.prefetch_related(Prefetch("review_set"))]
+    assert len(titles) == 6
+    (finding,) = report.findings
+    assert (finding.kind, finding.path) == ("unused_prefetch_related", "review_set")
+
+
 def test_a_count_through_a_default_reverse_accessor_gets_a_fix_that_runs(reviews):
     """Count() knows book.review_set as "review": the accessor's name would raise FieldError."""
     with detect() as report:

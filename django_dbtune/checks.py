@@ -50,7 +50,9 @@ def check_cache(
         model._meta.label
         for model in apps.get_models()
         if any(
-            isinstance(manager.get_queryset(), CachedQuerySetMixin)
+            # The class the manager builds, not a queryset: a manager's get_queryset() may
+            # read the database (Wagtail's does), which may not exist yet under migrate.
+            issubclass(getattr(manager, "_queryset_class", object), CachedQuerySetMixin)
             for manager in model._meta.managers
         )
     )

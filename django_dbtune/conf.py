@@ -71,6 +71,14 @@ OPTIONS: dict[str, Option] = {
         "a boolean",
         "NPlusOneMiddleware raises NPlusOneError on a finding instead of logging a warning.",
     ),
+    "NPLUSONE_PROVE": Option(
+        False,
+        lambda value: isinstance(value, bool),
+        "a boolean",
+        "NPlusOneMiddleware proves each fix by running a GET or HEAD request again with the "
+        "fix applied, in a transaction rolled back, once per fix per process (the commands, "
+        "the pytest plugin and the toolbar panel always prove).",
+    ),
     "NPLUSONE_THRESHOLD": Option(
         2,
         lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 2,
@@ -303,6 +311,10 @@ class Settings:
             # nplusone's own setting, accepted so projects can swap the app (check W002).
             return bool(getattr(django_settings, "NPLUSONE_RAISE", False))
         return bool(self._get("NPLUSONE_RAISE"))
+
+    @cached_property
+    def NPLUSONE_PROVE(self) -> bool:
+        return bool(self._get("NPLUSONE_PROVE"))
 
     @cached_property
     def NPLUSONE_THRESHOLD(self) -> int:

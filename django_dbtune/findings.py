@@ -160,6 +160,107 @@ NPlusOneKind = Literal["n_plus_one", "unused_select_related", "unused_prefetch_r
 
 
 @dataclass(frozen=True)
+class FixTarget:
+    """An N+1 fix as data: what to change on which queryset, for a proof or a codemod.
+
+    The queryset is the one built at ``file:line`` (relative to the project, as findings
+    show files) or, when Django builds it, the one of the project class ``owner``. For a
+    ModelAdmin, ``list_select_related`` is the whole tuple the attribute must hold.
+    """
+
+    action: Literal["add", "remove"]
+    select_related: tuple[str, ...] = ()
+    prefetch_related: tuple[str, ...] = ()
+    list_select_related: tuple[str, ...] | None = None
+    names_bare_select: bool = False
+    """The queryset calls ``select_related()`` with no names, which overrides named ones:
+    ``select_related`` is what that call must name instead (its own joins included)."""
+    count_annotations: tuple[str, ...] = ()
+    """Related managers counted per row: ``.annotate(<name>_count=Count("<name>"))`` on the
+    queryset, and each row's ``.<name>.count()`` read as ``.<name>_count`` instead."""
+    count_paths: tuple[str, ...] = ()
+    """What ``Count()`` names for each of ``count_annotations``: the relation as queries
+    spell it (``review`` for the default accessor ``review_set``); empty: the names as they
+    are."""
+    file: str | None = None
+    line: int | None = None
+    owner: str | None = None
+    """``"module.Qualname"`` of the view or ModelAdmin whose queryset it is."""
+    model: str | None = None
+    """``"app_label.Model"`` of the queryset: a line or a class may build several."""
+    owner_class: type | None = field(default=None, compare=False, repr=False)
+    """The class itself (it may not be importable by name: one defined in a function)."""
+
+    def counted(self) -> dict[str, str]:
+        """``{"<name>_count": what Count() names}`` for each of ``count_annotations``."""
+        paths = self.count_paths or self.count_annotations
+        pairs = zip(self.count_annotations, paths, strict=True)
+        return {f"{name}_count": path for name, path in pairs}
+
+    @property
+    def place(self) -> tuple[str | None, int | None, str | None]:
+        """Findings with the same place are fixed by one change."""
+        return (self.file, self.line, self.owner)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "select_related": list(self.select_related),
+            "prefetch_related": list(self.prefetch_related),
+            "list_select_related": (
+                list(self.list_select_related) if self.list_select_related is not None else None
+            ),
+            "count_annotations": list(self.count_annotations),
+            "file": self.file,
+            "line": self.line,
+            "owner": self.owner,
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What re-running the page (or test) with the fix applied measured.
+
+    ``proven``: the fix ran, the answer kept its status, and the queries went down (for a
+    removed eager load: did not go up). Otherwise ``unproven``, and ``reason`` says why.
+    """
+
+    verdict: Literal["proven", "unproven"]
+    before: int | None = None
+    after: int | None = None
+    status_before: int | None = None
+    status_after: int | None = None
+    reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        """``proven: re-run with the fix, 102 -> 2 queries, status 200 as before``."""
+        parts = []
+        if self.before is not None and self.after is not None:
+            parts.append(f"{self.before} -> {self.after} queries")
+        if self.status_before is not None and self.status_before == self.status_after:
+            parts.append(f"status {self.status_before} as before")
+        elif self.status_before is not None and self.status_after is not None:
+            parts.append(f"status {self.status_before} -> {self.status_after}")
+        measured = ", ".join(parts)
+        if self.verdict == "proven":
+            return f"proven: re-run with the fix, {measured}"
+        detail = "; ".join(part for part in (self.reason, measured) if part)
+        return f"unproven: {detail}" if detail else "unproven"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "before": self.before,
+            "after": self.after,
+            "status_before": self.status_before,
+            "status_after": self.status_after,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
 class NPlusOneFinding:
     """A relation loaded once per row (or an eager load never read), and what to change."""
 
@@ -184,11 +285,25 @@ class NPlusOneFinding:
     """A sentence more when the fix needs one (the admin skips nullable foreign keys...)."""
     url: str | None = None
     """The request path, when a request ran the queries."""
+    relations: tuple[str, ...] = ()
+    """Every relation the one fix covers (one fix site, several relations); ``relation``
+    is the first."""
+    target: FixTarget | None = None
+    """The fix as data, when it is a change to one queryset or attribute."""
+    proof: Proof | None = None
+    """What re-running with the fix measured; None when it was not re-run."""
+    baseline_keys: tuple[str, ...] = ()
+    """The baseline keys of the findings merged into this one, when several were."""
+
+    def __post_init__(self) -> None:
+        if not self.relations:
+            object.__setattr__(self, "relations", (self.relation,))
 
     @property
     def message(self) -> str:
         if self.kind == "n_plus_one":
-            what = f"N+1 on {self.relation}: {self.count} extra queries"
+            named = ", ".join(self.relations)
+            what = f"N+1 on {named}: {self.count} extra queries"
         elif self.kind == "unused_select_related":
             what = f'Unused select_related("{self.path}") on {self.model}'
         else:
@@ -198,7 +313,10 @@ class NPlusOneFinding:
             lines.append(f"  triggered at {self.call_site}")
         if self.queryset_site:
             lines.append(f"  queryset built at {self.queryset_site}")
-        lines.append(f"  fix: {self.fix}")
+        unproven = self.proof is not None and self.proof.verdict == "unproven"
+        lines.append(f"  {'suggestion (unproven)' if unproven else 'fix'}: {self.fix}")
+        if self.proof is not None:
+            lines.append(f"  {self.proof.text}")
         if self.advice:
             lines.append(f"  note: {self.advice}")
         if self.sample_sql:
@@ -230,4 +348,7 @@ class NPlusOneFinding:
             "database": self.database,
             "sample_sql": self.sample_sql,
             "url": self.url,
+            "relations": list(self.relations),
+            "target": self.target.as_dict() if self.target is not None else None,
+            "proof": self.proof.as_dict() if self.proof is not None else None,
         }

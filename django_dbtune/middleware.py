@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
@@ -15,10 +15,29 @@ from django_dbtune.capture import capture_queries
 from django_dbtune.conf import conf
 from django_dbtune.errors import NPlusOneError
 
+if TYPE_CHECKING:
+    from django_dbtune.nplusone import Report
+
 REQUEST_ATTRIBUTE = "dbtune_queries"
 NPLUSONE_ATTRIBUTE = "dbtune_nplusone"
 
 logger = logging.getLogger("django_dbtune.nplusone")
+
+SAFE_METHODS = ("GET", "HEAD")
+
+
+def prove_request(request: HttpRequest, report: Report, call: Callable[[], int]) -> None:
+    """Prove the report's fixes by running the request again (``call``), once per fix per
+    process; an unsafe request is never run again, its findings are marked unproven."""
+    from django_dbtune.nplusone.proof import not_rerun, rerun_once
+
+    found = report.findings
+    if request.method not in SAFE_METHODS:
+        reason = f"a {request.method} request is never run again"
+        report.settle([not_rerun(finding, reason) for finding in found])
+        return
+    aliases = {record.alias for record in report.queries.records}
+    report.settle(rerun_once(found, call, aliases))
 
 
 class _Middleware:
@@ -91,6 +110,8 @@ class NPlusOneMiddleware(_Middleware):
         with detect(url=request.path) as report:
             setattr(request, NPLUSONE_ATTRIBUTE, report)
             response = self.get_response(request)
+        if conf.NPLUSONE_PROVE and report.findings:
+            prove_request(request, report, lambda: self.get_response(request).status_code)
         self._report(request, report)
         return response
 
@@ -106,7 +127,7 @@ class NPlusOneMiddleware(_Middleware):
         self._report(request, report)
         return response
 
-    def _report(self, request: HttpRequest, report: Any) -> None:
+    def _report(self, request: HttpRequest, report: Report) -> None:
         found = report.findings
         if found and conf.NPLUSONE_RAISE:
             raise NPlusOneError(f"{request.method} {request.path}: {report.message()}")

@@ -9,6 +9,7 @@ test); ``--dbtune-record=PATH`` records the run's query shapes.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Record the workload of the test run (query shapes, counts, times, call sites; "
         "no parameter values) into this JSON-lines file, for manage.py suggest_indexes "
         "--workload PATH.",
+    )
+    group.addoption(
+        "--dbtune-no-proof",
+        action="store_true",
+        default=False,
+        help="Do not prove fixes. By default a test with findings runs again, once as it is "
+        "and once with each fix applied, in a transaction rolled back, and each finding says "
+        "whether its fix lowered the queries.",
     )
     group.addoption(
         "--dbtune-nplusone-baseline",
@@ -113,7 +122,7 @@ def _detect_nplusone(item: pytest.Item) -> Iterator[None]:
     ):
         return (yield)
     from django_dbtune.errors import NPlusOneError
-    from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone import describe, detect
 
     options = dict(marker.kwargs) if marker is not None else {}
     raise_ = options.pop("raise_", True) if marker is not None else mode == "raise"
@@ -124,11 +133,29 @@ def _detect_nplusone(item: pytest.Item) -> Iterator[None]:
     found = report.findings
     if updating:
         config.stash[_FINDINGS].extend(found)
-    elif found and raise_:
-        raise NPlusOneError(report.message())
-    elif found:
-        warnings.warn(NPlusOneWarning(report.message()), stacklevel=1)
+        return result
+    if found and not config.getoption("--dbtune-no-proof"):
+        found = _proven(item, found, report)
+    if found and raise_:
+        raise NPlusOneError(describe(found))
+    if found:
+        warnings.warn(NPlusOneWarning(describe(found)), stacklevel=1)
     return result
+
+
+def _proven(item: pytest.Item, found: list[Any], report: Any) -> list[Any]:
+    """The findings with their proofs: the test body run again, as it is and with each fix,
+    in a transaction rolled back (its fixtures are not set up again)."""
+    from django_dbtune.nplusone.proof import not_rerun, rerun
+
+    if not isinstance(item, pytest.Function) or inspect.iscoroutinefunction(item.obj):
+        return [not_rerun(f, "only a plain test function is run again") for f in found]
+
+    def call() -> None:
+        item.runtest()
+
+    aliases = {record.alias for record in report.queries.records}
+    return rerun(found, call, aliases)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -30,7 +30,7 @@ from django_dbtune.advisor.request_reads import no_reads, unindexed_reads
 from django_dbtune.cache import events as cache_events
 from django_dbtune.capture import QueryLog, capture_queries, unrecorded
 from django_dbtune.conf import conf
-from django_dbtune.middleware import NPLUSONE_ATTRIBUTE
+from django_dbtune.middleware import NPLUSONE_ATTRIBUTE, prove_request
 
 if TYPE_CHECKING:  # the detector loads when a request needs it
     from django_dbtune.nplusone import Report
@@ -134,11 +134,14 @@ class NPlusOnePanel(_DbtunePanel):
 
     def stats_of(self, request: HttpRequest, response: HttpResponseBase) -> dict[str, Any]:
         report = getattr(request, NPLUSONE_ATTRIBUTE, None) or self._report
+        if report is self._report and report is not None and report.findings:
+            self._prove(request, report)
         findings = list(report.findings) if report is not None else []
         rows = []
         for finding in findings:
             row = finding.as_dict()
             row["headline"] = finding.message.splitlines()[0]
+            row["proof_text"] = finding.proof.text if finding.proof is not None else None
             rows.append(row)
         return {
             "findings": rows,
@@ -153,6 +156,19 @@ class NPlusOnePanel(_DbtunePanel):
         if stats["unused"]:
             parts.append(f"{stats['unused']} unused eager load{'s' * (stats['unused'] != 1)}")
         return ", ".join(parts)
+
+    def _prove(self, request: HttpRequest, report: Report) -> None:
+        """Each fix proven by running the request again with it, once per fix per process.
+        Run here, after the toolbar's instrumentation is off, through the handlers below
+        the toolbar, so that no panel records the runs."""
+        from django_dbtune.nplusone.proof import not_rerun
+
+        if isinstance(request, ASGIRequest):
+            reason = "not run again under ASGI"
+            report.settle([not_rerun(finding, reason) for finding in report.findings])
+            return
+        downstream = self.toolbar.panels[-1].get_response
+        prove_request(request, report, lambda: downstream(request).status_code)
 
 
 def _detecting() -> bool:

@@ -60,3 +60,21 @@ def test_manage_py_check_reports_a_bad_setting_without_a_traceback():
         pytest.raises(SystemCheckError, match=r"dbtune\.E002.*'ENABLD'"),
     ):
         call_command("check")
+
+
+@pytest.mark.django_db
+def test_checks_never_build_a_managers_queryset(monkeypatch, settings):
+    """A manager's get_queryset() may read the database (Wagtail's reads content types):
+    under ``migrate`` on an empty database, the checks run before the tables exist."""
+    from django.core.checks import run_checks
+    from django.db import OperationalError
+
+    from django_dbtune.cache import CachedManager
+
+    def no_tables_yet(self):
+        raise OperationalError("no such table: django_content_type")
+
+    monkeypatch.setattr(CachedManager, "get_queryset", no_tables_yet)
+    settings.DBTUNE = {"CACHE_ENABLED": False}
+    warning = next(m for m in run_checks() if m.id == "dbtune.W003")
+    assert "shop.Book" in warning.msg

@@ -109,6 +109,15 @@ def test_raise_fails_each_test_with_a_finding(tmp_path):
     assert "2 failed, 3 passed" in output, output
     assert "FAILED" in output and "test_n_plus_one" in output
     assert 'fix: .select_related("author")' in output
+    # Each test ran again, as it is and with the fix, in a transaction rolled back.
+    assert "proven: re-run with the fix, 4 -> 1 queries" in output
+
+
+def test_no_proof_reports_without_running_tests_again(tmp_path):
+    status, output = run_pytest(tmp_path, "--dbtune-nplusone=raise", "--dbtune-no-proof")
+    assert status == 1
+    assert 'fix: .select_related("author")' in output
+    assert "proven:" not in output
 
 
 def test_warn_reports_warnings(tmp_path):

@@ -45,6 +45,7 @@ def test_the_report_shows_indexes_n_plus_one_health_and_the_benchmark(site, tmp_
     assert "crawler/views.py:" in html  # the evidence: the line that asks for the index
     assert "N+1 on crawler.PageResult.crawl_job" in html
     assert "select_related(&quot;crawl_job__website&quot;)" in html
+    assert "proven: re-run with the fix, " in html  # the page ran again with the fix
     assert "Index health" in html
     assert "58.68 ms" in html and "34.1\u00d7 faster" in html
     assert "<link" not in html and "<script" not in html  # self-contained
@@ -57,6 +58,7 @@ def test_n_plus_one_findings_can_come_from_a_recorded_run(site, tmp_path):
     recorded.write_text(out.getvalue())
     html = report(tmp_path, "--nplusone", str(recorded)).read_text()
     assert "n_plus_one: crawler.PageResult.crawl_job" in html
+    assert "proven: re-run with the fix, " in html
     assert f"recorded in {recorded}" in html
 
 

@@ -84,6 +84,17 @@ def test_the_n_plus_one_panel_names_the_relation_and_the_fix(shop):
     assert "<style>" in content and "djdbtune-" in content  # styles ship with the panel
 
 
+def test_the_n_plus_one_panel_proves_the_fix_by_running_the_request_again(shop):
+    from django_dbtune.nplusone.proof import forget_proofs
+
+    forget_proofs()
+    panel = run(NPlusOnePanel, n_plus_one_view)
+    [finding] = panel.get_stats()["findings"]
+    assert finding["proof"]["verdict"] == "proven"
+    assert "proven: re-run with the fix, 4 -&gt; 1 queries" in valid_html(panel.content)
+    forget_proofs()
+
+
 def test_the_panels_chained_under_asgi(shop):
     async def view(request):
         return await sync_to_async(n_plus_one_view)(request)

@@ -21,6 +21,9 @@ urlpatterns = [
     path("shop/books/generic/", shop.BookListView.as_view()),
     path("shop/products/", shop.product_list),
     path("shop/", shop.home),
+    path("shop/books/titles/", shop.titles_only),
+    path("shop/books/paused/", shop.paused_book_list),
+    path("shop/authors/<int:pk>/", shop.AuthorDetailView.as_view()),
     *router.urls,
     path("", include("config.urls")),
 ]

@@ -7,7 +7,6 @@ be, and restored if writing fails half-way, so a project is never left half-edit
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,8 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from django_dbtune.errors import DbtuneError
+from django_dbtune.edits import write_all
+from django_dbtune.errors import WriteError
 from django_dbtune.findings import Finding, ProposedIndex
 from django_dbtune.project import is_project_file
 from django_dbtune.schema import leads_with
@@ -39,10 +39,6 @@ class PendingWrites:
     written: list[Finding] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """(model label, why nothing was written for it)."""
-
-
-class WriteError(DbtuneError):
-    """The fix cannot be written; nothing was changed."""
 
 
 def index_source(proposal: ProposedIndex) -> str:
@@ -134,27 +130,7 @@ def _widest(findings: list[Finding]) -> list[Finding]:
 
 def apply(pending: PendingWrites) -> list[Path]:
     """Write every prepared file, or none of them."""
-    for path in pending.files:
-        target = path if path.exists() else path.parent
-        if not os.access(target, os.W_OK):
-            raise WriteError(f"{path} is not writable; nothing was written.")
-    originals = {
-        path: path.read_text(encoding="utf-8") if path.exists() else None for path in pending.files
-    }
-    done: list[Path] = []
-    try:
-        for path, content in pending.files.items():
-            path.write_text(content, encoding="utf-8")
-            done.append(path)
-    except OSError as exc:
-        for path in done:
-            original = originals[path]
-            if original is None:
-                path.unlink()
-            else:
-                path.write_text(original, encoding="utf-8")
-        raise WriteError(f"Could not write {path}: {exc}; nothing was changed.") from exc
-    return done
+    return write_all(pending.files)
 
 
 def _cannot_edit(model: type[models.Model]) -> str | None:

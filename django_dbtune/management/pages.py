@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +32,8 @@ class Page:
     location: str | None = None
     """Where a 3xx answer redirects to."""
     findings: list[NPlusOneFinding] = field(default_factory=list)
+    queries: int | None = None
+    """How many queries the request ran, when they were counted."""
 
     @property
     def ok(self) -> bool:
@@ -39,7 +45,12 @@ class Page:
         return f"{self.status} to {self.location}" if self.location else str(self.status)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "status": self.status, "location": self.location}
+        return {
+            "url": self.url,
+            "status": self.status,
+            "location": self.location,
+            "queries": self.queries,
+        }
 
 
 def client(user: str | None = None) -> Client:
@@ -156,15 +167,57 @@ def explain(page: Page, user: str | None) -> str:
 
 
 def nplusone_pages(
-    urls: list[str], threshold: int | None = None, user: str | None = None
+    urls: list[str], threshold: int | None = None, user: str | None = None, prove: bool = True
 ) -> list[Page]:
-    """Each page requested in-process, with its N+1 findings."""
+    """Each page requested in-process, with its N+1 findings, each fix proven by requesting
+    the page again with it applied (``prove``)."""
     from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone.proof import not_rerun
 
     browser = client(user)
     pages = []
     for url in urls:
         with detect(threshold=threshold, url=url) as report:
             response = browser.get(url)
-        pages.append(answered(url, response, findings=report.findings))
+        found = report.findings
+        page = answered(url, response)
+        if prove and found and page.ok:
+            aliases = {record.alias for record in report.queries.records}
+            found = _proven(found, browser, url, aliases)
+        elif prove and found:
+            found = [not_rerun(f, "the page did not answer 2xx: not re-run") for f in found]
+        queries = len(report.queries.records)
+        pages.append(answered(url, response, findings=found, queries=queries))
     return pages
+
+
+def _proven(
+    found: list[NPlusOneFinding], browser: Client, url: str, aliases: set[str]
+) -> list[NPlusOneFinding]:
+    from django_dbtune.nplusone.proof import rerun
+
+    def call() -> int:
+        response = browser.get(url)
+        exc_info = getattr(response, "exc_info", None)
+        if exc_info:
+            raise exc_info[1]
+        return response.status_code
+
+    return rerun(found, call, aliases)
+
+
+def again(urls: list[str], user: str | None) -> dict[str, int | None]:
+    """Each page's query count, requested in a new process (which imports the source as it
+    is now on disk); a page that could not be requested maps to None."""
+    command = [sys.executable, "-m", "django", "dbtune_nplusone", *urls, "--format", "json"]
+    command.append("--no-proof")  # a page other than 2xx still prints its count
+    if user is not None:
+        command += ["--user", user]
+    path = os.pathsep.join(p for p in (sys.path[0], os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    env.setdefault("DJANGO_SETTINGS_MODULE", str(settings.SETTINGS_MODULE))
+    run = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    try:
+        return {page["url"]: page["queries"] for page in json.loads(run.stdout)}
+    except (ValueError, KeyError, TypeError):
+        return dict.fromkeys(urls)

@@ -24,7 +24,7 @@ from django_dbtune.nplusone.read_watch import release_reads
 from django_dbtune.nplusone.report import findings as build_findings
 from django_dbtune.nplusone.state import Detection, current, pause
 
-__all__ = ["NPlusOneError", "NPlusOneFinding", "Report", "detect", "pause"]
+__all__ = ["NPlusOneError", "NPlusOneFinding", "Report", "describe", "detect", "pause"]
 
 
 class Report:
@@ -60,14 +60,22 @@ class Report:
         return f"<Report: {len(self.findings)} finding(s)>"
 
     def message(self) -> str:
-        found = self.findings
-        if not found:
-            return "No N+1 queries or unused eager loads."
-        head = f"{len(found)} N+1 finding(s):"
-        return "\n\n".join([head, *(finding.message for finding in found)])
+        return describe(self.findings)
+
+    def settle(self, findings: list[NPlusOneFinding]) -> None:
+        """The findings from now on: these, as proven by running the code again."""
+        self._final = list(findings)
 
     def _close(self) -> None:
         self._final = self._detect._filter(self._detection)
+
+
+def describe(found: list[NPlusOneFinding]) -> str:
+    """Findings as one text, for an exception or a warning."""
+    if not found:
+        return "No N+1 queries or unused eager loads."
+    head = f"{len(found)} N+1 finding(s):"
+    return "\n\n".join([head, *(finding.message for finding in found)])
 
 
 class detect:
@@ -201,15 +209,15 @@ class detect:
 
     def _filter(self, detection: Detection) -> list[NPlusOneFinding]:
         threshold = self.threshold if self.threshold is not None else conf.NPLUSONE_THRESHOLD
-        found = build_findings(detection, threshold, self._unused_eager_loads(), self.url)
         rules = (*conf.NPLUSONE_ALLOW, *self.allow)
         known = self._known
+
+        def keep(finding: NPlusOneFinding) -> bool:
+            return not allowed(finding, rules) and finding.baseline_key not in known
+
+        found = build_findings(detection, threshold, self._unused_eager_loads(), self.url, keep)
         return sorted(
-            (
-                finding
-                for finding in found
-                if not allowed(finding, rules) and finding.baseline_key not in known
-            ),
+            found,
             key=lambda f: (
                 f.kind != "n_plus_one",
                 -f.count,

@@ -51,7 +51,7 @@ def read_baseline(path: Path) -> frozenset[str]:
 
 def write_baseline(path: Path, findings: Iterable[NPlusOneFinding]) -> int:
     """Record findings as the baseline; returns how many distinct ones were written."""
-    keys = sorted({finding.baseline_key for finding in findings})
+    keys = sorted({key for f in findings for key in (f.baseline_keys or (f.baseline_key,))})
     data = {
         "version": BASELINE_VERSION,
         "comment": "Known N+1 findings, written by django-dbtune; only new ones are reported.",

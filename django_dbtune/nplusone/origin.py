@@ -153,9 +153,10 @@ def owner_on_stack(frame: FrameType | None) -> type | None:
     while frame is not None:
         code = frame.f_code
         if finder.is_internal(code) and code.co_varnames[:1] == ("self",):
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, View) and not _is_library_class(type(candidate)):
-                return type(candidate)
+            # type(), not isinstance(): a lazy object (request.user) would run a query.
+            cls = type(frame.f_locals.get("self"))
+            if issubclass(cls, View) and not _is_library_class(cls):
+                return cls
         frame = frame.f_back
     return None
 

@@ -42,6 +42,13 @@ Touched for a moment, not for the whole detection:
   objects attached to them: ``FETCH_ONE`` → :data:`.fetch_mode.DETECTING_FETCH_ONE`, as if
   their queryset had been evaluated inside the detection (Django 6.1+).
 
+While a fix is proven (:func:`.proof.applied`, inside a detection, for one re-run of a
+page or test):
+
+- ``QuerySet._fetch_all`` → a wrapper of whatever is installed that adds (or removes) the
+  fix's eager loads on the querysets built where the fix goes (all versions).
+- ``<ModelAdmin subclass>.list_select_related`` → the fix's tuple (all versions).
+
 Each replacement calls Django's own function, taken when its module is imported (before
 anything is installed), so it never calls itself; :func:`uninstall` puts back exactly what
 :func:`install` found.

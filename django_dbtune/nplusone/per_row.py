@@ -129,11 +129,16 @@ def per_row(
 
 
 def _narrowed(queryset: Any, owner: Model, name: str) -> tuple[bool, bool]:
-    """(sliced, filtered): the per-row call was ``.first()``/``[:n]``, or had filters of its
-    own, so a plain prefetch would not serve it."""
+    """(sliced, filtered): the per-row call was sliced (``[:n]``), or had filters or an
+    ordering of its own (``.first()``, ``.order_by()``), which a plain prefetch does not
+    serve."""
     sql_query = queryset.query  # about to run anyway: forcing its deferred filter is free
     try:
         base = getattr(owner, name).all().query
     except Exception:  # an accessor that cannot be rebuilt: assume only the relation filter
         return sql_query.is_sliced, False
-    return sql_query.is_sliced, len(sql_query.where.children) > len(base.where.children)
+    # A filter or an ordering of its own (.first() orders by pk) queries again even over
+    # prefetched rows; a plain slice of .all() reads them.
+    reshaped = tuple(sql_query.order_by) != tuple(base.order_by)
+    filtered = len(sql_query.where.children) > len(base.where.children)
+    return sql_query.is_sliced, filtered or reshaped

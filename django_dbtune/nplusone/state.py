@@ -63,6 +63,8 @@ class Group:
     """The project class that built it inside Django: a view, a ModelAdmin, a viewset."""
     evaluated_at: Site | None
     select_related: tuple[str, ...] = ()
+    select_all: bool = False
+    """``select_related()`` with no names: every non-null foreign key, in depth."""
     prefetch_related: tuple[str, ...] = ()
     deferred: tuple[frozenset[str], bool] | None = None
     """(names, defer): Django's ``Query.deferred_loading`` when ``only``/``defer`` was used."""
@@ -92,8 +94,9 @@ class Tag:
         """The lookup path from the group's model to this instance, ending in ``__``."""
         self.many = many
         """The path crosses a many-valued relation (the fix is a prefetch)."""
-        self.watched = group.size > 1
-        """Lazy loads through this instance repeat once per row."""
+        self.watched = group.size > 1 or many
+        """Lazy loads through this instance repeat once per row (rows of a many-valued
+        relation are several even under one parent)."""
         self.eager = bool(group.select_related or group.prefetch_related)
         self.read_names: set[str] = set()
         self.loaded: dict[str, Tag] = {}

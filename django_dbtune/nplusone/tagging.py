@@ -13,8 +13,8 @@ from django.db.models.constants import LOOKUP_SEP
 from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.read_watch import watch_reads
-from django_dbtune.nplusone.relations import cache_key
-from django_dbtune.nplusone.state import ORIGIN, TAG, Detection, Group
+from django_dbtune.nplusone.relations import cache_key, many_relation
+from django_dbtune.nplusone.state import ORIGIN, OWNER, TAG, Detection, Group
 
 
 def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
@@ -22,10 +22,18 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
     sql_query = queryset._query
     select_related = sql_query.select_related
     prefetch = queryset._prefetch_related_lookups
-    if len(rows) < 2 and not select_related and not prefetch:
-        return
     site, owner = sql_query.__dict__.get(ORIGIN) or (None, None)
+    if len(rows) < 2 and not select_related and not prefetch:
+        if site is not None or owner is not None:
+            # One row the project fetched (a detail page's object): not watched, but what
+            # its related managers load per row is fixed on this queryset (tag_through).
+            group = Group(detection, queryset.model, 1, site, owner, None)
+            detection.groups.append(group)
+            setattr(rows[0]._state, TAG, group.tag())
+        return
     if site is None and owner is None:
+        if tag_through(queryset, rows):
+            return
         owner = owner_on_stack(sys._getframe(1))
     deferred_names, defer = sql_query.deferred_loading
     evaluated_at = trigger_site(sys._getframe(1), detection)
@@ -37,6 +45,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         owner,
         site_or_none(evaluated_at) if evaluated_at is not None else None,
         select_related=tuple(_paths(select_related)) if isinstance(select_related, dict) else (),
+        select_all=select_related is True,
         prefetch_related=tuple(_prefetch_paths(prefetch)),
         deferred=(frozenset(deferred_names), defer) if deferred_names else None,
     )
@@ -50,6 +59,26 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         _tag_selected(group, rows, select_related)
     if detection.reads and group.from_project and (group.select_related or prefetch):
         watch_reads(group)
+
+
+def tag_through(queryset: Any, rows: list[Any]) -> bool:
+    """Rows a related manager of a project-fetched instance loaded where no fix can go (a
+    template's ``{% for b in genre.book_set.all %}``): tagged as reached through that
+    instance, so loads per row are fixed on the instance's queryset
+    (``.prefetch_related("book_set__author")``)."""
+    hints = queryset._hints
+    parent = hints.get("instance") if hints else None
+    parent = parent if parent is not None else queryset._query.__dict__.get(OWNER)
+    tag = getattr(getattr(parent, "_state", None), TAG, None)
+    if tag is None or not tag.group.from_project or not tag.live():
+        return False
+    relation = many_relation(type(parent), queryset.model, queryset)
+    if relation is None:
+        return False
+    nested = tag.group.tag(tag.prefix + relation[0] + LOOKUP_SEP, many=True)
+    for row in rows:
+        setattr(row._state, TAG, nested)
+    return True
 
 
 def _tag_selected(group: Group, rows: list[Any], tree: dict[str, Any], prefix: str = "") -> None:

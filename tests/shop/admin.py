@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from tests.shop.models import Author, Book, Comment, Product, Tag
+from tests.shop.models import Author, Book, Comment, Product, Review, Tag
 
 
 @admin.register(Book)
@@ -45,3 +45,14 @@ class ProductAdmin(admin.ModelAdmin):
 class CommentAdmin(admin.ModelAdmin):
     # The admin reads each comment's generic foreign key itself: no line of the project.
     list_display = ["text", "target"]
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    # Before Django 6.1, a relation in list_display makes the admin call select_related()
+    # with no names: book and book__author are joined, the nullable reviewer is not.
+    list_display = ["text", "book", "book_author", "reviewer"]
+
+    @admin.display(description="author")
+    def book_author(self, review):
+        return review.book.author.name

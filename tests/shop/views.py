@@ -2,7 +2,7 @@
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.generic import ListView
+from django.views.generic import DetailView, ListView
 from rest_framework import serializers, viewsets
 
 from tests.shop.models import Author, Book, Product
@@ -23,6 +23,23 @@ async def async_book_titles(request: HttpRequest) -> JsonResponse:
     async for book in Book.objects.order_by("id"):
         author = await Author.objects.aget(pk=book.author_id)
         rows.append(f"{book.title} by {author.name}")
+    return JsonResponse({"rows": rows})
+
+
+def titles_only(request: HttpRequest) -> JsonResponse:
+    # The join is never read: removing it costs nothing.
+    books = Book.objects.select_related("author").order_by("id")
+    return JsonResponse({"titles": [book.title for book in books]})
+
+
+def paused_book_list(request: HttpRequest) -> JsonResponse:
+    # Read under pause(), so the detector does not see the join read: removing it would
+    # cost one query per row.
+    from django_dbtune.nplusone import pause
+
+    books = Book.objects.select_related("author").order_by("id")
+    with pause():
+        rows = [f"{book.title} by {book.author.name}" for book in books]
     return JsonResponse({"rows": rows})
 
 
@@ -59,3 +76,10 @@ def product_list(request: HttpRequest) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     books = Book.objects.order_by("id")
     return render(request, "shop/home.html", {"books": books})
+
+
+class AuthorDetailView(DetailView):
+    # The template reads author.books.all and each book's editor: the fix goes on this
+    # view's queryset, the only place in the project that fetches the author.
+    model = Author
+    template_name = "shop/author_detail.html"

@@ -18,7 +18,7 @@ from django_dbtune import workload
 from django_dbtune.advisor import proof, suggest
 from django_dbtune.advisor.health import health, human_size
 from django_dbtune.conf import conf
-from django_dbtune.findings import Finding
+from django_dbtune.findings import Finding, Proof
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
 from django_dbtune.management.pages import (
     Page,
@@ -196,7 +196,18 @@ def _finding(finding: Finding) -> dict[str, Any]:
 
 def _nplusone_row(found: dict[str, Any], message: str | None, url: str) -> dict[str, Any]:
     headline = message.splitlines()[0] if message else f"{found['kind']}: {found['relation']}"
-    return {**found, "headline": headline, "url": url}
+    proof = found.get("proof")
+    return {**found, "headline": headline, "url": url, "proof_text": _proof_text(proof)}
+
+
+def _proof_text(proof: dict[str, Any] | None) -> str | None:
+    """A finding's proof as its text says it (the JSON of a --nplusone file has the dict)."""
+    if not isinstance(proof, dict):
+        return None
+    try:
+        return Proof(**proof).text
+    except TypeError:
+        return None
 
 
 def _json(path: Path, what: str) -> Any:

@@ -15,6 +15,7 @@ from django_dbtune.advisor.proof import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUC
 from django_dbtune.advisor.statements import read_statements
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.conf import conf
+from django_dbtune.errors import WriteError
 from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
 from django_dbtune.schema import model_schemas
@@ -194,7 +195,7 @@ class Command(BaseCommand):
         try:
             pending = writer.prepare(findings, concurrently=concurrently)
             paths = writer.apply(pending)
-        except (writer.WriteError, OSError) as exc:
+        except (WriteError, OSError) as exc:
             raise CommandError(str(exc)) from exc
         for label, reason in pending.skipped:
             self.stderr.write(f"warning: wrote nothing for {label}: {reason}.")

@@ -1,0 +1,386 @@
+"""The fix for a relation loaded once per row: the code to paste, where it goes, and the
+same change as data (:class:`~django_dbtune.findings.FixTarget`) for a proof or a codemod.
+Findings whose fixes go to one place become one finding with one change."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+import django
+from django.apps import apps
+from django.db.models import Model
+from django.db.models.constants import LOOKUP_SEP
+
+from django_dbtune.call_sites import relative_path
+from django_dbtune.findings import FixTarget, NPlusOneFinding
+from django_dbtune.nplusone.relations import query_path, relation_field
+from django_dbtune.nplusone.state import Group, Load, Site
+from django_dbtune.project import is_project_file
+
+
+@dataclass(frozen=True)
+class Fix:
+    code: str
+    """As the finding prints it: ``.select_related("author")``, or where it goes too."""
+    advice: str | None = None
+    target: FixTarget | None = None
+    """None when the fix cannot be applied in-process: it changes how rows are read
+    (``obj.x_list``, an annotation), or no project code builds the queryset."""
+
+    @property
+    def unproven(self) -> str | None:
+        """Why the fix is not re-run, when it is not."""
+        if self.target is not None:
+            return None
+        return NO_PLACE if self.code.startswith(".") and self.placed is False else CODE_CHANGE
+
+    placed: bool = True
+    """False: no project line or class builds the queryset, so the fix has no place."""
+
+
+CODE_CHANGE = "the fix changes how rows are read too; it cannot be applied to the queryset alone"
+NO_PLACE = (
+    "no line or class of the project builds this queryset (a template or a library does), "
+    "so there is no place to apply the fix and re-run"
+)
+
+
+def site_text(site: Site | None) -> str | None:
+    if site is None:
+        return None
+    file, line, function = site
+    file = relative_path(file)
+    return f"{file}:{line}" if function == "template" else f"{file}:{line} in {function}"
+
+
+def queryset_site(group: Group) -> str | None:
+    if group.site is not None:
+        return site_text(group.site)
+    if group.owner is not None:
+        return f"{qualname(group.owner)} (Django builds its queryset)"
+    return site_text(group.evaluated_at)
+
+
+def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
+    """The fix for repeated loads like ``load`` of ``path`` on ``group``'s queryset;
+    ``joins`` are all the select_related paths that queryset lacks."""
+    many = load.tag.many
+    name = load.name
+    related = load.related_model.__name__ if load.related_model else "Related"
+    if load.kind in ("forward", "reverse_one") and not many:
+        if _through_generic(group.model, path):
+            # select_related cannot cross a generic foreign key; a prefetch can, when every
+            # type it points to has the relation (the proof tells).
+            note = "select_related cannot follow a generic foreign key."
+            return _placed(group, path, joins, prefetch=(path,), advice=note)
+        return _placed(group, path, joins, select=(path,))
+    if load.kind in ("forward", "reverse_one", "generic_fk"):
+        advice = None
+        if load.kind == "generic_fk":
+            advice = "A generic foreign key cannot be joined; prefetch_related loads it per type."
+        return _placed(group, path, joins, prefetch=(path,), advice=advice)
+    if load.kind == "deferred":
+        defer = group.deferred[1] if group.deferred else True
+        code = f'remove "{path}" from .defer(...)' if defer else f'add "{path}" to .only(...)'
+        return Fix(code)
+    if load.kind == "count":
+        advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row."
+        if load.filtered or load.sliced:
+            counted = query_path(group.model, path)
+            return Fix(f'.annotate({name}_count=Count("{counted}"))', advice)
+        if load.tag.prefix:
+            # Rows reached through another relation: an annotation on this queryset would
+            # count per parent row, but .count() on a prefetched manager counts in memory.
+            note = f"Then .{name}.count() counts the prefetched rows without a query."
+            return _placed(group, path, joins, prefetch=(path,), advice=note)
+        return _placed(group, path, joins, counts=(name,), advice=advice)
+    if load.kind == "exists":
+        back = load.related_query_name or "<field>"
+        return Fix(
+            f'.annotate(has_{name}=Exists({related}.objects.filter({back}=OuterRef("pk"))))',
+            f"Then read obj.has_{name} instead of calling .{name}.exists() per row.",
+        )
+    if load.kind == "aggregate":
+        over = query_path(group.model, path)
+        return Fix(f'.annotate(...) over "{over}" instead of .aggregate() per row')
+    if load.sliced and not load.filtered:
+        # .all()[:3] slices the prefetched rows; .first() or an .order_by() queries again:
+        # the proof tells which, and the advice gives the fix for the second case.
+        return _placed(
+            group,
+            path,
+            joins,
+            prefetch=(path,),
+            advice=f'If re-running shows no gain, use Prefetch("{path}", queryset=...,'
+            f' to_attr="{name}_list") and read obj.{name}_list: .first() or a new '
+            "order_by() on a related manager queries again even when it was prefetched.",
+        )
+    if load.sliced or load.filtered:
+        return Fix(
+            f'.prefetch_related(Prefetch("{path}", '
+            f'queryset={related}.objects.filter(...), to_attr="{name}_list"))',
+            f"Then read obj.{name}_list: calling .filter()/.first() on the related manager "
+            "runs a new query per row, even when it was prefetched.",
+        )
+    advice = None
+    if load.kind == "prefetch":
+        advice = "Instead of prefetch_related_objects() once per row."
+    elif load.reshaped:
+        advice = (
+            f"Then take the values from the rows of obj.{name}.all(): .values(), "
+            ".values_list() or django-taggit's names() on a related manager runs a new "
+            "query per row, even when it was prefetched."
+        )
+    return _placed(group, path, joins, prefetch=(path,), advice=advice)
+
+
+def chain(
+    select: Iterable[str], prefetch: Iterable[str], counts: Mapping[str, str] | None = None
+) -> str:
+    """``.select_related("a", "b").prefetch_related("c")``."""
+    code = ""
+    for method, paths in (("select_related", select), ("prefetch_related", prefetch)):
+        names = ", ".join(f'"{path}"' for path in paths)
+        if names:
+            code += f".{method}({names})"
+    counted = ", ".join(f'{name}=Count("{path}")' for name, path in (counts or {}).items())
+    return code + (f".annotate({counted})" if counted else "")
+
+
+def _placed(
+    group: Group,
+    path: str,
+    joins: list[str],
+    select: tuple[str, ...] = (),
+    prefetch: tuple[str, ...] = (),
+    advice: str | None = None,
+    counts: tuple[str, ...] = (),
+) -> Fix:
+    """The fix where it goes: on the line that built the queryset, or in the project class
+    Django builds it for (a view's ``queryset``, a ModelAdmin's ``list_select_related`` or
+    ``get_queryset``)."""
+    owner = group.owner
+    bare = bool(select) and group.select_all and not _is_model_admin(owner or object)
+    if bare:
+        # A select_related() with no names later in the chain would override named ones.
+        select = _deepest(tuple(dict.fromkeys([*bare_joins(group.model), *select])))
+        advice = join_notes(
+            advice,
+            "This queryset calls select_related() with no names, which joins only non-null "
+            "foreign keys and overrides named ones: name these relations in that call.",
+        )
+    # Count() names a relation as queries do: "review" for the accessor "review_set".
+    paths = tuple(query_path(group.model, name) for name in counts)
+    code = chain(select, prefetch, {f"{n}_count": p for n, p in zip(counts, paths, strict=True)})
+    if group.site is not None:
+        file, line, _ = group.site
+        target = FixTarget(
+            "add", select, prefetch, count_annotations=counts, file=relative_path(file), line=line
+        )
+        target = replace(
+            target, model=group.model._meta.label, names_bare_select=bare, count_paths=paths
+        )
+        return Fix(code, advice, target)
+    if owner is None:
+        return Fix(code, advice, placed=False)
+    target = FixTarget(
+        "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
+    )
+    target = replace(
+        target, model=group.model._meta.label, names_bare_select=bare, count_paths=paths
+    )
+    model = group.model.__name__
+    admin = _is_model_admin(owner)
+    if admin and select:
+        names = tuple(admin_joins(owner, group.model, joins))
+        listed = f'"{names[0]}",' if len(names) == 1 else ", ".join(f'"{n}"' for n in names)
+        note = _nullable_note(group.model, path)
+        return Fix(
+            f"list_select_related = ({listed}) on {qualname(owner)}",
+            join_notes(advice, note),
+            replace(target, select_related=(), list_select_related=names),
+        )
+    home = fix_home(owner)
+    if home is not None and home[1] == "queryset":
+        return Fix(f"{code} on the queryset attribute of {qualname(home[0])}", advice, target)
+    if home is not None:
+        # Replacing the project's own get_queryset would drop what it does.
+        return Fix(
+            f"{code} on the queryset {qualname(home[0])}.get_queryset returns", advice, target
+        )
+    if admin:
+        return Fix(
+            f"def get_queryset(self, request): return "
+            f"super().get_queryset(request){code}  # on {qualname(owner)}",
+            advice,
+            target,
+        )
+    return Fix(f"queryset = {model}.objects{code}  # on {qualname(owner)}", advice, target)
+
+
+def merged(entries: list[tuple[NPlusOneFinding, Group]]) -> list[NPlusOneFinding]:
+    """One finding per place a fix goes: findings whose targets share a queryset (or an
+    admin's ``list_select_related``) become one, with one change that fixes them all."""
+    places: dict[tuple[object, ...], list[tuple[NPlusOneFinding, Group]]] = {}
+    alone: list[NPlusOneFinding] = []
+    for finding, group in entries:
+        target = finding.target
+        if target is None:
+            alone.append(finding)
+            continue
+        key = (target.place, target.list_select_related is not None, finding.database)
+        places.setdefault(key, []).append((finding, group))
+    for same in places.values():
+        alone.append(same[0][0] if len(same) == 1 else _one(same))
+    return alone
+
+
+def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
+    first, group = same[0]
+    findings = [finding for finding, _ in same]
+    targets = [finding.target for finding in findings if finding.target is not None]
+    select = tuple(dict.fromkeys(p for t in targets for p in t.select_related))
+    prefetch = tuple(dict.fromkeys(p for t in targets for p in t.prefetch_related))
+    counts = tuple(dict.fromkeys(n for t in targets for n in t.count_annotations))
+    # "author" is joined by "author__publisher" already (prefetched likewise).
+    select = _deepest(select)
+    prefetch = _deepest(prefetch)
+    base = _placed(group, first.path, list(select), select, prefetch, counts=counts)
+    fix = first.fix if targets[0].list_select_related is not None else base.code
+    sentences = (s for f in findings if f.advice for s in f.advice.split(". ") if s)
+    text = ". ".join(dict.fromkeys(s.removesuffix(".") for s in sentences))
+    advice = f"{text}." if text else None
+    relations = tuple(dict.fromkeys(r for f in findings for r in f.relations))
+    return replace(
+        first,
+        count=sum(f.count for f in findings),
+        fix=fix,
+        advice=advice,
+        relations=relations,
+        target=base.target if targets[0].list_select_related is None else targets[0],
+        baseline_keys=tuple(dict.fromkeys(f.baseline_key for f in findings)),
+    )
+
+
+def _deepest(paths: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p for p in paths if not any(o.startswith(p + LOOKUP_SEP) for o in paths))
+
+
+def fix_home(owner: type) -> tuple[type, str] | None:
+    """Where the project already says which queryset ``owner`` uses: (class, "queryset")
+    for the nearest ``queryset`` attribute, or (class, "get_queryset") for the nearest own
+    ``get_queryset``, whichever ``owner``'s MRO meets first in the project; None when
+    only Django or a library says."""
+    for cls in owner.__mro__:
+        names = {"get_queryset", "queryset"} & vars(cls).keys()
+        if not names:
+            continue
+        module = sys.modules.get(cls.__module__)
+        filename = getattr(module, "__file__", None)
+        if filename is None or not is_project_file(filename):
+            return None
+        # A class with both: its get_queryset may build its own queryset.
+        return (cls, "get_queryset" if "get_queryset" in names else "queryset")
+    return None
+
+
+def admin_joins(owner: type, model: type[Model], joins: list[str]) -> list[str]:
+    """``list_select_related`` as it must read to keep what the changelist joins now and
+    add ``joins``: setting it replaces the admin's own choice (``select_related()`` when
+    ``list_display`` shows a relation), so the relations it shows are listed too."""
+    current = getattr(owner, "list_select_related", False)
+    names: list[str] = []
+    shown = [
+        name
+        for name in getattr(owner, "list_display", ())
+        if isinstance(name, str)
+        and getattr(relation_field(model, name), "concrete", False)
+        and relation_field(model, name).is_relation
+    ]
+    if isinstance(current, list | tuple):
+        names.extend(current)
+    elif current is True or (shown and django.VERSION < (6, 1)):
+        # select_related() with no names: every non-null foreign key, and theirs, in depth.
+        names.extend(bare_joins(model))
+    else:
+        names.extend(shown)  # Django 6.1+ joins exactly list_display's foreign keys
+    names.extend(joins)
+    unique = list(dict.fromkeys(names))
+    return [n for n in unique if not any(o.startswith(n + LOOKUP_SEP) for o in unique)]
+
+
+def bare_joins(model: type[Model], prefix: str = "", depth: int = 5) -> list[str]:
+    """The paths ``select_related()`` with no names follows: non-null forward foreign keys
+    and one-to-ones, recursively, as deep as Django goes (five levels)."""
+    paths: list[str] = []
+    if depth == 0:
+        return paths
+    for field in model._meta.concrete_fields:
+        target = field.related_model
+        if field.is_relation and not field.null and isinstance(target, type):
+            path = prefix + field.name
+            paths.append(path)
+            paths.extend(bare_joins(target, path + LOOKUP_SEP, depth - 1))
+    return paths
+
+
+def _is_model_admin(cls: type) -> bool:
+    if not apps.is_installed("django.contrib.admin"):
+        return False
+    from django.contrib.admin import ModelAdmin
+
+    return issubclass(cls, ModelAdmin)
+
+
+def _nullable_note(model: type[Model], path: str) -> str | None:
+    note = (
+        "list_select_related replaces the admin's own joins: list every relation the "
+        "changelist shows."
+    )
+    field = _field_at(model, path)
+    direct = LOOKUP_SEP not in path  # the admin's own joins cover list_display's fields
+    if django.VERSION < (6, 1) and direct and field is not None and getattr(field, "null", False):
+        note = (
+            "Before Django 6.1 the admin joins list_display's foreign keys by itself but "
+            f"skips nullable ones like this. {note}"
+        )
+    return note
+
+
+def join_notes(*notes: str | None) -> str | None:
+    text = " ".join(note for note in notes if note)
+    return text or None
+
+
+def qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _through_generic(model: type[Model], path: str) -> bool:
+    """The path crosses a generic foreign key before its last step."""
+    from django.contrib.contenttypes.fields import GenericForeignKey
+
+    for name in path.split(LOOKUP_SEP)[:-1]:
+        field = relation_field(model, name)
+        if field is None or isinstance(field, GenericForeignKey):
+            return field is not None
+        target = getattr(field, "related_model", None)
+        if not isinstance(target, type):
+            return False
+        model = target
+    return False
+
+
+def _field_at(model: type[Model], path: str) -> object | None:
+    """The model field at the end of a lookup path, by query name or accessor name."""
+    field = None
+    for name in path.split(LOOKUP_SEP):
+        field = relation_field(model, name)
+        if field is None:
+            return None
+        target = getattr(field, "related_model", None)
+        if isinstance(target, type):
+            model = target
+    return field

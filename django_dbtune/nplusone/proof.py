@@ -1,0 +1,341 @@
+"""Proving a fix as the planner proves an index: run the page (or test) again with the fix
+applied in-process, in a transaction that is rolled back, and compare the query counts.
+
+:func:`applied` puts one :class:`~django_dbtune.findings.FixTarget` in place for the code
+run inside it; :func:`judged` turns the two runs into the finding's
+:class:`~django_dbtune.findings.Proof`. Whoever can run the code again (a command, the
+pytest plugin, the middleware) drives both.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Count
+from django.db.models.constants import LOOKUP_SEP
+from django.db.models.query import QuerySet
+from django.utils.module_loading import import_string
+
+from django_dbtune.call_sites import relative_path
+from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
+from django_dbtune.nplusone.origin import owner_on_stack
+from django_dbtune.nplusone.relations import relation_field
+from django_dbtune.nplusone.state import ORIGIN, OWNER, current
+
+AMENDED = "_dbtune_amended"
+"""In a ``QuerySet``'s ``__dict__`` while a fix is applied: it was changed already."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run of the page or test: its answer and how many queries it ran."""
+
+    queries: int
+    status: int | None = None
+    error: str | None = None
+    """The exception the run raised, as ``Type: message``; None when it did not raise."""
+
+
+@contextmanager
+def rolled_back(aliases: Iterable[str] = (DEFAULT_DB_ALIAS,)) -> Iterator[None]:
+    """Whatever runs inside writes nothing: one transaction per database, rolled back."""
+    with ExitStack() as stack:
+        names = list(dict.fromkeys(aliases))
+        for alias in names:
+            stack.enter_context(transaction.atomic(using=alias))
+        try:
+            yield
+        finally:
+            for alias in names:
+                transaction.set_rollback(True, using=alias)
+
+
+class Applied:
+    """How often the fix met its queryset while applied (0: the run never built it)."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+
+@contextmanager
+def applied(target: FixTarget) -> Iterator[Applied]:
+    """The fix in place for the code run inside, as if its source had been edited.
+
+    Querysets built at the target's line (or for its owner class) get the eager loads added
+    (or the one removed) just before they are evaluated, however the chain went on; a
+    ModelAdmin's ``list_select_related`` is set on the class. Run inside an open
+    ``detect()``: the detector records where each queryset was built.
+    """
+    owner = _owner_class(target)
+    seen = Applied()
+    previous = QuerySet.__dict__["_fetch_all"]
+    previous_count = QuerySet.__dict__["count"]
+
+    def fetch_all(queryset: Any) -> None:
+        detection = current.get()
+        # Not the querysets Django runs to load relations (a prefetch): only the project's.
+        loading = detection is not None and detection.busy > 0
+        fresh = queryset._result_cache is None and AMENDED not in queryset.__dict__
+        fresh = fresh and not loading
+        if fresh and _is_target(queryset, target, owner, sys._getframe(1)):
+            queryset.__dict__[AMENDED] = True
+            seen.hits += 1
+            _amend(queryset, target)
+        return previous(queryset)  # type: ignore[no-any-return]
+
+    def count(queryset: Any) -> int:
+        # The read the fix changes: row.<name>.count() becomes row.<name>_count.
+        counted = _counted(queryset, target.count_annotations)
+        return previous_count(queryset) if counted is None else counted
+
+    saved = owner.__dict__.get("list_select_related", _MISSING) if owner else _MISSING
+    QuerySet._fetch_all = fetch_all  # type: ignore[method-assign,assignment]
+    if target.count_annotations:
+        QuerySet.count = count  # type: ignore[method-assign,assignment]
+    try:
+        if owner is not None and target.list_select_related is not None:
+            owner.list_select_related = target.list_select_related  # type: ignore[attr-defined]
+        yield seen
+    finally:
+        QuerySet._fetch_all = previous  # type: ignore[method-assign]
+        QuerySet.count = previous_count  # type: ignore[method-assign]
+        if owner is not None and target.list_select_related is not None:
+            if saved is _MISSING:
+                delattr(owner, "list_select_related")
+            else:
+                owner.list_select_related = saved  # type: ignore[attr-defined]
+
+
+_MISSING = object()
+
+
+def _counted(queryset: Any, names: tuple[str, ...]) -> int | None:
+    """The annotated count of the row whose related manager built ``queryset``, if the fix
+    annotated it: what ``row.<name>_count`` reads once the code is changed."""
+    row = queryset._query.__dict__.get(OWNER) if names else None
+    if row is None or queryset._query.is_sliced:
+        return None
+    for name in names:
+        value = row.__dict__.get(f"{name}_count")
+        field = relation_field(type(row), name)
+        if isinstance(value, int) and getattr(field, "related_model", None) is queryset.model:
+            return value
+    return None
+
+
+def _owner_class(target: FixTarget) -> type | None:
+    if target.owner_class is not None:
+        return target.owner_class
+    if target.owner is None:
+        return None
+    try:
+        found = import_string(target.owner)
+    except ImportError:
+        return None
+    return found if isinstance(found, type) else None
+
+
+def _is_target(queryset: Any, target: FixTarget, owner: type | None, frame: Any) -> bool:
+    if target.model is not None and queryset.model._meta.label != target.model:
+        return False
+    site, built_for = queryset._query.__dict__.get(ORIGIN) or (None, None)
+    if target.file is not None:
+        return (
+            site is not None and site[1] == target.line and relative_path(site[0]) == target.file
+        )
+    if owner is None:
+        return False
+    if site is None and built_for is None:
+        built_for = owner_on_stack(frame)
+    return built_for is not None and issubclass(built_for, owner)
+
+
+def _amend(queryset: Any, target: FixTarget) -> None:
+    query = queryset._query
+    lookups = tuple(queryset._prefetch_related_lookups)
+    if target.action == "add":
+        if target.count_annotations:
+            counts = {name: Count(path) for name, path in target.counted().items()}
+            queryset.query = queryset.annotate(**counts).query
+            query = queryset._query
+        select = target.select_related
+        if select and query.select_related is True:
+            if target.names_bare_select:
+                query.select_related = False  # the bare call, named as the fix says
+            else:
+                select = ()  # a named join added before a bare call is overridden by it
+        if select:
+            query.add_select_related(select)
+        known = {_prefetch_to(lookup) for lookup in lookups}
+        extra = tuple(path for path in target.prefetch_related if path not in known)
+        queryset._prefetch_related_lookups = lookups + extra
+        return
+    for path in target.select_related:
+        _drop_join(query, path)
+    for path in target.prefetch_related:
+        queryset._prefetch_related_lookups = tuple(
+            lookup
+            for lookup in lookups
+            if _prefetch_to(lookup) != path and not _prefetch_to(lookup).startswith(path + "__")
+        )
+
+
+def _prefetch_to(lookup: Any) -> str:
+    return lookup if isinstance(lookup, str) else str(lookup.prefetch_to)
+
+
+def _drop_join(query: Any, path: str) -> None:
+    tree = query.select_related
+    if not isinstance(tree, dict):
+        return
+    names = path.split(LOOKUP_SEP)
+    for name in names[:-1]:
+        tree = tree.get(name)
+        if not isinstance(tree, dict):
+            return
+    tree.pop(names[-1], None)
+    if not query.select_related:
+        query.select_related = False
+
+
+def judged(
+    finding: NPlusOneFinding, before: Outcome, after: Outcome, hits: int
+) -> NPlusOneFinding | None:
+    """The finding with its proof; None for an "unused" eager load that running without it
+    showed is read (the detector missed the read: saying nothing beats a harmful fix)."""
+    counts: dict[str, Any] = {
+        "before": before.queries,
+        "after": after.queries,
+        "status_before": before.status,
+        "status_after": after.status,
+    }
+    removal = finding.target is not None and finding.target.action == "remove"
+    if after.error is not None:
+        reason = f"re-run with the fix, the code raised {after.error}"
+    elif hits == 0:
+        reason = "re-run with the fix, the queryset it changes was not evaluated"
+    elif after.status != before.status:
+        reason = "re-run with the fix, the page answered another status"
+    elif removal and after.queries > before.queries:
+        return None
+    elif not removal and after.queries >= before.queries:
+        reason = "re-run with the fix, the queries did not go down"
+    else:
+        advice = PROVEN_UNUSED if removal else finding.advice
+        return replace(finding, proof=Proof("proven", **counts), advice=advice)
+    return replace(finding, proof=Proof("unproven", reason=reason, **counts))
+
+
+PROVEN_UNUSED = (
+    "Running without it added no query, on this run's data only: other data may read it (a "
+    "__str__ or template branch that reads the relation for some rows would then run one "
+    "query per row)."
+)
+
+
+def not_rerun(finding: NPlusOneFinding, reason: str) -> NPlusOneFinding:
+    return replace(finding, proof=Proof("unproven", reason=reason))
+
+
+def _not_rerun(finding: NPlusOneFinding) -> NPlusOneFinding:
+    """A finding with no fix to apply: the reason it was built with, or a general one."""
+    if finding.proof is not None:
+        return finding
+    return not_rerun(finding, "the fix cannot be applied to one queryset in-process")
+
+
+def prove(
+    findings: list[NPlusOneFinding], run: Callable[[FixTarget | None], tuple[Outcome, int]]
+) -> list[NPlusOneFinding]:
+    """Each finding with its proof. ``run(target)`` runs the page or test once with
+    ``target`` applied (None: as it is), in a transaction rolled back, and returns its
+    outcome and how often the fix met its queryset."""
+    if not any(finding.target is not None for finding in findings):
+        return [_not_rerun(finding) for finding in findings]
+    before, _ = run(None)
+    if before.error is not None:
+        reason = f"it does not run twice: re-run as it is, it raised {before.error}"
+        return [not_rerun(finding, reason) for finding in findings]
+    proven = []
+    for finding in findings:
+        target = finding.target
+        if target is None:
+            proven.append(_not_rerun(finding))
+            continue
+        after, hits = run(target)
+        result = judged(finding, before, after, hits)
+        if result is not None:
+            proven.append(result)
+    return proven
+
+
+def rerun(
+    findings: list[NPlusOneFinding],
+    call: Callable[[], int | None],
+    aliases: Iterable[str] = (DEFAULT_DB_ALIAS,),
+) -> list[NPlusOneFinding]:
+    """:func:`prove` for code that can run again: ``call()`` runs the page or test once
+    and returns its status (None for a test), or raises. Each run is watched by a
+    detection of its own, in a transaction rolled back on every database in ``aliases``."""
+    from django_dbtune.nplusone import detect
+
+    def run(target: FixTarget | None) -> tuple[Outcome, int]:
+        status = error = None
+        fix = applied(target) if target is not None else nullcontext(Applied())
+        with (
+            rolled_back({DEFAULT_DB_ALIAS, *aliases}),
+            detect(baseline=False, unused_eager_loads=False) as report,
+            fix as seen,
+        ):
+            try:
+                status = call()
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        return Outcome(len(report.queries.records), status, error), seen.hits
+
+    return prove(findings, run)
+
+
+_settled: dict[tuple[object, ...], Proof | None] = {}
+"""Proofs already measured in this process, by fix (None: a removal the run disproved)."""
+_settled_lock = threading.Lock()
+
+
+def rerun_once(
+    findings: list[NPlusOneFinding],
+    call: Callable[[], int | None],
+    aliases: Iterable[str] = (DEFAULT_DB_ALIAS,),
+) -> list[NPlusOneFinding]:
+    """:func:`rerun`, at most once per fix in this process (for the middleware and the
+    toolbar, which see the same page again and again): a fix proven before keeps the proof
+    measured then."""
+    fresh = [finding for finding in findings if _settled_key(finding) not in _settled]
+    if fresh:
+        measured = {_settled_key(f): f.proof for f in rerun(fresh, call, aliases)}
+        with _settled_lock:
+            for finding in fresh:
+                _settled[_settled_key(finding)] = measured.get(_settled_key(finding))
+    kept = []
+    for finding in findings:
+        proof = _settled.get(_settled_key(finding))
+        if proof is not None:
+            kept.append(replace(finding, proof=proof))
+    return kept
+
+
+def forget_proofs() -> None:
+    """Measure every fix again (tests, or after the code changed)."""
+    with _settled_lock:
+        _settled.clear()
+
+
+def _settled_key(finding: NPlusOneFinding) -> tuple[object, ...]:
+    target = finding.target
+    place = target.place if target is not None else finding.call_site
+    return (finding.kind, place, finding.relations, finding.path)

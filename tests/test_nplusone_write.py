@@ -1,0 +1,213 @@
+"""``dbtune_nplusone --write``: proven fixes written into the source with libcst, where the
+queryset is built, keeping formatting and comments; anything else left as it was."""
+
+import importlib
+import json
+import sys
+import textwrap
+import time
+
+from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
+from django_dbtune.nplusone import codemod
+from tests.test_writer import manage
+
+PROVEN = Proof("proven", before=11, after=1, status_before=200, status_after=200)
+
+N_PLUS_ONE_PAGES = [
+    "/crawler/pages/",
+    "/publisher/businesses/",
+    "/publisher/posts/",
+    "/marketplace/jobs/",
+    "/marketplace/freelancers/",
+]
+
+
+def counts(project):
+    out = manage(project, "dbtune_capture", *N_PLUS_ONE_PAGES, "--format", "json").stdout
+    return {page["url"]: page["queries"] for page in json.loads(out)}
+
+
+def test_write_fixes_every_n_plus_one_of_the_example_project(project):
+    """Every N+1 of KNOWN_ISSUES.md written, and no page's count grows with its rows."""
+    manage(project, "migrate", "-v0")
+    manage(project, "seed_demo", "--reset", "--scale", "0.3")
+    out = manage(project, "dbtune_nplusone", *N_PLUS_ONE_PAGES, "--write").stdout
+    assert out.count("Wrote ") == 5, out
+    assert "Not written" not in out
+    views = (project / "marketplace" / "views.py").read_text()
+    assert "from django.db.models import Count" in views
+    assert "profile.applications_count" in views
+    assert 'UserProfile.objects.annotate(applications_count=Count("applications"))' in views
+    small = counts(project)
+    manage(project, "seed_demo", "--reset", "--scale", "0.6")
+    assert counts(project) == small
+    assert all(count <= 3 for count in small.values()), small
+    out = manage(project, "dbtune_nplusone", *N_PLUS_ONE_PAGES, "--check", "--no-proof")
+    assert out.returncode == 0
+
+
+def module(tmp_path, monkeypatch, source, name="fixme"):
+    """A project module with ``source``, imported."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(name, None)
+    return path, importlib.import_module(name)
+
+
+def finding(target, proof=PROVEN, call_site=None):
+    return NPlusOneFinding(
+        "n_plus_one", "shop.Book.author", 10, call_site, None, "x", target=target, proof=proof
+    )
+
+
+def plan(*findings):
+    return codemod.plan(findings, since=time.time() + 1)
+
+
+def test_an_existing_select_related_call_gets_the_path_and_comments_stay(tmp_path):
+    path = tmp_path / "views.py"
+    path.write_text(
+        "def books():\n"
+        "    # the list\n"
+        '    return Book.objects.select_related("publisher").order_by("id")  # keep\n'
+    )
+    target = FixTarget("add", select_related=("author",), file=str(path), line=3)
+    edits = plan(finding(target))
+    assert edits.files[path] == (
+        "def books():\n"
+        "    # the list\n"
+        '    return Book.objects.select_related("publisher", "author").order_by("id")  # keep\n'
+    )
+
+
+def test_a_chain_over_several_lines_gets_one_call_after_its_manager(tmp_path):
+    path = tmp_path / "views.py"
+    path.write_text(
+        'books = (\n    Book.objects.filter(title__startswith="a")\n    .order_by("id")[:10]\n)\n'
+    )
+    target = FixTarget("add", prefetch_related=("tags",), file=str(path), line=3)
+    [(_, place)] = plan(finding(target)).written
+    assert place.endswith("views.py:3")
+    text = plan(finding(target)).files[path]
+    assert 'Book.objects.prefetch_related("tags").filter(title__startswith="a")' in text
+    assert '.order_by("id")[:10]' in text
+
+
+def test_an_admin_list_select_related_is_replaced_not_duplicated(tmp_path, monkeypatch):
+    path, mod = module(
+        tmp_path,
+        monkeypatch,
+        """
+        class ModelAdmin:  # stands for django.contrib.admin.ModelAdmin
+            pass
+
+        def register(cls):
+            return cls
+
+        @register
+        class BookAdmin(ModelAdmin):
+            list_display = ["title", "author"]
+            list_select_related = ("author",)  # joined
+        """,
+    )
+    target = FixTarget(
+        "add", list_select_related=("author", "editor"), owner_class=mod.BookAdmin, owner="x"
+    )
+    text = plan(finding(target)).files[path]
+    assert text.count("list_select_related") == 1
+    assert 'list_select_related = ("author", "editor")  # joined' in text
+
+
+def test_an_admin_without_the_attribute_gets_it_after_list_display(tmp_path, monkeypatch):
+    path, mod = module(
+        tmp_path,
+        monkeypatch,
+        """
+        class BookAdmin:
+            \"\"\"Books.\"\"\"
+
+            list_display = ["title", "author"]
+            search_fields = ["title"]
+        """,
+    )
+    target = FixTarget("add", list_select_related=("author",), owner_class=mod.BookAdmin)
+    text = plan(finding(target)).files[path]
+    expected = '    list_display = ["title", "author"]\n    list_select_related = ("author",)\n'
+    assert expected in text
+
+
+def test_an_existing_get_queryset_is_edited_never_replaced(tmp_path, monkeypatch):
+    path, mod = module(
+        tmp_path,
+        monkeypatch,
+        """
+        class TagAdmin:
+            def get_queryset(self, request):
+                # only live tags
+                return super().get_queryset(request).filter(live=True)
+        """,
+    )
+    target = FixTarget("add", prefetch_related=("books",), owner_class=mod.TagAdmin)
+    text = plan(finding(target)).files[path]
+    assert text.count("def get_queryset") == 1
+    assert "# only live tags" in text
+    assert (
+        'return super().get_queryset(request).prefetch_related("books").filter(live=True)' in text
+    )
+
+
+def test_a_view_with_a_queryset_attribute_has_it_edited(tmp_path, monkeypatch):
+    path, mod = module(
+        tmp_path,
+        monkeypatch,
+        """
+        class Manager:  # stands for Book.objects
+            def order_by(self, *fields):
+                return self
+
+        class Book:
+            objects = Manager()
+
+        class BookList:
+            queryset = Book.objects.order_by("id")
+        """,
+    )
+    target = FixTarget("add", select_related=("author",), owner_class=mod.BookList)
+    text = plan(finding(target)).files[path]
+    assert 'queryset = Book.objects.select_related("author").order_by("id")' in text
+
+
+def test_unproven_changed_or_unrecognised_fixes_are_left_with_a_reason(tmp_path):
+    path = tmp_path / "views.py"
+    path.write_text("a = Book.objects.all(); b = Author.objects.all()\nc = 1\n")
+    two = FixTarget("add", select_related=("author",), file=str(path), line=1)
+    none = FixTarget("add", select_related=("author",), file=str(path), line=2)
+    unproven = Proof("unproven", reason="x")
+    edits = plan(finding(two), finding(none), finding(two, proof=unproven))
+    assert edits.files == {}
+    reasons = [why for _, why in edits.skipped]
+    assert "more than one queryset chain on line 1; edit it by hand" in reasons
+    assert "no queryset chain (Model.objects...) on line 2" in reasons
+    assert "its fix is not proven" in reasons
+    changed = codemod.plan([finding(two)], since=time.time() - 60)
+    assert "changed after the pages ran" in changed.skipped[0][1]
+
+
+def test_a_count_fix_changes_the_read_too_or_nothing(tmp_path):
+    path = tmp_path / "views.py"
+    path.write_text(
+        "from django.db import models\n"
+        "\n"
+        "def rows():\n"
+        "    authors = Author.objects.order_by('id')\n"
+        "    return [a.books.count() for a in authors]\n"
+    )
+    target = FixTarget("add", count_annotations=("books",), file=str(path), line=4)
+    text = plan(finding(target, call_site=f"{path}:5 in rows")).files[path]
+    assert "from django.db.models import Count" in text
+    assert "Author.objects.annotate(books_count=Count(\"books\")).order_by('id')" in text
+    assert "return [a.books_count for a in authors]" in text
+    elsewhere = plan(finding(target, call_site=f"{path}:3 in rows"))
+    assert elsewhere.files == {}
+    assert "no .<relation>.count() call on line 3" in elsewhere.skipped[0][1]

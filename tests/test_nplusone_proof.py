@@ -15,7 +15,7 @@ from django_dbtune.findings import FixTarget, NPlusOneFinding
 from django_dbtune.nplusone.proof import Outcome, forget_proofs, judged
 from tests.shop.admin import BookAdmin, TagAdmin
 from tests.shop.models import Author, Book
-from tests.test_nplusone import shop  # noqa: F401  (fixture, used by pytestmark)
+from tests.test_nplusone import products, shop  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("shop")
 
@@ -337,3 +337,12 @@ def test_a_count_through_a_default_reverse_accessor_is_proven(db):
     [proven] = rerun(report.findings, again)
     assert proven.proof.verdict == "proven", proven.proof
     assert (proven.proof.before, proven.proof.after) == (1 + Book.objects.count(), 1)
+
+
+@pytest.mark.usefixtures("products")
+def test_django_taggit_tags_in_a_template_are_proven_by_a_prefetch():
+    [finding] = pages("/shop/products/")["/shop/products/"]["findings"]
+    assert finding["relation"] == "shop.Product.tags"
+    assert finding["fix"] == '.prefetch_related("tags")'
+    proof = finding["proof"]
+    assert (proof["verdict"], proof["before"], proof["after"]) == ("proven", 5, 2)

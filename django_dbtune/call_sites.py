@@ -1,10 +1,13 @@
 """Call sites: the line of the project's code behind a query, a lazy load or a template.
 
-Capture asks for every query it records, so the common path is one dictionary lookup per
-frame. A frame belongs to the project unless it is Django's, django-dbtune's, asgiref's, a
-module of ``DBTUNE["IGNORED_MODULES"]`` or installed code (:mod:`django_dbtune.project`).
-Async views run their queries on asgiref's worker thread: the line is found in the coroutine
-that awaited it.
+One rule, :meth:`CallSiteFinder.find_trigger`, for capture and the N+1 detector: the
+innermost frame of the project's code or the line of a project template being rendered,
+looked for no further out than Django's request handler; none for what
+django-debug-toolbar's own code runs. Capture asks for every query it records, so the
+common path is one dictionary lookup per frame. A frame belongs to the project unless it is
+Django's, django-dbtune's, asgiref's, a module of ``DBTUNE["IGNORED_MODULES"]`` or installed
+code (:mod:`django_dbtune.project`). Async views run their queries on asgiref's worker
+thread: the line is found in the coroutine that awaited it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import asgiref
 import django
 from asgiref.sync import SyncToAsync
+from django.core.handlers.base import BaseHandler
 from django.template import base as template_base
 
 import django_dbtune
@@ -36,8 +40,9 @@ UNKNOWN: Site = (None, None, None)
 _PASS_THROUGH = frozenset({"__call__", "__acall__", "process_request"})
 """A disowned tool's functions that only hand the request on (django-debug-toolbar's
 middleware and panels): a load under them is the request's own, not the tool's."""
-# What a file is to find_trigger: the project's, internal, or a tool's own (disowned).
-_PROJECT, _INTERNAL, _DISOWNED = 0, 1, 2
+# What a file is to the walk: the project's, internal, a tool's own (disowned), or internal
+# with code the walk must recognise (template nodes, the request handler, asgiref's thread).
+_PROJECT, _INTERNAL, _DISOWNED, _MARKED = 0, 1, 2, 3
 
 
 def relative_path(filename: str) -> str:
@@ -79,30 +84,58 @@ _SYNC_TO_ASYNC_CALL: CodeType = SyncToAsync.__call__.__code__
 # template file and line being rendered.
 # Kept as ids: hashing a code object is not cached by Python and costs about a microsecond,
 # which a stack walk would pay on every frame. The classes keep these code objects alive.
-_TEMPLATE_RENDER: frozenset[int] = frozenset(
-    id(cls.__dict__["render_annotated"].__code__)
+_TEMPLATE_RENDER_CODES: tuple[CodeType, ...] = tuple(
+    cls.__dict__["render_annotated"].__code__
     for cls in (template_base.Node, *template_base.Node.__subclasses__())
     if "render_annotated" in cls.__dict__
 )
+_TEMPLATE_RENDER: frozenset[int] = frozenset(map(id, _TEMPLATE_RENDER_CODES))
+# Django's request handler: frames further out are the server, the test client or
+# manage.py, never the line behind a query the request ran.
+_REQUEST: frozenset[int] = frozenset(
+    id(vars(BaseHandler)[name].__code__)
+    for name in ("get_response", "get_response_async", "_get_response", "_get_response_async")
+)
+_MARKED_FILES = frozenset(
+    {
+        _THREAD_HANDLER.co_filename,
+        BaseHandler.get_response.__code__.co_filename,
+        *(code.co_filename for code in _TEMPLATE_RENDER_CODES),
+    }
+)
+
+
+@lru_cache(maxsize=1)
+def _toolbar_dirs() -> tuple[str, ...]:
+    """django-debug-toolbar's folder: its own code calling the project's (a ``repr()`` of
+    the template context that reaches a ``__str__``) is the toolbar's doing."""
+    try:
+        spec = find_spec("debug_toolbar")
+    except (ImportError, ValueError):
+        return ()
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    return tuple(os.path.abspath(path) + os.sep for path in spec.submodule_search_locations)
 
 
 class CallSiteFinder:
-    """Finds the first frame outside Django, django-dbtune, asgiref and the standard library."""
+    """Finds the line behind a query or a lazy load: the innermost frame of the project's
+    code, or of one of its templates, within the request that ran it."""
 
-    def __init__(self, skipped: tuple[str, ...]) -> None:
+    def __init__(self, skipped: tuple[str, ...], disowned: tuple[str, ...] = ()) -> None:
         self._skipped = skipped
-        # What each file is (_PROJECT, _INTERNAL or _DISOWNED), per disowned folders; keyed
-        # by file name: a str caches its hash, a code object does not.
-        self._kinds: dict[tuple[str, ...], dict[str, int]] = {(): {}}
+        self._disowned = disowned
+        # What each file is (_PROJECT, _INTERNAL, _DISOWNED or _MARKED); keyed by file
+        # name: a str caches its hash, a code object does not.
+        self._kinds: dict[str, int] = {}
         self._library_templates: dict[str, bool] = {}
 
     def is_internal(self, code: CodeType) -> bool:
         """Whether a frame running ``code`` belongs to Django, django-dbtune or the like."""
         filename = code.co_filename
-        kinds = self._kinds[()]
-        kind = kinds.get(filename)
+        kind = self._kinds.get(filename)
         if kind is None:
-            kind = kinds[filename] = self._kind(filename, ())
+            kind = self._kinds[filename] = self._kind(filename)
         return kind != _PROJECT
 
     def is_internal_file(self, path: str) -> bool:
@@ -111,85 +144,92 @@ class CallSiteFinder:
         return path.startswith(self._skipped) or is_installed_file(path)
 
     def find(self, frame: FrameType | None) -> Site:
-        # This runs for every query: the cached lookup is inlined, and the slow path
-        # (is_internal) only classifies a file the first time it is seen.
-        kinds = self._kinds[()]
-        while frame is not None:
-            code = frame.f_code
-            kind = kinds.get(code.co_filename)
-            if kind is None:
-                kind = _INTERNAL if self.is_internal(code) else _PROJECT
-            if kind == _PROJECT:
-                return code.co_filename, frame.f_lineno, code.co_name
-            if code is _THREAD_HANDLER:
-                # A sync_to_async worker: the frames above belong to whoever lent the
-                # thread, not to the code that asked for this query.
-                return self._find_awaiting(frame)
-            frame = frame.f_back
-        return UNKNOWN
+        """The line behind a query (capture asks for every one): as :meth:`find_trigger`,
+        ``UNKNOWN`` for a tool's own."""
+        site = self.find_trigger(frame)
+        return UNKNOWN if site is None else site
 
-    def find_trigger(self, frame: FrameType | None, disowned: tuple[str, ...] = ()) -> Site | None:
-        """Like ``find``, but a template's line when Django's template engine comes first.
+    def find_trigger(self, frame: FrameType | None) -> Site | None:
+        """The innermost frame of the project's code, or the template line when Django's
+        template engine renders a project template first.
 
-        A lazy load in ``{{ book.author.name }}`` runs inside the template engine; the
-        line worth showing is the template's, not the view's ``render()`` call. None when
-        code under a ``disowned`` folder is on the stack, before or further out than the
-        project's line (a tool's own rendering: django-debug-toolbar formats the context
-        with ``repr()``, which reaches the project's ``__str__``).
+        A lazy load in ``{{ book.author.name }}``, or a library's template tag, runs inside
+        the template engine; the line worth showing is the template's, not the view's
+        ``render()`` call. The walk stops at Django's request handler: code further out
+        (the server, the test client, ``manage.py``) is not why a request ran a query, so
+        Django's own code all the way (an admin changelist) gives ``UNKNOWN``. None when
+        django-debug-toolbar's own code (not a function that only hands the request on) is
+        on the stack, before or further out than the project's line: django-debug-toolbar
+        formats the context with ``repr()``, which reaches the project's ``__str__``.
         """
-        kinds = self._kinds.get(disowned)
-        if kinds is None:
-            kinds = self._kinds[disowned] = {}
+        # This runs for every query: the cached lookup is inlined, and only marked files
+        # (templates, the handler, asgiref's thread) look at the code object.
+        kinds = self._kinds
         while frame is not None:
             code = frame.f_code
             filename = code.co_filename
             kind = kinds.get(filename)
             if kind is None:
-                kind = kinds[filename] = self._kind(filename, disowned)
+                kind = kinds[filename] = self._kind(filename)
+            if kind == _INTERNAL:
+                frame = frame.f_back
+                continue
             if kind == _PROJECT:
-                if disowned and self._tool_further_out(frame.f_back, kinds, disowned):
+                if self._disowned and self._tool_further_out(frame.f_back):
                     return None
                 return filename, frame.f_lineno, code.co_name
-            if kind == _DISOWNED and code.co_name not in _PASS_THROUGH:
-                return None
-            if id(code) in _TEMPLATE_RENDER:
-                node = frame.f_locals.get("self")
-                token = getattr(node, "token", None)
-                origin = getattr(node, "origin", None)
-                if token is not None and origin is not None:
-                    name = str(origin.name)
-                    library = self._library_templates.get(name)
-                    if library is None:
-                        library = self._library_templates[name] = self.is_internal_file(name)
-                    if not library:
-                        if disowned and self._tool_further_out(frame.f_back, kinds, disowned):
-                            return None
-                        return name, token.lineno, "template"
+            if kind == _DISOWNED:
+                if code.co_name not in _PASS_THROUGH:
+                    return None
+            elif id(code) in _TEMPLATE_RENDER:
+                site = self._template_site(frame)
+                if site is not None:
+                    if self._disowned and self._tool_further_out(frame.f_back):
+                        return None
+                    return site
+            elif id(code) in _REQUEST:
+                return UNKNOWN
             elif code is _THREAD_HANDLER:
                 return self._find_awaiting(frame)
             frame = frame.f_back
         return UNKNOWN
 
-    def _tool_further_out(
-        self, frame: FrameType | None, kinds: dict[str, int], disowned: tuple[str, ...]
-    ) -> bool:
-        """Whether a ``disowned`` tool's own code (not a function that only hands the request
-        on) called, further out, the frame the project's line was found in."""
+    def _template_site(self, frame: FrameType) -> Site | None:
+        """The project template's line a ``render_annotated`` frame renders (None for a
+        library's template)."""
+        node = frame.f_locals.get("self")
+        token = getattr(node, "token", None)
+        origin = getattr(node, "origin", None)
+        if token is None or origin is None:
+            return None
+        name = str(origin.name)
+        library = self._library_templates.get(name)
+        if library is None:
+            library = self._library_templates[name] = self.is_internal_file(name)
+        return None if library else (name, token.lineno, "template")
+
+    def _tool_further_out(self, frame: FrameType | None) -> bool:
+        """Whether a disowned tool's own code (not a function that only hands the request
+        on) called, further out, the frame the project's line was found in. Looked for up
+        to the request handler: the toolbar renders inside it, the server is outside."""
+        kinds = self._kinds
         while frame is not None:
             code = frame.f_code
             kind = kinds.get(code.co_filename)
             if kind is None:
-                kind = kinds[code.co_filename] = self._kind(code.co_filename, disowned)
+                kind = kinds[code.co_filename] = self._kind(code.co_filename)
             if kind == _DISOWNED and code.co_name not in _PASS_THROUGH:
                 return True
-            if code is _THREAD_HANDLER:
-                return False  # a worker thread: the frames above are whoever lent it
+            if kind == _MARKED and (id(code) in _REQUEST or code is _THREAD_HANDLER):
+                return False  # the server, or whoever lent a worker thread
             frame = frame.f_back
         return False
 
-    def _kind(self, filename: str, disowned: tuple[str, ...]) -> int:
-        if disowned and filename.startswith(disowned):
+    def _kind(self, filename: str) -> int:
+        if self._disowned and filename.startswith(self._disowned):
             return _DISOWNED
+        if filename in _MARKED_FILES:
+            return _MARKED
         return _INTERNAL if self.is_internal_file(filename) else _PROJECT
 
     def _find_awaiting(self, handler: FrameType) -> Site:
@@ -247,4 +287,4 @@ def call_site_finder() -> CallSiteFinder:
 
 @lru_cache(maxsize=8)
 def finder_for(ignored_modules: tuple[str, ...]) -> CallSiteFinder:
-    return CallSiteFinder(_ALWAYS_SKIPPED + _module_dirs(ignored_modules))
+    return CallSiteFinder(_ALWAYS_SKIPPED + _module_dirs(ignored_modules), _toolbar_dirs())

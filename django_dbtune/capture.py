@@ -77,10 +77,12 @@ class QueryRecord:
 
     @property
     def call_site(self) -> str | None:
-        """``path:line in function``, the path relative to the project root."""
+        """``path:line in function`` (``path:line`` for a template's line), the path relative
+        to the project root."""
         if self.filename is None:
             return None
-        return f"{relative_path(self.filename)}:{self.lineno} in {self.function}"
+        site = f"{relative_path(self.filename)}:{self.lineno}"
+        return site if self.function == "template" else f"{site} in {self.function}"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""

@@ -178,6 +178,10 @@ class FixTarget:
     count_annotations: tuple[str, ...] = ()
     """Related managers counted per row: ``.annotate(<name>_count=Count("<name>"))`` on the
     queryset, and each row's ``.<name>.count()`` read as ``.<name>_count`` instead."""
+    count_paths: tuple[str, ...] = ()
+    """What ``Count()`` names for each of ``count_annotations``: the relation as queries
+    spell it (``review`` for the default accessor ``review_set``); empty: the names as they
+    are."""
     file: str | None = None
     line: int | None = None
     owner: str | None = None
@@ -186,6 +190,12 @@ class FixTarget:
     """``"app_label.Model"`` of the queryset: a line or a class may build several."""
     owner_class: type | None = field(default=None, compare=False, repr=False)
     """The class itself (it may not be importable by name: one defined in a function)."""
+
+    def counted(self) -> dict[str, str]:
+        """``{"<name>_count": what Count() names}`` for each of ``count_annotations``."""
+        paths = self.count_paths or self.count_annotations
+        pairs = zip(self.count_annotations, paths, strict=True)
+        return {f"{name}_count": path for name, path in pairs}
 
     @property
     def place(self) -> tuple[str | None, int | None, str | None]:

@@ -256,17 +256,21 @@ def _placeholder_list_end(tokens: list[Token], open_index: int) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """What a single-table read looks rows up by: its table, the columns its WHERE compares
-    to a value, and whether it only counts or checks existence."""
+    """What a read looks rows up by: the table it reads, the column each of its parameters
+    is compared to, and whether it only counts or checks existence."""
 
     table: str
-    columns: tuple[str, ...]
+    compared: tuple[tuple[str, str] | None, ...]
+    """For each placeholder, in the order the parameters come: the (table, column) it is
+    compared to with ``=`` or ``IN``, on whichever table of the query that column is; None
+    for anything else (a range, a LIKE, a value in the select list)."""
     result: Literal["rows", "count", "exists"]
 
 
 @lru_cache(maxsize=1024)
 def lookup(sql: str, vendor: str = "", has_params: bool = True) -> Lookup | None:
-    """How a read like ``SELECT ... FROM t WHERE t.col = %s`` finds its rows, or None."""
+    """How a read like ``SELECT ... FROM t JOIN u ... WHERE u.col = %s`` finds its rows, or
+    None (not a SELECT, or not parsed)."""
     text = to_qmark(sql) if has_params else sql
     try:
         tree = sqlglot.parse_one(text, read=DIALECTS.get(vendor))
@@ -278,15 +282,18 @@ def lookup(sql: str, vendor: str = "", has_params: bool = True) -> Lookup | None
     table = source.find(exp.Table) if source is not None else None
     if table is None:
         return None
-    names = {table.name, table.alias_or_name}
-    columns: list[str] = []
-    where = tree.args.get("where")
-    for node in where.find_all(exp.EQ, exp.In) if where is not None else ():
-        column = node.this if isinstance(node.this, exp.Column) else node.expression
-        if not isinstance(column, exp.Column) or (column.table and column.table not in names):
-            continue
-        if column.name not in columns:
-            columns.append(column.name)
+    tables = {t.alias_or_name: _table_name(t) for t in tree.find_all(exp.Table)}
+    compared: list[tuple[str, str] | None] = []
+    # Depth first, left before right: the order the placeholders have in the text.
+    for placeholder in tree.find_all(exp.Placeholder, bfs=False):
+        node = placeholder.parent
+        column = node.this if isinstance(node, exp.EQ | exp.In) else None
+        if isinstance(node, exp.EQ) and not isinstance(column, exp.Column):
+            column = node.expression
+        if isinstance(column, exp.Column):
+            compared.append((tables.get(column.table, _table_name(table)), column.name))
+        else:
+            compared.append(None)
     result: Literal["rows", "count", "exists"] = "rows"
     if any(select.find(exp.Count) for select in tree.expressions):
         result = "count"
@@ -294,4 +301,4 @@ def lookup(sql: str, vendor: str = "", has_params: bool = True) -> Lookup | None
         isinstance(select.unalias(), exp.Literal) for select in tree.expressions
     ):
         result = "exists"
-    return Lookup(_table_name(table), tuple(columns), result)
+    return Lookup(_table_name(table), tuple(compared), result)

@@ -27,7 +27,7 @@ if os.environ.get("DBTUNE_DB", "sqlite") == "sqlite":
         # In memory: fast, and nothing left behind.
         DATABASES[alias]["TEST"] = {"NAME": f"file:memorydb_{alias}?mode=memory&cache=shared"}
 CACHES = {"default": cache()}
-INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "tests.testapp", "tests.shop"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "taggit", "tests.testapp", "tests.shop"]  # noqa: F405
 ROOT_URLCONF = "tests.urls"
 # Call sites are shown relative to the repository in the tests.
 BASE_DIR = ROOT

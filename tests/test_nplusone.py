@@ -12,9 +12,10 @@ import django
 import pytest
 from asgiref.sync import async_to_sync
 from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
 from django.core.checks import run_checks
 from django.db import connection
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import Count, Prefetch, Sum, prefetch_related_objects
 from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
 from django.db.models.query import QuerySet
 from django.test import AsyncClient, override_settings
@@ -23,7 +24,17 @@ from django.test.utils import CaptureQueriesContext
 from django_dbtune import CaptureError, DbtuneError, NPlusOneError, filled_rows
 from django_dbtune.nplusone import detect, patches, pause
 from django_dbtune.nplusone.read_watch import ReadWatch
-from tests.shop.models import Author, Book, Comment, Profile, Publisher, Review, Tag
+from tests.shop.models import (
+    Author,
+    Book,
+    Comment,
+    Note,
+    Product,
+    Profile,
+    Publisher,
+    Review,
+    Tag,
+)
 
 HERE = "tests/test_nplusone.py"
 
@@ -785,6 +796,35 @@ def test_an_unread_prefetch_through_a_default_reverse_accessor_is_unused(reviews
     assert [f.kind for f in report.findings] == ["unused_prefetch_related"], report.message()
 
 
+def test_a_prefetch_object_through_a_default_reverse_accessor_is_followed(reviews):
+    ordered = Review.objects.order_by("id")
+    with detect() as report:
+        for book in Book.objects.prefetch_related(Prefetch("review_set", queryset=ordered)):
+            [review.text for review in book.review_set.all()]
+    assert report.findings == [], report.message()
+    with detect() as report:
+        titles = [book.title for book in Book.objects.prefetch_related(Prefetch("review_set"))]
+    assert len(titles) == 6
+    (finding,) = report.findings
+    assert (finding.kind, finding.path) == ("unused_prefetch_related", "review_set")
+
+
+def test_a_count_through_a_default_reverse_accessor_gets_a_fix_that_runs(reviews):
+    """Count() knows book.review_set as "review": the accessor's name would raise FieldError."""
+    with detect() as report:
+        for book in Book.objects.all():
+            book.review_set.count()
+        for author in Author.objects.prefetch_related("books"):
+            [book.review_set.aggregate(Sum("id")) for book in author.books.all()]
+    fixes = sorted(finding.fix for finding in report.findings)
+    assert fixes == [
+        '.annotate(...) over "books__review" instead of .aggregate() per row',
+        '.annotate(review_set_count=Count("review"))',
+    ]
+    counted = Book.objects.annotate(review_set_count=Count("review"))
+    assert {book.review_set_count for book in counted} == {2}
+
+
 def test_an_unused_eager_load_is_never_called_safe_to_remove_as_a_fact(shop):
     """Nothing read the join on this run; other rows may (a __str__ that falls back to the
     relation when a field is empty): until a run without it proves otherwise, say so."""
@@ -809,3 +849,185 @@ def test_a_related_managers_queryset_is_fixed_where_it_was_built(shop):
     assert finding.queryset_site.startswith(
         f"{HERE}:{line_of('# built from a related manager')} in "
     )
+
+
+# --- Managers that build their querysets themselves -------------------------------------------
+
+
+@pytest.fixture
+def products(db):
+    """4 products from 2 makers, each tagged "red" and "blue" (django-taggit) with a note."""
+    makers = [Publisher.objects.create(name=f"M{i}") for i in range(2)]
+    for i in range(4):
+        product = Product.objects.create(name=f"P{i}", maker=makers[i % 2])
+        product.tags.add("red", "blue")
+        Note.objects.create(target=product, text="fragile")
+
+
+def test_a_custom_managers_queryset_is_fixed_where_it_was_built(products):
+    """ProductManager.get_queryset returns ProductQuerySet(self.model, using=self._db), as
+    Django's documentation shows: no super(), yet the fix still goes where the list was built."""
+    with detect() as report:
+        in_stock = Product.objects.in_stock()  # built through a custom manager
+        makers = [product.maker.name for product in in_stock]
+    assert len(makers) == 4
+    finding = only(report)
+    assert finding.relation == "shop.Product.maker"
+    assert finding.fix == '.select_related("maker")'
+    assert finding.queryset_site.startswith(
+        f"{HERE}:{line_of('# built through a custom manager')} in "
+    )
+
+
+def test_an_admin_over_a_custom_manager_names_list_select_related(
+    products, admin_client, with_middleware
+):
+    response = admin_client.get("/admin/shop/product/")
+    assert response.status_code == 200
+    found = {f.relation: f for f in response.wsgi_request.dbtune_nplusone.findings}
+    maker = found["shop.Product.maker"]
+    assert maker.fix == 'list_select_related = ("maker",) on tests.shop.admin.ProductAdmin'
+
+
+def test_a_generic_relation_whose_manager_skips_super(products):
+    """Note's manager builds NoteQuerySet itself, so the generic relation's manager for each
+    product never passes through BaseManager.get_queryset."""
+    with detect() as report:
+        for product in Product.objects.all():
+            list(product.notes.all())
+    finding = only(report)
+    assert finding.relation == "shop.Product.notes"
+    assert finding.fix == '.prefetch_related("notes")'
+    assert finding.count == 4
+
+
+# --- django-taggit -----------------------------------------------------------------------------
+
+
+def test_django_taggit_tags_read_per_row(products):
+    """For each product, TaggableManager returns Tag.objects.filter(...) on the through
+    table's content type and object id: no related manager of Tag's own, and two joined
+    columns filtered."""
+    with detect() as report:
+        for product in Product.objects.order_by("id"):
+            [tag.name for tag in product.tags.all()]
+    finding = only(report)
+    assert finding.relation == "shop.Product.tags"
+    assert finding.fix == '.prefetch_related("tags")'
+    assert finding.count == 4
+    with detect() as fixed, CaptureQueriesContext(connection) as queries:
+        for product in Product.objects.prefetch_related("tags"):
+            [tag.name for tag in product.tags.all()]
+    assert fixed.findings == [], fixed.message()
+    assert len(queries) == 2
+
+
+def test_django_taggit_names_per_row(products):
+    with detect() as report:
+        names = [sorted(product.tags.names()) for product in Product.objects.all()]
+    assert names == [["blue", "red"]] * 4
+    finding = only(report)
+    assert finding.relation == "shop.Product.tags"
+    assert finding.fix == '.prefetch_related("tags")'
+    # names() is values_list(): it queries again even after a prefetch.
+    assert "obj.tags.all()" in finding.advice
+
+
+def test_django_taggit_tags_in_a_template(products, client, with_middleware):
+    response = client.get("/shop/products/")
+    assert response.status_code == 200
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Product.tags"
+    assert finding.fix == '.prefetch_related("tags")'
+    assert finding.call_site == "tests/shop/templates/shop/product_list.html:4"
+    assert finding.queryset_site.startswith("tests/shop/views.py:")
+
+
+# --- The same query with one value per row, whatever the joins ---------------------------------
+
+
+def test_a_generic_relation_looked_up_by_hand_per_row(products):
+    """Two columns filtered: the content type is the same for every row, the object id is
+    one per row."""
+    product_type = ContentType.objects.get_for_model(Product)
+    with detect() as report:
+        for product in Product.objects.all():
+            list(Note.objects.filter(content_type=product_type, object_id=product.pk))
+    finding = only(report)
+    assert finding.relation == "shop.Note.object_id"
+    assert finding.fix == '.prefetch_related("notes") on the Product queryset'
+    assert finding.count == 4
+
+
+def test_django_taggit_tags_of_rows_read_with_iterator(products):
+    """Rows from .iterator() are not watched, so their tags manager has no watched owner: the
+    query still differs from row to row in one joined column, the tagged item's object id."""
+    with detect() as report:
+        for product in Product.objects.iterator():
+            list(product.tags.names())
+    finding = only(report)
+    assert finding.relation == "taggit.TaggedItem.object_id"
+    assert finding.fix == '.prefetch_related("tags") on the Product queryset'
+    assert finding.count == 4
+
+
+def test_a_lookup_through_a_join_written_by_hand_per_row(shop):
+    with detect() as report:
+        for publisher in Publisher.objects.all():
+            Book.objects.filter(author__publisher=publisher).count()
+    finding = only(report)
+    assert finding.relation == "shop.Author.publisher"
+    assert finding.count == 2
+
+
+def test_several_values_changing_per_row_are_not_one_lookup_per_row(shop):
+    with detect() as report:
+        for book in Book.objects.all():
+            Author.objects.filter(pk=book.author_id, name=book.title).exists()
+    assert report.findings == [], report.message()
+
+
+# --- Which line a per-row query belongs to ------------------------------------------------------
+
+
+def test_lookups_from_two_template_tags_are_not_one_loop(shop, client, with_middleware, settings):
+    """The flag tag is a library's: no project line between the query and the view's
+    render(). Each template node is its own place, so the two flags at the top of the page
+    are two lookups, and only the tag inside the loop repeats per row."""
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.templatetags"]}
+    response = client.get("/shop/")
+    assert response.status_code == 200
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Flag.name"
+    assert finding.call_site == "tests/shop/templates/shop/home.html:6"
+    assert finding.count == 6
+
+
+def test_loads_the_admin_runs_itself_are_not_the_outermost_callers(
+    shop, admin_client, with_middleware
+):
+    """The changelist reads each comment's generic foreign key in Django's own code: there
+    is no project line to show, and the test's line (manage.py under runserver) is not one."""
+    response = admin_client.get("/admin/shop/comment/")
+    assert response.status_code == 200
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation.startswith("shop.Comment.target")
+    assert finding.call_site is None
+    assert finding.queryset_site == "tests.shop.admin.CommentAdmin (Django builds its queryset)"
+
+
+def test_a_lookup_the_toolbar_runs_through_the_projects_str_is_not_the_projects(products):
+    """Product.__str__ looks its maker up by hand; django-debug-toolbar's repr() of the
+    template context reaches it once per product."""
+    pytest.importorskip("debug_toolbar")
+    from debug_toolbar.panels.settings import safe_pformat
+
+    with detect() as report:
+        safe_pformat(list(Product.objects.order_by("id")))
+    assert report.findings == [], report.message()
+    with detect() as report:
+        names = [str(product) for product in Product.objects.order_by("id")]  # the project's
+    assert len(names) == 4
+    finding = only(report)
+    assert finding.relation == "shop.Publisher.id"
+    assert finding.call_site.startswith("tests/shop/models.py:")

@@ -15,7 +15,7 @@ from django_dbtune.findings import FixTarget, NPlusOneFinding
 from django_dbtune.nplusone.proof import Outcome, forget_proofs, judged
 from tests.shop.admin import BookAdmin, TagAdmin
 from tests.shop.models import Author, Book
-from tests.test_nplusone import shop  # noqa: F401  (fixture, used by pytestmark)
+from tests.test_nplusone import products, shop  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("shop")
 
@@ -310,3 +310,39 @@ def test_a_relation_past_a_generic_foreign_key_is_prefetched_not_joined():
     [proven] = rerun(report.findings, again)
     assert proven.proof.verdict == "proven", proven.proof
     assert proven.proof.after == 3  # comments, their books, the books' authors
+
+
+def test_a_count_through_a_default_reverse_accessor_is_proven(db):
+    """book.review_set.count() per row: Count() must name "review", or the proof's re-run
+    raises FieldError and the fix is never offered."""
+    from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone.proof import rerun
+    from tests.shop.models import Review
+
+    for book in Book.objects.all():
+        Review.objects.create(book=book, text="good")
+
+    def page():
+        return [book.review_set.count() for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.fix == '.annotate(review_set_count=Count("review"))'
+
+    def again():
+        assert page() == expected
+        return 200
+
+    [proven] = rerun(report.findings, again)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (1 + Book.objects.count(), 1)
+
+
+@pytest.mark.usefixtures("products")
+def test_django_taggit_tags_in_a_template_are_proven_by_a_prefetch():
+    [finding] = pages("/shop/products/")["/shop/products/"]["findings"]
+    assert finding["relation"] == "shop.Product.tags"
+    assert finding["fix"] == '.prefetch_related("tags")'
+    proof = finding["proof"]
+    assert (proof["verdict"], proof["before"], proof["after"]) == ("proven", 5, 2)

@@ -1,6 +1,6 @@
 import pytest
 
-from django_dbtune.sql import analyse
+from django_dbtune.sql import analyse, lookup
 
 
 @pytest.mark.parametrize("vendor", ["sqlite", "postgresql"])
@@ -69,3 +69,21 @@ def test_column_positions_in_group_by_and_order_by_are_not_literals():
         == 'SELECT "s", COUNT(*) FROM t WHERE n > ? GROUP BY 1, 2 ORDER BY 1 ASC, 2 DESC LIMIT ?'
     )
     assert analyse("SELECT a FROM t ORDER BY a + 1", "", False).shape.endswith("a + ?")
+
+
+@pytest.mark.parametrize("vendor", ["sqlite", "postgresql"])
+def test_each_parameter_is_named_with_the_column_it_is_compared_to_on_any_joined_table(vendor):
+    found = lookup(
+        'SELECT "t"."name" FROM "taggit_tag" "t" INNER JOIN "taggit_taggeditem" T2 '
+        'ON ("t"."id" = T2."tag_id") WHERE (T2."content_type_id" = %s AND T2."object_id" '
+        'IN (%s, %s) AND "t"."name" LIKE %s) LIMIT 21',
+        vendor,
+    )
+    assert found.table == "taggit_tag"
+    assert found.compared == (
+        ("taggit_taggeditem", "content_type_id"),
+        ("taggit_taggeditem", "object_id"),
+        ("taggit_taggeditem", "object_id"),
+        None,
+    )
+    assert found.result == "rows"

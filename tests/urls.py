@@ -19,6 +19,8 @@ urlpatterns = [
     path("shop/books/fixed/", shop.fixed_book_list),
     path("shop/books/async/", shop.async_book_titles),
     path("shop/books/generic/", shop.BookListView.as_view()),
+    path("shop/products/", shop.product_list),
+    path("shop/", shop.home),
     path("shop/books/titles/", shop.titles_only),
     path("shop/books/paused/", shop.paused_book_list),
     path("shop/authors/<int:pk>/", shop.AuthorDetailView.as_view()),

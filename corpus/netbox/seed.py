@@ -26,9 +26,6 @@ sys.path.insert(0, os.getcwd())
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings_corpus")
 django.setup()
 
-from django.db import connection, transaction  # noqa: E402
-from netaddr import IPNetwork  # noqa: E402
-
 from core.models import ObjectType  # noqa: E402
 from dcim.models import (  # noqa: E402
     Device,
@@ -41,9 +38,11 @@ from dcim.models import (  # noqa: E402
     Region,
     Site,
 )
+from django.db import connection, transaction  # noqa: E402
 from extras.models import CustomField, CustomFieldChoiceSet, Tag, TaggedItem  # noqa: E402
 from extras.models.search import CachedValue  # noqa: E402
 from ipam.models import VLAN, VRF, IPAddress, Prefix, Role, VLANGroup  # noqa: E402
+from netaddr import IPNetwork  # noqa: E402
 from tenancy.models import Tenant  # noqa: E402
 from users.models import Token, User, UserConfig  # noqa: E402
 

@@ -7,7 +7,7 @@ toolbar's URLs, whose models module needs the app installed: the app is installe
 toolbar never runs (no middleware, and its show-toolbar callback says no).
 """
 
-from netbox.settings import *  # noqa: F401,F403
+from netbox.settings import *  # noqa: F403
 from netbox.settings import DEBUG_TOOLBAR_CONFIG, INSTALLED_APPS
 
 INSTALLED_APPS = [

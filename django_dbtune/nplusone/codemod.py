@@ -289,7 +289,7 @@ def _add_to_queryset(
             value = with_loads(assign.value, target)
             body[i] = statement.with_changes(body=[assign.with_changes(value=value)])
             return body
-    calls = chain_code(target.select_related, target.prefetch_related, target.count_annotations)
+    calls = chain_code(target.select_related, target.prefetch_related, target.counted())
     if _is_admin(owner):
         method = cst.parse_statement(
             f"def get_queryset(self, request):\n    return super().get_queryset(request){calls}\n"

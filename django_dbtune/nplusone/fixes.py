@@ -5,7 +5,7 @@ Findings whose fixes go to one place become one finding with one change."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import django
@@ -15,7 +15,7 @@ from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding
-from django_dbtune.nplusone.relations import relation_field
+from django_dbtune.nplusone.relations import query_path, relation_field
 from django_dbtune.nplusone.state import Group, Load, Site
 from django_dbtune.project import is_project_file
 
@@ -88,7 +88,8 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     if load.kind == "count":
         advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row."
         if load.filtered or load.sliced:
-            return Fix(f'.annotate({name}_count=Count("{path}"))', advice)
+            counted = query_path(group.model, path)
+            return Fix(f'.annotate({name}_count=Count("{counted}"))', advice)
         if load.tag.prefix:
             # Rows reached through another relation: an annotation on this queryset would
             # count per parent row, but .count() on a prefetched manager counts in memory.
@@ -102,7 +103,8 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
             f"Then read obj.has_{name} instead of calling .{name}.exists() per row.",
         )
     if load.kind == "aggregate":
-        return Fix(f'.annotate(...) over "{path}" instead of .aggregate() per row')
+        over = query_path(group.model, path)
+        return Fix(f'.annotate(...) over "{over}" instead of .aggregate() per row')
     if load.sliced and not load.filtered:
         # .all()[:3] slices the prefetched rows; .first() or an .order_by() queries again:
         # the proof tells which, and the advice gives the fix for the second case.
@@ -125,17 +127,25 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     advice = None
     if load.kind == "prefetch":
         advice = "Instead of prefetch_related_objects() once per row."
+    elif load.reshaped:
+        advice = (
+            f"Then take the values from the rows of obj.{name}.all(): .values(), "
+            ".values_list() or django-taggit's names() on a related manager runs a new "
+            "query per row, even when it was prefetched."
+        )
     return _placed(group, path, joins, prefetch=(path,), advice=advice)
 
 
-def chain(select: Iterable[str], prefetch: Iterable[str], counts: Iterable[str] = ()) -> str:
+def chain(
+    select: Iterable[str], prefetch: Iterable[str], counts: Mapping[str, str] | None = None
+) -> str:
     """``.select_related("a", "b").prefetch_related("c")``."""
     code = ""
     for method, paths in (("select_related", select), ("prefetch_related", prefetch)):
         names = ", ".join(f'"{path}"' for path in paths)
         if names:
             code += f".{method}({names})"
-    counted = ", ".join(f'{name}_count=Count("{name}")' for name in counts)
+    counted = ", ".join(f'{name}=Count("{path}")' for name, path in (counts or {}).items())
     return code + (f".annotate({counted})" if counted else "")
 
 
@@ -161,20 +171,26 @@ def _placed(
             "This queryset calls select_related() with no names, which joins only non-null "
             "foreign keys and overrides named ones: name these relations in that call.",
         )
-    code = chain(select, prefetch, counts)
+    # Count() names a relation as queries do: "review" for the accessor "review_set".
+    paths = tuple(query_path(group.model, name) for name in counts)
+    code = chain(select, prefetch, {f"{n}_count": p for n, p in zip(counts, paths, strict=True)})
     if group.site is not None:
         file, line, _ = group.site
         target = FixTarget(
             "add", select, prefetch, count_annotations=counts, file=relative_path(file), line=line
         )
-        target = replace(target, model=group.model._meta.label, names_bare_select=bare)
+        target = replace(
+            target, model=group.model._meta.label, names_bare_select=bare, count_paths=paths
+        )
         return Fix(code, advice, target)
     if owner is None:
         return Fix(code, advice, placed=False)
     target = FixTarget(
         "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
     )
-    target = replace(target, model=group.model._meta.label, names_bare_select=bare)
+    target = replace(
+        target, model=group.model._meta.label, names_bare_select=bare, count_paths=paths
+    )
     model = group.model.__name__
     admin = _is_model_admin(owner)
     if admin and select:

@@ -6,9 +6,7 @@ How a lazy load is recognised depends on the Django version (:mod:`.fetch_mode` 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from functools import cache
 from types import FrameType
 from typing import Any
 
@@ -94,7 +92,7 @@ _UNKNOWN_SITE: Site = ("", 0, "")
 def trigger_site(frame: FrameType | None, detection: Detection) -> Site | None:
     """The line (or template line) behind a load; None when django-debug-toolbar's own
     rendering caused it, which is not the project's N+1."""
-    found = detection.finder.find_trigger(frame, _toolbar_dir())
+    found = detection.finder.find_trigger(frame)
     if found is None:
         return None
     filename, lineno, function = found
@@ -106,12 +104,3 @@ def trigger_site(frame: FrameType | None, detection: Detection) -> Site | None:
 def site_or_none(site: Site) -> Site | None:
     """``site`` as a finding shows it: None when the line could not be found."""
     return None if site is _UNKNOWN_SITE else site
-
-
-@cache
-def _toolbar_dir() -> tuple[str, ...]:
-    try:
-        import debug_toolbar
-    except ImportError:
-        return ()
-    return (os.path.dirname(os.path.abspath(str(debug_toolbar.__file__))) + os.sep,)

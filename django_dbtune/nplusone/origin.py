@@ -13,15 +13,18 @@ from typing import Any
 from django.apps import apps
 from django.db.models import Model
 from django.db.models.manager import BaseManager
+from django.db.models.query import QuerySet
 
-from django_dbtune.call_sites import call_site_finder
+from django_dbtune.call_sites import CallSiteFinder, call_site_finder
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
 from django_dbtune.nplusone.state import LAZY, ORIGIN, OWNER, current
 from django_dbtune.project import is_project_file
 
-# Django's own, called by the replacement below (never the replacement itself).
+# Django's own, called by the replacements below (never the replacements themselves).
 _django_get_queryset = BaseManager.get_queryset
+_django_queryset_init = QuerySet.__init__
+_MANAGER_GET_QUERYSET: CodeType = _django_get_queryset.__code__
 
 
 @cache
@@ -43,25 +46,58 @@ def _owner_codes() -> frozenset[int]:
 
 def get_queryset(self: BaseManager[Any]) -> Any:
     """Replaces ``BaseManager.get_queryset``: remember where a chain of queryset calls
-    started, for the fix's location, or that a relation descriptor built it for a lazy load.
-
-    At most five frames are looked at, so the lazy loads Django runs deep inside its
-    own code cost next to nothing here.
-    """
+    started, for the fix's location, or that a relation descriptor built it for a lazy load."""
     queryset: Any = _django_get_queryset(self)
     detection = current.get()
     if detection is None or detection.busy:
         return queryset
-    owner = self.__dict__.get("instance")
+    note_origin(queryset, self, sys._getframe(1), detection.finder)
+    return queryset
+
+
+def queryset_init(
+    self: Any, model: Any = None, query: Any = None, using: Any = None, hints: Any = None
+) -> None:
+    """Replaces ``QuerySet.__init__``: a queryset built fresh (not a clone) by code that
+    skipped ``BaseManager.get_queryset``, such as a manager whose ``get_queryset`` returns
+    ``MyQuerySet(self.model, using=self._db)`` as Django's documentation shows. A clone
+    (every ``filter()``) pays one test of ``query``."""
+    _django_queryset_init(self, model, query, using, hints)
+    if query is not None:
+        return
+    detection = current.get()
+    if detection is None or detection.busy:
+        return
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code.co_name == "__init__":  # a subclass's __init__
+        frame = frame.f_back
+    if frame is None or frame.f_code is _MANAGER_GET_QUERYSET:
+        return  # built by BaseManager.get_queryset, whose replacement notes it
+    manager = frame.f_locals.get("self") if frame.f_code.co_name == "get_queryset" else None
+    note_origin(
+        self, manager if isinstance(manager, BaseManager) else None, frame, detection.finder
+    )
+
+
+def note_origin(
+    queryset: Any,
+    manager: BaseManager[Any] | None,
+    frame: FrameType | None,
+    finder: CallSiteFinder,
+) -> None:
+    """Mark a fresh queryset with where it comes from, looking at most five frames out from
+    ``frame`` (so the lazy loads Django runs deep inside its own code cost next to nothing):
+    the relation descriptor building a lazy load (Django 5.2), the Django function building it
+    for a project class, or the project line; and the instance whose manager built it."""
+    marks = queryset._query.__dict__
+    owner = manager.__dict__.get("instance") if manager is not None else None
     if isinstance(owner, Model):
         # A related manager: run once per row, its queries are that instance's; run as a
         # list of its own (author.books.order_by(...) in a view), the fix goes where the
         # chain started, as for any manager: that line is looked for below too.
-        queryset._query.__dict__[OWNER] = owner
-    finder = detection.finder
+        marks[OWNER] = owner
     owners = _owner_codes()
     lazy_gets = () if FETCH_MODES else django52.descriptor_gets()
-    frame: FrameType | None = sys._getframe(1)
     for _ in range(5):
         if frame is None:
             break
@@ -69,29 +105,38 @@ def get_queryset(self: BaseManager[Any]) -> Any:
         if id(code) in lazy_gets:
             # Django 5.2: a relation descriptor building its lazy load (6.1 announces those
             # through the fetch mode). The evaluation reads the instance from this frame.
-            queryset._query.__dict__[LAZY] = frame
+            marks[LAZY] = frame
             break
         if id(code) in owners:
             owner = frame.f_locals.get("self")
             if owner is not None:
-                setattr(queryset._query, ORIGIN, (None, type(owner)))
+                marks[ORIGIN] = (None, type(owner))
             break
         if not finder.is_internal(code):
-            if code.co_name == "get_queryset" and _is_manager_method(code, frame):
+            if _is_manager_method(code, frame):
                 frame = frame.f_back
                 continue
-            site = (code.co_filename, frame.f_lineno, code.co_name)
-            setattr(queryset._query, ORIGIN, (site, None))
+            marks[ORIGIN] = ((code.co_filename, frame.f_lineno, code.co_name), None)
             break
+        if code.co_name == "get_queryset" and OWNER not in marks:
+            # A library's manager that builds another model's queryset for its instance:
+            # django-taggit's tags manager returns Tag.objects.filter(...) for the tagged row.
+            _note_owner(marks, frame.f_locals.get("self"))
         frame = frame.f_back
-    return queryset
+
+
+def _note_owner(marks: dict[str, Any], manager: Any) -> None:
+    owner = manager.__dict__.get("instance") if isinstance(manager, BaseManager) else None
+    if isinstance(owner, Model):
+        marks[OWNER] = owner
 
 
 _manager_codes: dict[tuple[str, int], bool] = {}
 
 
 def _is_manager_method(code: CodeType, frame: FrameType) -> bool:
-    """A project manager's own ``get_queryset``: plumbing, not where the queryset is used."""
+    """A project manager's own method (``get_queryset``, ``in_stock``): plumbing, not where
+    the queryset is used."""
     key = (code.co_filename, code.co_firstlineno)
     known = _manager_codes.get(key)
     if known is None:

@@ -16,6 +16,8 @@ Replaced while a detection is open (:data:`PATCHES`):
   (all versions).
 - ``BaseManager.get_queryset`` → :func:`.origin.get_queryset`: where a queryset was built
   (all versions).
+- ``QuerySet.__init__`` → :func:`.origin.queryset_init`: the same, for a queryset built
+  without ``BaseManager.get_queryset`` (a manager that skips ``super()``; all versions).
 - ``django.db.models.query.prefetch_one_level`` → :func:`.prefetch.prefetch_one_level`:
   per-row prefetches and tags for prefetched rows (all versions).
 - ``Collector.collect`` → :func:`.deletion.collect`: a cascade is not an N+1 (all versions).
@@ -95,6 +97,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(QuerySet, "aggregate", evaluation.aggregate),
     Patch(QuerySet, "__getitem__", evaluation.getitem),
     Patch(BaseManager, "get_queryset", origin.get_queryset),
+    Patch(QuerySet, "__init__", origin.queryset_init),
     Patch(query, "prefetch_one_level", prefetch.prefetch_one_level),
     Patch(Collector, "collect", deletion.collect),
     Patch(Collector, "delete", deletion.delete),

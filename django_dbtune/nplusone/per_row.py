@@ -114,6 +114,8 @@ def per_row(
                 end,
                 sliced=sliced,
                 filtered=filtered,
+                reshaped=kind == "many"
+                and not issubclass(queryset._iterable_class, ModelIterable),
                 related_model=target or queryset.model,
                 related_query_name=related_query_name,
             )

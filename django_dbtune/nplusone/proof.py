@@ -161,7 +161,7 @@ def _amend(queryset: Any, target: FixTarget) -> None:
     lookups = tuple(queryset._prefetch_related_lookups)
     if target.action == "add":
         if target.count_annotations:
-            counts = {f"{name}_count": Count(name) for name in target.count_annotations}
+            counts = {name: Count(path) for name, path in target.counted().items()}
             queryset.query = queryset.annotate(**counts).query
             query = queryset._query
         select = target.select_related

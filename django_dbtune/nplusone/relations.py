@@ -23,6 +23,21 @@ def relation_field(model: type[Model], name: str) -> Any:
 
 
 @cache
+def query_path(model: type[Model], path: str) -> str:
+    """``path`` as a query spells it (``Count``, ``filter``): a default reverse accessor
+    (``review_set``) becomes the name queries know it by (``review``); other names stay."""
+    names = []
+    owner: Any = model
+    for name in path.split(LOOKUP_SEP):
+        field = relation_field(owner, name) if isinstance(owner, type) else None
+        if field is not None and field.auto_created and not field.concrete:
+            name = field.name  # a reverse relation: its query name
+        names.append(name)
+        owner = getattr(field, "related_model", None)
+    return LOOKUP_SEP.join(names)
+
+
+@cache
 def descriptor_at(model: type[Model], path: str) -> tuple[type[Model], str, str] | None:
     """(class defining the descriptor, its attribute name, lookup name) of the last step
     of ``path`` from ``model``, when that step is a single-valued relation."""

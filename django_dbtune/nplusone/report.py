@@ -5,17 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from django.apps import apps
 from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
-from django_dbtune.capture import QueryRecord
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
 from django_dbtune.nplusone.fixes import fix_for, merged, qualname, queryset_site, site_text
+from django_dbtune.nplusone.hand_written import per_row_queries
 from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.state import Detection, Group, Load
-from django_dbtune.sql import lookup
 
 
 def findings(
@@ -29,7 +27,7 @@ def findings(
     findings (allowlist, baseline) relation by relation, before those of one place merge."""
     entries = [(f, g) for f, g in _lazy_loads(detection, threshold, url) if keep(f)]
     found = merged(entries)
-    found += [f for f in _per_row_queries(detection, threshold, url) if keep(f)]
+    found += [f for f in per_row_queries(detection, threshold, url) if keep(f)]
     if unused:
         found += [f for f in _unused_eager_loads(detection, url) if keep(f)]
     return found
@@ -83,119 +81,7 @@ def _lazy_loads(
     return found
 
 
-# --- Per-row queries written by hand ---------------------------------------------------------
-
-
-def _per_row_queries(
-    detection: Detection, threshold: int, url: str | None
-) -> list[NPlusOneFinding]:
-    """The same read, from the same project line, with different values, again and again:
-    ``Author.objects.get(pk=book.author_id)`` in a loop."""
-    records = detection.log.records
-    covered = _covered(detection)
-    grouped: dict[tuple[str, str, str, int], list[QueryRecord]] = defaultdict(list)
-    for index, record in enumerate(records):
-        if index in covered or record.filename is None or record.lineno is None:
-            continue
-        if record.kind != "read":
-            continue
-        grouped[(record.alias, record.shape, record.filename, record.lineno)].append(record)
-    found = []
-    for (alias, _, _, _), group in grouped.items():
-        distinct = {repr(record.params) for record in group}
-        if len(distinct) < threshold:
-            continue
-        first = group[0]
-        described = _describe_lookup(first)
-        if described is None:
-            continue
-        relation, fix, advice = described
-        found.append(
-            NPlusOneFinding(
-                kind="n_plus_one",
-                relation=relation,
-                count=len(group),
-                call_site=f"{relative_path(first.filename or '')}:{first.lineno} in "
-                f"{first.function}",
-                queryset_site=None,
-                fix=fix,
-                database=alias,
-                sample_sql=first.sql,
-                model=relation.rsplit(".", 1)[0],
-                path=relation.rsplit(".", 1)[1],
-                advice=advice,
-                url=url,
-            )
-        )
-    return found
-
-
-def _covered(detection: Detection) -> set[int]:
-    covered: set[int] = set()
-    for load in detection.loads:
-        covered.update(range(load.start, load.end))
-    for start, end in detection.quiet:
-        covered.update(range(start, end))
-    return covered
-
-
-def _describe_lookup(record: QueryRecord) -> tuple[str, str, str | None] | None:
-    """(relation, fix, advice) for a hand-written per-row read, or None if it is not one."""
-    found = lookup(record.sql, record.vendor, record.params is not None)
-    if found is None or len(found.columns) != 1:
-        return None
-    model = _model_for_table(found.table)
-    if model is None:
-        return None
-    field = next((f for f in model._meta.concrete_fields if f.column == found.columns[0]), None)
-    if field is None:
-        return None
-    relation = f"{model._meta.label}.{field.name}"
-    name = model.__name__
-    remote = getattr(field, "remote_field", None)
-    if remote is not None and field.many_to_one:
-        accessor = remote.get_accessor_name()
-        query_name = field.related_query_name()  # type: ignore[attr-defined]
-        owner = remote.model.__name__
-        if found.result == "count":
-            return (
-                relation,
-                f'.annotate({accessor}_count=Count("{query_name}")) on the {owner} queryset',
-                f"Instead of counting {name} rows once per {owner}.",
-            )
-        if found.result == "exists":
-            return (
-                relation,
-                f".annotate(has_{accessor}=Exists({name}.objects.filter("
-                f'{field.name}=OuterRef("pk")))) on the {owner} queryset',
-                f"Instead of checking {name} rows once per {owner}.",
-            )
-        return (
-            relation,
-            f'.prefetch_related("{accessor}") on the {owner} queryset',
-            f"Instead of querying {name} once per {owner}; read obj.{accessor}.all().",
-        )
-    if field.primary_key or field.unique:
-        return (
-            relation,
-            f"{name}.objects.in_bulk(values) before the loop",
-            f"Or .select_related(...) on the loop's queryset when the {field.name} values "
-            "come from a foreign key.",
-        )
-    return (
-        relation,
-        f"{name}.objects.filter({field.name}__in=values) before the loop",
-        "Then look rows up in a dict instead of querying once per row.",
-    )
-
-
-def _model_for_table(table: str) -> type[Model] | None:
-    return _tables().get(table)
-
-
-def _tables() -> dict[str, type[Model]]:
-    return {model._meta.db_table: model for model in apps.get_models()}
-
+# --- Unused eager loads ----------------------------------------------------------------------
 
 UNUSED_ADVICE = (
     "Its rows were loaded but nothing read them on this run. Unproven: remove it only if no "

@@ -143,6 +143,9 @@ class Load:
     """The queries, as positions in the detection's capture log."""
     sliced: bool = False
     filtered: bool = False
+    reshaped: bool = False
+    """The per-row call asked for ``values()``/``values_list()`` (django-taggit's ``names()``),
+    which a prefetch does not serve."""
     related_model: type[Model] | None = None
     related_query_name: str | None = None
     """How the related model's queries name the way back (for ``Exists``)."""

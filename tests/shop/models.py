@@ -3,6 +3,7 @@
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from taggit.managers import TaggableManager
 
 from django_dbtune.cache import CachedManager
 
@@ -67,3 +68,63 @@ class Review(models.Model):
     book = models.ForeignKey(Book, models.CASCADE)
     reviewer = models.ForeignKey(Author, models.CASCADE, null=True, related_name="+")
     text = models.TextField(default="")
+
+
+class NoteQuerySet(models.QuerySet):
+    def visible(self):
+        return self.exclude(text="")
+
+
+class NoteManager(models.Manager):
+    """Builds its queryset the way Django's documentation shows, without super()."""
+
+    def get_queryset(self):
+        return NoteQuerySet(self.model, using=self._db)
+
+
+class Note(models.Model):
+    """Reached from a product through a generic relation whose manager skips super()."""
+
+    content_type = models.ForeignKey(ContentType, models.CASCADE)
+    object_id = models.PositiveIntegerField()
+    target = GenericForeignKey("content_type", "object_id")
+    text = models.CharField(max_length=200)
+
+    objects = NoteManager()
+
+
+class ProductQuerySet(models.QuerySet):
+    def in_stock(self):
+        return self.filter(stock__gt=0)
+
+
+class ProductManager(models.Manager):
+    def get_queryset(self):
+        return ProductQuerySet(self.model, using=self._db)
+
+    def in_stock(self):
+        return self.get_queryset().in_stock()
+
+
+class Product(models.Model):
+    """Sold beside the books: tagged with django-taggit, noted through a generic relation,
+    and listed through a manager that builds its queryset without super()."""
+
+    name = models.CharField(max_length=100)
+    stock = models.PositiveIntegerField(default=1)
+    maker = models.ForeignKey(Publisher, models.CASCADE, related_name="products")
+    tags = TaggableManager(blank=True)
+    notes = GenericRelation(Note)
+
+    objects = ProductManager()
+
+    def __str__(self):
+        # A lookup written by hand: per row, it is an N+1 of its own.
+        return f"{self.name} by {Publisher.objects.get(pk=self.maker_id).name}"
+
+
+class Flag(models.Model):
+    """A feature flag, looked up by name from a template tag."""
+
+    name = models.CharField(max_length=50, unique=True)
+    active = models.BooleanField(default=False)

@@ -5,7 +5,7 @@ from django.shortcuts import render
 from django.views.generic import DetailView, ListView
 from rest_framework import serializers, viewsets
 
-from tests.shop.models import Author, Book
+from tests.shop.models import Author, Book, Product
 
 
 def book_list(request: HttpRequest) -> HttpResponse:
@@ -66,6 +66,16 @@ class BookSerializer(serializers.ModelSerializer):
 class BookViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Book.objects.order_by("id")
     serializer_class = BookSerializer
+
+
+def product_list(request: HttpRequest) -> HttpResponse:
+    products = Product.objects.order_by("id")
+    return render(request, "shop/product_list.html", {"products": products})
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    books = Book.objects.order_by("id")
+    return render(request, "shop/home.html", {"books": books})
 
 
 class AuthorDetailView(DetailView):

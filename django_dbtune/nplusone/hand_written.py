@@ -1,0 +1,195 @@
+"""Per-row queries no relation announced: the same read, from the same place, with one
+value that changes from row to row (``Author.objects.get(pk=book.author_id)`` in a loop, a
+generic relation looked up by hand, a library's manager the detector does not know)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.apps import apps
+from django.db.models import Model
+
+from django_dbtune.call_sites import relative_path
+from django_dbtune.capture import QueryRecord
+from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.nplusone.state import Detection
+from django_dbtune.sql import lookup
+
+
+def per_row_queries(
+    detection: Detection, threshold: int, url: str | None
+) -> list[NPlusOneFinding]:
+    """Reads of one shape from one place whose parameters differ in exactly one position:
+    one value per row, whatever the joins. Named after the column that value is compared to."""
+    records = detection.log.records
+    covered = _covered(detection)
+    grouped: dict[tuple[str, str, str, int, str | None], list[QueryRecord]] = defaultdict(list)
+    for index, record in enumerate(records):
+        if index in covered or record.filename is None or record.lineno is None:
+            continue
+        if record.kind != "read" or not isinstance(record.params, list | tuple):
+            continue
+        key = (record.alias, record.shape, record.filename, record.lineno, record.function)
+        grouped[key].append(record)
+    found = []
+    for (alias, _, filename, lineno, function), group in grouped.items():
+        if len({repr(record.params) for record in group}) < threshold:
+            continue
+        described = _describe(group)
+        if described is None:
+            continue
+        relation, fix, advice = described
+        site = f"{relative_path(filename)}:{lineno}"
+        found.append(
+            NPlusOneFinding(
+                kind="n_plus_one",
+                relation=relation,
+                count=len(group),
+                call_site=site if function == "template" else f"{site} in {function}",
+                queryset_site=None,
+                fix=fix,
+                database=alias,
+                sample_sql=group[0].sql,
+                model=relation.rsplit(".", 1)[0],
+                path=relation.rsplit(".", 1)[1],
+                advice=advice,
+                url=url,
+            )
+        )
+    return found
+
+
+def _covered(detection: Detection) -> set[int]:
+    covered: set[int] = set()
+    for load in detection.loads:
+        covered.update(range(load.start, load.end))
+    for start, end in detection.quiet:
+        covered.update(range(start, end))
+    return covered
+
+
+def _varying(group: list[QueryRecord]) -> int | None:
+    """The one parameter position whose value changes across ``group``, or None when none
+    or several do (several: not one value per row)."""
+    width = len(group[0].params)
+    if any(len(record.params) != width for record in group):
+        return None
+    varying = [
+        position
+        for position in range(width)
+        if len({repr(record.params[position]) for record in group}) > 1
+    ]
+    return varying[0] if len(varying) == 1 else None
+
+
+def _describe(group: list[QueryRecord]) -> tuple[str, str, str | None] | None:
+    """(relation, fix, advice) for a hand-written per-row read, or None if it is not one."""
+    first = group[0]
+    found = lookup(first.sql, first.vendor, True)
+    position = _varying(group)
+    if found is None or position is None or len(found.compared) != len(first.params):
+        return None
+    target = found.compared[position]
+    model = _tables().get(target[0]) if target is not None else None
+    if target is None or model is None:
+        return None
+    field = next((f for f in model._meta.concrete_fields if f.column == target[1]), None)
+    if field is None:
+        return None
+    relation = f"{model._meta.label}.{field.name}"
+    constants = {repr(value) for i, value in enumerate(first.params) if i != position}
+    generic = _generic_owner(model, field.name, constants)
+    if generic is not None:
+        owner, accessor = generic
+        return (
+            relation,
+            f'.prefetch_related("{accessor}") on the {owner.__name__} queryset',
+            f"Instead of querying {model.__name__} once per {owner.__name__}; read "
+            f"obj.{accessor}.all().",
+        )
+    if target[0] != found.table:
+        selected = _tables().get(found.table)
+        name = selected.__name__ if selected is not None else found.table
+        return (
+            relation,
+            f"one {name} query before the loop, filtering {relation} with __in=values",
+            "Then look rows up in a dict instead of querying once per row.",
+        )
+    return _describe_column(relation, model, field, found.result)
+
+
+def _describe_column(
+    relation: str, model: type[Model], field: Any, result: str
+) -> tuple[str, str, str | None]:
+    """The fix for a per-row read on a column of the table it reads."""
+    name = model.__name__
+    remote = getattr(field, "remote_field", None)
+    if remote is not None and field.many_to_one:
+        accessor = remote.get_accessor_name()
+        query_name = field.related_query_name()
+        owner = remote.model.__name__
+        if result == "count":
+            return (
+                relation,
+                f'.annotate({accessor}_count=Count("{query_name}")) on the {owner} queryset',
+                f"Instead of counting {name} rows once per {owner}.",
+            )
+        if result == "exists":
+            return (
+                relation,
+                f".annotate(has_{accessor}=Exists({name}.objects.filter("
+                f'{field.name}=OuterRef("pk")))) on the {owner} queryset',
+                f"Instead of checking {name} rows once per {owner}.",
+            )
+        return (
+            relation,
+            f'.prefetch_related("{accessor}") on the {owner} queryset',
+            f"Instead of querying {name} once per {owner}; read obj.{accessor}.all().",
+        )
+    if field.primary_key or field.unique:
+        return (
+            relation,
+            f"{name}.objects.in_bulk(values) before the loop",
+            f"Or .select_related(...) on the loop's queryset when the {field.name} values "
+            "come from a foreign key.",
+        )
+    return (
+        relation,
+        f"{name}.objects.filter({field.name}__in=values) before the loop",
+        "Then look rows up in a dict instead of querying once per row.",
+    )
+
+
+def _generic_owner(
+    model: type[Model], column_field: str, constants: set[str]
+) -> tuple[type[Model], str] | None:
+    """When ``column_field`` is the object id of a generic foreign key on ``model``: the
+    one model, and its relation, that reaches ``model`` through it (a ``GenericRelation``,
+    or django-taggit's ``TaggableManager`` through ``model``). Several: the one whose app
+    label and model name the query's other parameters name (django-taggit's filter)."""
+    if not any(getattr(f, "fk_field", None) == column_field for f in model._meta.private_fields):
+        return None
+    candidates = []
+    for owner in apps.get_models():
+        # The many-to-many first: django-taggit adds a GenericRelation to its through
+        # model beside the TaggableManager, and the manager is what projects read.
+        for relation in (*owner._meta.many_to_many, *owner._meta.private_fields):
+            remote = getattr(relation, "remote_field", None)
+            generic = getattr(relation, "object_id_field_name", None) == column_field
+            if (generic and relation.related_model is model) or (
+                getattr(remote, "through", None) is model
+            ):
+                candidates.append((owner, relation.name))
+                break  # one relation per model
+    if len(candidates) > 1:
+        candidates = [
+            (owner, name)
+            for owner, name in candidates
+            if {repr(owner._meta.app_label), repr(owner._meta.model_name)} <= constants
+        ]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _tables() -> dict[str, type[Model]]:
+    return {model._meta.db_table: model for model in apps.get_models()}

@@ -56,7 +56,8 @@ def main(netbox_dir: str) -> None:
         found = text.count(old)
         if found != times:
             sys.exit(
-                f"configure.py: expected {times} x {old!r} in configuration_example.py, found {found}"
+                f"configure.py: expected {times} x {old!r} in configuration_example.py, "
+                f"found {found}"
             )
         text = text.replace(old, new)
     (conf_dir / "configuration.py").write_text(text + EXTRA)

@@ -282,7 +282,8 @@ def main():
         seed()
     print(
         f"seed: {Device.objects.count()} devices, {Interface.objects.count()} interfaces, "
-        f"{IPAddress.objects.count()} IP addresses, {VLAN.objects.count()} VLANs, {Site.objects.count()} sites, "
+        f"{IPAddress.objects.count()} IP addresses, {VLAN.objects.count()} VLANs, "
+        f"{Site.objects.count()} sites, "
         f"{TaggedItem.objects.count()} tag assignments; user {ADMIN!r} with an API token"
     )
 

@@ -1031,3 +1031,23 @@ def test_a_lookup_the_toolbar_runs_through_the_projects_str_is_not_the_projects(
     finding = only(report)
     assert finding.relation == "shop.Publisher.id"
     assert finding.call_site.startswith("tests/shop/models.py:")
+
+
+def test_content_type_lookups_django_caches_are_no_loop(shop):
+    """get_for_model() queries once per model and process, then serves Django's cache."""
+    ContentType.objects.clear_cache()
+    with detect() as report:
+        for model in (Book, Author, Tag, Publisher):
+            ContentType.objects.get_for_model(model)
+    assert report.findings == []
+
+
+def test_a_lookup_written_by_hand_per_row_says_why_its_fix_is_unproven(shop):
+    from django_dbtune.nplusone.proof import rerun
+
+    with detect() as report:
+        for book in Book.objects.all():
+            Author.objects.get(pk=book.author_id)
+    [finding] = rerun(report.findings, lambda: None)
+    assert finding.proof.verdict == "unproven"
+    assert "queries once per row by itself" in finding.proof.reason

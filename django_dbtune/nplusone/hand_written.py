@@ -12,7 +12,7 @@ from django.db.models import Model
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.capture import QueryRecord
-from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.findings import NPlusOneFinding, Proof
 from django_dbtune.nplusone.state import Detection
 from django_dbtune.sql import lookup
 
@@ -40,6 +40,8 @@ def per_row_queries(
         if described is None:
             continue
         relation, fix, advice = described
+        if relation.startswith(CACHED_BY_DJANGO):
+            continue
         site = f"{relative_path(filename)}:{lineno}"
         found.append(
             NPlusOneFinding(
@@ -55,9 +57,20 @@ def per_row_queries(
                 path=relation.rsplit(".", 1)[1],
                 advice=advice,
                 url=url,
+                proof=Proof("unproven", reason=HAND_WRITTEN),
             )
         )
     return found
+
+
+CACHED_BY_DJANGO = "contenttypes.ContentType."
+"""Content types are looked up once per model and process, then served from Django's own
+cache: a first request's lookups are no loop (the next request runs none of them)."""
+
+HAND_WRITTEN = (
+    "the code queries once per row by itself; the fix changes that code, so it cannot be "
+    "applied to a queryset and re-run"
+)
 
 
 def _covered(detection: Detection) -> set[int]:

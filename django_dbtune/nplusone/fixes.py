@@ -29,15 +29,19 @@ class Fix:
     """None when the fix cannot be applied in-process: it changes how rows are read
     (``obj.x_list``, an annotation), or no project code builds the queryset."""
 
+    placed: bool = True
+    """False: no project line or class builds the queryset, so the fix has no place."""
+    why: str | None = None
+    """Why it is not re-run, when no general reason says it."""
+
     @property
     def unproven(self) -> str | None:
         """Why the fix is not re-run, when it is not."""
         if self.target is not None:
             return None
+        if self.why is not None:
+            return self.why
         return NO_PLACE if self.code.startswith(".") and self.placed is False else CODE_CHANGE
-
-    placed: bool = True
-    """False: no project line or class builds the queryset, so the fix has no place."""
 
 
 CODE_CHANGE = "the fix changes how rows are read too; it cannot be applied to the queryset alone"
@@ -66,6 +70,20 @@ def queryset_site(group: Group) -> str | None:
 def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     """The fix for repeated loads like ``load`` of ``path`` on ``group``'s queryset;
     ``joins`` are all the select_related paths that queryset lacks."""
+    fix = _fix_for(load, path, group, joins)
+    first = path.split(LOOKUP_SEP)[0]
+    if fix.target is not None and relation_field(group.model, first) is None:
+        # Rows of a subclass from a parent model's queryset (Wagtail's .specific()): the
+        # queryset cannot name their own relations.
+        why = (
+            f"the rows are {load.model._meta.label} objects from a "
+            f"{group.model._meta.label} queryset, which cannot name their own relations"
+        )
+        return replace(fix, target=None, why=why)
+    return fix
+
+
+def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     many = load.tag.many
     name = load.name
     related = load.related_model.__name__ if load.related_model else "Related"

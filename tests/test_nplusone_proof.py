@@ -346,3 +346,14 @@ def test_django_taggit_tags_in_a_template_are_proven_by_a_prefetch():
     assert finding["fix"] == '.prefetch_related("tags")'
     proof = finding["proof"]
     assert (proof["verdict"], proof["before"], proof["after"]) == ("proven", 5, 2)
+
+
+def test_an_n_plus_one_inside_a_librarys_view_is_reported_with_no_place_for_a_fix(settings):
+    """A CMS's own listing loading the project's rows one by one: no project line, but still
+    the project's pages, so it is reported (it used to vanish), labelled unproven."""
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.library"]}
+    [finding] = pages("/shop/library/listing/")["/shop/library/listing/"]["findings"]
+    assert finding["relation"] == "shop.Book.author"
+    assert finding["call_site"] is None
+    assert finding["proof"]["verdict"] == "unproven"
+    assert "no place to apply the fix" in finding["proof"]["reason"]

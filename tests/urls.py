@@ -4,6 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from tests import views
+from tests.shop import library
 from tests.shop import views as shop
 
 router = SimpleRouter()
@@ -24,6 +25,7 @@ urlpatterns = [
     path("shop/books/titles/", shop.titles_only),
     path("shop/books/paused/", shop.paused_book_list),
     path("shop/authors/<int:pk>/", shop.AuthorDetailView.as_view()),
+    path("shop/library/listing/", library.listing),
     *router.urls,
     path("", include("config.urls")),
 ]

@@ -42,8 +42,8 @@ def _lazy_loads(
     grouped: dict[tuple[object, ...], list[Load]] = defaultdict(list)
     for load in detection.loads:
         group = load.tag.group
-        if load.site is None and not group.from_project:
-            continue  # Django's own code, all the way: nothing in the project to change
+        if load.site is None and not group.from_project and _django_only(load):
+            continue  # Django's own models, loaded by Django's code: nothing to change
         path = load.tag.prefix + load.name
         grouped[(load.kind, load.model, path, load.site, group.site or group.owner)].append(load)
     repeated = [loads for loads in grouped.values() if len(loads) >= threshold]
@@ -149,6 +149,13 @@ def _unread(paths: Iterable[str], used: set[str]) -> list[str]:
         if path not in used and not any(u.startswith(path + LOOKUP_SEP) for u in used)
     ]
     return [p for p in unread if not any(p.startswith(q + LOOKUP_SEP) for q in unread)]
+
+
+def _django_only(load: Load) -> bool:
+    """A load of Django's own models (sessions, permissions, content types) by Django's own
+    code. A library's models loaded by the library's code for the project's pages (a CMS
+    listing) are still the project's N+1: reported with no line, and no place for a fix."""
+    return load.model.__module__.startswith("django.")
 
 
 def _relation_label(model: type[Model], path: str) -> str:

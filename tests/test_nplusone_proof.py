@@ -116,7 +116,6 @@ def test_a_fix_that_needs_the_reading_code_changed_too_is_labelled_unproven():
 
 def test_a_count_per_row_is_proven_with_the_annotation_read_instead():
     from django_dbtune.nplusone import detect
-    from django_dbtune.nplusone.proof import rerun
 
     def page():
         return [author.books.count() for author in Author.objects.order_by("id")]
@@ -126,13 +125,20 @@ def test_a_count_per_row_is_proven_with_the_annotation_read_instead():
     [finding] = report.findings
     assert finding.fix == '.annotate(books_count=Count("books"))'
 
-    def again():
-        assert page() == expected  # the annotation reads the same counts
-        return 200
-
-    [proven] = rerun(report.findings, again)
+    [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
     assert (proven.proof.before, proven.proof.after) == (1 + Author.objects.count(), 1)
+
+
+def rerun_page(findings, page, expected):
+    """The findings proven by running ``page`` again, which must still return ``expected``."""
+    from django_dbtune.nplusone.proof import rerun
+
+    def again():
+        assert page() == expected  # the fix changes the queries, never what the page shows
+        return 200
+
+    return rerun(findings, again)
 
 
 def finding(action="add"):
@@ -236,7 +242,6 @@ def test_a_count_through_another_relation_is_fixed_by_a_prefetch_not_an_annotati
     """Author -> books -> a count per book: Count("books__tags") on the author would count
     per author, so the fix prefetches and .count() reads the prefetched rows."""
     from django_dbtune.nplusone import detect
-    from django_dbtune.nplusone.proof import rerun
 
     def page():
         return [
@@ -249,11 +254,7 @@ def test_a_count_through_another_relation_is_fixed_by_a_prefetch_not_an_annotati
     found = [f for f in report.findings if "shop.Book.tags" in f.relations]
     assert [f.fix for f in found] == ['.prefetch_related("books__tags")'], report.message()
 
-    def again():
-        assert page() == expected
-        return 200
-
-    [proven] = rerun(found, again)
+    [proven] = rerun_page(found, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
 
 
@@ -292,7 +293,6 @@ def test_a_join_missing_from_a_bare_select_related_is_named_in_that_call(tmp_pat
 def test_a_relation_past_a_generic_foreign_key_is_prefetched_not_joined():
     """select_related("target__author") raises FieldError: a generic foreign key is no join."""
     from django_dbtune.nplusone import detect
-    from django_dbtune.nplusone.proof import rerun
     from tests.shop.models import Comment
 
     def page():
@@ -303,11 +303,7 @@ def test_a_relation_past_a_generic_foreign_key_is_prefetched_not_joined():
     [finding] = report.findings
     assert finding.fix == '.prefetch_related("target__author")'
 
-    def again():
-        assert page() == expected
-        return 200
-
-    [proven] = rerun(report.findings, again)
+    [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
     assert proven.proof.after == 3  # comments, their books, the books' authors
 
@@ -316,7 +312,6 @@ def test_a_count_through_a_default_reverse_accessor_is_proven(db):
     """book.review_set.count() per row: Count() must name "review", or the proof's re-run
     raises FieldError and the fix is never offered."""
     from django_dbtune.nplusone import detect
-    from django_dbtune.nplusone.proof import rerun
     from tests.shop.models import Review
 
     for book in Book.objects.all():
@@ -330,11 +325,7 @@ def test_a_count_through_a_default_reverse_accessor_is_proven(db):
     [finding] = report.findings
     assert finding.fix == '.annotate(review_set_count=Count("review"))'
 
-    def again():
-        assert page() == expected
-        return 200
-
-    [proven] = rerun(report.findings, again)
+    [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
     assert (proven.proof.before, proven.proof.after) == (1 + Book.objects.count(), 1)
 

@@ -382,7 +382,10 @@ def run_probe(
         for key in ("relations", "classes"):
             merged.setdefault(key, {}).update(part.get(key) or {})
         pages = (part.get("zeal") or {}).get("pages") or []
-        merged.setdefault("zeal", {}).setdefault("pages", []).extend(pages)
+        if pages:
+            if not merged.get("zeal"):
+                merged["zeal"] = {}
+            merged["zeal"].setdefault("pages", []).extend(pages)
     return merged
 
 

@@ -1,6 +1,8 @@
 """Per-row queries no relation announced: the same read, from the same place, with one
 value that changes from row to row (``Author.objects.get(pk=book.author_id)`` in a loop, a
-generic relation looked up by hand, a library's manager the detector does not know)."""
+generic relation looked up by hand, a library's manager the detector does not know, one
+``pk__in=[...]`` list per row), or with the same values every time (a parent looked up
+again for each of its children, ``CustomField.objects.all()`` read again per row)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from django_dbtune.call_sites import relative_path
 from django_dbtune.capture import QueryRecord
 from django_dbtune.findings import NPlusOneFinding, Proof
 from django_dbtune.nplusone.state import Detection
-from django_dbtune.sql import lookup
+from django_dbtune.sql import Lookup, lookup
 
 
 def per_row_queries(
@@ -34,9 +36,14 @@ def per_row_queries(
         grouped[key].append(record)
     found = []
     for (alias, _, filename, lineno, function), group in grouped.items():
-        if len({repr(record.params) for record in group}) < threshold:
+        distinct = len({repr(record.params) for record in group})
+        identical = len({record.sql for record in group}) == 1
+        if distinct == 1 and identical and len(group) >= max(threshold, SAME_AGAIN):
+            described = _describe_repeated(group)
+        elif distinct >= threshold:
+            described = _describe(group)
+        else:
             continue
-        described = _describe(group)
         if described is None:
             continue
         relation, fix, advice = described
@@ -53,8 +60,8 @@ def per_row_queries(
                 fix=fix,
                 database=alias,
                 sample_sql=group[0].sql,
-                model=relation.rsplit(".", 1)[0],
-                path=relation.rsplit(".", 1)[1],
+                model=".".join(relation.split(".")[:2]),
+                path=".".join(relation.split(".")[2:]),
                 advice=advice,
                 url=url,
                 proof=Proof("unproven", reason=HAND_WRITTEN),
@@ -62,6 +69,10 @@ def per_row_queries(
         )
     return found
 
+
+SAME_AGAIN = 3
+"""How often one query, with the same values, must run from one line to be a loop: twice
+is as often two calls of one function (two menus on a page) as two rows."""
 
 CACHED_BY_DJANGO = "contenttypes.ContentType."
 """Content types are looked up once per model and process, then served from Django's own
@@ -82,36 +93,46 @@ def _covered(detection: Detection) -> set[int]:
     return covered
 
 
-def _varying(group: list[QueryRecord]) -> int | None:
-    """The one parameter position whose value changes across ``group``, or None when none
-    or several do (several: not one value per row)."""
-    width = len(group[0].params)
-    if any(len(record.params) != width for record in group):
-        return None
-    varying = [
-        position
-        for position in range(width)
-        if len({repr(record.params[position]) for record in group}) > 1
-    ]
-    return varying[0] if len(varying) == 1 else None
+def _compared(group: list[QueryRecord]) -> list[dict[Any, tuple[str, ...]]] | None:
+    """For each query of ``group``: the values it compares, keyed by the column they are
+    compared to (an ``IN`` list is one key, whatever its length), or by their position when
+    no column is named. None when a query is not a read this can take apart."""
+    lookups: dict[str, Lookup | None] = {}
+    compared = []
+    for record in group:
+        if record.sql not in lookups:
+            lookups[record.sql] = lookup(record.sql, record.vendor, True)
+        found = lookups[record.sql]
+        if found is None or len(found.compared) != len(record.params):
+            return None
+        values: dict[Any, list[str]] = defaultdict(list)
+        pairs = zip(found.compared, record.params, strict=True)
+        for position, (column, value) in enumerate(pairs):
+            values[column if column is not None else position].append(repr(value))
+        compared.append({key: tuple(seen) for key, seen in values.items()})
+    return compared
 
 
 def _describe(group: list[QueryRecord]) -> tuple[str, str, str | None] | None:
-    """(relation, fix, advice) for a hand-written per-row read, or None if it is not one."""
+    """(relation, fix, advice) for a hand-written per-row read, or None if it is not one:
+    the values compared to exactly one column change from query to query, and no others."""
     first = group[0]
     found = lookup(first.sql, first.vendor, True)
-    position = _varying(group)
-    if found is None or position is None or len(found.compared) != len(first.params):
+    compared = _compared(group)
+    if found is None or compared is None or any(c.keys() != compared[0].keys() for c in compared):
         return None
-    target = found.compared[position]
-    model = _tables().get(target[0]) if target is not None else None
-    if target is None or model is None:
+    varying = [key for key in compared[0] if len({c[key] for c in compared}) > 1]
+    target = varying[0] if len(varying) == 1 else None
+    if not isinstance(target, tuple):
+        return None
+    model = _tables().get(target[0])
+    if model is None:
         return None
     field = next((f for f in model._meta.concrete_fields if f.column == target[1]), None)
     if field is None:
         return None
     relation = f"{model._meta.label}.{field.name}"
-    constants = {repr(value) for i, value in enumerate(first.params) if i != position}
+    constants = {value for key, values in compared[0].items() if key != target for value in values}
     generic = _generic_owner(model, field.name, constants)
     if generic is not None:
         owner, accessor = generic
@@ -130,6 +151,30 @@ def _describe(group: list[QueryRecord]) -> tuple[str, str, str | None] | None:
             "Then look rows up in a dict instead of querying once per row.",
         )
     return _describe_column(relation, model, field, found.result)
+
+
+def _describe_repeated(group: list[QueryRecord]) -> tuple[str, str, str | None] | None:
+    """(relation, fix, advice) for one read sent again and again with the same values, or
+    None when its table is no model's. Named after the first column it filters on, or after
+    the model when it filters on none."""
+    first = group[0]
+    found = lookup(first.sql, first.vendor, True)
+    model = _tables().get(found.table) if found is not None else None
+    if found is None or model is None:
+        return None
+    columns = {f.column: f.name for f in model._meta.concrete_fields}
+    named = [
+        columns[column[1]]
+        for column in found.compared
+        if column is not None and column[0] == found.table and column[1] in columns
+    ]
+    relation = f"{model._meta.label}.{named[0]}" if named else model._meta.label
+    return (
+        relation,
+        f"run this {model.__name__} query once, before the loop, and reuse its result",
+        f"The same query, with the same values, runs {len(group)} times from this line: "
+        "its answer does not depend on the row.",
+    )
 
 
 def _describe_column(

@@ -182,6 +182,12 @@ class FixTarget:
     """What ``Count()`` names for each of ``count_annotations``: the relation as queries
     spell it (``review`` for the default accessor ``review_set``); empty: the names as they
     are."""
+    specific_select: tuple[str, ...] = ()
+    """Relations of the rows' own subclasses, joined by the queries that load them:
+    ``select_related(..., for_specific_subqueries=True)`` on a queryset whose rows are
+    subclasses (Wagtail's ``.specific()``)."""
+    specific_prefetch: tuple[str, ...] = ()
+    """The same for ``prefetch_related(..., for_specific_subqueries=True)``."""
     file: str | None = None
     line: int | None = None
     owner: str | None = None
@@ -211,6 +217,8 @@ class FixTarget:
                 list(self.list_select_related) if self.list_select_related is not None else None
             ),
             "count_annotations": list(self.count_annotations),
+            "specific_select": list(self.specific_select),
+            "specific_prefetch": list(self.specific_prefetch),
             "file": self.file,
             "line": self.line,
             "owner": self.owner,
@@ -294,6 +302,10 @@ class NPlusOneFinding:
     """What re-running with the fix measured; None when it was not re-run."""
     baseline_keys: tuple[str, ...] = ()
     """The baseline keys of the findings merged into this one, when several were."""
+    proven_fix: str | None = None
+    """What ``fix`` becomes once the proof holds, when the fix the proof tries is not the
+    one that holds in general: a plain prefetch for a filtered related read, which serves
+    only code that reads the prefetched rows when there are some."""
 
     def __post_init__(self) -> None:
         if not self.relations:

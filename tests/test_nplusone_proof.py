@@ -348,3 +348,100 @@ def test_an_n_plus_one_inside_a_librarys_view_is_reported_with_no_place_for_a_fi
     assert finding["call_site"] is None
     assert finding["proof"]["verdict"] == "unproven"
     assert "no place to apply the fix" in finding["proof"]["reason"]
+
+
+# --- Rows of subclasses (a CMS's .specific()), and filtered related reads ----------------------
+
+
+@pytest.fixture
+def items(settings):
+    """Posters and mugs, listed through Item.objects.specific(): a library loads each kind
+    with a query of its own, as Wagtail's page querysets do."""
+    from tests.shop.models import Mug, Poster, Publisher
+
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.specific"]}
+    makers = list(Publisher.objects.all())
+    for n, author in enumerate(Author.objects.order_by("id")[:4]):
+        Poster.objects.create(name=f"poster {n}", kind="poster", artist=author)
+        Mug.objects.create(name=f"mug {n}", kind="mug", maker=makers[n % len(makers)])
+
+
+def test_subclass_rows_are_fixed_with_the_querysets_own_subquery_loads(items):
+    """The queryset cannot name a subclass's relation (select_related("artist") on Item
+    raises); its for_specific_subqueries loads can, and the proof applies them."""
+    from django_dbtune.nplusone import detect
+    from tests.shop.models import Item, Poster
+
+    def page():
+        return [item.artist.name for item in Item.objects.filter(kind="poster").specific()]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.relation == "shop.Poster.artist"
+    assert finding.fix == '.select_related("artist", for_specific_subqueries=True)'
+    [proven] = rerun_page(report.findings, page, expected)
+    assert proven.proof.verdict == "proven", proven.proof
+    # The kinds, the posters, one artist each; then the kinds and the posters joined.
+    assert (proven.proof.before, proven.proof.after) == (2 + Poster.objects.count(), 2)
+
+
+def test_subclass_relations_of_two_kinds_on_one_queryset_are_not_offered_as_proven(items):
+    """Each subclass's query must know every name: the proof shows the fix raises."""
+    from django_dbtune.nplusone import detect
+    from tests.shop.models import Item
+
+    def page():
+        return [
+            item.artist.name if item.kind == "poster" else item.maker.name
+            for item in Item.objects.order_by("id").specific()
+        ]
+
+    with detect() as report:
+        expected = page()
+    assert len(report.findings) == 1
+    [judged_] = rerun_page(report.findings, page, expected)
+    assert judged_.proof.verdict == "unproven"
+    assert "raised FieldError" in judged_.proof.reason
+
+
+def _first_long_book(author):
+    """Reads the prefetched books when there are some, as Wagtail reads renditions."""
+    if "books" in getattr(author, "_prefetched_objects_cache", {}):
+        return next((b.title for b in author.books.all() if len(b.title) > 1), None)
+    book = author.books.filter(title__regex=r"^..").first()
+    return book.title if book else None
+
+
+def test_a_filtered_read_that_uses_prefetched_rows_is_proven_with_a_plain_prefetch():
+    from django_dbtune.nplusone import detect
+
+    def page():
+        return [_first_long_book(author) for author in Author.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    # Until a re-run shows otherwise, the fix that holds for any filtered read.
+    assert finding.fix.startswith('.prefetch_related(Prefetch("books"')
+    [proven] = rerun_page(report.findings, page, expected)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert proven.fix == '.prefetch_related("books")'
+    assert proven.proof.after == 2
+
+
+def test_a_filtered_read_that_queries_anyway_keeps_the_general_fix():
+    from django_dbtune.nplusone import detect
+
+    def page():
+        return [
+            getattr(author.books.filter(title__regex=r"^..").first(), "title", None)
+            for author in Author.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        expected = page()
+    [judged_] = rerun_page(report.findings, page, expected)
+    assert judged_.proof.verdict == "unproven"
+    assert "did not go down" in judged_.proof.reason
+    assert "suggestion (unproven): .prefetch_related(Prefetch(\"books\"" in judged_.message

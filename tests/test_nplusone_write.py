@@ -194,6 +194,17 @@ def test_unproven_changed_or_unrecognised_fixes_are_left_with_a_reason(tmp_path)
     assert "changed after the pages ran" in changed.skipped[0][1]
 
 
+def test_a_fix_for_subclass_rows_is_left_for_the_user_to_paste(tmp_path):
+    path = tmp_path / "models.py"
+    source = "def children(self):\n    return self.get_children().specific().live()\n"
+    path.write_text(source)
+    target = FixTarget("add", specific_select=("image",), file=str(path), line=2)
+    edits = plan(finding(target))
+    assert edits.files == {}
+    assert "for_specific_subqueries" in edits.skipped[0][1]
+    assert path.read_text() == source
+
+
 def test_a_count_fix_changes_the_read_too_or_nothing(tmp_path):
     path = tmp_path / "views.py"
     path.write_text(

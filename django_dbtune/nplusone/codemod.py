@@ -20,7 +20,7 @@ from django_dbtune.conf import conf
 from django_dbtune.findings import FixTarget, NPlusOneFinding
 from django_dbtune.nplusone.chains import Replace, chain_link, has_link, with_loads, within
 from django_dbtune.nplusone.fixes import chain as chain_code
-from django_dbtune.nplusone.fixes import fix_home
+from django_dbtune.nplusone.homes import fix_home
 
 
 class Unrecognised(Exception):
@@ -48,6 +48,10 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             continue
         if finding.proof is None or finding.proof.verdict != "proven":
             edits.skipped.append((finding, "its fix is not proven"))
+            continue
+        if target.specific_select or target.specific_prefetch:
+            reason = "--write does not edit for_specific_subqueries loads yet: paste the fix"
+            edits.skipped.append((finding, reason))
             continue
         before = dict(edits.files)
         try:

@@ -4,20 +4,25 @@ Findings whose fixes go to one place become one finding with one change."""
 
 from __future__ import annotations
 
-import sys
+import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import django
-from django.apps import apps
 from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding
+from django_dbtune.nplusone.homes import (
+    admin_joins,
+    bare_joins,
+    fix_home,
+    is_model_admin,
+    qualname,
+)
 from django_dbtune.nplusone.relations import query_path, relation_field
 from django_dbtune.nplusone.state import Group, Load, Site
-from django_dbtune.project import is_project_file
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,9 @@ class Fix:
     """False: no project line or class builds the queryset, so the fix has no place."""
     why: str | None = None
     """Why it is not re-run, when no general reason says it."""
+    tried: tuple[str, str] | None = None
+    """(code, advice) shown until the proof holds, when ``code`` (what the proof tries) serves
+    only some code: a plain prefetch for a filtered related read."""
 
     @property
     def unproven(self) -> str | None:
@@ -74,13 +82,38 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     first = path.split(LOOKUP_SEP)[0]
     if fix.target is not None and relation_field(group.model, first) is None:
         # Rows of a subclass from a parent model's queryset (Wagtail's .specific()): the
-        # queryset cannot name their own relations.
+        # queryset names their own relations only through the queries that load them.
+        target = fix.target
+        if group.site is not None and not target.count_annotations and _subqueries(group):
+            placed = _placed(
+                group,
+                path,
+                joins,
+                advice=fix.advice,
+                specific_select=target.select_related,
+                specific_prefetch=target.prefetch_related,
+            )
+            return replace(placed, tried=fix.tried)
         why = (
             f"the rows are {load.model._meta.label} objects from a "
             f"{group.model._meta.label} queryset, which cannot name their own relations"
         )
         return replace(fix, target=None, why=why)
     return fix
+
+
+def _subqueries(group: Group) -> bool:
+    """The model's querysets load subclass rows with eager loads of their own: their
+    ``select_related`` takes ``for_specific_subqueries`` (Wagtail's ``PageQuerySet``)."""
+    queryset_class = getattr(group.model._default_manager, "_queryset_class", None)
+    try:
+        parameters = inspect.signature(queryset_class.select_related).parameters  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return SUBQUERIES in parameters
+
+
+SUBQUERIES = "for_specific_subqueries"
 
 
 def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
@@ -136,12 +169,17 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
             "order_by() on a related manager queries again even when it was prefetched.",
         )
     if load.sliced or load.filtered:
-        return Fix(
+        # .filter() on a related manager queries again even when it was prefetched, unless
+        # the code reads the prefetched rows when there are some (Wagtail's renditions):
+        # the proof tries the plain prefetch; until it holds, the general fix is shown.
+        plain = _placed(group, path, joins, prefetch=(path,))
+        general = (
             f'.prefetch_related(Prefetch("{path}", '
             f'queryset={related}.objects.filter(...), to_attr="{name}_list"))',
             f"Then read obj.{name}_list: calling .filter()/.first() on the related manager "
             "runs a new query per row, even when it was prefetched.",
         )
+        return replace(plain, tried=general)
     advice = None
     if load.kind == "prefetch":
         advice = "Instead of prefetch_related_objects() once per row."
@@ -155,14 +193,25 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
 
 
 def chain(
-    select: Iterable[str], prefetch: Iterable[str], counts: Mapping[str, str] | None = None
+    select: Iterable[str],
+    prefetch: Iterable[str],
+    counts: Mapping[str, str] | None = None,
+    specific_select: Iterable[str] = (),
+    specific_prefetch: Iterable[str] = (),
 ) -> str:
-    """``.select_related("a", "b").prefetch_related("c")``."""
+    """``.select_related("a", "b").prefetch_related("c")``, then the subclass rows' own
+    loads: ``.select_related("d", for_specific_subqueries=True)``."""
     code = ""
-    for method, paths in (("select_related", select), ("prefetch_related", prefetch)):
+    calls = (
+        ("select_related", select, ""),
+        ("prefetch_related", prefetch, ""),
+        ("select_related", specific_select, f", {SUBQUERIES}=True"),
+        ("prefetch_related", specific_prefetch, f", {SUBQUERIES}=True"),
+    )
+    for method, paths, keyword in calls:
         names = ", ".join(f'"{path}"' for path in paths)
         if names:
-            code += f".{method}({names})"
+            code += f".{method}({names}{keyword})"
     counted = ", ".join(f'{name}=Count("{path}")' for name, path in (counts or {}).items())
     return code + (f".annotate({counted})" if counted else "")
 
@@ -175,12 +224,14 @@ def _placed(
     prefetch: tuple[str, ...] = (),
     advice: str | None = None,
     counts: tuple[str, ...] = (),
+    specific_select: tuple[str, ...] = (),
+    specific_prefetch: tuple[str, ...] = (),
 ) -> Fix:
     """The fix where it goes: on the line that built the queryset, or in the project class
     Django builds it for (a view's ``queryset``, a ModelAdmin's ``list_select_related`` or
     ``get_queryset``)."""
     owner = group.owner
-    bare = bool(select) and group.select_all and not _is_model_admin(owner or object)
+    bare = bool(select) and group.select_all and not is_model_admin(owner or object)
     if bare:
         # A select_related() with no names later in the chain would override named ones.
         select = _deepest(tuple(dict.fromkeys([*bare_joins(group.model), *select])))
@@ -191,17 +242,23 @@ def _placed(
         )
     # Count() names a relation as queries do: "review" for the accessor "review_set".
     paths = tuple(query_path(group.model, name) for name in counts)
-    code = chain(select, prefetch, {f"{n}_count": p for n, p in zip(counts, paths, strict=True)})
+    counted = {f"{n}_count": p for n, p in zip(counts, paths, strict=True)}
+    code = chain(select, prefetch, counted, specific_select, specific_prefetch)
     if group.site is not None:
         file, line, _ = group.site
         target = FixTarget(
             "add", select, prefetch, count_annotations=counts, file=relative_path(file), line=line
         )
         target = replace(
-            target, model=group.model._meta.label, names_bare_select=bare, count_paths=paths
+            target,
+            model=group.model._meta.label,
+            names_bare_select=bare,
+            count_paths=paths,
+            specific_select=specific_select,
+            specific_prefetch=specific_prefetch,
         )
         return Fix(code, advice, target)
-    if owner is None:
+    if owner is None or specific_select or specific_prefetch:
         return Fix(code, advice, placed=False)
     target = FixTarget(
         "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
@@ -210,7 +267,7 @@ def _placed(
         target, model=group.model._meta.label, names_bare_select=bare, count_paths=paths
     )
     model = group.model.__name__
-    admin = _is_model_admin(owner)
+    admin = is_model_admin(owner)
     if admin and select:
         names = tuple(admin_joins(owner, group.model, joins))
         listed = f'"{names[0]}",' if len(names) == 1 else ", ".join(f'"{n}"' for n in names)
@@ -262,12 +319,25 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
     select = tuple(dict.fromkeys(p for t in targets for p in t.select_related))
     prefetch = tuple(dict.fromkeys(p for t in targets for p in t.prefetch_related))
     counts = tuple(dict.fromkeys(n for t in targets for n in t.count_annotations))
+    specific_select = tuple(dict.fromkeys(p for t in targets for p in t.specific_select))
+    specific_prefetch = tuple(dict.fromkeys(p for t in targets for p in t.specific_prefetch))
     # "author" is joined by "author__publisher" already (prefetched likewise).
-    select = _deepest(select)
-    prefetch = _deepest(prefetch)
-    base = _placed(group, first.path, list(select), select, prefetch, counts=counts)
+    base = _placed(
+        group,
+        first.path,
+        list(_deepest(select)),
+        _deepest(select),
+        _deepest(prefetch),
+        counts=counts,
+        specific_select=_deepest(specific_select),
+        specific_prefetch=_deepest(specific_prefetch),
+    )
     fix = first.fix if targets[0].list_select_related is not None else base.code
-    sentences = (s for f in findings if f.advice for s in f.advice.split(". ") if s)
+    sentences = [s for f in findings if f.advice for s in f.advice.split(". ") if s]
+    # A filtered read's general fix, for when the plain prefetch the proof tries fails.
+    sentences += [
+        f"If re-running shows no gain for {f.relation}: {f.fix}" for f in findings if f.proven_fix
+    ]
     text = ". ".join(dict.fromkeys(s.removesuffix(".") for s in sentences))
     advice = f"{text}." if text else None
     relations = tuple(dict.fromkeys(r for f in findings for r in f.relations))
@@ -278,78 +348,13 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
         advice=advice,
         relations=relations,
         target=base.target if targets[0].list_select_related is None else targets[0],
+        proven_fix=None,
         baseline_keys=tuple(dict.fromkeys(f.baseline_key for f in findings)),
     )
 
 
 def _deepest(paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p for p in paths if not any(o.startswith(p + LOOKUP_SEP) for o in paths))
-
-
-def fix_home(owner: type) -> tuple[type, str] | None:
-    """Where the project already says which queryset ``owner`` uses: (class, "queryset")
-    for the nearest ``queryset`` attribute, or (class, "get_queryset") for the nearest own
-    ``get_queryset``, whichever ``owner``'s MRO meets first in the project; None when
-    only Django or a library says."""
-    for cls in owner.__mro__:
-        names = {"get_queryset", "queryset"} & vars(cls).keys()
-        if not names:
-            continue
-        module = sys.modules.get(cls.__module__)
-        filename = getattr(module, "__file__", None)
-        if filename is None or not is_project_file(filename):
-            return None
-        # A class with both: its get_queryset may build its own queryset.
-        return (cls, "get_queryset" if "get_queryset" in names else "queryset")
-    return None
-
-
-def admin_joins(owner: type, model: type[Model], joins: list[str]) -> list[str]:
-    """``list_select_related`` as it must read to keep what the changelist joins now and
-    add ``joins``: setting it replaces the admin's own choice (``select_related()`` when
-    ``list_display`` shows a relation), so the relations it shows are listed too."""
-    current = getattr(owner, "list_select_related", False)
-    names: list[str] = []
-    shown = [
-        name
-        for name in getattr(owner, "list_display", ())
-        if isinstance(name, str)
-        and getattr(relation_field(model, name), "concrete", False)
-        and relation_field(model, name).is_relation
-    ]
-    if isinstance(current, list | tuple):
-        names.extend(current)
-    elif current is True or (shown and django.VERSION < (6, 1)):
-        # select_related() with no names: every non-null foreign key, and theirs, in depth.
-        names.extend(bare_joins(model))
-    else:
-        names.extend(shown)  # Django 6.1+ joins exactly list_display's foreign keys
-    names.extend(joins)
-    unique = list(dict.fromkeys(names))
-    return [n for n in unique if not any(o.startswith(n + LOOKUP_SEP) for o in unique)]
-
-
-def bare_joins(model: type[Model], prefix: str = "", depth: int = 5) -> list[str]:
-    """The paths ``select_related()`` with no names follows: non-null forward foreign keys
-    and one-to-ones, recursively, as deep as Django goes (five levels)."""
-    paths: list[str] = []
-    if depth == 0:
-        return paths
-    for field in model._meta.concrete_fields:
-        target = field.related_model
-        if field.is_relation and not field.null and isinstance(target, type):
-            path = prefix + field.name
-            paths.append(path)
-            paths.extend(bare_joins(target, path + LOOKUP_SEP, depth - 1))
-    return paths
-
-
-def _is_model_admin(cls: type) -> bool:
-    if not apps.is_installed("django.contrib.admin"):
-        return False
-    from django.contrib.admin import ModelAdmin
-
-    return issubclass(cls, ModelAdmin)
 
 
 def _nullable_note(model: type[Model], path: str) -> str | None:
@@ -370,10 +375,6 @@ def _nullable_note(model: type[Model], path: str) -> str | None:
 def join_notes(*notes: str | None) -> str | None:
     text = " ".join(note for note in notes if note)
     return text or None
-
-
-def qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _through_generic(model: type[Model], path: str) -> bool:

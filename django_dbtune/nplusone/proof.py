@@ -175,6 +175,8 @@ def _amend(queryset: Any, target: FixTarget) -> None:
         known = {_prefetch_to(lookup) for lookup in lookups}
         extra = tuple(path for path in target.prefetch_related if path not in known)
         queryset._prefetch_related_lookups = lookups + extra
+        if target.specific_select or target.specific_prefetch:
+            _amend_subqueries(queryset, target)
         return
     for path in target.select_related:
         _drop_join(query, path)
@@ -184,6 +186,20 @@ def _amend(queryset: Any, target: FixTarget) -> None:
             for lookup in lookups
             if _prefetch_to(lookup) != path and not _prefetch_to(lookup).startswith(path + "__")
         )
+
+
+def _amend_subqueries(queryset: Any, target: FixTarget) -> None:
+    """The subclass rows' own loads, through the queryset's public methods (their state is
+    the library's): as if the chain had gone on with them."""
+    amended = queryset
+    if target.specific_select:
+        amended = amended.select_related(*target.specific_select, for_specific_subqueries=True)
+    if target.specific_prefetch:
+        amended = amended.prefetch_related(
+            *target.specific_prefetch, for_specific_subqueries=True
+        )
+    kept = ("_result_cache", "_prefetch_done")
+    queryset.__dict__.update((k, v) for k, v in vars(amended).items() if k not in kept)
 
 
 def _prefetch_to(lookup: Any) -> str:
@@ -228,7 +244,10 @@ def judged(
         reason = "re-run with the fix, the queries did not go down"
     else:
         advice = PROVEN_UNUSED if removal else finding.advice
-        return replace(finding, proof=Proof("proven", **counts), advice=advice)
+        proven = replace(finding, proof=Proof("proven", **counts), advice=advice)
+        if finding.proven_fix is not None:
+            proven = replace(proven, fix=finding.proven_fix, proven_fix=None, advice=None)
+        return proven
     return replace(finding, proof=Proof("unproven", reason=reason, **counts))
 
 

@@ -10,8 +10,9 @@ from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
-from django_dbtune.nplusone.fixes import fix_for, merged, qualname, queryset_site, site_text
+from django_dbtune.nplusone.fixes import fix_for, merged, queryset_site, site_text
 from django_dbtune.nplusone.hand_written import per_row_queries
+from django_dbtune.nplusone.homes import qualname
 from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.state import Detection, Group, Load
 
@@ -67,12 +68,13 @@ def _lazy_loads(
             count=sum(load.end - load.start for load in loads),
             call_site=site_text(first.site),
             queryset_site=queryset_site(group),
-            fix=fix.code,
+            fix=fix.code if fix.tried is None else fix.tried[0],
+            proven_fix=None if fix.tried is None else fix.code,
             database=records[first.start].alias,
             sample_sql=records[first.start].sql,
             model=group.model._meta.label,
             path=path,
-            advice=fix.advice,
+            advice=fix.advice if fix.tried is None else fix.tried[1],
             url=url,
             target=fix.target,
             proof=Proof("unproven", reason=fix.unproven) if fix.unproven else None,

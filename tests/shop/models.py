@@ -128,3 +128,57 @@ class Flag(models.Model):
 
     name = models.CharField(max_length=50, unique=True)
     active = models.BooleanField(default=False)
+
+
+class ItemQuerySet(models.QuerySet):
+    """Like a CMS's page queryset (Wagtail's ``PageQuerySet``): ``specific()`` yields each row
+    as its subclass, loaded by one query per subclass in library code, and
+    ``select_related``/``prefetch_related`` with ``for_specific_subqueries=True`` name the
+    subclasses' own relations for those queries."""
+
+    specific_select: tuple[str, ...] = ()
+    specific_prefetch: tuple[str, ...] = ()
+
+    def _clone(self):
+        clone = super()._clone()
+        clone.specific_select = self.specific_select
+        clone.specific_prefetch = self.specific_prefetch
+        return clone
+
+    def specific(self):
+        from tests.shop.specific import SpecificRows
+
+        clone = self._chain()
+        clone._iterable_class = SpecificRows
+        return clone
+
+    def select_related(self, *fields, for_specific_subqueries=False):
+        if not for_specific_subqueries:
+            return super().select_related(*fields)
+        clone = self._chain()
+        clone.specific_select = (*self.specific_select, *fields)
+        return clone
+
+    def prefetch_related(self, *lookups, for_specific_subqueries=False):
+        if not for_specific_subqueries:
+            return super().prefetch_related(*lookups)
+        clone = self._chain()
+        clone.specific_prefetch = (*self.specific_prefetch, *lookups)
+        return clone
+
+
+class Item(models.Model):
+    """A shop item; its rows are Posters or Mugs (multi-table inheritance)."""
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20)
+
+    objects = ItemQuerySet.as_manager()
+
+
+class Poster(Item):
+    artist = models.ForeignKey(Author, models.CASCADE, related_name="posters")
+
+
+class Mug(Item):
+    maker = models.ForeignKey(Publisher, models.CASCADE, related_name="mugs")

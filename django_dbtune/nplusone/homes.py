@@ -1,0 +1,87 @@
+"""Where an N+1 fix goes in the project's classes: the view or ModelAdmin that already says
+which queryset it uses, and what a ModelAdmin's changelist joins by itself (which a
+``list_select_related`` fix must keep)."""
+
+from __future__ import annotations
+
+import sys
+
+import django
+from django.apps import apps
+from django.db.models import Model
+from django.db.models.constants import LOOKUP_SEP
+
+from django_dbtune.nplusone.relations import relation_field
+from django_dbtune.project import is_project_file
+
+
+def fix_home(owner: type) -> tuple[type, str] | None:
+    """Where the project already says which queryset ``owner`` uses: (class, "queryset")
+    for the nearest ``queryset`` attribute, or (class, "get_queryset") for the nearest own
+    ``get_queryset``, whichever ``owner``'s MRO meets first in the project; None when
+    only Django or a library says."""
+    for cls in owner.__mro__:
+        names = {"get_queryset", "queryset"} & vars(cls).keys()
+        if not names:
+            continue
+        module = sys.modules.get(cls.__module__)
+        filename = getattr(module, "__file__", None)
+        if filename is None or not is_project_file(filename):
+            return None
+        # A class with both: its get_queryset may build its own queryset.
+        return (cls, "get_queryset" if "get_queryset" in names else "queryset")
+    return None
+
+
+def admin_joins(owner: type, model: type[Model], joins: list[str]) -> list[str]:
+    """``list_select_related`` as it must read to keep what the changelist joins now and
+    add ``joins``: setting it replaces the admin's own choice (``select_related()`` when
+    ``list_display`` shows a relation), so the relations it shows are listed too."""
+    current = getattr(owner, "list_select_related", False)
+    names: list[str] = []
+    shown = [
+        name
+        for name in getattr(owner, "list_display", ())
+        if isinstance(name, str)
+        and getattr(relation_field(model, name), "concrete", False)
+        and relation_field(model, name).is_relation
+    ]
+    if isinstance(current, list | tuple):
+        names.extend(current)
+    elif current is True or (shown and django.VERSION < (6, 1)):
+        # select_related() with no names: every non-null foreign key, and theirs, in depth.
+        names.extend(bare_joins(model))
+    else:
+        names.extend(shown)  # Django 6.1+ joins exactly list_display's foreign keys
+    names.extend(joins)
+    unique = list(dict.fromkeys(names))
+    return [n for n in unique if not any(o.startswith(n + LOOKUP_SEP) for o in unique)]
+
+
+def bare_joins(model: type[Model], prefix: str = "", depth: int = 5) -> list[str]:
+    """The paths ``select_related()`` with no names follows: non-null forward foreign keys
+    and one-to-ones, recursively, as deep as Django goes (five levels)."""
+    paths: list[str] = []
+    if depth == 0:
+        return paths
+    for field in model._meta.concrete_fields:
+        target = field.related_model
+        if field.is_relation and not field.null and isinstance(target, type):
+            path = prefix + field.name
+            paths.append(path)
+            paths.extend(bare_joins(target, path + LOOKUP_SEP, depth - 1))
+    return paths
+
+
+def is_model_admin(cls: type) -> bool:
+    if not apps.is_installed("django.contrib.admin"):
+        return False
+    from django.contrib.admin import ModelAdmin
+
+    return issubclass(cls, ModelAdmin)
+
+
+def qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+

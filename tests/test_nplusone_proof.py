@@ -444,4 +444,27 @@ def test_a_filtered_read_that_queries_anyway_keeps_the_general_fix():
     [judged_] = rerun_page(report.findings, page, expected)
     assert judged_.proof.verdict == "unproven"
     assert "did not go down" in judged_.proof.reason
-    assert "suggestion (unproven): .prefetch_related(Prefetch(\"books\"" in judged_.message
+    assert 'suggestion (unproven): .prefetch_related(Prefetch("books"' in judged_.message
+
+
+def test_a_page_that_no_longer_repeats_the_loads_when_run_again_says_so():
+    """A cache the first run filled (Wagtail's fragment cache on a blog index): the re-runs
+    load nothing per row, so they cannot show what the fix saves."""
+    from django.core.cache import cache
+
+    from django_dbtune.nplusone import detect
+
+    def page():
+        names = cache.get("book-authors")
+        if names is None:
+            names = [book.author.name for book in Book.objects.order_by("id")]
+            cache.set("book-authors", names)
+        return names
+
+    cache.delete("book-authors")
+    with detect() as report:
+        expected = page()
+    [judged_] = rerun_page(report.findings, page, expected)
+    assert judged_.proof.verdict == "unproven"
+    assert "no longer ran these queries per row" in judged_.proof.reason
+    cache.delete("book-authors")

@@ -83,5 +83,3 @@ def is_model_admin(cls: type) -> bool:
 
 def qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-

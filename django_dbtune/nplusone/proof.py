@@ -40,6 +40,8 @@ class Outcome:
     status: int | None = None
     error: str | None = None
     """The exception the run raised, as ``Type: message``; None when it did not raise."""
+    repeated: frozenset[str] | None = None
+    """The relations the run loaded once per row (None: not looked at)."""
 
 
 @contextmanager
@@ -195,9 +197,7 @@ def _amend_subqueries(queryset: Any, target: FixTarget) -> None:
     if target.specific_select:
         amended = amended.select_related(*target.specific_select, for_specific_subqueries=True)
     if target.specific_prefetch:
-        amended = amended.prefetch_related(
-            *target.specific_prefetch, for_specific_subqueries=True
-        )
+        amended = amended.prefetch_related(*target.specific_prefetch, for_specific_subqueries=True)
     kept = ("_result_cache", "_prefetch_done")
     queryset.__dict__.update((k, v) for k, v in vars(amended).items() if k not in kept)
 
@@ -234,6 +234,15 @@ def judged(
     removal = finding.target is not None and finding.target.action == "remove"
     if after.error is not None:
         reason = f"re-run with the fix, the code raised {after.error}"
+    elif (
+        not removal
+        and before.repeated is not None
+        and before.repeated.isdisjoint(finding.relations)
+    ):
+        reason = (
+            "re-run as it is, the page no longer ran these queries per row (a cache the "
+            "first run filled?), so the fix could not be measured"
+        )
     elif hits == 0:
         reason = "re-run with the fix, the queryset it changes was not evaluated"
     elif after.status != before.status:
@@ -316,7 +325,10 @@ def rerun(
                 status = call()
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-        return Outcome(len(report.queries.records), status, error), seen.hits
+        repeated = None
+        if target is None:  # did the page, as it is, repeat what was found?
+            repeated = frozenset(r for f in report.findings for r in f.relations)
+        return Outcome(len(report.queries.records), status, error, repeated), seen.hits
 
     return prove(findings, run)
 

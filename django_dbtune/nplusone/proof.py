@@ -303,6 +303,38 @@ def prove(
     return proven
 
 
+@contextmanager
+def cold_local_caches() -> Iterator[None]:
+    """Each local-memory cache empty for the code run inside, as on a process's first
+    request: a re-run then repeats what the first run did, not what it left in the cache
+    (Wagtail's renditions and template fragments). The caches are stood in for in this
+    thread, never cleared: nothing cached is lost. The cache that holds sessions is kept,
+    so a logged-in page stays logged in."""
+    from django.conf import settings
+    from django.core.cache import caches
+    from django.core.cache.backends import locmem
+
+    sessions = None
+    if settings.SESSION_ENGINE.startswith("django.contrib.sessions.backends.cache"):
+        sessions = settings.SESSION_CACHE_ALIAS
+    kept = {}
+    for alias, params in settings.CACHES.items():
+        cache = caches[alias]
+        if isinstance(cache, locmem.LocMemCache) and alias != sessions:
+            kept[alias] = cache
+            caches[alias] = locmem.LocMemCache(f"{STAND_IN}{alias}", params)
+    try:
+        yield
+    finally:
+        for alias, cache in kept.items():
+            caches[alias] = cache
+            for registry in ("_caches", "_expire_info", "_locks"):  # LocMemCache's, by name
+                getattr(locmem, registry).pop(f"{STAND_IN}{alias}", None)
+
+
+STAND_IN = "dbtune-proof-"
+
+
 def rerun(
     findings: list[NPlusOneFinding],
     call: Callable[[], int | None],
@@ -310,7 +342,8 @@ def rerun(
 ) -> list[NPlusOneFinding]:
     """:func:`prove` for code that can run again: ``call()`` runs the page or test once
     and returns its status (None for a test), or raises. Each run is watched by a
-    detection of its own, in a transaction rolled back on every database in ``aliases``."""
+    detection of its own, in a transaction rolled back on every database in ``aliases``,
+    with cold local-memory caches."""
     from django_dbtune.nplusone import detect
 
     def run(target: FixTarget | None) -> tuple[Outcome, int]:
@@ -318,6 +351,7 @@ def rerun(
         fix = applied(target) if target is not None else nullcontext(Applied())
         with (
             rolled_back({DEFAULT_DB_ALIAS, *aliases}),
+            cold_local_caches(),
             detect(baseline=False, unused_eager_loads=False) as report,
             fix as seen,
         ):

@@ -1011,7 +1011,10 @@ def test_the_same_query_with_the_same_values_per_row_is_reported(shop):
     assert set(found) == {"shop.Publisher.name", "shop.Tag"}
     assert found["shop.Tag"].count == 6
     fix = found["shop.Tag"].fix
-    assert fix == "run this Tag query once, before the loop, and reuse its result"
+    assert fix == (
+        "run this Tag query once and reuse its result (before the loop, or cached on the "
+        "object that runs it)"
+    )
     assert "unproven" in found["shop.Tag"].message
 
 

@@ -173,8 +173,7 @@ def _describe_repeated(group: list[QueryRecord]) -> tuple[str, str, str | None] 
         relation,
         f"run this {model.__name__} query once and reuse its result (before the loop, or "
         "cached on the object that runs it)",
-        f"The same query, with the same values, runs {len(group)} times from this line: "
-        "its answer does not depend on the row.",
+        f"The same query, with the same values, runs {len(group)} times from this line.",
     )
 
 

@@ -492,3 +492,26 @@ def test_a_page_that_no_longer_repeats_the_loads_when_run_again_says_so():
     assert judged_.proof.verdict == "unproven"
     assert "no longer ran these queries per row" in judged_.proof.reason
     MEMO.clear()
+
+
+def test_a_filtered_read_is_proven_on_its_own_never_merged_into_a_fix_that_works():
+    """Merged into the author join, the plain prefetch that saves nothing would be called
+    proven by the join's saving."""
+    from django_dbtune.nplusone import detect
+
+    def page():
+        return [
+            (
+                book.author.name,
+                getattr(book.author.books.filter(title__regex=r"^..").first(), "pk", 0),
+            )
+            for book in Book.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        expected = page()
+    judged_ = {f.relations: f for f in rerun_page(report.findings, page, expected)}
+    assert judged_[("shop.Book.author",)].proof.verdict == "proven"
+    filtered = judged_[("shop.Author.books",)]
+    assert filtered.proof.verdict == "unproven", filtered.proof
+    assert filtered.fix.startswith('.prefetch_related(Prefetch("author__books"')

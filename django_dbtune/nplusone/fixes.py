@@ -305,6 +305,11 @@ def merged(entries: list[tuple[NPlusOneFinding, Group]]) -> list[NPlusOneFinding
         if target is None:
             alone.append(finding)
             continue
+        if finding.proven_fix is not None:
+            # A plain prefetch for a filtered read may save nothing: merged, the proof of
+            # the others would vouch for it. It is proven on its own.
+            alone.append(finding)
+            continue
         key = (target.place, target.list_select_related is not None, finding.database)
         places.setdefault(key, []).append((finding, group))
     for same in places.values():
@@ -333,11 +338,7 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
         specific_prefetch=_deepest(specific_prefetch),
     )
     fix = first.fix if targets[0].list_select_related is not None else base.code
-    sentences = [s for f in findings if f.advice for s in f.advice.split(". ") if s]
-    # A filtered read's general fix, for when the plain prefetch the proof tries fails.
-    sentences += [
-        f"If re-running shows no gain for {f.relation}: {f.fix}" for f in findings if f.proven_fix
-    ]
+    sentences = (s for f in findings if f.advice for s in f.advice.split(". ") if s)
     text = ". ".join(dict.fromkeys(s.removesuffix(".") for s in sentences))
     advice = f"{text}." if text else None
     relations = tuple(dict.fromkeys(r for f in findings for r in f.relations))
@@ -348,7 +349,6 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
         advice=advice,
         relations=relations,
         target=base.target if targets[0].list_select_related is None else targets[0],
-        proven_fix=None,
         baseline_keys=tuple(dict.fromkeys(f.baseline_key for f in findings)),
     )
 

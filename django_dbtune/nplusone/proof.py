@@ -251,6 +251,12 @@ def judged(
         return None
     elif not removal and after.queries >= before.queries:
         reason = "re-run with the fix, the queries did not go down"
+    elif (
+        not removal
+        and after.repeated is not None
+        and not after.repeated.isdisjoint(finding.relations)
+    ):
+        reason = "re-run with the fix, these queries still ran once per row"
     else:
         advice = PROVEN_UNUSED if removal else finding.advice
         proven = replace(finding, proof=Proof("proven", **counts), advice=advice)
@@ -359,9 +365,8 @@ def rerun(
                 status = call()
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-        repeated = None
-        if target is None:  # did the page, as it is, repeat what was found?
-            repeated = frozenset(r for f in report.findings for r in f.relations)
+        # What the run repeated per row: as it is, what was found; with the fix, nothing of it.
+        repeated = frozenset(r for f in report.findings for r in f.relations)
         return Outcome(len(report.queries.records), status, error, repeated), seen.hits
 
     return prove(findings, run)

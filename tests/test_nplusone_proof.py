@@ -515,3 +515,18 @@ def test_a_filtered_read_is_proven_on_its_own_never_merged_into_a_fix_that_works
     filtered = judged_[("shop.Author.books",)]
     assert filtered.proof.verdict == "unproven", filtered.proof
     assert filtered.fix.startswith('.prefetch_related(Prefetch("author__books"')
+
+
+def test_one_relation_looped_at_two_places_has_each_fix_proven_on_its_own():
+    from django_dbtune.nplusone import detect
+
+    def page():
+        first = [book.author.name for book in Book.objects.order_by("id")]
+        again = [book.author.name for book in Book.objects.order_by("-id")]
+        return first, again
+
+    with detect() as report:
+        expected = page()
+    assert len(report.findings) == 2
+    for proven in rerun_page(report.findings, page, expected):
+        assert proven.proof.verdict == "proven", proven.proof

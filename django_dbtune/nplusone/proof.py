@@ -40,8 +40,8 @@ class Outcome:
     status: int | None = None
     error: str | None = None
     """The exception the run raised, as ``Type: message``; None when it did not raise."""
-    repeated: frozenset[str] | None = None
-    """The relations the run loaded once per row (None: not looked at)."""
+    repeated: frozenset[tuple[object, str]] | None = None
+    """What the run loaded once per row, as (place, relation) pairs (None: not looked at)."""
 
 
 @contextmanager
@@ -235,9 +235,7 @@ def judged(
     if after.error is not None:
         reason = f"re-run with the fix, the code raised {after.error}"
     elif (
-        not removal
-        and before.repeated is not None
-        and before.repeated.isdisjoint(finding.relations)
+        not removal and before.repeated is not None and before.repeated.isdisjoint(_loops(finding))
     ):
         reason = (
             "re-run as it is, the page no longer ran these queries per row (a cache the "
@@ -254,7 +252,7 @@ def judged(
     elif (
         not removal
         and after.repeated is not None
-        and not after.repeated.isdisjoint(finding.relations)
+        and not after.repeated.isdisjoint(_loops(finding))
     ):
         reason = "re-run with the fix, these queries still ran once per row"
     else:
@@ -264,6 +262,14 @@ def judged(
             proven = replace(proven, fix=finding.proven_fix, proven_fix=None, advice=None)
         return proven
     return replace(finding, proof=Proof("unproven", reason=reason, **counts))
+
+
+def _loops(finding: NPlusOneFinding) -> set[tuple[object, str]]:
+    """Each relation the finding loads per row, with where its fix goes (or, without one,
+    the line that triggered it): one relation may repeat at several places of a page."""
+    target = finding.target
+    place = target.place if target is not None else finding.call_site
+    return {(place, relation) for relation in finding.relations}
 
 
 PROVEN_UNUSED = (
@@ -366,7 +372,7 @@ def rerun(
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
         # What the run repeated per row: as it is, what was found; with the fix, nothing of it.
-        repeated = frozenset(r for f in report.findings for r in f.relations)
+        repeated = frozenset(loop for f in report.findings for loop in _loops(f))
         return Outcome(len(report.queries.records), status, error, repeated), seen.hits
 
     return prove(findings, run)

@@ -447,11 +447,13 @@ def test_a_filtered_read_that_queries_anyway_keeps_the_general_fix():
     assert 'suggestion (unproven): .prefetch_related(Prefetch("books"' in judged_.message
 
 
-def test_a_page_that_caches_in_local_memory_is_proven_as_on_its_first_run():
+def test_a_page_that_caches_in_local_memory_is_proven_as_on_its_first_run(settings):
     """Each re-run starts from empty local-memory caches (Wagtail keeps renditions and
     template fragments there), so it repeats what the first run did; what the first run
     cached is still there afterwards."""
     from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
     from django_dbtune.nplusone import detect
 

@@ -195,7 +195,10 @@ def suggestions_of(findings: list[dict[str, Any]]) -> tuple[list[Suggestion], di
     for f in findings:
         index = f.get("index")
         if not isinstance(index, dict):
-            others[str(f.get("kind"))] = others.get(str(f.get("kind")), 0) + 1
+            # drop advice, drift, or a filter no index can serve here (advice only)
+            kind = str(f.get("kind"))
+            kind += " (advice only)" if kind == "unindexed_filter" else ""
+            others[kind] = others.get(kind, 0) + 1
             continue
         evidence = f.get("evidence") or []
         first = evidence[0] if evidence else {}
@@ -316,11 +319,11 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
         line for line in saved.get("stderr", "").splitlines() if line.startswith("warning:")
     ]
     try:
+        if saved.get("returncode") not in (0, None):
+            raise ValueError(f"exit status {saved.get('returncode')}")
         findings = parse_json_out(saved.get("stdout", ""))
         if not isinstance(findings, list):
             raise ValueError("the JSON is not a list of findings")
-        if saved.get("returncode") not in (0, None):
-            raise ValueError(f"exit status {saved.get('returncode')}")
     except ValueError as error:
         report.update(
             state="failed",
@@ -510,7 +513,7 @@ def text_table(rows: list[list[str]]) -> str:
         "precision",
     ]
     full = [r for r in rows if r[3] != "" or r[0] == "total"]
-    widths = [max(len(short[i]), *(len(r[i]) for r in full)) for i in range(len(short))]
+    widths = [max([len(short[i]), *(len(r[i]) for r in full)]) for i in range(len(short))]
 
     def line(cells: list[str]) -> str:
         return "  ".join(

@@ -222,7 +222,7 @@ def suggestions_of(findings: list[dict[str, Any]]) -> tuple[list[Suggestion], di
 
 
 def finds(s: Suggestion, m: Missing) -> str | None:
-    """"exact", "leading" or None: how a suggestion matches a [[missing]] entry."""
+    """ "exact", "leading" or None: how a suggestion matches a [[missing]] entry."""
     if s.model.lower() != m.model.lower() or s.family != family([m.opclass] if m.opclass else []):
         return None
     have, want = norm_fields(s.fields), norm_fields(m.fields)
@@ -310,7 +310,11 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
         work_dir(project) / "src"
     ).is_dir()
     if not set_up and not (args.reuse and (work_dir(project) / "score" / RAW_FILE).exists()):
-        return {**report, "state": "not set up", "message": f"not set up: run corpus/{project}/setup"}
+        return {
+            **report,
+            "state": "not set up",
+            "message": f"not set up: run corpus/{project}/setup",
+        }
 
     saved = run_suggest(project, args.reuse, args.timeout)
     report["seconds"] = saved.get("seconds")
@@ -517,7 +521,8 @@ def text_table(rows: list[list[str]]) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     out = [line(short), "-" * len(line(short))]
@@ -582,9 +587,8 @@ def text_report(reports: list[dict[str, Any]]) -> str:
         if r["wrong"]:
             out.append("  wrong (the truth lists them as not missing):")
             for w in r["wrong"]:
-                out.append(
-                    f"    {w['label']} {w['kind']} [{w['severity']}] at {w['evidence']}: {w['why']}"
-                )
+                where = f"[{w['severity']}] at {w['evidence']}"
+                out.append(f"    {w['label']} {w['kind']} {where}: {w['why']}")
         if r["extras"]:
             out.append("  extras (not in the truth; for a person to judge):")
             for x in r["extras"]:
@@ -616,7 +620,9 @@ def rst_report(reports: list[dict[str, Any]]) -> str:
         if r["state"] != "scored":
             continue
         for e in r["entries"]:
-            verdict = "exact" if e["exact"] else "found (leading field)" if e["found"] else "missed"
+            verdict = (
+                "exact" if e["exact"] else "found (leading field)" if e["found"] else "missed"
+            )
             severities = ", ".join(sorted({x["severity"] for x in e["suggestions"]}))
             detail.append(
                 [r["project"], f"``{entry_label(e)}``", e["grade"], verdict, severities or "-"]

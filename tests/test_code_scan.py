@@ -262,3 +262,85 @@ def test_a_partial_prefix_index_declares_a_class_for_each_field_it_keeps(tmp_pat
     index = finding.index.as_index()  # raised: two classes for one field
     if connection.vendor == "postgresql":
         assert tuple(index.opclasses) == ("varchar_pattern_ops",)
+
+
+# --- What real projects write ----------------------------------------------------------------
+
+
+def asks(root):
+    """Each usage as (model label, line's trailing marker, the fields it filters or sorts)."""
+    found = set()
+    for usage in scan(root).usages:
+        fields = tuple(
+            [name for name, _ in usage.equality] + usage.ranges + usage.patterns + usage.sort
+        )
+        found.add((usage.model._meta.label, usage.code.rsplit("# ", 1)[-1], fields))
+    return found
+
+
+def test_models_read_through_their_module_or_get_model_are_followed(tmp_path, settings):
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from django.apps import apps
+            from tests.testapp import models
+            import tests.testapp.models as library
+            from . import models as here
+
+            Shelf = apps.get_model("testapp", "Shelf")
+
+
+            def shelves():
+                return models.Shelf.objects.filter(label="a")  # module
+
+
+            def authors():
+                return library.Author.objects.filter(name="b")  # aliased
+
+
+            def relative():
+                return here.Shelf.objects.filter(code="c")  # relative
+
+
+            def loaded():
+                return Shelf.objects.filter(kind="d")  # get_model
+        """)
+    )
+    assert asks(tmp_path) == {
+        ("testapp.Shelf", "module", ("label",)),
+        ("testapp.Author", "aliased", ("name",)),
+        ("testapp.Shelf", "relative", ("code",)),
+        ("testapp.Shelf", "get_model", ("kind",)),
+    }
+
+
+def test_a_chain_goes_on_through_the_projects_own_manager_and_queryset_methods(tmp_path, settings):
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.shop.models import Note, Product
+
+            def products():
+                return Product.objects.in_stock().filter(name="x")  # manager-method
+
+            def notes():
+                return Note.objects.all().visible().order_by("text")  # queryset-method
+
+            def unknown():
+                return Product.objects.nowhere().filter(name="y")  # not-a-method
+        """)
+    )
+    assert asks(tmp_path) == {
+        ("shop.Product", "manager-method", ("name",)),
+        ("shop.Note", "queryset-method", ("text",)),
+    }
+
+
+def test_test_code_is_not_scanned_wherever_it_lives(project):
+    query = "from tests.testapp.models import Shelf\nShelf.objects.filter(label='t')\n"
+    (project / "shop").mkdir()
+    for name in ("tests.py", "factories.py", "conftest.py"):
+        (project / "shop" / name).write_text(query)
+    (project / "utilities" / "testing").mkdir(parents=True)
+    (project / "utilities" / "testing" / "base.py").write_text(query)
+    assert {usage.file for usage in scan(project).usages} == {"views.py"}

@@ -19,8 +19,15 @@ from django.db import models
 from django_dbtune.lookups import CASE_INSENSITIVE, Use, use_of
 from django_dbtune.project import is_installed_file
 
-NOT_PRODUCTION_DIRS = frozenset({"migrations", "tests", "node_modules", "__pycache__"})
-"""Folders of the project that hold no production queries: tests, migrations, build output."""
+NOT_PRODUCTION_DIRS = frozenset(
+    {"migrations", "tests", "testing", "factories", "node_modules", "__pycache__"}
+)
+"""Folders of the project that hold no production queries: tests and their helpers,
+migrations, build output."""
+
+TEST_FILES = frozenset({"tests.py", "conftest.py", "factories.py"})
+"""Files that hold tests or their data, wherever they are (``startapp`` creates
+``tests.py``)."""
 
 
 @dataclass
@@ -88,7 +95,7 @@ def project_files(root: Path) -> Iterator[Path]:
         dirs[:] = sorted(d for d in dirs if not _skipped_folder(Path(folder, d)))
         for name in sorted(files):
             if name.endswith(".py") and not (
-                name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
+                name.startswith("test_") or name.endswith("_test.py") or name in TEST_FILES
             ):
                 yield Path(folder, name)
 

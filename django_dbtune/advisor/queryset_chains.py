@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.apps import apps
 from django.db import models
 
 from django_dbtune.advisor.code_scan import Usage, project_files, resolve_path
+from django_dbtune.advisor.model_names import (
+    ModelNames,
+    custom_method,
+    imported_modules,
+    loaded_model,
+)
 from django_dbtune.call_sites import relative_path
 from django_dbtune.lookups import is_lookup, use_of
 
@@ -66,7 +71,7 @@ class ScanResult:
 def scan(root: Path) -> ScanResult:
     """Every queryset chain in the project's files under ``root`` (``project_files``)."""
     result = ScanResult()
-    registry = _ModelNames()
+    registry = ModelNames()
     for path in project_files(root):
         try:
             source = path.read_text(encoding="utf-8")
@@ -81,28 +86,6 @@ def scan(root: Path) -> ScanResult:
     return result
 
 
-class _ModelNames:
-    """Resolves the names a file imports to model classes."""
-
-    def __init__(self) -> None:
-        self.by_module: dict[tuple[str, str], type[models.Model]] = {}
-        by_name: dict[str, list[type[models.Model]]] = {}
-        for model in apps.get_models():
-            self.by_module[(model.__module__, model.__name__)] = model
-            by_name.setdefault(model.__name__, []).append(model)
-        self.unique = {name: found[0] for name, found in by_name.items() if len(found) == 1}
-
-    def imported(self, node: ast.ImportFrom) -> dict[str, type[models.Model]]:
-        """The models one ``from ... import ...`` statement binds, by local name."""
-        names: dict[str, type[models.Model]] = {}
-        for alias in node.names:
-            model = self.by_module.get((node.module or "", alias.name))
-            model = model or self.unique.get(alias.name)
-            if model is not None:
-                names[alias.asname or alias.name] = model
-        return names
-
-
 @dataclass
 class _Query:
     model: type[models.Model]
@@ -112,9 +95,11 @@ class _Query:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self, registry: _ModelNames, file: str, lines: list[str]):
+    def __init__(self, registry: ModelNames, file: str, lines: list[str]):
         self.registry = registry
         self.models: dict[str, type[models.Model]] = {}
+        self.modules: dict[str, str] = {}
+        """Modules of models the file imported, by local name."""
         self.file = file
         self.lines = lines
         self.usages: list[Usage] = []
@@ -126,6 +111,10 @@ class _Scanner(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         # Imports bind model names where they stand, inside functions too.
         self.models.update(self.registry.imported(node))
+        self.modules.update(imported_modules(node, self.registry.modules))
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.modules.update(imported_modules(node, self.registry.modules))
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         """Django REST framework views and filter sets: ``filterset_fields`` and
@@ -195,6 +184,10 @@ class _Scanner(ast.NodeVisitor):
         if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
             return
         name = node.targets[0].id
+        loaded = loaded_model(node.value)
+        if loaded is not None:
+            self.models[name] = loaded
+            return
         instance = self._instance_of(node.value)
         query = self._query_of(node.value)
         self.querysets.pop(name, None)
@@ -229,8 +222,20 @@ class _Scanner(ast.NodeVisitor):
         return None
 
     def _manager_of(self, node: ast.expr) -> _Query | None:
-        if isinstance(node, ast.Name) and node.id in self.models:
-            return _Query(self.models[node.id])
+        model = self._model_named(node)
+        return _Query(model) if model is not None else None
+
+    def _model_named(self, node: ast.expr) -> type[models.Model] | None:
+        """The model an expression names: ``Order``, or ``models.Order`` through a module
+        the file imported."""
+        if isinstance(node, ast.Name):
+            return self.models.get(node.id)
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in self.modules
+        ):
+            return self.registry.in_module(self.modules[node.value.id], node.attr)
         return None
 
     def _query_of(self, node: ast.expr) -> _Query | None:
@@ -247,8 +252,8 @@ class _Scanner(ast.NodeVisitor):
             return _Query(stored.model, stored.usage) if stored else None
         if isinstance(node, ast.Attribute):
             base = node.value
-            if isinstance(base, ast.Name) and base.id in self.models:
-                model = self.models[base.id]
+            model = self._model_named(base)
+            if model is not None:
                 if any(manager.name == node.attr for manager in model._meta.managers):
                     return _Query(model)
                 return None
@@ -263,6 +268,12 @@ class _Scanner(ast.NodeVisitor):
         method = node.func.attr
         if method in QUERYSET_METHODS:
             query = self._query_of(node.func.value)
+        else:
+            # A method of the project's own manager or queryset (``Product.objects.active()``):
+            # the chain goes on through it (what its body filters is not read).
+            chained = self._query_of(node.func.value)
+            if chained is not None and custom_method(chained.model, method):
+                query = chained
         if query is not None:
             query = _Query(query.model, query.usage, query.owned)
             if method in {"filter", "exclude", "get", "get_or_create", "update_or_create"}:

@@ -1,0 +1,110 @@
+"""Which model a name in a project file means, without importing the file: names imported
+from a models module, models read through the module itself (``models.Order``), models
+loaded with ``get_model()``, and the methods a model's own managers and querysets add."""
+
+from __future__ import annotations
+
+import ast
+import functools
+
+from django.apps import apps
+from django.db import models
+
+
+class ModelNames:
+    """Resolves the names a file imports to model classes."""
+
+    def __init__(self) -> None:
+        self.by_module: dict[tuple[str, str], type[models.Model]] = {}
+        by_name: dict[str, list[type[models.Model]]] = {}
+        for model in apps.get_models():
+            self.by_module[(model.__module__, model.__name__)] = model
+            by_name.setdefault(model.__name__, []).append(model)
+        self.unique = {name: found[0] for name, found in by_name.items() if len(found) == 1}
+        self.modules = {module for module, _ in self.by_module}
+
+    def imported(self, node: ast.ImportFrom) -> dict[str, type[models.Model]]:
+        """The models one ``from ... import ...`` statement binds, by local name."""
+        names: dict[str, type[models.Model]] = {}
+        for alias in node.names:
+            model = self.by_module.get((node.module or "", alias.name))
+            model = model or self.unique.get(alias.name)
+            if model is not None:
+                names[alias.asname or alias.name] = model
+        return names
+
+    def in_module(self, module: str, name: str) -> type[models.Model] | None:
+        """``name`` read from a module the file imported (``models.Order`` after ``from
+        shop import models``): by the module's name, else by the model's name when only one
+        model has it (a relative import does not say which package it is)."""
+        return self.by_module.get((module, name)) or self.unique.get(name)
+
+
+def imported_modules(
+    node: ast.Import | ast.ImportFrom, models_by_module: set[str]
+) -> dict[str, str]:
+    """The modules of models one import statement binds, by local name: ``from shop import
+    models``, ``from . import models as m``, ``import shop.models as sm``."""
+    bound: dict[str, str] = {}
+    for alias in node.names:
+        if isinstance(node, ast.ImportFrom):
+            module = f"{node.module}.{alias.name}" if node.module else alias.name
+        elif alias.asname is not None:
+            module = alias.name
+        else:
+            continue  # "import shop.models" binds "shop", read as shop.models.Order: not followed
+        if module.startswith("django."):
+            continue  # django.db.models: fields and expressions, no model of the project
+        if module in models_by_module or module.rsplit(".", 1)[-1] == "models":
+            bound[alias.asname or alias.name] = module
+    return bound
+
+
+GET_MODEL = frozenset({"get_model"})
+"""``apps.get_model("shop", "Order")``, and the same name in libraries that load swappable
+models (Oscar's ``get_model("order", "Order")``)."""
+
+
+def custom_method(model: type[models.Model], method: str) -> bool:
+    """Whether one of ``model``'s managers, or a queryset class they build, defines
+    ``method`` outside Django (a project's ``active()``, ``published()``...)."""
+    for owner in _chain_classes(model):
+        defined = next((cls for cls in owner.__mro__ if method in vars(cls)), None)
+        if defined is not None and not defined.__module__.startswith("django."):
+            return True
+    return False
+
+
+@functools.cache
+def _chain_classes(model: type[models.Model]) -> tuple[type, ...]:
+    """The classes a chain on ``model`` goes through: its managers' and the querysets they
+    build (also a ``get_queryset`` that returns ``MyQuerySet(self.model, using=self._db)``;
+    building a queryset runs no query)."""
+    classes: list[type] = []
+    for manager in model._meta.managers:
+        classes.append(type(manager))
+        queryset_class = getattr(manager, "_queryset_class", None)
+        if isinstance(queryset_class, type):
+            classes.append(queryset_class)
+        try:
+            classes.append(type(manager.get_queryset()))
+        except Exception:  # a library's manager may need more than a model to build one
+            continue
+    return tuple(dict.fromkeys(classes))
+
+
+def loaded_model(node: ast.expr) -> type[models.Model] | None:
+    """The model ``get_model("shop", "Order")`` (or ``get_model("shop.Order")``) loads."""
+    if not isinstance(node, ast.Call) or node.keywords:
+        return None
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    labels = [
+        a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+    ]
+    if name not in GET_MODEL or len(labels) != len(node.args) or not 1 <= len(labels) <= 2:
+        return None
+    try:
+        return apps.get_model(labels[0], labels[1] if len(labels) == 2 else None)
+    except (LookupError, ValueError):
+        return None

@@ -344,3 +344,33 @@ def test_test_code_is_not_scanned_wherever_it_lives(project):
     (project / "utilities" / "testing").mkdir(parents=True)
     (project / "utilities" / "testing" / "base.py").write_text(query)
     assert {usage.file for usage in scan(project).usages} == {"views.py"}
+
+
+def test_list_views_and_changelists_declared_with_a_model_sort_by_its_ordering(tmp_path, settings):
+    from django_dbtune.advisor.admin_usage import admin_usages
+    from django_dbtune.advisor.candidates import candidates_for
+
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from django.views import generic
+            from tests.shop.models import Item
+
+            class ItemList(generic.ListView):
+                model = Item  # meta-ordering
+
+            class NewestItems(generic.ListView):
+                model = Item  # own-ordering
+                ordering = ["-name"]
+
+            class ItemDetail(generic.DetailView):
+                model = Item  # one-row
+        """)
+    )
+    wanted = {
+        usage.code.rsplit("# ", 1)[-1]: [c.fields for c in candidates_for(usage)]
+        for usage in scan(tmp_path).usages
+    }
+    assert wanted == {"meta-ordering": [("kind", "-name")], "own-ordering": [("-name",)]}
+    [changelist] = [u for u in admin_usages(["shop"]) if u.model._meta.label == "shop.Item"]
+    assert [c.fields for c in candidates_for(changelist)] == [("kind", "-name")]

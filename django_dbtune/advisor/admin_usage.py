@@ -36,6 +36,13 @@ def admin_usages(app_labels: Iterable[str]) -> list[Usage]:
             if found := _usage(model, klass, "search_fields", path):
                 found[0].add(found[1], lookup)
                 usages.append(found[0])
+        if not model_admin.ordering and model._meta.ordering:
+            # The changelist sorts by the model's Meta.ordering when the admin sets none.
+            found = _usage(model, klass, "list_display", model._meta.pk.name)
+            if found is not None:
+                found[0].explicit_sort = False
+                found[0].list_view = True
+                usages.append(found[0])
         for order in model_admin.ordering or ():
             # Sorting by a related model's column goes through a join no index here serves.
             if (

@@ -9,7 +9,6 @@ file of the project this way.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from django_dbtune.advisor.model_names import (
     imported_modules,
     loaded_model,
 )
+from django_dbtune.advisor.syntax import class_assignment, q_keywords, string_items
 from django_dbtune.call_sites import relative_path
 from django_dbtune.lookups import is_lookup, use_of
 
@@ -59,6 +59,9 @@ QUERYSET_METHODS = frozenset(
     ]
 )
 INSTANCE_METHODS = frozenset({"get", "first", "last", "earliest", "latest"})
+LIST_VIEWS = ("ListView", "ListAPIView", "ListCreateAPIView", "ModelViewSet")
+"""Classes whose ``model = Model`` lists the model's rows (Django's and DRF's generic
+views), by the end of their name."""
 
 
 @dataclass
@@ -124,11 +127,12 @@ class _Scanner(ast.NodeVisitor):
         model = self._class_model(node)
         if model is None:
             return
+        self._list_view(node, model)
         for option, target in (("filterset_fields", "single"), ("ordering_fields", "sort")):
-            assignment = _class_assignment(node, option)
+            assignment = class_assignment(node, option)
             if assignment is None:
                 continue
-            for name in _string_items(assignment.value):
+            for name in string_items(assignment.value):
                 if (
                     name == "__all__"
                     or (resolved := resolve_path(model, name.split("__"))) is None
@@ -143,19 +147,40 @@ class _Scanner(ast.NodeVisitor):
                     usage.sort.append(resolved[1])
                 self.usages.append(usage)
 
+    def _list_view(self, node: ast.ClassDef, model: type[models.Model]) -> None:
+        """A list view declared with ``model = Model`` (no ``queryset``): Django lists
+        ``Model.objects.all()``, sorted by the view's ``ordering`` or the model's
+        ``Meta.ordering``, a page at a time."""
+        declared = class_assignment(node, "model")
+        bases = {getattr(base, "attr", getattr(base, "id", "")) for base in node.bases}
+        if declared is None or class_assignment(node, "queryset") is not None:
+            return
+        if not any(name.endswith(LIST_VIEWS) for name in bases):
+            return
+        line = declared.lineno
+        usage = Usage(model, self.file, line, self.lines[line - 1].strip(), list_view=True)
+        ordering = class_assignment(node, "ordering")
+        if ordering is not None:
+            usage.explicit_sort = True
+            usage.sort = [name for name in string_items(ordering.value) if "__" not in name]
+        self.usages.append(usage)
+
     def _class_model(self, node: ast.ClassDef) -> type[models.Model] | None:
-        """The model of a view (``queryset = Model.objects...``) or a filter set
-        (``class Meta: model = Model``)."""
-        queryset = _class_assignment(node, "queryset")
+        """The model of a view (``queryset = Model.objects...`` or ``model = Model``) or a
+        filter set (``class Meta: model = Model``)."""
+        queryset = class_assignment(node, "queryset")
         if queryset is not None:
             query = self._query_of(queryset.value)
             if query is not None:
                 return query.model
+        declared = class_assignment(node, "model")
+        if declared is not None and (named := self._model_named(declared.value)) is not None:
+            return named
         for statement in node.body:
             if isinstance(statement, ast.ClassDef) and statement.name == "Meta":
-                model = _class_assignment(statement, "model")
-                if model is not None and isinstance(model.value, ast.Name):
-                    return self.models.get(model.value.id)
+                meta = class_assignment(statement, "model")
+                if meta is not None:
+                    return self._model_named(meta.value)
         return None
 
     # Scopes: names are tracked per function.
@@ -332,7 +357,7 @@ class _Scanner(ast.NodeVisitor):
                     continue
                 self._lookup(usage, query.model, keyword.arg, keyword.value, single=negated)
             for argument in filters.args:
-                for q_keyword in _q_keywords(argument):
+                for q_keyword in q_keywords(argument):
                     if q_keyword.arg:
                         self._lookup(usage, query.model, q_keyword.arg, q_keyword.value, True)
         if sort is not None:
@@ -399,30 +424,6 @@ def _mark_list_view(query: _Query | None) -> None:
         query.usage.list_view = True
 
 
-def _class_assignment(node: ast.ClassDef, name: str) -> ast.Assign | None:
-    for statement in node.body:
-        if isinstance(statement, ast.Assign) and any(
-            isinstance(target, ast.Name) and target.id == name for target in statement.targets
-        ):
-            return statement
-    return None
-
-
-def _string_items(node: ast.expr) -> list[str]:
-    """The strings of a list or tuple literal (a dict's keys, as django-filter allows)."""
-    if isinstance(node, ast.List | ast.Tuple):
-        items = node.elts
-    elif isinstance(node, ast.Dict):
-        items = [key for key in node.keys if key is not None]
-    else:
-        return []
-    return [
-        item.value
-        for item in items
-        if isinstance(item, ast.Constant) and isinstance(item.value, str)
-    ]
-
-
 def _flip(name: str) -> str:
     """The other direction: latest() sorts get_latest_by descending."""
     return name[1:] if name.startswith("-") else f"-{name}"
@@ -432,14 +433,3 @@ def _fetches_one(call: ast.Call) -> bool:
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
     return name in {"get", "get_or_create", "update_or_create", "get_object_or_404"}
-
-
-def _q_keywords(node: ast.expr) -> Iterator[ast.keyword]:
-    """The keyword lookups inside ``Q(...)`` objects combined with ``|``, ``&`` and ``~``."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Q":
-        yield from node.keywords
-    elif isinstance(node, ast.BinOp):
-        yield from _q_keywords(node.left)
-        yield from _q_keywords(node.right)
-    elif isinstance(node, ast.UnaryOp):
-        yield from _q_keywords(node.operand)

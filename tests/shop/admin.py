@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from tests.shop.models import Author, Book, Comment, Product, Review, Tag
+from tests.shop.models import Author, Book, Comment, Item, Product, Review, Tag
 
 
 @admin.register(Book)
@@ -56,3 +56,10 @@ class ReviewAdmin(admin.ModelAdmin):
     @admin.display(description="author")
     def book_author(self, review):
         return review.book.author.name
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    """No ordering of its own: the changelist sorts by the model's Meta.ordering."""
+
+    list_display = ["name", "kind"]

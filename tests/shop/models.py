@@ -175,6 +175,9 @@ class Item(models.Model):
 
     objects = ItemQuerySet.as_manager()
 
+    class Meta:
+        ordering = ["kind", "-name"]
+
 
 class Poster(Item):
     artist = models.ForeignKey(Author, models.CASCADE, related_name="posters")

@@ -1,8 +1,12 @@
 """Every Django object the N+1 detector touches, and how each one comes out again.
 
 Installed when the first detection opens and removed when the last one closes (counted:
-each :func:`install` has its :func:`uninstall`). For code no detection watches, a
-replacement does no more than read a context variable. One line per object touched:
+each :func:`install` has its :func:`uninstall`). ``NPlusOneMiddleware`` keeps them in between
+its requests (:func:`keep`): putting them in and out again on every request cost more than
+the detection itself, since each change of a class makes Python drop what it cached about
+it. They come out when the middleware is garbage-collected or when ``DBTUNE`` or
+``MIDDLEWARE`` changes (:func:`release_kept`). For code no detection watches, a replacement
+does no more than read a context variable and call Django's own. One line per object touched:
 
 Replaced while a detection is open (:data:`PATCHES`):
 
@@ -61,6 +65,7 @@ the row tag; a ``Query`` its origin, owner or (5.2) lazy-load frame; a prefetche
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +109,10 @@ PATCHES: tuple[Patch, ...] = (
     *(() if FETCH_MODES else (Patch(Model, "refresh_from_db", django52.refresh_from_db),)),
 )
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _users = 0
+_kept: dict[int, weakref.finalize[Any, Any]] = {}
+"""The owners (middleware instances) that keep the patches in, by ``id``."""
 
 
 def install() -> None:
@@ -140,3 +147,32 @@ def uninstall() -> None:
 
 def installed() -> bool:
     return _users > 0
+
+
+def keep(owner: object) -> None:
+    """Keep the patches in for as long as ``owner`` lives (a middleware, between its
+    requests), or until :func:`release_kept`; one :func:`install` however often it asks."""
+    if id(owner) in _kept:
+        return
+    with _lock:
+        if id(owner) in _kept:
+            return
+        install()
+        _kept[id(owner)] = weakref.finalize(owner, _let_go, id(owner))
+
+
+def kept(owner: object) -> bool:
+    return id(owner) in _kept
+
+
+def release_kept() -> None:
+    """Every owner lets go of the patches (settings changed); an owner still in use takes
+    them again on its next request."""
+    for finalizer in list(_kept.values()):
+        finalizer()
+
+
+def _let_go(key: int) -> None:
+    with _lock:
+        if _kept.pop(key, None) is not None:
+            uninstall()

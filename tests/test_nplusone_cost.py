@@ -5,6 +5,7 @@ settings change."""
 import gc
 
 import pytest
+from django.apps import apps
 from django.db import connection
 from django.db.models import Count, Prefetch
 from django.db.models.query import QuerySet
@@ -12,6 +13,7 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_dbtune.nplusone import detect, patches
+from django_dbtune.nplusone.read_watch import ReadWatch
 from tests.shop.models import Author, Book, Comment, Profile, Publisher, Tag
 
 NPLUSONE_MIDDLEWARE = "django_dbtune.middleware.NPlusOneMiddleware"
@@ -34,6 +36,11 @@ def shop(db):
 @pytest.fixture
 def with_middleware(settings):
     settings.MIDDLEWARE = [NPLUSONE_MIDDLEWARE, *settings.MIDDLEWARE]
+
+
+def model_classes():
+    """What every model class holds, to tell whether anything was put on one."""
+    return {model: dict(vars(model)) for model in apps.get_models()}
 
 
 def relations(request):
@@ -135,3 +142,17 @@ def test_a_disabled_middleware_puts_no_patch_in(shop, client, with_middleware, s
     settings.DBTUNE = {"ENABLED": False}
     client.get("/shop/books/")
     assert not patches.installed()
+
+
+def test_a_detection_leaves_every_model_class_as_it_was(shop):
+    """Watching which eager loads are read touches no model class, not even for a moment."""
+    before = model_classes()
+    with detect() as report:
+        books = list(Book.objects.select_related("author__publisher").prefetch_related("tags"))
+        assert model_classes() == before  # while the reads are awaited
+        assert {book.author.publisher.name for book in books} == {"P"}
+    assert model_classes() == before
+    assert [finding.relation for finding in report.findings] == ["shop.Book.tags"]
+    assert not any(
+        isinstance(value, ReadWatch) for values in before.values() for value in values.values()
+    )

@@ -36,9 +36,9 @@ Listened to while a detection is open (not a Django object):
 
 Touched for a moment, not for the whole detection:
 
-- A relation descriptor on a model class (``Book.author``) → a
-  :class:`.read_watch.ReadWatch` until its eager load's first read, or the detection's end
-  (all versions).
+- The class of a relation descriptor (``Book.__dict__["author"].__class__``) → a
+  :class:`.read_watch.ReadWatch` subclass of it until its eager load's first read, or the
+  detection's end; the model class itself is never touched (all versions).
 - ``QuerySet._fetch_mode`` of a queryset evaluated inside a detection: ``FETCH_ONE`` →
   :data:`.fetch_mode.DETECTING_FETCH_ONE` while it evaluates, so its rows keep it (Django
   6.1+, Django's own hook; it pickles as ``FETCH_ONE``).

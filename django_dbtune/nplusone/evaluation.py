@@ -15,7 +15,7 @@ from django.db.models.query import ModelIterable, QuerySet
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import detecting, fill_result_cache
 from django_dbtune.nplusone.per_row import maybe_per_row, owner_tag, per_row
-from django_dbtune.nplusone.state import LAZY, USE, Detection, current, suspended
+from django_dbtune.nplusone.state import LAZY, Detection, current, suspended
 from django_dbtune.nplusone.tagging import tag_rows
 
 # Django's own, called by the replacements below (never the replacements themselves).
@@ -31,7 +31,10 @@ _QuerySet = Any
 
 def fetch_all(self: _QuerySet) -> None:
     if self._result_cache is not None:
-        mark_use(self)
+        # Read once per row of a prefetched page: as little as possible before Django's.
+        use = self._dbtune_use
+        if use is not None:
+            use.mark()
         return _django_fetch_all(self)
     detection = current.get()
     if detection is None or detection.busy or suspended():
@@ -75,9 +78,9 @@ def getitem(self: _QuerySet, k: Any) -> Any:
 
 def mark_use(queryset: _QuerySet) -> None:
     """A prefetched related queryset was read."""
-    use = queryset.__dict__.get(USE)
-    if use is not None and use[0].live():
-        use[0].read(use[1])
+    use = queryset._dbtune_use
+    if use is not None:
+        use.mark()
 
 
 def watch_filled(queryset: _QuerySet, rows: list[Any]) -> None:

@@ -11,6 +11,8 @@ does no more than read a context variable and call Django's own. One line per ob
 Replaced while a detection is open (:data:`PATCHES`):
 
 - ``ModelState.dbtune_tag``: added as ``None``, the default row tag (all versions).
+- ``QuerySet._dbtune_use``: added as ``None``, the default for what reading a prefetched
+  queryset marks (all versions).
 - ``QuerySet._fetch_all`` → :func:`.evaluation.fetch_all`: tag rows, see per-row related
   manager queries, and on 5.2 lazy loads (all versions).
 - ``QuerySet.count`` → :func:`.evaluation.count`: per-row ``count()`` (all versions).
@@ -78,7 +80,7 @@ from django.db.models.query import QuerySet
 from django_dbtune import filled_rows
 from django_dbtune.nplusone import deletion, django52, evaluation, origin, prefetch, read_watch
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
-from django_dbtune.nplusone.state import TAG
+from django_dbtune.nplusone.state import TAG, USE
 
 
 @dataclass(eq=False)
@@ -96,6 +98,7 @@ class Patch:
 
 PATCHES: tuple[Patch, ...] = (
     Patch(ModelState, TAG, None),
+    Patch(QuerySet, USE, None),
     Patch(QuerySet, "_fetch_all", evaluation.fetch_all),
     Patch(QuerySet, "count", evaluation.count),
     Patch(QuerySet, "exists", evaluation.exists),

@@ -13,7 +13,7 @@ from django.db.models.fields.related_descriptors import ReverseManyToOneDescript
 from django.db.models.manager import BaseManager
 
 from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
-from django_dbtune.nplusone.state import TAG, USE, Load, Tag, current, suspended
+from django_dbtune.nplusone.state import TAG, USE, Load, Tag, Use, current, suspended
 
 # Django's own, called by the replacement below (never the replacement itself).
 _django_prefetch_one_level = query.prefetch_one_level
@@ -50,18 +50,21 @@ def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level
         for row in related_rows:
             if isinstance(row, Model):
                 setattr(row._state, TAG, nested)
-    if tag.eager:
+    if tag.eager and many:
         _attach_uses(instances, tag, name, lookup.get_current_to_attr(level)[1])
     return result
 
 
 def _attach_uses(instances: list[Any], tag: Tag, name: str, as_attr: bool) -> None:
     """Let each prefetched queryset say when it is read (a ``to_attr`` list cannot: those
-    count as read)."""
+    count as read). A single-valued prefetch has no queryset: its read watch says it."""
     if as_attr:
         tag.read(name)
         return
+    use = Use(tag, name)
     for instance in instances:
-        for prefetched in instance.__dict__.get("_prefetched_objects_cache", {}).values():
-            if USE not in prefetched.__dict__:
-                prefetched.__dict__[USE] = (tag, name)
+        cache = instance.__dict__.get("_prefetched_objects_cache")
+        if cache:
+            for prefetched in cache.values():
+                if getattr(prefetched, USE, False) is None:  # a queryset not marked yet
+                    setattr(prefetched, USE, use)

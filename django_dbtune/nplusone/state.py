@@ -24,7 +24,7 @@ from django_dbtune.capture import QueryLog
 TAG = "dbtune_tag"
 """``instance._state.dbtune_tag``: the instance's :class:`Tag`."""
 USE = "_dbtune_use"
-"""In a prefetched ``QuerySet``'s ``__dict__``: (tag, relation) its reading marks used."""
+"""On a prefetched ``QuerySet``: the :class:`Use` its reading marks (``None`` on the class)."""
 ORIGIN = "dbtune_origin"
 """On a ``Query``: (site, owner class), where the queryset was built."""
 OWNER = "dbtune_owner"
@@ -125,6 +125,25 @@ class Tag:
 
 def _dead_tag() -> None:
     return None
+
+
+class Use:
+    """Reading a prefetched queryset reads relation ``name`` of rows with ``tag``; one
+    object shared by every queryset of one prefetch."""
+
+    __slots__ = ("name", "tag")
+
+    def __init__(self, tag: Tag, name: str) -> None:
+        self.tag = tag
+        self.name = name
+
+    def mark(self) -> None:
+        tag = self.tag
+        if self.name not in tag.read_names and tag.live():
+            tag.read(self.name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_dead_tag, ())  # a pickled queryset leaves the detection behind too
 
 
 @dataclass(slots=True, eq=False)

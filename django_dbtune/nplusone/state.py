@@ -8,10 +8,13 @@ place of one queryset, so tagging costs one attribute store per row and no alloc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Literal
 
 from django.db.models import Model
@@ -125,6 +128,14 @@ class Tag:
 
 def _dead_tag() -> None:
     return None
+
+
+_STATE = attrgetter("_state")
+
+
+def tag_all(rows: Iterable[Model], tag: Tag) -> None:
+    """Give every row ``tag``: one attribute store per row, in C (a page has hundreds)."""
+    deque(map(setattr, map(_STATE, rows), repeat(TAG), repeat(tag)), maxlen=0)
 
 
 class Use:

@@ -1,4 +1,5 @@
-"""The two pages bench/nplusone_overhead.py requests: 200 rows, lazy or eagerly loaded."""
+"""The two pages bench/nplusone_overhead.py requests: 200 rows each, with their relations
+prefetched (4 queries) or loaded lazily, one foreign key per row (201 queries)."""
 
 from django.http import HttpRequest, HttpResponse
 from django.template import Context, Template
@@ -7,20 +8,22 @@ from django.urls import path
 from crawler.models import PageResult
 
 ROWS = 200
-TEMPLATE = Template(
+PREFETCHED = Template(
     "{% for page in pages %}{{ page.url }} {{ page.crawl_job.status }} "
-    "{{ page.crawl_job.website.domain }}\n{% endfor %}"
+    "{{ page.crawl_job.website.domain }}"
+    "{% for advice in page.recommendations.all %} {{ advice.type }}{% endfor %}\n{% endfor %}"
 )
+LAZY = Template("{% for page in pages %}{{ page.url }} {{ page.crawl_job.status }}\n{% endfor %}")
+
+
+def prefetched(request: HttpRequest) -> HttpResponse:
+    pages = PageResult.objects.prefetch_related("crawl_job__website", "recommendations")
+    return HttpResponse(PREFETCHED.render(Context({"pages": pages.order_by("id")[:ROWS]})))
 
 
 def n_plus_one(request: HttpRequest) -> HttpResponse:
     pages = PageResult.objects.order_by("id")[:ROWS]
-    return HttpResponse(TEMPLATE.render(Context({"pages": pages})))
+    return HttpResponse(LAZY.render(Context({"pages": pages})))
 
 
-def eager(request: HttpRequest) -> HttpResponse:
-    pages = PageResult.objects.select_related("crawl_job__website").order_by("id")[:ROWS]
-    return HttpResponse(TEMPLATE.render(Context({"pages": pages})))
-
-
-urlpatterns = [path("n-plus-one/", n_plus_one), path("eager/", eager)]
+urlpatterns = [path("prefetched/", prefetched), path("n-plus-one/", n_plus_one)]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponseBase
 
 from django_dbtune import workload
@@ -105,8 +108,9 @@ class NPlusOneMiddleware(_Middleware):
         if not conf.ENABLED:
             response: HttpResponseBase = self.get_response(request)
             return response
-        from django_dbtune.nplusone import detect
+        from django_dbtune.nplusone import detect, patches
 
+        patches.keep(self)
         with detect(url=request.path) as report:
             setattr(request, NPLUSONE_ATTRIBUTE, report)
             response = self.get_response(request)
@@ -119,8 +123,9 @@ class NPlusOneMiddleware(_Middleware):
         if not conf.ENABLED:
             response: HttpResponseBase = await self.get_response(request)
             return response
-        from django_dbtune.nplusone import detect
+        from django_dbtune.nplusone import detect, patches
 
+        patches.keep(self)
         async with detect(url=request.path) as report:
             setattr(request, NPLUSONE_ATTRIBUTE, report)
             response = await self.get_response(request)
@@ -133,3 +138,13 @@ class NPlusOneMiddleware(_Middleware):
             raise NPlusOneError(f"{request.method} {request.path}: {report.message()}")
         for finding in found:
             logger.warning("%s %s: %s", request.method, request.path, finding.message)
+
+
+@receiver(setting_changed)
+def _release_patches(*, setting: str, **kwargs: Any) -> None:
+    """The detector's patches, kept between requests by ``NPlusOneMiddleware``, come out
+    when its settings or the middleware list change (a middleware still in use takes them
+    again on its next request)."""
+    patches = sys.modules.get("django_dbtune.nplusone.patches")
+    if patches is not None and setting in ("DBTUNE", "MIDDLEWARE"):
+        patches.release_kept()

@@ -15,7 +15,7 @@ from django.db.models.query import ModelIterable, QuerySet
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import detecting, fill_result_cache
 from django_dbtune.nplusone.per_row import maybe_per_row, owner_tag, per_row
-from django_dbtune.nplusone.state import LAZY, USE, Detection, current, suspended
+from django_dbtune.nplusone.state import LAZY, Detection, current, suspended
 from django_dbtune.nplusone.tagging import tag_rows
 
 # Django's own, called by the replacements below (never the replacements themselves).
@@ -31,8 +31,13 @@ _QuerySet = Any
 
 def fetch_all(self: _QuerySet) -> None:
     if self._result_cache is not None:
-        mark_use(self)
-        return _django_fetch_all(self)
+        # Read twice per row of a prefetched page: Django's own work inline, no extra call.
+        use = self._dbtune_use
+        if use is not None:
+            use.mark()
+        if self._prefetch_related_lookups and not self._prefetch_done:
+            self._prefetch_related_objects()
+        return None
     detection = current.get()
     if detection is None or detection.busy or suspended():
         return _django_fetch_all(self)
@@ -75,9 +80,9 @@ def getitem(self: _QuerySet, k: Any) -> Any:
 
 def mark_use(queryset: _QuerySet) -> None:
     """A prefetched related queryset was read."""
-    use = queryset.__dict__.get(USE)
-    if use is not None and use[0].live():
-        use[0].read(use[1])
+    use = queryset._dbtune_use
+    if use is not None:
+        use.mark()
 
 
 def watch_filled(queryset: _QuerySet, rows: list[Any]) -> None:

@@ -1,12 +1,18 @@
 """Every Django object the N+1 detector touches, and how each one comes out again.
 
 Installed when the first detection opens and removed when the last one closes (counted:
-each :func:`install` has its :func:`uninstall`). For code no detection watches, a
-replacement does no more than read a context variable. One line per object touched:
+each :func:`install` has its :func:`uninstall`). ``NPlusOneMiddleware`` keeps them in between
+its requests (:func:`keep`): putting them in and out again on every request cost more than
+the detection itself, since each change of a class makes Python drop what it cached about
+it. They come out when the middleware is garbage-collected or when ``DBTUNE`` or
+``MIDDLEWARE`` changes (:func:`release_kept`). For code no detection watches, a replacement
+does no more than read a context variable and call Django's own. One line per object touched:
 
 Replaced while a detection is open (:data:`PATCHES`):
 
 - ``ModelState.dbtune_tag``: added as ``None``, the default row tag (all versions).
+- ``QuerySet._dbtune_use``: added as ``None``, the default for what reading a prefetched
+  queryset marks (all versions).
 - ``QuerySet._fetch_all`` → :func:`.evaluation.fetch_all`: tag rows, see per-row related
   manager queries, and on 5.2 lazy loads (all versions).
 - ``QuerySet.count`` → :func:`.evaluation.count`: per-row ``count()`` (all versions).
@@ -32,9 +38,9 @@ Listened to while a detection is open (not a Django object):
 
 Touched for a moment, not for the whole detection:
 
-- A relation descriptor on a model class (``Book.author``) → a
-  :class:`.read_watch.ReadWatch` until its eager load's first read, or the detection's end
-  (all versions).
+- The class of a relation descriptor (``Book.__dict__["author"].__class__``) → a
+  :class:`.read_watch.ReadWatch` subclass of it until its eager load's first read, or the
+  detection's end; the model class itself is never touched (all versions).
 - ``QuerySet._fetch_mode`` of a queryset evaluated inside a detection: ``FETCH_ONE`` →
   :data:`.fetch_mode.DETECTING_FETCH_ONE` while it evaluates, so its rows keep it (Django
   6.1+, Django's own hook; it pickles as ``FETCH_ONE``).
@@ -61,6 +67,7 @@ the row tag; a ``Query`` its origin, owner or (5.2) lazy-load frame; a prefetche
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +80,7 @@ from django.db.models.query import QuerySet
 from django_dbtune import filled_rows
 from django_dbtune.nplusone import deletion, django52, evaluation, origin, prefetch, read_watch
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
-from django_dbtune.nplusone.state import TAG
+from django_dbtune.nplusone.state import TAG, USE
 
 
 @dataclass(eq=False)
@@ -91,6 +98,7 @@ class Patch:
 
 PATCHES: tuple[Patch, ...] = (
     Patch(ModelState, TAG, None),
+    Patch(QuerySet, USE, None),
     Patch(QuerySet, "_fetch_all", evaluation.fetch_all),
     Patch(QuerySet, "count", evaluation.count),
     Patch(QuerySet, "exists", evaluation.exists),
@@ -104,8 +112,10 @@ PATCHES: tuple[Patch, ...] = (
     *(() if FETCH_MODES else (Patch(Model, "refresh_from_db", django52.refresh_from_db),)),
 )
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _users = 0
+_kept: dict[int, weakref.finalize[Any, Any]] = {}
+"""The owners (middleware instances) that keep the patches in, by ``id``."""
 
 
 def install() -> None:
@@ -140,3 +150,32 @@ def uninstall() -> None:
 
 def installed() -> bool:
     return _users > 0
+
+
+def keep(owner: object) -> None:
+    """Keep the patches in for as long as ``owner`` lives (a middleware, between its
+    requests), or until :func:`release_kept`; one :func:`install` however often it asks."""
+    if id(owner) in _kept:
+        return
+    with _lock:
+        if id(owner) in _kept:
+            return
+        install()
+        _kept[id(owner)] = weakref.finalize(owner, _let_go, id(owner))
+
+
+def kept(owner: object) -> bool:
+    return id(owner) in _kept
+
+
+def release_kept() -> None:
+    """Every owner lets go of the patches (settings changed); an owner still in use takes
+    them again on its next request."""
+    for finalizer in list(_kept.values()):
+        finalizer()
+
+
+def _let_go(key: int) -> None:
+    with _lock:
+        if _kept.pop(key, None) is not None:
+            uninstall()

@@ -5,6 +5,9 @@ a prefetch brings in are tagged; each prefetched queryset learns how to say it w
 from __future__ import annotations
 
 import sys
+from collections import deque
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from django.db.models import Model, query
@@ -13,7 +16,7 @@ from django.db.models.fields.related_descriptors import ReverseManyToOneDescript
 from django.db.models.manager import BaseManager
 
 from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
-from django_dbtune.nplusone.state import TAG, USE, Load, Tag, current, suspended
+from django_dbtune.nplusone.state import TAG, USE, Load, Tag, Use, current, suspended, tag_all
 
 # Django's own, called by the replacement below (never the replacement itself).
 _django_prefetch_one_level = query.prefetch_one_level
@@ -24,6 +27,8 @@ def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level
     if detection is None or suspended() or not instances:
         return _django_prefetch_one_level(instances, prefetcher, lookup, level)
     tag: Tag | None = getattr(instances[0]._state, TAG, None)
+    cached = instances[0].__dict__.get(_CACHE)
+    known = set(cached) if cached else set()  # the prefetch adds its queryset next to these
     per_row = level == 0 and not detection.busy and len(instances) == 1
     site = trigger_site(sys._getframe(1), detection) if per_row else None
     start = len(detection.log.records)
@@ -47,21 +52,37 @@ def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level
     related_rows = result[0]
     if related_rows:
         nested = tag.group.tag(tag.prefix + name + LOOKUP_SEP, many or tag.many)
-        for row in related_rows:
-            if isinstance(row, Model):
-                setattr(row._state, TAG, nested)
-    if tag.eager:
-        _attach_uses(instances, tag, name, lookup.get_current_to_attr(level)[1])
+        if isinstance(related_rows[0], Model):
+            tag_all(related_rows, nested)
+    if tag.eager and many:
+        _attach_uses(instances, tag, name, lookup.get_current_to_attr(level)[1], known)
     return result
 
 
-def _attach_uses(instances: list[Any], tag: Tag, name: str, as_attr: bool) -> None:
+_CACHE = "_prefetched_objects_cache"
+
+
+def _attach_uses(
+    instances: list[Any], tag: Tag, name: str, as_attr: bool, known: set[str]
+) -> None:
     """Let each prefetched queryset say when it is read (a ``to_attr`` list cannot: those
-    count as read)."""
+    count as read). A single-valued prefetch has no queryset: its read watch says it."""
     if as_attr:
         tag.read(name)
         return
+    use = Use(tag, name)
+    added = [key for key in instances[0].__dict__.get(_CACHE, ()) if key not in known]
+    if len(added) == 1:
+        # Django put this prefetch's queryset under one key of every instance's cache.
+        try:
+            querysets = list(map(itemgetter(added[0]), map(attrgetter(_CACHE), instances)))
+        except (AttributeError, KeyError):
+            pass
+        else:
+            if all(getattr(queryset, USE, False) is None for queryset in querysets):
+                deque(map(setattr, querysets, repeat(USE), repeat(use)), maxlen=0)
+                return
     for instance in instances:
-        for prefetched in instance.__dict__.get("_prefetched_objects_cache", {}).values():
-            if USE not in prefetched.__dict__:
-                prefetched.__dict__[USE] = (tag, name)
+        for prefetched in instance.__dict__.get(_CACHE, {}).values():
+            if getattr(prefetched, USE, False) is None:  # a queryset not marked yet
+                setattr(prefetched, USE, use)

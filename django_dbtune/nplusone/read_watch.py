@@ -1,9 +1,13 @@
 """Noting which eager loads are read, without wrapping any attribute read for good.
 
 While a queryset's eager load of a single-valued relation has not been read, that
-relation's descriptor on its model class is a :class:`ReadWatch`, which puts Django's
-descriptor back after the first read. (Many-valued relations need none: a prefetched
-queryset says when it is read, see :func:`.evaluation.mark_use`.)
+relation's descriptor (the ``ForwardManyToOneDescriptor`` in ``Book.__dict__["author"]``)
+is of a :class:`ReadWatch` subclass of its own class, which notes the first read and then
+turns the descriptor back into what it was. Only the descriptor's ``__class__`` changes: no
+model class is touched, so Python keeps what it cached about the models (changing a class
+drops that for the class and its subclasses, and costs every later attribute read until it
+is cached again). Many-valued relations need none: a prefetched queryset says when it is
+read, see :func:`.evaluation.mark_use`.
 """
 
 from __future__ import annotations
@@ -21,42 +25,65 @@ from django_dbtune.nplusone.state import TAG, Detection, Group
 _lock = threading.Lock()
 
 
-class ReadWatch:
-    """Stands in for a relation's descriptor on its model class while a queryset's eager
-    load of that relation has not been read yet.
+class Watch:
+    """What one watched descriptor waits for."""
 
-    It only needs one read per queryset: the first read of each marks the relation used,
-    and when no queryset waits any more Django's descriptor goes back on the class. So a
-    page of 200 rows pays for one read, not 200, and no instance carries anything extra.
-    """
+    __slots__ = ("descriptor", "lookup", "original", "waiting")
 
-    def __init__(self, owner: type[Model], name: str, original: Any, lookup: str) -> None:
-        self.owner = owner
-        self.name = name
-        self.original = original
+    def __init__(self, descriptor: Any, lookup: str) -> None:
+        self.descriptor = descriptor
+        self.original: type = type(descriptor)
         self.lookup = lookup
         """The relation as a lookup segment (a reverse one-to-one's query name)."""
         self.waiting: set[tuple[Group, str]] = set()
         """(queryset, path) pairs whose read has not been seen."""
 
+
+_watches: dict[int, Watch] = {}
+"""The watched descriptors, by ``id`` (a descriptor lives as long as its model class)."""
+
+
+class ReadWatch:
+    """Mixed in before a relation descriptor's own class while a queryset's eager load of
+    that relation has not been read yet.
+
+    It only needs one read per queryset: the first read of each marks the relation used,
+    and when no queryset waits any more the descriptor gets its own class back. So a page
+    of 200 rows pays for one read, not 200, and no instance carries anything extra.
+    """
+
     def __get__(self, instance: Model | None, cls: Any = None) -> Any:
-        if instance is not None and self.waiting:
+        # Django's own __get__, taken first: the first read gives the descriptor its own
+        # class back (here, or in another thread), and super() fails on it then.
+        kind = type(self)
+        original = _originals.get(kind, kind)
+        watch = _watches.get(id(self))
+        if instance is not None and watch is not None:
             tag = getattr(instance._state, TAG, None)
             if tag is not None and tag.live():
-                tag.read(self.lookup)
-                key = (tag.group, tag.prefix + self.lookup)
-                if key in self.waiting:
+                tag.read(watch.lookup)
+                key = (tag.group, tag.prefix + watch.lookup)
+                if key in watch.waiting:
                     with _lock:
-                        self.waiting.discard(key)
-                        if not self.waiting:
-                            _restore(self)
-        return self.original.__get__(instance, cls)
-
-    def __set__(self, instance: Model, value: Any) -> None:
-        self.original.__set__(instance, value)
+                        watch.waiting.discard(key)
+                        if not watch.waiting:
+                            _restore(watch)
+        return original.__get__(self, instance, cls)  # type: ignore[attr-defined]
 
 
-_watches: dict[tuple[type[Model], str], ReadWatch] = {}
+_watching_classes: dict[type, type] = {}
+_originals: dict[type, type] = {}
+"""Each watching class's descriptor class."""
+
+
+def _watching(cls: type) -> type:
+    """``cls`` with :class:`ReadWatch` in front, made once per descriptor class."""
+    watching = _watching_classes.get(cls)
+    if watching is None:
+        # No __slots__ here or in ReadWatch: the descriptor's layout must stay its class's.
+        watching = _watching_classes[cls] = type(f"Watching{cls.__name__}", (ReadWatch, cls), {})
+        _originals[watching] = cls
+    return watching
 
 
 def watch_reads(group: Group) -> None:
@@ -67,11 +94,11 @@ def watch_reads(group: Group) -> None:
             if step is None:
                 continue  # many-valued: a prefetched queryset says when it is read
             owner, name, lookup = step
-            watch = _watches.get((owner, name))
+            descriptor = owner.__dict__[name]
+            watch = _watches.get(id(descriptor))
             if watch is None:
-                original = owner.__dict__[name]
-                watch = _watches[(owner, name)] = ReadWatch(owner, name, original, lookup)
-                setattr(owner, name, watch)
+                watch = _watches[id(descriptor)] = Watch(descriptor, lookup)
+                descriptor.__class__ = _watching(watch.original)
             watch.waiting.add((group, path))
             group.detection.watches.add(watch)
 
@@ -87,13 +114,13 @@ def release_reads(detection: Detection) -> None:
 
 
 def restore_all() -> None:
-    """Put Django's descriptor back on every class (the last detection closed)."""
+    """Give every watched descriptor its own class back (the last detection closed)."""
     with _lock:
         for watch in list(_watches.values()):
             _restore(watch)
 
 
-def _restore(watch: ReadWatch) -> None:
-    if _watches.get((watch.owner, watch.name)) is watch:
-        del _watches[(watch.owner, watch.name)]
-        setattr(watch.owner, watch.name, watch.original)
+def _restore(watch: Watch) -> None:
+    if _watches.get(id(watch.descriptor)) is watch:
+        del _watches[id(watch.descriptor)]
+        watch.descriptor.__class__ = watch.original

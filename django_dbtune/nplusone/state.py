@@ -8,10 +8,13 @@ place of one queryset, so tagging costs one attribute store per row and no alloc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Literal
 
 from django.db.models import Model
@@ -24,7 +27,7 @@ from django_dbtune.capture import QueryLog
 TAG = "dbtune_tag"
 """``instance._state.dbtune_tag``: the instance's :class:`Tag`."""
 USE = "_dbtune_use"
-"""In a prefetched ``QuerySet``'s ``__dict__``: (tag, relation) its reading marks used."""
+"""On a prefetched ``QuerySet``: the :class:`Use` its reading marks (``None`` on the class)."""
 ORIGIN = "dbtune_origin"
 """On a ``Query``: (site, owner class), where the queryset was built."""
 OWNER = "dbtune_owner"
@@ -125,6 +128,33 @@ class Tag:
 
 def _dead_tag() -> None:
     return None
+
+
+_STATE = attrgetter("_state")
+
+
+def tag_all(rows: Iterable[Model], tag: Tag) -> None:
+    """Give every row ``tag``: one attribute store per row, in C (a page has hundreds)."""
+    deque(map(setattr, map(_STATE, rows), repeat(TAG), repeat(tag)), maxlen=0)
+
+
+class Use:
+    """Reading a prefetched queryset reads relation ``name`` of rows with ``tag``; one
+    object shared by every queryset of one prefetch."""
+
+    __slots__ = ("name", "tag")
+
+    def __init__(self, tag: Tag, name: str) -> None:
+        self.tag = tag
+        self.name = name
+
+    def mark(self) -> None:
+        tag = self.tag
+        if self.name not in tag.read_names and tag.live():
+            tag.read(self.name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_dead_tag, ())  # a pickled queryset leaves the detection behind too
 
 
 @dataclass(slots=True, eq=False)

@@ -14,7 +14,7 @@ from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.read_watch import watch_reads
 from django_dbtune.nplusone.relations import cache_key, many_relation
-from django_dbtune.nplusone.state import ORIGIN, OWNER, TAG, Detection, Group
+from django_dbtune.nplusone.state import ORIGIN, OWNER, TAG, Detection, Group, tag_all
 
 
 def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
@@ -50,9 +50,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         deferred=(frozenset(deferred_names), defer) if deferred_names else None,
     )
     detection.groups.append(group)
-    root = group.tag()
-    for row in rows:
-        setattr(row._state, TAG, root)
+    tag_all(rows, group.tag())
     if select_related is True:
         _tag_all_selected(group, rows)
     elif select_related:
@@ -75,9 +73,7 @@ def tag_through(queryset: Any, rows: list[Any]) -> bool:
     relation = many_relation(type(parent), queryset.model, queryset)
     if relation is None:
         return False
-    nested = tag.group.tag(tag.prefix + relation[0] + LOOKUP_SEP, many=True)
-    for row in rows:
-        setattr(row._state, TAG, nested)
+    tag_all(rows, tag.group.tag(tag.prefix + relation[0] + LOOKUP_SEP, many=True))
     return True
 
 
@@ -94,9 +90,7 @@ def _tag_selected(group: Group, rows: list[Any], tree: dict[str, Any], prefix: s
         ]
         if related:
             path = prefix + name + LOOKUP_SEP
-            tag = group.tag(path)
-            for value in related:
-                setattr(value._state, TAG, tag)
+            tag_all(related, group.tag(path))
             if deeper:
                 _tag_selected(group, related, deeper, path)
 

@@ -186,6 +186,7 @@ class Command(BaseCommand):
         report = health(labels, database)
         return {
             "stats_reset": report.stats_reset,
+            "stats_window": report.stats_window,
             "tables": [
                 {
                     "table": t.table,

@@ -122,6 +122,16 @@ OPTIONS: dict[str, Option] = {
         "Keep one parameter set per query shape in recorded workloads (they may be personal "
         "data; off by default). Lets the advisor plan with real values.",
     ),
+    "UNUSED_INDEX_MIN_DAYS": Option(
+        7,
+        lambda value: (
+            isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        ),
+        "a number of days",
+        "index_health advises removing an index no query used only when the database's "
+        "statistics cover at least this many days and the index is at least this old: "
+        "less, and a weekly job or a quiet week could make a needed index look unused.",
+    ),
     "CACHE_ENABLED": Option(
         False,
         lambda value: isinstance(value, bool),
@@ -346,6 +356,10 @@ class Settings:
     @cached_property
     def WORKLOAD_PARAMS(self) -> bool:
         return bool(self._get("WORKLOAD_PARAMS"))
+
+    @cached_property
+    def UNUSED_INDEX_MIN_DAYS(self) -> float:
+        return float(self._get("UNUSED_INDEX_MIN_DAYS"))
 
     @cached_property
     def CACHE_ENABLED(self) -> bool:

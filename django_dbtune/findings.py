@@ -59,9 +59,10 @@ class ProposedIndex:
             "sql": self.sql,
         }
 
-    def as_code(self, q: str = "Q") -> str:
-        """The ``models.Index(...)`` line to add to ``Meta.indexes``; ``q`` is how the module
-        names ``Q`` (``models.Q`` where it imports only ``models``)."""
+    def as_code(self, q: str = "Q", index: str = "models.Index") -> str:
+        """The ``models.Index(...)`` line to add to ``Meta.indexes``; ``q`` and ``index`` are
+        how the module names ``Q`` and ``Index`` (``models.Q`` where it imports only
+        ``models``)."""
         parts = [f"fields={list(self.fields)!r}".replace("'", '"'), f'name="{self.name}"']
         if self.opclasses:
             parts.append(f"opclasses={list(self.opclasses)!r}".replace("'", '"'))
@@ -69,7 +70,7 @@ class ProposedIndex:
             parts.append(f"condition={condition_code(*self.condition_lookup, q=q)}")
         if self.include:
             parts.append(f"include={list(self.include)!r}".replace("'", '"'))
-        return f"models.Index({', '.join(parts)})"
+        return f"{index}({', '.join(parts)})"
 
     def as_index(self) -> models.Index:
         """The ``models.Index`` itself: what the migration adds, and what the proof asks

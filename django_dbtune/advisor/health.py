@@ -2,7 +2,8 @@
 
 On PostgreSQL, from its statistics (``pg_stat_user_indexes``, ``pg_stat_user_tables``,
 ``pg_index``) for the tables the checked models own: indexes never scanned since the
-statistics were reset (primary keys and unique indexes aside: they enforce something), invalid
+statistics were reset (primary keys and unique indexes aside: they enforce something; advised
+for removal only as ``unused_indexes`` allows), invalid
 indexes a failed ``CREATE INDEX CONCURRENTLY`` left behind, tables read mostly by sequential
 scans, and every table's and index's size. On every database: duplicate and redundant
 indexes, drift between the models and the database, and connection settings that cost time
@@ -17,8 +18,20 @@ from typing import Any
 
 from django.db import connections
 
+from django_dbtune.advisor.admin_usage import admin_usages
 from django_dbtune.advisor.drift import drift
+from django_dbtune.advisor.queryset_chains import scan
 from django_dbtune.advisor.schema_rules import redundant_indexes
+from django_dbtune.advisor.unused_indexes import (
+    StatsWindow,
+    age_days,
+    backed_foreign_key,
+    births,
+    field_pattern_index,
+    serving_use,
+    stats_window,
+)
+from django_dbtune.conf import conf
 from django_dbtune.findings import Finding, Severity
 from django_dbtune.schema import ModelSchema, model_schemas
 
@@ -47,6 +60,11 @@ class IndexStats:
     primary: bool
     unique: bool
     valid: bool
+    columns: tuple[str, ...] = ()
+    constraint: bool = False
+    """It backs a constraint (primary key, unique, exclusion)."""
+    kept: str | None = None
+    """Why an index no query used is not advised for removal (None: it is, or it is used)."""
 
 
 @dataclass
@@ -55,6 +73,14 @@ class Health:
     vendor: str
     stats_reset: str | None = None
     """When PostgreSQL's statistics were last reset (None: never, or not PostgreSQL)."""
+    stats_since: str | None = None
+    """When the statistics began (the reset, else the database's creation); None: unknown."""
+    stats_days: float | None = None
+    """How many days they cover; None: unknown (or not PostgreSQL)."""
+    stats_window: str = ""
+    """The period the statistics cover, as a sentence ("" on other databases)."""
+    min_days: float = 0.0
+    """UNUSED_INDEX_MIN_DAYS: the least statistics window and index age for removal advice."""
     tables: list[TableStats] = field(default_factory=list)
     indexes: list[IndexStats] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -64,6 +90,10 @@ class Health:
             "database": self.database,
             "vendor": self.vendor,
             "stats_reset": self.stats_reset,
+            "stats_since": self.stats_since,
+            "stats_days": None if self.stats_days is None else round(self.stats_days, 3),
+            "stats_window": self.stats_window,
+            "unused_index_min_days": self.min_days,
             "tables": [asdict(table) for table in self.tables],
             "indexes": [asdict(index) for index in self.indexes],
             "findings": [finding.as_dict() for finding in self.findings],
@@ -73,7 +103,7 @@ class Health:
 def health(app_labels: Iterable[str], database: str) -> Health:
     connection = connections[database]
     schemas = model_schemas(app_labels, database, read_database=True)
-    report = Health(database, connection.vendor)
+    report = Health(database, connection.vendor, min_days=conf.UNUSED_INDEX_MIN_DAYS)
     for schema in schemas:
         report.findings.extend(redundant_indexes(schema))
         report.findings.extend(drift(schema))
@@ -85,12 +115,13 @@ def health(app_labels: Iterable[str], database: str) -> Health:
 
 def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
     connection = connections[report.database]
+    window = stats_window(connection)
+    if window.source == "reset" and window.since is not None:
+        report.stats_reset = window.since.isoformat(timespec="seconds")
+    report.stats_since = window.since.isoformat(timespec="seconds") if window.since else None
+    report.stats_days = window.days
+    report.stats_window = window.describe()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()"
-        )
-        row = cursor.fetchone()
-        report.stats_reset = row[0].isoformat(timespec="seconds") if row and row[0] else None
         # Rows: the planner's count from the last ANALYZE, else the statistics' running one.
         cursor.execute(
             "SELECT s.relname, (CASE WHEN c.reltuples >= 0 THEN c.reltuples "
@@ -105,29 +136,113 @@ def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
             report.tables.append(
                 TableStats(table, model, rows, table_bytes, index_bytes, seq, idx)
             )
-        cursor.execute(
-            "SELECT s.indexrelname, s.relname, pg_relation_size(s.indexrelid), s.idx_scan, "
-            "i.indisprimary, i.indisunique, i.indisvalid FROM pg_stat_user_indexes s "
-            "JOIN pg_index i ON i.indexrelid = s.indexrelid WHERE s.relname = ANY(%s)",
-            [list(schemas)],
-        )
-        for name, table, size, scans, primary, unique, valid in cursor.fetchall():
+        cursor.execute(_INDEXES, [list(schemas)])
+        for (
+            name,
+            table,
+            size,
+            scans,
+            primary,
+            unique,
+            valid,
+            constraint,
+            columns,
+        ) in cursor.fetchall():
             model = schemas[table].label
             report.indexes.append(
-                IndexStats(name, table, model, size, scans, primary, unique, valid)
+                IndexStats(
+                    name,
+                    table,
+                    model,
+                    size,
+                    scans,
+                    primary,
+                    unique,
+                    valid,
+                    () if None in columns else tuple(columns),
+                    constraint,
+                )
             )
     report.tables.sort(key=lambda t: -(t.table_bytes + t.index_bytes))
     report.indexes.sort(key=lambda i: -i.bytes)
+    _keep_unused(report, window, schemas)
     report.findings.extend(_index_findings(report))
     report.findings.extend(_scan_findings(report))
 
 
+_INDEXES = """
+SELECT s.indexrelname, s.relname, pg_relation_size(s.indexrelid), s.idx_scan,
+       i.indisprimary, i.indisunique, i.indisvalid,
+       EXISTS (SELECT 1 FROM pg_constraint c
+               WHERE c.conindid = s.indexrelid AND c.conrelid = s.relid
+               AND c.contype IN ('p', 'u', 'x')),
+       ARRAY(
+           SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+           LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+           ORDER BY k.position
+       )
+FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+WHERE s.relname = ANY(%s)
+"""
+
+
+def _unused(index: IndexStats) -> bool:
+    return index.valid and index.scans == 0 and not index.primary and not index.unique
+
+
+def _keep_unused(report: Health, window: StatsWindow, schemas: dict[str, ModelSchema]) -> None:
+    """Mark each unused index that must not be advised for removal, with why."""
+    unused = [index for index in report.indexes if _unused(index)]
+    if not unused:
+        return
+    days = window.days
+    if days is None or days < report.min_days:
+        for index in unused:
+            index.kept = (
+                f"{window.describe()}; removal is advised only on statistics of at least "
+                f"UNUSED_INDEX_MIN_DAYS = {report.min_days:g} days"
+            )
+        return
+    connection = connections[report.database]
+    born = births(connection)
+    app_labels = {schema.model._meta.app_label for schema in schemas.values()}
+    usages = scan(conf.PROJECT_ROOT).usages + admin_usages(app_labels)
+    on_table: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for index in report.indexes:
+        if index.valid and not index.constraint:
+            on_table.setdefault(index.table, []).append((index.name, index.columns))
+    for index in unused:
+        schema = schemas[index.table]
+        if index.constraint:
+            index.kept = "it backs a constraint"
+            continue
+        key = backed_foreign_key(schema, index.name, index.columns, on_table[index.table])
+        if key is not None:
+            index.kept = (
+                f"it is the index of the foreign key {key} (without it, suggest_indexes "
+                "reports a missing foreign-key index)"
+            )
+            continue
+        if field_pattern_index(schema, index.name, index.columns):
+            index.kept = (
+                "it is Django's own pattern index of the field's index (LIKE prefix searches); "
+                "it goes only with that index"
+            )
+            continue
+        used = serving_use(schema, index.name, index.columns, usages)
+        if used is not None:
+            index.kept = f"{used}, which it serves"
+            continue
+        created = born.of(schema, index.name, index.columns)
+        if created is not None and age_days(window.now, created[0]) < report.min_days:
+            index.kept = (
+                f"it was created {created[0].isoformat(timespec='seconds')} (migration "
+                f"{created[1]}), under UNUSED_INDEX_MIN_DAYS = {report.min_days:g} days ago"
+            )
+
+
 def _index_findings(report: Health) -> Iterator[Finding]:
-    since = (
-        f"since the statistics were reset on {report.stats_reset}"
-        if report.stats_reset
-        else "since the statistics were started (never reset)"
-    )
+    since = f"in the {report.stats_window.removeprefix('statistics cover ')}"
     for index in report.indexes:
         if not index.valid:
             yield _finding(
@@ -145,7 +260,7 @@ def _index_findings(report: Health) -> Iterator[Finding]:
                     f"migration again, or REINDEX INDEX CONCURRENTLY {index.name};)."
                 ),
             )
-        elif index.scans == 0 and not index.primary and not index.unique:
+        elif _unused(index) and index.kept is None:
             yield _finding(
                 report.database,
                 index.model,

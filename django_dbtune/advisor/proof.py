@@ -31,6 +31,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django_dbtune.advisor import planner
 from django_dbtune.advisor.full_scans import full_scans
 from django_dbtune.advisor.planner import Plan, TrialIndexes
+from django_dbtune.advisor.replan import for_vendor
 from django_dbtune.advisor.workload_candidates import (
     Outcome,
     Served,
@@ -146,7 +147,7 @@ def prove(
     what was left out)."""
     outcome = outcome if outcome is not None else Outcome()
     connection = connections[database]
-    shapes = [shape for shape in shapes if shape.vendor == connection.vendor]
+    shapes = for_vendor(shapes, database, outcome)
     served = workload_candidates(shapes, schemas, outcome)
     if connection.vendor == "sqlite":
         outcome.method = "sqlite"

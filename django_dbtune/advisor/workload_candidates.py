@@ -41,6 +41,8 @@ class Outcome:
     skipped: dict[str, int] = field(default_factory=dict)
     """Why shapes or candidates were left out, with how many."""
     method: str = ""
+    replanned: dict[str, int] = field(default_factory=dict)
+    """Reads recorded on another vendor, rebuilt from their ORM fields: how many, by vendor."""
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1

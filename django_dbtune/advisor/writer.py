@@ -21,6 +21,8 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from django_dbtune.advisor.module_names import ModuleNames, module_names, with_import
+from django_dbtune.conf import conf
 from django_dbtune.edits import write_all
 from django_dbtune.errors import WriteError
 from django_dbtune.findings import Finding, ProposedIndex
@@ -41,9 +43,12 @@ class PendingWrites:
     """(model label, why nothing was written for it)."""
 
 
-def index_source(proposal: ProposedIndex) -> str:
-    """The ``models.Index(...)`` to write into a models module that imports ``models``."""
-    return proposal.as_code(q="models.Q")
+def index_source(proposal: ProposedIndex, names: ModuleNames | None = None) -> str:
+    """The ``models.Index(...)`` to write into a models module, under the names it imports
+    (default: ``models``)."""
+    if names is None:
+        return proposal.as_code(q="models.Q")
+    return proposal.as_code(q=names.q, index=names.index)
 
 
 def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> PendingWrites:
@@ -81,14 +86,22 @@ def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> Pendi
         if reason is None:
             path = Path(inspect.getsourcefile(model) or "")
             source = result.files.get(path) or path.read_text(encoding="utf-8")
+            # Code that would not import is refused for the whole run (raised), not skipped.
+            names = module_names(
+                source, _shown(path), needs_q=any(p.condition_lookup for p in proposals)
+            )
             try:
-                result.files[path] = add_meta_indexes(
+                edited = add_meta_indexes(
                     source,
                     model.__name__,
-                    [index_source(proposal) for proposal in proposals],
+                    [index_source(proposal, names) for proposal in proposals],
                 )
             except WriteError as exc:
                 reason = str(exc)
+            else:
+                if names.missing_import is not None:
+                    edited = with_import(edited, names.missing_import)
+                result.files[path] = edited
         if reason is not None:
             result.skipped.append((label, reason))
             continue
@@ -131,6 +144,11 @@ def _widest(findings: list[Finding]) -> list[Finding]:
 def apply(pending: PendingWrites) -> list[Path]:
     """Write every prepared file, or none of them."""
     return write_all(pending.files)
+
+
+def _shown(path: Path) -> str:
+    root = conf.PROJECT_ROOT
+    return str(path.relative_to(root) if path.is_relative_to(root) else path)
 
 
 def _cannot_edit(model: type[models.Model]) -> str | None:

@@ -57,6 +57,13 @@ class Command(BaseCommand):
             "HypoPG) instead of those read from the code.",
         )
         parser.add_argument(
+            "--allow-build",
+            action="store_true",
+            help="With --workload, where HypoPG is not installed: build each candidate inside "
+            "a transaction that is rolled back (lock_timeout 2s). Development databases only: "
+            "building locks writes to the table.",
+        )
+        parser.add_argument(
             "--url",
             action="append",
             default=[],
@@ -97,7 +104,9 @@ class Command(BaseCommand):
             "version": django_dbtune.__version__,
         }
         try:
-            context.update(self._indexes(labels, database, options["workload"]))
+            context.update(
+                self._indexes(labels, database, options["workload"], options["allow_build"])
+            )
             pages = nplusone_pages(options["url"], user=options["user"]) if options["url"] else []
             context.update(self._nplusone(pages, options["nplusone"], options["user"]))
             context["health"] = self._health(labels, database)
@@ -113,7 +122,9 @@ class Command(BaseCommand):
         if problem:
             raise CommandError(problem)
 
-    def _indexes(self, labels: list[str], database: str, path: str | None) -> dict[str, Any]:
+    def _indexes(
+        self, labels: list[str], database: str, path: str | None, allow_build: bool
+    ) -> dict[str, Any]:
         if path is None:
             findings = suggest.static_report(labels, database).findings
             source = "From the models and the project's code (suggest_indexes)."
@@ -121,9 +132,16 @@ class Command(BaseCommand):
             try:
                 shapes = workload.read(path)
                 schemas = {s.label: s for s in model_schemas(labels, database)}
-                outcome = proof.prove(shapes, schemas, database)
+                outcome = proof.prove(shapes, schemas, database, allow_build=allow_build)
             except (workload.WorkloadError, proof.ProofError) as error:
                 raise CommandError(str(error)) from None
+            for vendor, count in sorted(outcome.replanned.items()):
+                self.stderr.write(
+                    f"re-planned ({count}): reads recorded on {vendor}, rebuilt from their "
+                    "ORM fields"
+                )
+            for reason, count in sorted(outcome.skipped.items()):
+                self.stderr.write(f"left out ({count}): {reason}")
             findings = outcome.findings
             source = f"Proven from the recorded workload {path} (suggest_indexes --workload)."
         return {"index_findings": [_finding(f) for f in findings], "index_source": source}
@@ -168,6 +186,7 @@ class Command(BaseCommand):
         report = health(labels, database)
         return {
             "stats_reset": report.stats_reset,
+            "stats_window": report.stats_window,
             "tables": [
                 {
                     "table": t.table,

@@ -16,9 +16,12 @@ from django_dbtune.management.apps_arguments import add_app_arguments, checked_a
 
 class Command(BaseCommand):
     help = (
-        "Report the health of the project's indexes. On PostgreSQL, from its statistics: "
-        "indexes no query has used since the statistics were reset (the reset time is "
-        "printed so you can judge; primary keys and unique indexes aside), invalid indexes "
+        "Report the health of the project's indexes. On PostgreSQL, from its statistics "
+        "(how long they cover is printed): indexes no query has used, advised for removal "
+        "only on statistics of at least UNUSED_INDEX_MIN_DAYS (default 7) and never for an "
+        "index younger than that, one backing a constraint or a foreign key, or one the "
+        "project's code filters or sorts by (primary keys and unique indexes aside), "
+        "invalid indexes "
         "left by a failed CREATE INDEX CONCURRENTLY (with the fix), tables read mostly by "
         "sequential scans, and the size of every table and index. Everywhere: duplicate and "
         "redundant indexes, drift between the models and the database, and connection "
@@ -51,13 +54,14 @@ class Command(BaseCommand):
 
     def _text(self, report: Health) -> None:
         heading = f"Index health of database {report.database!r} ({report.vendor})"
-        if report.vendor == "postgresql":
-            heading += (
-                f"; statistics since {report.stats_reset}"
-                if report.stats_reset
-                else "; statistics never reset"
-            )
         self.stdout.write(self.style.MIGRATE_HEADING(heading))
+        if report.vendor == "postgresql":
+            self.stdout.write(f"The {report.stats_window}.")
+            if report.stats_days is None or report.stats_days < report.min_days:
+                self.stdout.write(
+                    "No index is advised for removal: that needs statistics of at least "
+                    f"UNUSED_INDEX_MIN_DAYS = {report.min_days:g} days."
+                )
         if report.tables:
             self.stdout.write("\nTables, largest first:")
             self.stdout.write(
@@ -81,6 +85,11 @@ class Command(BaseCommand):
                     f" {index.scans:>12,} scans"
                     f"  {kind}{state}"
                 )
+            kept = [index for index in report.indexes if index.kept]
+            if kept and report.stats_days is not None and report.stats_days >= report.min_days:
+                self.stdout.write("\nUnused, but not advised for removal:")
+                for index in kept:
+                    self.stdout.write(f"  {index.name}: {index.kept}.")
         self.stdout.write("")
         if report.findings:
             self.stdout.write(to_text(report.findings))

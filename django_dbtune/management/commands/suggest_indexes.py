@@ -187,6 +187,11 @@ class Command(BaseCommand):
             f"{len(shapes)} query shape(s) recorded, {reads} read(s); planned on {database!r} "
             f"with {_METHODS[outcome.method]}."
         )
+        for vendor, count in sorted(outcome.replanned.items()):
+            self.stderr.write(
+                f"  re-planned ({count}): reads recorded on {vendor}, rebuilt for "
+                f"{connections[database].vendor} from their ORM fields (recorded values unused)"
+            )
         for reason, count in sorted(outcome.skipped.items()):
             self.stderr.write(f"  left out ({count}): {reason}")
         return suggest.Report(findings=outcome.findings)

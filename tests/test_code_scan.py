@@ -374,3 +374,26 @@ def test_list_views_and_changelists_declared_with_a_model_sort_by_its_ordering(t
     assert wanted == {"meta-ordering": [("kind", "-name")], "own-ordering": [("-name",)]}
     [changelist] = [u for u in admin_usages(["shop"]) if u.model._meta.label == "shop.Item"]
     assert [c.fields for c in candidates_for(changelist)] == [("kind", "-name")]
+
+
+def test_a_related_manager_of_an_instance_from_anywhere_filters_on_its_key_too(tmp_path, settings):
+    """``self.review_set`` or a parameter's: the one model with that reverse accessor. An
+    accessor several models have says nothing."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "models.py").write_text(
+        textwrap.dedent("""
+            class Page:
+                def reviews(self):
+                    return self.review_set.filter(text="x")  # through-self
+
+            def loans(book):
+                return book.legacyloan_set.filter(id__gt=3)  # parameter
+
+            def ambiguous(author):
+                return author.books.filter(title="y")  # books-of-two-models
+        """)
+    )
+    found = asks(tmp_path)
+    assert ("shop.Review", "through-self", ("book", "text")) in found
+    assert ("testapp.LegacyLoan", "parameter", ("book", "id")) in found
+    assert not any(marker == "books-of-two-models" for _, marker, _ in found)

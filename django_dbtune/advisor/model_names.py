@@ -22,6 +22,19 @@ class ModelNames:
             by_name.setdefault(model.__name__, []).append(model)
         self.unique = {name: found[0] for name, found in by_name.items() if len(found) == 1}
         self.modules = {module for module, _ in self.by_module}
+        owners: dict[str, set[type[models.Model]]] = {}
+        for model in apps.get_models():
+            for relation in model._meta.related_objects:
+                # Keyed by the model the key points to: its subclasses and proxies have
+                # the same accessor, and are one owner.
+                if relation.one_to_many and (accessor := relation.get_accessor_name()):
+                    owners.setdefault(accessor, set()).add(relation.model)
+        self.accessors = {name: found.pop() for name, found in owners.items() if len(found) == 1}
+
+    def accessor_owner(self, name: str) -> type[models.Model] | None:
+        """The one model with a reverse foreign key named ``name`` (``entry_set``, a
+        ``related_name``); None when no model or several have one (then nothing is said)."""
+        return self.accessors.get(name)
 
     def imported(self, node: ast.ImportFrom) -> dict[str, type[models.Model]]:
         """The models one ``from ... import ...`` statement binds, by local name."""

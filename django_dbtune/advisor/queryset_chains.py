@@ -284,6 +284,11 @@ class _Scanner(ast.NodeVisitor):
                 return None
             if isinstance(base, ast.Name) and base.id in self.instances:
                 return self._related_manager(self.instances[base.id], node.attr, node)
+            owner = self.registry.accessor_owner(node.attr)
+            if owner is not None:
+                # ``self.entry_set``, ``blog.entries`` of a parameter: an instance of the one
+                # model whose reverse foreign key has this name.
+                return self._related_manager(owner, node.attr, node)
             return None
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             return None

@@ -397,3 +397,22 @@ def test_a_related_manager_of_an_instance_from_anywhere_filters_on_its_key_too(t
     assert ("shop.Review", "through-self", ("book", "text")) in found
     assert ("testapp.LegacyLoan", "parameter", ("book", "id")) in found
     assert not any(marker == "books-of-two-models" for _, marker, _ in found)
+
+
+def test_models_a_file_defines_are_known_in_it(tmp_path, settings):
+    """A model's own module queries it by its class name (a CMS page's get_context), also
+    above the class."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "models.py").write_text(
+        textwrap.dedent("""
+            class Index:
+                def get_context(self):
+                    return Shelf.objects.filter(label="z").order_by("-built")  # own-model
+
+            class Shelf(models.Model):
+                pass
+        """)
+    )
+    found = {(label, marker) for label, marker, _ in asks(tmp_path)}
+    assert found == {("testapp.Shelf", "own-model")}

@@ -31,6 +31,19 @@ class ModelNames:
                     owners.setdefault(accessor, set()).add(relation.model)
         self.accessors = {name: found.pop() for name, found in owners.items() if len(found) == 1}
 
+    def defined(self, module: str, name: str) -> type[models.Model] | None:
+        """The model a file's own ``class name(...)`` defines: ``module`` is the file's
+        path read as a module (``shop/models.py``: ``shop.models``), which the project root
+        may prefix with folders the import path does not have."""
+        for model_module, model_name in self.by_module:
+            if model_name == name and (
+                model_module == module or module.endswith("." + model_module)
+            ):
+                return self.by_module[(model_module, model_name)]
+        if "models" in module.split("."):
+            return self.unique.get(name)  # a models module under a path the import lacks
+        return None
+
     def accessor_owner(self, name: str) -> type[models.Model] | None:
         """The one model with a reverse foreign key named ``name`` (``entry_set``, a
         ``related_name``); None when no model or several have one (then nothing is said)."""

@@ -111,6 +111,16 @@ class _Scanner(ast.NodeVisitor):
         self.loop_depth = 0
         self.resolved: dict[int, _Query | None] = {}
 
+    def visit_Module(self, node: ast.Module) -> None:
+        # Models the file defines are known everywhere in it, also above their class.
+        module = self.file.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        for statement in node.body:
+            if isinstance(statement, ast.ClassDef):
+                model = self.registry.defined(module, statement.name)
+                if model is not None:
+                    self.models[statement.name] = model
+        self.generic_visit(node)
+
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         # Imports bind model names where they stand, inside functions too.
         self.models.update(self.registry.imported(node))

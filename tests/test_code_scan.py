@@ -416,3 +416,33 @@ def test_models_a_file_defines_are_known_in_it(tmp_path, settings):
     )
     found = {(label, marker) for label, marker, _ in asks(tmp_path)}
     assert found == {("testapp.Shelf", "own-model")}
+
+
+def test_admin_search_fields_with_a_lookup_named_at_the_end_are_read():
+    """``"code__exact"`` searches code for equality; ``"^label"`` and ``"=room"`` compare
+    UPPER(column), which no plain index serves; ``"code"`` alone is icontains."""
+    from django.contrib import admin
+
+    from django_dbtune.advisor.admin_usage import admin_usages
+    from tests.testapp.admin import ShelfAdmin
+    from tests.testapp.models import Shelf
+
+    original = ShelfAdmin.search_fields
+    ShelfAdmin.search_fields = ["code__exact", "kind__startswith", "^label", "=room"]
+    try:
+        usages = [
+            u for u in admin_usages(["testapp"]) if u.model is Shelf and "search_fields" in u.code
+        ]
+    finally:
+        ShelfAdmin.search_fields = original
+    assert admin.site.is_registered(Shelf)
+    searched = {(name, kind) for u in usages for name, kind in _asked(u)}
+    assert ("code", "equality") in searched
+    assert ("kind", "pattern") in searched
+    assert not {name for name, _ in searched} & {"label", "room"}
+
+
+def _asked(usage):
+    yield from ((name, "equality") for name, _ in usage.equality)
+    yield from ((name, "pattern") for name in usage.patterns)
+    yield from ((name, "contains") for name, _ in usage.contains)

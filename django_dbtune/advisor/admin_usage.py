@@ -7,10 +7,11 @@ from collections.abc import Iterable
 
 from django.apps import apps
 from django.db import models
+from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.advisor.code_scan import Usage, resolve_path
 from django_dbtune.advisor.source import attribute_evidence
-from django_dbtune.lookups import use_of
+from django_dbtune.lookups import is_lookup, use_of
 
 
 def admin_usages(app_labels: Iterable[str]) -> list[Usage]:
@@ -61,10 +62,16 @@ def admin_usages(app_labels: Iterable[str]) -> list[Usage]:
 
 
 def _search_lookup(search: str) -> tuple[str, str]:
-    """The field path and lookup of one ``search_fields`` entry, as the admin reads its
-    prefix: ``^`` istartswith, ``=`` iexact, ``@`` full-text search, none icontains."""
+    """The field path and lookup of one ``search_fields`` entry, as the admin reads it: a
+    prefix (``^`` istartswith, ``=`` iexact, ``@`` full-text search), or a lookup named at
+    the end (``"code__exact"``), else icontains."""
     lookup = {"^": "istartswith", "=": "iexact", "@": "search"}.get(search[:1])
-    return (search[1:], lookup) if lookup else (search, "icontains")
+    if lookup:
+        return search[1:], lookup
+    path, _, last = search.rpartition(LOOKUP_SEP)
+    if path and is_lookup(last):
+        return path, last
+    return search, "icontains"
 
 
 def _usage(

@@ -65,7 +65,7 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
         missing = [
             c
             for c in candidates_for(usage)
-            if not c.trigram and not schema.serves(field_columns(model, c.names), prefix=c.pattern)
+            if not c.search and not schema.serves(field_columns(model, c.names), prefix=c.pattern)
         ]
         if not missing:
             continue

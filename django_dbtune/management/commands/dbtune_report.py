@@ -115,7 +115,10 @@ class Command(BaseCommand):
 
     def _indexes(self, labels: list[str], database: str, path: str | None) -> dict[str, Any]:
         if path is None:
-            findings = suggest.static_report(labels, database).findings
+            report = suggest.static_report(labels, database)
+            for line in report.warnings:
+                self.stderr.write(f"warning: {line}")
+            findings = report.findings
             source = "From the models and the project's code (suggest_indexes)."
         else:
             try:

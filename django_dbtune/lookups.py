@@ -11,7 +11,10 @@ Django supports:
   collation sorts bytewise, and PostgreSQL needs a ``varchar_pattern_ops``/``text_pattern_ops``
   index under any other collation.
 - ``contains`` and ``icontains`` (``LIKE '%x%'``) no B-tree serves: only a trigram index
-  (PostgreSQL's ``pg_trgm``).
+  (PostgreSQL's ``pg_trgm``). On an array, JSON or hstore column, ``contains``, ``overlap``
+  and ``has_key``/``has_keys``/``has_any_keys`` are containment operators (``@>``, ``&&``,
+  ``?``) that a plain GIN index serves: the field's type decides which
+  (``advisor/searches.py``).
 - ``iexact`` and ``istartswith`` are *not* indexable on the bare column: PostgreSQL compiles
   them to ``UPPER(col) = UPPER(%s)`` and ``UPPER(col) LIKE UPPER(%s)``, which only an index on
   the expression ``Upper(col)`` serves, so suggesting a plain index for them would be wrong.
@@ -38,7 +41,7 @@ class Use(Enum):
     RANGE = "range"
     PREFIX = "prefix"
     CONTAINS = "contains"
-    """Only a trigram index serves it."""
+    """Only a GIN index serves it: trigram on text, the column itself on arrays and JSON."""
 
 
 _USES: dict[str, Use] = {
@@ -53,6 +56,10 @@ _USES: dict[str, Use] = {
     "startswith": Use.PREFIX,
     "contains": Use.CONTAINS,
     "icontains": Use.CONTAINS,
+    "overlap": Use.CONTAINS,
+    "has_key": Use.CONTAINS,
+    "has_keys": Use.CONTAINS,
+    "has_any_keys": Use.CONTAINS,
 }
 
 CASE_INSENSITIVE = frozenset({"iexact", "istartswith", "iendswith", "icontains", "iregex"})

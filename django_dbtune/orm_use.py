@@ -92,6 +92,8 @@ def describe(query: Any) -> OrmUse | None:
     model: type[Model] | None = query.model
     if model is None:
         return None
+    # A proxy's query reads its concrete model's table: the fields are that model's.
+    model = model._meta.concrete_model or model
     use = OrmUse(model._meta.label)
     _walk(query.where, model, use, composite=True)
     ordering = list(query.order_by)
@@ -156,8 +158,8 @@ def _walk(node: Any, model: type[Model], use: OrmUse, composite: bool) -> None:
     if not isinstance(node, Lookup) or not isinstance(node.lhs, Col):
         return
     target = node.lhs.target
-    if target.model is not model and not issubclass(model, target.model):
-        return
+    if target.model is not model:
+        return  # another table's column: a relation's, or a parent model's (inheritance)
     name = target.name
     lookup = str(node.lookup_name)
     served = use_of(lookup)

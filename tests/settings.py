@@ -28,6 +28,8 @@ if os.environ.get("DBTUNE_DB", "sqlite") == "sqlite":
         DATABASES[alias]["TEST"] = {"NAME": f"file:memorydb_{alias}?mode=memory&cache=shared"}
 CACHES = {"default": cache()}
 INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "taggit", "tests.testapp", "tests.shop"]  # noqa: F405
+if os.environ.get("DBTUNE_DB", "sqlite") == "postgres":
+    INSTALLED_APPS += ["tests.pgapp"]  # ArrayField: a table only PostgreSQL can create
 ROOT_URLCONF = "tests.urls"
 # Call sites are shown relative to the repository in the tests.
 BASE_DIR = ROOT

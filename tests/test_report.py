@@ -123,3 +123,17 @@ def test_an_unknown_user_is_a_clear_error_and_writes_nothing(tmp_path):
         report(tmp_path, "--url", "/my/businesses/", "--user", "ghost")
     assert existing.read_text() == "an earlier report"
     assert list(tmp_path.iterdir()) == [existing]
+
+
+def test_a_sort_by_an_annotation_in_the_code_never_stops_the_report(tmp_path, settings):
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        "from django.db.models import Count\n"
+        "from tests.testapp.models import Author, Shelf\n"
+        'Author.objects.annotate(n=Count("books")).order_by("-n")\n'
+        'Shelf.objects.filter(label="a").order_by("built", "-popularity")\n'
+    )
+    path = tmp_path / "report.html"
+    call_command("dbtune_report", "testapp", "--output", str(path), stdout=StringIO())
+    content = valid_html(path.read_text())
+    assert "label, built" in content

@@ -139,6 +139,32 @@ def test_the_indexes_panel_suggests_the_index_a_filter_lacks(shop):
     assert "no index leads with (title)" in content
 
 
+def test_the_indexes_panel_reads_sorts_and_inherited_columns_without_failing(shop):
+    from django.db.models import Count
+
+    from tests.shop.models import Poster
+
+    def view(request):
+        list(Author.objects.annotate(n=Count("books")).order_by("-n", "name"))
+        list(Poster.objects.filter(name="P").order_by("-kind"))  # Item's columns
+        return HttpResponse("ok")
+
+    stats = run(IndexesPanel, view).get_stats()
+    assert stats["checked"] == 2
+    assert all(q["table"] != "shop_poster" for q in stats["queries"]), stats["queries"]
+
+
+def test_the_indexes_panel_reads_a_table_a_proxy_shares(shop):
+    from tests.testapp.models import Shelf
+
+    def view(request):
+        list(Shelf.objects.filter(label="L"))  # StaffShelf, a proxy, has this table too
+        return HttpResponse("ok")
+
+    stats = run(IndexesPanel, view).get_stats()
+    assert [(q["model"], q["fields"]) for q in stats["queries"]] == [("testapp.Shelf", ["label"])]
+
+
 def test_the_query_cache_panel_counts_hits_misses_and_invalidations(shop, settings):
     settings.DBTUNE = {"CACHE_ENABLED": True}
 

@@ -461,6 +461,22 @@ def test_a_sort_by_an_annotation_stops_the_sort_fields(books, tmp_path):
     assert "finding" in out.getvalue()  # ran to the end
 
 
+def test_a_proxys_reads_are_its_concrete_models_and_a_parents_columns_are_not_the_childs(
+    db, tmp_path
+):
+    from tests.shop.models import Poster
+    from tests.testapp.models import StaffShelf
+
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        list(StaffShelf.objects.filter(label="x"))
+        list(Poster.objects.filter(kind="framed", artist=None))
+    orm = {s.orm.model: s.orm for s in workload.read(path) if s.orm}
+    assert orm["testapp.Shelf"].equality == ["label"]
+    # kind lives in shop_item: no index on shop_poster can serve it.
+    assert orm["shop.Poster"].equality == ["artist"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_constant_every_call_compares_to_makes_a_partial_index(postgres_only, tmp_path):
     from crawler.models import Recommendation

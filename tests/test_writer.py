@@ -225,3 +225,24 @@ def test_a_name_that_is_taken_is_not_written_twice():
     assert result.skipped == [
         ("testapp.Book", "an index named book_editor_title exists already; name it by hand")
     ]
+
+
+@pytest.mark.django_db
+def test_a_gin_index_is_left_to_a_runsql_not_written_as_a_btree(tmp_path, settings, postgres_only):
+    """models.Index is a B-tree: written with gin_trgm_ops, every migrate would fail."""
+    from django_dbtune.advisor.suggest import static_report
+    from django_dbtune.advisor.writer import prepare
+
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        "from tests.testapp.models import Listing, Shelf\n"
+        'Shelf.objects.filter(label__icontains="x")\n'
+        'Listing.objects.filter(attributes__has_key="colour")\n'
+    )
+    gin = [f for f in static_report(["testapp"], "default").findings if f.index and f.index.sql]
+    assert {f.model for f in gin} == {"testapp.Shelf", "testapp.Listing"}
+    settings.DBTUNE = {"PROJECT_ROOT": str(ROOT)}  # testapp's models are the project's
+    result = prepare(gin)
+    assert result.files == {}
+    assert {label for label, _ in result.skipped} == {"testapp.Listing", "testapp.Shelf"}
+    assert all("RunSQL" in reason for _, reason in result.skipped)

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import DatabaseError, connections, models
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connections, models
 
 from django_dbtune.advisor.code_scan import Usage
 from django_dbtune.advisor.schema_rules import proposed_index
+from django_dbtune.advisor.searches import TEXT_FIELDS, Searches, search_finding, search_kind
 from django_dbtune.advisor.source import attribute_evidence
 from django_dbtune.findings import (
     Evidence,
@@ -26,7 +28,7 @@ from django_dbtune.findings import (
     condition_code,
     python_literal,
 )
-from django_dbtune.schema import ModelSchema, column_of, field_columns, leads_with
+from django_dbtune.schema import ModelSchema, field_columns, leads_with
 
 PATTERN_OPCLASS = {"CharField": "varchar_pattern_ops", "TextField": "text_pattern_ops"}
 
@@ -39,8 +41,8 @@ class Candidate:
     pattern: bool = False
     usages: list[Usage] = field(default_factory=list)
     from_meta_ordering: bool = False
-    trigram: bool = False
-    """A ``contains``/``icontains`` search, which only a trigram GIN index serves."""
+    search: str | None = None
+    """A search only a GIN index serves (``searches.TRIGRAM`` or ``CONTAINMENT``)."""
     insensitive: bool = False
 
     @property
@@ -51,15 +53,64 @@ class Candidate:
 def candidates_for(usage: Usage) -> list[Candidate]:
     """The composite index that would serve this call site, and one index per field it
     filters where a composite cannot help (``exclude()``, ``Q`` objects)."""
+    usage = indexable(usage)
     found = [
         Candidate(usage.model, (name,), False, [usage]) for name in dict.fromkeys(usage.single)
     ]
-    found += [
-        Candidate(usage.model, (name,), False, [usage], trigram=True, insensitive=insensitive)
-        for name, insensitive in dict.fromkeys(usage.contains)
-    ]
+    for name, insensitive in dict.fromkeys(usage.contains):
+        kind = search_kind(column_field(usage.model, name), insensitive)
+        if kind is not None:
+            found.append(
+                Candidate(
+                    usage.model, (name,), False, [usage], search=kind, insensitive=insensitive
+                )
+            )
     main = _composite(usage)
     return [*found, main] if main else found
+
+
+def column_field(model: type[models.Model], name: str) -> Any:
+    """The field of ``model``'s own table that a filter or sort name (``pk``, ``-name``)
+    stands for; None for an annotation or alias, a reverse relation, a many-to-many, or a
+    parent model's column (it lives in the parent's table, where its index must go)."""
+    name = name.lstrip("-")
+    try:
+        found = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+    if found is None or found not in model._meta.local_concrete_fields:
+        return None
+    return found
+
+
+def indexable(usage: Usage) -> Usage:
+    """``usage`` with only the names an index on its model's table can hold. The rest
+    (annotations, aliases, reverse relations, a parent's columns) are left out, and a sort
+    stops at the first of them: the columns after it no longer follow the index's order."""
+    model = usage.model
+    known = {n for n, _ in usage.equality} | {n for n, _ in usage.contains}
+    known |= {*usage.ranges, *usage.patterns, *usage.single, *usage.sort}
+    own = {name for name in known if column_field(model, name) is not None}
+    if own == known:
+        return usage
+    clean = usage.copy()
+    clean.equality = [(name, value) for name, value in usage.equality if name in own]
+    clean.ranges = [name for name in usage.ranges if name in own]
+    clean.patterns = [name for name in usage.patterns if name in own]
+    clean.single = [name for name in usage.single if name in own]
+    clean.contains = [(name, i) for name, i in usage.contains if name in own]
+    clean.sort = _sort_prefix(model, usage.sort)
+    return clean
+
+
+def _sort_prefix(model: type[models.Model], sort: Sequence[Any]) -> list[str]:
+    """The leading sort names that are columns of the model's own table."""
+    kept = []
+    for name in sort:
+        if not isinstance(name, str) or column_field(model, name) is None:
+            break
+        kept.append(name)
+    return kept
 
 
 def _composite(usage: Usage) -> Candidate | None:
@@ -71,7 +122,7 @@ def _composite(usage: Usage) -> Candidate | None:
             equality.append(name)
     sort, from_meta = list(usage.sort), False
     if not usage.explicit_sort and model._meta.ordering:
-        sort = [o for o in model._meta.ordering if isinstance(o, str) and "__" not in o]
+        sort = _sort_prefix(model, model._meta.ordering)
         from_meta = bool(sort)
     sort = [name.replace("pk", pk) if name.lstrip("-") == "pk" else name for name in sort]
     pattern = False
@@ -79,7 +130,8 @@ def _composite(usage: Usage) -> Candidate | None:
         tail = [usage.ranges[0]]
         if sort and sort[0].lstrip("-") == usage.ranges[0]:
             tail = [sort[0]]
-    elif usage.patterns:
+    elif usage.patterns and isinstance(model._meta.get_field(usage.patterns[0]), TEXT_FIELDS):
+        # A prefix search on a number or a date casts it to text: no index on it serves it.
         tail, pattern = [usage.patterns[0]], True
     else:
         tail = [name for name in sort if name.lstrip("-") not in equality]
@@ -89,61 +141,88 @@ def _composite(usage: Usage) -> Candidate | None:
     return Candidate(model, fields, pattern, [usage], from_meta and not usage.ranges)
 
 
-def index_findings(usages: list[Usage], schemas: dict[str, ModelSchema]) -> list[Finding]:
-    """unindexed_filter, composite_candidate and cannot_tell findings for these models."""
+def index_findings(
+    usages: list[Usage], schemas: dict[str, ModelSchema], warnings: list[str] | None = None
+) -> list[Finding]:
+    """unindexed_filter, composite_candidate and cannot_tell findings for these models.
+    A call site the rules cannot read is left out with a line in ``warnings``."""
     findings: list[Finding] = []
     grouped: dict[tuple[Any, ...], Candidate] = {}
-    trigrams = _Trigrams()
+    searches = Searches()
     for usage in usages:
         schema = schemas.get(usage.model._meta.label)
         if schema is None:
             continue
-        if usage.dynamic_sort:
-            findings.append(_cannot_tell(schema, usage))
-        equality = tuple(dict.fromkeys(name for name, _ in usage.equality))
-        for candidate in candidates_for(usage):
-            if _is_low_cardinality(candidate):
-                continue
-            if candidate.trigram:
-                if not trigrams.indexed(schema, candidate):
-                    trigram_key = (
-                        schema.label,
-                        candidate.fields,
-                        "trigram",
-                        candidate.insensitive,
-                    )
-                    grouped.setdefault(trigram_key, replace(candidate, usages=[])).usages.append(
-                        usage
-                    )
-                continue
-            if (
-                equality
-                and leads_with(candidate.names, equality[:1])
-                and schema.serves(field_columns(usage.model, equality[:1]), prefix=False)
-            ):
-                # An index already narrows by the first equality column; whether a wider
-                # one pays is for the planner to say (the workload advisor), not a guess.
-                continue
-            columns = field_columns(usage.model, candidate.names)
-            if schema.serves(columns, prefix=candidate.pattern):
-                continue
-            key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern)
-            if key in grouped:
-                grouped[key].usages.append(usage)
-                grouped[key].from_meta_ordering |= candidate.from_meta_ordering
-            else:
-                grouped[key] = candidate
+        try:
+            _group(indexable(usage), schema, grouped, searches, findings)
+        except Exception as error:  # one call site must never end the whole run
+            if warnings is not None:
+                warnings.append(_left_out(usage, error))
     constants = _constants(usages)
     for candidate in _merge_prefixes(list(grouped.values())):
         schema = schemas[candidate.model._meta.label]
-        if candidate.trigram:
-            findings.append(_trigram_finding(schema, candidate, trigrams.state(schema)))
-            continue
-        partial = partial_index(candidate, constants)
-        if partial and has_partial(schema, candidate, partial):
-            continue
-        findings.append(_finding(schema, candidate, partial))
+        try:
+            if candidate.search:
+                findings.append(search_finding(schema, candidate, searches.state(schema)))
+                continue
+            partial = partial_index(candidate, constants)
+            if partial and has_partial(schema, candidate, partial):
+                continue
+            findings.append(_finding(schema, candidate, partial))
+        except Exception as error:  # as above: one index left out, never the whole run
+            if warnings is not None:
+                warnings.append(_left_out(candidate.usages[0], error))
     return findings
+
+
+def _left_out(usage: Usage, error: Exception) -> str:
+    return (
+        f"{usage.file}:{usage.line}: left out, the index rules could not read it "
+        f"({type(error).__name__}: {error})"
+    )
+
+
+def _group(
+    usage: Usage,
+    schema: ModelSchema,
+    grouped: dict[tuple[Any, ...], Candidate],
+    searches: Searches,
+    findings: list[Finding],
+) -> None:
+    """Add the candidates of one call site that no index serves yet to ``grouped``."""
+    if usage.dynamic_sort:
+        findings.append(_cannot_tell(schema, usage))
+    equality = tuple(dict.fromkeys(name for name, _ in usage.equality))
+    for candidate in candidates_for(usage):
+        if _is_low_cardinality(candidate):
+            continue
+        if candidate.search:
+            if not searches.indexed(schema, candidate):
+                search_key = (
+                    schema.label,
+                    candidate.fields,
+                    candidate.search,
+                    candidate.insensitive,
+                )
+                grouped.setdefault(search_key, replace(candidate, usages=[])).usages.append(usage)
+            continue
+        if (
+            equality
+            and leads_with(candidate.names, equality[:1])
+            and schema.serves(field_columns(usage.model, equality[:1]), prefix=False)
+        ):
+            # An index already narrows by the first equality column; whether a wider
+            # one pays is for the planner to say (the workload advisor), not a guess.
+            continue
+        columns = field_columns(usage.model, candidate.names)
+        if schema.serves(columns, prefix=candidate.pattern):
+            continue
+        key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern)
+        if key in grouped:
+            grouped[key].usages.append(usage)
+            grouped[key].from_meta_ordering |= candidate.from_meta_ordering
+        else:
+            grouped[key] = candidate
 
 
 def partial_fields(candidate: Candidate, partial: tuple[str, Any]) -> list[str]:
@@ -171,7 +250,7 @@ def _is_low_cardinality(candidate: Candidate) -> bool:
 
 def _merge_prefixes(candidates: list[Candidate]) -> list[Candidate]:
     """Fold each candidate into a longer one of the same model that it is a prefix of."""
-    ordered = sorted(candidates, key=lambda c: (c.trigram, -len(c.fields)))
+    ordered = sorted(candidates, key=lambda c: (bool(c.search), -len(c.fields)))
     kept: list[Candidate] = []
     for candidate in ordered:
         wider = next(
@@ -179,8 +258,8 @@ def _merge_prefixes(candidates: list[Candidate]) -> list[Candidate]:
                 other
                 for other in kept
                 if other.model is candidate.model
-                and not candidate.trigram
-                and not other.trigram
+                and not candidate.search
+                and not other.search
                 and other.pattern == candidate.pattern
                 and leads_with(other.names, candidate.names)
             ),
@@ -316,91 +395,6 @@ def _finding(
         message=message,
         index=proposal,
         evidence=tuple(evidence),
-        advice=advice,
-    )
-
-
-class _Trigrams:
-    """What PostgreSQL offers for contains searches: the pg_trgm extension, and the trigram
-    indexes tables already have (expression indexes that introspection does not describe)."""
-
-    def __init__(self) -> None:
-        self._states: dict[str, str | None] = {}
-        self._definitions: dict[tuple[str, str], list[str]] = {}
-
-    def state(self, schema: ModelSchema) -> str | None:
-        """ "installed", "available", "missing", or None off PostgreSQL or when unreadable."""
-        database = schema.database
-        if database not in self._states:
-            self._states[database] = None
-            connection = connections[database]
-            if connection.vendor == "postgresql" and schema.actual is not None:
-                try:
-                    with connection.cursor() as cursor:
-                        cursor.execute(
-                            "SELECT installed_version FROM pg_available_extensions "
-                            "WHERE name = 'pg_trgm'"
-                        )
-                        row = cursor.fetchone()
-                    self._states[database] = (
-                        "missing" if row is None else "installed" if row[0] else "available"
-                    )
-                except DatabaseError:
-                    pass
-        return self._states[database]
-
-    def indexed(self, schema: ModelSchema, candidate: Candidate) -> bool:
-        if self.state(schema) is None:
-            return False
-        key = (schema.database, schema.table)
-        if key not in self._definitions:
-            with connections[schema.database].cursor() as cursor:
-                cursor.execute(
-                    "SELECT indexdef FROM pg_indexes WHERE tablename = %s", [schema.table]
-                )
-                self._definitions[key] = [row[0] for row in cursor.fetchall()]
-        column = column_of(candidate.model._meta.get_field(candidate.names[0]))
-        wanted = f"upper(({column})::text)" if candidate.insensitive else column
-        return any(
-            "gin_trgm_ops" in definition and wanted in definition.lower()
-            for definition in self._definitions[key]
-        )
-
-
-def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | None) -> Finding:
-    model = candidate.model
-    name = candidate.names[0]
-    column = column_of(model._meta.get_field(name))
-    lookup = "icontains" if candidate.insensitive else "contains"
-    sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
-    index_name = proposed_index(model, [name]).name.removesuffix("_idx") + "_trg"
-    expression = f'(UPPER("{column}"::text))' if candidate.insensitive else f'"{column}"'
-    sql = f'CREATE INDEX "{index_name}" ON "{schema.table}" USING gin ({expression} gin_trgm_ops)'
-    advice = {
-        "installed": "pg_trgm is installed in this database.",
-        "available": "pg_trgm is available but not installed here: add "
-        "django.contrib.postgres.operations.TrigramExtension() to the migration first.",
-        "missing": "pg_trgm is not available on this server (it ships with PostgreSQL's "
-        "contrib package); without it no index serves this search.",
-        None: "On PostgreSQL a trigram GIN index (pg_trgm) serves it; SQLite has no index "
-        "for LIKE '%x%'.",
-    }[state]
-    postgres = connections[schema.database].vendor == "postgresql"
-    places = f"{len(sites)} place{'s' if len(sites) != 1 else ''}"
-    return Finding(
-        kind="unindexed_filter",
-        severity="low" if all(u.admin for u in candidate.usages) else "medium",
-        model=schema.label,
-        fields=(name,),
-        database=schema.database,
-        message=(
-            f"{model._meta.object_name}.{name} is searched with {lookup} in {places}: "
-            "LIKE '%...%' reads every row unless a trigram index serves it."
-        ),
-        index=ProposedIndex((name,), index_name, ("gin_trgm_ops",), sql=sql)
-        if postgres and state != "missing"
-        else None,
-        evidence=tuple(Evidence(file, line, code) for file, line, code in sites),
         advice=advice,
     )
 

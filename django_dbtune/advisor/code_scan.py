@@ -55,6 +55,10 @@ class Usage:
     list_view: bool = False
     """Sliced (``[:50]``) or paginated: the query behind a list page."""
 
+    def __post_init__(self) -> None:
+        # A proxy's queries read its concrete model's table: the advice goes there.
+        self.model = self.model._meta.concrete_model or self.model
+
     def add(self, name: str, lookup: str, constant: Any = ..., *, single: bool = False) -> None:
         """Record a filter on the field ``name`` by how an index serves ``lookup`` (see
         ``django_dbtune.lookups``); one no index on the bare column serves is left out.
@@ -130,4 +134,7 @@ def resolve_path(
         return None
     if not final.concrete or final.many_to_many:
         return None
-    return target, final.name
+    # A parent's field reached through multi-table inheritance, or a proxy's, lives in the
+    # concrete model that declares it: an index for it belongs to that table.
+    owner = final.model._meta.concrete_model if final.model is not None else None
+    return owner or target, final.name

@@ -37,7 +37,7 @@ def full_scans(
     for shape in shapes:
         model = model_named(shape.orm.model) if shape.orm is not None else None
         usage = usage_of(shape, model) if model is not None else None
-        own = [c for c in candidates_for(usage) if not c.trigram] if usage is not None else []
+        own = [c for c in candidates_for(usage) if not c.search] if usage is not None else []
         if model is None or not own:
             continue  # nothing filtered or sorted that a new index could serve
         found = max(own, key=lambda c: len(c.fields))  # the composite, when there is one

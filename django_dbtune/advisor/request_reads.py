@@ -35,7 +35,8 @@ def no_reads() -> dict[str, Any]:
 def unindexed_reads(log: QueryLog) -> dict[str, Any]:
     """The reads of ``log`` whose filter or sort columns no index leads with (plain data)."""
     stats = no_reads()
-    tables = {model._meta.db_table: model for model in apps.get_models()}
+    # A proxy shares its concrete model's table, which only the concrete model describes.
+    tables = {m._meta.db_table: m for m in apps.get_models() if not m._meta.proxy}
     shapes: dict[tuple[str, str], list[Any]] = {}
     for record in log:
         if record.kind == "read" and record.error is None:
@@ -65,7 +66,7 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
         missing = [
             c
             for c in candidates_for(usage)
-            if not c.trigram and not schema.serves(field_columns(model, c.names), prefix=c.pattern)
+            if not c.search and not schema.serves(field_columns(model, c.names), prefix=c.pattern)
         ]
         if not missing:
             continue

@@ -22,6 +22,8 @@ from django_dbtune.schema import model_schemas
 class Report:
     findings: list[Finding] = field(default_factory=list)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """One line per call site left out (``file:line: why``)."""
 
 
 def project_app_labels() -> list[str]:
@@ -50,5 +52,5 @@ def static_report(
     report.skipped_files = scanned.skipped
     app_labels = {schema.model._meta.app_label for schema in schemas.values()}
     usages = scanned.usages + admin_usages(app_labels)
-    report.findings.extend(index_findings(usages, schemas))
+    report.findings.extend(index_findings(usages, schemas, report.warnings))
     return report

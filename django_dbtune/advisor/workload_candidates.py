@@ -150,8 +150,8 @@ def workload_candidates(
             for name, value in (shape.constants or {}).items()
         }
         for candidate in _orders(candidates_for(usage), usage):
-            if candidate.trigram:
-                outcome.skip("contains/icontains searches (trigram indexes are not tried)")
+            if candidate.search:
+                outcome.skip("contains-style searches (GIN indexes are not tried)")
                 continue
             if candidate.pattern and not pattern_opclasses(candidate.model, candidate.fields):
                 outcome.skip("prefix searches after a column that is not text (no operator class)")

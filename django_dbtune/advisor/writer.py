@@ -56,7 +56,12 @@ def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> Pendi
     result = PendingWrites()
     by_model: dict[str, list[Finding]] = {}
     for finding in findings:
-        if finding.index is not None:
+        if finding.index is not None and finding.index.sql:
+            # A GIN index (trigram or containment): models.Index would declare a B-tree.
+            result.skipped.append(
+                (finding.model, f"{finding.index.name} is a GIN index: run its SQL in RunSQL")
+            )
+        elif finding.index is not None:
             by_model.setdefault(finding.model, []).append(finding)
     by_model = {label: _widest(found) for label, found in by_model.items()}
     by_app: dict[str, list[tuple[type[models.Model], ProposedIndex]]] = {}

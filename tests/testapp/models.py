@@ -97,3 +97,17 @@ class Stamped(models.Model):
 
 class Note(Stamped):
     text = models.TextField()
+
+
+class StaffShelf(Shelf):
+    """A proxy: its queries read Shelf's table."""
+
+    class Meta:
+        proxy = True
+
+
+class Listing(models.Model):
+    """Attributes kept as JSON, searched by key and containment."""
+
+    title = models.CharField(max_length=100)
+    attributes = models.JSONField(default=dict)

@@ -126,7 +126,10 @@ class Command(BaseCommand):
         self, labels: list[str], database: str, path: str | None, allow_build: bool
     ) -> dict[str, Any]:
         if path is None:
-            findings = suggest.static_report(labels, database).findings
+            report = suggest.static_report(labels, database)
+            for line in report.warnings:
+                self.stderr.write(f"warning: {line}")
+            findings = report.findings
             source = "From the models and the project's code (suggest_indexes)."
         else:
             try:

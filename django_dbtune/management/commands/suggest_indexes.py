@@ -136,6 +136,8 @@ class Command(BaseCommand):
             report = suggest.static_report(labels, database, read_database=read_database)
         for path, reason in report.skipped_files:
             self.stderr.write(f"warning: skipped {path}, which does not parse ({reason}).")
+        for line in report.warnings:
+            self.stderr.write(f"warning: {line}")
         findings = [f for f in report.findings if f.at_least(options["min_severity"])]
         if options["format"] == "json":
             self.stdout.write(to_json(findings))

@@ -446,3 +446,22 @@ def _asked(usage):
     yield from ((name, "equality") for name, _ in usage.equality)
     yield from ((name, "pattern") for name in usage.patterns)
     yield from ((name, "contains") for name, _ in usage.contains)
+
+
+def test_a_partial_index_never_takes_the_name_of_an_index_the_table_has(project):
+    """Django names an index after its table and fields only: the partial (row) WHERE
+    kind="staff" would be named like a plain index on row, and a migration adding it where
+    that index exists fails (NetBox: extras_cust_group_n_5a8be0_idx)."""
+    from django_dbtune.advisor.schema_rules import proposed_index
+    from django_dbtune.schema import IndexInfo
+    from tests.testapp.models import Shelf
+
+    plain = proposed_index(Shelf, ["row"]).name
+    schemas = {s.label: s for s in model_schemas(["testapp"], "default", read_database=False)}
+    schemas["testapp.Shelf"].actual = [IndexInfo(plain, ("row",), "database")]
+    found = {(f.kind, f.model, f.fields): f for f in index_findings(scan(project).usages, schemas)}
+    staff = found[("composite_candidate", "testapp.Shelf", ("kind", "row"))]
+    assert staff.index.condition == 'Q(kind="staff")'
+    assert staff.index.name != plain
+    assert len(staff.index.name) <= 30 and staff.index.name.endswith("_idx")
+    assert staff.message.startswith("2 places filter Shelf"), staff.message

@@ -9,6 +9,7 @@ wider index pays is for the planner to judge.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -323,6 +324,18 @@ def pattern_opclasses(model: type[models.Model], fields: Sequence[str]) -> tuple
     return tuple(found)
 
 
+def _free_name(schema: ModelSchema, name: str, variant: str) -> str:
+    """``name``, or when an index of the table has it already (Django names an index after
+    its table and fields only, so a partial or operator-class index takes the name of the
+    plain one on the same fields), the same name with another hash: a migration that reuses
+    a name fails."""
+    taken = {index.name for index in schema.indexes if index.name}
+    if name not in taken:
+        return name
+    digest = hashlib.md5(f"{name}{variant}".encode(), usedforsecurity=False).hexdigest()[:6]
+    return f"{name.removesuffix('_idx')[:-6]}{digest}_idx"
+
+
 def _finding(
     schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any] | None
 ) -> Finding:
@@ -354,9 +367,8 @@ def _finding(
             )
         if not postgres:
             opclasses = ()
-    proposal = ProposedIndex(
-        index.fields, index.name, opclasses, condition, condition_lookup=partial
-    )
+    free = _free_name(schema, index.name, f"{condition}{opclasses}")
+    proposal = ProposedIndex(index.fields, free, opclasses, condition, condition_lookup=partial)
     sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
     evidence = [Evidence(file, line, code) for file, line, code in sites]
     if candidate.from_meta_ordering and (ordering := attribute_evidence(model, "ordering")):

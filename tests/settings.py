@@ -29,7 +29,8 @@ if os.environ.get("DBTUNE_DB", "sqlite") == "sqlite":
 CACHES = {"default": cache()}
 INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "taggit", "tests.testapp", "tests.shop"]  # noqa: F405
 if os.environ.get("DBTUNE_DB", "sqlite") == "postgres":
-    INSTALLED_APPS += ["tests.pgapp"]  # ArrayField: a table only PostgreSQL can create
+    # ArrayField: a table only PostgreSQL can create (its system check asks for the app).
+    INSTALLED_APPS += ["django.contrib.postgres", "tests.pgapp"]
 ROOT_URLCONF = "tests.urls"
 # Call sites are shown relative to the repository in the tests.
 BASE_DIR = ROOT

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,6 +47,8 @@ try:
 except ImportError:  # before Python 3.11
     sys.exit("index_score.py needs Python 3.11 or newer (for tomllib).")
 
+from corpus_runs import discover, parse_json_out, rst_list_table, run, tail, work_dir
+
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE
 GRADES = ("hot", "warm", "cold")
@@ -58,14 +58,6 @@ RAW_FILE = "suggest_indexes.json"
 
 class ScorerError(Exception):
     """The scorer itself cannot go on (exit status 2)."""
-
-
-def work_root() -> Path:
-    return Path(os.environ.get("DBTUNE_CORPUS_WORK") or HERE / ".work")
-
-
-def work_dir(project: str) -> Path:
-    return work_root() / project
 
 
 # --- the truth ------------------------------------------------------------------------------
@@ -241,37 +233,6 @@ def is_wrong(s: Suggestion, n: NotMissing) -> bool:
 
 
 # --- running suggest_indexes ----------------------------------------------------------------
-
-
-def parse_json_out(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    lines = text.splitlines()
-    for index, line in enumerate(lines):  # anything the project printed before the JSON
-        if line.startswith("[") or line.startswith("{"):
-            try:
-                return json.loads("\n".join(lines[index:]))
-            except json.JSONDecodeError:
-                continue
-    raise ValueError("no JSON in the output")
-
-
-def tail(text: str, lines: int = 8) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def run(cmd: list[str], timeout: float) -> tuple[int, str, str]:
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired as expired:
-        out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
-        err = expired.stderr.decode() if isinstance(expired.stderr, bytes) else expired.stderr
-        return (-1, out or "", f"{err or ''}\ntimed out after {timeout:.0f} s")
-    return done.returncode, done.stdout, done.stderr
 
 
 def run_suggest(project: str, reuse: bool, timeout: float) -> dict[str, Any]:
@@ -605,14 +566,6 @@ def entry_label(e: dict[str, Any]) -> str:
     return text
 
 
-def rst_list_table(title: str, headers: list[str], rows: list[list[str]]) -> str:
-    out = [f".. list-table:: {title}", "   :header-rows: 1", ""]
-    for cells in [headers, *rows]:
-        out.append(f"   * - {cells[0] or ' '}")
-        out.extend(f"     - {c or ' '}" for c in cells[1:])
-    return "\n".join(out)
-
-
 def rst_report(reports: list[dict[str, Any]]) -> str:
     out = [rst_list_table("suggest_indexes against the index truth", HEADERS, table_rows(reports))]
     detail = []
@@ -650,14 +603,6 @@ def json_report(reports: list[dict[str, Any]]) -> str:
 # --- main -----------------------------------------------------------------------------------
 
 
-def discover() -> list[str]:
-    return sorted(
-        d.name
-        for d in CORPUS.iterdir()
-        if d.is_dir() and not d.name.startswith((".", "_")) and (d / TRUTH_FILE).exists()
-    )
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Score django-dbtune's suggest_indexes against the corpus's index truth "
@@ -682,7 +627,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
-        projects = args.projects or discover()
+        projects = args.projects or discover(CORPUS, TRUTH_FILE)
         for name in projects:
             if "/" in name or not (CORPUS / name).is_dir():
                 raise ScorerError(f"no project {name!r} in corpus/")

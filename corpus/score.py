@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,6 +37,8 @@ try:
 except ImportError:  # before Python 3.11
     sys.exit("score.py needs Python 3.11 or newer (for tomllib).")
 
+from corpus_runs import discover, parse_json_out, rst_list_table, run, tail, work_dir
+
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE  # the project definitions (--corpus)
 PROBE = HERE / "zeal_probe.py"
@@ -47,10 +47,6 @@ TOOLS = ("dbtune", "zeal")
 
 class ScorerError(Exception):
     """The scorer itself cannot go on (exit status 2)."""
-
-
-def work_root() -> Path:
-    return Path(os.environ.get("DBTUNE_CORPUS_WORK") or HERE / ".work")
 
 
 # --- the ground truth -----------------------------------------------------------------------
@@ -272,45 +268,6 @@ def proof_of(finding: dict[str, Any]) -> dict[str, Any]:
 
 def run_script(project: str) -> Path:
     return CORPUS / project / "run"
-
-
-def work_dir(project: str) -> Path:
-    return work_root() / project
-
-
-def parse_json_out(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    lines = text.splitlines()
-    for index, line in enumerate(lines):  # anything the project printed before the JSON
-        if line.startswith("[") or line.startswith("{"):
-            try:
-                return json.loads("\n".join(lines[index:]))
-            except json.JSONDecodeError:
-                continue
-    raise ValueError("no JSON in the output")
-
-
-def tail(text: str, lines: int = 6) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    try:
-        done = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as expired:
-        out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
-        return (-1, out or "", f"timed out after {timeout:.0f} s")
-    return done.returncode, done.stdout, done.stderr
 
 
 def user_slug(user: str | None) -> str:
@@ -910,14 +867,6 @@ def proof_text(proof: dict[str, Any]) -> str:
     return text + (f" ({proof['reason']})" if proof.get("reason") else "")
 
 
-def rst_list_table(title: str, headers: list[str], rows: list[list[str]]) -> str:
-    out = [f".. list-table:: {title}", "   :header-rows: 1", ""]
-    for cells in [headers, *rows]:
-        out.append(f"   * - {cells[0] or ' '}")
-        out.extend(f"     - {c or ' '}" for c in cells[1:])
-    return "\n".join(out)
-
-
 def rst_report(reports: list[dict[str, Any]]) -> str:
     rows = []
     for row in table_rows(reports):
@@ -962,14 +911,6 @@ def json_report(reports: list[dict[str, Any]]) -> str:
 
 
 # --- main -----------------------------------------------------------------------------------
-
-
-def discover() -> list[str]:
-    return sorted(
-        d.name
-        for d in CORPUS.iterdir()
-        if d.is_dir() and not d.name.startswith((".", "_")) and (d / "truth.toml").exists()
-    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -1020,7 +961,7 @@ def main(argv: list[str]) -> int:
             if not args.corpus.is_dir():
                 raise ScorerError(f"--corpus: {args.corpus} is not a folder")
             CORPUS = args.corpus.resolve()
-        projects = args.projects or discover()
+        projects = args.projects or discover(CORPUS, "truth.toml")
         for name in projects:
             if "/" in name or not (CORPUS / name).is_dir():
                 raise ScorerError(f"no project {name!r} in corpus/ (a directory with truth.toml)")

@@ -465,3 +465,26 @@ def test_a_partial_index_never_takes_the_name_of_an_index_the_table_has(project)
     assert staff.index.name != plain
     assert len(staff.index.name) <= 30 and staff.index.name.endswith("_idx")
     assert staff.message.startswith("2 places filter Shelf"), staff.message
+
+
+def test_code_no_request_runs_ranks_below_request_paths_and_says_why(tmp_path, settings):
+    """A management command's loop is no request's: low, under a view's medium."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    command = tmp_path / "shop" / "management" / "commands"
+    command.mkdir(parents=True)
+    query = "from tests.testapp.models import Shelf\n"
+    (command / "nightly.py").write_text(
+        query
+        + "def handle(days):\n    for day in days:\n        Shelf.objects.filter(built__gte=day)\n"
+    )
+    (tmp_path / "shop" / "tasks.py").write_text(query + "Shelf.objects.filter(label='t')\n")
+    (tmp_path / "views.py").write_text(query + "Shelf.objects.filter(kind='k', row=1)\n")
+    found = findings_of(tmp_path)
+    built = found[("unindexed_filter", "testapp.Shelf", ("built",))]
+    assert built.severity == "low"
+    assert built.message.endswith(
+        "Ranked low: no request runs it, only management commands, tasks or the admin."
+    )
+    assert found[("unindexed_filter", "testapp.Shelf", ("label",))].severity == "low"
+    view = found[("composite_candidate", "testapp.Shelf", ("kind", "row"))]
+    assert view.severity == "medium" and view.message.endswith("Ranked medium: a request runs it.")

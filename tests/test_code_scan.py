@@ -488,3 +488,25 @@ def test_code_no_request_runs_ranks_below_request_paths_and_says_why(tmp_path, s
     assert found[("unindexed_filter", "testapp.Shelf", ("label",))].severity == "low"
     view = found[("composite_candidate", "testapp.Shelf", ("kind", "row"))]
     assert view.severity == "medium" and view.message.endswith("Ranked medium: a request runs it.")
+
+
+def test_a_partial_index_serves_the_calls_that_compare_to_its_constant(tmp_path, settings):
+    """Book has (sponsor) WHERE title="x": a filter on sponsor with title="x" is served;
+    with another title it is not."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Book
+
+            def served(author):
+                return Book.objects.filter(sponsor=author, title="x")
+
+            def other_title(author):
+                return Book.objects.filter(sponsor=author, title="y")
+        """)
+    )
+    found = findings_of(tmp_path)
+    [(kind, model, fields)] = [key for key in found if key[1] == "testapp.Book"]
+    assert fields == ("sponsor", "title")
+    [site] = found[(kind, model, fields)].evidence
+    assert 'title="y"' in site.code

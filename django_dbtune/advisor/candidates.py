@@ -18,6 +18,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, models
 
 from django_dbtune.advisor.code_scan import Usage
+from django_dbtune.advisor.ranking import rank
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.advisor.searches import TEXT_FIELDS, Searches, search_finding, search_kind
 from django_dbtune.advisor.source import attribute_evidence
@@ -25,7 +26,6 @@ from django_dbtune.findings import (
     Evidence,
     Finding,
     ProposedIndex,
-    Severity,
     condition_code,
     python_literal,
 )
@@ -218,12 +218,39 @@ def _group(
         columns = field_columns(usage.model, candidate.names)
         if schema.serves(columns, prefix=candidate.pattern):
             continue
+        if not candidate.pattern and _partial_serves(schema, usage, candidate):
+            continue
         key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern)
         if key in grouped:
             grouped[key].usages.append(usage)
             grouped[key].from_meta_ordering |= candidate.from_meta_ordering
         else:
             grouped[key] = candidate
+
+
+def _partial_serves(schema: ModelSchema, usage: Usage, candidate: Candidate) -> bool:
+    """Whether a declared partial index serves this call site: the call compares a column
+    to the index's condition's constant (``is None`` for an ``isnull=True`` condition), and
+    the index leads with the candidate's other columns."""
+    for index in schema.indexes:
+        if not index.partial or not index.condition or not index.columns:
+            continue
+        for name, value in usage.equality:
+            if value is ... or index.condition not in _conditions(name, value):
+                continue
+            rest = [n for n in candidate.names if n != name] or [name]
+            if leads_with(index.columns, field_columns(usage.model, rest)):
+                return True
+    return False
+
+
+def _conditions(name: str, value: Any) -> set[str]:
+    """The conditions, as ``str()`` of their ``Q``, that a comparison of ``name`` to
+    ``value`` implies."""
+    found = {str(models.Q(**{name: value}))}
+    if value is None:
+        found.add(str(models.Q(**{f"{name}__isnull": True})))
+    return found
 
 
 def partial_fields(candidate: Candidate, partial: tuple[str, Any]) -> list[str]:
@@ -405,30 +432,6 @@ def _finding(
         evidence=tuple(evidence),
         advice=advice,
     )
-
-
-def rank(usages: Sequence[Usage]) -> tuple[Severity, str]:
-    """How much an index matters by where its queries run, and why: a request path's list
-    page or loop above other request code, above staff pages and code no request runs
-    (management commands, task queues)."""
-    requests = [u for u in usages if not u.admin and not off_request(u.file)]
-    if not requests:
-        if all(u.admin for u in usages):
-            return "low", "only the admin runs it (staff pages, now and then)"
-        return "low", "no request runs it, only management commands, tasks or the admin"
-    if any(u.in_loop or u.list_view for u in requests):
-        return "high", "a request runs it behind a list page or once per item of a loop"
-    return "medium", "a request runs it"
-
-
-OFF_REQUEST = ("management/commands/", "tasks.py", "cron.py")
-"""Where code runs outside requests: Django's management commands, Celery's and cron's
-conventional modules."""
-
-
-def off_request(file: str) -> bool:
-    path = file.replace("\\", "/")
-    return any(path.endswith(end) if end.endswith(".py") else end in path for end in OFF_REQUEST)
 
 
 def _cannot_tell(schema: ModelSchema, usage: Usage) -> Finding:

@@ -238,8 +238,9 @@ def _partial_serves(schema: ModelSchema, usage: Usage, candidate: Candidate) -> 
         for name, value in usage.equality:
             if value is ... or index.condition not in _conditions(name, value):
                 continue
-            rest = [n for n in candidate.names if n != name] or [name]
-            if leads_with(index.columns, field_columns(usage.model, rest)):
+            rest = [n for n in candidate.names if n != name]
+            # Filtered on the condition alone: the index holds exactly those rows.
+            if not rest or leads_with(index.columns, field_columns(usage.model, rest)):
                 return True
     return False
 

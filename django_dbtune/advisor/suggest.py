@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.apps import apps
 
@@ -13,7 +13,7 @@ from django_dbtune.advisor.drift import drift
 from django_dbtune.advisor.queryset_chains import scan
 from django_dbtune.advisor.schema_rules import missing_fk_indexes, redundant_indexes
 from django_dbtune.conf import conf
-from django_dbtune.findings import Finding
+from django_dbtune.findings import SEVERITIES, Finding
 from django_dbtune.project import is_project_file
 from django_dbtune.schema import model_schemas
 
@@ -53,4 +53,41 @@ def static_report(
     app_labels = {schema.model._meta.app_label for schema in schemas.values()}
     usages = scanned.usages + admin_usages(app_labels)
     report.findings.extend(index_findings(usages, schemas, report.warnings))
+    report.findings = one_per_index(report.findings)
     return report
+
+
+def one_per_index(findings: list[Finding]) -> list[Finding]:
+    """A foreign key's missing index and a composite that leads with it are one index to
+    add: the composite serves the key's joins and cascades too, so it carries both."""
+    serving: dict[tuple[str, str], Finding] = {}
+    for finding in findings:
+        index = finding.index
+        plain = index is not None and index.condition is None and not index.opclasses
+        if finding.kind in LEADING_KINDS and plain and index is not None and index.fields:
+            serving.setdefault((finding.model, index.fields[0].lstrip("-")), finding)
+    absorbed: dict[int, list[Finding]] = {}
+    kept = []
+    for finding in findings:
+        key = (finding.model, finding.fields[0]) if finding.fields else None
+        target = serving.get(key) if finding.kind == "missing_fk_index" and key else None
+        if target is None:
+            kept.append(finding)
+        else:
+            absorbed.setdefault(id(target), []).append(finding)
+    merged = []
+    for finding in kept:
+        for key_finding in absorbed.get(id(finding), []):
+            said, ranked, why = finding.message.partition(" Ranked ")
+            also = f"It also serves the foreign key: {key_finding.message}"
+            finding = replace(
+                finding,
+                severity=max(finding.severity, key_finding.severity, key=SEVERITIES.index),
+                message=f"{said} {also}{ranked}{why}",
+                evidence=(*finding.evidence, *key_finding.evidence),
+            )
+        merged.append(finding)
+    return merged
+
+
+LEADING_KINDS = frozenset({"composite_candidate", "unindexed_filter"})

@@ -510,3 +510,22 @@ def test_a_partial_index_serves_the_calls_that_compare_to_its_constant(tmp_path,
     assert fields == ("sponsor", "title")
     [site] = found[(kind, model, fields)].evidence
     assert 'title="y"' in site.code
+
+
+def test_q_objects_held_in_variables_are_read(tmp_path, settings):
+    """Each field of a Q object is a filter of its own (a Q may be an OR)."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from django.db.models import Q
+            from tests.testapp.models import Shelf
+
+            def search(label, built):
+                condition = Q(label=label)
+                condition &= Q(built__gte=built)
+                return Shelf.objects.filter(condition)  # q-variable
+        """)
+    )
+    [usage] = scan(tmp_path).usages
+    assert usage.code.endswith("# q-variable")
+    assert set(usage.single) == {"label", "built"}

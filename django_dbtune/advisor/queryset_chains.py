@@ -108,6 +108,8 @@ class _Scanner(ast.NodeVisitor):
         self.usages: list[Usage] = []
         self.querysets: dict[str, _Query] = {}
         self.instances: dict[str, type[models.Model]] = {}
+        self.conditions: dict[str, ast.expr] = {}
+        """``Q(...)`` objects held in variables (``q = Q(a=1)``, ``q &= Q(b=2)``)."""
         self.loop_depth = 0
         self.resolved: dict[int, _Query | None] = {}
 
@@ -195,10 +197,10 @@ class _Scanner(ast.NodeVisitor):
 
     # Scopes: names are tracked per function.
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        saved = (self.querysets, self.instances)
-        self.querysets, self.instances = {}, {}
+        saved = (self.querysets, self.instances, self.conditions)
+        self.querysets, self.instances, self.conditions = {}, {}, {}
         self.generic_visit(node)
-        self.querysets, self.instances = saved
+        self.querysets, self.instances, self.conditions = saved
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
@@ -219,6 +221,10 @@ class _Scanner(ast.NodeVisitor):
         if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
             return
         name = node.targets[0].id
+        self.conditions.pop(name, None)
+        if any(q_keywords(node.value)):
+            self.conditions[name] = node.value
+            return
         loaded = loaded_model(node.value)
         if loaded is not None:
             self.models[name] = loaded
@@ -231,6 +237,13 @@ class _Scanner(ast.NodeVisitor):
             self.instances[name] = instance
         elif query is not None:
             self.querysets[name] = query
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.visit(node.value)
+        target = node.target
+        if isinstance(target, ast.Name) and target.id in self.conditions:
+            combined = ast.BinOp(left=self.conditions[target.id], op=node.op, right=node.value)
+            self.conditions[target.id] = combined
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         self._query_of(node)
@@ -372,6 +385,8 @@ class _Scanner(ast.NodeVisitor):
                     continue
                 self._lookup(usage, query.model, keyword.arg, keyword.value, single=negated)
             for argument in filters.args:
+                if isinstance(argument, ast.Name):
+                    argument = self.conditions.get(argument.id, argument)
                 for q_keyword in q_keywords(argument):
                     if q_keyword.arg:
                         self._lookup(usage, query.model, q_keyword.arg, q_keyword.value, True)

@@ -22,7 +22,13 @@ from django_dbtune.advisor.model_names import (
     imported_modules,
     loaded_model,
 )
-from django_dbtune.advisor.syntax import class_assignment, q_keywords, string_items
+from django_dbtune.advisor.syntax import (
+    class_assignment,
+    fetches_one,
+    flip,
+    q_keywords,
+    string_items,
+)
 from django_dbtune.call_sites import relative_path
 from django_dbtune.lookups import is_lookup, use_of
 
@@ -377,7 +383,7 @@ class _Scanner(ast.NodeVisitor):
         negated: bool = False,
     ) -> None:
         usage = self._usage(query, node)
-        if filters is not None and _fetches_one(filters):
+        if filters is not None and fetches_one(filters):
             usage.explicit_sort = True  # get() and friends drop the default ordering
         if filters is not None:
             for keyword in filters.keywords:
@@ -413,7 +419,7 @@ class _Scanner(ast.NodeVisitor):
             names = [latest_by] if isinstance(latest_by, str) else list(latest_by or [])
         usage = self._usage(query, node)
         usage.explicit_sort = True
-        usage.sort = [_flip(name) if descending else name for name in names if "__" not in name]
+        usage.sort = [flip(name) if descending else name for name in names if "__" not in name]
 
     def _lookup(
         self, usage: Usage, model: type[models.Model], key: str, value: ast.expr, single: bool
@@ -452,14 +458,3 @@ def _mark_list_view(query: _Query | None) -> None:
     built it (a variable's included) is marked, not copied."""
     if query is not None and query.usage is not None:
         query.usage.list_view = True
-
-
-def _flip(name: str) -> str:
-    """The other direction: latest() sorts get_latest_by descending."""
-    return name[1:] if name.startswith("-") else f"-{name}"
-
-
-def _fetches_one(call: ast.Call) -> bool:
-    func = call.func
-    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-    return name in {"get", "get_or_create", "update_or_create", "get_object_or_404"}

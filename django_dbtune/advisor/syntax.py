@@ -1,5 +1,6 @@
 """Small readers of syntax nodes the code scan shares: a class's own assignments, the
-strings of a literal list, the keywords inside ``Q(...)`` objects."""
+strings of a literal list, the keywords inside ``Q(...)`` objects, calls that fetch one row,
+and a sort's other direction."""
 
 from __future__ import annotations
 
@@ -40,3 +41,14 @@ def q_keywords(node: ast.expr) -> Iterator[ast.keyword]:
         yield from q_keywords(node.right)
     elif isinstance(node, ast.UnaryOp):
         yield from q_keywords(node.operand)
+
+
+def flip(name: str) -> str:
+    """The other direction: latest() sorts get_latest_by descending."""
+    return name[1:] if name.startswith("-") else f"-{name}"
+
+
+def fetches_one(call: ast.Call) -> bool:
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in {"get", "get_or_create", "update_or_create", "get_object_or_404"}

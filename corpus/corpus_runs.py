@@ -23,13 +23,23 @@ def work_dir(project: str) -> Path:
     return work_root() / project
 
 
-def discover(corpus: Path, truth_file: str) -> list[str]:
-    """The projects of ``corpus`` that have a ``truth_file``."""
-    return sorted(
+class ScorerError(Exception):
+    """The scorer itself cannot go on (exit status 2)."""
+
+
+def chosen_projects(corpus: Path, names: list[str], truth_file: str) -> list[str]:
+    """The projects named, or every project of ``corpus`` that has a ``truth_file``."""
+    projects = names or sorted(
         d.name
         for d in corpus.iterdir()
         if d.is_dir() and not d.name.startswith((".", "_")) and (d / truth_file).exists()
     )
+    for name in projects:
+        if "/" in name or not (corpus / name).is_dir():
+            raise ScorerError(f"no project {name!r} in corpus/ (a directory with {truth_file})")
+    if not projects:
+        raise ScorerError(f"no project in corpus/ has a {truth_file} yet")
+    return projects
 
 
 def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str, str]:

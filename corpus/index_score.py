@@ -47,17 +47,21 @@ try:
 except ImportError:  # before Python 3.11
     sys.exit("index_score.py needs Python 3.11 or newer (for tomllib).")
 
-from corpus_runs import discover, parse_json_out, rst_list_table, run, tail, work_dir
+from corpus_runs import (
+    ScorerError,
+    chosen_projects,
+    parse_json_out,
+    rst_list_table,
+    run,
+    tail,
+    work_dir,
+)
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE
 GRADES = ("hot", "warm", "cold")
 TRUTH_FILE = "indexes.toml"
 RAW_FILE = "suggest_indexes.json"
-
-
-class ScorerError(Exception):
-    """The scorer itself cannot go on (exit status 2)."""
 
 
 # --- the truth ------------------------------------------------------------------------------
@@ -627,12 +631,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
-        projects = args.projects or discover(CORPUS, TRUTH_FILE)
-        for name in projects:
-            if "/" in name or not (CORPUS / name).is_dir():
-                raise ScorerError(f"no project {name!r} in corpus/")
-        if not projects:
-            raise ScorerError(f"no project in corpus/ has an {TRUTH_FILE} yet")
+        projects = chosen_projects(CORPUS, args.projects, TRUTH_FILE)
         reports = []
         for name in projects:
             print(f"scoring {name} ...", file=sys.stderr, flush=True)

@@ -37,16 +37,20 @@ try:
 except ImportError:  # before Python 3.11
     sys.exit("score.py needs Python 3.11 or newer (for tomllib).")
 
-from corpus_runs import discover, parse_json_out, rst_list_table, run, tail, work_dir
+from corpus_runs import (
+    ScorerError,
+    chosen_projects,
+    parse_json_out,
+    rst_list_table,
+    run,
+    tail,
+    work_dir,
+)
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE  # the project definitions (--corpus)
 PROBE = HERE / "zeal_probe.py"
 TOOLS = ("dbtune", "zeal")
-
-
-class ScorerError(Exception):
-    """The scorer itself cannot go on (exit status 2)."""
 
 
 # --- the ground truth -----------------------------------------------------------------------
@@ -961,12 +965,7 @@ def main(argv: list[str]) -> int:
             if not args.corpus.is_dir():
                 raise ScorerError(f"--corpus: {args.corpus} is not a folder")
             CORPUS = args.corpus.resolve()
-        projects = args.projects or discover(CORPUS, "truth.toml")
-        for name in projects:
-            if "/" in name or not (CORPUS / name).is_dir():
-                raise ScorerError(f"no project {name!r} in corpus/ (a directory with truth.toml)")
-        if not projects:
-            raise ScorerError("no project in corpus/ has a truth.toml yet")
+        projects = chosen_projects(CORPUS, args.projects, "truth.toml")
         reports = []
         for name in projects:
             print(f"scoring {name} ...", file=sys.stderr, flush=True)

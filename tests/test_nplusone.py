@@ -1031,6 +1031,14 @@ def test_the_same_query_with_the_same_values_per_row_is_reported(shop):
     assert "unproven" in found["shop.Tag"].message
 
 
+def test_pages_of_one_query_are_not_the_same_query_repeated(shop):
+    """Their LIMIT and OFFSET are written into the SQL, not passed as parameters."""
+    with detect() as report:
+        pages = [list(Tag.objects.order_by("id")[n : n + 1]) for n in range(4)]
+    assert len(pages) == 4
+    assert report.findings == [], report.message()
+
+
 def test_the_same_query_twice_is_not_a_loop(shop):
     """Twice from one line is as often two calls of one function (two menus) as two rows."""
     with detect() as report:

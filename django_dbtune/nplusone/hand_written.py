@@ -37,8 +37,7 @@ def per_row_queries(
     found = []
     for (alias, _, filename, lineno, function), group in grouped.items():
         distinct = len({repr(record.params) for record in group})
-        identical = len({record.sql for record in group}) == 1
-        if distinct == 1 and identical and len(group) >= max(threshold, SAME_AGAIN):
+        if distinct == 1 and len(group) >= max(threshold, SAME_AGAIN) and _one_text(group):
             described = _describe_repeated(group)
         elif distinct >= threshold:
             described = _describe(group)
@@ -91,6 +90,13 @@ def _covered(detection: Detection) -> set[int]:
     for start, end in detection.quiet:
         covered.update(range(start, end))
     return covered
+
+
+def _one_text(group: list[QueryRecord]) -> bool:
+    """One statement, not one shape: slices of one query share a shape but not their
+    LIMIT/OFFSET, which are no parameters."""
+    first = group[0].sql
+    return all(record.sql == first for record in group)
 
 
 def _compared(group: list[QueryRecord]) -> list[dict[Any, tuple[str, ...]]] | None:

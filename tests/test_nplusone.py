@@ -1111,3 +1111,13 @@ def test_a_lookup_written_by_hand_per_row_says_why_its_fix_is_unproven(shop):
     [finding] = rerun(report.findings, lambda: None)
     assert finding.proof.verdict == "unproven"
     assert "queries once per row by itself" in finding.proof.reason
+
+
+def test_a_single_valued_prefetch_read_through_its_to_attr_is_used(shop):
+    with detect() as report:
+        books = Book.objects.prefetch_related(
+            Prefetch("author", queryset=Author.objects.all(), to_attr="writer")
+        )
+        names = [book.writer.name for book in books]
+    assert names
+    assert report.findings == [], report.message()

@@ -27,7 +27,7 @@ def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level
     if detection is None or suspended() or not instances:
         return _django_prefetch_one_level(instances, prefetcher, lookup, level)
     tag: Tag | None = getattr(instances[0]._state, TAG, None)
-    cached = instances[0].__dict__.get(_CACHE)
+    cached = instances[0].__dict__.get(_CACHE) if tag is not None and tag.eager else None
     known = set(cached) if cached else set()  # the prefetch adds its queryset next to these
     per_row = level == 0 and not detection.busy and len(instances) == 1
     site = trigger_site(sys._getframe(1), detection) if per_row else None
@@ -54,35 +54,28 @@ def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level
         nested = tag.group.tag(tag.prefix + name + LOOKUP_SEP, many or tag.many)
         if isinstance(related_rows[0], Model):
             tag_all(related_rows, nested)
-    if tag.eager and many:
-        _attach_uses(instances, tag, name, lookup.get_current_to_attr(level)[1], known)
+    if tag.eager:
+        if lookup.get_current_to_attr(level)[1]:
+            tag.read(name)  # a to_attr list or object: counted as read
+        elif many:  # a single-valued prefetch has no queryset: its read watch says it
+            _attach_uses(instances, tag, name, known)
     return result
 
 
 _CACHE = "_prefetched_objects_cache"
 
 
-def _attach_uses(
-    instances: list[Any], tag: Tag, name: str, as_attr: bool, known: set[str]
-) -> None:
-    """Let each prefetched queryset say when it is read (a ``to_attr`` list cannot: those
-    count as read). A single-valued prefetch has no queryset: its read watch says it."""
-    if as_attr:
-        tag.read(name)
-        return
+def _attach_uses(instances: list[Any], tag: Tag, name: str, known: set[str]) -> None:
+    """Let each prefetched queryset say when it is read. Django puts this prefetch's
+    queryset under one new key of every instance's cache; when it did not (the key was
+    there already), every queryset of the caches not marked yet is marked."""
     use = Use(tag, name)
     added = [key for key in instances[0].__dict__.get(_CACHE, ()) if key not in known]
-    if len(added) == 1:
-        # Django put this prefetch's queryset under one key of every instance's cache.
-        try:
-            querysets = list(map(itemgetter(added[0]), map(attrgetter(_CACHE), instances)))
-        except (AttributeError, KeyError):
-            pass
-        else:
-            if all(getattr(queryset, USE, False) is None for queryset in querysets):
-                deque(map(setattr, querysets, repeat(USE), repeat(use)), maxlen=0)
-                return
-    for instance in instances:
-        for prefetched in instance.__dict__.get(_CACHE, {}).values():
-            if getattr(prefetched, USE, False) is None:  # a queryset not marked yet
-                setattr(prefetched, USE, use)
+    try:
+        if len(added) != 1:
+            raise KeyError(added)
+        querysets = list(map(itemgetter(added[0]), map(attrgetter(_CACHE), instances)))
+    except (AttributeError, KeyError):
+        querysets = [q for i in instances for q in i.__dict__.get(_CACHE, {}).values()]
+    marked = [queryset for queryset in querysets if getattr(queryset, USE, False) is None]
+    deque(map(setattr, marked, repeat(USE), repeat(use)), maxlen=0)

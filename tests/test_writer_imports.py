@@ -115,3 +115,13 @@ def test_a_module_whose_names_cannot_be_told_is_refused_and_nothing_written(proj
     assert "Traceback" not in result.stderr
     assert "publisher/models.py takes names from '.base'" in result.stderr
     assert {path: path.read_text() for path in project.rglob("*.py")} == before
+
+
+def test_the_missing_import_goes_before_the_classes_when_the_module_imports_at_its_end():
+    source = (
+        "from django.db.models import CharField, Model\n\n\n"
+        "class Book(Model):\n    title = CharField(max_length=10)\n\n\n"
+        "from . import signals  # noqa: E402\n"
+    )
+    written = with_import(source, "from django.db import models")
+    assert written.index("from django.db import models") < written.index("class Book")

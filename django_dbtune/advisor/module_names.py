@@ -69,8 +69,9 @@ def module_names(source: str, path: str, *, needs_q: bool) -> ModuleNames:
 
 
 def with_import(source: str, line: str) -> str:
-    """``source`` with the import ``line`` after its last top-level import (else after the
-    docstring, else first)."""
+    """``source`` with the import ``line`` after its leading imports (else after the
+    docstring, else first): before any class that uses it, even when the module imports
+    more further down (``from . import signals`` at its end)."""
     tree = ast.parse(source)
     after = 0
     for number, node in enumerate(tree.body):
@@ -80,8 +81,9 @@ def with_import(source: str, line: str) -> str:
             and isinstance(node.value, ast.Constant)
             and isinstance(node.value.value, str)
         )
-        if is_docstring or isinstance(node, ast.Import | ast.ImportFrom):
-            after = node.end_lineno or node.lineno
+        if not (is_docstring or isinstance(node, ast.Import | ast.ImportFrom)):
+            break
+        after = node.end_lineno or node.lineno
     lines = source.splitlines(keepends=True)
     head = "".join(lines[:after])
     if head and not head.endswith("\n"):

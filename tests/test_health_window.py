@@ -127,3 +127,33 @@ def test_write_migrate_then_health_advises_dropping_nothing_suggest_indexes_want
     assert not any("_id_" in name for name in advised)  # Django's foreign-key indexes
     suggested = json.loads(manage(project, "suggest_indexes", "--format", "json").stdout)
     assert not [f for f in suggested if f["kind"] == "missing_fk_index"]
+
+
+def test_a_search_index_the_code_uses_is_never_called_unused(db):
+    """A containment search wants its GIN index (suggest_indexes asks for it), which a
+    B-tree on the column does not serve; an expression index's columns cannot be read, so
+    neither can whether it is used."""
+    from django_dbtune.advisor.code_scan import Usage
+    from django_dbtune.advisor.health import IndexStats
+    from django_dbtune.advisor.unused_indexes import serving_use
+    from django_dbtune.schema import model_schemas
+    from tests.testapp.models import Listing
+
+    [schema] = [s for s in model_schemas(["testapp"], "default") if s.model is Listing]
+    usage = Usage(Listing, "views.py", 3, 'Listing.objects.filter(attributes__contains={"a": 1})')
+    usage.contains.append(("attributes", False))
+
+    def index(name, columns, method):
+        return IndexStats(
+            name, "t", "testapp.Listing", 0, 0, False, False, True, columns, method=method
+        )
+
+    gin = index("listing_attrs_gin", ("attributes",), "gin")
+    assert serving_use(schema, gin, [usage]) == (
+        "the code filters or sorts by attributes at views.py:3"
+    )
+    assert (
+        serving_use(schema, index("listing_attrs_btree", ("attributes",), "btree"), [usage])
+        is None
+    )
+    assert "expression index" in serving_use(schema, index("listing_upper_trgm", (), "gin"), [])

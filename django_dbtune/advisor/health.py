@@ -63,6 +63,8 @@ class IndexStats:
     columns: tuple[str, ...] = ()
     constraint: bool = False
     """It backs a constraint (primary key, unique, exclusion)."""
+    method: str = "btree"
+    """PostgreSQL's access method: ``btree``, ``gin``, ``gist``..."""
     kept: str | None = None
     """Why an index no query used is not advised for removal (None: it is, or it is used)."""
 
@@ -147,6 +149,7 @@ def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
             valid,
             constraint,
             columns,
+            method,
         ) in cursor.fetchall():
             model = schemas[table].label
             report.indexes.append(
@@ -161,6 +164,7 @@ def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
                     valid,
                     () if None in columns else tuple(columns),
                     constraint,
+                    method=method,
                 )
             )
     report.tables.sort(key=lambda t: -(t.table_bytes + t.index_bytes))
@@ -180,8 +184,10 @@ SELECT s.indexrelname, s.relname, pg_relation_size(s.indexrelid), s.idx_scan,
            SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
            LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
            ORDER BY k.position
-       )
+       ),
+       am.amname
 FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+JOIN pg_class ic ON ic.oid = s.indexrelid JOIN pg_am am ON am.oid = ic.relam
 WHERE s.relname = ANY(%s)
 """
 
@@ -229,7 +235,7 @@ def _keep_unused(report: Health, window: StatsWindow, schemas: dict[str, ModelSc
                 "it goes only with that index"
             )
             continue
-        used = serving_use(schema, index.name, index.columns, usages)
+        used = serving_use(schema, index, usages)
         if used is not None:
             index.kept = f"{used}, which it serves"
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -29,6 +30,9 @@ from django.utils import timezone
 
 from django_dbtune.advisor.code_scan import Usage
 from django_dbtune.schema import ModelSchema, column_of
+
+if TYPE_CHECKING:
+    from django_dbtune.advisor.health import IndexStats
 
 SECONDS_PER_DAY = 86_400
 
@@ -139,13 +143,15 @@ def births(connection: BaseDatabaseWrapper) -> Births:
     return result
 
 
-def serving_use(
-    schema: ModelSchema, name: str, columns: tuple[str, ...], usages: list[Usage]
-) -> str | None:
+def serving_use(schema: ModelSchema, index: IndexStats, usages: list[Usage]) -> str | None:
     """Where the project's code (or the model's ordering) filters or sorts by the index's
-    leading column, which the index would serve; None when nowhere."""
+    leading column, or searches it (a GIN or GiST index), which the index would serve;
+    None when nowhere."""
+    name, columns = index.name, index.columns
     if not columns:
-        return None
+        # An expression index (a trigram index on Upper(col)...): which columns it serves
+        # cannot be read, so neither can whether the code uses it.
+        return "an expression index: whether the code uses it cannot be told"
     # Django's pattern index of a text field serves prefix searches only.
     pattern_only = name.endswith("_like")
     model = schema.model
@@ -156,16 +162,23 @@ def serving_use(
     for usage in usages:
         if usage.model is not model and not issubclass(usage.model, model):
             continue
-        used = set(usage.patterns)
-        if not pattern_only:
-            used |= {name for name, _ in usage.equality} | set(usage.ranges)
-            used |= set(usage.single) | {name.lstrip("-") for name in usage.sort[:1]}
+        if index.method in SEARCH_METHODS:
+            used = {name for name, _ in usage.contains}  # trigram, containment, key lookups
+        else:
+            used = set(usage.patterns)
+            if not pattern_only:
+                used |= {name for name, _ in usage.equality} | set(usage.ranges)
+                used |= set(usage.single) | {name.lstrip("-") for name in usage.sort[:1]}
         if lead in used:
             return f"the code filters or sorts by {lead} at {usage.file}:{usage.line}"
     ordering = [str(item).lstrip("-") for item in model._meta.ordering or ()]
     if ordering[:1] == [lead] and not pattern_only:
         return f"{model._meta.object_name}.Meta.ordering sorts by {lead}"
     return None
+
+
+SEARCH_METHODS = frozenset({"gin", "gist"})
+"""Index methods that serve ``contains``-like searches, not equality, range or sort."""
 
 
 def field_pattern_index(schema: ModelSchema, name: str, columns: tuple[str, ...]) -> bool:

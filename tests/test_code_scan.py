@@ -529,3 +529,21 @@ def test_q_objects_held_in_variables_are_read(tmp_path, settings):
     [usage] = scan(tmp_path).usages
     assert usage.code.endswith("# q-variable")
     assert set(usage.single) == {"label", "built"}
+
+
+def test_two_indexes_on_the_same_fields_in_one_run_get_two_names(tmp_path, settings):
+    """A plain index on label and a partial one on label WHERE kind="staff", which Django
+    would name alike."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Shelf
+            Shelf.objects.filter(label="a")
+            Shelf.objects.filter(kind="staff").order_by("label")
+            Shelf.objects.filter(kind="staff").order_by("label").first()
+        """)
+    )
+    indexes = [f.index for f in findings_of(tmp_path).values() if f.index is not None]
+    assert sorted(i.condition or "" for i in indexes) == ["", 'Q(kind="staff")']
+    assert {i.fields for i in indexes} == {("label",)}
+    assert len({i.name for i in indexes}) == 2

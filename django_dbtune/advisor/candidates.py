@@ -160,6 +160,7 @@ def index_findings(
             if warnings is not None:
                 warnings.append(_left_out(usage, error))
     constants = _constants(usages)
+    named: set[str] = set()  # index names handed out in this run
     for candidate in _merge_prefixes(list(grouped.values())):
         schema = schemas[candidate.model._meta.label]
         try:
@@ -169,7 +170,7 @@ def index_findings(
             partial = partial_index(candidate, constants)
             if partial and has_partial(schema, candidate, partial):
                 continue
-            findings.append(_finding(schema, candidate, partial))
+            findings.append(_finding(schema, candidate, partial, named))
         except Exception as error:  # as above: one index left out, never the whole run
             if warnings is not None:
                 warnings.append(_left_out(candidate.usages[0], error))
@@ -352,20 +353,25 @@ def pattern_opclasses(model: type[models.Model], fields: Sequence[str]) -> tuple
     return tuple(found)
 
 
-def _free_name(schema: ModelSchema, name: str, variant: str) -> str:
-    """``name``, or when an index of the table has it already (Django names an index after
-    its table and fields only, so a partial or operator-class index takes the name of the
-    plain one on the same fields), the same name with another hash: a migration that reuses
-    a name fails."""
-    taken = {index.name for index in schema.indexes if index.name}
-    if name not in taken:
-        return name
-    digest = hashlib.md5(f"{name}{variant}".encode(), usedforsecurity=False).hexdigest()[:6]
-    return f"{name.removesuffix('_idx')[:-6]}{digest}_idx"
+def _free_name(schema: ModelSchema, name: str, variant: str, named: set[str]) -> str:
+    """``name``, or when an index of the table has it already, or this run named another
+    index so (Django names an index after its table and fields only, so a partial or
+    operator-class index takes the name of the plain one on the same fields), the same name
+    with another hash: a migration that reuses a name fails. The name is added to
+    ``named``."""
+    taken = named | {index.name for index in schema.indexes if index.name}
+    if name in taken:
+        digest = hashlib.md5(f"{name}{variant}".encode(), usedforsecurity=False).hexdigest()
+        name = f"{name.removesuffix('_idx')[:-6]}{digest[:6]}_idx"
+    named.add(name)
+    return name
 
 
 def _finding(
-    schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any] | None
+    schema: ModelSchema,
+    candidate: Candidate,
+    partial: tuple[str, Any] | None,
+    named: set[str],
 ) -> Finding:
     model = candidate.model
     name = model._meta.object_name
@@ -395,7 +401,7 @@ def _finding(
             )
         if not postgres:
             opclasses = ()
-    free = _free_name(schema, index.name, f"{condition}{opclasses}")
+    free = _free_name(schema, index.name, f"{condition}{opclasses}", named)
     proposal = ProposedIndex(index.fields, free, opclasses, condition, condition_lookup=partial)
     sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
     evidence = [Evidence(file, line, code) for file, line, code in sites]

@@ -547,3 +547,22 @@ def test_two_indexes_on_the_same_fields_in_one_run_get_two_names(tmp_path, setti
     assert sorted(i.condition or "" for i in indexes) == ["", 'Q(kind="staff")']
     assert {i.fields for i in indexes} == {("label",)}
     assert len({i.name for i in indexes}) == 2
+
+
+def test_pk_in_a_lookup_is_the_primary_keys_own_name():
+    """``pk`` (as a recorded workload or the Indexes panel may name it) is the id column:
+    a prefix search and a sort on it are read, never a warning that the call site could
+    not be read."""
+    from django_dbtune.advisor.code_scan import Usage
+    from tests.testapp.models import Shelf
+
+    search = Usage(Shelf, "views.py", 1, "Shelf.objects.filter(pk__startswith=t)")
+    search.add("pk", "startswith")
+    newest = Usage(Shelf, "views.py", 2, 'Shelf.objects.filter(label=t).order_by("-pk")')
+    newest.add("label", "exact")
+    newest.sort, newest.explicit_sort = ["-pk"], True
+    warnings = []
+    schemas = {s.label: s for s in model_schemas(["testapp"], "default", read_database=False)}
+    found = index_findings([search, newest], schemas, warnings)
+    assert warnings == []
+    assert ("label", "-id") in {f.fields for f in found}

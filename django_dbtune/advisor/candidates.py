@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, models
 
 from django_dbtune.advisor.code_scan import Usage
+from django_dbtune.advisor.own_columns import column_field, indexable, sort_prefix
 from django_dbtune.advisor.ranking import rank
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.advisor.searches import TEXT_FIELDS, Searches, search_finding, search_kind
@@ -70,62 +70,16 @@ def candidates_for(usage: Usage) -> list[Candidate]:
     return [*found, main] if main else found
 
 
-def column_field(model: type[models.Model], name: str) -> Any:
-    """The field of ``model``'s own table that a filter or sort name (``pk``, ``-name``)
-    stands for; None for an annotation or alias, a reverse relation, a many-to-many, or a
-    parent model's column (it lives in the parent's table, where its index must go)."""
-    name = name.lstrip("-")
-    try:
-        found = model._meta.pk if name == "pk" else model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return None
-    if found is None or found not in model._meta.local_concrete_fields:
-        return None
-    return found
-
-
-def indexable(usage: Usage) -> Usage:
-    """``usage`` with only the names an index on its model's table can hold. The rest
-    (annotations, aliases, reverse relations, a parent's columns) are left out, and a sort
-    stops at the first of them: the columns after it no longer follow the index's order."""
-    model = usage.model
-    known = {n for n, _ in usage.equality} | {n for n, _ in usage.contains}
-    known |= {*usage.ranges, *usage.patterns, *usage.single, *usage.sort}
-    own = {name for name in known if column_field(model, name) is not None}
-    if own == known:
-        return usage
-    clean = usage.copy()
-    clean.equality = [(name, value) for name, value in usage.equality if name in own]
-    clean.ranges = [name for name in usage.ranges if name in own]
-    clean.patterns = [name for name in usage.patterns if name in own]
-    clean.single = [name for name in usage.single if name in own]
-    clean.contains = [(name, i) for name, i in usage.contains if name in own]
-    clean.sort = _sort_prefix(model, usage.sort)
-    return clean
-
-
-def _sort_prefix(model: type[models.Model], sort: Sequence[Any]) -> list[str]:
-    """The leading sort names that are columns of the model's own table."""
-    kept = []
-    for name in sort:
-        if not isinstance(name, str) or column_field(model, name) is None:
-            break
-        kept.append(name)
-    return kept
-
-
 def _composite(usage: Usage) -> Candidate | None:
     model = usage.model
-    pk = model._meta.pk.name if model._meta.pk else "id"
     equality: list[str] = []
     for name, _ in usage.equality:
         if name not in equality:
             equality.append(name)
     sort, from_meta = list(usage.sort), False
     if not usage.explicit_sort and model._meta.ordering:
-        sort = _sort_prefix(model, model._meta.ordering)
+        sort = sort_prefix(model, model._meta.ordering)
         from_meta = bool(sort)
-    sort = [name.replace("pk", pk) if name.lstrip("-") == "pk" else name for name in sort]
     pattern = False
     if usage.ranges:
         tail = [usage.ranges[0]]

@@ -1,0 +1,69 @@
+"""The names an index on a model's own table can hold: a call site's filters and sorts,
+read as the fields of that table (``pk`` is ``id``), without annotations, aliases, reverse
+relations or a parent's columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+
+from django_dbtune.advisor.code_scan import Usage
+
+
+def column_field(model: type[models.Model], name: str) -> Any:
+    """The field of ``model``'s own table that a filter or sort name (``pk``, ``-name``)
+    stands for; None for an annotation or alias, a reverse relation, a many-to-many, or a
+    parent model's column (it lives in the parent's table, where its index must go)."""
+    name = name.lstrip("-")
+    try:
+        found = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+    if found is None or found not in model._meta.local_concrete_fields:
+        return None
+    return found
+
+
+def indexable(usage: Usage) -> Usage:
+    """``usage`` with only the names an index on its model's table can hold, each as the
+    field's own name (``pk`` is ``id``). The rest (annotations, aliases, reverse relations,
+    a parent's columns) are left out, and a sort stops at the first of them: the columns
+    after it no longer follow the index's order."""
+    model = usage.model
+    known = {n for n, _ in usage.equality} | {n for n, _ in usage.contains}
+    known |= {*usage.ranges, *usage.patterns, *usage.single, *usage.sort}
+    own = {name: own_name(model, name) for name in known}
+    if all(own[name] == name for name in known):
+        return usage
+    clean = usage.copy()
+    clean.equality = [(own[n], value) for n, value in usage.equality if own[n]]
+    clean.ranges = [own[n] for n in usage.ranges if own[n]]
+    clean.patterns = [own[n] for n in usage.patterns if own[n]]
+    clean.single = [own[n] for n in usage.single if own[n]]
+    clean.contains = [(own[n], i) for n, i in usage.contains if own[n]]
+    clean.sort = sort_prefix(model, usage.sort)
+    return clean
+
+
+def own_name(model: type[models.Model], name: str) -> Any:
+    """The name of the field of ``model``'s own table that ``name`` stands for, with its
+    ``-``; None when it is no such field (see :func:`column_field`)."""
+    found = column_field(model, name)
+    if found is None:
+        return None
+    return f"-{found.name}" if name.startswith("-") else found.name
+
+
+def sort_prefix(model: type[models.Model], sort: Sequence[Any]) -> list[str]:
+    """The leading sort names that are columns of the model's own table, as its fields'
+    names."""
+    kept = []
+    for name in sort:
+        own = own_name(model, name) if isinstance(name, str) else None
+        if own is None:
+            break
+        kept.append(own)
+    return kept

@@ -566,3 +566,16 @@ def test_pk_in_a_lookup_is_the_primary_keys_own_name():
     found = index_findings([search, newest], schemas, warnings)
     assert warnings == []
     assert ("label", "-id") in {f.fields for f in found}
+
+
+def test_a_search_behind_a_list_page_ranks_like_any_other_index(tmp_path, settings):
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Shelf
+            def shelves(q):
+                return Shelf.objects.filter(label__icontains=q)[:20]
+        """)
+    )
+    [search] = [f for f in findings_of(tmp_path).values() if f.fields == ("label",)]
+    assert search.severity == "high"

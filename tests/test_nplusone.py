@@ -1121,3 +1121,16 @@ def test_a_single_valued_prefetch_read_through_its_to_attr_is_used(shop):
         names = [book.writer.name for book in books]
     assert names
     assert report.findings == [], report.message()
+
+
+@pytest.mark.django_db
+def test_a_lookup_by_hand_is_named_after_the_concrete_model_not_a_proxy():
+    """testapp.StaffShelf is a proxy of Shelf: they share a table, and Shelf owns it."""
+    from tests.testapp.models import Shelf
+
+    for n in range(3):
+        Shelf.objects.create(code=f"c{n}", room="r", row=n)
+    with detect() as report:
+        for pk in Shelf.objects.values_list("pk", flat=True):
+            Shelf.objects.get(pk=pk)
+    assert [f.relation for f in report.findings] == ["testapp.Shelf.id"]

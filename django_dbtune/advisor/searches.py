@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, connections, models
 
 from django_dbtune.advisor.code_scan import Usage
+from django_dbtune.advisor.ranking import rank
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.findings import Evidence, Finding, ProposedIndex
 from django_dbtune.schema import ModelSchema, column_of
@@ -126,7 +127,7 @@ def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | Non
     postgres = connections[schema.database].vendor == "postgresql"
     return Finding(
         kind="unindexed_filter",
-        severity="low" if all(u.admin for u in candidate.usages) else "medium",
+        severity=rank(candidate.usages)[0],
         model=schema.label,
         fields=(name,),
         database=schema.database,
@@ -164,7 +165,7 @@ def _containment_finding(schema: ModelSchema, candidate: Candidate) -> Finding:
         advice = f"On PostgreSQL a GIN index serves it; {connection.display_name} has none."
     return Finding(
         kind="unindexed_filter",
-        severity="low" if all(u.admin for u in candidate.usages) else "medium",
+        severity=rank(candidate.usages)[0],
         model=schema.label,
         fields=(name,),
         database=schema.database,

@@ -256,4 +256,5 @@ def _generic_owner(
 
 
 def _tables() -> dict[str, type[Model]]:
-    return {model._meta.db_table: model for model in apps.get_models()}
+    """Each table's model (never a proxy, which shares its concrete model's table)."""
+    return {m._meta.db_table: m for m in apps.get_models() if not m._meta.proxy}

@@ -202,3 +202,37 @@ def test_every_suggested_index_is_sql_postgresql_accepts(tmp_path, settings, pos
                 with connection.schema_editor(atomic=False) as editor:
                     editor.add_index(model, finding.index.as_index())
             transaction.set_rollback(True)
+
+
+PILES_UP = """
+from tests.testapp.models import Reminder
+
+def unread(request):
+    return Reminder.objects.filter(author=request.user.author, read_at=None).count()  # unread
+
+def unread_too(request):
+    return Reminder.objects.filter(read_at__isnull=True, author=request.user.author)  # unread
+
+def open_one(request):
+    return Reminder.open.get_or_create(author=request.user.author)  # open
+
+def by_subject(request, subject):
+    return Reminder.objects.filter(author=request.user.author, subject=subject)
+"""
+
+
+@pytest.mark.django_db
+def test_one_parents_rows_in_one_state_get_an_index_the_foreign_keys_does_not_replace(
+    tmp_path, settings
+):
+    """The foreign key's index reads all of an author's reminders; unread or open ones are
+    few once the others pile up. A state a manager's own get_queryset filters counts too."""
+    found, err = suggest(tmp_path, settings, PILES_UP)
+    assert not err
+    # A second column compared to a value the call passes: the key's index narrows already.
+    assert index_fields(found, "testapp.Reminder") == {("author", "read_at"), ("author", "state")}
+    unread = next(f for f in found if f["fields"] == ["author", "read_at"])
+    assert [e["line"] for e in unread["evidence"]] == lines(PILES_UP, "# unread")
+    assert "reads every Reminder of one Author, whatever its read_at" in unread["message"]
+    opened = next(f for f in found if f["fields"] == ["author", "state"])
+    assert [e["line"] for e in opened["evidence"]] == lines(PILES_UP, "# open")

@@ -70,12 +70,18 @@ def candidates_for(usage: Usage) -> list[Candidate]:
     return [*found, main] if main else found
 
 
+def equality_columns(usage: Usage) -> list[str]:
+    """The columns a call compares for equality, in index order: those compared to a value
+    the call passes (``owner=request.user``) first, then those compared to a constant
+    (``status="Open"``, ``date_read=None``), which hold few distinct values; an index so
+    ordered also serves the first ones alone."""
+    ordered = sorted(usage.equality, key=lambda pair: pair[1] is not ...)
+    return list(dict.fromkeys(name for name, _ in ordered))
+
+
 def _composite(usage: Usage) -> Candidate | None:
     model = usage.model
-    equality: list[str] = []
-    for name, _ in usage.equality:
-        if name not in equality:
-            equality.append(name)
+    equality = equality_columns(usage)
     sort, from_meta = list(usage.sort), False
     if not usage.explicit_sort and model._meta.ordering:
         sort = sort_prefix(model, model._meta.ordering)
@@ -148,7 +154,7 @@ def _group(
     """Add the candidates of one call site that no index serves yet to ``grouped``."""
     if usage.dynamic_sort:
         findings.append(_cannot_tell(schema, usage))
-    equality = tuple(dict.fromkeys(name for name, _ in usage.equality))
+    equality = equality_columns(usage)
     for candidate in candidates_for(usage):
         if _is_low_cardinality(candidate):
             continue
@@ -166,6 +172,7 @@ def _group(
             equality
             and leads_with(candidate.names, equality[:1])
             and schema.serves(field_columns(usage.model, equality[:1]), prefix=False)
+            and not piles_up(usage, candidate)
         ):
             # An index already narrows by the first equality column; whether a wider
             # one pays is for the planner to say (the workload advisor), not a guess.
@@ -181,6 +188,24 @@ def _group(
             grouped[key].from_meta_ordering |= candidate.from_meta_ordering
         else:
             grouped[key] = candidate
+
+
+def piles_up(usage: Usage, candidate: Candidate) -> str | None:
+    """The column compared to a constant when the call reads one parent's rows in one
+    state (``owner=user, status="Open"``, ``recipient=user, date_read=None``): the foreign
+    key's own index reads every row of that parent, and the rows in other states pile up
+    (submitted baskets, read notifications). None otherwise."""
+    first = candidate.names[0]
+    if not isinstance(usage.model._meta.get_field(first), models.ForeignKey):
+        return None
+    return next(
+        (
+            name
+            for name, value in usage.equality
+            if name != first and value is not ... and name in candidate.names
+        ),
+        None,
+    )
 
 
 def _partial_serves(schema: ModelSchema, usage: Usage, candidate: Candidate) -> bool:
@@ -379,6 +404,13 @@ def _finding(
         message += (
             f" Every call site compares {partial[0]} to {python_literal(partial[1])}, so a "
             "partial index holds only those rows."
+        )
+    piled = next(filter(None, (piles_up(u, candidate) for u in candidate.usages)), None)
+    if piled and schema.serves(field_columns(model, candidate.names[:1]), prefix=False):
+        parent = getattr(model._meta.get_field(candidate.names[0]).related_model, "__name__", "")
+        message += (
+            f" The index on {candidate.names[0]} reads every {name} of one {parent}, whatever"
+            f" its {piled}; those asked for are few once the others pile up."
         )
     severity, why = rank(candidate.usages)
     message += f" Ranked {severity}: {why}."

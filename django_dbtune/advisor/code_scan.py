@@ -71,9 +71,11 @@ class Usage:
         elif single:
             self.single.append(name)
         elif use is Use.EQUALITY:
-            # Only ``exact`` compares the field to the value itself: ``isnull=True`` does
-            # not mean the field equals True, so no partial index may be built from it.
-            self.equality.append((name, constant if lookup == "exact" else ...))
+            # Only ``exact`` compares the field to the value itself (``isnull=True`` is
+            # ``= None``; it does not mean the field equals True).
+            if lookup == "isnull":
+                constant = None if constant is True else ...
+            self.equality.append((name, constant if lookup in ("exact", "isnull") else ...))
         elif use is Use.RANGE:
             self.ranges.append(name)
         else:

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import models
 
 from django_dbtune.advisor.code_scan import Usage, project_files, resolve_path
+from django_dbtune.advisor.manager_filters import manager_filters
 from django_dbtune.advisor.model_names import (
     ModelNames,
     custom_method,
@@ -23,6 +24,7 @@ from django_dbtune.advisor.model_names import (
     loaded_model,
 )
 from django_dbtune.advisor.syntax import (
+    QUERYSET_METHODS,
     class_assignment,
     fetches_one,
     flip,
@@ -32,38 +34,6 @@ from django_dbtune.advisor.syntax import (
 from django_dbtune.call_sites import relative_path
 from django_dbtune.lookups import is_lookup, use_of
 
-QUERYSET_METHODS = frozenset(
-    [
-        "filter",
-        "exclude",
-        "get",
-        "order_by",
-        "all",
-        "first",
-        "last",
-        "count",
-        "exists",
-        "select_related",
-        "prefetch_related",
-        "only",
-        "defer",
-        "values",
-        "values_list",
-        "distinct",
-        "annotate",
-        "aggregate",
-        "using",
-        "earliest",
-        "latest",
-        "get_or_create",
-        "update_or_create",
-        "in_bulk",
-        "iterator",
-        "update",
-        "delete",
-        "alias",
-    ]
-)
 INSTANCE_METHODS = frozenset({"get", "first", "last", "earliest", "latest"})
 LIST_VIEWS = ("ListView", "ListAPIView", "ListCreateAPIView", "ModelViewSet")
 """Classes whose ``model = Model`` lists the model's rows (Django's and DRF's generic
@@ -308,9 +278,7 @@ class _Scanner(ast.NodeVisitor):
             base = node.value
             model = self._model_named(base)
             if model is not None:
-                if any(manager.name == node.attr for manager in model._meta.managers):
-                    return _Query(model)
-                return None
+                return self._managed(model, node.attr, node)
             if isinstance(base, ast.Name) and base.id in self.instances:
                 return self._related_manager(self.instances[base.id], node.attr, node)
             owner = self.registry.accessor_owner(node.attr)
@@ -345,6 +313,16 @@ class _Scanner(ast.NodeVisitor):
                 # These run without the default ordering.
                 self._usage(query, node).explicit_sort = True
         self.resolved[id(node)] = query
+        return query
+
+    def _managed(self, model: type[models.Model], name: str, node: ast.expr) -> _Query | None:
+        """``Model.<manager>``: a chain starts, with what the manager's own
+        ``get_queryset`` filters (``Basket.open``: ``status="Open"``)."""
+        if not any(manager.name == name for manager in model._meta.managers):
+            return None
+        query = _Query(model)
+        for field_name, lookup, value in manager_filters(model, name):
+            self._usage(query, node).add(field_name, lookup, value)
         return query
 
     def _related_manager(

@@ -7,6 +7,16 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
+QUERYSET_METHODS = frozenset(
+    {
+        *("filter", "exclude", "get", "order_by", "all", "first", "last", "count", "exists"),
+        *("select_related", "prefetch_related", "only", "defer", "values", "values_list"),
+        *("distinct", "annotate", "aggregate", "using", "earliest", "latest", "alias"),
+        *("get_or_create", "update_or_create", "in_bulk", "iterator", "update", "delete"),
+    }
+)
+"""The methods of Django's ``QuerySet`` (and its managers) a chain goes on through."""
+
 
 def class_assignment(node: ast.ClassDef, name: str) -> ast.Assign | None:
     for statement in node.body:

@@ -111,3 +111,26 @@ class Listing(models.Model):
 
     title = models.CharField(max_length=100)
     attributes = models.JSONField(default=dict)
+
+
+class OpenReminders(models.Manager):
+    """A manager that filters, as Oscar's ``Basket.open`` does: the value is its own."""
+
+    state = "open"
+
+    def get_queryset(self):
+        return super().get_queryset().filter(state=self.state)
+
+
+class Reminder(models.Model):
+    """Rows that pile up under their author in states no page asks for (done, read)."""
+
+    author = models.ForeignKey(Author, models.CASCADE, related_name="reminders")
+    state = models.CharField(
+        max_length=10, choices=[("open", "Open"), ("done", "Done")], default="open"
+    )
+    read_at = models.DateTimeField(null=True)
+    subject = models.CharField(max_length=100, default="")
+
+    objects = models.Manager()
+    open = OpenReminders()

@@ -13,9 +13,11 @@ project's own apps, as a new user would run it) and compares its suggestions wit
   filter, a b-tree does not serve ``icontains``) and leads with the entry's first field; it is
   found **exactly** when the entry's fields are the leading fields of the suggestion, in order,
   and, for an entry with a ``condition``, the suggestion is partial too (both conditions are
-  shown for a person to compare: Q syntax and SQL cannot be compared mechanically);
+  shown for a person to compare: Q syntax and SQL cannot be compared mechanically); a partial
+  index whose one equality condition is on the entry's first field (``WHERE status = 'Open'``
+  for the entry ``(status, date_created)``) finds it too, not exactly;
 * a suggestion with exactly the fields of a ``[[not_missing]]`` entry (same model, same
-  family) is **wrong**: the truth says it exists or is not worth adding (it then finds no
+  family, not partial: the entries name full indexes) is **wrong**: the truth says it exists or is not worth adding (it then finds no
   entry, even one it leads like: an existing FK index does not find the composite that
   extends it);
 * any other suggestion is an **extra**, listed for a person to judge.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -217,11 +220,23 @@ def suggestions_of(findings: list[dict[str, Any]]) -> tuple[list[Suggestion], di
     return found, others
 
 
+def condition_column(condition: str | None) -> str | None:
+    """The column of a partial index's one equality condition (``Q(status="Open")``,
+    ``Q(date_read__isnull=True)``), else None."""
+    match = re.fullmatch(r"Q\((\w+?)(?:__isnull)?=[^,()]*\)", condition or "")
+    return norm_fields([match.group(1)])[0] if match else None
+
+
 def finds(s: Suggestion, m: Missing) -> str | None:
     """ "exact", "leading" or None: how a suggestion matches a [[missing]] entry."""
     if s.model.lower() != m.model.lower() or s.family != family([m.opclass] if m.opclass else []):
         return None
     have, want = norm_fields(s.fields), norm_fields(m.fields)
+    column = condition_column(s.condition)
+    if have and want[0] != have[0] and column == want[0] and not m.condition:
+        # A partial index WHERE status = 'Open' on (date) serves status = 'Open' AND a
+        # date range as the composite (status, date) does: found, not exact.
+        return "leading"
     if not have or have[0] != want[0]:
         return None
     exact = have[: len(want)] == want and (not m.condition or bool(s.condition))
@@ -233,6 +248,7 @@ def is_wrong(s: Suggestion, n: NotMissing) -> bool:
         s.model.lower() == n.model.lower()
         and s.family == family([n.opclass] if n.opclass else [])
         and norm_fields(s.fields) == norm_fields(n.fields)
+        and not s.condition  # a partial index holds other rows than the full one named
     )
 
 

@@ -17,9 +17,9 @@ project's own apps, as a new user would run it) and compares its suggestions wit
   index whose one equality condition is on the entry's first field (``WHERE status = 'Open'``
   for the entry ``(status, date_created)``) finds it too, not exactly;
 * a suggestion with exactly the fields of a ``[[not_missing]]`` entry (same model, same
-  family, not partial: the entries name full indexes) is **wrong**: the truth says it exists or is not worth adding (it then finds no
-  entry, even one it leads like: an existing FK index does not find the composite that
-  extends it);
+  family, not partial: the entries name full indexes) is **wrong**: the truth says it
+  exists or is not worth adding (it then finds no entry, even one it leads like: an
+  existing FK index does not find the composite that extends it);
 * any other suggestion is an **extra**, listed for a person to judge.
 
 Field names are compared without direction (``-date`` is ``date``: a b-tree is read both ways)

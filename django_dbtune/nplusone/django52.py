@@ -3,7 +3,7 @@ and its support ends before 5.2's). Delete this module when 5.2 support ends, wi
 lines that name it in :mod:`.patches`, :mod:`.origin` and :mod:`.evaluation`.
 
 A lazy load is a queryset evaluated from inside a relation descriptor's ``__get__``
-(:func:`.origin.get_queryset` notes the frame, :func:`.evaluation.fetch_all` runs it through
+(:func:`.origin.query_init` notes the frame, :func:`.evaluation.fetch_all` runs it through
 :func:`lazy_load`); a deferred field's load is a ``refresh_from_db(fields=[name])`` from
 ``DeferredAttribute.__get__`` (:func:`refresh_from_db` replaces Django's while detecting).
 """

@@ -14,6 +14,7 @@ from django.apps import apps
 from django.db.models import Model
 from django.db.models.manager import BaseManager
 from django.db.models.query import QuerySet
+from django.db.models.sql.query import Query
 
 from django_dbtune.call_sites import CallSiteFinder, call_site_finder
 from django_dbtune.nplusone import django52
@@ -21,10 +22,10 @@ from django_dbtune.nplusone.fetch_mode import FETCH_MODES
 from django_dbtune.nplusone.state import LAZY, ORIGIN, OWNER, current
 from django_dbtune.project import is_project_file
 
-# Django's own, called by the replacements below (never the replacements themselves).
-_django_get_queryset = BaseManager.get_queryset
-_django_queryset_init = QuerySet.__init__
-_MANAGER_GET_QUERYSET: CodeType = _django_get_queryset.__code__
+# Django's own, called by the replacement below (never the replacement itself).
+_django_query_init = Query.__init__
+_QUERYSET_INIT: CodeType = QuerySet.__init__.__code__
+_MANAGER_GET_QUERYSET: CodeType = BaseManager.get_queryset.__code__
 
 
 @cache
@@ -44,52 +45,47 @@ def _owner_codes() -> frozenset[int]:
     return frozenset(map(id, codes))
 
 
-def get_queryset(self: BaseManager[Any]) -> Any:
-    """Replaces ``BaseManager.get_queryset``: remember where a chain of queryset calls
-    started, for the fix's location, or that a relation descriptor built it for a lazy load."""
-    queryset: Any = _django_get_queryset(self)
-    detection = current.get()
-    if detection is None or detection.busy:
-        return queryset
-    note_origin(queryset, self, sys._getframe(1), detection.finder)
-    return queryset
-
-
-def queryset_init(
-    self: Any, model: Any = None, query: Any = None, using: Any = None, hints: Any = None
-) -> None:
-    """Replaces ``QuerySet.__init__``: a queryset built fresh (not a clone) by code that
-    skipped ``BaseManager.get_queryset``, such as a manager whose ``get_queryset`` returns
-    ``MyQuerySet(self.model, using=self._db)`` as Django's documentation shows. A clone
-    (every ``filter()``) pays one test of ``query``."""
-    _django_queryset_init(self, model, query, using, hints)
-    if query is not None:
-        return
+def query_init(self: Query, model: Any, alias_cols: bool = True) -> None:
+    """Replaces ``sql.Query.__init__``: a fresh queryset (not a clone, which copies its
+    query) remembers where its chain of calls started, for the fix's location, or that a
+    relation descriptor built it for a lazy load. One hook for every way a queryset is
+    built: ``BaseManager.get_queryset``, and a manager whose ``get_queryset`` returns
+    ``MyQuerySet(self.model, using=self._db)`` without ``super()``, as Django's
+    documentation shows."""
+    _django_query_init(self, model, alias_cols)
     detection = current.get()
     if detection is None or detection.busy:
         return
     frame: FrameType | None = sys._getframe(1)
+    if frame is None or frame.f_code is not _QUERYSET_INIT:
+        return  # a query for something else than a queryset (a subquery, an update)
+    frame = frame.f_back
     while frame is not None and frame.f_code.co_name == "__init__":  # a subclass's __init__
         frame = frame.f_back
-    if frame is None or frame.f_code is _MANAGER_GET_QUERYSET:
-        return  # built by BaseManager.get_queryset, whose replacement notes it
-    manager = frame.f_locals.get("self") if frame.f_code.co_name == "get_queryset" else None
+    if frame is None:
+        return
+    manager: Any = None
+    if frame.f_code.co_name == "get_queryset":
+        manager = frame.f_locals.get("self")
+        if frame.f_code is _MANAGER_GET_QUERYSET:
+            frame = frame.f_back  # Django's own: the chain starts where it was called
     note_origin(
         self, manager if isinstance(manager, BaseManager) else None, frame, detection.finder
     )
 
 
 def note_origin(
-    queryset: Any,
+    query: Query,
     manager: BaseManager[Any] | None,
     frame: FrameType | None,
     finder: CallSiteFinder,
 ) -> None:
-    """Mark a fresh queryset with where it comes from, looking at most five frames out from
-    ``frame`` (so the lazy loads Django runs deep inside its own code cost next to nothing):
-    the relation descriptor building a lazy load (Django 5.2), the Django function building it
-    for a project class, or the project line; and the instance whose manager built it."""
-    marks = queryset._query.__dict__
+    """Mark a fresh queryset's query with where it comes from, looking at most five frames
+    out from ``frame`` (so the lazy loads Django runs deep inside its own code cost next to
+    nothing): the relation descriptor building a lazy load (Django 5.2), the Django function
+    building it for a project class, or the project line; and the instance whose manager
+    built it."""
+    marks = query.__dict__
     owner = manager.__dict__.get("instance") if manager is not None else None
     if isinstance(owner, Model):
         # A related manager: run once per row, its queries are that instance's; run as a

@@ -20,10 +20,9 @@ Replaced while a detection is open (:data:`PATCHES`):
 - ``QuerySet.aggregate`` → :func:`.evaluation.aggregate`: per-row aggregates (all versions).
 - ``QuerySet.__getitem__`` → :func:`.evaluation.getitem`: reads of prefetched querysets
   (all versions).
-- ``BaseManager.get_queryset`` → :func:`.origin.get_queryset`: where a queryset was built
-  (all versions).
-- ``QuerySet.__init__`` → :func:`.origin.queryset_init`: the same, for a queryset built
-  without ``BaseManager.get_queryset`` (a manager that skips ``super()``; all versions).
+- ``sql.Query.__init__`` → :func:`.origin.query_init`: where a fresh queryset was built,
+  through ``BaseManager.get_queryset`` or a manager that skips ``super()`` (a clone copies
+  its query and builds none; all versions).
 - ``django.db.models.query.prefetch_one_level`` → :func:`.prefetch.prefetch_one_level`:
   per-row prefetches and tags for prefetched rows (all versions).
 - ``Collector.collect`` → :func:`.deletion.collect`: a cascade is not an N+1 (all versions).
@@ -74,8 +73,8 @@ from typing import Any
 from django.db.models import Model, query
 from django.db.models.base import ModelState
 from django.db.models.deletion import Collector
-from django.db.models.manager import BaseManager
 from django.db.models.query import QuerySet
+from django.db.models.sql.query import Query
 
 from django_dbtune import filled_rows
 from django_dbtune.nplusone import deletion, django52, evaluation, origin, prefetch, read_watch
@@ -104,8 +103,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(QuerySet, "exists", evaluation.exists),
     Patch(QuerySet, "aggregate", evaluation.aggregate),
     Patch(QuerySet, "__getitem__", evaluation.getitem),
-    Patch(BaseManager, "get_queryset", origin.get_queryset),
-    Patch(QuerySet, "__init__", origin.queryset_init),
+    Patch(Query, "__init__", origin.query_init),
     Patch(query, "prefetch_one_level", prefetch.prefetch_one_level),
     Patch(Collector, "collect", deletion.collect),
     Patch(Collector, "delete", deletion.delete),

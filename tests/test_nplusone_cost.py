@@ -156,3 +156,30 @@ def test_a_detection_leaves_every_model_class_as_it_was(shop):
     assert not any(
         isinstance(value, ReadWatch) for values in before.values() for value in values.values()
     )
+
+
+def test_a_queryset_clone_runs_none_of_the_detectors_code(db):
+    """Every filter() clones its queryset, four times per lazy load: only a fresh queryset
+    (where a chain starts) is worth noting, so a clone must not call into the detector."""
+    import sys
+
+    queryset = Book.objects.all()
+    called: list[str] = []
+
+    def note(frame, event, arg):
+        if event == "call" and "django_dbtune" in frame.f_code.co_filename:
+            called.append(frame.f_code.co_name)
+
+    with detect():
+        sys.setprofile(note)
+        try:
+            queryset.filter(title="a").exclude(title="b").order_by("title").select_related()
+        finally:
+            sys.setprofile(None)
+        assert called == []
+        sys.setprofile(note)
+        try:
+            Book.objects.all()  # a fresh one: noted
+        finally:
+            sys.setprofile(None)
+    assert called[:1] == ["query_init"]

@@ -48,6 +48,9 @@ class ProposedIndex:
     sql: str | None = None
     """For an index Meta.indexes cannot declare simply (a trigram index on an expression):
     the statement to run in a migration's RunSQL."""
+    nulls: tuple[tuple[str, bool], ...] = ()
+    """(field, NULLs first) where the index must place NULLs other than a plain B-tree does
+    (``F("vrf").asc(nulls_first=True)``); the index is then declared by expressions."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,13 +60,19 @@ class ProposedIndex:
             "condition": self.condition,
             "include": list(self.include),
             "sql": self.sql,
+            "nulls_first": [name for name, first in self.nulls if first],
+            "nulls_last": [name for name, first in self.nulls if not first],
         }
 
-    def as_code(self, q: str = "Q", index: str = "models.Index") -> str:
-        """The ``models.Index(...)`` line to add to ``Meta.indexes``; ``q`` and ``index`` are
-        how the module names ``Q`` and ``Index`` (``models.Q`` where it imports only
-        ``models``)."""
-        parts = [f"fields={list(self.fields)!r}".replace("'", '"'), f'name="{self.name}"']
+    def as_code(self, q: str = "Q", index: str = "models.Index", f: str = "models.F") -> str:
+        """The ``models.Index(...)`` line to add to ``Meta.indexes``; ``q``, ``index`` and
+        ``f`` are how the module names ``Q``, ``Index`` and ``F`` (``models.Q`` where it
+        imports only ``models``)."""
+        if self.nulls:
+            parts = [_placed_code(name, dict(self.nulls), f) for name in self.fields]
+            parts.append(f'name="{self.name}"')
+        else:
+            parts = [f"fields={list(self.fields)!r}".replace("'", '"'), f'name="{self.name}"']
         if self.opclasses:
             parts.append(f"opclasses={list(self.opclasses)!r}".replace("'", '"'))
         if self.condition_lookup:
@@ -76,6 +85,14 @@ class ProposedIndex:
         """The ``models.Index`` itself: what the migration adds, and what the proof asks
         Django to render into SQL (one index, one rendering)."""
         condition = models.Q(**dict([self.condition_lookup])) if self.condition_lookup else None
+        if self.nulls:
+            placed = dict(self.nulls)
+            return models.Index(
+                *(_placed(name, placed) for name in self.fields),
+                name=self.name,
+                condition=condition,
+                include=list(self.include),
+            )
         return models.Index(
             fields=list(self.fields),
             name=self.name,
@@ -83,6 +100,26 @@ class ProposedIndex:
             condition=condition,
             include=list(self.include),
         )
+
+
+def _placed_code(name: str, placed: dict[str, bool], f: str) -> str:
+    """:func:`_placed` as the code that declares it."""
+    bare = name.lstrip("-")
+    if bare not in placed and not name.startswith("-"):
+        return f'"{bare}"'
+    nulls = "" if bare not in placed else f"nulls_{'first' if placed[bare] else 'last'}=True"
+    return f'{f}("{bare}").{"desc" if name.startswith("-") else "asc"}({nulls})'
+
+
+def _placed(name: str, placed: dict[str, bool]) -> Any:
+    """A field of an index declared by expressions: its name, or ``F(name)`` in its
+    direction with its NULLs placed."""
+    bare = name.lstrip("-")
+    if bare not in placed:
+        return models.F(bare).desc() if name.startswith("-") else bare
+    nulls = {"nulls_first": True} if placed[bare] else {"nulls_last": True}
+    column = models.F(bare)
+    return column.desc(**nulls) if name.startswith("-") else column.asc(**nulls)
 
 
 @dataclass(frozen=True)

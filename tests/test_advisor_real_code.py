@@ -236,3 +236,42 @@ def test_one_parents_rows_in_one_state_get_an_index_the_foreign_keys_does_not_re
     assert "reads every Reminder of one Author, whatever its read_at" in unread["message"]
     opened = next(f for f in found if f["fields"] == ["author", "state"])
     assert [e["line"] for e in opened["evidence"]] == lines(PILES_UP, "# open")
+
+
+NULLS_PLACED = """
+from tests.testapp.models import Route
+
+def routes(request):
+    return Route.objects.all()[:50]
+"""
+
+
+@pytest.mark.django_db
+def test_a_sort_that_places_nulls_gets_an_index_that_places_them_too(tmp_path, settings):
+    """NetBox sorts prefixes by F("vrf").asc(nulls_first=True): on PostgreSQL a plain index
+    leaves the sort in place, so the index says NULLS FIRST; elsewhere NULLs come first
+    ascending anyway, and the plain index serves."""
+    found, err = suggest(tmp_path, settings, NULLS_PLACED)
+    assert not err
+    (route,) = [f for f in found if f["model"] == "testapp.Route"]
+    assert route["fields"] == ["author", "name", "id"]
+    postgres = connection.vendor == "postgresql"
+    assert route["index"]["nulls_first"] == (["author"] if postgres else [])
+    assert ("places the NULLs of author first" in route["message"]) is postgres
+    if not postgres:
+        return
+    from django_dbtune.findings import ProposedIndex
+    from tests.testapp.models import Route
+
+    index = ProposedIndex(
+        tuple(route["fields"]), route["index"]["name"], nulls=(("author", True),)
+    ).as_index()
+    sql, params = Route.objects.all()[:50].query.sql_with_params()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        with connection.schema_editor(atomic=False) as editor:
+            editor.add_index(Route, index)
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = " ".join(row[0] for row in cursor.fetchall())
+        transaction.set_rollback(True)
+    assert "Sort" not in plan and index.name in plan

@@ -48,6 +48,25 @@ def test_each_way_a_models_module_reaches_index(source, expected):
     assert spelled(source) == expected
 
 
+def test_an_index_that_places_nulls_gets_f_under_the_modules_own_name():
+    def with_f(source):
+        names = module_names(source, "app/models.py", needs_q=False, needs_f=True)
+        return names.index, names.f, names.missing_import
+
+    assert with_f("from django.db import models as m\n") == ("m.Index", "m.F", None)
+    assert with_f("from django.db.models import F, Index\n") == ("Index", "F", None)
+    assert with_f("from django.db.models import Index, Model\n") == (
+        "Index",
+        "models.F",
+        "from django.db import models",
+    )
+    assert with_f("from . import models\nfrom django.db.models import Index\n") == (
+        "Index",
+        "F",
+        "from django.db.models import F",
+    )
+
+
 def test_what_would_not_import_is_refused():
     with pytest.raises(WriteError, match=r"names from '\.base'"):
         spelled("from .base import *\n")

@@ -17,7 +17,13 @@ from typing import Any
 from django.db import connections, models
 
 from django_dbtune.advisor.code_scan import Usage
-from django_dbtune.advisor.own_columns import column_field, indexable, sort_prefix
+from django_dbtune.advisor.equality import equality_columns, piles_up
+from django_dbtune.advisor.own_columns import (
+    column_field,
+    indexable,
+    nulls_placed,
+    sort_prefix,
+)
 from django_dbtune.advisor.ranking import rank
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.advisor.searches import TEXT_FIELDS, Searches, search_finding, search_kind
@@ -45,6 +51,9 @@ class Candidate:
     search: str | None = None
     """A search only a GIN index serves (``searches.TRIGRAM`` or ``CONTAINMENT``)."""
     insensitive: bool = False
+    nulls: tuple[tuple[str, bool], ...] = ()
+    """Sort columns whose NULLs ``Meta.ordering`` places unlike a plain B-tree (see
+    :func:`.own_columns.nulls_placed`)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -70,22 +79,15 @@ def candidates_for(usage: Usage) -> list[Candidate]:
     return [*found, main] if main else found
 
 
-def equality_columns(usage: Usage) -> list[str]:
-    """The columns a call compares for equality, in index order: those compared to a value
-    the call passes (``owner=request.user``) first, then those compared to a constant
-    (``status="Open"``, ``date_read=None``), which hold few distinct values; an index so
-    ordered also serves the first ones alone."""
-    ordered = sorted(usage.equality, key=lambda pair: pair[1] is not ...)
-    return list(dict.fromkeys(name for name, _ in ordered))
-
-
 def _composite(usage: Usage) -> Candidate | None:
     model = usage.model
     equality = equality_columns(usage)
     sort, from_meta = list(usage.sort), False
+    nulls: tuple[tuple[str, bool], ...] = ()
     if not usage.explicit_sort and model._meta.ordering:
         sort = sort_prefix(model, model._meta.ordering)
         from_meta = bool(sort)
+        nulls = nulls_placed(model, model._meta.ordering)
     pattern = False
     if usage.ranges:
         tail = [usage.ranges[0]]
@@ -99,7 +101,9 @@ def _composite(usage: Usage) -> Candidate | None:
     fields = tuple(equality + tail)
     if not fields:
         return None
-    return Candidate(model, fields, pattern, [usage], from_meta and not usage.ranges)
+    names = {name.lstrip("-") for name in tail}
+    nulls = tuple((name, first) for name, first in nulls if name in names)
+    return Candidate(model, fields, pattern, [usage], from_meta and not usage.ranges, nulls=nulls)
 
 
 def index_findings(
@@ -172,7 +176,7 @@ def _group(
             equality
             and leads_with(candidate.names, equality[:1])
             and schema.serves(field_columns(usage.model, equality[:1]), prefix=False)
-            and not piles_up(usage, candidate)
+            and not piles_up(usage, candidate.names)
         ):
             # An index already narrows by the first equality column; whether a wider
             # one pays is for the planner to say (the workload advisor), not a guess.
@@ -182,30 +186,12 @@ def _group(
             continue
         if not candidate.pattern and _partial_serves(schema, usage, candidate):
             continue
-        key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern)
+        key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern, candidate.nulls)
         if key in grouped:
             grouped[key].usages.append(usage)
             grouped[key].from_meta_ordering |= candidate.from_meta_ordering
         else:
             grouped[key] = candidate
-
-
-def piles_up(usage: Usage, candidate: Candidate) -> str | None:
-    """The column compared to a constant when the call reads one parent's rows in one
-    state (``owner=user, status="Open"``, ``recipient=user, date_read=None``): the foreign
-    key's own index reads every row of that parent, and the rows in other states pile up
-    (submitted baskets, read notifications). None otherwise."""
-    first = candidate.names[0]
-    if not isinstance(usage.model._meta.get_field(first), models.ForeignKey):
-        return None
-    return next(
-        (
-            name
-            for name, value in usage.equality
-            if name != first and value is not ... and name in candidate.names
-        ),
-        None,
-    )
 
 
 def _partial_serves(schema: ModelSchema, usage: Usage, candidate: Candidate) -> bool:
@@ -381,7 +367,10 @@ def _finding(
         if not postgres:
             opclasses = ()
     free = _free_name(schema, index.name, f"{condition}{opclasses}", named)
-    proposal = ProposedIndex(index.fields, free, opclasses, condition, condition_lookup=partial)
+    nulls = candidate.nulls if postgres else ()
+    proposal = ProposedIndex(
+        index.fields, free, opclasses, condition, condition_lookup=partial, nulls=nulls
+    )
     sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
     evidence = [Evidence(file, line, code) for file, line, code in sites]
     if candidate.from_meta_ordering and (ordering := attribute_evidence(model, "ordering")):
@@ -405,7 +394,13 @@ def _finding(
             f" Every call site compares {partial[0]} to {python_literal(partial[1])}, so a "
             "partial index holds only those rows."
         )
-    piled = next(filter(None, (piles_up(u, candidate) for u in candidate.usages)), None)
+    if nulls:
+        placed = ", ".join(f"{n} {'first' if first else 'last'}" for n, first in nulls)
+        message += (
+            f" Meta.ordering places the NULLs of {placed}, which no plain index gives in order"
+            " on PostgreSQL: the index places them so too."
+        )
+    piled = next(filter(None, (piles_up(u, candidate.names) for u in candidate.usages)), None)
     if piled and schema.serves(field_columns(model, candidate.names[:1]), prefix=False):
         parent = getattr(model._meta.get_field(candidate.names[0]).related_model, "__name__", "")
         message += (

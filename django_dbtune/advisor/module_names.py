@@ -1,5 +1,6 @@
-"""Under which names a models module can write ``Index(...)`` and ``Q(...)``, and the import
-to add when it has none, so that ``--write`` never leaves code that does not import.
+"""Under which names a models module can write ``Index(...)``, ``Q(...)`` and ``F(...)``, and
+the import to add when it has none, so that ``--write`` never leaves code that does not
+import.
 
 A module reaches them through Django's models module (``from django.db import models as m``
 -> ``m.Index``) or by importing the classes (``from django.db.models import Index``). Only
@@ -18,32 +19,37 @@ MODELS = "django.db.models"
 _CLASSES = {
     "Index": {"django.db.models.Index", "django.db.models.indexes.Index"},
     "Q": {"django.db.models.Q", "django.db.models.query_utils.Q"},
+    "F": {"django.db.models.F", "django.db.models.expressions.F"},
 }
 _UNKNOWN = "?"
 
 
 @dataclass(frozen=True)
 class ModuleNames:
-    """How the models module spells ``Index`` and ``Q``, and the import line it lacks."""
+    """How the models module spells ``Index``, ``Q`` and ``F``, and the import line it
+    lacks."""
 
     index: str
     q: str
     missing_import: str | None = None
     """The line to add (``from django.db import models``), or None when nothing is missing."""
+    f: str = "F"
 
 
-def module_names(source: str, path: str, *, needs_q: bool) -> ModuleNames:
-    """The names ``source`` reaches ``Index`` (and ``Q``, when ``needs_q``) under; raises
+def module_names(source: str, path: str, *, needs_q: bool, needs_f: bool = False) -> ModuleNames:
+    """The names ``source`` reaches ``Index`` (and ``Q``, ``F``, when needed) under; raises
     ``WriteError`` when adding an import could change what the module's own names mean."""
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise WriteError(f"{path} does not parse ({exc.msg}, line {exc.lineno})") from None
     bound, unknown_star = _bindings(tree)
-    index = _spelling(bound, "Index")
-    q = _spelling(bound, "Q") if needs_q else "Q"
-    if index is not None and q is not None:
-        return ModuleNames(index, q)
+    spelled = {
+        name: _spelling(bound, name) if needed else name
+        for name, needed in (("Index", True), ("Q", needs_q), ("F", needs_f))
+    }
+    if all(spelled.values()):
+        return ModuleNames(spelled["Index"] or "", spelled["Q"] or "", f=spelled["F"] or "")
     if unknown_star is not None:
         raise WriteError(
             f"{path} takes names from '{unknown_star}', so which 'models' or 'Index' it "
@@ -52,9 +58,12 @@ def module_names(source: str, path: str, *, needs_q: bool) -> ModuleNames:
         )
     if "models" not in bound:
         return ModuleNames(
-            index or "models.Index", q or "models.Q", "from django.db import models"
+            spelled["Index"] or "models.Index",
+            spelled["Q"] or "models.Q",
+            "from django.db import models",
+            f=spelled["F"] or "models.F",
         )
-    wanted = [name for name, spelled in (("Index", index), ("Q", q)) if spelled is None]
+    wanted = [name for name, spelling in spelled.items() if spelling is None]
     taken = [name for name in wanted if name in bound]
     if taken:
         raise WriteError(
@@ -64,7 +73,10 @@ def module_names(source: str, path: str, *, needs_q: bool) -> ModuleNames:
             "and run again"
         )
     return ModuleNames(
-        index or "Index", q or "Q", f"from django.db.models import {', '.join(wanted)}"
+        spelled["Index"] or "Index",
+        spelled["Q"] or "Q",
+        f"from django.db.models import {', '.join(wanted)}",
+        f=spelled["F"] or "F",
     )
 
 

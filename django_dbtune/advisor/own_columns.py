@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.db.models import F, OrderBy
 
 from django_dbtune.advisor.code_scan import Usage
 
@@ -59,11 +60,36 @@ def own_name(model: type[models.Model], name: str) -> Any:
 
 def sort_prefix(model: type[models.Model], sort: Sequence[Any]) -> list[str]:
     """The leading sort names that are columns of the model's own table, as its fields'
-    names."""
+    names (``F("name").desc()`` in ``Meta.ordering`` is ``-name``)."""
     kept = []
-    for name in sort:
-        own = own_name(model, name) if isinstance(name, str) else None
+    for item in sort:
+        name = sort_name(item)
+        own = own_name(model, name) if name is not None else None
         if own is None:
             break
         kept.append(own)
     return kept
+
+
+def sort_name(item: Any) -> str | None:
+    """A sort item as a name with its ``-``: a string, or ``F("x").asc()``/``.desc()``."""
+    if isinstance(item, str):
+        return item
+    expression: Any = getattr(item, "expression", None)
+    name = getattr(expression, "name", None) if isinstance(expression, F) else None
+    if isinstance(item, OrderBy) and isinstance(name, str):
+        return ("-" if item.descending else "") + name
+    return None
+
+
+def nulls_placed(model: type[models.Model], sort: Sequence[Any]) -> tuple[tuple[str, bool], ...]:
+    """(field name, NULLs first) for each leading sort item that places NULLs where no
+    plain PostgreSQL B-tree, read either way, gives them: ``F("vrf").asc(nulls_first=True)``
+    or ``.desc(nulls_last=True)`` (ascending keeps NULLs last, and descending first)."""
+    found = []
+    for item, own in zip(sort, sort_prefix(model, sort), strict=False):
+        if isinstance(item, OrderBy) and (item.nulls_first or item.nulls_last):
+            first = bool(item.nulls_first)
+            if first != item.descending:
+                found.append((own.lstrip("-"), first))
+    return tuple(found)

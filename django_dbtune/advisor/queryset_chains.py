@@ -228,7 +228,7 @@ class _Scanner(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         self._query_of(node)
         if isinstance(node.func, ast.Name) and node.func.id == "Paginator" and node.args:
-            _mark_list_view(self._query_of(node.args[0]))
+            self._mark_list_view(self._query_of(node.args[0]), node)
         self.generic_visit(node)
 
     # Resolution of expressions to querysets and instances.
@@ -268,7 +268,7 @@ class _Scanner(ast.NodeVisitor):
             if id(node) not in self.resolved:
                 query = self._query_of(node.value)
                 if isinstance(node.slice, ast.Slice):
-                    _mark_list_view(query)
+                    self._mark_list_view(query, node)
                 self.resolved[id(node)] = query
             return self.resolved[id(node)]
         if isinstance(node, ast.Name):
@@ -324,6 +324,14 @@ class _Scanner(ast.NodeVisitor):
         for field_name, lookup, value in manager_filters(model, name):
             self._usage(query, node).add(field_name, lookup, value)
         return query
+
+    def _mark_list_view(self, query: _Query | None, node: ast.expr) -> None:
+        """Slicing or paginating evaluates the same query, at no new call site: the usage
+        that built it (a variable's included) is marked, not copied. A chain that filtered
+        nothing (``Route.objects.all()[:50]``) starts one here: it still sorts."""
+        if query is not None:
+            usage = query.usage if query.usage is not None else self._usage(query, node)
+            usage.list_view = True
 
     def _related_manager(
         self, model: type[models.Model], accessor: str, node: ast.expr
@@ -429,10 +437,3 @@ class _Scanner(ast.NodeVisitor):
                 value = getattr(value, attribute, ...)
             return getattr(value, "value", value)
         return ...
-
-
-def _mark_list_view(query: _Query | None) -> None:
-    """Slicing or paginating evaluates the same query, at no new call site: the usage that
-    built it (a variable's included) is marked, not copied."""
-    if query is not None and query.usage is not None:
-        query.usage.list_view = True

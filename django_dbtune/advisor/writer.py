@@ -48,7 +48,7 @@ def index_source(proposal: ProposedIndex, names: ModuleNames | None = None) -> s
     (default: ``models``)."""
     if names is None:
         return proposal.as_code(q="models.Q")
-    return proposal.as_code(q=names.q, index=names.index)
+    return proposal.as_code(q=names.q, index=names.index, f=names.f)
 
 
 def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> PendingWrites:
@@ -93,7 +93,10 @@ def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> Pendi
             source = result.files.get(path) or path.read_text(encoding="utf-8")
             # Code that would not import is refused for the whole run (raised), not skipped.
             names = module_names(
-                source, _shown(path), needs_q=any(p.condition_lookup for p in proposals)
+                source,
+                _shown(path),
+                needs_q=any(p.condition_lookup for p in proposals),
+                needs_f=any(p.nulls for p in proposals),
             )
             try:
                 edited = add_meta_indexes(

@@ -134,3 +134,14 @@ class Reminder(models.Model):
 
     objects = models.Manager()
     open = OpenReminders()
+
+
+class Route(models.Model):
+    """Sorted with its NULLs placed, as NetBox sorts its prefixes: a plain index on
+    PostgreSQL keeps NULLs last when ascending, so it does not give this order."""
+
+    author = models.ForeignKey(Author, models.CASCADE, null=True, related_name="+")
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        ordering = (models.F("author").asc(nulls_first=True), "name", "pk")

@@ -75,6 +75,24 @@ def test_meta_without_indexes_and_a_model_without_meta():
     )
 
 
+def test_a_tuple_of_indexes_and_a_child_models_own_meta_are_edited():
+    """NetBox declares indexes as tuples, in models with abstract parents whose own Meta
+    the child replaces: both were refused (Django keeps no Meta on a concrete class, so the
+    child's was taken for the parent's)."""
+    source = (
+        "class Book(Base):\n    class Meta:\n        ordering = ('title',)\n"
+        "        indexes = (\n            models.Index(fields=['a'], name='a'),\n        )\n"
+    )
+    assert add_meta_indexes(source, "Book", [ENTRY], has_parent=True) == source.replace(
+        "name='a'),\n", f"name='a'),\n            {ENTRY},\n"
+    )
+    one_line = "class Book(Base):\n    class Meta:\n        indexes = (models.Index(fields=['a'], name='a'),)\n"
+    assert edit(one_line).endswith(f"name='a'), {ENTRY},)\n")
+    inherits = "class Book(Base):\n    title = 1\n"
+    with pytest.raises(WriteError, match="inherits its Meta from a parent model"):
+        add_meta_indexes(inherits, "Book", [ENTRY], has_parent=True)
+
+
 @pytest.mark.parametrize(
     ("source", "reason"),
     [

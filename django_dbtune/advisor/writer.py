@@ -103,6 +103,7 @@ def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> Pendi
                     source,
                     model.__name__,
                     [index_source(proposal, names) for proposal in proposals],
+                    has_parent=_has_model_parent(model),
                 )
             except WriteError as exc:
                 reason = str(exc)
@@ -168,13 +169,16 @@ def _cannot_edit(model: type[models.Model]) -> str | None:
         return "its source file cannot be found"
     if not is_project_file(source_file):
         return "it is defined outside the project (in an installed package)"
-    parents = [base for base in model.__bases__ if issubclass(base, models.Model)]
-    if any(base is not models.Model for base in parents) and "Meta" not in vars(model):
-        return (
-            "it inherits its Meta from a parent model; declaring Meta here would drop the "
-            "parent's options. Add the index by hand."
-        )
     return None
+
+
+def _has_model_parent(model: type[models.Model]) -> bool:
+    """Whether ``model`` has a parent model (abstract or not) whose ``Meta`` it may inherit.
+    Django keeps no ``Meta`` on a concrete class, so whether the class declares its own is
+    read from its source (:func:`add_meta_indexes`)."""
+    return any(
+        issubclass(base, models.Model) and base is not models.Model for base in model.__bases__
+    )
 
 
 def _migration(
@@ -219,11 +223,15 @@ def _migration(
 # --- Meta.indexes edits --------------------------------------------------------------------
 
 
-def add_meta_indexes(source: str, class_name: str, entries: list[str]) -> str:
+def add_meta_indexes(
+    source: str, class_name: str, entries: list[str], *, has_parent: bool = False
+) -> str:
     """The source with ``entries`` appended to ``class_name``'s ``Meta.indexes``.
 
     The CST only locates the places to change; the text around them is left as it was, so
-    formatting and comments survive. Meta and indexes are created when absent.
+    formatting and comments survive. Meta and indexes are created when absent, except for
+    a model with a parent model (``has_parent``): a ``Meta`` declared there would replace
+    the one it inherits.
     """
     wrapper = MetadataWrapper(cst.parse_module(source))
     positions = wrapper.resolve(PositionProvider)
@@ -252,6 +260,11 @@ def add_meta_indexes(source: str, class_name: str, entries: list[str]) -> str:
         ),
         None,
     )
+    if meta is None and has_parent:
+        raise WriteError(
+            f"{class_name} inherits its Meta from a parent model; declaring Meta here would "
+            "drop the parent's options. Add the index by hand."
+        )
     if meta is None:
         block = f"{class_indent}{unit}class Meta:\n" + _indexes_assignment(
             class_indent + unit * 2, unit, entries
@@ -269,11 +282,15 @@ def add_meta_indexes(source: str, class_name: str, entries: list[str]) -> str:
     if assignment is None:
         block = _indexes_assignment(meta_indent, unit, entries)
         return _insert_after(lines, positions[meta], block)
-    if not isinstance(assignment, cst.List):
+    if not isinstance(assignment, cst.List | cst.Tuple):
         raise WriteError(
-            f"{class_name}.Meta.indexes is computed, not a list literal; add the index by hand"
+            f"{class_name}.Meta.indexes is computed, not a list or tuple literal; add the "
+            "index by hand"
         )
     span = positions[assignment]
+    if isinstance(assignment, cst.Tuple) and assignment.lpar and assignment.rpar:
+        # A tuple's own span leaves its parentheses out.
+        span = CodeRange(positions[assignment.lpar[0]].start, positions[assignment.rpar[-1]].end)
     inner = meta_indent + unit
     if assignment.elements:
         last = assignment.elements[-1]
@@ -281,7 +298,7 @@ def add_meta_indexes(source: str, class_name: str, entries: list[str]) -> str:
         before = _offset(lines, last_end.line, last_end.column)
         comma = "" if isinstance(last.comma, cst.Comma) else ","
         text = source
-        close = _offset(lines, span.end.line, span.end.column) - 1  # the "]"
+        close = _offset(lines, span.end.line, span.end.column) - 1  # the "]" or ")"
         if span.start.line == span.end.line:
             return text[:before] + "".join(f", {entry}" for entry in entries) + text[before:]
         added = "".join(f"{inner}{entry},\n" for entry in entries)

@@ -380,18 +380,18 @@ def _finding(
             f" Every call site compares {partial[0]} to {python_literal(partial[1])}, so a "
             "partial index holds only those rows."
         )
-    severity, why = rank(candidate.usages)
-    message += f" Ranked {severity}: {why}."
+    ranked = rank(candidate.usages, schema)
     return Finding(
         kind=kind,
-        severity=severity,
+        severity=ranked.severity,
         model=schema.label,
         fields=tuple(candidate.fields),
         database=schema.database,
-        message=message,
+        message=f"{message} {ranked.sentence}",
         index=proposal,
         evidence=tuple(evidence),
         advice=advice,
+        **ranked.size,
     )
 
 

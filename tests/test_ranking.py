@@ -1,0 +1,128 @@
+"""How much an index finding matters by how big its table is: a list page's query on an
+empty table is not ``high``, one on a large table is, and the finding says which and why."""
+
+import json
+import textwrap
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from tests.testapp.models import Author, Note, Shelf
+
+LIST_PAGE = """
+from tests.testapp.models import Shelf
+
+def shelves(request):
+    return Shelf.objects.filter(label=request.GET["label"]).order_by("built")[:20]
+"""
+
+
+def suggest(tmp_path, settings, **options):
+    """suggest_indexes --format json on a project whose one view is a list page of Shelf:
+    {(model, fields): finding}."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path), **options}
+    (tmp_path / "views.py").write_text(textwrap.dedent(LIST_PAGE))
+    out = StringIO()
+    call_command("suggest_indexes", "testapp", "--format", "json", stdout=out, stderr=StringIO())
+    return {(f["model"], tuple(f["fields"])): f for f in json.loads(out.getvalue())}
+
+
+def analyze(*tables):
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"ANALYZE {table}")
+
+
+def list_page(found):
+    return found[("testapp.Shelf", ("label", "built"))]
+
+
+@pytest.fixture
+def fresh_estimates():
+    """PostgreSQL writes ANALYZE's estimate in place, outside the test's transaction: a
+    test that analyzes a full table empties it and analyzes it again before it ends."""
+    yield
+    Shelf.objects.all().delete()
+    analyze("testapp_shelf")
+
+
+@pytest.mark.django_db
+def test_a_list_page_on_an_empty_table_is_medium_and_says_why(tmp_path, settings):
+    analyze("testapp_shelf")  # an estimate left by another run must not count
+    finding = list_page(suggest(tmp_path, settings))
+    assert finding["severity"] == "medium"
+    assert finding["message"].endswith(
+        "Ranked medium: a request runs it behind a list page or once per item of a loop, "
+        "but in this database the table holds no rows (counted), fewer than "
+        "INDEX_SMALL_TABLE_ROWS (1,000): an index matters once it grows."
+    )
+    assert (finding["table_rows"], finding["table_rows_source"]) == (0, "count")
+
+
+@pytest.mark.django_db
+def test_a_foreign_key_without_an_index_on_an_empty_table_is_medium(tmp_path, settings):
+    found = suggest(tmp_path, settings)
+    owner = found[("testapp.Note", ("owner",))]
+    assert owner["kind"] == "missing_fk_index"
+    assert owner["severity"] == "medium"
+    assert "Ranked medium: " in owner["message"]
+    assert "the table holds no rows (counted)" in owner["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("fresh_estimates")
+@pytest.mark.parametrize("analyzed", [False, True], ids=["counted", "analyzed"])
+def test_a_list_page_on_a_large_table_stays_high_with_its_size(tmp_path, settings, analyzed):
+    Shelf.objects.bulk_create(
+        Shelf(code=f"c{n}", room=f"r{n % 40}", row=n, label=f"l{n % 100}") for n in range(1500)
+    )
+    if analyzed:
+        analyze("testapp_shelf")
+    finding = list_page(suggest(tmp_path, settings))
+    assert finding["severity"] == "high"
+    if not analyzed:
+        # Without the database's statistics, rows are counted up to the threshold only.
+        assert (finding["table_rows"], finding["table_rows_source"]) == (1000, "count_limit")
+        assert "on a table of at least 1,000 rows (counted up to 1,000)." in finding["message"]
+        return
+    estimate = "PostgreSQL's estimate" if connection.vendor == "postgresql" else "SQLite's"
+    source = "pg_class.reltuples" if connection.vendor == "postgresql" else "sqlite_stat1"
+    assert finding["table_rows_source"] == source
+    assert finding["table_rows"] == pytest.approx(1500, rel=0.05)
+    assert f"on a table of about {finding['table_rows']:,} rows ({estimate}" in finding["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [0, None])
+def test_the_size_rule_is_off_at_zero_or_none(tmp_path, settings, value):
+    finding = list_page(suggest(tmp_path, settings, INDEX_SMALL_TABLE_ROWS=value))
+    assert finding["severity"] == "high"
+    assert finding["message"].endswith(
+        "Ranked high: a request runs it behind a list page or once per item of a loop."
+    )
+    assert (finding["table_rows"], finding["table_rows_source"]) == (None, None)
+
+
+@pytest.mark.django_db
+def test_a_table_not_created_yet_ranks_by_where_alone_and_says_so(tmp_path, settings):
+    with connection.cursor() as cursor:
+        cursor.execute('DROP TABLE "testapp_shelf"')
+    finding = list_page(suggest(tmp_path, settings))
+    assert finding["severity"] == "high"
+    assert finding["message"].endswith(
+        "Ranked high: a request runs it behind a list page or once per item of a loop; "
+        "table size unknown (the table testapp_shelf is not in the database yet)."
+    )
+    assert (finding["table_rows"], finding["table_rows_source"]) == (None, None)
+
+
+@pytest.mark.django_db
+def test_a_small_table_under_a_lower_threshold_counts_as_large(tmp_path, settings):
+    author = Author.objects.create(name="a", email="a@example.com")
+    Note.objects.bulk_create(Note(owner=author, text="t") for _ in range(3))
+    found = suggest(tmp_path, settings, INDEX_SMALL_TABLE_ROWS=3)
+    owner = found[("testapp.Note", ("owner",))]
+    assert owner["severity"] == "high"
+    assert (owner["table_rows"], owner["table_rows_source"]) == (3, "count_limit")

@@ -1,5 +1,6 @@
 """How much an index finding matters by how big its table is: a list page's query on an
-empty table is not ``high``, one on a large table is, and the finding says which and why."""
+empty table is not ``high``, one on a large table is, and the finding says which and why;
+from the code and from a recorded workload alike."""
 
 import json
 import textwrap
@@ -9,6 +10,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from django_dbtune import workload
+from tests.shop.models import Author as ShopAuthor
+from tests.shop.models import Book
 from tests.testapp.models import Author, Note, Shelf
 
 LIST_PAGE = """
@@ -126,3 +130,69 @@ def test_a_small_table_under_a_lower_threshold_counts_as_large(tmp_path, setting
     owner = found[("testapp.Note", ("owner",))]
     assert owner["severity"] == "high"
     assert (owner["table_rows"], owner["table_rows_source"]) == (3, "count_limit")
+
+
+# --- Recorded workloads -----------------------------------------------------------------------
+
+
+def suggest_from(path, settings, **options):
+    settings.DBTUNE = {**settings.DBTUNE, **options}
+    out = StringIO()
+    call_command(
+        "suggest_indexes",
+        "shop",
+        "--workload",
+        str(path),
+        "--format",
+        "json",
+        stdout=out,
+        stderr=StringIO(),
+    )
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.django_db
+def test_a_proven_index_is_high_on_a_large_table_and_medium_under_the_threshold(
+    postgres_only, tmp_path, settings
+):
+    author = ShopAuthor.objects.create(name="A")
+    Book.objects.bulk_create(Book(title=f"title {i}", author=author) for i in range(20000))
+    analyze("shop_book")
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(5):
+            list(Book.objects.filter(title=f"title {i}"))
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+    try:
+        [large] = suggest_from(path, settings)
+        [small] = suggest_from(path, settings, INDEX_SMALL_TABLE_ROWS=100_000)
+    finally:
+        Book.objects.all().delete()
+        analyze("shop_book")
+    assert (large["kind"], large["severity"]) == ("workload_index", "high")
+    rows = large["table_rows"]
+    assert rows == pytest.approx(20000, rel=0.05)
+    assert large["table_rows_source"] == "pg_class.reltuples"
+    assert f"on a table of about {rows:,} rows (PostgreSQL's estimate)." in large["message"]
+    assert small["severity"] == "medium"
+    assert (
+        f"but in this database the table holds about {rows:,} rows (PostgreSQL's estimate), "
+        "fewer than INDEX_SMALL_TABLE_ROWS (100,000): an index matters once it grows."
+    ) in small["message"]
+
+
+@pytest.mark.django_db
+def test_sqlites_full_scans_carry_the_tables_size(tmp_path, settings):
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite report")
+    author = ShopAuthor.objects.create(name="A")
+    Book.objects.bulk_create(Book(title=f"t{i}", author=author) for i in range(30))
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        list(Book.objects.filter(title="t1"))
+        list(Book.objects.filter(title="t2"))
+    [scan] = suggest_from(path, settings)
+    assert (scan["kind"], scan["severity"]) == ("workload_scan", "medium")
+    assert scan["message"].endswith("Ranked medium: called more than once.")
+    assert (scan["table_rows"], scan["table_rows_source"]) == (30, "count")

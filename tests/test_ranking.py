@@ -132,6 +132,31 @@ def test_a_small_table_under_a_lower_threshold_counts_as_large(tmp_path, setting
     assert (owner["table_rows"], owner["table_rows_source"]) == (3, "count_limit")
 
 
+@pytest.mark.django_db
+def test_a_composite_that_serves_a_foreign_key_gives_the_reason_of_its_higher_rank(
+    tmp_path, settings
+):
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path), "INDEX_SMALL_TABLE_ROWS": 0}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from tests.testapp.models import Book
+
+            def sponsored(request):
+                return Book.objects.filter(sponsor=request.user).order_by("title").first()
+        """)
+    )
+    out = StringIO()
+    call_command("suggest_indexes", "testapp", "--format", "json", stdout=out)
+    [merged] = [f for f in json.loads(out.getvalue()) if f["fields"][0] == "sponsor"]
+    assert (merged["fields"], merged["severity"]) == (["sponsor", "title"], "high")
+    said, ranked = merged["message"].split(" Ranked ")  # one reason, at the end
+    assert "It also serves the foreign key: Foreign key Book.sponsor" in said
+    assert ranked == (
+        "high: every join through the key, and every delete of a row it points to, "
+        "reads rows by it."
+    )
+
+
 # --- Recorded workloads -----------------------------------------------------------------------
 
 

@@ -132,6 +132,17 @@ OPTIONS: dict[str, Option] = {
         "statistics cover at least this many days and the index is at least this old: "
         "less, and a weekly job or a quiet week could make a needed index look unused.",
     ),
+    "INDEX_SMALL_TABLE_ROWS": Option(
+        1000,
+        lambda value: (
+            value is None
+            or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+        ),
+        "a whole number of rows, or None",
+        "An index finding on a table of fewer rows, as this database counts or estimates "
+        "them, is never ranked high: a scan of a few pages costs what an index lookup does. "
+        "0 or None turns the size rule off (ranks by where the queries run alone).",
+    ),
     "CACHE_ENABLED": Option(
         False,
         lambda value: isinstance(value, bool),
@@ -360,6 +371,10 @@ class Settings:
     @cached_property
     def UNUSED_INDEX_MIN_DAYS(self) -> float:
         return float(self._get("UNUSED_INDEX_MIN_DAYS"))
+
+    @cached_property
+    def INDEX_SMALL_TABLE_ROWS(self) -> int:
+        return int(self._get("INDEX_SMALL_TABLE_ROWS") or 0)
 
     @cached_property
     def CACHE_ENABLED(self) -> bool:

@@ -135,6 +135,12 @@ class Finding:
     evidence: tuple[Evidence, ...] = field(default=())
     advice: str | None = None
     """What to do when it is not simply "add this index"."""
+    table_rows: int | None = None
+    """How many rows the table holds, as ``table_rows_source`` says, when the rank weighed
+    it (``INDEX_SMALL_TABLE_ROWS``); None: not read, or unknown."""
+    table_rows_source: str | None = None
+    """``pg_class.reltuples`` or ``sqlite_stat1`` (the database's estimate), ``count`` or
+    ``count_limit`` (counted, and the count stopped there: at least ``table_rows``)."""
 
     @property
     def app_label(self) -> str:
@@ -154,6 +160,8 @@ class Finding:
             "evidence": [item.as_dict() for item in self.evidence],
             "message": self.message,
             "advice": self.advice,
+            "table_rows": self.table_rows,
+            "table_rows_source": self.table_rows_source,
         }
 
 

@@ -1,11 +1,13 @@
 """The django-debug-toolbar panels, in the toolbar's own style: a request through the
 toolbar's panel chain, the stats as the store keeps them, each panel's content rendered."""
 
+import html
 import json
 from html.parser import HTMLParser
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
 from django.http import HttpResponse
 from django.test import AsyncRequestFactory, RequestFactory
 
@@ -137,6 +139,26 @@ def test_the_indexes_panel_suggests_the_index_a_filter_lacks(shop):
     assert panel.nav_subtitle == "1 unindexed read"
     content = valid_html(panel.content)
     assert "no index leads with (title)" in content
+
+
+def test_the_indexes_panel_says_how_many_rows_the_table_holds(shop, settings):
+    def view(request):
+        list(Book.objects.filter(title="B1"))
+        return HttpResponse("ok")
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE shop_book")  # an estimate another test left must not count
+    panel = run(IndexesPanel, view)
+    [query] = panel.get_stats()["queries"]
+    said = "about 3 rows (PostgreSQL's estimate)" if connection.vendor == "postgresql" else None
+    assert (query["table_rows"], query["small"]) == (said or "3 rows (counted)", True)
+    content = html.unescape(valid_html(panel.content))
+    assert f"shop_book holds {query['table_rows']}: fewer rows than" in content
+    settings.DBTUNE = {**settings.DBTUNE, "INDEX_SMALL_TABLE_ROWS": 0}
+    [query] = run(IndexesPanel, view).get_stats()["queries"]
+    assert (query["table_rows"], query["small"]) == (None, False)
+    assert "INDEX_SMALL_TABLE_ROWS" not in valid_html(run(IndexesPanel, view).content)
 
 
 def test_the_indexes_panel_reads_sorts_and_inherited_columns_without_failing(shop):

@@ -407,18 +407,18 @@ def _finding(
             f" The index on {candidate.names[0]} reads every {name} of one {parent}, whatever"
             f" its {piled}; those asked for are few once the others pile up."
         )
-    severity, why = rank(candidate.usages)
-    message += f" Ranked {severity}: {why}."
+    ranked = rank(candidate.usages, schema)
     return Finding(
         kind=kind,
-        severity=severity,
+        severity=ranked.severity,
         model=schema.label,
         fields=tuple(candidate.fields),
         database=schema.database,
-        message=message,
+        message=f"{message} {ranked.sentence}",
         index=proposal,
         evidence=tuple(evidence),
         advice=advice,
+        **ranked.size,
     )
 
 

@@ -11,6 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_dbtune.advisor import planner
 from django_dbtune.advisor.candidates import Candidate, candidates_for
+from django_dbtune.advisor.ranking import by_size
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.advisor.workload_candidates import (
     Outcome,
@@ -22,12 +23,16 @@ from django_dbtune.advisor.workload_candidates import (
     usage_of,
 )
 from django_dbtune.findings import Evidence, Finding, ProposedIndex
-from django_dbtune.schema import leads_with
+from django_dbtune.schema import ModelSchema, leads_with
 from django_dbtune.workload import Shape
 
 
 def full_scans(
-    connection: BaseDatabaseWrapper, shapes: list[Shape], served: list[Served], outcome: Outcome
+    connection: BaseDatabaseWrapper,
+    shapes: list[Shape],
+    served: list[Served],
+    schemas: dict[str, ModelSchema],
+    outcome: Outcome,
 ) -> list[Finding]:
     """Recorded reads whose plan scans a whole table, grouped by the index the rules would
     add for them (the longest candidate of the model that starts with the shape's own)."""
@@ -56,17 +61,27 @@ def full_scans(
             key = (model._meta.label, found.fields)
             scanned.setdefault(key, []).append((shape, scans[0].detail))
             wanted[key] = found
-    return [_finding(connection.alias, wanted[key], found) for key, found in scanned.items()]
+    return [
+        _finding(connection.alias, wanted[key], found, schemas.get(key[0]))
+        for key, found in scanned.items()
+    ]
 
 
-def _finding(database: str, candidate: Candidate, scans: list[tuple[Shape, str]]) -> Finding:
+def _finding(
+    database: str,
+    candidate: Candidate,
+    scans: list[tuple[Shape, str]],
+    schema: ModelSchema | None,
+) -> Finding:
     model = candidate.model
     proposed = proposed_index(model, list(candidate.fields))
     calls = sum(shape.calls for shape, _ in scans)
     total_ms = sum(shape.total_ms for shape, _ in scans)
+    why = "called more than once" if calls > 1 else "called once"
+    ranked = by_size("medium" if calls > 1 else "low", why, schema)
     return Finding(
         kind="workload_scan",
-        severity="medium" if calls > 1 else "low",
+        severity=ranked.severity,
         model=model._meta.label,
         fields=candidate.fields,
         database=database,
@@ -74,7 +89,8 @@ def _finding(database: str, candidate: Candidate, scans: list[tuple[Shape, str]]
             f"{plural(len(scans), 'recorded query', 'recorded queries')} "
             f"({plural(calls, 'call', 'calls')}, {total_ms:.1f} ms in total) "
             f"{'reads' if len(scans) == 1 else 'read'} the whole table: EXPLAIN QUERY PLAN "
-            f"says {scans[0][1]!r}. One index would serve {'it' if len(scans) == 1 else 'them'}."
+            f"says {scans[0][1]!r}. One index would serve {'it' if len(scans) == 1 else 'them'}. "
+            f"{ranked.sentence}"
         ),
         index=ProposedIndex(proposed.fields, proposed.name),
         evidence=tuple(
@@ -86,4 +102,5 @@ def _finding(database: str, candidate: Candidate, scans: list[tuple[Shape, str]]
             "SQLite cannot try an index without building it: record the workload against "
             "PostgreSQL to have the planner prove the index first."
         ),
+        **ranked.size,
     )

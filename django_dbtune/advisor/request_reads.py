@@ -1,7 +1,8 @@
 """Index advice for one request: its reads whose filter or sort columns no index leads with.
 
 The same rules as the static advisor and the workload (candidates, ``ModelSchema.serves``),
-applied to the queries one request captured, each with its plan as the database prints it.
+applied to the queries one request captured, each with its plan as the database prints it
+and its table's size as the advisor ranks by it.
 EXPLAIN runs within a time budget, so a page of 500 queries stays usable; what is left over
 is counted, not planned. Returns plain data, ready for the toolbar's store.
 """
@@ -20,6 +21,7 @@ from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.advisor.statements import use_of
 from django_dbtune.advisor.workload_candidates import usage_from
 from django_dbtune.capture import QueryLog
+from django_dbtune.conf import conf
 from django_dbtune.schema import field_columns, model_schemas
 
 EXPLAIN_BUDGET = 0.5
@@ -71,6 +73,8 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
         if not missing:
             continue
         candidate = max(missing, key=lambda c: len(c.fields))
+        small = conf.INDEX_SMALL_TABLE_ROWS
+        rows = schema.rows(small) if small else None
         try:
             plan = planner.explain(connection, sql, records[0].params, text=True).text
         except Exception as error:  # the plan is a hint, never an error page
@@ -86,6 +90,10 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
                 "fields": list(candidate.fields),
                 "index": proposed_index(model, list(candidate.fields)).as_code(),
                 "plan": plan,
+                # The table's size, as the advisor ranks by it (None: unknown, or the rule
+                # is off).
+                "table_rows": rows.described if rows and rows.rows is not None else None,
+                "small": bool(rows and rows.rows is not None and rows.rows < small),
             }
         )
     return stats

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from django.db import models
 
+from django_dbtune.advisor.ranking import by_size
 from django_dbtune.advisor.source import field_evidence, index_evidence
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity
 from django_dbtune.schema import IndexInfo, ModelSchema, column_of, has_db_index, leads_with
@@ -14,6 +15,7 @@ FK_ADVICE = (
     "Declare it in Meta.indexes rather than setting db_index=True on the field: changing "
     "db_index makes Django drop and re-create the foreign key constraint (ticket #34417)."
 )
+FK_WHY = "every join through the key, and every delete of a row it points to, reads rows by it"
 
 
 def proposed_index(model: type[models.Model], fields: list[str]) -> ProposedIndex:
@@ -39,20 +41,22 @@ def missing_fk_indexes(schema: ModelSchema) -> Iterator[Finding]:
             if not has_db_index(model_field)
             else "no index leads with it"
         )
+        ranked = by_size("high", FK_WHY, schema)
         yield Finding(
             kind="missing_fk_index",
-            severity="high",
+            severity=ranked.severity,
             model=schema.label,
             fields=(model_field.name,),
             database=schema.database,
             message=(
                 f"Foreign key {model._meta.object_name}.{model_field.name} "
                 f"({column}) has no index that leads with it ({why}): joins and "
-                "lookups through it scan the whole table."
+                f"lookups through it scan the whole table. {ranked.sentence}"
             ),
             index=proposed_index(model, [model_field.name]),
             evidence=(evidence,) if evidence else (),
             advice=FK_ADVICE,
+            **ranked.size,
         )
 
 

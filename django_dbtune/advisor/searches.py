@@ -125,21 +125,23 @@ def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | Non
         "for LIKE '%x%'.",
     }[state]
     postgres = connections[schema.database].vendor == "postgresql"
+    ranked = rank(candidate.usages, schema)
     return Finding(
         kind="unindexed_filter",
-        severity=rank(candidate.usages)[0],
+        severity=ranked.severity,
         model=schema.label,
         fields=(name,),
         database=schema.database,
         message=(
             f"{model._meta.object_name}.{name} is searched with {lookup} in {places}: "
-            "LIKE '%...%' reads every row unless a trigram index serves it."
+            f"LIKE '%...%' reads every row unless a trigram index serves it. {ranked.sentence}"
         ),
         index=ProposedIndex((name,), index_name, ("gin_trgm_ops",), sql=sql)
         if postgres and state != "missing"
         else None,
         evidence=tuple(Evidence(file, line, code) for file, line, code in sites),
         advice=advice,
+        **ranked.size,
     )
 
 
@@ -163,17 +165,20 @@ def _containment_finding(schema: ModelSchema, candidate: Candidate) -> Finding:
         )
     else:
         advice = f"On PostgreSQL a GIN index serves it; {connection.display_name} has none."
+    ranked = rank(candidate.usages, schema)
     return Finding(
         kind="unindexed_filter",
-        severity=rank(candidate.usages)[0],
+        severity=ranked.severity,
         model=schema.label,
         fields=(name,),
         database=schema.database,
         message=(
             f"{model._meta.object_name}.{name} is searched by containment (contains, "
-            f"overlap or has_key) in {places}: only a GIN index on the column serves it."
+            f"overlap or has_key) in {places}: only a GIN index on the column serves it. "
+            f"{ranked.sentence}"
         ),
         index=index,
         evidence=tuple(Evidence(file, line, code) for file, line, code in sites),
         advice=advice,
+        **ranked.size,
     )

@@ -78,12 +78,16 @@ def one_per_index(findings: list[Finding]) -> list[Finding]:
     merged = []
     for finding in kept:
         for key_finding in absorbed.get(id(finding), []):
-            said, ranked, why = finding.message.partition(" Ranked ")
-            also = f"It also serves the foreign key: {key_finding.message}"
+            said, _, why = finding.message.partition(" Ranked ")
+            key_said, _, key_why = key_finding.message.partition(" Ranked ")
+            # The merged finding takes the higher rank, and the reason that gave it.
+            top = max(finding, key_finding, key=lambda f: SEVERITIES.index(f.severity))
+            ranked = why if top is finding else key_why
+            also = f"It also serves the foreign key: {key_said}"
             finding = replace(
                 finding,
-                severity=max(finding.severity, key_finding.severity, key=SEVERITIES.index),
-                message=f"{said} {also}{ranked}{why}",
+                severity=top.severity,
+                message=f"{said} {also} Ranked {ranked}",
                 evidence=(*finding.evidence, *key_finding.evidence),
             )
         merged.append(finding)

@@ -14,9 +14,12 @@ from django.apps import apps
 from django.db import DatabaseError, connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from django_dbtune.schema.table_rows import TableRows, table_rows
+
 __all__ = [
     "IndexInfo",
     "ModelSchema",
+    "TableRows",
     "actual_indexes",
     "declared_indexes",
     "leads_with",
@@ -69,6 +72,9 @@ class ModelSchema:
     actual: list[IndexInfo] | None = None
     """None when the database could not be read."""
     auto_created: bool = field(default=False)
+    table_found: bool | None = None
+    """Whether the database has the model's table; None when it was not read."""
+    _rows: dict[int, TableRows] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -84,6 +90,19 @@ class ModelSchema:
         described by its declaration, which says whether it is partial or uses an opclass."""
         named = {index.name for index in self.declared if index.name}
         return self.declared + [index for index in self.actual or [] if index.name not in named]
+
+    def rows(self, limit: int) -> TableRows:
+        """How many rows the table holds, as the database estimates them, else counted up to
+        ``limit``; read once."""
+        if limit not in self._rows:
+            if self.table_found is None:
+                self._rows[limit] = TableRows(None, reason="the database was not read")
+            elif not self.table_found:
+                reason = f"the table {self.table} is not in the database yet"
+                self._rows[limit] = TableRows(None, reason=reason)
+            else:
+                self._rows[limit] = table_rows(self.database, self.table, limit)
+        return self._rows[limit]
 
     def covers(self, column: str) -> bool:
         """Whether some usable index, declared or present in the database, leads with it."""
@@ -130,16 +149,16 @@ def model_schemas(
                 continue
             if not router.allow_migrate_model(database, model):
                 continue
+            found = read_database and _table_exists(connection, meta.db_table, tables)
             schemas.append(
                 ModelSchema(
                     model,
                     database,
                     declared_indexes(model, connection),
                     # A table not created yet (migrations not run) has no indexes to compare.
-                    actual_indexes(model, connection)
-                    if read_database and _table_exists(connection, meta.db_table, tables)
-                    else None,
+                    actual_indexes(model, connection) if found else None,
                     auto_created=bool(meta.auto_created),
+                    table_found=found if read_database else None,
                 )
             )
     return schemas

@@ -173,7 +173,9 @@ def test_a_queryset_clone_runs_none_of_the_detectors_code(db):
     with detect():
         sys.setprofile(note)
         try:
-            queryset.filter(title="a").exclude(title="b").order_by("title").select_related()
+            queryset.filter(title="a").exclude(title="b").order_by("title").select_related(
+                "author"
+            )
         finally:
             sys.setprofile(None)
         assert called == []

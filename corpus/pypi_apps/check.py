@@ -9,7 +9,8 @@ folder as ``DBTUNE["PROJECT_ROOT"]`` so its code is read as a project's own:
    would write builds it (Django renders the ``models.Index``; the finding's own SQL where
    it carries one), one after another in a transaction that is rolled back at the end.
 
-Prints one line per app and exits 1 when anything failed, naming what and why.
+Prints one line per app and exits 1 when anything failed, naming what and why; the last
+line counts the apps that passed and failed.
 """
 
 from __future__ import annotations
@@ -53,12 +54,15 @@ def main() -> int:
     parser.add_argument("--apps", type=Path, required=True, help="one folder per distribution")
     parser.add_argument("only", nargs="*", help="distributions to check (default: all)")
     parser.add_argument("--keep", type=Path, help="keep each command's output in this folder")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every warning")
     args = parser.parse_args()
-    folders = sorted(path for path in args.apps.iterdir() if path.is_dir())
-    if args.only:
-        folders = [path for path in folders if path.name in args.only]
+    installed = sorted(path for path in args.apps.iterdir() if path.is_dir())
+    unknown = set(args.only) - {path.name for path in installed}
+    if unknown:
+        parser.error(f"not installed: {', '.join(sorted(unknown))}")
+    folders = [path for path in installed if not args.only or path.name in args.only]
     # The apps' own folders come first on the path: they are what is imported.
-    sys.path[:0] = [str(path) for path in folders] + [str(REPO)]
+    sys.path[:0] = [str(path) for path in installed] + [str(REPO)]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "corpus.pypi_apps.settings")
     started = time.monotonic()
     fresh_database()
@@ -70,20 +74,23 @@ def main() -> int:
 
     migrated = time.monotonic()
     call_command("migrate", verbosity=0, interactive=False)
-    print(f"migrated in {time.monotonic() - migrated:.0f}s")
-    runs = [check_app(folder, args.keep) for folder in folders]
-    failed = False
-    for run in runs:
+    print(f"migrated in {time.monotonic() - migrated:.0f}s", flush=True)
+    failed = 0
+    for folder in folders:
+        run = check_app(folder, args.keep)
         print(
-            f"{run.name} {run.version}: {len(run.labels)} apps, {len(run.findings)} findings, "
-            f"{len(run.proposed)} indexes proposed, {run.built} built, "
-            f"{len(run.warnings)} warnings, {run.seconds:.0f}s"
+            f"{run.name} {run.version}: {len(run.labels)} Django apps with models, "
+            f"{len(run.findings)} findings, {len(run.proposed)} indexes proposed, "
+            f"{run.built} built, {len(run.warnings)} warnings, {run.seconds:.0f}s",
+            flush=True,
         )
+        for line in run.warnings if args.verbose else ():
+            print(f"  {line}")
         for failure in run.failures:
-            failed = True
             print(f"  FAILED {failure}")
-    verdict = "FAILED" if failed else "passed"
-    print(f"real-code check: {verdict} in {time.monotonic() - started:.0f}s")
+        failed += bool(run.failures)
+    print(f"real-code check done in {time.monotonic() - started:.0f}s")
+    print(f"realcode: {len(folders) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

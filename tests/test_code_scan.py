@@ -161,6 +161,29 @@ def test_one_constant_at_one_site_is_no_reason_for_a_partial_index(tmp_path, set
     assert finding.index.condition is None
 
 
+def test_a_partial_index_is_only_for_call_sites_that_compare_to_its_constant(tmp_path, settings):
+    """Two views filter kind="staff"; a command excludes two kinds at once (Wagtail's
+    purge_revisions: status is in progress OR needs changes). An index on kind WHERE
+    kind="staff" would serve neither side of that OR: the index its evidence names is a
+    plain one."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from django.db.models import Q
+            from tests.testapp.models import Shelf
+            Shelf.objects.filter(kind="staff", row=1)
+            Shelf.objects.filter(kind="staff", row=2)
+            Shelf.objects.exclude(Q(kind="staff") | Q(kind="public"))  # either
+        """)
+    )
+    either = [
+        finding
+        for finding in findings_of(tmp_path).values()
+        if any(site.code.endswith("# either") for site in finding.evidence)
+    ]
+    assert [finding.index.condition for finding in either] == [None]
+
+
 def test_latest_sorts_by_get_latest_by_descending(project):
     usages = {usage.line: usage for usage in scan(project).usages}
     assert usages[line("latest")].sort == ["email"], "latest('-email') sorts email ascending"

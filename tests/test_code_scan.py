@@ -3,6 +3,7 @@
 import textwrap
 
 import pytest
+from django.contrib import admin
 
 from django_dbtune.advisor.candidates import index_findings
 from django_dbtune.advisor.queryset_chains import scan
@@ -602,3 +603,45 @@ def test_a_search_behind_a_list_page_ranks_like_any_other_index(tmp_path, settin
     )
     [search] = [f for f in findings_of(tmp_path).values() if f.fields == ("label",)]
     assert search.severity == "high"
+
+
+class ProjectAdmin(admin.ModelAdmin):
+    """A project's base admin: its subclasses inherit the filter."""
+
+    list_filter = ["kind"]  # base-filter
+
+
+class InheritingItemAdmin(ProjectAdmin):  # inheriting-admin
+    """Sets nothing itself: its filter comes from its parent, and its changelist sorts by
+    the model's Meta.ordering (no ordering, no list_display of its own)."""
+
+
+@pytest.mark.parametrize(
+    ("admin_class", "sort_line"),
+    [
+        (InheritingItemAdmin, ("tests/test_code_scan.py", "# inheriting-admin")),
+        # Registered with no class of the project's: the sort is the model's own ordering.
+        (admin.ModelAdmin, ("tests/shop/models.py", 'ordering = ["kind", "-name"]')),
+    ],
+)
+def test_an_admin_option_set_by_a_parent_or_by_django_points_at_the_projects_line(
+    admin_class, sort_line
+):
+    from django_dbtune.advisor.admin_usage import admin_usages
+    from tests.shop.admin import ItemAdmin
+    from tests.shop.models import Item
+
+    admin.site.unregister(Item)
+    admin.site.register(Item, admin_class)
+    try:
+        usages = [u for u in admin_usages(["shop"]) if u.model is Item]
+    finally:
+        admin.site.unregister(Item)
+        admin.site.register(Item, ItemAdmin)
+    sites = {(usage.file, usage.code) for usage in usages}
+    assert all(usage.line > 0 for usage in usages), sites
+    sort = next(u for u in usages if not u.equality)
+    assert sort.file == sort_line[0] and sort_line[1] in sort.code
+    if admin_class is InheritingItemAdmin:
+        [kind] = [u for u in usages if u.equality]
+        assert kind.code.endswith("# base-filter")

@@ -362,7 +362,8 @@ def _finding(
     proposal = ProposedIndex(index.fields, free, opclasses, condition, condition_lookup=partial)
     sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
     evidence = [Evidence(file, line, code) for file, line, code in sites]
-    if candidate.from_meta_ordering and (ordering := attribute_evidence(model, "ordering")):
+    ordering = attribute_evidence(model, "ordering") if candidate.from_meta_ordering else None
+    if ordering and ordering not in evidence:  # a bare admin's changelist names it already
         evidence.append(ordering)
     places = f"{len(sites)} place{'s' if len(sites) != 1 else ''}"
     described = ", ".join(candidate.fields)

@@ -367,6 +367,11 @@ def test_test_code_is_not_scanned_wherever_it_lives(project):
         (project / "shop" / name).write_text(query)
     (project / "utilities" / "testing").mkdir(parents=True)
     (project / "utilities" / "testing" / "base.py").write_text(query)
+    # Test apps and helpers shipped inside a package (Wagtail's wagtail/test/testapp,
+    # django CMS's cms/test_utils/project).
+    for folder in ("test/testapp", "test_utils/project"):
+        (project / "cms" / folder).mkdir(parents=True)
+        (project / "cms" / folder / "models.py").write_text(query)
     assert {usage.file for usage in scan(project).usages} == {"views.py"}
 
 

@@ -4,7 +4,9 @@ For each app installed from PyPI (one folder per distribution under ``--apps``),
 folder as ``DBTUNE["PROJECT_ROOT"]`` so its code is read as a project's own:
 
 1. ``suggest_indexes --format json``, ``index_health`` and ``dbtune_report`` run as a user
-   runs them, on a freshly migrated PostgreSQL database; any exception or error fails;
+   runs them (system checks included), on a freshly migrated PostgreSQL database; any
+   exception, error or unexpected line on stderr fails, and so does a report page that
+   lacks an index ``suggest_indexes`` proposed;
 2. every index a finding proposes is built on PostgreSQL, as the migration ``--write``
    would write builds it (Django renders the ``models.Index``; the finding's own SQL where
    it carries one), one after another in a transaction that is rolled back at the end.
@@ -130,20 +132,28 @@ def check_app(folder: Path, keep: Path | None) -> AppRun:
         if output is not None:
             run.findings = json.loads(output)
         run_command(run, "index_health")
-        with tempfile.TemporaryDirectory() as scratch:
-            report = Path(scratch, "report.html")
-            if run_command(run, "dbtune_report", "--output", str(report)) is not None:
-                if "<html" not in report.read_text():
-                    run.failures.append("dbtune_report wrote no HTML page")
-                elif keep:
-                    keep.mkdir(parents=True, exist_ok=True)
-                    (keep / f"{run.name}-report.html").write_text(report.read_text())
+        check_report(run, keep)
         if keep:
             keep.mkdir(parents=True, exist_ok=True)
             (keep / f"{run.name}-suggest_indexes.json").write_text(json.dumps(run.findings))
         build_indexes(run, apps)
     run.seconds = time.monotonic() - started
     return run
+
+
+def check_report(run: AppRun, keep: Path | None) -> None:
+    """dbtune_report's page, which must show each index suggest_indexes proposed."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch, "report.html")
+        if run_command(run, "dbtune_report", "--output", str(report)) is None:
+            return
+        html = report.read_text()
+    absent = [f["index"]["name"] for f in run.proposed if f["index"]["name"] not in html]
+    if "<html" not in html or absent:
+        run.failures.append(f"dbtune_report's page lacks the indexes {absent}")
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        (keep / f"{run.name}-report.html").write_text(html)
 
 
 def distribution_version(folder: Path) -> str:
@@ -175,13 +185,16 @@ def run_command(run: AppRun, *argv: str) -> str | None:
 
 def build_indexes(run: AppRun, apps: Any) -> None:
     """Build every proposed index, all in one transaction rolled back at the end, each in a
-    savepoint of its own so one failure does not hide the next."""
+    savepoint of its own so one failure does not hide the next. An index Meta.indexes would
+    declare must also pass Django's model checks once declared there."""
     from django.db import DatabaseError, connection, transaction
 
     with transaction.atomic():
         for finding in run.proposed:
             model = apps.get_model(finding["model"])
             proposed = finding["index"]
+            fields = ", ".join(proposed["fields"])
+            what = f"index {proposed['name']} on {finding['model']} ({fields})"
             try:
                 with transaction.atomic():
                     if proposed["sql"]:
@@ -191,16 +204,30 @@ def build_indexes(run: AppRun, apps: Any) -> None:
                                 cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
                             cursor.execute(proposed["sql"])
                     else:
+                        index = model_index(proposed)
+                        if errors := declared_errors(model, index):
+                            run.failures.append(f"{what} fails Django's checks: {errors}")
+                            continue
                         with connection.schema_editor() as editor:
-                            editor.add_index(model, model_index(proposed))
+                            editor.add_index(model, index)
                 run.built += 1
             except (DatabaseError, ValueError, TypeError) as error:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else error
-                run.failures.append(
-                    f"index {proposed['name']} on {finding['model']} "
-                    f"({', '.join(proposed['fields'])}) did not build: {first}"
-                )
+                run.failures.append(f"{what} did not build: {first}")
         transaction.set_rollback(True)
+
+
+def declared_errors(model: Any, index: Any) -> list[str]:
+    """What Django's model checks say once the index is in ``Meta.indexes`` (a name too long,
+    a field of another table...), beyond what they said before."""
+    before = {str(message) for message in model.check(databases=["default"])}
+    declared = model._meta.indexes
+    model._meta.indexes = [*declared, index]
+    try:
+        after = model.check(databases=["default"])
+    finally:
+        model._meta.indexes = declared
+    return [f"{m.id}: {m.msg}" for m in after if m.is_serious() and str(m) not in before]
 
 
 def model_index(proposed: dict[str, Any]) -> Any:

@@ -273,8 +273,9 @@ def partial_index(
 
     Only for fields of a few known values (choices, booleans) filtered against the same
     constant at two or more call sites: one site is no evidence the other values are unused.
-    And each of the candidate's own call sites must compare the field to it: an ``exclude``
-    or an OR of ``Q`` objects on the field is served by no partial index.
+    And each of the candidate's own call sites must compare the field for equality (to that
+    constant, which ``constants`` holds): an ``exclude`` or an OR of ``Q`` objects on the
+    field is served by no partial index.
     """
     model = candidate.model
     for name in candidate.names:
@@ -288,7 +289,7 @@ def partial_index(
             and len(values) >= 2
             and all(value is not ... for value in values)
             and len(set(map(repr, values))) == 1
-            and all((name, values[0]) in usage.equality for usage in candidate.usages)
+            and all(name in dict(usage.equality) for usage in candidate.usages)
         ):
             return name, values[0]
     return None

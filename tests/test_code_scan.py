@@ -3,6 +3,7 @@
 import textwrap
 
 import pytest
+from django.contrib import admin
 
 from django_dbtune.advisor.candidates import index_findings
 from django_dbtune.advisor.queryset_chains import scan
@@ -159,6 +160,29 @@ def test_one_constant_at_one_site_is_no_reason_for_a_partial_index(tmp_path, set
     (finding,) = findings_of(tmp_path).values()
     assert finding.index.fields == ("kind", "row")
     assert finding.index.condition is None
+
+
+def test_a_partial_index_is_only_for_call_sites_that_compare_to_its_constant(tmp_path, settings):
+    """Two views filter kind="staff"; a command excludes two kinds at once (Wagtail's
+    purge_revisions: status is in progress OR needs changes). An index on kind WHERE
+    kind="staff" would serve neither side of that OR: the index its evidence names is a
+    plain one."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        textwrap.dedent("""
+            from django.db.models import Q
+            from tests.testapp.models import Shelf
+            Shelf.objects.filter(kind="staff", row=1)
+            Shelf.objects.filter(kind="staff", row=2)
+            Shelf.objects.exclude(Q(kind="staff") | Q(kind="public"))  # either
+        """)
+    )
+    either = [
+        finding
+        for finding in findings_of(tmp_path).values()
+        if any(site.code.endswith("# either") for site in finding.evidence)
+    ]
+    assert [finding.index.condition for finding in either] == [None]
 
 
 def test_latest_sorts_by_get_latest_by_descending(project):
@@ -343,6 +367,11 @@ def test_test_code_is_not_scanned_wherever_it_lives(project):
         (project / "shop" / name).write_text(query)
     (project / "utilities" / "testing").mkdir(parents=True)
     (project / "utilities" / "testing" / "base.py").write_text(query)
+    # Test apps and helpers shipped inside a package (Wagtail's wagtail/test/testapp,
+    # django CMS's cms/test_utils/project).
+    for folder in ("test/testapp", "test_utils/project"):
+        (project / "cms" / folder).mkdir(parents=True)
+        (project / "cms" / folder / "models.py").write_text(query)
     assert {usage.file for usage in scan(project).usages} == {"views.py"}
 
 
@@ -579,3 +608,45 @@ def test_a_search_behind_a_list_page_ranks_like_any_other_index(tmp_path, settin
     )
     [search] = [f for f in findings_of(tmp_path).values() if f.fields == ("label",)]
     assert search.severity == "high"
+
+
+class ProjectAdmin(admin.ModelAdmin):
+    """A project's base admin: its subclasses inherit the filter."""
+
+    list_filter = ["kind"]  # base-filter
+
+
+class InheritingItemAdmin(ProjectAdmin):  # inheriting-admin
+    """Sets nothing itself: its filter comes from its parent, and its changelist sorts by
+    the model's Meta.ordering (no ordering, no list_display of its own)."""
+
+
+@pytest.mark.parametrize(
+    ("admin_class", "sort_line"),
+    [
+        (InheritingItemAdmin, ("tests/test_code_scan.py", "# inheriting-admin")),
+        # Registered with no class of the project's: the sort is the model's own ordering.
+        (admin.ModelAdmin, ("tests/shop/models.py", 'ordering = ["kind", "-name"]')),
+    ],
+)
+def test_an_admin_option_set_by_a_parent_or_by_django_points_at_the_projects_line(
+    admin_class, sort_line
+):
+    from django_dbtune.advisor.admin_usage import admin_usages
+    from tests.shop.admin import ItemAdmin
+    from tests.shop.models import Item
+
+    admin.site.unregister(Item)
+    admin.site.register(Item, admin_class)
+    try:
+        usages = [u for u in admin_usages(["shop"]) if u.model is Item]
+    finally:
+        admin.site.unregister(Item)
+        admin.site.register(Item, ItemAdmin)
+    sites = {(usage.file, usage.code) for usage in usages}
+    assert all(usage.line > 0 for usage in usages), sites
+    sort = next(u for u in usages if not u.equality)
+    assert sort.file == sort_line[0] and sort_line[1] in sort.code
+    if admin_class is InheritingItemAdmin:
+        [kind] = [u for u in usages if u.equality]
+        assert kind.code.endswith("# base-filter")

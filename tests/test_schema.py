@@ -2,6 +2,7 @@ import pytest
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
+from django_dbtune.advisor.drift import drift
 from django_dbtune.schema import (
     IndexInfo,
     ModelSchema,
@@ -102,6 +103,37 @@ def test_a_table_in_a_postgresql_schema_is_read(postgres_only):
     )
     assert schema.covers("owner_id"), "an index only the database has still covers"
     assert not schema.covers("code"), "a partial index covers nothing in general"
+
+
+@pytest.mark.django_db
+@isolate_apps("tests.testapp")
+def test_a_foreign_key_to_a_text_primary_key_has_a_pattern_index_too(postgres_only):
+    """Django's PostgreSQL schema editor gives such a key a second, ``_like`` index, as it
+    does a text field (a shop's addresses point at their country by its ISO code): it is
+    Django's own, not an index the models do not declare."""
+
+    class Country(models.Model):
+        code = models.CharField(max_length=2, primary_key=True)
+
+        class Meta:
+            app_label = "testapp"
+
+    class Address(models.Model):
+        country = models.ForeignKey(Country, models.CASCADE)
+        owner_id = models.IntegerField()
+
+        class Meta:
+            app_label = "testapp"
+
+    with connection.schema_editor() as editor:
+        editor.create_model(Country)
+        editor.create_model(Address)
+    declared = declared_indexes(Address, connection)
+    schema = ModelSchema(Address, "default", declared, actual_indexes(Address, connection))
+    assert [index.opclasses for index in declared if index.origin == "pattern ops"] == [
+        ("varchar_pattern_ops",)
+    ]
+    assert list(drift(schema)) == []
 
 
 def test_a_swapped_model_has_no_schema(settings):

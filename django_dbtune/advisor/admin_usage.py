@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.advisor.code_scan import Usage, resolve_path
-from django_dbtune.advisor.source import attribute_evidence
+from django_dbtune.advisor.source import attribute_evidence, class_evidence
 from django_dbtune.lookups import is_lookup, use_of
 
 
@@ -81,7 +81,13 @@ def _usage(
     resolved = resolve_path(model, path.split("__"))
     if resolved is None:
         return None
-    evidence = attribute_evidence(klass, option)
+    # An option no class of the project's sets (the changelist's sort by Meta.ordering):
+    # the admin class, else the model's ordering.
+    evidence = (
+        attribute_evidence(klass, option)
+        or class_evidence(klass)
+        or attribute_evidence(model, "ordering")
+    )
     usage = Usage(
         resolved[0],
         evidence.file if evidence else klass.__module__,

@@ -284,6 +284,9 @@ def partial_index(
 
     Only for fields of a few known values (choices, booleans) filtered against the same
     constant at two or more call sites: one site is no evidence the other values are unused.
+    And each of the candidate's own call sites must compare the field for equality (to that
+    constant, which ``constants`` holds): an ``exclude`` or an OR of ``Q`` objects on the
+    field is served by no partial index.
     """
     model = candidate.model
     for name in candidate.names:
@@ -297,6 +300,7 @@ def partial_index(
             and len(values) >= 2
             and all(value is not ... for value in values)
             and len(set(map(repr, values))) == 1
+            and all(name in dict(usage.equality) for usage in candidate.usages)
         ):
             return name, values[0]
     return None
@@ -373,7 +377,8 @@ def _finding(
     )
     sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
     evidence = [Evidence(file, line, code) for file, line, code in sites]
-    if candidate.from_meta_ordering and (ordering := attribute_evidence(model, "ordering")):
+    ordering = attribute_evidence(model, "ordering") if candidate.from_meta_ordering else None
+    if ordering and ordering not in evidence:  # a bare admin's changelist names it already
         evidence.append(ordering)
     places = f"{len(sites)} place{'s' if len(sites) != 1 else ''}"
     described = ", ".join(candidate.fields)

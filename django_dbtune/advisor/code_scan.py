@@ -20,10 +20,20 @@ from django_dbtune.lookups import CASE_INSENSITIVE, Use, use_of
 from django_dbtune.project import is_installed_file
 
 NOT_PRODUCTION_DIRS = frozenset(
-    {"migrations", "tests", "testing", "factories", "node_modules", "__pycache__"}
+    {
+        "migrations",
+        "tests",
+        "test",
+        "testing",
+        "test_utils",
+        "factories",
+        "node_modules",
+        "__pycache__",
+    }
 )
-"""Folders of the project that hold no production queries: tests and their helpers,
-migrations, build output."""
+"""Folders of the project that hold no production queries: tests and their helpers (also
+the test apps a package ships, as Django's own ``django/test`` and Wagtail's
+``wagtail/test``), migrations, build output."""
 
 TEST_FILES = frozenset({"tests.py", "conftest.py", "factories.py"})
 """Files that hold tests or their data, wherever they are (``startapp`` creates

@@ -87,5 +87,27 @@ def index_evidence(model: type[models.Model], index_name: str) -> Evidence | Non
 
 def attribute_evidence(klass: type, name: str) -> Evidence | None:
     """The line assigning an attribute in a class, its Meta included (``ordering = [...]``,
-    a ModelAdmin's ``list_filter = [...]``)."""
-    return _evidence(klass, name, match_index_name=False)
+    a ModelAdmin's ``list_filter = [...]``), or in the nearest parent that assigns it: a
+    project's base admin or abstract model. Django's own defaults are no line of anybody's."""
+    for parent in klass.__mro__:
+        if _djangos(parent):
+            continue
+        if found := _evidence(parent, name, match_index_name=False):
+            return found
+    return None
+
+
+def class_evidence(klass: type) -> Evidence | None:
+    """The ``class ...:`` line itself, unless the class is Django's own."""
+    source = None if _djangos(klass) else _class_source(klass)
+    if source is None:
+        return None
+    filename, start, lines = source
+    for offset, text in enumerate(lines):
+        if text.lstrip().startswith("class "):  # decorators come first
+            return Evidence(relative_path(filename), start + offset, text.strip())
+    return None
+
+
+def _djangos(klass: type) -> bool:
+    return klass is object or klass.__module__.split(".", 1)[0] == "django"

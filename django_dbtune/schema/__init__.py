@@ -237,7 +237,10 @@ def _pattern_opclass(
     """The opclass of the ``_like`` index PostgreSQL's schema editor adds, if it adds one."""
     if connection.vendor != "postgresql" or not (has_db_index(model_field) or model_field.unique):
         return None
-    if model_field.is_relation or getattr(model_field, "db_collation", None):
+    # A foreign key takes its target's column type, so a key to a text primary key gets one
+    # too; its collation is the target's.
+    target = getattr(model_field, "target_field", None) if model_field.is_relation else None
+    if getattr(model_field, "db_collation", None) or getattr(target, "db_collation", None):
         return None
     db_type = model_field.db_type(connection) or ""
     if "[" in db_type:

@@ -231,16 +231,21 @@ def declared_errors(model: Any, index: Any) -> list[str]:
 
 
 def model_index(proposed: dict[str, Any]) -> Any:
-    """The ``models.Index`` a finding's JSON describes, as ``--write`` declares it."""
-    from django.db import models
+    """The ``models.Index`` a finding's JSON describes, as ``--write`` declares it (the
+    package's own ``ProposedIndex`` renders it, NULLs placement included)."""
+    from django_dbtune.findings import ProposedIndex
 
-    return models.Index(
-        fields=proposed["fields"],
-        name=proposed["name"],
-        opclasses=proposed["opclasses"],
-        include=proposed["include"],
-        condition=condition(proposed["condition"]),
-    )
+    lookup = condition(proposed["condition"])
+    nulls = [(name, True) for name in proposed.get("nulls_first", [])]
+    nulls += [(name, False) for name in proposed.get("nulls_last", [])]
+    return ProposedIndex(
+        tuple(proposed["fields"]),
+        proposed["name"],
+        tuple(proposed["opclasses"]),
+        include=tuple(proposed["include"]),
+        condition_lookup=next(iter(lookup.children), None) if lookup is not None else None,
+        nulls=tuple(nulls),
+    ).as_index()
 
 
 def condition(code: str | None) -> Any:

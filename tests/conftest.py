@@ -1,9 +1,12 @@
+import json
 import os
 import shutil
 import uuid
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 DB = os.environ.get("DBTUNE_DB", "sqlite")
@@ -68,3 +71,20 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "project" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+def suggest_workload(path, *options, app="shop"):
+    """``suggest_indexes APP --workload PATH --format json``: (the findings, stderr)."""
+    out, err = StringIO(), StringIO()
+    call_command(
+        "suggest_indexes",
+        app,
+        "--workload",
+        str(path),
+        "--format",
+        "json",
+        *options,
+        stdout=out,
+        stderr=err,
+    )
+    return json.loads(out.getvalue()), err.getvalue()

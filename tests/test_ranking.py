@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from django_dbtune import workload
+from tests.conftest import suggest_workload
 from tests.shop.models import Author as ShopAuthor
 from tests.shop.models import Book
 from tests.testapp.models import Author, Note, Shelf
@@ -164,18 +165,7 @@ def test_a_composite_that_serves_a_foreign_key_gives_the_reason_of_its_higher_ra
 
 def suggest_from(path, settings, **options):
     settings.DBTUNE = {**settings.DBTUNE, **options}
-    out = StringIO()
-    call_command(
-        "suggest_indexes",
-        "shop",
-        "--workload",
-        str(path),
-        "--format",
-        "json",
-        stdout=out,
-        stderr=StringIO(),
-    )
-    return json.loads(out.getvalue())
+    return suggest_workload(path)[0]
 
 
 @pytest.mark.django_db(transaction=True)  # committed rows: see fresh_estimates

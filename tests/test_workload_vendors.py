@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from django_dbtune import workload
+from tests.conftest import suggest_workload
 from tests.shop.models import Author, Book
 
 OTHER = {"sqlite": "postgresql", "postgresql": "sqlite"}
@@ -32,19 +33,7 @@ def _record_elsewhere(path):
 
 
 def _suggest(path, *options):
-    out, err = StringIO(), StringIO()
-    call_command(
-        "suggest_indexes",
-        "shop",
-        "--workload",
-        str(path),
-        "--format",
-        "json",
-        *options,
-        stdout=out,
-        stderr=err,
-    )
-    return json.loads(out.getvalue()), err.getvalue()
+    return suggest_workload(path, *options)
 
 
 @pytest.fixture

@@ -74,8 +74,10 @@ def _attach_uses(instances: list[Any], tag: Tag, name: str, known: set[str]) -> 
     try:
         if len(added) != 1:
             raise KeyError(added)
+        # The common case: this prefetch's own querysets, new and unmarked (in C: a page
+        # has hundreds).
         querysets = list(map(itemgetter(added[0]), map(attrgetter(_CACHE), instances)))
     except (AttributeError, KeyError):
-        querysets = [q for i in instances for q in i.__dict__.get(_CACHE, {}).values()]
-    marked = [queryset for queryset in querysets if getattr(queryset, USE, False) is None]
-    deque(map(setattr, marked, repeat(USE), repeat(use)), maxlen=0)
+        every = [q for i in instances for q in i.__dict__.get(_CACHE, {}).values()]
+        querysets = [queryset for queryset in every if getattr(queryset, USE, False) is None]
+    deque(map(setattr, querysets, repeat(USE), repeat(use)), maxlen=0)

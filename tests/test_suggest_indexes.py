@@ -202,6 +202,26 @@ def test_drift_between_the_models_and_the_database():
 
 
 @pytest.mark.django_db
+def test_an_index_the_database_has_under_another_name_is_not_missing():
+    """NetBox's index_together became Meta.indexes with Django's generated name, and the
+    database kept the old one: the columns are indexed, only a migration by name fails."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX book_editor_title")
+        cursor.execute(
+            'CREATE INDEX "testapp_book_editor_id_title_5a1b"'
+            ' ON "testapp_book" ("editor_id", "title")'
+        )
+    drift = [
+        f for f in findings("testapp") if f["model"] == "testapp.Book" and "database" in f["kind"]
+    ]
+    assert [(f["kind"], f["severity"], f["fields"]) for f in drift] == [
+        ("renamed_in_database", "low", ["editor", "title"])
+    ]
+    assert "as testapp_book_editor_id_title_5a1b" in drift[0]["message"]
+    assert 'old_name="testapp_book_editor_id_title_5a1b"' in drift[0]["advice"]
+
+
+@pytest.mark.django_db
 def test_no_drift_where_migrations_built_the_schema():
     kinds = {f["kind"] for f in findings("crawler", "publisher", "marketplace", "testapp")}
     assert not kinds & {"missing_in_database", "unknown_in_database"}

@@ -18,14 +18,24 @@ def drift(schema: ModelSchema) -> Iterator[Finding]:
     actual = list(schema.actual)
     by_name = {index.name: index for index in actual}
     unnamed: list[IndexInfo] = []
+    not_found: list[IndexInfo] = []
     for index in schema.declared:
         if index.name:
             if index.name in by_name:
                 actual.remove(by_name[index.name])
             else:
-                yield _missing(schema, index)
+                not_found.append(index)
         else:
             unnamed.append(index)
+    for index in not_found:
+        # The same index under another name (an index_together that became Meta.indexes,
+        # or a name given by hand): it serves queries; only a migration naming it fails.
+        twin = next((a for a in actual if index.columns and _same(a, index)), None)
+        if twin is None:
+            yield _missing(schema, index)
+        else:
+            actual.remove(twin)
+            yield _renamed(schema, index, twin)
     pool = Counter((index.columns, index.unique) for index in actual)
     for index in unnamed:
         signature = (index.columns, index.unique)
@@ -38,6 +48,36 @@ def drift(schema: ModelSchema) -> Iterator[Finding]:
         if pool[signature]:
             pool[signature] -= 1
             yield _unknown(schema, index)
+
+
+def _same(found: IndexInfo, declared: IndexInfo) -> bool:
+    return (found.columns, found.unique, found.partial, found.opclasses) == (
+        declared.columns,
+        declared.unique,
+        declared.partial,
+        declared.opclasses,
+    )
+
+
+def _renamed(schema: ModelSchema, index: IndexInfo, twin: IndexInfo) -> Finding:
+    evidence = index_evidence(schema.model, index.name) if index.name else None
+    return Finding(
+        kind="renamed_in_database",
+        severity="low",
+        model=schema.label,
+        fields=_fields(schema, index.columns),
+        database=schema.database,
+        message=(
+            f"The models declare index {index.name} on ({', '.join(index.columns)}); database "
+            f"{schema.database!r} has the same index as {twin.name}. Queries are served, but a "
+            "migration that renames or removes it by name will fail on this database."
+        ),
+        evidence=(evidence,) if evidence else (),
+        advice=(
+            f'A migration with RenameIndex("{schema.model._meta.model_name}", '
+            f'new_name="{index.name}", old_name="{twin.name}") makes the names agree.'
+        ),
+    )
 
 
 def _fields(schema: ModelSchema, columns: tuple[str, ...]) -> tuple[str, ...]:

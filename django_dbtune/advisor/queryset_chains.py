@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import models
 
+from django_dbtune.advisor.class_options import class_option_usages
 from django_dbtune.advisor.code_scan import Usage, project_files, resolve_path
 from django_dbtune.advisor.manager_filters import manager_filters
 from django_dbtune.advisor.model_names import (
@@ -29,15 +30,11 @@ from django_dbtune.advisor.syntax import (
     fetches_one,
     flip,
     q_keywords,
-    string_items,
 )
 from django_dbtune.call_sites import relative_path
 from django_dbtune.lookups import is_lookup, use_of
 
 INSTANCE_METHODS = frozenset({"get", "first", "last", "earliest", "latest"})
-LIST_VIEWS = ("ListView", "ListAPIView", "ListCreateAPIView", "ModelViewSet")
-"""Classes whose ``model = Model`` lists the model's rows (Django's and DRF's generic
-views), by the end of their name."""
 
 
 @dataclass
@@ -108,50 +105,10 @@ class _Scanner(ast.NodeVisitor):
         self.modules.update(imported_modules(node, self.registry.modules))
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        """Django REST framework views and filter sets: ``filterset_fields`` and
-        ``ordering_fields`` name fields API clients filter and sort by, in any combination,
-        so each is a candidate of its own."""
         self.generic_visit(node)
         model = self._class_model(node)
-        if model is None:
-            return
-        self._list_view(node, model)
-        for option, target in (("filterset_fields", "single"), ("ordering_fields", "sort")):
-            assignment = class_assignment(node, option)
-            if assignment is None:
-                continue
-            for name in string_items(assignment.value):
-                if (
-                    name == "__all__"
-                    or (resolved := resolve_path(model, name.split("__"))) is None
-                ):
-                    continue
-                line = assignment.lineno
-                usage = Usage(resolved[0], self.file, line, self.lines[line - 1].strip())
-                usage.explicit_sort = True
-                if target == "single":
-                    usage.single.append(resolved[1])
-                else:
-                    usage.sort.append(resolved[1])
-                self.usages.append(usage)
-
-    def _list_view(self, node: ast.ClassDef, model: type[models.Model]) -> None:
-        """A list view declared with ``model = Model`` (no ``queryset``): Django lists
-        ``Model.objects.all()``, sorted by the view's ``ordering`` or the model's
-        ``Meta.ordering``, a page at a time."""
-        declared = class_assignment(node, "model")
-        bases = {getattr(base, "attr", getattr(base, "id", "")) for base in node.bases}
-        if declared is None or class_assignment(node, "queryset") is not None:
-            return
-        if not any(name.endswith(LIST_VIEWS) for name in bases):
-            return
-        line = declared.lineno
-        usage = Usage(model, self.file, line, self.lines[line - 1].strip(), list_view=True)
-        ordering = class_assignment(node, "ordering")
-        if ordering is not None:
-            usage.explicit_sort = True
-            usage.sort = [name for name in string_items(ordering.value) if "__" not in name]
-        self.usages.append(usage)
+        if model is not None:
+            self.usages.extend(class_option_usages(node, model, self.file, self.lines))
 
     def _class_model(self, node: ast.ClassDef) -> type[models.Model] | None:
         """The model of a view (``queryset = Model.objects...`` or ``model = Model``) or a

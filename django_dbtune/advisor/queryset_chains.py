@@ -18,6 +18,11 @@ from django.db import models
 from django_dbtune.advisor.class_options import class_option_usages
 from django_dbtune.advisor.code_scan import Usage, project_files, resolve_path
 from django_dbtune.advisor.manager_filters import manager_filters
+from django_dbtune.advisor.method_querysets import (
+    assumed_querysets,
+    is_own_model,
+    is_own_queryset,
+)
 from django_dbtune.advisor.model_names import (
     ModelNames,
     custom_method,
@@ -85,6 +90,11 @@ class _Scanner(ast.NodeVisitor):
         """``Q(...)`` objects held in variables (``q = Q(a=1)``, ``q &= Q(b=2)``)."""
         self.loop_depth = 0
         self.resolved: dict[int, _Query | None] = {}
+        self.this: type[models.Model] | None = None
+        """The model of the class whose method is being read (``self``'s), when known."""
+        self.assumed: dict[str, type[models.Model]] = {}
+        """Names that hold ``self``'s queryset where nothing else binds them
+        (``method_querysets``)."""
 
     def visit_Module(self, node: ast.Module) -> None:
         # Models the file defines are known everywhere in it, also above their class.
@@ -105,8 +115,14 @@ class _Scanner(ast.NodeVisitor):
         self.modules.update(imported_modules(node, self.registry.modules))
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.generic_visit(node)
         model = self._class_model(node)
+        # Its methods read the model's queryset through Django's hooks (method_querysets).
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                assumed = dict.fromkeys(assumed_querysets(child), model) if model else {}
+                self._function(child, model, assumed)
+            else:
+                self.visit(child)
         if model is not None:
             self.usages.extend(class_option_usages(node, model, self.file, self.lines))
 
@@ -128,14 +144,23 @@ class _Scanner(ast.NodeVisitor):
                     return self._model_named(meta.value)
         return None
 
-    # Scopes: names are tracked per function.
+    # Scopes: names are tracked per function; a function inside a method keeps its ``self``.
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        saved = (self.querysets, self.instances, self.conditions)
-        self.querysets, self.instances, self.conditions = {}, {}, {}
-        self.generic_visit(node)
-        self.querysets, self.instances, self.conditions = saved
+        self._function(node, self.this, {})
 
     visit_AsyncFunctionDef = visit_FunctionDef
+
+    def _function(
+        self,
+        node: ast.FunctionDef | ast.AsyncFunctionDef,
+        this: type[models.Model] | None,
+        assumed: dict[str, type[models.Model]],
+    ) -> None:
+        saved = (self.querysets, self.instances, self.conditions, self.this, self.assumed)
+        self.querysets, self.instances, self.conditions = {}, {}, {}
+        self.this, self.assumed = this, assumed
+        self.generic_visit(node)
+        self.querysets, self.instances, self.conditions, self.this, self.assumed = saved
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
@@ -207,8 +232,10 @@ class _Scanner(ast.NodeVisitor):
         return _Query(model) if model is not None else None
 
     def _model_named(self, node: ast.expr) -> type[models.Model] | None:
-        """The model an expression names: ``Order``, or ``models.Order`` through a module
-        the file imported."""
+        """The model an expression names: ``Order``, ``models.Order`` through a module
+        the file imported, or ``self.model`` in a method of a class whose model is known."""
+        if self.this is not None and is_own_model(node):
+            return self.this
         if isinstance(node, ast.Name):
             return self.models.get(node.id)
         if (
@@ -230,7 +257,12 @@ class _Scanner(ast.NodeVisitor):
             return self.resolved[id(node)]
         if isinstance(node, ast.Name):
             stored = self.querysets.get(node.id)
-            return _Query(stored.model, stored.usage) if stored else None
+            if stored is None:
+                assumed = self.assumed.get(node.id)
+                return _Query(assumed) if assumed is not None else None
+            return _Query(stored.model, stored.usage)
+        if self.this is not None and is_own_queryset(node):
+            return self._own_queryset(node)
         if isinstance(node, ast.Attribute):
             base = node.value
             model = self._model_named(base)
@@ -271,6 +303,13 @@ class _Scanner(ast.NodeVisitor):
                 self._usage(query, node).explicit_sort = True
         self.resolved[id(node)] = query
         return query
+
+    def _own_queryset(self, node: ast.expr) -> _Query | None:
+        """``self.get_queryset()`` and the like: a chain of ``self``'s model starts."""
+        if id(node) not in self.resolved:
+            assert self.this is not None
+            self.resolved[id(node)] = _Query(self.this)
+        return self.resolved[id(node)]
 
     def _managed(self, model: type[models.Model], name: str, node: ast.expr) -> _Query | None:
         """``Model.<manager>``: a chain starts, with what the manager's own

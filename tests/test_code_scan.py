@@ -620,6 +620,66 @@ def test_the_methods_of_a_class_whose_model_is_known_filter_its_queryset(tmp_pat
     }
 
 
+def test_lookups_unpacked_from_a_dict_with_keys_the_source_tells_are_read(tmp_path, settings):
+    """``filter(**{...})`` and ``Q(**{...})``: each key that is a literal, or an f-string of
+    names bound to strings (a parameter's default, a constant of this module or of another
+    of the project's, read without importing it). A key that cannot be told is left out,
+    and so is a constant of installed code."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "__init__.py").write_text(
+        textwrap.dedent("""
+            class LookupTypes:
+                PARTIAL = "icontains"
+                EXACT = "iexact"
+        """)
+    )
+    (tmp_path / "search" / "fields.py").write_text('ROOM = "room"\n')
+    (tmp_path / "search" / "backends.py").write_text(
+        textwrap.dedent("""
+            from django.db.models import Q
+            from django.db.models.constants import LOOKUP_SEP
+            from search.fields import ROOM
+            from tests.testapp.models import Shelf
+            from . import LookupTypes
+
+            DEFAULT_LOOKUP_TYPE = LookupTypes.PARTIAL
+            BUILT = "built"
+
+
+            def literal(label, day):
+                return Shelf.objects.filter(**{"label": label, BUILT + "__gte": day})  # literal
+
+            def search(value, lookup=DEFAULT_LOOKUP_TYPE):
+                query = Q(**{f"label__{lookup}": value})
+                return Shelf.objects.filter(query)  # default
+
+            def imported(value):
+                return Shelf.objects.filter(**{f"{ROOM}__exact": value})  # imported
+
+            def untold(field, value):
+                return Shelf.objects.filter(**{f"{field}__gte": value, "code": 1})  # untold
+
+            def installed(value):
+                return Shelf.objects.filter(**{f"kind{LOOKUP_SEP}exact": value})  # installed
+        """)
+    )
+    read = {
+        usage.code.rsplit("# ", 1)[-1]: (
+            [name for name, _ in usage.equality] + usage.ranges + usage.single,
+            usage.contains,
+        )
+        for usage in scan(tmp_path).usages
+    }
+    assert read == {
+        "literal": (["label", "built"], []),
+        "default": ([], [("label", True)]),
+        "imported": (["room"], []),
+        "untold": (["code"], []),
+        "installed": ([], []),
+    }
+
+
 def test_two_indexes_on_the_same_fields_in_one_run_get_two_names(tmp_path, settings):
     """A plain index on label and a partial one on label WHERE kind="staff", which Django
     would name alike."""

@@ -29,11 +29,13 @@ from django_dbtune.advisor.model_names import (
     imported_modules,
     loaded_model,
 )
+from django_dbtune.advisor.string_constants import Locals, ModuleStrings, ProjectStrings
 from django_dbtune.advisor.syntax import (
     QUERYSET_METHODS,
     class_assignment,
     fetches_one,
     flip,
+    keyword_lookups,
     q_keywords,
 )
 from django_dbtune.call_sites import relative_path
@@ -53,6 +55,7 @@ def scan(root: Path) -> ScanResult:
     """Every queryset chain in the project's files under ``root`` (``project_files``)."""
     result = ScanResult()
     registry = ModelNames()
+    strings = ProjectStrings(root)
     for path in project_files(root):
         try:
             source = path.read_text(encoding="utf-8")
@@ -61,7 +64,7 @@ def scan(root: Path) -> ScanResult:
             result.skipped.append((relative_path(str(path)), f"{type(exc).__name__}: {exc}"))
             continue
         lines = source.splitlines()
-        scanner = _Scanner(registry, relative_path(str(path)), lines)
+        scanner = _Scanner(registry, relative_path(str(path)), lines, strings.module(path, tree))
         scanner.visit(tree)
         result.usages.extend(scanner.usages)
     return result
@@ -76,8 +79,13 @@ class _Query:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self, registry: ModelNames, file: str, lines: list[str]):
+    def __init__(
+        self, registry: ModelNames, file: str, lines: list[str], strings: ModuleStrings | None
+    ):
         self.registry = registry
+        self.strings = strings
+        self.names: Locals = {}
+        """The strings names hold in the function being read (``string_constants``)."""
         self.models: dict[str, type[models.Model]] = {}
         self.modules: dict[str, str] = {}
         """Modules of models the file imported, by local name."""
@@ -157,16 +165,22 @@ class _Scanner(ast.NodeVisitor):
         assumed: dict[str, type[models.Model]],
     ) -> None:
         saved = (self.querysets, self.instances, self.conditions, self.this, self.assumed)
+        saved_names = self.names
+        if self.strings is not None:
+            self.names = self.strings.parameters(node.args, self.names)
         self.querysets, self.instances, self.conditions = {}, {}, {}
         self.this, self.assumed = this, assumed
         self.generic_visit(node)
         self.querysets, self.instances, self.conditions, self.this, self.assumed = saved
+        self.names = saved_names
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         query = self._query_of(node.iter)
-        if query is not None and isinstance(node.target, ast.Name):
-            self.instances[node.target.id] = query.model
+        if isinstance(node.target, ast.Name):
+            self.names = {**self.names, node.target.id: None}
+            if query is not None:
+                self.instances[node.target.id] = query.model
         self.loop_depth += 1
         for statement in node.body + node.orelse:
             self.visit(statement)
@@ -179,6 +193,7 @@ class _Scanner(ast.NodeVisitor):
         if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
             return
         name = node.targets[0].id
+        self.names = {**self.names, name: self._string(node.value)}
         self.conditions.pop(name, None)
         if any(q_keywords(node.value)):
             self.conditions[name] = node.value
@@ -368,16 +383,13 @@ class _Scanner(ast.NodeVisitor):
         if filters is not None and fetches_one(filters):
             usage.explicit_sort = True  # get() and friends drop the default ordering
         if filters is not None:
-            for keyword in filters.keywords:
-                if keyword.arg is None:
-                    continue
-                self._lookup(usage, query.model, keyword.arg, keyword.value, single=negated)
+            for key, value in keyword_lookups(filters.keywords, self._string):
+                self._lookup(usage, query.model, key, value, single=negated)
             for argument in filters.args:
                 if isinstance(argument, ast.Name):
                     argument = self.conditions.get(argument.id, argument)
-                for q_keyword in q_keywords(argument):
-                    if q_keyword.arg:
-                        self._lookup(usage, query.model, q_keyword.arg, q_keyword.value, True)
+                for key, value in keyword_lookups(list(q_keywords(argument)), self._string):
+                    self._lookup(usage, query.model, key, value, True)
         if sort is not None:
             usage.explicit_sort = True
             usage.sort = []
@@ -418,6 +430,9 @@ class _Scanner(ast.NodeVisitor):
             usage = Usage(target, usage.file, usage.line, usage.code, in_loop=usage.in_loop)
             self.usages.append(usage)
         usage.add(name, lookup, self._constant(value), single=single)
+
+    def _string(self, node: ast.expr) -> str | None:
+        return self.strings.value(node, self.names) if self.strings is not None else None
 
     def _constant(self, node: ast.expr) -> Any:
         """The value of a literal, or of ``Model.Choices.MEMBER``; Ellipsis otherwise."""

@@ -662,21 +662,30 @@ def test_lookups_unpacked_from_a_dict_with_keys_the_source_tells_are_read(tmp_pa
 
             def installed(value):
                 return Shelf.objects.filter(**{f"kind{LOOKUP_SEP}exact": value})  # installed
+
+            def grown(day, pair, lookup="exact"):
+                key = BUILT
+                key += "__gte"
+                lookup, value = pair
+                return Shelf.objects.filter(**{key: day, f"code__{lookup}": value})  # grown
         """)
     )
     read = {
         usage.code.rsplit("# ", 1)[-1]: (
-            [name for name, _ in usage.equality] + usage.ranges + usage.single,
+            [name for name, _ in usage.equality] + usage.single,
+            usage.ranges,
             usage.contains,
         )
         for usage in scan(tmp_path).usages
     }
     assert read == {
-        "literal": (["label", "built"], []),
-        "default": ([], [("label", True)]),
-        "imported": (["room"], []),
-        "untold": (["code"], []),
-        "installed": ([], []),
+        "literal": (["label"], ["built"], []),
+        "default": ([], [], [("label", True)]),
+        "imported": (["room"], [], []),
+        "untold": (["code"], [], []),
+        "installed": ([], [], []),
+        # A name holds what it was last bound to: "built__gte", and no string for lookup.
+        "grown": ([], ["built"], []),
     }
 
 

@@ -5,9 +5,9 @@ conventions of Django and the libraries built on it, read from syntax. The class
 
 - ``self.model`` is the model;
 - ``self.queryset``, ``self.get_queryset()`` and ``super().get_queryset()`` are its queryset;
-- a parameter named ``queryset`` is its queryset: the name Django's admin actions, the
-  generic views, django-filter's ``method`` filters, Django REST framework's
-  ``filter_queryset`` and django-tables2's ``order_FOO`` give the queryset they hand over;
+- a parameter named ``queryset`` is its queryset: the name django-filter's ``method``
+  filters, Django REST framework's ``filter_queryset`` and django-tables2's ``order_FOO``
+  give the queryset they hand over, and views' own helpers follow;
 - what ``get_queryset`` returns is its queryset (the generic views' contract), so a name it
   returns is one wherever nothing else says what it holds: also after
   ``queryset = sort_queryset(queryset, request)``, a call the scan does not read.

@@ -64,7 +64,8 @@ def scan(root: Path) -> ScanResult:
             result.skipped.append((relative_path(str(path)), f"{type(exc).__name__}: {exc}"))
             continue
         lines = source.splitlines()
-        scanner = _Scanner(registry, relative_path(str(path)), lines, strings.module(path, tree))
+        own = ModuleStrings(strings, path, tree)
+        scanner = _Scanner(registry, relative_path(str(path)), lines, own)
         scanner.visit(tree)
         result.usages.extend(scanner.usages)
     return result
@@ -79,9 +80,7 @@ class _Query:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(
-        self, registry: ModelNames, file: str, lines: list[str], strings: ModuleStrings | None
-    ):
+    def __init__(self, registry: ModelNames, file: str, lines: list[str], strings: ModuleStrings):
         self.registry = registry
         self.strings = strings
         self.names: Locals = {}
@@ -124,6 +123,7 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         model = self._class_model(node)
+        saved_names, self.names = self.names, {}  # the class body's names are its own
         # Its methods read the model's queryset through Django's hooks (method_querysets).
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -131,6 +131,7 @@ class _Scanner(ast.NodeVisitor):
                 self._function(child, model, assumed)
             else:
                 self.visit(child)
+        self.names = saved_names
         if model is not None:
             self.usages.extend(class_option_usages(node, model, self.file, self.lines))
 
@@ -165,9 +166,7 @@ class _Scanner(ast.NodeVisitor):
         assumed: dict[str, type[models.Model]],
     ) -> None:
         saved = (self.querysets, self.instances, self.conditions, self.this, self.assumed)
-        saved_names = self.names
-        if self.strings is not None:
-            self.names = self.strings.parameters(node.args, self.names)
+        saved_names, self.names = self.names, self.strings.parameters(node.args, self.names)
         self.querysets, self.instances, self.conditions = {}, {}, {}
         self.this, self.assumed = this, assumed
         self.generic_visit(node)
@@ -177,10 +176,9 @@ class _Scanner(ast.NodeVisitor):
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         query = self._query_of(node.iter)
-        if isinstance(node.target, ast.Name):
-            self.names = {**self.names, node.target.id: None}
-            if query is not None:
-                self.instances[node.target.id] = query.model
+        self.strings.rebind(self.names, [node.target], None)
+        if query is not None and isinstance(node.target, ast.Name):
+            self.instances[node.target.id] = query.model
         self.loop_depth += 1
         for statement in node.body + node.orelse:
             self.visit(statement)
@@ -190,10 +188,10 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
+        self.strings.rebind(self.names, node.targets, node.value)
         if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
             return
         name = node.targets[0].id
-        self.names = {**self.names, name: self._string(node.value)}
         self.conditions.pop(name, None)
         if any(q_keywords(node.value)):
             self.conditions[name] = node.value
@@ -213,6 +211,8 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self.visit(node.value)
+        grown = ast.BinOp(left=node.target, op=node.op, right=node.value)  # key += "__gte"
+        self.strings.rebind(self.names, [node.target], grown)
         target = node.target
         if isinstance(target, ast.Name) and target.id in self.conditions:
             combined = ast.BinOp(left=self.conditions[target.id], op=node.op, right=node.value)
@@ -432,7 +432,7 @@ class _Scanner(ast.NodeVisitor):
         usage.add(name, lookup, self._constant(value), single=single)
 
     def _string(self, node: ast.expr) -> str | None:
-        return self.strings.value(node, self.names) if self.strings is not None else None
+        return self.strings.value(node, self.names)
 
     def _constant(self, node: ast.expr) -> Any:
         """The value of a literal, or of ``Model.Choices.MEMBER``; Ellipsis otherwise."""

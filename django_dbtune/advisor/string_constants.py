@@ -10,12 +10,11 @@ from __future__ import annotations
 import ast
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 from django_dbtune.project import is_installed_file
 
-Locals = Mapping[str, str | None]
+Locals = dict[str, str | None]
 """A function's names: the string each holds, or None when it is bound to something else
 (then the module's name of the same spelling is hidden)."""
 
@@ -133,6 +132,16 @@ class ModuleStrings:
         for argument, default in pairs:
             found[argument.arg] = self.value(default, names) if default is not None else None
         return found
+
+    def rebind(self, names: Locals, targets: list[ast.expr], value: ast.expr | None) -> None:
+        """What an assignment of ``value`` to ``targets`` does to ``names``: one name holds
+        the string ``value`` does (or None); any other name it binds holds None."""
+        single = len(targets) == 1 and isinstance(targets[0], ast.Name)
+        text = self.value(value, names) if single and value is not None else None
+        for target in targets:
+            for node in ast.walk(target):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names[node.id] = text if single else None
 
     def _formatted(self, part: ast.expr, names: Locals | None) -> str | None:
         if isinstance(part, ast.FormattedValue):

@@ -64,7 +64,7 @@ def scan(root: Path) -> ScanResult:
             result.skipped.append((relative_path(str(path)), f"{type(exc).__name__}: {exc}"))
             continue
         lines = source.splitlines()
-        own = ModuleStrings(strings, path, tree)
+        own = strings.module(path, tree) or ModuleStrings(strings, path, tree)
         scanner = _Scanner(registry, relative_path(str(path)), lines, own)
         scanner.visit(tree)
         result.usages.extend(scanner.usages)

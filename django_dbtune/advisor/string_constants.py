@@ -101,7 +101,9 @@ class ModuleStrings:
             return
         if isinstance(target, ast.Name):
             name = prefix + target.id
-            self.bound[name] = None if name in self.bound else value
+            # Only what may hold a string is kept (not a model's fields): less to hold on to.
+            may_be_text = isinstance(value, _TEXT_SHAPES) and name not in self.bound
+            self.bound[name] = value if may_be_text else None
 
     def value(self, node: ast.expr, names: Locals | None = None) -> str | None:
         """The string ``node`` holds, reading names in ``names`` (a function's) first."""
@@ -136,12 +138,13 @@ class ModuleStrings:
     def rebind(self, names: Locals, targets: list[ast.expr], value: ast.expr | None) -> None:
         """What an assignment of ``value`` to ``targets`` does to ``names``: one name holds
         the string ``value`` does (or None); any other name it binds holds None."""
-        single = len(targets) == 1 and isinstance(targets[0], ast.Name)
-        text = self.value(value, names) if single and value is not None else None
+        if len(targets) == 1 and isinstance(targets[0], ast.Name):
+            names[targets[0].id] = self.value(value, names) if value is not None else None
+            return
         for target in targets:
             for node in ast.walk(target):
                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                    names[node.id] = text if single else None
+                    names[node.id] = None
 
     def _formatted(self, part: ast.expr, names: Locals | None) -> str | None:
         if isinstance(part, ast.FormattedValue):
@@ -178,6 +181,9 @@ class ModuleStrings:
             submodule = self.project.imported(f"{module}.{taken}", level, self.path)
             found = submodule.name(rest) if submodule is not None else None
         return found
+
+
+_TEXT_SHAPES = (ast.Constant, ast.JoinedStr, ast.BinOp, ast.Name, ast.Attribute)
 
 
 def _dotted(node: ast.expr) -> str | None:

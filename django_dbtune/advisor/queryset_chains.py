@@ -277,7 +277,7 @@ class _Scanner(ast.NodeVisitor):
                 return _Query(assumed) if assumed is not None else None
             return _Query(stored.model, stored.usage)
         if self.this is not None and is_own_queryset(node):
-            return self._own_queryset(node)
+            return _Query(self.this)  # self.get_queryset() and the like: a chain starts
         if isinstance(node, ast.Attribute):
             base = node.value
             model = self._model_named(base)
@@ -318,13 +318,6 @@ class _Scanner(ast.NodeVisitor):
                 self._usage(query, node).explicit_sort = True
         self.resolved[id(node)] = query
         return query
-
-    def _own_queryset(self, node: ast.expr) -> _Query | None:
-        """``self.get_queryset()`` and the like: a chain of ``self``'s model starts."""
-        if id(node) not in self.resolved:
-            assert self.this is not None
-            self.resolved[id(node)] = _Query(self.this)
-        return self.resolved[id(node)]
 
     def _managed(self, model: type[models.Model], name: str, node: ast.expr) -> _Query | None:
         """``Model.<manager>``: a chain starts, with what the manager's own

@@ -128,6 +128,43 @@ def test_searches_get_a_trigram_index_on_text_and_a_gin_index_on_json_only(tmp_p
     assert "GinIndex(" in json_search["advice"]
 
 
+GLOBAL_SEARCH = """
+from django.db.models import Q
+from search import LookupTypes
+from tests.testapp.models import Shelf
+
+DEFAULT_LOOKUP_TYPE = LookupTypes.PARTIAL
+
+
+class SearchBackend:
+    def search(self, value, kinds=None, lookup=DEFAULT_LOOKUP_TYPE):
+        query = Q(**{f"label__{lookup}": value})
+        if kinds:
+            query &= Q(kind__in=kinds)
+        return Shelf.objects.filter(query)[:1000]  # search
+"""
+
+
+@pytest.mark.django_db
+def test_a_search_whose_lookup_is_a_constant_of_another_module_gets_its_index(tmp_path, settings):
+    """NetBox's global search: ``Q(**{f"value__{lookup}": value})``, the lookup a default
+    taken from a class of the project's search package."""
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "__init__.py").write_text(
+        'class LookupTypes:\n    PARTIAL = "icontains"\n    EXACT = "iexact"\n'
+    )
+    found, err = suggest(tmp_path, settings, GLOBAL_SEARCH)
+    assert not err
+    (label,) = [f for f in found if f["fields"] == ["label"]]
+    assert "searched" in label["message"]
+    assert [e["line"] for e in label["evidence"]] == lines(GLOBAL_SEARCH, "# search")
+    if connection.vendor != "postgresql":
+        assert label["index"] is None
+        return
+    assert label["index"]["opclasses"] == ["gin_trgm_ops"]
+    assert "UPPER" in label["index"]["sql"].upper()
+
+
 ARRAYS = """
 from tests.pgapp.models import Device
 

@@ -560,6 +560,135 @@ def test_q_objects_held_in_variables_are_read(tmp_path, settings):
     assert set(usage.single) == {"label", "built"}
 
 
+CLASS_QUERYSETS = """
+from django.views import generic
+from tests.testapp.models import Author, Shelf
+from .helpers import sort_queryset
+
+
+class ShelfList(generic.ListView):
+    model = Shelf
+
+    def get_queryset(self):
+        queryset = sort_queryset(super().get_queryset(), self.request)
+        queryset = queryset.filter(label="a")  # returned
+        queryset = self.add_room(queryset, "r")
+        return queryset
+
+    def add_room(self, queryset, room):
+        return queryset.filter(room=room)  # parameter
+
+    def get_context_data(self, **kwargs):
+        return {"staff": self.get_queryset().filter(kind="staff")}  # get-queryset
+
+    def newest(self):
+        return self.model.objects.order_by("-built")  # self-model
+
+
+class AuthorFilter:  # a django-filter FilterSet
+    class Meta:
+        model = Author
+
+    def search(self, queryset, name, value):
+        return queryset.filter(books__title=value)  # filter-method
+
+
+def not_a_method(queryset):
+    return queryset.filter(code="x")  # no-class
+
+
+class NoModel:
+    def get_queryset(self):
+        queryset = sort_queryset(None, None)
+        return queryset.filter(code="y")  # no-model
+"""
+
+
+def test_the_methods_of_a_class_whose_model_is_known_filter_its_queryset(tmp_path, settings):
+    """A view's or filter set's methods get the model's queryset from Django's hooks: the
+    ``queryset`` parameter, ``self.get_queryset()``, ``super().get_queryset()``,
+    ``self.model``, and what ``get_queryset`` returns, through calls the scan does not read."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(CLASS_QUERYSETS)
+    found = {ask for ask in asks(tmp_path) if ask[2]}  # what filters or sorts something
+    assert found == {
+        ("testapp.Shelf", "returned", ("label",)),
+        ("testapp.Shelf", "parameter", ("room",)),
+        ("testapp.Shelf", "get-queryset", ("kind",)),
+        ("testapp.Shelf", "self-model", ("-built",)),
+        ("testapp.Book", "filter-method", ("title",)),
+    }
+
+
+def test_lookups_unpacked_from_a_dict_with_keys_the_source_tells_are_read(tmp_path, settings):
+    """``filter(**{...})`` and ``Q(**{...})``: each key that is a literal, or an f-string of
+    names bound to strings (a parameter's default, a constant of this module or of another
+    of the project's, read without importing it). A key that cannot be told is left out,
+    and so is a constant of installed code."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "__init__.py").write_text(
+        textwrap.dedent("""
+            class LookupTypes:
+                PARTIAL = "icontains"
+                EXACT = "iexact"
+        """)
+    )
+    (tmp_path / "search" / "fields.py").write_text('ROOM = "room"\n')
+    (tmp_path / "search" / "backends.py").write_text(
+        textwrap.dedent("""
+            from django.db.models import Q
+            from django.db.models.constants import LOOKUP_SEP
+            from search.fields import ROOM
+            from tests.testapp.models import Shelf
+            from . import LookupTypes
+
+            DEFAULT_LOOKUP_TYPE = LookupTypes.PARTIAL
+            BUILT = "built"
+
+
+            def literal(label, day):
+                return Shelf.objects.filter(**{"label": label, BUILT + "__gte": day})  # literal
+
+            def search(value, lookup=DEFAULT_LOOKUP_TYPE):
+                query = Q(**{f"label__{lookup}": value})
+                return Shelf.objects.filter(query)  # default
+
+            def imported(value):
+                return Shelf.objects.filter(**{f"{ROOM}__exact": value})  # imported
+
+            def untold(field, value):
+                return Shelf.objects.filter(**{f"{field}__gte": value, "code": 1})  # untold
+
+            def installed(value):
+                return Shelf.objects.filter(**{f"kind{LOOKUP_SEP}exact": value})  # installed
+
+            def grown(day, pair, lookup="exact"):
+                key = BUILT
+                key += "__gte"
+                lookup, value = pair
+                return Shelf.objects.filter(**{key: day, f"code__{lookup}": value})  # grown
+        """)
+    )
+    read = {
+        usage.code.rsplit("# ", 1)[-1]: (
+            [name for name, _ in usage.equality] + usage.single,
+            usage.ranges,
+            usage.contains,
+        )
+        for usage in scan(tmp_path).usages
+    }
+    assert read == {
+        "literal": (["label"], ["built"], []),
+        "default": ([], [], [("label", True)]),
+        "imported": (["room"], [], []),
+        "untold": (["code"], [], []),
+        "installed": ([], [], []),
+        # A name holds what it was last bound to: "built__gte", and no string for lookup.
+        "grown": ([], ["built"], []),
+    }
+
+
 def test_two_indexes_on_the_same_fields_in_one_run_get_two_names(tmp_path, settings):
     """A plain index on label and a partial one on label WHERE kind="staff", which Django
     would name alike."""

@@ -15,29 +15,33 @@ from typing import Any
 
 from django.db import models
 
+from django_dbtune.advisor.class_options import class_option_usages
 from django_dbtune.advisor.code_scan import Usage, project_files, resolve_path
 from django_dbtune.advisor.manager_filters import manager_filters
+from django_dbtune.advisor.method_querysets import (
+    assumed_querysets,
+    is_own_model,
+    is_own_queryset,
+)
 from django_dbtune.advisor.model_names import (
     ModelNames,
     custom_method,
     imported_modules,
     loaded_model,
 )
+from django_dbtune.advisor.string_constants import Locals, ModuleStrings, ProjectStrings
 from django_dbtune.advisor.syntax import (
     QUERYSET_METHODS,
     class_assignment,
     fetches_one,
     flip,
+    keyword_lookups,
     q_keywords,
-    string_items,
 )
 from django_dbtune.call_sites import relative_path
 from django_dbtune.lookups import is_lookup, use_of
 
 INSTANCE_METHODS = frozenset({"get", "first", "last", "earliest", "latest"})
-LIST_VIEWS = ("ListView", "ListAPIView", "ListCreateAPIView", "ModelViewSet")
-"""Classes whose ``model = Model`` lists the model's rows (Django's and DRF's generic
-views), by the end of their name."""
 
 
 @dataclass
@@ -51,6 +55,7 @@ def scan(root: Path) -> ScanResult:
     """Every queryset chain in the project's files under ``root`` (``project_files``)."""
     result = ScanResult()
     registry = ModelNames()
+    strings = ProjectStrings(root)
     for path in project_files(root):
         try:
             source = path.read_text(encoding="utf-8")
@@ -59,7 +64,8 @@ def scan(root: Path) -> ScanResult:
             result.skipped.append((relative_path(str(path)), f"{type(exc).__name__}: {exc}"))
             continue
         lines = source.splitlines()
-        scanner = _Scanner(registry, relative_path(str(path)), lines)
+        own = strings.module(path, tree) or ModuleStrings(strings, path, tree)
+        scanner = _Scanner(registry, relative_path(str(path)), lines, own)
         scanner.visit(tree)
         result.usages.extend(scanner.usages)
     return result
@@ -74,8 +80,11 @@ class _Query:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self, registry: ModelNames, file: str, lines: list[str]):
+    def __init__(self, registry: ModelNames, file: str, lines: list[str], strings: ModuleStrings):
         self.registry = registry
+        self.strings = strings
+        self.names: Locals = {}
+        """The strings names hold in the function being read (``string_constants``)."""
         self.models: dict[str, type[models.Model]] = {}
         self.modules: dict[str, str] = {}
         """Modules of models the file imported, by local name."""
@@ -88,6 +97,11 @@ class _Scanner(ast.NodeVisitor):
         """``Q(...)`` objects held in variables (``q = Q(a=1)``, ``q &= Q(b=2)``)."""
         self.loop_depth = 0
         self.resolved: dict[int, _Query | None] = {}
+        self.this: type[models.Model] | None = None
+        """The model of the class whose method is being read (``self``'s), when known."""
+        self.assumed: dict[str, type[models.Model]] = {}
+        """Names that hold ``self``'s queryset where nothing else binds them
+        (``method_querysets``)."""
 
     def visit_Module(self, node: ast.Module) -> None:
         # Models the file defines are known everywhere in it, also above their class.
@@ -108,50 +122,18 @@ class _Scanner(ast.NodeVisitor):
         self.modules.update(imported_modules(node, self.registry.modules))
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        """Django REST framework views and filter sets: ``filterset_fields`` and
-        ``ordering_fields`` name fields API clients filter and sort by, in any combination,
-        so each is a candidate of its own."""
-        self.generic_visit(node)
         model = self._class_model(node)
-        if model is None:
-            return
-        self._list_view(node, model)
-        for option, target in (("filterset_fields", "single"), ("ordering_fields", "sort")):
-            assignment = class_assignment(node, option)
-            if assignment is None:
-                continue
-            for name in string_items(assignment.value):
-                if (
-                    name == "__all__"
-                    or (resolved := resolve_path(model, name.split("__"))) is None
-                ):
-                    continue
-                line = assignment.lineno
-                usage = Usage(resolved[0], self.file, line, self.lines[line - 1].strip())
-                usage.explicit_sort = True
-                if target == "single":
-                    usage.single.append(resolved[1])
-                else:
-                    usage.sort.append(resolved[1])
-                self.usages.append(usage)
-
-    def _list_view(self, node: ast.ClassDef, model: type[models.Model]) -> None:
-        """A list view declared with ``model = Model`` (no ``queryset``): Django lists
-        ``Model.objects.all()``, sorted by the view's ``ordering`` or the model's
-        ``Meta.ordering``, a page at a time."""
-        declared = class_assignment(node, "model")
-        bases = {getattr(base, "attr", getattr(base, "id", "")) for base in node.bases}
-        if declared is None or class_assignment(node, "queryset") is not None:
-            return
-        if not any(name.endswith(LIST_VIEWS) for name in bases):
-            return
-        line = declared.lineno
-        usage = Usage(model, self.file, line, self.lines[line - 1].strip(), list_view=True)
-        ordering = class_assignment(node, "ordering")
-        if ordering is not None:
-            usage.explicit_sort = True
-            usage.sort = [name for name in string_items(ordering.value) if "__" not in name]
-        self.usages.append(usage)
+        saved_names, self.names = self.names, {}  # the class body's names are its own
+        # Its methods read the model's queryset through Django's hooks (method_querysets).
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                assumed = dict.fromkeys(assumed_querysets(child), model) if model else {}
+                self._function(child, model, assumed)
+            else:
+                self.visit(child)
+        self.names = saved_names
+        if model is not None:
+            self.usages.extend(class_option_usages(node, model, self.file, self.lines))
 
     def _class_model(self, node: ast.ClassDef) -> type[models.Model] | None:
         """The model of a view (``queryset = Model.objects...`` or ``model = Model``) or a
@@ -171,18 +153,30 @@ class _Scanner(ast.NodeVisitor):
                     return self._model_named(meta.value)
         return None
 
-    # Scopes: names are tracked per function.
+    # Scopes: names are tracked per function; a function inside a method keeps its ``self``.
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        saved = (self.querysets, self.instances, self.conditions)
-        self.querysets, self.instances, self.conditions = {}, {}, {}
-        self.generic_visit(node)
-        self.querysets, self.instances, self.conditions = saved
+        self._function(node, self.this, {})
 
     visit_AsyncFunctionDef = visit_FunctionDef
+
+    def _function(
+        self,
+        node: ast.FunctionDef | ast.AsyncFunctionDef,
+        this: type[models.Model] | None,
+        assumed: dict[str, type[models.Model]],
+    ) -> None:
+        saved = (self.querysets, self.instances, self.conditions, self.this, self.assumed)
+        saved_names, self.names = self.names, self.strings.parameters(node.args, self.names)
+        self.querysets, self.instances, self.conditions = {}, {}, {}
+        self.this, self.assumed = this, assumed
+        self.generic_visit(node)
+        self.querysets, self.instances, self.conditions, self.this, self.assumed = saved
+        self.names = saved_names
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         query = self._query_of(node.iter)
+        self.strings.rebind(self.names, [node.target], None)
         if query is not None and isinstance(node.target, ast.Name):
             self.instances[node.target.id] = query.model
         self.loop_depth += 1
@@ -194,6 +188,7 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
+        self.strings.rebind(self.names, node.targets, node.value)
         if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
             return
         name = node.targets[0].id
@@ -216,6 +211,8 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self.visit(node.value)
+        grown = ast.BinOp(left=node.target, op=node.op, right=node.value)  # key += "__gte"
+        self.strings.rebind(self.names, [node.target], grown)
         target = node.target
         if isinstance(target, ast.Name) and target.id in self.conditions:
             combined = ast.BinOp(left=self.conditions[target.id], op=node.op, right=node.value)
@@ -250,8 +247,10 @@ class _Scanner(ast.NodeVisitor):
         return _Query(model) if model is not None else None
 
     def _model_named(self, node: ast.expr) -> type[models.Model] | None:
-        """The model an expression names: ``Order``, or ``models.Order`` through a module
-        the file imported."""
+        """The model an expression names: ``Order``, ``models.Order`` through a module
+        the file imported, or ``self.model`` in a method of a class whose model is known."""
+        if self.this is not None and is_own_model(node):
+            return self.this
         if isinstance(node, ast.Name):
             return self.models.get(node.id)
         if (
@@ -273,7 +272,12 @@ class _Scanner(ast.NodeVisitor):
             return self.resolved[id(node)]
         if isinstance(node, ast.Name):
             stored = self.querysets.get(node.id)
-            return _Query(stored.model, stored.usage) if stored else None
+            if stored is None:
+                assumed = self.assumed.get(node.id)
+                return _Query(assumed) if assumed is not None else None
+            return _Query(stored.model, stored.usage)
+        if self.this is not None and is_own_queryset(node):
+            return _Query(self.this)  # self.get_queryset() and the like: a chain starts
         if isinstance(node, ast.Attribute):
             base = node.value
             model = self._model_named(base)
@@ -372,16 +376,13 @@ class _Scanner(ast.NodeVisitor):
         if filters is not None and fetches_one(filters):
             usage.explicit_sort = True  # get() and friends drop the default ordering
         if filters is not None:
-            for keyword in filters.keywords:
-                if keyword.arg is None:
-                    continue
-                self._lookup(usage, query.model, keyword.arg, keyword.value, single=negated)
+            for key, value in keyword_lookups(filters.keywords, self._string):
+                self._lookup(usage, query.model, key, value, single=negated)
             for argument in filters.args:
                 if isinstance(argument, ast.Name):
                     argument = self.conditions.get(argument.id, argument)
-                for q_keyword in q_keywords(argument):
-                    if q_keyword.arg:
-                        self._lookup(usage, query.model, q_keyword.arg, q_keyword.value, True)
+                for key, value in keyword_lookups(list(q_keywords(argument)), self._string):
+                    self._lookup(usage, query.model, key, value, True)
         if sort is not None:
             usage.explicit_sort = True
             usage.sort = []
@@ -422,6 +423,9 @@ class _Scanner(ast.NodeVisitor):
             usage = Usage(target, usage.file, usage.line, usage.code, in_loop=usage.in_loop)
             self.usages.append(usage)
         usage.add(name, lookup, self._constant(value), single=single)
+
+    def _string(self, node: ast.expr) -> str | None:
+        return self.strings.value(node, self.names)
 
     def _constant(self, node: ast.expr) -> Any:
         """The value of a literal, or of ``Model.Choices.MEMBER``; Ellipsis otherwise."""

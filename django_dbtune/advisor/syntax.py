@@ -1,11 +1,11 @@
 """Small readers of syntax nodes the code scan shares: a class's own assignments, the
-strings of a literal list, the keywords inside ``Q(...)`` objects, calls that fetch one row,
-and a sort's other direction."""
+strings of a literal list, the keywords inside ``Q(...)`` objects and the lookups keywords
+name, calls that fetch one row, and a sort's other direction."""
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 QUERYSET_METHODS = frozenset(
     {
@@ -51,6 +51,21 @@ def q_keywords(node: ast.expr) -> Iterator[ast.keyword]:
         yield from q_keywords(node.right)
     elif isinstance(node, ast.UnaryOp):
         yield from q_keywords(node.operand)
+
+
+def keyword_lookups(
+    keywords: list[ast.keyword], key_of: Callable[[ast.expr], str | None]
+) -> Iterator[tuple[str, ast.expr]]:
+    """(lookup, value) of each keyword argument: ``built__gte=day``, and each entry of a
+    dict literal unpacked into them (``**{"built__gte": day}``) whose key ``key_of`` tells."""
+    for keyword in keywords:
+        if keyword.arg is not None:
+            yield keyword.arg, keyword.value
+        elif isinstance(keyword.value, ast.Dict):
+            for key, value in zip(keyword.value.keys, keyword.value.values, strict=True):
+                lookup = key_of(key) if key is not None else None  # None: **other inside
+                if lookup:
+                    yield lookup, value
 
 
 def flip(name: str) -> str:

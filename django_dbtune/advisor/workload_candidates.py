@@ -18,15 +18,9 @@ from typing import Any
 from django.apps import apps
 from django.db.models import Model
 
-from django_dbtune.advisor.candidates import (
-    Candidate,
-    candidates_for,
-    has_partial,
-    partial_fields,
-    partial_index,
-    pattern_opclasses,
-)
+from django_dbtune.advisor.candidates import Candidate, candidates_for, pattern_opclasses
 from django_dbtune.advisor.code_scan import Usage
+from django_dbtune.advisor.partials import has_partial, partial_fields, partial_index
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.findings import Finding, ProposedIndex, condition_code
 from django_dbtune.schema import ModelSchema, field_columns

@@ -367,3 +367,30 @@ def test_a_foreign_key_only_a_partial_index_has_lacks_an_index(settings, tmp_pat
     keys = {tuple(f["fields"]) for f in findings("testapp") if f["kind"] == "missing_fk_index"}
     assert ("reviewer",) in keys
     assert ("sponsor",) not in keys, "an expression index leads with the key"
+
+
+@pytest.mark.django_db
+def test_a_trigram_index_serves_the_search_it_was_made_for_and_no_other(
+    postgres_only, settings, tmp_path
+):
+    """On upper(code), Django's icontains; not contains (case-sensitive), nor an order by
+    code, which a GIN index never serves."""
+    code = """
+        Shelf.objects.filter(code__contains="a")
+        Shelf.objects.filter(label__icontains="a")
+        Shelf.objects.order_by("label")[:20]
+    """
+    found = _suggested(
+        settings,
+        tmp_path,
+        code,
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "CREATE INDEX shelf_code_trgm ON testapp_shelf USING gin (upper(code) gin_trgm_ops)",
+        "CREATE INDEX shelf_label_trgm ON testapp_shelf USING gin (upper(label) gin_trgm_ops)",
+        "CREATE INDEX shelf_label_like ON testapp_shelf USING gin (label gin_trgm_ops)",
+    )
+    code_search = found[("testapp.Shelf", ("code",))]["index"]
+    # The admin's search on code is icontains: served; the view's contains is not.
+    assert code_search["sql"].endswith('USING gin ("code" gin_trgm_ops)')
+    label = [f["index"] for (_, fields), f in found.items() if fields == ("label",)]
+    assert [index["opclasses"] for index in label] == [[]], "only the sort is left"

@@ -97,6 +97,21 @@ def parse_quietly(sql: str, vendor: str) -> exp.Expression | None:
         _quiet.on = False
 
 
+def to_named(sql: str) -> str:
+    """Django's ``%s`` placeholders as ``:p0``, ``:p1``... in the order of its parameters,
+    so that a parsed statement tells which parameter each comparison takes."""
+    count = 0
+    pieces = []
+    for piece in sql.split("%%"):
+        parts = piece.split("%s")
+        named = [parts[0]]
+        for part in parts[1:]:
+            named.append(f":p{count}{part}")
+            count += 1
+        pieces.append("".join(named))
+    return "%".join(pieces)
+
+
 @lru_cache(maxsize=4096)
 def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
     """Analyse one statement as Django sends it to a database of the given vendor."""

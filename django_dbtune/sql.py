@@ -84,6 +84,34 @@ def to_qmark(sql: str) -> str:
     return sql.replace("%s", "?").replace("%%", "%")
 
 
+def parse_quietly(sql: str, vendor: str) -> exp.Expression | None:
+    """One statement as sqlglot reads it in the vendor's dialect, without the warning it
+    logs when it falls back to a generic command; None when it is not read."""
+    _quiet.on = True
+    try:
+        tree = sqlglot.parse_one(sql, read=DIALECTS.get(vendor))
+        return tree if isinstance(tree, exp.Expression) else None
+    except (SqlglotError, ValueError):
+        return None
+    finally:
+        _quiet.on = False
+
+
+def to_named(sql: str) -> str:
+    """Django's ``%s`` placeholders as ``:p0``, ``:p1``... in the order of its parameters,
+    so that a parsed statement tells which parameter each comparison takes."""
+    count = 0
+    pieces = []
+    for piece in sql.split("%%"):
+        parts = piece.split("%s")
+        named = [parts[0]]
+        for part in parts[1:]:
+            named.append(f":p{count}{part}")
+            count += 1
+        pieces.append("".join(named))
+    return "%".join(pieces)
+
+
 @lru_cache(maxsize=4096)
 def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
     """Analyse one statement as Django sends it to a database of the given vendor."""

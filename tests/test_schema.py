@@ -3,6 +3,7 @@ from django.db import connection, models
 from django.test.utils import isolate_apps
 
 from django_dbtune.advisor.drift import drift
+from django_dbtune.advisor.schema_rules import redundant_indexes
 from django_dbtune.schema import (
     IndexInfo,
     ModelSchema,
@@ -169,3 +170,81 @@ def test_a_prefix_search_is_served_by_pattern_ops_on_its_own_column(
     schema = ModelSchema(Shelf, "default", [index])
     assert schema.serves(("label", "code"), prefix=True) is served
     assert schema.serves(("label",), prefix=True) is (opclasses[:1] == ("varchar_pattern_ops",))
+
+
+@pytest.mark.django_db
+@isolate_apps("tests.testapp")
+def test_a_declared_index_counts_for_what_django_builds():
+    """Expressions and conditions are read from the CREATE INDEX Django renders for them."""
+    from django.db.models.functions import Lower, Upper
+
+    class Ticket(models.Model):
+        owner_id = models.IntegerField()
+        code = models.CharField(max_length=10)
+        status = models.CharField(max_length=10)
+        closed = models.DateTimeField(null=True)
+        urgent = models.BooleanField(default=False)
+
+        class Meta:
+            app_label = "testapp"
+            indexes = [
+                models.Index(models.F("owner_id"), Lower("code"), name="ticket_owner_code"),
+                models.Index(fields=["owner_id"], name="ticket_owner"),
+                models.Index(Upper("code"), name="ticket_upper_code"),
+                models.Index(
+                    fields=["code"], name="ticket_open", condition=models.Q(closed__isnull=True)
+                ),
+                models.Index(
+                    fields=["status"], name="ticket_urgent", condition=models.Q(urgent=True)
+                ),
+                models.Index(
+                    fields=["closed"],
+                    name="ticket_live",
+                    condition=models.Q(status__in=["new", "open"]),
+                ),
+            ]
+
+    schema = ModelSchema(Ticket, "default", declared_indexes(Ticket, connection))
+    assert schema.covers("owner_id"), "an expression after it leaves owner_id leading"
+    assert not schema.covers("code")
+    found = {index.name: index for index in schema.declared}
+    assert found["ticket_upper_code"].key_parts == ("upper(code)",)
+    assert found["ticket_owner_code"].key_parts == ("owner_id", "lower(code)")
+    from django_dbtune.schema import Call
+
+    def call(**equal):
+        return Call(equal, frozenset(equal))
+
+    assert schema.serves(("closed", "code"), call=call(closed=None))
+    assert not schema.serves(("code",), call=call(closed=...))
+    assert schema.serves(("urgent", "status"), call=call(urgent=True))
+    assert not schema.serves(("urgent", "status"), call=call(urgent=False))
+    assert schema.serves(("status", "closed"), call=call(status="open"))
+    assert not schema.serves(("status", "closed"), call=call(status="done"))
+    # (owner_id) is a prefix of (owner_id, lower(code)), which is no copy of it.
+    [redundant] = redundant_indexes(schema)
+    assert (redundant.kind, redundant.fields) == ("redundant_index", ("owner_id",))
+    assert "index ticket_owner_code (owner_id, lower(code))" in redundant.message
+
+
+@pytest.mark.django_db
+def test_drift_tells_a_partial_or_expression_index_from_a_plain_one():
+    """Tag.name's index dropped by hand and a partial one made on the column: the models'
+    index is missing, whatever the partial one holds."""
+    with connection.cursor() as cursor:
+        plain = next(
+            name
+            for name, info in connection.introspection.get_constraints(
+                cursor, "testapp_tag"
+            ).items()
+            if info["index"] and info["columns"] == ["name"] and not name.endswith("_like")
+        )
+        cursor.execute(f'DROP INDEX "{plain}"')
+        cursor.execute("CREATE INDEX tag_some_names ON testapp_tag (name) WHERE name = 'x'")
+        cursor.execute("CREATE INDEX tag_name_upper ON testapp_tag (name, upper(name))")
+    tag = schemas(read_database=True)["testapp.Tag"]
+    found = [(f.kind, f.fields, f.message) for f in drift(tag)]
+    assert ("missing_in_database", ("name",)) in [(kind, fields) for kind, fields, _ in found]
+    unknown = [message for kind, _, message in found if kind == "unknown_in_database"]
+    assert any("tag_some_names on (name)" in message for message in unknown)
+    assert any("tag_name_upper on (name, upper(name))" in message for message in unknown)

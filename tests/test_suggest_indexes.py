@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from io import StringIO
 from pathlib import Path
 
@@ -283,3 +284,133 @@ def test_a_field_from_an_abstract_parent_points_at_the_parent():
     (owner,) = [f for f in findings("testapp") if f["model"] == "testapp.Note"]
     assert owner["evidence"][0]["file"] == "tests/testapp/models.py"
     assert owner["evidence"][0]["code"].startswith("owner = models.ForeignKey(Author")
+
+
+# --- Indexes only the database has count for what they serve --------------------------------
+
+
+def _suggested(settings, tmp_path, code, *indexes):
+    """The fields of every index suggest_indexes proposes for testapp's models when the
+    project's code is ``code`` and the database also has ``indexes`` (made by hand)."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        "from tests.testapp.models import Shelf\n\n" + textwrap.dedent(code)
+    )
+    with connection.cursor() as cursor:
+        for sql in indexes:
+            cursor.execute(sql)
+    return {
+        (f["model"], tuple(f["fields"])): f
+        for f in findings("testapp")
+        if f["index"] and not f["kind"].endswith("_in_database")
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("code", "index", "served"),
+    [
+        # A partial index whose condition is the constant every call compares to: it is the
+        # very partial index the rules would propose.
+        (
+            'Shelf.objects.filter(kind="staff").order_by("label")\n'
+            'Shelf.objects.filter(kind="staff").order_by("label")[:10]\n',
+            "CREATE INDEX shelf_staff_label ON testapp_shelf (label) WHERE kind = 'staff'",
+            ("kind", "label"),
+        ),
+        # IS NULL, by either spelling of the call.
+        (
+            'Shelf.objects.filter(built=None).order_by("row")\n'
+            'Shelf.objects.filter(built__isnull=True).order_by("row")\n',
+            "CREATE INDEX shelf_unbuilt_row ON testapp_shelf (row) WHERE built IS NULL",
+            ("built", "row"),
+        ),
+        # A boolean column alone, as PostgreSQL stores Q(is_public=True).
+        (
+            'Shelf.objects.filter(is_public=True).order_by("row")\n',
+            "CREATE INDEX shelf_public_row ON testapp_shelf (row) WHERE is_public",
+            ("is_public", "row"),
+        ),
+        # One of the values an IN condition lists.
+        (
+            'Shelf.objects.filter(kind="staff").order_by("row")\n',
+            "CREATE INDEX shelf_kinds_row ON testapp_shelf (row) WHERE kind IN ('staff', 'x')",
+            ("kind", "row"),
+        ),
+        # An expression index serves its leading plain column as a plain index does.
+        (
+            "Shelf.objects.filter(row=3)\n",
+            "CREATE INDEX shelf_row_label ON testapp_shelf (row, lower(label))",
+            ("row",),
+        ),
+    ],
+    ids=["same-constant", "is-null", "boolean", "in-list", "expression-tail"],
+)
+def test_an_index_only_the_database_has_is_never_suggested_again(
+    settings, tmp_path, code, index, served
+):
+    assert ("testapp.Shelf", served) in _suggested(settings, tmp_path, code)
+    with_index = _suggested(settings, tmp_path, code, index)
+    assert not [fields for model, fields in with_index if fields[-1] == served[-1]]
+
+
+@pytest.mark.django_db
+def test_a_partial_index_only_the_database_has_serves_no_other_query(settings, tmp_path):
+    """(label) WHERE kind = 'staff' holds no public shelf: it leaves these unserved."""
+    code = """
+        Shelf.objects.filter(label="a")
+        Shelf.objects.filter(kind="public").order_by("row")
+        Shelf.objects.filter(is_public=False).order_by("built")
+    """
+    found = _suggested(
+        settings,
+        tmp_path,
+        code,
+        "CREATE INDEX shelf_staff_label ON testapp_shelf (label) WHERE kind = 'staff'",
+        "CREATE INDEX shelf_staff_row ON testapp_shelf (row) WHERE kind = 'staff'",
+        "CREATE INDEX shelf_public_built ON testapp_shelf (built) WHERE is_public",
+    )
+    assert {fields for _, fields in found} >= {("label",), ("kind", "row"), ("is_public", "built")}
+    assert "no index leads with it" in found[("testapp.Shelf", ("label",))]["message"]
+
+
+@pytest.mark.django_db
+def test_a_foreign_key_only_a_partial_index_has_lacks_an_index(settings, tmp_path):
+    """Joins through the key read every row: a partial index on it serves none of them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE INDEX book_reviewed ON testapp_book (reviewer_id) WHERE title = 'x'"
+        )
+        cursor.execute(
+            "CREATE INDEX book_sponsor_by_hand ON testapp_book (sponsor_id, upper(title))"
+        )
+    keys = {tuple(f["fields"]) for f in findings("testapp") if f["kind"] == "missing_fk_index"}
+    assert ("reviewer",) in keys
+    assert ("sponsor",) not in keys, "an expression index leads with the key"
+
+
+@pytest.mark.django_db
+def test_a_trigram_index_serves_the_search_it_was_made_for_and_no_other(
+    postgres_only, settings, tmp_path
+):
+    """On upper(code), Django's icontains; not contains (case-sensitive), nor an order by
+    code, which a GIN index never serves."""
+    code = """
+        Shelf.objects.filter(code__contains="a")
+        Shelf.objects.filter(label__icontains="a")
+        Shelf.objects.order_by("label")[:20]
+    """
+    found = _suggested(
+        settings,
+        tmp_path,
+        code,
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "CREATE INDEX shelf_code_trgm ON testapp_shelf USING gin (upper(code) gin_trgm_ops)",
+        "CREATE INDEX shelf_label_trgm ON testapp_shelf USING gin (upper(label) gin_trgm_ops)",
+        "CREATE INDEX shelf_label_like ON testapp_shelf USING gin (label gin_trgm_ops)",
+    )
+    code_search = found[("testapp.Shelf", ("code",))]["index"]
+    # The admin's search on code is icontains: served; the view's contains is not.
+    assert code_search["sql"].endswith('USING gin ("code" gin_trgm_ops)')
+    label = [f["index"] for (_, fields), f in found.items() if fields == ("label",)]
+    assert [index["opclasses"] for index in label] == [[]], "only the sort is left"

@@ -3,6 +3,7 @@ toolbar's panel chain, the stats as the store keeps them, each panel's content r
 
 import html
 import json
+from contextlib import contextmanager
 from html.parser import HTMLParser
 
 import pytest
@@ -185,6 +186,60 @@ def test_the_indexes_panel_reads_a_table_a_proxy_shares(shop):
 
     stats = run(IndexesPanel, view).get_stats()
     assert [(q["model"], q["fields"]) for q in stats["queries"]] == [("testapp.Shelf", ["label"])]
+
+
+@contextmanager
+def made_by_hand(*statements):
+    """Indexes only the database has, as a person or a RunSQL made them; dropped after
+    (these tests commit)."""
+    names = [sql.split()[2] for sql in statements]
+    with connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            for name in names:
+                cursor.execute(f"DROP INDEX {name}")
+
+
+def unindexed(view):
+    return [(q["model"], q["fields"]) for q in run(IndexesPanel, view).get_stats()["queries"]]
+
+
+def test_the_indexes_panel_never_suggests_an_index_the_table_has(shop):
+    """Partial ones included: the declared (sponsor) WHERE title = 'x' serves a read that
+    compares title to 'x' (a parameter), and one made by hand with IS NULL serves a read
+    whose SQL says IS NULL."""
+    from tests.testapp.models import Book as Catalogued
+
+    def view(request):
+        list(Catalogued.objects.filter(sponsor_id=1, title="x"))
+        list(Book.objects.filter(editor=None).order_by("title"))
+        return HttpResponse("ok")
+
+    with made_by_hand("CREATE INDEX book_unedited ON shop_book (title) WHERE editor_id IS NULL"):
+        assert unindexed(view) == []
+
+
+def test_the_indexes_panel_counts_a_partial_index_for_the_reads_it_holds_only(shop):
+    from tests.testapp.models import Shelf
+
+    def view(request):
+        list(Book.objects.filter(title="B1"))  # any summary
+        list(Shelf.objects.filter(is_public=True).order_by("label"))
+        list(Shelf.objects.filter(is_public=False).order_by("label"))
+        return HttpResponse("ok")
+
+    with made_by_hand(
+        "CREATE INDEX book_some_titles ON shop_book (title) WHERE summary = 'x'",
+        "CREATE INDEX shelf_public_label ON testapp_shelf (label) WHERE is_public",
+    ):
+        assert unindexed(view) == [
+            ("shop.Book", ["title"]),
+            ("testapp.Shelf", ["is_public", "label"]),
+        ]
 
 
 def test_the_query_cache_panel_counts_hits_misses_and_invalidations(shop, settings):

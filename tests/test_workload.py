@@ -514,3 +514,55 @@ def test_a_constant_every_call_compares_to_makes_a_partial_index(postgres_only, 
     assert finding["fields"] == ["-priority"]
     assert finding["index"]["condition"] == 'Q(implementation_status="open")'
     assert "partial index" in finding["message"]
+
+
+# --- Indexes the table has, partial ones included ----------------------------------------------
+
+
+def _books_and(*indexes):
+    """Books, with ``indexes`` made by hand first (PostgreSQL builds no index on a table with
+    pending foreign key checks); on PostgreSQL, enough rows for the planner to prefer an
+    index, and HypoPG."""
+    with connection.cursor() as cursor:
+        for sql in indexes:
+            cursor.execute(sql)
+    postgres = connection.vendor == "postgresql"
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create(
+        [
+            Book(title=f"title {i}", summary=str(i % 7), author=author)
+            for i in range(20000 if postgres else 30)
+        ]
+    )
+    if postgres:
+        _hypopg(True)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE shop_book")
+
+
+def test_a_partial_index_only_the_database_has_serves_only_the_reads_it_holds(db, tmp_path):
+    """(title) WHERE summary = 'x' holds none of these books: their reads by title lack an
+    index, as the planner (or SQLite's full scan) shows."""
+    _books_and("CREATE INDEX book_some_titles ON shop_book (title) WHERE summary = 'x'")
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(5):
+            list(Book.objects.filter(title=f"title {i}"))
+    findings, _ = _suggest(path)
+    assert [f["fields"] for f in findings] == [["title"]]
+
+
+def test_the_workload_never_suggests_an_index_the_table_has(db, tmp_path):
+    """Made by hand: (title) WHERE editor_id IS NULL serves the reads whose SQL says IS NULL,
+    and (title) WHERE summary = '3' those every recorded call compared summary to '3'."""
+    _books_and(
+        "CREATE INDEX book_unedited ON shop_book (title) WHERE editor_id IS NULL",
+        "CREATE INDEX book_summary_3 ON shop_book (title) WHERE summary = '3'",
+    )
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path, params=True):
+        for _ in range(3):
+            list(Book.objects.filter(editor=None).order_by("title")[:10])
+            list(Book.objects.filter(summary="3").order_by("title")[:10])
+    findings, err = _suggest(path)
+    assert [(f["kind"], f["fields"]) for f in findings] == [], err

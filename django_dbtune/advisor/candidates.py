@@ -19,10 +19,17 @@ from django.db import connections, models
 from django_dbtune.advisor.code_scan import Usage
 from django_dbtune.advisor.equality import equality_columns, piles_up
 from django_dbtune.advisor.own_columns import (
+    call_of,
     column_field,
     indexable,
     nulls_placed,
     sort_prefix,
+)
+from django_dbtune.advisor.partials import (
+    constants_of,
+    has_partial,
+    partial_fields,
+    partial_index,
 )
 from django_dbtune.advisor.ranking import rank
 from django_dbtune.advisor.schema_rules import proposed_index
@@ -123,7 +130,7 @@ def index_findings(
         except Exception as error:  # one call site must never end the whole run
             if warnings is not None:
                 warnings.append(_left_out(usage, error))
-    constants = _constants(usages)
+    constants = constants_of(usages)
     named: set[str] = set()  # index names handed out in this run
     for candidate in _merge_prefixes(list(grouped.values())):
         schema = schemas[candidate.model._meta.label]
@@ -159,6 +166,7 @@ def _group(
     if usage.dynamic_sort:
         findings.append(_cannot_tell(schema, usage))
     equality = equality_columns(usage)
+    call = call_of(usage)  # a partial index whose condition the call implies serves it
     for candidate in candidates_for(usage):
         if _is_low_cardinality(candidate):
             continue
@@ -175,16 +183,14 @@ def _group(
         if (
             equality
             and leads_with(candidate.names, equality[:1])
-            and schema.serves(field_columns(usage.model, equality[:1]), prefix=False)
+            and schema.serves(field_columns(usage.model, equality[:1]), call=call)
             and not piles_up(usage, candidate.names)
         ):
             # An index already narrows by the first equality column; whether a wider
             # one pays is for the planner to say (the workload advisor), not a guess.
             continue
         columns = field_columns(usage.model, candidate.names)
-        if schema.serves(columns, prefix=candidate.pattern):
-            continue
-        if not candidate.pattern and _partial_serves(schema, usage, candidate):
+        if schema.serves(columns, prefix=candidate.pattern, call=call):
             continue
         key: tuple[Any, ...] = (schema.label, candidate.fields, candidate.pattern, candidate.nulls)
         if key in grouped:
@@ -192,49 +198,6 @@ def _group(
             grouped[key].from_meta_ordering |= candidate.from_meta_ordering
         else:
             grouped[key] = candidate
-
-
-def _partial_serves(schema: ModelSchema, usage: Usage, candidate: Candidate) -> bool:
-    """Whether a declared partial index serves this call site: the call compares a column
-    to the index's condition's constant (``is None`` for an ``isnull=True`` condition), and
-    the index leads with the candidate's other columns."""
-    for index in schema.indexes:
-        if not index.partial or not index.condition or not index.columns:
-            continue
-        for name, value in usage.equality:
-            if value is ... or index.condition not in _conditions(name, value):
-                continue
-            rest = [n for n in candidate.names if n != name]
-            # Filtered on the condition alone: the index holds exactly those rows.
-            if not rest or leads_with(index.columns, field_columns(usage.model, rest)):
-                return True
-    return False
-
-
-def _conditions(name: str, value: Any) -> set[str]:
-    """The conditions, as ``str()`` of their ``Q``, that a comparison of ``name`` to
-    ``value`` implies."""
-    found = {str(models.Q(**{name: value}))}
-    if value is None:
-        found.add(str(models.Q(**{f"{name}__isnull": True})))
-    return found
-
-
-def partial_fields(candidate: Candidate, partial: tuple[str, Any]) -> list[str]:
-    rest = [name for name in candidate.fields if name.lstrip("-") != partial[0]]
-    return rest or [partial[0]]
-
-
-def has_partial(schema: ModelSchema, candidate: Candidate, partial: tuple[str, Any]) -> bool:
-    """Whether the partial index this candidate calls for is declared already."""
-    condition = str(models.Q(**{partial[0]: partial[1]}))
-    columns = field_columns(
-        candidate.model, (f.lstrip("-") for f in partial_fields(candidate, partial))
-    )
-    return any(
-        index.condition == condition and leads_with(index.columns, columns)
-        for index in schema.declared
-    )
 
 
 def _is_low_cardinality(candidate: Candidate) -> bool:
@@ -266,44 +229,6 @@ def _merge_prefixes(candidates: list[Candidate]) -> list[Candidate]:
             wider.usages.extend(candidate.usages)
             wider.from_meta_ordering |= candidate.from_meta_ordering
     return kept
-
-
-def _constants(usages: list[Usage]) -> dict[tuple[str, str], list[Any]]:
-    """Every value each (model, field) is compared to for equality; Ellipsis if not constant."""
-    values: dict[tuple[str, str], list[Any]] = {}
-    for usage in usages:
-        for name, value in usage.equality:
-            values.setdefault((usage.model._meta.label, name), []).append(value)
-    return values
-
-
-def partial_index(
-    candidate: Candidate, constants: dict[tuple[str, str], list[Any]]
-) -> tuple[str, Any] | None:
-    """The (field, constant) to make a partial index on, when every call site agrees.
-
-    Only for fields of a few known values (choices, booleans) filtered against the same
-    constant at two or more call sites: one site is no evidence the other values are unused.
-    And each of the candidate's own call sites must compare the field for equality (to that
-    constant, which ``constants`` holds): an ``exclude`` or an OR of ``Q`` objects on the
-    field is served by no partial index.
-    """
-    model = candidate.model
-    for name in candidate.names:
-        values = constants.get((model._meta.label, name), [])
-        model_field = model._meta.get_field(name)
-        few_values = bool(getattr(model_field, "choices", None)) or isinstance(
-            model_field, models.BooleanField
-        )
-        if (
-            few_values
-            and len(values) >= 2
-            and all(value is not ... for value in values)
-            and len(set(map(repr, values))) == 1
-            and all(name in dict(usage.equality) for usage in candidate.usages)
-        ):
-            return name, values[0]
-    return None
 
 
 def pattern_opclasses(model: type[models.Model], fields: Sequence[str]) -> tuple[str, ...]:

@@ -12,7 +12,8 @@ from django_dbtune.schema import IndexInfo, ModelSchema, column_of
 
 def drift(schema: ModelSchema) -> Iterator[Finding]:
     """Compare declared and actual indexes: by name where the models name them (Meta.indexes,
-    constraints), else by columns and uniqueness (Django's generated names are not kept)."""
+    constraints), else by key parts, uniqueness and partialness (Django's generated names
+    are not kept, and the indexes it generates are whole, on columns)."""
     if schema.actual is None:
         return
     actual = list(schema.actual)
@@ -36,27 +37,26 @@ def drift(schema: ModelSchema) -> Iterator[Finding]:
         else:
             actual.remove(twin)
             yield _renamed(schema, index, twin)
-    pool = Counter((index.columns, index.unique) for index in actual)
+    pool = Counter(_signature(index) for index in actual)
     for index in unnamed:
-        signature = (index.columns, index.unique)
+        signature = _signature(index)
         if pool[signature]:
             pool[signature] -= 1
         else:
             yield _missing(schema, index)
     for index in actual:
-        signature = (index.columns, index.unique)
+        signature = _signature(index)
         if pool[signature]:
             pool[signature] -= 1
             yield _unknown(schema, index)
 
 
+def _signature(index: IndexInfo) -> tuple[tuple[str, ...], bool, bool]:
+    return index.key_parts, index.unique, index.partial
+
+
 def _same(found: IndexInfo, declared: IndexInfo) -> bool:
-    return (found.columns, found.unique, found.partial, found.opclasses) == (
-        declared.columns,
-        declared.unique,
-        declared.partial,
-        declared.opclasses,
-    )
+    return _signature(found) == _signature(declared) and found.opclasses == declared.opclasses
 
 
 def _renamed(schema: ModelSchema, index: IndexInfo, twin: IndexInfo) -> Finding:
@@ -114,7 +114,7 @@ def _missing(schema: ModelSchema, index: IndexInfo) -> Finding:
 
 
 def _unknown(schema: ModelSchema, index: IndexInfo) -> Finding:
-    columns = ", ".join(index.columns) or "an expression"
+    columns = ", ".join(index.key_parts) or "an expression"
     return Finding(
         kind="unknown_in_database",
         severity="low",

@@ -1,10 +1,11 @@
 """The names an index on a model's own table can hold: a call site's filters and sorts,
 read as the fields of that table (``pk`` is ``id``), without annotations, aliases, reverse
-relations or a parent's columns."""
+relations or a parent's columns; and what a call compares, by column, as a partial index's
+condition is read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
@@ -12,6 +13,7 @@ from django.db import models
 from django.db.models import F, OrderBy
 
 from django_dbtune.advisor.code_scan import Usage
+from django_dbtune.schema import Call
 
 
 def column_field(model: type[models.Model], name: str) -> Any:
@@ -93,3 +95,27 @@ def nulls_placed(model: type[models.Model], sort: Sequence[Any]) -> tuple[tuple[
             if first != item.descending:
                 found.append((own.lstrip("-"), first))
     return tuple(found)
+
+
+def call_of(usage: Usage, constants: Mapping[str, Any] | None = None) -> Call:
+    """What the call compares, by column of its model's own table: each column it compares
+    for equality to a constant (the code's, else one of ``constants``: every recorded call
+    compared the field to it; None is ``IS NULL``), and every column it compares at all.
+    Only what the call ANDs counts (``exclude()`` and ``Q`` objects are left out)."""
+    equal: dict[str, Any] = {}
+    compared = set()
+    known = constants or {}
+    for name, value in usage.equality:
+        column = column_field(usage.model, name)
+        if column is None:
+            continue
+        compared.add(column.column)
+        if value is ...:
+            value = known.get(name, ...)
+        if value is not ...:
+            equal.setdefault(column.column, value)
+    for name in (*usage.ranges, *usage.patterns):
+        column = column_field(usage.model, name)
+        if column is not None:
+            compared.add(column.column)
+    return Call(equal, frozenset(compared))

@@ -1,7 +1,8 @@
 """Index advice for one request: its reads whose filter or sort columns no index leads with.
 
-The same rules as the static advisor and the workload (candidates, ``ModelSchema.serves``),
-applied to the queries one request captured, each with its plan as the database prints it
+The same rules as the static advisor and the workload (candidates, ``ModelSchema.serves``,
+partial indexes serving the reads that imply their condition), applied to the queries one
+request captured, each with its plan as the database prints it
 and its table's size as the advisor ranks by it.
 EXPLAIN runs within a time budget, so a page of 500 queries stays usable; what is left over
 is counted, not planned. Returns plain data, ready for the toolbar's store.
@@ -17,8 +18,9 @@ from django.db import connections
 
 from django_dbtune.advisor import planner
 from django_dbtune.advisor.candidates import candidates_for
+from django_dbtune.advisor.own_columns import call_of
 from django_dbtune.advisor.schema_rules import proposed_index
-from django_dbtune.advisor.statements import use_of
+from django_dbtune.advisor.sql_reads import use_of
 from django_dbtune.advisor.workload_candidates import usage_from
 from django_dbtune.capture import QueryLog
 from django_dbtune.conf import conf
@@ -53,7 +55,7 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
         found = use_of(sql, connection.vendor, tables)
         if found is None:
             continue
-        model, use = found
+        model = found.model
         stats["checked"] += 1
         key = (alias, model._meta.label)
         if key not in schemas:
@@ -64,11 +66,15 @@ def unindexed_reads(log: QueryLog) -> dict[str, Any]:
         schema = schemas[key]
         if schema is None:
             continue
-        usage = usage_from(model, use, records[0].call_site or "(unknown)", sql)
+        usage = usage_from(model, found.use, records[0].call_site or "(unknown)", sql)
+        # A partial index serves the reads whose constants (the SQL's, and the parameters
+        # every run of this request passed alike) imply its condition.
+        call = call_of(usage, found.constants(record.params for record in records))
         missing = [
             c
             for c in candidates_for(usage)
-            if not c.search and not schema.serves(field_columns(model, c.names), prefix=c.pattern)
+            if not c.search
+            and not schema.serves(field_columns(model, c.names), prefix=c.pattern, call=call)
         ]
         if not missing:
             continue

@@ -70,9 +70,10 @@ def redundant_indexes(schema: ModelSchema) -> Iterator[Finding]:
         for j, other in enumerate(indexes):
             if i == j or j in reported or index.origin == "primary key":
                 continue
-            if not leads_with(other.columns, index.columns):
+            # By every key part: (a, lower(b)) serves what (a) does, and is no copy of it.
+            if not leads_with(other.key_parts, index.key_parts):
                 continue  # the other index does not serve every query this one does
-            if len(index.columns) == len(other.columns):
+            if len(index.key_parts) == len(other.key_parts):
                 # Of two copies the later one is reported, unless only it enforces uniqueness.
                 if i > j and not (index.unique and not other.unique):
                     reported.add(i)
@@ -85,7 +86,7 @@ def redundant_indexes(schema: ModelSchema) -> Iterator[Finding]:
 
 
 def _describe(index: IndexInfo) -> str:
-    columns = ", ".join(index.columns)
+    columns = ", ".join(index.key_parts)
     if index.name:
         return f"index {index.name} ({columns})"
     return f"the {index.origin} index ({columns})"

@@ -45,13 +45,11 @@ def search_kind(model_field: Any, insensitive: bool) -> str | None:
 
 
 class Searches:
-    """What PostgreSQL offers for these searches: the pg_trgm extension, and the GIN
-    indexes tables already have (trigram ones are expression indexes that introspection
-    does not describe)."""
+    """What PostgreSQL offers for these searches: the pg_trgm extension, read once per
+    database."""
 
     def __init__(self) -> None:
         self._states: dict[str, str | None] = {}
-        self._definitions: dict[tuple[str, str], list[str]] = {}
 
     def state(self, schema: ModelSchema) -> str | None:
         """pg_trgm's: "installed", "available", "missing", or None off PostgreSQL or when
@@ -76,23 +74,27 @@ class Searches:
         return self._states[database]
 
     def indexed(self, schema: ModelSchema, candidate: Candidate) -> bool:
-        if self.state(schema) is None:
-            return False
-        key = (schema.database, schema.table)
-        if key not in self._definitions:
-            with connections[schema.database].cursor() as cursor:
-                cursor.execute(
-                    "SELECT indexdef FROM pg_indexes WHERE tablename = %s", [schema.table]
-                )
-                self._definitions[key] = [row[0].lower() for row in cursor.fetchall()]
+        """Whether an index the table has, declared or only in the database, serves the
+        search: for containment a GIN index on the column with its default operator class;
+        for a trigram search one with ``gin_trgm_ops`` (or GiST's ``gist_trgm_ops``) on the
+        column, or on ``upper(column)`` for ``icontains``, which compares ``UPPER(...)``."""
         column = column_of(candidate.model._meta.get_field(candidate.names[0]))
-        definitions = self._definitions[key]
         if candidate.search == CONTAINMENT:
             return any(
-                "using gin" in d and "_ops" not in d and f"({column})" in d for d in definitions
+                index.method == "gin" and index.key_parts[:1] == (column,) and not index.opclasses
+                for index in schema.indexes
+                if not index.partial
             )
-        wanted = f"upper(({column})::text)" if candidate.insensitive else column
-        return any("gin_trgm_ops" in d and wanted in d for d in definitions)
+        wanted = f"upper({column})" if candidate.insensitive else column
+        return any(
+            key == wanted and opclass in TRIGRAM_OPCLASSES
+            for index in schema.indexes
+            if not index.partial
+            for key, opclass in zip(index.key_parts, index.opclasses, strict=False)
+        )
+
+
+TRIGRAM_OPCLASSES = frozenset({"gin_trgm_ops", "gist_trgm_ops"})
 
 
 def search_finding(schema: ModelSchema, candidate: Candidate, state: str | None) -> Finding:

@@ -1,9 +1,9 @@
 """A workload from production: PostgreSQL's ``pg_stat_statements``.
 
 PostgreSQL aggregates every app server's queries there, with constants replaced by ``$1``,
-``$2``... Each SELECT is parsed with sqlglot (no regular expressions over SQL); its table is
-mapped to the model that owns it and its columns to that model's fields, so the same
-candidates and the same planner proof as for a recorded workload apply.
+``$2``... Each SELECT is read as ``sql_reads`` reads any (sqlglot, no regular expressions
+over SQL): its table is mapped to the model that owns it and its columns to that model's
+fields, so the same candidates and the same planner proof as for a recorded workload apply.
 """
 
 from __future__ import annotations
@@ -18,17 +18,15 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from django_dbtune.advisor.proof import ProofError
+from django_dbtune.advisor.sql_reads import use_of_tree
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import ModelSchema
-from django_dbtune.sql import DIALECTS, to_qmark
-from django_dbtune.workload import OrmUse, Shape
+from django_dbtune.workload import Shape
 
 LIMIT = 2000
 """The statements read, the most total time first."""
 
 SOURCE = "pg_stat_statements"
-
-_RANGES = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
 
 
 def read_statements(
@@ -113,7 +111,6 @@ def _shape(
         if isinstance(base, exp.Table) and not base.name.startswith("pg_"):
             outcome.skip("queries on tables no model of the checked apps owns")
         return None
-    _, use = found
     read = sorted({table.name for table in tree.find_all(exp.Table)})
     return Shape(
         database="",
@@ -121,90 +118,6 @@ def _shape(
         sql=query,
         kind="read",
         tables=read,
-        orm=use,
+        orm=found.use,
         placeholders="$",
     )
-
-
-def use_of(
-    sql: str, vendor: str, tables: dict[str, type[Model]]
-) -> tuple[type[Model], OrmUse] | None:
-    """What a SELECT as Django runs it (``%s`` placeholders) filters and sorts by, in the
-    fields of the model that owns its table; None for anything else."""
-    try:
-        tree = sqlglot.parse_one(to_qmark(sql), read=DIALECTS.get(vendor))
-    except SqlglotError:
-        return None
-    return use_of_tree(tree, tables) if isinstance(tree, exp.Select) else None
-
-
-def use_of_tree(
-    tree: exp.Select, tables: dict[str, type[Model]]
-) -> tuple[type[Model], OrmUse] | None:
-    source = tree.args.get("from_") or tree.args.get("from")
-    base = source.this if source is not None else None
-    if not isinstance(base, exp.Table):
-        return None
-    model = tables.get(base.name)
-    if model is None:
-        return None
-    names = {base.alias_or_name, base.name}
-    fields = {f.column: f.name for f in model._meta.concrete_fields if f.column}
-    use = OrmUse(model._meta.label)
-    where = tree.args.get("where")
-    if where is not None:
-        _predicates(where.this, names, fields, use, composite=True)
-    order = tree.args.get("order")
-    for ordered in order.expressions if order is not None else ():
-        name = _field(ordered.this, names, fields)
-        if name is None:
-            break
-        use.sort.append(f"-{name}" if ordered.args.get("desc") else name)
-    use.explicit_sort = bool(use.sort)
-    use.sliced = tree.args.get("limit") is not None
-    return model, use
-
-
-def _predicates(
-    node: exp.Expression, names: set[str], fields: dict[str, str], use: OrmUse, composite: bool
-) -> None:
-    if isinstance(node, exp.Paren):
-        _predicates(node.this, names, fields, use, composite)
-        return
-    if isinstance(node, exp.And):
-        _predicates(node.this, names, fields, use, composite)
-        _predicates(node.expression, names, fields, use, composite)
-        return
-    if isinstance(node, exp.Or | exp.Not):
-        for child in node.iter_expressions():
-            _predicates(child, names, fields, use, composite=False)
-        return
-    name = _field(node.this, names, fields) if isinstance(node, exp.Expression) else None
-    if name is None:
-        return
-    if isinstance(node, exp.EQ | exp.In | exp.Is):
-        (use.equality if composite else use.single).append(name)
-    elif isinstance(node, _RANGES):
-        (use.ranges if composite else use.single).append(name)
-    elif isinstance(node, exp.Like) and _prefix(node.expression):
-        (use.patterns if composite else use.single).append(name)
-
-
-def _prefix(pattern: Any) -> bool:
-    """A LIKE pattern that is a constant prefix (``'abc%'``)."""
-    return (
-        isinstance(pattern, exp.Literal)
-        and pattern.is_string
-        and pattern.this.endswith("%")
-        and not pattern.this.startswith("%")
-        and "_" not in pattern.this
-    )
-
-
-def _field(column: Any, names: set[str], fields: dict[str, str]) -> str | None:
-    """The model field a column of the base table is, or None."""
-    if not isinstance(column, exp.Column):
-        return None
-    if column.table and column.table not in names:
-        return None
-    return fields.get(column.name)

@@ -18,16 +18,12 @@ from typing import Any
 from django.apps import apps
 from django.db.models import Model
 
-from django_dbtune.advisor.candidates import (
-    Candidate,
-    candidates_for,
-    has_partial,
-    partial_fields,
-    partial_index,
-    pattern_opclasses,
-)
+from django_dbtune.advisor.candidates import Candidate, candidates_for, pattern_opclasses
 from django_dbtune.advisor.code_scan import Usage
+from django_dbtune.advisor.own_columns import call_of
+from django_dbtune.advisor.partials import has_partial, partial_fields, partial_index
 from django_dbtune.advisor.schema_rules import proposed_index
+from django_dbtune.advisor.sql_reads import use_of
 from django_dbtune.findings import Finding, ProposedIndex, condition_code
 from django_dbtune.schema import ModelSchema, field_columns
 from django_dbtune.workload import OrmUse, Shape
@@ -149,6 +145,9 @@ def workload_candidates(
             (shape.orm.model, name): [value] * shape.calls
             for name, value in (shape.constants or {}).items()
         }
+        # And an index the table has serves what it serves: a partial one, the calls that
+        # imply its condition (by the SQL's own constants, and the recorded ones).
+        call = call_of(usage, {**_literals(shape, schema), **(shape.constants or {})})
         for candidate in _orders(candidates_for(usage), usage):
             if candidate.search:
                 outcome.skip("contains-style searches (GIN indexes are not tried)")
@@ -167,8 +166,8 @@ def workload_candidates(
                 served.setdefault(key, Served(whole, condition=partial))
                 continue
             columns = field_columns(model, candidate.names)
-            if schema.serves(columns, prefix=candidate.pattern):
-                continue  # an index already starts with these columns
+            if schema.serves(columns, prefix=candidate.pattern, call=call):
+                continue  # an index the table has serves these columns already
             key = (shape.orm.model, candidate.fields, candidate.pattern, (), None)
             served.setdefault(key, Served(candidate))
             include = _covering(candidate, shape.orm.selects)
@@ -178,6 +177,13 @@ def workload_candidates(
     for entry in served.values():
         entry.shapes = by_model[entry.model._meta.label]
     return list(served.values())
+
+
+def _literals(shape: Shape, schema: ModelSchema) -> dict[str, Any]:
+    """The constants a recorded read's SQL states itself (``IS NULL``, a boolean column
+    alone), which no recorded value is needed for."""
+    read = use_of(shape.sql, shape.vendor, {schema.table: schema.model})
+    return read.literals if read is not None else {}
 
 
 MAX_INCLUDE = 3

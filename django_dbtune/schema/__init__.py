@@ -1,7 +1,9 @@
 """What indexes cover each model: declared, created implicitly by Django, and actual.
 
-Coverage is a question about leading columns: an index on ``(a, b)`` serves filters on ``a``,
-not on ``b``. A partial index or an expression index covers nothing in general.
+Coverage is a question about leading columns: an index on ``(a, b)`` serves filters on
+``a``, not on ``b``; one on ``(a, lower(b))`` serves ``a`` too. A partial index serves the
+queries that imply its condition (``conditions``); an index that leads with an expression,
+or is no B-tree, serves no plain filter or sort.
 """
 
 from __future__ import annotations
@@ -14,9 +16,18 @@ from django.apps import apps
 from django.db import DatabaseError, connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from django_dbtune.schema.conditions import Call, Condition
+from django_dbtune.schema.definitions import (
+    BTREE,
+    Definition,
+    declared_definition,
+    parse_definition,
+    sqlite_definitions,
+)
 from django_dbtune.schema.table_rows import TableRows, table_rows
 
 __all__ = [
+    "Call",
     "IndexInfo",
     "ModelSchema",
     "TableRows",
@@ -41,7 +52,9 @@ def leads_with(index_columns: Sequence[str], columns: Sequence[str]) -> bool:
 class IndexInfo:
     name: str | None
     columns: tuple[str, ...]
-    """Database columns in order; empty for an expression index."""
+    """The leading key parts that are plain database columns, in order: every column of an
+    index on columns, those before the first expression of one with expressions (empty
+    when it leads with an expression)."""
     origin: str
     """Where it comes from: "primary key", "unique field", "db_index", "foreign key",
     "pattern ops", "Meta.indexes", "unique_together", "UniqueConstraint" or "database"."""
@@ -51,17 +64,50 @@ class IndexInfo:
     implicit: bool = False
     """Created by Django without being declared as an index (a foreign key's index, the
     primary key, PostgreSQL's ``_like`` pattern index)."""
-    condition: str | None = None
-    """A partial index's condition, as ``str()`` of its ``Q`` object."""
+    condition: Condition | None = None
+    """A partial index's condition, when it is read; None leaves it serving nothing."""
+    keys: tuple[str, ...] = ()
+    """Every key part, when some are expressions (``upper(email)``); else empty."""
+    method: str = BTREE
+    """The access method: ``btree`` (the only one SQLite and MySQL's InnoDB build), or
+    PostgreSQL's ``gin``, ``gist``, ``hash``, ``brin``..."""
+
+    @property
+    def key_parts(self) -> tuple[str, ...]:
+        """Every key part in order, columns and expressions."""
+        return self.keys or self.columns
 
     @property
     def usable(self) -> bool:
         """Serves equality, range and sort on its leading columns, whatever the query."""
-        return bool(self.columns) and not self.partial and not self.opclasses
+        return (
+            bool(self.columns) and not self.partial and not self.opclasses and self.method == BTREE
+        )
 
-    def serves(self, columns: Sequence[str]) -> bool:
-        """Whether this index serves equality, range and sort on ``columns`` (in order)."""
-        return self.usable and leads_with(self.columns, columns)
+    def serves(
+        self, columns: Sequence[str], *, pattern: bool = False, call: Call | None = None
+    ) -> bool:
+        """Whether this index serves equality, range and sort on ``columns`` (in order).
+        ``pattern``: the last column is prefix-searched, which only a pattern-ops operator
+        class on it serves. A partial index serves only a ``call`` that implies its
+        condition; the columns the condition pins (``status`` of ``WHERE status =
+        'open'``) then need no place among its columns."""
+        if self.method != BTREE or not self.columns:
+            return False
+        if self.partial:
+            if call is None or self.condition is None or not self.condition.implied_by(call):
+                return False
+            columns = [column for column in columns if column not in self.condition.pinned]
+            if not columns:
+                return True  # filtered on the condition alone: the index holds those rows
+        if pattern:
+            searched = len(columns) - 1  # the prefix-searched column comes last
+            return (
+                leads_with(self.columns, columns)
+                and len(self.opclasses) > searched
+                and self.opclasses[searched].endswith("pattern_ops")
+            )
+        return not self.opclasses and leads_with(self.columns, columns)
 
 
 @dataclass
@@ -108,21 +154,16 @@ class ModelSchema:
         """Whether some usable index, declared or present in the database, leads with it."""
         return self.serves((column,))
 
-    def serves(self, columns: Sequence[str], *, prefix: bool = False) -> bool:
+    def serves(
+        self, columns: Sequence[str], *, prefix: bool = False, call: Call | None = None
+    ) -> bool:
         """Whether some index, declared or present in the database, leads with ``columns``
         in this order. ``prefix``: the last column is prefix-searched (``LIKE 'x%'``), which
         on PostgreSQL only a pattern-ops operator class (``varchar_pattern_ops``) on that
-        column serves under a non-C collation."""
-        if prefix and connections[self.database].vendor == "postgresql":
-            searched = len(columns) - 1  # the prefix-searched column comes last
-            return any(
-                not index.partial
-                and leads_with(index.columns, columns)
-                and len(index.opclasses) > searched
-                and index.opclasses[searched].endswith("pattern_ops")
-                for index in self.indexes
-            )
-        return any(index.serves(columns) for index in self.indexes)
+        column serves under a non-C collation. ``call``: what the query compares, by
+        column, so that a partial index whose condition it implies serves it too."""
+        pattern = prefix and connections[self.database].vendor == "postgresql"
+        return any(index.serves(columns, pattern=pattern, call=call) for index in self.indexes)
 
 
 def model_schemas(
@@ -206,29 +247,58 @@ def declared_indexes(
             () if index.expressions else field_columns(model, (n for n, _ in index.fields_orders))
         )
         found.append(
-            IndexInfo(
-                index.name,
-                columns,
-                "Meta.indexes",
-                partial=index.condition is not None,
-                opclasses=tuple(index.opclasses),
-                condition=str(index.condition) if index.condition is not None else None,
-            )
+            _declared(index, model, connection, columns, "Meta.indexes", tuple(index.opclasses))
         )
     for constraint in meta.constraints:
         if isinstance(constraint, models.UniqueConstraint):
             columns = () if constraint.expressions else field_columns(model, constraint.fields)
+            opclasses = tuple(getattr(constraint, "opclasses", ()))
             found.append(
-                IndexInfo(
-                    constraint.name,
-                    columns,
-                    "UniqueConstraint",
-                    unique=True,
-                    partial=constraint.condition is not None,
-                    opclasses=tuple(getattr(constraint, "opclasses", ())),
-                )
+                _declared(constraint, model, connection, columns, "UniqueConstraint", opclasses)
             )
     return found
+
+
+def _declared(
+    declared: models.Index | models.UniqueConstraint,
+    model: type[models.Model],
+    connection: BaseDatabaseWrapper,
+    columns: tuple[str, ...],
+    origin: str,
+    opclasses: tuple[str, ...],
+) -> IndexInfo:
+    """A ``Meta.indexes`` entry or a unique constraint. One with expressions or a condition
+    is read from the ``CREATE INDEX`` Django renders for it (its key parts, its condition);
+    whether it is partial or uses an operator class is as declared, since the project's
+    production database may take what this one ignores (SQLite drops operator classes and
+    MySQL conditions)."""
+    unique = isinstance(declared, models.UniqueConstraint)
+    partial = declared.condition is not None
+    method = _declared_method(declared)
+    described: Definition | None = None
+    if declared.expressions or partial:
+        described = declared_definition(declared, model, connection)
+    if described is None:
+        return IndexInfo(declared.name, columns, origin, unique, partial, opclasses, method=method)
+    keys = described.keys if described.keys != described.columns else ()
+    return IndexInfo(
+        declared.name,
+        described.columns,
+        origin,
+        unique,
+        partial,
+        opclasses or described.opclasses,  # an expression's: OpClass(Upper("x"), ...)
+        condition=described.condition if partial else None,
+        keys=keys,
+        method=method,
+    )
+
+
+def _declared_method(declared: models.Index | models.UniqueConstraint) -> str:
+    """django.contrib.postgres's index classes name their access method (``GinIndex`` is
+    ``gin``); matched by class name so that it, which needs psycopg, is not imported."""
+    classes = {klass.__name__ for klass in type(declared).__mro__}
+    return str(getattr(declared, "suffix", BTREE)) if "PostgresIndex" in classes else BTREE
 
 
 def _pattern_opclass(
@@ -268,14 +338,18 @@ def _table_exists(connection: BaseDatabaseWrapper, db_table: str, tables: set[st
     return bool(row and row[0])
 
 
-# Introspection takes a bare table name; a schema-qualified one is read from the catalogs.
-_QUALIFIED_INDEXES = """
+# Every index of a table, from PostgreSQL's catalogs (introspection takes no schema-qualified
+# table, and says nothing of partial, expression or operator-class indexes); the key columns
+# only (``INCLUDE`` columns are not keys).
+_POSTGRESQL_INDEXES = """
 SELECT index_class.relname, i.indisunique OR i.indisprimary, i.indpred IS NOT NULL,
        ARRAY(
            SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
            LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+           WHERE k.position <= i.indnkeyatts
            ORDER BY k.position
-       )
+       ),
+       pg_get_indexdef(i.indexrelid)
 FROM pg_index i JOIN pg_class index_class ON index_class.oid = i.indexrelid
 WHERE i.indrelid = to_regclass(%s)
 """
@@ -284,45 +358,75 @@ WHERE i.indrelid = to_regclass(%s)
 def actual_indexes(
     model: type[models.Model], connection: BaseDatabaseWrapper
 ) -> list[IndexInfo] | None:
-    """The indexes the database really has on the model's table, or None if unreadable."""
+    """The indexes the database really has on the model's table, or None if unreadable.
+    Each is described by its definition where the database keeps one (PostgreSQL, SQLite):
+    an index made by hand or by ``RunSQL`` counts for what it serves."""
     db_table = model._meta.db_table
-    if schema_qualified(db_table):
+    qualified = schema_qualified(db_table)
+    if qualified or connection.vendor == "postgresql":
         try:
             with connection.cursor() as cursor:
-                cursor.execute(_QUALIFIED_INDEXES, [db_table])
+                name = db_table if qualified else connection.ops.quote_name(db_table)
+                cursor.execute(_POSTGRESQL_INDEXES, [name])
                 rows = cursor.fetchall()
         except DatabaseError:
             return None
         return [
-            IndexInfo(
-                name,
-                () if None in columns else tuple(columns),
-                "database",
-                unique=unique,
-                partial=partial,
-                opclasses=("unknown",) if name.endswith("_like") else (),
-            )
-            for name, unique, partial, columns in rows
+            _actual(name, tuple(columns), unique, partial, parse_definition(sql, "postgresql"))
+            for name, unique, partial, columns, sql in rows
         ]
     try:
         with connection.cursor() as cursor:
-            constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+            constraints = connection.introspection.get_constraints(cursor, db_table)
     except DatabaseError:
         return None
+    described = sqlite_definitions(connection, db_table)
     found = []
     for name, info in constraints.items():
         if not (info["index"] or info["unique"] or info["primary_key"]):
             continue
-        columns = tuple(info["columns"] or ())
+        kind = info.get("type")  # Django's "idx" is a B-tree; MySQL also says "fulltext"...
         found.append(
-            IndexInfo(
+            _actual(
                 name,
-                () if None in columns else columns,
-                "database",
-                unique=bool(info["unique"] or info["primary_key"]),
-                # Introspection does not say which indexes are partial or use an opclass:
-                # those named in the models are matched by name instead.
-                opclasses=("unknown",) if name.endswith("_like") else (),
+                tuple(info["columns"] or ()),
+                bool(info["unique"] or info["primary_key"]),
+                False,
+                described.get(name),
+                method=BTREE if kind in (None, "idx", BTREE) else str(kind),
             )
         )
     return found
+
+
+def _actual(
+    name: str,
+    columns: tuple[str | None, ...],
+    unique: bool,
+    partial: bool,
+    described: Definition | None,
+    method: str = BTREE,
+) -> IndexInfo:
+    if described is not None and described.keys:
+        return IndexInfo(
+            name,
+            described.columns,
+            "database",
+            unique,
+            described.partial,
+            described.opclasses,
+            condition=described.condition,
+            keys=described.keys if described.keys != described.columns else (),
+            method=described.method,
+        )
+    # Not read: as introspection says, a partial index serving nothing and an expression
+    # one nothing plain; an operator class is told by Django's ``_like`` name only.
+    return IndexInfo(
+        name,
+        () if None in columns else tuple(str(column) for column in columns),
+        "database",
+        unique,
+        partial or (described is not None and described.partial),
+        opclasses=("unknown",) if name.endswith("_like") else (),
+        method=method,
+    )

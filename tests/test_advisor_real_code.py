@@ -312,3 +312,30 @@ def test_a_sort_that_places_nulls_gets_an_index_that_places_them_too(tmp_path, s
         plan = " ".join(row[0] for row in cursor.fetchall())
         transaction.set_rollback(True)
     assert "Sort" not in plan and index.name in plan
+
+
+CUSTOM_METHODS = """
+from tests.testapp.models import Reminder
+
+def inbox(request):
+    return Reminder.objects.unread().filter(author=request.user.author)  # unread
+
+def others(request):
+    return Reminder.objects.by_others(request.user.author).order_by("subject")  # others
+"""
+
+
+@pytest.mark.django_db
+def test_a_custom_queryset_method_adds_what_its_body_filters(tmp_path, settings):
+    """Reminder.objects.unread() filters read_at=None in its body: with the author the
+    call passes, that is the composite the foreign key's index does not replace. A filter
+    the body runs on another model is not this chain's."""
+    found, err = suggest(tmp_path, settings, CUSTOM_METHODS)
+    assert not err
+    fields = index_fields(found, "testapp.Reminder")
+    assert ("author", "read_at") in fields
+    unread = next(f for f in found if f["fields"] == ["author", "read_at"])
+    assert [e["line"] for e in unread["evidence"]] == lines(CUSTOM_METHODS, "# unread")
+    assert not index_fields(found, "testapp.Author"), "Author.objects.filter is another chain"
+    # exclude(author=...) is a filter no composite serves: the sort alone is suggested.
+    assert ("subject",) in fields

@@ -1,17 +1,28 @@
-"""What a model's own manager filters before any call adds to it: Oscar's ``Basket.open``
-returns ``super().get_queryset().filter(status="Open")``, a soft-delete manager
+"""What a model's own managers and querysets filter before the caller adds to it.
+
+A manager's ``get_queryset``: Oscar's ``Basket.open`` returns
+``super().get_queryset().filter(status="Open")``, a soft-delete manager
 ``filter(deleted_at=None)``. Read from the query the manager builds (building a queryset
-runs no query), so a value held on the manager (``status=self.status_filter``) is known."""
+runs no query), so a value held on the manager (``status=self.status_filter``) is known.
+
+A custom method (``Product.objects.active()``) may take arguments or run queries, so it is
+never called: its body is read, for the filters it adds to its own chain.
+"""
 
 from __future__ import annotations
 
+import ast
 import functools
+import inspect
+import textwrap
 from typing import Any
 
 from django.db import models
 from django.db.models.expressions import Col
 from django.db.models.lookups import Lookup
 from django.db.models.sql.where import AND, WhereNode
+
+from django_dbtune.advisor.model_names import chain_classes
 
 Filter = tuple[str, str, Any]
 """(field name on the manager's model, lookup name, value or ``Ellipsis``)."""
@@ -49,3 +60,44 @@ def _filters(node: WhereNode, model: type[models.Model]) -> list[Filter]:
 
 def _is_constant(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
+
+
+BodyLookup = tuple[str, ast.expr, bool]
+"""(lookup key, its value as written, excluded): one keyword of a method body's filter."""
+
+
+@functools.cache
+def method_lookups(model: type[models.Model], method: str) -> tuple[BodyLookup, ...]:
+    """The keyword filters the project's own ``method`` of ``model``'s managers or
+    querysets adds to its own chain (``self.filter(...)``, ``self.get_queryset().filter``,
+    ``super().get_queryset().exclude``); nothing when its source cannot be read. Filters on
+    other querysets the body builds (``Other.objects.filter``) are not its chain's."""
+    for owner in chain_classes(model):
+        defined = next((cls for cls in owner.__mro__ if method in vars(cls)), None)
+        if defined is None or defined.__module__.startswith("django."):
+            continue
+        function = getattr(vars(defined)[method], "__func__", vars(defined)[method])
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+        except (OSError, TypeError, SyntaxError):
+            return ()
+        return tuple(
+            (keyword.arg, keyword.value, node.func.attr == "exclude")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("filter", "exclude", "get")
+            and _on_self(node.func.value)
+            for keyword in node.keywords
+            if keyword.arg
+        )
+    return ()
+
+
+def _on_self(node: ast.expr) -> bool:
+    """Whether a chain starts at ``self`` or ``super()``."""
+    while isinstance(node, ast.Call | ast.Attribute):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            return node.func.id == "super"
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return isinstance(node, ast.Name) and node.id in ("self", "cls")

@@ -94,7 +94,7 @@ models (Oscar's ``get_model("order", "Order")``)."""
 def custom_method(model: type[models.Model], method: str) -> bool:
     """Whether one of ``model``'s managers, or a queryset class they build, defines
     ``method`` outside Django (a project's ``active()``, ``published()``...)."""
-    for owner in _chain_classes(model):
+    for owner in chain_classes(model):
         defined = next((cls for cls in owner.__mro__ if method in vars(cls)), None)
         if defined is not None and not defined.__module__.startswith("django."):
             return True
@@ -102,7 +102,7 @@ def custom_method(model: type[models.Model], method: str) -> bool:
 
 
 @functools.cache
-def _chain_classes(model: type[models.Model]) -> tuple[type, ...]:
+def chain_classes(model: type[models.Model]) -> tuple[type, ...]:
     """The classes a chain on ``model`` goes through: its managers' and the querysets they
     build (also a ``get_queryset`` that returns ``MyQuerySet(self.model, using=self._db)``;
     building a queryset runs no query)."""

@@ -17,7 +17,7 @@ from django.db import models
 
 from django_dbtune.advisor.class_options import class_option_usages
 from django_dbtune.advisor.code_scan import Usage, project_files, resolve_path
-from django_dbtune.advisor.manager_filters import manager_filters
+from django_dbtune.advisor.manager_filters import manager_filters, method_lookups
 from django_dbtune.advisor.method_querysets import (
     assumed_querysets,
     is_own_model,
@@ -301,10 +301,12 @@ class _Scanner(ast.NodeVisitor):
             query = self._query_of(node.func.value)
         else:
             # A method of the project's own manager or queryset (``Product.objects.active()``):
-            # the chain goes on through it (what its body filters is not read).
+            # the chain goes on through it, with what its body filters.
             chained = self._query_of(node.func.value)
             if chained is not None and custom_method(chained.model, method):
-                query = chained
+                query = _Query(chained.model, chained.usage, chained.owned)
+                for key, value, excluded in method_lookups(query.model, method):
+                    self._lookup(self._usage(query, node), query.model, key, value, excluded)
         if query is not None:
             query = _Query(query.model, query.usage, query.owned)
             if method in {"filter", "exclude", "get", "get_or_create", "update_or_create"}:

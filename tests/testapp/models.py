@@ -122,6 +122,15 @@ class OpenReminders(models.Manager):
         return super().get_queryset().filter(state=self.state)
 
 
+class ReminderQuerySet(models.QuerySet):
+    def unread(self):
+        return self.filter(read_at=None)
+
+    def by_others(self, author):
+        Author.objects.filter(name="not this chain's")
+        return self.exclude(author=author)
+
+
 class Reminder(models.Model):
     """Rows that pile up under their author in states no page asks for (done, read)."""
 
@@ -132,7 +141,7 @@ class Reminder(models.Model):
     read_at = models.DateTimeField(null=True)
     subject = models.CharField(max_length=100, default="")
 
-    objects = models.Manager()
+    objects = ReminderQuerySet.as_manager()
     open = OpenReminders()
 
 

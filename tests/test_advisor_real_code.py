@@ -339,3 +339,22 @@ def test_a_custom_queryset_method_adds_what_its_body_filters(tmp_path, settings)
     assert not index_fields(found, "testapp.Author"), "Author.objects.filter is another chain"
     # exclude(author=...) is a filter no composite serves: the sort alone is suggested.
     assert ("subject",) in fields
+
+
+AMBIGUOUS = """
+def recent(author):
+    return author.books.filter(title="x")  # ambiguous
+"""
+
+
+@pytest.mark.django_db
+def test_a_related_manager_several_models_have_is_left_out_and_said_so(tmp_path, settings):
+    """``books`` is the reverse relation of shop.Author and testapp.Author: which one a
+    parameter is cannot be told, so the call is named in a warning, not guessed."""
+    found, err = suggest(tmp_path, settings, AMBIGUOUS, "testapp", "shop")
+    assert not found
+    (line,) = lines(AMBIGUOUS, "# ambiguous")
+    assert err.strip() == (
+        f"warning: views.py:{line}: left out, 'books' is the reverse relation of several "
+        "models (shop.Author, testapp.Author), and which one this reads cannot be told"
+    )

@@ -779,3 +779,40 @@ def test_an_admin_option_set_by_a_parent_or_by_django_points_at_the_projects_lin
     if admin_class is InheritingItemAdmin:
         [kind] = [u for u in usages if u.equality]
         assert kind.code.endswith("# base-filter")
+
+
+MODEL_METHODS = """
+from django.db import models
+
+
+class Stamped(models.Model):
+    def recent_links(self):
+        return self.links.filter(url="x")  # abstract
+
+
+class Shelf(models.Model):
+    def recent(self):
+        return self.links.filter(url="x")  # own
+
+
+def anywhere(thing):
+    return thing.links.filter(url="y")  # unknown
+"""
+
+
+def test_in_a_models_own_methods_self_is_one_of_its_rows(tmp_path, settings):
+    """``links`` is the reverse relation of two models; in a model's own
+    method (an abstract one's, when one model alone inherits it) ``self`` tells which. Of
+    anything else, the call is named in a note, not guessed."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "models.py").write_text(MODEL_METHODS)
+    scanned = scan(tmp_path)
+    found = {(u.model._meta.label, u.line): u.equality for u in scanned.usages}
+
+    def at(marker):
+        return next(n for n, t in enumerate(MODEL_METHODS.splitlines(), 1) if marker in t)
+
+    assert found[("testapp.NoteLink", at("# abstract"))] == [("note", ...), ("url", "x")]
+    assert found[("testapp.ShelfLink", at("# own"))] == [("shelf", ...), ("url", "x")]
+    assert [n.split(": ", 1)[0] for n in scanned.notes] == [f"library/models.py:{at('# unknown')}"]

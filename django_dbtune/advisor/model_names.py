@@ -30,6 +30,26 @@ class ModelNames:
                 if relation.one_to_many and (accessor := relation.get_accessor_name()):
                     owners.setdefault(accessor, set()).add(relation.model)
         self.accessors = {name: found.pop() for name, found in owners.items() if len(found) == 1}
+        concrete: dict[tuple[str, str], set[type[models.Model]]] = {}
+        for model in apps.get_models():
+            for parent in model.__mro__[1:]:
+                if getattr(getattr(parent, "_meta", None), "abstract", False):
+                    concrete.setdefault((parent.__module__, parent.__name__), set()).add(model)
+        self.abstract = {key: found.pop() for key, found in concrete.items() if len(found) == 1}
+        by_abstract_name: dict[str, list[type[models.Model]]] = {}
+        for (_, abstract_name), model in self.abstract.items():
+            by_abstract_name.setdefault(abstract_name, []).append(model)
+        self.unique_abstract = {
+            n: found[0] for n, found in by_abstract_name.items() if len(found) == 1
+        }
+        """Abstract models that one concrete model alone inherits from (Oscar's
+        ``AbstractBasket`` and ``Basket``): in its methods, ``self`` is one of its rows."""
+        self.ambiguous = {
+            name: sorted(model._meta.label for model in found)
+            for name, found in owners.items()
+            if len(found) > 1
+        }
+        """Reverse accessor names several models have: the labels of those models."""
 
     def defined(self, module: str, name: str) -> type[models.Model] | None:
         """The model a file's own ``class name(...)`` defines: ``module`` is the file's
@@ -40,14 +60,28 @@ class ModelNames:
                 model_module == module or module.endswith("." + model_module)
             ):
                 return self.by_module[(model_module, model_name)]
+        for (model_module, model_name), model in self.abstract.items():
+            if model_name == name and (
+                model_module == module or module.endswith("." + model_module)
+            ):
+                return model
         if "models" in module.split("."):
-            return self.unique.get(name)  # a models module under a path the import lacks
+            # A models module under a path the import lacks.
+            return self.unique.get(name) or self.unique_abstract.get(name)
         return None
 
     def accessor_owner(self, name: str) -> type[models.Model] | None:
         """The one model with a reverse foreign key named ``name`` (``entry_set``, a
         ``related_name``); None when no model or several have one (then nothing is said)."""
         return self.accessors.get(name)
+
+    def ambiguity(self, name: str) -> str:
+        """Why a chain through the accessor ``name`` several models have is left out."""
+        owners = ", ".join(self.ambiguous[name])
+        return (
+            f"left out, '{name}' is the reverse relation of several models ({owners}), and "
+            "which one this reads cannot be told"
+        )
 
     def imported(self, node: ast.ImportFrom) -> dict[str, type[models.Model]]:
         """The models one ``from ... import ...`` statement binds, by local name."""

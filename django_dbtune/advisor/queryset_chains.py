@@ -49,6 +49,8 @@ class ScanResult:
     usages: list[Usage] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """(file, reason) for files that could not be parsed."""
+    notes: list[str] = field(default_factory=list)
+    """Call sites left out, and why (``file:line: ...``)."""
 
 
 def scan(root: Path) -> ScanResult:
@@ -68,6 +70,7 @@ def scan(root: Path) -> ScanResult:
         scanner = _Scanner(registry, relative_path(str(path)), lines, own)
         scanner.visit(tree)
         result.usages.extend(scanner.usages)
+        result.notes.extend(dict.fromkeys(scanner.notes))
     return result
 
 
@@ -100,8 +103,9 @@ class _Scanner(ast.NodeVisitor):
         self.this: type[models.Model] | None = None
         """The model of the class whose method is being read (``self``'s), when known."""
         self.assumed: dict[str, type[models.Model]] = {}
-        """Names that hold ``self``'s queryset where nothing else binds them
-        (``method_querysets``)."""
+        """Names holding ``self``'s queryset where nothing else binds them."""
+        self.unsure: dict[int, str] = {}  # nodes naming an accessor several models have
+        self.notes: list[str] = []
 
     def visit_Module(self, node: ast.Module) -> None:
         # Models the file defines are known everywhere in it, also above their class.
@@ -128,7 +132,8 @@ class _Scanner(ast.NodeVisitor):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
                 assumed = dict.fromkeys(assumed_querysets(child), model) if model else {}
-                self._function(child, model, assumed)
+                # In a model's own methods, self is one of its rows (self.entry_set.filter).
+                self._function(child, model, assumed, self.models.get(node.name))
             else:
                 self.visit(child)
         self.names = saved_names
@@ -164,10 +169,12 @@ class _Scanner(ast.NodeVisitor):
         node: ast.FunctionDef | ast.AsyncFunctionDef,
         this: type[models.Model] | None,
         assumed: dict[str, type[models.Model]],
+        row: type[models.Model] | None = None,
     ) -> None:
         saved = (self.querysets, self.instances, self.conditions, self.this, self.assumed)
         saved_names, self.names = self.names, self.strings.parameters(node.args, self.names)
-        self.querysets, self.instances, self.conditions = {}, {}, {}
+        self.querysets, self.conditions = {}, {}
+        self.instances = {"self": row} if row is not None else {}
         self.this, self.assumed = this, assumed
         self.generic_visit(node)
         self.querysets, self.instances, self.conditions, self.this, self.assumed = saved
@@ -290,6 +297,8 @@ class _Scanner(ast.NodeVisitor):
                 # ``self.entry_set``, ``blog.entries`` of a parameter: an instance of the one
                 # model whose reverse foreign key has this name.
                 return self._related_manager(owner, node.attr, node)
+            if node.attr in self.registry.ambiguous:
+                self.unsure[id(node)] = node.attr
             return None
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             return None
@@ -307,6 +316,8 @@ class _Scanner(ast.NodeVisitor):
                 query = _Query(chained.model, chained.usage, chained.owned)
                 for key, value, excluded in method_lookups(query.model, method):
                     self._lookup(self._usage(query, node), query.model, key, value, excluded)
+        if query is None and method in ("filter", "exclude", "order_by"):
+            self._unsure(node)
         if query is not None:
             query = _Query(query.model, query.usage, query.owned)
             if method in {"filter", "exclude", "get", "get_or_create", "update_or_create"}:
@@ -320,6 +331,10 @@ class _Scanner(ast.NodeVisitor):
                 self._usage(query, node).explicit_sort = True
         self.resolved[id(node)] = query
         return query
+
+    def _unsure(self, node: ast.Call) -> None:  # an accessor several models have: said
+        if (name := self.unsure.get(id(getattr(node.func, "value", None)))) is not None:
+            self.notes.append(f"{self.file}:{node.lineno}: {self.registry.ambiguity(name)}")
 
     def _managed(self, model: type[models.Model], name: str, node: ast.expr) -> _Query | None:
         """``Model.<manager>``: a chain starts, with what the manager's own

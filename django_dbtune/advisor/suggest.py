@@ -50,6 +50,7 @@ def static_report(
         report.findings.extend(drift(schema))
     scanned = scan(conf.PROJECT_ROOT)
     report.skipped_files = scanned.skipped
+    report.warnings.extend(scanned.notes)
     app_labels = {schema.model._meta.app_label for schema in schemas.values()}
     usages = scanned.usages + admin_usages(app_labels)
     report.findings.extend(index_findings(usages, schemas, report.warnings))

@@ -154,3 +154,18 @@ class Route(models.Model):
 
     class Meta:
         ordering = (models.F("author").asc(nulls_first=True), "name", "pk")
+
+
+class NoteLink(models.Model):
+    """``links`` of a Note, whose abstract parent's methods read them as ``self.links``."""
+
+    note = models.ForeignKey(Note, models.CASCADE, related_name="links")
+    url = models.CharField(max_length=200)
+
+
+class ShelfLink(models.Model):
+    """A second model with ``links``: the accessor alone does not tell the owner."""
+
+    # No constraint: a test drops Shelf's table.
+    shelf = models.ForeignKey(Shelf, models.DO_NOTHING, related_name="links", db_constraint=False)
+    url = models.CharField(max_length=200)

@@ -12,7 +12,7 @@ from django.db import connection, models
 from django.test.utils import CaptureQueriesContext
 
 from django_dbtune import workload
-from tests.conftest import POSTGRES
+from tests.conftest import POSTGRES, suggest_workload
 from tests.shop.models import Author, Book
 from tests.test_writer import manage
 
@@ -108,23 +108,12 @@ def test_on_sqlite_the_full_scans_are_shown(books, tmp_path):
     path = tmp_path / "workload.jsonl"
     with workload.record(path):
         _run_reads()
-    out, err = StringIO(), StringIO()
-    call_command(
-        "suggest_indexes",
-        "shop",
-        "--workload",
-        str(path),
-        "--format",
-        "json",
-        stdout=out,
-        stderr=err,
-    )
-    findings = json.loads(out.getvalue())
+    findings, err = suggest_workload(path)
     scans = [f for f in findings if f["kind"] == "workload_scan"]
     assert [f["fields"] for f in scans] == [["title"]]
     assert "SCAN shop_book" in scans[0]["message"]
     assert scans[0]["index"]["fields"] == ["title"]
-    assert "EXPLAIN QUERY PLAN" in err.getvalue()
+    assert "EXPLAIN QUERY PLAN" in err
 
 
 # --- PostgreSQL: proven by the planner --------------------------------------------------------

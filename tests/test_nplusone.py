@@ -14,8 +14,8 @@ from asgiref.sync import async_to_sync
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.core.checks import run_checks
-from django.db import connection
-from django.db.models import Count, Prefetch, Sum, prefetch_related_objects
+from django.db import connection, models
+from django.db.models import Count, Prefetch, Sum, prefetch_related_objects, sql
 from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
 from django.db.models.query import QuerySet
 from django.test import AsyncClient, override_settings
@@ -890,6 +890,63 @@ def test_a_custom_managers_queryset_is_fixed_where_it_was_built(products):
     assert finding.fix == '.select_related("maker")'
     assert finding.queryset_site.startswith(
         f"{HERE}:{line_of('# built through a custom manager')} in "
+    )
+
+
+class OwnQuery(sql.Query):
+    """A Query subclass, as django-cte and django-postgres-extra have."""
+
+    def __init__(self, model, alias_cols=True):
+        super().__init__(model, alias_cols)
+
+
+class BuildsItsQuery(QuerySet):
+    """django-cte's shape: the queryset builds its own query, then hands it to super()."""
+
+    def __init__(self, model=None, query=None, using=None, hints=None):
+        super().__init__(model, query or OwnQuery(model), using, hints)
+
+
+class ReplacesItsQuery(QuerySet):
+    """django-postgres-extra's shape: super() builds a query, then it is replaced."""
+
+    def __init__(self, model=None, query=None, using=None, hints=None):
+        super().__init__(model, query, using, hints)
+        self.query = query or OwnQuery(self.model)
+
+
+class Holder:
+    """A project class that builds its queryset in its own __init__."""
+
+    def __init__(self):
+        self.books = Book.objects.all()  # built in a project __init__
+
+
+def _evaluated(queryset):
+    return [book.author.name for book in queryset]
+
+
+@pytest.mark.parametrize("queryset_class", [BuildsItsQuery, ReplacesItsQuery])
+def test_a_queryset_class_that_builds_its_own_query_is_fixed_where_it_was_built(
+    shop, queryset_class
+):
+    manager = models.Manager.from_queryset(queryset_class)()
+    manager.model = Book
+    with detect() as report:
+        books = manager.all()  # built through a library queryset
+        names = _evaluated(books)
+    assert len(names) == 6
+    assert only(report).queryset_site.startswith(
+        f"{HERE}:{line_of('# built through a library queryset')} in "
+    )
+
+
+def test_a_queryset_built_in_a_project_init_is_fixed_there(shop):
+    with detect() as report:
+        names = _evaluated(Holder().books)
+    assert len(names) == 6
+    assert only(report).queryset_site.startswith(
+        f"{HERE}:{line_of('# built in a project __init__')} in "
     )
 
 

@@ -57,12 +57,19 @@ def query_init(self: Query, model: Any, alias_cols: bool = True) -> None:
     if detection is None or detection.busy:
         return
     frame: FrameType | None = sys._getframe(1)
-    if frame is None or frame.f_code is not _QUERYSET_INIT:
-        return  # a query for something else than a queryset (a subquery, an update)
-    frame = frame.f_back
-    while frame is not None and frame.f_code.co_name == "__init__":  # a subclass's __init__
+    fresh = False
+    # Up through the constructors building it: QuerySet.__init__ and a subclass's (which may
+    # build its own Query subclass, as django-cte does, or replace the query after super(),
+    # as django-postgres-extra does), and a Query subclass's. A query no queryset
+    # constructor builds is for something else (a subquery, an update).
+    while frame is not None and frame.f_code.co_name == "__init__":
+        owner = frame.f_code is _QUERYSET_INIT or frame.f_locals.get("self")
+        if owner is True or isinstance(owner, QuerySet):
+            fresh = True
+        elif not isinstance(owner, Query):
+            break  # a project class's own __init__ building a queryset: the line is here
         frame = frame.f_back
-    if frame is None:
+    if not fresh or frame is None:
         return
     manager: Any = None
     if frame.f_code.co_name == "get_queryset":

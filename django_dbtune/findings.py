@@ -86,6 +86,8 @@ class ProposedIndex:
         Django to render into SQL (one index, one rendering)."""
         condition = models.Q(**dict([self.condition_lookup])) if self.condition_lookup else None
         if self.nulls:
+            if self.opclasses:
+                raise ValueError("an index that places NULLs cannot declare operator classes")
             placed = dict(self.nulls)
             return models.Index(
                 *(_placed(name, placed) for name in self.fields),

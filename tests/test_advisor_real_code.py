@@ -358,3 +358,57 @@ def test_a_related_manager_several_models_have_is_left_out_and_said_so(tmp_path,
         f"warning: views.py:{line}: left out, 'books' is the reverse relation of several "
         "models (shop.Author, testapp.Author), and which one this reads cannot be told"
     )
+
+
+ONLY_SOMETIMES = """
+from tests.testapp.models import Reminder
+
+def staff_or_not(request):
+    return Reminder.objects.visible_to(request.user).filter(author=request.user.author)
+
+def listed(request):
+    return Reminder.objects.visible_to(request.user).filter(author=1).order_by("read_at")
+
+def about(request, subject):
+    return Reminder.objects.about(subject).order_by("read_at")
+"""
+
+
+@pytest.mark.django_db
+def test_a_method_that_filters_only_sometimes_adds_nothing(tmp_path, settings):
+    """visible_to() filters state="open" for some users only, and about() filters subject in
+    a subquery: neither is every call's filter, so no (partial) index is built on it."""
+    found, err = suggest(tmp_path, settings, ONLY_SOMETIMES)
+    assert not err
+    reminders = [f for f in found if f["model"] == "testapp.Reminder"]
+    assert not [f for f in reminders if f["index"] and f["index"]["condition"]]
+    assert not [f for f in reminders if "state" in f["fields"] or "subject" in f["fields"]]
+
+
+PREFIX_AND_NULLS = """
+from tests.testapp.models import Tagline
+
+def lookup(request, start):
+    return Tagline.objects.filter(code__startswith=start)[:20]
+"""
+
+
+@pytest.mark.django_db
+def test_a_prefix_search_on_a_column_sorted_with_its_nulls_placed_is_valid_code(
+    tmp_path, settings
+):
+    """Django declares an operator class only for plain fields, not for the expression that
+    places NULLs: the index serves the search, and its code is an Index Django accepts."""
+    from django.db import models
+
+    from django_dbtune.findings import ProposedIndex
+
+    found, err = suggest(tmp_path, settings, PREFIX_AND_NULLS)
+    assert not err
+    (tagline,) = [f for f in found if f["model"] == "testapp.Tagline"]
+    index = tagline["index"]
+    assert index["nulls_first"] == []
+    proposed = ProposedIndex(tuple(index["fields"]), index["name"], tuple(index["opclasses"]))
+    eval(proposed.as_code(), {"models": models})  # raises if Django refuses it
+    if connection.vendor == "postgresql":
+        assert index["opclasses"] == ["varchar_pattern_ops"]

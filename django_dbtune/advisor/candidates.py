@@ -108,7 +108,9 @@ def _composite(usage: Usage) -> Candidate | None:
     fields = tuple(equality + tail)
     if not fields:
         return None
-    names = {name.lstrip("-") for name in tail}
+    # A prefix search's column takes an operator class, which Django declares only for
+    # plain fields, not for the expression that places NULLs: the search is what it serves.
+    names = set() if pattern else {name.lstrip("-") for name in tail}
     nulls = tuple((name, first) for name, first in nulls if name in names)
     return Candidate(model, fields, pattern, [usage], from_meta and not usage.ranges, nulls=nulls)
 

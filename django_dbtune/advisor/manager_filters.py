@@ -69,9 +69,11 @@ BodyLookup = tuple[str, ast.expr, bool]
 @functools.cache
 def method_lookups(model: type[models.Model], method: str) -> tuple[BodyLookup, ...]:
     """The keyword filters the project's own ``method`` of ``model``'s managers or
-    querysets adds to its own chain (``self.filter(...)``, ``self.get_queryset().filter``,
-    ``super().get_queryset().exclude``); nothing when its source cannot be read. Filters on
-    other querysets the body builds (``Other.objects.filter``) are not its chain's."""
+    querysets adds to its chain: read only from a body that returns one chain on ``self``
+    (``return self.filter(...)``, ``return super().get_queryset().exclude(...)``), and only
+    the calls of that chain. A body with branches or several returns may not filter every
+    time, and what it filters elsewhere (a subquery, ``Other.objects``) is not its chain's:
+    then nothing is read. Nothing either when the source cannot be read."""
     for owner in chain_classes(model):
         defined = next((cls for cls in owner.__mro__ if method in vars(cls)), None)
         if defined is None or defined.__module__.startswith("django."):
@@ -81,23 +83,23 @@ def method_lookups(model: type[models.Model], method: str) -> tuple[BodyLookup, 
             tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
         except (OSError, TypeError, SyntaxError):
             return ()
-        return tuple(
-            (keyword.arg, keyword.value, node.func.attr == "exclude")
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("filter", "exclude", "get")
-            and _on_self(node.func.value)
-            for keyword in node.keywords
-            if keyword.arg
-        )
+        body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
+        returns = [node for node in ast.walk(tree) if isinstance(node, ast.Return)]
+        if len(returns) != 1 or returns[0] is not body[-1] or returns[0].value is None:
+            return ()
+        return tuple(_chain_lookups(returns[0].value))
     return ()
 
 
-def _on_self(node: ast.expr) -> bool:
-    """Whether a chain starts at ``self`` or ``super()``."""
-    while isinstance(node, ast.Call | ast.Attribute):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            return node.func.id == "super"
-        node = node.func if isinstance(node, ast.Call) else node.value
-    return isinstance(node, ast.Name) and node.id in ("self", "cls")
+def _chain_lookups(node: ast.expr) -> list[BodyLookup]:
+    """The keyword filters along one chain of calls on ``self`` or ``super()``; none when the
+    chain starts anywhere else (``self.model.objects``, another model)."""
+    found: list[BodyLookup] = []
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr in ("filter", "exclude", "get"):
+            excluded = node.func.attr == "exclude"
+            found += [(k.arg, k.value, excluded) for k in node.keywords if k.arg]
+        node = node.func.value
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return found if node.func.id == "super" else []
+    return found if isinstance(node, ast.Name) and node.id in ("self", "cls") else []

@@ -130,6 +130,15 @@ class ReminderQuerySet(models.QuerySet):
         Author.objects.filter(name="not this chain's")
         return self.exclude(author=author)
 
+    def visible_to(self, user):
+        if user.is_staff:
+            return self
+        return self.filter(state="open")
+
+    def about(self, subject):
+        ids = self.model.objects.filter(subject=subject).values("author")
+        return self.filter(author__in=ids)
+
 
 class Reminder(models.Model):
     """Rows that pile up under their author in states no page asks for (done, read)."""
@@ -154,6 +163,15 @@ class Route(models.Model):
 
     class Meta:
         ordering = (models.F("author").asc(nulls_first=True), "name", "pk")
+
+
+class Tagline(models.Model):
+    """A nullable text column sorted with its NULLs placed, and prefix-searched."""
+
+    code = models.CharField(max_length=20, null=True)  # noqa: DJ001  (real projects have them)
+
+    class Meta:
+        ordering = (models.F("code").asc(nulls_first=True),)
 
 
 class NoteLink(models.Model):

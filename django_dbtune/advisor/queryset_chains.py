@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from django.db import models
 
@@ -33,9 +32,10 @@ from django_dbtune.advisor.string_constants import Locals, ModuleStrings, Projec
 from django_dbtune.advisor.syntax import (
     QUERYSET_METHODS,
     class_assignment,
+    constant_value,
     fetches_one,
-    flip,
     keyword_lookups,
+    latest_sort,
     q_keywords,
 )
 from django_dbtune.call_sites import relative_path
@@ -412,18 +412,9 @@ class _Scanner(ast.NodeVisitor):
                     usage.dynamic_sort = True
 
     def _latest(self, query: _Query, node: ast.Call, descending: bool) -> None:
-        """``latest()``/``earliest()`` sort by their arguments, else ``Meta.get_latest_by``."""
-        names: list[str] = [
-            arg.value
-            for arg in node.args
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
-        ]
-        if not node.args:
-            latest_by = query.model._meta.get_latest_by
-            names = [latest_by] if isinstance(latest_by, str) else list(latest_by or [])
         usage = self._usage(query, node)
         usage.explicit_sort = True
-        usage.sort = [flip(name) if descending else name for name in names if "__" not in name]
+        usage.sort = latest_sort(node, query.model, descending)
 
     def _lookup(
         self, usage: Usage, model: type[models.Model], key: str, value: ast.expr, single: bool
@@ -439,22 +430,7 @@ class _Scanner(ast.NodeVisitor):
         if target is not model:
             usage = Usage(target, usage.file, usage.line, usage.code, in_loop=usage.in_loop)
             self.usages.append(usage)
-        usage.add(name, lookup, self._constant(value), single=single)
+        usage.add(name, lookup, constant_value(value, self.models), single=single)
 
     def _string(self, node: ast.expr) -> str | None:
         return self.strings.value(node, self.names)
-
-    def _constant(self, node: ast.expr) -> Any:
-        """The value of a literal, or of ``Model.Choices.MEMBER``; Ellipsis otherwise."""
-        if isinstance(node, ast.Constant):
-            return node.value
-        path = []
-        while isinstance(node, ast.Attribute):
-            path.append(node.attr)
-            node = node.value
-        if isinstance(node, ast.Name) and node.id in self.models and path:
-            value: Any = self.models[node.id]
-            for attribute in reversed(path):
-                value = getattr(value, attribute, ...)
-            return getattr(value, "value", value)
-        return ...

@@ -1,11 +1,13 @@
 """Small readers of syntax nodes the code scan shares: a class's own assignments, the
 strings of a literal list, the keywords inside ``Q(...)`` objects and the lookups keywords
-name, calls that fetch one row, and a sort's other direction."""
+name, calls that fetch one row, a sort's other direction, what ``latest()`` sorts by, and
+the value of a constant."""
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Iterator
+from typing import Any
 
 QUERYSET_METHODS = frozenset(
     {
@@ -77,3 +79,34 @@ def fetches_one(call: ast.Call) -> bool:
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
     return name in {"get", "get_or_create", "update_or_create", "get_object_or_404"}
+
+
+def latest_sort(node: ast.Call, model: Any, descending: bool) -> list[str]:
+    """What ``latest()``/``earliest()`` sorts by: their arguments, else the model's
+    ``Meta.get_latest_by`` (a related path is left out)."""
+    names: list[str] = [
+        arg.value
+        for arg in node.args
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+    ]
+    if not node.args:
+        latest_by = model._meta.get_latest_by
+        names = [latest_by] if isinstance(latest_by, str) else list(latest_by or [])
+    return [flip(name) if descending else name for name in names if "__" not in name]
+
+
+def constant_value(node: ast.expr, models: dict[str, Any]) -> Any:
+    """The value of a literal, or of ``Model.Choices.MEMBER`` for a model the file names in
+    ``models``; Ellipsis otherwise."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    path = []
+    while isinstance(node, ast.Attribute):
+        path.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name) and node.id in models and path:
+        value: Any = models[node.id]
+        for attribute in reversed(path):
+            value = getattr(value, attribute, ...)
+        return getattr(value, "value", value)
+    return ...

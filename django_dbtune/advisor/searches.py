@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, models
 
-from django_dbtune.advisor.code_scan import Usage
 from django_dbtune.advisor.ranking import rank
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.findings import Evidence, Finding, ProposedIndex
@@ -103,9 +102,34 @@ def search_finding(schema: ModelSchema, candidate: Candidate, state: str | None)
     return _trigram_finding(schema, candidate, state)
 
 
-def _sites(usages: list[Usage]) -> tuple[list[tuple[str, int, str]], str]:
-    sites = sorted({(u.file, u.line, u.code) for u in usages})
-    return sites, f"{len(sites)} place{'s' if len(sites) != 1 else ''}"
+def _finding(
+    schema: ModelSchema,
+    candidate: Candidate,
+    searched: str,
+    index: ProposedIndex | None,
+    advice: str,
+) -> Finding:
+    """A search finding: ``searched`` says how the column is searched and what serves it."""
+    model = candidate.model
+    name = candidate.names[0]
+    sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
+    places = f"{len(sites)} place{'s' if len(sites) != 1 else ''}"
+    ranked = rank(candidate.usages, schema)
+    return Finding(
+        kind="unindexed_filter",
+        severity=ranked.severity,
+        model=schema.label,
+        fields=(name,),
+        database=schema.database,
+        message=(
+            f"{model._meta.object_name}.{name} is searched {searched.format(places=places)} "
+            f"{ranked.sentence}"
+        ),
+        index=index,
+        evidence=tuple(Evidence(file, line, code) for file, line, code in sites),
+        advice=advice,
+        **ranked.size,
+    )
 
 
 def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | None) -> Finding:
@@ -113,7 +137,6 @@ def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | Non
     name = candidate.names[0]
     column = column_of(model._meta.get_field(name))
     lookup = "icontains" if candidate.insensitive else "contains"
-    sites, places = _sites(candidate.usages)
     index_name = proposed_index(model, [name]).name.removesuffix("_idx") + "_trg"
     expression = f'(UPPER("{column}"::text))' if candidate.insensitive else f'"{column}"'
     sql = f'CREATE INDEX "{index_name}" ON "{schema.table}" USING gin ({expression} gin_trgm_ops)'
@@ -127,30 +150,19 @@ def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | Non
         "for LIKE '%x%'.",
     }[state]
     postgres = connections[schema.database].vendor == "postgresql"
-    ranked = rank(candidate.usages, schema)
-    return Finding(
-        kind="unindexed_filter",
-        severity=ranked.severity,
-        model=schema.label,
-        fields=(name,),
-        database=schema.database,
-        message=(
-            f"{model._meta.object_name}.{name} is searched with {lookup} in {places}: "
-            f"LIKE '%...%' reads every row unless a trigram index serves it. {ranked.sentence}"
-        ),
-        index=ProposedIndex((name,), index_name, ("gin_trgm_ops",), sql=sql)
-        if postgres and state != "missing"
-        else None,
-        evidence=tuple(Evidence(file, line, code) for file, line, code in sites),
-        advice=advice,
-        **ranked.size,
+    index = ProposedIndex((name,), index_name, ("gin_trgm_ops",), sql=sql)
+    searched = (
+        f"with {lookup} in {{places}}: LIKE '%...%' reads every row unless a trigram index "
+        "serves it."
+    )
+    return _finding(
+        schema, candidate, searched, index if postgres and state != "missing" else None, advice
     )
 
 
 def _containment_finding(schema: ModelSchema, candidate: Candidate) -> Finding:
     model = candidate.model
     name = candidate.names[0]
-    sites, places = _sites(candidate.usages)
     index_name = proposed_index(model, [name]).name.removesuffix("_idx") + "_gin"
     connection = connections[schema.database]
     index = None
@@ -167,20 +179,8 @@ def _containment_finding(schema: ModelSchema, candidate: Candidate) -> Finding:
         )
     else:
         advice = f"On PostgreSQL a GIN index serves it; {connection.display_name} has none."
-    ranked = rank(candidate.usages, schema)
-    return Finding(
-        kind="unindexed_filter",
-        severity=ranked.severity,
-        model=schema.label,
-        fields=(name,),
-        database=schema.database,
-        message=(
-            f"{model._meta.object_name}.{name} is searched by containment (contains, "
-            f"overlap or has_key) in {places}: only a GIN index on the column serves it. "
-            f"{ranked.sentence}"
-        ),
-        index=index,
-        evidence=tuple(Evidence(file, line, code) for file, line, code in sites),
-        advice=advice,
-        **ranked.size,
+    searched = (
+        "by containment (contains, overlap or has_key) in {places}: only a GIN index on the "
+        "column serves it."
     )
+    return _finding(schema, candidate, searched, index, advice)

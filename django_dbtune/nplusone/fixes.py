@@ -21,6 +21,7 @@ from django_dbtune.nplusone.homes import (
     is_model_admin,
     qualname,
 )
+from django_dbtune.nplusone.per_row_source import Written, annotation_name, read_call
 from django_dbtune.nplusone.relations import query_path, relation_field
 from django_dbtune.nplusone.state import Group, Load, Site
 
@@ -136,10 +137,20 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         defer = group.deferred[1] if group.deferred else True
         code = f'remove "{path}" from .defer(...)' if defer else f'add "{path}" to .only(...)'
         return Fix(code)
+    written = _written(load) if load.filtered or load.kind == "aggregate" else None
+    if written is not None and not load.tag.prefix:
+        annotated = annotation_name(written, name)
+        return Fix(
+            written.annotation(annotated),
+            f"Then read obj.{annotated} instead of calling .{name}...{written.kind}() per row.",
+        )
     if load.kind == "count":
         advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row."
         if load.filtered or load.sliced:
             counted = query_path(group.model, path)
+            if load.filtered:
+                code = f'.annotate({name}_count=Count("{counted}", filter=Q({counted}__...)))'
+                return Fix(code, f"{advice} Keep the conditions the per-row call filters on.")
             return Fix(f'.annotate({name}_count=Count("{counted}"))', advice)
         if load.tag.prefix:
             # Rows reached through another relation: an annotation on this queryset would
@@ -149,8 +160,9 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         return _placed(group, path, joins, counts=(name,), advice=advice)
     if load.kind == "exists":
         back = load.related_query_name or "<field>"
+        more = ", ..." if load.filtered else ""
         return Fix(
-            f'.annotate(has_{name}=Exists({related}.objects.filter({back}=OuterRef("pk"))))',
+            f'.annotate(has_{name}=Exists({related}.objects.filter({back}=OuterRef("pk"){more})))',
             f"Then read obj.has_{name} instead of calling .{name}.exists() per row.",
         )
     if load.kind == "aggregate":
@@ -190,6 +202,24 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
             "query per row, even when it was prefetched."
         )
     return _placed(group, path, joins, prefetch=(path,), advice=advice)
+
+
+def _written(load: Load) -> Written | None:
+    """The per-row call through a related manager, read from its line (``book.reviews
+    .filter(stars=5).count()``): its fix keeps the call's own conditions."""
+    if load.site is None or load.related_model is None or load.related_query_name is None:
+        return None
+    file, line, function = load.site
+    if function == "template":
+        return None
+    return read_call(
+        file,
+        line,
+        model=load.related_model.__name__,
+        column=load.related_query_name,
+        names=frozenset(),
+        accessor=load.name,
+    )
 
 
 def chain(

@@ -15,6 +15,7 @@ from django.db.models import Model
 from django_dbtune.call_sites import relative_path
 from django_dbtune.capture import QueryRecord
 from django_dbtune.findings import NPlusOneFinding, Proof
+from django_dbtune.nplusone.per_row_source import Written, annotation_name, read_call
 from django_dbtune.nplusone.state import Detection
 from django_dbtune.sql import Lookup, lookup
 
@@ -156,7 +157,8 @@ def _describe(group: list[QueryRecord]) -> tuple[str, str, str | None] | None:
             f"one {name} query before the loop, filtering {relation} with __in=values",
             "Then look rows up in a dict instead of querying once per row.",
         )
-    return _describe_column(relation, model, field, found.result)
+    conditions = len(compared[0]) > 1
+    return _describe_column(relation, model, field, found.result, first, conditions)
 
 
 def _describe_repeated(group: list[QueryRecord]) -> tuple[str, str, str | None] | None:
@@ -184,26 +186,45 @@ def _describe_repeated(group: list[QueryRecord]) -> tuple[str, str, str | None] 
 
 
 def _describe_column(
-    relation: str, model: type[Model], field: Any, result: str
+    relation: str,
+    model: type[Model],
+    field: Any,
+    result: str,
+    record: QueryRecord,
+    conditions: bool,
 ) -> tuple[str, str, str | None]:
-    """The fix for a per-row read on a column of the table it reads."""
+    """The fix for a per-row read on a column of the table it reads; ``conditions``: the
+    read compares other columns too, which its fix must keep."""
     name = model.__name__
     remote = getattr(field, "remote_field", None)
     if remote is not None and field.many_to_one:
         accessor = remote.get_accessor_name()
         query_name = field.related_query_name()
         owner = remote.model.__name__
-        if result == "count":
+        written = _written(record, model, field)
+        if written is not None:
+            annotated = annotation_name(written, accessor)
             return (
                 relation,
-                f'.annotate({accessor}_count=Count("{query_name}")) on the {owner} queryset',
-                f"Instead of counting {name} rows once per {owner}.",
+                f"{written.annotation(annotated)} on the {owner} queryset",
+                f"Then read obj.{annotated} where {record.function} "
+                f"({relative_path(record.filename or '')}:{record.lineno}) runs this query "
+                f"once per {owner}.",
+            )
+        if result == "count":
+            counted = f'Count("{query_name}"' + (", filter=Q(...))" if conditions else ")")
+            return (
+                relation,
+                f".annotate({accessor}_count={counted}) on the {owner} queryset",
+                f"Instead of counting {name} rows once per {owner}"
+                + (", with the conditions of the query at this line." if conditions else "."),
             )
         if result == "exists":
+            more = ", ..." if conditions else ""
             return (
                 relation,
                 f".annotate(has_{accessor}=Exists({name}.objects.filter("
-                f'{field.name}=OuterRef("pk")))) on the {owner} queryset',
+                f'{field.name}=OuterRef("pk"){more}))) on the {owner} queryset',
                 f"Instead of checking {name} rows once per {owner}.",
             )
         return (
@@ -222,6 +243,16 @@ def _describe_column(
         relation,
         f"{name}.objects.filter({field.name}__in=values) before the loop",
         "Then look rows up in a dict instead of querying once per row.",
+    )
+
+
+def _written(record: QueryRecord, model: type[Model], field: Any) -> Written | None:
+    """The per-row call at the record's line, read from its source."""
+    if record.filename is None or record.lineno is None or record.function == "template":
+        return None
+    names = frozenset({field.name, field.attname, f"{field.name}__pk", f"{field.name}__id"})
+    return read_call(
+        record.filename, record.lineno, model=model.__name__, column=field.name, names=names
     )
 
 

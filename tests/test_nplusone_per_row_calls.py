@@ -1,0 +1,109 @@
+"""A count, an existence check or an aggregate run once per row, with conditions of its own:
+the printed fix keeps them, so that pasting it gives each row what the per-row call gave."""
+
+import pytest
+from django.db import models
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+
+from django_dbtune.nplusone import detect
+from tests.shop.models import Author, Book, Review
+
+# What a user has imported when pasting a fix.
+NAMES = {
+    "Count": Count,
+    "Exists": Exists,
+    "Max": Max,
+    "OuterRef": OuterRef,
+    "Q": Q,
+    "Subquery": Subquery,
+    "Sum": Sum,
+    "Coalesce": Coalesce,
+    "models": models,
+    "Review": Review,
+    "Book": Book,
+}
+
+
+@pytest.fixture
+def reviewed(db):
+    """6 books; book i has i "good" reviews and one "bad" one, so a count that forgets the
+    condition is off by one on every row."""
+    author = Author.objects.create(name="A")
+    for i in range(6):
+        book = Book.objects.create(title=f"B{i}", author=author)
+        Review.objects.create(book=book, text="bad")
+        for _ in range(i):
+            Review.objects.create(book=book, text="good")
+
+
+def good_reviews(book):
+    return Review.objects.filter(book=book, text="good").count()
+
+
+def has_good_review(book):
+    return Review.objects.filter(book=book).filter(text="good").exists()
+
+
+def last_review(book):
+    return Review.objects.filter(book=book).aggregate(Max("id"))["id__max"]
+
+
+def pasted(fix: str):
+    """``Book.objects`` with the finding's change, as a user would paste it."""
+    change = fix.split(" on the ")[0]
+    return eval("Book.objects" + change + '.order_by("id")', NAMES)
+
+
+def values(queryset, name):
+    return [getattr(book, name) for book in queryset]
+
+
+@pytest.mark.usefixtures("reviewed")
+@pytest.mark.parametrize(
+    ("read", "name"),
+    [
+        (good_reviews, "review_set_count"),
+        (has_good_review, "has_review_set"),
+        (last_review, "id_max"),
+    ],
+)
+def test_a_per_row_call_written_by_hand_gets_a_fix_that_keeps_its_conditions(read, name):
+    with detect() as report:
+        expected = [read(book) for book in Book.objects.order_by("id")]
+    [finding] = report.findings
+    assert finding.fix.endswith(" on the Book queryset"), finding.fix
+    assert f".annotate({name}=" in finding.fix, finding.fix
+    assert values(pasted(finding.fix), name) == expected
+    assert f"{read.__name__} (tests/test_nplusone_per_row_calls.py:" in finding.advice
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_a_filtered_count_through_a_related_manager_gets_a_fix_that_keeps_its_filter():
+    with detect() as report:
+        expected = [book.review_set.filter(text="good").count() for book in Book.objects.all()]
+    [finding] = report.findings
+    assert values(pasted(finding.fix), "review_set_count") == expected
+    assert "per row" in finding.advice
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_an_aggregate_through_a_related_manager_gets_a_fix_that_runs():
+    with detect() as report:
+        expected = [book.review_set.aggregate(Max("id"))["id__max"] for book in Book.objects.all()]
+    [finding] = report.findings
+    assert values(pasted(finding.fix), "id_max") == expected
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_a_call_whose_source_cannot_be_read_says_the_conditions_must_be_kept():
+    """No line to read (a lookup built at run time): the fix says what it cannot spell."""
+    lookups = {"book": None, "text": "good"}
+    with detect() as report:
+        for book in Book.objects.all():
+            lookups["book"] = book
+            Review.objects.filter(**lookups).count()
+    [finding] = report.findings
+    assert finding.fix == (
+        '.annotate(review_set_count=Count("review", filter=Q(...))) on the Book queryset'
+    )

@@ -208,6 +208,30 @@ NPlusOneKind = Literal["n_plus_one", "unused_select_related", "unused_prefetch_r
 
 
 @dataclass(frozen=True)
+class RowCall:
+    """A per-row ``count()``, ``exists()`` or ``aggregate()`` call at ``file:line`` (as
+    findings show files), and the annotation ``name = expression`` that answers it for
+    every row at once. ``module`` is where the expression's names are defined: it is the
+    call's own chain, written there."""
+
+    kind: Literal["count", "exists", "aggregate"]
+    name: str
+    expression: str
+    file: str
+    line: int
+    module: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "expression": self.expression,
+            "file": self.file,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True)
 class FixTarget:
     """An N+1 fix as data: what to change on which queryset, for a proof or a codemod.
 
@@ -236,6 +260,10 @@ class FixTarget:
     subclasses (Wagtail's ``.specific()``)."""
     specific_prefetch: tuple[str, ...] = ()
     """The same for ``prefetch_related(..., for_specific_subqueries=True)``."""
+    row_calls: tuple[RowCall, ...] = ()
+    """Counts, ``exists()`` or aggregates the code runs once per row, each turned into an
+    annotation on the queryset; a proof reads it where the code calls (a person changes
+    that code)."""
     file: str | None = None
     line: int | None = None
     owner: str | None = None
@@ -267,6 +295,7 @@ class FixTarget:
             "count_annotations": list(self.count_annotations),
             "specific_select": list(self.specific_select),
             "specific_prefetch": list(self.specific_prefetch),
+            "row_calls": [call.as_dict() for call in self.row_calls],
             "file": self.file,
             "line": self.line,
             "owner": self.owner,

@@ -1,12 +1,16 @@
 """A count, an existence check or an aggregate run once per row, with conditions of its own:
 the printed fix keeps them, so that pasting it gives each row what the per-row call gave."""
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 from django.db import models
 from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from django_dbtune.nplusone import detect
+from django_dbtune.nplusone.proof import rerun
 from tests.shop.models import Author, Book, Review
 
 # What a user has imported when pasting a fix.
@@ -23,6 +27,14 @@ NAMES = {
     "Review": Review,
     "Book": Book,
 }
+
+
+HERE = "tests/test_nplusone_per_row_calls.py"
+
+
+def line_of(text: str) -> int:
+    lines = Path(__file__).read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
 
 
 @pytest.fixture
@@ -68,14 +80,39 @@ def values(queryset, name):
         (last_review, "id_max"),
     ],
 )
-def test_a_per_row_call_written_by_hand_gets_a_fix_that_keeps_its_conditions(read, name):
+def test_a_per_row_call_written_by_hand_gets_a_proven_fix_that_keeps_its_conditions(read, name):
+    def page():
+        return [read(book) for book in Book.objects.order_by("id")]
+
     with detect() as report:
-        expected = [read(book) for book in Book.objects.order_by("id")]
+        expected = page()
     [finding] = report.findings
-    assert finding.fix.endswith(" on the Book queryset"), finding.fix
-    assert f".annotate({name}=" in finding.fix, finding.fix
+    assert finding.queryset_site == f"{HERE}:{line_of('return [read(book)')} in page"
+    assert finding.fix.startswith(f".annotate({name}="), finding.fix
     assert values(pasted(finding.fix), name) == expected
-    assert f"{read.__name__} (tests/test_nplusone_per_row_calls.py:" in finding.advice
+    assert f"{read.__name__} ({HERE}:" in finding.advice
+
+    [proven] = rerun(report.findings, lambda: 200 if page() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (1 + 6, 1)
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_a_fix_whose_annotation_cannot_be_built_is_not_offered_as_proven():
+    """The chain is evaluated where the call was written; when that fails (here: its module
+    is not one Python imported), the re-run raises and the fix stays unproven."""
+
+    def page():
+        return [good_reviews(book) for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    [call] = finding.target.row_calls
+    target = replace(finding.target, row_calls=(replace(call, module="not.imported"),))
+    [judged] = rerun([replace(finding, target=target)], lambda: 200 if page() == expected else 500)
+    assert judged.proof.verdict == "unproven"
+    assert judged.proof.reason.startswith("re-run with the fix, the code raised LookupError")
 
 
 @pytest.mark.usefixtures("reviewed")

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django_dbtune.findings import FixTarget, NPlusOneFinding
 from django_dbtune.nplusone.proof import Outcome, forget_proofs, judged
 from tests.shop.admin import BookAdmin, TagAdmin
-from tests.shop.models import Author, Book
+from tests.shop.models import Author, Book, Publisher
 from tests.test_nplusone import products, shop  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("shop")
@@ -85,6 +85,38 @@ def test_a_fix_inside_an_admins_own_get_queryset_is_proven(admin_user):
     assert "TagAdmin.get_queryset returns" in finding["fix"]
     assert finding["proof"]["verdict"] == "proven"
     assert "get_queryset" in vars(TagAdmin)
+
+
+def test_a_per_row_count_in_an_admin_column_is_proven_in_the_admins_get_queryset(admin_user):
+    from django.contrib.admin import site
+
+    from tests.shop.admin import PublisherAdmin
+
+    url = "/admin/shop/publisher/"
+    [finding] = pages(url, "--user", "boss")[url]["findings"]
+    assert finding["fix"].startswith(
+        "def get_queryset(self, request): return super().get_queryset(request).annotate("
+        'authors_count=Coalesce(Subquery(Author.objects.filter(publisher=OuterRef("pk"), '
+        'name__in=["A0", "A1"])'
+    ), finding["fix"]
+    assert finding["fix"].endswith("  # on tests.shop.admin.PublisherAdmin")
+    proof = finding["proof"]
+    assert proof["verdict"] == "proven", proof
+    assert (proof["before"], proof["after"]) == (proof["after"] + 2, proof["after"])
+    # What each row would show with the annotation is what the column shows.
+    admin = site._registry[Publisher]
+    annotated = Publisher.objects.annotate(authors_count=_annotation(finding["fix"]))
+    assert {p.authors_count for p in annotated} == {admin.early_authors(p) for p in annotated}
+    assert "get_queryset" not in vars(PublisherAdmin)
+
+
+def _annotation(fix):
+    from django.db.models import Count, OuterRef, Subquery
+    from django.db.models.functions import Coalesce
+
+    expression = fix.split(".annotate(authors_count=", 1)[1].rsplit(")  # on", 1)[0]
+    names = {"Count": Count, "OuterRef": OuterRef, "Subquery": Subquery, "Coalesce": Coalesce}
+    return eval(expression, {**names, "Author": Author})
 
 
 def test_an_unused_join_is_advised_away_only_when_running_without_it_costs_nothing():

@@ -7,7 +7,7 @@ import sys
 import textwrap
 import time
 
-from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
+from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof, RowCall
 from django_dbtune.nplusone import codemod
 from tests.test_writer import manage
 
@@ -202,6 +202,19 @@ def test_a_fix_for_subclass_rows_is_left_for_the_user_to_paste(tmp_path):
     edits = plan(finding(target))
     assert edits.files == {}
     assert "for_specific_subqueries" in edits.skipped[0][1]
+    assert path.read_text() == source
+
+
+def test_a_fix_for_a_count_written_by_hand_is_left_for_the_user_to_paste(tmp_path):
+    """The annotation alone changes nothing: the code that counts per row must read it."""
+    path = tmp_path / "views.py"
+    source = "def rows():\n    return Author.objects.order_by('id')\n"
+    path.write_text(source)
+    call = RowCall("count", "books_count", "Coalesce(...)", "models.py", 9, "shop.models")
+    target = FixTarget("add", row_calls=(call,), file=str(path), line=2)
+    edits = plan(finding(target))
+    assert edits.files == {}
+    assert "paste the fix and change that code" in edits.skipped[0][1]
     assert path.read_text() == source
 
 

@@ -53,6 +53,13 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             reason = "--write does not edit for_specific_subqueries loads yet: paste the fix"
             edits.skipped.append((finding, reason))
             continue
+        if target.row_calls:
+            reason = (
+                "the code that counts per row must change to read the annotation: paste the "
+                "fix and change that code"
+            )
+            edits.skipped.append((finding, reason))
+            continue
         before = dict(edits.files)
         try:
             path, where = _locate(target)

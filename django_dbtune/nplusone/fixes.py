@@ -296,9 +296,7 @@ def _placed(
     target = replace(
         target, model=group.model._meta.label, names_bare_select=bare, count_paths=paths
     )
-    model = group.model.__name__
-    admin = is_model_admin(owner)
-    if admin and select:
+    if is_model_admin(owner) and select:
         names = tuple(admin_joins(owner, group.model, joins))
         listed = f'"{names[0]}",' if len(names) == 1 else ", ".join(f'"{n}"' for n in names)
         note = _nullable_note(group.model, path)
@@ -307,22 +305,25 @@ def _placed(
             join_notes(advice, note),
             replace(target, select_related=(), list_select_related=names),
         )
+    return Fix(in_owner(owner, group.model, code), advice, target)
+
+
+def in_owner(owner: type, model: type[Model], code: str) -> str:
+    """``code`` (a change of a queryset) where it goes when Django builds the queryset for
+    the project class ``owner``: in its ``queryset`` attribute or inside its own
+    ``get_queryset``, or a new ``get_queryset`` or ``queryset`` when it has neither."""
     home = fix_home(owner)
     if home is not None and home[1] == "queryset":
-        return Fix(f"{code} on the queryset attribute of {qualname(home[0])}", advice, target)
+        return f"{code} on the queryset attribute of {qualname(home[0])}"
     if home is not None:
         # Replacing the project's own get_queryset would drop what it does.
-        return Fix(
-            f"{code} on the queryset {qualname(home[0])}.get_queryset returns", advice, target
-        )
-    if admin:
-        return Fix(
+        return f"{code} on the queryset {qualname(home[0])}.get_queryset returns"
+    if is_model_admin(owner):
+        return (
             f"def get_queryset(self, request): return "
-            f"super().get_queryset(request){code}  # on {qualname(owner)}",
-            advice,
-            target,
+            f"super().get_queryset(request){code}  # on {qualname(owner)}"
         )
-    return Fix(f"queryset = {model}.objects{code}  # on {qualname(owner)}", advice, target)
+    return f"queryset = {model.__name__}.objects{code}  # on {qualname(owner)}"
 
 
 def merged(entries: list[tuple[NPlusOneFinding, Group]]) -> list[NPlusOneFinding]:

@@ -6,7 +6,9 @@ again for each of its children, ``CustomField.objects.all()`` read again per row
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from django.apps import apps
@@ -14,9 +16,11 @@ from django.db.models import Model
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.capture import QueryRecord
-from django_dbtune.findings import NPlusOneFinding, Proof
+from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof, RowCall
+from django_dbtune.nplusone.fixes import in_owner, queryset_site
+from django_dbtune.nplusone.homes import qualname
 from django_dbtune.nplusone.per_row_source import Written, annotation_name, read_call
-from django_dbtune.nplusone.state import Detection
+from django_dbtune.nplusone.state import Detection, Group, Tag
 from django_dbtune.sql import Lookup, lookup
 
 
@@ -28,6 +32,8 @@ def per_row_queries(
     records = detection.log.records
     covered = _covered(detection)
     grouped: dict[tuple[str, str, str, int, str | None], list[QueryRecord]] = defaultdict(list)
+    rows = _row_tags(detection)
+    positions: dict[int, list[int]] = defaultdict(list)
     for index, record in enumerate(records):
         if index in covered or record.filename is None or record.lineno is None:
             continue
@@ -35,8 +41,10 @@ def per_row_queries(
             continue
         key = (record.alias, record.shape, record.filename, record.lineno, record.function)
         grouped[key].append(record)
+        positions[id(grouped[key])].append(index)
     found = []
     for (alias, _, filename, lineno, function), group in grouped.items():
+        described: Described | None
         distinct = len({repr(record.params) for record in group})
         if distinct == 1 and len(group) >= max(threshold, SAME_AGAIN) and _one_text(group):
             described = _describe_repeated(group)
@@ -46,28 +54,81 @@ def per_row_queries(
             continue
         if described is None:
             continue
-        relation, fix, advice = described
+        relation, fix, advice = described[:3]
         if relation.startswith(CACHED_BY_DJANGO):
             continue
         site = f"{relative_path(filename)}:{lineno}"
-        found.append(
-            NPlusOneFinding(
-                kind="n_plus_one",
-                relation=relation,
-                count=len(group),
-                call_site=site if function == "template" else f"{site} in {function}",
-                queryset_site=None,
-                fix=fix,
-                database=alias,
-                sample_sql=group[0].sql,
-                model=".".join(relation.split(".")[:2]),
-                path=".".join(relation.split(".")[2:]),
-                advice=advice,
-                url=url,
-                proof=Proof("unproven", reason=HAND_WRITTEN),
-            )
+        finding = NPlusOneFinding(
+            kind="n_plus_one",
+            relation=relation,
+            count=len(group),
+            call_site=site if function == "template" else f"{site} in {function}",
+            queryset_site=None,
+            fix=fix,
+            database=alias,
+            sample_sql=group[0].sql,
+            model=".".join(relation.split(".")[:2]),
+            path=".".join(relation.split(".")[2:]),
+            advice=advice,
+            url=url,
+            proof=Proof("unproven", reason=HAND_WRITTEN),
         )
+        tags = {id(rows.get(index)): rows.get(index) for index in positions[id(group)]}
+        tag = next(iter(tags.values())) if len(tags) == 1 else None
+        if len(described) == 4 and tag is not None:
+            finding = _placed(finding, tag.group, described[3], group[0])
+        found.append(finding)
     return found
+
+
+def _row_tags(detection: Detection) -> dict[int, Tag]:
+    """The watched row each query of a hand-written per-row call was run for."""
+    return {index: tag for start, end, tag in detection.row_calls for index in range(start, end)}
+
+
+def _placed(
+    finding: NPlusOneFinding, group: Group, row_call: tuple[str, Written], record: QueryRecord
+) -> NPlusOneFinding:
+    """The finding with its fix on the queryset the rows came from (built at a project line,
+    or for a project view or ModelAdmin): the annotation goes there, and a proof reads it
+    where the code calls."""
+    name, written = row_call
+    module = _module_of(record.filename or "")
+    if not group.from_project or module is None or record.lineno is None:
+        return finding
+    call = RowCall(
+        written.kind,
+        name,
+        written.value(),
+        relative_path(record.filename or ""),
+        record.lineno,
+        module,
+    )
+    label = group.model._meta.label
+    code = written.annotation(name)
+    if group.site is not None:
+        file, line, _ = group.site
+        target = FixTarget(
+            "add", row_calls=(call,), model=label, file=relative_path(file), line=line
+        )
+    else:
+        owner = group.owner
+        assert owner is not None
+        target = FixTarget(
+            "add", row_calls=(call,), model=label, owner=qualname(owner), owner_class=owner
+        )
+        code = in_owner(owner, group.model, code)
+    return replace(
+        finding, fix=code, queryset_site=queryset_site(group), target=target, proof=None
+    )
+
+
+def _module_of(filename: str) -> str | None:
+    """The module a source file was imported as."""
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == filename:
+            return name
+    return None
 
 
 SAME_AGAIN = 3
@@ -120,7 +181,12 @@ def _compared(group: list[QueryRecord]) -> list[dict[Any, tuple[str, ...]]] | No
     return compared
 
 
-def _describe(group: list[QueryRecord]) -> tuple[str, str, str | None] | None:
+Described = tuple[str, str, str | None] | tuple[str, str, str | None, tuple[str, Written]]
+"""(relation, fix, advice), and for a per-row call read from its source, (annotation name,
+the call rewritten)."""
+
+
+def _describe(group: list[QueryRecord]) -> Described | None:
     """(relation, fix, advice) for a hand-written per-row read, or None if it is not one:
     the values compared to exactly one column change from query to query, and no others."""
     first = group[0]
@@ -192,7 +258,7 @@ def _describe_column(
     result: str,
     record: QueryRecord,
     conditions: bool,
-) -> tuple[str, str, str | None]:
+) -> Described:
     """The fix for a per-row read on a column of the table it reads; ``conditions``: the
     read compares other columns too, which its fix must keep."""
     name = model.__name__
@@ -210,6 +276,7 @@ def _describe_column(
                 f"Then read obj.{annotated} where {record.function} "
                 f"({relative_path(record.filename or '')}:{record.lineno}) runs this query "
                 f"once per {owner}.",
+                (annotated, written),
             )
         if result == "count":
             counted = f'Count("{query_name}"' + (", filter=Q(...))" if conditions else ")")

@@ -74,8 +74,51 @@ def maybe_per_row(queryset: Any, kind: LoadKind, call: Callable[[], Any]) -> Any
         )
     owned = owner_tag(queryset)
     if owned is None:
-        return call()
+        return _row_call(queryset, detection, call, sys._getframe(2))
     return per_row(queryset, detection, *owned, kind, call)
+
+
+def _row_call(
+    queryset: Any, detection: Detection, call: Callable[[], Any], frame: FrameType | None
+) -> Any:
+    """A count, ``exists()`` or aggregate the project wrote by hand, for one watched row
+    (``Ticket.objects.filter(kbitem=self).count()`` in a model method): its queries are
+    noted with the row's tag, so the fix can annotate the row's queryset instead."""
+    tag = _row_in(queryset, frame, detection)
+    if tag is None:
+        return call()
+    records = detection.log.records
+    start = len(records)
+    result = call()
+    if len(records) > start:
+        detection.row_calls.append((start, len(records), tag))
+    return result
+
+
+def _row_in(queryset: Any, frame: FrameType | None, detection: Detection) -> Tag | None:
+    """The one watched row of the project frame that made the call and of a model that
+    ``queryset``'s model points at (``self`` in ``KBItem.num_open_tickets``)."""
+    while frame is not None and detection.finder.is_internal(frame.f_code):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    targets = tuple(
+        field.remote_field.model
+        for field in queryset.model._meta.concrete_fields
+        if field.many_to_one and isinstance(field.remote_field.model, type)
+    )
+    found = {
+        id(value): getattr(value._state, TAG, None)
+        for value in list(frame.f_locals.values())
+        if isinstance(value, targets) and isinstance(value, Model)
+    }
+    tags = [tag for tag in found.values() if tag is not None]
+    if len(found) != 1 or len(tags) != 1:
+        return None
+    tag: Tag = tags[0]
+    if not tag.watched or tag.prefix or not tag.group.from_project or not tag.live():
+        return None
+    return tag
 
 
 def per_row(

@@ -36,17 +36,19 @@ class Written:
     aggregate: str | None = None
     """The aggregate expression of an ``aggregate()`` call (``models.Sum("time_spent")``)."""
 
-    def annotation(self, name: str) -> str:
-        """``.annotate(<name>=...)`` that gives each outer row what the call returned."""
+    def value(self) -> str:
+        """The expression that gives each outer row what the call returned."""
         grouped = f'{self.inner}.order_by().values("{self.column}")'
         if self.kind == "exists":
-            value = f"Exists({self.inner})"
-        elif self.kind == "count":
+            return f"Exists({self.inner})"
+        if self.kind == "count":
             counted = f'{grouped}.annotate(n=Count("pk")).values("n")'
-            value = f"Coalesce(Subquery({counted}), 0)"
-        else:
-            value = f'Subquery({grouped}.annotate(value={self.aggregate}).values("value"))'
-        return f".annotate({name}={value})"
+            return f"Coalesce(Subquery({counted}), 0)"
+        return f'Subquery({grouped}.annotate(value={self.aggregate}).values("value"))'
+
+    def annotation(self, name: str) -> str:
+        """``.annotate(<name>=...)``."""
+        return f".annotate({name}={self.value()})"
 
 
 def annotation_name(written: Written, accessor: str) -> str:

@@ -26,6 +26,7 @@ from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
+from django_dbtune.nplusone.row_calls import row_annotations, stood_in
 from django_dbtune.nplusone.state import ORIGIN, OWNER, current
 
 AMENDED = "_dbtune_amended"
@@ -103,7 +104,8 @@ def applied(target: FixTarget) -> Iterator[Applied]:
     try:
         if owner is not None and target.list_select_related is not None:
             owner.list_select_related = target.list_select_related  # type: ignore[attr-defined]
-        yield seen
+        with stood_in(target):
+            yield seen
     finally:
         QuerySet._fetch_all = previous  # type: ignore[method-assign]
         QuerySet.count = previous_count  # type: ignore[method-assign]
@@ -162,6 +164,9 @@ def _amend(queryset: Any, target: FixTarget) -> None:
     query = queryset._query
     lookups = tuple(queryset._prefetch_related_lookups)
     if target.action == "add":
+        if target.row_calls:
+            queryset.query = queryset.annotate(**row_annotations(target)).query
+            query = queryset._query
         if target.count_annotations:
             counts = {name: Count(path) for name, path in target.counted().items()}
             queryset.query = queryset.annotate(**counts).query

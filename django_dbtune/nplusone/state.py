@@ -198,6 +198,10 @@ class Detection:
     """Watch which eager loads are read (for unused ``select_related``/``prefetch_related``)."""
     watches: set[Any] = field(default_factory=set)
     """The read watches waiting for this detection's querysets."""
+    row_calls: list[tuple[int, int, Tag]] = field(default_factory=list)
+    """Log ranges of a count, ``exists()`` or aggregate the project wrote by hand for one
+    watched row (``Ticket.objects.filter(kbitem=self).count()``), with that row's tag: the
+    queryset its fix annotates."""
 
     def take_over(self, inner: Detection, offset: int) -> None:
         """A detection opened inside this one has closed: what it saw is this one's too.
@@ -212,6 +216,7 @@ class Detection:
             replace(load, start=load.start + offset, end=load.end + offset) for load in inner.loads
         )
         self.quiet.extend((start + offset, end + offset) for start, end in inner.quiet)
+        self.row_calls.extend((s + offset, e + offset, tag) for s, e, tag in inner.row_calls)
         for group in inner.groups:
             group.detection = self
         self.groups.extend(inner.groups)

@@ -211,15 +211,17 @@ NPlusOneKind = Literal["n_plus_one", "unused_select_related", "unused_prefetch_r
 class RowCall:
     """A per-row ``count()``, ``exists()`` or ``aggregate()`` call at ``file:line`` (as
     findings show files), and the annotation ``name = expression`` that answers it for
-    every row at once. ``module`` is where the expression's names are defined: it is the
-    call's own chain, written there."""
+    every row at once; or (kind ``rows``) a filtered read of a related manager and the
+    ``Prefetch(path, queryset=expression, to_attr=name)`` whose list answers it. ``module``
+    is where the expression's names are defined: it is the call's own chain, written there."""
 
-    kind: Literal["count", "exists", "aggregate"]
+    kind: Literal["count", "exists", "aggregate", "rows"]
     name: str
     expression: str
     file: str
     line: int
     module: str
+    path: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +230,7 @@ class RowCall:
             "expression": self.expression,
             "file": self.file,
             "line": self.line,
+            "path": self.path,
         }
 
 

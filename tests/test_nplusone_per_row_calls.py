@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from django.db import models
-from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from django_dbtune.nplusone import detect
@@ -19,6 +19,7 @@ NAMES = {
     "Exists": Exists,
     "Max": Max,
     "OuterRef": OuterRef,
+    "Prefetch": Prefetch,
     "Q": Q,
     "Subquery": Subquery,
     "Sum": Sum,
@@ -59,6 +60,10 @@ def has_good_review(book):
 
 def last_review(book):
     return Review.objects.filter(book=book).aggregate(Max("id"))["id__max"]
+
+
+def good_texts(book):
+    return [review.text for review in book.review_set.filter(text="good").order_by("id")]
 
 
 def pasted(fix: str):
@@ -144,3 +149,27 @@ def test_a_call_whose_source_cannot_be_read_says_the_conditions_must_be_kept():
     assert finding.fix == (
         '.annotate(review_set_count=Count("review", filter=Q(...))) on the Book queryset'
     )
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_a_filtered_read_on_a_project_line_is_proven_with_a_prefetch_to_a_list():
+    """book.review_set.filter(...) per row queries even after a plain prefetch: the fix
+    prefetches that very queryset to a list, and the proof reads the list at that line."""
+
+    def page():
+        return [good_texts(book) for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.fix == (
+        '.prefetch_related(Prefetch("review_set", queryset=Review.objects.filter(text="good")'
+        '.order_by("id"), to_attr="review_set_list"))'
+    )
+    assert f"good_texts ({HERE}:{line_of('return [review.text')})" in finding.advice
+    listed = [[review.text for review in book.review_set_list] for book in pasted(finding.fix)]
+    assert listed == expected
+
+    [proven] = rerun(report.findings, lambda: 200 if page() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (1 + 6, 2)

@@ -55,8 +55,8 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             continue
         if target.row_calls:
             reason = (
-                "the code that counts per row must change to read the annotation: paste the "
-                "fix and change that code"
+                "the code that reads per row must change to read what the fix adds: paste "
+                "the fix and change that code"
             )
             edits.skipped.append((finding, reason))
             continue

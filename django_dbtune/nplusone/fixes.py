@@ -21,7 +21,7 @@ from django_dbtune.nplusone.homes import (
     is_model_admin,
     qualname,
 )
-from django_dbtune.nplusone.per_row_source import Written, annotation_name, read_call
+from django_dbtune.nplusone.per_row_source import annotation_name, list_read, written_through
 from django_dbtune.nplusone.relations import query_path, relation_field
 from django_dbtune.nplusone.state import Group, Load, Site
 
@@ -137,7 +137,7 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         defer = group.deferred[1] if group.deferred else True
         code = f'remove "{path}" from .defer(...)' if defer else f'add "{path}" to .only(...)'
         return Fix(code)
-    written = _written(load) if load.filtered or load.kind == "aggregate" else None
+    written = written_through(load) if load.filtered or load.kind == "aggregate" else None
     if written is not None and not load.tag.prefix:
         annotated = annotation_name(written, name)
         return Fix(
@@ -181,6 +181,13 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
             "order_by() on a related manager queries again even when it was prefetched.",
         )
     if load.sliced or load.filtered:
+        listed = list_read(load) if not load.sliced and not load.tag.prefix else None
+        if listed is not None:
+            # The reading code must change too; the proof reads the list at its line.
+            code, advice, call = listed
+            placed = _placed(group, path, joins, advice=advice, extra=code)
+            if placed.target is not None:
+                return replace(placed, target=replace(placed.target, row_calls=(call,)))
         # .filter() on a related manager queries again even when it was prefetched, unless
         # the code reads the prefetched rows when there are some (Wagtail's renditions):
         # the proof tries the plain prefetch; until it holds, the general fix is shown.
@@ -202,24 +209,6 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
             "query per row, even when it was prefetched."
         )
     return _placed(group, path, joins, prefetch=(path,), advice=advice)
-
-
-def _written(load: Load) -> Written | None:
-    """The per-row call through a related manager, read from its line (``book.reviews
-    .filter(stars=5).count()``): its fix keeps the call's own conditions."""
-    if load.site is None or load.related_model is None or load.related_query_name is None:
-        return None
-    file, line, function = load.site
-    if function == "template":
-        return None
-    return read_call(
-        file,
-        line,
-        model=load.related_model.__name__,
-        column=load.related_query_name,
-        names=frozenset(),
-        accessor=load.name,
-    )
 
 
 def chain(
@@ -256,6 +245,7 @@ def _placed(
     counts: tuple[str, ...] = (),
     specific_select: tuple[str, ...] = (),
     specific_prefetch: tuple[str, ...] = (),
+    extra: str = "",
 ) -> Fix:
     """The fix where it goes: on the line that built the queryset, or in the project class
     Django builds it for (a view's ``queryset``, a ModelAdmin's ``list_select_related`` or
@@ -273,7 +263,7 @@ def _placed(
     # Count() names a relation as queries do: "review" for the accessor "review_set".
     paths = tuple(query_path(group.model, name) for name in counts)
     counted = {f"{n}_count": p for n, p in zip(counts, paths, strict=True)}
-    code = chain(select, prefetch, counted, specific_select, specific_prefetch)
+    code = chain(select, prefetch, counted, specific_select, specific_prefetch) + extra
     if group.site is not None:
         file, line, _ = group.site
         target = FixTarget(
@@ -336,9 +326,10 @@ def merged(entries: list[tuple[NPlusOneFinding, Group]]) -> list[NPlusOneFinding
         if target is None:
             alone.append(finding)
             continue
-        if finding.proven_fix is not None:
+        if finding.proven_fix is not None or target.row_calls:
             # A plain prefetch for a filtered read may save nothing: merged, the proof of
-            # the others would vouch for it. It is proven on its own.
+            # the others would vouch for it. It is proven on its own, as is a change that
+            # the reading code must follow.
             alone.append(finding)
             continue
         key = (target.place, target.list_select_related is not None, finding.database)

@@ -6,7 +6,6 @@ again for each of its children, ``CustomField.objects.all()`` read again per row
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from dataclasses import replace
 from typing import Any
@@ -19,7 +18,7 @@ from django_dbtune.capture import QueryRecord
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof, RowCall
 from django_dbtune.nplusone.fixes import in_owner, queryset_site
 from django_dbtune.nplusone.homes import qualname
-from django_dbtune.nplusone.per_row_source import Written, annotation_name, read_call
+from django_dbtune.nplusone.per_row_source import Written, annotation_name, module_of, read_call
 from django_dbtune.nplusone.state import Detection, Group, Tag
 from django_dbtune.sql import Lookup, lookup
 
@@ -93,7 +92,7 @@ def _placed(
     or for a project view or ModelAdmin): the annotation goes there, and a proof reads it
     where the code calls."""
     name, written = row_call
-    module = _module_of(record.filename or "")
+    module = module_of(record.filename or "")
     if not group.from_project or module is None or record.lineno is None:
         return finding
     call = RowCall(
@@ -121,14 +120,6 @@ def _placed(
     return replace(
         finding, fix=code, queryset_site=queryset_site(group), target=target, proof=None
     )
-
-
-def _module_of(filename: str) -> str | None:
-    """The module a source file was imported as."""
-    for name, module in list(sys.modules.items()):
-        if getattr(module, "__file__", None) == filename:
-            return name
-    return None
 
 
 SAME_AGAIN = 3

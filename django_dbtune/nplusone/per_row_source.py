@@ -1,5 +1,6 @@
-"""A per-row count, existence check or aggregate as the project wrote it, turned into the
-annotation that runs it once for the whole queryset.
+"""A per-row count, existence check, aggregate or filtered read as the project wrote it,
+turned into the annotation (or the ``Prefetch`` to a list) that runs it once for the whole
+queryset.
 
 ``Ticket.objects.filter(kbitem=self, status__in=(1, 2)).count()`` run once per knowledge
 item is not fixed by ``Count("ticket")``: that counts every ticket, not the open ones. The
@@ -12,15 +13,25 @@ from __future__ import annotations
 
 import ast
 import linecache
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from django_dbtune.call_sites import relative_path
+from django_dbtune.findings import RowCall
+
+if TYPE_CHECKING:
+    from django_dbtune.nplusone.state import Load
 
 Kind = Literal["count", "exists", "aggregate"]
 
 _CHAIN_CALLS = frozenset({"filter", "exclude", "all", "order_by", "distinct"})
 """Queryset methods a per-row read may chain before its count: all keep its meaning in a
 subquery (an ordering is dropped there anyway)."""
+
+_ROWS_CALLS = _CHAIN_CALLS | {"select_related", "prefetch_related", "only", "defer"}
+"""The same for a filtered read of rows, which a ``Prefetch`` queryset can do as well."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,58 @@ def read_call(
     return Written(kind, inner, column, aggregate)
 
 
+def read_rows(filename: str, line: int, *, model: str, accessor: str) -> str | None:
+    """The queryset a ``Prefetch`` needs for the filtered read of related manager
+    ``accessor`` in the statement at ``filename:line`` (``self.links.filter(person__live=
+    True).select_related("person")`` gives ``Link.objects.filter(person__live=True)
+    .select_related("person")``); None unless the statement holds exactly one such read,
+    with no slice and no condition that reads the row again."""
+    source = _source(filename)
+    tree = _tree(filename)
+    if source is None or tree is None:
+        return None
+    statement = _statement(tree, line)
+    if statement is None:
+        return None
+    longest: dict[int, tuple[ast.Attribute, list[ast.Call]]] = {}
+    for node in ast.walk(statement):
+        chain = _chain(node, _ROWS_CALLS) if isinstance(node, ast.Call) else None
+        if chain is None or not chain[1]:
+            continue
+        start, calls = chain
+        if not (isinstance(start, ast.Attribute) and start.attr == accessor):
+            continue
+        seen = longest.get(id(start))
+        if seen is None or len(calls) > len(seen[1]):  # the whole chain, not a part of it
+            longest[id(start)] = (start, calls)
+    if len(longest) != 1:
+        return None
+    [(start, calls)] = longest.values()
+    owner = start.value
+    if isinstance(owner, ast.Name) and any(
+        isinstance(node, ast.Name) and node.id == owner.id
+        for call in calls
+        for argument in (*call.args, *(keyword.value for keyword in call.keywords))
+        for node in ast.walk(argument)
+    ):
+        return None
+    return _rewritten(source, calls, None, f"{model}.objects")
+
+
+def _statement(tree: ast.AST, line: int) -> ast.stmt | None:
+    """The innermost statement spanning ``line``."""
+    found: ast.stmt | None = None
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or 0)):
+            continue
+        inner = found is None or (
+            node.lineno >= found.lineno and (node.end_lineno or 0) <= (found.end_lineno or 0)
+        )
+        if inner:
+            found = node
+    return found
+
+
 def _innermost_call(tree: ast.AST, line: int) -> ast.Call | None:
     """The smallest ``x.count()``/``x.exists()``/``x.aggregate(...)`` call spanning ``line``
     (Python reports a multi-line chain at the line of the call it is in)."""
@@ -137,12 +200,14 @@ def _innermost_call(tree: ast.AST, line: int) -> ast.Call | None:
     return found
 
 
-def _chain(node: ast.expr) -> tuple[ast.expr, list[ast.Call]] | None:
+def _chain(
+    node: ast.expr, allowed: frozenset[str] = _CHAIN_CALLS
+) -> tuple[ast.expr, list[ast.Call]] | None:
     """``start.<manager>.filter(...).exclude(...)`` as (start, the calls in order), where
     start is what the manager is read on; None for anything else."""
     calls: list[ast.Call] = []
     while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        if node.func.attr not in _CHAIN_CALLS:
+        if node.func.attr not in allowed:
             return None
         calls.append(node)
         node = node.func.value
@@ -204,6 +269,14 @@ def _rewritten(
     return "".join(text)
 
 
+def module_of(filename: str) -> str | None:
+    """The name of the module Python imported from ``filename``."""
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == filename:
+            return name
+    return None
+
+
 def _source(filename: str) -> str | None:
     lines = linecache.getlines(filename)
     return "".join(lines) if lines else None
@@ -220,3 +293,44 @@ def _parsed(filename: str, source: str) -> ast.Module | None:
 def _tree(filename: str) -> ast.Module | None:
     source = _source(filename)
     return _parsed(filename, source) if source is not None else None
+
+
+def written_through(load: Load) -> Written | None:
+    """A per-row call through a related manager, read from its line (``book.reviews
+    .filter(stars=5).count()``): its fix keeps the call's own conditions."""
+    if load.site is None or load.related_model is None or load.related_query_name is None:
+        return None
+    file, line, function = load.site
+    if function == "template":
+        return None
+    return read_call(
+        file,
+        line,
+        model=load.related_model.__name__,
+        column=load.related_query_name,
+        names=frozenset(),
+        accessor=load.name,
+    )
+
+
+def list_read(load: Load) -> tuple[str, str, RowCall] | None:
+    """For a filtered read of a related manager on a project line that can be read
+    (``self.links.filter(person__live=True)``): the fix, a ``Prefetch`` of that very
+    queryset to a list, its advice, and the read for a proof to answer from the list."""
+    if load.site is None or load.related_model is None:
+        return None
+    file, line, function = load.site
+    text = None
+    if function != "template":
+        text = read_rows(file, line, model=load.related_model.__name__, accessor=load.name)
+    module = module_of(file)
+    if text is None or module is None:
+        return None
+    to_attr = f"{load.name}_list"
+    code = f'.prefetch_related(Prefetch("{load.name}", queryset={text}, to_attr="{to_attr}"))'
+    advice = (
+        f"Then read obj.{to_attr} where {function} ({relative_path(file)}:{line}) filters "
+        f".{load.name} once per row."
+    )
+    call = RowCall("rows", to_attr, text, relative_path(file), line, module, path=load.name)
+    return code, advice, call

@@ -26,7 +26,7 @@ from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
-from django_dbtune.nplusone.row_calls import row_annotations, stood_in
+from django_dbtune.nplusone.row_calls import row_annotations, row_prefetches, stood_in
 from django_dbtune.nplusone.state import ORIGIN, OWNER, current
 
 AMENDED = "_dbtune_amended"
@@ -167,6 +167,7 @@ def _amend(queryset: Any, target: FixTarget) -> None:
         if target.row_calls:
             queryset.query = queryset.annotate(**row_annotations(target)).query
             query = queryset._query
+            lookups += tuple(row_prefetches(target))
         if target.count_annotations:
             counts = {name: Count(path) for name, path in target.counted().items()}
             queryset.query = queryset.annotate(**counts).query

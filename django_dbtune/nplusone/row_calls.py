@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any
 
 from django.db import models
-from django.db.models import Model
+from django.db.models import Model, Prefetch
 from django.db.models.functions import Coalesce
 from django.db.models.query import QuerySet
 
@@ -31,14 +31,24 @@ _EXPRESSIONS = {
 def row_annotations(target: FixTarget) -> dict[str, Any]:
     """``{name: expression}`` for each per-row call of ``target``; raises what evaluating
     an expression raises (the proof then says the fix raised)."""
-    found = {}
-    for call in target.row_calls:
-        module = sys.modules.get(call.module)
-        names = {**vars(module), **_EXPRESSIONS, "Coalesce": Coalesce} if module else None
-        if names is None:
-            raise LookupError(f"module {call.module} is not imported")
-        found[call.name] = eval(call.expression, names)  # the project's own chain, re-spelt
-    return found
+    return {call.name: _evaluated(call) for call in target.row_calls if call.kind != "rows"}
+
+
+def row_prefetches(target: FixTarget) -> list[Prefetch[Any]]:
+    """The ``Prefetch(..., to_attr=...)`` of each filtered per-row read of ``target``."""
+    return [
+        Prefetch(call.path, queryset=_evaluated(call), to_attr=call.name)
+        for call in target.row_calls
+        if call.kind == "rows"
+    ]
+
+
+def _evaluated(call: RowCall) -> Any:
+    module = sys.modules.get(call.module)
+    if module is None:
+        raise LookupError(f"module {call.module} is not imported")
+    names = {**vars(module), **_EXPRESSIONS, "Coalesce": Coalesce}
+    return eval(call.expression, names)  # the project's own chain, re-spelt
 
 
 _MISSING = object()
@@ -51,18 +61,24 @@ def stood_in(target: FixTarget) -> Iterator[None]:
         yield
         return
     calls = {(call.file, call.line): call for call in target.row_calls}
-    saved = {name: QuerySet.__dict__[name] for name in ("count", "exists", "aggregate")}
+    names = ("count", "exists", "aggregate", "_fetch_all")
+    saved = {name: QuerySet.__dict__[name] for name in names}
 
-    def answered(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        frame: FrameType | None = sys._getframe(2)
+    def site_call(kind: str) -> tuple[RowCall, FrameType] | None:
+        frame: FrameType | None = sys._getframe(3)
         finder = call_site_finder()
         while frame is not None and finder.is_internal(frame.f_code):
             frame = frame.f_back
         if frame is None:
-            return _MISSING
+            return None
         call = calls.get((relative_path(frame.f_code.co_filename), frame.f_lineno))
-        if call is None or call.kind != kind:
+        return (call, frame) if call is not None and call.kind == kind else None
+
+    def answered(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        found = site_call(kind)
+        if found is None:
             return _MISSING
+        call, frame = found
         rows = [
             value
             for value in list(frame.f_locals.values())
@@ -71,6 +87,16 @@ def stood_in(target: FixTarget) -> Iterator[None]:
         if len(rows) != 1:
             return _MISSING
         return _as_returned(call, rows[0].__dict__[call.name], args, kwargs)
+
+    def fetch_all(queryset: Any) -> None:
+        # A filtered read of a related manager at the call's line: the prefetched list.
+        row = queryset._hints.get("instance") if queryset._result_cache is None else None
+        found = site_call("rows") if row is not None else None
+        if found is not None and found[0].name in row.__dict__:
+            queryset._result_cache = list(row.__dict__[found[0].name])
+            queryset._prefetch_done = True
+            return
+        saved["_fetch_all"](queryset)
 
     def count(queryset: Any) -> Any:
         value = answered("count", (), {})
@@ -87,6 +113,7 @@ def stood_in(target: FixTarget) -> Iterator[None]:
     QuerySet.count = count  # type: ignore[method-assign,assignment]
     QuerySet.exists = exists  # type: ignore[method-assign,assignment]
     QuerySet.aggregate = aggregate  # type: ignore[method-assign,assignment]
+    QuerySet._fetch_all = fetch_all  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

@@ -269,6 +269,9 @@ class FixTarget:
     that code)."""
     file: str | None = None
     line: int | None = None
+    also: tuple[tuple[str, int], ...] = ()
+    """More ``(file, line)`` places that get the same change: hand-written per-row calls
+    made for the rows of several querysets (three ticket lists on one dashboard)."""
     owner: str | None = None
     """``"module.Qualname"`` of the view or ModelAdmin whose queryset it is."""
     model: str | None = None
@@ -301,6 +304,7 @@ class FixTarget:
             "row_calls": [call.as_dict() for call in self.row_calls],
             "file": self.file,
             "line": self.line,
+            "also": [list(place) for place in self.also],
             "owner": self.owner,
             "model": self.model,
         }

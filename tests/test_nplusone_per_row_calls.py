@@ -173,3 +173,24 @@ def test_a_filtered_read_on_a_project_line_is_proven_with_a_prefetch_to_a_list()
     [proven] = rerun(report.findings, lambda: 200 if page() == expected else 500)
     assert proven.proof.verdict == "proven", proven.proof
     assert (proven.proof.before, proven.proof.after) == (1 + 6, 2)
+
+
+FIRST = ["B0", "B1", "B2"]
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_a_per_row_call_for_the_rows_of_two_querysets_is_fixed_and_proven_on_both():
+    """A dashboard lists tickets three ways, and each row counts the same way."""
+
+    def page():
+        first = [good_reviews(book) for book in Book.objects.filter(title__in=FIRST)]
+        return first + [good_reviews(book) for book in Book.objects.exclude(title__in=FIRST)]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    first, second = (f"{HERE}:{line_of(text)} in page" for text in ("first = [", "return first"))
+    assert finding.queryset_site == f"{first} and {second}"
+    [proven] = rerun(report.findings, lambda: 200 if page() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (2 + 6, 2)

@@ -72,10 +72,10 @@ def per_row_queries(
             url=url,
             proof=Proof("unproven", reason=HAND_WRITTEN),
         )
-        tags = {id(rows.get(index)): rows.get(index) for index in positions[id(group)]}
-        tag = next(iter(tags.values())) if len(tags) == 1 else None
-        if len(described) == 4 and tag is not None:
-            finding = _placed(finding, tag.group, described[3], group[0])
+        tags = [rows.get(index) for index in positions[id(group)]]
+        groups = list({id(tag.group): tag.group for tag in tags if tag is not None}.values())
+        if len(described) == 4 and groups and None not in tags:
+            finding = _placed(finding, groups, described[3], group[0])
         found.append(finding)
     return found
 
@@ -86,13 +86,19 @@ def _row_tags(detection: Detection) -> dict[int, Tag]:
 
 
 def _placed(
-    finding: NPlusOneFinding, group: Group, row_call: tuple[str, Written], record: QueryRecord
+    finding: NPlusOneFinding,
+    groups: list[Group],
+    row_call: tuple[str, Written],
+    record: QueryRecord,
 ) -> NPlusOneFinding:
     """The finding with its fix on the queryset the rows came from (built at a project line,
     or for a project view or ModelAdmin): the annotation goes there, and a proof reads it
     where the code calls."""
     name, written = row_call
     module = module_of(record.filename or "")
+    group = groups[0]
+    if len(groups) > 1 and not all(g.site is not None and g.model is group.model for g in groups):
+        return finding  # several querysets: placed only when project lines built them all
     if not group.from_project or module is None or record.lineno is None:
         return finding
     call = RowCall(
@@ -107,8 +113,10 @@ def _placed(
     code = written.annotation(name)
     if group.site is not None:
         file, line, _ = group.site
+        places = ((relative_path(g.site[0]), g.site[1]) for g in groups if g.site is not None)
+        also = tuple(p for p in dict.fromkeys(places) if p != (relative_path(file), line))
         target = FixTarget(
-            "add", row_calls=(call,), model=label, file=relative_path(file), line=line
+            "add", row_calls=(call,), model=label, file=relative_path(file), line=line, also=also
         )
     else:
         owner = group.owner
@@ -117,9 +125,8 @@ def _placed(
             "add", row_calls=(call,), model=label, owner=qualname(owner), owner_class=owner
         )
         code = in_owner(owner, group.model, code)
-    return replace(
-        finding, fix=code, queryset_site=queryset_site(group), target=target, proof=None
-    )
+    sites = " and ".join(dict.fromkeys(queryset_site(g) or "" for g in groups))
+    return replace(finding, fix=code, queryset_site=sites, target=target, proof=None)
 
 
 SAME_AGAIN = 3

@@ -150,9 +150,10 @@ def _is_target(queryset: Any, target: FixTarget, owner: type | None, frame: Any)
         return False
     site, built_for = queryset._query.__dict__.get(ORIGIN) or (None, None)
     if target.file is not None:
-        return (
-            site is not None and site[1] == target.line and relative_path(site[0]) == target.file
-        )
+        if site is None:
+            return False
+        place = (relative_path(site[0]), site[1])
+        return place == (target.file, target.line) or place in target.also
     if owner is None:
         return False
     if site is None and built_for is None:

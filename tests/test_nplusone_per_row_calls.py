@@ -1,6 +1,7 @@
 """A count, an existence check or an aggregate run once per row, with conditions of its own:
 the printed fix keeps them, so that pasting it gives each row what the per-row call gave."""
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,10 +9,11 @@ import pytest
 from django.db import models
 from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.utils.functional import SimpleLazyObject, empty
 
 from django_dbtune.nplusone import detect
 from django_dbtune.nplusone.proof import rerun
-from tests.shop.models import Author, Book, Review
+from tests.shop.models import Author, Book, Review, Tag
 
 # What a user has imported when pasting a fix.
 NAMES = {
@@ -194,3 +196,180 @@ def test_a_per_row_call_for_the_rows_of_two_querysets_is_fixed_and_proven_on_bot
     [proven] = rerun(report.findings, lambda: 200 if page() == expected else 500)
     assert proven.proof.verdict == "proven", proven.proof
     assert (proven.proof.before, proven.proof.after) == (2 + 6, 2)
+
+
+# --- Fixes that would change what the page shows are never placed or proven -------------------
+
+
+def reviewed_by_author(book):
+    return Review.objects.filter(reviewer_id=book.author_id).count()
+
+
+def good_and_all(b):
+    return Review.objects.filter(book=b).count() + Review.objects.filter(book=b).exists()
+
+
+def tagged_books(author):
+    return Book.objects.filter(author=author, tags__name__startswith="t").distinct().count()
+
+
+def with_text(book, text):
+    return Review.objects.filter(book=book, text=text).count()
+
+
+def good_reviews_for(book, user):
+    return Review.objects.filter(book=book, text="good").count()
+
+
+def counted_good(book):
+    return Review.objects.filter(book=book, text="good").aggregate(Count("id"))["id__count"]
+
+
+@pytest.mark.usefixtures("reviewed")
+@pytest.mark.parametrize(
+    "read",
+    [
+        good_and_all,  # two calls on one line: which one a query came from is not known
+        lambda book: with_text(book, "good"),  # a parameter has no value where the fix goes
+    ],
+    ids=["two-calls", "a-parameter"],
+)
+def test_a_per_row_call_that_cannot_be_rewritten_for_sure_gets_no_placed_fix(read):
+    with detect() as report:
+        [read(book) for book in Book.objects.order_by("id")]
+    assert report.findings, "the per-row queries are still reported"
+    for finding in report.findings:
+        assert finding.target is None, finding.fix
+        assert "OuterRef" not in finding.fix and "text=text" not in finding.fix
+
+
+def test_a_call_about_another_model_than_the_row_is_not_placed_on_the_rows(db):
+    """The book is the watched row in the frame, but the call compares authors."""
+    for i in range(3):
+        author = Author.objects.create(name=f"A{i}")
+        book = Book.objects.create(title=f"B{i}", author=author)
+        Review.objects.create(book=book, reviewer=author)
+    with detect() as report:
+        [reviewed_by_author(book) for book in Book.objects.order_by("id")]
+    [finding] = report.findings
+    assert finding.relation == "shop.Review.reviewer"
+    assert finding.target is None, finding.fix
+
+
+def test_a_distinct_count_over_a_join_gets_no_grouped_count(db):
+    author = Author.objects.create(name="A")
+    tags = [Tag.objects.create(name=f"t{i}") for i in range(2)]
+    for i in range(3):
+        Book.objects.create(title=f"B{i}", author=author).tags.set(tags)
+    Author.objects.create(name="B")
+    with detect() as report:
+        [tagged_books(author) for author in Author.objects.order_by("id")]
+    [finding] = report.findings
+    assert "Subquery" not in finding.fix and finding.target is None
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_an_aggregate_count_over_no_rows_is_zero_in_the_fix_too():
+    def page():
+        return [counted_good(book) for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    assert expected[0] == 0
+    [finding] = report.findings
+    assert values(pasted(finding.fix), "id_count") == expected
+    [proven] = rerun(report.findings, lambda: 200 if page() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_an_annotation_never_takes_a_name_the_model_has(monkeypatch):
+    monkeypatch.setattr(Book, "review_set_count", property(lambda book: -1), raising=False)
+    with detect() as report:
+        expected = [good_reviews(book) for book in Book.objects.order_by("id")]
+    [finding] = report.findings
+    assert finding.fix.startswith(".annotate(review_set_count_2=")
+    assert values(pasted(finding.fix), "review_set_count_2") == expected
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_a_lazy_object_beside_a_per_row_call_is_never_evaluated():
+    def boom():
+        raise RuntimeError("evaluated")
+
+    user = SimpleLazyObject(boom)
+    with detect() as report:
+        for book in Book.objects.order_by("id"):
+            good_reviews_for(book, user)
+    assert report.findings
+    assert user._wrapped is empty
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_a_fix_that_reads_other_values_than_the_call_is_not_proven():
+    """The proof runs the call too, unrecorded, and compares: an annotation that forgot a
+    condition is caught even when it saves the queries."""
+
+    def page():
+        return [good_reviews(book) for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    [call] = finding.target.row_calls
+    forgot = call.expression.replace(', text="good"', "")
+    target = replace(finding.target, row_calls=(replace(call, expression=forgot),))
+    [judged] = rerun([replace(finding, target=target)], lambda: 200 if page() == expected else 500)
+    assert judged.proof.verdict == "unproven"
+    line = line_of('Review.objects.filter(book=book, text="good").count()')
+    assert judged.proof.reason.startswith(
+        f"re-run with the fix, the call at {HERE}:{line} returned 0 where the fix gives 1"
+    ), judged.proof.reason
+
+
+@pytest.mark.usefixtures("reviewed")
+def test_a_filtered_read_of_values_is_not_answered_with_rows():
+    def page():
+        return [
+            list(book.review_set.filter(text="bad").values_list("text", flat=True))
+            for book in Book.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        page()
+    [finding] = report.findings
+    # A page shows whatever it read, with status 200 either way.
+    [judged] = rerun(report.findings, lambda: (page(), 200)[1])
+    assert judged.proof.verdict == "unproven", finding.fix
+
+
+@pytest.mark.usefixtures("reviewed")
+@pytest.mark.django_db(transaction=True)
+def test_a_proof_changes_nothing_for_a_request_in_another_thread():
+    """The proof's changes are process-wide patches; another thread's request (watched by
+    its own detection, as under the middleware) must run as written, and never fail."""
+    from django_dbtune.nplusone.proof import applied
+
+    def page():
+        return [good_reviews(book) for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    [call] = finding.target.row_calls
+    # Evaluating this annotation raises: if the other thread ran it, it would fail.
+    broken = replace(finding.target, row_calls=(replace(call, module="not.imported"),))
+    seen = []
+
+    def other_request():
+        try:
+            with detect():
+                seen.append(page())
+        except Exception as exc:
+            seen.append(exc)
+
+    with detect(), applied(broken):
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        thread.join()
+    assert seen == [expected]

@@ -139,7 +139,7 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         return Fix(code)
     written = written_through(load) if load.filtered or load.kind == "aggregate" else None
     if written is not None and not load.tag.prefix:
-        annotated = annotation_name(written, name)
+        annotated = annotation_name(written, name, group.model)
         return Fix(
             written.annotation(annotated),
             f"Then read obj.{annotated} instead of calling .{name}...{written.kind}() per row.",

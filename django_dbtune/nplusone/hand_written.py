@@ -88,15 +88,17 @@ def _row_tags(detection: Detection) -> dict[int, Tag]:
 def _placed(
     finding: NPlusOneFinding,
     groups: list[Group],
-    row_call: tuple[str, Written],
+    row_call: tuple[str, Written, type[Model]],
     record: QueryRecord,
 ) -> NPlusOneFinding:
     """The finding with its fix on the queryset the rows came from (built at a project line,
     or for a project view or ModelAdmin): the annotation goes there, and a proof reads it
     where the code calls."""
-    name, written = row_call
+    name, written, outer = row_call
     module = module_of(record.filename or "")
     group = groups[0]
+    if not all(issubclass(g.model, outer) for g in groups):
+        return finding  # the row found is not what the call compares to: no place for it
     if len(groups) > 1 and not all(g.site is not None and g.model is group.model for g in groups):
         return finding  # several querysets: placed only when project lines built them all
     if not group.from_project or module is None or record.lineno is None:
@@ -179,9 +181,11 @@ def _compared(group: list[QueryRecord]) -> list[dict[Any, tuple[str, ...]]] | No
     return compared
 
 
-Described = tuple[str, str, str | None] | tuple[str, str, str | None, tuple[str, Written]]
+Described = (
+    tuple[str, str, str | None] | tuple[str, str, str | None, tuple[str, Written, type[Model]]]
+)
 """(relation, fix, advice), and for a per-row call read from its source, (annotation name,
-the call rewritten)."""
+the call rewritten, the model whose rows the call is for)."""
 
 
 def _describe(group: list[QueryRecord]) -> Described | None:
@@ -267,14 +271,15 @@ def _describe_column(
         owner = remote.model.__name__
         written = _written(record, model, field)
         if written is not None:
-            annotated = annotation_name(written, accessor)
+            named = accessor if accessor and accessor.isidentifier() else model._meta.model_name
+            annotated = annotation_name(written, named, remote.model)
             return (
                 relation,
                 f"{written.annotation(annotated)} on the {owner} queryset",
                 f"Then read obj.{annotated} where {record.function} "
                 f"({relative_path(record.filename or '')}:{record.lineno}) runs this query "
                 f"once per {owner}.",
-                (annotated, written),
+                (annotated, written, remote.model),
             )
         if result == "count":
             counted = f'Count("{query_name}"' + (", filter=Q(...))" if conditions else ")")

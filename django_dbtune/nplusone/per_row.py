@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from functools import cache
 from types import FrameType
 from typing import Any
 
@@ -84,7 +85,10 @@ def _row_call(
     """A count, ``exists()`` or aggregate the project wrote by hand, for one watched row
     (``Ticket.objects.filter(kbitem=self).count()`` in a model method): its queries are
     noted with the row's tag, so the fix can annotate the row's queryset instead."""
-    tag = _row_in(queryset, frame, detection)
+    try:
+        tag = _row_in(queryset, frame, detection)
+    except Exception:  # a local that cannot be looked at is no reason to fail the request
+        tag = None
     if tag is None:
         return call()
     records = detection.log.records
@@ -102,15 +106,12 @@ def _row_in(queryset: Any, frame: FrameType | None, detection: Detection) -> Tag
         frame = frame.f_back
     if frame is None:
         return None
-    targets = tuple(
-        field.remote_field.model
-        for field in queryset.model._meta.concrete_fields
-        if field.many_to_one and isinstance(field.remote_field.model, type)
-    )
+    targets = _pointed_at(queryset.model)
+    # type(), not isinstance(): a lazy object (request.user) would be evaluated.
     found = {
         id(value): getattr(value._state, TAG, None)
         for value in list(frame.f_locals.values())
-        if isinstance(value, targets) and isinstance(value, Model)
+        if issubclass(type(value), targets) and issubclass(type(value), Model)
     }
     tags = [tag for tag in found.values() if tag is not None]
     if len(found) != 1 or len(tags) != 1:
@@ -169,6 +170,13 @@ def per_row(
         for row in rows:
             setattr(row._state, TAG, nested)
     return result
+
+
+@cache
+def _pointed_at(model: type[Model]) -> tuple[type, ...]:
+    """The models ``model``'s foreign keys point at."""
+    pointed = (field.related_model for field in model._meta.concrete_fields if field.many_to_one)
+    return tuple(target for target in pointed if isinstance(target, type))
 
 
 def _narrowed(queryset: Any, owner: Model, name: str) -> tuple[bool, bool]:

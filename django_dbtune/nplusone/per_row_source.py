@@ -22,6 +22,8 @@ from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import RowCall
 
 if TYPE_CHECKING:
+    from django.db.models import Model
+
     from django_dbtune.nplusone.state import Load
 
 Kind = Literal["count", "exists", "aggregate"]
@@ -46,6 +48,8 @@ class Written:
     """The field of the inner model that points at the row (``kbitem``)."""
     aggregate: str | None = None
     """The aggregate expression of an ``aggregate()`` call (``models.Sum("time_spent")``)."""
+    empty: str | None = None
+    """What the aggregate returns over no rows, when not None (``0`` for ``Count``)."""
 
     def value(self) -> str:
         """The expression that gives each outer row what the call returned."""
@@ -55,16 +59,32 @@ class Written:
         if self.kind == "count":
             counted = f'{grouped}.annotate(n=Count("pk")).values("n")'
             return f"Coalesce(Subquery({counted}), 0)"
-        return f'Subquery({grouped}.annotate(value={self.aggregate}).values("value"))'
+        value = f'Subquery({grouped}.annotate(value={self.aggregate}).values("value"))'
+        return value if self.empty is None else f"Coalesce({value}, {self.empty})"
 
     def annotation(self, name: str) -> str:
         """``.annotate(<name>=...)``."""
         return f".annotate({name}={self.value()})"
 
 
-def annotation_name(written: Written, accessor: str) -> str:
-    """What the annotation is called: ``<accessor>_count``, ``has_<accessor>``, or after
-    the aggregate (``time_spent_sum`` for ``Sum("time_spent")``)."""
+def annotation_name(written: Written, accessor: str | None, model: type[Model]) -> str:
+    """What the annotation on ``model``'s queryset is called: ``<accessor>_count``,
+    ``has_<accessor>``, or after the aggregate (``time_spent_sum`` for
+    ``Sum("time_spent")``), never a name ``model`` has already."""
+    return free_name(model, _annotation_name(written, accessor or written.column))
+
+
+def free_name(model: type[Model], name: str) -> str:
+    """``name``, or ``name`` with a number, whichever ``model`` has no attribute of (an
+    annotation or a ``to_attr`` may not shadow a field, a property or a method)."""
+    free, number = name, 1
+    while hasattr(model, free):
+        number += 1
+        free = f"{name}_{number}"
+    return free
+
+
+def _annotation_name(written: Written, accessor: str) -> str:
     if written.kind == "count":
         return f"{accessor}_count"
     if written.kind == "exists":
@@ -101,34 +121,39 @@ def read_call(
     tree = _tree(filename)
     if source is None or tree is None:
         return None
-    call = _innermost_call(tree, line)
+    call = _only_call(tree, line)
     if call is None:
         return None
     assert isinstance(call.func, ast.Attribute)
     kind: Kind = call.func.attr  # type: ignore[assignment]
-    aggregate = None
+    aggregate = empty = None
     if kind == "aggregate":
         values = [*call.args, *(keyword.value for keyword in call.keywords)]
-        if len(values) != 1:
+        if len(values) != 1 or not isinstance(values[0], ast.Call):
             return None
         aggregate = ast.get_source_segment(source, values[0])
+        empty = _empty(source, values[0])
     elif call.args or call.keywords:
         return None
     chain = _chain(call.func.value)
     if chain is None:
         return None
     start, calls = chain
+    if kind != "exists" and any(c.func.attr == "distinct" for c in calls):  # type: ignore[attr-defined]
+        return None  # distinct rows over a join: a grouped count would count the join's
+    local = _local_names(tree, line)
     if accessor is not None:
         if not (isinstance(start, ast.Attribute) and start.attr == accessor):
             return None
-        inner = _rewritten(source, calls, None, f'{model}.objects.filter({column}=OuterRef("pk"))')
+        first = f'{model}.objects.filter({column}=OuterRef("pk"))'
+        inner = _rewritten(source, calls, None, first, local)
     else:
         if not _names_model(start, model):
             return None
-        inner = _rewritten(source, calls, names, ast.get_source_segment(source, start))
+        inner = _rewritten(source, calls, names, ast.get_source_segment(source, start), local)
     if inner is None:
         return None
-    return Written(kind, inner, column, aggregate)
+    return Written(kind, inner, column, aggregate, empty)
 
 
 def read_rows(filename: str, line: int, *, model: str, accessor: str) -> str | None:
@@ -157,16 +182,8 @@ def read_rows(filename: str, line: int, *, model: str, accessor: str) -> str | N
             longest[id(start)] = (start, calls)
     if len(longest) != 1:
         return None
-    [(start, calls)] = longest.values()
-    owner = start.value
-    if isinstance(owner, ast.Name) and any(
-        isinstance(node, ast.Name) and node.id == owner.id
-        for call in calls
-        for argument in (*call.args, *(keyword.value for keyword in call.keywords))
-        for node in ast.walk(argument)
-    ):
-        return None
-    return _rewritten(source, calls, None, f"{model}.objects")
+    [(_, calls)] = longest.values()
+    return _rewritten(source, calls, None, f"{model}.objects", _local_names(tree, line))
 
 
 def _statement(tree: ast.AST, line: int) -> ast.stmt | None:
@@ -183,21 +200,30 @@ def _statement(tree: ast.AST, line: int) -> ast.stmt | None:
     return found
 
 
-def _innermost_call(tree: ast.AST, line: int) -> ast.Call | None:
-    """The smallest ``x.count()``/``x.exists()``/``x.aggregate(...)`` call spanning ``line``
-    (Python reports a multi-line chain at the line of the call it is in)."""
-    found: ast.Call | None = None
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        if node.func.attr not in ("count", "exists", "aggregate"):
-            continue
-        end = node.end_lineno or node.lineno
-        if node.lineno <= line <= end and (
-            found is None or end - node.lineno < (found.end_lineno or 0) - found.lineno
-        ):
-            found = node
-    return found
+def _only_call(tree: ast.AST, line: int) -> ast.Call | None:
+    """The one ``x.count()``/``x.exists()``/``x.aggregate(...)`` call spanning ``line``
+    (Python reports a multi-line chain at the line of the call it is in); None when there
+    is none, or several: which one ran is not known."""
+    found = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("count", "exists", "aggregate")
+        and node.lineno <= line <= (node.end_lineno or node.lineno)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _empty(source: str, aggregate: ast.Call) -> str | None:
+    """What an aggregate returns over no rows, when not None: 0 for ``Count``, its
+    ``default``. A subquery over no rows gives NULL, so the fix must say it."""
+    for keyword in aggregate.keywords:
+        if keyword.arg == "default":
+            return ast.get_source_segment(source, keyword.value)
+    function = aggregate.func
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+    return "0" if name == "Count" else None
 
 
 def _chain(
@@ -225,48 +251,70 @@ def _names_model(start: ast.expr, model: str) -> bool:
 
 
 def _rewritten(
-    source: str, calls: list[ast.Call], names: frozenset[str] | None, start: str | None
+    source: str,
+    calls: list[ast.Call],
+    names: frozenset[str] | None,
+    start: str | None,
+    local: frozenset[str],
 ) -> str | None:
     """The chain's text after ``start``, with the one keyword that passes the row (when
-    ``names`` are given) compared to ``OuterRef("pk")``; None unless exactly one does."""
+    ``names`` are given) compared to ``OuterRef("pk")``; None unless exactly one does, or
+    when another argument reads a name ``local`` to the calling function (the row again,
+    a parameter): it has no value where the fix goes."""
     if start is None:
         return None
     text = [start]
     replaced = 0
-    passed = [
-        keyword.value
-        for call in calls
-        for keyword in call.keywords
-        if names is not None and keyword.arg in names
-    ]
-    row = passed[0].id if len(passed) == 1 and isinstance(passed[0], ast.Name) else None
-    if row is not None and any(
-        isinstance(node, ast.Name) and node.id == row
-        for call in calls
-        for argument in (*call.args, *(k.value for k in call.keywords if k.value is not passed[0]))
-        for node in ast.walk(argument)
-    ):
-        return None  # another condition reads the row too: it has no value in a subquery
     for call in calls:
         assert isinstance(call.func, ast.Attribute)
         arguments = []
-        for argument in call.args:
-            segment = ast.get_source_segment(source, argument)
+        for argument in [*call.args, *call.keywords]:
+            keyword = argument if isinstance(argument, ast.keyword) else None
+            if keyword is not None and keyword.arg is None:
+                return None  # **kwargs: what they name is not in the source
+            passes_row = (
+                keyword is not None
+                and names is not None
+                and keyword.arg in names
+                and call.func.attr == "filter"
+            )
+            value = keyword.value if keyword is not None else argument
+            if not passes_row and _reads(value, local):
+                return None
+            segment = 'OuterRef("pk")' if passes_row else ast.get_source_segment(source, value)
             if segment is None:
                 return None
-            arguments.append(segment)
-        for keyword in call.keywords:
-            if keyword.arg is None:
-                return None  # **kwargs: what they name is not in the source
-            value = ast.get_source_segment(source, keyword.value)
-            if names is not None and keyword.arg in names and call.func.attr == "filter":
-                value = 'OuterRef("pk")'
-                replaced += 1
-            arguments.append(f"{keyword.arg}={value}")
+            replaced += passes_row
+            arguments.append(f"{keyword.arg}={segment}" if keyword is not None else segment)
         text.append(f".{call.func.attr}({', '.join(arguments)})")
     if names is not None and replaced != 1:
         return None
     return "".join(text)
+
+
+def _reads(node: ast.AST, local: frozenset[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in local for n in ast.walk(node))
+
+
+def _local_names(tree: ast.AST, line: int) -> frozenset[str]:
+    """The names local to the innermost function around ``line``: its parameters and
+    whatever it assigns."""
+    functions = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        and node.lineno <= line <= (node.end_lineno or 0)
+    ]
+    function = max(functions, key=lambda node: node.lineno, default=None)
+    if function is None:
+        return frozenset()
+    names = {argument.arg for argument in ast.walk(function) if isinstance(argument, ast.arg)}
+    names.update(
+        n.id
+        for n in ast.walk(function)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    )
+    return frozenset(names)
 
 
 def module_of(filename: str) -> str | None:
@@ -326,7 +374,7 @@ def list_read(load: Load) -> tuple[str, str, RowCall] | None:
     module = module_of(file)
     if text is None or module is None:
         return None
-    to_attr = f"{load.name}_list"
+    to_attr = free_name(load.tag.group.model, f"{load.name}_list")
     code = f'.prefetch_related(Prefetch("{load.name}", queryset={text}, to_attr="{to_attr}"))'
     advice = (
         f"Then read obj.{to_attr} where {function} ({relative_path(file)}:{line}) filters "

@@ -26,7 +26,7 @@ from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
-from django_dbtune.nplusone.row_calls import row_annotations, row_prefetches, stood_in
+from django_dbtune.nplusone.row_calls import proving, row_annotations, row_prefetches, stood_in
 from django_dbtune.nplusone.state import ORIGIN, OWNER, current
 
 AMENDED = "_dbtune_amended"
@@ -43,6 +43,8 @@ class Outcome:
     """The exception the run raised, as ``Type: message``; None when it did not raise."""
     repeated: frozenset[tuple[object, str]] | None = None
     """What the run loaded once per row, as (place, relation) pairs (None: not looked at)."""
+    mismatch: str | None = None
+    """Where the fixed page read something else than the code returns without the fix."""
 
 
 @contextmanager
@@ -60,10 +62,12 @@ def rolled_back(aliases: Iterable[str] = (DEFAULT_DB_ALIAS,)) -> Iterator[None]:
 
 
 class Applied:
-    """How often the fix met its queryset while applied (0: the run never built it)."""
+    """How often the fix met its queryset while applied (0: the run never built it), and
+    where what the page read differed from what the code returns without the fix."""
 
     def __init__(self) -> None:
         self.hits = 0
+        self.mismatches: list[str] = []
 
 
 @contextmanager
@@ -104,7 +108,7 @@ def applied(target: FixTarget) -> Iterator[Applied]:
     try:
         if owner is not None and target.list_select_related is not None:
             owner.list_select_related = target.list_select_related  # type: ignore[attr-defined]
-        with stood_in(target):
+        with stood_in(target, seen.mismatches):
             yield seen
     finally:
         QuerySet._fetch_all = previous  # type: ignore[method-assign]
@@ -165,7 +169,7 @@ def _amend(queryset: Any, target: FixTarget) -> None:
     query = queryset._query
     lookups = tuple(queryset._prefetch_related_lookups)
     if target.action == "add":
-        if target.row_calls:
+        if target.row_calls and proving(target):
             queryset.query = queryset.annotate(**row_annotations(target)).query
             query = queryset._query
             lookups += tuple(row_prefetches(target))
@@ -241,6 +245,8 @@ def judged(
     removal = finding.target is not None and finding.target.action == "remove"
     if after.error is not None:
         reason = f"re-run with the fix, the code raised {after.error}"
+    elif after.mismatch is not None:
+        reason = f"re-run with the fix, {after.mismatch}"
     elif (
         not removal and before.repeated is not None and before.repeated.isdisjoint(_loops(finding))
     ):
@@ -380,7 +386,9 @@ def rerun(
                 error = f"{type(exc).__name__}: {exc}"
         # What the run repeated per row: as it is, what was found; with the fix, nothing of it.
         repeated = frozenset(loop for f in report.findings for loop in _loops(f))
-        return Outcome(len(report.queries.records), status, error, repeated), seen.hits
+        mismatch = seen.mismatches[0] if seen.mismatches else None
+        outcome = Outcome(len(report.queries.records), status, error, repeated, mismatch)
+        return outcome, seen.hits
 
     return prove(findings, run)
 

@@ -9,18 +9,21 @@ there."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
 from django.db import models
 from django.db.models import Model, Prefetch
 from django.db.models.functions import Coalesce
-from django.db.models.query import QuerySet
+from django.db.models.query import ModelIterable, QuerySet
 
 from django_dbtune.call_sites import call_site_finder, relative_path
+from django_dbtune.capture import unrecorded
 from django_dbtune.findings import FixTarget, RowCall
+from django_dbtune.nplusone.state import pause
 
 _EXPRESSIONS = {
     name: getattr(models, name)
@@ -47,16 +50,27 @@ def _evaluated(call: RowCall) -> Any:
     module = sys.modules.get(call.module)
     if module is None:
         raise LookupError(f"module {call.module} is not imported")
-    names = {**vars(module), **_EXPRESSIONS, "Coalesce": Coalesce}
+    names = {**_EXPRESSIONS, "Coalesce": Coalesce, **vars(module)}
     return eval(call.expression, names)  # the project's own chain, re-spelt
 
 
 _MISSING = object()
 
 
+_proving: ContextVar[FixTarget | None] = ContextVar("django_dbtune_row_calls", default=None)
+"""The fix being proven in this request or test (never another thread's)."""
+
+
+def proving(target: FixTarget) -> bool:
+    """Whether the code running now is the re-run that proves ``target``."""
+    return _proving.get() is target
+
+
 @contextmanager
-def stood_in(target: FixTarget) -> Iterator[None]:
-    """While inside, each per-row call of ``target`` reads its row's annotation."""
+def stood_in(target: FixTarget, mismatches: list[str]) -> Iterator[None]:
+    """While inside, in this re-run only, each per-row call of ``target`` reads its row's
+    annotation. The call itself runs too, unrecorded, and what it returned is compared: a
+    difference goes to ``mismatches`` (the fix would change what the page shows)."""
     if not target.row_calls:
         yield
         return
@@ -65,6 +79,8 @@ def stood_in(target: FixTarget) -> Iterator[None]:
     saved = {name: QuerySet.__dict__[name] for name in names}
 
     def site_call(kind: str) -> tuple[RowCall, FrameType] | None:
+        if _proving.get() is not target:
+            return None
         frame: FrameType | None = sys._getframe(3)
         finder = call_site_finder()
         while frame is not None and finder.is_internal(frame.f_code):
@@ -74,7 +90,17 @@ def stood_in(target: FixTarget) -> Iterator[None]:
         call = calls.get((relative_path(frame.f_code.co_filename), frame.f_lineno))
         return (call, frame) if call is not None and call.kind == kind else None
 
-    def answered(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def checked(call: RowCall, value: Any, real: Callable[[], Any]) -> Any:
+        with pause(), unrecorded():
+            returned = real()
+        if returned != value:
+            mismatches.append(
+                f"the call at {call.file}:{call.line} returned {_short(returned)} where the "
+                f"fix gives {_short(value)}"
+            )
+        return value
+
+    def answered(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], real: Any) -> Any:
         found = site_call(kind)
         if found is None:
             return _MISSING
@@ -82,43 +108,61 @@ def stood_in(target: FixTarget) -> Iterator[None]:
         rows = [
             value
             for value in list(frame.f_locals.values())
-            if isinstance(value, Model) and call.name in value.__dict__
+            if issubclass(type(value), Model) and call.name in value.__dict__
         ]
         if len(rows) != 1:
             return _MISSING
-        return _as_returned(call, rows[0].__dict__[call.name], args, kwargs)
+        value = _as_returned(call, rows[0].__dict__[call.name], args, kwargs)
+        return checked(call, value, real)
 
     def fetch_all(queryset: Any) -> None:
         # A filtered read of a related manager at the call's line: the prefetched list.
         row = queryset._hints.get("instance") if queryset._result_cache is None else None
-        found = site_call("rows") if row is not None else None
+        rows = row is not None and queryset._iterable_class is ModelIterable
+        found = site_call("rows") if rows else None
         if found is not None and found[0].name in row.__dict__:
-            queryset._result_cache = list(row.__dict__[found[0].name])
+            again = queryset._chain()
+            listed = checked(
+                found[0],
+                list(row.__dict__[found[0].name]),
+                lambda: saved["_fetch_all"](again) or again._result_cache,
+            )
+            queryset._result_cache = listed
             queryset._prefetch_done = True
             return
         saved["_fetch_all"](queryset)
 
     def count(queryset: Any) -> Any:
-        value = answered("count", (), {})
+        value = answered("count", (), {}, lambda: saved["count"](queryset))
         return saved["count"](queryset) if value is _MISSING else value
 
     def exists(queryset: Any) -> Any:
-        value = answered("exists", (), {})
+        value = answered("exists", (), {}, lambda: saved["exists"](queryset))
         return saved["exists"](queryset) if value is _MISSING else value
 
     def aggregate(queryset: Any, *args: Any, **kwargs: Any) -> Any:
-        value = answered("aggregate", args, kwargs)
-        return saved["aggregate"](queryset, *args, **kwargs) if value is _MISSING else value
+        def real() -> Any:
+            return saved["aggregate"](queryset, *args, **kwargs)
+
+        value = answered("aggregate", args, kwargs, real)
+        return real() if value is _MISSING else value
 
     QuerySet.count = count  # type: ignore[method-assign,assignment]
     QuerySet.exists = exists  # type: ignore[method-assign,assignment]
     QuerySet.aggregate = aggregate  # type: ignore[method-assign,assignment]
     QuerySet._fetch_all = fetch_all  # type: ignore[method-assign,assignment]
+    token = _proving.set(target)
     try:
         yield
     finally:
+        _proving.reset(token)
         for name, method in saved.items():
             setattr(QuerySet, name, method)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _as_returned(call: RowCall, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -68,6 +68,24 @@ def good_texts(book):
     return [review.text for review in book.review_set.filter(text="good").order_by("id")]
 
 
+def good_reviews_page():
+    return [good_reviews(book) for book in Book.objects.order_by("id")]
+
+
+def detected_good_reviews():
+    """The page's one finding, and what the page returned."""
+    with detect() as report:
+        expected = good_reviews_page()
+    [finding] = report.findings
+    return finding, expected
+
+
+def with_call(finding, **changes):
+    """The finding's fix with its per-row call changed."""
+    [call] = finding.target.row_calls
+    return replace(finding.target, row_calls=(replace(call, **changes),))
+
+
 def pasted(fix: str):
     """``Book.objects`` with the finding's change, as a user would paste it."""
     change = fix.split(" on the ")[0]
@@ -108,16 +126,12 @@ def test_a_per_row_call_written_by_hand_gets_a_proven_fix_that_keeps_its_conditi
 def test_a_fix_whose_annotation_cannot_be_built_is_not_offered_as_proven():
     """The chain is evaluated where the call was written; when that fails (here: its module
     is not one Python imported), the re-run raises and the fix stays unproven."""
-
-    def page():
-        return [good_reviews(book) for book in Book.objects.order_by("id")]
-
-    with detect() as report:
-        expected = page()
-    [finding] = report.findings
-    [call] = finding.target.row_calls
-    target = replace(finding.target, row_calls=(replace(call, module="not.imported"),))
-    [judged] = rerun([replace(finding, target=target)], lambda: 200 if page() == expected else 500)
+    finding, expected = detected_good_reviews()
+    target = with_call(finding, module="not.imported")
+    [judged] = rerun(
+        [replace(finding, target=target)],
+        lambda: 200 if good_reviews_page() == expected else 500,
+    )
     assert judged.proof.verdict == "unproven"
     assert judged.proof.reason.startswith("re-run with the fix, the code raised LookupError")
 
@@ -309,17 +323,13 @@ def test_a_lazy_object_beside_a_per_row_call_is_never_evaluated():
 def test_a_fix_that_reads_other_values_than_the_call_is_not_proven():
     """The proof runs the call too, unrecorded, and compares: an annotation that forgot a
     condition is caught even when it saves the queries."""
-
-    def page():
-        return [good_reviews(book) for book in Book.objects.order_by("id")]
-
-    with detect() as report:
-        expected = page()
-    [finding] = report.findings
+    finding, expected = detected_good_reviews()
     [call] = finding.target.row_calls
-    forgot = call.expression.replace(', text="good"', "")
-    target = replace(finding.target, row_calls=(replace(call, expression=forgot),))
-    [judged] = rerun([replace(finding, target=target)], lambda: 200 if page() == expected else 500)
+    target = with_call(finding, expression=call.expression.replace(', text="good"', ""))
+    [judged] = rerun(
+        [replace(finding, target=target)],
+        lambda: 200 if good_reviews_page() == expected else 500,
+    )
     assert judged.proof.verdict == "unproven"
     line = line_of('Review.objects.filter(book=book, text="good").count()')
     assert judged.proof.reason.startswith(
@@ -350,21 +360,15 @@ def test_a_proof_changes_nothing_for_a_request_in_another_thread():
     its own detection, as under the middleware) must run as written, and never fail."""
     from django_dbtune.nplusone.proof import applied
 
-    def page():
-        return [good_reviews(book) for book in Book.objects.order_by("id")]
-
-    with detect() as report:
-        expected = page()
-    [finding] = report.findings
-    [call] = finding.target.row_calls
+    finding, expected = detected_good_reviews()
     # Evaluating this annotation raises: if the other thread ran it, it would fail.
-    broken = replace(finding.target, row_calls=(replace(call, module="not.imported"),))
+    broken = with_call(finding, module="not.imported")
     seen = []
 
     def other_request():
         try:
             with detect():
-                seen.append(page())
+                seen.append(good_reviews_page())
         except Exception as exc:
             seen.append(exc)
 

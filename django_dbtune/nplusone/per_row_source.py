@@ -117,10 +117,10 @@ def read_call(
     call this can read. ``names`` are the keyword names that pass the row (``kbitem``,
     ``kbitem_id``, ``kbitem__pk``); ``accessor`` is the related manager's name when the
     call goes through one (``self.ticket_set.filter(...)``)."""
-    source = _source(filename)
-    tree = _tree(filename)
-    if source is None or tree is None:
+    read = _read(filename)
+    if read is None:
         return None
+    source, tree = read
     call = _only_call(tree, line)
     if call is None:
         return None
@@ -162,10 +162,10 @@ def read_rows(filename: str, line: int, *, model: str, accessor: str) -> str | N
     True).select_related("person")`` gives ``Link.objects.filter(person__live=True)
     .select_related("person")``); None unless the statement holds exactly one such read,
     with no slice and no condition that reads the row again."""
-    source = _source(filename)
-    tree = _tree(filename)
-    if source is None or tree is None:
+    read = _read(filename)
+    if read is None:
         return None
+    source, tree = read
     statement = _statement(tree, line)
     if statement is None:
         return None
@@ -325,9 +325,14 @@ def module_of(filename: str) -> str | None:
     return None
 
 
-def _source(filename: str) -> str | None:
+def _read(filename: str) -> tuple[str, ast.Module] | None:
+    """The file's source and its syntax tree, as Python imported it (None: unreadable)."""
     lines = linecache.getlines(filename)
-    return "".join(lines) if lines else None
+    if not lines:
+        return None
+    source = "".join(lines)
+    tree = _parsed(filename, source)
+    return None if tree is None else (source, tree)
 
 
 @lru_cache(maxsize=64)
@@ -336,11 +341,6 @@ def _parsed(filename: str, source: str) -> ast.Module | None:
         return ast.parse(source, filename)
     except (SyntaxError, ValueError):
         return None
-
-
-def _tree(filename: str) -> ast.Module | None:
-    source = _source(filename)
-    return _parsed(filename, source) if source is not None else None
 
 
 def written_through(load: Load) -> Written | None:

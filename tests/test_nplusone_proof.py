@@ -2,6 +2,7 @@
 in-process, in a transaction rolled back, and the finding says what that measured."""
 
 import json
+import threading
 import time
 from dataclasses import replace
 from io import StringIO
@@ -564,3 +565,33 @@ def test_one_relation_looped_at_two_places_has_each_fix_proven_on_its_own():
     assert len(report.findings) == 2
     for proven in rerun_page(report.findings, page, expected):
         assert proven.proof.verdict == "proven", proven.proof
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_proof_leaves_a_request_in_another_thread_as_written():
+    """The middleware proves in-process: while it re-runs a page with the fix, a request
+    that another thread serves meanwhile must run its own code, not the fix."""
+    from django_dbtune.nplusone import detect
+    from django_dbtune.nplusone.proof import applied
+
+    def page():
+        return [book.author.name for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        page()
+    [finding] = report.findings
+    assert finding.target.select_related == ("author",)
+    counted = []
+
+    def other_request():
+        with detect() as other:
+            page()
+        counted.append(len(other.queries.records))
+
+    with detect(), applied(finding.target) as seen:
+        page()  # the re-run itself gets the fix
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        thread.join()
+    assert seen.hits == 1
+    assert counted == [1 + Book.objects.count()]

@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -89,7 +90,7 @@ def applied(target: FixTarget) -> Iterator[Applied]:
         # Not the querysets Django runs to load relations (a prefetch): only the project's.
         loading = detection is not None and detection.busy > 0
         fresh = queryset._result_cache is None and AMENDED not in queryset.__dict__
-        fresh = fresh and not loading
+        fresh = fresh and not loading and _proving.get() is seen
         if fresh and _is_target(queryset, target, owner, sys._getframe(1)):
             queryset.__dict__[AMENDED] = True
             seen.hits += 1
@@ -98,29 +99,52 @@ def applied(target: FixTarget) -> Iterator[Applied]:
 
     def count(queryset: Any) -> int:
         # The read the fix changes: row.<name>.count() becomes row.<name>_count.
-        counted = _counted(queryset, target.count_annotations)
+        counted = None
+        if _proving.get() is seen:
+            counted = _counted(queryset, target.count_annotations)
         return previous_count(queryset) if counted is None else counted
 
-    saved = owner.__dict__.get("list_select_related", _MISSING) if owner else _MISSING
+    admin = owner if target.list_select_related is not None else None
+    saved = admin.__dict__.get("list_select_related", _MISSING) if admin else _MISSING
     QuerySet._fetch_all = fetch_all  # type: ignore[method-assign,assignment]
     if target.count_annotations:
         QuerySet.count = count  # type: ignore[method-assign,assignment]
+    token = _proving.set(seen)
     try:
-        if owner is not None and target.list_select_related is not None:
-            owner.list_select_related = target.list_select_related  # type: ignore[attr-defined]
+        if admin is not None:
+            scoped = _Scoped(seen, target.list_select_related, admin.list_select_related)  # type: ignore[attr-defined]
+            admin.list_select_related = scoped  # type: ignore[attr-defined]
         with stood_in(target, seen.mismatches):
             yield seen
     finally:
+        _proving.reset(token)
         QuerySet._fetch_all = previous  # type: ignore[method-assign]
         QuerySet.count = previous_count  # type: ignore[method-assign]
-        if owner is not None and target.list_select_related is not None:
+        if admin is not None:
             if saved is _MISSING:
-                delattr(owner, "list_select_related")
+                delattr(admin, "list_select_related")
             else:
-                owner.list_select_related = saved  # type: ignore[attr-defined]
+                admin.list_select_related = saved  # type: ignore[attr-defined]
 
 
 _MISSING = object()
+
+_proving: ContextVar[Applied | None] = ContextVar("django_dbtune_proving", default=None)
+"""The fix applied for the code running now: a proof changes only its own re-run, never a
+request another thread serves meanwhile."""
+
+
+class _Scoped:
+    """A ModelAdmin's ``list_select_related`` while a fix is proven: the fix's tuple in the
+    re-run, what the class had everywhere else."""
+
+    def __init__(self, seen: Applied, fixed: Any, kept: Any) -> None:
+        self.seen = seen
+        self.fixed = fixed
+        self.kept = kept
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        return self.fixed if _proving.get() is self.seen else self.kept
 
 
 def _counted(queryset: Any, names: tuple[str, ...]) -> int | None:

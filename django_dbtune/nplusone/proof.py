@@ -27,7 +27,7 @@ from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
-from django_dbtune.nplusone.row_calls import proving, row_annotations, row_prefetches, stood_in
+from django_dbtune.nplusone.row_calls import row_annotations, row_prefetches, stood_in
 from django_dbtune.nplusone.state import ORIGIN, OWNER, current
 
 AMENDED = "_dbtune_amended"
@@ -114,7 +114,7 @@ def applied(target: FixTarget) -> Iterator[Applied]:
         if admin is not None:
             scoped = _Scoped(seen, target.list_select_related, admin.list_select_related)  # type: ignore[attr-defined]
             admin.list_select_related = scoped  # type: ignore[attr-defined]
-        with stood_in(target, seen.mismatches):
+        with stood_in(target, seen.mismatches, lambda: _proving.get() is seen):
             yield seen
     finally:
         _proving.reset(token)
@@ -193,7 +193,7 @@ def _amend(queryset: Any, target: FixTarget) -> None:
     query = queryset._query
     lookups = tuple(queryset._prefetch_related_lookups)
     if target.action == "add":
-        if target.row_calls and proving(target):
+        if target.row_calls:
             queryset.query = queryset.annotate(**row_annotations(target)).query
             query = queryset._query
             lookups += tuple(row_prefetches(target))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
@@ -57,20 +56,14 @@ def _evaluated(call: RowCall) -> Any:
 _MISSING = object()
 
 
-_proving: ContextVar[FixTarget | None] = ContextVar("django_dbtune_row_calls", default=None)
-"""The fix being proven in this request or test (never another thread's)."""
-
-
-def proving(target: FixTarget) -> bool:
-    """Whether the code running now is the re-run that proves ``target``."""
-    return _proving.get() is target
-
-
 @contextmanager
-def stood_in(target: FixTarget, mismatches: list[str]) -> Iterator[None]:
-    """While inside, in this re-run only, each per-row call of ``target`` reads its row's
-    annotation. The call itself runs too, unrecorded, and what it returned is compared: a
-    difference goes to ``mismatches`` (the fix would change what the page shows)."""
+def stood_in(
+    target: FixTarget, mismatches: list[str], rerun: Callable[[], bool]
+) -> Iterator[None]:
+    """While inside, in the re-run only (``rerun()`` says whether the code running now is
+    it), each per-row call of ``target`` reads its row's annotation. The call itself runs
+    too, unrecorded, and what it returned is compared: a difference goes to ``mismatches``
+    (the fix would change what the page shows)."""
     if not target.row_calls:
         yield
         return
@@ -79,7 +72,7 @@ def stood_in(target: FixTarget, mismatches: list[str]) -> Iterator[None]:
     saved = {name: QuerySet.__dict__[name] for name in names}
 
     def site_call(kind: str) -> tuple[RowCall, FrameType] | None:
-        if _proving.get() is not target:
+        if not rerun():
             return None
         frame: FrameType | None = sys._getframe(3)
         finder = call_site_finder()
@@ -151,11 +144,9 @@ def stood_in(target: FixTarget, mismatches: list[str]) -> Iterator[None]:
     QuerySet.exists = exists  # type: ignore[method-assign,assignment]
     QuerySet.aggregate = aggregate  # type: ignore[method-assign,assignment]
     QuerySet._fetch_all = fetch_all  # type: ignore[method-assign,assignment]
-    token = _proving.set(target)
     try:
         yield
     finally:
-        _proving.reset(token)
         for name, method in saved.items():
             setattr(QuerySet, name, method)
 

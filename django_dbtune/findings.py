@@ -263,6 +263,10 @@ class FixTarget:
     subclasses (Wagtail's ``.specific()``)."""
     specific_prefetch: tuple[str, ...] = ()
     """The same for ``prefetch_related(..., for_specific_subqueries=True)``."""
+    generic_prefetch: tuple[tuple[str, str, str], ...] = ()
+    """``(lookup, "app_label.Model", relation)``: ``GenericPrefetch(lookup,
+    [Model.objects.select_related(relation)])``, a join for the rows of one type behind a
+    generic foreign key (rows of other types are prefetched as before)."""
     row_calls: tuple[RowCall, ...] = ()
     """Counts, ``exists()`` or aggregates the code runs once per row, each turned into an
     annotation on the queryset; a proof reads it where the code calls (a person changes
@@ -301,6 +305,7 @@ class FixTarget:
             "count_annotations": list(self.count_annotations),
             "specific_select": list(self.specific_select),
             "specific_prefetch": list(self.specific_prefetch),
+            "generic_prefetch": [list(load) for load in self.generic_prefetch],
             "row_calls": [call.as_dict() for call in self.row_calls],
             "file": self.file,
             "line": self.line,

@@ -323,8 +323,14 @@ def test_a_join_missing_from_a_bare_select_related_is_named_in_that_call(tmp_pat
     assert 'books.select_related("author", "editor")' in edits.files[path]
 
 
-def test_a_relation_past_a_generic_foreign_key_is_prefetched_not_joined():
-    """select_related("target__author") raises FieldError: a generic foreign key is no join."""
+GENERIC_FIX = (
+    '.prefetch_related(GenericPrefetch("target", [Book.objects.select_related("author")]))'
+)
+
+
+def test_a_relation_past_a_generic_foreign_key_is_joined_for_its_type_only():
+    """select_related("target__author") raises FieldError: a generic foreign key is no join;
+    GenericPrefetch joins the author for the book rows."""
     from django_dbtune.nplusone import detect
     from tests.shop.models import Comment
 
@@ -334,11 +340,46 @@ def test_a_relation_past_a_generic_foreign_key_is_prefetched_not_joined():
     with detect() as report:
         expected = page()
     [finding] = report.findings
-    assert finding.fix == '.prefetch_related("target__author")'
+    assert finding.fix == GENERIC_FIX
+    assert finding.target.generic_prefetch == (("target", "shop.Book", "author"),)
 
     [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
-    assert proven.proof.after == 3  # comments, their books, the books' authors
+    assert proven.proof.after == 2  # comments; their books joined with the authors
+
+
+def test_a_generic_relation_of_several_types_gets_a_fix_that_holds_for_every_type():
+    """A plain prefetch_related("target__author") raises when a comment is about an author,
+    which has no author: the fix joins it for books only, and the proof shows it runs."""
+    from django.contrib.contenttypes.prefetch import GenericPrefetch
+
+    from django_dbtune.nplusone import detect
+    from tests.shop.models import Comment
+
+    for author in Author.objects.all():
+        Comment.objects.create(target=author, text="prolific")
+
+    def page():
+        return [
+            c.target.author.name if isinstance(c.target, Book) else c.target.name
+            for c in Comment.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        expected = page()
+    [finding] = [f for f in report.findings if f.path == "target__author"] or report.findings
+    assert GENERIC_FIX in finding.fix, finding.fix
+    [proven] = [
+        judged
+        for judged in rerun_page(report.findings, page, expected)
+        if judged.path == finding.path
+    ]
+    assert proven.proof.verdict == "proven", proven.proof
+    books = Book.objects.select_related("author")
+    pasted = Comment.objects.prefetch_related(GenericPrefetch("target", [books]))
+    assert [c.target.pk for c in pasted.order_by("id")] == [
+        c.target.pk for c in Comment.objects.order_by("id")
+    ]
 
 
 def test_a_count_through_a_default_reverse_accessor_is_proven(db):

@@ -53,6 +53,10 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             reason = "--write does not edit for_specific_subqueries loads yet: paste the fix"
             edits.skipped.append((finding, reason))
             continue
+        if target.generic_prefetch:
+            reason = "--write does not edit GenericPrefetch loads yet: paste the fix"
+            edits.skipped.append((finding, reason))
+            continue
         if target.row_calls:
             reason = (
                 "the code that reads per row must change to read what the fix adds: paste "

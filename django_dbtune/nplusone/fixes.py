@@ -14,6 +14,7 @@ from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding
+from django_dbtune.nplusone.generic import generic_code, generic_join, through_generic
 from django_dbtune.nplusone.homes import (
     admin_joins,
     bare_joins,
@@ -122,7 +123,16 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     name = load.name
     related = load.related_model.__name__ if load.related_model else "Related"
     if load.kind in ("forward", "reverse_one") and not many:
-        if _through_generic(group.model, path):
+        if through_generic(group.model, path):
+            generic = generic_join(load, group.model)
+            if generic is not None:
+                # The join right after a generic foreign key, for its rows' own type.
+                code, note, load_generic = generic
+                placed = _placed(group, path, joins, advice=note, extra=code)
+                if placed.target is None:
+                    return placed
+                target = replace(placed.target, generic_prefetch=(load_generic,))
+                return replace(placed, target=target)
             # select_related cannot cross a generic foreign key; a prefetch can, when every
             # type it points to has the relation (the proof tells).
             note = "select_related cannot follow a generic foreign key."
@@ -348,6 +358,11 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
     counts = tuple(dict.fromkeys(n for t in targets for n in t.count_annotations))
     specific_select = tuple(dict.fromkeys(p for t in targets for p in t.specific_select))
     specific_prefetch = tuple(dict.fromkeys(p for t in targets for p in t.specific_prefetch))
+    generics = tuple(dict.fromkeys(g for t in targets for g in t.generic_prefetch))
+    # A GenericPrefetch of a lookup prefetches it: the plain lookup beside it would raise.
+    looked_up = {g[0] for g in generics}
+    prefetch = tuple(p for p in prefetch if p.split(LOOKUP_SEP)[0] not in looked_up)
+    extra = "".join(f".prefetch_related({generic_code(g)})" for g in generics)
     # "author" is joined by "author__publisher" already (prefetched likewise).
     base = _placed(
         group,
@@ -358,7 +373,10 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
         counts=counts,
         specific_select=_deepest(specific_select),
         specific_prefetch=_deepest(specific_prefetch),
+        extra=extra,
     )
+    if base.target is not None and generics:
+        base = replace(base, target=replace(base.target, generic_prefetch=generics))
     fix = first.fix if targets[0].list_select_related is not None else base.code
     sentences = (s for f in findings if f.advice for s in f.advice.split(". ") if s)
     text = ". ".join(dict.fromkeys(s.removesuffix(".") for s in sentences))
@@ -397,21 +415,6 @@ def _nullable_note(model: type[Model], path: str) -> str | None:
 def join_notes(*notes: str | None) -> str | None:
     text = " ".join(note for note in notes if note)
     return text or None
-
-
-def _through_generic(model: type[Model], path: str) -> bool:
-    """The path crosses a generic foreign key before its last step."""
-    from django.contrib.contenttypes.fields import GenericForeignKey
-
-    for name in path.split(LOOKUP_SEP)[:-1]:
-        field = relation_field(model, name)
-        if field is None or isinstance(field, GenericForeignKey):
-            return field is not None
-        target = getattr(field, "related_model", None)
-        if not isinstance(target, type):
-            return False
-        model = target
-    return False
 
 
 def _field_at(model: type[Model], path: str) -> object | None:

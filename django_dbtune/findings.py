@@ -263,9 +263,9 @@ class FixTarget:
     subclasses (Wagtail's ``.specific()``)."""
     specific_prefetch: tuple[str, ...] = ()
     """The same for ``prefetch_related(..., for_specific_subqueries=True)``."""
-    generic_prefetch: tuple[tuple[str, str, str], ...] = ()
-    """``(lookup, "app_label.Model", relation)``: ``GenericPrefetch(lookup,
-    [Model.objects.select_related(relation)])``, a join for the rows of one type behind a
+    generic_prefetch: tuple[tuple[str, str, str, str], ...] = ()
+    """``(lookup, "app_label.Model", relation, method)``: ``GenericPrefetch(lookup,
+    [Model.objects.<method>(relation)])``, an eager load for the rows of one type behind a
     generic foreign key (rows of other types are prefetched as before)."""
     row_calls: tuple[RowCall, ...] = ()
     """Counts, ``exists()`` or aggregates the code runs once per row, each turned into an

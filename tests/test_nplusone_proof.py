@@ -341,7 +341,9 @@ def test_a_relation_past_a_generic_foreign_key_is_joined_for_its_type_only():
         expected = page()
     [finding] = report.findings
     assert finding.fix == GENERIC_FIX
-    assert finding.target.generic_prefetch == (("target", "shop.Book", "author"),)
+    assert finding.target.generic_prefetch == (
+        ("target", "shop.Book", "author", "select_related"),
+    )
 
     [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
@@ -636,3 +638,35 @@ def test_a_proof_leaves_a_request_in_another_thread_as_written():
         thread.join()
     assert seen.hits == 1
     assert counted == [1 + Book.objects.count()]
+
+
+def test_relations_past_a_generic_foreign_key_merge_into_one_fix_that_keeps_them_all():
+    """Past one generic foreign key: the author join of the books, the publisher join of
+    the authors, and the books' tags. One GenericPrefetch with a queryset per type (Django
+    skips a second GenericPrefetch of the same lookup; a plain "target__tags" raises on the
+    authors)."""
+    from django_dbtune.nplusone import detect
+    from tests.shop.models import Comment
+
+    for author in Author.objects.all():
+        Comment.objects.create(target=author, text="prolific")
+
+    def page():
+        return [
+            (c.target.author.name, [t.name for t in c.target.tags.all()])
+            if isinstance(c.target, Book)
+            else (c.target.publisher.name, [])
+            for c in Comment.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.fix == (
+        '.prefetch_related(GenericPrefetch("target", [Book.objects.select_related("author")'
+        '.prefetch_related("tags"), Author.objects.select_related("publisher")]))'
+    ), finding.fix
+    [proven] = [f for f in rerun_page(report.findings, page, expected) if f.fix == finding.fix]
+    assert proven.proof.verdict == "proven", proven.proof
+    # comments; books with authors; authors with publishers; the books' tags
+    assert proven.proof.after == 4

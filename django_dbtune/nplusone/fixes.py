@@ -14,7 +14,7 @@ from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding
-from django_dbtune.nplusone.generic import generic_code, generic_join, through_generic
+from django_dbtune.nplusone.generic import Generic, generic_calls, generic_join, through_generic
 from django_dbtune.nplusone.homes import (
     admin_joins,
     bare_joins,
@@ -127,12 +127,8 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
             generic = generic_join(load, group.model)
             if generic is not None:
                 # The join right after a generic foreign key, for its rows' own type.
-                code, note, load_generic = generic
-                placed = _placed(group, path, joins, advice=note, extra=code)
-                if placed.target is None:
-                    return placed
-                target = replace(placed.target, generic_prefetch=(load_generic,))
-                return replace(placed, target=target)
+                note, load_generic = generic
+                return _placed(group, path, joins, advice=note, generics=(load_generic,))
             # select_related cannot cross a generic foreign key; a prefetch can, when every
             # type it points to has the relation (the proof tells).
             note = "select_related cannot follow a generic foreign key."
@@ -209,6 +205,12 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
             "runs a new query per row, even when it was prefetched.",
         )
         return replace(plain, tried=general)
+    if through_generic(group.model, path) and load.kind == "many" and not load.reshaped:
+        generic = generic_join(load, group.model)
+        if generic is not None:
+            # A relation of one type's rows: a plain prefetch raises on the other types.
+            note, load_generic = generic
+            return _placed(group, path, joins, advice=note, generics=(load_generic,))
     advice = None
     if load.kind == "prefetch":
         advice = "Instead of prefetch_related_objects() once per row."
@@ -227,20 +229,20 @@ def chain(
     counts: Mapping[str, str] | None = None,
     specific_select: Iterable[str] = (),
     specific_prefetch: Iterable[str] = (),
+    generics: Iterable[Generic] = (),
 ) -> str:
-    """``.select_related("a", "b").prefetch_related("c")``, then the subclass rows' own
-    loads: ``.select_related("d", for_specific_subqueries=True)``."""
+    """``.select_related("a", "b").prefetch_related(GenericPrefetch(...), "c")``, then the
+    subclass rows' own loads: ``.select_related("d", for_specific_subqueries=True)``."""
     code = ""
     calls = (
-        ("select_related", select, ""),
-        ("prefetch_related", prefetch, ""),
-        ("select_related", specific_select, f", {SUBQUERIES}=True"),
-        ("prefetch_related", specific_prefetch, f", {SUBQUERIES}=True"),
+        ("select_related", [f'"{path}"' for path in select], ""),
+        ("prefetch_related", [*generic_calls(generics), *(f'"{p}"' for p in prefetch)], ""),
+        ("select_related", [f'"{path}"' for path in specific_select], f", {SUBQUERIES}=True"),
+        ("prefetch_related", [f'"{p}"' for p in specific_prefetch], f", {SUBQUERIES}=True"),
     )
-    for method, paths, keyword in calls:
-        names = ", ".join(f'"{path}"' for path in paths)
-        if names:
-            code += f".{method}({names}{keyword})"
+    for method, arguments, keyword in calls:
+        if arguments:
+            code += f".{method}({', '.join(arguments)}{keyword})"
     counted = ", ".join(f'{name}=Count("{path}")' for name, path in (counts or {}).items())
     return code + (f".annotate({counted})" if counted else "")
 
@@ -256,6 +258,7 @@ def _placed(
     specific_select: tuple[str, ...] = (),
     specific_prefetch: tuple[str, ...] = (),
     extra: str = "",
+    generics: tuple[Generic, ...] = (),
 ) -> Fix:
     """The fix where it goes: on the line that built the queryset, or in the project class
     Django builds it for (a view's ``queryset``, a ModelAdmin's ``list_select_related`` or
@@ -273,7 +276,7 @@ def _placed(
     # Count() names a relation as queries do: "review" for the accessor "review_set".
     paths = tuple(query_path(group.model, name) for name in counts)
     counted = {f"{n}_count": p for n, p in zip(counts, paths, strict=True)}
-    code = chain(select, prefetch, counted, specific_select, specific_prefetch) + extra
+    code = chain(select, prefetch, counted, specific_select, specific_prefetch, generics) + extra
     if group.site is not None:
         file, line, _ = group.site
         target = FixTarget(
@@ -286,6 +289,7 @@ def _placed(
             count_paths=paths,
             specific_select=specific_select,
             specific_prefetch=specific_prefetch,
+            generic_prefetch=generics,
         )
         return Fix(code, advice, target)
     if owner is None or specific_select or specific_prefetch:
@@ -294,7 +298,11 @@ def _placed(
         "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
     )
     target = replace(
-        target, model=group.model._meta.label, names_bare_select=bare, count_paths=paths
+        target,
+        model=group.model._meta.label,
+        names_bare_select=bare,
+        count_paths=paths,
+        generic_prefetch=generics,
     )
     if is_model_admin(owner) and select:
         names = tuple(admin_joins(owner, group.model, joins))
@@ -359,10 +367,8 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
     specific_select = tuple(dict.fromkeys(p for t in targets for p in t.specific_select))
     specific_prefetch = tuple(dict.fromkeys(p for t in targets for p in t.specific_prefetch))
     generics = tuple(dict.fromkeys(g for t in targets for g in t.generic_prefetch))
-    # A GenericPrefetch of a lookup prefetches it: the plain lookup beside it would raise.
-    looked_up = {g[0] for g in generics}
-    prefetch = tuple(p for p in prefetch if p.split(LOOKUP_SEP)[0] not in looked_up)
-    extra = "".join(f".prefetch_related({generic_code(g)})" for g in generics)
+    # The GenericPrefetch of a lookup prefetches it: only deeper plain paths stay beside it.
+    prefetch = tuple(p for p in prefetch if p not in {g[0] for g in generics})
     # "author" is joined by "author__publisher" already (prefetched likewise).
     base = _placed(
         group,
@@ -373,10 +379,8 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
         counts=counts,
         specific_select=_deepest(specific_select),
         specific_prefetch=_deepest(specific_prefetch),
-        extra=extra,
+        generics=generics,
     )
-    if base.target is not None and generics:
-        base = replace(base, target=replace(base.target, generic_prefetch=generics))
     fix = first.fix if targets[0].list_select_related is not None else base.code
     sentences = (s for f in findings if f.advice for s in f.advice.split(". ") if s)
     text = ". ".join(dict.fromkeys(s.removesuffix(".") for s in sentences))

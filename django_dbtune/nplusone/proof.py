@@ -25,7 +25,7 @@ from django.utils.module_loading import import_string
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
-from django_dbtune.nplusone.generic import generic_prefetch
+from django_dbtune.nplusone.generic import generic_prefetches
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.row_calls import row_annotations, row_prefetches, stood_in
@@ -213,7 +213,7 @@ def _amend(queryset: Any, target: FixTarget) -> None:
         known = {_prefetch_to(lookup) for lookup in lookups}
         extra = tuple(path for path in target.prefetch_related if path not in known)
         # First: a plain lookup of the same name after it is skipped, one before it raises.
-        generic = tuple(generic_prefetch(*load) for load in target.generic_prefetch)
+        generic = tuple(generic_prefetches(target.generic_prefetch))
         queryset._prefetch_related_lookups = generic + lookups + extra
         if target.specific_select or target.specific_prefetch:
             _amend_subqueries(queryset, target)

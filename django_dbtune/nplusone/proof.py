@@ -25,6 +25,7 @@ from django.utils.module_loading import import_string
 
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
+from django_dbtune.nplusone.cold_caches import cold_local_caches
 from django_dbtune.nplusone.generic import generic_prefetches
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
@@ -353,38 +354,6 @@ def prove(
         if result is not None:
             proven.append(result)
     return proven
-
-
-@contextmanager
-def cold_local_caches() -> Iterator[None]:
-    """Each local-memory cache empty for the code run inside, as on a process's first
-    request: a re-run then repeats what the first run did, not what it left in the cache
-    (Wagtail's renditions and template fragments). The caches are stood in for in this
-    thread, never cleared: nothing cached is lost. The cache that holds sessions is kept,
-    so a logged-in page stays logged in."""
-    from django.conf import settings
-    from django.core.cache import caches
-    from django.core.cache.backends import locmem
-
-    sessions = None
-    if settings.SESSION_ENGINE.startswith("django.contrib.sessions.backends.cache"):
-        sessions = settings.SESSION_CACHE_ALIAS
-    kept = {}
-    for alias, params in settings.CACHES.items():
-        cache = caches[alias]
-        if isinstance(cache, locmem.LocMemCache) and alias != sessions:
-            kept[alias] = cache
-            caches[alias] = locmem.LocMemCache(f"{STAND_IN}{alias}", params)
-    try:
-        yield
-    finally:
-        for alias, cache in kept.items():
-            caches[alias] = cache
-            for registry in ("_caches", "_expire_info", "_locks"):  # LocMemCache's, by name
-                getattr(locmem, registry).pop(f"{STAND_IN}{alias}", None)
-
-
-STAND_IN = "dbtune-proof-"
 
 
 def rerun(

@@ -222,6 +222,8 @@ class RowCall:
     line: int
     module: str
     path: str = ""
+    picks: tuple[tuple[str, str, bool], ...] = ()
+    """A read that picks rows by the code's values: (attname, name, relation) per condition."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +233,7 @@ class RowCall:
             "file": self.file,
             "line": self.line,
             "path": self.path,
+            "picks": [list(pick) for pick in self.picks],
         }
 
 

@@ -377,3 +377,102 @@ def test_a_proof_changes_nothing_for_a_request_in_another_thread():
         thread.start()
         thread.join()
     assert seen == [expected]
+
+
+@pytest.fixture
+def two_reviewers(db):
+    """6 books, each reviewed by R1; the even ones by R2 too (the others raise DoesNotExist)."""
+    author = Author.objects.create(name="A")
+    first, second = Author.objects.create(name="R1"), Author.objects.create(name="R2")
+    for i in range(6):
+        book = Book.objects.create(title=f"B{i}", author=author)
+        Review.objects.create(book=book, reviewer=first, text=f"{i} by R1")
+        if i % 2 == 0:
+            Review.objects.create(book=book, reviewer=second, text=f"{i} by R2")
+
+
+def review_by_each(book, reviewers):
+    texts = []
+    for reviewer in reviewers:
+        try:
+            texts.append(book.review_set.get(reviewer=reviewer).text)
+        except Review.DoesNotExist:
+            texts.append(None)
+    return texts
+
+
+def reviews_page():
+    reviewers = list(Author.objects.filter(name__startswith="R").order_by("id"))
+    return [review_by_each(book, reviewers) for book in Book.objects.order_by("id")]
+
+
+def picked_from_list(fix: str, advice: str):
+    """The page as a user changes it: the fix pasted, and the advice's pick in the loop."""
+    pick = advice.split("pick from the list: ")[1].split(" (one row")[0]
+    reviewers = list(Author.objects.filter(name__startswith="R").order_by("id"))
+    page = []
+    for book in pasted(fix):
+        texts = []
+        for reviewer in reviewers:
+            rows = eval(pick, {"book": book, "reviewer": reviewer})
+            texts.append(rows[0].text if rows else None)
+        page.append(texts)
+    return page
+
+
+@pytest.mark.usefixtures("two_reviewers")
+def test_a_read_that_picks_by_a_value_of_the_loop_is_proven_with_the_rows_in_a_list():
+    """book.review_set.get(reviewer=reviewer) per book and reviewer: no queryset can hold
+    the condition (it changes on every call), so the fix prefetches the rows without it,
+    the advice picks from the list in Python, and the proof answers each call that way."""
+    with detect() as report:
+        expected = reviews_page()
+    [finding] = report.findings
+    assert finding.fix == (
+        '.prefetch_related(Prefetch("review_set", queryset=Review.objects.all(), '
+        'to_attr="review_set_list"))'
+    )
+    line = line_of("texts.append(book.review_set.get(reviewer=reviewer).text)")
+    assert f"review_by_each ({HERE}:{line}) calls .review_set.get(...)" in finding.advice
+    assert "[row for row in book.review_set_list if row.reviewer_id == reviewer.pk]" in (
+        finding.advice
+    )
+    assert picked_from_list(finding.fix, finding.advice) == expected
+
+    [proven] = rerun(report.findings, lambda: 200 if reviews_page() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (2 + 6 * 2, 3)
+
+
+@pytest.mark.usefixtures("two_reviewers")
+def test_a_pick_that_gives_other_rows_than_the_call_is_not_proven():
+    with detect() as report:
+        expected = reviews_page()
+    [finding] = report.findings
+    # Compares the review's own id to the reviewer's: no row, so every call "raises".
+    target = with_call(finding, picks=(("id", "reviewer", True),))
+    [judged] = rerun(
+        [replace(finding, target=target)], lambda: 200 if reviews_page() == expected else 500
+    )
+    assert judged.proof.verdict == "unproven"
+    line = line_of("texts.append(book.review_set.get(reviewer=reviewer).text)")
+    assert f"the call at {HERE}:{line} returned" in judged.proof.reason, judged.proof.reason
+
+
+@pytest.mark.usefixtures("two_reviewers")
+def test_a_pick_through_a_relation_gets_no_pick_of_its_own():
+    """reviewer__name=name is a lookup the advice's comparison could not spell."""
+
+    def page():
+        names = ["R1", "R2"]
+        return [
+            [len(book.review_set.filter(reviewer__name=name)) for name in names]
+            for book in Book.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        page()
+    [finding] = report.findings
+    assert finding.relation == "shop.Book.review_set"
+    assert "pick from the list" not in finding.advice
+    assert finding.target is None or not finding.target.row_calls

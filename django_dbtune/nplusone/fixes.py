@@ -22,7 +22,8 @@ from django_dbtune.nplusone.homes import (
     is_model_admin,
     qualname,
 )
-from django_dbtune.nplusone.per_row_source import annotation_name, list_read, written_through
+from django_dbtune.nplusone.list_reads import list_read
+from django_dbtune.nplusone.per_row_source import annotation_name, written_through
 from django_dbtune.nplusone.relations import query_path, relation_field
 from django_dbtune.nplusone.state import Group, Load, Site
 
@@ -187,7 +188,7 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
             "order_by() on a related manager queries again even when it was prefetched.",
         )
     if load.sliced or load.filtered:
-        listed = list_read(load) if not load.sliced and not load.tag.prefix else None
+        listed = list_read(load) if not load.tag.prefix else None
         if listed is not None:
             # The reading code must change too; the proof reads the list at its line.
             code, advice, call = listed

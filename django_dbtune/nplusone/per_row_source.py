@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
-from django_dbtune.call_sites import relative_path
-from django_dbtune.findings import RowCall
-
 if TYPE_CHECKING:
     from django.db.models import Model
 
@@ -32,7 +29,7 @@ _CHAIN_CALLS = frozenset({"filter", "exclude", "all", "order_by", "distinct"})
 """Queryset methods a per-row read may chain before its count: all keep its meaning in a
 subquery (an ordering is dropped there anyway)."""
 
-_ROWS_CALLS = _CHAIN_CALLS | {"select_related", "prefetch_related", "only", "defer"}
+ROWS_CALLS = _CHAIN_CALLS | {"select_related", "prefetch_related", "only", "defer"}
 """The same for a filtered read of rows, which a ``Prefetch`` queryset can do as well."""
 
 
@@ -117,7 +114,7 @@ def read_call(
     call this can read. ``names`` are the keyword names that pass the row (``kbitem``,
     ``kbitem_id``, ``kbitem__pk``); ``accessor`` is the related manager's name when the
     call goes through one (``self.ticket_set.filter(...)``)."""
-    read = _read(filename)
+    read = read_source(filename)
     if read is None:
         return None
     source, tree = read
@@ -135,58 +132,28 @@ def read_call(
         empty = _empty(source, values[0])
     elif call.args or call.keywords:
         return None
-    chain = _chain(call.func.value)
+    chain = chain_of(call.func.value)
     if chain is None:
         return None
     start, calls = chain
     if kind != "exists" and any(c.func.attr == "distinct" for c in calls):  # type: ignore[attr-defined]
         return None  # distinct rows over a join: a grouped count would count the join's
-    local = _local_names(tree, line)
+    local = local_names(tree, line)
     if accessor is not None:
         if not (isinstance(start, ast.Attribute) and start.attr == accessor):
             return None
         first = f'{model}.objects.filter({column}=OuterRef("pk"))'
-        inner = _rewritten(source, calls, None, first, local)
+        inner = rewritten(source, calls, None, first, local)
     else:
         if not _names_model(start, model):
             return None
-        inner = _rewritten(source, calls, names, ast.get_source_segment(source, start), local)
+        inner = rewritten(source, calls, names, ast.get_source_segment(source, start), local)
     if inner is None:
         return None
     return Written(kind, inner, column, aggregate, empty)
 
 
-def read_rows(filename: str, line: int, *, model: str, accessor: str) -> str | None:
-    """The queryset a ``Prefetch`` needs for the filtered read of related manager
-    ``accessor`` in the statement at ``filename:line`` (``self.links.filter(person__live=
-    True).select_related("person")`` gives ``Link.objects.filter(person__live=True)
-    .select_related("person")``); None unless the statement holds exactly one such read,
-    with no slice and no condition that reads the row again."""
-    read = _read(filename)
-    if read is None:
-        return None
-    source, tree = read
-    statement = _statement(tree, line)
-    if statement is None:
-        return None
-    longest: dict[int, tuple[ast.Attribute, list[ast.Call]]] = {}
-    for node in ast.walk(statement):
-        chain = _chain(node, _ROWS_CALLS) if isinstance(node, ast.Call) else None
-        if chain is None or not chain[1]:
-            continue
-        start, calls = chain
-        if not (isinstance(start, ast.Attribute) and start.attr == accessor):
-            continue
-        seen = longest.get(id(start))
-        if seen is None or len(calls) > len(seen[1]):  # the whole chain, not a part of it
-            longest[id(start)] = (start, calls)
-    if len(longest) != 1:
-        return None
-    [(_, calls)] = longest.values()
-    return _rewritten(source, calls, None, f"{model}.objects", _local_names(tree, line))
-
-
-def _statement(tree: ast.AST, line: int) -> ast.stmt | None:
+def statement_at(tree: ast.AST, line: int) -> ast.stmt | None:
     """The innermost statement spanning ``line``."""
     found: ast.stmt | None = None
     for node in ast.walk(tree):
@@ -226,7 +193,7 @@ def _empty(source: str, aggregate: ast.Call) -> str | None:
     return "0" if name == "Count" else None
 
 
-def _chain(
+def chain_of(
     node: ast.expr, allowed: frozenset[str] = _CHAIN_CALLS
 ) -> tuple[ast.expr, list[ast.Call]] | None:
     """``start.<manager>.filter(...).exclude(...)`` as (start, the calls in order), where
@@ -250,7 +217,7 @@ def _names_model(start: ast.expr, model: str) -> bool:
     return name == model
 
 
-def _rewritten(
+def rewritten(
     source: str,
     calls: list[ast.Call],
     names: frozenset[str] | None,
@@ -279,7 +246,7 @@ def _rewritten(
                 and call.func.attr == "filter"
             )
             value = keyword.value if keyword is not None else argument
-            if not passes_row and _reads(value, local):
+            if not passes_row and reads_name(value, local):
                 return None
             segment = 'OuterRef("pk")' if passes_row else ast.get_source_segment(source, value)
             if segment is None:
@@ -292,11 +259,11 @@ def _rewritten(
     return "".join(text)
 
 
-def _reads(node: ast.AST, local: frozenset[str]) -> bool:
+def reads_name(node: ast.AST, local: frozenset[str]) -> bool:
     return any(isinstance(n, ast.Name) and n.id in local for n in ast.walk(node))
 
 
-def _local_names(tree: ast.AST, line: int) -> frozenset[str]:
+def local_names(tree: ast.AST, line: int) -> frozenset[str]:
     """The names local to the innermost function around ``line``: its parameters and
     whatever it assigns."""
     functions = [
@@ -325,7 +292,7 @@ def module_of(filename: str) -> str | None:
     return None
 
 
-def _read(filename: str) -> tuple[str, ast.Module] | None:
+def read_source(filename: str) -> tuple[str, ast.Module] | None:
     """The file's source and its syntax tree, as Python imported it (None: unreadable)."""
     lines = linecache.getlines(filename)
     if not lines:
@@ -359,26 +326,3 @@ def written_through(load: Load) -> Written | None:
         names=frozenset(),
         accessor=load.name,
     )
-
-
-def list_read(load: Load) -> tuple[str, str, RowCall] | None:
-    """For a filtered read of a related manager on a project line that can be read
-    (``self.links.filter(person__live=True)``): the fix, a ``Prefetch`` of that very
-    queryset to a list, its advice, and the read for a proof to answer from the list."""
-    if load.site is None or load.related_model is None:
-        return None
-    file, line, function = load.site
-    text = None
-    if function != "template":
-        text = read_rows(file, line, model=load.related_model.__name__, accessor=load.name)
-    module = module_of(file)
-    if text is None or module is None:
-        return None
-    to_attr = free_name(load.tag.group.model, f"{load.name}_list")
-    code = f'.prefetch_related(Prefetch("{load.name}", queryset={text}, to_attr="{to_attr}"))'
-    advice = (
-        f"Then read obj.{to_attr} where {function} ({relative_path(file)}:{line}) filters "
-        f".{load.name} once per row."
-    )
-    call = RowCall("rows", to_attr, text, relative_path(file), line, module, path=load.name)
-    return code, advice, call

@@ -117,7 +117,7 @@ def stood_in(
             again = queryset._chain()
             listed = checked(
                 found[0],
-                list(row.__dict__[found[0].name]),
+                picked(found[0], found[1], list(row.__dict__[found[0].name])),
                 lambda: saved["_fetch_all"](again) or again._result_cache,
             )
             queryset._result_cache = listed
@@ -149,6 +149,24 @@ def stood_in(
     finally:
         for name, method in saved.items():
             setattr(QuerySet, name, method)
+
+
+def picked(call: RowCall, frame: FrameType, rows: list[Any]) -> list[Any]:
+    """The rows of the list the advice's comprehension keeps, with the values the calling
+    code holds now (``row.field_id == field.pk``); a value the advice's ``.pk`` cannot be
+    read on keeps none, so the comparison with the real read tells."""
+    if not call.picks:
+        return rows
+    values = frame.f_locals
+    wanted = []
+    for attname, name, relation in call.picks:
+        value = values.get(name, _MISSING)
+        if relation:
+            value = value.pk if isinstance(value, Model) else _MISSING
+        if value is _MISSING:
+            return []
+        wanted.append((attname, value))
+    return [row for row in rows if all(getattr(row, a) == v for a, v in wanted)]
 
 
 def _short(value: Any) -> str:

@@ -212,10 +212,11 @@ class RowCall:
     """A per-row ``count()``, ``exists()`` or ``aggregate()`` call at ``file:line`` (as
     findings show files), and the annotation ``name = expression`` that answers it for
     every row at once; or (kind ``rows``) a filtered read of a related manager and the
-    ``Prefetch(path, queryset=expression, to_attr=name)`` whose list answers it. ``module``
-    is where the expression's names are defined: it is the call's own chain, written there."""
+    ``Prefetch(path, queryset=expression, to_attr=name)`` whose list answers it; or (kind
+    ``reuse``) one read sent again with the same values, answered by its first result.
+    ``module`` is where the expression's names are defined: the call's own chain."""
 
-    kind: Literal["count", "exists", "aggregate", "rows"]
+    kind: Literal["count", "exists", "aggregate", "rows", "reuse"]
     name: str
     expression: str
     file: str

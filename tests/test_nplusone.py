@@ -23,6 +23,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_dbtune import CaptureError, DbtuneError, NPlusOneError, filled_rows
 from django_dbtune.nplusone import detect, patches, pause
+from django_dbtune.nplusone.proof import rerun
 from django_dbtune.nplusone.read_watch import ReadWatch
 from tests.shop.models import (
     Author,
@@ -1085,7 +1086,38 @@ def test_the_same_query_with_the_same_values_per_row_is_reported(shop):
         "run this Tag query once and reuse its result (before the loop, or cached on the "
         "object that runs it)"
     )
-    assert "unproven" in found["shop.Tag"].message
+    assert "proven" not in found["shop.Tag"].message  # not until the page runs again
+
+
+def tag_names_per_book():
+    return [[tag.name for tag in Tag.objects.order_by("id")] for _book in Book.objects.all()]
+
+
+def test_the_same_query_run_again_per_row_is_proven_by_reusing_its_first_result(shop):
+    with detect() as report:
+        expected = tag_names_per_book()
+    assert [f.relation for f in report.findings] == ["shop.Tag"]
+    [proven] = rerun(report.findings, lambda: 200 if tag_names_per_book() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (1 + 6, 2)
+
+
+def test_a_query_whose_rows_change_between_runs_is_not_proven_by_reuse(shop):
+    """A loop that writes what it reads again: its first result would be stale."""
+
+    def page():
+        names = []
+        for book in Book.objects.order_by("id"):
+            names.append([tag.name for tag in Tag.objects.order_by("id")])
+            Tag.objects.filter(pk=Tag.objects.order_by("id")[0].pk).update(name=book.title)
+        return names
+
+    with detect() as report:
+        page()
+    tags = [f for f in report.findings if f.relation == "shop.Tag" and "LIMIT" not in f.sample_sql]
+    [judged] = rerun(tags, lambda: page() and 200)
+    assert judged.proof.verdict == "unproven"
+    assert "cannot be reused" in judged.proof.reason, judged.proof.reason
 
 
 def test_pages_of_one_query_are_not_the_same_query_repeated(shop):

@@ -72,12 +72,27 @@ def per_row_queries(
             url=url,
             proof=Proof("unproven", reason=HAND_WRITTEN),
         )
+        if distinct == 1 and function != "template":
+            finding = _reused(finding, filename, lineno)
         tags = [rows.get(index) for index in positions[id(group)]]
         groups = list({id(tag.group): tag.group for tag in tags if tag is not None}.values())
         if len(described) == 4 and groups and None not in tags:
             finding = _placed(finding, groups, described[3], group[0])
         found.append(finding)
     return found
+
+
+def _reused(finding: NPlusOneFinding, filename: str, line: int) -> NPlusOneFinding:
+    """One read sent again with the same values: proven by answering it at its line from
+    its first result, as code that keeps the result would."""
+    module = module_of(filename)
+    if module is None:
+        return finding
+    call = RowCall("reuse", "", "", relative_path(filename), line, module)
+    target = FixTarget(
+        "add", row_calls=(call,), model=finding.model, file=call.file, line=call.line
+    )
+    return replace(finding, target=target, proof=None)
 
 
 def _row_tags(detection: Detection) -> dict[int, Tag]:

@@ -72,6 +72,9 @@ class Applied:
         self.hits = 0
         self.mismatches: list[str] = []
 
+    def hit(self) -> None:
+        self.hits += 1
+
 
 @contextmanager
 def applied(target: FixTarget) -> Iterator[Applied]:
@@ -116,7 +119,7 @@ def applied(target: FixTarget) -> Iterator[Applied]:
         if admin is not None:
             scoped = _Scoped(seen, target.list_select_related, admin.list_select_related)  # type: ignore[attr-defined]
             admin.list_select_related = scoped  # type: ignore[attr-defined]
-        with stood_in(target, seen.mismatches, lambda: _proving.get() is seen):
+        with stood_in(target, seen.mismatches, lambda: _proving.get() is seen, seen.hit):
             yield seen
     finally:
         _proving.reset(token)
@@ -195,9 +198,11 @@ def _amend(queryset: Any, target: FixTarget) -> None:
     query = queryset._query
     lookups = tuple(queryset._prefetch_related_lookups)
     if target.action == "add":
-        if target.row_calls:
-            queryset.query = queryset.annotate(**row_annotations(target)).query
+        annotations = row_annotations(target)
+        if annotations:
+            queryset.query = queryset.annotate(**annotations).query
             query = queryset._query
+        if target.row_calls:
             lookups += tuple(row_prefetches(target))
         if target.count_annotations:
             counts = {name: Count(path) for name, path in target.counted().items()}

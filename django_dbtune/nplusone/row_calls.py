@@ -33,7 +33,11 @@ _EXPRESSIONS = {
 def row_annotations(target: FixTarget) -> dict[str, Any]:
     """``{name: expression}`` for each per-row call of ``target``; raises what evaluating
     an expression raises (the proof then says the fix raised)."""
-    return {call.name: _evaluated(call) for call in target.row_calls if call.kind != "rows"}
+    return {
+        call.name: _evaluated(call)
+        for call in target.row_calls
+        if call.kind not in ("rows", "reuse")
+    }
 
 
 def row_prefetches(target: FixTarget) -> list[Prefetch[Any]]:
@@ -58,12 +62,16 @@ _MISSING = object()
 
 @contextmanager
 def stood_in(
-    target: FixTarget, mismatches: list[str], rerun: Callable[[], bool]
+    target: FixTarget,
+    mismatches: list[str],
+    rerun: Callable[[], bool],
+    hit: Callable[[], None] = lambda: None,
 ) -> Iterator[None]:
     """While inside, in the re-run only (``rerun()`` says whether the code running now is
     it), each per-row call of ``target`` reads its row's annotation. The call itself runs
     too, unrecorded, and what it returned is compared: a difference goes to ``mismatches``
-    (the fix would change what the page shows)."""
+    (the fix would change what the page shows). ``hit()`` is called for each read a first
+    result answered."""
     if not target.row_calls:
         yield
         return
@@ -109,6 +117,8 @@ def stood_in(
         return checked(call, value, real)
 
     def fetch_all(queryset: Any) -> None:
+        if queryset._result_cache is None and reusing and reused(queryset):
+            return
         # A filtered read of a related manager at the call's line: the prefetched list.
         row = queryset._hints.get("instance") if queryset._result_cache is None else None
         rows = row is not None and queryset._iterable_class is ModelIterable
@@ -124,6 +134,39 @@ def stood_in(
             queryset._prefetch_done = True
             return
         saved["_fetch_all"](queryset)
+
+    reusing = any(call.kind == "reuse" for call in target.row_calls)
+    first: dict[tuple[str, str, str], list[Any]] = {}
+
+    def reused(queryset: Any) -> bool:
+        """The same read at the call's line again: its first result, as the code would
+        keep it. The read runs too, unrecorded, for the comparison."""
+        found = site_call("reuse")
+        if found is None:
+            return False
+        try:
+            sql, params = queryset.query.sql_with_params()
+        except Exception:  # EmptyResultSet, or a query that does not compile here
+            return False
+        key = (queryset.db, sql, repr(params))
+        kept = first.get(key)
+        if kept is None:
+            saved["_fetch_all"](queryset)
+            first[key] = list(queryset._result_cache)
+            return True
+        again = queryset._chain()
+        with pause(), unrecorded():
+            saved["_fetch_all"](again)
+        if _field_values(again._result_cache) != _field_values(kept):
+            call = found[0]
+            mismatches.append(
+                f"the read at {call.file}:{call.line} returned other rows or values than its "
+                "first run, so its result cannot be reused"
+            )
+        queryset._result_cache = kept
+        queryset._prefetch_done = True
+        hit()
+        return True
 
     def count(queryset: Any) -> Any:
         value = answered("count", (), {}, lambda: saved["count"](queryset))
@@ -167,6 +210,16 @@ def picked(call: RowCall, frame: FrameType, rows: list[Any]) -> list[Any]:
             return []
         wanted.append((attname, value))
     return [row for row in rows if all(getattr(row, a) == v for a, v in wanted)]
+
+
+def _field_values(rows: list[Any]) -> list[Any]:
+    """Rows as what they hold (model instances compare by primary key only)."""
+    return [
+        (type(row), tuple(getattr(row, f.attname) for f in row._meta.concrete_fields))
+        if isinstance(row, Model)
+        else row
+        for row in rows
+    ]
 
 
 def _short(value: Any) -> str:

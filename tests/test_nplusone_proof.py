@@ -12,7 +12,8 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test.utils import CaptureQueriesContext
 
-from django_dbtune.findings import FixTarget, NPlusOneFinding
+from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.proof import Outcome, forget_proofs, judged
 from tests.shop.admin import BookAdmin, TagAdmin
 from tests.shop.models import Author, Book, Publisher

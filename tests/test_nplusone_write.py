@@ -7,7 +7,8 @@ import sys
 import textwrap
 import time
 
-from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof, RowCall
+from django_dbtune.findings import NPlusOneFinding, Proof
+from django_dbtune.fix_targets import FixTarget, RowCall
 from django_dbtune.nplusone import codemod
 from tests.test_writer import manage
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import libcst as cst
 
-from django_dbtune.findings import FixTarget
+from django_dbtune.fix_targets import FixTarget
 
 # Methods of a queryset (and manager) that return a queryset: the links of a chain.
 CHAIN_METHODS = frozenset(

@@ -17,7 +17,8 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from django_dbtune.conf import conf
-from django_dbtune.findings import FixTarget, NPlusOneFinding
+from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.chains import Replace, chain_link, has_link, with_loads, within
 from django_dbtune.nplusone.fixes import chain as chain_code
 from django_dbtune.nplusone.homes import fix_home

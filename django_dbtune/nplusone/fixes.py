@@ -13,7 +13,8 @@ from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
-from django_dbtune.findings import FixTarget, NPlusOneFinding
+from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.generic import Generic, generic_calls, generic_join, through_generic
 from django_dbtune.nplusone.homes import (
     admin_joins,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from django.core.exceptions import FieldDoesNotExist
 
 from django_dbtune.call_sites import relative_path
-from django_dbtune.findings import RowCall
+from django_dbtune.fix_targets import RowCall
 from django_dbtune.nplusone.per_row_source import (
     ROWS_CALLS,
     chain_of,

@@ -24,7 +24,8 @@ from django.db.models.query import QuerySet
 from django.utils.module_loading import import_string
 
 from django_dbtune.call_sites import relative_path
-from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
+from django_dbtune.findings import NPlusOneFinding, Proof
+from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.cold_caches import cold_local_caches
 from django_dbtune.nplusone.generic import generic_prefetches
 from django_dbtune.nplusone.origin import owner_on_stack

@@ -9,7 +9,8 @@ from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.call_sites import relative_path
-from django_dbtune.findings import FixTarget, NPlusOneFinding, Proof
+from django_dbtune.findings import NPlusOneFinding, Proof
+from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.fixes import fix_for, merged, queryset_site, site_text
 from django_dbtune.nplusone.hand_written import per_row_queries
 from django_dbtune.nplusone.homes import qualname

@@ -21,7 +21,7 @@ from django.db.models.query import ModelIterable, QuerySet
 
 from django_dbtune.call_sites import call_site_finder, relative_path
 from django_dbtune.capture import unrecorded
-from django_dbtune.findings import FixTarget, RowCall
+from django_dbtune.fix_targets import FixTarget, RowCall
 from django_dbtune.nplusone.state import pause
 
 _EXPRESSIONS = {

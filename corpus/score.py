@@ -260,6 +260,18 @@ def dbtune_relations(finding: dict[str, Any]) -> list[str]:
     return [str(finding.get("relation", ""))]
 
 
+def reaches(proof: dict[str, Any], after: int | None, alone: bool = False) -> bool:
+    """A proven fix reached the hand-measured count: by itself, or (unless ``alone``) with
+    the proven fixes of the other N+1s of the same function applied at once (the hand fix
+    of one loop is one edit)."""
+    if proof.get("verdict") != "proven":
+        return False
+    if after is None:
+        return True
+    counts = [proof.get("after")] + ([] if alone else [proof.get("together")])
+    return any(count is not None and count <= after for count in counts)
+
+
 def proof_of(finding: dict[str, Any]) -> dict[str, Any]:
     proof = finding.get("proof")
     if not isinstance(proof, dict) or not proof.get("verdict"):
@@ -525,17 +537,15 @@ def score_project(project: str, args: argparse.Namespace) -> dict[str, Any]:
             if any(in_class(entry.fix_site, names.classes.get(c)) for c in owner_classes(f)):
                 exact_via.append("fix_site (class)")
         proofs = [proof_of(f) for f in matched]
-        proven = any(
-            p.get("verdict") == "proven"
-            and (entry.after is None or (p.get("after") is not None and p["after"] <= entry.after))
-            for p in proofs
-        )
+        proven = any(reaches(p, entry.after) for p in proofs)
+        together = not any(reaches(p, entry.after, alone=True) for p in proofs) and proven
         row["dbtune"] = {
             "found": bool(matched),
             "matched_as": sorted({str(how[id(f)]) for f in matched}),
             "exact": bool(exact_via),
             "exact_via": sorted(set(exact_via)),
             "proven": proven,
+            "proven_together": together,
             "proofs": proofs,
             "findings": [
                 {k: f.get(k) for k in ("relation", "call_site", "queryset_site", "fix", "count")}
@@ -833,6 +843,12 @@ def text_report(reports: list[dict[str, Any]]) -> str:
                 out.append(
                     f"    {e['page']}  {e['relation']}: said {callers}; truth {e['trigger']}"
                 )
+        together = [e for e in r["entries"] if e["dbtune"].get("proven_together")]
+        if together:
+            out.append("  dbtune fix proven with the other fixes of its function:")
+            for e in together:
+                proof = "; ".join(dict.fromkeys(proof_text(p) for p in e["dbtune"]["proofs"]))
+                out.append(f"    {e['page']}  {e['relation']}: {proof} (truth after {e['after']})")
         unproven = [e for e in r["entries"] if e["dbtune"]["found"] and not e["dbtune"]["proven"]]
         if unproven:
             out.append("  dbtune found, fix not proven:")
@@ -868,6 +884,8 @@ def proof_text(proof: dict[str, Any]) -> str:
     text = str(proof.get("verdict", "?"))
     if proof.get("after") is not None:
         text += f" {proof.get('before')}->{proof['after']}"
+    if proof.get("together") is not None:
+        text += f", {proof['together']} with the other fixes of its function"
     return text + (f" ({proof['reason']})" if proof.get("reason") else "")
 
 

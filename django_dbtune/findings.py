@@ -223,6 +223,11 @@ class Proof:
     status_before: int | None = None
     status_after: int | None = None
     reason: str | None = None
+    together: int | None = None
+    """Queries with this fix and the proven fixes of the other findings of the same
+    function applied at once (one loop's N+1s, fixed in one edit)."""
+    together_with: tuple[str, ...] = ()
+    """Those other findings' lines."""
 
     @property
     def text(self) -> str:
@@ -236,7 +241,13 @@ class Proof:
             parts.append(f"status {self.status_before} -> {self.status_after}")
         measured = ", ".join(parts)
         if self.verdict == "proven":
-            return f"proven: re-run with the fix, {measured}"
+            text = f"proven: re-run with the fix, {measured}"
+            if self.together is not None and self.before is not None:
+                text += (
+                    f"; with the fix for {' and '.join(self.together_with)} too: "
+                    f"{self.before} -> {self.together} queries"
+                )
+            return text
         detail = "; ".join(part for part in (self.reason, measured) if part)
         return f"unproven: {detail}" if detail else "unproven"
 
@@ -248,6 +259,8 @@ class Proof:
             "status_before": self.status_before,
             "status_after": self.status_after,
             "reason": self.reason,
+            "together": self.together,
+            "together_with": list(self.together_with),
         }
 
 

@@ -358,7 +358,7 @@ def test_a_filtered_read_of_values_is_not_answered_with_rows():
 def test_a_proof_changes_nothing_for_a_request_in_another_thread():
     """The proof's changes are process-wide patches; another thread's request (watched by
     its own detection, as under the middleware) must run as written, and never fail."""
-    from django_dbtune.nplusone.proof import applied
+    from django_dbtune.nplusone.fix_in_place import applied
 
     finding, expected = detected_good_reviews()
     # Evaluating this annotation raises: if the other thread ran it, it would fail.
@@ -476,3 +476,34 @@ def test_a_pick_through_a_relation_gets_no_pick_of_its_own():
     assert finding.relation == "shop.Book.review_set"
     assert "pick from the list" not in finding.advice
     assert finding.target is None or not finding.target.row_calls
+
+
+def review_by_each_reviewer(book):
+    texts = []
+    for reviewer in Author.objects.filter(name__startswith="R").order_by("id"):
+        try:
+            texts.append(book.review_set.get(reviewer=reviewer).text)
+        except Review.DoesNotExist:
+            texts.append(None)
+    return texts
+
+
+@pytest.mark.usefixtures("two_reviewers")
+def test_the_fixes_of_one_loop_are_also_proven_together():
+    """The reviewers read again per book and each review picked per reviewer: one edit of
+    the function fixes both, and each proof says what the two reach together."""
+
+    def page():
+        return [review_by_each_reviewer(book) for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    proven = rerun(report.findings, lambda: 200 if page() == expected else 500)
+    by_relation = {finding.relation: finding for finding in proven}
+    assert set(by_relation) == {"shop.Author", "shop.Book.review_set"}
+    reused, picked = by_relation["shop.Author"], by_relation["shop.Book.review_set"]
+    assert (reused.proof.before, reused.proof.after) == (1 + 6 + 12, 1 + 1 + 12)
+    assert (picked.proof.before, picked.proof.after) == (1 + 6 + 12, 1 + 6 + 1)
+    assert reused.proof.together == picked.proof.together == 3
+    assert picked.proof.together_with == (reused.call_site,)
+    assert f"with the fix for {reused.call_site} too: 19 -> 3 queries" in picked.message

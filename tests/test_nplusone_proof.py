@@ -616,7 +616,7 @@ def test_a_proof_leaves_a_request_in_another_thread_as_written():
     """The middleware proves in-process: while it re-runs a page with the fix, a request
     that another thread serves meanwhile must run its own code, not the fix."""
     from django_dbtune.nplusone import detect
-    from django_dbtune.nplusone.proof import applied
+    from django_dbtune.nplusone.fix_in_place import applied
 
     def page():
         return [book.author.name for book in Book.objects.order_by("id")]

@@ -47,7 +47,7 @@ Touched for a moment, not for the whole detection:
   objects attached to them: ``FETCH_ONE`` → :data:`.fetch_mode.DETECTING_FETCH_ONE`, as if
   their queryset had been evaluated inside the detection (Django 6.1+).
 
-While a fix is proven (:func:`.proof.applied`, inside a detection, for one re-run of a
+While a fix is proven (:func:`.fix_in_place.applied`, inside a detection, for one re-run of a
 page or test):
 
 - ``QuerySet._fetch_all`` → a wrapper of whatever is installed that adds (or removes) the

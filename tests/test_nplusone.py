@@ -1083,8 +1083,7 @@ def test_the_same_query_with_the_same_values_per_row_is_reported(shop):
     assert found["shop.Tag"].count == 6
     fix = found["shop.Tag"].fix
     assert fix == (
-        "run this Tag query once and reuse its result (before the loop, or cached on the "
-        "object that runs it)"
+        "run this Tag query once per request, before the loop that runs it, and reuse its result"
     )
     assert "proven" not in found["shop.Tag"].message  # not until the page runs again
 
@@ -1223,3 +1222,34 @@ def test_a_lookup_by_hand_is_named_after_the_concrete_model_not_a_proxy():
         for pk in Shelf.objects.values_list("pk", flat=True):
             Shelf.objects.get(pk=pk)
     assert [f.relation for f in report.findings] == ["testapp.Shelf.id"]
+
+
+def test_a_reused_result_whose_annotation_changes_is_not_proven(shop):
+    """The annotation, not a field, is what the loop changes: the first result would show
+    the first count on every row."""
+    author = Author.objects.order_by("id").first()
+
+    def page():
+        counts = []
+        for book in Book.objects.order_by("id"):
+            counts.append(Author.objects.annotate(n=Count("books")).get(pk=author.pk).n)
+            Book.objects.create(title=f"{book.title} again", author=author)
+        return counts
+
+    with detect() as report:
+        page()
+    [repeated] = [f for f in report.findings if f.relation == "shop.Author.id"]
+    [judged] = rerun([repeated], lambda: page() and 200)
+    assert judged.proof.verdict == "unproven", judged.proof
+    assert "cannot be reused" in judged.proof.reason
+
+
+def test_a_reused_result_with_deferred_fields_is_compared_without_loading_them(shop):
+    def page():
+        return [[tag.pk for tag in Tag.objects.only("id").order_by("id")] for _ in range(4)]
+
+    with detect() as report:
+        expected = page()
+    [judged] = rerun(report.findings, lambda: 200 if page() == expected else 500)
+    assert judged.proof.verdict == "proven", judged.proof
+    assert (judged.proof.before, judged.proof.after) == (4, 1)

@@ -507,3 +507,112 @@ def test_the_fixes_of_one_loop_are_also_proven_together():
     assert reused.proof.together == picked.proof.together == 3
     assert picked.proof.together_with == (reused.call_site,)
     assert f"with the fix for {reused.call_site} too: 19 -> 3 queries" in picked.message
+
+
+def reviewers():
+    return list(Author.objects.filter(name__startswith="R").order_by("id"))
+
+
+def texts_by(book, people):
+    texts = []
+    for row in people:  # a loop variable named like the advice's own
+        try:
+            texts.append(book.review_set.get(reviewer=row).text)
+        except Review.DoesNotExist:
+            texts.append(None)
+    return texts
+
+
+def texts_by_key(book, keys):
+    texts = []
+    for reviewer_id in keys:
+        try:
+            texts.append(book.review_set.get(reviewer_id=reviewer_id).text)
+        except Review.DoesNotExist:
+            texts.append(None)
+    return texts
+
+
+def pasted_pick(finding, **names):
+    """Each book's rows as the advice's pick gives them, with the loop's values in ``names``."""
+    pick = finding.advice.split("pick from the list: ")[1].split(" (one row")[0]
+    name, values = next(iter(names.items()))
+    return [
+        [[r.text for r in eval(pick, {"book": book, name: value})] for value in values]
+        for book in pasted(finding.fix)
+    ]
+
+
+@pytest.mark.usefixtures("two_reviewers")
+@pytest.mark.parametrize(
+    ("read", "name", "values"),
+    [
+        (texts_by, "row", lambda: reviewers()),
+        (texts_by_key, "reviewer_id", lambda: [r.pk for r in reviewers()]),
+    ],
+)
+def test_the_pick_pasted_as_written_gives_what_the_call_gave(read, name, values):
+    """The advice's own loop variable never hides the code's (``row``), and a key compared
+    by its ``_id`` name is compared as it is, not through ``.pk``."""
+
+    def page():
+        return [read(book, values()) for book in Book.objects.order_by("id")]
+
+    with detect() as report:
+        expected = page()
+    [finding] = [f for f in report.findings if f.relation == "shop.Book.review_set"]
+    picked = pasted_pick(finding, **{name: values()})
+    assert [[texts[0] if texts else None for texts in book] for book in picked] == expected
+    [proven] = rerun([finding], lambda: 200 if page() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+
+
+@pytest.mark.usefixtures("two_reviewers")
+def test_a_filtered_read_that_goes_on_after_the_pick_gets_no_pick():
+    """.filter(reviewer=r).order_by("-id").first() is one row in an order: a list is not it."""
+
+    def page():
+        return [
+            [book.review_set.filter(reviewer=r).order_by("-id").first() for r in reviewers()]
+            for book in Book.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        page()
+    [finding] = [f for f in report.findings if f.relation == "shop.Book.review_set"]
+    assert "pick from the list" not in (finding.advice or "")
+    assert finding.target is None or not finding.target.row_calls
+
+
+class ReviewTexts:
+    def texts(self, book, people):
+        return [
+            [review.text for review in book.review_set.filter(reviewer=person)]
+            for person in people
+        ]
+
+
+class TagNames:
+    def texts(self, book):
+        return [[tag.name for tag in Tag.objects.order_by("id")] for _ in range(1)]
+
+
+@pytest.mark.usefixtures("two_reviewers")
+def test_fixes_in_two_functions_of_one_name_are_not_proven_together():
+    """Two comprehensions (Python 3.11 names both <listcomp>) in two methods of one file are
+    two functions: their fixes are two edits."""
+    Tag.objects.create(name="t")
+
+    def page():
+        people = reviewers()
+        return [
+            (ReviewTexts().texts(book, people), TagNames().texts(book))
+            for book in Book.objects.order_by("id")
+        ]
+
+    with detect() as report:
+        expected = page()
+    proven = rerun(report.findings, lambda: 200 if page() == expected else 500)
+    assert {f.relation for f in proven} >= {"shop.Book.review_set", "shop.Tag"}
+    assert all(f.proof.verdict == "proven" for f in proven), [f.proof for f in proven]
+    assert all(f.proof.together is None for f in proven), [(f.call_site, f.proof) for f in proven]

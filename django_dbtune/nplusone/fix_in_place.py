@@ -6,6 +6,7 @@ Only the re-run sees it (a context variable scopes it), never another thread's r
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
@@ -50,7 +51,17 @@ def applied(target: FixTarget, *more: FixTarget) -> Iterator[Applied]:
     ModelAdmin's ``list_select_related`` is set on the class. Run inside an open
     ``detect()``: the detector records where each queryset was built.
     """
-    targets = (target, *more)
+    with _one_at_a_time, _applied((target, *more)) as seen:
+        yield seen
+
+
+_one_at_a_time = threading.RLock()
+"""Proofs in two threads at once (the middleware's, under a threaded server) would each put
+back the ``QuerySet`` methods it found, and one's patches could stay in for good."""
+
+
+@contextmanager
+def _applied(targets: tuple[FixTarget, ...]) -> Iterator[Applied]:
     owners = [_owner_class(one) for one in targets]
     seen = Applied()
     previous = QuerySet.__dict__["_fetch_all"]

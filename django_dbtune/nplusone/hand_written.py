@@ -263,8 +263,8 @@ def _describe_repeated(group: list[QueryRecord]) -> tuple[str, str, str | None] 
     relation = f"{model._meta.label}.{named[0]}" if named else model._meta.label
     return (
         relation,
-        f"run this {model.__name__} query once and reuse its result (before the loop, or "
-        "cached on the object that runs it)",
+        f"run this {model.__name__} query once per request, before the loop that runs it, "
+        "and reuse its result",
         f"The same query, with the same values, runs {len(group)} times from this line.",
     )
 

@@ -62,17 +62,22 @@ def list_read(load: Load) -> tuple[str, str, RowCall] | None:
         advice = f"Then read obj.{to_attr} where {where} filters .{load.name} once per row."
     else:
         fields = [model._meta.get_field(name) for name, _ in picked.picks]
+        # reviewer=reviewer compares to an instance (its .pk); reviewer_id=x to the key.
         picks = tuple(
-            (field.attname, value, field.is_relation)  # type: ignore[union-attr]
-            for field, (_, value) in zip(fields, picked.picks, strict=True)
+            (field.attname, value, field.is_relation and name == field.name)  # type: ignore[union-attr]
+            for field, (name, value) in zip(fields, picked.picks, strict=True)
         )
+        free = [n for n in ("row", "item", "entry", "obj", "one") if n not in picked.taken]
+        if not free:
+            return None
+        each = free[0]
         test = " and ".join(
-            f"row.{attname} == {value}{'.pk' if relation else ''}"
+            f"{each}.{attname} == {value}{'.pk' if relation else ''}"
             for attname, value, relation in picks
         )
         advice = (
             f"Then, where {where} calls .{load.name}.{picked.method}(...), pick from the "
-            f"list: [row for row in {picked.row}.{to_attr} if {test}]"
+            f"list: [{each} for {each} in {picked.row}.{to_attr} if {test}]"
             + (
                 " (one row; .get() raised DoesNotExist for none and MultipleObjectsReturned "
                 "for several)."
@@ -128,6 +133,8 @@ class Picked:
     method: Literal["get", "filter"]
     picks: tuple[tuple[str, str], ...]
     """(field, name): each condition ``field=name`` whose value the code holds."""
+    taken: frozenset[str] = frozenset()
+    """The names of the calling function: the pick's own loop variable must be another."""
 
 
 def picked_read(filename: str, line: int, *, model: type[Model], accessor: str) -> Picked | None:
@@ -154,6 +161,11 @@ def picked_read(filename: str, line: int, *, model: type[Model], accessor: str) 
     if len(found) != 1:
         return None
     last, start, calls = found[0]
+    parents = {child: node for node in ast.walk(statement) for child in ast.iter_child_nodes(node)}
+    used = parents.get(last)
+    get = isinstance(last.func, ast.Attribute) and last.func.attr == "get"
+    if not get and isinstance(used, ast.Attribute | ast.Subscript):
+        return None  # .filter(...).first(), .order_by(...), [:n]: a list is not what it read
     picks, kept = [], []
     for keyword in last.keywords:
         if keyword.arg is None:
@@ -172,9 +184,8 @@ def picked_read(filename: str, line: int, *, model: type[Model], accessor: str) 
         rows += f".filter({', '.join(ast.get_source_segment(source, k) or '' for k in kept)})"
     elif not calls:
         rows += ".all()"
-    get = isinstance(last.func, ast.Attribute) and last.func.attr == "get"
     method: Literal["get", "filter"] = "get" if get else "filter"
-    return Picked(rows, row, method, tuple(picks))
+    return Picked(rows, row, method, tuple(picks), local)
 
 
 def _is_own_field(model: type[Model], name: str) -> bool:

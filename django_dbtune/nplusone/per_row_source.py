@@ -284,6 +284,20 @@ def local_names(tree: ast.AST, line: int) -> frozenset[str]:
     return frozenset(names)
 
 
+def enclosing_function(filename: str, line: int) -> int | None:
+    """The line of the ``def`` of the innermost function around ``filename:line``."""
+    read = read_source(filename)
+    if read is None:
+        return None
+    functions = [
+        node.lineno
+        for node in ast.walk(read[1])
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.lineno <= line <= (node.end_lineno or 0)
+    ]
+    return max(functions, default=None)
+
+
 def module_of(filename: str) -> str | None:
     """The name of the module Python imported from ``filename``."""
     for name, module in list(sys.modules.items()):

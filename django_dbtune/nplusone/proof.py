@@ -17,10 +17,12 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
+from django_dbtune.conf import conf
 from django_dbtune.findings import NPlusOneFinding, Proof
 from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.cold_caches import cold_local_caches
 from django_dbtune.nplusone.fix_in_place import Applied, applied
+from django_dbtune.nplusone.per_row_source import enclosing_function
 
 
 @dataclass(frozen=True)
@@ -155,30 +157,46 @@ def _together(
     run: Callable[[tuple[FixTarget, ...]], tuple[Outcome, int]],
 ) -> list[NPlusOneFinding]:
     """Proven fixes of N+1s triggered in one function (one loop, fixed in one edit) run
-    once more all at once: each proof then also says what they reach together."""
-    by_function: dict[str, list[NPlusOneFinding]] = {}
+    once more all at once. A proof says what they reach together only when its own fix
+    counts there: together is below what the others reach without it."""
+    by_function: dict[tuple[str, int], list[NPlusOneFinding]] = {}
     for finding in findings:
-        proof = finding.proof
-        site = finding.call_site or ""
+        proof, site = finding.proof, finding.call_site or ""
         if proof is None or proof.verdict != "proven" or finding.target is None:
             continue
         if finding.kind == "n_plus_one" and " in " in site:
-            file, function = site.split(":")[0], site.split(" in ")[-1]
-            by_function.setdefault(f"{file} {function}", []).append(finding)
+            file, line = site.split(" in ")[0].rsplit(":", 1)
+            function = enclosing_function(str(conf.PROJECT_ROOT / file), int(line))
+            if function is not None:
+                by_function.setdefault((file, function), []).append(finding)
     settled: dict[int, NPlusOneFinding] = {}
     for group in by_function.values():
-        targets = tuple(dict.fromkeys(f.target for f in group if f.target is not None))
-        if len(targets) < 2:
+        if len(group) < 2:
             continue
-        after, _ = run(targets)
-        if after.error or after.mismatch or after.status != before.status:
+        all_of_them, _ = run(tuple(f.target for f in group if f.target is not None))
+        if not _clean(all_of_them, before):
             continue
         for finding in group:
-            assert finding.proof is not None
-            others = tuple(f.call_site or "" for f in group if f is not finding)
-            proof = replace(finding.proof, together=after.queries, together_with=others)
+            others = [f for f in group if f is not finding]
+            if len(others) == 1:
+                without = others[0].proof.after if others[0].proof is not None else None
+            else:
+                outcome, _ = run(tuple(f.target for f in others if f.target is not None))
+                without = outcome.queries if _clean(outcome, before) else None
+            if finding.proof is None or without is None or all_of_them.queries >= without:
+                continue
+            proof = replace(
+                finding.proof,
+                together=all_of_them.queries,
+                together_with=tuple(f.call_site or "" for f in others),
+            )
             settled[id(finding)] = replace(finding, proof=proof)
     return [settled.get(id(finding), finding) for finding in findings]
+
+
+def _clean(outcome: Outcome, before: Outcome) -> bool:
+    """The run raised nothing, read what the code reads, and answered as before."""
+    return not outcome.error and not outcome.mismatch and outcome.status == before.status
 
 
 def rerun(

@@ -121,14 +121,19 @@ def stood_in(
             return
         # A filtered read of a related manager at the call's line: the prefetched list.
         row = queryset._hints.get("instance") if queryset._result_cache is None else None
-        rows = row is not None and queryset._iterable_class is ModelIterable
-        found = site_call("rows") if rows else None
+        of_rows = row is not None and queryset._iterable_class is ModelIterable
+        found = site_call("rows") if of_rows else None
         if found is not None and found[0].name in row.__dict__:
             again = queryset._chain()
+            rows = picked(found[0], found[1], list(row.__dict__[found[0].name]))
+            if rows is None:
+                mismatches.append(
+                    f"the pick at {found[0].file}:{found[0].line} cannot be made with the "
+                    "values the code holds there (a variable missing, or no .pk on it)"
+                )
+                rows = []
             listed = checked(
-                found[0],
-                picked(found[0], found[1], list(row.__dict__[found[0].name])),
-                lambda: saved["_fetch_all"](again) or again._result_cache,
+                found[0], rows, lambda: saved["_fetch_all"](again) or again._result_cache
             )
             queryset._result_cache = listed
             queryset._prefetch_done = True
@@ -194,10 +199,10 @@ def stood_in(
             setattr(QuerySet, name, method)
 
 
-def picked(call: RowCall, frame: FrameType, rows: list[Any]) -> list[Any]:
+def picked(call: RowCall, frame: FrameType, rows: list[Any]) -> list[Any] | None:
     """The rows of the list the advice's comprehension keeps, with the values the calling
-    code holds now (``row.field_id == field.pk``); a value the advice's ``.pk`` cannot be
-    read on keeps none, so the comparison with the real read tells."""
+    code holds now (``row.field_id == field.pk``); None when the advice's comparison could
+    not be made (a name missing, ``.pk`` read on something else than a model instance)."""
     if not call.picks:
         return rows
     values = frame.f_locals
@@ -207,15 +212,16 @@ def picked(call: RowCall, frame: FrameType, rows: list[Any]) -> list[Any]:
         if relation:
             value = value.pk if isinstance(value, Model) else _MISSING
         if value is _MISSING:
-            return []
+            return None
         wanted.append((attname, value))
     return [row for row in rows if all(getattr(row, a) == v for a, v in wanted)]
 
 
 def _field_values(rows: list[Any]) -> list[Any]:
-    """Rows as what they hold (model instances compare by primary key only)."""
+    """Rows as what they hold: every loaded field and annotation (model instances compare
+    by primary key only). Read from ``__dict__``: nothing deferred is loaded for it."""
     return [
-        (type(row), tuple(getattr(row, f.attname) for f in row._meta.concrete_fields))
+        (type(row), {k: v for k, v in row.__dict__.items() if k != "_state"})
         if isinstance(row, Model)
         else row
         for row in rows

@@ -9,7 +9,7 @@ there."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -162,7 +162,8 @@ def stood_in(
         again = queryset._chain()
         with pause(), unrecorded():
             saved["_fetch_all"](again)
-        if _field_values(again._result_cache) != _field_values(kept):
+        loaded = again.query.annotation_select
+        if _field_values(again._result_cache, loaded) != _field_values(kept, loaded):
             call = found[0]
             mismatches.append(
                 f"the read at {call.file}:{call.line} returned other rows or values than its "
@@ -217,11 +218,19 @@ def picked(call: RowCall, frame: FrameType, rows: list[Any]) -> list[Any] | None
     return [row for row in rows if all(getattr(row, a) == v for a, v in wanted)]
 
 
-def _field_values(rows: list[Any]) -> list[Any]:
-    """Rows as what they hold: every loaded field and annotation (model instances compare
-    by primary key only). Read from ``__dict__``: nothing deferred is loaded for it."""
+def _field_values(rows: list[Any], annotations: Iterable[str]) -> list[Any]:
+    """Rows as what the query loaded into them: each field and annotation (model instances
+    compare by primary key only). Read from ``__dict__``: nothing deferred is loaded for it,
+    and what the code caches on an instance afterwards is not the query's."""
+    names = tuple(annotations)
     return [
-        (type(row), {k: v for k, v in row.__dict__.items() if k != "_state"})
+        (
+            type(row),
+            [
+                row.__dict__.get(name, _MISSING)
+                for name in (*(f.attname for f in row._meta.concrete_fields), *names)
+            ],
+        )
         if isinstance(row, Model)
         else row
         for row in rows

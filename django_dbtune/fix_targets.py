@@ -14,10 +14,11 @@ class RowCall:
     findings show files), and the annotation ``name = expression`` that answers it for
     every row at once; or (kind ``rows``) a filtered read of a related manager and the
     ``Prefetch(path, queryset=expression, to_attr=name)`` whose list answers it; or (kind
-    ``reuse``) one read sent again with the same values, answered by its first result.
+    ``reuse``) one read sent again with the same values, answered by its first result; or
+    (kind ``bulk``) a read by key ``name`` per row, answered from one read of every key.
     ``module`` is where the expression's names are defined: the call's own chain."""
 
-    kind: Literal["count", "exists", "aggregate", "rows", "reuse"]
+    kind: Literal["count", "exists", "aggregate", "rows", "reuse", "bulk"]
     name: str
     expression: str
     file: str
@@ -26,6 +27,8 @@ class RowCall:
     path: str = ""
     picks: tuple[tuple[str, str, bool], ...] = ()
     """A read that picks rows by the code's values: (attname, name, relation) per condition."""
+    keys: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+    """For ``bulk``: the keys the run read one by one (what the code collects first)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -1195,7 +1195,7 @@ def test_a_lookup_written_by_hand_per_row_says_why_its_fix_is_unproven(shop):
 
     with detect() as report:
         for book in Book.objects.all():
-            Author.objects.get(pk=book.author_id)
+            Author.objects.filter(name=book.title).first()  # a column that is no key
     [finding] = rerun(report.findings, lambda: None)
     assert finding.proof.verdict == "unproven"
     assert "queries once per row by itself" in finding.proof.reason
@@ -1253,3 +1253,46 @@ def test_a_reused_result_with_deferred_fields_is_compared_without_loading_them(s
     [judged] = rerun(report.findings, lambda: 200 if page() == expected else 500)
     assert judged.proof.verdict == "proven", judged.proof
     assert (judged.proof.before, judged.proof.after) == (4, 1)
+
+
+def author_names():
+    return [Author.objects.get(pk=book.author_id).name for book in Book.objects.order_by("id")]
+
+
+def book_titles_by_keys():
+    return [
+        [book.title for book in Book.objects.filter(pk__in=[author.pk, author.pk + 1])]
+        for author in Author.objects.order_by("pk")
+    ]
+
+
+@pytest.mark.parametrize(("page", "before"), [(author_names, 1 + 6), (book_titles_by_keys, None)])
+def test_a_read_by_key_per_row_is_proven_by_reading_every_key_at_once(shop, page, before):
+    """Author.objects.get(pk=...) per row, or filter(pk__in=[...]): the proof answers each
+    read from one read of every key, as in_bulk() before the loop would."""
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.fix.endswith(".in_bulk(values) before the loop")
+    [proven] = rerun(report.findings, lambda: 200 if page() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert proven.proof.after == 2
+    if before is not None:
+        assert proven.proof.before == before
+    else:
+        assert "Each row reads a list of keys" in finding.advice
+
+
+def test_a_read_by_key_whose_rows_change_is_not_proven(shop):
+    def page():
+        names = []
+        for book in Book.objects.order_by("id"):
+            names.append(Author.objects.get(pk=book.author_id).name)
+            Author.objects.filter(pk=book.author_id).update(name=f"{book.title}'s author")
+        return names
+
+    with detect() as report:
+        page()
+    [by_key] = [f for f in report.findings if f.relation == "shop.Author.id"]
+    [judged] = rerun([by_key], lambda: page() and 200)
+    assert judged.proof.verdict == "unproven", judged.proof

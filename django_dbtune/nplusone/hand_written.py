@@ -75,6 +75,8 @@ def per_row_queries(
         )
         if distinct == 1 and function != "template":
             finding = _reused(finding, filename, lineno)
+        elif function != "template" and fix.endswith(BY_KEY):
+            finding = _by_key(finding, group, filename, lineno)
         tags = [rows.get(index) for index in positions[id(group)]]
         groups = list({id(tag.group): tag.group for tag in tags if tag is not None}.values())
         if len(described) == 4 and groups and None not in tags:
@@ -94,6 +96,43 @@ def _reused(finding: NPlusOneFinding, filename: str, line: int) -> NPlusOneFindi
         "add", row_calls=(call,), model=finding.model, file=call.file, line=call.line
     )
     return replace(finding, target=target, proof=None)
+
+
+def _by_key(
+    finding: NPlusOneFinding, group: list[QueryRecord], filename: str, line: int
+) -> NPlusOneFinding:
+    """A read by a unique key per row: proven by answering each from one read of every key
+    the run asked for, as ``in_bulk()`` before the loop would."""
+    module = module_of(filename)
+    model = apps.get_model(finding.model)
+    field = model._meta.get_field(finding.path)
+    keys: list[Any] = []
+    lists = False
+    for record in group:
+        found = lookup(record.sql, record.vendor, True)
+        if found is None or len(found.compared) != len(record.params):
+            return finding
+        own = [
+            value
+            for column, value in zip(found.compared, record.params, strict=True)
+            if column == (model._meta.db_table, field.column)
+        ]
+        keys += own
+        lists = lists or len(own) > 1
+    if module is None or not keys:
+        return finding
+    name = field.attname
+    call = RowCall("bulk", name, "", relative_path(filename), line, module, keys=tuple(keys))
+    target = FixTarget(
+        "add", row_calls=(call,), model=finding.model, file=call.file, line=call.line
+    )
+    advice = finding.advice
+    if lists:
+        advice = (
+            f"{advice} Each row reads a list of keys: take its rows from the dict sorted as "
+            f"the query sorts them ({model.__name__}'s Meta.ordering, or its order_by())."
+        )
+    return replace(finding, target=target, proof=None, advice=advice)
 
 
 def _row_tags(detection: Detection) -> dict[int, Tag]:
@@ -146,6 +185,8 @@ def _placed(
     sites = " and ".join(dict.fromkeys(queryset_site(g) or "" for g in groups))
     return replace(finding, fix=code, queryset_site=sites, target=target, proof=None)
 
+
+BY_KEY = ".in_bulk(values) before the loop"
 
 SAME_AGAIN = 3
 """How often one query, with the same values, must run from one line to be a loop: twice
@@ -321,7 +362,7 @@ def _describe_column(
     if field.primary_key or field.unique:
         return (
             relation,
-            f"{name}.objects.in_bulk(values) before the loop",
+            f"{name}.objects{BY_KEY}",
             f"Or .select_related(...) on the loop's queryset when the {field.name} values "
             "come from a foreign key.",
         )

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import models
 from django.db.models import Model, Prefetch
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact, In
 from django.db.models.query import ModelIterable, QuerySet
 
 from django_dbtune.call_sites import call_site_finder, relative_path
@@ -36,7 +37,7 @@ def row_annotations(target: FixTarget) -> dict[str, Any]:
     return {
         call.name: _evaluated(call)
         for call in target.row_calls
-        if call.kind not in ("rows", "reuse")
+        if call.kind in ("count", "exists", "aggregate")
     }
 
 
@@ -94,7 +95,11 @@ def stood_in(
     def checked(call: RowCall, value: Any, real: Callable[[], Any]) -> Any:
         with pause(), unrecorded():
             returned = real()
-        if returned != value:
+        same = returned == value
+        if isinstance(returned, list) and isinstance(value, list):
+            # Model instances are equal by primary key: rows compare by what they hold.
+            same = _field_values(returned, ()) == _field_values(value, ())
+        if not same:
             mismatches.append(
                 f"the call at {call.file}:{call.line} returned {_short(returned)} where the "
                 f"fix gives {_short(value)}"
@@ -118,6 +123,8 @@ def stood_in(
 
     def fetch_all(queryset: Any) -> None:
         if queryset._result_cache is None and reusing and reused(queryset):
+            return
+        if queryset._result_cache is None and by_key and read_by_key(queryset):
             return
         # A filtered read of a related manager at the call's line: the prefetched list.
         row = queryset._hints.get("instance") if queryset._result_cache is None else None
@@ -170,6 +177,43 @@ def stood_in(
                 "first run, so its result cannot be reused"
             )
         queryset._result_cache = kept
+        queryset._prefetch_done = True
+        hit()
+        return True
+
+    by_key = any(call.kind == "bulk" for call in target.row_calls)
+    read: dict[tuple[str, str, str, bool], list[Any]] = {}
+
+    def read_by_key(queryset: Any) -> bool:
+        """A read by key at the call's line: answered from one read of every key the
+        first run asked for, in the query's order and slice; the read runs too,
+        unrecorded, for the comparison. A key the first run did not ask for is read."""
+        found = site_call("bulk")
+        wanted = _keys(queryset, found[0].name) if found is not None else None
+        if found is None or wanted is None:
+            return False
+        call, query = found[0], queryset.query
+        # Ordered as the query is: the rows of some keys then come in the order the
+        # database gives them (by a related model's name, NULLs first or last).
+        place = (queryset.db, call.name, repr(query.order_by), query.default_ordering)
+        if place not in read:
+            every = queryset._chain()
+            every.query.clear_limits()
+            every.query.where = type(every.query.where)()
+            every = every.filter(**{f"{call.name}__in": call.keys})
+            saved["_fetch_all"](every)
+            read[place] = every._result_cache
+        rows = read[place]
+        got = {getattr(row, call.name) for row in rows}
+        if any(key not in got for key in wanted):
+            return False
+        keys = set(wanted)
+        answer = [row for row in rows if getattr(row, call.name) in keys]
+        answer = answer[query.low_mark : query.high_mark]
+        again = queryset._chain()
+        queryset._result_cache = checked(
+            call, answer, lambda: saved["_fetch_all"](again) or again._result_cache
+        )
         queryset._prefetch_done = True
         hit()
         return True
@@ -235,6 +279,24 @@ def _field_values(rows: list[Any], annotations: Iterable[str]) -> list[Any]:
         else row
         for row in rows
     ]
+
+
+def _keys(queryset: Any, attname: str) -> list[Any] | None:
+    """The keys a queryset reads when its one condition is ``<attname> = x`` or
+    ``<attname> IN (...)`` on a model's rows; None for any other read."""
+    query = queryset.query
+    children = query.where.children
+    if queryset._iterable_class is not ModelIterable or len(children) != 1 or query.combinator:
+        return None
+    condition = children[0]
+    target = getattr(getattr(condition, "lhs", None), "target", None)
+    if getattr(target, "attname", None) != attname or query.distinct or query.annotations:
+        return None
+    if isinstance(condition, Exact):
+        return [condition.rhs]
+    if isinstance(condition, In) and isinstance(condition.rhs, list | tuple | set):
+        return list(condition.rhs)
+    return None
 
 
 def _short(value: Any) -> str:

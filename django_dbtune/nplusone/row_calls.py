@@ -204,8 +204,8 @@ def stood_in(
             saved["_fetch_all"](every)
             read[place] = every._result_cache
         rows = read[place]
-        got = {getattr(row, call.name) for row in rows}
-        if any(key not in got for key in wanted):
+        asked = set(call.keys)  # a key with no row is answered too: no row
+        if any(key not in asked for key in wanted):
             return False
         keys = set(wanted)
         answer = [row for row in rows if getattr(row, call.name) in keys]

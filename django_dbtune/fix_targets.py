@@ -16,7 +16,8 @@ class RowCall:
     ``Prefetch(path, queryset=expression, to_attr=name)`` whose list answers it; or (kind
     ``reuse``) one read sent again with the same values, answered by its first result; or
     (kind ``bulk``) a read by key ``name`` per row, answered from one read of every key.
-    ``module`` is where the expression's names are defined: the call's own chain."""
+    ``module`` is where the expression's names are defined: the call's own chain (empty
+    for ``reuse`` and ``bulk``, which have no expression)."""
 
     kind: Literal["count", "exists", "aggregate", "rows", "reuse", "bulk"]
     name: str

@@ -88,10 +88,7 @@ def per_row_queries(
 def _reused(finding: NPlusOneFinding, filename: str, line: int) -> NPlusOneFinding:
     """One read sent again with the same values: proven by answering it at its line from
     its first result, as code that keeps the result would."""
-    module = module_of(filename)
-    if module is None:
-        return finding
-    call = RowCall("reuse", "", "", relative_path(filename), line, module)
+    call = RowCall("reuse", "", "", relative_path(filename), line, module="")
     target = FixTarget(
         "add", row_calls=(call,), model=finding.model, file=call.file, line=call.line
     )
@@ -103,7 +100,6 @@ def _by_key(
 ) -> NPlusOneFinding:
     """A read by a unique key per row: proven by answering each from one read of every key
     the run asked for, as ``in_bulk()`` before the loop would."""
-    module = module_of(filename)
     model = apps.get_model(finding.model)
     field = model._meta.get_field(finding.path)
     keys: list[Any] = []
@@ -119,10 +115,11 @@ def _by_key(
         ]
         keys += own
         lists = lists or len(own) > 1
-    if module is None or not keys:
+    if not keys:
         return finding
-    name = field.attname
-    call = RowCall("bulk", name, "", relative_path(filename), line, module, keys=tuple(keys))
+    call = RowCall(
+        "bulk", field.attname, "", relative_path(filename), line, module="", keys=tuple(keys)
+    )
     target = FixTarget(
         "add", row_calls=(call,), model=finding.model, file=call.file, line=call.line
     )

@@ -92,17 +92,26 @@ def stood_in(
         call = calls.get((relative_path(frame.f_code.co_filename), frame.f_lineno))
         return (call, frame) if call is not None and call.kind == kind else None
 
-    def checked(call: RowCall, value: Any, real: Callable[[], Any]) -> Any:
+    def checked(
+        call: RowCall,
+        value: Any,
+        real: Callable[[], Any],
+        loaded: Iterable[str] = (),
+        differs: str | None = None,
+    ) -> Any:
+        """``value``, once ``real()`` (run unrecorded) is compared with it; ``loaded``
+        names the annotations rows carry, ``differs`` what a difference means."""
         with pause(), unrecorded():
             returned = real()
         same = returned == value
         if isinstance(returned, list) and isinstance(value, list):
             # Model instances are equal by primary key: rows compare by what they hold.
-            same = _field_values(returned, ()) == _field_values(value, ())
+            same = _field_values(returned, loaded) == _field_values(value, loaded)
         if not same:
             mismatches.append(
-                f"the call at {call.file}:{call.line} returned {_short(returned)} where the "
-                f"fix gives {_short(value)}"
+                differs
+                or f"the call at {call.file}:{call.line} returned {_short(returned)} where "
+                f"the fix gives {_short(value)}"
             )
         return value
 
@@ -166,17 +175,15 @@ def stood_in(
             saved["_fetch_all"](queryset)
             first[key] = list(queryset._result_cache)
             return True
-        again = queryset._chain()
-        with pause(), unrecorded():
-            saved["_fetch_all"](again)
-        loaded = again.query.annotation_select
-        if _field_values(again._result_cache, loaded) != _field_values(kept, loaded):
-            call = found[0]
-            mismatches.append(
-                f"the read at {call.file}:{call.line} returned other rows or values than its "
-                "first run, so its result cannot be reused"
-            )
-        queryset._result_cache = kept
+        call, again = found[0], queryset._chain()
+        queryset._result_cache = checked(
+            call,
+            kept,
+            lambda: saved["_fetch_all"](again) or again._result_cache,
+            loaded=again.query.annotation_select,
+            differs=f"the read at {call.file}:{call.line} returned other rows or values than "
+            "its first run, so its result cannot be reused",
+        )
         queryset._prefetch_done = True
         hit()
         return True

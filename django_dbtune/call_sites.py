@@ -96,6 +96,14 @@ _REQUEST: frozenset[int] = frozenset(
     id(vars(BaseHandler)[name].__code__)
     for name in ("get_response", "get_response_async", "_get_response", "_get_response_async")
 )
+# What a marked file's code is to the walk, in one lookup per frame: a template node's
+# render_annotated, the request handler, or asgiref's worker thread.
+_RENDER, _HANDLER, _WORKER = 1, 2, 3
+_ROLES: dict[int, int] = {
+    **dict.fromkeys(_TEMPLATE_RENDER, _RENDER),
+    **dict.fromkeys(_REQUEST, _HANDLER),
+    id(_THREAD_HANDLER): _WORKER,
+}
 _MARKED_FILES = frozenset(
     {
         _THREAD_HANDLER.co_filename,
@@ -181,16 +189,18 @@ class CallSiteFinder:
             if kind == _DISOWNED:
                 if code.co_name not in _PASS_THROUGH:
                     return None
-            elif id(code) in _TEMPLATE_RENDER:
-                site = self._template_site(frame)
-                if site is not None:
-                    if self._disowned and self._tool_further_out(frame.f_back):
-                        return None
-                    return site
-            elif id(code) in _REQUEST:
-                return UNKNOWN
-            elif code is _THREAD_HANDLER:
-                return self._find_awaiting(frame)
+            else:
+                role = _ROLES.get(id(code))
+                if role == _RENDER:
+                    site = self._template_site(frame)
+                    if site is not None:
+                        if self._disowned and self._tool_further_out(frame.f_back):
+                            return None
+                        return site
+                elif role == _HANDLER:
+                    return UNKNOWN
+                elif role == _WORKER:
+                    return self._find_awaiting(frame)
             frame = frame.f_back
         return UNKNOWN
 
@@ -220,7 +230,7 @@ class CallSiteFinder:
                 kind = kinds[code.co_filename] = self._kind(code.co_filename)
             if kind == _DISOWNED and code.co_name not in _PASS_THROUGH:
                 return True
-            if kind == _MARKED and (id(code) in _REQUEST or code is _THREAD_HANDLER):
+            if kind == _MARKED and _ROLES.get(id(code)) in (_HANDLER, _WORKER):
                 return False  # the server, or whoever lent a worker thread
             frame = frame.f_back
         return False

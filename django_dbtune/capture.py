@@ -198,15 +198,13 @@ _active: ContextVar[_Active | None] = ContextVar("django_dbtune_capture", defaul
 _known_site: ContextVar[Site | None] = ContextVar("django_dbtune_known_site", default=None)
 
 
-def attribute_to(site: Site) -> Token[Site | None]:
-    """Record the queries run from here on at ``site`` instead of looking for their line,
-    until ``forget_attribution(token)``: for a caller that already walked the stack (the
-    N+1 detector knows the template line behind a lazy load)."""
-    return _known_site.set(site)
-
-
-def forget_attribution(token: Token[Site | None]) -> None:
-    _known_site.reset(token)
+# The context variable's own methods, with no Python call around them: the N+1 detector
+# calls both for every lazy load.
+attribute_to: Callable[[Site], Token[Site | None]] = _known_site.set
+"""Record the queries run from here on at ``site`` instead of looking for their line,
+until ``forget_attribution(token)``: for a caller that already walked the stack (the N+1
+detector knows the template line behind a lazy load)."""
+forget_attribution: Callable[[Token[Site | None]], None] = _known_site.reset
 
 
 @contextmanager

@@ -33,7 +33,7 @@ def fetch_all(self: _QuerySet) -> None:
     if self._result_cache is not None:
         # Read twice per row of a prefetched page: Django's own work inline, no extra call.
         use = self._dbtune_use
-        if use is not None:
+        if use is not None and not use.done:
             use.mark()
         if self._prefetch_related_lookups and not self._prefetch_done:
             self._prefetch_related_objects()
@@ -81,7 +81,7 @@ def getitem(self: _QuerySet, k: Any) -> Any:
 def mark_use(queryset: _QuerySet) -> None:
     """A prefetched related queryset was read."""
     use = queryset._dbtune_use
-    if use is not None:
+    if use is not None and not use.done:
         use.mark()
 
 

@@ -7,6 +7,7 @@ again for each of its children, ``CustomField.objects.all()`` read again per row
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -30,12 +31,12 @@ def per_row_queries(
     """Reads of one shape from one place whose parameters differ in exactly one position:
     one value per row, whatever the joins. Named after the column that value is compared to."""
     records = detection.log.records
-    covered = _covered(detection)
     grouped: dict[tuple[str, str, str, int, str | None], list[QueryRecord]] = defaultdict(list)
     rows = _row_tags(detection)
     positions: dict[int, list[int]] = defaultdict(list)
-    for index, record in enumerate(records):
-        if index in covered or record.filename is None or record.lineno is None:
+    for index in _uncovered(detection, len(records)):
+        record = records[index]
+        if record.filename is None or record.lineno is None:
             continue
         if record.kind != "read" or not isinstance(record.params, list | tuple):
             continue
@@ -199,13 +200,17 @@ HAND_WRITTEN = (
 )
 
 
-def _covered(detection: Detection) -> set[int]:
-    covered: set[int] = set()
-    for load in detection.loads:
-        covered.update(range(load.start, load.end))
-    for start, end in detection.quiet:
-        covered.update(range(start, end))
-    return covered
+def _uncovered(detection: Detection, total: int) -> Iterator[int]:
+    """The log positions of queries no load and no quiet range accounts for. Walked span by
+    span, not query by query: an N+1 page's hundreds of loads leave a handful of queries."""
+    spans = sorted([(load.start, load.end) for load in detection.loads] + detection.quiet)
+    at = 0
+    for start, end in spans:
+        if start > at:
+            yield from range(at, start)
+        if end > at:
+            at = end
+    yield from range(at, total)
 
 
 def _one_text(group: list[QueryRecord]) -> bool:

@@ -32,9 +32,14 @@ def load(
     """Run one lazy load of ``name`` on ``instance`` (asked for by ``frame``) and remember
     its queries."""
     detection = tag.group.detection
-    site = trigger_site(frame, detection)
-    if site is None:
+    found = detection.finder.find_trigger(frame)  # trigger_site(), inline: once per load
+    if found is None:
         return quietly(detection, call)
+    filename, lineno, function = found
+    if filename is None or lineno is None or function is None:
+        site = _UNKNOWN_SITE
+    else:
+        site = (filename, lineno, function)
     start = len(detection.log.records)
     detection.busy += 1
     token = attribute_to(site)  # the line is known: capture need not walk the stack again
@@ -45,9 +50,8 @@ def load(
         detection.busy -= 1
     end = len(detection.log.records)
     if end > start:
-        detection.loads.append(
-            Load(kind, tag, type(instance), name, site_or_none(site), start, end)
-        )
+        shown = None if site is _UNKNOWN_SITE else site  # site_or_none(), inline
+        detection.loads.append(Load(kind, tag, type(instance), name, shown, start, end))
     return result
 
 

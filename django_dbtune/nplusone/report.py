@@ -42,12 +42,30 @@ def _lazy_loads(
     detection: Detection, threshold: int, url: str | None
 ) -> list[tuple[NPlusOneFinding, Group]]:
     grouped: dict[tuple[object, ...], list[Load]] = defaultdict(list)
+    last: Load | None = None
+    into: list[Load] | None = None
     for load in detection.loads:
+        # An N+1's loads come one after another: the same relation of rows of one tag,
+        # loaded from the same line, go where the one before went, with no key to build.
+        if (
+            last is not None
+            and load.tag is last.tag
+            and load.name == last.name
+            and load.kind == last.kind
+            and load.model is last.model
+            and load.site == last.site
+        ):
+            if into is not None:
+                into.append(load)
+            continue
+        last = load
         group = load.tag.group
         if load.site is None and not group.from_project and _django_only(load):
-            continue  # Django's own models, loaded by Django's code: nothing to change
+            into = None  # Django's own models, loaded by Django's code: nothing to change
+            continue
         path = load.tag.prefix + load.name
-        grouped[(load.kind, load.model, path, load.site, group.site or group.owner)].append(load)
+        into = grouped[(load.kind, load.model, path, load.site, group.site or group.owner)]
+        into.append(load)
     repeated = [loads for loads in grouped.values() if len(loads) >= threshold]
     # Every join one queryset lacks, so that a fix placed in one attribute (an admin's
     # list_select_related) names them all: applied one by one, one-item fixes undo each other.

@@ -142,16 +142,22 @@ class Use:
     """Reading a prefetched queryset reads relation ``name`` of rows with ``tag``; one
     object shared by every queryset of one prefetch."""
 
-    __slots__ = ("name", "tag")
+    __slots__ = ("done", "name", "tag")
 
     def __init__(self, tag: Tag, name: str) -> None:
         self.tag = tag
         self.name = name
+        self.done = False
+        """Marked already: the readers of a prefetched page's hundreds of querysets check
+        this and call nothing."""
 
     def mark(self) -> None:
         tag = self.tag
-        if self.name not in tag.read_names and tag.live():
+        if self.name in tag.read_names:
+            self.done = True
+        elif tag.live():
             tag.read(self.name)
+            self.done = True
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_dead_tag, ())  # a pickled queryset leaves the detection behind too

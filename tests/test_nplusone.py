@@ -1296,3 +1296,57 @@ def test_a_read_by_key_whose_rows_change_is_not_proven(shop):
     [by_key] = [f for f in report.findings if f.relation == "shop.Author.id"]
     [judged] = rerun([by_key], lambda: page() and 200)
     assert judged.proof.verdict == "unproven", judged.proof
+
+
+def search_page():
+    """A search page: one result per book, each loading its row in the template."""
+    from django.template.loader import render_to_string
+
+    from tests.shop.search import Result
+
+    keys = Book.objects.order_by("id").values_list("pk", flat=True)
+    return render_to_string("shop/search.html", {"results": [Result(pk) for pk in keys]})
+
+
+@pytest.mark.parametrize(
+    ("relation", "before", "after"),
+    [("shop.Book.id", 1 + 6 * 2 + 6, 1 + 2 + 6), ("shop.Tag", 1 + 6 * 2 + 6, 1 + 6 * 2 + 1)],
+)
+def test_reads_a_library_runs_per_row_at_a_template_line_are_proven(
+    shop, settings, relation, before, after
+):
+    """A search library's per-result read by key (with its manager's condition and eager
+    loads), and its lookup with the same values every time, both run at the template's
+    line: each is proven by answering it there, from one read of every key or from its
+    first result, as the view reading them before the loop would."""
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.search"]}
+    with detect() as report:
+        expected = search_page()
+    [finding] = [f for f in report.findings if f.relation == relation]
+    assert finding.call_site == "tests/shop/templates/shop/search.html:2"
+    assert "The loop is in a template" in finding.advice
+    assert "comment(s)" in expected
+    [proven] = rerun([finding], lambda: 200 if search_page() == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (before, after)
+
+
+def test_a_read_by_key_whose_annotation_counts_the_other_rows_is_not_proven(shop):
+    """A row number over the rows read: 1 for every book read alone, 1 to 6 in one read of
+    every key. The proof compares annotations too."""
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    def page():
+        numbered = Book.objects.annotate(n=Window(RowNumber(), order_by=F("id").asc()))
+        return [
+            numbered.get(pk=pk).n
+            for pk in Book.objects.order_by("id").values_list("pk", flat=True)
+        ]
+
+    with detect() as report:
+        expected = page()
+    [by_key] = [f for f in report.findings if f.relation == "shop.Book.id"]
+    [judged] = rerun([by_key], lambda: 200 if page() == expected else 500)
+    assert judged.proof.verdict == "unproven", judged.proof
+    assert "returned" in judged.proof.reason

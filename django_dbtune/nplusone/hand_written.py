@@ -74,10 +74,10 @@ def per_row_queries(
             url=url,
             proof=Proof("unproven", reason=HAND_WRITTEN),
         )
-        if distinct == 1 and function != "template":
-            finding = _reused(finding, filename, lineno)
-        elif function != "template" and fix.endswith(BY_KEY):
-            finding = _by_key(finding, group, filename, lineno)
+        if distinct == 1:
+            finding = _reused(finding, filename, lineno, function == "template")
+        elif fix.endswith(BY_KEY):
+            finding = _by_key(finding, group, filename, lineno, function == "template")
         tags = [rows.get(index) for index in positions[id(group)]]
         groups = list({id(tag.group): tag.group for tag in tags if tag is not None}.values())
         if len(described) == 4 and groups and None not in tags:
@@ -86,21 +86,33 @@ def per_row_queries(
     return found
 
 
-def _reused(finding: NPlusOneFinding, filename: str, line: int) -> NPlusOneFinding:
-    """One read sent again with the same values: proven by answering it at its line from
-    its first result, as code that keeps the result would."""
+IN_TEMPLATE = (
+    "The loop is in a template: do it in the view (or the template tag) that gives the "
+    "template its rows, and pass the result in."
+)
+
+
+def _reused(finding: NPlusOneFinding, filename: str, line: int, template: bool) -> NPlusOneFinding:
+    """One read sent again with the same values: proven by answering it at its line (a
+    template's too) from its first result, as code that keeps the result would."""
     call = RowCall("reuse", "", "", relative_path(filename), line, module="")
     target = FixTarget(
         "add", row_calls=(call,), model=finding.model, file=call.file, line=call.line
     )
-    return replace(finding, target=target, proof=None)
+    advice = f"{finding.advice} {IN_TEMPLATE}" if template else finding.advice
+    return replace(finding, target=target, proof=None, advice=advice)
 
 
 def _by_key(
-    finding: NPlusOneFinding, group: list[QueryRecord], filename: str, line: int
+    finding: NPlusOneFinding,
+    group: list[QueryRecord],
+    filename: str,
+    line: int,
+    template: bool,
 ) -> NPlusOneFinding:
     """A read by a unique key per row: proven by answering each from one read of every key
-    the run asked for, as ``in_bulk()`` before the loop would."""
+    the run asked for, as ``in_bulk()`` before the loop would (at a template's line too:
+    a library's per-row ``get()`` under ``{{ result.object }}``)."""
     model = apps.get_model(finding.model)
     field = model._meta.get_field(finding.path)
     keys: list[Any] = []
@@ -124,7 +136,11 @@ def _by_key(
     target = FixTarget(
         "add", row_calls=(call,), model=finding.model, file=call.file, line=call.line
     )
-    advice = finding.advice
+    advice = (
+        f"{finding.advice} Read them with the queryset the per-row read uses (its "
+        "conditions and eager loads), as the proof did."
+    )
+    advice = f"{advice} {IN_TEMPLATE}" if template else advice
     if lists:
         advice = (
             f"{advice} Each row reads a list of keys: take its rows from the dict sorted as "

@@ -19,6 +19,7 @@ from django.db.models import Model, Prefetch
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, In
 from django.db.models.query import ModelIterable, QuerySet
+from django.db.models.sql.where import AND
 
 from django_dbtune.call_sites import call_site_finder, relative_path
 from django_dbtune.capture import unrecorded
@@ -83,13 +84,20 @@ def stood_in(
     def site_call(kind: str) -> tuple[RowCall, FrameType] | None:
         if not rerun():
             return None
-        frame: FrameType | None = sys._getframe(3)
+        start = sys._getframe(3)
+        frame: FrameType | None = start
         finder = call_site_finder()
         while frame is not None and finder.is_internal(frame.f_code):
             frame = frame.f_back
         if frame is None:
             return None
         call = calls.get((relative_path(frame.f_code.co_filename), frame.f_lineno))
+        if call is None and kind in ("reuse", "bulk"):
+            # Read at a template's line (a library's get() under {{ result.object }}): the
+            # line its finding names, found by the rule that grouped its queries.
+            site = finder.find_trigger(start)
+            if site is not None and site[2] == "template" and site[0] and site[1]:
+                call = calls.get((relative_path(site[0]), site[1]))
         return (call, frame) if call is not None and call.kind == kind else None
 
     def checked(
@@ -189,7 +197,7 @@ def stood_in(
         return True
 
     by_key = any(call.kind == "bulk" for call in target.row_calls)
-    read: dict[tuple[str, str, str, bool], list[Any]] = {}
+    read: dict[tuple[str, str, str, bool, tuple[Any, ...]], list[Any]] = {}
 
     def read_by_key(queryset: Any) -> bool:
         """A read by key at the call's line: answered from one read of every key the
@@ -200,13 +208,19 @@ def stood_in(
         if found is None or wanted is None:
             return False
         call, query = found[0], queryset.query
+        others = _other_conditions(queryset, call.name)
         # Ordered as the query is: the rows of some keys then come in the order the
-        # database gives them (by a related model's name, NULLs first or last).
-        place = (queryset.db, call.name, repr(query.order_by), query.default_ordering)
+        # database gives them (by a related model's name, NULLs first or last). The read's
+        # other conditions (a manager's is_public=True) are kept.
+        place = (queryset.db, call.name, repr(query.order_by), query.default_ordering, others)
+        try:
+            hash(place)
+        except TypeError:  # a condition Django cannot hash (extra(where=...))
+            return False
         if place not in read:
             every = queryset._chain()
             every.query.clear_limits()
-            every.query.where = type(every.query.where)()
+            every.query.where = type(every.query.where)(list(others))
             every = every.filter(**{f"{call.name}__in": call.keys})
             saved["_fetch_all"](every)
             read[place] = every._result_cache
@@ -219,7 +233,10 @@ def stood_in(
         answer = answer[query.low_mark : query.high_mark]
         again = queryset._chain()
         queryset._result_cache = checked(
-            call, answer, lambda: saved["_fetch_all"](again) or again._result_cache
+            call,
+            answer,
+            lambda: saved["_fetch_all"](again) or again._result_cache,
+            loaded=query.annotation_select,  # an annotation per row must match too
         )
         queryset._prefetch_done = True
         hit()
@@ -289,21 +306,35 @@ def _field_values(rows: list[Any], annotations: Iterable[str]) -> list[Any]:
 
 
 def _keys(queryset: Any, attname: str) -> list[Any] | None:
-    """The keys a queryset reads when its one condition is ``<attname> = x`` or
-    ``<attname> IN (...)`` on a model's rows; None for any other read."""
+    """The keys a queryset reads when one of its conditions is ``<attname> = x`` or
+    ``<attname> IN (...)`` on a model's rows, and-ed with conditions that do not change from
+    row to row; None for any other read."""
     query = queryset.query
-    children = query.where.children
-    if queryset._iterable_class is not ModelIterable or len(children) != 1 or query.combinator:
+    where = query.where
+    if queryset._iterable_class is not ModelIterable or query.combinator or query.distinct:
         return None
-    condition = children[0]
-    target = getattr(getattr(condition, "lhs", None), "target", None)
-    if getattr(target, "attname", None) != attname or query.distinct or query.annotations:
+    if where.connector != AND or where.negated:
         return None
+    keyed = [condition for condition in where.children if _on(condition, attname)]
+    if len(keyed) != 1:
+        return None
+    condition = keyed[0]
     if isinstance(condition, Exact):
         return [condition.rhs]
     if isinstance(condition, In) and isinstance(condition.rhs, list | tuple | set):
         return list(condition.rhs)
     return None
+
+
+def _on(condition: Any, attname: str) -> bool:
+    target = getattr(getattr(condition, "lhs", None), "target", None)
+    return getattr(target, "attname", None) == attname
+
+
+def _other_conditions(queryset: Any, attname: str) -> tuple[Any, ...]:
+    """A read by key's conditions besides the key's (the same for every row, or the
+    comparison with the real read says otherwise)."""
+    return tuple(c for c in queryset.query.where.children if not _on(c, attname))
 
 
 def _short(value: Any) -> str:

@@ -82,6 +82,10 @@ class FixTarget:
     that code)."""
     file: str | None = None
     line: int | None = None
+    in_template: bool = False
+    """``file:line`` is a template's line that builds and runs the queryset (a related
+    manager's chain it calls, ``{% for r in product.reviews.approved %}``): the fix goes on
+    the queryset run there, which a person moves to the view."""
     also: tuple[tuple[str, int], ...] = ()
     """More ``(file, line)`` places that get the same change: hand-written per-row calls
     made for the rows of several querysets (three ticket lists on one dashboard)."""
@@ -118,6 +122,7 @@ class FixTarget:
             "row_calls": [call.as_dict() for call in self.row_calls],
             "file": self.file,
             "line": self.line,
+            "in_template": self.in_template,
             "also": [list(place) for place in self.also],
             "owner": self.owner,
             "model": self.model,

@@ -244,6 +244,25 @@ def test_a_related_manager_read_in_a_detail_template_is_fixed_on_the_views_query
     assert proof["after"] < proof["before"]
 
 
+def test_a_related_managers_chain_built_by_a_template_is_fixed_where_the_template_runs_it():
+    """author.books.summarized in the template: a filter past the related manager, which
+    a prefetch on the view would not serve (it did not lower the count). The fix goes on
+    the queryset the template runs, to be built in the view."""
+    author = Author.objects.first()
+    Book.objects.update(editor=author)
+    books = author.books.count()
+    url = f"/shop/authors/{author.pk}/summaries/"
+    [finding] = pages(url)[url]["findings"]
+    assert finding["relation"] == "shop.Book.editor"
+    assert finding["fix"] == '.select_related("editor")'
+    assert finding["queryset_site"] == "tests/shop/templates/shop/author_summaries.html:3"
+    assert "build it in the view" in finding["advice"]
+    assert finding["target"]["in_template"] is True
+    proof = finding["proof"]
+    assert proof["verdict"] == "proven", proof
+    assert (proof["before"], proof["after"]) == (2 + books, 2)
+
+
 def test_an_admin_fix_keeps_the_joins_the_admin_made_by_itself(admin_user, client):
     """Before Django 6.1 the admin joins every non-null foreign key in depth (book and
     book__author here) when list_display shows one: a list_select_related naming only

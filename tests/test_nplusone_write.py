@@ -206,6 +206,17 @@ def test_a_fix_for_subclass_rows_is_left_for_the_user_to_paste(tmp_path):
     assert path.read_text() == source
 
 
+def test_a_fix_for_a_queryset_a_template_builds_leaves_the_template_as_it_was(tmp_path):
+    path = tmp_path / "detail.html"
+    source = "{% for book in author.books.summarized %}{{ book.editor.name }}{% endfor %}\n"
+    path.write_text(source)
+    target = FixTarget("add", select_related=("editor",), file=str(path), line=1, in_template=True)
+    edits = plan(finding(target))
+    assert edits.files == {}
+    assert "build it in the view" in edits.skipped[0][1]
+    assert path.read_text() == source
+
+
 def test_a_fix_for_a_count_written_by_hand_is_left_for_the_user_to_paste(tmp_path):
     """The annotation alone changes nothing: the code that counts per row must read it."""
     path = tmp_path / "views.py"

@@ -25,6 +25,7 @@ urlpatterns = [
     path("shop/books/titles/", shop.titles_only),
     path("shop/books/paused/", shop.paused_book_list),
     path("shop/authors/<int:pk>/", shop.AuthorDetailView.as_view()),
+    path("shop/authors/<int:pk>/summaries/", shop.AuthorSummariesView.as_view()),
     path("shop/library/listing/", library.listing),
     *router.urls,
     path("", include("config.urls")),

@@ -58,6 +58,13 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             reason = "--write does not edit GenericPrefetch loads yet: paste the fix"
             edits.skipped.append((finding, reason))
             continue
+        if target.in_template:
+            reason = (
+                "the template builds the queryset: build it in the view with the fix and pass "
+                "it to the template"
+            )
+            edits.skipped.append((finding, reason))
+            continue
         if target.row_calls:
             reason = (
                 "the code that reads per row must change to read what the fix adds: paste "

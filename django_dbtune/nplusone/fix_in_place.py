@@ -17,7 +17,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django.db.models.query import QuerySet
 from django.utils.module_loading import import_string
 
-from django_dbtune.call_sites import relative_path
+from django_dbtune.call_sites import call_site_finder, relative_path
 from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.generic import generic_prefetches
 from django_dbtune.nplusone.origin import owner_on_stack
@@ -169,6 +169,14 @@ def _is_target(queryset: Any, target: FixTarget, owner: type | None, frame: Any)
     if target.model is not None and queryset.model._meta.label != target.model:
         return False
     site, built_for = queryset._query.__dict__.get(ORIGIN) or (None, None)
+    if target.in_template:
+        if site is not None:
+            return False  # built on a line of the project's code, not by the template
+        # Built by the template line that runs it: the queryset run at that line.
+        run_at = call_site_finder().find_trigger(frame)
+        if run_at is None or run_at[2] != "template" or run_at[0] is None:
+            return False
+        return (relative_path(run_at[0]), run_at[1]) == (target.file, target.line)
     if target.file is not None:
         if site is None:
             return False

@@ -280,12 +280,15 @@ def _placed(
     counted = {f"{n}_count": p for n, p in zip(counts, paths, strict=True)}
     code = chain(select, prefetch, counted, specific_select, specific_prefetch, generics) + extra
     if group.site is not None:
-        file, line, _ = group.site
+        file, line, function = group.site
         target = FixTarget(
             "add", select, prefetch, count_annotations=counts, file=relative_path(file), line=line
         )
+        if function == "template":
+            advice = join_notes(advice, BUILT_IN_TEMPLATE)
         target = replace(
             target,
+            in_template=function == "template",
             model=group.model._meta.label,
             names_bare_select=bare,
             count_paths=paths,
@@ -316,6 +319,12 @@ def _placed(
             replace(target, select_related=(), list_select_related=names),
         )
     return Fix(in_owner(owner, group.model, code), advice, target)
+
+
+BUILT_IN_TEMPLATE = (
+    "The template builds this queryset from a related manager, past what a prefetch of the "
+    "relation serves: build it in the view with this change and pass it to the template."
+)
 
 
 def in_owner(owner: type, model: type[Model], code: str) -> str:

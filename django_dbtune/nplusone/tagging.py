@@ -14,7 +14,7 @@ from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.read_watch import watch_reads
 from django_dbtune.nplusone.relations import cache_key, many_relation
-from django_dbtune.nplusone.state import ORIGIN, OWNER, TAG, Detection, Group, tag_all
+from django_dbtune.nplusone.state import ORIGIN, OWNER, TAG, Detection, Group, Site, Tag, tag_all
 
 
 def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
@@ -31,12 +31,21 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
             detection.groups.append(group)
             setattr(rows[0]._state, TAG, group.tag())
         return
+    evaluated_at: Site | None = None
     if site is None and owner is None:
-        if tag_through(queryset, rows):
-            return
-        owner = owner_on_stack(sys._getframe(1))
+        through = _through(queryset)
+        if through is None:
+            owner = owner_on_stack(sys._getframe(1))
+        else:
+            evaluated_at = trigger_site(sys._getframe(1), detection)
+            if not _chained_in_template(queryset, through, evaluated_at, detection):
+                _, parent_tag, name = through
+                tag_all(rows, parent_tag.group.tag(parent_tag.prefix + name + LOOKUP_SEP, True))
+                return
+            site = evaluated_at  # the template's line builds it: the fix goes on it there
     deferred_names, defer = sql_query.deferred_loading
-    evaluated_at = trigger_site(sys._getframe(1), detection)
+    if evaluated_at is None:
+        evaluated_at = trigger_site(sys._getframe(1), detection)
     group = Group(
         detection,
         queryset.model,
@@ -59,22 +68,52 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         watch_reads(group)
 
 
-def tag_through(queryset: Any, rows: list[Any]) -> bool:
+def _through(queryset: Any) -> tuple[Model, Tag, str] | None:
     """Rows a related manager of a project-fetched instance loaded where no fix can go (a
-    template's ``{% for b in genre.book_set.all %}``): tagged as reached through that
-    instance, so loads per row are fixed on the instance's queryset
-    (``.prefetch_related("book_set__author")``)."""
+    template's ``{% for b in genre.book_set.all %}``): the instance's tag and the relation,
+    to tag them as reached through that instance, so that loads per row are fixed on the
+    instance's queryset (``.prefetch_related("book_set__author")``); and the instance."""
     hints = queryset._hints
     parent = hints.get("instance") if hints else None
     parent = parent if parent is not None else queryset._query.__dict__.get(OWNER)
     tag = getattr(getattr(parent, "_state", None), TAG, None)
     if tag is None or not tag.group.from_project or not tag.live():
-        return False
+        return None
     relation = many_relation(type(parent), queryset.model, queryset)
     if relation is None:
+        return None
+    return parent, tag, relation[0]
+
+
+def _chained_in_template(
+    queryset: Any, through: tuple[Model, Tag, str], run_at: Site | None, detection: Detection
+) -> bool:
+    """Whether a template line built this related manager's queryset past what a prefetch
+    of the relation serves (``{% for r in product.reviews.approved %}``: a filter, another
+    order, an annotation), so that the instance's prefetch would not be read and the fix
+    goes on the queryset the template runs. A slice is served by the prefetched rows."""
+    if run_at is None or run_at[2] != "template":
         return False
-    tag_all(rows, tag.group.tag(tag.prefix + relation[0] + LOOKUP_SEP, many=True))
-    return True
+    parent, _, name = through
+    detection.busy += 1  # building the plain queryset is nobody's query
+    try:
+        manager = getattr(parent, name)
+        plain = manager.get_queryset() if hasattr(manager, "get_queryset") else None
+    except Exception:  # a relation that cannot be read here: keep the prefetch fix
+        return False
+    finally:
+        detection.busy -= 1
+    if plain is None:
+        return False
+    ours, theirs = queryset.query, plain.query  # .query: with the manager's deferred filter
+    return bool(
+        ours.where != theirs.where
+        or ours.order_by != theirs.order_by
+        or ours.annotations != theirs.annotations
+        or ours.distinct != theirs.distinct
+        or ours.values_select != theirs.values_select
+        or queryset._iterable_class is not plain._iterable_class
+    )
 
 
 def _tag_selected(group: Group, rows: list[Any], tree: dict[str, Any], prefix: str = "") -> None:

@@ -45,6 +45,13 @@ class Comment(models.Model):
     text = models.CharField(max_length=200)
 
 
+class BookQuerySet(models.QuerySet):
+    def summarized(self):
+        """Books with a summary: a method a template calls on a related manager
+        (``author.books.summarized``), as Oscar's ``product.reviews.approved``."""
+        return self.exclude(summary="")
+
+
 class Book(models.Model):
     title = models.CharField(max_length=200)
     summary = models.TextField(default="")
@@ -55,7 +62,7 @@ class Book(models.Model):
     tags = models.ManyToManyField(Tag, blank=True, related_name="books")
     comments = GenericRelation(Comment)
 
-    objects = models.Manager()
+    objects = BookQuerySet.as_manager()
     cached_objects = CachedManager()
 
     def __str__(self):

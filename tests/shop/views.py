@@ -83,3 +83,10 @@ class AuthorDetailView(DetailView):
     # view's queryset, the only place in the project that fetches the author.
     model = Author
     template_name = "shop/author_detail.html"
+
+
+class AuthorSummariesView(DetailView):
+    # The template builds its own queryset of the author's books (a filter through the
+    # related manager): no prefetch on this view is read by it.
+    model = Author
+    template_name = "shop/author_summaries.html"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -195,16 +196,21 @@ class _Active:
 
 
 _active: ContextVar[_Active | None] = ContextVar("django_dbtune_capture", default=None)
-_known_site: ContextVar[Site | None] = ContextVar("django_dbtune_known_site", default=None)
 
 
-# The context variable's own methods, with no Python call around them: the N+1 detector
-# calls both for every lazy load.
-attribute_to: Callable[[Site], Token[Site | None]] = _known_site.set
-"""Record the queries run from here on at ``site`` instead of looking for their line,
-until ``forget_attribution(token)``: for a caller that already walked the stack (the N+1
-detector knows the template line behind a lazy load)."""
-forget_attribution: Callable[[Token[Site | None]], None] = _known_site.reset
+class _Attribution(threading.local):
+    """The line the queries run from here on belong to, when a caller already walked the
+    stack for them (the N+1 detector knows the template line behind a lazy load): capture
+    records them there instead of looking for their line. Per thread, not per context: it
+    is set and put back around synchronous code only (the ORM runs no event loop), and a
+    plain attribute costs a tenth of a context variable's set and reset, which the detector
+    paid twice per lazy load."""
+
+    site: Site | None = None
+
+
+attribution = _Attribution()
+"""``previous = attribution.site; attribution.site = site``, then put ``previous`` back."""
 
 
 @contextmanager
@@ -267,7 +273,7 @@ def _record(
     connection = context["connection"]
     if many and params is not None and not isinstance(params, list | tuple):
         params = list(params)  # a generator would be spent by the database
-    known = _known_site.get()
+    known = attribution.site
     filename, lineno, function = known or active.finder.find(sys._getframe(1))
     error = None
     start = time.perf_counter()

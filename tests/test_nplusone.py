@@ -1,6 +1,7 @@
 """The N+1 detector, as a project's code and tests meet it."""
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -1350,3 +1351,19 @@ def test_a_read_by_key_whose_annotation_counts_the_other_rows_is_not_proven(shop
     [judged] = rerun([by_key], lambda: 200 if page() == expected else 500)
     assert judged.proof.verdict == "unproven", judged.proof
     assert "returned" in judged.proof.reason
+
+
+def test_a_query_after_a_lazy_load_that_raised_is_recorded_at_its_own_line(shop):
+    """The detector tells capture the line behind each lazy load's queries, and takes it
+    back when the load raises too."""
+    first = Book.objects.order_by("id").first()
+    Book.objects.filter(pk=first.pk).update(author_id=10**6)  # an author gone missing
+    with detect() as report:
+        for book in Book.objects.order_by("id"):
+            with contextlib.suppress(Author.DoesNotExist):
+                book.author
+        tags_line = inspect.currentframe().f_lineno + 1
+        list(Tag.objects.all())
+    Book.objects.filter(pk=first.pk).update(author_id=first.author_id)
+    [tags] = [r for r in report.queries.records if '"shop_tag"' in r.sql]
+    assert tags.lineno == tags_line

@@ -17,7 +17,7 @@ from django.db.models.fields.related_descriptors import (
 )
 from django.db.models.query_utils import DeferredAttribute
 
-from django_dbtune.capture import attribute_to, forget_attribution
+from django_dbtune.capture import attribution
 from django_dbtune.nplusone.state import TAG, Detection, Load, LoadKind, Site, Tag
 
 
@@ -42,11 +42,12 @@ def load(
         site = (filename, lineno, function)
     start = len(detection.log.records)
     detection.busy += 1
-    token = attribute_to(site)  # the line is known: capture need not walk the stack again
+    previous = attribution.site
+    attribution.site = site  # the line is known: capture need not walk the stack again
     try:
         result = call()
     finally:
-        forget_attribution(token)
+        attribution.site = previous
         detection.busy -= 1
     end = len(detection.log.records)
     if end > start:

@@ -86,6 +86,9 @@ class FixTarget:
     """``file:line`` is a template's line that builds and runs the queryset (a related
     manager's chain it calls, ``{% for r in product.reviews.approved %}``): the fix goes on
     the queryset run there, which a person moves to the view."""
+    in_subclass: bool = False
+    """``owner`` is an installed class (a CMS's own listing view): the fix goes in a
+    subclass of it, which the project uses in its place."""
     also: tuple[tuple[str, int], ...] = ()
     """More ``(file, line)`` places that get the same change: hand-written per-row calls
     made for the rows of several querysets (three ticket lists on one dashboard)."""
@@ -123,6 +126,7 @@ class FixTarget:
             "file": self.file,
             "line": self.line,
             "in_template": self.in_template,
+            "in_subclass": self.in_subclass,
             "also": [list(place) for place in self.also],
             "owner": self.owner,
             "model": self.model,

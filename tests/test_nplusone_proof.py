@@ -446,6 +446,39 @@ def test_an_n_plus_one_inside_a_librarys_view_is_reported_with_no_place_for_a_fi
     assert "no place to apply the fix" in finding["proof"]["reason"]
 
 
+def test_an_n_plus_one_in_a_librarys_class_based_view_is_fixed_in_a_subclass_of_it(settings):
+    """A library's listing view (a Django ListView the library defines): the fix used to go
+    "on" the library's class, which the project cannot edit. It goes in a subclass, proven
+    on the view's querysets; written as the advice says, the subclass runs one query."""
+    from django.db import connection
+    from django.test import RequestFactory
+
+    from tests.shop.library import Listing
+
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.library"]}
+    url = "/shop/library/books/"
+    [finding] = pages(url)[url]["findings"]
+    assert finding["fix"] == (
+        "a subclass of tests.shop.library.Listing whose get_queryset() returns "
+        'super().get_queryset().select_related("author"), used in its place'
+    )
+    assert finding["queryset_site"] == (
+        "tests.shop.library.Listing (installed code builds its queryset)"
+    )
+    assert finding["target"]["in_subclass"] is True
+    proof = finding["proof"]
+    assert proof["verdict"] == "proven", proof
+    assert (proof["before"], proof["after"]) == (1 + Book.objects.count(), 1)
+
+    class Mine(Listing):
+        def get_queryset(self):
+            return super().get_queryset().select_related("author")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert Mine.as_view()(RequestFactory().get(url)).status_code == 200
+    assert len(queries) == 1
+
+
 # --- Rows of subclasses (a CMS's .specific()), and filtered related reads ----------------------
 
 

@@ -217,6 +217,21 @@ def test_a_fix_for_a_queryset_a_template_builds_leaves_the_template_as_it_was(tm
     assert path.read_text() == source
 
 
+def test_a_fix_in_a_subclass_of_an_installed_view_is_left_for_the_user_to_paste():
+    from tests.shop.library import Listing
+
+    target = FixTarget(
+        "add",
+        select_related=("author",),
+        owner="tests.shop.library.Listing",
+        owner_class=Listing,
+        in_subclass=True,
+    )
+    edits = plan(finding(target))
+    assert edits.files == {}
+    assert "a subclass of an installed class" in edits.skipped[0][1]
+
+
 def test_a_fix_for_a_count_written_by_hand_is_left_for_the_user_to_paste(tmp_path):
     """The annotation alone changes nothing: the code that counts per row must read it."""
     path = tmp_path / "views.py"

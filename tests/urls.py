@@ -27,6 +27,7 @@ urlpatterns = [
     path("shop/authors/<int:pk>/", shop.AuthorDetailView.as_view()),
     path("shop/authors/<int:pk>/summaries/", shop.AuthorSummariesView.as_view()),
     path("shop/library/listing/", library.listing),
+    path("shop/library/books/", library.Listing.as_view()),
     *router.urls,
     path("", include("config.urls")),
 ]

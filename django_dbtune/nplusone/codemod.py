@@ -58,6 +58,13 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             reason = "--write does not edit GenericPrefetch loads yet: paste the fix"
             edits.skipped.append((finding, reason))
             continue
+        if target.in_subclass:
+            reason = (
+                "the fix goes in a subclass of an installed class, which the project then "
+                "uses in its place: paste the fix"
+            )
+            edits.skipped.append((finding, reason))
+            continue
         if target.in_template:
             reason = (
                 "the template builds the queryset: build it in the view with the fix and pass "

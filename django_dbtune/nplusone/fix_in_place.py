@@ -185,7 +185,7 @@ def _is_target(queryset: Any, target: FixTarget, owner: type | None, frame: Any)
     if owner is None:
         return False
     if site is None and built_for is None:
-        built_for = owner_on_stack(frame)
+        built_for = owner_on_stack(frame, library=target.in_subclass)
     return built_for is not None and issubclass(built_for, owner)
 
 

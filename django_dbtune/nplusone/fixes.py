@@ -19,7 +19,8 @@ from django_dbtune.nplusone.generic import Generic, generic_calls, generic_join,
 from django_dbtune.nplusone.homes import (
     admin_joins,
     bare_joins,
-    fix_home,
+    in_owner,
+    in_subclass,
     is_model_admin,
     qualname,
 )
@@ -76,6 +77,8 @@ def queryset_site(group: Group) -> str | None:
         return site_text(group.site)
     if group.owner is not None:
         return f"{qualname(group.owner)} (Django builds its queryset)"
+    if group.library_owner is not None:
+        return f"{qualname(group.library_owner)} (installed code builds its queryset)"
     return site_text(group.evaluated_at)
 
 
@@ -88,7 +91,8 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         # Rows of a subclass from a parent model's queryset (Wagtail's .specific()): the
         # queryset names their own relations only through the queries that load them.
         target = fix.target
-        if group.site is not None and not target.count_annotations and _subqueries(group):
+        placeable = group.site is not None or group.library_owner is not None
+        if placeable and not target.count_annotations and _subqueries(group):
             placed = _placed(
                 group,
                 path,
@@ -297,6 +301,30 @@ def _placed(
             generic_prefetch=generics,
         )
         return Fix(code, advice, target)
+    if owner is None and group.library_owner is not None:
+        library = group.library_owner
+        target = FixTarget(
+            "add",
+            select,
+            prefetch,
+            count_annotations=counts,
+            owner=qualname(library),
+            owner_class=library,
+            in_subclass=True,
+        )
+        target = replace(
+            target,
+            model=group.model._meta.label,
+            names_bare_select=bare,
+            count_paths=paths,
+            specific_select=specific_select,
+            specific_prefetch=specific_prefetch,
+            generic_prefetch=generics,
+        )
+        written = in_subclass(library, code)
+        if written is None:
+            return Fix(code, advice, placed=False)
+        return Fix(written[0], join_notes(advice, written[1]), target)
     if owner is None or specific_select or specific_prefetch:
         return Fix(code, advice, placed=False)
     target = FixTarget(
@@ -325,24 +353,6 @@ BUILT_IN_TEMPLATE = (
     "The template builds this queryset from a related manager, past what a prefetch of the "
     "relation serves: build it in the view with this change and pass it to the template."
 )
-
-
-def in_owner(owner: type, model: type[Model], code: str) -> str:
-    """``code`` (a change of a queryset) where it goes when Django builds the queryset for
-    the project class ``owner``: in its ``queryset`` attribute or inside its own
-    ``get_queryset``, or a new ``get_queryset`` or ``queryset`` when it has neither."""
-    home = fix_home(owner)
-    if home is not None and home[1] == "queryset":
-        return f"{code} on the queryset attribute of {qualname(home[0])}"
-    if home is not None:
-        # Replacing the project's own get_queryset would drop what it does.
-        return f"{code} on the queryset {qualname(home[0])}.get_queryset returns"
-    if is_model_admin(owner):
-        return (
-            f"def get_queryset(self, request): return "
-            f"super().get_queryset(request){code}  # on {qualname(owner)}"
-        )
-    return f"queryset = {model.__name__}.objects{code}  # on {qualname(owner)}"
 
 
 def merged(entries: list[tuple[NPlusOneFinding, Group]]) -> list[NPlusOneFinding]:

@@ -18,8 +18,8 @@ from django_dbtune.call_sites import relative_path
 from django_dbtune.capture import QueryRecord
 from django_dbtune.findings import NPlusOneFinding, Proof
 from django_dbtune.fix_targets import FixTarget, RowCall
-from django_dbtune.nplusone.fixes import in_owner, queryset_site
-from django_dbtune.nplusone.homes import qualname
+from django_dbtune.nplusone.fixes import queryset_site
+from django_dbtune.nplusone.homes import in_owner, qualname
 from django_dbtune.nplusone.per_row_source import Written, annotation_name, module_of, read_call
 from django_dbtune.nplusone.state import Detection, Group, Tag
 from django_dbtune.sql import Lookup, lookup

@@ -1,4 +1,5 @@
-"""Where an N+1 fix goes in the project's classes: the view or ModelAdmin that already says
+"""Where an N+1 fix goes in the project's classes (or in a subclass of an installed one): the
+view or ModelAdmin that already says
 which queryset it uses, and what a ModelAdmin's changelist joins by itself (which a
 ``list_select_related`` fix must keep)."""
 
@@ -83,3 +84,40 @@ def is_model_admin(cls: type) -> bool:
 
 def qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def in_owner(owner: type, model: type[Model], code: str) -> str:
+    """``code`` (a change of a queryset) where it goes when Django builds the queryset for
+    the project class ``owner``: in its ``queryset`` attribute or inside its own
+    ``get_queryset``, or a new ``get_queryset`` or ``queryset`` when it has neither."""
+    home = fix_home(owner)
+    if home is not None and home[1] == "queryset":
+        return f"{code} on the queryset attribute of {qualname(home[0])}"
+    if home is not None:
+        # Replacing the project's own get_queryset would drop what it does.
+        return f"{code} on the queryset {qualname(home[0])}.get_queryset returns"
+    if is_model_admin(owner):
+        return (
+            f"def get_queryset(self, request): return "
+            f"super().get_queryset(request){code}  # on {qualname(owner)}"
+        )
+    return f"queryset = {model.__name__}.objects{code}  # on {qualname(owner)}"
+
+
+def in_subclass(library: type, code: str) -> tuple[str, str] | None:
+    """``code`` where it goes when an installed view builds the queryset (a CMS's own
+    listing): in a subclass of it, which the project uses in its place; with the note that
+    says so. None when the class has no ``get_queryset`` to extend."""
+    if not callable(getattr(library, "get_queryset", None)):
+        return None
+    call = "get_queryset(request)" if is_model_admin(library) else "get_queryset()"
+    text = (
+        f"a subclass of {qualname(library)} whose {call} returns super().{call}{code}, "
+        "used in its place"
+    )
+    note = (
+        f"No line or class of the project builds this queryset: {qualname(library)}, "
+        "installed code, does. Subclass it in the project and use the subclass where the "
+        "project uses it (its URL, router, viewset or admin registration)."
+    )
+    return text, note

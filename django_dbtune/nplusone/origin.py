@@ -147,9 +147,10 @@ def _is_manager_method(code: CodeType, frame: FrameType) -> bool:
     return known
 
 
-def owner_on_stack(frame: FrameType | None) -> type | None:
+def owner_on_stack(frame: FrameType | None, library: bool = False) -> type | None:
     """The project view (class-based, or a REST framework view) running a queryset that
-    Django or a library built. Only for watched querysets with no project line."""
+    Django or a library built. Only for watched querysets with no project line. With
+    ``library``: the innermost view, a library's too (a CMS's own listing view)."""
     from django.views import View
 
     finder = call_site_finder()
@@ -158,13 +159,15 @@ def owner_on_stack(frame: FrameType | None) -> type | None:
         if finder.is_internal(code) and code.co_varnames[:1] == ("self",):
             # type(), not isinstance(): a lazy object (request.user) would run a query.
             cls = type(frame.f_locals.get("self"))
-            if issubclass(cls, View) and not _is_library_class(cls):
+            if issubclass(cls, View) and (library or not is_library_class(cls)):
                 return cls
         frame = frame.f_back
     return None
 
 
-def _is_library_class(cls: type) -> bool:
+def is_library_class(cls: type) -> bool:
+    """Whether ``cls`` is installed code's (or a module of ``DBTUNE["IGNORED_MODULES"]``),
+    not the project's: a fix cannot go inside it, only in a subclass."""
     filename = getattr(sys.modules.get(cls.__module__), "__file__", None)
     if filename is None or not is_project_file(filename):
         return True

@@ -64,7 +64,8 @@ def _lazy_loads(
             into = None  # Django's own models, loaded by Django's code: nothing to change
             continue
         path = load.tag.prefix + load.name
-        into = grouped[(load.kind, load.model, path, load.site, group.site or group.owner)]
+        place = group.site or group.owner or group.library_owner
+        into = grouped[(load.kind, load.model, path, load.site, place)]
         into.append(load)
     repeated = [loads for loads in grouped.values() if len(loads) >= threshold]
     # Every join one queryset lacks, so that a fix placed in one attribute (an admin's

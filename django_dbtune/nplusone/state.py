@@ -71,6 +71,10 @@ class Group:
     prefetch_related: tuple[str, ...] = ()
     deferred: tuple[frozenset[str], bool] | None = None
     """(names, defer): Django's ``Query.deferred_loading`` when ``only``/``defer`` was used."""
+    library_owner: type | None = None
+    """With no project line or class: the installed view that built or ran it (a CMS's own
+    listing), whose subclass is where a fix can go. Its rows are not the project's for
+    unused eager loads."""
     used: set[str] = field(default_factory=set)
     tags: dict[tuple[str, bool], Tag] = field(default_factory=dict)
 

@@ -11,7 +11,7 @@ from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
 from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
-from django_dbtune.nplusone.origin import owner_on_stack
+from django_dbtune.nplusone.origin import is_library_class, owner_on_stack
 from django_dbtune.nplusone.read_watch import watch_reads
 from django_dbtune.nplusone.relations import cache_key, many_relation
 from django_dbtune.nplusone.state import ORIGIN, OWNER, TAG, Detection, Group, Site, Tag, tag_all
@@ -23,6 +23,9 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
     select_related = sql_query.select_related
     prefetch = queryset._prefetch_related_lookups
     site, owner = sql_query.__dict__.get(ORIGIN) or (None, None)
+    library: type | None = None
+    if owner is not None and is_library_class(owner):
+        library, owner = owner, None  # a library's view: the fix goes in a subclass of it
     if len(rows) < 2 and not select_related and not prefetch:
         if site is not None or owner is not None:
             # One row the project fetched (a detail page's object): not watched, but what
@@ -36,6 +39,8 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         through = _through(queryset)
         if through is None:
             owner = owner_on_stack(sys._getframe(1))
+            if owner is None and library is None:
+                library = owner_on_stack(sys._getframe(1), library=True)
         else:
             evaluated_at = trigger_site(sys._getframe(1), detection)
             if not _chained_in_template(queryset, through, evaluated_at, detection):
@@ -57,6 +62,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         select_all=select_related is True,
         prefetch_related=tuple(_prefetch_paths(prefetch)),
         deferred=(frozenset(deferred_names), defer) if deferred_names else None,
+        library_owner=library if owner is None and site is None else None,
     )
     detection.groups.append(group)
     tag_all(rows, group.tag())

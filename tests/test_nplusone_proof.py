@@ -479,6 +479,22 @@ def test_an_n_plus_one_in_a_librarys_class_based_view_is_fixed_in_a_subclass_of_
     assert len(queries) == 1
 
 
+def test_a_queryset_an_installed_views_method_builds_is_fixed_by_overriding_that_method(settings):
+    """A library's view builds its queryset in a method of its own and the template reads
+    it after the view returned (a TemplateResponse, as Wagtail's listings): the view is no
+    longer on the stack, but the method that built the queryset is known."""
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.library"]}
+    url = "/shop/library/shelf/"
+    [finding] = pages(url)[url]["findings"]
+    assert finding["fix"] == (
+        "a subclass of tests.shop.library.Shelf whose get_base_queryset() returns "
+        'super().get_base_queryset().select_related("author"), used in its place'
+    )
+    proof = finding["proof"]
+    assert proof["verdict"] == "proven", proof
+    assert (proof["before"], proof["after"]) == (1 + Book.objects.count(), 1)
+
+
 # --- Rows of subclasses (a CMS's .specific()), and filtered related reads ----------------------
 
 
@@ -512,6 +528,26 @@ def test_subclass_rows_are_fixed_with_the_querysets_own_subquery_loads(items):
     [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
     # The kinds, the posters, one artist each; then the kinds and the posters joined.
+    assert (proven.proof.before, proven.proof.after) == (2 + Poster.objects.count(), 2)
+
+
+def test_a_models_own_relation_on_rows_a_subclass_query_reloads_gets_the_subquery_loads(items):
+    """Poster.objects...specific(): the rows come from the iterable's own query, so the
+    queryset's plain select_related("artist") joins rows nobody reads (Wagtail's page
+    listings: "still 43 queries"); its for_specific_subqueries loads reach them."""
+    from django_dbtune.nplusone import detect
+    from tests.shop.models import Poster
+
+    def page():
+        return [poster.artist.name for poster in Poster.objects.order_by("id").specific()]
+
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.relation == "shop.Poster.artist"
+    assert finding.fix == '.select_related("artist", for_specific_subqueries=True)'
+    [proven] = rerun_page(report.findings, page, expected)
+    assert proven.proof.verdict == "proven", proven.proof
     assert (proven.proof.before, proven.proof.after) == (2 + Poster.objects.count(), 2)
 
 

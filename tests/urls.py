@@ -28,6 +28,7 @@ urlpatterns = [
     path("shop/authors/<int:pk>/summaries/", shop.AuthorSummariesView.as_view()),
     path("shop/library/listing/", library.listing),
     path("shop/library/books/", library.Listing.as_view()),
+    path("shop/library/shelf/", library.Shelf.as_view()),
     *router.urls,
     path("", include("config.urls")),
 ]

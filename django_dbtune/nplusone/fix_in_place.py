@@ -23,7 +23,7 @@ from django_dbtune.nplusone.generic import generic_prefetches
 from django_dbtune.nplusone.origin import owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.row_calls import row_annotations, row_prefetches, stood_in
-from django_dbtune.nplusone.state import ORIGIN, OWNER, current
+from django_dbtune.nplusone.state import BUILDER, ORIGIN, OWNER, current
 
 AMENDED = "_dbtune_amended"
 """In a ``QuerySet``'s ``__dict__`` while a fix is applied: it was changed already."""
@@ -184,8 +184,11 @@ def _is_target(queryset: Any, target: FixTarget, owner: type | None, frame: Any)
         return place == (target.file, target.line) or place in target.also
     if owner is None:
         return False
-    if site is None and built_for is None:
-        built_for = owner_on_stack(frame, library=target.in_subclass)
+    if site is None and built_for is None and target.in_subclass:
+        built = queryset._query.__dict__.get(BUILDER)
+        built_for = built[0] if built is not None else owner_on_stack(frame, library=True)
+    elif site is None and built_for is None:
+        built_for = owner_on_stack(frame)
     return built_for is not None and issubclass(built_for, owner)
 
 

@@ -17,6 +17,7 @@ from django_dbtune.findings import NPlusOneFinding
 from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.generic import Generic, generic_calls, generic_join, through_generic
 from django_dbtune.nplusone.homes import (
+    BUILT_IN_TEMPLATE,
     admin_joins,
     bare_joins,
     in_owner,
@@ -87,11 +88,13 @@ def fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
     ``joins`` are all the select_related paths that queryset lacks."""
     fix = _fix_for(load, path, group, joins)
     first = path.split(LOOKUP_SEP)[0]
-    if fix.target is not None and relation_field(group.model, first) is None:
-        # Rows of a subclass from a parent model's queryset (Wagtail's .specific()): the
-        # queryset names their own relations only through the queries that load them.
+    own = relation_field(group.model, first) is not None
+    placeable = group.site is not None or group.library_owner is not None
+    # Rows of a subclass from a parent model's queryset (Wagtail's .specific()), or any
+    # rows its iterable loads by queries of their own: only those queries reach them.
+    reloaded = own and group.subclass_rows and placeable and _subqueries(group)
+    if fix.target is not None and (not own or reloaded):
         target = fix.target
-        placeable = group.site is not None or group.library_owner is not None
         if placeable and not target.count_annotations and _subqueries(group):
             placed = _placed(
                 group,
@@ -321,7 +324,7 @@ def _placed(
             specific_prefetch=specific_prefetch,
             generic_prefetch=generics,
         )
-        written = in_subclass(library, code)
+        written = in_subclass(library, group.library_method, code)
         if written is None:
             return Fix(code, advice, placed=False)
         return Fix(written[0], join_notes(advice, written[1]), target)
@@ -347,12 +350,6 @@ def _placed(
             replace(target, select_related=(), list_select_related=names),
         )
     return Fix(in_owner(owner, group.model, code), advice, target)
-
-
-BUILT_IN_TEMPLATE = (
-    "The template builds this queryset from a related manager, past what a prefetch of the "
-    "relation serves: build it in the view with this change and pass it to the template."
-)
 
 
 def merged(entries: list[tuple[NPlusOneFinding, Group]]) -> list[NPlusOneFinding]:
@@ -438,8 +435,12 @@ def _nullable_note(model: type[Model], path: str) -> str | None:
 
 
 def join_notes(*notes: str | None) -> str | None:
-    text = " ".join(note for note in notes if note)
-    return text or None
+    """The notes in one text, each once (a fix placed again keeps the notes it had)."""
+    kept: list[str] = []
+    for note in notes:
+        if note and not any(note in other for other in kept):
+            kept.append(note)
+    return " ".join(kept) or None
 
 
 def _field_at(model: type[Model], path: str) -> object | None:

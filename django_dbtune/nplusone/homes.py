@@ -104,13 +104,15 @@ def in_owner(owner: type, model: type[Model], code: str) -> str:
     return f"queryset = {model.__name__}.objects{code}  # on {qualname(owner)}"
 
 
-def in_subclass(library: type, code: str) -> tuple[str, str] | None:
+def in_subclass(library: type, method: str, code: str) -> tuple[str, str] | None:
     """``code`` where it goes when an installed view builds the queryset (a CMS's own
-    listing): in a subclass of it, which the project uses in its place; with the note that
-    says so. None when the class has no ``get_queryset`` to extend."""
-    if not callable(getattr(library, "get_queryset", None)):
+    listing): in a subclass of it whose ``method`` (the one that built it) it overrides,
+    which the project uses in its place; with the note that says so. None when the class
+    has no such method to extend."""
+    if not callable(getattr(library, method, None)):
         return None
-    call = "get_queryset(request)" if is_model_admin(library) else "get_queryset()"
+    admin = is_model_admin(library) and method == "get_queryset"
+    call = f"{method}(request)" if admin else f"{method}()"
     text = (
         f"a subclass of {qualname(library)} whose {call} returns super().{call}{code}, "
         "used in its place"
@@ -121,3 +123,9 @@ def in_subclass(library: type, code: str) -> tuple[str, str] | None:
         "project uses it (its URL, router, viewset or admin registration)."
     )
     return text, note
+
+
+BUILT_IN_TEMPLATE = (
+    "The template builds this queryset from a related manager, past what a prefetch of the "
+    "relation serves: build it in the view with this change and pass it to the template."
+)

@@ -19,7 +19,7 @@ from django.db.models.sql.query import Query
 from django_dbtune.call_sites import CallSiteFinder, call_site_finder
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
-from django_dbtune.nplusone.state import LAZY, ORIGIN, OWNER, current
+from django_dbtune.nplusone.state import BUILDER, LAZY, ORIGIN, OWNER, current
 from django_dbtune.project import is_project_file
 
 # Django's own, called by the replacement below (never the replacement itself).
@@ -121,11 +121,24 @@ def note_origin(
                 continue
             marks[ORIGIN] = ((code.co_filename, frame.f_lineno, code.co_name), None)
             break
+        if BUILDER not in marks and code.co_varnames[:1] == ("self",):
+            _note_builder(marks, frame)
         if code.co_name == "get_queryset" and OWNER not in marks:
             # A library's manager that builds another model's queryset for its instance:
             # django-taggit's tags manager returns Tag.objects.filter(...) for the tagged row.
             _note_owner(marks, frame.f_locals.get("self"))
         frame = frame.f_back
+
+
+def _note_builder(marks: dict[str, Any], frame: FrameType) -> None:
+    """An installed view's method building the queryset (Wagtail's
+    ``IndexView.get_base_queryset``): a subclass overriding it is where a fix goes."""
+    from django.views import View
+
+    # type(), not isinstance(): a lazy object (request.user) would run a query.
+    cls = type(frame.f_locals.get("self"))
+    if issubclass(cls, View) and is_library_class(cls):
+        marks[BUILDER] = (cls, frame.f_code.co_name)
 
 
 def _note_owner(marks: dict[str, Any], manager: Any) -> None:

@@ -30,6 +30,10 @@ USE = "_dbtune_use"
 """On a prefetched ``QuerySet``: the :class:`Use` its reading marks (``None`` on the class)."""
 ORIGIN = "dbtune_origin"
 """On a ``Query``: (site, owner class), where the queryset was built."""
+BUILDER = "dbtune_builder"
+"""On a ``Query``: (installed view class, method name) when a method of an installed view
+built it (Wagtail's ``IndexView.get_base_queryset``): a subclass overriding that method
+is where its fix goes."""
 OWNER = "dbtune_owner"
 """In a ``Query``'s ``__dict__``: the instance whose related manager built it."""
 LAZY = "dbtune_lazy_load"
@@ -75,6 +79,11 @@ class Group:
     """With no project line or class: the installed view that built or ran it (a CMS's own
     listing), whose subclass is where a fix can go. Its rows are not the project's for
     unused eager loads."""
+    subclass_rows: bool = False
+    """Its rows come from a queryset's own iterable that loads each subclass's rows by a
+    query of its own (Wagtail's ``.specific()``): the queryset's joins do not reach them."""
+    library_method: str = "get_queryset"
+    """The method of ``library_owner`` that built it, which that subclass overrides."""
     used: set[str] = field(default_factory=set)
     tags: dict[tuple[str, bool], Tag] = field(default_factory=dict)
 

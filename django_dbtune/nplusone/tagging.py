@@ -9,12 +9,23 @@ from typing import Any
 
 from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.query import ModelIterable
 
 from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
 from django_dbtune.nplusone.origin import is_library_class, owner_on_stack
 from django_dbtune.nplusone.read_watch import watch_reads
 from django_dbtune.nplusone.relations import cache_key, many_relation
-from django_dbtune.nplusone.state import ORIGIN, OWNER, TAG, Detection, Group, Site, Tag, tag_all
+from django_dbtune.nplusone.state import (
+    BUILDER,
+    ORIGIN,
+    OWNER,
+    TAG,
+    Detection,
+    Group,
+    Site,
+    Tag,
+    tag_all,
+)
 
 
 def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
@@ -24,6 +35,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
     prefetch = queryset._prefetch_related_lookups
     site, owner = sql_query.__dict__.get(ORIGIN) or (None, None)
     library: type | None = None
+    method = "get_queryset"
     if owner is not None and is_library_class(owner):
         library, owner = owner, None  # a library's view: the fix goes in a subclass of it
     if len(rows) < 2 and not select_related and not prefetch:
@@ -40,7 +52,11 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         if through is None:
             owner = owner_on_stack(sys._getframe(1))
             if owner is None and library is None:
-                library = owner_on_stack(sys._getframe(1), library=True)
+                built = sql_query.__dict__.get(BUILDER)
+                if built is not None:
+                    library, method = built
+                else:
+                    library = owner_on_stack(sys._getframe(1), library=True)
         else:
             evaluated_at = trigger_site(sys._getframe(1), detection)
             if not _chained_in_template(queryset, through, evaluated_at, detection):
@@ -62,7 +78,9 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         select_all=select_related is True,
         prefetch_related=tuple(_prefetch_paths(prefetch)),
         deferred=(frozenset(deferred_names), defer) if deferred_names else None,
+        subclass_rows=queryset._iterable_class is not ModelIterable,
         library_owner=library if owner is None and site is None else None,
+        library_method=method,
     )
     detection.groups.append(group)
     tag_all(rows, group.tag())

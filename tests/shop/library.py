@@ -2,7 +2,8 @@
 test that requests it, so none of its lines is the project's."""
 
 from django.http import HttpRequest, JsonResponse
-from django.views.generic import ListView
+from django.template.response import TemplateResponse
+from django.views.generic import ListView, View
 
 from tests.shop.models import Book
 
@@ -20,3 +21,15 @@ class Listing(ListView):
     def get(self, request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
         rows = [f"{book.title} by {book.author.name}" for book in self.get_queryset()]
         return JsonResponse({"rows": rows})
+
+
+class Shelf(View):
+    """A library's listing that builds its queryset in a method of its own and returns a
+    TemplateResponse, rendered (and the queryset run) after the view has returned."""
+
+    def get_base_queryset(self):
+        return Book.objects.order_by("id")
+
+    def get(self, request: HttpRequest) -> TemplateResponse:
+        books = self.get_base_queryset()
+        return TemplateResponse(request, "shop/book_list.html", {"books": books})

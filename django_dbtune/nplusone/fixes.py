@@ -286,60 +286,35 @@ def _placed(
     paths = tuple(query_path(group.model, name) for name in counts)
     counted = {f"{n}_count": p for n, p in zip(counts, paths, strict=True)}
     code = chain(select, prefetch, counted, specific_select, specific_prefetch, generics) + extra
-    if group.site is not None:
-        file, line, function = group.site
-        target = FixTarget(
-            "add", select, prefetch, count_annotations=counts, file=relative_path(file), line=line
-        )
-        if function == "template":
-            advice = join_notes(advice, BUILT_IN_TEMPLATE)
-        target = replace(
-            target,
-            in_template=function == "template",
-            model=group.model._meta.label,
-            names_bare_select=bare,
-            count_paths=paths,
-            specific_select=specific_select,
-            specific_prefetch=specific_prefetch,
-            generic_prefetch=generics,
-        )
-        return Fix(code, advice, target)
-    if owner is None and group.library_owner is not None:
-        library = group.library_owner
-        target = FixTarget(
-            "add",
-            select,
-            prefetch,
-            count_annotations=counts,
-            owner=qualname(library),
-            owner_class=library,
-            in_subclass=True,
-        )
-        target = replace(
-            target,
-            model=group.model._meta.label,
-            names_bare_select=bare,
-            count_paths=paths,
-            specific_select=specific_select,
-            specific_prefetch=specific_prefetch,
-            generic_prefetch=generics,
-        )
-        written = in_subclass(library, group.library_method, code)
-        if written is None:
-            return Fix(code, advice, placed=False)
-        return Fix(written[0], join_notes(advice, written[1]), target)
-    if owner is None or specific_select or specific_prefetch:
-        return Fix(code, advice, placed=False)
-    target = FixTarget(
-        "add", select, prefetch, count_annotations=counts, owner=qualname(owner), owner_class=owner
-    )
-    target = replace(
-        target,
+    base = FixTarget(
+        "add",
+        select,
+        prefetch,
+        count_annotations=counts,
         model=group.model._meta.label,
         names_bare_select=bare,
         count_paths=paths,
+        specific_select=specific_select,
+        specific_prefetch=specific_prefetch,
         generic_prefetch=generics,
     )
+    if group.site is not None:
+        file, line, function = group.site
+        if function == "template":
+            advice = join_notes(advice, BUILT_IN_TEMPLATE)
+        in_template = function == "template"
+        target = replace(base, file=relative_path(file), line=line, in_template=in_template)
+        return Fix(code, advice, target)
+    if owner is None and group.library_owner is not None:
+        library = group.library_owner
+        written = in_subclass(library, group.library_method, code)
+        if written is None:
+            return Fix(code, advice, placed=False)
+        target = replace(base, owner=qualname(library), owner_class=library, in_subclass=True)
+        return Fix(written[0], join_notes(advice, written[1]), target)
+    if owner is None or specific_select or specific_prefetch:
+        return Fix(code, advice, placed=False)
+    target = replace(base, owner=qualname(owner), owner_class=owner)
     if is_model_admin(owner) and select:
         names = tuple(admin_joins(owner, group.model, joins))
         listed = f'"{names[0]}",' if len(names) == 1 else ", ".join(f'"{n}"' for n in names)

@@ -459,8 +459,10 @@ def test_an_n_plus_one_in_a_librarys_class_based_view_is_fixed_in_a_subclass_of_
     url = "/shop/library/books/"
     [finding] = pages(url)[url]["findings"]
     assert finding["fix"] == (
-        "a subclass of tests.shop.library.Listing whose get_queryset() returns "
-        'super().get_queryset().select_related("author"), used in its place'
+        'Listing.as_view(queryset=Book.objects.select_related("author")) where the project '
+        "calls Listing.as_view(), or a subclass of tests.shop.library.Listing whose "
+        'get_queryset() returns super().get_queryset().select_related("author"), used in its '
+        "place"
     )
     assert finding["queryset_site"] == (
         "tests.shop.library.Listing (installed code builds its queryset)"
@@ -476,6 +478,28 @@ def test_an_n_plus_one_in_a_librarys_class_based_view_is_fixed_in_a_subclass_of_
 
     with CaptureQueriesContext(connection) as queries:
         assert Mine.as_view()(RequestFactory().get(url)).status_code == 200
+    assert len(queries) == 1
+
+
+def test_djangos_generic_view_used_as_it_is_takes_the_fix_in_as_view():
+    """ListView.as_view(model=Book) in a URLconf: as_view(queryset=...) is the fix, and
+    pasted as written the page runs one query."""
+    from django.db import connection
+    from django.test import RequestFactory
+    from django.views.generic import ListView
+
+    url = "/shop/generic/books/"
+    [finding] = pages(url)[url]["findings"]
+    assert finding["fix"].startswith(
+        'ListView.as_view(queryset=Book.objects.select_related("author")) where the project '
+        "calls ListView.as_view(), or a subclass of django.views.generic.list.ListView"
+    )
+    assert finding["proof"]["verdict"] == "proven", finding["proof"]
+    view = ListView.as_view(
+        queryset=Book.objects.select_related("author"), template_name="shop/generic_books.html"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        view(RequestFactory().get(url)).render()
     assert len(queries) == 1
 
 

@@ -1,11 +1,13 @@
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.urls import include, path
+from django.views.generic import ListView
 from rest_framework.routers import SimpleRouter
 
 from tests import views
 from tests.shop import library
 from tests.shop import views as shop
+from tests.shop.models import Book
 
 router = SimpleRouter()
 router.register("shop/api/books", shop.BookViewSet)
@@ -29,6 +31,11 @@ urlpatterns = [
     path("shop/library/listing/", library.listing),
     path("shop/library/books/", library.Listing.as_view()),
     path("shop/library/shelf/", library.Shelf.as_view()),
+    # Django's own generic view, used as it is: no class of the project builds the queryset.
+    path(
+        "shop/generic/books/",
+        ListView.as_view(model=Book, template_name="shop/generic_books.html"),
+    ),
     *router.urls,
     path("", include("config.urls")),
 ]

@@ -307,7 +307,7 @@ def _placed(
         return Fix(code, advice, target)
     if owner is None and group.library_owner is not None:
         library = group.library_owner
-        written = in_subclass(library, group.library_method, code)
+        written = in_subclass(library, group.library_method, group.model, code)
         if written is None:
             return Fix(code, advice, placed=False)
         target = replace(base, owner=qualname(library), owner_class=library, in_subclass=True)

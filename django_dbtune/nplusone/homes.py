@@ -104,11 +104,14 @@ def in_owner(owner: type, model: type[Model], code: str) -> str:
     return f"queryset = {model.__name__}.objects{code}  # on {qualname(owner)}"
 
 
-def in_subclass(library: type, method: str, code: str) -> tuple[str, str] | None:
+def in_subclass(
+    library: type, method: str, model: type[Model], code: str
+) -> tuple[str, str] | None:
     """``code`` where it goes when an installed view builds the queryset (a CMS's own
     listing): in a subclass of it whose ``method`` (the one that built it) it overrides,
-    which the project uses in its place; with the note that says so. None when the class
-    has no such method to extend."""
+    which the project uses in its place; with the note that says so. A Django generic view
+    used as it is (``ListView.as_view(model=Book)`` in a URLconf) takes the queryset in
+    ``as_view()`` instead. None when the class has no such method to extend."""
     if not callable(getattr(library, method, None)):
         return None
     admin = is_model_admin(library) and method == "get_queryset"
@@ -117,12 +120,31 @@ def in_subclass(library: type, method: str, code: str) -> tuple[str, str] | None
         f"a subclass of {qualname(library)} whose {call} returns super().{call}{code}, "
         "used in its place"
     )
+    if method == "get_queryset" and _reads_queryset_attribute(library):
+        name = library.__name__
+        text = (
+            f"{name}.as_view(queryset={model.__name__}.objects{code}) where the project "
+            f"calls {name}.as_view(), or {text}"
+        )
     note = (
         f"No line or class of the project builds this queryset: {qualname(library)}, "
         "installed code, does. Subclass it in the project and use the subclass where the "
         "project uses it (its URL, router, viewset or admin registration)."
     )
     return text, note
+
+
+def _reads_queryset_attribute(view: type) -> bool:
+    """Whether ``view`` builds its queryset from a ``queryset`` attribute that
+    ``as_view(queryset=...)`` sets: Django's generic views, as Django defines them."""
+    from django.views.generic.detail import SingleObjectMixin
+    from django.views.generic.list import MultipleObjectMixin
+
+    own = getattr(view, "get_queryset", None)
+    return any(
+        issubclass(view, mixin) and own is mixin.get_queryset
+        for mixin in (MultipleObjectMixin, SingleObjectMixin)
+    )
 
 
 BUILT_IN_TEMPLATE = (

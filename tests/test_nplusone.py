@@ -1367,3 +1367,24 @@ def test_a_query_after_a_lazy_load_that_raised_is_recorded_at_its_own_line(shop)
     Book.objects.filter(pk=first.pk).update(author_id=first.author_id)
     [tags] = [r for r in report.queries.records if '"shop_tag"' in r.sql]
     assert tags.lineno == tags_line
+
+
+def test_reads_of_two_models_by_key_on_one_template_line_are_answered_apart(shop, settings):
+    """Each result's book and its author, both read by key under one template line: each
+    read is answered from its own model's rows."""
+    from django.template.loader import render_to_string
+
+    from tests.shop.search import Pair
+
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.search"]}
+
+    def page():
+        keys = Book.objects.order_by("id").values_list("pk", flat=True)
+        return render_to_string("shop/search_pair.html", {"results": [Pair(pk) for pk in keys]})
+
+    with detect() as report:
+        expected = page()
+    by_key = [f for f in report.findings if f.relation in ("shop.Book.id", "shop.Author.id")]
+    assert len(by_key) == 2
+    proven = rerun(by_key, lambda: 200 if page() == expected else 500)
+    assert [p.proof.verdict for p in proven] == ["proven", "proven"], [p.proof for p in proven]

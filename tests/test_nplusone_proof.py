@@ -263,6 +263,46 @@ def test_a_related_managers_chain_built_by_a_template_is_fixed_where_the_templat
     assert (proof["before"], proof["after"]) == (2 + books, 2)
 
 
+def test_a_reversed_related_manager_in_a_template_is_fixed_where_the_template_runs_it():
+    """author.books.reverse: the same SQL when the books have no order, but a new query
+    even after a prefetch (the view's prefetch did not lower the count)."""
+    author = Author.objects.first()
+    Book.objects.update(editor=author)
+    url = f"/shop/authors/{author.pk}/reversed/"
+    [finding] = pages(url)[url]["findings"]
+    assert finding["queryset_site"] == "tests/shop/templates/shop/author_reversed.html:3"
+    assert finding["proof"]["verdict"] == "proven", finding["proof"]
+
+
+def test_a_default_manager_that_annotates_leaves_a_plain_template_read_to_the_prefetch(
+    monkeypatch,
+):
+    """A default manager annotating with Exists(): every queryset it builds holds its own
+    subquery, equal to no other, but a template's author.books.all is still served by the
+    view's prefetch."""
+    from django.db.models import Exists, OuterRef
+
+    from tests.shop.models import Review
+
+    manager_class = type(Book._default_manager)
+    built = manager_class.get_queryset
+
+    def annotated(self):
+        reviews = Review.objects.filter(book=OuterRef("pk"))
+        return built(self).annotate(reviewed=Exists(reviews))
+
+    monkeypatch.setattr(manager_class, "get_queryset", annotated)
+    author = Author.objects.first()
+    Book.objects.update(editor=author)
+    url = f"/shop/authors/{author.pk}/"
+    [finding] = pages(url)[url]["findings"]
+    assert finding["fix"] == (
+        'queryset = Author.objects.prefetch_related("books__editor")'
+        "  # on tests.shop.views.AuthorDetailView"
+    )
+    assert finding["proof"]["verdict"] == "proven", finding["proof"]
+
+
 def test_an_admin_fix_keeps_the_joins_the_admin_made_by_itself(admin_user, client):
     """Before Django 6.1 the admin joins every non-null foreign key in depth (book and
     book__author here) when list_display shows one: a list_select_related naming only
@@ -501,6 +541,19 @@ def test_djangos_generic_view_used_as_it_is_takes_the_fix_in_as_view():
     with CaptureQueriesContext(connection) as queries:
         view(RequestFactory().get(url)).render()
     assert len(queries) == 1
+
+
+@pytest.mark.parametrize("url", ["/shop/library/dashboard/", "/shop/library/authors/"])
+def test_no_subclass_fix_where_no_method_of_the_view_returns_the_queryset(settings, url):
+    """A library view building the queryset in get_context_data (whose override returns a
+    dict), or listing another model than the rows read: a subclass fix there raised when
+    pasted (AttributeError, FieldError), so the finding has no place instead."""
+    settings.DBTUNE = {"IGNORED_MODULES": ["tests.shop.library"]}
+    [finding] = pages(url)[url]["findings"]
+    assert finding["relation"] == "shop.Book.author"
+    assert "subclass" not in finding["fix"]
+    assert finding["proof"]["verdict"] == "unproven"
+    assert "no place to apply the fix" in finding["proof"]["reason"]
 
 
 def test_a_queryset_an_installed_views_method_builds_is_fixed_by_overriding_that_method(settings):

@@ -28,9 +28,12 @@ urlpatterns = [
     path("shop/books/paused/", shop.paused_book_list),
     path("shop/authors/<int:pk>/", shop.AuthorDetailView.as_view()),
     path("shop/authors/<int:pk>/summaries/", shop.AuthorSummariesView.as_view()),
+    path("shop/authors/<int:pk>/reversed/", shop.AuthorReversedView.as_view()),
     path("shop/library/listing/", library.listing),
     path("shop/library/books/", library.Listing.as_view()),
     path("shop/library/shelf/", library.Shelf.as_view()),
+    path("shop/library/dashboard/", library.Dashboard.as_view()),
+    path("shop/library/authors/", library.AuthorIndex.as_view()),
     # Django's own generic view, used as it is: no class of the project builds the queryset.
     path(
         "shop/generic/books/",

@@ -5,7 +5,9 @@ which queryset it uses, and what a ModelAdmin's changelist joins by itself (whic
 
 from __future__ import annotations
 
+import inspect
 import sys
+from typing import Any
 
 import django
 from django.apps import apps
@@ -112,10 +114,19 @@ def in_subclass(
     which the project uses in its place; with the note that says so. A Django generic view
     used as it is (``ListView.as_view(model=Book)`` in a URLconf) takes the queryset in
     ``as_view()`` instead. None when the class has no such method to extend."""
-    if not callable(getattr(library, method, None)):
+    function = getattr(library, method, None)
+    if not callable(function):
         return None
-    admin = is_model_admin(library) and method == "get_queryset"
-    call = f"{method}(request)" if admin else f"{method}()"
+    try:
+        parameters = list(inspect.signature(function).parameters.values())[1:]  # after self
+    except (TypeError, ValueError):
+        return None
+    stars: dict[Any, str] = {
+        inspect.Parameter.VAR_POSITIONAL: "*",
+        inspect.Parameter.VAR_KEYWORD: "**",
+    }
+    names = ", ".join(f"{stars.get(p.kind, '')}{p.name}" for p in parameters)
+    call = f"{method}({names})"
     text = (
         f"a subclass of {qualname(library)} whose {call} returns super().{call}{code}, "
         "used in its place"

@@ -132,9 +132,13 @@ def note_origin(
 
 def _note_builder(marks: dict[str, Any], frame: FrameType) -> None:
     """An installed view's method building the queryset (Wagtail's
-    ``IndexView.get_base_queryset``): a subclass overriding it is where a fix goes."""
+    ``IndexView.get_base_queryset``): a subclass overriding it is where a fix goes. Only a
+    method named for querysets: one that builds a queryset for a context or a response
+    (``get_context_data``, ``get``) returns something else."""
     from django.views import View
 
+    if "queryset" not in frame.f_code.co_name:
+        return
     # type(), not isinstance(): a lazy object (request.user) would run a query.
     cls = type(frame.f_locals.get("self"))
     if issubclass(cls, View) and is_library_class(cls):

@@ -197,7 +197,7 @@ def stood_in(
         return True
 
     by_key = any(call.kind == "bulk" for call in target.row_calls)
-    read: dict[tuple[str, str, str, bool, tuple[Any, ...]], list[Any]] = {}
+    read: dict[tuple[Any, ...], list[Any]] = {}
 
     def read_by_key(queryset: Any) -> bool:
         """A read by key at the call's line: answered from one read of every key the
@@ -212,7 +212,14 @@ def stood_in(
         # Ordered as the query is: the rows of some keys then come in the order the
         # database gives them (by a related model's name, NULLs first or last). The read's
         # other conditions (a manager's is_public=True) are kept.
-        place = (queryset.db, call.name, repr(query.order_by), query.default_ordering, others)
+        place = (
+            queryset.db,
+            queryset.model,  # reads of two models by key on one template line
+            call.name,
+            repr(query.order_by),
+            query.default_ordering,
+            others,
+        )
         try:
             hash(place)
         except TypeError:  # a condition Django cannot hash (extra(where=...))

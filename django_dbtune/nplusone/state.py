@@ -217,6 +217,9 @@ class Detection:
     """Watch which eager loads are read (for unused ``select_related``/``prefetch_related``)."""
     watches: set[Any] = field(default_factory=set)
     """The read watches waiting for this detection's querysets."""
+    chained: dict[tuple[Any, ...], bool] = field(default_factory=dict)
+    """Per template line and relation: whether the template built a related manager's
+    queryset past what a prefetch serves (judged once)."""
     row_calls: list[tuple[int, int, Tag]] = field(default_factory=list)
     """Log ranges of a count, ``exists()`` or aggregate the project wrote by hand for one
     watched row (``Ticket.objects.filter(kbitem=self).count()``), with that row's tag: the

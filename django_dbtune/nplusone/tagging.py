@@ -56,7 +56,10 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
                 if built is not None:
                     library, method = built
                 else:
+                    # A view on the stack is where the fix goes only if these are its rows.
                     library = owner_on_stack(sys._getframe(1), library=True)
+                    if library is not None and not _lists(library, queryset.model):
+                        library = None
         else:
             evaluated_at = trigger_site(sys._getframe(1), detection)
             if not _chained_in_template(queryset, through, evaluated_at, detection):
@@ -92,6 +95,12 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         watch_reads(group)
 
 
+def _lists(view: type, model: type[Model]) -> bool:
+    """Whether ``view`` says it lists ``model``: its ``model`` or its queryset's."""
+    queryset_model = getattr(getattr(view, "queryset", None), "model", None)
+    return getattr(view, "model", None) is model or queryset_model is model
+
+
 def _through(queryset: Any) -> tuple[Model, Tag, str] | None:
     """Rows a related manager of a project-fetched instance loaded where no fix can go (a
     template's ``{% for b in genre.book_set.all %}``): the instance's tag and the relation,
@@ -114,30 +123,46 @@ def _chained_in_template(
 ) -> bool:
     """Whether a template line built this related manager's queryset past what a prefetch
     of the relation serves (``{% for r in product.reviews.approved %}``: a filter, another
-    order, an annotation), so that the instance's prefetch would not be read and the fix
-    goes on the queryset the template runs. A slice is served by the prefetched rows."""
+    order, joins, eager loads), so that the instance's prefetch would not be read and the
+    fix goes on the queryset the template runs. A slice is served by the prefetched rows.
+    Judged once per template line and relation: the SQL of both is compared (expressions
+    compare by identity, and a default manager's ``Exists()`` or ``now()`` would differ)."""
     if run_at is None or run_at[2] != "template":
         return False
     parent, _, name = through
-    detection.busy += 1  # building the plain queryset is nobody's query
+    key = (run_at, type(parent), name)
+    known = detection.chained.get(key)
+    if known is None:
+        known = detection.chained[key] = _chained(queryset, parent, name, detection)
+    return known
+
+
+def _chained(queryset: Any, parent: Model, name: str, detection: Detection) -> bool:
+    detection.busy += 1  # building and compiling the plain queryset is nobody's query
     try:
         manager = getattr(parent, name)
         plain = manager.get_queryset() if hasattr(manager, "get_queryset") else None
-    except Exception:  # a relation that cannot be read here: keep the prefetch fix
+        if plain is None:
+            return False
+        return bool(
+            _sql(queryset) != _sql(plain)
+            or tuple(queryset._prefetch_related_lookups) != tuple(plain._prefetch_related_lookups)
+            or queryset._iterable_class is not plain._iterable_class
+            # reverse() on an unordered queryset changes no SQL, but queries again
+            or queryset.query.standard_ordering != plain.query.standard_ordering
+        )
+    except Exception:  # a relation that cannot be read or compiled here: keep the prefetch fix
         return False
     finally:
         detection.busy -= 1
-    if plain is None:
-        return False
-    ours, theirs = queryset.query, plain.query  # .query: with the manager's deferred filter
-    return bool(
-        ours.where != theirs.where
-        or ours.order_by != theirs.order_by
-        or ours.annotations != theirs.annotations
-        or ours.distinct != theirs.distinct
-        or ours.values_select != theirs.values_select
-        or queryset._iterable_class is not plain._iterable_class
-    )
+
+
+def _sql(queryset: Any) -> str:
+    """The queryset's SQL without its slice (a prefetch serves that) and without values."""
+    query = queryset.query.chain()
+    query.clear_limits()
+    sql: str = query.get_compiler(queryset.db).as_sql()[0]
+    return sql
 
 
 def _tag_selected(group: Group, rows: list[Any], tree: dict[str, Any], prefix: str = "") -> None:

@@ -7,7 +7,7 @@ from functools import cached_property
 
 from django.db.models import Count
 
-from tests.shop.models import Book, Tag
+from tests.shop.models import Author, Book, Tag
 
 
 class Result:
@@ -25,3 +25,16 @@ class Result:
     def facet(self) -> str:
         # The same lookup, with the same values, for every result.
         return str(Tag.objects.order_by("id").first())
+
+
+class Pair(Result):
+    """A result that loads its book, then the book's author, each by key and nothing else,
+    both read on the same template line."""
+
+    @cached_property
+    def book(self) -> Book:
+        return Book.objects.get(pk=self.pk)
+
+    @cached_property
+    def writer(self) -> Author:
+        return Author.objects.get(pk=self.book.author_id)

@@ -90,3 +90,9 @@ class AuthorSummariesView(DetailView):
     # related manager): no prefetch on this view is read by it.
     model = Author
     template_name = "shop/author_summaries.html"
+
+
+class AuthorReversedView(DetailView):
+    # The template reverses the author's books: a new query even after a prefetch.
+    model = Author
+    template_name = "shop/author_reversed.html"

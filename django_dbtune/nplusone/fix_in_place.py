@@ -20,10 +20,10 @@ from django.utils.module_loading import import_string
 from django_dbtune.call_sites import call_site_finder, relative_path
 from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.generic import generic_prefetches
-from django_dbtune.nplusone.origin import owner_on_stack
+from django_dbtune.nplusone.origin import installed_view, owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.row_calls import row_annotations, row_prefetches, stood_in
-from django_dbtune.nplusone.state import BUILDER, ORIGIN, OWNER, current
+from django_dbtune.nplusone.state import ORIGIN, OWNER, current
 
 AMENDED = "_dbtune_amended"
 """In a ``QuerySet``'s ``__dict__`` while a fix is applied: it was changed already."""
@@ -185,8 +185,8 @@ def _is_target(queryset: Any, target: FixTarget, owner: type | None, frame: Any)
     if owner is None:
         return False
     if site is None and built_for is None and target.in_subclass:
-        built = queryset._query.__dict__.get(BUILDER)
-        built_for = built[0] if built is not None else owner_on_stack(frame, library=True)
+        view = installed_view(queryset._query, frame)  # as the finding found it
+        built_for = view[0] if view is not None else None
     elif site is None and built_for is None:
         built_for = owner_on_stack(frame)
     return built_for is not None and issubclass(built_for, owner)

@@ -97,13 +97,10 @@ def read_rows(filename: str, line: int, *, model: str, accessor: str) -> str | N
     True).select_related("person")`` gives ``Link.objects.filter(person__live=True)
     .select_related("person")``); None unless the statement holds exactly one such read,
     with no slice and no condition that reads the row again."""
-    read = read_source(filename)
-    if read is None:
+    found = _statement(filename, line)
+    if found is None:
         return None
-    source, tree = read
-    statement = statement_at(tree, line)
-    if statement is None:
-        return None
+    source, tree, statement = found
     longest: dict[int, tuple[ast.Attribute, list[ast.Call]]] = {}
     for node in ast.walk(statement):
         chain = chain_of(node, ROWS_CALLS) if isinstance(node, ast.Call) else None
@@ -142,12 +139,11 @@ def picked_read(filename: str, line: int, *, model: type[Model], accessor: str) 
     whose conditions compare fields of ``model`` (no lookups across relations) to plain
     names of the calling function; every other argument of the chain is kept in the
     ``Prefetch`` queryset. None for anything else."""
-    read = read_source(filename)
-    statement = statement_at(read[1], line) if read is not None else None
-    if read is None or statement is None:
+    statement_found = _statement(filename, line)
+    if statement_found is None:
         return None
-    source = read[0]
-    local = local_names(read[1], line)
+    source, tree, statement = statement_found
+    local = local_names(tree, line)
     found = []
     for node in ast.walk(statement):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -186,6 +182,15 @@ def picked_read(filename: str, line: int, *, model: type[Model], accessor: str) 
         rows += ".all()"
     method: Literal["get", "filter"] = "get" if get else "filter"
     return Picked(rows, row, method, tuple(picks), local)
+
+
+def _statement(filename: str, line: int) -> tuple[str, ast.Module, ast.stmt] | None:
+    """The file's source and tree, and the innermost statement spanning ``line``."""
+    read = read_source(filename)
+    statement = statement_at(read[1], line) if read is not None else None
+    if read is None or statement is None:
+        return None
+    return read[0], read[1], statement
 
 
 def _is_own_field(model: type[Model], name: str) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import cache
+from functools import cache, lru_cache
 from types import CodeType, FrameType
 from typing import Any
 
@@ -16,7 +16,8 @@ from django.db.models.manager import BaseManager
 from django.db.models.query import QuerySet
 from django.db.models.sql.query import Query
 
-from django_dbtune.call_sites import CallSiteFinder, call_site_finder
+from django_dbtune.call_sites import CallSiteFinder, call_site_finder, finder_for
+from django_dbtune.conf import conf
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
 from django_dbtune.nplusone.state import BUILDER, LAZY, ORIGIN, OWNER, current
@@ -182,11 +183,36 @@ def owner_on_stack(frame: FrameType | None, library: bool = False) -> type | Non
     return None
 
 
+def installed_view(query: Query, frame: FrameType | None) -> tuple[type, str] | None:
+    """The installed view whose subclass is where a fix for ``query``'s rows goes, and the
+    method that subclass overrides: the one noted when the queryset was built (Wagtail's
+    ``IndexView.get_base_queryset``), or else the innermost view on the stack that says it
+    lists the rows' model (its ``model``, or its ``queryset``'s), with ``get_queryset``.
+    The finding and its proof both ask here."""
+    built = query.__dict__.get(BUILDER)
+    if built is not None:
+        return built  # type: ignore[no-any-return]
+    view = owner_on_stack(frame, library=True)
+    if view is None:
+        return None
+    listed = getattr(getattr(view, "queryset", None), "model", None)
+    if getattr(view, "model", None) is not query.model and listed is not query.model:
+        return None
+    return view, "get_queryset"
+
+
 def is_library_class(cls: type) -> bool:
     """Whether ``cls`` is installed code's (or a module of ``DBTUNE["IGNORED_MODULES"]``),
-    not the project's: a fix cannot go inside it, only in a subclass."""
+    not the project's: a fix cannot go inside it, only in a subclass. Asked for every
+    evaluated queryset a project class owns: kept per class and setting."""
+    return _is_library_class(cls, conf.IGNORED_MODULES, conf.PROJECT_ROOT)
+
+
+@lru_cache(maxsize=512)
+def _is_library_class(cls: type, ignored: tuple[str, ...], root: object) -> bool:
+    """``root`` (the project's folder) is part of the key: ``is_project_file`` reads it."""
     filename = getattr(sys.modules.get(cls.__module__), "__file__", None)
     if filename is None or not is_project_file(filename):
         return True
     # A module of DBTUNE["IGNORED_MODULES"] is not where the user wants a fix either.
-    return call_site_finder().is_internal_file(os.path.abspath(filename))
+    return finder_for(ignored).is_internal_file(os.path.abspath(filename))

@@ -12,11 +12,10 @@ from django.db.models.constants import LOOKUP_SEP
 from django.db.models.query import ModelIterable
 
 from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
-from django_dbtune.nplusone.origin import is_library_class, owner_on_stack
+from django_dbtune.nplusone.origin import installed_view, is_library_class, owner_on_stack
 from django_dbtune.nplusone.read_watch import watch_reads
 from django_dbtune.nplusone.relations import cache_key, many_relation
 from django_dbtune.nplusone.state import (
-    BUILDER,
     ORIGIN,
     OWNER,
     TAG,
@@ -52,14 +51,9 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         if through is None:
             owner = owner_on_stack(sys._getframe(1))
             if owner is None and library is None:
-                built = sql_query.__dict__.get(BUILDER)
-                if built is not None:
-                    library, method = built
-                else:
-                    # A view on the stack is where the fix goes only if these are its rows.
-                    library = owner_on_stack(sys._getframe(1), library=True)
-                    if library is not None and not _lists(library, queryset.model):
-                        library = None
+                view = installed_view(sql_query, sys._getframe(1))
+                if view is not None:
+                    library, method = view
         else:
             evaluated_at = trigger_site(sys._getframe(1), detection)
             if not _chained_in_template(queryset, through, evaluated_at, detection):
@@ -93,12 +87,6 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         _tag_selected(group, rows, select_related)
     if detection.reads and group.from_project and (group.select_related or prefetch):
         watch_reads(group)
-
-
-def _lists(view: type, model: type[Model]) -> bool:
-    """Whether ``view`` says it lists ``model``: its ``model`` or its queryset's."""
-    queryset_model = getattr(getattr(view, "queryset", None), "model", None)
-    return getattr(view, "model", None) is model or queryset_model is model
 
 
 def _through(queryset: Any) -> tuple[Model, Tag, str] | None:

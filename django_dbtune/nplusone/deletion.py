@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models.deletion import Collector
 
-from django_dbtune.nplusone.state import current, pause
+from django_dbtune.nplusone.state import detection_now, pause
 
 # Django's own, called by the replacements below (never the replacements themselves).
 _django_collect = Collector.collect
@@ -16,14 +16,14 @@ _django_delete = Collector.delete
 
 
 def collect(self: Collector, *args: Any, **kwargs: Any) -> Any:
-    if current.get() is None:
+    if detection_now() is None:
         return _django_collect(self, *args, **kwargs)
     with pause():
         return _django_collect(self, *args, **kwargs)
 
 
 def delete(self: Collector, *args: Any, **kwargs: Any) -> Any:
-    if current.get() is None:
+    if detection_now() is None:
         return _django_delete(self, *args, **kwargs)
     with pause():
         return _django_delete(self, *args, **kwargs)

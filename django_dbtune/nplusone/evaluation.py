@@ -15,7 +15,7 @@ from django.db.models.query import ModelIterable, QuerySet
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import detecting, fill_result_cache
 from django_dbtune.nplusone.per_row import maybe_per_row, owner_tag, per_row
-from django_dbtune.nplusone.state import LAZY, Detection, current, suspended
+from django_dbtune.nplusone.state import LAZY, Detection, detection_now, suspended
 from django_dbtune.nplusone.tagging import tag_rows
 
 # Django's own, called by the replacements below (never the replacements themselves).
@@ -38,7 +38,7 @@ def fetch_all(self: _QuerySet) -> None:
         if self._prefetch_related_lookups and not self._prefetch_done:
             self._prefetch_related_objects()
         return None
-    detection = current.get()
+    detection = detection_now()
     if detection is None or detection.busy or suspended():
         return _django_fetch_all(self)
     lazy = self._query.__dict__.get(LAZY)  # Django 5.2: a descriptor's lazy load
@@ -88,7 +88,7 @@ def mark_use(queryset: _QuerySet) -> None:
 def watch_filled(queryset: _QuerySet, rows: list[Any]) -> None:
     """Rows the query cache filled in (announced through :mod:`django_dbtune.filled_rows`):
     watched exactly like the rows of a queryset Django evaluated."""
-    detection = current.get()
+    detection = detection_now()
     if detection is None or detection.busy or suspended():
         return
     if rows and issubclass(queryset._iterable_class, ModelIterable):

@@ -20,7 +20,7 @@ from django_dbtune.call_sites import CallSiteFinder, call_site_finder, finder_fo
 from django_dbtune.conf import conf
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
-from django_dbtune.nplusone.state import BUILDER, LAZY, ORIGIN, OWNER, current
+from django_dbtune.nplusone.state import BUILDER, LAZY, ORIGIN, OWNER, detection_now
 from django_dbtune.project import is_project_file
 
 # Django's own, called by the replacement below (never the replacement itself).
@@ -54,7 +54,7 @@ def query_init(self: Query, model: Any, alias_cols: bool = True) -> None:
     ``MyQuerySet(self.model, using=self._db)`` without ``super()``, as Django's
     documentation shows."""
     _django_query_init(self, model, alias_cols)
-    detection = current.get()
+    detection = detection_now()
     if detection is None or detection.busy:
         return
     frame: FrameType | None = sys._getframe(1)

@@ -23,7 +23,7 @@ from django_dbtune.nplusone.state import (
     Load,
     LoadKind,
     Tag,
-    current,
+    detection_now,
     suspended,
 )
 
@@ -60,7 +60,7 @@ def _manager_call(frame: FrameType | None) -> Any:
 def maybe_per_row(queryset: Any, kind: LoadKind, call: Callable[[], Any]) -> Any:
     """Run ``call`` (a queryset's ``count``, ``exists`` or ``aggregate``), as a per-row
     query when a watched instance's related manager asked for it."""
-    detection = current.get()
+    detection = detection_now()
     if detection is None or detection.busy or suspended():
         return call()
     # Two frames up: the replaced QuerySet method, then who called it.

@@ -16,14 +16,23 @@ from django.db.models.fields.related_descriptors import ReverseManyToOneDescript
 from django.db.models.manager import BaseManager
 
 from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
-from django_dbtune.nplusone.state import TAG, USE, Load, Tag, Use, current, suspended, tag_all
+from django_dbtune.nplusone.state import (
+    TAG,
+    USE,
+    Load,
+    Tag,
+    Use,
+    detection_now,
+    suspended,
+    tag_all,
+)
 
 # Django's own, called by the replacement below (never the replacement itself).
 _django_prefetch_one_level = query.prefetch_one_level
 
 
 def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level: int) -> Any:
-    detection = current.get()
+    detection = detection_now()
     if detection is None or suspended() or not instances:
         return _django_prefetch_one_level(instances, prefetcher, lookup, level)
     tag: Tag | None = getattr(instances[0]._state, TAG, None)

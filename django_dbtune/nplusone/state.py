@@ -249,6 +249,14 @@ class Detection:
 current: ContextVar[Detection | None] = ContextVar("django_dbtune_nplusone", default=None)
 _suspended: ContextVar[bool] = ContextVar("django_dbtune_nplusone_suspended", default=False)
 
+# The hooks ask these hundreds of times per page: bound once here, since ``current.get()`` on a
+# name another module imported compiles to an attribute load that builds a method object on
+# every call (CPython 3.12+), which cost more than the lookup itself.
+detection_now = current.get
+"""The open detection of this context, or ``None``."""
+suspended = _suspended.get
+"""Inside :func:`pause`: the detection neither records loads nor notes reads."""
+
 
 @contextmanager
 def pause() -> Iterator[None]:
@@ -262,8 +270,3 @@ def pause() -> Iterator[None]:
         _suspended.reset(token)
         if detection is not None:
             detection.quiet.append((start, len(detection.log.records)))
-
-
-def suspended() -> bool:
-    """Inside :func:`pause`: the detection neither records loads nor notes reads."""
-    return _suspended.get()

@@ -15,11 +15,14 @@ class RowCall:
     every row at once; or (kind ``rows``) a filtered read of a related manager and the
     ``Prefetch(path, queryset=expression, to_attr=name)`` whose list answers it; or (kind
     ``reuse``) one read sent again with the same values, answered by its first result; or
-    (kind ``bulk``) a read by key ``name`` per row, answered from one read of every key.
+    (kind ``bulk``) a read by key ``name`` per row, answered from one read of every key; or
+    (kind ``own``) a read the rows' model answers from its own ``to_attr`` ``name`` when
+    ``Prefetch(path, queryset=expression, to_attr=name)`` filled it (``file:line`` is that
+    method), which replaces a plain prefetch of ``path``.
     ``module`` is where the expression's names are defined: the call's own chain (empty
     for ``reuse`` and ``bulk``, which have no expression)."""
 
-    kind: Literal["count", "exists", "aggregate", "rows", "reuse", "bulk"]
+    kind: Literal["count", "exists", "aggregate", "rows", "own", "reuse", "bulk"]
     name: str
     expression: str
     file: str

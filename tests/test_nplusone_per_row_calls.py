@@ -616,3 +616,50 @@ def test_fixes_in_two_functions_of_one_name_are_not_proven_together():
     assert {f.relation for f in proven} >= {"shop.Book.review_set", "shop.Tag"}
     assert all(f.proof.verdict == "proven" for f in proven), [f.proof for f in proven]
     assert all(f.proof.together is None for f in proven), [(f.call_site, f.proof) for f in proven]
+
+
+@pytest.fixture
+def summarized(db):
+    """3 authors with 2 books each, one with a summary; each book's editor is the next
+    author."""
+    authors = [Author.objects.create(name=f"A{i}") for i in range(3)]
+    for i, author in enumerate(authors):
+        editor = authors[(i + 1) % 3]
+        Book.objects.create(title=f"{author.name} plain", author=author, editor=editor)
+        Book.objects.create(title=f"{author.name} told", summary="s", author=author, editor=editor)
+    return [author.pk for author in authors]
+
+
+def summarized_page(pks):
+    """Each author fetched on its own (a detail page's row), its books read through a method
+    that looks for a prefetch attribute first, as django-oscar's product pages do."""
+    shown = []
+    for pk in pks:
+        author = Author.objects.prefetch_related("books").get(pk=pk)  # rows fetched here
+        books = author.summarized_books()
+        if isinstance(books, models.QuerySet):
+            books = books.select_related("editor")
+        shown.append([(book.title, book.editor.name) for book in books])
+    return shown
+
+
+def test_a_read_the_model_answers_from_its_own_prefetch_attribute_gets_that_prefetch(summarized):
+    """The method reads self._prefetched_summarized_books when it is set: the fix is that
+    Prefetch (keeping the read's own eager loads) in place of the plain "books" prefetch,
+    which that method never reads. Proven by the re-run; --write leaves it to a person."""
+    from django_dbtune.nplusone.codemod import plan
+
+    with detect() as report:
+        expected = summarized_page(summarized)
+    [finding] = [f for f in report.findings if f.relation == "shop.Book.author"]
+    assert finding.fix == (
+        'Prefetch("books", queryset=Book.objects.summarized().select_related("editor"), '
+        'to_attr="_prefetched_summarized_books") in place of "books" in .prefetch_related(...)'
+    )
+    assert finding.queryset_site == f"{HERE}:{line_of('# rows fetched here')}"
+    assert "Author.summarized_books()" in finding.advice
+    [proven] = rerun([finding], lambda: 200 if summarized_page(summarized) == expected else 500)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert (proven.proof.before, proven.proof.after) == (9, 6)
+    [(_, reason)] = plan([proven], since=0).skipped
+    assert "to_attr" in reason

@@ -72,6 +72,10 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             )
             edits.skipped.append((finding, reason))
             continue
+        if any(call.kind == "own" for call in target.row_calls):
+            reason = "--write does not edit Prefetch(..., to_attr=...) loads yet: paste the fix"
+            edits.skipped.append((finding, reason))
+            continue
         if target.row_calls:
             reason = (
                 "the code that reads per row must change to read what the fix adds: paste "

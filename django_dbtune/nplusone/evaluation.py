@@ -14,8 +14,9 @@ from django.db.models.query import ModelIterable, QuerySet
 
 from django_dbtune.nplusone import django52
 from django_dbtune.nplusone.fetch_mode import detecting, fill_result_cache
-from django_dbtune.nplusone.per_row import maybe_per_row, owner_tag, per_row
-from django_dbtune.nplusone.state import LAZY, Detection, detection_now, suspended
+from django_dbtune.nplusone.own_prefetch import eager_loads
+from django_dbtune.nplusone.per_row import lone_owner_tag, maybe_per_row, owner_tag, per_row
+from django_dbtune.nplusone.state import LAZY, Detection, Owned, detection_now, suspended
 from django_dbtune.nplusone.tagging import tag_rows
 
 # Django's own, called by the replacements below (never the replacements themselves).
@@ -48,7 +49,12 @@ def fetch_all(self: _QuerySet) -> None:
     if owned is not None:
         per_row(self, detection, *owned, "many", lambda: _django_fetch_all(self))
         return None
+    lone = lone_owner_tag(self)
+    start = len(detection.log.records)
     _evaluate(self, detection)
+    end = len(detection.log.records)
+    if lone is not None and end > start:
+        detection.owned.append(Owned(start, end, lone, eager_loads(self)))
     return None
 
 

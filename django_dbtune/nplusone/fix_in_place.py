@@ -22,7 +22,12 @@ from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.generic import generic_prefetches
 from django_dbtune.nplusone.origin import installed_view, owner_on_stack
 from django_dbtune.nplusone.relations import relation_field
-from django_dbtune.nplusone.row_calls import row_annotations, row_prefetches, stood_in
+from django_dbtune.nplusone.row_calls import (
+    replaced_prefetches,
+    row_annotations,
+    row_prefetches,
+    stood_in,
+)
 from django_dbtune.nplusone.state import ORIGIN, OWNER, current
 
 AMENDED = "_dbtune_amended"
@@ -201,6 +206,8 @@ def _amend(queryset: Any, target: FixTarget) -> None:
             queryset.query = queryset.annotate(**annotations).query
             query = queryset._query
         if target.row_calls:
+            replaced = replaced_prefetches(target)
+            lookups = tuple(lookup for lookup in lookups if lookup not in replaced)
             lookups += tuple(row_prefetches(target))
         if target.count_annotations:
             counts = {name: Count(path) for name, path in target.counted().items()}

@@ -20,6 +20,7 @@ from django_dbtune.findings import NPlusOneFinding, Proof
 from django_dbtune.fix_targets import FixTarget, RowCall
 from django_dbtune.nplusone.fixes import queryset_site
 from django_dbtune.nplusone.homes import in_owner, qualname
+from django_dbtune.nplusone.own_prefetch import with_own_prefetch
 from django_dbtune.nplusone.per_row_source import Written, annotation_name, module_of, read_call
 from django_dbtune.nplusone.state import Detection, Group, Tag
 from django_dbtune.sql import Lookup, lookup
@@ -33,6 +34,7 @@ def per_row_queries(
     records = detection.log.records
     grouped: dict[tuple[str, str, str, int, str | None], list[QueryRecord]] = defaultdict(list)
     rows = _row_tags(detection)
+    owned = {i: read for read in detection.owned for i in range(read.start, read.end)}
     positions: dict[int, list[int]] = defaultdict(list)
     for index in _uncovered(detection, len(records)):
         record = records[index]
@@ -82,6 +84,9 @@ def per_row_queries(
         groups = list({id(tag.group): tag.group for tag in tags if tag is not None}.values())
         if len(described) == 4 and groups and None not in tags:
             finding = _placed(finding, groups, described[3], group[0])
+        else:
+            lone = [owned.get(index) for index in positions[id(group)]]
+            finding = with_own_prefetch(finding, lone)
         found.append(finding)
     return found
 

@@ -30,17 +30,27 @@ from django_dbtune.nplusone.state import (
 
 def owner_tag(queryset: Any) -> tuple[Model, Tag] | None:
     """The watched instance a related manager's queryset belongs to, and its tag."""
-    hints = queryset._hints
-    owner = hints.get("instance") if hints else None
-    if owner is None:
-        # Generic relations' managers give no hint; the manager hook marked the query.
-        owner = queryset._query.__dict__.get(OWNER)
-        if owner is None:
-            return None
+    owner = _owner(queryset)
     tag: Tag | None = getattr(getattr(owner, "_state", None), TAG, None)
     if tag is None or not tag.watched or not tag.live():
         return None
     return owner, tag
+
+
+def lone_owner_tag(queryset: Any) -> Tag | None:
+    """The tag of the one project row, watched by nobody (fetched on its own), whose related
+    manager built ``queryset``: its rows could be prefetched where that row was fetched."""
+    tag: Tag | None = getattr(getattr(_owner(queryset), "_state", None), TAG, None)
+    if tag is None or tag.watched or tag.prefix or not tag.group.from_project:
+        return None
+    return tag
+
+
+def _owner(queryset: Any) -> Any:
+    hints = queryset._hints
+    owner = hints.get("instance") if hints else None
+    # Generic relations' managers give no hint; the manager hook marked the query.
+    return owner if owner is not None else queryset._query.__dict__.get(OWNER)
 
 
 _RELATED_DESCRIPTORS_FILE = ForwardManyToOneDescriptor.__get__.__code__.co_filename

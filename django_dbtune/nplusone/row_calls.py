@@ -43,12 +43,18 @@ def row_annotations(target: FixTarget) -> dict[str, Any]:
 
 
 def row_prefetches(target: FixTarget) -> list[Prefetch[Any]]:
-    """The ``Prefetch(..., to_attr=...)`` of each filtered per-row read of ``target``."""
+    """The ``Prefetch(..., to_attr=...)`` of each filtered per-row read of ``target``, and
+    of each read its model answers from a prefetch attribute of its own."""
     return [
         Prefetch(call.path, queryset=_evaluated(call), to_attr=call.name)
         for call in target.row_calls
-        if call.kind == "rows"
+        if call.kind in ("rows", "own")
     ]
+
+
+def replaced_prefetches(target: FixTarget) -> set[str]:
+    """Plain prefetches a fix puts a ``Prefetch(to_attr=...)`` in place of."""
+    return {call.path for call in target.row_calls if call.kind == "own"}
 
 
 def _evaluated(call: RowCall) -> Any:

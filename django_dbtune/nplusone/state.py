@@ -200,6 +200,20 @@ class Load:
     """How the related model's queries name the way back (for ``Exists``)."""
 
 
+@dataclass(slots=True, eq=False)
+class Owned:
+    """A log range where a related manager read rows for one project row nobody watches (a
+    row fetched on its own): where that row was fetched, those rows could be prefetched."""
+
+    start: int
+    end: int
+    tag: Tag
+    """The project row's tag."""
+    eager: str | None
+    """The read's own eager loads as code (``.prefetch_related("stockrecords")``), which a
+    prefetch in its place keeps; None when they cannot be written out."""
+
+
 @dataclass(eq=False)
 class Detection:
     """One open ``detect()``."""
@@ -224,6 +238,7 @@ class Detection:
     """Log ranges of a count, ``exists()`` or aggregate the project wrote by hand for one
     watched row (``Ticket.objects.filter(kbitem=self).count()``), with that row's tag: the
     queryset its fix annotates."""
+    owned: list[Owned] = field(default_factory=list)
 
     def take_over(self, inner: Detection, offset: int) -> None:
         """A detection opened inside this one has closed: what it saw is this one's too.
@@ -239,6 +254,9 @@ class Detection:
         )
         self.quiet.extend((start + offset, end + offset) for start, end in inner.quiet)
         self.row_calls.extend((s + offset, e + offset, tag) for s, e, tag in inner.row_calls)
+        self.owned.extend(
+            replace(read, start=read.start + offset, end=read.end + offset) for read in inner.owned
+        )
         for group in inner.groups:
             group.detection = self
         self.groups.extend(inner.groups)

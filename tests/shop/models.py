@@ -25,6 +25,13 @@ class Author(models.Model):
     def __str__(self):
         return self.name
 
+    def summarized_books(self):
+        """Its books with a summary, from ``_prefetched_summarized_books`` when a prefetch
+        filled it (django-oscar's ``Product.get_public_children()`` does this)."""
+        if hasattr(self, "_prefetched_summarized_books"):
+            return self._prefetched_summarized_books
+        return self.books.summarized()
+
 
 class Profile(models.Model):
     author = models.OneToOneField(Author, models.CASCADE, related_name="profile")

@@ -663,3 +663,24 @@ def test_a_read_the_model_answers_from_its_own_prefetch_attribute_gets_that_pref
     assert (proven.proof.before, proven.proof.after) == (9, 6)
     [(_, reason)] = plan([proven], since=0).skipped
     assert "to_attr" in reason
+
+
+def test_a_guarded_read_with_arguments_gets_no_prefetch_of_its_own(db):
+    """Publisher.named_authors() goes on after .all() with exclude(name=""): a Prefetch of
+    Author.objects.all() would hold other rows (and its proof, counting queries only, would
+    pass), so none is offered."""
+    from tests.shop.models import Publisher
+
+    pks = []
+    for i in range(3):
+        publisher = Publisher.objects.create(name=f"P{i}")
+        Author.objects.create(name=f"A{i}", publisher=publisher)
+        Author.objects.create(name="", publisher=publisher)
+        pks.append(publisher.pk)
+    with detect() as report:
+        for pk in pks:
+            publisher = Publisher.objects.prefetch_related("authors").get(pk=pk)
+            [author.name for author in publisher.named_authors()]
+    [finding] = [f for f in report.findings if f.relation == "shop.Author.publisher"]
+    assert "Prefetch(" not in finding.fix
+    assert finding.proof is not None and finding.proof.verdict == "unproven"

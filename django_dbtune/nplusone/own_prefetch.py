@@ -83,7 +83,7 @@ def with_own_prefetch(finding: NPlusOneFinding, reads: list[Owned | None]) -> NP
     file, line, _ = group.site
     label = group.model._meta.label
     target = FixTarget("add", row_calls=(call,), model=label, file=relative_path(file), line=line)
-    plain = accessor in group.prefetch_related
+    plain = accessor in group.plain_prefetches
     fix = (
         f'{prefetch} in place of "{accessor}" in .prefetch_related(...)'
         if plain
@@ -141,7 +141,11 @@ def guarded_read(model: type[Model], relation: str) -> Guarded | None:
     prefetch attribute for ``relation``: ``hasattr(self, "<name>")`` or ``getattr(self,
     "<name>", ...)``, and ``self.<relation>`` followed by calls without arguments."""
     found = {(g.to_attr, g.chain): g for g in _guarded_reads(model, relation)}
-    return next(iter(found.values())) if len(found) == 1 else None
+    if len(found) != 1:
+        return None
+    guarded = next(iter(found.values()))
+    # A name the class has already (a field, "pk", a property) is no prefetch attribute.
+    return None if hasattr(model, guarded.to_attr) else guarded
 
 
 def _guarded_reads(model: type[Model], relation: str) -> Iterator[Guarded]:
@@ -150,7 +154,7 @@ def _guarded_reads(model: type[Model], relation: str) -> Iterator[Guarded]:
             continue
         try:
             filename = inspect.getsourcefile(cls)
-        except TypeError:
+        except (OSError, TypeError):  # a class with no source file (one built in a shell)
             continue
         read = read_source(filename) if filename else None
         if read is None or filename is None:
@@ -166,14 +170,69 @@ def _guarded_reads(model: type[Model], relation: str) -> Iterator[Guarded]:
 def _guarded(method: ast.FunctionDef, relation: str, file: str) -> Iterator[Guarded]:
     me = method.args.args[0].arg
     names = {name for node in ast.walk(method) if (name := _guard_name(node, me)) is not None}
-    if not names:
+    if len(names) != 1:
         return
-    found = {chain for node in ast.walk(method) if (chain := _chain(node, me, relation))}
-    # self.children.public().order_by() is walked as itself and as its inner calls.
-    chains = {c for c in found if not any(o[: len(c)] == c and o != c for o in found)}
-    if len(names) != 1 or len(chains) != 1:
-        return
-    yield Guarded(method.name, names.pop(), chains.pop(), file, method.lineno)
+    name = names.pop()
+    reads_it = any(
+        isinstance(node, ast.Attribute)
+        and node.attr == name
+        and isinstance(node.value, ast.Name)
+        and node.value.id == me
+        for node in ast.walk(method)
+    )
+    chains = set(_chains(method, me, relation))
+    if (reads_it or _is_getattr(method, me, name)) and len(chains) == 1:
+        chain = chains.pop()
+        if chain is not None:
+            yield Guarded(method.name, name, chain, file, method.lineno)
+
+
+def _chains(method: ast.FunctionDef, me: str, relation: str) -> Iterator[tuple[str, ...] | None]:
+    """For each ``self.<relation>`` in the method, the calls without arguments made on it,
+    or None when anything else follows (a filter with arguments, a slice, an attribute):
+    what the method returns then is not what a ``Prefetch`` of that chain holds."""
+    parents = {child: node for node in ast.walk(method) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(method):
+        if not (
+            isinstance(node, ast.Attribute)
+            and node.attr == relation
+            and isinstance(node.value, ast.Name)
+            and node.value.id == me
+        ):
+            continue
+        calls: list[str] = []
+        top: ast.AST = node
+        while True:
+            method_of = parents.get(top)
+            call = parents.get(method_of) if method_of is not None else None
+            if not (
+                isinstance(method_of, ast.Attribute)
+                and isinstance(call, ast.Call)
+                and call.func is method_of
+            ):
+                break
+            if call.args or call.keywords:
+                calls = []  # a call with arguments: not a chain a Prefetch holds
+                break
+            calls.append(method_of.attr)
+            top = call
+        above = parents.get(top)
+        if not calls or isinstance(above, ast.Attribute | ast.Subscript | ast.Call):
+            yield None
+        else:
+            yield tuple(calls)
+
+
+def _is_getattr(method: ast.FunctionDef, me: str, name: str) -> bool:
+    """The guard is ``getattr(self, "<name>", default)``, which reads it too."""
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "getattr"
+        and len(node.args) == 3
+        for node in ast.walk(method)
+        if _guard_name(node, me) == name
+    )
 
 
 def _guard_name(node: ast.AST, me: str) -> str | None:
@@ -189,23 +248,6 @@ def _guard_name(node: ast.AST, me: str) -> str | None:
     if isinstance(name, ast.Constant) and isinstance(name.value, str):
         return name.value
     return None
-
-
-def _chain(node: ast.AST, me: str, relation: str) -> tuple[str, ...] | None:
-    """``("public",)`` for ``self.<relation>.public()``: only calls without arguments."""
-    calls: list[str] = []
-    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        if node.args or node.keywords:
-            return None
-        calls.append(node.func.attr)
-        node = node.func.value
-    if not calls:
-        return None
-    if not (isinstance(node, ast.Attribute) and node.attr == relation):
-        return None
-    if not (isinstance(node.value, ast.Name) and node.value.id == me):
-        return None
-    return tuple(reversed(calls))
 
 
 def _model(finding: NPlusOneFinding) -> type[Model]:

@@ -82,6 +82,8 @@ class Group:
     subclass_rows: bool = False
     """Its rows come from a queryset's own iterable that loads each subclass's rows by a
     query of its own (Wagtail's ``.specific()``): the queryset's joins do not reach them."""
+    plain_prefetches: tuple[str, ...] = ()
+    """The ``prefetch_related()`` lookups given as strings, as the queryset names them."""
     library_method: str = "get_queryset"
     """The method of ``library_owner`` that built it, which that subclass overrides."""
     used: set[str] = field(default_factory=set)

@@ -74,6 +74,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         select_related=tuple(_paths(select_related)) if isinstance(select_related, dict) else (),
         select_all=select_related is True,
         prefetch_related=tuple(_prefetch_paths(prefetch)),
+        plain_prefetches=tuple(lookup for lookup in prefetch if isinstance(lookup, str)),
         deferred=(frozenset(deferred_names), defer) if deferred_names else None,
         subclass_rows=queryset._iterable_class is not ModelIterable,
         library_owner=library if owner is None and site is None else None,

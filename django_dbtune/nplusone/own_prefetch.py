@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.apps import apps
 from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
@@ -54,7 +55,7 @@ def with_own_prefetch(finding: NPlusOneFinding, reads: list[Owned | None]) -> NP
     sites = {g.site[:2] for g in groups if g.site is not None}
     if len(sites) != 1 or any(g.site is None or g.model is not group.model for g in groups):
         return finding  # one line built every row's queryset, or no place for one fix
-    field = relation_field(_model(finding), finding.path)
+    field = relation_field(apps.get_model(finding.model), finding.path)
     remote = getattr(field, "remote_field", None)
     if field is None or not field.many_to_one or remote is None:
         return finding
@@ -117,14 +118,14 @@ def eager_loads(queryset: Any) -> str | None:
         return None
     text = ""
     if select:
-        text += f".select_related({', '.join(map(repr_path, _paths(select)))})"
+        text += f".select_related({_quoted(_paths(select))})"
     if lookups:
-        text += f".prefetch_related({', '.join(map(repr_path, lookups))})"
+        text += f".prefetch_related({_quoted(lookups)})"
     return text
 
 
-def repr_path(path: str) -> str:
-    return f'"{path}"'
+def _quoted(paths: Iterable[str]) -> str:
+    return ", ".join(f'"{path}"' for path in paths)
 
 
 def _paths(tree: dict[str, Any], prefix: str = "") -> Iterator[str]:
@@ -226,12 +227,8 @@ def _chains(method: ast.FunctionDef, me: str, relation: str) -> Iterator[tuple[s
 def _is_getattr(method: ast.FunctionDef, me: str, name: str) -> bool:
     """The guard is ``getattr(self, "<name>", default)``, which reads it too."""
     return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "getattr"
-        and len(node.args) == 3
+        _guard_name(node, me) == name and node.func.id == "getattr"  # type: ignore[attr-defined]
         for node in ast.walk(method)
-        if _guard_name(node, me) == name
     )
 
 
@@ -248,9 +245,3 @@ def _guard_name(node: ast.AST, me: str) -> str | None:
     if isinstance(name, ast.Constant) and isinstance(name.value, str):
         return name.value
     return None
-
-
-def _model(finding: NPlusOneFinding) -> type[Model]:
-    from django.apps import apps
-
-    return apps.get_model(finding.model)

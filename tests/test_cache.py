@@ -454,6 +454,44 @@ def test_cold_readers_compute_once_under_the_lock(shop, function, calls):
     assert len(CALLS) == calls
 
 
+@cached(depends_on=[Book], lock=True)
+def counted_count():
+    CALLS.append(1)
+    return Book.objects.count()
+
+
+def test_a_reader_that_takes_the_lock_after_another_stored_the_entry_reads_it(shop, monkeypatch):
+    # The late reader missed before the first one stored the entry, and takes the lock only
+    # after the first one released it: the entry is there by then, and is what it serves.
+    CALLS.clear()
+    looked_up, first_done = threading.Event(), threading.Event()
+    take_lock = store.acquire
+
+    def late_acquire(entry):
+        if threading.current_thread().name == "late":
+            looked_up.set()
+            first_done.wait(10)
+        return take_lock(entry)
+
+    monkeypatch.setattr(store, "acquire", late_acquire)
+    results = []
+
+    def late():
+        try:
+            results.append(counted_count())
+        finally:
+            connections.close_all()
+
+    reader = threading.Thread(target=late, name="late")
+    reader.start()
+    assert looked_up.wait(10)
+    results.append(counted_count())
+    first_done.set()
+    reader.join()
+    assert results == [4, 4]
+    assert len(CALLS) == 1
+
+
 # --- Cache trouble --------------------------------------------------------------------------
 
 DEAD_REDIS = {

@@ -76,7 +76,14 @@ def read_through(
             return _bypass(compute, label, started)
     locking = conf.CACHE_LOCK if lock is None else lock
     held = locking and store.acquire(entry)
-    if locking and not held:
+    if held:
+        # The reader that held the lock may have stored the entry after our lookup missed.
+        value = store.stored_value(entry, snapshot)
+        if value is not MISSING:
+            store.release(entry)
+            events.read("hit", label, time.perf_counter() - started)
+            return decode(value)
+    elif locking:
         # Another reader is computing this entry: wait briefly for it, then do it here.
         value = store.wait_for(entry, snapshot, conf.CACHE_LOCK_WAIT)
         if value is not MISSING:

@@ -258,14 +258,25 @@ class Store:
         while time.monotonic() < deadline:
             time.sleep(backoff)
             backoff = min(backoff * 2, 0.05)
-            try:
-                stored = self.backend().get(entry)
-            except Exception as error:
-                self.failed("read", error)
+            stored = self._read(entry)
+            if stored is MISSING:
                 return MISSING
             if snapshot.validate(stored):
                 return stored[3]
         return MISSING
+
+    def stored_value(self, entry: str, snapshot: Snapshot) -> Any:
+        """The entry's value when it is stored and valid under ``snapshot``, else ``MISSING``."""
+        stored = self._read(entry)
+        return stored[3] if stored is not MISSING and snapshot.validate(stored) else MISSING
+
+    def _read(self, entry: str) -> Any:
+        """What the backend holds under ``entry`` (None when nothing), ``MISSING`` on failure."""
+        try:
+            return self.backend().get(entry)
+        except Exception as error:
+            self.failed("read", error)
+            return MISSING
 
     # --- writes --------------------------------------------------------------------------
 

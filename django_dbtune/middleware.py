@@ -97,7 +97,8 @@ class NPlusOneMiddleware(_Middleware):
     """Reports each request's N+1 queries and unused eager loads.
 
     Each finding is logged as a warning on the ``django_dbtune.nplusone`` logger, and the
-    request's report is kept as ``request.dbtune_nplusone`` (for the toolbar panel). With
+    request's report is kept as ``request.dbtune_nplusone`` (for the toolbar panel; once the
+    request is done it keeps the findings, not the queries). With
     ``DBTUNE["NPLUSONE_RAISE"] = True`` the request fails with ``NPlusOneError`` instead.
     Meant for development: put it near the top of MIDDLEWARE.
     """
@@ -114,9 +115,12 @@ class NPlusOneMiddleware(_Middleware):
         with detect(url=request.path) as report:
             setattr(request, NPLUSONE_ATTRIBUTE, report)
             response = self.get_response(request)
-        if conf.NPLUSONE_PROVE and report.findings:
-            prove_request(request, report, lambda: self.get_response(request).status_code)
-        self._report(request, report)
+        try:
+            if conf.NPLUSONE_PROVE and report.findings:
+                prove_request(request, report, lambda: self.get_response(request).status_code)
+            self._report(request, report)
+        finally:
+            report.release()
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -129,7 +133,10 @@ class NPlusOneMiddleware(_Middleware):
         async with detect(url=request.path) as report:
             setattr(request, NPLUSONE_ATTRIBUTE, report)
             response = await self.get_response(request)
-        self._report(request, report)
+        try:
+            self._report(request, report)
+        finally:
+            report.release()
         return response
 
     def _report(self, request: HttpRequest, report: Report) -> None:

@@ -12,6 +12,7 @@ from django.db.models.query import QuerySet
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
+from django_dbtune import NPlusOneError
 from django_dbtune.nplusone import detect, patches
 from django_dbtune.nplusone.read_watch import ReadWatch
 from tests.shop.models import Author, Book, Comment, Profile, Publisher, Tag
@@ -185,3 +186,33 @@ def test_a_queryset_clone_runs_none_of_the_detectors_code(db):
         finally:
             sys.setprofile(None)
     assert called[:1] == ["query_init"]
+
+
+def test_a_request_leaves_none_of_the_detectors_records_to_the_garbage_collector(
+    shop, client, settings
+):
+    # The queries and loads a request's detection saw refer to each other; left in a cycle
+    # (with the request, itself a cycle of Django's) they wait for the garbage collector,
+    # which a page of hundreds of lazy loads pays for on every request. (The rows the test
+    # client keeps in its context still reach an emptied detection.)
+    others = [name for name in settings.MIDDLEWARE if not name.startswith("django_dbtune")]
+    settings.MIDDLEWARE = [NPLUSONE_MIDDLEWARE, *others]
+    client.get("/shop/books/")
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        response = client.get("/shop/books/")
+        report = response.wsgi_request.dbtune_nplusone
+        found = [finding.relation for finding in report.findings]
+        with pytest.raises(NPlusOneError, match=r"request\.dbtune_queries"):
+            len(report.queries)  # kept by CaptureMiddleware, not by the report
+        del response, report
+        gc.collect()
+        left = {type(thing).__name__ for thing in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left & {"Load", "QueryRecord"} == set()
+    assert found == ["shop.Book.author"]

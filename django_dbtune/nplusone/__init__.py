@@ -31,20 +31,28 @@ class Report:
     """What one ``detect()`` found. Read ``findings`` inside the block for the findings so
     far, or after it for all of them."""
 
-    def __init__(self, detect: detect, detection: Detection) -> None:
-        self._detect = detect
-        self._detection = detection
+    def __init__(self, opened_by: detect, detection: Detection) -> None:
+        self._detect: detect | None = opened_by
+        self._detection: Detection | None = detection
+        self._log: QueryLog | None = detection.log
         self._final: list[NPlusOneFinding] | None = None
 
     @property
     def queries(self) -> QueryLog:
         """Every query run inside the block (the capture the detector reads)."""
-        return self._detection.log
+        if self._log is None:
+            raise NPlusOneError(
+                "This report let go of its queries when its request ended; "
+                "CaptureMiddleware keeps them as request.dbtune_queries."
+            )
+        return self._log
 
     @property
     def findings(self) -> list[NPlusOneFinding]:
         if self._final is not None:
             return self._final
+        assert self._detect is not None
+        assert self._detection is not None
         return self._detect._filter(self._detection)
 
     def __iter__(self) -> Iterator[NPlusOneFinding]:
@@ -66,8 +74,18 @@ class Report:
         """The findings from now on: these, as proven by running the code again."""
         self._final = list(findings)
 
+    def release(self) -> None:
+        """Keep the findings only: ``NPlusOneMiddleware`` calls it when its request is done,
+        so that the queries and what the detector saw do not live on with the request (a
+        cycle of Django's own, which only the garbage collector frees)."""
+        if self._final is not None:
+            self._detection = self._log = None
+
     def _close(self) -> None:
+        assert self._detect is not None
+        assert self._detection is not None
         self._final = self._detect._filter(self._detection)
+        self._detect = None  # it refers to this report: a cycle only the collector breaks
 
 
 def describe(found: list[NPlusOneFinding]) -> str:
@@ -186,6 +204,7 @@ class detect:
 
     def _finish(self, clean_exit: bool) -> None:
         assert self._report is not None
+        assert self._report._detection is not None
         detection = self._report._detection
         try:
             detection.active = False
@@ -197,6 +216,7 @@ class detect:
                 outer.take_over(detection, self._outer_offset)
             else:
                 release_reads(detection)
+                detection.discard()
         finally:
             patches.uninstall()
         if self.raise_ and clean_exit and self._report.findings:

@@ -242,6 +242,18 @@ class Detection:
     queryset its fix annotates."""
     owned: list[Owned] = field(default_factory=list)
 
+    def discard(self) -> None:
+        """Closed, its findings made: let go of what it saw (its report keeps the queries).
+        Its groups, tags and loads refer to each other and to it, so kept they would outlive
+        the request until the garbage collector ran; rows still held somewhere keep a dead
+        tag, which reaches nothing more."""
+        self.log = QueryLog(self.log.aliases)
+        for group in self.groups:
+            group.tags.clear()
+        for collected in (self.loads, self.groups, self.quiet, self.row_calls, self.owned):
+            collected.clear()
+        self.chained.clear()
+
     def take_over(self, inner: Detection, offset: int) -> None:
         """A detection opened inside this one has closed: what it saw is this one's too.
 
@@ -264,6 +276,7 @@ class Detection:
         self.groups.extend(inner.groups)
         self.watches |= inner.watches
         inner.watches = set()
+        inner.loads, inner.groups, inner.quiet, inner.row_calls, inner.owned = [], [], [], [], []
 
 
 current: ContextVar[Detection | None] = ContextVar("django_dbtune_nplusone", default=None)

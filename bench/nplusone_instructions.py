@@ -1,6 +1,6 @@
-"""What an N+1 detector costs per request, in instructions: a count that does not move from
-run to run, beside ``nplusone_overhead.py``'s CPU time, which moves by a percent or two
-between processes.
+"""What an N+1 detector costs per request, in instructions: a count that moves far less than
+``nplusone_overhead.py``'s CPU time, which moves by a percent or two between processes (the
+same code in another invocation can differ by a few tenths of a percent).
 
 The same two pages and tools as ``nplusone_overhead.py`` (no tool, django-dbtune's
 ``NPlusOneMiddleware``, the bare execute wrapper), each in a process of its own under

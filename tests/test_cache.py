@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_dbtune import DbtuneError
 from django_dbtune.cache import cached, invalidate
+from django_dbtune.cache import queryset as cache_queryset
 from django_dbtune.cache.store import store
 from tests import cache_worker
 from tests.proxy import Proxy
@@ -332,6 +333,34 @@ def _read_in_own_connection():
         caches["default"].set("race-result", titles())
     finally:
         connections.close_all()
+
+
+def authors_under_lock():
+    books = Book.cached_objects.prefetch_related("author").order_by("title").cached(lock=True)
+    return [book.author.name for book in books]
+
+
+def _authors_in_own_connection():
+    try:
+        authors_under_lock()
+        caches["default"].set("race-result", authors_under_lock())
+    finally:
+        connections.close_all()
+
+
+def test_a_transaction_that_takes_the_lock_reads_its_own_writes(shop, postgres_only, monkeypatch):
+    """Another connection stores the rows from before this transaction's write, under the
+    write's new generation; the transaction then misses (it wrote a table the entry read),
+    takes the lock, and must not serve that entry: it runs the query."""
+    with transaction.atomic():
+        Author.objects.filter(name="A0").update(name="mine")
+        reader = threading.Thread(target=_authors_in_own_connection)
+        reader.start()
+        reader.join()
+        # As in another process, which has not seen this query's prefetch read the authors.
+        monkeypatch.setattr(cache_queryset, "_guesses", {})
+        assert "mine" not in caches["default"].get("race-result")  # the stored entry is old
+        assert authors_under_lock() == ["mine", "mine", "A1", "A1"]
 
 
 # --- Concurrency ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.db import connections
 
 from django_dbtune.cache import events
 from django_dbtune.cache.invalidation import database_group, written_in_transaction
-from django_dbtune.cache.store import MISSING, store
+from django_dbtune.cache.store import store
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 
@@ -76,20 +76,19 @@ def read_through(
             return _bypass(compute, label, started)
     locking = conf.CACHE_LOCK if lock is None else lock
     held = locking and store.acquire(entry)
-    if held:
-        # The reader that held the lock may have stored the entry after our lookup missed.
-        value = store.stored_value(entry, snapshot)
-        if value is not MISSING:
-            store.release(entry)
-            events.read("hit", label, time.perf_counter() - started)
-            return decode(value)
-    elif locking:
-        # Another reader is computing this entry: wait briefly for it, then do it here.
-        value = store.wait_for(entry, snapshot, conf.CACHE_LOCK_WAIT)
-        if value is not MISSING:
-            events.read("hit", label, time.perf_counter() - started)
-            return decode(value)
     try:
+        if locking:
+            # Holding the lock: the reader that held it before may have stored the entry
+            # since our lookup missed. Not holding it: another reader is computing the
+            # entry; wait briefly for it, then do it here.
+            again = (
+                store.stored_entry(entry, snapshot)
+                if held
+                else store.wait_for(entry, snapshot, conf.CACHE_LOCK_WAIT)
+            )
+            if again is not None and not written.intersection(again[0]):
+                events.read("hit", label, time.perf_counter() - started, again[2])
+                return decode(again[1])
         computing = time.perf_counter()
         value, read = compute()
         seconds = time.perf_counter() - computing

@@ -33,8 +33,8 @@ logger = logging.getLogger("django_dbtune.cache")
 LOG_INTERVAL = 60.0
 """Seconds between two log lines about the same kind of backend failure."""
 
-MISSING = object()
-"""What ``wait_for`` returns when no value came."""
+_FAILED = object()
+"""What reading an entry gives when the backend failed (None: nothing stored)."""
 
 LOCK_TIMEOUT = 30
 """Seconds after which a stampede lock whose holder died frees itself."""
@@ -67,6 +67,10 @@ class Snapshot:
             if now != token:
                 return False
         return True
+
+
+Stored = tuple[tuple[str, ...], Any, float]
+"""An entry as read back: the tables it read, its value, the seconds its computation took."""
 
 
 class Store:
@@ -142,7 +146,7 @@ class Store:
 
     def lookup(
         self, entry: str, group: str, tables: Iterable[str]
-    ) -> tuple[Snapshot, tuple[tuple[str, ...], Any, float] | None] | None:
+    ) -> tuple[Snapshot, Stored | None] | None:
         """One round trip for the epoch, the generations of ``tables`` (made where missing)
         and the entry: (the snapshot read, and (the entry's tables, its value, the seconds
         its computation took) when it is still valid). None: use the database.
@@ -250,33 +254,36 @@ class Store:
         except Exception as error:
             self.failed("release a lock", error)
 
-    def wait_for(self, entry: str, snapshot: Snapshot, seconds: float) -> Any:
+    def wait_for(self, entry: str, snapshot: Snapshot, seconds: float) -> Stored | None:
         """The entry once the reader holding its lock stores it under the generations of
-        ``snapshot``, or ``MISSING`` after ``seconds``."""
+        ``snapshot`` (as :meth:`stored_entry`), or None after ``seconds`` or a failure."""
         deadline = time.monotonic() + seconds
         backoff = 0.005
         while time.monotonic() < deadline:
             time.sleep(backoff)
             backoff = min(backoff * 2, 0.05)
             stored = self._read(entry)
-            if stored is MISSING:
-                return MISSING
+            if stored is _FAILED:
+                return None
             if snapshot.validate(stored):
-                return stored[3]
-        return MISSING
+                return stored[1], stored[3], stored[4]
+        return None
 
-    def stored_value(self, entry: str, snapshot: Snapshot) -> Any:
-        """The entry's value when it is stored and valid under ``snapshot``, else ``MISSING``."""
+    def stored_entry(self, entry: str, snapshot: Snapshot) -> Stored | None:
+        """The entry when it is stored and valid under ``snapshot``: (the tables it read, its
+        value, the seconds its computation took); None otherwise."""
         stored = self._read(entry)
-        return stored[3] if stored is not MISSING and snapshot.validate(stored) else MISSING
+        if stored is _FAILED or not snapshot.validate(stored):
+            return None
+        return stored[1], stored[3], stored[4]
 
     def _read(self, entry: str) -> Any:
-        """What the backend holds under ``entry`` (None when nothing), ``MISSING`` on failure."""
+        """What the backend holds under ``entry`` (None when nothing), or ``_FAILED``."""
         try:
             return self.backend().get(entry)
         except Exception as error:
             self.failed("read", error)
-            return MISSING
+            return _FAILED
 
     # --- writes --------------------------------------------------------------------------
 

@@ -222,6 +222,12 @@ class detect:
         if self.raise_ and clean_exit and self._report.findings:
             raise NPlusOneError(self._report.message())
 
+    def release(self) -> None:
+        """Its report keeps the findings only (see :meth:`Report.release`); nothing when it
+        was never entered."""
+        if self._report is not None:
+            self._report.release()
+
     def _unused_eager_loads(self) -> bool:
         if self.unused_eager_loads is not None:
             return self.unused_eager_loads

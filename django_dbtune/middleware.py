@@ -112,16 +112,16 @@ class NPlusOneMiddleware(_Middleware):
         from django_dbtune.nplusone import detect, patches
 
         patches.keep(self)
-        detection = detect(url=request.path)
+        detector = detect(url=request.path)
         try:
-            with detection as report:
+            with detector as report:
                 setattr(request, NPLUSONE_ATTRIBUTE, report)
                 response = self.get_response(request)
             if conf.NPLUSONE_PROVE and report.findings:
                 prove_request(request, report, lambda: self.get_response(request).status_code)
             self._report(request, report)
         finally:
-            detection.release()
+            detector.release()
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -131,14 +131,14 @@ class NPlusOneMiddleware(_Middleware):
         from django_dbtune.nplusone import detect, patches
 
         patches.keep(self)
-        detection = detect(url=request.path)
+        detector = detect(url=request.path)
         try:
-            async with detection as report:
+            async with detector as report:
                 setattr(request, NPLUSONE_ATTRIBUTE, report)
                 response = await self.get_response(request)
             self._report(request, report)
         finally:
-            detection.release()
+            detector.release()
         return response
 
     def _report(self, request: HttpRequest, report: Report) -> None:

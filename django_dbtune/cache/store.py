@@ -73,6 +73,11 @@ Stored = tuple[tuple[str, ...], Any, float]
 """An entry as read back: the tables it read, its value, the seconds its computation took."""
 
 
+def _as_stored(stored: tuple[Any, ...]) -> Stored:
+    """What a reader needs of a valid entry, ``(epoch, tables, tokens, value, seconds)``."""
+    return stored[1], stored[3], stored[4]
+
+
 class Store:
     """One process's view of the backend (the breaker and the missed-invalidation flag are
     per process; the tokens and entries live in the backend, shared)."""
@@ -166,7 +171,7 @@ class Store:
             if not self.extend(snapshot, group, missing):
                 return None
             valid = snapshot.validate(stored)
-        return snapshot, ((stored[1], stored[3], stored[4]) if valid else None)
+        return snapshot, (_as_stored(stored) if valid else None)
 
     def snapshot(
         self, group: str, tables: Iterable[str], entry: str | None = None
@@ -266,7 +271,7 @@ class Store:
             if stored is _FAILED:
                 return None
             if snapshot.validate(stored):
-                return stored[1], stored[3], stored[4]
+                return _as_stored(stored)
         return None
 
     def stored_entry(self, entry: str, snapshot: Snapshot) -> Stored | None:
@@ -275,7 +280,7 @@ class Store:
         stored = self._read(entry)
         if stored is _FAILED or not snapshot.validate(stored):
             return None
-        return stored[1], stored[3], stored[4]
+        return _as_stored(stored)
 
     def _read(self, entry: str) -> Any:
         """What the backend holds under ``entry`` (None when nothing), or ``_FAILED``."""

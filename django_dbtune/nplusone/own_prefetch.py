@@ -174,13 +174,7 @@ def _guarded(method: ast.FunctionDef, relation: str, file: str) -> Iterator[Guar
     if len(names) != 1:
         return
     name = names.pop()
-    reads_it = any(
-        isinstance(node, ast.Attribute)
-        and node.attr == name
-        and isinstance(node.value, ast.Name)
-        and node.value.id == me
-        for node in ast.walk(method)
-    )
+    reads_it = any(_is_own(node, me, name) for node in ast.walk(method))
     chains = set(_chains(method, me, relation))
     if (reads_it or _is_getattr(method, me, name)) and len(chains) == 1:
         chain = chains.pop()
@@ -194,12 +188,7 @@ def _chains(method: ast.FunctionDef, me: str, relation: str) -> Iterator[tuple[s
     what the method returns then is not what a ``Prefetch`` of that chain holds."""
     parents = {child: node for node in ast.walk(method) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(method):
-        if not (
-            isinstance(node, ast.Attribute)
-            and node.attr == relation
-            and isinstance(node.value, ast.Name)
-            and node.value.id == me
-        ):
+        if not _is_own(node, me, relation):
             continue
         calls: list[str] = []
         top: ast.AST = node
@@ -222,6 +211,16 @@ def _chains(method: ast.FunctionDef, me: str, relation: str) -> Iterator[tuple[s
             yield None
         else:
             yield tuple(calls)
+
+
+def _is_own(node: ast.AST, me: str, name: str) -> bool:
+    """``node`` is ``self.<name>``."""
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == name
+        and isinstance(node.value, ast.Name)
+        and node.value.id == me
+    )
 
 
 def _is_getattr(method: ast.FunctionDef, me: str, name: str) -> bool:

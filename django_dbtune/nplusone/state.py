@@ -250,9 +250,13 @@ class Detection:
         self.log = QueryLog(self.log.aliases)
         for group in self.groups:
             group.tags.clear()
+        self._forget()
+        self.chained.clear()
+
+    def _forget(self) -> None:
+        """Empty the lists of what it saw (handed on, or let go)."""
         for collected in (self.loads, self.groups, self.quiet, self.row_calls, self.owned):
             collected.clear()
-        self.chained.clear()
 
     def take_over(self, inner: Detection, offset: int) -> None:
         """A detection opened inside this one has closed: what it saw is this one's too.
@@ -276,7 +280,7 @@ class Detection:
         self.groups.extend(inner.groups)
         self.watches |= inner.watches
         inner.watches = set()
-        inner.loads, inner.groups, inner.quiet, inner.row_calls, inner.owned = [], [], [], [], []
+        inner._forget()  # its groups are this one's now, and keep their tags
 
 
 current: ContextVar[Detection | None] = ContextVar("django_dbtune_nplusone", default=None)

@@ -321,12 +321,9 @@ class NPlusOneFinding:
             lines.append(f"  triggered at {self.call_site}")
         if self.queryset_site:
             lines.append(f"  queryset built at {self.queryset_site}")
-        if self.proof is None:  # nothing ran the code again with it (no NPLUSONE_PROVE)
-            lines.append(f"  suggestion (not tried yet): {self.fix}")
-            lines.append("  the page has not run again with it: manage.py dbtune_nplusone <url>")
-        else:
-            unproven = self.proof.verdict == "unproven"
-            lines.append(f"  {'suggestion (unproven)' if unproven else 'fix'}: {self.fix}")
+        unproven = self.proof is not None and self.proof.verdict == "unproven"
+        lines.append(f"  {'suggestion (unproven)' if unproven else 'fix'}: {self.fix}")
+        if self.proof is not None:
             lines.append(f"  {self.proof.text}")
         if self.advice:
             lines.append(f"  note: {self.advice}")

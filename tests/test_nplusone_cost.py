@@ -216,3 +216,14 @@ def test_a_request_leaves_none_of_the_detectors_records_to_the_garbage_collector
         gc.enable()
     assert left & {"Load", "QueryRecord"} == set()
     assert found == ["shop.Book.author"]
+
+
+def test_a_fix_the_middleware_did_not_try_is_not_shown_as_a_fix(shop, client, with_middleware):
+    # NPLUSONE_PROVE is off by default: nothing ran the page again with the fix.
+    [found] = client.get("/shop/books/").wsgi_request.dbtune_nplusone.findings
+    assert found.proof is None
+    assert '  suggestion (not tried yet): .select_related("author")' in found.message
+    assert "  nothing ran the code again with it: manage.py dbtune_nplusone /shop/books/" in (
+        found.message
+    )
+    assert "  fix:" not in found.message

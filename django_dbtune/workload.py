@@ -19,8 +19,8 @@ Sources:
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
+import logging
 import os
 import sys
 import threading
@@ -38,6 +38,13 @@ from django_dbtune.capture import QueryLog, add_wrapper, capture_queries, jsonab
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 from django_dbtune.orm_use import OrmUse, compiler_of, describe, equal_values
+
+try:
+    import fcntl
+except ImportError:  # Windows: one write per flush, without a lock between processes
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("django_dbtune.workload")
 
 __all__ = ["OrmUse", "Recorder", "Shape", "WorkloadError", "read", "record"]
 
@@ -144,6 +151,7 @@ class Recorder:
         self._values: dict[str, dict[str, tuple[Any, bool]]] = {}
         """With parameters kept: per SQL text, each field's first value and whether it varied."""
         self._lock = threading.Lock()
+        self._logged: set[tuple[str, str]] = set()
 
     def note_orm(
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
@@ -213,21 +221,53 @@ class Recorder:
                 shape.call_sites[record.call_site or "(unknown)"] += 1
 
     def flush(self) -> int:
-        """Append the shapes gathered since the last flush; how many lines were written."""
+        """Append the shapes gathered since the last flush; how many lines were written.
+        Raises ``OSError`` when the file cannot be written; the shapes are kept for the
+        next flush then."""
         with self._lock:
-            shapes, self.shapes = list(self.shapes.values()), {}
+            shapes, self.shapes = self.shapes, {}
         if not shapes:
             return 0
-        text = "".join(json.dumps(shape.as_dict()) + "\n" for shape in shapes)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as file:
-            fcntl.flock(file, fcntl.LOCK_EX)  # other processes append to the same file
-            try:
+        text = "".join(json.dumps(shape.as_dict()) + "\n" for shape in shapes.values())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as file:
+                if fcntl is not None:  # other processes append to the same file
+                    fcntl.flock(file, fcntl.LOCK_EX)
                 file.write(text)
-                file.flush()
-            finally:
-                fcntl.flock(file, fcntl.LOCK_UN)
+                file.flush()  # closing the file lets go of the lock
+        except OSError:
+            self._keep(shapes)
+            raise
         return len(shapes)
+
+    def flush_quietly(self) -> int:
+        """:meth:`flush` for a request or the process's exit, which must never fail because
+        of the workload: a file that cannot be written is logged (once per path and error)."""
+        try:
+            return self.flush()
+        except OSError as error:
+            problem = (str(self.path), type(error).__name__)
+            if problem not in self._logged:
+                self._logged.add(problem)
+                logger.error(
+                    "Could not write the workload to %s (%s: %s). Requests go on and their "
+                    "query shapes are kept in memory; set DBTUNE['WORKLOAD_FILE'] to a file "
+                    "this process can write, or to None. (Logged once.)",
+                    self.path,
+                    type(error).__name__,
+                    error.strerror or error,
+                )
+            return 0
+
+    def _keep(self, shapes: dict[tuple[str, str], Shape]) -> None:
+        """Put back shapes a flush could not write, under any gathered since."""
+        with self._lock:
+            for key, shape in shapes.items():
+                newer = self.shapes.get(key)
+                if newer is not None:
+                    shape.merge(newer)
+                self.shapes[key] = shape
 
 
 @contextmanager
@@ -259,7 +299,7 @@ def process_recorder() -> Recorder | None:
         return None
     if _process_recorder is None or _process_recorder.path != Path(path):
         _process_recorder = Recorder(path, conf.WORKLOAD_PARAMS)
-        atexit.register(_process_recorder.flush)
+        atexit.register(_process_recorder.flush_quietly)
     return _process_recorder
 
 
@@ -269,7 +309,7 @@ def add_request(recorder: Recorder, log: QueryLog) -> None:
     now = time.monotonic()
     if now - _flushed_at >= FLUSH_SECONDS:
         _flushed_at = now
-        recorder.flush()
+        recorder.flush_quietly()
 
 
 # --- Reading ------------------------------------------------------------------------------

@@ -49,3 +49,48 @@ def test_a_workload_file_records_every_request(client, settings, tmp_path):
     (shape,) = workload.read(path)
     assert shape.calls == 2 and shape.orm.model == "publisher.Tag"
     assert list(shape.call_sites) == ["tests/views.py:15 in sync_tags"]
+
+
+@pytest.mark.django_db
+def test_a_workload_file_that_cannot_be_written_never_fails_a_request(
+    client, settings, tmp_path, monkeypatch, caplog
+):
+    from django_dbtune import workload
+
+    Tag.objects.create(name="a")
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where a folder should be")
+    path = blocker / "site.jsonl"
+    settings.DBTUNE = {"WORKLOAD_FILE": str(path)}
+    monkeypatch.setattr(workload, "FLUSH_SECONDS", 0.0)  # every request flushes
+    with caplog.at_level("ERROR", logger="django_dbtune.workload"):
+        statuses = [client.get("/sync/tags/").status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    [logged] = caplog.records  # once, not once per request
+    assert str(path) in logged.getMessage() and "WORKLOAD_FILE" in logged.getMessage()
+    # The shapes were kept: once the file can be written, nothing recorded is lost.
+    blocker.unlink()
+    workload.process_recorder().flush()
+    (shape,) = workload.read(path)
+    assert shape.calls == 3
+
+
+def test_the_workload_recorder_works_where_there_is_no_fcntl(tmp_path):
+    # Windows has no fcntl: the middleware must still import, and a flush still writes.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "import django; from django.conf import settings; settings.configure(); django.setup()\n"
+        "import django_dbtune.middleware\n"
+        "from django_dbtune.workload import Recorder, Shape\n"
+        f"recorder = Recorder({str(tmp_path / 'w.jsonl')!r})\n"
+        "recorder.shapes[('default', 'SELECT 1')] = Shape('default', 'sqlite', 'SELECT 1', "
+        "'select', [], calls=1)\n"
+        "print(recorder.flush())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+    assert "SELECT 1" in (tmp_path / "w.jsonl").read_text()

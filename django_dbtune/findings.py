@@ -321,9 +321,13 @@ class NPlusOneFinding:
             lines.append(f"  triggered at {self.call_site}")
         if self.queryset_site:
             lines.append(f"  queryset built at {self.queryset_site}")
-        unproven = self.proof is not None and self.proof.verdict == "unproven"
-        lines.append(f"  {'suggestion (unproven)' if unproven else 'fix'}: {self.fix}")
-        if self.proof is not None:
+        if self.proof is None:  # nothing ran the code again with it (no NPLUSONE_PROVE)
+            lines.append(f"  suggestion (not tried yet): {self.fix}")
+            how = f"manage.py dbtune_nplusone {self.url}" if self.url else "the pytest plugin"
+            lines.append(f"  nothing ran the code again with it: {how} proves it")
+        else:
+            unproven = self.proof.verdict == "unproven"
+            lines.append(f"  {'suggestion (unproven)' if unproven else 'fix'}: {self.fix}")
             lines.append(f"  {self.proof.text}")
         if self.advice:
             lines.append(f"  note: {self.advice}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
+from django.utils.module_loading import import_string
 
 from django_dbtune.conf import problems
 
@@ -101,3 +103,143 @@ def _legacy_nplusone_settings() -> list[CheckMessage]:
         for name, new in _LEGACY.items()
         if hasattr(settings, name)
     ]
+
+
+def check_services(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """What the settings point at: a cache that is not there or never keeps anything, a
+    workload file that cannot be written. (Silent while the setting itself is wrong.)"""
+    from django_dbtune.conf import conf
+
+    value = getattr(settings, "DBTUNE", {})
+    if problems(value) or not conf.ENABLED:
+        return []
+    messages: list[CheckMessage] = []
+    alias = conf.CACHE_ALIAS
+    if conf.cache_active or "CACHE_ALIAS" in value:
+        backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+        if alias not in settings.CACHES:
+            messages.append(
+                Error(
+                    f"DBTUNE['CACHE_ALIAS'] is {alias!r}, which is not in settings.CACHES; "
+                    ".cached() reads go to the database.",
+                    hint=f"Name one of {', '.join(map(repr, settings.CACHES))}, or add "
+                    f"{alias!r} to CACHES.",
+                    id="dbtune.E005",
+                )
+            )
+        elif conf.cache_active and backend.endswith(".DummyCache"):
+            messages.append(
+                Warning(
+                    f"The query cache keeps its entries in {alias!r}, a DummyCache: it keeps "
+                    "nothing, so no .cached() read is ever served from it.",
+                    hint="Point DBTUNE['CACHE_ALIAS'] at a real cache (django-redis in "
+                    "production, LocMemCache for one process).",
+                    id="dbtune.W006",
+                )
+            )
+    path = conf.WORKLOAD_FILE
+    if path is not None and not _writable(Path(path)):
+        messages.append(
+            Warning(
+                f"DBTUNE['WORKLOAD_FILE'] is {str(path)!r}, which this process cannot write.",
+                hint="Requests go on but record nothing; name a file in a folder the site "
+                "can write, or set it to None.",
+                id="dbtune.W007",
+            )
+        )
+    return messages
+
+
+def check_deploy(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``check --deploy``: the N+1 detector is for development; with ``DEBUG`` off it runs
+    on every request, and with ``NPLUSONE_RAISE`` a page with an N+1 answers 500."""
+    from django_dbtune.conf import conf
+
+    if settings.DEBUG or problems(getattr(settings, "DBTUNE", {})) or not conf.ENABLED:
+        return []
+    messages: list[CheckMessage] = []
+    if conf.NPLUSONE_RAISE:
+        messages.append(
+            Warning(
+                "NPLUSONE_RAISE is on with DEBUG off: every page with an N+1 query fails "
+                "with NPlusOneError (HTTP 500).",
+                hint="Turn DBTUNE['NPLUSONE_RAISE'] on in development and test settings "
+                "only.",
+                id="dbtune.W008",
+            )
+        )
+    middleware = "django_dbtune.middleware.NPlusOneMiddleware"
+    if any(_is(name, middleware) for name in settings.MIDDLEWARE):
+        messages.append(
+            Warning(
+                "NPlusOneMiddleware is in MIDDLEWARE with DEBUG off: the N+1 detector runs "
+                "on every request of the site.",
+                hint="It is meant for development and staging: leave it out of production "
+                "settings, or set DBTUNE['ENABLED'] = False there.",
+                id="dbtune.W009",
+            )
+        )
+    return messages
+
+
+def check_concurrent_index_migrations(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``AddIndexConcurrently`` (``suggest_indexes --write --concurrently``) runs only on
+    PostgreSQL: a migration with it fails ``migrate`` on another database, a SQLite test
+    database included."""
+    from django.db import connections, router
+    from django.db.migrations.loader import MigrationLoader
+
+    others = [alias for alias in connections if connections[alias].vendor != "postgresql"]
+    if not others:
+        return []
+    try:
+        loader = MigrationLoader(None, ignore_no_migrations=True)
+    except Exception:  # migrations Django cannot load: migrate itself says why
+        return []
+    messages: list[CheckMessage] = []
+    for (app_label, name), migration in sorted(loader.disk_migrations.items()):
+        concurrent = [
+            type(operation).__name__
+            for operation in migration.operations
+            if type(operation).__name__ in ("AddIndexConcurrently", "RemoveIndexConcurrently")
+        ]
+        aliases = [alias for alias in others if router.allow_migrate(alias, app_label)]
+        if concurrent and aliases:
+            vendors = sorted({connections[alias].vendor for alias in aliases})
+            messages.append(
+                Warning(
+                    f"Migration {app_label}.{name} uses {concurrent[0]}, which only "
+                    f"PostgreSQL runs; database {aliases[0]!r} is {'/'.join(vendors)}, so "
+                    "migrate (and a test run) fails there.",
+                    hint="Test on PostgreSQL, or write the index with AddIndex "
+                    "(suggest_indexes --write without --concurrently).",
+                    id="dbtune.W010",
+                )
+            )
+    return messages
+
+
+def _writable(path: Path) -> bool:
+    """Whether a file could be appended to at ``path`` (made, with its folders, if need be)."""
+    if path.exists():
+        return path.is_file() and os.access(path, os.W_OK)
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _is(name: str, dotted: str) -> bool:
+    """Whether a MIDDLEWARE entry is ``dotted`` or a subclass of it."""
+    if name == dotted:
+        return True
+    try:
+        return issubclass(import_string(name), import_string(dotted))
+    except (ImportError, TypeError):
+        return False

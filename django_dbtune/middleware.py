@@ -28,6 +28,9 @@ logger = logging.getLogger("django_dbtune.nplusone")
 
 SAFE_METHODS = ("GET", "HEAD")
 
+_failures_logged: set[str] = set()
+"""The detector's own failures already logged (type and message), so each is logged once."""
+
 
 def prove_request(request: HttpRequest, report: Report, call: Callable[[], int]) -> None:
     """Prove the report's fixes by running the request again (``call``), once per fix per
@@ -117,9 +120,7 @@ class NPlusOneMiddleware(_Middleware):
             with detector as report:
                 setattr(request, NPLUSONE_ATTRIBUTE, report)
                 response = self.get_response(request)
-            if conf.NPLUSONE_PROVE and report.findings:
-                prove_request(request, report, lambda: self.get_response(request).status_code)
-            self._report(request, report)
+            self._report(request, report, lambda: self.get_response(request).status_code)
         finally:
             detector.release()
         return response
@@ -141,8 +142,28 @@ class NPlusOneMiddleware(_Middleware):
             detector.release()
         return response
 
-    def _report(self, request: HttpRequest, report: Report) -> None:
-        found = report.findings
+    def _report(
+        self, request: HttpRequest, report: Report, again: Callable[[], int] | None = None
+    ) -> None:
+        """Prove the findings (when ``NPLUSONE_PROVE`` asks and ``again`` can run the request
+        again), then log them or raise. A failure of the detector's own is logged, once per
+        kind, and the response goes out as it is."""
+        try:
+            if again is not None and conf.NPLUSONE_PROVE and report.findings:
+                prove_request(request, report, again)
+            found = report.findings
+        except Exception as error:
+            kind = f"{type(error).__name__} {error}"
+            if kind not in _failures_logged:
+                _failures_logged.add(kind)
+                logger.exception(
+                    "The N+1 detector failed on %s %s and left this page unreported; the "
+                    "response is the page's own. Set DBTUNE['ENABLED'] = False to turn the "
+                    "detector off until it is fixed. (Logged once.)",
+                    request.method,
+                    request.path,
+                )
+            return
         if found and conf.NPLUSONE_RAISE:
             raise NPlusOneError(f"{request.method} {request.path}: {report.message()}")
         for finding in found:

@@ -31,6 +31,7 @@ def fresh_cache():
     caches["default"].clear()
     store._missed = False
     store._open_until = 0.0
+    store._logged_at.clear()  # each test sees its own first warnings
     yield
     caches["default"].clear()
 
@@ -548,6 +549,17 @@ def test_an_unreachable_cache_server_sends_everything_to_the_database(shop, sett
     settings.DBTUNE = {"CACHE_ENABLED": True}
     assert "during the outage" in titles()
     assert titles() == database_titles()
+
+
+def test_a_cache_alias_missing_from_caches_sends_everything_to_the_database(
+    shop, settings, caplog
+):
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "nope", "CACHE_BREAKER_SECONDS": 0}
+    assert titles() == database_titles()
+    Book.objects.filter(title="B00").update(title="written")
+    assert titles() == database_titles()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "django_dbtune.cache"]
+    assert warnings and all("'nope'" in message for message in warnings), warnings
 
 
 @pytest.fixture

@@ -78,3 +78,88 @@ def test_checks_never_build_a_managers_queryset(monkeypatch, settings):
     settings.DBTUNE = {"CACHE_ENABLED": False}
     warning = next(m for m in run_checks() if m.id == "dbtune.W003")
     assert "shop.Book" in warning.msg
+
+
+# --- What the settings point at, and production ----------------------------------------------
+
+
+def run_ids(**options):
+    from django.core.checks import run_checks
+
+    # W003 (models offer .cached() with the cache off) is about the test models, not here.
+    found = run_checks(**options)
+    return [m.id for m in found if m.id.startswith("dbtune.") and m.id != "dbtune.W003"]
+
+
+def test_e005_a_cache_alias_missing_from_caches(settings):
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "nope"}
+    assert run_ids() == ["dbtune.E005"]
+    with pytest.raises(SystemCheckError, match=r"dbtune\.E005.*'nope'.*not in settings\.CACHES"):
+        call_command("check")
+
+
+def test_w006_a_dummy_cache_keeps_nothing(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "dummy"}
+    assert run_ids() == ["dbtune.W006"]
+    settings.DBTUNE = {"CACHE_ENABLED": True}
+    assert run_ids() == []
+
+
+def test_w007_a_workload_file_that_cannot_be_written(settings, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("a file where a folder should be")
+    settings.DBTUNE = {"WORKLOAD_FILE": str(taken / "site.jsonl")}
+    assert run_ids() == ["dbtune.W007"]
+    settings.DBTUNE = {"WORKLOAD_FILE": str(tmp_path / "new" / "site.jsonl")}  # made on flush
+    assert run_ids() == []
+
+
+def test_w008_w009_the_n_plus_one_detector_in_production(settings):
+    settings.DEBUG = False
+    settings.MIDDLEWARE = ["django_dbtune.middleware.NPlusOneMiddleware", *settings.MIDDLEWARE]
+    settings.DBTUNE = {"NPLUSONE_RAISE": True}
+    assert run_ids() == []  # only with --deploy
+    deploy = [
+        i for i in run_ids(include_deployment_checks=True) if i in ("dbtune.W008", "dbtune.W009")
+    ]
+    assert deploy == ["dbtune.W008", "dbtune.W009"]
+    settings.DEBUG = True
+    assert "dbtune.W008" not in run_ids(include_deployment_checks=True)
+    settings.DEBUG = False
+    settings.DBTUNE = {"ENABLED": False, "NPLUSONE_RAISE": True}
+    assert "dbtune.W008" not in run_ids(include_deployment_checks=True)
+
+
+def test_w010_a_concurrent_index_migration_with_a_sqlite_database(settings, tmp_path):
+    from django.core.checks import run_checks
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        pytest.skip("needs a database other than PostgreSQL: run with DBTUNE_DB=sqlite")
+    import sys
+
+    package = tmp_path / "concurrent_migrations"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "0001_initial.py").write_text(
+        "from django.contrib.postgres.operations import AddIndexConcurrently\n"
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    atomic = False\n"
+        "    dependencies = [('shop', '0001_initial')]\n"
+        "    operations = [AddIndexConcurrently('book', models.Index(fields=['title'], "
+        "name='book_title_idx'))]\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        settings.MIGRATION_MODULES = {"testapp": "concurrent_migrations"}
+        [message] = [m for m in run_checks() if m.id == "dbtune.W010"]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("concurrent_migrations", None)
+        sys.modules.pop("concurrent_migrations.0001_initial", None)
+    assert "testapp.0001_initial uses AddIndexConcurrently" in message.msg
+    assert "'default' is sqlite" in message.msg

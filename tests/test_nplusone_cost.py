@@ -227,3 +227,20 @@ def test_a_fix_the_middleware_did_not_try_is_not_shown_as_a_fix(shop, client, wi
         found.message
     )
     assert "  fix:" not in found.message
+
+
+def test_a_failure_of_the_detectors_own_never_fails_the_page(
+    shop, client, with_middleware, monkeypatch, caplog
+):
+    from django_dbtune.nplusone import Report
+
+    def broken(self):
+        raise RuntimeError("a bug of the detector's own")
+
+    monkeypatch.setattr(Report, "findings", property(broken))
+    with caplog.at_level("ERROR", logger="django_dbtune.nplusone"):
+        statuses = [client.get("/shop/books/").status_code for _ in range(2)]
+    assert statuses == [200, 200]
+    [logged] = caplog.records  # once, with what to do
+    assert "DBTUNE['ENABLED'] = False" in logged.getMessage()
+    assert "a bug of the detector's own" in logged.exc_text

@@ -181,8 +181,8 @@ class Store:
         generations = [self.generation_key(group, table) for table in tables]
         epoch_key = self.epoch_key()
         keys = [epoch_key, *generations] if entry is None else [epoch_key, *generations, entry]
-        backend = self.backend()
         try:
+            backend = self.backend()  # a CACHE_ALIAS missing from CACHES fails here
             found = backend.get_many(keys)
             tokens: Sequence[Any] = [found.get(key) for key in (epoch_key, *generations)]
             if None in tokens:

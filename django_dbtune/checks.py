@@ -167,8 +167,7 @@ def check_deploy(
             Warning(
                 "NPLUSONE_RAISE is on with DEBUG off: every page with an N+1 query fails "
                 "with NPlusOneError (HTTP 500).",
-                hint="Turn DBTUNE['NPLUSONE_RAISE'] on in development and test settings "
-                "only.",
+                hint="Turn DBTUNE['NPLUSONE_RAISE'] on in development and test settings only.",
                 id="dbtune.W008",
             )
         )

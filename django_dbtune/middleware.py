@@ -120,7 +120,8 @@ class NPlusOneMiddleware(_Middleware):
             with detector as report:
                 setattr(request, NPLUSONE_ATTRIBUTE, report)
                 response = self.get_response(request)
-            self._report(request, report, lambda: self.get_response(request).status_code)
+            if not detector.handed_on:  # else the detection around it reports
+                self._report(request, report, lambda: self.get_response(request).status_code)
         finally:
             detector.release()
         return response
@@ -137,7 +138,8 @@ class NPlusOneMiddleware(_Middleware):
             async with detector as report:
                 setattr(request, NPLUSONE_ATTRIBUTE, report)
                 response = await self.get_response(request)
-            self._report(request, report)
+            if not detector.handed_on:
+                self._report(request, report)
         finally:
             detector.release()
         return response

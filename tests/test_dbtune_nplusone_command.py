@@ -31,6 +31,19 @@ def test_text_names_the_relation_the_lines_and_the_fix():
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("businesses")
+def test_with_the_middleware_installed_the_command_alone_reports(settings, caplog):
+    # The documented development setup: the middleware's detection runs inside the command's,
+    # which reports (proven); the middleware logs nothing of its own for those requests.
+    settings.MIDDLEWARE = ["django_dbtune.middleware.NPlusOneMiddleware", *settings.MIDDLEWARE]
+    with caplog.at_level("WARNING", logger="django_dbtune.nplusone"):
+        text = run("/publisher/businesses/")
+    assert 'fix: .prefetch_related("social_accounts")' in text
+    assert "proven: re-run with the fix" in text
+    assert [r.getMessage() for r in caplog.records if r.name == "django_dbtune.nplusone"] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
 def test_json_and_check():
     (page,) = json.loads(run("/publisher/businesses/", "--format", "json"))
     assert page["url"] == "/publisher/businesses/"

@@ -133,6 +133,9 @@ class detect:
         """The detection this one was opened inside, if any."""
         self._outer_offset = 0
         self._known: frozenset[str] = frozenset()
+        self.handed_on = False
+        """Closed inside another detection, which took its findings over and reports them
+        (the middleware's, inside ``dbtune_nplusone``, the pytest plugin or a proof)."""
 
     def __enter__(self) -> Report:
         capture = self._begin()
@@ -214,6 +217,7 @@ class detect:
             outer = self._outer
             if outer is not None and outer.active:
                 outer.take_over(detection, self._outer_offset)
+                self.handed_on = True
             else:
                 release_reads(detection)
                 detection.discard()

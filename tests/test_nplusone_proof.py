@@ -214,6 +214,26 @@ def test_the_middleware_proves_each_fix_once_per_process(client, settings):
     forget_proofs()
 
 
+def test_a_proofs_runs_are_not_counted_as_the_pages_queries(client, settings):
+    # CaptureMiddleware (or dbtune_capture, or a workload file) around a middleware that
+    # proves: the page's log holds the page's queries, not the runs of the proof as well.
+    from django.db import connection
+
+    capture = "django_dbtune.middleware.CaptureMiddleware"
+    rest = [name for name in settings.MIDDLEWARE if name != capture]
+    settings.MIDDLEWARE = [capture, "django_dbtune.middleware.NPlusOneMiddleware", *rest]
+    settings.DBTUNE = {"NPLUSONE_PROVE": True}
+    forget_proofs()
+    with CaptureQueriesContext(connection) as ran:
+        response = client.get("/shop/books/")
+    [found] = response.wsgi_request.dbtune_nplusone.findings
+    assert found.proof.verdict == "proven"
+    page = Book.objects.count() + 1
+    assert len(ran) >= 2 * page + 1  # the proof did run the page again
+    assert len(response.wsgi_request.dbtune_queries) == page
+    forget_proofs()
+
+
 def test_the_middleware_never_runs_an_unsafe_request_again(client, settings):
     from django.db import connection
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
+from django_dbtune.capture import unrecorded
 from django_dbtune.conf import conf
 from django_dbtune.findings import NPlusOneFinding, Proof
 from django_dbtune.fix_targets import FixTarget
@@ -214,6 +215,7 @@ def rerun(
         status = error = None
         fix = applied(*targets) if targets else nullcontext(Applied())
         with (
+            unrecorded(),  # a capture around the page (dbtune_capture, CaptureMiddleware)
             rolled_back({DEFAULT_DB_ALIAS, *aliases}),
             cold_local_caches(),
             detect(baseline=False, unused_eager_loads=False) as report,

@@ -71,3 +71,15 @@ def test_the_changelog_names_every_user_facing_part():
         "WORKLOAD_FILE",
     ):
         assert part in changelog, part
+
+
+def test_the_readme_is_for_users_first_and_its_links_work_on_pypi():
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", readme)
+    assert links and [link for link in links if not link.startswith("https://")] == []
+    first_block = readme.split("```", 2)[1]
+    assert "pip install" in first_block and "./scripts/" not in first_block
+    assert 'pip install -e "path/to/django-dbtune' in readme  # from a clone, before PyPI
+    users, contributors = readme.split("## Working on django-dbtune", 1)
+    assert '"django_dbtune.middleware.NPlusOneMiddleware"' in users  # shows something at once
+    assert "./scripts/demo" in contributors and "./scripts/test" in contributors

@@ -36,6 +36,12 @@ def test_text_output_shows_the_repeated_shape_and_the_line_that_ran_it():
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("businesses")
+def test_the_shapes_left_out_are_counted_in_good_english():
+    assert "  ... and 1 more shape\n" in run("/publisher/businesses/", "--top", "1")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("businesses")
 def test_json_output_is_machine_readable():
     (page,) = json.loads(run("/publisher/businesses/", "--format", "json"))
     assert page["status"] == 200 and page["queries"] == 7

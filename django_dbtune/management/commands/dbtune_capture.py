@@ -87,7 +87,8 @@ class Command(BaseCommand):
             for site, count in group.call_sites[:3]:
                 self.stdout.write(f"                       {count:>4}x from {site}")
         if len(shapes) > top:
-            self.stdout.write(f"  ... and {len(shapes) - top} more shapes")
+            more = len(shapes) - top
+            self.stdout.write(f"  ... and {more} more shape{'s' if more > 1 else ''}")
         self.stdout.write("")
 
 

@@ -35,7 +35,17 @@ def read_statements(
     """The SELECTs ``pg_stat_statements`` holds for this database, as workload shapes."""
     if connection.vendor != "postgresql":
         raise ProofError(f"pg_stat_statements is PostgreSQL's; {connection.alias!r} is not.")
-    rows = _rows(connection)
+    return statement_shapes(_rows(connection), schemas, outcome, connection.alias)
+
+
+def statement_shapes(
+    rows: list[tuple[Any, ...]],
+    schemas: dict[str, ModelSchema],
+    outcome: Outcome,
+    database: str,
+) -> list[Shape]:
+    """The SELECTs among ``(query, calls, total ms, max ms)`` rows of ``pg_stat_statements``,
+    as workload shapes."""
     tables = {schema.table: schema.model for schema in schemas.values()}
     shapes = []
     hidden = 0
@@ -53,13 +63,13 @@ def read_statements(
         shape = _shape(tree, query, tables, outcome)
         if shape is None:
             continue
-        shape.database = connection.alias
+        shape.database = database
         shape.calls, shape.total_ms, shape.max_ms = int(calls), float(total_ms), float(max_ms)
         shape.call_sites[SOURCE] = int(calls)
         shapes.append(shape)
     if hidden and not shapes:
         raise ProofError(
-            f"The role of database {connection.alias!r} may not read the statements other "
+            f"The role of database {database!r} may not read the statements other "
             f"roles ran ({hidden} hidden in pg_stat_statements). Grant it pg_read_all_stats "
             "(GRANT pg_read_all_stats TO <role>;) or run the command as a role that has it."
         )

@@ -559,3 +559,23 @@ def test_the_workload_never_suggests_an_index_the_table_has(db, tmp_path):
             list(Book.objects.filter(summary="3").order_by("title")[:10])
     findings, err = _suggest(path)
     assert [(f["kind"], f["fields"]) for f in findings] == [], err
+
+
+def test_statements_the_sql_parser_only_half_reads_print_no_warning(capsys, caplog):
+    from django_dbtune.advisor.statements import statement_shapes
+    from django_dbtune.advisor.workload_candidates import Outcome
+    from django_dbtune.schema import model_schemas
+
+    # pg_stat_statements holds everything the site ran, maintenance included; sqlglot reads
+    # these as a generic command and logs a warning for each.
+    rows = [
+        ("VACUUM ANALYZE shop_book", 1, 90.0, 90.0),
+        ("REFRESH MATERIALIZED VIEW shop_sales", 2, 40.0, 20.0),
+        ('SELECT "shop_book"."id" FROM "shop_book" WHERE "shop_book"."title" = $1', 5, 9.0, 2.0),
+    ]
+    schemas = {s.label: s for s in model_schemas(["shop"], "default", read_database=False)}
+    with caplog.at_level("DEBUG"):
+        shapes = statement_shapes(rows, schemas, Outcome(), "default")
+    assert [shape.orm.equality for shape in shapes] == [["title"]]
+    assert capsys.readouterr().err == ""
+    assert caplog.records == []

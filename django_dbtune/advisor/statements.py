@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlglot
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
 
 from django_dbtune.advisor.proof import ProofError
 from django_dbtune.advisor.sql_reads import use_of_tree
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import ModelSchema
+from django_dbtune.sql import parse_quietly
 from django_dbtune.workload import Shape
 
 LIMIT = 2000
@@ -53,9 +52,8 @@ def statement_shapes(
         if query == "<insufficient privilege>":
             hidden += 1
             continue
-        try:
-            tree = sqlglot.parse_one(query, read="postgres")
-        except SqlglotError:
+        tree = parse_quietly(query, "postgresql")
+        if tree is None:
             outcome.skip("statements the SQL parser cannot read")
             continue
         if not isinstance(tree, exp.Select):

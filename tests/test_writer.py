@@ -188,6 +188,23 @@ def test_write_migrate_and_back(project):
     assert not ({n for n in names if n.startswith("crawler_")} & back)
 
 
+def test_a_models_file_in_latin_1_is_edited_and_stays_latin_1(project):
+    """A models module with a PEP 263 cookie is read and written back in its encoding."""
+    models_py = project / "publisher" / "models.py"
+    text = models_py.read_text() + '\nGREETING = "caf\xe9"\n'
+    models_py.write_bytes(("# -*- coding: latin-1 -*-\n" + text).encode("latin-1"))
+    before = models_py.read_bytes()
+    result = manage(project, "suggest_indexes", "publisher", "--write")
+    assert "does not parse" not in result.stderr
+    after = models_py.read_bytes()
+    assert after != before
+    assert after.endswith(b'GREETING = "caf\xe9"\n')  # one latin-1 byte, as it was
+    assert after.decode("latin-1").count("models.Index(") > text.count("models.Index(")
+    assert manage(project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
+        "No changes detected"
+    )
+
+
 def test_concurrently_writes_a_non_atomic_concurrent_migration(project):
     result = manage(project, "suggest_indexes", "--write", "--concurrently", check=False)
     if not POSTGRES:

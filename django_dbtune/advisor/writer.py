@@ -28,6 +28,7 @@ from django_dbtune.errors import WriteError
 from django_dbtune.findings import Finding, ProposedIndex
 from django_dbtune.project import is_project_file
 from django_dbtune.schema import leads_with
+from django_dbtune.source_files import read_source
 
 MIGRATION_NAME = "dbtune_indexes"
 
@@ -90,7 +91,7 @@ def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> Pendi
         reason = _cannot_edit(model)
         if reason is None:
             path = Path(inspect.getsourcefile(model) or "")
-            source = result.files.get(path) or path.read_text(encoding="utf-8")
+            source = result.files.get(path) or read_source(path)
             # Code that would not import is refused for the whole run (raised), not skipped.
             names = module_names(
                 source,

@@ -93,6 +93,31 @@ def test_a_tuple_of_indexes_and_a_child_models_own_meta_are_edited():
         add_meta_indexes(inherits, "Book", [ENTRY], has_parent=True)
 
 
+def test_an_empty_tuple_of_indexes_stays_a_tuple():
+    source = "class Book(models.Model):\n    class Meta:\n        indexes = ()\n"
+    assert edit(source) == (
+        f"class Book(models.Model):\n    class Meta:\n        indexes = (\n            {ENTRY},\n        )\n"
+    )
+
+
+def test_a_closing_bracket_on_the_last_indexs_line_keeps_its_place():
+    """Hanging indents (the closer after the last index): the new index goes on a line of
+    its own at the same column; it used to be pasted into the middle of the last one."""
+    hanging = (
+        "class Book(models.Model):\n    class Meta:\n"
+        "        indexes = (models.Index(fields=['a'], name='a'),\n"
+        "                   models.Index(fields=['b'], name='b'))\n"
+    )
+    assert edit(hanging) == hanging.replace(
+        "name='b'))", f"name='b'),\n                   {ENTRY})"
+    )
+    closed = (
+        "class Book(models.Model):\n    class Meta:\n"
+        "        indexes = [\n            models.Index(fields=['a'], name='a'),]\n"
+    )
+    assert edit(closed) == closed.replace("name='a'),]", f"name='a'),\n            {ENTRY},]")
+
+
 @pytest.mark.parametrize(
     ("source", "reason"),
     [

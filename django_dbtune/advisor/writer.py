@@ -302,15 +302,22 @@ def add_meta_indexes(
         close = _offset(lines, span.end.line, span.end.column) - 1  # the "]" or ")"
         if span.start.line == span.end.line:
             return text[:before] + "".join(f", {entry}" for entry in entries) + text[before:]
-        added = "".join(f"{inner}{entry},\n" for entry in entries)
         line_start = text.rfind("\n", 0, close) + 1
+        if text[line_start:close].strip():
+            # The closer ends the last index's line (a hanging indent): each new index gets
+            # a line of its own at that index's column, and the closer stays where it was.
+            column = " " * positions[last.value].start.column
+            added = "".join(f",\n{column}{entry}" for entry in entries)
+            return text[:before] + added + text[before:]
+        added = "".join(f"{inner}{entry},\n" for entry in entries)
         head = text[:before] + comma + text[before:line_start]
         return head + added + text[line_start:]
     text = source
     start = _offset(lines, span.start.line, span.start.column)
     end = _offset(lines, span.end.line, span.end.column)
-    new_list = "[\n" + "".join(f"{inner}{entry},\n" for entry in entries) + meta_indent + "]"
-    return text[:start] + new_list + text[end:]
+    opener, closer = ("(", ")") if isinstance(assignment, cst.Tuple) else ("[", "]")
+    items = "".join(f"{inner}{entry},\n" for entry in entries)
+    return text[:start] + opener + "\n" + items + meta_indent + closer + text[end:]
 
 
 def _indexes_value(meta: cst.ClassDef) -> cst.BaseExpression | None:

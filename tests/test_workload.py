@@ -579,3 +579,35 @@ def test_statements_the_sql_parser_only_half_reads_print_no_warning(capsys, capl
     assert [shape.orm.equality for shape in shapes] == [["title"]]
     assert capsys.readouterr().err == ""
     assert caplog.records == []
+
+
+def test_a_proven_index_for_one_recorded_query_speaks_of_it_in_the_singular():
+    from collections import Counter
+
+    from django_dbtune.advisor import proof
+    from django_dbtune.advisor.candidates import Candidate
+    from django_dbtune.advisor.planner import Access, Plan
+    from django_dbtune.advisor.workload_candidates import Served
+    from django_dbtune.workload import Shape
+
+    shape = Shape(
+        "default",
+        "postgresql",
+        'SELECT "shop_book"."id" FROM "shop_book" WHERE "shop_book"."title" = %s',
+        "read",
+        ["shop_book"],
+        calls=5,
+        total_ms=9.0,
+        call_sites=Counter({"shop/views.py:3 in books": 5}),
+    )
+    served = Served(Candidate(Book, ("title",)), [shape])
+    scan = Plan([Access("shop_book", "Seq Scan on shop_book")], cost=400.0)
+    index = Plan([Access("shop_book", "Index Scan on shop_book", "<1>btree")], cost=8.0)
+    trial = proof._Trial(
+        served, served.proposal(), {id(shape): scan}, {id(shape): index}, "<1>btree"
+    )
+    finding = proof._finding(trial, "default", {}, 0.3, "hypopg")
+    assert finding.message.startswith(
+        "1 recorded query (5 calls, 9.0 ms in total) filters or sorts Book by (title). "
+        "Planned with a hypothetical index (HypoPG), its estimated cost falls by 98%"
+    )

@@ -78,3 +78,18 @@ def test_checks_never_build_a_managers_queryset(monkeypatch, settings):
     settings.DBTUNE = {"CACHE_ENABLED": False}
     warning = next(m for m in run_checks() if m.id == "dbtune.W003")
     assert "shop.Book" in warning.msg
+
+
+def test_w003_names_the_models_that_offer_cached_in_a_sentence(monkeypatch, settings):
+    from django.apps import apps
+
+    from django_dbtune.checks import check_cache
+    from tests.shop.models import Author, Book, Publisher, Tag
+
+    settings.DBTUNE = {"CACHE_ENABLED": False}
+    monkeypatch.setattr(apps, "get_models", lambda: [Publisher, Book])
+    (warning,) = check_cache()
+    assert warning.msg.startswith("shop.Book offers .cached(), but the query cache is off")
+    monkeypatch.setattr(apps, "get_models", lambda: [Author, Book, Tag])
+    (warning,) = check_cache()
+    assert warning.msg.startswith("shop.Author, shop.Book and shop.Tag offer .cached(), but")

@@ -179,7 +179,7 @@ def test_write_migrate_and_back(project):
     manage(project, "migrate", "-v0")
     before = {path: path.read_text() for path in project.rglob("*.py")}
     out = manage(project, "suggest_indexes", "--write").stdout
-    assert "8 index(es) written" in out
+    assert "8 indexes written. Run 'manage.py migrate' to build them." in out
     changed = {
         p.relative_to(project).as_posix()
         for p in project.rglob("*.py")
@@ -228,6 +228,25 @@ def test_a_models_file_in_latin_1_is_edited_and_stays_latin_1(project):
     assert manage(project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
         "No changes detected"
     )
+
+
+def test_when_nothing_could_be_written_the_user_is_told_why_and_not_to_migrate(project):
+    models_py = project / "publisher" / "models.py"
+    models_py.write_text(
+        models_py.read_text().replace(
+            "class Post(models.Model):",
+            "class Dated(models.Model):\n    class Meta:\n        abstract = True\n\n\n"
+            "class Post(Dated):",
+        )
+    )
+    result = manage(project, "suggest_indexes", "publisher", "--write")
+    assert (
+        "warning: wrote nothing for publisher.Post: Post inherits its Meta from a parent "
+        "model; declaring Meta here would drop the parent's options. Add the index by hand.\n"
+    ) in result.stderr
+    assert ".." not in result.stderr
+    assert result.stdout.rstrip().endswith("\nNo index written.")
+    assert "migrate" not in result.stdout
 
 
 def test_concurrently_writes_a_non_atomic_concurrent_migration(project):

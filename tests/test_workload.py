@@ -104,7 +104,7 @@ def test_bad_numbers_are_refused_by_the_command(db, tmp_path):
 
 def test_on_sqlite_the_full_scans_are_shown(books, tmp_path):
     if connection.vendor != "sqlite":
-        pytest.skip("the SQLite report")
+        pytest.skip("needs SQLite (its own report): run without DBTUNE_DB, SQLite is the default")
     path = tmp_path / "workload.jsonl"
     with workload.record(path):
         _run_reads()
@@ -333,7 +333,7 @@ def statements(many_books):
     with connection.cursor() as cursor:
         cursor.execute("SHOW shared_preload_libraries")
         if "pg_stat_statements" not in cursor.fetchone()[0]:
-            message = "the server does not load pg_stat_statements (scripts/postgres_setup)"
+            message = "needs pg_stat_statements loaded by the server: run scripts/postgres_setup"
             if os.environ.get("DBTUNE_CI"):
                 pytest.fail(message)
             pytest.skip(message)

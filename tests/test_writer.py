@@ -266,7 +266,10 @@ def test_concurrently_writes_a_non_atomic_concurrent_migration(project):
 
 def test_a_read_only_models_file_leaves_every_file_as_it_was(project):
     if os.geteuid() == 0:
-        pytest.skip("root writes read-only files (test_apply_writes_all_or_nothing covers it)")
+        pytest.skip(
+            "needs a user other than root (root writes read-only files): run as another user; "
+            "test_apply_writes_all_or_nothing covers the rest"
+        )
     before = {path: path.read_text() for path in project.rglob("*.py")}
     target = project / "publisher" / "models.py"
     target.chmod(0o444)

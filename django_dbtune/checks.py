@@ -60,10 +60,12 @@ def check_cache(
     )
     if not models:
         return []
+    named = models[:3] if len(models) <= 3 else [*models[:3], "others"]
+    listed = f"{', '.join(named[:-1])} and {named[-1]}" if len(named) > 1 else named[0]
     return [
         Warning(
-            f"{', '.join(models[:3])}{' and others' if len(models) > 3 else ''} offer "
-            ".cached(), but the query cache is off: those reads go to the database.",
+            f"{listed} {'offers' if len(models) == 1 else 'offer'} .cached(), but the query "
+            "cache is off: those reads go to the database.",
             hint='Set DBTUNE["CACHE_ENABLED"] = True (writes then retire cache entries).',
             id="dbtune.W003",
         )

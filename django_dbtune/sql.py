@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -61,14 +63,24 @@ _quiet = threading.local()
 
 
 class _OwnParses(logging.Filter):
-    """Drops sqlglot's warnings while django-dbtune parses every statement a project runs
-    (EXPLAIN, SET, PRAGMA... fall back to a generic command, which is all this needs)."""
+    """Drops sqlglot's warnings while django-dbtune parses the statements a project runs
+    (VACUUM, SET, PRAGMA... fall back to a generic command, which is all this needs): they
+    would reach the user's stderr through logging's last-resort handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(_quiet, "on", False)
 
 
 logging.getLogger("sqlglot").addFilter(_OwnParses())
+
+
+@contextmanager
+def _quietly() -> Iterator[None]:
+    was, _quiet.on = getattr(_quiet, "on", False), True
+    try:
+        yield
+    finally:
+        _quiet.on = was
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +98,14 @@ def to_qmark(sql: str) -> str:
 
 def parse_quietly(sql: str, vendor: str) -> exp.Expression | None:
     """One statement as sqlglot reads it in the vendor's dialect, without the warning it
-    logs when it falls back to a generic command; None when it is not read."""
-    _quiet.on = True
+    logs when it falls back to a generic command; None when it is not read. Every parse of
+    django-dbtune goes through here or ``analyse``."""
     try:
-        tree = sqlglot.parse_one(sql, read=DIALECTS.get(vendor))
-        return tree if isinstance(tree, exp.Expression) else None
+        with _quietly():
+            tree = sqlglot.parse_one(sql, read=DIALECTS.get(vendor))
     except (SqlglotError, ValueError):
         return None
-    finally:
-        _quiet.on = False
+    return tree if isinstance(tree, exp.Expression) else None
 
 
 def to_named(sql: str) -> str:
@@ -122,13 +133,11 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
     except SqlglotError:
         return Statement(" ".join(text.split()), _kind_from_keyword(text), (), ())
     shape = _shape(text, tokens)
-    _quiet.on = True  # a statement sqlglot reads only as a "Command" is expected here
     try:
-        trees = [tree for tree in sqlglot.parse(text, read=dialect) if tree is not None]
+        with _quietly():  # a statement sqlglot reads only as a "Command" is expected here
+            trees = [tree for tree in sqlglot.parse(text, read=dialect) if tree is not None]
     except SqlglotError:
         return Statement(shape, _kind_from_keyword(text), (), ())
-    finally:
-        _quiet.on = False
     tables: list[str] = []
     written: list[str] = []
     kind: Kind = "other"
@@ -300,10 +309,7 @@ def lookup(sql: str, vendor: str = "", has_params: bool = True) -> Lookup | None
     """How a read like ``SELECT ... FROM t JOIN u ... WHERE u.col = %s`` finds its rows, or
     None (not a SELECT, or not parsed)."""
     text = to_qmark(sql) if has_params else sql
-    try:
-        tree = sqlglot.parse_one(text, read=DIALECTS.get(vendor))
-    except SqlglotError:
-        return None
+    tree = parse_quietly(text, vendor)
     if not isinstance(tree, exp.Select):
         return None
     source = tree.args.get("from") or tree.args.get("from_")

@@ -31,7 +31,8 @@ def _needs(condition, message):
 @pytest.fixture
 def server(project):
     _needs(
-        CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium (scripts/browser_setup)"
+        CHROMIUM.exists(),
+        "needs Debian's chromium at /usr/bin/chromium: install it with scripts/browser_setup",
     )
     manage(project, "migrate", "-v0")
     manage(project, "seed_demo", "--scale", "1", "-v0")
@@ -63,7 +64,10 @@ def server(project):
 
 @pytest.fixture
 def page(server):
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="needs playwright: install the test dependencies (pip install --group dev)",
+    )
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]

@@ -163,3 +163,18 @@ def test_w010_a_concurrent_index_migration_with_a_sqlite_database(settings, tmp_
         sys.modules.pop("concurrent_migrations.0001_initial", None)
     assert "testapp.0001_initial uses AddIndexConcurrently" in message.msg
     assert "'default' is sqlite" in message.msg
+
+
+def test_w003_names_the_models_that_offer_cached_in_a_sentence(monkeypatch, settings):
+    from django.apps import apps
+
+    from django_dbtune.checks import check_cache
+    from tests.shop.models import Author, Book, Publisher, Tag
+
+    settings.DBTUNE = {"CACHE_ENABLED": False}
+    monkeypatch.setattr(apps, "get_models", lambda: [Publisher, Book])
+    (warning,) = check_cache()
+    assert warning.msg.startswith("shop.Book offers .cached(), but the query cache is off")
+    monkeypatch.setattr(apps, "get_models", lambda: [Author, Book, Tag])
+    (warning,) = check_cache()
+    assert warning.msg.startswith("shop.Author, shop.Book and shop.Tag offer .cached(), but")

@@ -1,9 +1,11 @@
 """The code scan reads querysets from source files and turns them into index findings."""
 
 import textwrap
+from io import StringIO
 
 import pytest
 from django.contrib import admin
+from django.core.management import call_command
 
 from django_dbtune.advisor.candidates import index_findings
 from django_dbtune.advisor.queryset_chains import scan
@@ -123,6 +125,21 @@ def test_files_that_do_not_parse_are_skipped_and_said(project):
     result = scan(project)
     assert [path for path, _ in result.skipped] == ["broken.py"]
     assert "SyntaxError" in result.skipped[0][1]
+
+
+@pytest.mark.django_db
+def test_a_file_with_a_coding_cookie_is_read_in_its_encoding(tmp_path, settings):
+    """Python reads a file in the encoding its PEP 263 cookie names; so does the scan."""
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "legacy.py").write_bytes(
+        b"# -*- coding: latin-1 -*-\n"
+        b"from tests.testapp.models import Shelf\n"
+        b'Shelf.objects.filter(label="caf\xe9", built__gte=1).order_by("built")\n'
+    )
+    out, err = StringIO(), StringIO()
+    call_command("suggest_indexes", "testapp", stdout=out, stderr=err)
+    assert "does not parse" not in err.getvalue()
+    assert "legacy.py:3" in out.getvalue()
 
 
 def test_migrations_and_tests_are_not_scanned(project):

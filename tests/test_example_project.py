@@ -315,3 +315,38 @@ def test_the_cached_dashboard_computes_once_until_a_table_changes(client):  # CA
     page, ran = visit()
     assert ran == 8, "a write to one of its tables recomputes it"
     assert f"Websites<b>{websites + 1}</b>" in page
+
+
+@pytest.mark.slow
+def test_the_demo_names_only_files_that_are_there_after_it_ends(tmp_path):
+    """The demo runs in a copy of the checkout (its own database and files), in this venv."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = EXAMPLE.parent
+    venv = Path(sys.prefix)
+    if venv.parent != root or not venv.name.startswith(".venv-py"):
+        pytest.skip("needs the venv scripts/_env.sh makes: run with ./scripts/test")
+    copy = tmp_path / "checkout"
+    shutil.copytree(root / "scripts", copy / "scripts")
+    shutil.copytree(
+        EXAMPLE,
+        copy / "example_project",
+        ignore=shutil.ignore_patterns("*.sqlite3", "report.*", "workload.*"),
+    )
+    shutil.copy(root / "pyproject.toml", copy)
+    (copy / venv.name).symlink_to(venv)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBTUNE", "DJANGO"))}
+    result = subprocess.run(
+        ["bash", str(copy / "scripts" / "demo"), "--scale", "0.05"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (recorded,) = re.findall(r"Recorded \d+ query shape\(s\) in (.+)\.\n", result.stderr)
+    assert (copy / "example_project" / recorded).is_file()
+    assert (copy / "example_project" / "report.html").is_file()

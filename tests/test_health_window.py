@@ -102,7 +102,7 @@ def test_a_shorter_window_setting_lets_older_indexes_be_advised(month_old_statis
 
 def test_write_migrate_then_health_advises_dropping_nothing_suggest_indexes_wants(project):
     if not POSTGRES:
-        pytest.skip("index statistics need PostgreSQL: run with DBTUNE_DB=postgres")
+        pytest.skip("needs PostgreSQL (index statistics): run with DBTUNE_DB=postgres")
     manage(project, "migrate", "-v0")
     manage(project, "suggest_indexes", "--write")
     manage(project, "migrate", "-v0")

@@ -353,7 +353,10 @@ def test_pause(shop):
 
 
 def test_django_debug_toolbar_rendering_is_not_the_projects_n_plus_one(shop):
-    debug_toolbar = pytest.importorskip("debug_toolbar")
+    debug_toolbar = pytest.importorskip(
+        "debug_toolbar",
+        reason="needs django-debug-toolbar: install it with pip install -e '.[toolbar]'",
+    )
     # Code run from inside the toolbar's package, as its template panel runs repr().
     filename = debug_toolbar.__file__.replace("__init__.py", "panels/templates/panel.py")
     code = compile("for book in books:\n    book.author.name\n", filename, "exec")
@@ -776,7 +779,10 @@ def test_detect_around_the_test_client_under_the_middleware(shop, client, with_m
 def test_the_toolbars_own_rendering_of_project_objects_is_not_the_projects_n_plus_one(shop):
     """django-debug-toolbar formats template context with repr(), which reaches the project's
     __str__ (here it reads book.author): the loads are the toolbar's, not the view's."""
-    pytest.importorskip("debug_toolbar")
+    pytest.importorskip(
+        "debug_toolbar",
+        reason="needs django-debug-toolbar: install it with pip install -e '.[toolbar]'",
+    )
     from debug_toolbar.panels.settings import safe_pformat
 
     with detect() as report:
@@ -1168,7 +1174,10 @@ def test_loads_the_admin_runs_itself_are_not_the_outermost_callers(
 def test_a_lookup_the_toolbar_runs_through_the_projects_str_is_not_the_projects(products):
     """Product.__str__ looks its maker up by hand; django-debug-toolbar's repr() of the
     template context reaches it once per product."""
-    pytest.importorskip("debug_toolbar")
+    pytest.importorskip(
+        "debug_toolbar",
+        reason="needs django-debug-toolbar: install it with pip install -e '.[toolbar]'",
+    )
     from debug_toolbar.panels.settings import safe_pformat
 
     with detect() as report:

@@ -12,7 +12,10 @@ from django.db import connection
 from django.http import HttpResponse
 from django.test import AsyncRequestFactory, RequestFactory
 
-pytest.importorskip("debug_toolbar")
+pytest.importorskip(
+    "debug_toolbar",
+    reason="needs django-debug-toolbar: install it with pip install -e '.[toolbar]'",
+)
 
 from debug_toolbar.toolbar import DebugToolbar
 

@@ -93,6 +93,31 @@ def test_a_tuple_of_indexes_and_a_child_models_own_meta_are_edited():
         add_meta_indexes(inherits, "Book", [ENTRY], has_parent=True)
 
 
+def test_an_empty_tuple_of_indexes_stays_a_tuple():
+    source = "class Book(models.Model):\n    class Meta:\n        indexes = ()\n"
+    assert edit(source) == (
+        f"class Book(models.Model):\n    class Meta:\n        indexes = (\n            {ENTRY},\n        )\n"
+    )
+
+
+def test_a_closing_bracket_on_the_last_indexs_line_keeps_its_place():
+    """Hanging indents (the closer after the last index): the new index goes on a line of
+    its own at the same column; it used to be pasted into the middle of the last one."""
+    hanging = (
+        "class Book(models.Model):\n    class Meta:\n"
+        "        indexes = (models.Index(fields=['a'], name='a'),\n"
+        "                   models.Index(fields=['b'], name='b'))\n"
+    )
+    assert edit(hanging) == hanging.replace(
+        "name='b'))", f"name='b'),\n                   {ENTRY})"
+    )
+    closed = (
+        "class Book(models.Model):\n    class Meta:\n"
+        "        indexes = [\n            models.Index(fields=['a'], name='a'),]\n"
+    )
+    assert edit(closed) == closed.replace("name='a'),]", f"name='a'),\n            {ENTRY},]")
+
+
 @pytest.mark.parametrize(
     ("source", "reason"),
     [
@@ -154,7 +179,7 @@ def test_write_migrate_and_back(project):
     manage(project, "migrate", "-v0")
     before = {path: path.read_text() for path in project.rglob("*.py")}
     out = manage(project, "suggest_indexes", "--write").stdout
-    assert "8 index(es) written" in out
+    assert "8 indexes written. Run 'manage.py migrate' to build them." in out
     changed = {
         p.relative_to(project).as_posix()
         for p in project.rglob("*.py")
@@ -188,6 +213,42 @@ def test_write_migrate_and_back(project):
     assert not ({n for n in names if n.startswith("crawler_")} & back)
 
 
+def test_a_models_file_in_latin_1_is_edited_and_stays_latin_1(project):
+    """A models module with a PEP 263 cookie is read and written back in its encoding."""
+    models_py = project / "publisher" / "models.py"
+    text = models_py.read_text() + '\nGREETING = "caf\xe9"\n'
+    models_py.write_bytes(("# -*- coding: latin-1 -*-\n" + text).encode("latin-1"))
+    before = models_py.read_bytes()
+    result = manage(project, "suggest_indexes", "publisher", "--write")
+    assert "does not parse" not in result.stderr
+    after = models_py.read_bytes()
+    assert after != before
+    assert after.endswith(b'GREETING = "caf\xe9"\n')  # one latin-1 byte, as it was
+    assert after.decode("latin-1").count("models.Index(") > text.count("models.Index(")
+    assert manage(project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
+        "No changes detected"
+    )
+
+
+def test_when_nothing_could_be_written_the_user_is_told_why_and_not_to_migrate(project):
+    models_py = project / "publisher" / "models.py"
+    models_py.write_text(
+        models_py.read_text().replace(
+            "class Post(models.Model):",
+            "class Dated(models.Model):\n    class Meta:\n        abstract = True\n\n\n"
+            "class Post(Dated):",
+        )
+    )
+    result = manage(project, "suggest_indexes", "publisher", "--write")
+    assert (
+        "warning: wrote nothing for publisher.Post: Post inherits its Meta from a parent "
+        "model; declaring Meta here would drop the parent's options. Add the index by hand.\n"
+    ) in result.stderr
+    assert ".." not in result.stderr
+    assert result.stdout.rstrip().endswith("\nNo index written.")
+    assert "migrate" not in result.stdout
+
+
 def test_concurrently_writes_a_non_atomic_concurrent_migration(project):
     result = manage(project, "suggest_indexes", "--write", "--concurrently", check=False)
     if not POSTGRES:
@@ -205,7 +266,10 @@ def test_concurrently_writes_a_non_atomic_concurrent_migration(project):
 
 def test_a_read_only_models_file_leaves_every_file_as_it_was(project):
     if os.geteuid() == 0:
-        pytest.skip("root writes read-only files (test_apply_writes_all_or_nothing covers it)")
+        pytest.skip(
+            "needs a user other than root (root writes read-only files): run as another user; "
+            "test_apply_writes_all_or_nothing covers the rest"
+        )
     before = {path: path.read_text() for path in project.rglob("*.py")}
     target = project / "publisher" / "models.py"
     target.chmod(0o444)

@@ -19,7 +19,7 @@ from django_dbtune.advisor.workload_candidates import (
     described,
     location,
     model_named,
-    plural,
+    recorded,
     usage_of,
 )
 from django_dbtune.findings import Evidence, Finding, ProposedIndex
@@ -86,9 +86,8 @@ def _finding(
         fields=candidate.fields,
         database=database,
         message=(
-            f"{plural(len(scans), 'recorded query', 'recorded queries')} "
-            f"({plural(calls, 'call', 'calls')}, {total_ms:.1f} ms in total) "
-            f"{'reads' if len(scans) == 1 else 'read'} the whole table: EXPLAIN QUERY PLAN "
+            f"{recorded(len(scans), calls, total_ms, ('reads', 'read'))} the whole table: "
+            "EXPLAIN QUERY PLAN "
             f"says {scans[0][1]!r}. One index would serve {'it' if len(scans) == 1 else 'them'}. "
             f"{ranked.sentence}"
         ),

@@ -21,13 +21,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import sqlglot
 from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
 
 from django_dbtune.errors import DbtuneError
+from django_dbtune.sql import parse_quietly
 
 LOCK_TIMEOUT = "2s"
 BUILD_TIMEOUT = "5min"
@@ -227,9 +226,8 @@ def positional_parameters(sql: str) -> tuple[str, int]:
 
 def dollar_parameters(sql: str) -> int:
     """How many ``$n`` parameters a statement takes (the highest n)."""
-    try:
-        tree = sqlglot.parse_one(sql, read="postgres")
-    except SqlglotError:
+    tree = parse_quietly(sql, "postgresql")
+    if tree is None:
         return 0
     numbers = [int(p.name) for p in tree.find_all(exp.Parameter) if p.name.isdigit()]
     return max(numbers, default=0)

@@ -38,7 +38,7 @@ from django_dbtune.advisor.workload_candidates import (
     Served,
     described,
     location,
-    plural,
+    recorded,
     workload_candidates,
 )
 from django_dbtune.errors import DbtuneError
@@ -258,11 +258,11 @@ def _finding(
             "partial index holds only those rows"
         )
     message = (
-        f"{plural(len(shapes), 'recorded query', 'recorded queries')} "
-        f"({plural(calls, 'call', 'calls')}, {total_ms:.1f} ms in total) filter or sort "
+        f"{recorded(len(shapes), calls, total_ms, ('filters or sorts', 'filter or sort'))} "
         f"{model._meta.object_name} by ({', '.join(candidate.fields)}){covering}. "
         f"Planned with {how}, "
-        f"their estimated cost falls by {trial.reduction:.0%} (threshold "
+        f"{'its' if len(shapes) == 1 else 'their'} estimated cost falls by "
+        f"{trial.reduction:.0%} (threshold "
         f"{min_reduction:.0%}); the largest saving: "
         f"{before.reading(table)} cost {before.cost:.1f} -> "
         f"{after.reading(table).replace(trial.name, trial.proposal.name)} cost {after.cost:.1f}."

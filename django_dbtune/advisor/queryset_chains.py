@@ -40,6 +40,7 @@ from django_dbtune.advisor.syntax import (
 )
 from django_dbtune.call_sites import relative_path
 from django_dbtune.lookups import is_lookup, use_of
+from django_dbtune.source_files import read_source
 
 INSTANCE_METHODS = frozenset({"get", "first", "last", "earliest", "latest"})
 
@@ -60,7 +61,7 @@ def scan(root: Path) -> ScanResult:
     strings = ProjectStrings(root)
     for path in project_files(root):
         try:
-            source = path.read_text(encoding="utf-8")
+            source = read_source(path)
             tree = ast.parse(source, filename=str(path))
         except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
             result.skipped.append((relative_path(str(path)), f"{type(exc).__name__}: {exc}"))

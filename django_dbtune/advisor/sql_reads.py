@@ -16,13 +16,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 from django.db.models import Model
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
 
 from django_dbtune.schema.conditions import constant
-from django_dbtune.sql import DIALECTS, to_named
+from django_dbtune.sql import parse_quietly, to_named
 from django_dbtune.workload import OrmUse
 
 _RANGES = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
@@ -62,10 +60,7 @@ class SelectRead:
 def use_of(sql: str, vendor: str, tables: dict[str, type[Model]]) -> SelectRead | None:
     """What a SELECT as Django runs it (``%s`` placeholders) filters and sorts by; None for
     anything else, or a table no model owns."""
-    try:
-        tree = sqlglot.parse_one(to_named(sql), read=DIALECTS.get(vendor))
-    except SqlglotError:
-        return None
+    tree = parse_quietly(to_named(sql), vendor)
     return use_of_tree(tree, tables) if isinstance(tree, exp.Select) else None
 
 

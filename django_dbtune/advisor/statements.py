@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlglot
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
 
 from django_dbtune.advisor.proof import ProofError
 from django_dbtune.advisor.sql_reads import use_of_tree
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import ModelSchema
+from django_dbtune.sql import parse_quietly
 from django_dbtune.workload import Shape
 
 LIMIT = 2000
@@ -35,7 +34,17 @@ def read_statements(
     """The SELECTs ``pg_stat_statements`` holds for this database, as workload shapes."""
     if connection.vendor != "postgresql":
         raise ProofError(f"pg_stat_statements is PostgreSQL's; {connection.alias!r} is not.")
-    rows = _rows(connection)
+    return statement_shapes(_rows(connection), schemas, outcome, connection.alias)
+
+
+def statement_shapes(
+    rows: list[tuple[Any, ...]],
+    schemas: dict[str, ModelSchema],
+    outcome: Outcome,
+    database: str,
+) -> list[Shape]:
+    """The SELECTs among ``(query, calls, total ms, max ms)`` rows of ``pg_stat_statements``,
+    as workload shapes."""
     tables = {schema.table: schema.model for schema in schemas.values()}
     shapes = []
     hidden = 0
@@ -43,9 +52,8 @@ def read_statements(
         if query == "<insufficient privilege>":
             hidden += 1
             continue
-        try:
-            tree = sqlglot.parse_one(query, read="postgres")
-        except SqlglotError:
+        tree = parse_quietly(query, "postgresql")
+        if tree is None:
             outcome.skip("statements the SQL parser cannot read")
             continue
         if not isinstance(tree, exp.Select):
@@ -53,13 +61,13 @@ def read_statements(
         shape = _shape(tree, query, tables, outcome)
         if shape is None:
             continue
-        shape.database = connection.alias
+        shape.database = database
         shape.calls, shape.total_ms, shape.max_ms = int(calls), float(total_ms), float(max_ms)
         shape.call_sites[SOURCE] = int(calls)
         shapes.append(shape)
     if hidden and not shapes:
         raise ProofError(
-            f"The role of database {connection.alias!r} may not read the statements other "
+            f"The role of database {database!r} may not read the statements other "
             f"roles ran ({hidden} hidden in pg_stat_statements). Grant it pg_read_all_stats "
             "(GRANT pg_read_all_stats TO <role>;) or run the command as a role that has it."
         )

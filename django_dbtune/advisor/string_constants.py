@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from django_dbtune.project import is_installed_file
+from django_dbtune.source_files import read_source
 
 Locals = dict[str, str | None]
 """A function's names: the string each holds, or None when it is bound to something else
@@ -36,7 +37,7 @@ class ProjectStrings:
             self.read[path] = None
             if self.root in path.parents and not is_installed_file(str(path)):
                 try:
-                    tree = tree or ast.parse(path.read_text(encoding="utf-8"), str(path))
+                    tree = tree or ast.parse(read_source(path), str(path))
                 except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
                     return None
                 self.read[path] = ModuleStrings(self, path, tree)

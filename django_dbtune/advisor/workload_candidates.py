@@ -217,6 +217,16 @@ def plural(number: int, one: str, many: str) -> str:
     return f"{number} {one if number == 1 else many}"
 
 
+def recorded(queries: int, calls: int, total_ms: float, verb: tuple[str, str]) -> str:
+    """How a workload finding opens: ``1 recorded query (5 calls, 9.0 ms in total) reads``,
+    the verb (singular, plural) agreeing with the number of queries."""
+    return (
+        f"{plural(queries, 'recorded query', 'recorded queries')} "
+        f"({plural(calls, 'call', 'calls')}, {total_ms:.1f} ms in total) "
+        f"{verb[0] if queries == 1 else verb[1]}"
+    )
+
+
 def location(site: str) -> tuple[str, int]:
     """A call site's file and line: ``"shop/views.py:12 in view"`` -> ``("shop/views.py", 12)``."""
     file, _, rest = site.partition(":")

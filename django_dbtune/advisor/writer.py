@@ -28,6 +28,7 @@ from django_dbtune.errors import WriteError
 from django_dbtune.findings import Finding, ProposedIndex
 from django_dbtune.project import is_project_file
 from django_dbtune.schema import leads_with
+from django_dbtune.source_files import read_source
 
 MIGRATION_NAME = "dbtune_indexes"
 
@@ -90,7 +91,7 @@ def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> Pendi
         reason = _cannot_edit(model)
         if reason is None:
             path = Path(inspect.getsourcefile(model) or "")
-            source = result.files.get(path) or path.read_text(encoding="utf-8")
+            source = result.files.get(path) or read_source(path)
             # Code that would not import is refused for the whole run (raised), not skipped.
             names = module_names(
                 source,
@@ -301,15 +302,22 @@ def add_meta_indexes(
         close = _offset(lines, span.end.line, span.end.column) - 1  # the "]" or ")"
         if span.start.line == span.end.line:
             return text[:before] + "".join(f", {entry}" for entry in entries) + text[before:]
-        added = "".join(f"{inner}{entry},\n" for entry in entries)
         line_start = text.rfind("\n", 0, close) + 1
+        if text[line_start:close].strip():
+            # The closer ends the last index's line (a hanging indent): each new index gets
+            # a line of its own at that index's column, and the closer stays where it was.
+            column = " " * positions[last.value].start.column
+            added = "".join(f",\n{column}{entry}" for entry in entries)
+            return text[:before] + added + text[before:]
+        added = "".join(f"{inner}{entry},\n" for entry in entries)
         head = text[:before] + comma + text[before:line_start]
         return head + added + text[line_start:]
     text = source
     start = _offset(lines, span.start.line, span.start.column)
     end = _offset(lines, span.end.line, span.end.column)
-    new_list = "[\n" + "".join(f"{inner}{entry},\n" for entry in entries) + meta_indent + "]"
-    return text[:start] + new_list + text[end:]
+    opener, closer = ("(", ")") if isinstance(assignment, cst.Tuple) else ("[", "]")
+    items = "".join(f"{inner}{entry},\n" for entry in entries)
+    return text[:start] + opener + "\n" + items + meta_indent + closer + text[end:]
 
 
 def _indexes_value(meta: cst.ClassDef) -> cst.BaseExpression | None:

@@ -22,6 +22,7 @@ from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.chains import Replace, chain_link, has_link, with_loads, within
 from django_dbtune.nplusone.fixes import chain as chain_code
 from django_dbtune.nplusone.homes import fix_home
+from django_dbtune.source_files import read_source
 
 
 class Unrecognised(Exception):
@@ -91,9 +92,9 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
                 # The read first: it keeps every line where it was, the import does not.
                 read_path, line = _read_site(finding)
                 _check_unchanged(read_path, since)
-                source = edits.files.get(read_path) or read_path.read_text(encoding="utf-8")
+                source = edits.files.get(read_path) or read_source(read_path)
                 edits.files[read_path] = _edit_reads(source, line, target.count_annotations)
-            source = edits.files.get(path) or path.read_text(encoding="utf-8")
+            source = edits.files.get(path) or read_source(path)
             edits.files[path] = _edit(source, target, where)
         except (Unrecognised, OSError, cst.ParserSyntaxError) as exc:
             edits.files = before  # all of a fix or none of it

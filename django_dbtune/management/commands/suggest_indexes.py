@@ -13,7 +13,7 @@ from django_dbtune import workload
 from django_dbtune.advisor import proof, suggest, writer
 from django_dbtune.advisor.proof import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.advisor.statements import read_statements
-from django_dbtune.advisor.workload_candidates import Outcome
+from django_dbtune.advisor.workload_candidates import Outcome, plural
 from django_dbtune.conf import conf
 from django_dbtune.errors import WriteError
 from django_dbtune.findings import SEVERITIES, Finding, to_json, to_text
@@ -205,14 +205,19 @@ class Command(BaseCommand):
         except (WriteError, OSError) as exc:
             raise CommandError(str(exc)) from exc
         for label, reason in pending.skipped:
-            self.stderr.write(f"warning: wrote nothing for {label}: {reason}.")
+            self.stderr.write(f"warning: wrote nothing for {label}: {reason.rstrip('.')}.")
         root = conf.PROJECT_ROOT
         for path in paths:
             shown = path.relative_to(root) if path.is_relative_to(root) else path
             self.stdout.write(self.style.SUCCESS(f"wrote {shown}"))
-        self.stdout.write(
-            f"{len(pending.written)} index(es) written. Run 'manage.py migrate' to build them."
-        )
+        count = len(pending.written)
+        if count:
+            self.stdout.write(
+                f"{plural(count, 'index', 'indexes')} written. Run 'manage.py migrate' to build "
+                f"{'it' if count == 1 else 'them'}."
+            )
+        else:
+            self.stdout.write("No index written.")
 
 
 _METHODS = {

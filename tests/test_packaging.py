@@ -7,6 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
+REPOSITORY = "https://github.com/django-dbtune/django-dbtune"
 
 
 # --- the metadata ----------------------------------------------------------------------------
@@ -25,3 +26,13 @@ def test_the_build_backend_reads_the_license_fields():
     (requirement,) = PYPROJECT["build-system"]["requires"]
     minimum = re.fullmatch(r"setuptools>=(\d+)[\d.]*", requirement)
     assert minimum and int(minimum[1]) >= 77, requirement
+
+
+def test_pypi_links_to_the_repository_its_docs_changelog_and_issues():
+    urls = PROJECT["urls"]
+    assert set(urls) == {"Homepage", "Documentation", "Changelog", "Issues"}
+    assert urls["Homepage"] == REPOSITORY
+    assert urls["Issues"] == f"{REPOSITORY}/issues"
+    for name in ("Documentation", "Changelog"):
+        where = re.fullmatch(rf"{REPOSITORY}/(?:blob|tree)/main/(.+)", urls[name])
+        assert where and (ROOT / where[1]).exists(), urls[name]

@@ -36,3 +36,20 @@ def test_pypi_links_to_the_repository_its_docs_changelog_and_issues():
     for name in ("Documentation", "Changelog"):
         where = re.fullmatch(rf"{REPOSITORY}/(?:blob|tree)/main/(.+)", urls[name])
         assert where and (ROOT / where[1]).exists(), urls[name]
+
+
+def test_classifiers_name_every_django_series_the_tests_run_on():
+    tested = re.findall(r"django~=(\d+\.\d+)\.0", (ROOT / "tox.ini").read_text())
+    assert tested
+    for series in tested:
+        assert f"Framework :: Django :: {series}" in PROJECT["classifiers"], series
+
+
+def test_the_pytest_plugin_is_classified_as_one():
+    assert "pytest11" in PROJECT["entry-points"]
+    assert "Framework :: Pytest" in PROJECT["classifiers"]
+
+
+def test_classifiers_claim_posix_systems_not_windows():
+    systems = [name for name in PROJECT["classifiers"] if name.startswith("Operating System")]
+    assert systems == ["Operating System :: POSIX"]

@@ -65,6 +65,12 @@ def test_classifiers_claim_posix_systems_not_windows():
 # --- the archives, built and installed as a user would -----------------------------------------
 
 
+def test_the_release_steps_are_documented():
+    page = (ROOT / "docs" / "releasing.rst").read_text()
+    for step in ("python -m build", "twine check", "python -m venv", "manage.py check"):
+        assert step in page, step
+
+
 def run(*args, **kwargs):
     result = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)
     assert result.returncode == 0, f"{args}:\n{result.stdout}{result.stderr}"

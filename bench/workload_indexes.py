@@ -155,8 +155,8 @@ def _print(findings: list[dict], before: dict, after: dict) -> list[dict]:
     ratios = []
     rows: list[dict] = []
     unused = set(names)
-    rows = sorted(before["shapes"].items(), key=lambda item: -item[1]["median"])
-    for sql_text, old in rows:
+    slowest_first = sorted(before["shapes"].items(), key=lambda item: -item[1]["median"])
+    for sql_text, old in slowest_first:
         new = after["shapes"].get(sql_text)
         if new is None or not tables & set(old["tables"]):
             continue  # not on a table that got an index

@@ -169,6 +169,41 @@ class Finding:
         }
 
 
+KIND_TITLES = {
+    "missing_fk_index": "Foreign key without an index",
+    "unindexed_filter": "Filter or sort that no index serves",
+    "composite_candidate": "Filter on several columns that no index serves",
+    "cannot_tell": "Sort by a value known only at run time",
+    "redundant_index": "Index another index already serves",
+    "duplicate_index": "Duplicate index",
+    "missing_in_database": "Declared index missing from the database",
+    "unknown_in_database": "Index in the database that no model declares",
+    "renamed_in_database": "Index with another name in the database",
+    "workload_index": "Index proven on the recorded workload",
+    "workload_scan": "Recorded query that reads a whole table",
+    "invalid_index": "Invalid index (a failed concurrent build)",
+    "unused_index": "Unused index",
+    "sequential_scans": "Table read mostly by sequential scans",
+    "connection_per_request": "A new database connection for every request",
+    "connection_health_checks": "Persistent connections without health checks",
+    "n_plus_one": "N+1 queries",
+    "unused_select_related": "Unused select_related",
+    "unused_prefetch_related": "Unused prefetch_related",
+}
+"""What each finding kind is called for people (the kind itself is for machines)."""
+
+
+def title(kind: str) -> str:
+    """``missing_fk_index`` -> ``Foreign key without an index``; a kind with no title yet
+    reads as words."""
+    return KIND_TITLES.get(kind) or kind.replace("_", " ").capitalize()
+
+
+def by_severity(finding: Finding) -> int:
+    """Most severe first, as a sort key (a stable sort keeps the order within a severity)."""
+    return -SEVERITIES.index(finding.severity)
+
+
 def sort_key(finding: Finding) -> tuple[str, str, int, str, tuple[str, ...]]:
     return (
         finding.app_label,

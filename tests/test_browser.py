@@ -2,7 +2,8 @@
 server, Debian's headless Chromium driven by Playwright, a user clicking each django-dbtune
 panel, then opening the report.
 
-A screenshot of each panel and of the report is saved in test-artifacts/ (the docs use them).
+A screenshot of each panel is saved in test-artifacts/; those of the report, at a desktop
+width and at a phone's, in docs/_static/, which the docs page of the report shows.
 """
 
 import os
@@ -19,6 +20,7 @@ from tests.test_writer import manage
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
+DOCS_STATIC = ROOT / "docs" / "_static"
 
 
 def _needs(condition, message):
@@ -108,10 +110,19 @@ def test_a_user_reads_each_panel_on_the_example_project(server, page, project):
     subtitle = page.locator("#djdt-QueryCachePanel small").inner_text()
     assert subtitle.endswith("0 misses")
 
-    # The report: one page, read in the same browser.
+    # The report: one page, read in the same browser, on a desktop and on a phone.
     manage(project, "dbtune_report", "--output", "report.html", "--url", "/crawler/pages/")
     page.goto((project / "report.html").as_uri())
-    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
+    page.screenshot(path=str(DOCS_STATIC / "report-desktop.png"), full_page=False)
     text = page.locator("body").inner_text()
     assert "N+1 on crawler.PageResult.crawl_job" in text
     assert "Meta.indexes: models.Index(" in text and "Index health" in text
+    assert "Summary" in text and "Requested pages" in text
+    page.set_viewport_size({"width": 420, "height": 900})
+    page.goto((project / "report.html").as_uri())
+    page.screenshot(path=str(DOCS_STATIC / "report-narrow.png"), full_page=False)
+    # Nothing runs off the side of a narrow window: no sideways scrolling of the page.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 420, f"the report is {width} px wide in a 420 px window"
+    chart = page.locator("#pages svg").first.bounding_box()
+    assert chart is not None and chart["x"] + chart["width"] <= 420

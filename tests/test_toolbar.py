@@ -354,3 +354,83 @@ def test_past_its_time_budget_the_indexes_panel_counts_what_it_left(shop, monkey
     panel = run(IndexesPanel, view)
     assert panel.get_stats()["queries"] == [] and panel.get_stats()["left_out"] == 2
     assert "2 left unchecked" in valid_html(panel.content)
+
+
+class _Labelled(HTMLParser):
+    """A panel as a user reads it: each label (``<dt>``) with the value beside it
+    (``<dd>``), and the code inside that value (``<code>``, ``<pre>``); each table's headers."""
+
+    def __init__(self):
+        super().__init__()
+        self.values, self.code, self.headers = {}, {}, []
+        self.label = self.where = None
+        self.in_code = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "dt":
+            self.where, self.label = "dt", ""
+        elif tag == "dd":
+            self.where = "dd"
+            self.values[self.label] = self.code[self.label] = ""
+        elif tag in ("code", "pre"):
+            self.in_code += 1
+        elif tag == "th":
+            self.where = "th"
+            self.headers.append("")
+
+    def handle_endtag(self, tag):
+        if tag in ("dt", "dd", "th"):
+            self.where = None
+        elif tag in ("code", "pre"):
+            self.in_code -= 1
+
+    def handle_data(self, data):
+        if self.where == "dt":
+            self.label += data
+        elif self.where == "dd":
+            self.values[self.label] += data
+            if self.in_code:
+                self.code[self.label] += data
+        elif self.where == "th":
+            self.headers[-1] += data
+
+
+def labelled(content):
+    parser = _Labelled()
+    parser.feed(valid_html(content))
+    return parser
+
+
+def test_the_n_plus_one_panel_sets_each_label_apart_from_its_value(shop):
+    read = labelled(run(NPlusOnePanel, n_plus_one_view).content)
+    assert read.values["Relation"] == "shop.Book.author"
+    assert read.values["Triggered at"].startswith("tests/test_toolbar.py:")
+    assert read.code["Fix"] == '.select_related("author")'  # the fix is code, in monospace
+    assert read.values["Proof"].startswith("proven: re-run with the fix")
+
+
+def test_the_indexes_panel_sets_each_label_apart_from_its_value(shop):
+    def view(request):
+        list(Book.objects.filter(title="B1"))
+        return HttpResponse("ok")
+
+    read = labelled(run(IndexesPanel, view).content)
+    ran = read.values["Ran"]
+    assert ran.startswith("1 time, ") and " ms, from tests/test_toolbar.py:" in ran
+    assert read.code["Add to Meta.indexes"].startswith('models.Index(fields=["title"]')
+    assert read.code["SQL"].startswith("SELECT")
+    assert read.code["Plan"]
+
+
+def test_the_query_cache_panel_says_what_each_time_measures(shop, settings):
+    settings.DBTUNE = {"CACHE_ENABLED": True}
+
+    def view(request):
+        for _ in range(2):
+            list(Book.cached_objects.cached())
+        return HttpResponse("ok")
+
+    read = labelled(run(QueryCachePanel, view).content)
+    assert "ms" not in read.headers  # a bare unit says nothing of what was timed
+    assert "Time saved (ms)" in read.headers
+    assert "Time the read took (ms)" in read.headers

@@ -34,6 +34,8 @@ class Page:
     findings: list[NPlusOneFinding] = field(default_factory=list)
     queries: int | None = None
     """How many queries the request ran, when they were counted."""
+    query_ms: float | None = None
+    """How long those queries took, in milliseconds."""
 
     @property
     def ok(self) -> bool:
@@ -50,6 +52,7 @@ class Page:
             "status": self.status,
             "location": self.location,
             "queries": self.queries,
+            "query_ms": None if self.query_ms is None else round(self.query_ms, 3),
         }
 
 
@@ -186,8 +189,8 @@ def nplusone_pages(
             found = _proven(found, browser, url, aliases)
         elif prove and found:
             found = [not_rerun(f, "the page did not answer 2xx: not re-run") for f in found]
-        queries = len(report.queries.records)
-        pages.append(answered(url, response, findings=found, queries=queries))
+        queries, query_ms = len(report.queries.records), report.queries.duration * 1000
+        pages.append(answered(url, response, findings=found, queries=queries, query_ms=query_ms))
     return pages
 
 

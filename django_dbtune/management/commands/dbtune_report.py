@@ -18,7 +18,7 @@ from django_dbtune import workload
 from django_dbtune.advisor import proof, suggest
 from django_dbtune.advisor.health import health, human_size
 from django_dbtune.conf import conf
-from django_dbtune.findings import Finding, Proof
+from django_dbtune.findings import SEVERITIES, Finding, Proof, by_severity, title
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
 from django_dbtune.management.pages import (
     Page,
@@ -29,10 +29,8 @@ from django_dbtune.management.pages import (
     nplusone_pages,
     refused,
 )
+from django_dbtune.management.report_charts import ShapeTimes, benchmark_chart, page_chart
 from django_dbtune.schema import model_schemas
-
-CHART_WIDTH = 560
-"""Pixels of the longest bar in the before/after chart."""
 
 
 class Command(BaseCommand):
@@ -109,12 +107,13 @@ class Command(BaseCommand):
             )
             pages = nplusone_pages(options["url"], user=options["user"]) if options["url"] else []
             context.update(self._nplusone(pages, options["nplusone"], options["user"]))
-            context["health"] = self._health(labels, database)
+            context["health"] = self._health(labels, database, context["index_findings"])
         except DatabaseError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else error
             raise CommandError(f"Cannot read database {database!r}: {first_line}") from None
         if options["benchmark"]:
             context.update(_benchmark(Path(options["benchmark"])))
+        context.update(_summary(context))
         html = render_to_string("django_dbtune/report/report.html", context)
         _write(output, html)
         self.stdout.write(self.style.SUCCESS(f"wrote {output}"))
@@ -147,6 +146,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"left out ({count}): {reason}")
             findings = outcome.findings
             source = f"Proven from the recorded workload {path} (suggest_indexes --workload)."
+        findings = sorted(findings, key=by_severity)
         return {"index_findings": [_finding(f) for f in findings], "index_source": source}
 
     def _nplusone(self, pages: list[Page], path: str | None, user: str | None) -> dict[str, Any]:
@@ -154,6 +154,7 @@ class Command(BaseCommand):
         sources = []
         checked = [page.url for page in pages if page.ok]
         unchecked = [page for page in pages if not page.ok]
+        requested = [_page_row(page.as_dict(), page.findings) for page in pages]
         if pages:
             for page in pages:
                 rows.extend(_nplusone_row(f.as_dict(), f.message, page.url) for f in page.findings)
@@ -169,13 +170,17 @@ class Command(BaseCommand):
                         unchecked.append(Page(page.url, page.status, recorded.get("location")))
                     for found in recorded["findings"]:
                         rows.append(_nplusone_row(found, None, recorded["url"]))
+                    requested.append(_page_row(recorded, recorded["findings"]))
             except (TypeError, KeyError, ValueError, AttributeError) as error:
                 raise CommandError(
                     f"{path} is not the JSON of dbtune_nplusone --format json ({error})."
                 ) from None
             sources.append(f"recorded in {path}")
+        # Without a severity, the costliest first: the most extra queries.
+        rows.sort(key=lambda row: -int(row.get("count") or 0))
         return {
             "nplusone": rows,
+            "pages": requested,
             "nplusone_checked": bool(sources),
             # Pages that did not answer 2xx were not checked: each is shown with its status.
             "nplusone_pages_checked": checked,
@@ -185,8 +190,17 @@ class Command(BaseCommand):
             "nplusone_source": "Pages " + "; ".join(sources) + "." if sources else "",
         }
 
-    def _health(self, labels: list[str], database: str) -> dict[str, Any]:
+    def _health(
+        self, labels: list[str], database: str, shown: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         report = health(labels, database)
+        # Redundant indexes and drift are index findings too: shown once, under Indexes.
+        already = [(f["kind"], f["model"], f["fields"], f["message"]) for f in shown]
+        findings = [
+            f
+            for f in sorted(report.findings, key=by_severity)
+            if (f.kind, f.model, list(f.fields), f.message) not in already
+        ]
         return {
             "stats_reset": report.stats_reset,
             "stats_window": report.stats_window,
@@ -201,12 +215,13 @@ class Command(BaseCommand):
                 }
                 for t in report.tables
             ],
-            "findings": [_finding(f) for f in report.findings],
+            "findings": [_finding(f) for f in findings],
         }
 
 
 def _finding(finding: Finding) -> dict[str, Any]:
     data = finding.as_dict()
+    data["title"] = title(finding.kind)
     index = finding.index
     data["code"] = (
         (f"migrations.RunSQL({index.sql!r})" if index.sql else f"Meta.indexes: {index.as_code()}")
@@ -217,7 +232,9 @@ def _finding(finding: Finding) -> dict[str, Any]:
 
 
 def _nplusone_row(found: dict[str, Any], message: str | None, url: str) -> dict[str, Any]:
-    headline = message.splitlines()[0] if message else f"{found['kind']}: {found['relation']}"
+    headline = (
+        message.splitlines()[0] if message else f"{title(found['kind'])}: {found['relation']}"
+    )
     proof = found.get("proof")
     return {**found, "headline": headline, "url": url, "proof_text": _proof_text(proof)}
 
@@ -245,35 +262,75 @@ def _benchmark(path: Path) -> dict[str, Any]:
     rows = _json(path, "bench/workload_indexes.py --json")
     try:
         shapes = [
-            (str(r["shape"]), float(r["before_ms"]), float(r["after_ms"])) for r in rows["shapes"]
+            ShapeTimes(
+                str(r["shape"]),
+                str(r.get("index") or ""),
+                float(r["before_ms"]),
+                float(r["after_ms"]),
+            )
+            for r in rows["shapes"]
         ]
-    except (TypeError, KeyError, ValueError) as error:
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise CommandError(
             f"{path} is not the JSON of bench/workload_indexes.py ({error})."
         ) from None
-    longest = max((before for _, before, _ in shapes), default=0.0) or 1.0
-    chart = []
-    for number, (shape, before, after) in enumerate(shapes):
-        before_width = max(round(before / longest * CHART_WIDTH), 1)
-        after_width = max(round(after / longest * CHART_WIDTH), 1)
-        chart.append(
-            {
-                "y": number * 34,
-                "label": shape if len(shape) <= 58 else shape[:57] + "…",
-                "before_ms": f"{before:.2f}",
-                "after_ms": f"{after:.2f}",
-                "ratio": f"{before / after:.1f}" if after else "∞",
-                "before_width": before_width,
-                "after_width": after_width,
-                "before_end": 360 + before_width + 4,
-                "after_end": 360 + after_width + 4,
-            }
-        )
-    return {
-        "benchmark": chart,
-        "benchmark_height": len(chart) * 34 + 10,
-        "benchmark_source": str(path),
+    return {"benchmark": benchmark_chart(shapes), "benchmark_source": str(path)}
+
+
+def _page_row(page: dict[str, Any], findings: list[Any]) -> dict[str, Any]:
+    """A requested page as the summary lists it, with its queries once its proven fixes are
+    applied: each proven fix takes off what its own re-run saved."""
+    proofs = [f.get("proof") if isinstance(f, dict) else f.proof for f in findings]
+    proofs = [p.as_dict() if isinstance(p, Proof) else p for p in proofs]
+    saved = sum(
+        p["before"] - p["after"]
+        for p in proofs
+        if isinstance(p, dict)
+        and p.get("verdict") == "proven"
+        and isinstance(p.get("before"), int)
+        and isinstance(p.get("after"), int)
+    )
+    queries, query_ms = page.get("queries"), page.get("query_ms")
+    status = int(page.get("status", 200))
+    row = {
+        "url": page["url"],
+        "status": status,
+        "queries": queries,
+        "query_ms": None if query_ms is None else f"{float(query_ms):.1f}",
+        "fixes": sum(1 for p in proofs if isinstance(p, dict) and p.get("verdict") == "proven"),
     }
+    if isinstance(queries, int) and 200 <= status < 300:
+        after = max(queries - saved, 0)
+        row["after"] = after
+        row["chart"] = page_chart(queries, after, None if query_ms is None else float(query_ms))
+    return row
+
+
+def _summary(context: dict[str, Any]) -> dict[str, Any]:
+    """The counts by section and severity, and the table of contents."""
+
+    def counted(findings: list[dict[str, Any]]) -> list[int]:
+        severities = [f["severity"] for f in findings]
+        return [severities.count(s) for s in reversed(SEVERITIES)] + [len(severities)]
+
+    # Not looked for: no count, and no pass either.
+    nplusone = len(context["nplusone"]) if context["nplusone_checked"] else None
+    counts: list[dict[str, Any]] = [
+        {"id": "indexes", "title": "Indexes", "counts": counted(context["index_findings"])},
+        {"id": "nplusone", "title": "N+1 queries", "total": nplusone},
+        {
+            "id": "health",
+            "title": "Index health",
+            "counts": counted(context["health"]["findings"]),
+        },
+    ]
+    contents = [("summary", "Summary")]
+    if context["pages"]:
+        contents.append(("pages", "Requested pages"))
+    contents += [(row["id"], row["title"]) for row in counts]
+    if context.get("benchmark"):
+        contents.append(("benchmark", "Query time per shape, before and after"))
+    return {"counts": counts, "contents": contents}
 
 
 def _write(output: Path, html: str) -> None:

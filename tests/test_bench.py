@@ -73,7 +73,9 @@ def test_workload_indexes_prints_its_table_and_its_json_feeds_the_report(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not POSTGRES, reason="needs PostgreSQL with HypoPG: DBTUNE_DB=postgres")
+@pytest.mark.skipif(
+    not POSTGRES, reason="needs PostgreSQL with HypoPG: run with DBTUNE_DB=postgres"
+)
 @pytest.mark.django_db
 def test_workload_indexes_runs_at_a_small_scale(tmp_path):
     figures = tmp_path / "bench.json"

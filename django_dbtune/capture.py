@@ -274,7 +274,10 @@ def _record(
     if many and params is not None and not isinstance(params, list | tuple):
         params = list(params)  # a generator would be spent by the database
     known = attribution.site
-    filename, lineno, function = known or active.finder.find(sys._getframe(1))
+    try:
+        filename, lineno, function = known or active.finder.find(sys._getframe(1))
+    except Exception:  # the line is a nicety: never a reason for the query to fail
+        filename = lineno = function = None
     error = None
     start = time.perf_counter()
     try:

@@ -238,6 +238,8 @@ class detect:
         return conf.NPLUSONE_UNUSED_EAGER_LOADS
 
     def _filter(self, detection: Detection) -> list[NPlusOneFinding]:
+        if detection.failed is not None:
+            return []  # it stopped watching part way: what it saw is no finding
         threshold = self.threshold if self.threshold is not None else conf.NPLUSONE_THRESHOLD
         rules = (*conf.NPLUSONE_ALLOW, *self.allow)
         known = self._known

@@ -13,6 +13,7 @@ from typing import Any
 from django.db.models.query import ModelIterable, QuerySet
 
 from django_dbtune.nplusone import django52
+from django_dbtune.nplusone.failures import give_up
 from django_dbtune.nplusone.fetch_mode import detecting, fill_result_cache
 from django_dbtune.nplusone.own_prefetch import eager_loads
 from django_dbtune.nplusone.per_row import lone_owner_tag, maybe_per_row, owner_tag, per_row
@@ -42,19 +43,24 @@ def fetch_all(self: _QuerySet) -> None:
     detection = detection_now()
     if detection is None or detection.busy or suspended():
         return _django_fetch_all(self)
-    lazy = self._query.__dict__.get(LAZY)  # Django 5.2: a descriptor's lazy load
-    if lazy is not None and django52.lazy_load(self, lazy, _django_fetch_all):
-        return None
-    owned = owner_tag(self)
-    if owned is not None:
-        per_row(self, detection, *owned, "many", lambda: _django_fetch_all(self))
-        return None
-    lone = lone_owner_tag(self)
-    start = len(detection.log.records)
-    _evaluate(self, detection)
-    end = len(detection.log.records)
-    if lone is not None and end > start:
-        detection.owned.append(Owned(start, end, lone, eager_loads(self)))
+    try:
+        lazy = self._query.__dict__.get(LAZY)  # Django 5.2: a descriptor's lazy load
+        if lazy is not None and django52.lazy_load(self, lazy, _django_fetch_all):
+            return None
+        owned = owner_tag(self)
+        if owned is not None:
+            per_row(self, detection, *owned, "many", lambda: _django_fetch_all(self))
+            return None
+        lone = lone_owner_tag(self)
+        start = len(detection.log.records)
+        _evaluate(self, detection)
+        end = len(detection.log.records)
+        if lone is not None and end > start:
+            detection.owned.append(Owned(start, end, lone, eager_loads(self)))
+    except Exception as error:
+        if not give_up(detection, error):
+            raise
+        return _django_fetch_all(self)  # done already, or done now
     return None
 
 
@@ -98,8 +104,12 @@ def watch_filled(queryset: _QuerySet, rows: list[Any]) -> None:
     if detection is None or detection.busy or suspended():
         return
     if rows and issubclass(queryset._iterable_class, ModelIterable):
-        detecting(rows)
-        tag_rows(queryset, rows, detection)
+        try:
+            detecting(rows)
+            tag_rows(queryset, rows, detection)
+        except Exception as error:
+            if not give_up(detection, error):
+                raise
 
 
 def _evaluate(queryset: _QuerySet, detection: Detection) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import django
 from django.db.models import Model
 
+from django_dbtune.nplusone.failures import give_up
 from django_dbtune.nplusone.lazy_loads import describe_fetcher, load, loaded_by, tag_loaded
 from django_dbtune.nplusone.state import TAG
 
@@ -33,9 +34,22 @@ if FETCH_MODES:
             if tag is None or not tag.watched or not tag.live():
                 fetcher.fetch_one(instance)
                 return
-            kind, name = describe_fetcher(fetcher)
-            load(tag, instance, kind, name, lambda: fetcher.fetch_one(instance), sys._getframe(1))
-            tag_loaded(tag, name, loaded_by(fetcher, instance))
+            fetched = False
+
+            def fetch_one() -> None:
+                nonlocal fetched
+                fetcher.fetch_one(instance)
+                fetched = True
+
+            try:
+                kind, name = describe_fetcher(fetcher)
+                load(tag, instance, kind, name, fetch_one, sys._getframe(1))
+                tag_loaded(tag, name, loaded_by(fetcher, instance))
+            except Exception as error:
+                if not give_up(tag.group.detection, error):
+                    raise
+                if not fetched:
+                    fetcher.fetch_one(instance)
 
         def __reduce__(self) -> tuple[Any, ...]:
             return (_django_fetch_one, ())

@@ -19,8 +19,16 @@ from django.db.models.sql.query import Query
 from django_dbtune.call_sites import CallSiteFinder, call_site_finder, finder_for
 from django_dbtune.conf import conf
 from django_dbtune.nplusone import django52
+from django_dbtune.nplusone.failures import give_up
 from django_dbtune.nplusone.fetch_mode import FETCH_MODES
-from django_dbtune.nplusone.state import BUILDER, LAZY, ORIGIN, OWNER, detection_now
+from django_dbtune.nplusone.state import (
+    BUILDER,
+    LAZY,
+    ORIGIN,
+    OWNER,
+    Detection,
+    detection_now,
+)
 from django_dbtune.project import is_project_file
 
 # Django's own, called by the replacement below (never the replacement itself).
@@ -57,7 +65,15 @@ def query_init(self: Query, model: Any, alias_cols: bool = True) -> None:
     detection = detection_now()
     if detection is None or detection.busy:
         return
-    frame: FrameType | None = sys._getframe(1)
+    try:
+        _note_fresh(self, detection, sys._getframe(1))
+    except Exception as error:
+        if not give_up(detection, error):
+            raise
+
+
+def _note_fresh(self: Query, detection: Detection, frame: FrameType | None) -> None:
+    """:func:`query_init`'s own work: ``frame`` is the one that called ``Query()``."""
     fresh = False
     # Up through the constructors building it: QuerySet.__init__ and a subclass's (which may
     # build its own Query subclass, as django-cte does, or replace the query after super(),

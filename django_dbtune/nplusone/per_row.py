@@ -14,6 +14,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
 from django.db.models.query import ModelIterable
 
+from django_dbtune.nplusone.failures import give_up
 from django_dbtune.nplusone.lazy_loads import quietly, site_or_none, trigger_site
 from django_dbtune.nplusone.relations import many_relation
 from django_dbtune.nplusone.state import (
@@ -73,20 +74,32 @@ def maybe_per_row(queryset: Any, kind: LoadKind, call: Callable[[], Any]) -> Any
     detection = detection_now()
     if detection is None or detection.busy or suspended():
         return call()
-    # Two frames up: the replaced QuerySet method, then who called it.
-    manager = _manager_call(sys._getframe(2))
-    if manager is not None:
-        owner = manager.instance
-        tag = getattr(owner._state, TAG, None)
-        if tag is None or not tag.watched or not tag.live():
-            return call()
-        return per_row(
-            queryset, detection, owner, tag, kind, call, manager.model, manager.query_field_name
-        )
-    owned = owner_tag(queryset)
-    if owned is None:
-        return _row_call(queryset, detection, call, sys._getframe(2))
-    return per_row(queryset, detection, *owned, kind, call)
+    try:
+        # Two frames up: the replaced QuerySet method, then who called it.
+        manager = _manager_call(sys._getframe(2))
+        if manager is not None:
+            owner = manager.instance
+            tag = getattr(owner._state, TAG, None)
+            if tag is None or not tag.watched or not tag.live():
+                return call()
+            return per_row(
+                queryset,
+                detection,
+                owner,
+                tag,
+                kind,
+                call,
+                manager.model,
+                manager.query_field_name,
+            )
+        owned = owner_tag(queryset)
+        if owned is None:
+            return _row_call(queryset, detection, call, sys._getframe(2))
+        return per_row(queryset, detection, *owned, kind, call)
+    except Exception as error:
+        if not give_up(detection, error):
+            raise
+        return call()  # a count, exists() or aggregate: asking again changes nothing
 
 
 def _row_call(

@@ -15,10 +15,12 @@ from django.db.models.constants import LOOKUP_SEP
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 from django.db.models.manager import BaseManager
 
+from django_dbtune.nplusone.failures import give_up
 from django_dbtune.nplusone.lazy_loads import site_or_none, trigger_site
 from django_dbtune.nplusone.state import (
     TAG,
     USE,
+    Detection,
     Load,
     Tag,
     Use,
@@ -33,23 +35,49 @@ _django_prefetch_one_level = query.prefetch_one_level
 
 def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level: int) -> Any:
     detection = detection_now()
-    if detection is None or suspended() or not instances:
+    if detection is None or detection.failed or suspended() or not instances:
         return _django_prefetch_one_level(instances, prefetcher, lookup, level)
-    tag: Tag | None = getattr(instances[0]._state, TAG, None)
-    cached = instances[0].__dict__.get(_CACHE) if tag is not None and tag.eager else None
-    known = set(cached) if cached else set()  # the prefetch adds its queryset next to these
-    per_row = level == 0 and not detection.busy and len(instances) == 1
-    site = trigger_site(sys._getframe(1), detection) if per_row else None
+    try:
+        tag: Tag | None = getattr(instances[0]._state, TAG, None)
+        cached = instances[0].__dict__.get(_CACHE) if tag is not None and tag.eager else None
+        known = set(cached) if cached else set()  # the prefetch adds its queryset next to these
+        per_row = level == 0 and not detection.busy and len(instances) == 1
+        site = trigger_site(sys._getframe(1), detection) if per_row else None
+    except Exception as error:
+        if not give_up(detection, error):
+            raise
+        return _django_prefetch_one_level(instances, prefetcher, lookup, level)
     start = len(detection.log.records)
     detection.busy += 1
     try:
         result = _django_prefetch_one_level(instances, prefetcher, lookup, level)
     finally:
         detection.busy -= 1
+    try:
+        before = (tag, known, per_row, site, start)
+        _note(detection, instances, prefetcher, lookup, level, result, before)
+    except Exception as error:
+        if not give_up(detection, error):
+            raise
+    return result
+
+
+def _note(
+    detection: Detection,
+    instances: list[Any],
+    prefetcher: Any,
+    lookup: Any,
+    level: int,
+    result: Any,
+    before: tuple[Tag | None, set[str], bool, Any, int],
+) -> None:
+    """What the prefetch just run means: a per-row prefetch is a load, its rows are tagged,
+    and its querysets say when they are read."""
+    tag, known, per_row, site, start = before
     end = len(detection.log.records)
     if tag is None or not tag.live():
         detection.quiet.append((start, end))
-        return result
+        return
     name = lookup.prefetch_to.split(LOOKUP_SEP)[level]
     many = isinstance(prefetcher, BaseManager | ReverseManyToOneDescriptor)
     if per_row and tag.watched and site is not None and end > start:
@@ -68,7 +96,6 @@ def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level
             tag.read(name)  # a to_attr list or object: counted as read
         elif many:  # a single-valued prefetch has no queryset: its read watch says it
             _attach_uses(instances, tag, name, known)
-    return result
 
 
 _CACHE = "_prefetched_objects_cache"

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db.models import Model
 
+from django_dbtune.nplusone.failures import give_up
 from django_dbtune.nplusone.relations import descriptor_at
 from django_dbtune.nplusone.state import TAG, Detection, Group
 
@@ -61,13 +62,17 @@ class ReadWatch:
         if instance is not None and watch is not None:
             tag = getattr(instance._state, TAG, None)
             if tag is not None and tag.live():
-                tag.read(watch.lookup)
-                key = (tag.group, tag.prefix + watch.lookup)
-                if key in watch.waiting:
-                    with _lock:
-                        watch.waiting.discard(key)
-                        if not watch.waiting:
-                            _restore(watch)
+                try:
+                    tag.read(watch.lookup)
+                    key = (tag.group, tag.prefix + watch.lookup)
+                    if key in watch.waiting:
+                        with _lock:
+                            watch.waiting.discard(key)
+                            if not watch.waiting:
+                                _restore(watch)
+                except Exception as error:
+                    if not give_up(tag.group.detection, error):
+                        raise
         return original.__get__(self, instance, cls)  # type: ignore[attr-defined]
 
 

@@ -241,6 +241,8 @@ class Detection:
     watched row (``Ticket.objects.filter(kbitem=self).count()``), with that row's tag: the
     queryset its fix annotates."""
     owned: list[Owned] = field(default_factory=list)
+    failed: str | None = None
+    """The detector's own failure that stopped this detection (see :mod:`.failures`)."""
 
     def discard(self) -> None:
         """Closed, its findings made: let go of what it saw (its report keeps the queries).

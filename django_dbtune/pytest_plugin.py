@@ -128,7 +128,7 @@ def _detect_nplusone(item: pytest.Item) -> Iterator[None]:
     raise_ = options.pop("raise_", True) if marker is not None else mode == "raise"
     updating = _FINDINGS in config.stash
     baseline: Path | Literal[False] | None = False if updating else _baseline(config)
-    with detect(baseline=baseline, **options) as report:
+    with detect(baseline=baseline, reports_inner=True, **options) as report:
         result = yield
     found = report.findings
     if updating:

@@ -244,3 +244,14 @@ def test_a_failure_of_the_detectors_own_never_fails_the_page(
     [logged] = caplog.records  # once, with what to do
     assert "DBTUNE['ENABLED'] = False" in logged.getMessage()
     assert "a bug of the detector's own" in logged.exc_text
+
+
+def test_the_middleware_inside_the_users_own_detect_still_raises(
+    shop, client, with_middleware, settings
+):
+    # Only the commands, the pytest plugin and proofs take the reporting over; a detect()
+    # of the user's own around the test client leaves NPLUSONE_RAISE as it was.
+    settings.DBTUNE = {"NPLUSONE_RAISE": True}
+    with pytest.raises(NPlusOneError), detect() as report:
+        client.get("/shop/books/")
+    assert [f.relation for f in report.findings] == ["shop.Book.author"]

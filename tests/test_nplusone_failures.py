@@ -8,6 +8,7 @@ import importlib
 import pytest
 from django.test import Client
 
+import django_dbtune.nplusone
 from django_dbtune.call_sites import CallSiteFinder
 from django_dbtune.nplusone import detect
 from django_dbtune.nplusone.state import Tag
@@ -43,6 +44,7 @@ def break_(monkeypatch, where, name):
         ("/shop/books/", "django52", "load"),  # a lazy load (before 6.1)
         ("/shop/books/fixed/", Tag, "read"),  # reading an eager load
         ("/shop/books/", CallSiteFinder, "find"),  # the capture's line of code
+        ("/shop/books/", django_dbtune.nplusone, "build_findings"),  # the findings at the end
     ],
 )
 def test_a_bug_of_the_detectors_own_never_fails_the_page(

@@ -180,7 +180,7 @@ def nplusone_pages(
     browser = client(user)
     pages = []
     for url in urls:
-        with detect(threshold=threshold, url=url) as report:
+        with detect(threshold=threshold, url=url, reports_inner=True) as report:
             response = browser.get(url)
         found = report.findings
         page = answered(url, response)

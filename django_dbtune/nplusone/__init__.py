@@ -20,6 +20,7 @@ from django_dbtune.errors import NPlusOneError
 from django_dbtune.findings import NPlusOneFinding
 from django_dbtune.nplusone import patches
 from django_dbtune.nplusone.allow import allowed, read_baseline
+from django_dbtune.nplusone.failures import give_up
 from django_dbtune.nplusone.read_watch import release_reads
 from django_dbtune.nplusone.report import findings as build_findings
 from django_dbtune.nplusone.state import Detection, current, pause
@@ -103,7 +104,9 @@ class detect:
     relation from one line make a finding; ``allow`` adds allowlist rules to
     ``DBTUNE["NPLUSONE_ALLOW"]``; ``baseline`` (default ``DBTUNE["NPLUSONE_BASELINE"]``)
     names a file of known findings to leave out (``False``: none); ``url`` is matched by
-    ``"url"`` rules.
+    ``"url"`` rules. ``reports_inner=True`` says that whoever opens it reports what
+    detections opened inside it find: ``NPlusOneMiddleware`` inside it then neither logs
+    nor raises (the commands, the pytest plugin and proofs open theirs so).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class detect:
         unused_eager_loads: bool | None = None,
         baseline: str | Path | Literal[False] | None = None,
         url: str | None = None,
+        reports_inner: bool = False,
     ) -> None:
         if threshold is not None and (not isinstance(threshold, int) or threshold < 2):
             raise ValueError(f"threshold must be an integer of 2 or more, not {threshold!r}.")
@@ -126,6 +130,7 @@ class detect:
             Path(baseline) if isinstance(baseline, str | Path) else baseline
         )
         self.url = url
+        self.reports_inner = reports_inner
         self._capture: capture_queries | None = None
         self._token: Token[Detection | None] | None = None
         self._report: Report | None = None
@@ -134,8 +139,9 @@ class detect:
         self._outer_offset = 0
         self._known: frozenset[str] = frozenset()
         self.handed_on = False
-        """Closed inside another detection, which took its findings over and reports them
-        (the middleware's, inside ``dbtune_nplusone``, the pytest plugin or a proof)."""
+        """Closed inside a detection opened with ``reports_inner=True``, which took its
+        findings over and reports them (``dbtune_nplusone``, ``dbtune_report --url``, the
+        pytest plugin, a proof): ``NPlusOneMiddleware`` then leaves the reporting to it."""
 
     def __enter__(self) -> Report:
         capture = self._begin()
@@ -193,7 +199,12 @@ class detect:
         example a sync ``with`` in async code: then nothing was installed)."""
         patches.install()
         try:
-            detection = Detection(log, call_site_finder(), reads=self._unused_eager_loads())
+            detection = Detection(
+                log,
+                call_site_finder(),
+                reads=self._unused_eager_loads(),
+                reports_inner=self.reports_inner,
+            )
             # Opened inside another detection (the middleware inside dbtune_nplusone or the
             # pytest plugin): hand it everything on close (Detection.take_over).
             self._outer = current.get()
@@ -217,7 +228,7 @@ class detect:
             outer = self._outer
             if outer is not None and outer.active:
                 outer.take_over(detection, self._outer_offset)
-                self.handed_on = True
+                self.handed_on = outer.reports_inner
             else:
                 release_reads(detection)
                 detection.discard()
@@ -247,7 +258,14 @@ class detect:
         def keep(finding: NPlusOneFinding) -> bool:
             return not allowed(finding, rules) and finding.baseline_key not in known
 
-        found = build_findings(detection, threshold, self._unused_eager_loads(), self.url, keep)
+        try:
+            found = build_findings(
+                detection, threshold, self._unused_eager_loads(), self.url, keep
+            )
+        except Exception as error:
+            if not give_up(detection, error):
+                raise
+            return []
         return sorted(
             found,
             key=lambda f: (

@@ -218,7 +218,7 @@ def rerun(
             unrecorded(),  # a capture around the page (dbtune_capture, CaptureMiddleware)
             rolled_back({DEFAULT_DB_ALIAS, *aliases}),
             cold_local_caches(),
-            detect(baseline=False, unused_eager_loads=False) as report,
+            detect(baseline=False, unused_eager_loads=False, reports_inner=True) as report,
             fix as seen,
         ):
             try:

@@ -241,6 +241,8 @@ class Detection:
     watched row (``Ticket.objects.filter(kbitem=self).count()``), with that row's tag: the
     queryset its fix annotates."""
     owned: list[Owned] = field(default_factory=list)
+    reports_inner: bool = False
+    """Its opener reports what detections opened inside it found (see ``detect``)."""
     failed: str | None = None
     """The detector's own failure that stopped this detection (see :mod:`.failures`)."""
 

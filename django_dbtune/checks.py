@@ -163,28 +163,27 @@ def check_deploy(
 
     if settings.DEBUG or problems(getattr(settings, "DBTUNE", {})) or not conf.ENABLED:
         return []
-    messages: list[CheckMessage] = []
-    if conf.NPLUSONE_RAISE:
-        messages.append(
-            Warning(
-                "NPLUSONE_RAISE is on with DEBUG off: every page with an N+1 query fails "
-                "with NPlusOneError (HTTP 500).",
-                hint="Turn DBTUNE['NPLUSONE_RAISE'] on in development and test settings only.",
-                id="dbtune.W008",
-            )
-        )
     middleware = "django_dbtune.middleware.NPlusOneMiddleware"
-    if any(_is(name, middleware) for name in settings.MIDDLEWARE):
-        messages.append(
-            Warning(
-                "NPlusOneMiddleware is in MIDDLEWARE with DEBUG off: the N+1 detector runs "
-                "on every request of the site.",
-                hint="It is meant for development and staging: leave it out of production "
-                "settings, or set DBTUNE['ENABLED'] = False there.",
-                id="dbtune.W009",
-            )
-        )
-    return messages
+    found = {
+        "dbtune.W008": conf.NPLUSONE_RAISE,
+        "dbtune.W009": any(_is(name, middleware) for name in settings.MIDDLEWARE),
+    }
+    return [Warning(*_DEPLOY[id_], id=id_) for id_, on in found.items() if on]
+
+
+_DEPLOY = {
+    "dbtune.W008": (
+        "NPLUSONE_RAISE is on with DEBUG off: every page with an N+1 query fails with "
+        "NPlusOneError (HTTP 500).",
+        "Turn DBTUNE['NPLUSONE_RAISE'] on in development and test settings only.",
+    ),
+    "dbtune.W009": (
+        "NPlusOneMiddleware is in MIDDLEWARE with DEBUG off: the N+1 detector runs on every "
+        "request of the site.",
+        "It is meant for development and staging: leave it out of production settings, or "
+        "set DBTUNE['ENABLED'] = False there.",
+    ),
+}
 
 
 def check_concurrent_index_migrations(
@@ -193,10 +192,12 @@ def check_concurrent_index_migrations(
     """``AddIndexConcurrently`` (``suggest_indexes --write --concurrently``) runs only on
     PostgreSQL: a migration with it fails ``migrate`` on another database, a SQLite test
     database included."""
-    from django.db import connections, router
+    from django.db import router
     from django.db.migrations.loader import MigrationLoader
 
-    others = [alias for alias in connections if connections[alias].vendor != "postgresql"]
+    # By engine name: a database whose driver is not installed here fails no check.
+    engines = {alias: str(db.get("ENGINE", "")) for alias, db in settings.DATABASES.items()}
+    others = [alias for alias, engine in engines.items() if not _postgresql(engine)]
     if not others:
         return []
     try:
@@ -212,7 +213,7 @@ def check_concurrent_index_migrations(
         ]
         aliases = [alias for alias in others if router.allow_migrate(alias, app_label)]
         if concurrent and aliases:
-            vendors = sorted({connections[alias].vendor for alias in aliases})
+            vendors = sorted({_vendor(engines[alias]) for alias in aliases})
             messages.append(
                 Warning(
                     f"Migration {app_label}.{name} uses {concurrent[0]}, which only "
@@ -227,13 +228,26 @@ def check_concurrent_index_migrations(
 
 
 def _writable(path: Path) -> bool:
-    """Whether a file could be appended to at ``path`` (made, with its folders, if need be)."""
-    if path.exists():
-        return path.is_file() and os.access(path, os.W_OK)
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
-    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+    """Whether a file could be appended to at ``path`` (made, with its folders, if need be).
+    A path the system refuses to look at (no permission, a name too long) is not."""
+    try:
+        if path.exists():
+            return path.is_file() and os.access(path, os.W_OK)
+        folder = path.parent
+        while not folder.exists():
+            folder = folder.parent
+        return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+    except (OSError, ValueError):
+        return False
+
+
+def _postgresql(engine: str) -> bool:
+    return engine.endswith((".postgresql", ".postgis")) or "postgres" in engine
+
+
+def _vendor(engine: str) -> str:
+    """``django.db.backends.sqlite3`` -> ``sqlite``, as a connection's ``vendor`` says."""
+    return engine.rsplit(".", 1)[-1].removesuffix("3")
 
 
 def _is(name: str, dotted: str) -> bool:
@@ -242,5 +256,5 @@ def _is(name: str, dotted: str) -> bool:
         return True
     try:
         return issubclass(import_string(name), import_string(dotted))
-    except (ImportError, TypeError):
+    except Exception:  # a module that fails to import is Django's to report, not this check's
         return False

@@ -178,3 +178,38 @@ def test_w003_names_the_models_that_offer_cached_in_a_sentence(monkeypatch, sett
     monkeypatch.setattr(apps, "get_models", lambda: [Author, Book, Tag])
     (warning,) = check_cache()
     assert warning.msg.startswith("shop.Author, shop.Book and shop.Tag offer .cached(), but")
+
+
+def test_checks_never_crash_on_odd_settings(settings, tmp_path, monkeypatch):
+    # A workload path the system refuses to look at, a middleware module that raises on
+    # import, a database whose driver is not installed: warnings or silence, no traceback.
+    import subprocess
+    import sys
+
+    from django_dbtune.checks import check_deploy
+
+    settings.DBTUNE = {"WORKLOAD_FILE": "/tmp/" + "a" * 300 + "/w.jsonl"}
+    assert run_ids() == ["dbtune.W007"]
+    (tmp_path / "raising_middleware.py").write_text(
+        "from django.core.exceptions import ImproperlyConfigured\n"
+        "raise ImproperlyConfigured('SENTRY_DSN must be set in production')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings.DBTUNE = {}
+    settings.DEBUG = False
+    settings.MIDDLEWARE = ["raising_middleware.Middleware", *settings.MIDDLEWARE]
+    try:
+        assert check_deploy() == []  # (Django's own auth check imports it too, and fails)
+    finally:
+        sys.modules.pop("raising_middleware", None)
+    code = (
+        "import django; from django.conf import settings\n"
+        "settings.configure(INSTALLED_APPS=['django_dbtune'], DATABASES={"
+        "'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}, "
+        "'legacy': {'ENGINE': 'django.db.backends.no_driver_here', 'NAME': 'x'}})\n"
+        "django.setup()\n"
+        "from django.core.management import call_command; call_command('check')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "no issues" in done.stdout

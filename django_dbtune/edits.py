@@ -13,7 +13,8 @@ from django_dbtune.source_files import source_encoding
 def write_all(files: dict[Path, str]) -> list[Path]:
     """Write each file's new content, or none of them: every file is checked writable
     first, and the ones written are put back if a later one fails. A file is written in
-    the encoding it has (its coding cookie), a new one in UTF-8."""
+    the encoding it has (its coding cookie) and with the line endings it has (CRLF stays
+    CRLF), a new one in UTF-8."""
     for path in files:
         target = path if path.exists() else path.parent
         if not os.access(target, os.W_OK):
@@ -34,7 +35,10 @@ def write_all(files: dict[Path, str]) -> list[Path]:
     done: list[Path] = []
     try:
         for path, content in files.items():
-            path.write_text(content, encoding=encodings[path])
+            original = originals[path]
+            if original is not None and b"\r\n" in original:  # read with universal newlines
+                content = content.replace("\r\n", "\n").replace("\n", "\r\n")
+            path.write_bytes(content.encode(encodings[path]))
             done.append(path)
     except OSError as exc:
         for path in done:

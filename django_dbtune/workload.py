@@ -236,7 +236,7 @@ class Recorder:
                     fcntl.flock(file, fcntl.LOCK_EX)
                 file.write(text)
                 file.flush()  # closing the file lets go of the lock
-        except OSError:
+        except (OSError, ValueError):
             self._keep(shapes)
             raise
         return len(shapes)
@@ -246,7 +246,7 @@ class Recorder:
         of the workload: a file that cannot be written is logged (once per path and error)."""
         try:
             return self.flush()
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a path Python refuses (a NUL)
             problem = (str(self.path), type(error).__name__)
             if problem not in self._logged:
                 self._logged.add(problem)
@@ -256,7 +256,7 @@ class Recorder:
                     "this process can write, or to None. (Logged once.)",
                     self.path,
                     type(error).__name__,
-                    error.strerror or error,
+                    getattr(error, "strerror", None) or error,
                 )
             return 0
 

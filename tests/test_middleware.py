@@ -94,3 +94,13 @@ def test_the_workload_recorder_works_where_there_is_no_fcntl(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
     assert "SELECT 1" in (tmp_path / "w.jsonl").read_text()
+
+
+def test_a_workload_path_python_refuses_is_logged_not_raised(tmp_path, caplog):
+    from django_dbtune.workload import Recorder, Shape
+
+    recorder = Recorder(str(tmp_path / "bad\x00name.jsonl"))
+    recorder.shapes[("default", "SELECT 1")] = Shape("default", "sqlite", "SELECT 1", "select", [])
+    with caplog.at_level("ERROR", logger="django_dbtune.workload"):
+        assert recorder.flush_quietly() == 0
+    assert len(caplog.records) == 1 and len(recorder.shapes) == 1

@@ -21,7 +21,7 @@ from django_dbtune.nplusone.per_row_source import (
     free_name,
     local_names,
     module_of,
-    read_source,
+    parsed_source,
     reads_name,
     rewritten,
     statement_at,
@@ -186,7 +186,7 @@ def picked_read(filename: str, line: int, *, model: type[Model], accessor: str) 
 
 def _statement(filename: str, line: int) -> tuple[str, ast.Module, ast.stmt] | None:
     """The file's source and tree, and the innermost statement spanning ``line``."""
-    read = read_source(filename)
+    read = parsed_source(filename)
     statement = statement_at(read[1], line) if read is not None else None
     if read is None or statement is None:
         return None

@@ -23,7 +23,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django_dbtune.call_sites import relative_path
 from django_dbtune.findings import NPlusOneFinding
 from django_dbtune.fix_targets import FixTarget, RowCall
-from django_dbtune.nplusone.per_row_source import read_source
+from django_dbtune.nplusone.per_row_source import parsed_source
 from django_dbtune.nplusone.relations import relation_field
 from django_dbtune.nplusone.state import Owned
 
@@ -157,7 +157,7 @@ def _guarded_reads(model: type[Model], relation: str) -> Iterator[Guarded]:
             filename = inspect.getsourcefile(cls)
         except (OSError, TypeError):  # a class with no source file (one built in a shell)
             continue
-        read = read_source(filename) if filename else None
+        read = parsed_source(filename) if filename else None
         if read is None or filename is None:
             continue
         for node in ast.walk(read[1]):

@@ -114,7 +114,7 @@ def read_call(
     call this can read. ``names`` are the keyword names that pass the row (``kbitem``,
     ``kbitem_id``, ``kbitem__pk``); ``accessor`` is the related manager's name when the
     call goes through one (``self.ticket_set.filter(...)``)."""
-    read = read_source(filename)
+    read = parsed_source(filename)
     if read is None:
         return None
     source, tree = read
@@ -286,7 +286,7 @@ def local_names(tree: ast.AST, line: int) -> frozenset[str]:
 
 def enclosing_function(filename: str, line: int) -> int | None:
     """The line of the ``def`` of the innermost function around ``filename:line``."""
-    read = read_source(filename)
+    read = parsed_source(filename)
     if read is None:
         return None
     functions = [
@@ -306,7 +306,7 @@ def module_of(filename: str) -> str | None:
     return None
 
 
-def read_source(filename: str) -> tuple[str, ast.Module] | None:
+def parsed_source(filename: str) -> tuple[str, ast.Module] | None:
     """The file's source and its syntax tree, as Python imported it (None: unreadable)."""
     lines = linecache.getlines(filename)
     if not lines:

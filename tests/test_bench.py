@@ -59,16 +59,7 @@ def test_workload_indexes_prints_its_table_and_its_json_feeds_the_report(tmp_pat
     ]
     figures = tmp_path / "bench.json"
     figures.write_text(json.dumps({"shapes": rows}))
-    output = tmp_path / "report.html"
-    call_command(
-        "dbtune_report",
-        "crawler",
-        "--output",
-        str(output),
-        "--benchmark",
-        str(figures),
-        stdout=StringIO(),
-    )
+    output = report_with(figures, tmp_path)
     assert "crawler_pag_status_1a2b3c_idx" in output.read_text()
 
 
@@ -97,7 +88,13 @@ def test_workload_indexes_runs_at_a_small_scale(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "index(es) suggested and written" in run.stdout
-    output = tmp_path / "report.html"
+    output = report_with(figures, tmp_path)
+    assert "Query time per shape, before and after" in output.read_text()
+
+
+def report_with(figures, folder):
+    """``dbtune_report --benchmark`` on a benchmark's JSON: the report it wrote."""
+    output = folder / "report.html"
     call_command(
         "dbtune_report",
         "crawler",
@@ -107,4 +104,4 @@ def test_workload_indexes_runs_at_a_small_scale(tmp_path):
         str(figures),
         stdout=StringIO(),
     )
-    assert "Query time per shape, before and after" in output.read_text()
+    return output

@@ -436,30 +436,19 @@ def test_the_query_cache_panel_says_what_each_time_measures(shop, settings):
     assert "Time the read took (ms)" in read.headers
 
 
-def _toolbar_around_the_middleware(request):
-    """MIDDLEWARE = [DebugToolbarMiddleware, NPlusOneMiddleware, ...], as the toolbar's own
-    installation puts it first: the panel's detection wraps the middleware's."""
-    from django_dbtune.middleware import NPlusOneMiddleware
-
-    inner = NPlusOneMiddleware(n_plus_one_view)
-    panel = NPlusOnePanel(DebugToolbar(request, inner), inner)
-    panel.enable_instrumentation()
-    try:
-        response = panel.process_request(request)
-    finally:
-        panel.disable_instrumentation()
-    panel.generate_stats(request, response)
-    return panel
-
-
 def test_the_middleware_behind_the_toolbar_still_logs_and_raises(shop, settings, caplog):
     from django_dbtune import NPlusOneError
 
+    # MIDDLEWARE = [DebugToolbarMiddleware, NPlusOneMiddleware, ...], as the toolbar's own
+    # installation puts it first: the panel's detection wraps the middleware's.
+    from django_dbtune.middleware import NPlusOneMiddleware
+
+    behind = NPlusOneMiddleware(n_plus_one_view)
     with caplog.at_level("WARNING", logger="django_dbtune.nplusone"):
-        panel = _toolbar_around_the_middleware(RequestFactory().get("/books/"))
+        panel = run(NPlusOnePanel, behind)
     assert [f["relation"] for f in panel.get_stats()["findings"]] == ["shop.Book.author"]
     logged = [r.getMessage() for r in caplog.records if r.name == "django_dbtune.nplusone"]
     assert len(logged) == 1 and "N+1 on shop.Book.author" in logged[0]
     settings.DBTUNE = {"NPLUSONE_RAISE": True}
     with pytest.raises(NPlusOneError):
-        _toolbar_around_the_middleware(RequestFactory().get("/books/"))
+        run(NPlusOnePanel, NPlusOneMiddleware(n_plus_one_view))

@@ -28,9 +28,6 @@ logger = logging.getLogger("django_dbtune.nplusone")
 
 SAFE_METHODS = ("GET", "HEAD")
 
-_failures_logged: set[str] = set()
-"""The detector's own failures already logged (type and message), so each is logged once."""
-
 
 def prove_request(request: HttpRequest, report: Report, call: Callable[[], int]) -> None:
     """Prove the report's fixes by running the request again (``call``), once per fix per
@@ -154,17 +151,10 @@ class NPlusOneMiddleware(_Middleware):
             if again is not None and conf.NPLUSONE_PROVE and report.findings:
                 prove_request(request, report, again)
             found = report.findings
-        except Exception as error:
-            kind = f"{type(error).__name__} {error}"
-            if kind not in _failures_logged:
-                _failures_logged.add(kind)
-                logger.exception(
-                    "The N+1 detector failed on %s %s and left this page unreported; the "
-                    "response is the page's own. Set DBTUNE['ENABLED'] = False to turn the "
-                    "detector off until it is fixed. (Logged once.)",
-                    request.method,
-                    request.path,
-                )
+        except Exception as error:  # the page is done: whatever failed here is the detector's
+            from django_dbtune.nplusone.failures import log_once
+
+            log_once(error, f"left {request.method} {request.path} unreported")
             return
         if found and conf.NPLUSONE_RAISE:
             raise NPlusOneError(f"{request.method} {request.path}: {report.message()}")

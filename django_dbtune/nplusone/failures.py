@@ -38,15 +38,29 @@ def give_up(detection: Detection | None, error: Exception) -> bool:
         detection.failed = f"{type(error).__name__}: {error}"
         detection.busy += 1  # never taken back: the hooks pass everything through
         detection.active = False  # and its rows' tags are dead
-    where = (code.co_filename, traceback.tb_lineno)
-    if where not in _logged:
-        _logged.add(where)
-        logger.error(
-            "The N+1 detector failed (%s: %s) and stopped watching this request, which goes "
-            "on as it would without it; its report has no findings. Set DBTUNE['ENABLED'] = "
-            "False to turn the detector off until it is fixed. (Logged once.)",
-            type(error).__name__,
-            error,
-            exc_info=error,
-        )
+    log_once(error, "stopped watching this request, which goes on as it would without it")
     return True
+
+
+def log_once(error: Exception, outcome: str) -> None:
+    """Log the detector's own failure, once per place it was raised: what became of the
+    request (``outcome``), and how to turn the detector off."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    where = (
+        (traceback.tb_frame.f_code.co_filename, traceback.tb_lineno)
+        if traceback is not None
+        else (type(error).__name__, 0)
+    )
+    if where in _logged:
+        return
+    _logged.add(where)
+    logger.error(
+        "The N+1 detector failed (%s: %s) and %s; its report has no findings. Set "
+        "DBTUNE['ENABLED'] = False to turn the detector off until it is fixed. (Logged once.)",
+        type(error).__name__,
+        error,
+        outcome,
+        exc_info=error,
+    )

@@ -103,16 +103,23 @@ class NPlusOneMiddleware(_Middleware):
     Meant for development: put it near the top of MIDDLEWARE.
     """
 
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        super().__init__(get_response)
+        # Imported here, not per request (an import statement costs a call every time),
+        # and not at the top: CaptureMiddleware alone never loads the detector.
+        from django_dbtune.nplusone import detect, patches
+
+        self._detect = detect
+        self._patches = patches
+
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self.__acall__(request)
         if not conf.ENABLED:
             response: HttpResponseBase = self.get_response(request)
             return response
-        from django_dbtune.nplusone import detect, patches
-
-        patches.keep(self)
-        detector = detect(url=request.path)
+        self._patches.keep(self)
+        detector = self._detect(url=request.path)
         try:
             with detector as report:
                 setattr(request, NPLUSONE_ATTRIBUTE, report)
@@ -127,10 +134,8 @@ class NPlusOneMiddleware(_Middleware):
         if not conf.ENABLED:
             response: HttpResponseBase = await self.get_response(request)
             return response
-        from django_dbtune.nplusone import detect, patches
-
-        patches.keep(self)
-        detector = detect(url=request.path)
+        self._patches.keep(self)
+        detector = self._detect(url=request.path)
         try:
             async with detector as report:
                 setattr(request, NPLUSONE_ATTRIBUTE, report)

@@ -335,6 +335,25 @@ def test_threshold(shop):
         detect(threshold=1)
 
 
+def test_the_threshold_counts_rows_when_a_loops_loads_are_kept_as_one(shop):
+    """A loop's loads, one after another, are kept as one load of several rows; the
+    threshold and the count still go by rows and queries."""
+    with detect(threshold=6) as report:
+        for book in Book.objects.order_by("id"):
+            book.author.name
+    assert only(report).count == 6
+    with detect(threshold=7) as report:
+        for book in Book.objects.order_by("id"):
+            book.author.name
+    assert report.findings == []
+    with detect(threshold=6) as report:  # another query between two loads: counted the same
+        for book in Book.objects.order_by("id"):
+            book.author.name
+            Tag.objects.filter(name="t0").exists()
+    counts = {finding.relation: finding.count for finding in report.findings}
+    assert counts["shop.Book.author"] == 6
+
+
 def test_settings_threshold_and_unused_switch(shop):
     with override_settings(DBTUNE={"NPLUSONE_THRESHOLD": 10}), detect() as report:
         for book in Book.objects.all():

@@ -43,7 +43,9 @@ if FETCH_MODES:
 
             try:
                 kind, name = describe_fetcher(fetcher)
-                load(tag, instance, kind, name, fetch_one, sys._getframe(1))
+                # The walk for the line starts past the caller, always the relation
+                # descriptor's own __get__ (Django's): one frame fewer to build per load.
+                load(tag, instance, kind, name, fetch_one, sys._getframe(2))
                 tag_loaded(tag, name, loaded_by(fetcher, instance))
             except Exception as error:
                 if not give_up(tag.group.detection, error):

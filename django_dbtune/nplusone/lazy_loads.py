@@ -52,7 +52,23 @@ def load(
     end = len(detection.log.records)
     if end > start:
         shown = None if site is _UNKNOWN_SITE else site  # site_or_none(), inline
-        detection.loads.append(Load(kind, tag, type(instance), name, shown, start, end))
+        loads = detection.loads
+        last = loads[-1] if loads else None
+        if (
+            last is not None
+            and last.end == start
+            and last.tag is tag
+            and last.name == name
+            and last.kind == kind
+            and last.model is type(instance)
+            and last.site == shown
+        ):
+            # The row before's load of the same relation from the same line, and nothing
+            # in between: one loop's N+1, kept as one load of several rows.
+            last.end = end
+            last.rows += 1
+        else:
+            loads.append(Load(kind, tag, type(instance), name, shown, start, end))
     return result
 
 

@@ -27,6 +27,8 @@ def findings(
 ) -> list[NPlusOneFinding]:
     """What the detection saw, one finding per place a fix goes. ``keep`` leaves out
     findings (allowlist, baseline) relation by relation, before those of one place merge."""
+    if not (detection.loads or detection.groups or detection.log.records):
+        return []  # a page that ran no query: nothing to look at
     entries = [(f, g) for f, g in _lazy_loads(detection, threshold, url) if keep(f)]
     found = merged(entries)
     found += [f for f in per_row_queries(detection, threshold, url) if keep(f)]
@@ -67,7 +69,9 @@ def _lazy_loads(
         place = group.site or group.owner or group.library_owner
         into = grouped[(load.kind, load.model, path, load.site, place)]
         into.append(load)
-    repeated = [loads for loads in grouped.values() if len(loads) >= threshold]
+    repeated = [
+        loads for loads in grouped.values() if sum(load.rows for load in loads) >= threshold
+    ]
     # Every join one queryset lacks, so that a fix placed in one attribute (an admin's
     # list_select_related) names them all: applied one by one, one-item fixes undo each other.
     joins: dict[int, list[str]] = defaultdict(list)

@@ -200,6 +200,9 @@ class Load:
     related_model: type[Model] | None = None
     related_query_name: str | None = None
     """How the related model's queries name the way back (for ``Exists``)."""
+    rows: int = 1
+    """How many rows' loads this is: the lazy loads of one relation from one line that
+    come one after another (a loop's N+1) are kept as one, ``start``-``end`` spanning them."""
 
 
 @dataclass(slots=True, eq=False)

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import inspect
 import os
+import sys
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -126,6 +127,16 @@ def _toolbar_dirs() -> tuple[str, ...]:
     return tuple(os.path.abspath(path) + os.sep for path in spec.submodule_search_locations)
 
 
+_module_of_frame = getattr(sys, "_getframemodulename", None)
+"""CPython 3.12+: the module of the function running ``depth`` frames up, found without
+building the frame objects a walk builds (None before 3.12)."""
+_ROUTES = 4
+"""Routes from a lazy load up to a template node that a finder remembers."""
+_WAIT = 64
+"""Lazy loads at a template line a finder lets pass after one whose route it could not
+remember, before it looks at a route again (each look costs a second walk)."""
+
+
 class CallSiteFinder:
     """Finds the line behind a query or a lazy load: the innermost frame of the project's
     code, or of one of its templates, within the request that ran it."""
@@ -137,6 +148,85 @@ class CallSiteFinder:
         # name: a str caches its hash, a code object does not.
         self._kinds: dict[str, int] = {}
         self._library_templates: dict[str, bool] = {}
+        self._routes: tuple[tuple[str, ...], ...] = ()
+        """The modules of the frames between a lazy load and the template node that read
+        it, for the routes seen (see :meth:`find_trigger_above`); replaced, never changed
+        in place, so that threads read it without a lock."""
+        self._wait = 0
+        self._internal_modules: dict[str, bool] = {}
+
+    def find_trigger_above(self, depth: int) -> Site | None:
+        """:meth:`find_trigger` for the frame ``depth`` levels up from the caller (1: the
+        caller's caller), for a lazy load, which asks once per row.
+
+        A lazy load in ``{{ book.author.name }}`` reaches the template node through five of
+        Django's frames, and a walk builds a frame object for each, on every row. A route
+        seen before is recognised without them: the module of each frame on the way
+        (CPython 3.12+ reads it without building the frame), then the one frame at its end,
+        which must be a template node rendering a project template. Only routes through
+        Django's and installed code are remembered, so a project frame on the way (a model
+        method the template calls) differs from every route and gets the walk, and its line.
+        """
+        start = depth + 1  # this function's own frame is 0
+        if _module_of_frame is not None:
+            for route in self._routes:
+                at = start
+                for module in route:
+                    if _module_of_frame(at) != module:
+                        break
+                    at += 1
+                else:
+                    frame = sys._getframe(at)
+                    if id(frame.f_code) in _TEMPLATE_RENDER:
+                        site = self._template_site(frame)
+                        if site is not None:
+                            if self._disowned and self._tool_further_out(frame.f_back):
+                                return None
+                            return site
+                    break
+        site = self.find_trigger(sys._getframe(start))
+        if _module_of_frame is not None and site is not None and site[2] == "template":
+            if self._wait:
+                self._wait -= 1
+            else:
+                learned = self._route(start + 1, site)
+                if learned is None:
+                    self._wait = _WAIT  # a route it cannot take: look again later, not per row
+                elif learned not in self._routes:
+                    self._routes = (learned, *self._routes[: _ROUTES - 1])
+        return site
+
+    def _route(self, start: int, site: Site) -> tuple[str, ...] | None:
+        """The modules of the frames from the one ``start`` levels up from the caller to the
+        template node that gave ``site``, when each is Django's or installed code and that
+        node is the first on the way; None otherwise. Only looks at frame objects the walk
+        built already."""
+        modules: list[str] = []
+        for at in range(start, start + 12):
+            frame = sys._getframe(at)
+            if id(frame.f_code) in _TEMPLATE_RENDER:
+                return tuple(modules) if self._template_site(frame) == site else None
+            module = _module_of_frame(at)  # type: ignore[misc]
+            if (
+                self._kinds.get(frame.f_code.co_filename) not in (_INTERNAL, _MARKED)
+                or not isinstance(module, str)
+                or not self._internal_module(module)
+            ):
+                return None
+            modules.append(module)
+        return None
+
+    def _internal_module(self, name: str) -> bool:
+        """Whether module ``name`` is Django's or installed code (a function can claim any
+        module: a project function never passes for one of these unless it says so)."""
+        known = self._internal_modules.get(name)
+        if known is None:
+            module = sys.modules.get(name)
+            filename = getattr(module, "__file__", None)
+            known = self._internal_modules[name] = isinstance(filename, str) and (
+                self._kind(os.path.abspath(filename)) in (_INTERNAL, _MARKED)
+            )
+        return known
 
     def is_internal(self, code: CodeType) -> bool:
         """Whether a frame running ``code`` belongs to Django, django-dbtune or the like."""

@@ -354,6 +354,23 @@ def test_the_threshold_counts_rows_when_a_loops_loads_are_kept_as_one(shop):
     assert counts["shop.Book.author"] == 6
 
 
+def test_each_route_from_a_template_keeps_its_own_line(shop):
+    """A load reached from a template through Django's code alone is recognised by its
+    route after the first (CPython 3.12+); a load that passes a project method on the way
+    (``Book.__str__``) is not on that route, and keeps the method's line, row after row."""
+    from django.template import Context, Template
+
+    template = Template(
+        "{% for book in books %}{% if forloop.counter|divisibleby:2 %}\n"
+        "{{ book.author.name }}{% else %}\n"
+        "{{ book }}{% endif %}{% endfor %}"
+    )
+    with detect() as report:
+        template.render(Context({"books": Book.objects.order_by("id")}))
+    sites = [record.call_site for record in report.queries if '"shop_author"' in record.sql]
+    assert sites == ["tests/shop/models.py:83 in __str__", "<unknown source>:2"] * 3
+
+
 def test_settings_threshold_and_unused_switch(shop):
     with override_settings(DBTUNE={"NPLUSONE_THRESHOLD": 10}), detect() as report:
         for book in Book.objects.all():

@@ -8,7 +8,6 @@ see :mod:`.django52`.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import django
@@ -43,9 +42,9 @@ if FETCH_MODES:
 
             try:
                 kind, name = describe_fetcher(fetcher)
-                # The walk for the line starts past the caller, always the relation
-                # descriptor's own __get__ (Django's): one frame fewer to build per load.
-                load(tag, instance, kind, name, fetch_one, sys._getframe(2))
+                # The line is looked for from past the caller, always the relation
+                # descriptor's own __get__ (Django's), by depth: see find_trigger_above.
+                load(tag, instance, kind, name, fetch_one, 2)
                 tag_loaded(tag, name, loaded_by(fetcher, instance))
             except Exception as error:
                 if not give_up(tag.group.detection, error):

@@ -27,12 +27,16 @@ def load(
     kind: LoadKind,
     name: str,
     call: Callable[[], Any],
-    frame: FrameType | None,
+    frame: FrameType | int | None,
 ) -> Any:
-    """Run one lazy load of ``name`` on ``instance`` (asked for by ``frame``) and remember
-    its queries."""
+    """Run one lazy load of ``name`` on ``instance`` (asked for by ``frame``, or by the
+    frame that many levels up from the caller) and remember its queries."""
     detection = tag.group.detection
-    found = detection.finder.find_trigger(frame)  # trigger_site(), inline: once per load
+    # trigger_site(), inline: once per load
+    if isinstance(frame, int):
+        found = detection.finder.find_trigger_above(frame + 1)  # this function is one more
+    else:
+        found = detection.finder.find_trigger(frame)
     if found is None:
         return quietly(detection, call)
     filename, lineno, function = found

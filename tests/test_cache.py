@@ -329,6 +329,105 @@ def test_a_reader_that_raced_an_open_transaction_does_not_survive_its_commit(sho
     assert "committed" in titles()
 
 
+@transaction.atomic
+def _rename_while_another_connection_reads(old, new):
+    Book.objects.filter(title=old).update(title=new)
+    reader = threading.Thread(target=_read_in_own_connection)
+    reader.start()
+    reader.join()
+
+
+def test_a_function_decorated_with_atomic_retires_what_a_reader_stored_every_call(
+    shop, postgres_only
+):
+    """``@transaction.atomic`` uses one Atomic object for every call of the function: the
+    second call's commit retires what another connection stored while it ran, as the
+    first call's did."""
+    titles()
+    _rename_while_another_connection_reads("B00", "first")
+    assert "first" in titles()
+    _rename_while_another_connection_reads("B01", "second")
+    assert "second" in titles()
+    assert titles() == database_titles()
+
+
+def test_a_callback_that_raises_at_commit_does_not_leave_the_cache_stale(shop, postgres_only):
+    """An on-commit callback registered before the write raises, so Django skips the
+    callbacks after it, the commit-time invalidation among them: it runs when the
+    connection next reads through the cache."""
+    titles()
+
+    def fails():
+        raise RuntimeError("the project's own callback")
+
+    with pytest.raises(RuntimeError, match="own callback"):
+        with transaction.atomic():
+            transaction.on_commit(fails)
+            Book.objects.filter(title="B00").update(title="committed")
+            reader = threading.Thread(target=_read_in_own_connection)
+            reader.start()
+            reader.join()
+    assert "committed" in database_titles()
+    assert "committed" in titles()
+
+
+@pytest.fixture
+def invalidated(monkeypatch):
+    """Every generation the store retires, as (group, tables), in order."""
+    retired = []
+    real = store.invalidate
+
+    def spy(group, tables):
+        tables = tuple(tables)
+        retired.append((group, tables))
+        real(group, tables)
+
+    monkeypatch.setattr(store, "invalidate", spy)
+    return retired
+
+
+@transaction.atomic
+def _rename(old, new):
+    Book.objects.filter(title=old).update(title=new)
+
+
+def test_every_call_of_an_atomic_function_invalidates_again_on_commit(shop, invalidated):
+    for old, new in (("B00", "first"), ("B01", "second"), ("B10", "third")):
+        invalidated.clear()
+        _rename(old, new)
+        # At the write, for other processes, and at the commit, for what they stored since.
+        assert invalidated == [("default", ("shop_book",))] * 2, (old, invalidated)
+
+
+def test_a_commit_time_invalidation_skipped_by_a_raising_callback_runs_at_the_next_read(
+    shop, invalidated
+):
+    def fails():
+        raise RuntimeError("the project's own callback")
+
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            transaction.on_commit(fails)
+            Book.objects.filter(title="B00").update(title="committed")
+    assert invalidated == [("default", ("shop_book",))]  # the commit's was skipped
+    titles()
+    assert invalidated == [("default", ("shop_book",))] * 2
+    titles()
+    assert len(invalidated) == 2  # once
+
+
+def test_a_savepoint_rollback_keeps_the_transactions_earlier_write_waiting(shop, invalidated):
+    """A write, then a savepoint that writes the same table and rolls back: the commit
+    still invalidates for the first write."""
+    with transaction.atomic():
+        Book.objects.filter(title="B00").update(title="kept")
+        _write_in_a_savepoint_that_rolls_back("B01")
+        assert "kept" in titles()  # its own write: read past the cache
+    assert invalidated[-1] == ("default", ("shop_book",))
+    assert len(invalidated) == 3  # the two writes, and the commit
+    assert titles() == database_titles()
+
+
 def _read_in_own_connection():
     try:
         caches["default"].set("race-result", titles())

@@ -6,6 +6,13 @@
 Inside ``atomic()`` a write invalidates at once (for other processes) and again when the
 transaction commits (a reader elsewhere may have stored the old rows in between); the
 transaction's own reads of the tables it wrote skip the cache.
+
+What a transaction wrote is read from Django's own list of on-commit callbacks, where each
+commit-time invalidation waits: a savepoint's rollback drops those registered inside it,
+and the transaction's end replaces the list. Nothing is keyed by the ``Atomic`` object,
+which ``@transaction.atomic`` reuses for every call of the function it decorates. A
+commit-time invalidation that left the list without running (an earlier callback raised,
+which makes Django skip the rest) runs when this connection next touches the cache.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.apps import apps
-from django.db import connections, transaction
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
@@ -24,10 +31,24 @@ from django_dbtune.cache.store import store
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 
-_WRITTEN = "_dbtune_cache_written"
-"""On a connection while a transaction runs: (its outermost Atomic, the tables written, by
-the savepoints open at the time). By savepoint, because Django drops the on-commit
-callbacks of a savepoint that rolls back: a later write of the same table registers again."""
+_PENDING = "_dbtune_cache_pending"
+"""On a connection after a write in a transaction: (Django's list of on-commit callbacks as
+last seen, the commit-time invalidations waiting in it)."""
+
+
+class _OnCommit:
+    """Retire ``tables``' generations in ``group`` when the transaction commits."""
+
+    __slots__ = ("group", "ran", "tables")
+
+    def __init__(self, group: str, tables: tuple[str, ...]) -> None:
+        self.group = group
+        self.tables = tables
+        self.ran = False
+
+    def __call__(self) -> None:
+        self.ran = True
+        store.invalidate(self.group, self.tables)
 
 
 def database_group(alias: str) -> str:
@@ -71,31 +92,55 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
     store.invalidate(group, tables)
     events.invalidated(alias, tables, via)
     connection = connections[alias]
+    pending = _pending(connection)
     if connection.in_atomic_block:
-        by_savepoint = _written(connection, create=True)
-        written = by_savepoint.setdefault(tuple(connection.savepoint_ids), set())
-        fresh = set(tables) - written
+        covered = {table for waiting in pending for table in waiting.tables}
+        fresh = tuple(table for table in tables if table not in covered)
         if fresh:
-            written.update(fresh)
-            transaction.on_commit(lambda: store.invalidate(group, fresh), using=alias)
+            waiting = _OnCommit(group, fresh)
+            # Registered as if no savepoint were open (Django's on_commit() would tie it to
+            # them): only the transaction's end takes it off the list, so a savepoint's
+            # rollback cannot drop it while an earlier write still needs it, and it is
+            # how the next look tells this transaction from the next one. Robust: it never
+            # stops the callbacks after it.
+            nowhere: set[str] = set()
+            # Django 5.0+ keeps (savepoints, callback, robust); the stubs know two of them.
+            connection.run_on_commit.append((nowhere, waiting, True))  # type: ignore[arg-type]
+            connection.__dict__[_PENDING] = (connection.run_on_commit, [*pending, waiting])
 
 
-def _written(connection: BaseDatabaseWrapper, create: bool = False) -> dict[Any, set[str]]:
-    outer = connection.atomic_blocks[0] if connection.atomic_blocks else None
-    block, by_savepoint = getattr(connection, _WRITTEN, (None, {}))
-    if block is not outer:
-        by_savepoint = {}
-        if create:
-            setattr(connection, _WRITTEN, (outer, by_savepoint))
-    return by_savepoint
+def _pending(connection: BaseDatabaseWrapper) -> list[_OnCommit]:
+    """The commit-time invalidations waiting in the connection's open transaction. Those
+    whose transaction ended without running them (an earlier on-commit callback raised,
+    which makes Django skip the rest; or it rolled back) run now: the tables of a rollback
+    are retired for nothing, once."""
+    state = connection.__dict__.get(_PENDING)
+    if state is None:
+        return []
+    listed, registered = state
+    waiting = connection.run_on_commit
+    if listed is waiting:
+        return registered  # type: ignore[no-any-return]
+    still = {id(entry[1]) for entry in waiting}
+    if any(id(callback) in still for callback in registered):
+        connection.__dict__[_PENDING] = (waiting, registered)  # a savepoint rolled back
+        return registered  # type: ignore[no-any-return]
+    del connection.__dict__[_PENDING]  # the transaction is over
+    for callback in registered:
+        if not callback.ran:
+            callback()
+    return []
 
 
 def written_in_transaction(alias: str) -> set[str]:
     """Tables the open transaction on ``alias`` wrote (empty outside one)."""
     connection = connections[alias]
+    if _PENDING not in connection.__dict__:
+        return set()
+    pending = _pending(connection)
     if not connection.in_atomic_block:
         return set()
-    return set().union(*_written(connection).values())
+    return {table for waiting in pending for table in waiting.tables}
 
 
 def model_tables(model: type[Model]) -> list[str]:

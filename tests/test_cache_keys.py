@@ -91,3 +91,43 @@ def test_select_related_without_fields_covers_the_models_it_follows(related):
     model = Author if related == "author" else Author._meta.get_field("publisher").related_model
     with a_new_field(model, "extra"):
         assert key(everything) != before
+
+
+SEEDED_KEYS = """
+import json
+import django
+django.setup()
+from django.db.models import Count
+from django_dbtune.cache.keys import queryset_digest
+from tests.shop.models import Book
+
+querysets = {
+    "only": Book.objects.only("title", "summary", "author"),
+    "defer": Book.objects.defer("summary", "title"),
+    "in a set": Book.objects.filter(title__in={"B00", "B01", "B10", "B11", "x", "y"}),
+    "in a frozenset": Book.objects.filter(tags__name__in=frozenset({"t0", "t1", "t2", "t3"})),
+    "values": Book.objects.values("title", "summary").annotate(n=Count("tags")),
+}
+print(json.dumps({name: queryset_digest(qs, "rows") for name, qs in querysets.items()}))
+"""
+
+
+def test_keys_are_the_same_in_every_process_whatever_its_hash_seed():
+    """Separate pods and Celery workers start with different hash seeds: a set's order (of
+    ``only()``'s names, of an ``__in`` filter's values) must not make their keys differ."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def keys_with(seed):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+        done = subprocess.run(
+            [sys.executable, "-c", SEEDED_KEYS], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = keys_with("1")
+    for seed in ("2", "3", "4"):
+        assert keys_with(seed) == first, seed

@@ -24,8 +24,11 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db.models import Model
+from django.db.models.fields.related_lookups import RelatedIn
+from django.db.models.lookups import In
 from django.db.models.sql import Query
 from django.utils import timezone
+from django.utils.datastructures import OrderedSet
 from django.utils.functional import cached_property as django_cached_property
 
 from django_dbtune.cache.invalidation import database_group
@@ -111,19 +114,50 @@ class KeyPickler(pickle.Pickler):
     or not it has been compiled."""
 
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, OrderedSet):  # an __in filter's values, in a set's order
+            return (OrderedSet, (_in_order(obj),))
         state = getattr(obj, "__dict__", None)
         if state is None or isinstance(obj, type) or _pickles_itself(type(obj)):
             return NotImplemented
         derived = _derived_attributes(obj.__class__)
-        if not derived or derived.isdisjoint(state):
+        # A set pickles in an order that follows the process's hash seed: only()/defer()
+        # names and the aliases a filter joined in a query, an __in filter's values in its
+        # lookup.
+        unordered = (type(obj) is In or type(obj) is RelatedIn) or (
+            isinstance(obj, Query)
+            and (len(obj.deferred_loading[0]) > 1 or len(obj.used_aliases) > 1)
+        )
+        if not unordered and (not derived or derived.isdisjoint(state)):
             return NotImplemented
         state = obj.__getstate__()
         if not isinstance(state, dict):
             return NotImplemented
         kept = {name: value for name, value in state.items() if name not in derived}
+        if unordered:
+            kept = {name: _ordered(value) for name, value in kept.items()}
+            if isinstance(obj, In) and isinstance(kept.get("rhs"), list | tuple):
+                kept["rhs"] = _in_order(kept["rhs"])  # made from the set, in its order
         # What pickle itself writes for such an object (NEWOBJ and its state), less the
         # derived values: the bytes are those of the object before it compiled.
         return (copyreg.__newobj__, (type(obj),), kept)  # type: ignore[attr-defined]
+
+
+def _ordered(value: Any) -> Any:
+    """A set (or a tuple holding one, as ``deferred_loading`` does) in an order that is the
+    same in every process: a set's own order follows the process's hash seed."""
+    if isinstance(value, set | frozenset):
+        return (type(value).__name__, _in_order(value))
+    if isinstance(value, tuple):  # deferred_loading; a lookup's constructor arguments
+        ordered = tuple(_ordered(item) for item in value)
+        return ordered if any(a is not b for a, b in zip(ordered, value, strict=True)) else value
+    return value
+
+
+def _in_order(items: Any) -> tuple[Any, ...]:
+    try:
+        return tuple(sorted(items))
+    except TypeError:  # values of mixed types
+        return tuple(sorted(items, key=lambda item: (type(item).__qualname__, repr(item))))
 
 
 _OWN_PICKLING: dict[Any, bool] = {}

@@ -269,6 +269,26 @@ def test_aliases_are_grouped_by_the_database_they_reach_or_as_configured(setting
     assert database_group("other") == "default"
 
 
+def test_a_query_that_reads_the_clock_or_a_random_number_runs_every_time(shop):
+    """Its answer changes with no write at all: never served from the cache."""
+    from django.db.models.functions import Now, Random
+
+    def stamped():
+        return [book.at for book in Book.cached_objects.annotate(at=Now()).order_by("id").cached()]
+
+    first, ran = queries(stamped)
+    time.sleep(0.01)
+    second, ran_again = queries(stamped)
+    assert (ran, ran_again) == (1, 1)
+    assert second[0] > first[0]
+    shuffled = Book.cached_objects.order_by("?").cached()
+    assert [queries(lambda: list(shuffled.all()))[1] for _ in range(2)] == [1, 1]
+    drawn = Book.cached_objects.annotate(r=Random()).filter(r__gte=0).cached()
+    assert [queries(drawn.count)[1] for _ in range(2)] == [1, 1]
+    _, ran = queries(titles)
+    assert (ran, queries(titles)[1]) == (1, 0)  # the others are cached as before
+
+
 # --- Transactions ---------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import io
 import pickle
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -58,10 +59,12 @@ def read_shape(queryset: Any) -> Shape:
 
 def queryset_digest(
     queryset: Any, kind: str, extra: Sequence[Any] = (), shape: Shape | None = None
-) -> str:
+) -> str | None:
     """The key of ``queryset``'s ``kind`` of result (rows, count, ...), ``extra`` told apart.
     The same whether or not the query has been compiled, and across clones. ``shape``:
-    its :func:`read_shape`, when the caller has it already."""
+    its :func:`read_shape`, when the caller has it already. None for a query whose answer
+    changes with no write: it reads the clock or a random number (``Now()``, ``Random()``,
+    ``order_by("?")``)."""
     query = queryset.query
     if shape is None:
         shape = read_shape(queryset)
@@ -80,10 +83,19 @@ def queryset_digest(
         timezone.get_current_timezone_name() if settings.USE_TZ else "",
         *extra,
     )
+    if "?" in query.order_by:
+        return None  # order_by("?"): another order on every run
     try:
-        blob = key_bytes((parts, query))
+        pickler = KeyPickler(io.BytesIO(), pickle.HIGHEST_PROTOCOL)
+        pickler.dump((parts, query))
+        if pickler.volatile:
+            return None
+        blob = pickler.getvalue()
     except Exception:
-        blob = repr((parts, compiled_sql(queryset))).encode()  # an unpicklable value
+        sql = compiled_sql(queryset)
+        if sql is not None and _VOLATILE_SQL.search(sql[0]):
+            return None
+        blob = repr((parts, sql)).encode()  # an unpicklable value
     return hashlib.sha256(blob).hexdigest()[:40]
 
 
@@ -111,9 +123,20 @@ def compiled_sql(queryset: Any) -> tuple[str, tuple[Any, ...]] | None:
 class KeyPickler(pickle.Pickler):
     """Pickles a query without what Django caches on it as it compiles (``cached_property``
     values such as ``base_table`` or ``contains_aggregate``): a lookup has one key whether
-    or not it has been compiled."""
+    or not it has been compiled. ``volatile`` tells whether it met a function whose value
+    changes with no write (the clock, a random number)."""
+
+    def __init__(self, file: io.BytesIO, protocol: int) -> None:
+        super().__init__(file, protocol)
+        self._file = file
+        self.volatile = False
+
+    def getvalue(self) -> bytes:
+        return self._file.getvalue()
 
     def reducer_override(self, obj: Any) -> Any:
+        if obj.__class__ in _VOLATILE:
+            self.volatile = True
         if isinstance(obj, OrderedSet):  # an __in filter's values, in a set's order
             return (OrderedSet, (_in_order(obj),))
         state = getattr(obj, "__dict__", None)
@@ -189,9 +212,32 @@ def _derived_attributes(cls: Any) -> frozenset[str]:
 
 
 def key_bytes(value: Any) -> bytes:
-    buffer = io.BytesIO()
-    KeyPickler(buffer, pickle.HIGHEST_PROTOCOL).dump(value)
-    return buffer.getvalue()
+    pickler = KeyPickler(io.BytesIO(), pickle.HIGHEST_PROTOCOL)
+    pickler.dump(value)
+    return pickler.getvalue()
+
+
+def _volatile_functions() -> frozenset[type]:
+    """Django's functions whose value changes with no write: ``Now()`` (and PostgreSQL's
+    ``TransactionNow()``, ``RandomUUID()``), ``Random()``."""
+    from django.db.models.functions import Now, Random
+
+    found: set[type] = {Now, Random}
+    try:
+        from django.contrib.postgres.functions import RandomUUID, TransactionNow
+    except ImportError:  # pragma: no cover - contrib.postgres is part of Django
+        pass
+    else:
+        found |= {RandomUUID, TransactionNow}
+    return frozenset(found)
+
+
+_VOLATILE = _volatile_functions()
+_VOLATILE_SQL = re.compile(
+    r"\b(NOW|CURRENT_TIMESTAMP|STATEMENT_TIMESTAMP|CLOCK_TIMESTAMP|RANDOM|RAND|GEN_RANDOM_UUID)\b",
+    re.IGNORECASE,
+)
+"""The same, in SQL (for a query that cannot be pickled, keyed by its SQL instead)."""
 
 
 def prefetch_key(lookup: Any) -> Any:

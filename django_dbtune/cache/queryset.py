@@ -103,6 +103,8 @@ def fetch_cached(queryset: Any) -> None:
     if not conf.cache_active or queryset.query.select_for_update:
         return  # a locking read must reach the database
     lookup = CacheLookup(queryset, "rows", ())
+    if lookup.digest is None:
+        return  # it reads the clock or a random number: Django fetches it every time
 
     def fetch() -> list[Any]:
         fill_result_cache(queryset, list(queryset._iterable_class(queryset)))
@@ -161,6 +163,8 @@ def cached_value(
     if not conf.cache_active:
         return compute()
     lookup = CacheLookup(queryset, kind, extra)
+    if lookup.digest is None:
+        return compute()  # it reads the clock or a random number
     return read_through(
         queryset.db,
         lookup.digest,

@@ -377,18 +377,27 @@ def test_a_callback_that_raises_at_commit_does_not_leave_the_cache_stale(shop, p
     connection next reads through the cache."""
     titles()
 
+    def another_connection_reads():
+        reader = threading.Thread(target=_read_in_own_connection)
+        reader.start()
+        reader.join()
+
+    with pytest.raises(RuntimeError, match="own callback"):
+        _write_before_a_callback_that_raises(then=another_connection_reads)
+    assert "committed" in database_titles()
+    assert "committed" in titles()
+
+
+def _write_before_a_callback_that_raises(then=lambda: None):
+    """A transaction whose first on-commit callback (the project's) raises at commit."""
+
     def fails():
         raise RuntimeError("the project's own callback")
 
-    with pytest.raises(RuntimeError, match="own callback"):
-        with transaction.atomic():
-            transaction.on_commit(fails)
-            Book.objects.filter(title="B00").update(title="committed")
-            reader = threading.Thread(target=_read_in_own_connection)
-            reader.start()
-            reader.join()
-    assert "committed" in database_titles()
-    assert "committed" in titles()
+    with transaction.atomic():
+        transaction.on_commit(fails)
+        Book.objects.filter(title="B00").update(title="committed")
+        then()
 
 
 @pytest.fixture
@@ -422,13 +431,8 @@ def test_every_call_of_an_atomic_function_invalidates_again_on_commit(shop, inva
 def test_a_commit_time_invalidation_skipped_by_a_raising_callback_runs_at_the_next_read(
     shop, invalidated
 ):
-    def fails():
-        raise RuntimeError("the project's own callback")
-
-    with pytest.raises(RuntimeError):
-        with transaction.atomic():
-            transaction.on_commit(fails)
-            Book.objects.filter(title="B00").update(title="committed")
+    with pytest.raises(RuntimeError, match="own callback"):
+        _write_before_a_callback_that_raises()
     assert invalidated == [("default", ("shop_book",))]  # the commit's was skipped
     titles()
     assert invalidated == [("default", ("shop_book",))] * 2

@@ -205,7 +205,8 @@ OPTIONS: dict[str, Option] = {
             isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
         ),
         "a number of seconds",
-        "After the cache backend fails, go straight to the database for this long.",
+        "After the cache backend fails, reads go straight to the database for this long "
+        "(invalidations are always sent).",
     ),
 }
 

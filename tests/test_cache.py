@@ -674,6 +674,33 @@ def test_an_unreachable_cache_server_sends_everything_to_the_database(shop, sett
     assert titles() == database_titles()
 
 
+def test_an_open_breaker_never_skips_an_invalidation(shop, settings):
+    """After one failed call this process leaves the cache alone for a while; a write in
+    that while still invalidates, or every other process (whose breaker is closed) would
+    serve the old rows until the timeout."""
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_BREAKER_SECONDS": 60}
+    titles()
+    store.failed("read", ConnectionError("one failed call"))  # as a failed read does
+    Book.objects.filter(title="B00").update(title="written while the breaker was open")
+    store._open_until = 0.0  # as another process sees it: its breaker never opened,
+    store._missed = False  # and it missed nothing
+    assert titles() == database_titles()
+
+
+def test_a_missed_invalidation_is_made_good_by_the_next_write(shop, settings):
+    """A process that only writes: the next invalidation that reaches the backend also
+    retires the entries its missed one left, without waiting for a read of its own."""
+    titles()
+    settings.CACHES = {**settings.CACHES, "unreachable": DEAD_REDIS}
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "unreachable"}
+    Book.objects.filter(title="B00").update(title="missed")  # the backend is away
+    settings.DBTUNE = {"CACHE_ENABLED": True}  # back
+    Author.objects.filter(name="A0").update(name="written next")  # another table
+    store._missed = False  # as another process sees it: it missed nothing
+    store._open_until = 0.0
+    assert "missed" in titles()
+
+
 def test_a_cache_alias_missing_from_caches_sends_everything_to_the_database(
     shop, settings, caplog
 ):

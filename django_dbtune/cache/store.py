@@ -293,13 +293,16 @@ class Store:
     # --- writes --------------------------------------------------------------------------
 
     def invalidate(self, group: str, tables: Iterable[str]) -> None:
-        """Give ``tables`` new generations. Never raises: a failure retires the epoch later."""
+        """Give ``tables`` new generations. Never raises: a failure retires the epoch later.
+
+        Tried even while the breaker is open: the breaker spares this process's reads, but a
+        skipped invalidation would leave every other process serving the old rows. A miss
+        of earlier is made good here too, as soon as the backend answers (a process that
+        only writes never reads through the cache to do it)."""
         keys = {self.generation_key(group, table): new_token() for table in tables}
         if not keys:
             return
         try:
-            if time.monotonic() < self._open_until:
-                raise ConnectionError("the breaker is open after an earlier failure")
             backend = self.backend()
             if len(keys) == 1:  # a plain SET: set_many may wrap it in a transaction
                 backend.set(*keys.popitem(), timeout=None)
@@ -308,6 +311,9 @@ class Store:
         except Exception as error:
             self._missed = True
             self.failed("invalidate tables", error)
+            return
+        if self._missed:
+            self._recover()
 
     def retire_everything(self) -> None:
         """A new epoch: every entry stored so far is dead (``dbtune_cache clear``)."""

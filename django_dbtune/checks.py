@@ -107,6 +107,16 @@ def _legacy_nplusone_settings() -> list[CheckMessage]:
     ]
 
 
+def _ignores_exceptions(cache: Any) -> bool:
+    """Whether django-redis swallows this cache's errors (its option, or its global setting)."""
+    if not isinstance(cache, dict) or "django_redis" not in str(cache.get("BACKEND", "")):
+        return False
+    options = cache.get("OPTIONS")
+    if isinstance(options, dict) and "IGNORE_EXCEPTIONS" in options:
+        return bool(options["IGNORE_EXCEPTIONS"])
+    return bool(getattr(settings, "DJANGO_REDIS_IGNORE_EXCEPTIONS", False))
+
+
 def check_services(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
@@ -139,6 +149,19 @@ def check_services(
                     hint="Point DBTUNE['CACHE_ALIAS'] at a real cache (django-redis in "
                     "production, LocMemCache for one process).",
                     id="dbtune.W006",
+                )
+            )
+        elif conf.cache_active and _ignores_exceptions(settings.CACHES[alias]):
+            messages.append(
+                Warning(
+                    f"The query cache keeps its entries in {alias!r}, which django-redis "
+                    "tells to ignore exceptions (IGNORE_EXCEPTIONS): an invalidation that "
+                    "fails is dropped without a word, and the entries it should have "
+                    "retired are served until CACHE_TIMEOUT.",
+                    hint="Give the query cache a CACHES alias of its own without "
+                    "IGNORE_EXCEPTIONS (the same server is fine) and name it in "
+                    "DBTUNE['CACHE_ALIAS']; the query cache handles failures itself.",
+                    id="dbtune.W011",
                 )
             )
     path = conf.WORKLOAD_FILE

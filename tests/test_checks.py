@@ -109,6 +109,24 @@ def test_w006_a_dummy_cache_keeps_nothing(settings):
     assert run_ids() == []
 
 
+def test_w011_a_django_redis_cache_that_ignores_exceptions(settings):
+    """django-redis's IGNORE_EXCEPTIONS turns a failed invalidation into nothing at all."""
+    redis = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/0"}
+    settings.CACHES = {
+        **settings.CACHES,
+        "quiet": {**redis, "OPTIONS": {"IGNORE_EXCEPTIONS": True}},
+        "loud": redis,
+    }
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "quiet"}
+    assert run_ids() == ["dbtune.W011"]
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "loud"}
+    assert run_ids() == []
+    settings.DJANGO_REDIS_IGNORE_EXCEPTIONS = True  # the global switch
+    assert run_ids() == ["dbtune.W011"]
+    settings.DBTUNE = {"CACHE_ALIAS": "quiet"}  # the query cache is off: nothing to lose
+    assert run_ids() == []
+
+
 def test_w007_a_workload_file_that_cannot_be_written(settings, tmp_path):
     taken = tmp_path / "taken"
     taken.write_text("a file where a folder should be")

@@ -289,6 +289,49 @@ def test_a_query_that_reads_the_clock_or_a_random_number_runs_every_time(shop):
     assert (ran, queries(titles)[1]) == (1, 0)  # the others are cached as before
 
 
+def _raw(sql, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def test_a_table_named_with_its_schema_or_in_capitals_is_the_same_table(shop):
+    schema = "public" if connection.vendor == "postgresql" else "main"
+    titles()
+    _raw(f"UPDATE {schema}.shop_book SET title = %s WHERE title = %s", ["qualified", "B00"])
+    assert titles() == database_titles()
+    _raw("UPDATE SHOP_BOOK SET title = %s WHERE title = %s", ["capitals", "B01"])
+    assert titles() == database_titles()
+    assert {"qualified", "capitals"} <= set(titles())
+
+
+def test_a_write_the_parser_cannot_read_retires_every_entry(shop):
+    """Its tables are unknown: nothing may outlive it."""
+    titles()
+    authors = sorted(Author.cached_objects.cached().values_list("name", flat=True))
+    if connection.vendor == "postgresql":
+        _raw("UPDATE shop_book SET title = %s WHERE title = %s::text", ["cast", "B00"])
+    else:
+        _raw("UPDATE OR IGNORE shop_book SET title = %s WHERE title = %s", ["cast", "B00"])
+    assert "cast" in titles()
+    assert queries(lambda: list(Author.cached_objects.cached()))[1] == 1  # retired too
+    assert sorted(Author.cached_objects.cached().values_list("name", flat=True)) == authors
+
+
+def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_only):
+    titles()
+    _raw(
+        "CREATE OR REPLACE PROCEDURE rename_a_book(old text, new text) LANGUAGE SQL AS "
+        "$$ UPDATE shop_book SET title = new WHERE title = old $$"
+    )
+    _raw("CALL rename_a_book(%s, %s)", ["B00", "called"])
+    assert "called" in titles()
+    _raw("DO $$ BEGIN UPDATE shop_book SET title = 'a block' WHERE title = 'B01'; END $$")
+    assert "a block" in titles()
+    with transaction.atomic():  # and again at commit, for what others stored meanwhile
+        _raw("CALL rename_a_book(%s, %s)", ["B10", "in a transaction"])
+    assert "in a transaction" in titles()
+
+
 # --- Transactions ---------------------------------------------------------------------------
 
 

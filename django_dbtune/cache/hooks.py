@@ -7,7 +7,8 @@ While ``DBTUNE["ENABLED"]`` and ``DBTUNE["CACHE_ENABLED"]`` are both true:
   statement that can change a table (INSERT, UPDATE, DELETE, TRUNCATE, ALTER, DROP, CREATE,
   RENAME, ...) is parsed (sqlglot, once per statement text) and the tables it changes get new
   generations once it has run. ``QuerySet.update()``, bulk writes, many-to-many changes (their
-  through-table INSERT/DELETE), raw cursor writes and schema changes are all seen here.
+  through-table INSERT/DELETE), raw cursor writes and schema changes are all seen here. A
+  write whose tables it cannot tell, a ``CALL`` or a ``DO`` block retires every entry.
 - ``saved`` listens to ``post_save``: a save the watcher has not seen (none, normally; a
   backend whose writes bypass cursors) still invalidates.
 - ``migrated`` listens to ``post_migrate``: every table of the migrated app's models gets
@@ -38,7 +39,12 @@ from django.db.backends.signals import connection_created
 from django.db.models import Model
 from django.db.models.signals import post_migrate, post_save
 
-from django_dbtune.cache.invalidation import forget_databases, invalidate_tables, model_tables
+from django_dbtune.cache.invalidation import (
+    forget_databases,
+    invalidate_everything,
+    invalidate_tables,
+    model_tables,
+)
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
 
@@ -69,9 +75,16 @@ MAY_CHANGE_A_TABLE = (
     "RENAME",
     "/*",  # a leading comment: the parser looks past it
     "--",
+    "CALL",
+    "DO ",
+    "DO$",
+    "EXEC",
 )
 """How the statements worth parsing begin. Not SELECT, and not SAVEPOINT/RELEASE/SET, whose
 texts change with every savepoint (each would be a parse)."""
+
+WRITES_ANYTHING = ("CALL", "DO ", "DO$", "EXEC")
+"""A procedure call or an anonymous block: it may write any table, and names none."""
 
 
 # --- The hooks ------------------------------------------------------------------------------
@@ -89,6 +102,9 @@ def watch_writes(
     connection = context["connection"]
     # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
     if head.startswith(MAY_CHANGE_A_TABLE) and connection.alias in connections.settings:
+        if head.startswith(WRITES_ANYTHING):
+            invalidate_everything(connection.alias, " ".join(sql.split())[:200])
+            return result
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.written_tables:
             invalidate_tables(connection.alias, statement.written_tables, statement.shape)
@@ -96,6 +112,8 @@ def watch_writes(
             if seen is None:
                 seen = _seen.tables = {}
             seen.setdefault(connection.alias, set()).update(statement.written_tables)
+        elif statement.kind == "write":  # a write the parser could not read: which tables?
+            invalidate_everything(connection.alias, statement.shape)
     return result
 
 

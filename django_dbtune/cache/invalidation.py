@@ -109,6 +109,21 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
             connection.__dict__[_PENDING] = (connection.run_on_commit, [*pending, waiting])
 
 
+def invalidate_everything(alias: str, via: str) -> None:
+    """A statement that may write tables it does not name (one the parser cannot read, a
+    procedure call): every entry is retired, now and, inside a transaction, at commit."""
+    if not conf.cache_active:
+        return
+    store.retire_everything_quietly()
+    events.invalidated(alias, ("(every table)",), via)
+    connection = connections[alias]
+    if connection.in_atomic_block:
+        retire: Any = store.retire_everything_quietly
+        nowhere: set[str] = set()
+        # As for _OnCommit: tied to no savepoint, and robust.
+        connection.run_on_commit.append((nowhere, retire, True))  # type: ignore[arg-type]
+
+
 def _pending(connection: BaseDatabaseWrapper) -> list[_OnCommit]:
     """The commit-time invalidations waiting in the connection's open transaction. Those
     whose transaction ended without running them (an earlier on-commit callback raised,

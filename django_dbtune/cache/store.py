@@ -93,7 +93,7 @@ class Store:
 
     @staticmethod
     def generation_key(group: str, table: str) -> str:
-        return f"{conf.CACHE_PREFIX}:g:{group}:{table}"
+        return f"{conf.CACHE_PREFIX}:g:{group}:{_one_name(table)}"
 
     @staticmethod
     def epoch_key() -> str:
@@ -319,5 +319,29 @@ class Store:
         """A new epoch: every entry stored so far is dead (``dbtune_cache clear``)."""
         self.backend().set(self.epoch_key(), new_token(), timeout=None)
 
+    def retire_everything_quietly(self) -> None:
+        """:meth:`retire_everything` for a write whose tables are unknown. Never raises: a
+        failure is a missed invalidation, made good as soon as the backend answers."""
+        try:
+            self.retire_everything()
+        except Exception as error:
+            self._missed = True
+            self.failed("retire every entry after a write to tables it cannot name", error)
+
 
 store = Store()
+
+_names: dict[str, str] = {}
+
+
+def _one_name(table: str) -> str:
+    """The name a table's generation goes by, however a statement spells it: without its
+    schema and quotes, case-folded (``public.app_book``, ``"APP_BOOK"`` and ``app_book`` are
+    one). Tables that differ only there share a generation: a write to one retires the
+    entries of both, never fewer."""
+    name = _names.get(table)
+    if name is None:
+        if len(_names) > 4096:
+            _names.clear()
+        name = _names[table] = table.rpartition(".")[2].strip('"`[]').casefold()
+    return name

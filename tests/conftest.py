@@ -18,6 +18,18 @@ def postgres_only() -> None:
         pytest.skip("needs PostgreSQL: run with DBTUNE_DB=postgres")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _database_features_known(django_db_setup, django_db_blocker):
+    """Django 6's system checks ask every database whether it supports JSONField: asked
+    first inside a test that may not use that database, the question is a forbidden query.
+    Asked once here, the answer is cached for the whole run."""
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for alias in connections:
+            assert connections[alias].features.supports_json_field in (True, False)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

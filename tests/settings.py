@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+import django
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "example_project"))
 
@@ -31,6 +33,9 @@ INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "taggit", "tests.testapp", 
 if os.environ.get("DBTUNE_DB", "sqlite") == "postgres":
     # ArrayField: a table only PostgreSQL can create (its system check asks for the app).
     INSTALLED_APPS += ["django.contrib.postgres", "tests.pgapp"]
+if django.VERSION >= (6, 1):
+    # Foreign keys the database follows on delete itself (DB_CASCADE, DB_SET_NULL).
+    INSTALLED_APPS += ["tests.dbapp"]
 ROOT_URLCONF = "tests.urls"
 # Call sites are shown relative to the repository in the tests.
 BASE_DIR = ROOT

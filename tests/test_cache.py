@@ -9,6 +9,7 @@ import os
 import threading
 import time
 
+import django
 import pytest
 from django.core.cache import caches
 from django.db import connection, connections, transaction
@@ -330,6 +331,36 @@ def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_on
     with transaction.atomic():  # and again at commit, for what others stored meanwhile
         _raw("CALL rename_a_book(%s, %s)", ["B10", "in a transaction"])
     assert "in a transaction" in titles()
+
+
+@pytest.fixture
+def bookcases():
+    if django.VERSION < (6, 1):
+        pytest.skip("needs Django 6.1 (DB_CASCADE): run with DBTUNE_PYTHON=python3.12")
+    from tests.dbapp.models import Binder, Bookcase, Lending
+
+    bookcase = Bookcase.objects.create(name="S")
+    binder = Binder.objects.create(title="V", bookcase=bookcase)
+    Lending.objects.create(binder=binder)
+    return Bookcase, Binder, Lending
+
+
+def test_rows_the_database_deletes_or_empties_itself_retire_their_entries(bookcases):
+    """DB_CASCADE and DB_SET_NULL: deleting a bookcase deletes its binders and empties
+    their lendings in the database, and no statement names those tables."""
+    bookcase, binder, lending = bookcases
+
+    @cached(depends_on=[binder, lending])
+    def rows():
+        return (
+            list(binder.objects.values_list("title", flat=True)),
+            list(lending.objects.values_list("binder_id", flat=True)),
+        )
+
+    assert rows() == (["V"], [binder.objects.get().pk])
+    assert queries(rows)[1] == 0  # served by the cache
+    bookcase.objects.all().delete()
+    assert rows() == ([], [None])
 
 
 # --- Transactions ---------------------------------------------------------------------------
@@ -885,7 +916,7 @@ def test_switched_off_it_goes_to_the_database_and_says_so(shop, settings):
     caches["default"].clear()
     Book.objects.filter(title="B00").update(title="unwatched")
     assert _generation_keys_in_cache() == {}
-    warning = next(m for m in run_checks() if m.id == "dbtune.W003")
+    warning = next(m for m in run_checks(databases=[]) if m.id == "dbtune.W003")
     assert "shop.Book" in warning.msg and "CACHE_ENABLED" in warning.hint
 
 

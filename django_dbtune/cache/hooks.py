@@ -44,6 +44,7 @@ from django_dbtune.cache.invalidation import (
     invalidate_everything,
     invalidate_tables,
     model_tables,
+    with_database_cascades,
 )
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
@@ -107,11 +108,14 @@ def watch_writes(
             return result
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.written_tables:
-            invalidate_tables(connection.alias, statement.written_tables, statement.shape)
+            written = statement.written_tables
+            if head.startswith(("DELETE", "TRUNCATE")):
+                written = with_database_cascades(written)
+            invalidate_tables(connection.alias, written, statement.shape)
             seen = getattr(_seen, "tables", None)
             if seen is None:
                 seen = _seen.tables = {}
-            seen.setdefault(connection.alias, set()).update(statement.written_tables)
+            seen.setdefault(connection.alias, set()).update(written)
         elif statement.kind == "write":  # a write the parser could not read: which tables?
             invalidate_everything(connection.alias, statement.shape)
     return result

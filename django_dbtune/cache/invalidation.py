@@ -27,7 +27,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
 from django_dbtune.cache import events
-from django_dbtune.cache.store import store
+from django_dbtune.cache.store import store, table_key
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 
@@ -107,6 +107,42 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
             # Django 5.0+ keeps (savepoints, callback, robust); the stubs know two of them.
             connection.run_on_commit.append((nowhere, waiting, True))  # type: ignore[arg-type]
             connection.__dict__[_PENDING] = (connection.run_on_commit, [*pending, waiting])
+
+
+def with_database_cascades(tables: tuple[str, ...]) -> tuple[str, ...]:
+    """``tables`` and every table whose rows the database itself changes when rows of them
+    are deleted (Django 6.1's ``DB_CASCADE``, ``DB_SET_NULL``, ``DB_SET_DEFAULT``), step by
+    step: no statement names those."""
+    follows = _database_cascades()
+    if not follows:
+        return tables
+    found = list(tables)
+    seen = {table_key(table) for table in found}
+    for table in found:  # grows while it is read: the steps further on
+        for child in follows.get(table_key(table), ()):
+            if table_key(child) not in seen:
+                seen.add(table_key(child))
+                found.append(child)
+    return tuple(found)
+
+
+@lru_cache(maxsize=1)
+def _database_cascades() -> dict[str, tuple[str, ...]]:
+    """By table: the tables of the models whose foreign keys to it the database follows."""
+    try:
+        from django.db.models.deletion import DatabaseOnDelete
+    except ImportError:  # before Django 6.1
+        return {}
+    found: dict[str, list[str]] = {}
+    for model in apps.get_models(include_auto_created=True):
+        for field in model._meta.concrete_fields:
+            remote = field.remote_field
+            on_delete = getattr(remote, "on_delete", None)
+            if remote is None or not isinstance(on_delete, DatabaseOnDelete):
+                continue
+            parent = table_key(remote.model._meta.db_table)
+            found.setdefault(parent, []).extend(model_tables(model))
+    return {parent: tuple(dict.fromkeys(children)) for parent, children in found.items()}
 
 
 def invalidate_everything(alias: str, via: str) -> None:

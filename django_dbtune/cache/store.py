@@ -93,7 +93,7 @@ class Store:
 
     @staticmethod
     def generation_key(group: str, table: str) -> str:
-        return f"{conf.CACHE_PREFIX}:g:{group}:{_one_name(table)}"
+        return f"{conf.CACHE_PREFIX}:g:{group}:{table_key(table)}"
 
     @staticmethod
     def epoch_key() -> str:
@@ -334,7 +334,7 @@ store = Store()
 _names: dict[str, str] = {}
 
 
-def _one_name(table: str) -> str:
+def table_key(table: str) -> str:
     """The name a table's generation goes by, however a statement spells it: without its
     schema and quotes, case-folded (``public.app_book``, ``"APP_BOOK"`` and ``app_book`` are
     one). Tables that differ only there share a generation: a write to one retires the

@@ -318,6 +318,33 @@ def test_a_write_the_parser_cannot_read_retires_every_entry(shop):
     assert sorted(Author.cached_objects.cached().values_list("name", flat=True)) == authors
 
 
+def test_truncate_cascade_retires_the_tables_it_empties_through_their_keys(shop, postgres_only):
+    titles()
+    _raw("TRUNCATE shop_author CASCADE")  # the books go too: they point at the authors
+    assert titles() == []
+
+
+@cached(depends_on=["pgapp.BookCount"])
+def counted_books():
+    from tests.pgapp.models import BookCount
+
+    return BookCount.objects.get().n
+
+
+def test_a_refreshed_materialized_view_retires_what_read_it(shop, postgres_only):
+    _raw("DROP MATERIALIZED VIEW IF EXISTS shop_book_count")
+    _raw("CREATE MATERIALIZED VIEW shop_book_count AS SELECT count(*) AS n FROM shop_book")
+    try:
+        assert counted_books() == 4
+        assert queries(counted_books)[1] == 0  # served by the cache
+        Book.objects.filter(title="B00").delete()
+        assert counted_books() == 4  # the view itself has not changed yet
+        _raw("REFRESH MATERIALIZED VIEW shop_book_count")
+        assert counted_books() == 3
+    finally:
+        _raw("DROP MATERIALIZED VIEW shop_book_count")
+
+
 def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_only):
     titles()
     _raw(

@@ -77,6 +77,7 @@ MAY_CHANGE_A_TABLE = (
     "/*",  # a leading comment: the parser looks past it
     "--",
     "CALL",
+    "REFRESH",
     "DO ",
     "DO$",
     "EXEC",
@@ -106,11 +107,19 @@ def watch_writes(
         if head.startswith(WRITES_ANYTHING):
             invalidate_everything(connection.alias, " ".join(sql.split())[:200])
             return result
+        if head.startswith("REFRESH"):  # PostgreSQL's REFRESH MATERIALIZED VIEW
+            view = _refreshed(sql)
+            if view:
+                invalidate_tables(connection.alias, (view,), " ".join(sql.split())[:200])
+            else:
+                invalidate_everything(connection.alias, " ".join(sql.split())[:200])
+            return result
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.written_tables:
             written = statement.written_tables
             if head.startswith(("DELETE", "TRUNCATE")):
-                written = with_database_cascades(written)
+                cascade = head.startswith("TRUNCATE") and "CASCADE" in sql.upper()
+                written = with_database_cascades(written, every_key=cascade)
             invalidate_tables(connection.alias, written, statement.shape)
             seen = getattr(_seen, "tables", None)
             if seen is None:
@@ -119,6 +128,18 @@ def watch_writes(
         elif statement.kind == "write":  # a write the parser could not read: which tables?
             invalidate_everything(connection.alias, statement.shape)
     return result
+
+
+def _refreshed(sql: str) -> str | None:
+    """The materialized view ``REFRESH MATERIALIZED VIEW [CONCURRENTLY] name ...`` fills
+    (None when the statement says something else)."""
+    words = sql.split()
+    if [word.upper() for word in words[:3]] != ["REFRESH", "MATERIALIZED", "VIEW"]:
+        return None
+    rest = words[3:]
+    if rest and rest[0].upper() == "CONCURRENTLY":
+        rest = rest[1:]
+    return rest[0].rstrip(";") if rest else None
 
 
 def watch_connection(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:

@@ -109,11 +109,12 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
             connection.__dict__[_PENDING] = (connection.run_on_commit, [*pending, waiting])
 
 
-def with_database_cascades(tables: tuple[str, ...]) -> tuple[str, ...]:
+def with_database_cascades(tables: tuple[str, ...], every_key: bool = False) -> tuple[str, ...]:
     """``tables`` and every table whose rows the database itself changes when rows of them
     are deleted (Django 6.1's ``DB_CASCADE``, ``DB_SET_NULL``, ``DB_SET_DEFAULT``), step by
-    step: no statement names those."""
-    follows = _database_cascades()
+    step: no statement names those. ``every_key``: every table with a foreign key to them
+    (``TRUNCATE ... CASCADE`` empties those whatever their ``on_delete``)."""
+    follows = _referencing() if every_key else _database_cascades()
     if not follows:
         return tables
     found = list(tables)
@@ -139,6 +140,20 @@ def _database_cascades() -> dict[str, tuple[str, ...]]:
             remote = field.remote_field
             on_delete = getattr(remote, "on_delete", None)
             if remote is None or not isinstance(on_delete, DatabaseOnDelete):
+                continue
+            parent = table_key(remote.model._meta.db_table)
+            found.setdefault(parent, []).extend(model_tables(model))
+    return {parent: tuple(dict.fromkeys(children)) for parent, children in found.items()}
+
+
+@lru_cache(maxsize=1)
+def _referencing() -> dict[str, tuple[str, ...]]:
+    """By table: the tables of the models with a foreign key constraint to it."""
+    found: dict[str, list[str]] = {}
+    for model in apps.get_models(include_auto_created=True):
+        for field in model._meta.concrete_fields:
+            remote = field.remote_field
+            if remote is None or not getattr(field, "db_constraint", False):
                 continue
             parent = table_key(remote.model._meta.db_table)
             found.setdefault(parent, []).extend(model_tables(model))

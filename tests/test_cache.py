@@ -390,6 +390,27 @@ def test_rows_the_database_deletes_or_empties_itself_retire_their_entries(bookca
     assert rows() == ([], [None])
 
 
+def test_one_tenants_schema_never_reads_anothers_entries(shop):
+    """Schema-per-tenant sites: django-tenants names the schema on the connection, and the
+    same query then reads another schema's tables."""
+    titles()
+    assert queries(titles)[1] == 0
+    connection.schema_name = "tenant_a"
+    try:
+        assert queries(titles)[1] == 1  # another schema: an entry of its own
+        assert queries(titles)[1] == 0
+    finally:
+        del connection.schema_name
+    assert queries(titles)[1] == 0  # the first schema's entry
+
+
+def test_a_search_path_set_by_hand_is_part_of_the_key(shop, postgres_only):
+    titles()
+    _raw("SET search_path TO public")
+    assert queries(titles)[1] == 1
+    assert queries(titles)[1] == 0
+
+
 # --- Transactions ---------------------------------------------------------------------------
 
 

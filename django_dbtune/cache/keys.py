@@ -24,6 +24,7 @@ import django
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
+from django.db import connections
 from django.db.models import Model
 from django.db.models.fields.related_lookups import RelatedIn
 from django.db.models.lookups import In
@@ -81,6 +82,8 @@ def queryset_digest(
         fields_stamp(models_read(queryset, shape)),
         # The SQL of date and time lookups is compiled in the current time zone.
         timezone.get_current_timezone_name() if settings.USE_TZ else "",
+        # Which tables its names mean: a tenant's schema (schema-per-tenant sites).
+        schema_of(connections[queryset.db]),
         *extra,
     )
     if "?" in query.order_by:
@@ -97,6 +100,17 @@ def queryset_digest(
             return None
         blob = repr((parts, sql)).encode()  # an unpicklable value
     return hashlib.sha256(blob).hexdigest()[:40]
+
+
+SEARCH_PATH = "dbtune_search_path"
+"""On a connection: the last ``SET search_path`` run through it (the cache's watcher notes it)."""
+
+
+def schema_of(connection: Any) -> tuple[Any, Any]:
+    """What decides which schema a connection's unqualified table names are in: the tenant
+    schema django-tenants and django-tenant-schemas name (``connection.schema_name``), and
+    the last ``SET search_path`` run through Django's cursors."""
+    return getattr(connection, "schema_name", None), connection.__dict__.get(SEARCH_PATH)
 
 
 def function_digest(

@@ -404,11 +404,18 @@ def test_one_tenants_schema_never_reads_anothers_entries(shop):
     assert queries(titles)[1] == 0  # the first schema's entry
 
 
-def test_a_search_path_set_by_hand_is_part_of_the_key(shop, postgres_only):
-    titles()
-    _raw("SET search_path TO public")
-    assert queries(titles)[1] == 1
-    assert queries(titles)[1] == 0
+@cached(depends_on=[Book])
+def every_title():
+    return sorted(Book.objects.values_list("title", flat=True))
+
+
+def test_a_cached_functions_key_carries_the_tenants_schema_too(shop):
+    every_title()
+    connection.schema_name = "tenant_a"
+    try:
+        assert queries(every_title)[1] == 1  # another schema: an entry of its own
+    finally:
+        del connection.schema_name
 
 
 # --- Transactions ---------------------------------------------------------------------------
@@ -560,6 +567,51 @@ def test_a_commit_time_invalidation_skipped_by_a_raising_callback_runs_at_the_ne
     assert invalidated == [("default", ("shop_book",))] * 2
     titles()
     assert len(invalidated) == 2  # once
+
+
+def _another_connection_reads():
+    reader = threading.Thread(target=_read_in_own_connection)
+    reader.start()
+    reader.join()
+
+
+def test_a_transaction_reads_its_own_write_however_the_statement_named_the_table(
+    shop, postgres_only
+):
+    """Written as ``public.shop_book`` inside a transaction, while another connection
+    stores the committed rows: the transaction's reads of ``shop_book`` skip the cache."""
+    titles()
+    with transaction.atomic():
+        _raw("UPDATE public.shop_book SET title = %s WHERE title = %s", ["mine", "B00"])
+        _another_connection_reads()
+        assert "mine" in titles()
+
+
+def test_a_write_to_unknown_tables_in_a_transaction_is_its_own_for_every_read(
+    shop, postgres_only, invalidated
+):
+    """A statement whose tables are unknown: the transaction reads past the cache, and it
+    retires every entry once at commit, however many such statements ran."""
+    titles()
+    statement = "UPDATE shop_book SET title = %s WHERE title = %s::text || ''"
+    with transaction.atomic():
+        _raw(statement, ["unknown", "B00"])
+        _raw(statement, ["unknown too", "B01"])
+        _another_connection_reads()
+        assert "unknown" in titles()
+    assert titles() == database_titles()
+
+
+def test_a_commit_time_invalidation_runs_once_even_when_a_callback_reads(shop, invalidated):
+    """A project's on-commit callback that reads through the cache before ours has run must
+    not make ours run twice."""
+    read = []
+    invalidated.clear()
+    with transaction.atomic():
+        transaction.on_commit(lambda: read.append(titles()))
+        Book.objects.filter(title="B00").update(title="x")
+    assert "x" in read[0]
+    assert invalidated == [("default", ("shop_book",))] * 2  # at the write, at the commit
 
 
 def test_a_savepoint_rollback_keeps_the_transactions_earlier_write_waiting(shop, invalidated):

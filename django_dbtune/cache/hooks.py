@@ -46,7 +46,6 @@ from django_dbtune.cache.invalidation import (
     model_tables,
     with_database_cascades,
 )
-from django_dbtune.cache.keys import SEARCH_PATH
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
 
@@ -103,10 +102,6 @@ def watch_writes(
     if sql[:1].isspace():
         head = sql.lstrip()[:8].upper()
     connection = context["connection"]
-    if head.startswith("SET ") and "SEARCH_PATH" in sql[:60].upper():
-        # SET [LOCAL] search_path: the key of what is read next depends on it.
-        connection.__dict__[SEARCH_PATH] = (" ".join(sql.split()), repr(params))
-        return result
     # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
     if head.startswith(MAY_CHANGE_A_TABLE) and connection.alias in connections.settings:
         if head.startswith(WRITES_ANYTHING):

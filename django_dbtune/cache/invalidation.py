@@ -36,8 +36,13 @@ _PENDING = "_dbtune_cache_pending"
 last seen, the commit-time invalidations waiting in it)."""
 
 
+EVERY_TABLE = "*"
+"""In what a transaction wrote: a statement that may have written any table."""
+
+
 class _OnCommit:
-    """Retire ``tables``' generations in ``group`` when the transaction commits."""
+    """Retire ``tables``' generations in ``group`` when the transaction commits (every
+    entry, for :data:`EVERY_TABLE`). Runs once, however often it is called."""
 
     __slots__ = ("group", "ran", "tables")
 
@@ -47,8 +52,13 @@ class _OnCommit:
         self.ran = False
 
     def __call__(self) -> None:
+        if self.ran:
+            return
         self.ran = True
-        store.invalidate(self.group, self.tables)
+        if EVERY_TABLE in self.tables:
+            store.retire_everything_quietly()
+        else:
+            store.invalidate(self.group, self.tables)
 
 
 def database_group(alias: str) -> str:
@@ -91,10 +101,17 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
     group = database_group(alias)
     store.invalidate(group, tables)
     events.invalidated(alias, tables, via)
+    _wait_for_commit(alias, group, tables)
+
+
+def _wait_for_commit(alias: str, group: str, tables: tuple[str, ...]) -> None:
+    """Inside a transaction: retire ``tables`` again when it commits (once per table)."""
     connection = connections[alias]
     pending = _pending(connection)
     if connection.in_atomic_block:
         covered = {table for waiting in pending for table in waiting.tables}
+        if EVERY_TABLE in covered:
+            return
         fresh = tuple(table for table in tables if table not in covered)
         if fresh:
             waiting = _OnCommit(group, fresh)
@@ -167,12 +184,7 @@ def invalidate_everything(alias: str, via: str) -> None:
         return
     store.retire_everything_quietly()
     events.invalidated(alias, ("(every table)",), via)
-    connection = connections[alias]
-    if connection.in_atomic_block:
-        retire: Any = store.retire_everything_quietly
-        nowhere: set[str] = set()
-        # As for _OnCommit: tied to no savepoint, and robust.
-        connection.run_on_commit.append((nowhere, retire, True))  # type: ignore[arg-type]
+    _wait_for_commit(alias, database_group(alias), (EVERY_TABLE,))
 
 
 def _pending(connection: BaseDatabaseWrapper) -> list[_OnCommit]:
@@ -199,14 +211,26 @@ def _pending(connection: BaseDatabaseWrapper) -> list[_OnCommit]:
 
 
 def written_in_transaction(alias: str) -> set[str]:
-    """Tables the open transaction on ``alias`` wrote (empty outside one)."""
+    """Tables the open transaction on ``alias`` wrote (empty outside one), as the statements
+    named them and as :func:`.store.table_key` does; :data:`EVERY_TABLE` among them when
+    one may have written any (see :func:`clashes`)."""
     connection = connections[alias]
     if _PENDING not in connection.__dict__:
         return set()
     pending = _pending(connection)
     if not connection.in_atomic_block:
         return set()
-    return {table for waiting in pending for table in waiting.tables}
+    named = {table for waiting in pending for table in waiting.tables}
+    return named | {table_key(table) for table in named}
+
+
+def clashes(written: set[str], tables: Iterable[str]) -> bool:
+    """Whether what a transaction wrote (:func:`written_in_transaction`) touches ``tables``."""
+    if not written:
+        return False
+    if EVERY_TABLE in written:
+        return True
+    return any(table in written or table_key(table) in written for table in tables)
 
 
 def model_tables(model: type[Model]) -> list[str]:

@@ -102,22 +102,24 @@ def queryset_digest(
     return hashlib.sha256(blob).hexdigest()[:40]
 
 
-SEARCH_PATH = "dbtune_search_path"
-"""On a connection: the last ``SET search_path`` run through it (the cache's watcher notes it)."""
-
-
-def schema_of(connection: Any) -> tuple[Any, Any]:
-    """What decides which schema a connection's unqualified table names are in: the tenant
-    schema django-tenants and django-tenant-schemas name (``connection.schema_name``), and
-    the last ``SET search_path`` run through Django's cursors."""
-    return getattr(connection, "schema_name", None), connection.__dict__.get(SEARCH_PATH)
+def schema_of(connection: Any) -> Any:
+    """Which schema a connection's unqualified table names are in, where a library says so:
+    the tenant schema django-tenants and django-tenant-schemas name
+    (``connection.schema_name``)."""
+    return getattr(connection, "schema_name", None)
 
 
 def function_digest(
     using: str, label: str, arguments: bytes, models: Sequence[type[Model]]
 ) -> str:
     """The key of a ``@cached`` function's call (``arguments`` pickled) that reads ``models``."""
-    parts = (KEY_VERSION, database_group(using), label, fields_stamp(models))
+    parts = (
+        KEY_VERSION,
+        database_group(using),
+        label,
+        fields_stamp(models),
+        schema_of(connections[using]),
+    )
     return hashlib.sha256(repr(parts).encode() + arguments).hexdigest()[:40]
 
 

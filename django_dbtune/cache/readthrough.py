@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connections
 
 from django_dbtune.cache import events
-from django_dbtune.cache.invalidation import database_group, written_in_transaction
+from django_dbtune.cache.invalidation import clashes, database_group, written_in_transaction
 from django_dbtune.cache.store import store
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
@@ -58,7 +58,7 @@ def read_through(
     """
     started = time.perf_counter()
     written = written_in_transaction(alias)
-    if guess & written:
+    if clashes(written, guess):
         return _bypass(compute, label, started)
     entry = store.entry_key(digest)
     group = database_group(alias)
@@ -66,13 +66,13 @@ def read_through(
     if found is None:
         return _bypass(compute, label, started)
     snapshot, hit = found
-    if hit is not None and not written.intersection(hit[0]):
+    if hit is not None and not clashes(written, hit[0]):
         value = decode(hit[1])
         events.read("hit", label, time.perf_counter() - started, hit[2])
         return value
     if not guess:
         tables = exact()
-        if not tables or tables & written or not store.extend(snapshot, group, tables):
+        if not tables or clashes(written, tables) or not store.extend(snapshot, group, tables):
             return _bypass(compute, label, started)
     locking = conf.CACHE_LOCK if lock is None else lock
     held = locking and store.acquire(entry)
@@ -86,7 +86,7 @@ def read_through(
                 if held
                 else store.wait_for(entry, snapshot, conf.CACHE_LOCK_WAIT)
             )
-            if again is not None and not written.intersection(again[0]):
+            if again is not None and not clashes(written, again[0]):
                 events.read("hit", label, time.perf_counter() - started, again[2])
                 return decode(again[1])
         computing = time.perf_counter()

@@ -135,7 +135,10 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
     shape = _shape(text, tokens)
     try:
         with _quietly():  # a statement sqlglot reads only as a "Command" is expected here
-            trees = [tree for tree in sqlglot.parse(text, read=dialect) if tree is not None]
+            # A placeholder with a cast (PostgreSQL's ``%s::varchar(20)[]``, what Django
+            # writes for an ArrayField) is read as a typed NULL: "?::" does not parse.
+            parsed = text.replace("?::", "NULL::") if has_params else text
+            trees = [tree for tree in sqlglot.parse(parsed, read=dialect) if tree is not None]
     except SqlglotError:
         return Statement(shape, _kind_from_keyword(text), (), ())
     tables: list[str] = []

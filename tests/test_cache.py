@@ -310,12 +310,26 @@ def test_a_write_the_parser_cannot_read_retires_every_entry(shop):
     titles()
     authors = sorted(Author.cached_objects.cached().values_list("name", flat=True))
     if connection.vendor == "postgresql":
-        _raw("UPDATE shop_book SET title = %s WHERE title = %s::text", ["cast", "B00"])
-    else:
-        _raw("UPDATE OR IGNORE shop_book SET title = %s WHERE title = %s", ["cast", "B00"])
+        pytest.skip(
+            "needs SQLite, whose UPDATE OR IGNORE the parser cannot read: "
+            "run with DBTUNE_DB=sqlite"
+        )
+    _raw("UPDATE OR IGNORE shop_book SET title = %s WHERE title = %s", ["cast", "B00"])
     assert "cast" in titles()
     assert queries(lambda: list(Author.cached_objects.cached()))[1] == 1  # retired too
     assert sorted(Author.cached_objects.cached().values_list("name", flat=True)) == authors
+
+
+def test_a_placeholder_with_a_cast_is_read_for_its_table(shop, postgres_only):
+    """Django writes an ArrayField's value as ``%s::varchar(20)[]``: the write is read for
+    its own table, and the other tables' entries stay."""
+    from tests.pgapp.models import Device
+
+    titles()
+    Device.objects.create(name="d", roles=["a"])
+    assert queries(titles)[1] == 0
+    _raw("UPDATE shop_book SET title = %s WHERE title = %s::text", ["cast", "B00"])
+    assert "cast" in titles()
 
 
 def test_truncate_cascade_retires_the_tables_it_empties_through_their_keys(shop, postgres_only):
@@ -593,10 +607,10 @@ def test_a_write_to_unknown_tables_in_a_transaction_is_its_own_for_every_read(
     """A statement whose tables are unknown: the transaction reads past the cache, and it
     retires every entry once at commit, however many such statements ran."""
     titles()
-    statement = "UPDATE shop_book SET title = %s WHERE title = %s::text || ''"
+    statement = "DO $$ BEGIN UPDATE shop_book SET title = '{}' WHERE title = '{}'; END $$"
     with transaction.atomic():
-        _raw(statement, ["unknown", "B00"])
-        _raw(statement, ["unknown too", "B01"])
+        _raw(statement.format("unknown", "B00"))
+        _raw(statement.format("unknown too", "B01"))
         _another_connection_reads()
         assert "unknown" in titles()
     assert titles() == database_titles()

@@ -369,6 +369,8 @@ def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_on
     assert "called" in titles()
     _raw("DO $$ BEGIN UPDATE shop_book SET title = 'a block' WHERE title = 'B01'; END $$")
     assert "a block" in titles()
+    _raw("DO\n$$ BEGIN UPDATE shop_book SET title = 'next line' WHERE title = 'B11'; END $$")
+    assert "next line" in titles()
     with transaction.atomic():  # and again at commit, for what others stored meanwhile
         _raw("CALL rename_a_book(%s, %s)", ["B10", "in a transaction"])
     assert "in a transaction" in titles()

@@ -80,12 +80,14 @@ MAY_CHANGE_A_TABLE = (
     "REFRESH",
     "DO ",
     "DO$",
+    "DO\n",
+    "DO\t",
     "EXEC",
 )
 """How the statements worth parsing begin. Not SELECT, and not SAVEPOINT/RELEASE/SET, whose
 texts change with every savepoint (each would be a parse)."""
 
-WRITES_ANYTHING = ("CALL", "DO ", "DO$", "EXEC")
+WRITES_ANYTHING = ("CALL", "DO ", "DO$", "DO\n", "DO\t", "EXEC")
 """A procedure call or an anonymous block: it may write any table, and names none."""
 
 

@@ -131,7 +131,7 @@ def with_database_cascades(tables: tuple[str, ...], every_key: bool = False) -> 
     are deleted (Django 6.1's ``DB_CASCADE``, ``DB_SET_NULL``, ``DB_SET_DEFAULT``), step by
     step: no statement names those. ``every_key``: every table with a foreign key to them
     (``TRUNCATE ... CASCADE`` empties those whatever their ``on_delete``)."""
-    follows = _referencing() if every_key else _database_cascades()
+    follows = _referencing(every_key)
     if not follows:
         return tables
     found = list(tables)
@@ -144,36 +144,29 @@ def with_database_cascades(tables: tuple[str, ...], every_key: bool = False) -> 
     return tuple(found)
 
 
-@lru_cache(maxsize=1)
-def _database_cascades() -> dict[str, tuple[str, ...]]:
-    """By table: the tables of the models whose foreign keys to it the database follows."""
+@lru_cache(maxsize=2)
+def _referencing(every_key: bool) -> dict[str, tuple[str, ...]]:
+    """By table: the tables of the models with a foreign key to it that the database
+    follows on delete (Django 6.1's ``DB_*`` rules), or, ``every_key``, with any foreign key
+    constraint to it."""
     try:
         from django.db.models.deletion import DatabaseOnDelete
-    except ImportError:  # before Django 6.1
-        return {}
+    except ImportError:  # before Django 6.1: no rule the database follows itself
+        if not every_key:
+            return {}
     found: dict[str, list[str]] = {}
     for model in apps.get_models(include_auto_created=True):
         for field in model._meta.concrete_fields:
             remote = field.remote_field
-            on_delete = getattr(remote, "on_delete", None)
-            if remote is None or not isinstance(on_delete, DatabaseOnDelete):
+            if remote is None:
                 continue
-            parent = table_key(remote.model._meta.db_table)
-            found.setdefault(parent, []).extend(model_tables(model))
-    return {parent: tuple(dict.fromkeys(children)) for parent, children in found.items()}
-
-
-@lru_cache(maxsize=1)
-def _referencing() -> dict[str, tuple[str, ...]]:
-    """By table: the tables of the models with a foreign key constraint to it."""
-    found: dict[str, list[str]] = {}
-    for model in apps.get_models(include_auto_created=True):
-        for field in model._meta.concrete_fields:
-            remote = field.remote_field
-            if remote is None or not getattr(field, "db_constraint", False):
-                continue
-            parent = table_key(remote.model._meta.db_table)
-            found.setdefault(parent, []).extend(model_tables(model))
+            if every_key:
+                followed = getattr(field, "db_constraint", False)
+            else:
+                followed = isinstance(getattr(remote, "on_delete", None), DatabaseOnDelete)
+            if followed:
+                parent = table_key(remote.model._meta.db_table)
+                found.setdefault(parent, []).extend(model_tables(model))
     return {parent: tuple(dict.fromkeys(children)) for parent, children in found.items()}
 
 

@@ -55,6 +55,7 @@ _WRITES = (
     exp.Alter,
     exp.Create,
 )
+_RUNS_CODE = frozenset({"CALL", "DO", "EXEC", "EXECUTE"})
 _WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "TRUNCATE"})
 _READ_KEYWORDS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN"})
 
@@ -89,6 +90,14 @@ class Statement:
     kind: Kind
     tables: tuple[str, ...]
     written_tables: tuple[str, ...]
+    deleted_tables: tuple[str, ...] = ()
+    """The tables a DELETE or TRUNCATE removes rows from (also in ``written_tables``),
+    wherever it stands: after a comment, inside a WITH."""
+    truncate_cascade: bool = False
+    """A ``TRUNCATE ... CASCADE``: every table with a foreign key to these is emptied too."""
+    runs_code: bool = False
+    """A procedure call or an anonymous block (CALL, DO, EXEC): it may write any table and
+    names none."""
 
 
 def to_qmark(sql: str) -> str:
@@ -143,8 +152,12 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
         return Statement(shape, _kind_from_keyword(text), (), ())
     tables: list[str] = []
     written: list[str] = []
+    deleted: list[str] = []
+    cascade = runs_code = False
     kind: Kind = "other"
     for tree in trees:
+        if isinstance(tree, exp.Command) and tree.name.upper() in _RUNS_CODE:
+            runs_code = True
         ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
         for table in tree.find_all(exp.Table):
             name = _table_name(table)
@@ -158,14 +171,20 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
             if isinstance(node, exp.Create | exp.Command) and not targets:
                 continue  # CREATE INDEX, VIEW, ...: no table's rows change
             kind = "write"
+            if isinstance(node, exp.TruncateTable):
+                cascade = cascade or str(node.args.get("option") or "").upper() == "CASCADE"
             for name in targets:
+                if isinstance(node, exp.Delete | exp.TruncateTable) and name not in deleted:
+                    deleted.append(name)
                 if name not in written:
                     written.append(name)
                 if name not in tables:
                     tables.append(name)
         if kind != "write" and isinstance(tree, exp.Query):
             kind = "read"
-    return Statement(shape, kind, tuple(tables), tuple(written))
+    return Statement(
+        shape, kind, tuple(tables), tuple(written), tuple(deleted), cascade, runs_code
+    )
 
 
 def _table_name(table: exp.Table) -> str:

@@ -153,6 +153,25 @@ def test_an_aggregate_over_a_join_is_invalidated_by_the_joined_table(shop):
 # --- Every kind of write ---------------------------------------------------------------------
 
 
+def test_sql_written_by_hand_that_reads_the_clock_or_a_random_number_runs_every_time(shop):
+    """The same functions named in RawSQL, extra() or Func(function=...)."""
+    from django.db.models import FloatField, Func
+    from django.db.models.expressions import RawSQL
+
+    querysets = {
+        "RawSQL": Book.cached_objects.annotate(at=RawSQL("CURRENT_TIMESTAMP", ())),
+        "extra select": Book.cached_objects.extra(select={"at": "CURRENT_TIMESTAMP"}),
+        "extra where": Book.cached_objects.extra(where=["random() >= 0 OR 1 = 1"]),
+        "Func": Book.cached_objects.annotate(r=Func(function="RANDOM", output_field=FloatField())),
+    }
+    for name, queryset in querysets.items():
+        cached_queryset = queryset.order_by("id").cached()
+        ran = [queries(lambda q=cached_queryset: list(q.all()))[1] for _ in range(2)]
+        assert ran == [1, 1], name
+    _, ran = queries(titles)
+    assert (ran, queries(titles)[1]) == (1, 0)  # the others are cached as before
+
+
 def _raw(sql, params=()):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -338,6 +357,13 @@ def test_truncate_cascade_retires_the_tables_it_empties_through_their_keys(shop,
     assert titles() == []
 
 
+def test_truncate_cascade_behind_a_comment_retires_the_tables_it_empties(shop, postgres_only):
+    """Tools tag their SQL with a leading comment (sqlcommenter): the statement is the same."""
+    titles()
+    _raw("/* job=nightly */ TRUNCATE shop_author CASCADE")
+    assert titles() == []
+
+
 @cached(depends_on=["pgapp.BookCount"])
 def counted_books():
     from tests.pgapp.models import BookCount
@@ -376,6 +402,18 @@ def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_on
     assert "in a transaction" in titles()
 
 
+def test_a_procedure_called_behind_a_comment_retires_every_entry(shop, postgres_only):
+    titles()
+    _raw(
+        "CREATE OR REPLACE PROCEDURE rename_a_book(old text, new text) LANGUAGE SQL AS "
+        "$$ UPDATE shop_book SET title = new WHERE title = old $$"
+    )
+    _raw("/* job=nightly */ CALL rename_a_book(%s, %s)", ["B00", "called"])
+    assert "called" in titles()
+    _raw("-- a block\nDO $$ BEGIN UPDATE shop_book SET title = 'blocked' WHERE id > 0; END $$")
+    assert "blocked" in titles()
+
+
 @pytest.fixture
 def bookcases():
     if django.VERSION < (6, 1):
@@ -403,6 +441,31 @@ def test_rows_the_database_deletes_or_empties_itself_retire_their_entries(bookca
     assert rows() == (["V"], [binder.objects.get().pk])
     assert queries(rows)[1] == 0  # served by the cache
     bookcase.objects.all().delete()
+    assert rows() == ([], [None])
+
+
+def test_a_delete_inside_a_with_or_behind_a_comment_retires_what_the_database_cascades(
+    bookcases,
+):
+    bookcase, binder, lending = bookcases
+
+    @cached(depends_on=[binder, lending])
+    def rows():
+        return (
+            list(binder.objects.values_list("title", flat=True)),
+            list(lending.objects.values_list("binder_id", flat=True)),
+        )
+
+    table = bookcase._meta.db_table
+    assert rows() == (["V"], [binder.objects.get().pk])
+    _raw(f"/* cleanup */ DELETE FROM {table} WHERE name = %s", ["S"])
+    assert rows() == ([], [None])
+    again = bookcase.objects.create(name="T")
+    binder.objects.create(title="W", bookcase=again)
+    assert rows() == (["W"], [None])
+    if connection.vendor != "postgresql":
+        return  # a DELETE inside a WITH is PostgreSQL's
+    _raw(f"WITH gone AS (DELETE FROM {table} RETURNING id) SELECT count(*) FROM gone")
     assert rows() == ([], [None])
 
 

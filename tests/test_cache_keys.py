@@ -107,6 +107,12 @@ querysets = {
     "in a set": Book.objects.filter(title__in={"B00", "B01", "B10", "B11", "x", "y"}),
     "in a frozenset": Book.objects.filter(tags__name__in=frozenset({"t0", "t1", "t2", "t3"})),
     "values": Book.objects.values("title", "summary").annotate(n=Count("tags")),
+    "annotations picked by values": Book.objects.annotate(
+        n=Count("tags"), a=Count("author"), s=Count("summary")
+    ).values("title", "n", "a", "s"),
+    "extra picked by values": Book.objects.extra(
+        select={"one": "1", "two": "2", "three": "3"}
+    ).values("title", "one", "two", "three"),
 }
 print(json.dumps({name: queryset_digest(qs, "rows") for name, qs in querysets.items()}))
 """

@@ -117,11 +117,15 @@ def watch_writes(
                 invalidate_everything(connection.alias, " ".join(sql.split())[:200])
             return result
         statement = analyse(sql, connection.vendor, params is not None)
-        if statement.written_tables:
+        if statement.runs_code:  # CALL or DO behind a comment
+            invalidate_everything(connection.alias, statement.shape)
+        elif statement.written_tables:
             written = statement.written_tables
-            if head.startswith(("DELETE", "TRUNCATE")):
-                cascade = head.startswith("TRUNCATE") and "CASCADE" in sql.upper()
-                written = with_database_cascades(written, every_key=cascade)
+            if statement.deleted_tables:
+                cascaded = with_database_cascades(
+                    statement.deleted_tables, every_key=statement.truncate_cascade
+                )
+                written = tuple(dict.fromkeys((*written, *cascaded)))
             invalidate_tables(connection.alias, written, statement.shape)
             seen = getattr(_seen, "tables", None)
             if seen is None:

@@ -153,6 +153,10 @@ class KeyPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if obj.__class__ in _VOLATILE:
             self.volatile = True
+        else:
+            sql_of = _hand_written_sql(obj.__class__)
+            if sql_of is not None and _VOLATILE_SQL.search(sql_of(obj)):
+                self.volatile = True
         if isinstance(obj, OrderedSet):  # an __in filter's values, in a set's order
             return (OrderedSet, (_in_order(obj),))
         state = getattr(obj, "__dict__", None)
@@ -160,11 +164,16 @@ class KeyPickler(pickle.Pickler):
             return NotImplemented
         derived = _derived_attributes(obj.__class__)
         # A set pickles in an order that follows the process's hash seed: only()/defer()
-        # names and the aliases a filter joined in a query, an __in filter's values in its
-        # lookup.
+        # names, the aliases a filter joined and the annotations or extra selects values()
+        # picked, in a query; an __in filter's values in its lookup.
         unordered = (type(obj) is In or type(obj) is RelatedIn) or (
             isinstance(obj, Query)
-            and (len(obj.deferred_loading[0]) > 1 or len(obj.used_aliases) > 1)
+            and (
+                len(obj.deferred_loading[0]) > 1
+                or len(obj.used_aliases) > 1
+                or len(obj.annotation_select_mask or ()) > 1
+                or len(obj.extra_select_mask or ()) > 1
+            )
         )
         if not unordered and (not derived or derived.isdisjoint(state)):
             return NotImplemented
@@ -246,6 +255,30 @@ def _volatile_functions() -> frozenset[type]:
     else:
         found |= {RandomUUID, TransactionNow}
     return frozenset(found)
+
+
+@functools.cache
+def _hand_written_sql(cls: type) -> Any:
+    """For a class that carries SQL written by hand (``RawSQL``, ``extra(where=...)``, a
+    ``Func`` by its function name or template, a query's ``extra(select=...)``): how to
+    read that text from an instance, once per class. None for every other class."""
+    from django.db.models import Func
+    from django.db.models.expressions import RawSQL
+    from django.db.models.sql.where import ExtraWhere
+
+    if issubclass(cls, RawSQL):
+        return lambda obj: obj.sql
+    if issubclass(cls, ExtraWhere):
+        return lambda obj: " ".join(obj.sqls)
+    if issubclass(cls, Func):
+        # Func(function="RANDOM") keeps its arguments in extra, as its SQL reads them.
+        return lambda obj: (
+            f"{obj.extra.get('function', obj.function) or ''} "
+            f"{obj.extra.get('template', obj.template)}"
+        )
+    if issubclass(cls, Query):
+        return lambda obj: " ".join(sql for sql, _ in obj.extra.values()) if obj.extra else ""
+    return None
 
 
 _VOLATILE = _volatile_functions()

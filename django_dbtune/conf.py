@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -21,18 +21,8 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-
-@dataclass(frozen=True)
-class Option:
-    default: Any
-    accepts: Callable[[Any], bool]
-    type_name: str
-    help: str
-
-
-def _is_str_list(value: Any) -> bool:
-    return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
-
+from django_dbtune.cache_options import CACHE_OPTIONS
+from django_dbtune.options import Option, is_str_list
 
 OPTIONS: dict[str, Option] = {
     "ENABLED": Option(
@@ -47,7 +37,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "DATABASES": Option(
         None,
-        lambda value: value is None or _is_str_list(value),
+        lambda value: value is None or is_str_list(value),
         "a list of database aliases or None",
         "Aliases whose queries are captured. None captures every alias in DATABASES.",
     ),
@@ -60,7 +50,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "IGNORED_MODULES": Option(
         (),
-        _is_str_list,
+        is_str_list,
         "a list of module names",
         "Top-level modules skipped, like Django itself, when finding the line that "
         "ran a query (for example a REST framework or your own query helpers).",
@@ -143,71 +133,7 @@ OPTIONS: dict[str, Option] = {
         "them, is never ranked high: a scan of a few pages costs what an index lookup does. "
         "0 or None turns the size rule off (ranks by where the queries run alone).",
     ),
-    "CACHE_ENABLED": Option(
-        False,
-        lambda value: isinstance(value, bool),
-        "a boolean",
-        "Turn the query cache on (while ENABLED is on too). Off (the default), .cached() "
-        "querysets and @cached "
-        "functions go straight to the database and writes cost nothing extra; on, every "
-        "write also retires the cache entries of the tables it wrote.",
-    ),
-    "CACHE_ALIAS": Option(
-        "default",
-        lambda value: isinstance(value, str) and bool(value),
-        "the name of a cache in settings.CACHES",
-        "Which of settings.CACHES the query cache keeps its entries in (django-redis in "
-        "production; Django's local-memory cache serves one process only).",
-    ),
-    "CACHE_TIMEOUT": Option(
-        300,
-        lambda value: isinstance(value, int) and not isinstance(value, bool) and value > 0,
-        "a positive number of seconds",
-        "How long an entry lives when .cached() or @cached gives no timeout.",
-    ),
-    "CACHE_PREFIX": Option(
-        "dbtune",
-        lambda value: isinstance(value, str) and bool(value) and " " not in value,
-        "a string without spaces",
-        "Every key the query cache writes starts with this.",
-    ),
-    "CACHE_DATABASE_GROUPS": Option(
-        {},
-        lambda value: (
-            isinstance(value, Mapping)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-        ),
-        "a dict of database alias to group name",
-        "Aliases that reach the same database (a primary and its replicas) share table "
-        'generations: {"replica": "default"}. Aliases with the same engine, name, host '
-        "and port are grouped without it.",
-    ),
-    "CACHE_LOCK": Option(
-        False,
-        lambda value: isinstance(value, bool),
-        "a boolean",
-        "Concurrent misses of one entry run its query once; the other readers wait for it "
-        "(at most CACHE_LOCK_WAIT) instead of all asking the database. .cached(lock=...) "
-        "and @cached(lock=...) decide per query.",
-    ),
-    "CACHE_LOCK_WAIT": Option(
-        1.0,
-        lambda value: (
-            isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        ),
-        "a number of seconds",
-        "How long a reader waits for another one's result under the lock before it asks "
-        "the database itself.",
-    ),
-    "CACHE_BREAKER_SECONDS": Option(
-        5,
-        lambda value: (
-            isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        ),
-        "a number of seconds",
-        "After the cache backend fails, reads go straight to the database for this long "
-        "(invalidations are always sent).",
-    ),
+    **CACHE_OPTIONS,
 }
 
 ALLOW_KEYS = ("kind", "relation", "call_site", "url")
@@ -403,6 +329,14 @@ class Settings:
     @cached_property
     def CACHE_DATABASE_GROUPS(self) -> dict[str, str]:
         return dict(self._get("CACHE_DATABASE_GROUPS"))
+
+    @cached_property
+    def CACHE_VIEWS(self) -> dict[str, tuple[str, ...]]:
+        return {view: tuple(tables) for view, tables in self._get("CACHE_VIEWS").items()}
+
+    @cached_property
+    def CACHE_TRIGGERS(self) -> dict[str, tuple[str, ...]]:
+        return {table: tuple(tables) for table, tables in self._get("CACHE_TRIGGERS").items()}
 
     @cached_property
     def CACHE_LOCK(self) -> bool:

@@ -469,6 +469,100 @@ def test_a_delete_inside_a_with_or_behind_a_comment_retires_what_the_database_ca
     assert rows() == ([], [None])
 
 
+@pytest.fixture
+def titles_view(shop):
+    _raw("CREATE VIEW shop_book_titles AS SELECT id, title FROM shop_book")
+    yield
+    _raw("DROP VIEW shop_book_titles")
+
+
+def view_titles():
+    from tests.shop.models import BookTitle
+
+    return sorted(BookTitle.cached_objects.cached().values_list("title", flat=True))
+
+
+def test_a_write_to_a_table_a_view_reads_retires_what_read_the_view(titles_view, settings):
+    """A model over a plain view: PostgreSQL's catalog says what the view reads; elsewhere
+    DBTUNE["CACHE_VIEWS"] does."""
+    if connection.vendor != "postgresql":
+        settings.DBTUNE = {**settings.DBTUNE, "CACHE_VIEWS": {"shop_book_titles": ["shop_book"]}}
+    assert view_titles() == database_titles()
+    assert queries(view_titles)[1] == 0  # served by the cache
+    Book.objects.filter(title="B00").update(title="through the view")
+    assert view_titles() == database_titles()
+
+
+def test_a_view_over_a_view_is_followed_to_its_tables(titles_view, postgres_only):
+    from tests.shop.models import BookTitle
+
+    _raw("ALTER VIEW shop_book_titles RENAME TO shop_book_titles_inner")
+    _raw("CREATE VIEW shop_book_titles AS SELECT id, title FROM shop_book_titles_inner")
+    try:
+        assert view_titles() == database_titles()
+        Book.objects.filter(title="B00").update(title="two views down")
+        assert view_titles() == database_titles()
+        assert BookTitle.cached_objects.count() == 4
+    finally:
+        _raw("DROP VIEW shop_book_titles")
+        _raw("ALTER VIEW shop_book_titles_inner RENAME TO shop_book_titles")
+
+
+def author_names():
+    return sorted(Author.cached_objects.cached().values_list("name", flat=True))
+
+
+def test_what_a_tables_trigger_writes_is_retired_with_it(shop, settings):
+    """A trigger on the books renames the authors: no statement the project runs names
+    the authors' table. PostgreSQL's catalog says so; elsewhere DBTUNE["CACHE_TRIGGERS"]."""
+    if connection.vendor == "postgresql":
+        _raw(
+            "CREATE FUNCTION shop_mark_authors() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN UPDATE shop_author SET name = name || '!'; RETURN NULL; END $$"
+        )
+        _raw(
+            "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
+            "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark_authors()"
+        )
+    else:
+        settings.DBTUNE = {**settings.DBTUNE, "CACHE_TRIGGERS": {"shop_book": ["shop_author"]}}
+        _raw(
+            "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
+            "BEGIN UPDATE shop_author SET name = name || '!'; END"
+        )
+    try:
+        assert author_names() == ["A0", "A1"]
+        assert queries(author_names)[1] == 0  # served by the cache
+        Book.objects.filter(title="B00").update(title="triggered")
+        assert author_names() == ["A0!", "A1!"]
+    finally:
+        _raw(
+            "DROP TRIGGER shop_mark"
+            + (" ON shop_book" if connection.vendor == "postgresql" else "")
+        )
+        if connection.vendor == "postgresql":
+            _raw("DROP FUNCTION shop_mark_authors()")
+
+
+def test_a_trigger_that_builds_its_sql_at_run_time_retires_every_entry(shop, postgres_only):
+    _raw(
+        "CREATE FUNCTION shop_mark_any() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN EXECUTE format('UPDATE %%I SET name = name || %%L', 'shop_' || 'author', '?'); "
+        "RETURN NULL; END $$"
+    )
+    _raw(
+        "CREATE TRIGGER shop_mark_any AFTER UPDATE ON shop_book "
+        "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark_any()"
+    )
+    try:
+        assert author_names() == ["A0", "A1"]
+        Book.objects.filter(title="B00").update(title="triggered")
+        assert author_names() == ["A0?", "A1?"]
+    finally:
+        _raw("DROP TRIGGER shop_mark_any ON shop_book")
+        _raw("DROP FUNCTION shop_mark_any()")
+
+
 def test_one_tenants_schema_never_reads_anothers_entries(shop):
     """Schema-per-tenant sites: django-tenants names the schema on the connection, and the
     same query then reads another schema's tables."""

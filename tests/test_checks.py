@@ -34,6 +34,8 @@ def test_e002_unknown_key_names_the_key_and_suggests_the_right_one():
         ("DATABASES", "default"),
         ("IGNORED_MODULES", ["ok", 3]),
         ("PROJECT_ROOT", 42),
+        ("CACHE_VIEWS", {"shop_book_titles": "shop_book"}),
+        ("CACHE_TRIGGERS", ["shop_book"]),
     ],
 )
 def test_e003_wrong_type_names_the_key(key, value):

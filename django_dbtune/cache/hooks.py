@@ -26,6 +26,7 @@ are back in (connections belong to their thread: only the owner changes their wr
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,7 @@ from django.db.backends.signals import connection_created
 from django.db.models import Model
 from django.db.models.signals import post_migrate, post_save
 
+from django_dbtune.cache import dependencies
 from django_dbtune.cache.invalidation import (
     forget_databases,
     invalidate_everything,
@@ -116,6 +118,10 @@ def watch_writes(
             else:
                 invalidate_everything(connection.alias, " ".join(sql.split())[:200])
             return result
+        if head.startswith(("CREATE", "ALTER", "DROP")) or (
+            head.startswith(("/*", "--")) and _SCHEMA_CHANGE.match(sql)
+        ):
+            dependencies.forget(connection.alias)  # a view or trigger may have changed
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.runs_code:  # CALL or DO behind a comment
             invalidate_everything(connection.alias, statement.shape)
@@ -134,6 +140,12 @@ def watch_writes(
         elif statement.kind == "write":  # a write the parser could not read: which tables?
             invalidate_everything(connection.alias, statement.shape)
     return result
+
+
+_SCHEMA_CHANGE = re.compile(
+    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(?:CREATE|ALTER|DROP)\b", re.IGNORECASE | re.DOTALL
+)
+"""A schema change behind leading comments."""
 
 
 def _refreshed(sql: str) -> str | None:
@@ -163,6 +175,7 @@ def saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> No
 
 
 def migrated(sender: AppConfig, using: str, **kwargs: Any) -> None:
+    dependencies.forget(using)
     tables = [
         table
         for model in sender.get_models(include_auto_created=True)
@@ -218,9 +231,11 @@ def sync() -> None:
 
 def _dbtune_changed(setting: str, **kwargs: Any) -> None:
     if setting == "DBTUNE":
+        dependencies.forget()
         sync()
     elif setting == "DATABASES":
         forget_databases()
+        dependencies.forget()
 
 
 def follow_settings() -> None:

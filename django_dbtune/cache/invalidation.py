@@ -26,7 +26,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
-from django_dbtune.cache import events
+from django_dbtune.cache import dependencies, events
 from django_dbtune.cache.store import store, table_key
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
@@ -95,8 +95,13 @@ def _same_database(alias: str) -> str:
 def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
     """Tables written through ``alias`` (by ``via``, for the toolbar): new generations now,
     and again on commit."""
-    tables = tuple(dict.fromkeys(tables))
-    if not tables or not conf.cache_active:
+    if not conf.cache_active:
+        return
+    tables = dependencies.with_trigger_tables(alias, tables)
+    if not tables:
+        return
+    if tables == (EVERY_TABLE,):  # a trigger that may write any table
+        invalidate_everything(alias, via)
         return
     group = database_group(alias)
     store.invalidate(group, tables)

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import connections
 
 from django_dbtune.cache import events
+from django_dbtune.cache.dependencies import with_view_tables
 from django_dbtune.cache.invalidation import clashes, database_group, written_in_transaction
 from django_dbtune.cache.store import store
 from django_dbtune.conf import conf
@@ -57,6 +58,7 @@ def read_through(
     only: a write that raced the computation has already replaced them.
     """
     started = time.perf_counter()
+    guess = with_view_tables(alias, guess)
     written = written_in_transaction(alias)
     if clashes(written, guess):
         return _bypass(compute, label, started)
@@ -71,7 +73,7 @@ def read_through(
         events.read("hit", label, time.perf_counter() - started, hit[2])
         return value
     if not guess:
-        tables = exact()
+        tables = with_view_tables(alias, exact())
         if not tables or clashes(written, tables) or not store.extend(snapshot, group, tables):
             return _bypass(compute, label, started)
     locking = conf.CACHE_LOCK if lock is None else lock
@@ -91,6 +93,7 @@ def read_through(
                 return decode(again[1])
         computing = time.perf_counter()
         value, read = compute()
+        read = with_view_tables(alias, read)
         seconds = time.perf_counter() - computing
         # Tables read beyond those whose generations were read first: store nothing now
         # (a write to them may have raced); the next miss reads them first.

@@ -206,3 +206,18 @@ class Poster(Item):
 
 class Mug(Item):
     maker = models.ForeignKey(Publisher, models.CASCADE, related_name="mugs")
+
+
+class BookTitle(models.Model):
+    """A database view over the books (the query cache's tests create and drop it)."""
+
+    title = models.CharField(max_length=100)
+
+    cached_objects = CachedManager()
+
+    class Meta:
+        managed = False
+        db_table = "shop_book_titles"
+
+    def __str__(self):
+        return self.title

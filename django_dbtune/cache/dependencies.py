@@ -1,0 +1,228 @@
+"""Tables that change or are read with no statement naming them: what a plain view reads,
+and what a table's triggers write.
+
+- **Views.** An entry that read a view (a model over it, ``managed = False``) depends on the
+  tables the view reads: a write to one of them retires the entry. A materialized view keeps
+  its rows until ``REFRESH MATERIALIZED VIEW``, which the write watcher sees, so it is not
+  followed through.
+- **Triggers.** A write to a table with triggers retires the tables their functions name
+  too. A trigger function that builds its SQL at run time (``EXECUTE``) could write any table:
+  a write to its table retires every entry. A function written in C (PostgreSQL's own
+  ``tsvector_update_trigger``...) changes the row being written only.
+
+On PostgreSQL both are read from the catalog (``pg_rewrite``/``pg_depend`` for views,
+``pg_trigger``/``pg_proc`` for triggers), once per process and database, again after a
+schema change the process ran or a migration. ``DBTUNE["CACHE_VIEWS"]`` and
+``DBTUNE["CACHE_TRIGGERS"]`` declare the same for any database, added to what the catalog
+says. The catalog is read on the raw driver connection, inside a savepoint when a transaction
+is open, so that a failure of its own never breaks the project's transaction and no capture
+records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from django.db import connections
+
+from django_dbtune.cache.store import table_key
+from django_dbtune.conf import conf
+
+logger = logging.getLogger("django_dbtune.cache")
+
+EVERY_TABLE = "*"
+
+_VIEWS_SQL = """
+SELECT DISTINCT v.relname, t.relname
+FROM pg_rewrite r
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_depend d ON d.objid = r.oid
+    AND d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+JOIN pg_class t ON t.oid = d.refobjid
+WHERE v.relkind = 'v' AND t.oid <> v.oid
+    AND vn.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND vn.nspname NOT LIKE 'pg\\_%%'
+"""
+
+_TRIGGERS_SQL = """
+SELECT c.relname, l.lanname, p.prosrc
+FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_proc p ON p.oid = t.tgfoid
+JOIN pg_language l ON l.oid = p.prolang
+WHERE NOT t.tgisinternal
+"""
+
+_TABLES_SQL = """
+SELECT c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
+_DYNAMIC = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+@dataclass
+class Dependencies:
+    views: dict[str, frozenset[str]] = field(default_factory=dict)
+    """By view (its table key): the tables it reads, through other views too."""
+    triggers: dict[str, frozenset[str]] = field(default_factory=dict)
+    """By table (its table key): the other tables its triggers write, or ``{"*"}``."""
+
+
+_known: dict[str, Dependencies] = {}
+_lock = threading.Lock()
+
+
+def forget(alias: str | None = None) -> None:
+    """Read the catalog again next time (after a schema change, a migration, new settings)."""
+    with _lock:
+        if alias is None:
+            _known.clear()
+        else:
+            _known.pop(alias, None)
+
+
+def of(alias: str) -> Dependencies:
+    known = _known.get(alias)
+    if known is None:
+        known = _read(alias)
+        with _lock:
+            _known[alias] = known
+    return known
+
+
+def with_view_tables(alias: str, tables: frozenset[str]) -> frozenset[str]:
+    """``tables`` and the tables the views among them read."""
+    views = of(alias).views
+    if not views or not tables:
+        return tables
+    extra = [views[key] for key in map(table_key, tables) if key in views]
+    return tables.union(*extra) if extra else tables
+
+
+def with_trigger_tables(alias: str, tables: Iterable[str]) -> tuple[str, ...]:
+    """``tables`` and the tables their triggers write, step by step; ``("*",)`` when a
+    trigger may write any table."""
+    found = list(dict.fromkeys(tables))
+    triggers = of(alias).triggers
+    if not triggers:
+        return tuple(found)
+    seen = {table_key(table) for table in found}
+    for table in found:  # grows while it is read: triggers of the tables triggers write
+        for written in triggers.get(table_key(table), ()):
+            if written == EVERY_TABLE:
+                return (EVERY_TABLE,)
+            if table_key(written) not in seen:
+                seen.add(table_key(written))
+                found.append(written)
+    return tuple(found)
+
+
+def _read(alias: str) -> Dependencies:
+    found = Dependencies()
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        try:
+            views, triggers, tables = _catalog(connection)
+        except Exception as error:  # no right to read it, a lost connection: settings only
+            logger.warning(
+                "django-dbtune could not read the views and triggers of database %r from "
+                "its catalog (%s); the query cache follows only DBTUNE['CACHE_VIEWS'] and "
+                "DBTUNE['CACHE_TRIGGERS'] there.",
+                alias,
+                error,
+            )
+        else:
+            found.views = _closed(_by_key(views))
+            found.triggers = _trigger_writes(triggers, tables)
+    declared_views = _closed(_declared(conf.CACHE_VIEWS))
+    for view, read in declared_views.items():
+        found.views[view] = found.views.get(view, frozenset()) | read
+    for table, written in _declared(conf.CACHE_TRIGGERS).items():
+        found.triggers[table] = found.triggers.get(table, frozenset()) | written
+    return found
+
+
+def _catalog(connection: object) -> tuple[list[tuple[str, str]], list[tuple[str, ...]], list[str]]:
+    """The catalog's rows, read on the driver's connection (no Django wrapper sees them),
+    in a savepoint when a transaction is open."""
+    wrapper = connection
+    wrapper.ensure_connection()  # type: ignore[attr-defined]
+    raw = wrapper.connection  # type: ignore[attr-defined]
+    in_transaction = not wrapper.get_autocommit() or wrapper.in_atomic_block  # type: ignore[attr-defined]
+    with raw.cursor() as cursor:
+        if in_transaction:
+            cursor.execute("SAVEPOINT dbtune_catalog")
+        try:
+            cursor.execute(_VIEWS_SQL)
+            views = [(row[0], row[1]) for row in cursor.fetchall()]
+            cursor.execute(_TRIGGERS_SQL)
+            triggers = [tuple(row) for row in cursor.fetchall()]
+            cursor.execute(_TABLES_SQL)
+            tables = [row[0] for row in cursor.fetchall()]
+        except Exception:
+            if in_transaction:
+                cursor.execute("ROLLBACK TO SAVEPOINT dbtune_catalog")
+                cursor.execute("RELEASE SAVEPOINT dbtune_catalog")
+            raise
+        if in_transaction:
+            cursor.execute("RELEASE SAVEPOINT dbtune_catalog")
+    return views, triggers, tables
+
+
+def _by_key(pairs: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {}
+    for view, table in pairs:
+        found.setdefault(table_key(view), set()).add(table)
+    return {view: frozenset(tables) for view, tables in found.items()}
+
+
+def _declared(setting: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    return {table_key(name): frozenset(tables) for name, tables in setting.items()}
+
+
+def _closed(views: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Views over views: every table reached, not only the next view."""
+    closed: dict[str, frozenset[str]] = {}
+    for view in views:
+        reached: set[str] = set()
+        todo = list(views[view])
+        while todo:
+            table = todo.pop()
+            if table in reached:
+                continue
+            reached.add(table)
+            todo.extend(views.get(table_key(table), ()))
+        closed[view] = frozenset(reached)
+    return closed
+
+
+def _trigger_writes(
+    triggers: Iterable[tuple[str, ...]], tables: Iterable[str]
+) -> dict[str, frozenset[str]]:
+    """By table: what its trigger functions may write. The tables a function's source names
+    (more than it writes, never fewer); every table for one that builds its SQL at run
+    time; none for one in C, which changes the row being written only."""
+    names = {table_key(table): table for table in tables}
+    found: dict[str, set[str]] = {}
+    for table, language, source in triggers:
+        key = table_key(table)
+        written = found.setdefault(key, set())
+        if language in ("c", "internal"):
+            continue
+        if _DYNAMIC.search(source or ""):
+            written.add(EVERY_TABLE)
+            continue
+        for word in _WORD.findall(source or ""):
+            name = names.get(word.casefold())
+            if name is not None and table_key(name) != key:
+                written.add(name)
+    return {table: frozenset(written) for table, written in found.items() if written}

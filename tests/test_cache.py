@@ -414,6 +414,33 @@ def test_a_procedure_called_behind_a_comment_retires_every_entry(shop, postgres_
     assert "blocked" in titles()
 
 
+def test_a_procedure_run_through_callproc_retires_every_entry(shop, postgres_only):
+    """``cursor.callproc()`` does not pass Django's execute wrappers."""
+    titles()
+    _raw(
+        "CREATE OR REPLACE FUNCTION rename_books(new text) RETURNS void LANGUAGE SQL AS "
+        "$$ UPDATE shop_book SET title = new $$"
+    )
+    with connection.cursor() as cursor:
+        cursor.callproc("rename_books", ["through callproc"])
+    assert titles() == database_titles() == ["through callproc"] * 4
+
+
+def test_rows_copied_in_retire_their_table(shop, postgres_only):
+    """psycopg's COPY does not pass Django's execute wrappers either."""
+    titles()
+    author = Author.objects.get(name="A0")
+    copy_in = "COPY shop_book (title, summary, author_id) FROM STDIN"
+    with connection.cursor() as cursor, cursor.copy(copy_in) as copying:
+        copying.write_row(("copied in", "", author.pk))
+    assert "copied in" in titles()
+    assert titles() == database_titles()
+    copy_out = "COPY shop_book (title) TO STDOUT"  # it reads only: the entries stay
+    with connection.cursor() as cursor, cursor.copy(copy_out) as copying:
+        assert b"copied in" in b"".join(bytes(block) for block in copying)
+    assert queries(titles)[1] == 0
+
+
 @pytest.fixture
 def bookcases():
     if django.VERSION < (6, 1):

@@ -40,7 +40,7 @@ from django.db.backends.signals import connection_created
 from django.db.models import Model
 from django.db.models.signals import post_migrate, post_save
 
-from django_dbtune.cache import dependencies
+from django_dbtune.cache import cursor_calls, dependencies
 from django_dbtune.cache.invalidation import (
     forget_databases,
     invalidate_everything,
@@ -191,7 +191,8 @@ _SIGNALS = (
     (post_save, saved, "django_dbtune.cache.save"),
     (post_migrate, migrated, "django_dbtune.cache.migrate"),
 )
-"""Every signal the cache listens to (with ``execute_wrappers``, all it touches)."""
+"""Every signal the cache listens to (with ``execute_wrappers`` and the cursor methods of
+:mod:`.cursor_calls`, all it touches)."""
 
 
 def install() -> None:
@@ -200,12 +201,14 @@ def install() -> None:
         signal.connect(receiver, dispatch_uid=uid)
     for connection in connections.all(initialized_only=True):
         watch_connection(connection)
+    cursor_calls.install()
     state.installed = True
 
 
 def uninstall() -> None:
     """Take out everything ``install()`` put in (this thread's connections)."""
     state.installed = False
+    cursor_calls.uninstall()
     for signal, receiver, uid in _SIGNALS:
         signal.disconnect(receiver, dispatch_uid=uid)
     for connection in connections.all(initialized_only=True):

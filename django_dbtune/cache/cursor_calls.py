@@ -1,0 +1,105 @@
+"""Writes that reach the database through a cursor without passing Django's execute
+wrappers, where the write watcher (:mod:`.hooks`) sees every other statement:
+
+- ``cursor.callproc(name, ...)``: a stored procedure may write any table, so every entry is
+  retired (now and at commit), as for ``CALL``;
+- psycopg 3's ``cursor.copy("COPY t FROM STDIN")`` and psycopg2's ``copy_from(file, "t")``
+  and ``copy_expert("COPY t FROM STDIN", file)``: the table is retired when the copy ends
+  (every entry when the statement cannot be read, for example a ``psycopg.sql.Composed``);
+  ``COPY ... TO`` only reads.
+
+Installed with the cache's other hooks, on Django's ``CursorWrapper`` (the class every
+``connection.cursor()`` returns): ``callproc`` is replaced, the copy methods are added and
+hand the call to the driver's cursor as its ``__getattr__`` did. Taken out again by
+:func:`uninstall`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.db.backends.utils import CursorWrapper
+
+from django_dbtune.cache.invalidation import invalidate_everything, invalidate_tables
+
+_django_callproc = CursorWrapper.callproc
+
+_COPY = re.compile(
+    r"\s*COPY\s+((?:\"[^\"]+\"|[\w$]+)(?:\.(?:\"[^\"]+\"|[\w$]+))?)\s*(?:\([^)]*\))?\s*(FROM|TO)\b",
+    re.IGNORECASE,
+)
+
+
+def callproc(self: CursorWrapper, procname: str, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return _django_callproc(self, procname, *args, **kwargs)
+    finally:
+        invalidate_everything(self.db.alias, f"callproc {procname}")
+
+
+def copy(self: CursorWrapper, statement: Any, *args: Any, **kwargs: Any) -> Any:
+    """psycopg 3: a context manager; what it copies in is retired as it ends."""
+    copying = self.cursor.copy(statement, *args, **kwargs)
+    return _Copying(copying, lambda: _copied(self.db.alias, statement))
+
+
+def copy_expert(self: CursorWrapper, sql: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return self.cursor.copy_expert(sql, *args, **kwargs)
+    finally:
+        _copied(self.db.alias, sql)
+
+
+def copy_from(self: CursorWrapper, file: Any, table: str, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return self.cursor.copy_from(file, table, *args, **kwargs)
+    finally:
+        invalidate_tables(self.db.alias, (table,), f"copy_from {table}")
+
+
+class _Copying:
+    """psycopg 3's ``Copy``, which retires its table when its block ends."""
+
+    def __init__(self, copying: Any, done: Callable[[], None]) -> None:
+        self._copying = copying
+        self._done = done
+
+    def __enter__(self) -> Any:
+        return self._copying.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return self._copying.__exit__(*exc)
+        finally:
+            self._done()
+
+
+def _copied(alias: str, statement: Any) -> None:
+    text = statement if isinstance(statement, str) else ""
+    found = _COPY.match(text)
+    if found is None:
+        invalidate_everything(alias, "COPY (a statement not read)")
+    elif found.group(2).upper() == "FROM":
+        invalidate_tables(alias, (found.group(1),), " ".join(text.split())[:200])
+
+
+_METHODS: dict[str, Callable[..., Any]] = {
+    "callproc": callproc,
+    "copy": copy,
+    "copy_expert": copy_expert,
+    "copy_from": copy_from,
+}
+
+
+def install() -> None:
+    for name, method in _METHODS.items():
+        setattr(CursorWrapper, name, method)
+
+
+def uninstall() -> None:
+    for name in _METHODS:
+        if name in vars(CursorWrapper):
+            delattr(CursorWrapper, name)
+    CursorWrapper.callproc = _django_callproc  # type: ignore[method-assign]

@@ -72,6 +72,17 @@ CACHE_OPTIONS: dict[str, Option] = {
         "After the cache backend fails, reads go straight to the database for this long "
         "(invalidations are always sent).",
     ),
+    "CACHE_REPLICA_LAG": Option(
+        2.0,
+        lambda value: (
+            isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        ),
+        "a number of seconds",
+        "How far a read replica may lag behind its primary. A read through an alias grouped "
+        "under another one (CACHE_DATABASE_GROUPS, a test mirror) is not stored while a table "
+        "it read was written within this window: the replica may not have the write yet. "
+        "0 turns this off.",
+    ),
     "CACHE_VIEWS": Option(
         {},
         is_table_map,

@@ -331,6 +331,10 @@ class Settings:
         return dict(self._get("CACHE_DATABASE_GROUPS"))
 
     @cached_property
+    def CACHE_REPLICA_LAG(self) -> float:
+        return float(self._get("CACHE_REPLICA_LAG"))
+
+    @cached_property
     def CACHE_VIEWS(self) -> dict[str, tuple[str, ...]]:
         return {view: tuple(tables) for view, tables in self._get("CACHE_VIEWS").items()}
 

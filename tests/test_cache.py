@@ -280,6 +280,25 @@ def test_a_write_through_one_alias_is_seen_on_another(shop):
     assert "moved" in standby_titles()
 
 
+def test_a_replica_read_just_after_a_write_is_not_stored(shop, settings):
+    """A replica that has not replayed the write yet answers with the old rows: stored
+    under the write's new generation, they would be served until the next write. Within
+    CACHE_REPLICA_LAG of a write, replica reads run but are not stored; the primary's are."""
+    settings.DBTUNE = {**settings.DBTUNE, "CACHE_REPLICA_LAG": 0.5}
+    standby = Book.cached_objects.using("standby").cached()
+    Book.objects.filter(title="B00").update(title="moved")
+
+    def on_standby():
+        with CaptureQueriesContext(connections["standby"]) as context:
+            list(standby.all())
+        return len(context.captured_queries)
+
+    assert [on_standby() for _ in range(2)] == [1, 1]
+    assert [queries(titles)[1] for _ in range(2)] == [1, 0]  # the primary stores at once
+    time.sleep(0.6)
+    assert [on_standby() for _ in range(2)] == [1, 0]
+
+
 def test_aliases_are_grouped_by_the_database_they_reach_or_as_configured(settings):
     from django_dbtune.cache.invalidation import database_group
 

@@ -17,7 +17,7 @@ from django.db import connections
 from django_dbtune.cache import events
 from django_dbtune.cache.dependencies import with_view_tables
 from django_dbtune.cache.invalidation import clashes, database_group, written_in_transaction
-from django_dbtune.cache.store import store
+from django_dbtune.cache.store import Snapshot, changed_within, store
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 
@@ -97,7 +97,12 @@ def read_through(
         seconds = time.perf_counter() - computing
         # Tables read beyond those whose generations were read first: store nothing now
         # (a write to them may have raced); the next miss reads them first.
-        if read and read <= snapshot.tokens.keys() and not connections[alias].in_atomic_block:
+        if (
+            read
+            and read <= snapshot.tokens.keys()
+            and not connections[alias].in_atomic_block
+            and not _replica_behind(alias, group, snapshot, read)
+        ):
             stored = encode(value)
             timeout = timeout or conf.CACHE_TIMEOUT
             if store.store(entry, snapshot, read, stored, timeout, seconds):
@@ -107,6 +112,14 @@ def read_through(
             store.release(entry)
     events.read("miss", label, time.perf_counter() - started)
     return value
+
+
+def _replica_behind(alias: str, group: str, snapshot: Snapshot, read: frozenset[str]) -> bool:
+    """A read through a replica (an alias grouped under another) of tables written within
+    ``CACHE_REPLICA_LAG``: the replica may have answered with the rows from before the
+    write, which must not be stored under the write's generation."""
+    lag = conf.CACHE_REPLICA_LAG
+    return alias != group and lag > 0 and changed_within(snapshot, read, lag)
 
 
 def _bypass(compute: Callable[[], tuple[Any, frozenset[str]]], label: str, started: float) -> Any:

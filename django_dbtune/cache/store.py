@@ -41,7 +41,24 @@ LOCK_TIMEOUT = 30
 
 
 def new_token() -> str:
-    return secrets.token_hex(8)
+    """A fresh generation token: when it was made (milliseconds since the epoch, in hex),
+    then random. Only equality decides whether an entry is valid; the time is read by
+    :func:`changed_within`."""
+    return f"{int(time.time() * 1000):x}.{secrets.token_hex(6)}"
+
+
+def changed_within(snapshot: Snapshot, tables: Iterable[str], seconds: float) -> bool:
+    """Whether the epoch or a generation of ``tables`` in ``snapshot`` was made in the last
+    ``seconds`` (a token without a time, from an older version, is old)."""
+    since = int((time.time() - seconds) * 1000)
+    for token in (snapshot.epoch, *(snapshot.tokens.get(table, "") for table in tables)):
+        made, dot, _ = token.partition(".")
+        try:
+            if dot and int(made, 16) >= since:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 class Snapshot:

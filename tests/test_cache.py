@@ -1094,6 +1094,25 @@ def test_a_missed_invalidation_is_made_good_by_the_next_write(shop, settings):
     assert "missed" in titles()
 
 
+def test_a_missed_invalidation_is_made_good_by_a_timer_in_a_process_that_goes_quiet(
+    shop, settings
+):
+    """A worker that writes once during an outage and then neither reads nor writes: the
+    entries its missed invalidation left are retired for every process once the backend
+    answers, without waiting for that worker's next use of the cache."""
+    titles()
+    epoch = caches["default"].get(store.epoch_key())
+    settings.CACHES = {**settings.CACHES, "unreachable": DEAD_REDIS}
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "unreachable"}
+    Book.objects.filter(title="B00").update(title="missed")  # the backend is away
+    settings.DBTUNE = {"CACHE_ENABLED": True}  # back; this process goes quiet
+    deadline = time.monotonic() + 10
+    while caches["default"].get(store.epoch_key()) == epoch and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert caches["default"].get(store.epoch_key()) != epoch
+    assert "missed" in titles()
+
+
 def test_a_cache_alias_missing_from_caches_sends_everything_to_the_database(
     shop, settings, caplog
 ):

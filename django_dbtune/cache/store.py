@@ -40,6 +40,12 @@ LOCK_TIMEOUT = 30
 """Seconds after which a stampede lock whose holder died frees itself."""
 
 
+REPAIR_FIRST = 1.0
+"""Seconds after a missed invalidation before a timer first tries to make it good."""
+REPAIR_LAST = 30.0
+"""The longest wait between two tries (each failed try doubles it)."""
+
+
 def new_token() -> str:
     """A fresh generation token: when it was made (milliseconds since the epoch, in hex),
     then random. Only equality decides whether an entry is valid; the time is read by
@@ -105,6 +111,7 @@ class Store:
         self._logged_at: dict[str, float] = {}
         self._missed = False
         """An invalidation could not be written: the epoch must change before any read."""
+        self._repairing: threading.Timer | None = None
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -150,6 +157,33 @@ class Store:
             conf.CACHE_BREAKER_SECONDS,
             LOG_INTERVAL,
         )
+
+    def _missed_one(self) -> None:
+        """An invalidation did not reach the backend. It is made good (a new epoch) at this
+        process's next read or write through the cache, or by a timer, whichever comes
+        first: other processes serve the old rows until then, and a process that neither
+        reads nor writes again (a worker between jobs) must not leave them so."""
+        self._missed = True
+        self._schedule_repair(REPAIR_FIRST)
+
+    def _schedule_repair(self, seconds: float) -> None:
+        with self._lock:
+            if self._repairing is not None and self._repairing.is_alive():
+                return
+            timer = threading.Timer(seconds, self._repair, (seconds,))
+            timer.daemon = True
+            timer.name = "django-dbtune cache repair"
+            self._repairing = timer
+        timer.start()
+
+    def _repair(self, waited: float) -> None:
+        with self._lock:
+            self._repairing = None
+        try:
+            if self._missed and not self._recover():
+                self._schedule_repair(min(waited * 2, REPAIR_LAST))
+        except Exception:  # settings gone (the process is ending): nothing to repair for
+            pass
 
     def _recover(self) -> bool:
         try:
@@ -326,7 +360,7 @@ class Store:
             else:
                 backend.set_many(keys, timeout=None)
         except Exception as error:
-            self._missed = True
+            self._missed_one()
             self.failed("invalidate tables", error)
             return
         if self._missed:
@@ -342,7 +376,7 @@ class Store:
         try:
             self.retire_everything()
         except Exception as error:
-            self._missed = True
+            self._missed_one()
             self.failed("retire every entry after a write to tables it cannot name", error)
 
 

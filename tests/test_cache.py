@@ -4,6 +4,7 @@ These tests commit for real (``transaction=True``): inside a transaction the cac
 nothing, which is also why Django's ``TestCase`` never sees a cache hit.
 """
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -12,7 +13,7 @@ import time
 import django
 import pytest
 from django.core.cache import caches
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Count, Prefetch, Sum
 from django.test.utils import CaptureQueriesContext
 
@@ -155,7 +156,7 @@ def test_an_aggregate_over_a_join_is_invalidated_by_the_joined_table(shop):
 
 def test_sql_written_by_hand_that_reads_the_clock_or_a_random_number_runs_every_time(shop):
     """The same functions named in RawSQL, extra() or Func(function=...)."""
-    from django.db.models import FloatField, Func
+    from django.db.models import CharField, FloatField, Func
     from django.db.models.expressions import RawSQL
 
     querysets = {
@@ -163,7 +164,14 @@ def test_sql_written_by_hand_that_reads_the_clock_or_a_random_number_runs_every_
         "extra select": Book.cached_objects.extra(select={"at": "CURRENT_TIMESTAMP"}),
         "extra where": Book.cached_objects.extra(where=["random() >= 0 OR 1 = 1"]),
         "Func": Book.cached_objects.annotate(r=Func(function="RANDOM", output_field=FloatField())),
+        "Func's own text": Book.cached_objects.annotate(
+            at=Func(template="%(when)s", when="CURRENT_TIMESTAMP", output_field=CharField())
+        ),
     }
+    if django.VERSION >= (6, 1):  # (UUID7() needs PostgreSQL 18)
+        from django.db.models.functions import UUID4
+
+        querysets["UUID4"] = Book.cached_objects.annotate(u=UUID4())
     for name, queryset in querysets.items():
         cached_queryset = queryset.order_by("id").cached()
         ran = [queries(lambda q=cached_queryset: list(q.all()))[1] for _ in range(2)]
@@ -558,18 +566,27 @@ def author_names():
     return sorted(Author.cached_objects.cached().values_list("name", flat=True))
 
 
+def _create_mark_trigger():
+    _raw(
+        "CREATE FUNCTION shop_mark_authors() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN UPDATE shop_author SET name = name || '!'; RETURN NULL; END $$"
+    )
+    _raw(
+        "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
+        "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark_authors()"
+    )
+
+
+def _drop_mark_trigger():
+    _raw("DROP TRIGGER shop_mark ON shop_book")
+    _raw("DROP FUNCTION shop_mark_authors()")
+
+
 def test_what_a_tables_trigger_writes_is_retired_with_it(shop, settings):
     """A trigger on the books renames the authors: no statement the project runs names
     the authors' table. PostgreSQL's catalog says so; elsewhere DBTUNE["CACHE_TRIGGERS"]."""
     if connection.vendor == "postgresql":
-        _raw(
-            "CREATE FUNCTION shop_mark_authors() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN UPDATE shop_author SET name = name || '!'; RETURN NULL; END $$"
-        )
-        _raw(
-            "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
-            "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark_authors()"
-        )
+        _create_mark_trigger()
     else:
         settings.DBTUNE = {**settings.DBTUNE, "CACHE_TRIGGERS": {"shop_book": ["shop_author"]}}
         _raw(
@@ -607,6 +624,80 @@ def test_a_trigger_that_builds_its_sql_at_run_time_retires_every_entry(shop, pos
     finally:
         _raw("DROP TRIGGER shop_mark_any ON shop_book")
         _raw("DROP FUNCTION shop_mark_any()")
+
+
+def test_a_catalog_that_could_not_be_read_is_read_again(titles_view, postgres_only):
+    """The first cached read of a process inside a failed transaction cannot read the
+    catalog: the next one does, and views are followed from then on."""
+    from django_dbtune.cache import dependencies
+
+    def read_in_a_failed_transaction():
+        with transaction.atomic():
+            with contextlib.suppress(DatabaseError):
+                _raw("SELECT 1/0")  # the project swallows an error: the transaction failed
+            view_titles()
+
+    dependencies.forget()
+    with pytest.raises(DatabaseError):
+        read_in_a_failed_transaction()
+    assert view_titles() == database_titles()
+    Book.objects.filter(title="B00").update(title="changed")
+    assert view_titles() == database_titles()
+
+
+def test_a_trigger_created_by_another_thread_is_seen_once_it_commits(shop, postgres_only):
+    """Another thread reads the catalog while the trigger's transaction is open: what it
+    read lacks the trigger, and is read again when that transaction commits."""
+    from django_dbtune.cache import dependencies
+
+    author_names()
+    created, proceed = threading.Event(), threading.Event()
+
+    def create_the_trigger():
+        try:
+            with transaction.atomic():
+                _create_mark_trigger()
+                created.set()
+                proceed.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=create_the_trigger)
+    thread.start()
+    created.wait(10)
+    Book.cached_objects.cached().count()  # reads the catalog: the trigger is not committed
+    proceed.set()
+    thread.join(10)
+    try:
+        assert dependencies.of("default").triggers  # read again after the commit
+        assert author_names() == ["A0", "A1"]
+        Book.objects.filter(title="B00").update(title="triggered")
+        assert author_names() == ["A0!", "A1!"]
+    finally:
+        _drop_mark_trigger()
+
+
+def test_what_a_function_a_trigger_calls_writes_is_retired_too(shop, postgres_only):
+    _raw(
+        "CREATE FUNCTION shop_touch_authors() RETURNS void LANGUAGE plpgsql AS "
+        "$$ BEGIN UPDATE shop_author SET name = name || '!'; END $$"
+    )
+    _raw(
+        "CREATE FUNCTION shop_mark_calls() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM shop_touch_authors(); RETURN NULL; END $$"
+    )
+    _raw(
+        "CREATE TRIGGER shop_mark_calls AFTER UPDATE ON shop_book "
+        "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark_calls()"
+    )
+    try:
+        assert author_names() == ["A0", "A1"]
+        Book.objects.filter(title="B00").update(title="triggered")
+        assert author_names() == ["A0!", "A1!"]
+    finally:
+        _raw("DROP TRIGGER shop_mark_calls ON shop_book")
+        _raw("DROP FUNCTION shop_mark_calls()")
+        _raw("DROP FUNCTION shop_touch_authors()")
 
 
 def test_one_tenants_schema_never_reads_anothers_entries(shop):

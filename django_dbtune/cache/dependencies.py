@@ -24,8 +24,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import connections
 
@@ -58,6 +60,15 @@ JOIN pg_language l ON l.oid = p.prolang
 WHERE NOT t.tgisinternal
 """
 
+_FUNCTIONS_SQL = """
+SELECT p.proname, l.lanname, p.prosrc
+FROM pg_proc p
+JOIN pg_language l ON l.oid = p.prolang
+JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE l.lanname NOT IN ('c', 'internal')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
 _TABLES_SQL = """
 SELECT c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -79,11 +90,18 @@ class Dependencies:
 
 _known: dict[str, Dependencies] = {}
 _lock = threading.Lock()
+_forgotten = 0
+"""Counts :func:`forget` calls: a catalog read that one overtook is not kept."""
+_INTRANS, _INERROR = 2, 3
+"""The driver's transaction status (libpq's, in psycopg 3 and psycopg2 alike): in a
+transaction, in a failed one."""
 
 
 def forget(alias: str | None = None) -> None:
     """Read the catalog again next time (after a schema change, a migration, new settings)."""
+    global _forgotten
     with _lock:
+        _forgotten += 1
         if alias is None:
             _known.clear()
         else:
@@ -93,9 +111,14 @@ def forget(alias: str | None = None) -> None:
 def of(alias: str) -> Dependencies:
     known = _known.get(alias)
     if known is None:
-        known = _read(alias)
         with _lock:
-            _known[alias] = known
+            started = _forgotten
+        known, complete = _read(alias)
+        # Kept only when the catalog was read and no forget() came meanwhile; else the
+        # next use reads it again.
+        with _lock:
+            if complete and _forgotten == started:
+                _known[alias] = known
     return known
 
 
@@ -126,46 +149,69 @@ def with_trigger_tables(alias: str, tables: Iterable[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _read(alias: str) -> Dependencies:
+def _read(alias: str) -> tuple[Dependencies, bool]:
+    """What the catalog and the settings say, and whether the catalog could be read."""
     found = Dependencies()
+    complete = True
     connection = connections[alias]
     if connection.vendor == "postgresql":
         try:
-            views, triggers, tables = _catalog(connection)
-        except Exception as error:  # no right to read it, a lost connection: settings only
-            logger.warning(
+            views, triggers, functions, tables = _catalog(connection)
+        except Exception as error:  # a failed transaction, a lost connection: settings only
+            complete = False
+            _log_once(
+                error,
                 "django-dbtune could not read the views and triggers of database %r from "
                 "its catalog (%s); the query cache follows only DBTUNE['CACHE_VIEWS'] and "
-                "DBTUNE['CACHE_TRIGGERS'] there.",
+                "DBTUNE['CACHE_TRIGGERS'] there until it can.",
                 alias,
-                error,
             )
         else:
             found.views = _closed(_by_key(views))
-            found.triggers = _trigger_writes(triggers, tables)
+            found.triggers = _trigger_writes(triggers, functions, tables)
     declared_views = _closed(_declared(conf.CACHE_VIEWS))
     for view, read in declared_views.items():
         found.views[view] = found.views.get(view, frozenset()) | read
     for table, written in _declared(conf.CACHE_TRIGGERS).items():
         found.triggers[table] = found.triggers.get(table, frozenset()) | written
-    return found
+    return found, complete
 
 
-def _catalog(connection: object) -> tuple[list[tuple[str, str]], list[tuple[str, ...]], list[str]]:
+_logged_at = 0.0
+
+
+def _log_once(error: BaseException, message: str, alias: str) -> None:
+    """The catalog could not be read: said once a minute, not on every read."""
+    global _logged_at
+    now = time.monotonic()
+    if now - _logged_at >= 60:
+        _logged_at = now
+        logger.warning(message, alias, error)
+
+
+Rows = list[tuple[str, ...]]
+
+
+def _catalog(connection: Any) -> tuple[Rows, Rows, Rows, list[str]]:
     """The catalog's rows, read on the driver's connection (no Django wrapper sees them),
-    in a savepoint when a transaction is open."""
-    wrapper = connection
-    wrapper.ensure_connection()  # type: ignore[attr-defined]
-    raw = wrapper.connection  # type: ignore[attr-defined]
-    in_transaction = not wrapper.get_autocommit() or wrapper.in_atomic_block  # type: ignore[attr-defined]
+    in a savepoint when a transaction is open; not at all in a failed one."""
+    connection.ensure_connection()
+    raw = connection.connection
+    info = getattr(raw, "info", None)  # psycopg 3; psycopg2 has the method below
+    status = info.transaction_status if info is not None else raw.get_transaction_status()
+    if status == _INERROR:
+        raise RuntimeError("the connection's transaction has failed")
+    in_transaction = status == _INTRANS
     with raw.cursor() as cursor:
         if in_transaction:
             cursor.execute("SAVEPOINT dbtune_catalog")
         try:
             cursor.execute(_VIEWS_SQL)
-            views = [(row[0], row[1]) for row in cursor.fetchall()]
+            views = [tuple(row) for row in cursor.fetchall()]
             cursor.execute(_TRIGGERS_SQL)
             triggers = [tuple(row) for row in cursor.fetchall()]
+            cursor.execute(_FUNCTIONS_SQL)
+            functions = [tuple(row) for row in cursor.fetchall()]
             cursor.execute(_TABLES_SQL)
             tables = [row[0] for row in cursor.fetchall()]
         except Exception:
@@ -175,10 +221,10 @@ def _catalog(connection: object) -> tuple[list[tuple[str, str]], list[tuple[str,
             raise
         if in_transaction:
             cursor.execute("RELEASE SAVEPOINT dbtune_catalog")
-    return views, triggers, tables
+    return views, triggers, functions, tables
 
 
-def _by_key(pairs: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
+def _by_key(pairs: Rows) -> dict[str, frozenset[str]]:
     found: dict[str, set[str]] = {}
     for view, table in pairs:
         found.setdefault(table_key(view), set()).add(table)
@@ -206,23 +252,41 @@ def _closed(views: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
 
 
 def _trigger_writes(
-    triggers: Iterable[tuple[str, ...]], tables: Iterable[str]
+    triggers: Rows, functions: Rows, tables: list[str]
 ) -> dict[str, frozenset[str]]:
-    """By table: what its trigger functions may write. The tables a function's source names
-    (more than it writes, never fewer); every table for one that builds its SQL at run
-    time; none for one in C, which changes the row being written only."""
+    """By table: what its trigger functions may write. The tables a function's source names,
+    with those of the functions it calls, step by step (more than it writes, never fewer);
+    every table for one that builds its SQL at run time; none for one in C, which changes
+    the row being written only."""
     names = {table_key(table): table for table in tables}
+    sources: dict[str, list[str]] = {}
+    for name, _, source in functions:
+        sources.setdefault(name.casefold(), []).append(source or "")
     found: dict[str, set[str]] = {}
     for table, language, source in triggers:
         key = table_key(table)
         written = found.setdefault(key, set())
         if language in ("c", "internal"):
             continue
-        if _DYNAMIC.search(source or ""):
-            written.add(EVERY_TABLE)
-            continue
-        for word in _WORD.findall(source or ""):
-            name = names.get(word.casefold())
-            if name is not None and table_key(name) != key:
-                written.add(name)
+        for text in _reached(source or "", sources):
+            if _DYNAMIC.search(text):
+                written.add(EVERY_TABLE)
+                break
+            for word in _WORD.findall(text):
+                named = names.get(word.casefold())
+                if named is not None and table_key(named) != key:
+                    written.add(named)
     return {table: frozenset(written) for table, written in found.items() if written}
+
+
+def _reached(source: str, sources: dict[str, list[str]]) -> list[str]:
+    """``source`` and the sources of the functions it names, and of those they name."""
+    reached = [source]
+    seen: set[str] = set()
+    for text in reached:  # grows while it is read
+        for word in _WORD.findall(text):
+            called = word.casefold()
+            if called in sources and called not in seen:
+                seen.add(called)
+                reached.extend(sources[called])
+    return reached

@@ -118,10 +118,8 @@ def watch_writes(
             else:
                 invalidate_everything(connection.alias, " ".join(sql.split())[:200])
             return result
-        if head.startswith(("CREATE", "ALTER", "DROP")) or (
-            head.startswith(("/*", "--")) and _SCHEMA_CHANGE.match(sql)
-        ):
-            dependencies.forget(connection.alias)  # a view or trigger may have changed
+        if head.startswith(("CREATE", "ALTER", "DROP", "/*", "--")) and _CATALOG_CHANGE.match(sql):
+            _catalog_changed(connection)
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.runs_code:  # CALL or DO behind a comment
             invalidate_everything(connection.alias, statement.shape)
@@ -142,10 +140,22 @@ def watch_writes(
     return result
 
 
-_SCHEMA_CHANGE = re.compile(
-    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(?:CREATE|ALTER|DROP)\b", re.IGNORECASE | re.DOTALL
+_CATALOG_CHANGE = re.compile(
+    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(?:DROP\b|(?:CREATE|ALTER)\b[^;]*?"
+    r"\b(?:VIEW|TRIGGER|FUNCTION|PROCEDURE|RULE|RENAME)\b)",
+    re.IGNORECASE | re.DOTALL,
 )
-"""A schema change behind leading comments."""
+"""A schema change that may change what a view reads or a trigger writes (behind leading
+comments too): not every CREATE TABLE or ALTER TABLE ... ADD of a migration."""
+
+
+def _catalog_changed(connection: BaseDatabaseWrapper) -> None:
+    """Views or triggers may have changed: read the catalog again, now and, inside a
+    transaction, once it commits (what another thread read meanwhile lacks the change)."""
+    alias = connection.alias
+    dependencies.forget(alias)
+    if connection.in_atomic_block:
+        connection.on_commit(lambda: dependencies.forget(alias), robust=True)
 
 
 def _refreshed(sql: str) -> str | None:

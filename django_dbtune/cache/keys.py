@@ -244,10 +244,15 @@ def key_bytes(value: Any) -> bytes:
 
 def _volatile_functions() -> frozenset[type]:
     """Django's functions whose value changes with no write: ``Now()`` (and PostgreSQL's
-    ``TransactionNow()``, ``RandomUUID()``), ``Random()``."""
+    ``TransactionNow()``, ``RandomUUID()``), ``Random()``, ``UUID4()`` and ``UUID7()``."""
     from django.db.models.functions import Now, Random
 
     found: set[type] = {Now, Random}
+    from django.db.models import functions
+
+    # Django 6.1's UUID4() and UUID7(): random, and compiled per database (as_postgresql),
+    # so no SQL text says so.
+    found |= {getattr(functions, name) for name in ("UUID4", "UUID7") if hasattr(functions, name)}
     try:
         from django.contrib.postgres.functions import RandomUUID, TransactionNow
     except ImportError:  # pragma: no cover - contrib.postgres is part of Django
@@ -271,10 +276,14 @@ def _hand_written_sql(cls: type) -> Any:
     if issubclass(cls, ExtraWhere):
         return lambda obj: " ".join(obj.sqls)
     if issubclass(cls, Func):
-        # Func(function="RANDOM") keeps its arguments in extra, as its SQL reads them.
-        return lambda obj: (
-            f"{obj.extra.get('function', obj.function) or ''} "
-            f"{obj.extra.get('template', obj.template)}"
+        # Func(function="RANDOM") keeps its arguments in extra, as its SQL reads them:
+        # every text there may end up in the SQL (template="%(when)s", when="now()").
+        return lambda obj: " ".join(
+            [
+                str(obj.function or ""),
+                str(obj.template),
+                *(value for value in obj.extra.values() if isinstance(value, str)),
+            ]
         )
     if issubclass(cls, Query):
         return lambda obj: " ".join(sql for sql, _ in obj.extra.values()) if obj.extra else ""
@@ -283,7 +292,8 @@ def _hand_written_sql(cls: type) -> Any:
 
 _VOLATILE = _volatile_functions()
 _VOLATILE_SQL = re.compile(
-    r"\b(NOW|CURRENT_TIMESTAMP|STATEMENT_TIMESTAMP|CLOCK_TIMESTAMP|RANDOM|RAND|GEN_RANDOM_UUID)\b",
+    r"\b(NOW|CURRENT_TIMESTAMP|STATEMENT_TIMESTAMP|CLOCK_TIMESTAMP|RANDOM|RAND|GEN_RANDOM_UUID"
+    r"|UUIDV4|UUIDV7|UUID_GENERATE_V4)\b|\bUUID\s*\(\s*\)",  # MySQL's UUID(), not a uuid column
     re.IGNORECASE,
 )
 """The same, in SQL (for a query that cannot be pickled, keyed by its SQL instead)."""

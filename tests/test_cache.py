@@ -566,64 +566,57 @@ def author_names():
     return sorted(Author.cached_objects.cached().values_list("name", flat=True))
 
 
-def _create_mark_trigger():
+@contextlib.contextmanager
+def book_trigger(name, body):
+    """A PostgreSQL trigger after every UPDATE of the books, running ``body`` (PL/pgSQL)."""
     _raw(
-        "CREATE FUNCTION shop_mark_authors() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN UPDATE shop_author SET name = name || '!'; RETURN NULL; END $$"
+        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN {body}; RETURN NULL; END $$"
     )
     _raw(
-        "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
-        "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark_authors()"
+        f"CREATE TRIGGER {name} AFTER UPDATE ON shop_book "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
     )
+    try:
+        yield
+    finally:
+        _raw(f"DROP TRIGGER IF EXISTS {name} ON shop_book")
+        _raw(f"DROP FUNCTION IF EXISTS {name}()")
 
 
-def _drop_mark_trigger():
-    _raw("DROP TRIGGER shop_mark ON shop_book")
-    _raw("DROP FUNCTION shop_mark_authors()")
+MARK_AUTHORS = "UPDATE shop_author SET name = name || '!'"
 
 
 def test_what_a_tables_trigger_writes_is_retired_with_it(shop, settings):
     """A trigger on the books renames the authors: no statement the project runs names
     the authors' table. PostgreSQL's catalog says so; elsewhere DBTUNE["CACHE_TRIGGERS"]."""
     if connection.vendor == "postgresql":
-        _create_mark_trigger()
+        trigger = book_trigger("shop_mark", MARK_AUTHORS)
     else:
         settings.DBTUNE = {**settings.DBTUNE, "CACHE_TRIGGERS": {"shop_book": ["shop_author"]}}
-        _raw(
-            "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
-            "BEGIN UPDATE shop_author SET name = name || '!'; END"
-        )
-    try:
+        trigger = sqlite_book_trigger("shop_mark", MARK_AUTHORS)
+    with trigger:
         assert author_names() == ["A0", "A1"]
         assert queries(author_names)[1] == 0  # served by the cache
         Book.objects.filter(title="B00").update(title="triggered")
         assert author_names() == ["A0!", "A1!"]
+
+
+@contextlib.contextmanager
+def sqlite_book_trigger(name, body):
+    _raw(f"CREATE TRIGGER {name} AFTER UPDATE ON shop_book BEGIN {body}; END")
+    try:
+        yield
     finally:
-        _raw(
-            "DROP TRIGGER shop_mark"
-            + (" ON shop_book" if connection.vendor == "postgresql" else "")
-        )
-        if connection.vendor == "postgresql":
-            _raw("DROP FUNCTION shop_mark_authors()")
+        _raw(f"DROP TRIGGER {name}")
 
 
 def test_a_trigger_that_builds_its_sql_at_run_time_retires_every_entry(shop, postgres_only):
-    _raw(
-        "CREATE FUNCTION shop_mark_any() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN EXECUTE format('UPDATE %%I SET name = name || %%L', 'shop_' || 'author', '?'); "
-        "RETURN NULL; END $$"
-    )
-    _raw(
-        "CREATE TRIGGER shop_mark_any AFTER UPDATE ON shop_book "
-        "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark_any()"
-    )
-    try:
+    built = "EXECUTE format('UPDATE %%I SET name = name || %%L', 'shop_' || 'author', '?')"
+    with book_trigger("shop_mark_any", built):
         assert author_names() == ["A0", "A1"]
         Book.objects.filter(title="B00").update(title="triggered")
         assert author_names() == ["A0?", "A1?"]
-    finally:
-        _raw("DROP TRIGGER shop_mark_any ON shop_book")
-        _raw("DROP FUNCTION shop_mark_any()")
 
 
 def test_a_catalog_that_could_not_be_read_is_read_again(titles_view, postgres_only):
@@ -656,7 +649,14 @@ def test_a_trigger_created_by_another_thread_is_seen_once_it_commits(shop, postg
     def create_the_trigger():
         try:
             with transaction.atomic():
-                _create_mark_trigger()
+                _raw(
+                    "CREATE FUNCTION shop_mark() RETURNS trigger LANGUAGE plpgsql AS "
+                    f"$$ BEGIN {MARK_AUTHORS}; RETURN NULL; END $$"
+                )
+                _raw(
+                    "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark()"
+                )
                 created.set()
                 proceed.wait(10)
         finally:
@@ -674,29 +674,21 @@ def test_a_trigger_created_by_another_thread_is_seen_once_it_commits(shop, postg
         Book.objects.filter(title="B00").update(title="triggered")
         assert author_names() == ["A0!", "A1!"]
     finally:
-        _drop_mark_trigger()
+        _raw("DROP TRIGGER shop_mark ON shop_book")
+        _raw("DROP FUNCTION shop_mark()")
 
 
 def test_what_a_function_a_trigger_calls_writes_is_retired_too(shop, postgres_only):
     _raw(
         "CREATE FUNCTION shop_touch_authors() RETURNS void LANGUAGE plpgsql AS "
-        "$$ BEGIN UPDATE shop_author SET name = name || '!'; END $$"
-    )
-    _raw(
-        "CREATE FUNCTION shop_mark_calls() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM shop_touch_authors(); RETURN NULL; END $$"
-    )
-    _raw(
-        "CREATE TRIGGER shop_mark_calls AFTER UPDATE ON shop_book "
-        "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark_calls()"
+        f"$$ BEGIN {MARK_AUTHORS}; END $$"
     )
     try:
-        assert author_names() == ["A0", "A1"]
-        Book.objects.filter(title="B00").update(title="triggered")
-        assert author_names() == ["A0!", "A1!"]
+        with book_trigger("shop_mark_calls", "PERFORM shop_touch_authors()"):
+            assert author_names() == ["A0", "A1"]
+            Book.objects.filter(title="B00").update(title="triggered")
+            assert author_names() == ["A0!", "A1!"]
     finally:
-        _raw("DROP TRIGGER shop_mark_calls ON shop_book")
-        _raw("DROP FUNCTION shop_mark_calls()")
         _raw("DROP FUNCTION shop_touch_authors()")
 
 

@@ -412,33 +412,24 @@ def test_a_refreshed_materialized_view_retires_what_read_it(shop, postgres_only)
         _raw("DROP MATERIALIZED VIEW shop_book_count")
 
 
-def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_only):
+@pytest.mark.parametrize("comment", ["", "/* job=nightly */ ", "-- a job\n"])
+def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_only, comment):
+    """Also behind a leading comment, as SQL commenters tag statements."""
     titles()
     _raw(
         "CREATE OR REPLACE PROCEDURE rename_a_book(old text, new text) LANGUAGE SQL AS "
         "$$ UPDATE shop_book SET title = new WHERE title = old $$"
     )
-    _raw("CALL rename_a_book(%s, %s)", ["B00", "called"])
+    _raw(comment + "CALL rename_a_book(%s, %s)", ["B00", "called"])
     assert "called" in titles()
-    _raw("DO $$ BEGIN UPDATE shop_book SET title = 'a block' WHERE title = 'B01'; END $$")
+    rename = "BEGIN UPDATE shop_book SET title = '{}' WHERE title = '{}'; END"
+    _raw(comment + "DO $$ " + rename.format("a block", "B01") + " $$")
     assert "a block" in titles()
-    _raw("DO\n$$ BEGIN UPDATE shop_book SET title = 'next line' WHERE title = 'B11'; END $$")
+    _raw(comment + "DO\n$$ " + rename.format("next line", "B11") + " $$")
     assert "next line" in titles()
     with transaction.atomic():  # and again at commit, for what others stored meanwhile
-        _raw("CALL rename_a_book(%s, %s)", ["B10", "in a transaction"])
+        _raw(comment + "CALL rename_a_book(%s, %s)", ["B10", "in a transaction"])
     assert "in a transaction" in titles()
-
-
-def test_a_procedure_called_behind_a_comment_retires_every_entry(shop, postgres_only):
-    titles()
-    _raw(
-        "CREATE OR REPLACE PROCEDURE rename_a_book(old text, new text) LANGUAGE SQL AS "
-        "$$ UPDATE shop_book SET title = new WHERE title = old $$"
-    )
-    _raw("/* job=nightly */ CALL rename_a_book(%s, %s)", ["B00", "called"])
-    assert "called" in titles()
-    _raw("-- a block\nDO $$ BEGIN UPDATE shop_book SET title = 'blocked' WHERE id > 0; END $$")
-    assert "blocked" in titles()
 
 
 def test_a_procedure_run_through_callproc_retires_every_entry(shop, postgres_only):

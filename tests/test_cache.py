@@ -468,20 +468,22 @@ def bookcases():
     bookcase = Bookcase.objects.create(name="S")
     binder = Binder.objects.create(title="V", bookcase=bookcase)
     Lending.objects.create(binder=binder)
-    return Bookcase, Binder, Lending
+
+    @cached(depends_on=[Binder, Lending])
+    def rows():
+        """The binders' titles and the lendings' binders, through the cache."""
+        return (
+            list(Binder.objects.values_list("title", flat=True)),
+            list(Lending.objects.values_list("binder_id", flat=True)),
+        )
+
+    return Bookcase, Binder, rows
 
 
 def test_rows_the_database_deletes_or_empties_itself_retire_their_entries(bookcases):
     """DB_CASCADE and DB_SET_NULL: deleting a bookcase deletes its binders and empties
     their lendings in the database, and no statement names those tables."""
-    bookcase, binder, lending = bookcases
-
-    @cached(depends_on=[binder, lending])
-    def rows():
-        return (
-            list(binder.objects.values_list("title", flat=True)),
-            list(lending.objects.values_list("binder_id", flat=True)),
-        )
+    bookcase, binder, rows = bookcases
 
     assert rows() == (["V"], [binder.objects.get().pk])
     assert queries(rows)[1] == 0  # served by the cache
@@ -492,14 +494,7 @@ def test_rows_the_database_deletes_or_empties_itself_retire_their_entries(bookca
 def test_a_delete_inside_a_with_or_behind_a_comment_retires_what_the_database_cascades(
     bookcases,
 ):
-    bookcase, binder, lending = bookcases
-
-    @cached(depends_on=[binder, lending])
-    def rows():
-        return (
-            list(binder.objects.values_list("title", flat=True)),
-            list(lending.objects.values_list("binder_id", flat=True)),
-        )
+    bookcase, binder, rows = bookcases
 
     table = bookcase._meta.db_table
     assert rows() == (["V"], [binder.objects.get().pk])

@@ -31,12 +31,10 @@ from typing import Any
 
 from django.db import connections
 
-from django_dbtune.cache.store import table_key
+from django_dbtune.cache.store import EVERY_TABLE, followed, table_key
 from django_dbtune.conf import conf
 
 logger = logging.getLogger("django_dbtune.cache")
-
-EVERY_TABLE = "*"
 
 _VIEWS_SQL = """
 SELECT DISTINCT v.relname, t.relname
@@ -134,19 +132,8 @@ def with_view_tables(alias: str, tables: frozenset[str]) -> frozenset[str]:
 def with_trigger_tables(alias: str, tables: Iterable[str]) -> tuple[str, ...]:
     """``tables`` and the tables their triggers write, step by step; ``("*",)`` when a
     trigger may write any table."""
-    found = list(dict.fromkeys(tables))
-    triggers = of(alias).triggers
-    if not triggers:
-        return tuple(found)
-    seen = {table_key(table) for table in found}
-    for table in found:  # grows while it is read: triggers of the tables triggers write
-        for written in triggers.get(table_key(table), ()):
-            if written == EVERY_TABLE:
-                return (EVERY_TABLE,)
-            if table_key(written) not in seen:
-                seen.add(table_key(written))
-                found.append(written)
-    return tuple(found)
+    found = followed(tables, of(alias).triggers)
+    return (EVERY_TABLE,) if EVERY_TABLE in found else found
 
 
 def _read(alias: str) -> tuple[Dependencies, bool]:
@@ -237,18 +224,7 @@ def _declared(setting: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]
 
 def _closed(views: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
     """Views over views: every table reached, not only the next view."""
-    closed: dict[str, frozenset[str]] = {}
-    for view in views:
-        reached: set[str] = set()
-        todo = list(views[view])
-        while todo:
-            table = todo.pop()
-            if table in reached:
-                continue
-            reached.add(table)
-            todo.extend(views.get(table_key(table), ()))
-        closed[view] = frozenset(reached)
-    return closed
+    return {view: frozenset(followed(read, views)) for view, read in views.items()}
 
 
 def _trigger_writes(

@@ -27,7 +27,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
 from django_dbtune.cache import dependencies, events
-from django_dbtune.cache.store import store, table_key
+from django_dbtune.cache.store import EVERY_TABLE, followed, store, table_key
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 
@@ -36,7 +36,6 @@ _PENDING = "_dbtune_cache_pending"
 last seen, the commit-time invalidations waiting in it)."""
 
 
-EVERY_TABLE = "*"
 """In what a transaction wrote: a statement that may have written any table."""
 
 
@@ -136,17 +135,7 @@ def with_database_cascades(tables: tuple[str, ...], every_key: bool = False) -> 
     are deleted (Django 6.1's ``DB_CASCADE``, ``DB_SET_NULL``, ``DB_SET_DEFAULT``), step by
     step: no statement names those. ``every_key``: every table with a foreign key to them
     (``TRUNCATE ... CASCADE`` empties those whatever their ``on_delete``)."""
-    follows = _referencing(every_key)
-    if not follows:
-        return tables
-    found = list(tables)
-    seen = {table_key(table) for table in found}
-    for table in found:  # grows while it is read: the steps further on
-        for child in follows.get(table_key(table), ()):
-            if table_key(child) not in seen:
-                seen.add(table_key(child))
-                found.append(child)
-    return tuple(found)
+    return followed(tables, _referencing(every_key))
 
 
 @lru_cache(maxsize=2)

@@ -21,7 +21,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.core.cache import BaseCache, caches
@@ -383,6 +383,25 @@ class Store:
 store = Store()
 
 _names: dict[str, str] = {}
+
+
+EVERY_TABLE = "*"
+"""Stands for every table: a write whose tables cannot be named."""
+
+
+def followed(tables: Iterable[str], follows: Mapping[str, Iterable[str]]) -> tuple[str, ...]:
+    """``tables`` and every table ``follows`` leads to from them (by :func:`table_key`),
+    step by step: database cascades, what triggers write, what views read."""
+    found = list(dict.fromkeys(tables))
+    if not follows:
+        return tuple(found)
+    seen = {table_key(table) for table in found}
+    for table in found:  # grows while it is read: the steps further on
+        for other in follows.get(table_key(table), ()):
+            if table_key(other) not in seen:
+                seen.add(table_key(other))
+                found.append(other)
+    return tuple(found)
 
 
 def table_key(table: str) -> str:

@@ -88,7 +88,7 @@ CACHE_OPTIONS: dict[str, Option] = {
         is_table_map,
         "a dict of view name to a list of table names",
         "The tables each database view reads, for databases whose catalog django-dbtune "
-        'does not read (on PostgreSQL it reads the catalog and adds these): {"app_report": '
+        'does not read (on PostgreSQL and SQLite it reads it and adds these): {"app_report": '
         '["app_order", "app_customer"]}. An entry that read the view is retired by a write '
         "to any of them.",
     ),
@@ -97,7 +97,7 @@ CACHE_OPTIONS: dict[str, Option] = {
         is_table_map,
         "a dict of table name to a list of table names",
         "The tables a table's triggers write, added to what django-dbtune reads from "
-        'PostgreSQL\'s catalog: {"app_order": ["app_audit"]}. A write to the table retires '
-        'the entries of those too; ["*"] retires every entry.',
+        'the catalog (PostgreSQL, SQLite): {"app_order": ["app_audit"]}. A write to the '
+        'table retires the entries of those too; ["*"] retires every entry.',
     ),
 }

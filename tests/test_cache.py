@@ -522,15 +522,37 @@ def view_titles():
     return sorted(BookTitle.cached_objects.cached().values_list("title", flat=True))
 
 
-def test_a_write_to_a_table_a_view_reads_retires_what_read_the_view(titles_view, settings):
-    """A model over a plain view: PostgreSQL's catalog says what the view reads; elsewhere
-    DBTUNE["CACHE_VIEWS"] does."""
-    if connection.vendor != "postgresql":
-        settings.DBTUNE = {**settings.DBTUNE, "CACHE_VIEWS": {"shop_book_titles": ["shop_book"]}}
+def test_a_write_to_a_table_a_view_reads_retires_what_read_the_view(titles_view):
+    """A model over a plain view: the database's catalog says what the view reads
+    (PostgreSQL's pg_depend, SQLite's sqlite_master)."""
     assert view_titles() == database_titles()
     assert queries(view_titles)[1] == 0  # served by the cache
     Book.objects.filter(title="B00").update(title="through the view")
     assert view_titles() == database_titles()
+
+
+def test_declared_views_and_triggers_retire_what_the_catalog_does_not_show(shop, settings):
+    """CACHE_VIEWS and CACHE_TRIGGERS, for what a database's catalog does not say (a
+    database django-dbtune does not read, SQL built at run time): a write to a declared
+    table retires the entries that depend on it."""
+    settings.DBTUNE = {
+        **settings.DBTUNE,
+        "CACHE_TRIGGERS": {"shop_book": ["shop_author"]},
+        "CACHE_VIEWS": {"shop_publisher": ["shop_tag"]},  # as if it were a view over tags
+    }
+    author_names()
+    assert queries(author_names)[1] == 0
+    Book.objects.filter(title="B00").update(title="declared")
+    assert queries(author_names)[1] == 1  # retired with the books
+
+    @cached(depends_on=[Publisher])
+    def publisher_names():
+        return sorted(Publisher.objects.values_list("name", flat=True))
+
+    publisher_names()
+    assert queries(publisher_names)[1] == 0
+    Tag.objects.filter(name="t0").update(name="declared")
+    assert queries(publisher_names)[1] == 1  # retired with the tags its "view" reads
 
 
 def test_a_view_over_a_view_is_followed_to_its_tables(titles_view, postgres_only):
@@ -573,13 +595,12 @@ def book_trigger(name, body):
 MARK_AUTHORS = "UPDATE shop_author SET name = name || '!'"
 
 
-def test_what_a_tables_trigger_writes_is_retired_with_it(shop, settings):
+def test_what_a_tables_trigger_writes_is_retired_with_it(shop):
     """A trigger on the books renames the authors: no statement the project runs names
-    the authors' table. PostgreSQL's catalog says so; elsewhere DBTUNE["CACHE_TRIGGERS"]."""
+    the authors' table. The database's catalog says so."""
     if connection.vendor == "postgresql":
         trigger = book_trigger("shop_mark", MARK_AUTHORS)
     else:
-        settings.DBTUNE = {**settings.DBTUNE, "CACHE_TRIGGERS": {"shop_book": ["shop_author"]}}
         trigger = sqlite_book_trigger("shop_mark", MARK_AUTHORS)
     with trigger:
         assert author_names() == ["A0", "A1"]

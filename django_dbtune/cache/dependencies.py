@@ -11,7 +11,8 @@ and what a table's triggers write.
   ``tsvector_update_trigger``...) changes the row being written only.
 
 On PostgreSQL both are read from the catalog (``pg_rewrite``/``pg_depend`` for views,
-``pg_trigger``/``pg_proc`` for triggers), once per process and database, again after a
+``pg_trigger``/``pg_proc`` for triggers), on SQLite from ``sqlite_master`` (the views' and
+triggers' SQL), once per process and database, again after a
 schema change the process ran or a migration. ``DBTUNE["CACHE_VIEWS"]`` and
 ``DBTUNE["CACHE_TRIGGERS"]`` declare the same for any database, added to what the catalog
 says. The catalog is read on the raw driver connection, inside a savepoint when a transaction
@@ -33,6 +34,7 @@ from django.db import connections
 
 from django_dbtune.cache.store import EVERY_TABLE, followed, table_key
 from django_dbtune.conf import conf
+from django_dbtune.sql import analyse
 
 logger = logging.getLogger("django_dbtune.cache")
 
@@ -141,9 +143,10 @@ def _read(alias: str) -> tuple[Dependencies, bool]:
     found = Dependencies()
     complete = True
     connection = connections[alias]
-    if connection.vendor == "postgresql":
+    catalog = _CATALOGS.get(connection.vendor)
+    if catalog is not None:
         try:
-            views, triggers, functions, tables = _catalog(connection)
+            views, triggers, functions, tables = catalog(connection)
         except Exception as error:  # a failed transaction, a lost connection: settings only
             complete = False
             _log_once(
@@ -209,6 +212,29 @@ def _catalog(connection: Any) -> tuple[Rows, Rows, Rows, list[str]]:
         if in_transaction:
             cursor.execute("RELEASE SAVEPOINT dbtune_catalog")
     return views, triggers, functions, tables
+
+
+def _sqlite_catalog(connection: Any) -> tuple[Rows, Rows, Rows, list[str]]:
+    """SQLite keeps each view's and trigger's SQL in ``sqlite_master``: a view reads the
+    tables its SELECT names; a trigger's body is read like a trigger function's source."""
+    connection.ensure_connection()
+    rows = connection.connection.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+    ).fetchall()
+    views: Rows = [
+        (name, table)
+        for kind, name, _, sql in rows
+        if kind == "view"
+        for table in analyse(sql, "sqlite", has_params=False).tables
+        if table_key(table) != table_key(name)
+    ]
+    triggers: Rows = [(table, "sql", sql) for kind, _, table, sql in rows if kind == "trigger"]
+    tables = [name for kind, name, _, _ in rows if kind in ("table", "view")]
+    return views, triggers, [], tables
+
+
+_CATALOGS = {"postgresql": _catalog, "sqlite": _sqlite_catalog}
+"""How to read each database's views and triggers."""
 
 
 def _by_key(pairs: Rows) -> dict[str, frozenset[str]]:

@@ -501,8 +501,6 @@ def django_is_untouched():
 
 
 def test_every_patch_is_removed_on_exit(shop):
-    from django.db.models.base import ModelState
-
     descriptor_get = ForwardManyToOneDescriptor.__dict__["__get__"]
     with detect():
         with detect():
@@ -513,7 +511,7 @@ def test_every_patch_is_removed_on_exit(shop):
         # No attribute read is wrapped, not even while detecting.
         assert ForwardManyToOneDescriptor.__dict__["__get__"] is descriptor_get
     assert django_is_untouched()
-    assert "dbtune_tag" not in ModelState.__dict__
+    assert "_dbtune_tag" not in models.Model.__dict__
 
 
 def test_every_patch_is_removed_after_an_exception_inside(shop):
@@ -608,7 +606,7 @@ def test_watched_instances_still_pickle_cleanly(shop):
     # Nothing of the detection travels into a cache: a plain related-object cache, no tag.
     for book in restored:
         assert type(book._state.fields_cache) is dict
-        assert getattr(book._state, "dbtune_tag", None) is None
+        assert getattr(book, "_dbtune_tag", None) is None
 
 
 # --- Requests: middleware, templates, async, class-based views, admin, DRF --------------------

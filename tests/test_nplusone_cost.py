@@ -101,8 +101,8 @@ def test_outside_a_detection_the_kept_patches_change_nothing(shop, client, with_
     assert patches.installed()
     assert run() == plain
     books = list(Book.objects.select_related("author"))
-    assert all(getattr(book._state, "dbtune_tag", None) is None for book in books)
-    assert all(getattr(b.author._state, "dbtune_tag", None) is None for b in books)
+    assert all(getattr(book, "_dbtune_tag", None) is None for book in books)
+    assert all(getattr(b.author, "_dbtune_tag", None) is None for b in books)
 
 
 def test_patches_come_out_when_the_middleware_is_garbage_collected(shop, with_middleware):

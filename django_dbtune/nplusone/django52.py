@@ -56,7 +56,7 @@ def lazy_load(queryset: Any, frame: FrameType, fetch_all: Callable[[Any], None])
     instance = names.get("instance")
     if not isinstance(instance, Model):
         return False
-    tag = getattr(instance._state, TAG, None)
+    tag = getattr(instance, TAG, None)
     if tag is None or not tag.watched or not tag.live():
         return False
     kind, name = describe_fetcher(names.get("self"))
@@ -72,7 +72,7 @@ _DEFERRED_GET: CodeType = DeferredAttribute.__get__.__code__
 def refresh_from_db(self: Model, *args: Any, **kwargs: Any) -> None:
     """Replaces ``Model.refresh_from_db``: a deferred field read calls
     ``refresh_from_db(fields=[name])``."""
-    tag = getattr(self._state, TAG, None)
+    tag = getattr(self, TAG, None)
     fields = kwargs.get("fields")
     if (
         tag is not None

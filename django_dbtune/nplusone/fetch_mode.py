@@ -29,7 +29,7 @@ if FETCH_MODES:
         __slots__ = ()
 
         def fetch(self, fetcher: Any, instance: Model) -> None:
-            tag = getattr(instance._state, TAG, None)
+            tag = getattr(instance, TAG, None)
             if tag is None or not tag.watched or not tag.live():
                 fetcher.fetch_one(instance)
                 return

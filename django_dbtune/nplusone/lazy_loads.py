@@ -18,7 +18,7 @@ from django.db.models.fields.related_descriptors import (
 from django.db.models.query_utils import DeferredAttribute
 
 from django_dbtune.capture import attribution
-from django_dbtune.nplusone.state import TAG, Detection, Load, LoadKind, Site, Tag
+from django_dbtune.nplusone.state import Detection, Load, LoadKind, Site, Tag, tag_one
 
 
 def load(
@@ -79,7 +79,7 @@ def load(
 def tag_loaded(tag: Tag, name: str, target: Any) -> None:
     """Watch what a lazy load brought in: its own relations are the next level."""
     if isinstance(target, Model):
-        setattr(target._state, TAG, tag.through(name))
+        tag_one(target, tag.through(name))
 
 
 def quietly(detection: Detection, call: Callable[[], Any]) -> Any:

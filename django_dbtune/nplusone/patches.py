@@ -10,7 +10,7 @@ does no more than read a context variable and call Django's own. One line per ob
 
 Replaced while a detection is open (:data:`PATCHES`):
 
-- ``ModelState.dbtune_tag``: added as ``None``, the default row tag (all versions).
+- ``Model._dbtune_tag``: added as ``None``, the default row tag (all versions).
 - ``QuerySet._dbtune_use``: added as ``None``, the default for what reading a prefetched
   queryset marks (all versions).
 - ``QuerySet._fetch_all`` → :func:`.evaluation.fetch_all`: tag rows, see per-row related
@@ -58,9 +58,9 @@ Each replacement calls Django's own function, taken when its module is imported 
 anything is installed), so it never calls itself; :func:`uninstall` puts back exactly what
 :func:`install` found.
 
-Attributes stored on Django's objects (named in :mod:`.state`): ``instance._state`` gets
-the row tag; a ``Query`` its origin, owner or (5.2) lazy-load frame; a prefetched
-``QuerySet`` what reading it means.
+Attributes stored on Django's objects (named in :mod:`.state`): a model instance gets the
+row tag; a ``Query`` its origin, owner or (5.2) lazy-load frame; a prefetched ``QuerySet``
+what reading it means.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Model, query
-from django.db.models.base import ModelState
 from django.db.models.deletion import Collector
 from django.db.models.query import QuerySet
 from django.db.models.sql.query import Query
@@ -96,7 +95,7 @@ class Patch:
 
 
 PATCHES: tuple[Patch, ...] = (
-    Patch(ModelState, TAG, None),
+    Patch(Model, TAG, None),
     Patch(QuerySet, USE, None),
     Patch(QuerySet, "_fetch_all", evaluation.fetch_all),
     Patch(QuerySet, "count", evaluation.count),

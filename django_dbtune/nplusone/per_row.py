@@ -26,13 +26,15 @@ from django_dbtune.nplusone.state import (
     Tag,
     detection_now,
     suspended,
+    tag_all,
+    tag_of,
 )
 
 
 def owner_tag(queryset: Any) -> tuple[Model, Tag] | None:
     """The watched instance a related manager's queryset belongs to, and its tag."""
     owner = _owner(queryset)
-    tag: Tag | None = getattr(getattr(owner, "_state", None), TAG, None)
+    tag = tag_of(owner)
     if tag is None or not tag.watched or not tag.live():
         return None
     return owner, tag
@@ -41,7 +43,7 @@ def owner_tag(queryset: Any) -> tuple[Model, Tag] | None:
 def lone_owner_tag(queryset: Any) -> Tag | None:
     """The tag of the one project row, watched by nobody (fetched on its own), whose related
     manager built ``queryset``: its rows could be prefetched where that row was fetched."""
-    tag: Tag | None = getattr(getattr(_owner(queryset), "_state", None), TAG, None)
+    tag = tag_of(_owner(queryset))
     if tag is None or tag.watched or tag.prefix or not tag.group.from_project:
         return None
     return tag
@@ -79,7 +81,7 @@ def maybe_per_row(queryset: Any, kind: LoadKind, call: Callable[[], Any]) -> Any
         manager = _manager_call(sys._getframe(2))
         if manager is not None:
             owner = manager.instance
-            tag = getattr(owner._state, TAG, None)
+            tag = tag_of(owner)
             if tag is None or not tag.watched or not tag.live():
                 return call()
             return per_row(
@@ -132,7 +134,7 @@ def _row_in(queryset: Any, frame: FrameType | None, detection: Detection) -> Tag
     targets = _pointed_at(queryset.model)
     # type(), not isinstance(): a lazy object (request.user) would be evaluated.
     found = {
-        id(value): getattr(value._state, TAG, None)
+        id(value): getattr(value, TAG, None)
         for value in list(frame.f_locals.values())
         if issubclass(type(value), targets) and issubclass(type(value), Model)
     }
@@ -190,8 +192,7 @@ def per_row(
     rows = queryset._result_cache if kind == "many" else None
     if rows and issubclass(queryset._iterable_class, ModelIterable):
         nested = tag.group.tag(tag.prefix + name + LOOKUP_SEP, many=True)
-        for row in rows:
-            setattr(row._state, TAG, nested)
+        tag_all(rows, nested)
     return result
 
 

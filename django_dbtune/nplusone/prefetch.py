@@ -38,7 +38,7 @@ def prefetch_one_level(instances: list[Any], prefetcher: Any, lookup: Any, level
     if detection is None or detection.failed or suspended() or not instances:
         return _django_prefetch_one_level(instances, prefetcher, lookup, level)
     try:
-        tag: Tag | None = getattr(instances[0]._state, TAG, None)
+        tag: Tag | None = getattr(instances[0], TAG, None)
         cached = instances[0].__dict__.get(_CACHE) if tag is not None and tag.eager else None
         known = set(cached) if cached else set()  # the prefetch adds its queryset next to these
         per_row = level == 0 and not detection.busy and len(instances) == 1

@@ -60,7 +60,7 @@ class ReadWatch:
         original = _originals.get(kind, kind)
         watch = _watches.get(id(self))
         if instance is not None and watch is not None:
-            tag = getattr(instance._state, TAG, None)
+            tag = getattr(instance, TAG, None)
             if tag is not None and tag.live():
                 try:
                     tag.read(watch.lookup)

@@ -24,6 +24,8 @@ from django_dbtune.nplusone.state import (
     Site,
     Tag,
     tag_all,
+    tag_of,
+    tag_one,
 )
 
 
@@ -43,7 +45,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
             # its related managers load per row is fixed on this queryset (tag_through).
             group = Group(detection, queryset.model, 1, site, owner, None)
             detection.groups.append(group)
-            setattr(rows[0]._state, TAG, group.tag())
+            tag_one(rows[0], group.tag())
         return
     evaluated_at: Site | None = None
     if site is None and owner is None:
@@ -98,7 +100,7 @@ def _through(queryset: Any) -> tuple[Model, Tag, str] | None:
     hints = queryset._hints
     parent = hints.get("instance") if hints else None
     parent = parent if parent is not None else queryset._query.__dict__.get(OWNER)
-    tag = getattr(getattr(parent, "_state", None), TAG, None)
+    tag = tag_of(parent)
     if tag is None or not tag.group.from_project or not tag.live():
         return None
     relation = many_relation(type(parent), queryset.model, queryset)
@@ -182,14 +184,13 @@ def _tag_all_selected(group: Group, rows: list[Any], prefix: str = "", depth: in
         for name, related in row._state.fields_cache.items():
             if not isinstance(related, Model):
                 continue
-            tag = getattr(related._state, TAG, None)
+            tag = getattr(related, TAG, None)
             if tag is not None and tag.group is group:
                 continue  # the way back to a row already tagged
             attached.setdefault(name, []).append(related)
     for name, related_rows in attached.items():
         tag = group.tag(prefix + name + LOOKUP_SEP)
-        for related in related_rows:
-            setattr(related._state, TAG, tag)
+        tag_all(related_rows, tag)
         _tag_all_selected(group, related_rows, prefix + name + LOOKUP_SEP, depth - 1)
 
 

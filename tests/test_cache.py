@@ -151,6 +151,60 @@ def test_an_aggregate_over_a_join_is_invalidated_by_the_joined_table(shop):
     assert counts() == [("A0", 3), ("A1", 2), 5]
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "standby", "other"])
+def test_a_prefetch_read_on_another_database_retires_the_entry_when_written_there(shop):
+    """A ``Prefetch`` whose queryset reads another database: the entry records the tables
+    it read there, and a write there retires it."""
+    publisher = Publisher.objects.using("other").create(name="P")
+    for author in Author.objects.order_by("pk"):
+        Author.objects.using("other").create(pk=author.pk, name=author.name, publisher=publisher)
+
+    def author_names():
+        there = Prefetch("author", queryset=Author.objects.using("other"))
+        books = Book.cached_objects.prefetch_related(there).order_by("title").cached()
+        return [book.author.name for book in books]
+
+    def on_both():
+        with CaptureQueriesContext(connections["other"]) as there:
+            names, here = queries(author_names)
+        return names, here + len(there.captured_queries)
+
+    first, _ = on_both()  # learns that the prefetch reads the other database
+    assert on_both() == (first, 2)  # stores
+    assert on_both() == (first, 0)  # served
+    Author.objects.using("other").filter(name="A0").update(name="renamed there")
+    assert author_names()[0] == "renamed there"
+    with transaction.atomic(using="other"):  # read there before it commits: not stored
+        Author.objects.using("other").filter(name="A1").update(name="never committed")
+        assert author_names() == ["renamed there"] * 2 + ["never committed"] * 2
+        transaction.set_rollback(True, using="other")
+    assert author_names()[-1] == "A1"
+
+
+def test_a_cached_queryset_served_inside_a_cached_prefetch_is_recorded_by_the_outer_entry(
+    shop,
+):
+    """The inner queryset of a ``Prefetch`` is cached too: when the outer one is computed
+    while the inner is served from the cache (no query runs), the outer entry still records
+    what the inner read, and a write to it retires both."""
+
+    def tag_names():
+        tags = Prefetch("tags", queryset=Tag.cached_objects.order_by("name").cached())
+        books = Book.cached_objects.prefetch_related(tags).order_by("title").cached()
+        return [[tag.name for tag in book.tags.all()] for book in books]
+
+    first = tag_names()
+    tag_names()
+    assert queries(tag_names) == (first, 0)
+    # The books' table changes (the same rows): the outer entry is computed again, with
+    # the inner one served from the cache.
+    Book.objects.filter(title="B00").update(title="B00")
+    assert queries(tag_names)[0] == first
+    assert queries(tag_names) == (first, 0)
+    Tag.objects.filter(name="t0").update(name="renamed")
+    assert tag_names()[0] == ["renamed"]
+
+
 # --- Every kind of write ---------------------------------------------------------------------
 
 

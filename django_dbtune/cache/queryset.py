@@ -7,6 +7,7 @@ on a hit, become its result cache in one function, ``fill_result_cache``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from typing import Any, TypeVar, cast
 
 from django.db import connections
@@ -14,9 +15,11 @@ from django.db.models import Manager, Model, QuerySet
 from django.db.models.query import ModelIterable
 
 from django_dbtune import filled_rows
+from django_dbtune.cache.invalidation import database_group
 from django_dbtune.cache.keys import compiled_sql, queryset_digest, read_shape
-from django_dbtune.cache.readthrough import as_is, check_timeout, read_through
+from django_dbtune.cache.readthrough import as_is, check_timeout, noting_served, read_through
 from django_dbtune.cache.rows import pack, unpack
+from django_dbtune.cache.store import IN_GROUP, in_group
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
 
@@ -213,20 +216,38 @@ class CacheLookup:
         return tables
 
     def reading(self, run: Callable[[], Any]) -> tuple[Any, frozenset[str]]:
-        """``run()``'s value and every table its statements read (prefetches included)."""
-        statements: list[str] = []
+        """``run()``'s value and every table it read: its statements on every database
+        (a prefetch may be routed to another), and the tables of the cached values it was
+        served (a cached queryset in a ``Prefetch``). Tables of another database group are
+        named with it (:func:`.store.in_group`). None when another database it read is
+        inside a transaction: what it read there may never be committed."""
+        statements: list[tuple[str, str]] = []
 
-        def catch(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
-            statements.append(sql)
-            return execute(sql, *args)
+        def catcher(alias: str) -> Callable[..., Any]:
+            def catch(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+                statements.append((alias, sql))
+                return execute(sql, *args)
 
-        connection = connections[self.queryset.db]
-        with connection.execute_wrapper(catch):
+            return catch
+
+        with ExitStack() as stack:
+            for alias in connections:
+                stack.enter_context(connections[alias].execute_wrapper(catcher(alias)))
+            served = stack.enter_context(noting_served())
             value = run()
-        vendor = connection.vendor
-        read = frozenset(table for sql in statements for table in analyse(sql, vendor).tables)
-        self.learn(read)
-        return value, read
+        own = database_group(self.queryset.db)
+        read: set[str] = set()
+        for alias, sql in statements:
+            group = database_group(alias)
+            tables = analyse(sql, connections[alias].vendor).tables
+            read.update(tables if group == own else (in_group(group, t) for t in tables))
+            if alias != self.queryset.db and connections[alias].in_atomic_block:
+                return value, frozenset()
+        for group, tables in served:
+            mixed = group == own
+            read.update(t if mixed or IN_GROUP in t else in_group(group, t) for t in tables)
+        self.learn(frozenset(read))
+        return value, frozenset(read)
 
     def learn(self, tables: frozenset[str]) -> None:
         if not tables <= self.guess:

@@ -9,7 +9,9 @@ the others wait for it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.db import connections
@@ -29,6 +31,30 @@ def check_timeout(where: str, timeout: Any) -> None:
         raise DbtuneError(
             f"{where}(timeout=...) takes a positive number of seconds, not {timeout!r}."
         )
+
+
+Served = list[tuple[str, tuple[str, ...]]]
+"""Entries served from the cache, as (their database group, the tables they read)."""
+
+_serving: ContextVar[tuple[Served, ...]] = ContextVar("dbtune_serving", default=())
+
+
+@contextmanager
+def noting_served() -> Iterator[Served]:
+    """What cached values the body is served: a cached queryset computed around them (a
+    ``Prefetch`` of a cached queryset inside a cached one) read their tables with no query
+    of its own."""
+    served: Served = []
+    token = _serving.set((*_serving.get(), served))
+    try:
+        yield served
+    finally:
+        _serving.reset(token)
+
+
+def _note_served(group: str, tables: tuple[str, ...]) -> None:
+    for served in _serving.get():
+        served.append((group, tables))
 
 
 def as_is(value: Any) -> Any:
@@ -69,6 +95,7 @@ def read_through(
         return _bypass(compute, label, started)
     snapshot, hit = found
     if hit is not None and not clashes(written, hit[0]):
+        _note_served(group, hit[0])
         value = decode(hit[1])
         events.read("hit", label, time.perf_counter() - started, hit[2])
         return value
@@ -89,6 +116,7 @@ def read_through(
                 else store.wait_for(entry, snapshot, conf.CACHE_LOCK_WAIT)
             )
             if again is not None and not clashes(written, again[0]):
+                _note_served(group, again[0])
                 events.read("hit", label, time.perf_counter() - started, again[2])
                 return decode(again[1])
         computing = time.perf_counter()

@@ -117,6 +117,10 @@ class Store:
 
     @staticmethod
     def generation_key(group: str, table: str) -> str:
+        """The key of ``table``'s generation in ``group``, or in the group that
+        :func:`in_group` named with it (a table an entry read on another database)."""
+        if IN_GROUP in table:
+            group, _, table = table.partition(IN_GROUP)
         return f"{conf.CACHE_PREFIX}:g:{group}:{table_key(table)}"
 
     @staticmethod
@@ -388,6 +392,16 @@ _names: dict[str, str] = {}
 EVERY_TABLE = "*"
 """Stands for every table: a write whose tables cannot be named."""
 
+IN_GROUP = "\x1f"
+"""Between a database group and a table in :func:`in_group`'s names (no table name has it)."""
+
+
+def in_group(group: str, table: str) -> str:
+    """``table`` of database group ``group``, as an entry read on another group records
+    it (a prefetch routed to another database): its generation is that group's, the one
+    a write there replaces."""
+    return f"{group}{IN_GROUP}{table}"
+
 
 def followed(tables: Iterable[str], follows: Mapping[str, Iterable[str]]) -> tuple[str, ...]:
     """``tables`` and every table ``follows`` leads to from them (by :func:`table_key`),
@@ -413,5 +427,7 @@ def table_key(table: str) -> str:
     if name is None:
         if len(_names) > 4096:
             _names.clear()
-        name = _names[table] = table.rpartition(".")[2].strip('"`[]').casefold()
+        group, _, bare = table.rpartition(IN_GROUP)
+        name = bare.rpartition(".")[2].strip('"`[]').casefold()
+        name = _names[table] = in_group(group, name) if group else name
     return name

@@ -486,6 +486,37 @@ def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_on
     assert "in a transaction" in titles()
 
 
+def test_a_select_that_calls_a_function_that_writes_retires_what_it_writes(shop, postgres_only):
+    """``SELECT f()`` reads like a query; the function's body (or one it calls) writes."""
+    _raw(
+        "CREATE FUNCTION shop_mark_books() RETURNS void LANGUAGE plpgsql AS "
+        "$$ BEGIN UPDATE shop_book SET title = title || '!'; END $$"
+    )
+    _raw(
+        "CREATE FUNCTION shop_nightly() RETURNS int LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM shop_mark_books(); RETURN 1; END $$"
+    )
+    _raw(
+        "CREATE FUNCTION shop_anything(statement text) RETURNS void LANGUAGE plpgsql AS "
+        "$$ BEGIN EXECUTE statement; END $$"
+    )
+    try:
+        assert titles() == ["B00", "B01", "B10", "B11"]
+        _raw("SELECT shop_mark_books()")
+        assert titles() == ["B00!", "B01!", "B10!", "B11!"]
+        assert queries(titles)[1] == 0  # served: a call of a function that only reads
+        assert queries(lambda: _raw("SELECT lower('X'), count(*) FROM shop_book"))[1] == 1
+        assert queries(titles)[1] == 0  # ... and of a built-in keep the entry
+        with transaction.atomic():
+            _raw("select public.SHOP_NIGHTLY() AS done")  # through the function it calls
+        assert titles() == ["B00!!", "B01!!", "B10!!", "B11!!"]
+        _raw("SELECT shop_anything(%s)", ["UPDATE shop_book SET title = 'dynamic'"])
+        assert titles() == ["dynamic"] * 4
+    finally:
+        for function in ("shop_nightly()", "shop_mark_books()", "shop_anything(text)"):
+            _raw(f"DROP FUNCTION IF EXISTS {function}")
+
+
 def test_a_procedure_run_through_callproc_retires_every_entry(shop, postgres_only):
     """``cursor.callproc()`` does not pass Django's execute wrappers."""
     titles()

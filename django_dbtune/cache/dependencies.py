@@ -1,5 +1,5 @@
 """Tables that change or are read with no statement naming them: what a plain view reads,
-and what a table's triggers write.
+what a table's triggers write, and what a function a statement calls writes.
 
 - **Views.** An entry that read a view (a model over it, ``managed = False``) depends on the
   tables the view reads: a write to one of them retires the entry. A materialized view keeps
@@ -9,6 +9,10 @@ and what a table's triggers write.
   too. A trigger function that builds its SQL at run time (``EXECUTE``) could write any table:
   a write to its table retires every entry. A function written in C (PostgreSQL's own
   ``tsvector_update_trigger``...) changes the row being written only.
+- **Functions that write.** ``SELECT archive_old_orders()`` reads like a query, but the
+  function's body writes: a statement that calls a function whose source (or that of a
+  function it calls) writes retires the tables that source names, or every entry when it
+  builds its SQL at run time.
 
 On PostgreSQL both are read from the catalog (``pg_rewrite``/``pg_depend`` for views,
 ``pg_trigger``/``pg_proc`` for triggers), on SQLite from ``sqlite_master`` (the views' and
@@ -86,6 +90,11 @@ class Dependencies:
     """By view (its table key): the tables it reads, through other views too."""
     triggers: dict[str, frozenset[str]] = field(default_factory=dict)
     """By table (its table key): the other tables its triggers write, or ``{"*"}``."""
+    functions: dict[str, frozenset[str]] = field(default_factory=dict)
+    """By function name (case-folded): the tables a function that writes may write, or
+    ``{"*"}``. Functions that only read are not here."""
+    calls: re.Pattern[str] | None = None
+    """Finds a call of one of :attr:`functions` in a statement (None: there are none)."""
 
 
 _known: dict[str, Dependencies] = {}
@@ -131,6 +140,18 @@ def with_view_tables(alias: str, tables: frozenset[str]) -> frozenset[str]:
     return tables.union(*extra) if extra else tables
 
 
+def written_by_calls(alias: str, sql: str) -> tuple[str, ...]:
+    """The tables the functions ``sql`` calls may write (``("*",)``: any table); none for
+    a statement that calls no function that writes, which is nearly every one."""
+    known = of(alias)
+    if known.calls is None:
+        return ()
+    written: set[str] = set()
+    for name in known.calls.findall(sql):
+        written |= known.functions.get(name.casefold(), frozenset())
+    return (EVERY_TABLE,) if EVERY_TABLE in written else tuple(written)
+
+
 def with_trigger_tables(alias: str, tables: Iterable[str]) -> tuple[str, ...]:
     """``tables`` and the tables their triggers write, step by step; ``("*",)`` when a
     trigger may write any table."""
@@ -159,6 +180,10 @@ def _read(alias: str) -> tuple[Dependencies, bool]:
         else:
             found.views = _closed(_by_key(views))
             found.triggers = _trigger_writes(triggers, functions, tables)
+            found.functions = _function_writes(functions, tables)
+            if found.functions:
+                names = "|".join(sorted(map(re.escape, found.functions), key=len, reverse=True))
+                found.calls = re.compile(rf"\b({names})\s*\(", re.IGNORECASE)
     declared_views = _closed(_declared(conf.CACHE_VIEWS))
     for view, read in declared_views.items():
         found.views[view] = found.views.get(view, frozenset()) | read
@@ -279,6 +304,32 @@ def _trigger_writes(
                 if named is not None and table_key(named) != key:
                     written.add(named)
     return {table: frozenset(written) for table, written in found.items() if written}
+
+
+_WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|TRUNCATE|MERGE|COPY)\b", re.IGNORECASE)
+
+
+def _function_writes(functions: Rows, tables: list[str]) -> dict[str, frozenset[str]]:
+    """By function: what it may write, if its source or a function it calls writes (the
+    tables they name: more than it writes, never fewer; every table when one builds its
+    SQL at run time). Functions that only read are left out."""
+    names = {table_key(table): table for table in tables}
+    sources: dict[str, list[str]] = {}
+    for name, _, source in functions:
+        sources.setdefault(name.casefold(), []).append(source or "")
+    found: dict[str, frozenset[str]] = {}
+    for name, own in sources.items():
+        reached = [text for source in own for text in _reached(source, sources)]
+        if any(_DYNAMIC.search(text) for text in reached):
+            found[name] = frozenset((EVERY_TABLE,))
+        elif any(_WRITES.search(text) for text in reached):
+            found[name] = frozenset(
+                names[word.casefold()]
+                for text in reached
+                for word in _WORD.findall(text)
+                if word.casefold() in names
+            )
+    return found
 
 
 def _reached(source: str, sources: dict[str, list[str]]) -> list[str]:

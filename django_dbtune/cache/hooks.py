@@ -8,7 +8,9 @@ While ``DBTUNE["ENABLED"]`` and ``DBTUNE["CACHE_ENABLED"]`` are both true:
   RENAME, ...) is parsed (sqlglot, once per statement text) and the tables it changes get new
   generations once it has run. ``QuerySet.update()``, bulk writes, many-to-many changes (their
   through-table INSERT/DELETE), raw cursor writes and schema changes are all seen here. A
-  write whose tables it cannot tell, a ``CALL`` or a ``DO`` block retires every entry.
+  write whose tables it cannot tell, a ``CALL`` or a ``DO`` block retires every entry. Any
+  statement that calls a function whose source writes (``SELECT archive_old_orders()``)
+  retires what that function may write (:mod:`.dependencies`).
 - ``saved`` listens to ``post_save``: a save the watcher has not seen (none, normally; a
   backend whose writes bypass cursors) still invalidates.
 - ``migrated`` listens to ``post_migrate``: every table of the migrated app's models gets
@@ -48,6 +50,7 @@ from django_dbtune.cache.invalidation import (
     model_tables,
     with_database_cascades,
 )
+from django_dbtune.cache.store import EVERY_TABLE
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
 
@@ -107,7 +110,16 @@ def watch_writes(
         head = sql.lstrip()[:8].upper()
     connection = context["connection"]
     # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
-    if head.startswith(MAY_CHANGE_A_TABLE) and connection.alias in connections.settings:
+    if connection.alias not in connections.settings:
+        return result
+    called = dependencies.written_by_calls(connection.alias, sql)
+    if called:  # SELECT archive_old_orders(): a function that writes
+        shape = " ".join(sql.split())[:200]
+        if EVERY_TABLE in called:
+            invalidate_everything(connection.alias, shape)
+        else:
+            invalidate_tables(connection.alias, called, shape)
+    if head.startswith(MAY_CHANGE_A_TABLE):
         if head.startswith(WRITES_ANYTHING):
             invalidate_everything(connection.alias, " ".join(sql.split())[:200])
             return result

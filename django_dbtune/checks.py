@@ -164,6 +164,8 @@ def check_services(
                     id="dbtune.W011",
                 )
             )
+    if conf.cache_active:
+        messages.extend(_ungrouped_copies(conf.CACHE_DATABASE_GROUPS))
     path = conf.WORKLOAD_FILE
     if path is not None and not _writable(Path(path)):
         messages.append(
@@ -248,6 +250,42 @@ def check_concurrent_index_migrations(
                 )
             )
     return messages
+
+
+def _ungrouped_copies(groups: dict[str, str]) -> list[CheckMessage]:
+    """Aliases that name one database on two servers (a read replica, most likely) and
+    that the query cache keeps apart: a write through one leaves what was cached through
+    the other in place. Silent for an alias ``CACHE_DATABASE_GROUPS`` names: the user
+    said which group it is in."""
+    from django_dbtune.cache.invalidation import database_group
+
+    messages: list[CheckMessage] = []
+    first: dict[tuple[str, str], str] = {}
+    for alias, database in settings.DATABASES.items():
+        name = str(database.get("NAME") or "")
+        if not name or _vendor(database.get("ENGINE", "")) == "sqlite":
+            continue  # SQLite: a file is one database wherever it is opened from
+        same = first.setdefault((database.get("ENGINE", ""), name), alias)
+        if same == alias or alias in groups or database_group(alias) == database_group(same):
+            continue
+        messages.append(
+            Warning(
+                f"DATABASES[{alias!r}] names database {name!r} as {same!r} does, on "
+                f"another server ({_server(database)} against "
+                f"{_server(settings.DATABASES[same])}); the query cache keeps them apart, so "
+                f"if {alias!r} is a replica of {same!r}, what is cached through {alias!r} "
+                f"is not retired by writes through {same!r}.",
+                hint=f"Set DBTUNE['CACHE_DATABASE_GROUPS'] = {{{alias!r}: {same!r}}} if it "
+                f"is a replica, or {{{alias!r}: {alias!r}}} if it is another database.",
+                id="dbtune.W012",
+            )
+        )
+    return messages
+
+
+def _server(database: dict[str, Any]) -> str:
+    host = database.get("HOST") or "localhost"
+    return f"{host}:{database['PORT']}" if database.get("PORT") else str(host)
 
 
 def _writable(path: Path) -> bool:

@@ -112,6 +112,39 @@ def test_w006_a_dummy_cache_keeps_nothing(settings):
     assert run_ids() == []
 
 
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_w012_a_replica_on_another_host_that_the_cache_keeps_apart(settings):
+    """A replica defined with its own host: the query cache cannot tell it reaches a copy of
+    the primary, so a write through the primary would leave its cached reads in place."""
+    primary = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "shop",
+        "HOST": "db1.internal",
+        "PORT": "5432",
+    }
+    settings.DATABASES = {
+        **settings.DATABASES,
+        "primary": primary,
+        "replica": {**primary, "HOST": "db2.internal"},
+        "analytics": {**primary, "NAME": "analytics"},  # another database: no warning
+    }
+    from django.core.checks import run_checks
+
+    settings.DBTUNE = {"CACHE_ENABLED": True}
+    found = [m for m in run_checks(databases=[]) if m.id == "dbtune.W012"]
+    assert [m.msg.split(";")[0] for m in found] == [
+        "DATABASES['replica'] names database 'shop' as 'primary' does, on another server "
+        "(db2.internal:5432 against db1.internal:5432)"
+    ]
+    assert "CACHE_DATABASE_GROUPS'] = {'replica': 'primary'}" in found[0].hint
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"replica": "primary"}}
+    assert run_ids() == []
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"replica": "replica"}}
+    assert run_ids() == []  # the user said it is a database of its own
+    settings.DBTUNE = {}
+    assert run_ids() == []  # the query cache is off
+
+
 def test_w011_a_django_redis_cache_that_ignores_exceptions(settings):
     """django-redis's IGNORE_EXCEPTIONS turns a failed invalidation into nothing at all."""
     redis = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/0"}

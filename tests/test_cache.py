@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django_dbtune import DbtuneError
 from django_dbtune.cache import cached, invalidate
 from django_dbtune.cache import queryset as cache_queryset
+from django_dbtune.cache.invalidation import database_group
 from django_dbtune.cache.store import store
 from tests import cache_worker
 from tests.proxy import Proxy
@@ -362,8 +363,6 @@ def test_a_replica_read_just_after_a_write_is_not_stored(shop, settings):
 
 
 def test_aliases_are_grouped_by_the_database_they_reach_or_as_configured(settings):
-    from django_dbtune.cache.invalidation import database_group
-
     assert database_group("standby") == "default"  # a mirror of it
     assert database_group("other") == "other"  # another database
     settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"other": "default"}}
@@ -701,6 +700,52 @@ def sqlite_book_trigger(name, body):
         yield
     finally:
         _raw(f"DROP TRIGGER {name}")
+
+
+def _on_the_driver(*statements):
+    """Run ``statements`` on the driver's connection, past every hook of this process: as
+    another process would run them, for all this one sees."""
+    connection.ensure_connection()
+    cursor = connection.connection.cursor()
+    for sql in statements:
+        cursor.execute(sql)
+    cursor.close()
+
+
+def test_a_trigger_another_process_makes_is_followed_once_it_says_so(shop):
+    """Another process makes a trigger on the books that renames the authors, and says so
+    through the cache. This process read the catalog before that; a process that has not
+    noticed the trigger yet retires only the books when it writes them, and what read the
+    authors must still be retired."""
+    assert author_names() == ["A0", "A1"]  # the catalog is read: no trigger
+    if connection.vendor == "postgresql":
+        _on_the_driver(
+            "CREATE FUNCTION shop_mark() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN {MARK_AUTHORS}; RETURN NULL; END $$",
+            "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
+            "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark()",
+        )
+    else:
+        _on_the_driver(
+            f"CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book BEGIN {MARK_AUTHORS}; END"
+        )
+    try:
+        store.publish_catalog_change()  # what the other process's hooks do at commit
+        assert author_names() == ["A0", "A1"]
+        assert queries(author_names) == (["A0", "A1"], 0)  # stored again, and served
+        # A write from a process that does not know the trigger yet: it names the books.
+        _on_the_driver("UPDATE shop_book SET title = 'elsewhere' WHERE title = 'B00'")
+        store.invalidate(database_group("default"), ["shop_book"])
+        assert author_names() == ["A0!", "A1!"]
+        said = caches["default"].get(store.catalog_key())
+    finally:
+        if connection.vendor == "postgresql":
+            _raw("DROP TRIGGER IF EXISTS shop_mark ON shop_book")
+            _raw("DROP FUNCTION IF EXISTS shop_mark()")
+        else:
+            _raw("DROP TRIGGER IF EXISTS shop_mark")
+    # Dropping it here, through Django, tells the other processes in turn.
+    assert caches["default"].get(store.catalog_key()) not in (None, said)
 
 
 def test_a_trigger_that_builds_its_sql_at_run_time_retires_every_entry(shop, postgres_only):
@@ -1475,10 +1520,13 @@ def test_the_command_clears_and_shows_stats(shop, settings):
     assert stats["reachable"] is True
     assert "shop_book" in stats["groups"]["default"]
     out = StringIO()
+    catalog = caches["default"].get(store.catalog_key())
     call_command("dbtune_cache", "clear", stdout=out)
     assert "retired" in out.getvalue()
     _, ran = queries(titles)
     assert ran == 1  # the entry stored before the clear is not served
+    # Views or triggers made by hand (psql): after a clear every process reads them again.
+    assert caches["default"].get(store.catalog_key()) not in (None, catalog)
     settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "nope"}
     with pytest.raises(CommandError, match=r"not in settings\.CACHES"):
         call_command("dbtune_cache", "stats")

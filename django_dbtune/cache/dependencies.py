@@ -6,8 +6,11 @@ what a table's triggers write, and what a function a statement calls writes.
   its rows until ``REFRESH MATERIALIZED VIEW``, which the write watcher sees, so it is not
   followed through.
 - **Triggers.** A write to a table with triggers retires the tables their functions name
-  too. A trigger function that builds its SQL at run time (``EXECUTE``) could write any table:
-  a write to its table retires every entry. A function written in C (PostgreSQL's own
+  too, and an entry that read a table a trigger writes also depends on the trigger's own
+  table (so that a process that has not read the catalog since the trigger was made, and
+  does not know it, still retires the entry when it writes there). A trigger function
+  that builds its SQL at run time (``EXECUTE``) could write any table: a write to its table
+  retires every entry. A function written in C (PostgreSQL's own
   ``tsvector_update_trigger``...) changes the row being written only.
 - **Functions that write.** ``SELECT archive_old_orders()`` reads like a query, but the
   function's body writes: a statement that calls a function whose source (or that of a
@@ -16,8 +19,9 @@ what a table's triggers write, and what a function a statement calls writes.
 
 On PostgreSQL both are read from the catalog (``pg_rewrite``/``pg_depend`` for views,
 ``pg_trigger``/``pg_proc`` for triggers), on SQLite from ``sqlite_master`` (the views' and
-triggers' SQL), once per process and database, again after a
-schema change the process ran or a migration. ``DBTUNE["CACHE_VIEWS"]`` and
+triggers' SQL), once per process and database, again after a schema change the process ran
+or a migration, and after another process published one (:func:`notice`: a token read with
+every cached read's generations). ``DBTUNE["CACHE_VIEWS"]`` and
 ``DBTUNE["CACHE_TRIGGERS"]`` declare the same for any database, added to what the catalog
 says. The catalog is read on the raw driver connection, inside a savepoint when a transaction
 is open, so that a failure of its own never breaks the project's transaction and no capture
@@ -36,7 +40,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_dbtune.cache.store import EVERY_TABLE, followed, table_key
+from django_dbtune.cache.tables import EVERY_TABLE, followed, table_key
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
 
@@ -95,6 +99,9 @@ class Dependencies:
     ``{"*"}``. Functions that only read are not here."""
     calls: re.Pattern[str] | None = None
     """Finds a call of one of :attr:`functions` in a statement (None: there are none)."""
+    writers: dict[str, frozenset[str]] = field(default_factory=dict)
+    """By table (its table key): the tables whose triggers write it, step by step; under
+    ``"*"`` those whose triggers may write any table."""
 
 
 _known: dict[str, Dependencies] = {}
@@ -104,6 +111,24 @@ _forgotten = 0
 _INTRANS, _INERROR = 2, 3
 """The driver's transaction status (libpq's, in psycopg 3 and psycopg2 alike): in a
 transaction, in a failed one."""
+
+
+_catalog_seen = ""
+"""The last catalog token this process saw in the cache (see :func:`notice`)."""
+
+
+def notice(token: str) -> bool:
+    """A cached read saw the catalog token ``token``: when another process published a
+    change since the last one seen here, forget what is known (True)."""
+    global _catalog_seen
+    if not token or token == _catalog_seen:
+        return False
+    first = not _catalog_seen
+    _catalog_seen = token
+    if first and not _known:
+        return False  # nothing known yet: it is read when first needed
+    forget()
+    return True
 
 
 def forget(alias: str | None = None) -> None:
@@ -131,13 +156,23 @@ def of(alias: str) -> Dependencies:
     return known
 
 
-def with_view_tables(alias: str, tables: frozenset[str]) -> frozenset[str]:
-    """``tables`` and the tables the views among them read."""
-    views = of(alias).views
-    if not views or not tables:
+def with_read_tables(alias: str, tables: frozenset[str]) -> frozenset[str]:
+    """What an entry that read ``tables`` depends on: ``tables``, the tables the views
+    among them read, and the tables whose triggers write any of those."""
+    known = of(alias)
+    if not tables or not (known.views or known.writers):
         return tables
+    views = known.views
     extra = [views[key] for key in map(table_key, tables) if key in views]
-    return tables.union(*extra) if extra else tables
+    read = tables.union(*extra) if extra else tables
+    writers = known.writers
+    if not writers:
+        return read
+    more = [writers[key] for key in map(table_key, read) if key in writers]
+    anything = writers.get(EVERY_TABLE)
+    if anything:
+        more.append(anything)
+    return read.union(*more) if more else read
 
 
 def written_by_calls(alias: str, sql: str) -> tuple[str, ...]:
@@ -189,7 +224,21 @@ def _read(alias: str) -> tuple[Dependencies, bool]:
         found.views[view] = found.views.get(view, frozenset()) | read
     for table, written in _declared(conf.CACHE_TRIGGERS).items():
         found.triggers[table] = found.triggers.get(table, frozenset()) | written
+    found.writers = _writers(found.triggers)
     return found, complete
+
+
+def _writers(triggers: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """The trigger map turned around: by table, the tables whose triggers write it, step
+    by step (a trigger that writes a table whose own trigger writes a third)."""
+    direct: dict[str, set[str]] = {}
+    for table, written in triggers.items():
+        for target in written:
+            direct.setdefault(table_key(target), set()).add(table)
+    return {
+        target: frozenset(followed(sources, {k: frozenset(v) for k, v in direct.items()}))
+        for target, sources in direct.items()
+    }
 
 
 _logged_at = 0.0

@@ -50,7 +50,8 @@ from django_dbtune.cache.invalidation import (
     model_tables,
     with_database_cascades,
 )
-from django_dbtune.cache.store import EVERY_TABLE
+from django_dbtune.cache.store import store
+from django_dbtune.cache.tables import EVERY_TABLE
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
 
@@ -162,12 +163,20 @@ comments too): not every CREATE TABLE or ALTER TABLE ... ADD of a migration."""
 
 
 def _catalog_changed(connection: BaseDatabaseWrapper) -> None:
-    """Views or triggers may have changed: read the catalog again, now and, inside a
-    transaction, once it commits (what another thread read meanwhile lacks the change)."""
+    """Views, triggers or functions may have changed: read the catalog again, now and,
+    inside a transaction, once it commits (what another thread read meanwhile lacks the
+    change); other processes are told once it is committed."""
     alias = connection.alias
     dependencies.forget(alias)
     if connection.in_atomic_block:
-        connection.on_commit(lambda: dependencies.forget(alias), robust=True)
+        connection.on_commit(lambda: _published(alias), robust=True)
+    else:
+        store.publish_catalog_change()
+
+
+def _published(alias: str) -> None:
+    dependencies.forget(alias)
+    store.publish_catalog_change()
 
 
 def _refreshed(sql: str) -> str | None:
@@ -198,6 +207,7 @@ def saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> No
 
 def migrated(sender: AppConfig, using: str, **kwargs: Any) -> None:
     dependencies.forget(using)
+    store.publish_catalog_change()
     tables = [
         table
         for model in sender.get_models(include_auto_created=True)

@@ -27,7 +27,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
 from django_dbtune.cache import dependencies, events
-from django_dbtune.cache.store import EVERY_TABLE, followed, store, table_key
+from django_dbtune.cache.store import store
+from django_dbtune.cache.tables import EVERY_TABLE, followed, table_key
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 

@@ -19,7 +19,7 @@ from django_dbtune.cache.invalidation import database_group
 from django_dbtune.cache.keys import compiled_sql, queryset_digest, read_shape
 from django_dbtune.cache.readthrough import as_is, check_timeout, noting_served, read_through
 from django_dbtune.cache.rows import pack, unpack
-from django_dbtune.cache.store import IN_GROUP, in_group
+from django_dbtune.cache.tables import IN_GROUP, in_group
 from django_dbtune.conf import conf
 from django_dbtune.sql import analyse
 

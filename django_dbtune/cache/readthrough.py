@@ -16,8 +16,8 @@ from typing import Any
 
 from django.db import connections
 
-from django_dbtune.cache import events
-from django_dbtune.cache.dependencies import with_view_tables
+from django_dbtune.cache import dependencies, events
+from django_dbtune.cache.dependencies import with_read_tables
 from django_dbtune.cache.invalidation import clashes, database_group, written_in_transaction
 from django_dbtune.cache.store import Snapshot, changed_within, store
 from django_dbtune.conf import conf
@@ -84,7 +84,8 @@ def read_through(
     only: a write that raced the computation has already replaced them.
     """
     started = time.perf_counter()
-    guess = with_view_tables(alias, guess)
+    asked = guess
+    guess = with_read_tables(alias, asked)
     written = written_in_transaction(alias)
     if clashes(written, guess):
         return _bypass(compute, label, started)
@@ -94,13 +95,20 @@ def read_through(
     if found is None:
         return _bypass(compute, label, started)
     snapshot, hit = found
+    if dependencies.notice(snapshot.catalog):
+        # Another process changed views, triggers or functions (and retired every entry
+        # stored before): what this read depends on is asked again of the catalog.
+        guess = with_read_tables(alias, asked)
+        missing = [table for table in guess if table not in snapshot.tokens]
+        if clashes(written, guess) or not store.extend(snapshot, group, missing):
+            return _bypass(compute, label, started)
     if hit is not None and not clashes(written, hit[0]):
         _note_served(group, hit[0])
         value = decode(hit[1])
         events.read("hit", label, time.perf_counter() - started, hit[2])
         return value
     if not guess:
-        tables = with_view_tables(alias, exact())
+        tables = with_read_tables(alias, exact())
         if not tables or clashes(written, tables) or not store.extend(snapshot, group, tables):
             return _bypass(compute, label, started)
     locking = conf.CACHE_LOCK if lock is None else lock
@@ -121,7 +129,7 @@ def read_through(
                 return decode(again[1])
         computing = time.perf_counter()
         value, read = compute()
-        read = with_view_tables(alias, read)
+        read = with_read_tables(alias, read)
         seconds = time.perf_counter() - computing
         # Tables read beyond those whose generations were read first: store nothing now
         # (a write to them may have raced); the next miss reads them first.

@@ -21,11 +21,12 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.core.cache import BaseCache, caches
 
+from django_dbtune.cache.tables import IN_GROUP, table_key
 from django_dbtune.conf import conf
 
 logger = logging.getLogger("django_dbtune.cache")
@@ -70,12 +71,15 @@ def changed_within(snapshot: Snapshot, tables: Iterable[str], seconds: float) ->
 class Snapshot:
     """The epoch and some tables' generation tokens, as read at one moment."""
 
-    __slots__ = ("entry", "epoch", "tokens")
+    __slots__ = ("catalog", "entry", "epoch", "tokens")
 
-    def __init__(self, epoch: str, tokens: dict[str, str]) -> None:
+    def __init__(self, epoch: str, tokens: dict[str, str], catalog: str = "") -> None:
         self.epoch = epoch
         self.tokens = tokens
         self.entry: Any = None
+        self.catalog = catalog
+        """The token of the last change of views, triggers or functions any process
+        published ("" while none was)."""
 
     def validate(self, stored: Any) -> bool | None:
         """Whether a stored entry, ``(epoch, tables, tokens, value, seconds)``, is still valid
@@ -126,6 +130,10 @@ class Store:
     @staticmethod
     def epoch_key() -> str:
         return f"{conf.CACHE_PREFIX}:epoch"
+
+    @staticmethod
+    def catalog_key() -> str:
+        return f"{conf.CACHE_PREFIX}:catalog"
 
     @staticmethod
     def entry_key(digest: str) -> str:
@@ -190,8 +198,12 @@ class Store:
             pass
 
     def _recover(self) -> bool:
+        # The catalog's token too: the missed call may have been a change of views,
+        # triggers or functions that other processes must read again.
         try:
-            self.backend().set(self.epoch_key(), new_token(), timeout=None)
+            self.backend().set_many(
+                {self.epoch_key(): new_token(), self.catalog_key(): new_token()}, timeout=None
+            )
         except Exception as error:
             self.failed("replace its epoch after a missed invalidation", error)
             return False
@@ -234,8 +246,10 @@ class Store:
         """The epoch and the generations of ``tables`` now (and ``entry``, unchecked)."""
         tables = list(tables)
         generations = [self.generation_key(group, table) for table in tables]
-        epoch_key = self.epoch_key()
-        keys = [epoch_key, *generations] if entry is None else [epoch_key, *generations, entry]
+        epoch_key, catalog_key = self.epoch_key(), self.catalog_key()
+        keys = [epoch_key, catalog_key, *generations]
+        if entry is not None:
+            keys.append(entry)
         try:
             backend = self.backend()  # a CACHE_ALIAS missing from CACHES fails here
             found = backend.get_many(keys)
@@ -245,7 +259,11 @@ class Store:
         except Exception as error:
             self.failed("read", error)
             return None
-        snapshot = Snapshot(str(tokens[0]), dict(zip(tables, map(str, tokens[1:]), strict=True)))
+        snapshot = Snapshot(
+            str(tokens[0]),
+            dict(zip(tables, map(str, tokens[1:]), strict=True)),
+            str(found.get(catalog_key) or ""),
+        )
         snapshot.entry = found.get(entry) if entry is not None else None
         return snapshot
 
@@ -370,9 +388,28 @@ class Store:
         if self._missed:
             self._recover()
 
-    def retire_everything(self) -> None:
-        """A new epoch: every entry stored so far is dead (``dbtune_cache clear``)."""
-        self.backend().set(self.epoch_key(), new_token(), timeout=None)
+    def publish_catalog_change(self) -> None:
+        """Views, triggers or functions changed (this process ran the DDL, or a migration):
+        every process reads its catalog again at its next cached read, and every entry
+        stored so far is retired, since it was stored under what the catalog said before.
+        Never raises: a failure is a missed invalidation, made good by a new epoch."""
+        try:
+            self.backend().set_many(
+                {self.catalog_key(): new_token(), self.epoch_key(): new_token()}, timeout=None
+            )
+        except Exception as error:
+            self._missed_one()
+            self.failed("publish a change of views, triggers or functions", error)
+
+    def retire_everything(self, catalog: bool = False) -> None:
+        """A new epoch: every entry stored so far is dead. With ``catalog``
+        (``dbtune_cache clear``), every process reads its views, triggers and functions
+        again too, for those made by hand."""
+        if not catalog:
+            self.backend().set(self.epoch_key(), new_token(), timeout=None)
+            return
+        tokens = {self.epoch_key(): new_token(), self.catalog_key(): new_token()}
+        self.backend().set_many(tokens, timeout=None)
 
     def retire_everything_quietly(self) -> None:
         """:meth:`retire_everything` for a write whose tables are unknown. Never raises: a
@@ -385,49 +422,3 @@ class Store:
 
 
 store = Store()
-
-_names: dict[str, str] = {}
-
-
-EVERY_TABLE = "*"
-"""Stands for every table: a write whose tables cannot be named."""
-
-IN_GROUP = "\x1f"
-"""Between a database group and a table in :func:`in_group`'s names (no table name has it)."""
-
-
-def in_group(group: str, table: str) -> str:
-    """``table`` of database group ``group``, as an entry read on another group records
-    it (a prefetch routed to another database): its generation is that group's, the one
-    a write there replaces."""
-    return f"{group}{IN_GROUP}{table}"
-
-
-def followed(tables: Iterable[str], follows: Mapping[str, Iterable[str]]) -> tuple[str, ...]:
-    """``tables`` and every table ``follows`` leads to from them (by :func:`table_key`),
-    step by step: database cascades, what triggers write, what views read."""
-    found = list(dict.fromkeys(tables))
-    if not follows:
-        return tuple(found)
-    seen = {table_key(table) for table in found}
-    for table in found:  # grows while it is read: the steps further on
-        for other in follows.get(table_key(table), ()):
-            if table_key(other) not in seen:
-                seen.add(table_key(other))
-                found.append(other)
-    return tuple(found)
-
-
-def table_key(table: str) -> str:
-    """The name a table's generation goes by, however a statement spells it: without its
-    schema and quotes, case-folded (``public.app_book``, ``"APP_BOOK"`` and ``app_book`` are
-    one). Tables that differ only there share a generation: a write to one retires the
-    entries of both, never fewer."""
-    name = _names.get(table)
-    if name is None:
-        if len(_names) > 4096:
-            _names.clear()
-        group, _, bare = table.rpartition(IN_GROUP)
-        name = bare.rpartition(".")[2].strip('"`[]').casefold()
-        name = _names[table] = in_group(group, name) if group else name
-    return name

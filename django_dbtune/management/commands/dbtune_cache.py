@@ -17,7 +17,9 @@ from django_dbtune.conf import conf
 class Command(BaseCommand):
     help = (
         "The query cache. 'clear' retires every cached entry at once (a new epoch token; "
-        "no key is scanned or deleted, the old entries expire by their timeout). 'stats' "
+        "no key is scanned or deleted, the old entries expire by their timeout), and has "
+        "every process read the views, triggers and functions of its databases again (run "
+        "it after changing those by hand). 'stats' "
         "shows the cache it uses, whether it answers, and which tables have a generation "
         "token, per database group."
     )
@@ -39,13 +41,16 @@ class Command(BaseCommand):
             )
         if options["action"] == "clear":
             try:
-                store.retire_everything()
+                store.retire_everything(catalog=True)
             except Exception as error:
                 raise CommandError(
                     f"The cache {conf.CACHE_ALIAS!r} did not answer ({type(error).__name__}: "
                     f"{error}); nothing was retired."
                 ) from None
-            self.stdout.write(f"Every entry in cache {conf.CACHE_ALIAS!r} is retired.")
+            self.stdout.write(
+                f"Every entry in cache {conf.CACHE_ALIAS!r} is retired, and every process "
+                "reads the database's views, triggers and functions again."
+            )
             return
         self._stats(options["format"])
 

@@ -1506,6 +1506,53 @@ def test_aggregate_with_arguments_keys_apart(shop):
 # --- manage.py dbtune_cache ---------------------------------------------------------------
 
 
+def test_the_command_shows_what_every_process_counted_per_model_and_table(shop):
+    """Hits, misses and stores per model and @cached function, entry sizes from a sample,
+    invalidations per table; what another process added to the backend counts too."""
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from django_dbtune.cache.tally import counter_key, subjects_key, tally
+
+    tally.flush()
+    caches["default"].clear()
+    tally._named.clear()
+    titles()  # a miss, stored
+    titles()  # a hit
+    titles()
+    Book.objects.filter(title="B00").update(title="moved")
+    titles()  # a miss again
+    with transaction.atomic():
+        Book.objects.filter(title="moved").update(title="B00")
+        titles()  # the transaction wrote the books: sent to the database
+    caches["default"].add(counter_key("shop.Book", "hits"), 0)
+    caches["default"].incr(counter_key("shop.Book", "hits"), 5)  # another process's
+
+    out = StringIO()
+    call_command("dbtune_cache", "stats", "--format", "json", stdout=out)
+    stats = json.loads(out.getvalue())
+    book = stats["reads"]["shop.Book"]
+    assert (book["hits"], book["misses"], book["database"], book["stores"]) == (7, 2, 1, 2)
+    assert book["hit_rate"] == 0.7
+    assert book["entry_bytes"] > 0  # the first store after the flush is always sampled
+    assert stats["invalidations"]["shop_book"] >= 2  # at the write, and at the commit
+
+    out = StringIO()
+    call_command("dbtune_cache", "stats", "--reset", stdout=out)
+    text = out.getvalue()
+    assert "shop.Book" in text and "70%" in text and "shop_book:" in text
+    assert "The counts are reset." in text
+    assert caches["default"].get(subjects_key()) is None
+    out = StringIO()
+    call_command("dbtune_cache", "stats", stdout=out)
+    assert "No reads or invalidations counted yet" in out.getvalue()
+    with pytest.raises(CommandError, match="--reset goes with stats"):
+        call_command("dbtune_cache", "clear", "--reset")
+
+
 def test_the_command_clears_and_shows_stats(shop, settings):
     import json
     from io import StringIO

@@ -59,6 +59,7 @@ def cached(
                 timeout,
                 lock,
                 label=f"@cached {label}",
+                subject=f"@cached {label}",
             )
 
         return cast(_Func, wrapper)

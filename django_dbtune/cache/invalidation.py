@@ -29,6 +29,7 @@ from django.db.models import Model
 from django_dbtune.cache import dependencies, events
 from django_dbtune.cache.store import store
 from django_dbtune.cache.tables import EVERY_TABLE, followed, table_key
+from django_dbtune.cache.tally import tally
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 
@@ -106,6 +107,7 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
     group = database_group(alias)
     store.invalidate(group, tables)
     events.invalidated(alias, tables, via)
+    tally.invalidated(tables)
     _wait_for_commit(alias, group, tables)
 
 
@@ -172,6 +174,7 @@ def invalidate_everything(alias: str, via: str) -> None:
         return
     store.retire_everything_quietly()
     events.invalidated(alias, ("(every table)",), via)
+    tally.invalidated(("(every table)",))
     _wait_for_commit(alias, database_group(alias), (EVERY_TABLE,))
 
 
@@ -251,3 +254,4 @@ def invalidate(*models_or_tables: type[Model] | str, using: str | None = None) -
     for group in dict.fromkeys(database_group(alias) for alias in aliases):
         store.invalidate(group, tables)
         events.invalidated(group, tuple(tables), "invalidate()")
+        tally.invalidated(tuple(tables))

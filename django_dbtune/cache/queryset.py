@@ -126,6 +126,7 @@ def fetch_cached(queryset: Any) -> None:
         encode=pack if queryset._iterable_class is ModelIterable else as_is,
         decode=lambda stored: unpack(stored, getattr(queryset, "_fetch_mode", None)),
         label=lookup.label,
+        subject=queryset.model._meta.label,
     )
     if queryset._result_cache is not rows:
         fill_result_cache(queryset, rows, restored=True)
@@ -177,6 +178,7 @@ def cached_value(
         queryset._dbtune_timeout,
         queryset._dbtune_lock,
         label=lookup.label,
+        subject=queryset.model._meta.label,
     )
 
 

@@ -20,6 +20,7 @@ from django_dbtune.cache import dependencies, events
 from django_dbtune.cache.dependencies import with_read_tables
 from django_dbtune.cache.invalidation import clashes, database_group, written_in_transaction
 from django_dbtune.cache.store import Snapshot, changed_within, store
+from django_dbtune.cache.tally import tally
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 
@@ -72,9 +73,11 @@ def read_through(
     encode: Callable[[Any], Any] = as_is,
     decode: Callable[[Any], Any] = as_is,
     label: str = "",
+    subject: str = "",
 ) -> Any:
     """The cached value, or ``compute()``'s, stored when it may be (as ``encode(value)``,
-    served as ``decode(stored)``); ``label`` names the read in the toolbar panel.
+    served as ``decode(stored)``); ``label`` names the read in the toolbar panel,
+    ``subject`` what ``dbtune_cache stats`` counts it under (a model, a function).
 
     ``guess``: the tables the value probably reads (their generations are read with the
     entry, in one round trip); ``exact()``: the tables it reads, asked only on a miss with
@@ -88,12 +91,12 @@ def read_through(
     guess = with_read_tables(alias, asked)
     written = written_in_transaction(alias)
     if clashes(written, guess):
-        return _bypass(compute, label, started)
+        return _bypass(compute, label, subject, started)
     entry = store.entry_key(digest)
     group = database_group(alias)
     found = store.lookup(entry, group, guess)
     if found is None:
-        return _bypass(compute, label, started)
+        return _bypass(compute, label, subject, started)
     snapshot, hit = found
     if dependencies.notice(snapshot.catalog):
         # Another process changed views, triggers or functions (and retired every entry
@@ -101,16 +104,17 @@ def read_through(
         guess = with_read_tables(alias, asked)
         missing = [table for table in guess if table not in snapshot.tokens]
         if clashes(written, guess) or not store.extend(snapshot, group, missing):
-            return _bypass(compute, label, started)
+            return _bypass(compute, label, subject, started)
     if hit is not None and not clashes(written, hit[0]):
         _note_served(group, hit[0])
         value = decode(hit[1])
         events.read("hit", label, time.perf_counter() - started, hit[2])
+        tally.read(subject, "hit")
         return value
     if not guess:
         tables = with_read_tables(alias, exact())
         if not tables or clashes(written, tables) or not store.extend(snapshot, group, tables):
-            return _bypass(compute, label, started)
+            return _bypass(compute, label, subject, started)
     locking = conf.CACHE_LOCK if lock is None else lock
     held = locking and store.acquire(entry)
     try:
@@ -126,6 +130,7 @@ def read_through(
             if again is not None and not clashes(written, again[0]):
                 _note_served(group, again[0])
                 events.read("hit", label, time.perf_counter() - started, again[2])
+                tally.read(subject, "hit")
                 return decode(again[1])
         computing = time.perf_counter()
         value, read = compute()
@@ -143,10 +148,12 @@ def read_through(
             timeout = timeout or conf.CACHE_TIMEOUT
             if store.store(entry, snapshot, read, stored, timeout, seconds):
                 events.stored(stored)
+                tally.stored(subject, stored)
     finally:
         if held:
             store.release(entry)
     events.read("miss", label, time.perf_counter() - started)
+    tally.read(subject, "miss")
     return value
 
 
@@ -158,7 +165,10 @@ def _replica_behind(alias: str, group: str, snapshot: Snapshot, read: frozenset[
     return alias != group and lag > 0 and changed_within(snapshot, read, lag)
 
 
-def _bypass(compute: Callable[[], tuple[Any, frozenset[str]]], label: str, started: float) -> Any:
+def _bypass(
+    compute: Callable[[], tuple[Any, frozenset[str]]], label: str, subject: str, started: float
+) -> Any:
     value = compute()[0]
     events.read("database", label, time.perf_counter() - started)
+    tally.read(subject, "database")
     return value

@@ -11,6 +11,8 @@ from django.db import connections
 
 from django_dbtune.cache.invalidation import database_group
 from django_dbtune.cache.store import store
+from django_dbtune.cache.tally import FLUSH_SECONDS, tally, totals
+from django_dbtune.cache.tally import reset as reset_counts
 from django_dbtune.conf import conf
 
 
@@ -20,12 +22,19 @@ class Command(BaseCommand):
         "no key is scanned or deleted, the old entries expire by their timeout), and has "
         "every process read the views, triggers and functions of its databases again (run "
         "it after changing those by hand). 'stats' "
-        "shows the cache it uses, whether it answers, and which tables have a generation "
-        "token, per database group."
+        "shows the cache it uses, whether it answers, which tables have a generation "
+        "token, per database group, and what every process counted: per model and "
+        "@cached function its hits, misses, reads sent to the database, stores and entry "
+        "size; per table its invalidations."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=["clear", "stats"], help="What to do.")
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="with stats: zero the counts of every process after showing them.",
+        )
         parser.add_argument(
             "--format",
             choices=["text", "json"],
@@ -39,6 +48,8 @@ class Command(BaseCommand):
                 f'DBTUNE["CACHE_ALIAS"] is {conf.CACHE_ALIAS!r}, which is not in '
                 f"settings.CACHES ({', '.join(_cache_aliases())})."
             )
+        if options["reset"] and options["action"] != "stats":
+            raise CommandError("--reset goes with stats: it zeroes the counts stats shows.")
         if options["action"] == "clear":
             try:
                 store.retire_everything(catalog=True)
@@ -52,9 +63,9 @@ class Command(BaseCommand):
                 "reads the database's views, triggers and functions again."
             )
             return
-        self._stats(options["format"])
+        self._stats(options["format"], options["reset"])
 
-    def _stats(self, output: str) -> None:
+    def _stats(self, output: str, reset: bool) -> None:
         backend = store.backend()
         tables = sorted({model._meta.db_table for model in apps.get_models()})
         groups = sorted({database_group(alias) for alias in connections})
@@ -63,15 +74,18 @@ class Command(BaseCommand):
             for group in groups
             for table in tables
         }
+        tally.flush()  # this process's own (a shell that read through the cache)
+        counted: dict[str, dict[str, int]] = {}
         try:
             found = backend.get_many([store.epoch_key(), *keys.values()])
+            counted = totals()
             reachable, error = True, None
         except Exception as exc:
             found, reachable, error = {}, False, f"{type(exc).__name__}: {exc}"
         seen_by_group = {
             group: sorted(t for t in tables if keys[(group, t)] in found) for group in groups
         }
-        data = {
+        data: dict[str, Any] = {
             "enabled": conf.CACHE_ENABLED,
             "cache": conf.CACHE_ALIAS,
             "backend": f"{type(backend).__module__}.{type(backend).__qualname__}",
@@ -81,6 +95,16 @@ class Command(BaseCommand):
             "error": error,
             "epoch": found.get(store.epoch_key()),
             "groups": seen_by_group,
+            "reads": {
+                subject: _figures(counts)
+                for subject, counts in sorted(counted.items())
+                if not subject.startswith("table ")
+            },
+            "invalidations": {
+                subject.removeprefix("table "): counts.get("invalidations", 0)
+                for subject, counts in sorted(counted.items())
+                if subject.startswith("table ")
+            },
         }
         if output == "json":
             self.stdout.write(json.dumps(data, indent=2))
@@ -96,8 +120,57 @@ class Command(BaseCommand):
                     f"Database group {group!r}: {len(seen)} of {len(tables)} tables have a "
                     "generation" + (": " + ", ".join(seen) if seen else ".")
                 )
+            self._reads_as_text(data["reads"], data["invalidations"])
         if not reachable:
             raise CommandError("The cache did not answer.", returncode=1)
+        if reset:
+            reset_counts()
+            if output == "text":
+                self.stdout.write("The counts are reset.")
+
+    def _reads_as_text(self, reads: dict[str, Any], invalidations: dict[str, int]) -> None:
+        if not reads and not invalidations:
+            self.stdout.write(
+                f"No reads or invalidations counted yet (processes add theirs at most every "
+                f"{FLUSH_SECONDS:.0f} s, and when they exit)."
+            )
+            return
+        if reads:
+            self.stdout.write("")
+            width = max(len(name) for name in reads)
+            self.stdout.write(
+                f"{'reads of':<{width}}  {'hits':>8}  {'misses':>8}  {'database':>8}  "
+                f"{'stores':>8}  {'hit rate':>8}  {'entry size':>10}"
+            )
+            for name, row in reads.items():
+                rate = f"{row['hit_rate']:.0%}" if row["hit_rate"] is not None else "-"
+                size = row["entry_bytes"]
+                shown = f"~{size:,} B" if size is not None else "-"
+                self.stdout.write(
+                    f"{name:<{width}}  {row['hits']:>8}  {row['misses']:>8}  "
+                    f"{row['database']:>8}  {row['stores']:>8}  {rate:>8}  {shown:>10}"
+                )
+        if invalidations:
+            self.stdout.write("")
+            self.stdout.write("Invalidations by table:")
+            for table, count in invalidations.items():
+                self.stdout.write(f"  {table}: {count}")
+
+
+def _figures(counts: dict[str, int]) -> dict[str, Any]:
+    """One model's or function's counts, with its hit rate and the mean size of the entries
+    sampled (None when there is nothing to say)."""
+    hits, misses, database = counts["hits"], counts["misses"], counts["database"]
+    reads = hits + misses + database
+    sampled = counts["sampled_stores"]
+    return {
+        "hits": hits,
+        "misses": misses,
+        "database": database,
+        "stores": counts["stores"],
+        "hit_rate": hits / reads if reads else None,
+        "entry_bytes": counts["sampled_bytes"] // sampled if sampled else None,
+    }
 
 
 def _cache_aliases() -> list[str]:

@@ -268,6 +268,7 @@ def _ungrouped_copies(groups: dict[str, str]) -> list[CheckMessage]:
         same = first.setdefault((database.get("ENGINE", ""), name), alias)
         if same == alias or alias in groups or database_group(alias) == database_group(same):
             continue
+        group = database_group(same)
         messages.append(
             Warning(
                 f"DATABASES[{alias!r}] names database {name!r} as {same!r} does, on "
@@ -275,7 +276,7 @@ def _ungrouped_copies(groups: dict[str, str]) -> list[CheckMessage]:
                 f"{_server(settings.DATABASES[same])}); the query cache keeps them apart, so "
                 f"if {alias!r} is a replica of {same!r}, what is cached through {alias!r} "
                 f"is not retired by writes through {same!r}.",
-                hint=f"Set DBTUNE['CACHE_DATABASE_GROUPS'] = {{{alias!r}: {same!r}}} if it "
+                hint=f"Set DBTUNE['CACHE_DATABASE_GROUPS'] = {{{alias!r}: {group!r}}} if it "
                 f"is a replica, or {{{alias!r}: {alias!r}}} if it is another database.",
                 id="dbtune.W012",
             )

@@ -139,6 +139,10 @@ def test_w012_a_replica_on_another_host_that_the_cache_keeps_apart(settings):
     assert "CACHE_DATABASE_GROUPS'] = {'replica': 'primary'}" in found[0].hint
     settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"replica": "primary"}}
     assert run_ids() == []
+    # The primary in a group of its own name: the hint names that group, not the alias.
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"primary": "main"}}
+    found = [m for m in run_checks(databases=[]) if m.id == "dbtune.W012"]
+    assert "CACHE_DATABASE_GROUPS'] = {'replica': 'main'}" in found[0].hint
     settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"replica": "replica"}}
     assert run_ids() == []  # the user said it is a database of its own
     settings.DBTUNE = {}

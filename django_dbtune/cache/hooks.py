@@ -132,7 +132,7 @@ def watch_writes(
                 invalidate_everything(connection.alias, " ".join(sql.split())[:200])
             return result
         if head.startswith(("CREATE", "ALTER", "DROP", "/*", "--")) and _CATALOG_CHANGE.match(sql):
-            _catalog_changed(connection)
+            _catalog_changed(connection, sql)
         statement = analyse(sql, connection.vendor, params is not None)
         if statement.runs_code:  # CALL or DO behind a comment
             invalidate_everything(connection.alias, statement.shape)
@@ -162,13 +162,26 @@ _CATALOG_CHANGE = re.compile(
 comments too): not every CREATE TABLE or ALTER TABLE ... ADD of a migration."""
 
 
-def _catalog_changed(connection: BaseDatabaseWrapper) -> None:
+_PUBLISHED = re.compile(
+    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(?:CREATE|ALTER|DROP)\b[^;]*?"
+    r"\b(?:VIEW|TRIGGER|FUNCTION|PROCEDURE|RULE|CASCADE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+"""The catalog changes other processes are told of (which retires every entry): views,
+triggers, functions and rules, and a DROP ... CASCADE that may take views with it; not a
+DROP INDEX or a scratch table's DROP TABLE."""
+
+
+def _catalog_changed(connection: BaseDatabaseWrapper, sql: str) -> None:
     """Views, triggers or functions may have changed: read the catalog again, now and,
     inside a transaction, once it commits (what another thread read meanwhile lacks the
     change); other processes are told once it is committed."""
     alias = connection.alias
     dependencies.forget(alias)
-    if connection.in_atomic_block:
+    if not _PUBLISHED.match(sql):
+        if connection.in_atomic_block:
+            connection.on_commit(lambda: dependencies.forget(alias), robust=True)
+    elif connection.in_atomic_block:
         connection.on_commit(lambda: _published(alias), robust=True)
     else:
         store.publish_catalog_change()

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from django_dbtune.cache.tables import table_key
 from django_dbtune.conf import conf
 
 FLUSH_SECONDS = 10.0
@@ -39,8 +40,6 @@ class Tally:
         self._counts: dict[tuple[str, str], int] = {}
         self._flushed_at = time.monotonic()
         self._stores = 0
-        self._named: set[str] = set()
-        """Subjects this process has put in the backend's list already."""
         self._sampled: set[str] = set()
         """Subjects with a store sampled since the last flush."""
 
@@ -62,7 +61,7 @@ class Tally:
 
     def invalidated(self, tables: tuple[str, ...]) -> None:
         for table in tables:
-            self._add(f"table {table}", "invalidations")
+            self._add(f"table {table_key(table)}", "invalidations")
 
     def _add(self, subject: str, counter: str, n: int = 1) -> None:
         key = (subject, counter)
@@ -79,6 +78,10 @@ class Tally:
             self._sampled = set()
         if not counts:
             return
+        from django_dbtune.cache.store import store
+
+        if not store.usable():
+            return  # the backend failed a moment ago: no request waits on it for figures
         try:
             from django.core.cache import caches
 
@@ -90,12 +93,14 @@ class Tally:
                 except ValueError:  # not there yet
                     if not backend.add(key, n, timeout=None):
                         backend.incr(key, n)
-            new = {subject for subject, _ in counts} - self._named
-            if new:
+            # Read every time (a reset elsewhere empties the list), and read back after
+            # writing it (another process may have written its own list meanwhile).
+            subjects = {subject for subject, _ in counts}
+            for _ in range(3):
                 listed = set(backend.get(subjects_key()) or ())
-                if not new <= listed:
-                    backend.set(subjects_key(), sorted(listed | new), timeout=None)
-                self._named |= new
+                if subjects <= listed:
+                    break
+                backend.set(subjects_key(), sorted(listed | subjects), timeout=None)
         except Exception:  # the figures are a nicety: never a reason for a request to fail
             return
 
@@ -135,7 +140,6 @@ def reset() -> None:
     subjects = list(backend.get(subjects_key()) or ())
     keys = [counter_key(s, c) for s in subjects for c in (*COUNTERS, "invalidations")]
     backend.delete_many([*keys, subjects_key()])
-    tally._named.clear()
 
 
 tally = Tally()

@@ -32,19 +32,31 @@ def per_row_queries(
     """Reads of one shape from one place whose parameters differ in exactly one position:
     one value per row, whatever the joins. Named after the column that value is compared to."""
     records = detection.log.records
-    grouped: dict[tuple[str, str, str, int, str | None], list[QueryRecord]] = defaultdict(list)
-    rows = _row_tags(detection)
-    owned = {i: read for read in detection.owned for i in range(read.start, read.end)}
-    positions: dict[int, list[int]] = defaultdict(list)
+    # By line first, which costs nothing: only a line that ran a query often enough has its
+    # statements taken apart (a clean page's few queries never are).
+    by_line: dict[tuple[str, str, int, str | None], list[int]] = defaultdict(list)
     for index in _uncovered(detection, len(records)):
         record = records[index]
         if record.filename is None or record.lineno is None:
             continue
-        if record.kind != "read" or not isinstance(record.params, list | tuple):
+        if isinstance(record.params, list | tuple):
+            by_line[record.alias, record.filename, record.lineno, record.function].append(index)
+    grouped: dict[tuple[str, str, str, int, str | None], list[QueryRecord]] = defaultdict(list)
+    positions: dict[int, list[int]] = defaultdict(list)
+    for (alias, filename, lineno, function), indexes in by_line.items():
+        if len(indexes) < threshold:
             continue
-        key = (record.alias, record.shape, record.filename, record.lineno, record.function)
-        grouped[key].append(record)
-        positions[id(grouped[key])].append(index)
+        for index in indexes:
+            record = records[index]
+            if record.kind != "read":
+                continue
+            key = (alias, record.shape, filename, lineno, function)
+            grouped[key].append(record)
+            positions[id(grouped[key])].append(index)
+    if not grouped:
+        return []
+    rows = _row_tags(detection)
+    owned = {i: read for read in detection.owned for i in range(read.start, read.end)}
     found = []
     for (alias, _, filename, lineno, function), group in grouped.items():
         described: Described | None

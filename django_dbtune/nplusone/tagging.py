@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from django.db.models import Model
@@ -75,7 +76,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
         site_or_none(evaluated_at) if evaluated_at is not None else None,
         select_related=tuple(_paths(select_related)) if isinstance(select_related, dict) else (),
         select_all=select_related is True,
-        prefetch_related=tuple(_prefetch_paths(prefetch)),
+        prefetch_related=_prefetch_paths(prefetch) if prefetch else (),
         plain_prefetches=tuple(lookup for lookup in prefetch if isinstance(lookup, str)),
         deferred=(frozenset(deferred_names), defer) if deferred_names else None,
         subclass_rows=queryset._iterable_class is not ModelIterable,
@@ -200,7 +201,20 @@ def _paths(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
         yield from _paths(sub, prefix + name + LOOKUP_SEP)
 
 
-def _prefetch_paths(lookups: Iterable[Any]) -> Iterable[str]:
+def _prefetch_paths(lookups: tuple[Any, ...]) -> tuple[str, ...]:
+    """Every path the lookups prefetch, the steps on the way included. Lookups given as
+    strings only (the usual case) are worked out once per process."""
+    if all(isinstance(lookup, str) for lookup in lookups):
+        return _string_paths(tuple(lookups))
+    return tuple(_paths_of(lookups))
+
+
+@lru_cache(maxsize=512)
+def _string_paths(lookups: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_paths_of(lookups))
+
+
+def _paths_of(lookups: Iterable[Any]) -> Iterable[str]:
     seen: set[str] = set()
     for lookup in lookups:
         full = lookup if isinstance(lookup, str) else lookup.prefetch_to

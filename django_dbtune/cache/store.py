@@ -26,6 +26,7 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
+from django_dbtune.cache import primary
 from django_dbtune.cache.tables import IN_GROUP, table_key
 from django_dbtune.conf import conf
 
@@ -252,7 +253,7 @@ class Store:
             keys.append(entry)
         try:
             backend = self.backend()  # a CACHE_ALIAS missing from CACHES fails here
-            found = backend.get_many(keys)
+            found = primary.get_many(backend, keys)
             tokens: Sequence[Any] = [found.get(key) for key in (epoch_key, *generations)]
             if None in tokens:
                 tokens = self._settle(backend, [epoch_key, *generations], tokens)
@@ -287,7 +288,7 @@ class Store:
             if token is None:
                 token = new_token()
                 if not backend.add(key, token, timeout=None):
-                    token = backend.get(key)
+                    token = primary.get(backend, key)
                     if token is None:  # evicted at once: an entry stored under it dies
                         token = new_token()
             settled.append(str(token))
@@ -358,7 +359,7 @@ class Store:
     def _read(self, entry: str) -> Any:
         """What the backend holds under ``entry`` (None when nothing), or ``_FAILED``."""
         try:
-            return self.backend().get(entry)
+            return primary.get(self.backend(), entry)
         except Exception as error:
             self.failed("read", error)
             return _FAILED

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from django_dbtune.cache import primary
 from django_dbtune.cache.tables import table_key
 from django_dbtune.conf import conf
 
@@ -97,7 +98,7 @@ class Tally:
             # writing it (another process may have written its own list meanwhile).
             subjects = {subject for subject, _ in counts}
             for _ in range(3):
-                listed = set(backend.get(subjects_key()) or ())
+                listed = set(primary.get(backend, subjects_key()) or ())
                 if subjects <= listed:
                     break
                 backend.set(subjects_key(), sorted(listed | subjects), timeout=None)
@@ -119,13 +120,13 @@ def totals() -> dict[str, dict[str, int]]:
     from django.core.cache import caches
 
     backend = caches[conf.CACHE_ALIAS]
-    subjects = list(backend.get(subjects_key()) or ())
+    subjects = list(primary.get(backend, subjects_key()) or ())
     wanted = {
         counter_key(subject, counter): (subject, counter)
         for subject in subjects
         for counter in (("invalidations",) if subject.startswith("table ") else COUNTERS)
     }
-    found = backend.get_many(list(wanted))
+    found = primary.get_many(backend, list(wanted))
     result: dict[str, dict[str, int]] = {subject: {} for subject in subjects}
     for key, (subject, counter) in wanted.items():
         result[subject][counter] = int(found.get(key) or 0)

@@ -1,0 +1,162 @@
+"""The query cache on the Redis set-ups production runs: a primary with read replicas, as
+django-redis and Django's own ``RedisCache`` take them (a list of servers, the first one
+written to, the others read from).
+
+A replica answers with what it had received when asked: generation tokens read there can
+be older than a write that has just committed, and the entry stored under them is served
+although the database moved on. So the cache reads tokens and entries from the primary.
+The tests play the replica with another database of the test Redis, filled with a copy of
+the primary's keys at one moment and never again: a replica lagging from that moment on.
+"""
+
+import os
+
+import pytest
+from django.core.cache import caches
+
+from django_dbtune.cache.store import store
+from tests.shop.models import Author, Book, Publisher
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPLICA_DB = 14
+"""The test Redis's database that plays the lagging replica."""
+
+BACKENDS = {
+    "django-redis": "django_redis.cache.RedisCache",
+    "Django's RedisCache": "django.core.cache.backends.redis.RedisCache",
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def replicated(request, settings):
+    """A cache alias whose reads the backend sends to a replica; yields a function that
+    copies the primary's keys to the replica (the replica catching up, once)."""
+    if os.environ.get("DBTUNE_CACHE") != "redis":
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
+    import redis
+
+    primary = settings.CACHES["default"]["LOCATION"]
+    server = primary.rsplit("/", 1)[0]
+    replica = f"{server}/{REPLICA_DB}"
+    settings.CACHES = {
+        **settings.CACHES,
+        "replicated": {"BACKEND": BACKENDS[request.param], "LOCATION": [primary, replica]},
+    }
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "replicated"}
+    source, copy = redis.Redis.from_url(primary), redis.Redis.from_url(replica)
+    copy.flushdb()
+    caches["replicated"].clear()
+    store._missed = False
+    store._open_until = 0.0
+
+    def catch_up():
+        copy.flushdb()
+        for key in source.scan_iter():
+            copy.restore(key, 0, source.dump(key), replace=True)
+
+    yield catch_up
+    copy.flushdb()
+    caches["replicated"].clear()
+
+
+@pytest.fixture
+def book():
+    author = Author.objects.create(name="A", publisher=Publisher.objects.create(name="P"))
+    return Book.objects.create(title="before", author=author)
+
+
+def title(pk):
+    return Book.cached_objects.cached().get(pk=pk).title
+
+
+def test_a_write_is_never_hidden_by_a_replica_that_lags(book, replicated):
+    for _ in range(2):  # read, stored on the primary, and copied to the replica
+        assert title(book.pk) == "before"
+        replicated()
+    # The replica holds the entry and its tokens, then lags.
+    Book.objects.filter(pk=book.pk).update(title="after")  # new tokens, on the primary only
+    assert title(book.pk) == "after"
+    assert title(book.pk) == "after"  # stored again, and served
+
+
+def test_entries_are_served_from_the_primary(book, replicated, django_assert_num_queries):
+    title(book.pk)
+    with django_assert_num_queries(0):  # a hit, though the replica holds nothing
+        assert title(book.pk) == "before"
+
+
+# --- A real replica and a Sentinel (scripts/redis_setup starts both) -------------------------
+
+REPLICA = ("127.0.0.1", 6390)
+SENTINEL = ("127.0.0.1", 26390)
+
+ENGINES = {
+    "django-redis, primary and replica": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": ["redis://127.0.0.1:6379/0", "redis://127.0.0.1:6390/0"],
+    },
+    "Django's RedisCache, primary and replica": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": ["redis://127.0.0.1:6379/0", "redis://127.0.0.1:6390/0"],
+    },
+    "django-redis through Sentinel": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://dbtune/0",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.SentinelClient",
+            "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+            "SENTINELS": [SENTINEL],
+        },
+    },
+}
+
+
+def _reads_on(port):
+    """How many reads the server on ``port`` has answered (GET and MGET)."""
+    import redis
+
+    stats = redis.Redis(port=port).info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("get", "mget"))
+
+
+@pytest.fixture(params=list(ENGINES))
+def engine(request, settings):
+    if os.environ.get("DBTUNE_CACHE") != "redis":
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
+    import redis
+
+    for name, (host, port) in (("replica", REPLICA), ("Sentinel", SENTINEL)):
+        try:
+            redis.Redis(host=host, port=port, socket_connect_timeout=1).ping()
+        except redis.ConnectionError:
+            pytest.fail(f"No Redis {name} on {host}:{port}: run scripts/redis_setup first.")
+    settings.CACHES = {**settings.CACHES, "engine": ENGINES[request.param]}
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "engine"}
+    caches["engine"].clear()
+    store._missed = False
+    store._open_until = 0.0
+    yield
+    caches["engine"].clear()
+
+
+def test_every_write_is_read_back_and_no_read_reaches_a_replica(book, engine):
+    import redis
+
+    replica_reads = _reads_on(REPLICA[1])
+    expected = "before"
+    for number in range(5):
+        assert title(book.pk) == expected
+        expected = f"title {number}"
+        Book.objects.filter(pk=book.pk).update(title=expected)
+        assert title(book.pk) == expected
+    assert _reads_on(REPLICA[1]) == replica_reads
+    redis.Redis(port=REPLICA[1]).get("anything")  # the counter counts: a read there shows
+    assert _reads_on(REPLICA[1]) == replica_reads + 1
+
+
+def test_hits_come_from_the_primary(book, engine, django_assert_num_queries):
+    title(book.pk)
+    with django_assert_num_queries(0):
+        for _ in range(3):
+            assert title(book.pk) == "before"

@@ -31,9 +31,9 @@ CACHE_OPTIONS: dict[str, Option] = {
     ),
     "CACHE_PREFIX": Option(
         "dbtune",
-        lambda value: isinstance(value, str) and bool(value) and " " not in value,
-        "a string without spaces",
-        "Every key the query cache writes starts with this.",
+        lambda value: isinstance(value, str) and bool(value) and not set(value) & set(" {}"),
+        "a string without spaces or braces",
+        "Every key the query cache writes starts with this, in braces.",
     ),
     "CACHE_DATABASE_GROUPS": Option(
         {},

@@ -90,6 +90,7 @@ def test_entries_are_served_from_the_primary(book, replicated, django_assert_num
 
 REPLICA = ("127.0.0.1", 6390)
 SENTINEL = ("127.0.0.1", 26390)
+CLUSTER = [("127.0.0.1", port) for port in (7000, 7001, 7002)]
 
 ENGINES = {
     "django-redis, primary and replica": {
@@ -99,6 +100,19 @@ ENGINES = {
     "Django's RedisCache, primary and replica": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": ["redis://127.0.0.1:6379/0", "redis://127.0.0.1:6390/0"],
+    },
+    "django-redis, sharded over two databases": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": ["redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/13"],
+        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.ShardClient"},
+    },
+    "django-valkey, primary and replica": {
+        "BACKEND": "django_valkey.cache.ValkeyCache",
+        "LOCATION": ["valkey://127.0.0.1:6379/0", "valkey://127.0.0.1:6390/0"],
+    },
+    "django-valkey on a Redis Cluster": {
+        "BACKEND": "django_valkey.cluster_cache.cache.ClusterValkeyCache",
+        "LOCATION": "valkey://127.0.0.1:7000",
     },
     "django-redis through Sentinel": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -112,12 +126,12 @@ ENGINES = {
 }
 
 
-def _reads_on(port):
+def _reads_on(port, commands=("get", "mget")):
     """How many reads the server on ``port`` has answered (GET and MGET)."""
     import redis
 
     stats = redis.Redis(port=port).info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("get", "mget"))
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in commands)
 
 
 @pytest.fixture(params=list(ENGINES))
@@ -126,7 +140,9 @@ def engine(request, settings):
         pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
     import redis
 
-    for name, (host, port) in (("replica", REPLICA), ("Sentinel", SENTINEL)):
+    servers = [("replica", REPLICA), ("Sentinel", SENTINEL)]
+    servers += [("Cluster node", node) for node in CLUSTER]
+    for name, (host, port) in servers:
         try:
             redis.Redis(host=host, port=port, socket_connect_timeout=1).ping()
         except redis.ConnectionError:
@@ -160,3 +176,27 @@ def test_hits_come_from_the_primary(book, engine, django_assert_num_queries):
     with django_assert_num_queries(0):
         for _ in range(3):
             assert title(book.pk) == "before"
+
+
+@pytest.fixture
+def cluster(settings):
+    if os.environ.get("DBTUNE_CACHE") != "redis":
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
+    settings.CACHES = {**settings.CACHES, "cluster": ENGINES["django-valkey on a Redis Cluster"]}
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "cluster"}
+    caches["cluster"].clear()
+    yield
+    caches["cluster"].clear()
+
+
+def test_a_hit_on_a_cluster_is_one_command_to_one_node(book, cluster):
+    """Every key of the query cache carries one hash tag: an entry and its tokens share a
+    slot, and a hit reads them with one MGET (keys in several slots would need one per
+    node, or fail as a cross-slot read)."""
+    title(book.pk)
+    title(book.pk)
+    before = [_reads_on(port, ("mget",)) for _, port in CLUSTER]
+    for _ in range(3):
+        assert title(book.pk) == "before"
+    after = [_reads_on(port, ("mget",)) for _, port in CLUSTER]
+    assert sorted(b - a for a, b in zip(before, after, strict=True)) == [0, 0, 3]

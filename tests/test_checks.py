@@ -36,6 +36,8 @@ def test_e002_unknown_key_names_the_key_and_suggests_the_right_one():
         ("PROJECT_ROOT", 42),
         ("CACHE_VIEWS", {"shop_book_titles": "shop_book"}),
         ("CACHE_TRIGGERS", ["shop_book"]),
+        # Braces would end the Redis Cluster hash tag the prefix is written in.
+        ("CACHE_PREFIX", "my{app}"),
     ],
 )
 def test_e003_wrong_type_names_the_key(key, value):

@@ -39,11 +39,11 @@ def get(backend: BaseCache, key: str) -> Any:
 
 
 def reader(backend: BaseCache) -> Reader:
-    """How to read ``backend``'s primary: django-redis's clients take the primary's
-    connection as an argument; Django's ``RedisCache`` is read with its own key function
-    and serializer through the primary's client."""
+    """How to read ``backend``'s primary: django-redis's and django-valkey's clients take the
+    primary's connection as an argument; Django's ``RedisCache`` is read with its own key
+    function and serializer through the primary's client."""
     client = getattr(backend, "client", None)
-    if client is not None and _is_django_redis(client):
+    if client is not None and _reads_replicas(client):
         return lambda keys: backend.get_many(keys, client=client.get_client(write=True))  # type: ignore[call-arg]
     inner = getattr(backend, "_cache", None)
     if _is_django_redis_cache_client(inner):
@@ -52,20 +52,31 @@ def reader(backend: BaseCache) -> Reader:
 
 
 @cache
-def _django_redis_client() -> type | None:
-    try:
-        module = importlib.import_module("django_redis.client")
-    except ImportError:  # django-redis is not installed: its backend cannot be in use
-        return None
-    default: type | None = getattr(module, "DefaultClient", None)
-    return default
+def _replicated_clients() -> tuple[tuple[type, type | None], ...]:
+    """(client class, its sharded subclass) of django-redis and django-valkey, as installed."""
+    found = []
+    for name in ("django_redis.client", "django_valkey.client"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # not installed: its backends cannot be in use
+            continue
+        default, shard = (
+            getattr(module, "DefaultClient", None),
+            getattr(module, "ShardClient", None),
+        )
+        if isinstance(default, type):
+            found.append((default, shard if isinstance(shard, type) else None))
+    return tuple(found)
 
 
-def _is_django_redis(client: Any) -> bool:
-    """A django-redis client with a primary and replicas (its default, Sentinel and herd
-    clients; not the sharded one, whose servers hold different keys)."""
-    default = _django_redis_client()
-    return default is not None and isinstance(client, default)
+def _reads_replicas(client: Any) -> bool:
+    """A client with a primary and replicas: the default, Sentinel and herd clients (not the
+    sharded one, whose servers hold different keys and which has no primary to name; nor
+    django-valkey's cluster client, whose reads go to each slot's primary already)."""
+    return any(
+        isinstance(client, default) and not (shard is not None and isinstance(client, shard))
+        for default, shard in _replicated_clients()
+    )
 
 
 def _is_django_redis_cache_client(inner: Any) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 from django.core.cache import BaseCache, caches
 
 from django_dbtune.cache import primary
-from django_dbtune.cache.tables import IN_GROUP, table_key
+from django_dbtune.cache.tables import IN_GROUP, key_prefix, table_key
 from django_dbtune.conf import conf
 
 logger = logging.getLogger("django_dbtune.cache")
@@ -67,6 +67,28 @@ def changed_within(snapshot: Snapshot, tables: Iterable[str], seconds: float) ->
         except ValueError:
             continue
     return False
+
+
+def set_forever(backend: BaseCache, values: dict[str, str]) -> None:
+    """Set tokens that never expire: one ``SET``, or one ``set_many`` for several (which may
+    wrap one key in a transaction). django-valkey's cluster backend takes no timeout there
+    (its ``MSET`` sets none): once it refuses one, it is called without."""
+    if len(values) == 1:
+        backend.set(*next(iter(values.items())), timeout=None)
+        return
+    kind = type(backend)
+    if kind not in _SET_MANY_WITHOUT_TIMEOUT:
+        try:
+            backend.set_many(values, timeout=None)
+            return
+        except TypeError as error:
+            if "timeout" not in str(error):
+                raise
+            _SET_MANY_WITHOUT_TIMEOUT.add(kind)
+    backend.set_many(values)
+
+
+_SET_MANY_WITHOUT_TIMEOUT: set[type] = set()
 
 
 class Snapshot:
@@ -126,19 +148,19 @@ class Store:
         :func:`in_group` named with it (a table an entry read on another database)."""
         if IN_GROUP in table:
             group, _, table = table.partition(IN_GROUP)
-        return f"{conf.CACHE_PREFIX}:g:{group}:{table_key(table)}"
+        return f"{key_prefix()}:g:{group}:{table_key(table)}"
 
     @staticmethod
     def epoch_key() -> str:
-        return f"{conf.CACHE_PREFIX}:epoch"
+        return f"{key_prefix()}:epoch"
 
     @staticmethod
     def catalog_key() -> str:
-        return f"{conf.CACHE_PREFIX}:catalog"
+        return f"{key_prefix()}:catalog"
 
     @staticmethod
     def entry_key(digest: str) -> str:
-        return f"{conf.CACHE_PREFIX}:e:{digest}"
+        return f"{key_prefix()}:e:{digest}"
 
     # --- the backend, guarded ----------------------------------------------------------------
 
@@ -202,8 +224,8 @@ class Store:
         # The catalog's token too: the missed call may have been a change of views,
         # triggers or functions that other processes must read again.
         try:
-            self.backend().set_many(
-                {self.epoch_key(): new_token(), self.catalog_key(): new_token()}, timeout=None
+            set_forever(
+                self.backend(), {self.epoch_key(): new_token(), self.catalog_key(): new_token()}
             )
         except Exception as error:
             self.failed("replace its epoch after a missed invalidation", error)
@@ -377,11 +399,7 @@ class Store:
         if not keys:
             return
         try:
-            backend = self.backend()
-            if len(keys) == 1:  # a plain SET: set_many may wrap it in a transaction
-                backend.set(*keys.popitem(), timeout=None)
-            else:
-                backend.set_many(keys, timeout=None)
+            set_forever(self.backend(), keys)
         except Exception as error:
             self._missed_one()
             self.failed("invalidate tables", error)
@@ -395,8 +413,8 @@ class Store:
         stored so far is retired, since it was stored under what the catalog said before.
         Never raises: a failure is a missed invalidation, made good by a new epoch."""
         try:
-            self.backend().set_many(
-                {self.catalog_key(): new_token(), self.epoch_key(): new_token()}, timeout=None
+            set_forever(
+                self.backend(), {self.catalog_key(): new_token(), self.epoch_key(): new_token()}
             )
         except Exception as error:
             self._missed_one()
@@ -410,7 +428,7 @@ class Store:
             self.backend().set(self.epoch_key(), new_token(), timeout=None)
             return
         tokens = {self.epoch_key(): new_token(), self.catalog_key(): new_token()}
-        self.backend().set_many(tokens, timeout=None)
+        set_forever(self.backend(), tokens)
 
     def retire_everything_quietly(self) -> None:
         """:meth:`retire_everything` for a write whose tables are unknown. Never raises: a

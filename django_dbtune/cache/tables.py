@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from django_dbtune.conf import conf
+
 _names: dict[str, str] = {}
 
 
@@ -36,6 +38,13 @@ def followed(tables: Iterable[str], follows: Mapping[str, Iterable[str]]) -> tup
                 seen.add(table_key(other))
                 found.append(other)
     return tuple(found)
+
+
+def key_prefix() -> str:
+    """What every key of the query cache starts with: the prefix in braces, a Redis Cluster
+    hash tag, so that an entry and the generations it is checked against share one slot
+    and are read with one command."""
+    return f"{{{conf.CACHE_PREFIX}}}"
 
 
 def table_key(table: str) -> str:

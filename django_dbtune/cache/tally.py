@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from django_dbtune.cache import primary
-from django_dbtune.cache.tables import table_key
+from django_dbtune.cache.tables import key_prefix, table_key
 from django_dbtune.conf import conf
 
 FLUSH_SECONDS = 10.0
@@ -89,11 +89,10 @@ class Tally:
             backend = caches[conf.CACHE_ALIAS]
             for (subject, counter), n in counts.items():
                 key = counter_key(subject, counter)
-                try:
+                # add() first: a missing key makes incr() raise, and not the same error on
+                # every backend (django-valkey's cluster backend raises TypeError).
+                if not backend.add(key, n, timeout=None):
                     backend.incr(key, n)
-                except ValueError:  # not there yet
-                    if not backend.add(key, n, timeout=None):
-                        backend.incr(key, n)
             # Read every time (a reset elsewhere empties the list), and read back after
             # writing it (another process may have written its own list meanwhile).
             subjects = {subject for subject, _ in counts}
@@ -108,11 +107,11 @@ class Tally:
 
 def counter_key(subject: str, counter: str) -> str:
     digest = hashlib.sha256(subject.encode()).hexdigest()[:24]
-    return f"{conf.CACHE_PREFIX}:t:{counter}:{digest}"
+    return f"{key_prefix()}:t:{counter}:{digest}"
 
 
 def subjects_key() -> str:
-    return f"{conf.CACHE_PREFIX}:t:subjects"
+    return f"{key_prefix()}:t:subjects"
 
 
 def totals() -> dict[str, dict[str, int]]:

@@ -1,9 +1,10 @@
 """Settings of the example project: a small SaaS back office with three apps.
 
 DBTUNE_DB=sqlite|postgres and DBTUNE_CACHE=locmem|redis pick the services (SQLite and local
-memory by default). PostgreSQL and Redis are reached on 127.0.0.1 unless DBTUNE_PG_HOST,
-DBTUNE_PG_PORT, DBTUNE_PG_USER, DBTUNE_PG_PASSWORD, DBTUNE_PG_NAME or DBTUNE_REDIS_URL say
-otherwise.
+memory by default); DBTUNE_CACHE=redis-cluster or redis-sentinel reach the Redis Cluster and
+the Sentinel that scripts/redis_setup starts (the tests' own dependencies drive them).
+PostgreSQL and Redis are reached on 127.0.0.1 unless DBTUNE_PG_HOST, DBTUNE_PG_PORT,
+DBTUNE_PG_USER, DBTUNE_PG_PASSWORD, DBTUNE_PG_NAME or DBTUNE_REDIS_URL say otherwise.
 """
 
 import os
@@ -90,7 +91,25 @@ def cache() -> dict[str, object]:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": os.environ.get("DBTUNE_REDIS_URL", "redis://127.0.0.1:6379/0"),
         }
-    raise ImproperlyConfigured(f"DBTUNE_CACHE must be 'locmem' or 'redis', not {kind!r}.")
+    if kind == "redis-cluster":  # three primaries on 7000 to 7002 (scripts/redis_setup)
+        return {
+            "BACKEND": "django_valkey.cluster_cache.cache.ClusterValkeyCache",
+            "LOCATION": os.environ.get("DBTUNE_REDIS_URL", "valkey://127.0.0.1:7000"),
+        }
+    if kind == "redis-sentinel":  # the test Redis as the primary of "dbtune" (redis_setup)
+        return {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://dbtune/0",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+                "SENTINELS": [("127.0.0.1", 26390)],
+            },
+        }
+    raise ImproperlyConfigured(
+        "DBTUNE_CACHE must be 'locmem', 'redis', 'redis-cluster' or 'redis-sentinel', "
+        f"not {kind!r}."
+    )
 
 
 DATABASES = {"default": database("dbtune_example")}

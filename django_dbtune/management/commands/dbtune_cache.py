@@ -9,6 +9,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
+from django_dbtune.cache import primary
 from django_dbtune.cache.invalidation import database_group
 from django_dbtune.cache.store import store
 from django_dbtune.cache.tally import FLUSH_SECONDS, tally, totals
@@ -77,7 +78,7 @@ class Command(BaseCommand):
         tally.flush()  # this process's own (a shell that read through the cache)
         counted: dict[str, dict[str, int]] = {}
         try:
-            found = backend.get_many([store.epoch_key(), *keys.values()])
+            found = primary.get_many(backend, [store.epoch_key(), *keys.values()])
             counted = totals()
             reachable, error = True, None
         except Exception as exc:

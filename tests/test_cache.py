@@ -1394,6 +1394,31 @@ def test_a_redis_outage_mid_run_raises_nothing_and_serves_nothing_stale(
     assert queries(titles)[1] == 0  # and caching again
 
 
+def test_after_an_outage_a_process_serves_nothing_another_may_have_changed_meanwhile(
+    shop, redis_behind_a_proxy, postgres_only
+):
+    """Another process wrote while the backend was away, and ended before it could make the
+    lost invalidation good. This process saw the backend fail: once it answers again, every
+    entry stored before the outage is retired here too."""
+    proxy = redis_behind_a_proxy
+    titles()
+    assert queries(titles)[1] == 0
+    proxy.cut()
+    assert titles() == database_titles()  # this process sees the backend fail
+    context = multiprocessing.get_context("spawn")
+    location = f"redis://127.0.0.1:{proxy.port}/0"
+    writer = context.Process(
+        target=cache_worker.write_unseen,
+        args=(connection.settings_dict["NAME"], location, "written during the outage"),
+    )
+    writer.start()
+    writer.join(60)
+    assert writer.exitcode == 0
+    proxy.restore()
+    assert titles() == database_titles()
+    assert "written during the outage" in titles()
+
+
 # --- Functions and by hand -------------------------------------------------------------------
 
 

@@ -1,12 +1,13 @@
 """Reads from the cache's primary server, never from a read replica.
 
-django-redis and Django's own ``RedisCache`` take a list of servers: the first is written
-to, reads go to one of the others. A replica answers with what it had received when asked,
-so generation tokens read there can be older than a write that just committed, and the entry
-stored under them would be served although the database moved on. Tokens and entries are
-therefore read through the backend's own client for the primary (with the backend's own
-keys and serializer). Any other backend (local memory, Memcached, a sharded client) has no
-replicas to avoid and is read through the cache API as it is.
+django-redis, django-valkey and Django's own ``RedisCache`` take a list of servers: the
+first is written to, reads go to one of the others (django-redis's Sentinel client reads a
+replica too). A replica answers with what it had received when asked, so generation tokens
+read there can be older than a write that just committed, and the entry stored under them
+would be served although the database moved on. Tokens and entries are therefore read
+through the backend's own client for the primary (with the backend's own keys and
+serializer). Any other backend (local memory, Memcached, a sharded client, a cluster client,
+which reads each slot's primary) has no replica to avoid and is read through the cache API.
 """
 
 from __future__ import annotations

@@ -44,8 +44,10 @@ LOCK_TIMEOUT = 30
 
 REPAIR_FIRST = 1.0
 """Seconds after a missed invalidation before a timer first tries to make it good."""
-REPAIR_LAST = 30.0
-"""The longest wait between two tries (each failed try doubles it)."""
+REPAIR_LAST = 4.0
+"""The longest wait between two tries (each failed try doubles it): once the backend is back,
+the processes that did not see it fail serve the old rows until this process's next try, so
+this bounds that time for every outage, however long (a try is one call)."""
 
 
 def new_token() -> str:
@@ -176,7 +178,12 @@ class Store:
         return True
 
     def failed(self, what: str, error: BaseException) -> None:
+        """The backend failed a call. Whatever the call was, another process may have lost
+        an invalidation meanwhile (and ended, or gone quiet, before making it good): so this
+        process too retires every entry (a new epoch) as soon as the backend answers again."""
         now = time.monotonic()
+        if not self._missed:
+            self._missed_one()
         with self._lock:
             self._open_until = now + conf.CACHE_BREAKER_SECONDS
             last = self._logged_at.get(what)
@@ -194,10 +201,10 @@ class Store:
         )
 
     def _missed_one(self) -> None:
-        """An invalidation did not reach the backend. It is made good (a new epoch) at this
-        process's next read or write through the cache, or by a timer, whichever comes
-        first: other processes serve the old rows until then, and a process that neither
-        reads nor writes again (a worker between jobs) must not leave them so."""
+        """An invalidation did not reach the backend, or may not have (another process's).
+        It is made good (a new epoch) at this process's next read or write through the
+        cache, or by a timer, whichever comes first: a process that neither reads nor writes
+        again (a worker between jobs) must not leave the old rows served."""
         self._missed = True
         self._schedule_repair(REPAIR_FIRST)
 

@@ -1,0 +1,154 @@
+"""The query cache under a randomized load from several processes: writers through every
+write path the SQL watcher must see, readers through the cache, and the cache's backend cut
+and restored several times mid-run. No read that starts after a commit may return an older
+version.
+
+Runs on PostgreSQL with Redis (DBTUNE_CACHE=redis), on the local Redis Cluster
+(redis-cluster) and through Sentinel (redis-sentinel), as scripts/redis_setup starts them.
+A cut: every primary the backend uses refuses new clients (``maxclients`` 1) and drops the
+connected ones, so that every call fails at once, as when the server is down; then it takes
+clients again."""
+
+import contextlib
+import multiprocessing
+import os
+import time
+
+import pytest
+from django.db import connection
+
+from tests import cache_worker
+from tests.shop.models import Author, Book, Publisher
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+TIMEOUTS = {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5}
+KINDS = {
+    "redis": (
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/0",
+            "OPTIONS": TIMEOUTS,
+        },
+        [6379],
+    ),
+    "redis-cluster": (
+        {
+            "BACKEND": "django_valkey.cluster_cache.cache.ClusterValkeyCache",
+            "LOCATION": "valkey://127.0.0.1:7000",
+            "OPTIONS": TIMEOUTS,
+        },
+        [7000, 7001, 7002],
+    ),
+    "redis-sentinel": (
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://dbtune/0",
+            "OPTIONS": {
+                **TIMEOUTS,
+                "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+                "SENTINELS": [("127.0.0.1", 26390)],
+            },
+        },
+        [6379],
+    ),
+}
+SECONDS = 8.0
+OUTAGES = 3
+OUTAGE = 1.0
+"""Seconds each cut lasts."""
+DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "stress", "CACHE_BREAKER_SECONDS": 0.2}
+"""A short breaker: after each outage, the cache is used again within the run."""
+
+
+@pytest.fixture
+def stress_cache(settings, postgres_only):
+    kind = os.environ.get("DBTUNE_CACHE", "locmem")
+    if kind not in KINDS:
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis, redis-cluster or redis-sentinel")
+    cache, ports = KINDS[kind]
+    settings.CACHES = {**settings.CACHES, "stress": cache}
+    settings.DBTUNE = DBTUNE
+    from django.core.cache import caches
+
+    from django_dbtune.cache.store import store
+
+    caches["stress"].clear()
+    store._missed = False
+    store._open_until = 0.0
+    cache_worker.create_stress_objects()
+    yield settings.CACHES, ports
+    cache_worker.drop_stress_objects()
+    store._missed = False
+    store._open_until = 0.0
+
+
+@contextlib.contextmanager
+def cut(ports):
+    """The servers on ``ports`` refuse every client inside (the one that cuts aside)."""
+    import redis
+
+    controls = [redis.Redis(port=port) for port in ports]
+    try:
+        for control in controls:
+            control.config_set("maxclients", 1)
+            control.client_kill_filter(_type="normal", skipme=True)
+        yield
+    finally:
+        for control in controls:
+            control.config_set("maxclients", 10000)
+            control.close()
+
+
+def test_no_stale_read_from_any_process_through_every_write_path_and_outages(stress_cache, caplog):
+    """Four processes (this one reads only; three others write one time in four, through
+    every path in turn) for eight seconds, three one-second cuts of the backend among them."""
+    caches, ports = stress_cache
+    publisher = Publisher.objects.create(name="P")
+    Book.objects.create(title="B00", author=Author.objects.create(name="A", publisher=publisher))
+    context = multiprocessing.get_context("spawn")
+    committed = context.Value("i", 0)
+    counts = context.Array("i", 3)  # reads, stale reads, writes
+    ready, go = context.Value("i", 0), context.Event()
+    database = connection.settings_dict["NAME"]
+    processes = [
+        context.Process(
+            target=cache_worker.stress,
+            args=(database, caches, DBTUNE, ready, go, counts, committed, SECONDS),
+        )
+        for _ in range(3)
+    ]
+    for process in processes:
+        process.start()
+    deadline = time.monotonic() + 60
+    while ready.value < len(processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.value == len(processes)
+    go.set()
+    start = time.monotonic()
+    stale, reads = [], 0
+
+    def read_for(seconds):
+        nonlocal reads
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            version, was_stale = cache_worker.read(committed)
+            reads += 1
+            if was_stale:
+                stale.append(version)
+
+    for _ in range(OUTAGES):  # this process reads too, through every outage
+        read_for(SECONDS / (OUTAGES + 1) - OUTAGE)
+        with cut(ports):
+            read_for(OUTAGE)
+    read_for(SECONDS - (time.monotonic() - start))
+    for process in processes:
+        process.join(120)
+    assert [process.exitcode for process in processes] == [0] * len(processes)
+    other_reads, other_stale, writes = counts[:]
+    assert writes >= len(cache_worker.STRESS_PATHS)  # every path wrote at least once
+    assert reads > 50 and other_reads > 150
+    assert stale == [] and other_stale == 0
+    failures = [r for r in caplog.records if r.name == "django_dbtune.cache"]
+    assert failures  # the cuts were seen (here at least: each process logs its own)

@@ -3,8 +3,9 @@ write path the SQL watcher must see, readers through the cache, and the cache's 
 and restored several times mid-run. No read that starts after a commit may return an older
 version.
 
-Runs on PostgreSQL with Redis (DBTUNE_CACHE=redis), on the local Redis Cluster
-(redis-cluster) and through Sentinel (redis-sentinel), as scripts/redis_setup starts them.
+Runs on PostgreSQL with Redis through django-redis (DBTUNE_CACHE=redis) and through Django's
+RedisCache (redis-django), on the local Redis Cluster (redis-cluster) and through Sentinel
+(redis-sentinel), as scripts/redis_setup starts them.
 A cut: every primary the backend uses refuses new clients (``maxclients`` 1) and drops the
 connected ones, so that every call fails at once, as when the server is down; then it takes
 clients again."""
@@ -29,6 +30,14 @@ KINDS = {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:6379/0",
             "OPTIONS": TIMEOUTS,
+        },
+        [6379],
+    ),
+    "redis-django": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         },
         [6379],
     ),
@@ -66,7 +75,7 @@ DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "stress", "CACHE_BREAKER_SECONDS
 def stress_cache(settings, postgres_only):
     kind = os.environ.get("DBTUNE_CACHE", "locmem")
     if kind not in KINDS:
-        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis, redis-cluster or redis-sentinel")
+        pytest.skip(f"needs Redis: run with DBTUNE_CACHE set to one of {', '.join(KINDS)}")
     cache, ports = KINDS[kind]
     settings.CACHES = {**settings.CACHES, "stress": cache}
     settings.DBTUNE = DBTUNE

@@ -1,8 +1,9 @@
 """Settings of the example project: a small SaaS back office with three apps.
 
 DBTUNE_DB=sqlite|postgres and DBTUNE_CACHE=locmem|redis pick the services (SQLite and local
-memory by default); DBTUNE_CACHE=redis-cluster or redis-sentinel reach the Redis Cluster and
-the Sentinel that scripts/redis_setup starts (the tests' own dependencies drive them).
+memory by default); DBTUNE_CACHE=redis-django reaches Redis through Django's own backend, and
+redis-cluster or redis-sentinel the Redis Cluster and the Sentinel that scripts/redis_setup
+starts (the tests' own dependencies drive them).
 PostgreSQL and Redis are reached on 127.0.0.1 unless DBTUNE_PG_HOST, DBTUNE_PG_PORT,
 DBTUNE_PG_USER, DBTUNE_PG_PASSWORD, DBTUNE_PG_NAME or DBTUNE_REDIS_URL say otherwise.
 """
@@ -91,6 +92,11 @@ def cache() -> dict[str, object]:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": os.environ.get("DBTUNE_REDIS_URL", "redis://127.0.0.1:6379/0"),
         }
+    if kind == "redis-django":  # the same Redis through Django's own backend
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("DBTUNE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        }
     if kind == "redis-cluster":  # three primaries on 7000 to 7002 (scripts/redis_setup)
         return {
             "BACKEND": "django_valkey.cluster_cache.cache.ClusterValkeyCache",
@@ -107,7 +113,8 @@ def cache() -> dict[str, object]:
             },
         }
     raise ImproperlyConfigured(
-        "DBTUNE_CACHE must be 'locmem', 'redis', 'redis-cluster' or 'redis-sentinel', "
+        "DBTUNE_CACHE must be 'locmem', 'redis', 'redis-django', 'redis-cluster' or "
+        "'redis-sentinel', "
         f"not {kind!r}."
     )
 

@@ -41,6 +41,8 @@ UNKNOWN: Site = (None, None, None)
 _PASS_THROUGH = frozenset({"__call__", "__acall__", "process_request"})
 """A disowned tool's functions that only hand the request on (django-debug-toolbar's
 middleware and panels): a load under them is the request's own, not the tool's."""
+_TOOLBAR_CURSOR = os.path.join("panels", "sql", "tracking.py")
+"""django-debug-toolbar's cursor wrapper, on the stack of every query its SQL panel records."""
 # What a file is to the walk: the project's, internal, a tool's own (disowned), or internal
 # with code the walk must recognise (template nodes, the request handler, asgiref's thread).
 _PROJECT, _INTERNAL, _DISOWNED, _MARKED = 0, 1, 2, 3
@@ -327,7 +329,8 @@ class CallSiteFinder:
 
     def _kind(self, filename: str) -> int:
         if self._disowned and filename.startswith(self._disowned):
-            return _DISOWNED
+            # The SQL panel's cursor wrapper hands every query on: internal, not the tool's.
+            return _INTERNAL if filename.endswith(_TOOLBAR_CURSOR) else _DISOWNED
         if filename in _MARKED_FILES:
             return _MARKED
         return _INTERNAL if self.is_internal_file(filename) else _PROJECT

@@ -452,3 +452,29 @@ def test_the_middleware_behind_the_toolbar_still_logs_and_raises(shop, settings,
     settings.DBTUNE = {"NPLUSONE_RAISE": True}
     with pytest.raises(NPlusOneError):
         run(NPlusOnePanel, NPlusOneMiddleware(n_plus_one_view))
+
+
+def test_a_query_keeps_its_line_while_the_toolbars_sql_panel_records_it(shop):
+    """The toolbar's SQL panel wraps every cursor: that wrapper only hands the query on, so
+    capture (and with it workloads, dbtune_capture and the Indexes panel) still names the
+    project's line, not "(unknown)"."""
+    from debug_toolbar.panels.sql import SQLPanel
+
+    from django_dbtune.capture import capture_queries
+
+    def view(request):
+        with capture_queries() as log:
+            list(Book.objects.filter(title="B1"))
+        return HttpResponse(log[0].call_site)
+
+    line = view.__code__.co_firstlineno + 2
+    request = RequestFactory().get("/books/")
+    sql = SQLPanel(DebugToolbar(request, view), view)
+    sql.enable_instrumentation()
+    try:
+        response = sql.process_request(request)
+    finally:
+        sql.disable_instrumentation()
+    sql.generate_stats(request, response)
+    assert sql.get_stats()["queries"]  # the toolbar did record it
+    assert response.content.decode() == f"tests/test_toolbar.py:{line} in view"

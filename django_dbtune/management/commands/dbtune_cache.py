@@ -6,12 +6,16 @@ import json
 from typing import Any
 
 from django.apps import apps
+from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from django_dbtune.cache import primary
 from django_dbtune.cache.invalidation import database_group
 from django_dbtune.cache.store import store
+from django_dbtune.cache.tables import key_prefix
 from django_dbtune.cache.tally import FLUSH_SECONDS, tally, totals
 from django_dbtune.cache.tally import reset as reset_counts
 from django_dbtune.conf import conf
@@ -59,6 +63,14 @@ class Command(BaseCommand):
                     f"The cache {conf.CACHE_ALIAS!r} did not answer ({type(error).__name__}: "
                     f"{error}); nothing was retired."
                 ) from None
+            if _one_process(caches[conf.CACHE_ALIAS]):
+                self.stdout.write(
+                    f"Cache {conf.CACHE_ALIAS!r} keeps its entries in this process's memory: "
+                    "only this command's own entries are retired. Every other process (the "
+                    "server) keeps its own, and this command cannot reach them; restart it, "
+                    "or use a shared cache (Redis) when the site runs several processes."
+                )
+                return
             self.stdout.write(
                 f"Every entry in cache {conf.CACHE_ALIAS!r} is retired, and every process "
                 "reads the database's views, triggers and functions again."
@@ -90,7 +102,7 @@ class Command(BaseCommand):
             "enabled": conf.CACHE_ENABLED,
             "cache": conf.CACHE_ALIAS,
             "backend": f"{type(backend).__module__}.{type(backend).__qualname__}",
-            "prefix": conf.CACHE_PREFIX,
+            "prefix": f"{key_prefix()}:",
             "timeout": conf.CACHE_TIMEOUT,
             "reachable": reachable,
             "error": error,
@@ -172,6 +184,12 @@ def _figures(counts: dict[str, int]) -> dict[str, Any]:
         "hit_rate": hits / reads if reads else None,
         "entry_bytes": counts["sampled_bytes"] // sampled if sampled else None,
     }
+
+
+def _one_process(backend: Any) -> bool:
+    """Whether the backend lives in this process's memory (Django's local-memory and dummy
+    caches): a command cannot reach what a server process keeps."""
+    return isinstance(backend, LocMemCache | DummyCache)
 
 
 def _cache_aliases() -> list[str]:

@@ -21,6 +21,9 @@ trips are much slower when the cores are idle than when they are busy; ``--cores
 keeps every core busy with a spinning process at the lowest priority, and the output says
 which it was.
 
+Each worker empties the cache it uses (``caches["default"]``, database 0 of the test Redis):
+run it when no test run shares that Redis.
+
     DBTUNE_PYTHON=python3.12 bench/env.sh 6.1   # a venv with the peer tools (never dependencies)
     DBTUNE_DB=postgres DBTUNE_CACHE=redis .venv-bench-django6.1/bin/python \\
         bench/cache_overhead.py [--cores idle|busy] [--rounds 15] [--calls 40]

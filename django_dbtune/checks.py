@@ -107,14 +107,25 @@ def _legacy_nplusone_settings() -> list[CheckMessage]:
     ]
 
 
-def _ignores_exceptions(cache: Any) -> bool:
-    """Whether django-redis swallows this cache's errors (its option, or its global setting)."""
-    if not isinstance(cache, dict) or "django_redis" not in str(cache.get("BACKEND", "")):
-        return False
+_IGNORING = {"django_redis": "DJANGO_REDIS", "django_valkey": "DJANGO_VALKEY"}
+"""Backends that can swallow their errors, by package: the prefix of their global switch."""
+
+
+def _ignores_exceptions(cache: Any) -> str | None:
+    """The package (django-redis, django-valkey) that swallows this cache's errors (its
+    option, or its global setting); None when none does."""
+    if not isinstance(cache, dict):
+        return None
+    package = str(cache.get("BACKEND", "")).partition(".")[0]
+    switch = _IGNORING.get(package)
+    if switch is None:
+        return None
     options = cache.get("OPTIONS")
     if isinstance(options, dict) and "IGNORE_EXCEPTIONS" in options:
-        return bool(options["IGNORE_EXCEPTIONS"])
-    return bool(getattr(settings, "DJANGO_REDIS_IGNORE_EXCEPTIONS", False))
+        ignores = bool(options["IGNORE_EXCEPTIONS"])
+    else:
+        ignores = bool(getattr(settings, f"{switch}_IGNORE_EXCEPTIONS", False))
+    return package.replace("_", "-") if ignores else None
 
 
 def check_services(
@@ -151,10 +162,10 @@ def check_services(
                     id="dbtune.W006",
                 )
             )
-        elif conf.cache_active and _ignores_exceptions(settings.CACHES[alias]):
+        elif conf.cache_active and (package := _ignores_exceptions(settings.CACHES[alias])):
             messages.append(
                 Warning(
-                    f"The query cache keeps its entries in {alias!r}, which django-redis "
+                    f"The query cache keeps its entries in {alias!r}, which {package} "
                     "tells to ignore exceptions (IGNORE_EXCEPTIONS): an invalidation that "
                     "fails is dropped without a word, and the entries it should have "
                     "retired are served until CACHE_TIMEOUT.",

@@ -1419,6 +1419,42 @@ def test_after_an_outage_a_process_serves_nothing_another_may_have_changed_meanw
     assert "written during the outage" in titles()
 
 
+@cached(depends_on=[Book])
+def unpicklable_titles():
+    titles = sorted(Book.objects.values_list("title", flat=True))
+    return lambda: titles  # the backend cannot store a function
+
+
+def test_a_value_the_backend_refuses_retires_nothing(shop, settings, caplog):
+    """Only a backend that cannot be reached may have lost another process's invalidation:
+    a value it refuses (one that does not pickle) opens the breaker and nothing more, or
+    every such call would retire the whole cache."""
+    settings.DBTUNE = {**settings.DBTUNE, "CACHE_BREAKER_SECONDS": 0}
+    titles()
+    epoch = caches["default"].get(store.epoch_key())
+    assert unpicklable_titles()() == database_titles()
+    assert any("store an entry" in r.getMessage() for r in caplog.records)
+    assert not store._missed
+    assert queries(titles)[1] == 0  # still served
+    assert caches["default"].get(store.epoch_key()) == epoch
+
+
+def test_a_repair_that_cannot_start_a_thread_raises_nothing(shop, monkeypatch, settings):
+    """At interpreter exit, or under a thread limit, no timer can start: the failure that
+    wanted one still raises nothing, and the next use of the cache repairs instead."""
+    settings.DBTUNE = {**settings.DBTUNE, "CACHE_BREAKER_SECONDS": 0}
+
+    def no_thread(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Timer, "start", no_thread)
+    monkeypatch.setattr(store, "_repairing", None)  # no timer of an earlier test waits
+    store.failed("read", ConnectionError("the backend is away"))
+    assert store._missed
+    assert store.usable()  # the backend answers: the epoch is replaced here
+    assert not store._missed
+
+
 # --- Functions and by hand -------------------------------------------------------------------
 
 
@@ -1606,6 +1642,10 @@ def test_the_command_clears_and_shows_stats(shop, settings):
     catalog = caches["default"].get(store.catalog_key())
     call_command("dbtune_cache", "clear", stdout=out)
     assert "retired" in out.getvalue()
+    # Local memory is one process's: the command says it cannot reach the server's.
+    assert ("this process's memory" in out.getvalue()) == (
+        os.environ.get("DBTUNE_CACHE", "locmem") == "locmem"
+    )
     _, ran = queries(titles)
     assert ran == 1  # the entry stored before the clear is not served
     # Views or triggers made by hand (psql): after a clear every process reads them again.

@@ -169,6 +169,17 @@ def test_w011_a_django_redis_cache_that_ignores_exceptions(settings):
     assert run_ids() == []
 
 
+def test_w011_a_django_valkey_cache_that_ignores_exceptions(settings):
+    valkey = {"BACKEND": "django_valkey.cache.ValkeyCache", "LOCATION": "valkey://127.0.0.1:6379"}
+    settings.CACHES = {**settings.CACHES, "quiet": {**valkey, "OPTIONS": {"IGNORE_EXCEPTIONS": 1}}}
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "quiet"}
+    assert run_ids() == ["dbtune.W011"]
+    settings.CACHES = {**settings.CACHES, "quiet": valkey}
+    assert run_ids() == []
+    settings.DJANGO_VALKEY_IGNORE_EXCEPTIONS = True
+    assert run_ids() == ["dbtune.W011"]
+
+
 def test_w007_a_workload_file_that_cannot_be_written(settings, tmp_path):
     taken = tmp_path / "taken"
     taken.write_text("a file where a folder should be")

@@ -6,13 +6,15 @@ replica too). A replica answers with what it had received when asked, so generat
 read there can be older than a write that just committed, and the entry stored under them
 would be served although the database moved on. Tokens and entries are therefore read
 through the backend's own client for the primary (with the backend's own keys and
-serializer). Any other backend (local memory, Memcached, a sharded client, a cluster client,
-which reads each slot's primary) has no replica to avoid and is read through the cache API.
+serializer). Any other backend (local memory, Memcached, a sharded client, a cluster client)
+is read through the cache API as it is configured: a cluster client reads each slot's
+primary unless told to read replicas (django-valkey's ``read_from_replicas``: leave it off).
 """
 
 from __future__ import annotations
 
 import importlib
+import weakref
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
@@ -22,15 +24,15 @@ from django.core.cache import BaseCache
 Reader = Callable[[Sequence[str]], dict[str, Any]]
 
 
-_READER = "_dbtune_primary_reader"
-"""Where a backend object (one per thread) keeps its reader once made."""
+_readers: weakref.WeakKeyDictionary[BaseCache, Reader] = weakref.WeakKeyDictionary()
+"""Each backend object's reader (Django makes one backend object per thread), made once."""
 
 
 def get_many(backend: BaseCache, keys: Sequence[str]) -> dict[str, Any]:
     """``backend.get_many(keys)``, answered by the primary."""
-    made: Reader | None = backend.__dict__.get(_READER)
+    made = _readers.get(backend)
     if made is None:
-        made = backend.__dict__[_READER] = reader(backend)
+        made = _readers[backend] = reader(backend)
     return made(keys)
 
 
@@ -52,38 +54,44 @@ def reader(backend: BaseCache) -> Reader:
     return backend.get_many
 
 
+_CLIENTS = (
+    # (module, class of the clients with a primary and replicas, its subclasses that have none)
+    ("django_redis.client", "DefaultClient", ("ShardClient",)),
+    ("django_valkey.base_client", "BaseClient", ("ShardClient", "DefaultClusterClient")),
+)
+
+
 @cache
-def _replicated_clients() -> tuple[tuple[type, type | None], ...]:
-    """(client class, its sharded subclass) of django-redis and django-valkey, as installed."""
+def _replicated_clients() -> tuple[tuple[type, tuple[str, ...]], ...]:
+    """(client class, the names of its subclasses without replicas) of django-redis and
+    django-valkey, as installed."""
     found = []
-    for name in ("django_redis.client", "django_valkey.client"):
+    for name, base, without in _CLIENTS:
         try:
             module = importlib.import_module(name)
         except ImportError:  # not installed: its backends cannot be in use
             continue
-        default, shard = (
-            getattr(module, "DefaultClient", None),
-            getattr(module, "ShardClient", None),
-        )
-        if isinstance(default, type):
-            found.append((default, shard if isinstance(shard, type) else None))
+        kind = getattr(module, base, None)
+        if isinstance(kind, type):
+            found.append((kind, without))
     return tuple(found)
 
 
 def _reads_replicas(client: Any) -> bool:
-    """A client with a primary and replicas: the default, Sentinel and herd clients (not the
-    sharded one, whose servers hold different keys and which has no primary to name; nor
-    django-valkey's cluster client, whose reads go to each slot's primary already)."""
+    """A client with a primary and replicas: the default, Sentinel, herd and hash clients
+    (not a sharded one, whose servers hold different keys and which has no primary to name;
+    nor django-valkey's cluster client, read as configured)."""
+    names = {kind.__name__ for kind in type(client).__mro__}
     return any(
-        isinstance(client, default) and not (shard is not None and isinstance(client, shard))
-        for default, shard in _replicated_clients()
+        isinstance(client, kind) and names.isdisjoint(without)
+        for kind, without in _replicated_clients()
     )
 
 
 def _is_django_redis_cache_client(inner: Any) -> bool:
     try:
         from django.core.cache.backends.redis import RedisCacheClient
-    except ImportError:  # redis-py is not installed: Django's RedisCache cannot be in use
+    except ImportError:  # a Django without it
         return False
     return isinstance(inner, RedisCacheClient) and hasattr(inner, "_serializer")
 

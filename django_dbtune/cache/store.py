@@ -17,8 +17,8 @@ logged once per interval, and opens a breaker so a dead server is not asked agai
 
 from __future__ import annotations
 
+import atexit
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -28,6 +28,7 @@ from django.core.cache import BaseCache, caches
 
 from django_dbtune.cache import primary
 from django_dbtune.cache.tables import IN_GROUP, key_prefix, table_key
+from django_dbtune.cache.tokens import new_token, set_forever
 from django_dbtune.conf import conf
 
 logger = logging.getLogger("django_dbtune.cache")
@@ -50,47 +51,21 @@ the processes that did not see it fail serve the old rows until this process's n
 this bounds that time for every outage, however long (a try is one call)."""
 
 
-def new_token() -> str:
-    """A fresh generation token: when it was made (milliseconds since the epoch, in hex),
-    then random. Only equality decides whether an entry is valid; the time is read by
-    :func:`changed_within`."""
-    return f"{int(time.time() * 1000):x}.{secrets.token_hex(6)}"
+_exit_repair = False
+"""Whether the try at exit is registered (once per process)."""
+
+_UNREACHABLE = frozenset(
+    {"ConnectionError", "TimeoutError", "ConnectionInterrupted", "ClusterDownError"}
+)
+"""Exceptions that say the server could not be reached, by class name: the builtins, and
+those of redis-py, valkey-py, django-redis and django-valkey alike (none is a dependency)."""
 
 
-def changed_within(snapshot: Snapshot, tables: Iterable[str], seconds: float) -> bool:
-    """Whether the epoch or a generation of ``tables`` in ``snapshot`` was made in the last
-    ``seconds`` (a token without a time, from an older version, is old)."""
-    since = int((time.time() - seconds) * 1000)
-    for token in (snapshot.epoch, *(snapshot.tokens.get(table, "") for table in tables)):
-        made, dot, _ = token.partition(".")
-        try:
-            if dot and int(made, 16) >= since:
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def set_forever(backend: BaseCache, values: dict[str, str]) -> None:
-    """Set tokens that never expire: one ``SET``, or one ``set_many`` for several (which may
-    wrap one key in a transaction). django-valkey's cluster backend takes no timeout there
-    (its ``MSET`` sets none): once it refuses one, it is called without."""
-    if len(values) == 1:
-        backend.set(*next(iter(values.items())), timeout=None)
-        return
-    kind = type(backend)
-    if kind not in _SET_MANY_WITHOUT_TIMEOUT:
-        try:
-            backend.set_many(values, timeout=None)
-            return
-        except TypeError as error:
-            if "timeout" not in str(error):
-                raise
-            _SET_MANY_WITHOUT_TIMEOUT.add(kind)
-    backend.set_many(values)
-
-
-_SET_MANY_WITHOUT_TIMEOUT: set[type] = set()
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the backend could not be reached (rather than refused a value)."""
+    return isinstance(error, OSError) or any(
+        kind.__name__ in _UNREACHABLE for kind in type(error).__mro__
+    )
 
 
 class Snapshot:
@@ -140,6 +115,8 @@ class Store:
         self._logged_at: dict[str, float] = {}
         self._missed = False
         """An invalidation could not be written: the epoch must change before any read."""
+        self._misses = 0
+        """How many times that happened: an epoch replaced meanwhile settles only those."""
         self._repairing: threading.Timer | None = None
 
     # --- keys ---------------------------------------------------------------------------
@@ -178,11 +155,12 @@ class Store:
         return True
 
     def failed(self, what: str, error: BaseException) -> None:
-        """The backend failed a call. Whatever the call was, another process may have lost
-        an invalidation meanwhile (and ended, or gone quiet, before making it good): so this
-        process too retires every entry (a new epoch) as soon as the backend answers again."""
+        """The backend failed a call. When it could not be reached, another process may have
+        lost an invalidation meanwhile (and ended, or gone quiet, before making it good): so
+        this process too retires every entry (a new epoch) as soon as it answers again. Any
+        other error (a value that does not pickle) only opens the breaker."""
         now = time.monotonic()
-        if not self._missed:
+        if not self._missed and unreachable(error):
             self._missed_one()
         with self._lock:
             self._open_until = now + conf.CACHE_BREAKER_SECONDS
@@ -205,7 +183,13 @@ class Store:
         It is made good (a new epoch) at this process's next read or write through the
         cache, or by a timer, whichever comes first: a process that neither reads nor writes
         again (a worker between jobs) must not leave the old rows served."""
-        self._missed = True
+        global _exit_repair
+        with self._lock:
+            self._missed = True
+            self._misses += 1
+            if not _exit_repair:  # a process ending before its timer fired tries once more
+                _exit_repair = True
+                atexit.register(self._repair_at_exit)
         self._schedule_repair(REPAIR_FIRST)
 
     def _schedule_repair(self, seconds: float) -> None:
@@ -216,7 +200,18 @@ class Store:
             timer.daemon = True
             timer.name = "django-dbtune cache repair"
             self._repairing = timer
-        timer.start()
+        try:
+            timer.start()
+        except RuntimeError:  # no thread now (a thread limit, the interpreter ending)
+            with self._lock:
+                self._repairing = None  # the next use of the cache repairs it instead
+
+    def _repair_at_exit(self) -> None:
+        try:
+            if self._missed:
+                self._recover()
+        except Exception:  # settings gone: nothing to repair for
+            pass
 
     def _repair(self, waited: float) -> None:
         with self._lock:
@@ -230,6 +225,8 @@ class Store:
     def _recover(self) -> bool:
         # The catalog's token too: the missed call may have been a change of views,
         # triggers or functions that other processes must read again.
+        with self._lock:
+            misses = self._misses
         try:
             set_forever(
                 self.backend(), {self.epoch_key(): new_token(), self.catalog_key(): new_token()}
@@ -237,7 +234,9 @@ class Store:
         except Exception as error:
             self.failed("replace its epoch after a missed invalidation", error)
             return False
-        self._missed = False
+        with self._lock:  # one missed meanwhile (another thread) waits for the next epoch
+            if self._misses == misses:
+                self._missed = False
         logger.warning(
             "The query cache missed an invalidation while its backend was unreachable; "
             "every entry written before has been retired."

@@ -88,11 +88,7 @@ class Tally:
 
             backend = caches[conf.CACHE_ALIAS]
             for (subject, counter), n in counts.items():
-                key = counter_key(subject, counter)
-                # add() first: a missing key makes incr() raise, and not the same error on
-                # every backend (django-valkey's cluster backend raises TypeError).
-                if not backend.add(key, n, timeout=None):
-                    backend.incr(key, n)
+                _add(backend, counter_key(subject, counter), n)
             # Read every time (a reset elsewhere empties the list), and read back after
             # writing it (another process may have written its own list meanwhile).
             subjects = {subject for subject, _ in counts}
@@ -103,6 +99,16 @@ class Tally:
                 backend.set(subjects_key(), sorted(listed | subjects), timeout=None)
         except Exception:  # the figures are a nicety: never a reason for a request to fail
             return
+
+
+def _add(backend: Any, key: str, n: int) -> None:
+    """Add ``n`` to a counter, made when missing (``incr`` of a missing key raises, and not
+    the same error on every backend: django-valkey's cluster backend raises TypeError)."""
+    try:
+        backend.incr(key, n)
+    except Exception:
+        if not backend.add(key, n, timeout=None):
+            backend.incr(key, n)
 
 
 def counter_key(subject: str, counter: str) -> str:
@@ -137,7 +143,7 @@ def reset() -> None:
     from django.core.cache import caches
 
     backend = caches[conf.CACHE_ALIAS]
-    subjects = list(backend.get(subjects_key()) or ())
+    subjects = list(primary.get(backend, subjects_key()) or ())
     keys = [counter_key(s, c) for s in subjects for c in (*COUNTERS, "invalidations")]
     backend.delete_many([*keys, subjects_key()])
 

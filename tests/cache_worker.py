@@ -180,6 +180,15 @@ def work(
                 stale.value += 1
 
 
+def start(processes: list[Any], ready: Any, seconds: float = 60.0) -> None:
+    """Start ``processes`` and wait until each has said it is ready (at most ``seconds``)."""
+    for process in processes:
+        process.start()
+    deadline = time.monotonic() + seconds
+    while ready.value < len(processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def write_unseen(database: str, location: str, title: str) -> None:
     """In another process, whose cache backend (at ``location``) does not answer: rename the
     book "B00". Its invalidation fails, and is lost when the process ends."""

@@ -1130,11 +1130,7 @@ def test_no_stale_read_after_a_commit_under_concurrent_writes_and_reads(shop, po
         context.Process(target=cache_worker.work, args=(database, ready, go, *shared, 3.0))
         for _ in range(2)
     ]
-    for process in processes:
-        process.start()
-    deadline = time.monotonic() + 60
-    while ready.value < len(processes) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    cache_worker.start(processes, ready)
     go.set()
     start = time.monotonic()
     stale, reads = [], []

@@ -19,49 +19,19 @@ import pytest
 from django.db import connection
 
 from tests import cache_worker
+from tests.settings import cache
 from tests.shop.models import Author, Book, Publisher
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 TIMEOUTS = {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5}
 KINDS = {
-    "redis": (
-        {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:6379/0",
-            "OPTIONS": TIMEOUTS,
-        },
-        [6379],
-    ),
-    "redis-django": (
-        {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:6379/0",
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        },
-        [6379],
-    ),
-    "redis-cluster": (
-        {
-            "BACKEND": "django_valkey.cluster_cache.cache.ClusterValkeyCache",
-            "LOCATION": "valkey://127.0.0.1:7000",
-            "OPTIONS": TIMEOUTS,
-        },
-        [7000, 7001, 7002],
-    ),
-    "redis-sentinel": (
-        {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://dbtune/0",
-            "OPTIONS": {
-                **TIMEOUTS,
-                "CLIENT_CLASS": "django_redis.client.SentinelClient",
-                "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
-                "SENTINELS": [("127.0.0.1", 26390)],
-            },
-        },
-        [6379],
-    ),
+    # The test settings' cache of each kind, with half-second timeouts (as the backend spells
+    # them), and the ports of the primaries a cut cuts.
+    "redis": (TIMEOUTS, [6379]),
+    "redis-django": ({"socket_connect_timeout": 0.5, "socket_timeout": 0.5}, [6379]),
+    "redis-cluster": (TIMEOUTS, [7000, 7001, 7002]),
+    "redis-sentinel": (TIMEOUTS, [6379]),
 }
 SECONDS = 8.0
 OUTAGES = 3
@@ -76,8 +46,10 @@ def stress_cache(settings, postgres_only):
     kind = os.environ.get("DBTUNE_CACHE", "locmem")
     if kind not in KINDS:
         pytest.skip(f"needs Redis: run with DBTUNE_CACHE set to one of {', '.join(KINDS)}")
-    cache, ports = KINDS[kind]
-    settings.CACHES = {**settings.CACHES, "stress": cache}
+    timeouts, ports = KINDS[kind]
+    base = cache(kind)
+    stress = {**base, "OPTIONS": {**base.get("OPTIONS", {}), **timeouts}}
+    settings.CACHES = {**settings.CACHES, "stress": stress}
     settings.DBTUNE = DBTUNE
     from django.core.cache import caches
 
@@ -130,11 +102,7 @@ def test_no_stale_read_from_any_process_through_every_write_path_and_outages(str
         )
         for _ in range(3)
     ]
-    for process in processes:
-        process.start()
-    deadline = time.monotonic() + 60
-    while ready.value < len(processes) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    cache_worker.start(processes, ready)
     assert ready.value == len(processes)
     go.set()
     start = time.monotonic()

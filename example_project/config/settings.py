@@ -82,9 +82,9 @@ def database(name: str) -> dict[str, object]:
     raise ImproperlyConfigured(f"DBTUNE_DB must be 'sqlite' or 'postgres', not {engine!r}.")
 
 
-def cache() -> dict[str, object]:
-    """The cache of the kind DBTUNE_CACHE names."""
-    kind = os.environ.get("DBTUNE_CACHE", "locmem")
+def cache(kind: str | None = None) -> dict[str, object]:
+    """The cache of ``kind``, by default the kind DBTUNE_CACHE names."""
+    kind = kind or os.environ.get("DBTUNE_CACHE", "locmem")
     if kind == "locmem":
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     if kind == "redis":

@@ -1642,6 +1642,11 @@ def test_the_command_clears_and_shows_stats(shop, settings):
     assert ("this process's memory" in out.getvalue()) == (
         os.environ.get("DBTUNE_CACHE", "locmem") == "locmem"
     )
+    out = StringIO()
+    call_command("dbtune_cache", "clear", "--format", "json", stdout=out)
+    cleared = json.loads(out.getvalue())
+    assert cleared["cache"] == "default" and cleared["retired"] is True
+    assert cleared["this_process_only"] == (os.environ.get("DBTUNE_CACHE", "locmem") == "locmem")
     _, ran = queries(titles)
     assert ran == 1  # the entry stored before the clear is not served
     # Views or triggers made by hand (psql): after a clear every process reads them again.

@@ -93,6 +93,12 @@ def test_a_bad_workload_file_is_a_clear_error(db, tmp_path, content, message):
         call_command("suggest_indexes", "shop", "--workload", str(path), stdout=StringIO())
 
 
+def test_allow_build_without_a_workload_is_refused(db):
+    """It proves a workload's indexes: alone it would be silently ignored."""
+    with pytest.raises(CommandError, match="--allow-build only applies with --workload"):
+        call_command("suggest_indexes", "shop", "--allow-build", stdout=StringIO())
+
+
 def test_bad_numbers_are_refused_by_the_command(db, tmp_path):
     for option, value in (("--min-cost-reduction", "150"), ("--max-per-table", "0")):
         with pytest.raises(CommandError, match="argument"):

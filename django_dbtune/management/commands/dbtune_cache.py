@@ -44,7 +44,7 @@ class Command(BaseCommand):
             "--format",
             choices=["text", "json"],
             default="text",
-            help="stats as text for people or JSON for machines (default: text).",
+            help="text for people or JSON for machines (default: text).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -63,18 +63,22 @@ class Command(BaseCommand):
                     f"The cache {conf.CACHE_ALIAS!r} did not answer ({type(error).__name__}: "
                     f"{error}); nothing was retired."
                 ) from None
-            if _one_process(caches[conf.CACHE_ALIAS]):
+            one_process = _one_process(caches[conf.CACHE_ALIAS])
+            if options["format"] == "json":
+                retired = {"cache": conf.CACHE_ALIAS, "retired": True}
+                self.stdout.write(json.dumps({**retired, "this_process_only": one_process}))
+            elif one_process:
                 self.stdout.write(
                     f"Cache {conf.CACHE_ALIAS!r} keeps its entries in this process's memory: "
                     "only this command's own entries are retired. Every other process (the "
                     "server) keeps its own, and this command cannot reach them; restart it, "
                     "or use a shared cache (Redis) when the site runs several processes."
                 )
-                return
-            self.stdout.write(
-                f"Every entry in cache {conf.CACHE_ALIAS!r} is retired, and every process "
-                "reads the database's views, triggers and functions again."
-            )
+            else:
+                self.stdout.write(
+                    f"Every entry in cache {conf.CACHE_ALIAS!r} is retired, and every process "
+                    "reads the database's views, triggers and functions again."
+                )
             return
         self._stats(options["format"], options["reset"])
 

@@ -128,6 +128,13 @@ class Command(BaseCommand):
             )
         if options["workload"] and options["from_pg_stat_statements"]:
             raise CommandError("Give either --workload or --from-pg-stat-statements, not both.")
+        if options["allow_build"] and not (
+            options["workload"] or options["from_pg_stat_statements"]
+        ):
+            raise CommandError(
+                "--allow-build only applies with --workload or --from-pg-stat-statements "
+                "(it proves their indexes by building them)."
+            )
         if options["workload"] or options["from_pg_stat_statements"]:
             if not read_database:
                 raise CommandError(f"Proving indexes needs database {database!r} to plan queries.")

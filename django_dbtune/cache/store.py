@@ -228,9 +228,7 @@ class Store:
         with self._lock:
             misses = self._misses
         try:
-            set_forever(
-                self.backend(), {self.epoch_key(): new_token(), self.catalog_key(): new_token()}
-            )
+            self.retire_everything(catalog=True)
         except Exception as error:
             self.failed("replace its epoch after a missed invalidation", error)
             return False
@@ -419,9 +417,7 @@ class Store:
         stored so far is retired, since it was stored under what the catalog said before.
         Never raises: a failure is a missed invalidation, made good by a new epoch."""
         try:
-            set_forever(
-                self.backend(), {self.catalog_key(): new_token(), self.epoch_key(): new_token()}
-            )
+            self.retire_everything(catalog=True)
         except Exception as error:
             self._missed_one()
             self.failed("publish a change of views, triggers or functions", error)
@@ -430,10 +426,9 @@ class Store:
         """A new epoch: every entry stored so far is dead. With ``catalog``
         (``dbtune_cache clear``), every process reads its views, triggers and functions
         again too, for those made by hand."""
-        if not catalog:
-            self.backend().set(self.epoch_key(), new_token(), timeout=None)
-            return
-        tokens = {self.epoch_key(): new_token(), self.catalog_key(): new_token()}
+        tokens = {self.epoch_key(): new_token()}
+        if catalog:
+            tokens[self.catalog_key()] = new_token()
         set_forever(self.backend(), tokens)
 
     def retire_everything_quietly(self) -> None:

@@ -88,7 +88,7 @@ class Tally:
 
             backend = caches[conf.CACHE_ALIAS]
             for (subject, counter), n in counts.items():
-                _add(backend, counter_key(subject, counter), n)
+                _increment(backend, counter_key(subject, counter), n)
             # Read every time (a reset elsewhere empties the list), and read back after
             # writing it (another process may have written its own list meanwhile).
             subjects = {subject for subject, _ in counts}
@@ -101,7 +101,7 @@ class Tally:
             return
 
 
-def _add(backend: Any, key: str, n: int) -> None:
+def _increment(backend: Any, key: str, n: int) -> None:
     """Add ``n`` to a counter, made when missing (``incr`` of a missing key raises, and not
     the same error on every backend: django-valkey's cluster backend raises TypeError)."""
     try:

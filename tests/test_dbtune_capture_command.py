@@ -45,6 +45,10 @@ def test_the_shapes_left_out_are_counted_in_good_english():
 def test_json_output_is_machine_readable():
     (page,) = json.loads(run("/publisher/businesses/", "--format", "json"))
     assert page["status"] == 200 and page["queries"] == 7
+    # The page's query time, under the name every page command gives it.
+    shapes_ms = sum(shape["duration_ms"] for shape in page["shapes"])
+    assert page["query_ms"] == pytest.approx(shapes_ms, abs=0.01) and page["query_ms"] > 0
+    assert "duration_ms" not in page
     top = page["shapes"][0]
     assert top["count"] == 6 and top["tables"] == ["publisher_socialaccount"]
     assert top["call_sites"][0]["call_site"].startswith("example_project/publisher/views.py:")

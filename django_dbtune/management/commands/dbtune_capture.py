@@ -57,7 +57,9 @@ class Command(BaseCommand):
             watching = recorder.watching() if recorder is not None else nullcontext()
             with capture_queries() as log, watching:
                 response = browser.get(url)
-            pages.append((answered(url, response), log))
+            pages.append(
+                (answered(url, response, queries=len(log), query_ms=log.duration * 1000), log)
+            )
             if recorder is not None:
                 recorder.add(log)
         if recorder is not None:
@@ -93,9 +95,4 @@ class Command(BaseCommand):
 
 
 def _page_json(page: Page, log: QueryLog) -> dict[str, Any]:
-    return {
-        **page.as_dict(),
-        "queries": len(log),
-        "duration_ms": round(log.duration * 1000, 3),
-        "shapes": [group.as_dict() for group in log.shapes()],
-    }
+    return {**page.as_dict(), "shapes": [group.as_dict() for group in log.shapes()]}

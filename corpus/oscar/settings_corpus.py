@@ -40,9 +40,10 @@ HAYSTACK_CONNECTIONS = {
 
 # Thumbnails: sorl keeps its key-value store in Redis (the sandbox's own THUMBNAIL_KVSTORE
 # option), not in the database, so a page's queries do not depend on whether its thumbnails
-# were made by an earlier request or are in this process's cache. Redis DB 12 is this project's.
+# were made by an earlier request or are in this process's cache. Redis DB 11 is this
+# project's (NetBox's corpus settings take 12, and NetBox empties it as it starts).
 THUMBNAIL_KVSTORE = "sorl.thumbnail.kvstores.redis_kvstore.KVStore"
-THUMBNAIL_REDIS_URL = "redis://{}:{}/12".format(
+THUMBNAIL_REDIS_URL = "redis://{}:{}/11".format(
     os.environ.get("DBTUNE_CORPUS_REDIS_HOST", "127.0.0.1"),
     os.environ.get("DBTUNE_CORPUS_REDIS_PORT", "6379"),
 )

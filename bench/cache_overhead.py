@@ -9,7 +9,8 @@ Each tool runs in a process of its own, and in that process blocks with the tool
 blocks with it off alternate (the order turns every round), so a ratio compares two blocks
 run a moment apart in one process. How each tool is switched off:
 
-- django-dbtune: its settings (``CACHE_ENABLED``), which take its hooks out of Django;
+- django-dbtune: its settings (``CACHE_ENABLED``), which take its hooks out of Django
+  ("dbtune, local": the same with ``CACHE_LOCAL`` on);
 - django-cachalot: its own ``unpatch()``, which takes its patches out;
 - django-cacheops: plain querysets (no ``.cache()``) under its ``no_invalidation``; its
   patches of Django's queryset cannot be taken out, so its "off" blocks run with them in.
@@ -47,7 +48,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ("pk get, hit", "50-row list, hit", "pk get, cold miss", "save")
-NAMES = {"dbtune": "django-dbtune", "cachalot": "django-cachalot", "cacheops": "django-cacheops"}
+NAMES = {
+    "dbtune": "django-dbtune",
+    "dbtune-local": "dbtune, local",
+    "cachalot": "django-cachalot",
+    "cacheops": "django-cacheops",
+}
 
 Operation = tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any] | None]
 """(with the tool off, with it on, untimed before each call with it on)."""
@@ -145,7 +151,7 @@ def _operations(tool: str, book_model: Any, pk: int, book: Any) -> dict[str, Ope
         return list(book_model.objects.select_related("author").order_by("id")[:50])
 
     get, listing = plain_get, plain_list  # django-cachalot caches the plain queries
-    if tool == "dbtune":
+    if tool.startswith("dbtune"):
         from django_dbtune.cache import invalidate as forget_model
 
         def get() -> Any:
@@ -180,10 +186,10 @@ def _operations(tool: str, book_model: Any, pk: int, book: Any) -> dict[str, Ope
 
 
 class _DbtuneSwitch:
-    def __init__(self) -> None:
+    def __init__(self, local: bool = False) -> None:
         from django.test.utils import override_settings
 
-        self.override = override_settings(DBTUNE={"CACHE_ENABLED": True})
+        self.override = override_settings(DBTUNE={"CACHE_ENABLED": True, "CACHE_LOCAL": local})
         self.on = False
 
     def __call__(self, on: bool) -> None:
@@ -223,6 +229,7 @@ class _CacheopsSwitch:
 
 SWITCHES: dict[str, Callable[[], Callable[[bool], None]]] = {
     "dbtune": _DbtuneSwitch,
+    "dbtune-local": lambda: _DbtuneSwitch(local=True),
     "cachalot": _CachalotSwitch,
     "cacheops": _CacheopsSwitch,
 }
@@ -280,8 +287,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=40, help="timed calls per block")
     parser.add_argument(
         "--tools",
-        default="dbtune,cachalot,cacheops",
-        help="comma-separated: dbtune,cachalot,cacheops",
+        default="dbtune,dbtune-local,cachalot,cacheops",
+        help="comma-separated: dbtune,dbtune-local (CACHE_LOCAL on),cachalot,cacheops",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -296,7 +303,7 @@ def main() -> None:
     unknown = sorted(set(asked) - set(NAMES))
     if unknown:
         sys.exit(f"Unknown tool(s): {', '.join(unknown)}; choose from {', '.join(NAMES)}.")
-    tools = [t for t in asked if t == "dbtune" or importlib.util.find_spec(t)]
+    tools = [t for t in asked if t.startswith("dbtune") or importlib.util.find_spec(t)]
     started = time.monotonic()
     with cores(args.cores) as state:
         results = {tool: run(tool, args.calls, args.rounds) for tool in tools}

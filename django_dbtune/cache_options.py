@@ -83,6 +83,22 @@ CACHE_OPTIONS: dict[str, Option] = {
         "it read was written within this window: the replica may not have the write yet. "
         "0 turns this off.",
     ),
+    "CACHE_LOCAL": Option(
+        False,
+        lambda value: isinstance(value, bool),
+        "a boolean",
+        "Keep a copy of the tokens and entries each process reads in its own memory, kept "
+        "fresh by the Redis server's invalidation messages (CLIENT TRACKING): a hit costs no "
+        "round trip. Redis with one primary only (django-redis or Django's RedisCache); "
+        "elsewhere it stays off with warning dbtune.W013.",
+    ),
+    "CACHE_LOCAL_ENTRIES": Option(
+        1000,
+        lambda value: isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        "a positive number",
+        "How many entries each process keeps in memory under CACHE_LOCAL (the least "
+        "recently read go first).",
+    ),
     "CACHE_VIEWS": Option(
         {},
         is_table_map,

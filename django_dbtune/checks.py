@@ -177,6 +177,8 @@ def check_services(
             )
     if conf.cache_active:
         messages.extend(_ungrouped_copies(conf.CACHE_DATABASE_GROUPS))
+        if conf.CACHE_LOCAL and alias in settings.CACHES:
+            messages.extend(_no_local_layer(alias))
     path = conf.WORKLOAD_FILE
     if path is not None and not _writable(Path(path)):
         messages.append(
@@ -331,3 +333,27 @@ def _is(name: str, dotted: str) -> bool:
         return issubclass(import_string(name), import_string(dotted))
     except Exception:  # a module that fails to import is Django's to report, not this check's
         return False
+
+
+def _no_local_layer(alias: str) -> list[CheckMessage]:
+    """CACHE_LOCAL asked for a backend whose invalidations it cannot follow."""
+    from django_dbtune.cache import local
+
+    try:
+        layer = local.current()
+    except Exception:  # a backend that cannot be made: its own error says so
+        return []
+    if layer is not None:
+        return []
+    return [
+        Warning(
+            f"DBTUNE['CACHE_LOCAL'] is on, but {alias!r} is not one Redis primary reached "
+            "through django-redis's default client or Django's RedisCache with the default "
+            "key function: nothing is kept in process memory and every read goes to the "
+            "backend.",
+            hint="Turn CACHE_LOCAL off, or point CACHE_ALIAS at such a cache (the local "
+            "copy follows the server's invalidation messages, which only that set-up sends "
+            "where it can follow them).",
+            id="dbtune.W013",
+        )
+    ]

@@ -323,6 +323,14 @@ class Settings:
         return int(self._get("CACHE_TIMEOUT"))
 
     @cached_property
+    def CACHE_LOCAL(self) -> bool:
+        return bool(self._get("CACHE_LOCAL"))
+
+    @cached_property
+    def CACHE_LOCAL_ENTRIES(self) -> int:
+        return int(self._get("CACHE_LOCAL_ENTRIES"))
+
+    @cached_property
     def CACHE_PREFIX(self) -> str:
         return str(self._get("CACHE_PREFIX"))
 

@@ -238,3 +238,26 @@ def stress(
             with counts.get_lock():
                 counts[0] += 1
                 counts[1] += was_stale
+
+
+def rename_on_request(
+    database: str, caches: dict[str, Any], dbtune: dict[str, Any], pipe: Any
+) -> None:
+    """In another process with the test's cache settings: for each ``(old, new)`` received
+    on ``pipe``, rename that book through the ORM (its invalidation goes to the backend),
+    then answer "done". Ends on None."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    os.environ["DBTUNE_PG_NAME"] = database
+    import django
+
+    django.setup()
+    from django.test.utils import override_settings
+
+    from tests.shop.models import Book
+
+    with override_settings(CACHES=caches, DBTUNE=dbtune):
+        pipe.send("ready")
+        while (asked := pipe.recv()) is not None:
+            old, new = asked
+            Book.objects.filter(title=old).update(title=new)
+            pipe.send("done")

@@ -11,6 +11,15 @@ from django.db import connection
 
 DB = os.environ.get("DBTUNE_DB", "sqlite")
 
+if os.environ.get("DBTUNE_CACHE_LOCAL") == "1":
+    # The query cache's tests again with the local copy on by default (.ci/run's run 3):
+    # every read and write path must stay fresh with it.
+    from dataclasses import replace
+
+    from django_dbtune import conf as _conf
+
+    _conf.OPTIONS["CACHE_LOCAL"] = replace(_conf.OPTIONS["CACHE_LOCAL"], default=True)
+
 
 @pytest.fixture
 def postgres_only() -> None:

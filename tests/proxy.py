@@ -13,6 +13,9 @@ class Proxy:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.open = True
+        self.flowing = threading.Event()
+        """Cleared by :meth:`hold`: what the server sends waits in the proxy."""
+        self.flowing.set()
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -29,13 +32,15 @@ class Proxy:
             upstream = socket.create_connection(self.target)
             with self.lock:
                 self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, gate in ((client, upstream, None), (upstream, client, self.flowing)):
+                threading.Thread(target=self._pipe, args=(source, sink, gate), daemon=True).start()
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(source: socket.socket, sink: socket.socket, gate: threading.Event | None) -> None:
         try:
             while data := source.recv(65536):
+                if gate is not None:
+                    gate.wait()
                 sink.sendall(data)
         except OSError:
             pass
@@ -54,9 +59,17 @@ class Proxy:
                 end.close()
             self.sockets.clear()
 
+    def hold(self) -> None:
+        """The server's answers and messages stop at the proxy (a stalled network)."""
+        self.flowing.clear()
+
+    def release(self) -> None:
+        self.flowing.set()
+
     def restore(self) -> None:
         self.open = True
 
     def close(self) -> None:
+        self.release()
         self.cut()
         self.server.close()

@@ -77,6 +77,8 @@ def cut(ports):
         for control in controls:
             control.config_set("maxclients", 1)
             control.client_kill_filter(_type="normal", skipme=True)
+            # As a server that goes down drops them too: CACHE_LOCAL's subscriptions.
+            control.client_kill_filter(_type="pubsub", skipme=True)
         yield
     finally:
         for control, limit in zip(controls, limits, strict=True):

@@ -26,7 +26,9 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from django_dbtune.cache import primary
+from django_dbtune.cache import local, primary
+from django_dbtune.cache.local import forget_locally
+from django_dbtune.cache.reachable import unreachable
 from django_dbtune.cache.tables import IN_GROUP, key_prefix, table_key
 from django_dbtune.cache.tokens import new_token, set_forever
 from django_dbtune.conf import conf
@@ -53,19 +55,6 @@ this bounds that time for every outage, however long (a try is one call)."""
 
 _exit_repair = False
 """Whether the try at exit is registered (once per process)."""
-
-_UNREACHABLE = frozenset(
-    {"ConnectionError", "TimeoutError", "ConnectionInterrupted", "ClusterDownError"}
-)
-"""Exceptions that say the server could not be reached, by class name: the builtins, and
-those of redis-py, valkey-py, django-redis and django-valkey alike (none is a dependency)."""
-
-
-def unreachable(error: BaseException) -> bool:
-    """Whether ``error`` says the backend could not be reached (rather than refused a value)."""
-    return isinstance(error, OSError) or any(
-        kind.__name__ in _UNREACHABLE for kind in type(error).__mro__
-    )
 
 
 class Snapshot:
@@ -275,14 +264,19 @@ class Store:
         generations = [self.generation_key(group, table) for table in tables]
         epoch_key, catalog_key = self.epoch_key(), self.catalog_key()
         keys = [epoch_key, catalog_key, *generations]
-        if entry is not None:
-            keys.append(entry)
         try:
-            backend = self.backend()  # a CACHE_ALIAS missing from CACHES fails here
-            found = primary.get_many(backend, keys)
+            layer = local.current()
+            found, moment = layer.read(keys, entry) if layer is not None else (None, -1)
+            if found is None:
+                backend = self.backend()  # a CACHE_ALIAS missing from CACHES fails here
+                found = primary.get_many(backend, keys if entry is None else [*keys, entry])
             tokens: Sequence[Any] = [found.get(key) for key in (epoch_key, *generations)]
             if None in tokens:
-                tokens = self._settle(backend, [epoch_key, *generations], tokens)
+                tokens = self._settle(self.backend(), [epoch_key, *generations], tokens)
+            if layer is not None and moment >= 0:  # read from the backend just now
+                kept = dict(zip((epoch_key, *generations), tokens, strict=True))
+                kept[catalog_key] = found.get(catalog_key) or ""  # none yet is an answer too
+                layer.keep(moment, kept, entry, found.get(entry) if entry else None)
         except Exception as error:
             self.failed("read", error)
             return None
@@ -341,6 +335,9 @@ class Store:
         except Exception as error:
             self.failed("store an entry", error)
             return False
+        layer = local.current()
+        if layer is not None:
+            layer.put_entry(entry, stored)
         return True
 
     # --- the stampede lock ------------------------------------------------------------------
@@ -408,6 +405,8 @@ class Store:
             self._missed_one()
             self.failed("invalidate tables", error)
             return
+        finally:  # this process reads the new tokens next, not its memory's
+            forget_locally(list(keys))
         if self._missed:
             self._recover()
 
@@ -429,7 +428,10 @@ class Store:
         tokens = {self.epoch_key(): new_token()}
         if catalog:
             tokens[self.catalog_key()] = new_token()
-        set_forever(self.backend(), tokens)
+        try:
+            set_forever(self.backend(), tokens)
+        finally:
+            forget_locally(list(tokens))
 
     def retire_everything_quietly(self) -> None:
         """:meth:`retire_everything` for a write whose tables are unknown. Never raises: a

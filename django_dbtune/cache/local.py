@@ -114,12 +114,11 @@ class Local:
         found[entry] = pickle.loads(pickled)
         return found, -1
 
-    def keep(self, moment: int, tokens: dict[str, Any], entry: str | None, stored: Any) -> None:
-        """Keep tokens (and an entry) the backend answered to a read sent at ``moment``:
-        those forgotten since are left out, their value may be older than the write."""
+    def keep(self, moment: int, tokens: dict[str, Any]) -> None:
+        """Keep tokens the backend answered to a read sent at ``moment``: those forgotten
+        since are left out, their value may be older than the write."""
         if moment < 0:
             return
-        pickled = _pickled(stored) if entry is not None and stored is not None else None
         with self._lock:
             if self._connection is None or not self._drain():
                 return
@@ -129,11 +128,9 @@ class Local:
             for key, token in tokens.items():
                 if token is not None and forgotten.get(key, -1) <= moment:
                     self._tokens[key] = token
-            if entry is not None and pickled is not None:
-                self._put(entry, pickled)
 
     def put_entry(self, entry: str, stored: Any) -> None:
-        """An entry this process stored in the backend."""
+        """An entry this process stored in the backend, or read there and found valid."""
         pickled = _pickled(stored)
         with self._lock:
             self._put(entry, pickled)

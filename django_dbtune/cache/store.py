@@ -60,12 +60,14 @@ _exit_repair = False
 class Snapshot:
     """The epoch and some tables' generation tokens, as read at one moment."""
 
-    __slots__ = ("catalog", "entry", "epoch", "tokens")
+    __slots__ = ("catalog", "entry", "epoch", "fetched", "tokens")
 
     def __init__(self, epoch: str, tokens: dict[str, str], catalog: str = "") -> None:
         self.epoch = epoch
         self.tokens = tokens
         self.entry: Any = None
+        self.fetched = False
+        """Read from the backend while CACHE_LOCAL keeps copies: a valid entry is kept too."""
         self.catalog = catalog
         """The token of the last change of views, triggers or functions any process
         published ("" while none was)."""
@@ -254,6 +256,8 @@ class Store:
             if not self.extend(snapshot, group, missing):
                 return None
             valid = snapshot.validate(stored)
+        if valid and snapshot.fetched and (layer := local.current()) is not None:
+            layer.put_entry(entry, stored)
         return snapshot, (_as_stored(stored) if valid else None)
 
     def snapshot(
@@ -276,7 +280,7 @@ class Store:
             if layer is not None and moment >= 0:  # read from the backend just now
                 kept = dict(zip((epoch_key, *generations), tokens, strict=True))
                 kept[catalog_key] = found.get(catalog_key) or ""  # none yet is an answer too
-                layer.keep(moment, kept, entry, found.get(entry) if entry else None)
+                layer.keep(moment, kept)
         except Exception as error:
             self.failed("read", error)
             return None
@@ -286,6 +290,7 @@ class Store:
             str(found.get(catalog_key) or ""),
         )
         snapshot.entry = found.get(entry) if entry is not None else None
+        snapshot.fetched = layer is not None and moment >= 0
         return snapshot
 
     def extend(self, snapshot: Snapshot, group: str, tables: Iterable[str]) -> bool:

@@ -89,8 +89,8 @@ CACHE_OPTIONS: dict[str, Option] = {
         "a boolean",
         "Keep a copy of the tokens and entries each process reads in its own memory, kept "
         "fresh by the Redis server's invalidation messages (CLIENT TRACKING): a hit costs no "
-        "round trip. Redis with one primary only (django-redis or Django's RedisCache); "
-        "elsewhere it stays off with warning dbtune.W013.",
+        "round trip. One Redis server only (django-redis or Django's RedisCache); elsewhere "
+        "it stays off with warning dbtune.W013.",
     ),
     "CACHE_LOCAL_ENTRIES": Option(
         1000,

@@ -337,20 +337,20 @@ def _is(name: str, dotted: str) -> bool:
 
 def _no_local_layer(alias: str) -> list[CheckMessage]:
     """CACHE_LOCAL asked for a backend whose invalidations it cannot follow."""
-    from django_dbtune.cache import local
+    from django_dbtune.cache import local_layer
 
     try:
-        layer = local.current()
+        layer = local_layer.current()
     except Exception:  # a backend that cannot be made: its own error says so
         return []
     if layer is not None:
         return []
     return [
         Warning(
-            f"DBTUNE['CACHE_LOCAL'] is on, but {alias!r} is not one Redis primary reached "
-            "through django-redis's default client or Django's RedisCache with the default "
-            "key function: nothing is kept in process memory and every read goes to the "
-            "backend.",
+            f"DBTUNE['CACHE_LOCAL'] is on, but {alias!r} is not one Redis server reached "
+            "through django-redis's default client or Django's RedisCache, with a key "
+            "function that keeps the query cache's prefix at the start of every key: nothing "
+            "is kept in process memory and every read goes to the backend.",
             hint="Turn CACHE_LOCAL off, or point CACHE_ALIAS at such a cache (the local "
             "copy follows the server's invalidation messages, which only that set-up sends "
             "where it can follow them).",

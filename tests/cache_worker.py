@@ -245,7 +245,8 @@ def rename_on_request(
 ) -> None:
     """In another process with the test's cache settings: for each ``(old, new)`` received
     on ``pipe``, rename that book through the ORM (its invalidation goes to the backend),
-    then answer "done". Ends on None."""
+    then answer "done"; for ``("read", pk)``, answer that book's title read through the
+    cache. Ends on None."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ["DBTUNE_PG_NAME"] = database
     import django
@@ -258,6 +259,9 @@ def rename_on_request(
     with override_settings(CACHES=caches, DBTUNE=dbtune):
         pipe.send("ready")
         while (asked := pipe.recv()) is not None:
+            if asked[0] == "read":  # ("read", pk): the title, through the cache
+                pipe.send(Book.cached_objects.cached().get(pk=asked[1]).title)
+                continue
             old, new = asked
             Book.objects.filter(title=old).update(title=new)
             pipe.send("done")

@@ -8,6 +8,7 @@ Runs with Redis (DBTUNE_CACHE=redis); the tests with another process need Postgr
 
 import multiprocessing
 import os
+import threading
 import time
 
 import pytest
@@ -16,7 +17,7 @@ from django.core.cache import caches
 from django.core.checks import run_checks
 from django.db import connection
 
-from django_dbtune.cache import local, primary
+from django_dbtune.cache import local, local_layer, primary
 from django_dbtune.cache.store import store
 from tests import cache_worker
 from tests.proxy import Proxy
@@ -90,11 +91,21 @@ def other_process(layered, settings):
     worker.start()
     assert here.poll(60) and here.recv() == "ready"
 
-    def rename(old, new):
-        here.send((old, new))
-        assert here.poll(30) and here.recv() == "done"
+    class Other:
+        @staticmethod
+        def rename(old, new):
+            here.send((old, new))
+            assert here.poll(30) and here.recv() == "done"
 
-    yield rename
+        @staticmethod
+        def read(pk):
+            here.send(("read", pk))
+            assert here.poll(30)
+            return here.recv()
+
+        __call__ = rename
+
+    yield Other()
     here.send(None)
     worker.join(30)
 
@@ -105,7 +116,7 @@ def messages_through_a_proxy(layered):
     (messages wait) or cut (the connection drops)."""
     kwargs = layered.connection_pool.connection_kwargs
     proxy = Proxy(kwargs["host"], kwargs["port"])
-    layer = local.current()
+    layer = local_layer.current()
     assert layer is not None
     layer._connect = lambda: redis.Connection(
         host="127.0.0.1", port=proxy.port, db=kwargs.get("db", 0), protocol=2, socket_timeout=1
@@ -164,7 +175,7 @@ def test_a_write_landing_while_a_read_is_on_its_way_back_is_not_hidden(
             time.sleep(0.05)  # its message is on this process's socket before the keep
         return found
 
-    local.current().forget([store.epoch_key()])  # the next read asks the server
+    local_layer.current().forget([store.epoch_key()])  # the next read asks the server
     monkeypatch.setattr(primary, "get_many", read_then_another_process_writes)
     assert title(book.pk) == "before"  # as read, before the write
     assert title(book.pk) == "written meanwhile"
@@ -200,7 +211,7 @@ def test_the_layer_stays_off_where_it_cannot_follow_the_server(settings):
         "memory": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     }
     settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "memory", "CACHE_LOCAL": True}
-    assert local.current() is None
+    assert local_layer.current() is None
     warned = [m for m in run_checks() if m.id == "dbtune.W013"]
     assert len(warned) == 1 and "memory" in warned[0].msg
 
@@ -214,7 +225,7 @@ def test_a_key_function_that_hides_the_prefix_keeps_the_layer_off(layered, setti
         },
     }
     settings.DBTUNE = {**settings.DBTUNE, "CACHE_ALIAS": "hashed"}
-    assert local.current() is None
+    assert local_layer.current() is None
     assert [m.id for m in run_checks() if m.id == "dbtune.W013"] == ["dbtune.W013"]
 
 
@@ -222,3 +233,112 @@ def hashed_key(key, key_prefix, version):
     import hashlib
 
     return hashlib.sha256(f"{key_prefix}:{version}:{key}".encode()).hexdigest()
+
+
+def _write_unseen(pk, title):
+    """A write no process of the site sees (another program, or a writer whose invalidation
+    was lost): straight through the driver's connection, past every hook."""
+    with connection.connection.cursor() as cursor:
+        cursor.execute("UPDATE shop_book SET title = %s WHERE id = %s", [title, pk])
+    if not connection.get_autocommit():
+        connection.connection.commit()
+
+
+def test_an_entry_in_memory_ends_with_its_timeout(layered, book):
+    def short():
+        return Book.cached_objects.cached(timeout=1).get(pk=book.pk).title
+
+    for _ in range(3):
+        assert short() == "before"
+    _write_unseen(book.pk, "written by another program")
+    time.sleep(1.2)  # the entry's timeout: the backend has dropped it
+    assert short() == "written by another program"
+
+
+def test_a_key_function_that_changes_case_keeps_the_layer_off(layered, settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "lowered": {
+            **settings.CACHES["layered"],
+            "KEY_FUNCTION": "tests.test_cache_local.lowered_key",
+        },
+    }
+    settings.DBTUNE = {**settings.DBTUNE, "CACHE_ALIAS": "lowered"}
+    assert local_layer.current() is None
+    assert [m.id for m in run_checks() if m.id == "dbtune.W013"] == ["dbtune.W013"]
+
+
+def lowered_key(key, key_prefix, version):
+    return f"{key_prefix}:{version}:{key}".lower()
+
+
+def test_a_write_never_waits_for_the_layers_connection(layered, book):
+    """Another thread holds the layer's connection (a slow connect, a PING to a stalled
+    server): a write still forgets its tokens, and a read goes to the backend meanwhile."""
+    assert in_memory(layered, book.pk)
+    layer = local_layer.current()
+    assert layer._io.acquire(timeout=5)
+    try:
+        done = threading.Event()
+
+        def write():
+            Book.objects.filter(pk=book.pk).update(title="after")
+            done.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert done.wait(10)
+        assert title(book.pk) == "after"
+    finally:
+        layer._io.release()
+
+
+@pytest.mark.parametrize("interval", [1])
+def test_the_pools_health_checks_leave_the_layers_connection_alone(
+    settings, interval, book, request
+):
+    """A pool's health check (or retry) would PING, or connect again, outside the
+    subscription: the layer's connection has none, and its memory stays warm."""
+    if os.environ.get("DBTUNE_CACHE") != "redis":
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
+    location = settings.CACHES["default"]["LOCATION"]
+    settings.CACHES = {
+        **settings.CACHES,
+        "checked": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": location,
+            "OPTIONS": {"health_check_interval": interval},
+        },
+    }
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "checked", "CACHE_LOCAL": True}
+    server = redis.Redis.from_url(location)
+    caches["checked"].clear()
+    request.addfinalizer(caches["checked"].clear)
+    assert in_memory(server, book.pk)
+    time.sleep(interval + 0.5)
+    assert in_memory(server, book.pk)
+    assert store._missed is False  # the connection never dropped
+
+
+def test_a_dead_copy_in_memory_does_not_hide_a_live_entry(
+    layered, other_process, book, django_assert_num_queries
+):
+    assert in_memory(layered, book.pk)
+    other_process("before", "after")  # new tokens; this copy in memory is dead
+    time.sleep(0.05)
+    assert other_process.read(book.pk) == "after"  # stored there, under the new tokens
+    Book.cached_objects.filter(pk=book.pk).cached().count()  # the new tokens, in memory
+    with django_assert_num_queries(0):
+        assert title(book.pk) == "after"  # the backend's entry, not a query
+
+
+def test_a_broken_connection_retires_what_a_lost_invalidation_left(
+    layered, messages_through_a_proxy, book
+):
+    """The layer's connection breaks: as in any outage this process notices, a writer
+    elsewhere may have lost an invalidation then (and ended). Every entry is retired."""
+    assert in_memory(layered, book.pk)
+    messages_through_a_proxy.cut()
+    _write_unseen(book.pk, "written while the connection was down")
+    messages_through_a_proxy.restore()
+    assert title(book.pk) == "written while the connection was down"

@@ -18,6 +18,7 @@ import time
 import pytest
 from django.db import connection
 
+from django_dbtune.conf import conf
 from tests import cache_worker
 from tests.settings import cache
 from tests.shop.models import Author, Book, Publisher
@@ -97,10 +98,12 @@ def test_no_stale_read_from_any_process_through_every_write_path_and_outages(str
     counts = context.Array("i", 3)  # reads, stale reads, writes
     ready, go = context.Value("i", 0), context.Event()
     database = connection.settings_dict["NAME"]
+    # The other processes read through CACHE_LOCAL too when this run has it on by default.
+    dbtune = {**DBTUNE, "CACHE_LOCAL": conf.CACHE_LOCAL}
     processes = [
         context.Process(
             target=cache_worker.stress,
-            args=(database, caches, DBTUNE, ready, go, counts, committed, SECONDS),
+            args=(database, caches, dbtune, ready, go, counts, committed, SECONDS),
         )
         for _ in range(3)
     ]

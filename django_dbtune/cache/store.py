@@ -26,8 +26,8 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from django_dbtune.cache import local, primary
-from django_dbtune.cache.local import forget_locally
+from django_dbtune.cache import local_layer, primary
+from django_dbtune.cache.local_layer import forget_locally
 from django_dbtune.cache.reachable import unreachable
 from django_dbtune.cache.tables import IN_GROUP, key_prefix, table_key
 from django_dbtune.cache.tokens import new_token, set_forever
@@ -66,16 +66,16 @@ class Snapshot:
         self.epoch = epoch
         self.tokens = tokens
         self.entry: Any = None
-        self.fetched = False
-        """Read from the backend while CACHE_LOCAL keeps copies: a valid entry is kept too."""
+        self.fetched: bool | None = None
+        """Under CACHE_LOCAL: read from the backend (True) or served from memory (False)."""
         self.catalog = catalog
         """The token of the last change of views, triggers or functions any process
         published ("" while none was)."""
 
     def validate(self, stored: Any) -> bool | None:
-        """Whether a stored entry, ``(epoch, tables, tokens, value, seconds)``, is still valid
-        under this snapshot; None when the snapshot lacks some of its tables."""
-        if not (isinstance(stored, tuple) and len(stored) == 5 and stored[0] == self.epoch):
+        """Whether a stored entry, ``(epoch, tables, tokens, value, seconds, expires)``, is
+        still valid under this snapshot; None when the snapshot lacks some of its tables."""
+        if not (isinstance(stored, tuple) and len(stored) == 6 and stored[0] == self.epoch):
             return False
         current = self.tokens
         for table, token in zip(stored[1], stored[2], strict=True):
@@ -92,7 +92,7 @@ Stored = tuple[tuple[str, ...], Any, float]
 
 
 def _as_stored(stored: tuple[Any, ...]) -> Stored:
-    """What a reader needs of a valid entry, ``(epoch, tables, tokens, value, seconds)``."""
+    """What a reader needs of a valid entry: its tables, value and seconds."""
     return stored[1], stored[3], stored[4]
 
 
@@ -256,8 +256,12 @@ class Store:
             if not self.extend(snapshot, group, missing):
                 return None
             valid = snapshot.validate(stored)
-        if valid and snapshot.fetched and (layer := local.current()) is not None:
-            layer.put_entry(entry, stored)
+        if snapshot.fetched is False and not valid:  # a dead copy in memory: ask the backend
+            stored = self._read(entry)
+            valid = stored is not _FAILED and snapshot.validate(stored)
+            snapshot.fetched = True
+        if valid and snapshot.fetched and (layer := local_layer.current()) is not None:
+            layer.put_entry(entry, stored, stored[5])
         return snapshot, (_as_stored(stored) if valid else None)
 
     def snapshot(
@@ -269,8 +273,11 @@ class Store:
         epoch_key, catalog_key = self.epoch_key(), self.catalog_key()
         keys = [epoch_key, catalog_key, *generations]
         try:
-            layer = local.current()
+            layer = local_layer.current()
             found, moment = layer.read(keys, entry) if layer is not None else (None, -1)
+            served = found is not None  # from memory
+            if layer is not None and (lost := layer.lost()) is not None:
+                raise lost  # its connection dropped: a message may be lost, as in an outage
             if found is None:
                 backend = self.backend()  # a CACHE_ALIAS missing from CACHES fails here
                 found = primary.get_many(backend, keys if entry is None else [*keys, entry])
@@ -290,7 +297,7 @@ class Store:
             str(found.get(catalog_key) or ""),
         )
         snapshot.entry = found.get(entry) if entry is not None else None
-        snapshot.fetched = layer is not None and moment >= 0
+        snapshot.fetched = None if layer is None else not served
         return snapshot
 
     def extend(self, snapshot: Snapshot, group: str, tables: Iterable[str]) -> bool:
@@ -334,15 +341,14 @@ class Store:
             return False
         tables = tuple(sorted(tables))
         tokens = tuple(snapshot.tokens[table] for table in tables)
-        stored = (snapshot.epoch, tables, tokens, value, seconds)
+        stored = (snapshot.epoch, tables, tokens, value, seconds, time.time() + timeout)
         try:
             self.backend().set(entry, stored, timeout=timeout)
+            if (layer := local_layer.current()) is not None:
+                layer.put_entry(entry, stored, stored[5])
         except Exception as error:
             self.failed("store an entry", error)
             return False
-        layer = local.current()
-        if layer is not None:
-            layer.put_entry(entry, stored)
         return True
 
     # --- the stampede lock ------------------------------------------------------------------

@@ -15,7 +15,8 @@ import pytest
 from django.core.cache import caches
 
 from django_dbtune.cache.store import store
-from tests.shop.models import Author, Book, Publisher
+from tests.cache_books import make_book, title
+from tests.shop.models import Book
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,12 +63,7 @@ def replicated(request, settings):
 
 @pytest.fixture
 def book():
-    author = Author.objects.create(name="A", publisher=Publisher.objects.create(name="P"))
-    return Book.objects.create(title="before", author=author)
-
-
-def title(pk):
-    return Book.cached_objects.cached().get(pk=pk).title
+    return make_book()
 
 
 def test_a_write_is_never_hidden_by_a_replica_that_lags(book, replicated):

@@ -20,8 +20,9 @@ from django.db import connection
 from django_dbtune.cache import local, local_layer, primary
 from django_dbtune.cache.store import store
 from tests import cache_worker
+from tests.cache_books import make_book, title
 from tests.proxy import Proxy
-from tests.shop.models import Author, Book, Publisher
+from tests.shop.models import Book
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,12 +52,7 @@ def layered(request, settings):
 
 @pytest.fixture
 def book():
-    author = Author.objects.create(name="A", publisher=Publisher.objects.create(name="P"))
-    return Book.objects.create(title="before", author=author)
-
-
-def title(pk):
-    return Book.cached_objects.cached().get(pk=pk).title
+    return make_book()
 
 
 def in_memory(server, pk, expected="before"):
@@ -216,15 +212,20 @@ def test_the_layer_stays_off_where_it_cannot_follow_the_server(settings):
     assert len(warned) == 1 and "memory" in warned[0].msg
 
 
-def test_a_key_function_that_hides_the_prefix_keeps_the_layer_off(layered, settings):
+@pytest.mark.parametrize("function", ["hashed_key", "lowered_key"])
+def test_a_key_function_that_hides_or_changes_the_prefix_keeps_the_layer_off(
+    layered, settings, function
+):
+    """A key function that hashes keys, or changes their case (the layer's key names could
+    not be matched to the server's messages)."""
     settings.CACHES = {
         **settings.CACHES,
-        "hashed": {
+        "keyed": {
             **settings.CACHES["layered"],
-            "KEY_FUNCTION": "tests.test_cache_local.hashed_key",
+            "KEY_FUNCTION": f"tests.test_cache_local.{function}",
         },
     }
-    settings.DBTUNE = {**settings.DBTUNE, "CACHE_ALIAS": "hashed"}
+    settings.DBTUNE = {**settings.DBTUNE, "CACHE_ALIAS": "keyed"}
     assert local_layer.current() is None
     assert [m.id for m in run_checks() if m.id == "dbtune.W013"] == ["dbtune.W013"]
 
@@ -253,19 +254,6 @@ def test_an_entry_in_memory_ends_with_its_timeout(layered, book):
     _write_unseen(book.pk, "written by another program")
     time.sleep(1.2)  # the entry's timeout: the backend has dropped it
     assert short() == "written by another program"
-
-
-def test_a_key_function_that_changes_case_keeps_the_layer_off(layered, settings):
-    settings.CACHES = {
-        **settings.CACHES,
-        "lowered": {
-            **settings.CACHES["layered"],
-            "KEY_FUNCTION": "tests.test_cache_local.lowered_key",
-        },
-    }
-    settings.DBTUNE = {**settings.DBTUNE, "CACHE_ALIAS": "lowered"}
-    assert local_layer.current() is None
-    assert [m.id for m in run_checks() if m.id == "dbtune.W013"] == ["dbtune.W013"]
 
 
 def lowered_key(key, key_prefix, version):

@@ -332,6 +332,30 @@ def test_a_dead_copy_in_memory_does_not_hide_a_live_entry(
         assert title(book.pk) == "after"
 
 
+def test_a_live_entry_that_read_more_tables_replaces_a_dead_copy(layered, monkeypatch):
+    """The backend's live entry read a table the dead copy did not (another process read
+    its views or triggers from a catalog of its own): that table's token is read too."""
+    layer = local_layer.current()
+    entry = store.entry_key("a-dead-copy")
+    book, author = "shop_book", "shop_author"
+    snapshot = store.snapshot("default", [book, author])
+    with monkeypatch.context() as patched:  # the live entry, in the backend only
+        patched.setattr(layer, "put_entry", lambda *args: None)
+        assert store.store(entry, snapshot, [book, author], "live", 60)
+    dead = (snapshot.epoch, (book,), ("an old token",), "dead", 0.0, time.time() + 60)
+    layer.put_entry(entry, dead, dead[5])
+    keys = [store.epoch_key(), store.catalog_key(), store.generation_key("default", book)]
+    for _ in range(20):  # the tokens the dead copy is checked against, in memory
+        time.sleep(0.05)
+        store.snapshot("default", [book])
+        if all(key in layer._tokens for key in keys):
+            break
+    layer.forget([store.generation_key("default", author)])
+    assert all(key in layer._tokens for key in keys)
+    found = store.lookup(entry, "default", [book])
+    assert found is not None and found[1] is not None and found[1][1] == "live"
+
+
 def test_a_broken_connection_retires_what_a_lost_invalidation_left(
     layered, messages_through_a_proxy, book
 ):

@@ -250,16 +250,16 @@ class Store:
         if snapshot is None:
             return None
         stored, snapshot.entry = snapshot.entry, None
-        valid = snapshot.validate(stored)
-        if valid is None:  # the entry read tables the guess lacked
-            missing = [table for table in stored[1] if table not in snapshot.tokens]
-            if not self.extend(snapshot, group, missing):
-                return None
+        for _ in range(2):  # once more from the backend for a dead copy in memory
             valid = snapshot.validate(stored)
-        if snapshot.fetched is False and not valid:  # a dead copy in memory: ask the backend
-            stored = self._read(entry)
-            valid = stored is not _FAILED and snapshot.validate(stored)
-            snapshot.fetched = True
+            if valid is None:  # the entry read tables the guess lacked
+                missing = [table for table in stored[1] if table not in snapshot.tokens]
+                if not self.extend(snapshot, group, missing):
+                    return None
+                valid = snapshot.validate(stored)
+            if valid or snapshot.fetched is not False:
+                break
+            stored, snapshot.fetched = self._read(entry), True
         if valid and snapshot.fetched and (layer := local_layer.current()) is not None:
             layer.put_entry(entry, stored, stored[5])
         return snapshot, (_as_stored(stored) if valid else None)

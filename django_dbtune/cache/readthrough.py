@@ -19,7 +19,8 @@ from django.db import connections
 from django_dbtune.cache import dependencies, events
 from django_dbtune.cache.dependencies import with_read_tables
 from django_dbtune.cache.invalidation import clashes, database_group, written_in_transaction
-from django_dbtune.cache.store import Snapshot, store
+from django_dbtune.cache.snapshot import Snapshot
+from django_dbtune.cache.store import store
 from django_dbtune.cache.tally import tally
 from django_dbtune.cache.tokens import changed_within
 from django_dbtune.conf import conf

@@ -29,6 +29,7 @@ from django.core.cache import BaseCache, caches
 from django_dbtune.cache import local_layer, primary
 from django_dbtune.cache.local_layer import forget_locally
 from django_dbtune.cache.reachable import unreachable
+from django_dbtune.cache.snapshot import Snapshot, Stored, as_stored
 from django_dbtune.cache.tables import IN_GROUP, key_prefix, table_key
 from django_dbtune.cache.tokens import new_token, set_forever
 from django_dbtune.conf import conf
@@ -55,45 +56,6 @@ this bounds that time for every outage, however long (a try is one call)."""
 
 _exit_repair = False
 """Whether the try at exit is registered (once per process)."""
-
-
-class Snapshot:
-    """The epoch and some tables' generation tokens, as read at one moment."""
-
-    __slots__ = ("catalog", "entry", "epoch", "fetched", "tokens")
-
-    def __init__(self, epoch: str, tokens: dict[str, str], catalog: str = "") -> None:
-        self.epoch = epoch
-        self.tokens = tokens
-        self.entry: Any = None
-        self.fetched: bool | None = None
-        """Under CACHE_LOCAL: read from the backend (True) or served from memory (False)."""
-        self.catalog = catalog
-        """The token of the last change of views, triggers or functions any process
-        published ("" while none was)."""
-
-    def validate(self, stored: Any) -> bool | None:
-        """Whether a stored entry, ``(epoch, tables, tokens, value, seconds, expires)``, is
-        still valid under this snapshot; None when the snapshot lacks some of its tables."""
-        if not (isinstance(stored, tuple) and len(stored) == 6 and stored[0] == self.epoch):
-            return False
-        current = self.tokens
-        for table, token in zip(stored[1], stored[2], strict=True):
-            now = current.get(table)
-            if now is None:
-                return None
-            if now != token:
-                return False
-        return True
-
-
-Stored = tuple[tuple[str, ...], Any, float]
-"""An entry as read back: the tables it read, its value, the seconds its computation took."""
-
-
-def _as_stored(stored: tuple[Any, ...]) -> Stored:
-    """What a reader needs of a valid entry: its tables, value and seconds."""
-    return stored[1], stored[3], stored[4]
 
 
 class Store:
@@ -262,7 +224,7 @@ class Store:
             stored, snapshot.fetched = self._read(entry), True
         if valid and snapshot.fetched and (layer := local_layer.current()) is not None:
             layer.put_entry(entry, stored, stored[5])
-        return snapshot, (_as_stored(stored) if valid else None)
+        return snapshot, (as_stored(stored) if valid else None)
 
     def snapshot(
         self, group: str, tables: Iterable[str], entry: str | None = None
@@ -379,7 +341,7 @@ class Store:
             if stored is _FAILED:
                 return None
             if snapshot.validate(stored):
-                return _as_stored(stored)
+                return as_stored(stored)
         return None
 
     def stored_entry(self, entry: str, snapshot: Snapshot) -> Stored | None:
@@ -388,7 +350,7 @@ class Store:
         stored = self._read(entry)
         if stored is _FAILED or not snapshot.validate(stored):
             return None
-        return _as_stored(stored)
+        return as_stored(stored)
 
     def _read(self, entry: str) -> Any:
         """What the backend holds under ``entry`` (None when nothing), or ``_FAILED``."""

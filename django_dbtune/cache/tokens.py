@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from django.core.cache import BaseCache
 
 if TYPE_CHECKING:
-    from django_dbtune.cache.store import Snapshot
+    from django_dbtune.cache.snapshot import Snapshot
 
 
 def new_token() -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from django_dbtune.cache import local_layer, primary
+from django_dbtune.cache import local_layer, no_wait, primary
 from django_dbtune.cache.local_layer import forget_locally
 from django_dbtune.cache.reachable import unreachable
 from django_dbtune.cache.snapshot import Snapshot, Stored, as_stored
@@ -97,10 +97,16 @@ class Store:
     # --- the backend, guarded ----------------------------------------------------------------
 
     def backend(self) -> BaseCache:
+        """The backend, once this thread's stores sent without waiting are applied (so that
+        what follows comes after them)."""
+        if (failure := no_wait.settle()) is not None:
+            self.failed("store an entry", failure)
         return caches[conf.CACHE_ALIAS]
 
     def usable(self) -> bool:
         """The breaker is closed and no missed invalidation is waiting to be made good."""
+        if (failure := no_wait.settle()) is not None:
+            self.failed("store an entry", failure)
         if time.monotonic() < self._open_until:
             return False
         if self._missed:
@@ -305,7 +311,11 @@ class Store:
         tokens = tuple(snapshot.tokens[table] for table in tables)
         stored = (snapshot.epoch, tables, tokens, value, seconds, time.time() + timeout)
         try:
-            self.backend().set(entry, stored, timeout=timeout)
+            backend = self.backend()
+            # Not waiting for the reply: a store that lands late is dead already, and this
+            # thread's next call to the backend reads the reply first.
+            if not no_wait.send_set(backend, entry, stored, timeout):
+                backend.set(entry, stored, timeout=timeout)
             if (layer := local_layer.current()) is not None:
                 layer.put_entry(entry, stored, stored[5])
         except Exception as error:

@@ -1,0 +1,164 @@
+"""Stores that do not wait for Redis's reply.
+
+A miss stores its entry and returns: the ``SET`` is written to a connection taken from the
+backend's own pool (with the backend's own key function and serializer, so the backend reads
+it back as its own), and its reply is read later, by :func:`settle`, which the query cache
+calls before this thread's next call to the backend. So the round trip of a store overlaps
+with whatever the thread does next, and the thread's next read through the cache (on any
+connection) comes after the store has been applied: a thread always reads its own stores.
+
+Safe because an entry is only ever served while the generations it was stored under are
+current: a store that lands late, after a write replaced them, stores a dead entry. A reply
+that turns out to be an error is reported when it is read, as the store's failure.
+
+Only for backends whose writes this module knows to make exactly as they do: django-redis's
+default and Sentinel clients, and Django's own ``RedisCache``. Every other backend (and these,
+when their pool cannot lend a connection) is written through the cache API, waiting.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import threading
+import weakref
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from django.core.cache import BaseCache
+
+Sender = Callable[[str, Any, int], bool]
+"""Sends ``SET key value`` with a timeout in seconds without reading the reply (False: it
+could not, write through the cache API)."""
+
+_senders: weakref.WeakKeyDictionary[BaseCache, Sender | None] = weakref.WeakKeyDictionary()
+
+
+class _Owed:
+    """A connection whose replies are not read yet, and the pool it was taken from."""
+
+    __slots__ = ("connection", "pool", "replies")
+
+    def __init__(self, connection: Any, pool: Any) -> None:
+        self.connection = connection
+        self.pool = pool
+        self.replies = 0
+
+    def __del__(self) -> None:
+        # Its thread ended with the replies unread: the stores were sent, the connection
+        # is closed (its replies no longer mean anything) and goes back to its pool.
+        if self.connection is not None:
+            try:
+                self.connection.disconnect()
+                self.pool.release(self.connection)
+            except Exception:  # the interpreter is ending: nothing to give back to
+                pass
+
+
+_thread = threading.local()
+"""``owed``: this thread's :class:`_Owed`, while it has one."""
+
+
+def send_set(backend: BaseCache, key: str, value: Any, timeout: int) -> bool:
+    """Store ``value`` under ``key`` for ``timeout`` seconds without waiting for the reply.
+    False when it was not sent (a backend this module cannot write, a connection that broke):
+    the caller writes through the cache API. A reply is checked by :func:`settle`."""
+    if backend in _senders:
+        send = _senders[backend]
+    else:
+        send = _senders[backend] = _sender(backend)
+    return send is not None and send(key, value, timeout)
+
+
+def settle() -> BaseException | None:
+    """Read this thread's unread replies and give their connection back to its pool. The
+    error a reply was (or reading it raised), None when every store was applied."""
+    owed: _Owed | None = getattr(_thread, "owed", None)
+    if owed is None:
+        return None
+    _thread.owed = None
+    connection, owed.connection = owed.connection, None
+    failure: BaseException | None = None
+    try:
+        for _ in range(owed.replies):
+            connection.read_response(disable_decoding=True)  # an error reply raises
+    except Exception as error:  # the rest are not read: the connection is not lent again
+        failure = error
+        connection.disconnect()
+    owed.pool.release(connection)
+    return failure
+
+
+def _sender(backend: BaseCache) -> Sender | None:
+    """How to send a store to ``backend``'s primary with its own key and serializer."""
+    client = getattr(backend, "client", None)
+    if client is not None and type(client) in _django_redis_clients():
+        return lambda key, value, timeout: _send(
+            client.get_client(write=True).connection_pool,
+            client.make_key(key),
+            client.encode(value),
+            timeout,
+        )
+    inner: Any = getattr(backend, "_cache", None)
+    if inner is not None and type(inner) is _django_redis_cache_client():
+        return lambda key, value, timeout: _send(
+            inner._get_connection_pool(write=True),
+            backend.make_and_validate_key(key),
+            inner._serializer.dumps(value),
+            timeout,
+        )
+    return None
+
+
+def _send(pool: Any, key: str, value: Any, timeout: int) -> bool:
+    owed: _Owed | None = getattr(_thread, "owed", None)
+    if owed is not None and owed.pool is not pool:
+        settle()  # replies owed to another backend (the cache's alias changed): read first
+        owed = None
+    if owed is None:
+        owed = _thread.owed = _Owed(_take(pool), pool)
+    try:
+        owed.connection.send_command("SET", key, value, "PX", int(timeout * 1000))
+    except Exception:
+        # A connection that broke (the stores sent on it before are lost with it: only
+        # misses later): this store goes through the cache API, with its client's retries.
+        _thread.owed = None
+        connection, owed.connection = owed.connection, None
+        connection.disconnect()
+        pool.release(connection)
+        return False
+    owed.replies += 1
+    return True
+
+
+def _take(pool: Any) -> Any:
+    """A connection from ``pool`` (redis-py 5 wants a command name, 6 and later warn on it)."""
+    try:
+        return pool.get_connection()
+    except TypeError:
+        return pool.get_connection("SET")
+
+
+@cache
+def _django_redis_clients() -> tuple[type, ...]:
+    """django-redis's clients whose ``set`` is a plain ``SET ... PX`` of ``encode(value)``
+    under ``make_key(key)`` to the primary (its herd client packs values; its sharded client
+    picks a server per key)."""
+    try:
+        module = importlib.import_module("django_redis.client")
+    except ImportError:  # not installed: none of its backends is in use
+        return ()
+    return (module.DefaultClient, module.SentinelClient)
+
+
+@cache
+def _django_redis_cache_client() -> Any:
+    try:
+        from django.core.cache.backends.redis import RedisCacheClient
+    except ImportError:  # a Django without it
+        return None
+    return RedisCacheClient
+
+
+atexit.register(settle)

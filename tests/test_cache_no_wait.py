@@ -1,0 +1,149 @@
+"""A miss stores its entry without waiting for Redis's reply: the reply is read at the
+thread's next call to the cache, so the thread still reads its own store next, a failed
+store is reported then, and a thread that ends owing a reply gives its connection back.
+
+Runs with Redis (DBTUNE_CACHE=redis), through django-redis and Django's own RedisCache.
+"""
+
+import gc
+import logging
+import os
+import threading
+
+import pytest
+from django.core.cache import caches
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_dbtune.cache import invalidate
+from django_dbtune.cache.store import store
+from tests.cache_books import make_book, title
+from tests.proxy import Proxy
+from tests.shop.models import Book
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BACKENDS = {
+    "django-redis": "django_redis.cache.RedisCache",
+    "Django's RedisCache": "django.core.cache.backends.redis.RedisCache",
+}
+POOL_OF_ONE = {
+    # One connection in the pool, waited for at most a second: a connection a thread kept
+    # would leave none for the next read. (django-redis's pools are shared by every thread;
+    # Django's RedisCache makes pools per thread, which go with the thread.)
+    "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+    "CONNECTION_POOL_KWARGS": {"max_connections": 1, "timeout": 1},
+}
+SOCKET_TIMEOUT = {
+    "django-redis": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+    "Django's RedisCache": {"socket_connect_timeout": 1, "socket_timeout": 1},
+}
+
+
+def _redis_location(settings):
+    if os.environ.get("DBTUNE_CACHE") != "redis":
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
+    return settings.CACHES["default"]["LOCATION"]
+
+
+def _use(settings, backend, location, options):
+    settings.CACHES = {
+        **settings.CACHES,
+        "stores": {"BACKEND": BACKENDS[backend], "LOCATION": location, "OPTIONS": options},
+    }
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "stores"}
+    caches["stores"].clear()
+    store._missed = False
+    store._open_until = 0.0
+    store._logged_at.clear()
+
+
+@pytest.fixture(params=list(BACKENDS))
+def proxied(request, settings):
+    """The query cache on the test Redis through a proxy that can hold the server's replies."""
+    host, port = _redis_location(settings).split("//")[1].split("/")[0].split(":")
+    proxy = Proxy(host, int(port))
+    _use(
+        settings, request.param, f"redis://127.0.0.1:{proxy.port}/0", SOCKET_TIMEOUT[request.param]
+    )
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def pool_of_one(settings):
+    # A URL of its own: django-redis shares one pool between the aliases of one URL.
+    location = f"{_redis_location(settings)}?max_connections=1"
+    _use(settings, "django-redis", location, POOL_OF_ONE)
+
+
+def queries(function):
+    with CaptureQueriesContext(connection) as context:
+        result = function()
+    return result, len(context.captured_queries)
+
+
+def holding_replies_after_the_query(proxy):
+    """While the query runs: from its end on, the server's replies wait in the proxy."""
+
+    def hold(execute, sql, params, many, context):
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            proxy.hold()
+
+    return connection.execute_wrapper(hold)
+
+
+def test_a_miss_returns_before_the_reply_to_its_store(proxied, caplog):
+    pk = make_book().pk
+    assert title(pk) == "before"
+    invalidate(Book)  # the entry is dead: the next read is a miss
+    with caplog.at_level(logging.WARNING, logger="django_dbtune.cache"):
+        with holding_replies_after_the_query(proxied):
+            assert queries(lambda: title(pk)) == ("before", 1)
+        # Back with the rows, with the store's reply still held: nothing waited for it.
+        assert not caplog.records
+        proxied.release()
+        assert queries(lambda: title(pk)) == ("before", 0)  # stored; its reply read first
+    assert not caplog.records
+
+
+def test_a_thread_reads_its_own_store_next(proxied):
+    pk = make_book().pk
+    for number in range(20):
+        invalidate(Book)
+        Book.objects.filter(pk=pk).update(title=f"title {number}")
+        assert queries(lambda: title(pk)) == (f"title {number}", 1)
+        assert queries(lambda: title(pk)) == (f"title {number}", 0)
+
+
+def test_a_store_whose_reply_never_comes_is_reported_and_nothing_stale_is_served(proxied, caplog):
+    pk = make_book().pk
+    assert title(pk) == "before"
+    invalidate(Book)
+    with holding_replies_after_the_query(proxied):
+        assert title(pk) == "before"
+    proxied.cut()  # the reply is lost with the connection
+    Book.objects.filter(pk=pk).update(title="after")  # its invalidation fails too
+    with caplog.at_level(logging.WARNING, logger="django_dbtune.cache"):
+        assert title(pk) == "after"  # no error for the request: the database answers
+    assert "could not store an entry" in caplog.text
+    proxied.release()
+    proxied.restore()
+    store._open_until = 0.0  # the breaker's wait is over
+    assert title(pk) == "after"
+    assert queries(lambda: title(pk)) == ("after", 0)
+
+
+def test_a_thread_that_ends_owing_a_reply_gives_its_connection_back(pool_of_one):
+    pk = make_book().pk
+    invalidate(Book)
+    read = []
+    thread = threading.Thread(target=lambda: read.append(title(pk)))
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert read == ["before"]
+    # The pool's only connection is free again: this read reaches Redis and hits.
+    assert queries(lambda: title(pk)) == ("before", 0)

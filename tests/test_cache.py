@@ -1008,6 +1008,39 @@ def test_every_call_of_an_atomic_function_invalidates_again_on_commit(shop, inva
         assert invalidated == [("default", ("shop_book",))] * 2, (old, invalidated)
 
 
+def test_a_delete_in_autocommit_invalidates_once_and_no_reader_gets_the_deleted_rows(
+    shop, invalidated
+):
+    """``delete()`` runs in a transaction Django opens for it: its tables are retired once,
+    at commit, in one call (it was once per statement at the write and again at commit)."""
+    assert "B00" in titles()
+    invalidated.clear()
+    Book.objects.filter(title="B00").delete()  # its tag links, reviews, comments, then it
+    assert invalidated == [
+        ("default", ("shop_book_tags", "shop_review", "shop_comment", "shop_book"))
+    ]
+    assert titles() == database_titles()
+    assert "B00" not in titles()
+
+
+def test_a_projects_transaction_still_invalidates_at_the_write_and_once_at_commit(
+    shop, invalidated
+):
+    titles()
+    invalidated.clear()
+    with transaction.atomic():
+        Book.objects.filter(title="B00").update(title="x")
+        Book.objects.filter(title="B01").delete()
+    assert invalidated == [
+        # At each write, for other processes...
+        *[("default", (table,)) for table in ("shop_book", "shop_book_tags", "shop_review")],
+        *[("default", (table,)) for table in ("shop_comment", "shop_book")],
+        # ... and at the commit, all in one call.
+        ("default", ("shop_book", "shop_book_tags", "shop_review", "shop_comment")),
+    ]
+    assert titles() == database_titles()
+
+
 def test_a_commit_time_invalidation_skipped_by_a_raising_callback_runs_at_the_next_read(
     shop, invalidated
 ):

@@ -4,8 +4,10 @@
 ``post_migrate``); this module is what happens then, by alias and transaction.
 
 Inside ``atomic()`` a write invalidates at once (for other processes) and again when the
-transaction commits (a reader elsewhere may have stored the old rows in between); the
-transaction's own reads of the tables it wrote skip the cache.
+transaction commits (a reader elsewhere may have stored the old rows in between), all the
+tables it wrote in one call; the transaction's own reads of the tables it wrote skip the
+cache. A transaction Django opens for one call in autocommit (``delete()``,
+``bulk_create()``) invalidates at commit only (:func:`at_commit_only`).
 
 What a transaction wrote is read from Django's own list of on-commit callbacks, where each
 commit-time invalidation waits: a savepoint's rollback drops those registered inside it,
@@ -36,9 +38,6 @@ from django_dbtune.errors import DbtuneError
 _PENDING = "_dbtune_cache_pending"
 """On a connection after a write in a transaction: (Django's list of on-commit callbacks as
 last seen, the commit-time invalidations waiting in it)."""
-
-
-"""In what a transaction wrote: a statement that may have written any table."""
 
 
 class _OnCommit:
@@ -105,10 +104,23 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
         invalidate_everything(alias, via)
         return
     group = database_group(alias)
-    store.invalidate(group, tables)
+    if not at_commit_only(alias):
+        store.invalidate(group, tables)
     events.invalidated(alias, tables, via)
     tally.invalidated(tables)
     _wait_for_commit(alias, group, tables)
+
+
+def at_commit_only(alias: str) -> bool:
+    """Whether a write on ``alias`` is in a transaction Django opened for one call in
+    autocommit (``delete()``, ``bulk_create()``, a save with parents: an outermost
+    ``atomic(savepoint=False)``), which commits before the call returns. Its tables are then
+    retired once, at commit: other processes cannot read what it wrote before then, and the
+    invalidation at write time would only cost one more round trip. A transaction the
+    project opened gets both (the one at write time retires, even should the process die
+    before its commit's callbacks run, what was stored before the write)."""
+    blocks = connections[alias].atomic_blocks
+    return len(blocks) == 1 and blocks[0].savepoint is False
 
 
 def _wait_for_commit(alias: str, group: str, tables: tuple[str, ...]) -> None:
@@ -120,7 +132,9 @@ def _wait_for_commit(alias: str, group: str, tables: tuple[str, ...]) -> None:
         if EVERY_TABLE in covered:
             return
         fresh = tuple(table for table in tables if table not in covered)
-        if fresh:
+        if fresh and pending and not pending[0].ran:
+            pending[0].tables += fresh  # one round trip at commit for the whole transaction
+        elif fresh:
             waiting = _OnCommit(group, fresh)
             # Registered as if no savepoint were open (Django's on_commit() would tie it to
             # them): only the transaction's end takes it off the list, so a savepoint's
@@ -172,7 +186,8 @@ def invalidate_everything(alias: str, via: str) -> None:
     procedure call): every entry is retired, now and, inside a transaction, at commit."""
     if not conf.cache_active:
         return
-    store.retire_everything_quietly()
+    if not at_commit_only(alias):
+        store.retire_everything_quietly()
     events.invalidated(alias, ("(every table)",), via)
     tally.invalidated(("(every table)",))
     _wait_for_commit(alias, database_group(alias), (EVERY_TABLE,))

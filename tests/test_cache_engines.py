@@ -9,14 +9,17 @@ The tests play the replica with another database of the test Redis, filled with 
 the primary's keys at one moment and never again: a replica lagging from that moment on.
 """
 
+import multiprocessing
 import os
 
 import pytest
 from django.core.cache import caches
+from django.db import connection
 
 from django_dbtune.cache.store import store
+from tests import cache_worker
 from tests.cache_books import make_book, title
-from tests.shop.models import Book
+from tests.shop.models import Author, Book, Publisher
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -196,3 +199,52 @@ def test_a_hit_on_a_cluster_is_one_command_to_one_node(book, cluster):
         assert title(book.pk) == "before"
     after = [_reads_on(port, ("mget",)) for _, port in CLUSTER]
     assert sorted(b - a for a, b in zip(before, after, strict=True)) == [0, 0, 3]
+
+
+def _refusing(ports):
+    """The servers on ``ports`` drop every client and take no new one (as when down); the
+    function given back takes clients again."""
+    import redis
+
+    controls = [redis.Redis(port=port) for port in ports]
+    limits = [control.config_get("maxclients")["maxclients"] for control in controls]
+    for control in controls:
+        control.config_set("maxclients", 1)
+        control.client_kill_filter(_type="normal", skipme=True)
+
+    def restore():
+        for control, limit in zip(controls, limits, strict=True):
+            control.config_set("maxclients", limit)
+            control.close()
+
+    return restore
+
+
+def test_a_reader_that_saw_the_cluster_down_retires_what_a_lost_invalidation_left(
+    cluster, settings
+):
+    """Another process wrote while the cluster was down, and its invalidation was lost with
+    it. This process, which only read, saw the cluster fail (the cluster client says so with
+    an exception of its own, not a connection error): once the cluster answers again, what
+    was stored before is not served."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (another process writes): run with DBTUNE_DB=postgres")
+    settings.DBTUNE = {**settings.DBTUNE, "CACHE_BREAKER_SECONDS": 0}
+    author = Author.objects.create(name="A", publisher=Publisher.objects.create(name="P"))
+    pk = Book.objects.create(title="B00", author=author).pk
+    assert title(pk) == "B00"
+    assert title(pk) == "B00"  # stored
+    restore = _refusing([port for _, port in CLUSTER])
+    try:
+        assert title(pk) == "B00"  # the database answers: the cluster is down
+        writer = multiprocessing.get_context("spawn").Process(
+            target=cache_worker.write_unseen,
+            # Its cache does not answer either: the invalidation is lost when it ends.
+            args=(connection.settings_dict["NAME"], "redis://127.0.0.1:1/0", "after"),
+        )
+        writer.start()
+        writer.join(60)
+        assert writer.exitcode == 0
+    finally:
+        restore()
+    assert title(pk) == "after"

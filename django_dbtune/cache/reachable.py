@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 _UNREACHABLE = frozenset(
-    {"ConnectionError", "TimeoutError", "ConnectionInterrupted", "ClusterDownError"}
+    {
+        "ConnectionError",
+        "TimeoutError",
+        "ConnectionInterrupted",
+        "ClusterDownError",
+        # A cluster client that reached no node raises its own kind (not a ConnectionError):
+        # "Redis Cluster cannot be connected. Please provide at least one reachable node".
+        "RedisClusterException",
+        "ValkeyClusterException",
+    }
 )
 """Exceptions that say the server could not be reached, by class name: the builtins, and
-those of redis-py, valkey-py, django-redis and django-valkey alike (none is a dependency)."""
+those of redis-py, valkey-py, django-redis and django-valkey alike (none is a dependency).
+A cluster client's own exception also means a misconfigured cluster: taking that as out of
+reach only retires entries for nothing, while the other way round a process that saw the
+cluster down would serve what an invalidation lost meanwhile should have retired."""
 
 
 def unreachable(error: BaseException) -> bool:

@@ -9,13 +9,14 @@ import gc
 import logging
 import os
 import threading
+import warnings
 
 import pytest
 from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from django_dbtune.cache import invalidate
+from django_dbtune.cache import invalidate, no_wait
 from django_dbtune.cache.store import store
 from tests.cache_books import make_book, title
 from tests.proxy import Proxy
@@ -147,3 +148,24 @@ def test_a_thread_that_ends_owing_a_reply_gives_its_connection_back(pool_of_one)
     assert read == ["before"]
     # The pool's only connection is free again: this read reaches Redis and hits.
     assert queries(lambda: title(pk)) == ("before", 0)
+
+
+def test_a_process_forked_with_a_reply_owed_leaves_it_to_its_parent(proxied, caplog):
+    """A process forked while its parent owed a reply (a server that loads the site, runs a
+    cached query, then forks its workers) shares the parent's socket: the child must not
+    read the parent's reply, which the parent waits for next."""
+    pk = make_book().pk
+    invalidate(Book)
+    assert queries(lambda: title(pk)) == ("before", 1)  # a miss: its reply is owed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        child = os.fork()
+    if child == 0:  # the child: what the cache does first at its next call
+        try:
+            no_wait.settle()
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    with caplog.at_level(logging.WARNING, logger="django_dbtune.cache"):
+        assert queries(lambda: title(pk)) == ("before", 0)  # the parent's store, read back
+    assert not caplog.records

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -36,19 +37,21 @@ _senders: weakref.WeakKeyDictionary[BaseCache, Sender | None] = weakref.WeakKeyD
 
 
 class _Owed:
-    """A connection whose replies are not read yet, and the pool it was taken from."""
+    """A connection whose replies are not read yet, the pool it was taken from, and the
+    process that took it."""
 
-    __slots__ = ("connection", "pool", "replies")
+    __slots__ = ("connection", "pid", "pool", "replies")
 
     def __init__(self, connection: Any, pool: Any) -> None:
         self.connection = connection
         self.pool = pool
         self.replies = 0
+        self.pid = os.getpid()
 
     def __del__(self) -> None:
         # Its thread ended with the replies unread: the stores were sent, the connection
         # is closed (its replies no longer mean anything) and goes back to its pool.
-        if self.connection is not None:
+        if self.connection is not None and self.pid == os.getpid():
             try:
                 self.connection.disconnect()
                 self.pool.release(self.connection)
@@ -79,6 +82,8 @@ def settle() -> BaseException | None:
         return None
     _thread.owed = None
     connection, owed.connection = owed.connection, None
+    if owed.pid != os.getpid():  # forked with it: the replies are the parent's to read
+        return None
     failure: BaseException | None = None
     try:
         for _ in range(owed.replies):
@@ -113,7 +118,7 @@ def _sender(backend: BaseCache) -> Sender | None:
 
 def _send(pool: Any, key: str, value: Any, timeout: int) -> bool:
     owed: _Owed | None = getattr(_thread, "owed", None)
-    if owed is not None and owed.pool is not pool:
+    if owed is not None and (owed.pool is not pool or owed.pid != os.getpid()):
         settle()  # replies owed to another backend (the cache's alias changed): read first
         owed = None
     if owed is None:

@@ -1008,19 +1008,65 @@ def test_every_call_of_an_atomic_function_invalidates_again_on_commit(shop, inva
         assert invalidated == [("default", ("shop_book",))] * 2, (old, invalidated)
 
 
-def test_a_delete_in_autocommit_invalidates_once_and_no_reader_gets_the_deleted_rows(
-    shop, invalidated
-):
-    """``delete()`` runs in a transaction Django opens for it: its tables are retired once,
-    at commit, in one call (it was once per statement at the write and again at commit)."""
+def test_a_delete_in_autocommit_invalidates_at_the_write_and_once_at_commit(shop, invalidated):
+    """``delete()`` runs in a transaction Django opens for it: each statement retires its
+    table at once, and the commit retires them all in one call (it was one per statement)."""
     assert "B00" in titles()
     invalidated.clear()
     Book.objects.filter(title="B00").delete()  # its tag links, reviews, comments, then it
-    assert invalidated == [
-        ("default", ("shop_book_tags", "shop_review", "shop_comment", "shop_book"))
-    ]
+    written = ("shop_book_tags", "shop_review", "shop_comment", "shop_book")
+    assert invalidated == [*[("default", (table,)) for table in written], ("default", written)]
     assert titles() == database_titles()
-    assert "B00" not in titles()
+
+
+def test_a_delete_in_manual_commit_mode_is_not_served_after_it(shop):
+    """With autocommit off, the transaction Django opens for ``delete()`` does not commit:
+    the project does, later. The rows it deleted are never served meanwhile."""
+    assert "B00" in titles()
+    transaction.set_autocommit(False)
+    try:
+        Book.objects.filter(title="B00").delete()
+        assert "B00" not in titles()
+        transaction.commit()
+        _another_connection_reads()
+        assert "B00" not in titles()
+    finally:
+        transaction.set_autocommit(True)
+    assert titles() == database_titles()
+
+
+def test_a_pre_delete_handlers_commit_callback_never_reads_the_deleted_rows(shop):
+    """A ``pre_delete`` handler's on-commit callback (a task handed to a worker) is
+    registered before the query cache's own: it must not be served the deleted rows."""
+    from django.db.models.signals import pre_delete
+
+    seen = []
+
+    def hand_over(**kwargs):
+        transaction.on_commit(lambda: seen.append(_titles_in_another_thread()))
+
+    titles()
+    pre_delete.connect(hand_over, sender=Book)
+    try:
+        Book.objects.filter(title="B00").delete()
+    finally:
+        pre_delete.disconnect(hand_over, sender=Book)
+    assert seen and "B00" not in seen[0]
+
+
+def _titles_in_another_thread():
+    found = []
+
+    def read():
+        try:
+            found.append(titles())
+        finally:
+            connections.close_all()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join()
+    return found[0]
 
 
 def test_a_projects_transaction_still_invalidates_at_the_write_and_once_at_commit(

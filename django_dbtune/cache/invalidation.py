@@ -6,8 +6,9 @@
 Inside ``atomic()`` a write invalidates at once (for other processes) and again when the
 transaction commits (a reader elsewhere may have stored the old rows in between), all the
 tables it wrote in one call; the transaction's own reads of the tables it wrote skip the
-cache. A transaction Django opens for one call in autocommit (``delete()``,
-``bulk_create()``) invalidates at commit only (:func:`at_commit_only`).
+cache. The invalidation at once stays for the transactions Django opens for one call
+(``delete()``, ``bulk_create()``): their commit may be the project's (manual commit mode),
+and on-commit callbacks registered before ours (a ``pre_delete`` handler's) run first.
 
 What a transaction wrote is read from Django's own list of on-commit callbacks, where each
 commit-time invalidation waits: a savepoint's rollback drops those registered inside it,
@@ -104,23 +105,10 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
         invalidate_everything(alias, via)
         return
     group = database_group(alias)
-    if not at_commit_only(alias):
-        store.invalidate(group, tables)
+    store.invalidate(group, tables)
     events.invalidated(alias, tables, via)
     tally.invalidated(tables)
     _wait_for_commit(alias, group, tables)
-
-
-def at_commit_only(alias: str) -> bool:
-    """Whether a write on ``alias`` is in a transaction Django opened for one call in
-    autocommit (``delete()``, ``bulk_create()``, a save with parents: an outermost
-    ``atomic(savepoint=False)``), which commits before the call returns. Its tables are then
-    retired once, at commit: other processes cannot read what it wrote before then, and the
-    invalidation at write time would only cost one more round trip. A transaction the
-    project opened gets both (the one at write time retires, even should the process die
-    before its commit's callbacks run, what was stored before the write)."""
-    blocks = connections[alias].atomic_blocks
-    return len(blocks) == 1 and blocks[0].savepoint is False
 
 
 def _wait_for_commit(alias: str, group: str, tables: tuple[str, ...]) -> None:
@@ -186,8 +174,7 @@ def invalidate_everything(alias: str, via: str) -> None:
     procedure call): every entry is retired, now and, inside a transaction, at commit."""
     if not conf.cache_active:
         return
-    if not at_commit_only(alias):
-        store.retire_everything_quietly()
+    store.retire_everything_quietly()
     events.invalidated(alias, ("(every table)",), via)
     tally.invalidated(("(every table)",))
     _wait_for_commit(alias, database_group(alias), (EVERY_TABLE,))

@@ -28,13 +28,6 @@ BACKENDS = {
     "django-redis": "django_redis.cache.RedisCache",
     "Django's RedisCache": "django.core.cache.backends.redis.RedisCache",
 }
-POOL_OF_ONE = {
-    # One connection in the pool, waited for at most a second: a connection a thread kept
-    # would leave none for the next read. (django-redis's pools are shared by every thread;
-    # Django's RedisCache makes pools per thread, which go with the thread.)
-    "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
-    "CONNECTION_POOL_KWARGS": {"max_connections": 1, "timeout": 1},
-}
 SOCKET_TIMEOUT = {
     "django-redis": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
     "Django's RedisCache": {"socket_connect_timeout": 1, "socket_timeout": 1},
@@ -71,11 +64,14 @@ def proxied(request, settings):
     proxy.close()
 
 
-@pytest.fixture
-def pool_of_one(settings):
-    # A URL of its own: django-redis shares one pool between the aliases of one URL.
-    location = f"{_redis_location(settings)}?max_connections=1"
-    _use(settings, "django-redis", location, POOL_OF_ONE)
+@pytest.fixture(params=list(BACKENDS))
+def direct(request, settings):
+    """The query cache on the test Redis itself; yields a client of that server."""
+    import redis
+
+    location = _redis_location(settings)
+    _use(settings, request.param, location, {})
+    return redis.Redis.from_url(location)
 
 
 def queries(function):
@@ -137,17 +133,32 @@ def test_a_store_whose_reply_never_comes_is_reported_and_nothing_stale_is_served
     assert queries(lambda: title(pk)) == ("after", 0)
 
 
-def test_a_thread_that_ends_owing_a_reply_gives_its_connection_back(pool_of_one):
+def test_threads_that_end_owing_a_reply_leave_no_connection_open(direct):
+    pk = make_book().pk
+    title(pk)
+    before = direct.info("clients")["connected_clients"]
+    for _ in range(5):
+        invalidate(Book)
+        thread = threading.Thread(target=lambda: title(pk))  # a miss: its reply is owed
+        thread.start()
+        thread.join()
+        gc.collect()
+    # Each thread's connection went back to its pool, closed: none is left open for good.
+    assert direct.info("clients")["connected_clients"] <= before + 1
+
+
+def test_a_connection_closed_at_the_end_of_a_request_loses_the_store_quietly(settings, caplog):
+    """django-redis's CLOSE_CONNECTION closes every connection of its pool when a request
+    ends, the one that owes a store's reply too: that store is lost, not an error."""
+    _use(settings, "django-redis", _redis_location(settings), {"CLOSE_CONNECTION": True})
     pk = make_book().pk
     invalidate(Book)
-    read = []
-    thread = threading.Thread(target=lambda: read.append(title(pk)))
-    thread.start()
-    thread.join()
-    gc.collect()
-    assert read == ["before"]
-    # The pool's only connection is free again: this read reaches Redis and hits.
-    assert queries(lambda: title(pk)) == ("before", 0)
+    with caplog.at_level(logging.WARNING, logger="django_dbtune.cache"):
+        assert title(pk) == "before"  # a miss: its reply is owed
+        caches["stores"].close()  # what the end of a request does
+        assert title(pk) == "before"
+        assert queries(lambda: title(pk)) == ("before", 0)
+    assert not caplog.records
 
 
 def test_a_process_forked_with_a_reply_owed_leaves_it_to_its_parent(proxied, caplog):

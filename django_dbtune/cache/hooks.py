@@ -35,7 +35,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
+from django.core.signals import request_finished, setting_changed
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
@@ -231,10 +231,18 @@ def migrated(sender: AppConfig, using: str, **kwargs: Any) -> None:
 
 # --- In and out -----------------------------------------------------------------------------
 
+
+def request_ended(**kwargs: Any) -> None:
+    """The thread's stores sent without waiting are settled before it serves another request
+    (its connection goes back to the pool; under ASGI the thread may end)."""
+    store.settle_stores()
+
+
 _SIGNALS = (
     (connection_created, watch_connection, "django_dbtune.cache.connection"),
     (post_save, saved, "django_dbtune.cache.save"),
     (post_migrate, migrated, "django_dbtune.cache.migrate"),
+    (request_finished, request_ended, "django_dbtune.cache.request"),
 )
 """Every signal the cache listens to (with ``execute_wrappers`` and the cursor methods of
 :mod:`.cursor_calls`, all it touches)."""

@@ -22,18 +22,19 @@ import atexit
 import importlib
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from django.core.cache import BaseCache
 
-Sender = Callable[[str, Any, int], bool]
-"""Sends ``SET key value`` with a timeout in seconds without reading the reply (False: it
-could not, write through the cache API)."""
+Sender = Callable[[Any, str, Any, int], bool]
+"""Sends ``SET key value`` with a timeout in seconds to a backend without reading the reply
+(False: it was not sent, write through the cache API)."""
 
-_senders: weakref.WeakKeyDictionary[BaseCache, Sender | None] = weakref.WeakKeyDictionary()
+_senders: dict[tuple[type, type], Sender | None] = {}
+"""By the classes of a backend and of its client: how to send (nothing that holds a backend,
+which Django makes per thread)."""
 
 
 class _Owed:
@@ -65,18 +66,23 @@ _thread = threading.local()
 
 def send_set(backend: BaseCache, key: str, value: Any, timeout: int) -> bool:
     """Store ``value`` under ``key`` for ``timeout`` seconds without waiting for the reply.
-    False when it was not sent (a backend this module cannot write, a connection that broke):
-    the caller writes through the cache API. A reply is checked by :func:`settle`."""
-    if backend in _senders:
-        send = _senders[backend]
+    False when it was not sent (a backend this module cannot write, a pool that could run
+    short of connections, a connection that broke): the caller writes through the cache API. A
+    reply is checked by :func:`settle`."""
+    kind = (type(backend), type(getattr(backend, "client", None)))
+    if kind in _senders:
+        send = _senders[kind]
     else:
-        send = _senders[backend] = _sender(backend)
-    return send is not None and send(key, value, timeout)
+        send = _senders[kind] = _sender(backend)
+    return send is not None and send(backend, key, value, timeout)
 
 
 def settle() -> BaseException | None:
     """Read this thread's unread replies and give their connection back to its pool. The
-    error a reply was (or reading it raised), None when every store was applied."""
+    error a reply was (or reading it raised), None when every store was applied, or when
+    the connection was closed meanwhile (django-redis's ``CLOSE_CONNECTION`` closes its
+    pool's connections at the end of each request: those stores are lost, not failed).
+    Never raises."""
     owed: _Owed | None = getattr(_thread, "owed", None)
     if owed is None:
         return None
@@ -86,12 +92,17 @@ def settle() -> BaseException | None:
         return None
     failure: BaseException | None = None
     try:
-        for _ in range(owed.replies):
-            connection.read_response(disable_decoding=True)  # an error reply raises
+        if getattr(connection, "_sock", None) is not None:  # closed meanwhile: none to read
+            for _ in range(owed.replies):
+                connection.read_response(disable_decoding=True)  # an error reply raises
     except Exception as error:  # the rest are not read: the connection is not lent again
         failure = error
         connection.disconnect()
-    owed.pool.release(connection)
+    finally:
+        try:
+            owed.pool.release(connection)
+        except Exception as error:
+            failure = failure or error
     return failure
 
 
@@ -99,24 +110,29 @@ def _sender(backend: BaseCache) -> Sender | None:
     """How to send a store to ``backend``'s primary with its own key and serializer."""
     client = getattr(backend, "client", None)
     if client is not None and type(client) in _django_redis_clients():
-        return lambda key, value, timeout: _send(
-            client.get_client(write=True).connection_pool,
-            client.make_key(key),
-            client.encode(value),
-            timeout,
-        )
-    inner: Any = getattr(backend, "_cache", None)
+        return _send_django_redis
+    inner = getattr(backend, "_cache", None)
     if inner is not None and type(inner) is _django_redis_cache_client():
-        return lambda key, value, timeout: _send(
-            inner._get_connection_pool(write=True),
-            backend.make_and_validate_key(key),
-            inner._serializer.dumps(value),
-            timeout,
-        )
+        return _send_django
     return None
 
 
-def _send(pool: Any, key: str, value: Any, timeout: int) -> bool:
+def _send_django_redis(backend: Any, key: str, value: Any, timeout: int) -> bool:
+    client = backend.client
+    pool = client.get_client(write=True).connection_pool
+    return _send(pool, client.make_key(key), lambda: client.encode(value), timeout)
+
+
+def _send_django(backend: Any, key: str, value: Any, timeout: int) -> bool:
+    inner = backend._cache
+    pool = inner._get_connection_pool(write=True)
+    made = backend.make_and_validate_key(key)
+    return _send(pool, made, lambda: inner._serializer.dumps(value), timeout)
+
+
+def _send(pool: Any, key: str, encode: Callable[[], Any], timeout: int) -> bool:
+    if not _roomy(pool):
+        return False  # a connection kept until the next call could starve the pool
     owed: _Owed | None = getattr(_thread, "owed", None)
     if owed is not None and (owed.pool is not pool or owed.pid != os.getpid()):
         settle()  # replies owed to another backend (the cache's alias changed): read first
@@ -124,7 +140,7 @@ def _send(pool: Any, key: str, value: Any, timeout: int) -> bool:
     if owed is None:
         owed = _thread.owed = _Owed(_take(pool), pool)
     try:
-        owed.connection.send_command("SET", key, value, "PX", int(timeout * 1000))
+        owed.connection.send_command("SET", key, encode(), "PX", int(timeout * 1000))
     except Exception:
         # A connection that broke (the stores sent on it before are lost with it: only
         # misses later): this store goes through the cache API, with its client's retries.
@@ -135,6 +151,19 @@ def _send(pool: Any, key: str, value: Any, timeout: int) -> bool:
         return False
     owed.replies += 1
     return True
+
+
+ROOMY = 100
+"""The fewest connections a pool must be able to lend for stores not to wait (redis-py's
+own default bound): below that, or in a pool that waits for a free connection, a thread's
+next call could find none while the thread keeps one for its replies."""
+
+
+def _roomy(pool: Any) -> bool:
+    blocking = getattr(_redis_module(), "BlockingConnectionPool", None)
+    if blocking is not None and isinstance(pool, blocking):
+        return False
+    return bool(getattr(pool, "max_connections", 0) >= ROOMY)
 
 
 def _take(pool: Any) -> Any:
@@ -155,6 +184,14 @@ def _django_redis_clients() -> tuple[type, ...]:
     except ImportError:  # not installed: none of its backends is in use
         return ()
     return (module.DefaultClient, module.SentinelClient)
+
+
+@cache
+def _redis_module() -> Any:
+    try:
+        return importlib.import_module("redis")
+    except ImportError:  # pragma: no cover - the backends this module writes need it
+        return None
 
 
 @cache

@@ -8,6 +8,7 @@ _UNREACHABLE = frozenset(
         "TimeoutError",
         "ConnectionInterrupted",
         "ClusterDownError",
+        "ClusterError",  # redirects that went round until a failover ended ("TTL exhausted")
         # A cluster client that reached no node raises its own kind (not a ConnectionError):
         # "Redis Cluster cannot be connected. Please provide at least one reachable node".
         "RedisClusterException",

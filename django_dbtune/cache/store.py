@@ -99,14 +99,18 @@ class Store:
     def backend(self) -> BaseCache:
         """The backend, once this thread's stores sent without waiting are applied (so that
         what follows comes after them)."""
+        self.settle_stores()
+        return caches[conf.CACHE_ALIAS]
+
+    def settle_stores(self) -> None:
+        """Read the replies to this thread's stores sent without waiting (before its next
+        call to the backend, and at the end of each request); a failed one is reported."""
         if (failure := no_wait.settle()) is not None:
             self.failed("store an entry", failure)
-        return caches[conf.CACHE_ALIAS]
 
     def usable(self) -> bool:
         """The breaker is closed and no missed invalidation is waiting to be made good."""
-        if (failure := no_wait.settle()) is not None:
-            self.failed("store an entry", failure)
+        self.settle_stores()
         if time.monotonic() < self._open_until:
             return False
         if self._missed:

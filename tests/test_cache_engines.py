@@ -11,6 +11,7 @@ the primary's keys at one moment and never again: a replica lagging from that mo
 
 import multiprocessing
 import os
+import threading
 
 import pytest
 from django.core.cache import caches
@@ -248,3 +249,30 @@ def test_a_reader_that_saw_the_cluster_down_retires_what_a_lost_invalidation_lef
     finally:
         restore()
     assert title(pk) == "after"
+
+
+def test_threads_that_read_through_djangos_redis_cache_leave_no_connection_open(book, settings):
+    """Django's RedisCache makes a backend, with a connection pool of its own, per thread:
+    the query cache keeps none of them once their thread is gone."""
+    if os.environ.get("DBTUNE_CACHE") != "redis":
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
+    import gc
+
+    import redis
+
+    location = settings.CACHES["default"]["LOCATION"]
+    settings.CACHES = {
+        **settings.CACHES,
+        "threads": {"BACKEND": BACKENDS["Django's RedisCache"], "LOCATION": location},
+    }
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "threads"}
+    server = redis.Redis.from_url(location)
+    title(book.pk)
+    gc.collect()
+    before = server.info("clients")["connected_clients"]
+    for _ in range(10):
+        thread = threading.Thread(target=lambda: title(book.pk))
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert server.info("clients")["connected_clients"] <= before + 2

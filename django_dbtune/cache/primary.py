@@ -14,26 +14,27 @@ primary unless told to read replicas (django-valkey's ``read_from_replicas``: le
 from __future__ import annotations
 
 import importlib
-import weakref
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
 from django.core.cache import BaseCache
 
-Reader = Callable[[Sequence[str]], dict[str, Any]]
+Reader = Callable[[Any, Sequence[str]], dict[str, Any]]
+"""Reads keys from a backend's primary: ``reader(backend, keys)``."""
 
-
-_readers: weakref.WeakKeyDictionary[BaseCache, Reader] = weakref.WeakKeyDictionary()
-"""Each backend object's reader (Django makes one backend object per thread), made once."""
+_readers: dict[tuple[type, type], Reader] = {}
+"""By the classes of a backend and of its client: how to read its primary. Nothing here
+holds a backend: Django makes one per thread, with its own connection pool."""
 
 
 def get_many(backend: BaseCache, keys: Sequence[str]) -> dict[str, Any]:
     """``backend.get_many(keys)``, answered by the primary."""
-    made = _readers.get(backend)
+    kind = (type(backend), type(getattr(backend, "client", None)))
+    made = _readers.get(kind)
     if made is None:
-        made = _readers[backend] = reader(backend)
-    return made(keys)
+        made = _readers[kind] = reader(backend)
+    return made(backend, keys)
 
 
 def get(backend: BaseCache, key: str) -> Any:
@@ -47,11 +48,18 @@ def reader(backend: BaseCache) -> Reader:
     function and serializer through the primary's client."""
     client = getattr(backend, "client", None)
     if client is not None and _reads_replicas(client):
-        return lambda keys: backend.get_many(keys, client=client.get_client(write=True))  # type: ignore[call-arg]
-    inner = getattr(backend, "_cache", None)
-    if _is_django_redis_cache_client(inner):
-        return lambda keys: _from_django_primary(backend, inner, keys)
-    return backend.get_many
+        return _from_replicated_primary
+    if _is_django_redis_cache_client(getattr(backend, "_cache", None)):
+        return _from_django_primary
+    return _through_the_api
+
+
+def _from_replicated_primary(backend: Any, keys: Sequence[str]) -> dict[str, Any]:
+    return backend.get_many(keys, client=backend.client.get_client(write=True))  # type: ignore[no-any-return]
+
+
+def _through_the_api(backend: Any, keys: Sequence[str]) -> dict[str, Any]:
+    return backend.get_many(keys)  # type: ignore[no-any-return]
 
 
 _CLIENTS = (
@@ -96,7 +104,8 @@ def _is_django_redis_cache_client(inner: Any) -> bool:
     return isinstance(inner, RedisCacheClient) and hasattr(inner, "_serializer")
 
 
-def _from_django_primary(backend: Any, inner: Any, keys: Sequence[str]) -> dict[str, Any]:
+def _from_django_primary(backend: Any, keys: Sequence[str]) -> dict[str, Any]:
+    inner = backend._cache
     made = {backend.make_and_validate_key(key): key for key in keys}
     values = inner.get_client(None, write=True).mget(list(made))
     loads = inner._serializer.loads

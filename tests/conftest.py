@@ -39,6 +39,17 @@ def _database_features_known(django_db_setup, django_db_blocker):
             assert connections[alias].features.supports_json_field in (True, False)
 
 
+@pytest.fixture(autouse=True)
+def _query_cache_breaker_closed():
+    """Each test starts with the query cache's breaker closed: a test that ends by breaking
+    the connection (on purpose) leaves it open for seconds, and the next test's cached
+    reads would all go to the database."""
+    from django_dbtune.cache.store import store
+
+    store._open_until = 0.0
+    store._missed = False
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

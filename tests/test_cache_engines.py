@@ -276,3 +276,57 @@ def test_threads_that_read_through_djangos_redis_cache_leave_no_connection_open(
         thread.join()
     gc.collect()
     assert server.info("clients")["connected_clients"] <= before + 2
+
+
+# --- django-redis read on its primary's redis-py client ---------------------------------------
+
+
+def reversed_key(key, key_prefix, version):
+    """A project's own KEY_FUNCTION."""
+    return f"{version}|{key[::-1]}|{key_prefix}"
+
+
+DJANGO_REDIS_SETUPS = {
+    "defaults": {},
+    "a key prefix and a version": {"KEY_PREFIX": "site", "VERSION": 3},
+    "a key function of its own": {"KEY_FUNCTION": "tests.test_cache_engines.reversed_key"},
+    "zlib compression": {
+        "OPTIONS": {"COMPRESSOR": "django_redis.compressors.zlib.ZlibCompressor"},
+    },
+    "its Sentinel client": ENGINES["django-redis through Sentinel"],
+}
+
+
+@pytest.mark.parametrize("setup", list(DJANGO_REDIS_SETUPS))
+def test_django_redis_hits_read_what_it_wrote_in_one_command(
+    setup, settings, django_assert_num_queries
+):
+    """The query cache reads django-redis's keys itself (not through its ``get_many``): it
+    must make them and decode them exactly as django-redis does, or a hit is never found
+    and, worse, the tokens a write replaces through django-redis are not the ones read."""
+    if os.environ.get("DBTUNE_CACHE") != "redis":
+        pytest.skip("needs Redis: run with DBTUNE_CACHE=redis")
+    options = DJANGO_REDIS_SETUPS[setup]
+    alias = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/0",
+        **options,
+    }
+    settings.CACHES = {**settings.CACHES, "own": alias}
+    settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "own"}
+    caches["own"].clear()
+    store._missed = False
+    store._open_until = 0.0
+    book = make_book()
+    try:
+        assert title(book.pk) == "before"
+        reads = _reads_on(6379)
+        with django_assert_num_queries(0):
+            assert title(book.pk) == "before"
+        assert _reads_on(6379) - reads == 1  # the epoch, the tokens and the entry at once
+        Book.objects.filter(pk=book.pk).update(title="after")
+        assert title(book.pk) == "after"
+        with django_assert_num_queries(0):
+            assert title(book.pk) == "after"
+    finally:
+        caches["own"].clear()

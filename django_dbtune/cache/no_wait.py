@@ -28,6 +28,8 @@ from typing import Any
 
 from django.core.cache import BaseCache
 
+from django_dbtune.cache.primary import django_cache_client, django_redis_clients
+
 Sender = Callable[[Any, str, Any, int], bool]
 """Sends ``SET key value`` with a timeout in seconds to a backend without reading the reply
 (False: it was not sent, write through the cache API)."""
@@ -109,10 +111,10 @@ def settle() -> BaseException | None:
 def _sender(backend: BaseCache) -> Sender | None:
     """How to send a store to ``backend``'s primary with its own key and serializer."""
     client = getattr(backend, "client", None)
-    if client is not None and type(client) in _django_redis_clients():
+    if client is not None and type(client) in django_redis_clients():
         return _send_django_redis
     inner = getattr(backend, "_cache", None)
-    if inner is not None and type(inner) is _django_redis_cache_client():
+    if inner is not None and type(inner) is django_cache_client():
         return _send_django
     return None
 
@@ -175,32 +177,11 @@ def _take(pool: Any) -> Any:
 
 
 @cache
-def _django_redis_clients() -> tuple[type, ...]:
-    """django-redis's clients whose ``set`` is a plain ``SET ... PX`` of ``encode(value)``
-    under ``make_key(key)`` to the primary (its herd client packs values; its sharded client
-    picks a server per key)."""
-    try:
-        module = importlib.import_module("django_redis.client")
-    except ImportError:  # not installed: none of its backends is in use
-        return ()
-    return (module.DefaultClient, module.SentinelClient)
-
-
-@cache
 def _redis_module() -> Any:
     try:
         return importlib.import_module("redis")
     except ImportError:  # pragma: no cover - the backends this module writes need it
         return None
-
-
-@cache
-def _django_redis_cache_client() -> Any:
-    try:
-        from django.core.cache.backends.redis import RedisCacheClient
-    except ImportError:  # a Django without it
-        return None
-    return RedisCacheClient
 
 
 atexit.register(settle)

@@ -1031,6 +1031,7 @@ def test_a_delete_in_manual_commit_mode_is_not_served_after_it(shop):
         _another_connection_reads()
         assert "B00" not in titles()
     finally:
+        transaction.rollback()  # the read above began a transaction (read from the database)
         transaction.set_autocommit(True)
     assert titles() == database_titles()
 
@@ -1733,3 +1734,37 @@ def test_the_command_clears_and_shows_stats(shop, settings):
     settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_ALIAS": "nope"}
     with pytest.raises(CommandError, match=r"not in settings\.CACHES"):
         call_command("dbtune_cache", "stats")
+
+
+def test_an_update_in_manual_commit_mode_is_read_by_others_once_committed(shop):
+    """With autocommit off, ``update()`` runs in the project's transaction, which commits
+    later. Another connection reading meanwhile stores the committed rows; once the project
+    commits, nobody is served them."""
+    assert "B00" in titles()
+    transaction.set_autocommit(False)
+    try:
+        Book.objects.filter(title="B00").update(title="renamed")
+        assert "renamed" in titles()  # its own write, uncommitted: never stored for others
+        assert "renamed" not in _titles_in_another_thread()
+        transaction.commit()
+        assert "renamed" in _titles_in_another_thread()
+        assert "renamed" in titles()
+    finally:
+        transaction.rollback()  # nothing left to roll back unless an assertion failed
+        transaction.set_autocommit(True)
+    assert titles() == database_titles()
+
+
+def test_a_read_in_manual_commit_mode_is_never_stored_for_others(shop):
+    """An uncommitted write read back in manual commit mode must never reach the cache: if
+    the project rolls back, other connections would be served rows that never existed."""
+    assert "B00" in titles()
+    transaction.set_autocommit(False)
+    try:
+        Book.objects.filter(title="B00").update(title="never committed")
+        assert "never committed" in titles()
+    finally:
+        transaction.rollback()
+        transaction.set_autocommit(True)
+    assert "never committed" not in _titles_in_another_thread()
+    assert titles() == database_titles()

@@ -15,6 +15,10 @@ While ``DBTUNE["ENABLED"]`` and ``DBTUNE["CACHE_ENABLED"]`` are both true:
   backend whose writes bypass cursors) still invalidates.
 - ``migrated`` listens to ``post_migrate``: every table of the migrated app's models gets
   new generations, whatever its migrations' SQL looked like.
+- ``BaseDatabaseWrapper.commit`` → :func:`commit`: Django's own, then, after a transaction the
+  project ran in manual commit mode (``set_autocommit(False)``), the tables it wrote get new
+  generations again (Django runs on-commit callbacks of that mode only when autocommit comes
+  back on). Every other commit passes straight through.
 
 Deliberately absent: ``m2m_changed`` (a receiver turns off Django's fast ``.add()``, costing
 a SELECT per call, and the watcher sees the through table's writes anyway) and
@@ -44,6 +48,7 @@ from django.db.models.signals import post_migrate, post_save
 
 from django_dbtune.cache import cursor_calls, dependencies
 from django_dbtune.cache.invalidation import (
+    committed,
     forget_databases,
     invalidate_everything,
     invalidate_tables,
@@ -211,6 +216,15 @@ def watch_connection(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
         connection.execute_wrappers.insert(0, watch_writes)
 
 
+_django_commit = BaseDatabaseWrapper.commit
+
+
+def commit(self: BaseDatabaseWrapper) -> None:
+    _django_commit(self)
+    if state.installed:
+        committed(self)
+
+
 def saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
     seen = getattr(_seen, "tables", {}).pop(using, set())
     tables = model_tables(sender)
@@ -244,8 +258,8 @@ _SIGNALS = (
     (post_migrate, migrated, "django_dbtune.cache.migrate"),
     (request_finished, request_ended, "django_dbtune.cache.request"),
 )
-"""Every signal the cache listens to (with ``execute_wrappers`` and the cursor methods of
-:mod:`.cursor_calls`, all it touches)."""
+"""Every signal the cache listens to (with ``execute_wrappers``, ``commit`` and the cursor
+methods of :mod:`.cursor_calls`, all it touches)."""
 
 
 def install() -> None:
@@ -255,12 +269,14 @@ def install() -> None:
     for connection in connections.all(initialized_only=True):
         watch_connection(connection)
     cursor_calls.install()
+    BaseDatabaseWrapper.commit = commit  # type: ignore[method-assign]
     state.installed = True
 
 
 def uninstall() -> None:
     """Take out everything ``install()`` put in (this thread's connections)."""
     state.installed = False
+    BaseDatabaseWrapper.commit = _django_commit  # type: ignore[method-assign]
     cursor_calls.uninstall()
     for signal, receiver, uid in _SIGNALS:
         signal.disconnect(receiver, dispatch_uid=uid)

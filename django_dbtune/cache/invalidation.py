@@ -41,6 +41,11 @@ _PENDING = "_dbtune_cache_pending"
 last seen, the commit-time invalidations waiting in it)."""
 
 
+_MANUAL = "_dbtune_cache_manual"
+"""On a connection in manual commit mode after a write: {group: tables} to retire again
+when the project commits (:func:`committed`)."""
+
+
 class _OnCommit:
     """Retire ``tables``' generations in ``group`` when the transaction commits (every
     entry, for :data:`EVERY_TABLE`). Runs once, however often it is called."""
@@ -114,6 +119,11 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
 def _wait_for_commit(alias: str, group: str, tables: tuple[str, ...]) -> None:
     """Inside a transaction: retire ``tables`` again when it commits (once per table)."""
     connection = connections[alias]
+    if in_manual_commit(connection):
+        # Django runs on-commit callbacks of this mode only when autocommit comes back on,
+        # which may be long after the commit, or never: the commit itself retires them.
+        connection.__dict__.setdefault(_MANUAL, {}).setdefault(group, set()).update(tables)
+        return
     pending = _pending(connection)
     if connection.in_atomic_block:
         covered = {table for waiting in pending for table in waiting.tables}
@@ -201,6 +211,31 @@ def _pending(connection: BaseDatabaseWrapper) -> list[_OnCommit]:
         if not callback.ran:
             callback()
     return []
+
+
+def in_manual_commit(connection: BaseDatabaseWrapper) -> bool:
+    """The project runs the transaction itself (``transaction.set_autocommit(False)``): what
+    it writes is committed when it calls ``transaction.commit()``, and Django's atomic blocks
+    inside it commit nothing."""
+    if connection.connection is None:
+        return False  # closed: autocommit comes back on with the next connection
+    if connection.in_atomic_block:
+        return not connection.commit_on_exit
+    return not connection.autocommit
+
+
+def committed(connection: BaseDatabaseWrapper) -> None:
+    """The project committed a transaction it ran in manual commit mode: the tables it wrote
+    get new generations again, for what other connections stored in between."""
+    written = connection.__dict__.pop(_MANUAL, None)
+    if not written or not conf.cache_active:
+        return
+    for group, tables in written.items():
+        if EVERY_TABLE in tables:
+            store.retire_everything_quietly()
+        else:
+            store.invalidate(group, sorted(tables))
+    events.invalidated(connection.alias, tuple(sorted(set().union(*written.values()))), "commit")
 
 
 def written_in_transaction(alias: str) -> set[str]:

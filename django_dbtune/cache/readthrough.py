@@ -18,7 +18,12 @@ from django.db import connections
 
 from django_dbtune.cache import dependencies, events
 from django_dbtune.cache.dependencies import with_read_tables
-from django_dbtune.cache.invalidation import clashes, database_group, written_in_transaction
+from django_dbtune.cache.invalidation import (
+    clashes,
+    database_group,
+    in_manual_commit,
+    written_in_transaction,
+)
 from django_dbtune.cache.snapshot import Snapshot
 from django_dbtune.cache.store import store
 from django_dbtune.cache.tally import tally
@@ -89,6 +94,10 @@ def read_through(
     only: a write that raced the computation has already replaced them.
     """
     started = time.perf_counter()
+    if in_manual_commit(connections[alias]):
+        # The project's own transaction: what it reads may never be committed, and the
+        # tables it wrote are retired for others only when it commits.
+        return _bypass(compute, label, subject, started)
     asked = guess
     guess = with_read_tables(alias, asked)
     written = written_in_transaction(alias)

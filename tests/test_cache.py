@@ -1736,7 +1736,7 @@ def test_the_command_clears_and_shows_stats(shop, settings):
         call_command("dbtune_cache", "stats")
 
 
-def test_an_update_in_manual_commit_mode_is_read_by_others_once_committed(shop):
+def test_an_update_in_manual_commit_mode_is_read_by_others_once_committed(shop, postgres_only):
     """With autocommit off, ``update()`` runs in the project's transaction, which commits
     later. Another connection reading meanwhile stores the committed rows; once the project
     commits, nobody is served them."""

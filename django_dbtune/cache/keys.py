@@ -151,23 +151,27 @@ class KeyPickler(pickle.Pickler):
         return self._file.getvalue()
 
     def reducer_override(self, obj: Any) -> Any:
-        if obj.__class__ in _VOLATILE:
+        # Called by pickle for every object it writes (a dozen for a primary-key get): what
+        # depends on the class only is worked out once per class (:func:`_plan`).
+        cls = type(obj)
+        plan = _plans.get(cls) if obj.__class__ is cls else None
+        if plan is None:
+            plan = _plan(cls, obj.__class__)  # a proxy (a lazy object) says another class
+        volatile, sql_of, how, derived = plan
+        if volatile or (sql_of is not None and _VOLATILE_SQL.search(sql_of(obj))):
             self.volatile = True
-        else:
-            sql_of = _hand_written_sql(obj.__class__)
-            if sql_of is not None and _VOLATILE_SQL.search(sql_of(obj)):
-                self.volatile = True
-        if isinstance(obj, OrderedSet):  # an __in filter's values, in a set's order
+        if how is _AS_IS:
+            return NotImplemented
+        if how is _ORDERED_SET:  # an __in filter's values, in a set's order
             return (OrderedSet, (_in_order(obj),))
         state = getattr(obj, "__dict__", None)
-        if state is None or isinstance(obj, type) or _pickles_itself(type(obj)):
+        if state is None:
             return NotImplemented
-        derived = _derived_attributes(obj.__class__)
         # A set pickles in an order that follows the process's hash seed: only()/defer()
         # names, the aliases a filter joined and the annotations or extra selects values()
         # picked, in a query; an __in filter's values in its lookup.
-        unordered = (type(obj) is In or type(obj) is RelatedIn) or (
-            isinstance(obj, Query)
+        unordered = how is _UNORDERED or (
+            how is _QUERY
             and (
                 len(obj.deferred_loading[0]) > 1
                 or len(obj.used_aliases) > 1
@@ -188,6 +192,39 @@ class KeyPickler(pickle.Pickler):
         # What pickle itself writes for such an object (NEWOBJ and its state), less the
         # derived values: the bytes are those of the object before it compiled.
         return (copyreg.__newobj__, (type(obj),), kept)  # type: ignore[attr-defined]
+
+
+# How KeyPickler writes an instance of a class (the ``how`` of a plan).
+_AS_IS = "as is"  # pickle's own way: no state of its own, a class, or its own __reduce__
+_ORDERED_SET = "ordered set"
+_UNORDERED = "unordered"  # an __in lookup: its values in sorted order
+_QUERY = "query"  # a Query: sorted when it holds sets, less its derived attributes
+_STATE = "state"  # its state less its derived attributes (when it holds any)
+
+Plan = tuple[bool, Any, str, frozenset[str]]
+"""(its instances are volatile, how to read their hand-written SQL, how it is written, its
+derived attributes)."""
+
+_plans: dict[type, Plan] = {}
+
+
+def _plan(cls: type, claimed: type) -> Plan:
+    """The plan for instances of ``cls`` whose ``__class__`` says ``claimed`` (the same class
+    but for a proxy, whose plan is not kept)."""
+    if issubclass(claimed, OrderedSet):
+        how = _ORDERED_SET
+    elif issubclass(claimed, type) or _pickles_itself(cls):
+        how = _AS_IS
+    elif cls is In or cls is RelatedIn:
+        how = _UNORDERED
+    elif issubclass(claimed, Query):
+        how = _QUERY
+    else:
+        how = _STATE
+    plan = (claimed in _VOLATILE, _hand_written_sql(claimed), how, _derived_attributes(claimed))
+    if cls is claimed:
+        _plans[cls] = plan
+    return plan
 
 
 def _ordered(value: Any) -> Any:

@@ -389,11 +389,6 @@ def test_a_query_that_reads_the_clock_or_a_random_number_runs_every_time(shop):
     assert (ran, queries(titles)[1]) == (1, 0)  # the others are cached as before
 
 
-def _raw(sql, params=()):
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
 def test_a_table_named_with_its_schema_or_in_capitals_is_the_same_table(shop):
     schema = "public" if connection.vendor == "postgresql" else "main"
     titles()
@@ -1768,3 +1763,48 @@ def test_a_read_in_manual_commit_mode_is_never_stored_for_others(shop):
         transaction.set_autocommit(True)
     assert "never committed" not in _titles_in_another_thread()
     assert titles() == database_titles()
+
+
+@pytest.fixture
+def tenant_schema(shop, postgres_only):
+    """A schema ``tenant_x`` with its own ``shop_book``, whose titles start with "X"."""
+    _raw("CREATE SCHEMA tenant_x")
+    _raw("CREATE TABLE tenant_x.shop_book (LIKE public.shop_book INCLUDING ALL)")
+    _raw("INSERT INTO tenant_x.shop_book SELECT * FROM public.shop_book")
+    _raw("UPDATE tenant_x.shop_book SET title = 'X' || title")
+    yield
+    connection.close()  # whatever path the test left set
+    _raw("DROP SCHEMA tenant_x CASCADE")
+
+
+def test_a_search_path_set_by_hand_keys_what_is_read_under_it(tenant_schema):
+    """A site that switches tenants with ``SET search_path`` reads another schema's table
+    from the same SQL: each schema's rows are cached apart."""
+    public = titles()
+    assert titles() == public == database_titles()  # stored and served
+    _raw("SET search_path TO tenant_x, public")
+    assert titles() == database_titles() == [f"X{title}" for title in public]
+    assert titles() == database_titles()  # stored under its own key, and served
+    _raw("SET search_path = %s", ["public"])
+    assert titles() == public
+    connection.close()  # a new connection starts from the settings' path
+    assert titles() == public
+
+
+def test_a_search_path_changed_in_a_way_that_cannot_be_told_skips_the_cache(tenant_schema):
+    titles()
+    with transaction.atomic():
+        _raw("SET LOCAL search_path TO tenant_x, public")
+        assert titles() == database_titles()  # tenant_x's rows, not the public entry
+    _raw("SELECT set_config('search_path', 'tenant_x, public', false)")
+    assert titles() == database_titles()
+    _raw("RESET search_path")
+    assert titles() == database_titles()
+
+
+def test_other_session_settings_leave_the_cache_on(shop, postgres_only):
+    """Django itself runs ``SET CONSTRAINTS ALL IMMEDIATE`` (checking deferred constraints)."""
+    titles()
+    _raw("SET CONSTRAINTS ALL IMMEDIATE")
+    _raw("SET TIME ZONE 'UTC'")
+    assert queries(titles)[1] == 0

@@ -15,6 +15,8 @@ While ``DBTUNE["ENABLED"]`` and ``DBTUNE["CACHE_ENABLED"]`` are both true:
   backend whose writes bypass cursors) still invalidates.
 - ``migrated`` listens to ``post_migrate``: every table of the migrated app's models gets
   new generations, whatever its migrations' SQL looked like.
+- ``SET``, ``RESET``, ``DISCARD`` and ``set_config()`` statements go to :mod:`.search_path`,
+  which keeps the ``search_path`` a project set by hand, for the keys.
 - ``BaseDatabaseWrapper.commit`` → :func:`commit`: Django's own, then, after a transaction the
   project ran in manual commit mode (``set_autocommit(False)``), the tables it wrote get new
   generations again (Django runs on-commit callbacks of that mode only when autocommit comes
@@ -46,7 +48,7 @@ from django.db.backends.signals import connection_created
 from django.db.models import Model
 from django.db.models.signals import post_migrate, post_save
 
-from django_dbtune.cache import cursor_calls, dependencies
+from django_dbtune.cache import cursor_calls, dependencies, search_path
 from django_dbtune.cache.invalidation import (
     committed,
     forget_databases,
@@ -118,6 +120,8 @@ def watch_writes(
     # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
     if connection.alias not in connections.settings:
         return result
+    if head.startswith(search_path.HEADS) or (head.startswith("SELECT") and "set_config" in sql):
+        search_path.noticed(connection, sql, params)
     called = dependencies.written_by_calls(connection.alias, sql)
     if called:  # SELECT archive_old_orders(): a function that writes
         shape = " ".join(sql.split())[:200]
@@ -209,6 +213,11 @@ def _refreshed(sql: str) -> str | None:
     return rest[0].rstrip(";") if rest else None
 
 
+def connected(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    search_path.forget(connection)  # a new connection starts from its settings' path
+    watch_connection(connection)
+
+
 def watch_connection(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     # First in the list: the outermost wrapper, so a ``with connection.execute_wrapper()``
     # block that ends (it pops the last one) never takes the watcher with it.
@@ -253,7 +262,7 @@ def request_ended(**kwargs: Any) -> None:
 
 
 _SIGNALS = (
-    (connection_created, watch_connection, "django_dbtune.cache.connection"),
+    (connection_created, connected, "django_dbtune.cache.connection"),
     (post_save, saved, "django_dbtune.cache.save"),
     (post_migrate, migrated, "django_dbtune.cache.migrate"),
     (request_finished, request_ended, "django_dbtune.cache.request"),

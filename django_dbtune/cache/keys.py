@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.datastructures import OrderedSet
 from django.utils.functional import cached_property as django_cached_property
 
+from django_dbtune.cache import search_path
 from django_dbtune.cache.invalidation import database_group
 
 KEY_VERSION = f"dbtune-2/{django.get_version()}"
@@ -103,10 +104,12 @@ def queryset_digest(
 
 
 def schema_of(connection: Any) -> Any:
-    """Which schema a connection's unqualified table names are in, where a library says so:
-    the tenant schema django-tenants and django-tenant-schemas name
-    (``connection.schema_name``)."""
-    return getattr(connection, "schema_name", None)
+    """Which schema a connection's unqualified table names are in, where a library says so
+    (the tenant schema django-tenants and django-tenant-schemas name as
+    ``connection.schema_name``) and where a statement set it (:mod:`.search_path`)."""
+    tenant = getattr(connection, "schema_name", None)
+    path = search_path.set_by_hand(connection)
+    return tenant if path is None else (tenant, path)
 
 
 def function_digest(

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_dbtune.cache import dependencies, events
+from django_dbtune.cache import dependencies, events, search_path
 from django_dbtune.cache.dependencies import with_read_tables
 from django_dbtune.cache.invalidation import (
     clashes,
@@ -94,9 +94,11 @@ def read_through(
     only: a write that raced the computation has already replaced them.
     """
     started = time.perf_counter()
-    if in_manual_commit(connections[alias]):
+    connection = connections[alias]
+    if in_manual_commit(connection) or search_path.set_by_hand(connection) == search_path.UNKNOWN:
         # The project's own transaction: what it reads may never be committed, and the
-        # tables it wrote are retired for others only when it commits.
+        # tables it wrote are retired for others only when it commits. Or a search_path
+        # changed in a way that cannot be told: which schema the SQL reads is not known.
         return _bypass(compute, label, subject, started)
     asked = guess
     guess = with_read_tables(alias, asked)

@@ -1808,3 +1808,27 @@ def test_other_session_settings_leave_the_cache_on(shop, postgres_only):
     _raw("SET CONSTRAINTS ALL IMMEDIATE")
     _raw("SET TIME ZONE 'UTC'")
     assert queries(titles)[1] == 0
+
+
+def test_another_librarys_commit_wrapper_survives_the_cache_going_off_and_on(shop, settings):
+    """The cache wraps ``commit`` (for manual commit mode): turning it off and on again
+    must not drop a wrapper another library put around ``commit`` meanwhile."""
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    theirs = BaseDatabaseWrapper.commit
+    seen = []
+
+    def counting(self):
+        seen.append(self.alias)
+        return theirs(self)
+
+    BaseDatabaseWrapper.commit = counting
+    try:
+        settings.DBTUNE = {**settings.DBTUNE, "CACHE_ENABLED": False}
+        settings.DBTUNE = {**settings.DBTUNE, "CACHE_ENABLED": True}
+        with transaction.atomic():
+            Book.objects.filter(title="B00").update(title="renamed")
+        assert seen == ["default"]
+    finally:
+        BaseDatabaseWrapper.commit = theirs
+    assert titles() == database_titles()

@@ -15,6 +15,7 @@ import threading
 
 import pytest
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db import connection
 
 from django_dbtune.cache.store import store
@@ -30,7 +31,16 @@ REPLICA_DB = 14
 BACKENDS = {
     "django-redis": "django_redis.cache.RedisCache",
     "Django's RedisCache": "django.core.cache.backends.redis.RedisCache",
+    "Django's RedisCache, a client of its own": "tests.test_cache_engines.OwnClientRedisCache",
 }
+
+
+class OwnClientRedisCache(RedisCache):
+    """Django's RedisCache with a project's own client class (to count calls, say)."""
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = type("OwnClient", (RedisCacheClient,), {})
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -293,6 +303,8 @@ DJANGO_REDIS_SETUPS = {
     "zlib compression": {
         "OPTIONS": {"COMPRESSOR": "django_redis.compressors.zlib.ZlibCompressor"},
     },
+    "pickle protocol 0": {"OPTIONS": {"PICKLE_VERSION": 0}},
+    "pickle protocol 1": {"OPTIONS": {"PICKLE_VERSION": 1}},
     "its Sentinel client": ENGINES["django-redis through Sentinel"],
 }
 

@@ -17,19 +17,22 @@ While ``DBTUNE["ENABLED"]`` and ``DBTUNE["CACHE_ENABLED"]`` are both true:
   new generations, whatever its migrations' SQL looked like.
 - ``SET``, ``RESET``, ``DISCARD`` and ``set_config()`` statements go to :mod:`.search_path`,
   which keeps the ``search_path`` a project set by hand, for the keys.
-- ``BaseDatabaseWrapper.commit`` → :func:`commit`: Django's own, then, after a transaction the
-  project ran in manual commit mode (``set_autocommit(False)``), the tables it wrote get new
-  generations again (Django runs on-commit callbacks of that mode only when autocommit comes
-  back on). Every other commit passes straight through.
+- ``BaseDatabaseWrapper.commit`` → :func:`commit`: the commit it wraps, then, after a
+  transaction the project ran in manual commit mode (``set_autocommit(False)``), the tables it
+  wrote get new generations again (Django runs on-commit callbacks of that mode only when
+  autocommit comes back on). Every other commit passes straight through. Wrapped at the first
+  install and never taken out (see :func:`_wrap_commit`); with the cache off it only calls
+  through.
 
 Deliberately absent: ``m2m_changed`` (a receiver turns off Django's fast ``.add()``, costing
 a SELECT per call, and the watcher sees the through table's writes anyway) and
 ``post_delete`` (a receiver turns off Django's fast deletes for every model).
 
-``install()`` and ``uninstall()`` mirror each other and may be called any number of times;
-``sync()`` follows the settings, on ``setting_changed`` too. A watcher left on a connection
-another thread holds open does nothing while the hooks are out, and works again once they
-are back in (connections belong to their thread: only the owner changes their wrappers).
+``install()`` and ``uninstall()`` mirror each other (but for ``commit``, wrapped for good) and
+may be called any number of times; ``sync()`` follows the settings, on ``setting_changed`` too.
+A watcher left on a connection another thread holds open does nothing while the hooks are out,
+and works again once they are back in (connections belong to their thread: only the owner
+changes their wrappers).
 """
 
 from __future__ import annotations
@@ -225,13 +228,24 @@ def watch_connection(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
         connection.execute_wrappers.insert(0, watch_writes)
 
 
-_django_commit = BaseDatabaseWrapper.commit
+_wrapped_commit: list[Callable[[BaseDatabaseWrapper], None]] = []
+"""The ``commit`` that :func:`commit` calls: whatever was there when the cache was first
+installed (Django's own, or another library's wrapper of it)."""
 
 
 def commit(self: BaseDatabaseWrapper) -> None:
-    _django_commit(self)
+    _wrapped_commit[0](self)
     if state.installed:
         committed(self)
+
+
+def _wrap_commit() -> None:
+    """Wrap ``commit`` once, for good: taking it out again would drop any wrapper another
+    library put around it since (and wrapping again later would stack). While the cache is
+    off it only calls the commit it wraps."""
+    if not _wrapped_commit:
+        _wrapped_commit.append(BaseDatabaseWrapper.commit)
+        BaseDatabaseWrapper.commit = commit  # type: ignore[method-assign]
 
 
 def saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
@@ -278,14 +292,13 @@ def install() -> None:
     for connection in connections.all(initialized_only=True):
         watch_connection(connection)
     cursor_calls.install()
-    BaseDatabaseWrapper.commit = commit  # type: ignore[method-assign]
+    _wrap_commit()
     state.installed = True
 
 
 def uninstall() -> None:
     """Take out everything ``install()`` put in (this thread's connections)."""
     state.installed = False
-    BaseDatabaseWrapper.commit = _django_commit  # type: ignore[method-assign]
     cursor_calls.uninstall()
     for signal, receiver, uid in _SIGNALS:
         signal.disconnect(receiver, dispatch_uid=uid)

@@ -57,8 +57,10 @@ def reader(backend: BaseCache) -> Reader:
         return _from_django_redis_primary
     if client is not None and _reads_replicas(client):
         return _from_replicated_primary
+    # Any subclass: a project's own client (metrics, say) still reads replicas in get_many.
+    made_by = django_cache_client()
     inner = getattr(backend, "_cache", None)
-    if type(inner) is django_cache_client() and hasattr(inner, "_serializer"):
+    if made_by is not None and isinstance(inner, made_by) and hasattr(inner, "_serializer"):
         return _from_django_primary
     return _through_the_api
 
@@ -82,19 +84,27 @@ def _from_django_redis_primary(backend: Any, keys: Sequence[str]) -> dict[str, A
 
 def _pickled(value: bytes) -> Any:
     """django-redis's ``decode`` with its default serializer and no compressor: an integer
-    is stored as its digits, anything else pickled (which starts with the byte 0x80)."""
+    is stored as its digits, anything else pickled (with protocol 2 or later, which starts
+    with the byte 0x80)."""
     if value[:1] == b"\x80":
         return pickle.loads(value)
     return int(value)
 
 
+_PICKLES, _AS_IS = "django_redis.serializers.pickle", "django_redis.compressors.identity"
+
+
 def _plain_pickles(client: Any) -> bool:
-    module = "django_redis.serializers.pickle", "django_redis.compressors.identity"
+    """django-redis's own pickle serializer, at protocol 2 or later (``PICKLE_VERSION``: 0
+    and 1 write no leading 0x80), and no compressor."""
     serializer, compressor = type(client._serializer), type(client._compressor)
-    return (serializer.__module__, compressor.__module__) == module and (
-        serializer.__name__,
-        compressor.__name__,
-    ) == ("PickleSerializer", "IdentityCompressor")
+    protocol = getattr(client._serializer, "_pickle_version", None)
+    return (
+        (serializer.__module__, serializer.__name__) == (_PICKLES, "PickleSerializer")
+        and (compressor.__module__, compressor.__name__) == (_AS_IS, "IdentityCompressor")
+        and isinstance(protocol, int)
+        and (protocol < 0 or protocol >= 2)
+    )
 
 
 def _from_replicated_primary(backend: Any, keys: Sequence[str]) -> dict[str, Any]:

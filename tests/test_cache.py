@@ -1832,3 +1832,19 @@ def test_another_librarys_commit_wrapper_survives_the_cache_going_off_and_on(sho
     finally:
         BaseDatabaseWrapper.commit = theirs
     assert titles() == database_titles()
+
+
+def test_autocommit_coming_back_on_retires_what_manual_mode_wrote(shop, invalidated):
+    """SQLite (and MySQL) commit an open transaction when autocommit comes back on, with no
+    ``commit()`` call: the tables written in manual commit mode are retired then."""
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL refuses to turn autocommit on inside a transaction")
+    transaction.set_autocommit(False)
+    try:
+        Book.objects.filter(title="B00").update(title="renamed")
+        invalidated.clear()
+    finally:
+        transaction.set_autocommit(True)
+    assert invalidated == [("default", ("shop_book",))]
+    assert "renamed" in database_titles()  # it was committed
+    assert titles() == database_titles()

@@ -20,19 +20,20 @@ While ``DBTUNE["ENABLED"]`` and ``DBTUNE["CACHE_ENABLED"]`` are both true:
 - ``BaseDatabaseWrapper.commit`` → :func:`commit`: the commit it wraps, then, after a
   transaction the project ran in manual commit mode (``set_autocommit(False)``), the tables it
   wrote get new generations again (Django runs on-commit callbacks of that mode only when
-  autocommit comes back on). Every other commit passes straight through. Wrapped at the first
-  install and never taken out (see :func:`_wrap_commit`); with the cache off it only calls
-  through.
+  autocommit comes back on). ``BaseDatabaseWrapper.set_autocommit`` → :func:`set_autocommit`:
+  the same when autocommit comes back on (SQLite and MySQL then commit what is open). Every
+  other call passes straight through. Both are wrapped at the first install and never taken
+  out (see :func:`_wrap_for_good`); with the cache off they only call through.
 
 Deliberately absent: ``m2m_changed`` (a receiver turns off Django's fast ``.add()``, costing
 a SELECT per call, and the watcher sees the through table's writes anyway) and
 ``post_delete`` (a receiver turns off Django's fast deletes for every model).
 
-``install()`` and ``uninstall()`` mirror each other (but for ``commit``, wrapped for good) and
-may be called any number of times; ``sync()`` follows the settings, on ``setting_changed`` too.
-A watcher left on a connection another thread holds open does nothing while the hooks are out,
-and works again once they are back in (connections belong to their thread: only the owner
-changes their wrappers).
+``install()`` and ``uninstall()`` mirror each other (but for ``commit`` and ``set_autocommit``,
+wrapped for good) and may be called any number of times; ``sync()`` follows the settings, on
+``setting_changed`` too. A watcher left on a connection another thread holds open does nothing
+while the hooks are out, and works again once they are back in (connections belong to their
+thread: only the owner changes their wrappers).
 """
 
 from __future__ import annotations
@@ -228,24 +229,32 @@ def watch_connection(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
         connection.execute_wrappers.insert(0, watch_writes)
 
 
-_wrapped_commit: list[Callable[[BaseDatabaseWrapper], None]] = []
-"""The ``commit`` that :func:`commit` calls: whatever was there when the cache was first
-installed (Django's own, or another library's wrapper of it)."""
+_wrapped: dict[str, Callable[..., Any]] = {}
+"""The ``commit`` and ``set_autocommit`` that :func:`commit` and :func:`set_autocommit` call:
+whatever was there when the cache was first installed (Django's own, or another library's
+wrapper of it)."""
 
 
 def commit(self: BaseDatabaseWrapper) -> None:
-    _wrapped_commit[0](self)
+    _wrapped["commit"](self)
     if state.installed:
         committed(self)
 
 
-def _wrap_commit() -> None:
-    """Wrap ``commit`` once, for good: taking it out again would drop any wrapper another
-    library put around it since (and wrapping again later would stack). While the cache is
-    off it only calls the commit it wraps."""
-    if not _wrapped_commit:
-        _wrapped_commit.append(BaseDatabaseWrapper.commit)
-        BaseDatabaseWrapper.commit = commit  # type: ignore[method-assign]
+def set_autocommit(self: BaseDatabaseWrapper, autocommit: bool, *args: Any, **kwargs: Any) -> None:
+    _wrapped["set_autocommit"](self, autocommit, *args, **kwargs)
+    if autocommit and state.installed:
+        committed(self)  # SQLite and MySQL commit an open transaction as autocommit comes on
+
+
+def _wrap_for_good() -> None:
+    """Wrap ``commit`` and ``set_autocommit`` once, for good: taking them out again would
+    drop any wrapper another library put around them since (and wrapping again later would
+    stack). While the cache is off they only call what they wrap."""
+    if not _wrapped:
+        for name, replacement in (("commit", commit), ("set_autocommit", set_autocommit)):
+            _wrapped[name] = getattr(BaseDatabaseWrapper, name)
+            setattr(BaseDatabaseWrapper, name, replacement)
 
 
 def saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
@@ -292,7 +301,7 @@ def install() -> None:
     for connection in connections.all(initialized_only=True):
         watch_connection(connection)
     cursor_calls.install()
-    _wrap_commit()
+    _wrap_for_good()
     state.installed = True
 
 

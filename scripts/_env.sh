@@ -24,5 +24,12 @@ if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; th
     ${DBTUNE_DJANGO:+"django~=$DBTUNE_DJANGO.0"}
   echo "$want" > "$venv/.installed"
 fi
+if [ "${DBTUNE_DB:-}" = mariadb ] && ! "$venv/bin/python" -c "import MySQLdb" 2>/dev/null; then
+  # mysqlclient is built from source against the MariaDB client library.
+  if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[mysql]"; then
+    echo "error: mysqlclient did not build; scripts/mariadb_setup installs what it needs." >&2
+    exit 2
+  fi
+fi
 export PATH="$venv/bin:$PATH"
 export PYTHONDONTWRITEBYTECODE=1

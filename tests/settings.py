@@ -1,10 +1,10 @@
 """Test settings: the example project, with the services chosen by environment variables.
 
-DBTUNE_DB=sqlite (default) or postgres; DBTUNE_CACHE=locmem (default), redis (django-redis),
-redis-django (Django's RedisCache), redis-cluster or redis-sentinel (the last two as
-scripts/redis_setup starts them). A second
-database, "other", of the same kind, tests multi-database capture; "standby" reaches the
-default database through a second connection, as a read replica would.
+DBTUNE_DB=sqlite (default), postgres or mariadb; DBTUNE_CACHE=locmem (default), redis
+(django-redis), redis-django (Django's RedisCache), redis-cluster or redis-sentinel (the last
+two as scripts/redis_setup starts them). A second database, "other", of the same kind, tests
+multi-database capture; "standby" reaches the default database through a second connection,
+as a read replica would.
 DBTUNE_TEST_DB_SUFFIX keeps the database names of test runs that share one server apart.
 """
 

@@ -8,8 +8,10 @@ from django.db import connection
 
 def test_the_requested_database_is_in_use(db):
     requested = os.environ.get("DBTUNE_DB", "sqlite")
-    expected = {"sqlite": "sqlite", "postgres": "postgresql"}[requested]
+    expected = {"sqlite": "sqlite", "postgres": "postgresql", "mariadb": "mysql"}[requested]
     assert connection.vendor == expected
+    if requested == "mariadb":
+        assert connection.mysql_is_mariadb, "DBTUNE_DB=mariadb reached a MySQL server"
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)

@@ -79,7 +79,20 @@ def database(name: str) -> dict[str, object]:
             "PASSWORD": os.environ.get("DBTUNE_PG_PASSWORD", ""),
             "NAME": os.environ.get("DBTUNE_PG_NAME", name),
         }
-    raise ImproperlyConfigured(f"DBTUNE_DB must be 'sqlite' or 'postgres', not {engine!r}.")
+    if engine == "mariadb":  # through mysqlclient, with the user scripts/mariadb_setup adds
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": os.environ.get("DBTUNE_MARIADB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DBTUNE_MARIADB_PORT", "3306"),
+            "USER": os.environ.get("DBTUNE_MARIADB_USER", "dbtune"),
+            "PASSWORD": os.environ.get("DBTUNE_MARIADB_PASSWORD", "dbtune"),
+            "NAME": os.environ.get("DBTUNE_MARIADB_NAME", name),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    raise ImproperlyConfigured(
+        f"DBTUNE_DB must be 'sqlite', 'postgres' or 'mariadb', not {engine!r}."
+    )
 
 
 def cache(kind: str | None = None) -> dict[str, object]:

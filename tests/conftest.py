@@ -27,6 +27,34 @@ def postgres_only() -> None:
         pytest.skip("needs PostgreSQL: run with DBTUNE_DB=postgres")
 
 
+@pytest.fixture
+def mariadb_only() -> None:
+    if connection.vendor != "mysql":
+        pytest.skip("needs MariaDB: run scripts/mariadb_setup, then with DBTUNE_DB=mariadb")
+
+
+@pytest.fixture
+def partial_indexes() -> None:
+    """For tests of partial-index advice (MariaDB's is in test_innodb_advice.py)."""
+    if not connection.features.supports_partial_indexes:
+        pytest.skip("needs partial indexes: run with DBTUNE_DB=postgres or on SQLite")
+
+
+@pytest.fixture
+def indexable_startswith() -> None:
+    """For tests of prefix-search indexes: MariaDB's startswith is LIKE BINARY, which no
+    index serves (test_innodb_advice.py)."""
+    if connection.vendor == "mysql":
+        pytest.skip("needs a startswith an index serves: run with DBTUNE_DB=postgres or on SQLite")
+
+
+@pytest.fixture
+def unindexed_foreign_keys() -> None:
+    """For tests of unindexed foreign keys: InnoDB indexes every one (test_innodb_advice.py)."""
+    if connection.vendor == "mysql":
+        pytest.skip("needs unindexed foreign keys: run with DBTUNE_DB=postgres or on SQLite")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _database_features_known(django_db_setup, django_db_blocker):
     """Django 6's system checks ask every database whether it supports JSONField: asked

@@ -393,6 +393,7 @@ def lookup(request, start):
 """
 
 
+@pytest.mark.usefixtures("indexable_startswith")
 @pytest.mark.django_db
 def test_a_prefix_search_on_a_column_sorted_with_its_nulls_placed_is_valid_code(
     tmp_path, settings

@@ -97,6 +97,7 @@ def lines_of(finding):
     return sorted(item.line for item in finding.evidence)
 
 
+@pytest.mark.usefixtures("partial_indexes", "indexable_startswith")
 def test_each_form_gives_the_index_that_serves_it(project):
     found = findings_of(project)
     assert set(found) == {
@@ -255,6 +256,7 @@ def test_isnull_is_an_equality_filter(tmp_path, settings):
     assert finding.index.condition is None
 
 
+@pytest.mark.usefixtures("indexable_startswith")
 def test_a_prefix_search_after_equality_columns_declares_an_index_django_accepts(
     tmp_path, settings
 ):
@@ -284,6 +286,7 @@ def test_a_prefix_search_after_equality_columns_declares_an_index_django_accepts
         assert "row" in number.advice and "pattern" in number.advice
 
 
+@pytest.mark.usefixtures("partial_indexes", "indexable_startswith")
 def test_a_partial_prefix_index_declares_a_class_for_each_field_it_keeps(tmp_path, settings):
     """The constant column moves into the condition: the operator classes follow the fields
     the index keeps, not the candidate's."""
@@ -494,6 +497,7 @@ def _asked(usage):
     yield from ((name, "contains") for name, _ in usage.contains)
 
 
+@pytest.mark.usefixtures("partial_indexes")
 def test_a_partial_index_never_takes_the_name_of_an_index_the_table_has(project):
     """Django names an index after its table and fields only: the partial (row) WHERE
     kind="staff" would be named like a plain index on row, and a migration adding it where
@@ -706,6 +710,7 @@ def test_lookups_unpacked_from_a_dict_with_keys_the_source_tells_are_read(tmp_pa
     }
 
 
+@pytest.mark.usefixtures("partial_indexes")
 def test_two_indexes_on_the_same_fields_in_one_run_get_two_names(tmp_path, settings):
     """A plain index on label and a partial one on label WHERE kind="staff", which Django
     would name alike."""

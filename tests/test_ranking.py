@@ -135,6 +135,7 @@ def test_a_small_table_under_a_lower_threshold_counts_as_large(tmp_path, setting
     assert (owner["table_rows"], owner["table_rows_source"]) == (3, "count_limit")
 
 
+@pytest.mark.usefixtures("unindexed_foreign_keys")
 @pytest.mark.django_db
 def test_a_composite_that_serves_a_foreign_key_gives_the_reason_of_its_higher_rank(
     tmp_path, settings

@@ -269,6 +269,7 @@ def test_the_report_opens_with_counts_a_table_of_contents_and_each_page(site, tm
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
+@pytest.mark.usefixtures("unindexed_foreign_keys")
 def test_findings_read_most_severe_first_under_plain_titles(site, tmp_path):
     doc = parse(report(tmp_path, apps=("testapp", "crawler")).read_text())
     findings = section(doc, "indexes").find_all("div", cls="finding")

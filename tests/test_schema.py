@@ -31,6 +31,9 @@ def schemas(read_database=False):
     ],
 )
 def test_coverage_is_about_usable_leading_columns(column, covered):
+    if connection.vendor == "mysql" and column in ("reviewer_id", "sponsor_id"):
+        # InnoDB indexes every foreign key constraint; the partial index is built whole.
+        covered = True
     assert schemas()["testapp.Book"].covers(column) is covered
 
 
@@ -65,8 +68,9 @@ def test_the_database_indexes_match_what_is_declared():
     assert book.actual is not None
     actual_names = {index.name for index in book.actual}
     assert {"book_editor_title", "book_title_reviewer", "book_sponsor_some"} <= actual_names
-    # The partial index, as the database reports it, still covers nothing in general.
-    assert not book.covers("sponsor_id")
+    # The partial index, as the database reports it, still covers nothing in general; on
+    # MariaDB Django builds it whole, and it covers its column.
+    assert book.covers("sponsor_id") is (connection.vendor == "mysql")
 
 
 @pytest.mark.django_db

@@ -271,9 +271,13 @@ def _finding(
 ) -> Finding:
     model = candidate.model
     name = model._meta.object_name
-    postgres = connections[schema.database].vendor == "postgresql"
+    connection = connections[schema.database]
+    postgres = connection.vendor == "postgresql"
     fields = list(candidate.fields)
     condition = None
+    whole = None  # the partial index this database cannot build: a whole one instead
+    if partial and not connection.features.supports_partial_indexes:
+        whole, partial = partial, None
     if partial:
         fields = partial_fields(candidate, partial)
         condition = condition_code(*partial)
@@ -299,7 +303,7 @@ def _finding(
             opclasses = ()
     free = _free_name(schema, index.name, f"{condition}{opclasses}", named)
     nulls = candidate.nulls if postgres else ()
-    proposal = ProposedIndex(
+    proposal: ProposedIndex | None = ProposedIndex(
         index.fields, free, opclasses, condition, condition_lookup=partial, nulls=nulls
     )
     sites = sorted({(u.file, u.line, u.code) for u in candidate.usages})
@@ -326,6 +330,18 @@ def _finding(
             f" Every call site compares {partial[0]} to {python_literal(partial[1])}, so a "
             "partial index holds only those rows."
         )
+    if whole:
+        message += _whole_instead(candidate, whole, connection.display_name)
+    if candidate.pattern and connection.vendor == "mysql":
+        message += (
+            f" Django's startswith is LIKE BINARY on {connection.display_name}, which no index"
+            f" on {candidate.names[-1]} serves under its case-insensitive collation."
+        )
+        advice = (
+            f"Where case does not matter, filter with {candidate.names[-1]}__istartswith: a"
+            f" LIKE that an index on ({', '.join(candidate.names)}) serves."
+        )
+        proposal = None
     if nulls:
         placed = ", ".join(f"{n} {'first' if first else 'last'}" for n, first in nulls)
         message += (
@@ -351,6 +367,19 @@ def _finding(
         evidence=tuple(evidence),
         advice=advice,
         **ranked.size,
+    )
+
+
+def _whole_instead(candidate: Candidate, whole: tuple[str, Any], database: str) -> str:
+    """Why a whole index is proposed where every call site pins one column to a constant."""
+    partial = (
+        f"Index(fields={partial_fields(candidate, whole)!r}, condition={condition_code(*whole)})"
+    ).replace("'", '"')
+    return (
+        f" Every call site compares {whole[0]} to {python_literal(whole[1])}: on PostgreSQL a"
+        f" partial index, {partial}, would hold only those rows; {database} has no partial"
+        f" indexes (Django builds one whole, without its condition), so this one leads with"
+        f" {whole[0]}."
     )
 
 

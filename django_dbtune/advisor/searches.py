@@ -149,7 +149,15 @@ def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | Non
         None: "On PostgreSQL a trigram GIN index (pg_trgm) serves it; SQLite has no index "
         "for LIKE '%x%'.",
     }[state]
-    postgres = connections[schema.database].vendor == "postgresql"
+    connection = connections[schema.database]
+    postgres = connection.vendor == "postgresql"
+    if connection.vendor == "mysql":
+        advice = (
+            f"{connection.display_name} has no index for LIKE '%x%' (an index serves a "
+            "prefix only). Full-text search is its answer: a FULLTEXT index, read by "
+            "MATCH(...) AGAINST(...) in the query (words, not any substring); on PostgreSQL "
+            "a trigram GIN index (pg_trgm) serves the LIKE itself."
+        )
     index = ProposedIndex((name,), index_name, ("gin_trgm_ops",), sql=sql)
     searched = (
         f"with {lookup} in {{places}}: LIKE '%...%' reads every row unless a trigram index "

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.apps import apps
+from django.db import connections
 from django.db.models import Model
 
 from django_dbtune.advisor.candidates import Candidate, candidates_for, pattern_opclasses
@@ -140,7 +141,9 @@ def workload_candidates(
         if usage is None:
             continue
         # As the static rules: a field of a few values (choices, booleans) that every call
-        # compares to one constant makes a partial index, when calls repeat it.
+        # compares to one constant makes a partial index, when calls repeat it (and the
+        # database has partial indexes: MySQL and MariaDB build one whole).
+        partial_indexes = connections[schema.database].features.supports_partial_indexes
         constants = {
             (shape.orm.model, name): [value] * shape.calls
             for name, value in (shape.constants or {}).items()
@@ -156,7 +159,7 @@ def workload_candidates(
                 outcome.skip("prefix searches after a column that is not text (no operator class)")
                 continue
             key: tuple[Any, ...]
-            partial = partial_index(candidate, constants)
+            partial = partial_index(candidate, constants) if partial_indexes else None
             if partial is not None:
                 if has_partial(schema, candidate, partial):
                     continue  # declared already

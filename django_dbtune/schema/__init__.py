@@ -24,6 +24,7 @@ from django_dbtune.schema.definitions import (
     parse_definition,
     sqlite_definitions,
 )
+from django_dbtune.schema.innodb import foreign_keys_innodb_indexes
 from django_dbtune.schema.table_rows import TableRows, table_rows
 
 __all__ = [
@@ -223,15 +224,19 @@ def has_db_index(model_field: Any) -> bool:
 def declared_indexes(
     model: type[models.Model], connection: BaseDatabaseWrapper
 ) -> list[IndexInfo]:
-    """Every index Django creates for this model on this kind of database."""
+    """Every index Django creates for this model on this kind of database, and on MySQL and
+    MariaDB the one InnoDB makes for each foreign key constraint (see :mod:`.innodb`)."""
     meta = model._meta
     found: list[IndexInfo] = []
+    innodb_keys = foreign_keys_innodb_indexes(model, connection)
     for model_field in meta.local_concrete_fields:
         column = column_of(model_field)
         if model_field.primary_key:
             found.append(IndexInfo(None, (column,), "primary key", unique=True, implicit=True))
         elif model_field.unique:
             found.append(IndexInfo(None, (column,), "unique field", unique=True))
+        elif model_field in innodb_keys:
+            pass  # added below, when no other index leads with its column
         elif has_db_index(model_field):
             origin = "foreign key" if model_field.is_relation else "db_index"
             found.append(IndexInfo(None, (column,), origin, implicit=model_field.is_relation))
@@ -251,11 +256,20 @@ def declared_indexes(
         )
     for constraint in meta.constraints:
         if isinstance(constraint, models.UniqueConstraint):
+            if (
+                constraint.condition is not None
+                and not connection.features.supports_partial_indexes
+            ):
+                continue  # Django builds none where the database has no partial indexes
             columns = () if constraint.expressions else field_columns(model, constraint.fields)
             opclasses = tuple(getattr(constraint, "opclasses", ()))
             found.append(
                 _declared(constraint, model, connection, columns, "UniqueConstraint", opclasses)
             )
+    for model_field in innodb_keys:
+        column = column_of(model_field)
+        if not any(index.usable and index.columns[:1] == (column,) for index in found):
+            found.append(IndexInfo(None, (column,), "foreign key", implicit=True))
     return found
 
 
@@ -268,12 +282,13 @@ def _declared(
     opclasses: tuple[str, ...],
 ) -> IndexInfo:
     """A ``Meta.indexes`` entry or a unique constraint. One with expressions or a condition
-    is read from the ``CREATE INDEX`` Django renders for it (its key parts, its condition);
-    whether it is partial or uses an operator class is as declared, since the project's
-    production database may take what this one ignores (SQLite drops operator classes and
-    MySQL conditions)."""
+    is read from the ``CREATE INDEX`` Django renders for it (its key parts, its condition).
+    Whether it uses an operator class is as declared, since the project's production
+    database may take what this one ignores (SQLite drops operator classes). A condition
+    counts only where the database has partial indexes: MySQL and MariaDB have none, and
+    Django builds the index whole there, which serves every query on its columns."""
     unique = isinstance(declared, models.UniqueConstraint)
-    partial = declared.condition is not None
+    partial = declared.condition is not None and connection.features.supports_partial_indexes
     method = _declared_method(declared)
     described: Definition | None = None
     if declared.expressions or partial:

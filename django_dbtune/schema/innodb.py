@@ -1,0 +1,28 @@
+"""MySQL's and MariaDB's InnoDB indexes foreign keys itself: which keys those are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+def foreign_keys_innodb_indexes(
+    model: type[models.Model], connection: BaseDatabaseWrapper
+) -> list[Any]:
+    """The foreign keys whose index InnoDB looks after, on MySQL and MariaDB: Django creates
+    none for a key with a constraint (its MySQL schema editor leaves it to InnoDB), and
+    InnoDB indexes the column of every foreign key constraint whatever ``db_index`` says,
+    unless another index leads with it (and it drops its own once one does). A key with
+    ``db_constraint=False`` has no constraint: Django indexes it as on any database."""
+    if connection.vendor != "mysql" or not connection.features.supports_foreign_keys:
+        return []  # not InnoDB (MyISAM has no foreign keys)
+    return [
+        model_field
+        for model_field in model._meta.local_concrete_fields
+        if model_field.many_to_one
+        and getattr(model_field, "db_constraint", False)
+        and not model_field.primary_key
+        and not model_field.unique
+    ]

@@ -1,0 +1,107 @@
+"""Index advice on MariaDB (and MySQL): InnoDB indexes every foreign key constraint itself,
+and the database has no partial indexes and compiles ``startswith`` to ``LIKE BINARY``."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from django_dbtune.advisor.drift import drift
+from django_dbtune.schema import model_schemas
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mariadb_only")]
+
+
+def findings(*apps):
+    out = StringIO()
+    call_command("suggest_indexes", *apps, "--format", "json", stdout=out, stderr=StringIO())
+    return json.loads(out.getvalue())
+
+
+def foreign_key_columns(schema):
+    return [
+        field.column
+        for field in schema.model._meta.local_concrete_fields
+        if field.many_to_one and field.db_constraint
+    ]
+
+
+def test_no_foreign_key_is_reported_unindexed_since_innodb_indexes_each_one():
+    schemas = model_schemas(["testapp", "crawler", "publisher"], "default")
+    checked = 0
+    for schema in schemas:
+        for column in foreign_key_columns(schema):
+            # What the advice rests on, read from the database: db_index=False or not.
+            assert any(index.columns[:1] == (column,) for index in schema.actual), column
+            assert schema.covers(column), column
+            checked += 1
+    assert checked > 10
+    found = findings("testapp", "crawler", "publisher", "marketplace")
+    assert [f for f in found if f["kind"] == "missing_fk_index"] == []
+
+
+def test_the_indexes_innodb_makes_for_foreign_keys_are_no_drift():
+    """Neither "the database has an index no model declares" (InnoDB's own, named after the
+    constraint: MariaDB refuses to drop it) nor "the models declare a foreign key index the
+    database lacks" (Django creates none on InnoDB; a unique_together leading with the
+    column serves the constraint, as on a many-to-many table)."""
+    schemas = model_schemas(["testapp", "crawler", "publisher", "marketplace"], "default")
+    drifted = [
+        (finding.kind, finding.model, finding.fields)
+        for schema in schemas
+        for finding in drift(schema)
+        if set(finding.fields) & {f.name for f in schema.model._meta.fields if f.many_to_one}
+        or any(c.endswith("_id") for c in finding.fields)
+    ]
+    assert drifted == []
+
+
+def test_a_constant_every_call_compares_to_leads_a_whole_index_not_a_partial_one():
+    found = findings("crawler")
+    by_key = {(f["kind"], f["model"], tuple(f["fields"])): f for f in found}
+    status = by_key[
+        ("composite_candidate", "crawler.Recommendation", ("implementation_status", "-priority"))
+    ]
+    # Django ignores an index's condition on MariaDB: Index(fields=["-priority"],
+    # condition=...) would build an index on priority alone.
+    assert status["index"]["condition"] is None
+    assert status["index"]["fields"] == ["implementation_status", "-priority"]
+    assert "MariaDB has no partial indexes" in status["message"]
+    assert 'condition=Q(implementation_status="open")' in status["message"]
+
+
+def test_a_prefix_search_gets_no_index_that_like_binary_cannot_use():
+    """Django's startswith is LIKE BINARY here, which no index on the column serves (the
+    planner says so below); istartswith is a LIKE the index serves."""
+    found = findings("crawler")
+    url = next(f for f in found if f["model"] == "crawler.PageResult" and "url" in f["fields"])
+    assert url["index"] is None
+    assert "LIKE BINARY" in url["message"] and "istartswith" in url["advice"]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX scratch_url ON crawler_pageresult (url)")
+        try:
+            from crawler.models import PageResult
+
+            plans = {}
+            for lookup in ("startswith", "istartswith"):
+                sql, params = PageResult.objects.filter(
+                    **{f"url__{lookup}": "https://a"}
+                ).query.sql_with_params()
+                cursor.execute("EXPLAIN " + sql, params)
+                columns = [c[0] for c in cursor.description]
+                plans[lookup] = dict(zip(columns, cursor.fetchone(), strict=True))
+        finally:
+            cursor.execute("DROP INDEX scratch_url ON crawler_pageresult")
+    assert plans["startswith"]["key"] is None
+    assert plans["istartswith"]["key"] == "scratch_url"
+
+
+def test_a_contains_search_is_said_to_need_full_text_search():
+    found = findings("testapp", "crawler", "publisher", "marketplace")
+    searches = [f for f in found if "LIKE '%" in f["message"]]
+    assert searches, "the test apps search with icontains"
+    for finding in searches:
+        assert finding["index"] is None
+        assert "FULLTEXT" in finding["advice"] and "SQLite" not in finding["advice"]

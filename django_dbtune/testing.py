@@ -9,8 +9,9 @@
 Each EXPLAINs the queryset on its database (plain ``EXPLAIN``: nothing runs) and fails with
 the plan when the planner does not do what it says. A test database holds a few rows, where
 a sequential scan is the right plan; so on PostgreSQL the check plans as for a large table,
-with ``enable_seqscan = off`` for that one statement (``large_table=False`` plans with the
-real statistics). SQLite's ``EXPLAIN QUERY PLAN`` is read as it is.
+with ``enable_seqscan = off`` for that one statement, and on MariaDB with
+``max_seeks_for_key = 1`` (``large_table=False`` plans with the real statistics). SQLite's
+``EXPLAIN QUERY PLAN`` and MySQL's ``EXPLAIN FORMAT=JSON`` are read as they are.
 """
 
 from __future__ import annotations
@@ -55,11 +56,19 @@ def _explain(queryset: Any, large_table: bool) -> tuple[str, Plan, str]:
         plan = planner.explain(connection, sql, params, large_table=large_table, text=True)
     except PlannerError:
         raise PlannerError(
-            f"assert_uses_index and assert_no_seq_scan read PostgreSQL and SQLite plans; "
-            f"database {connection.alias!r} is {connection.vendor}."
+            f"assert_uses_index and assert_no_seq_scan read PostgreSQL, MariaDB and SQLite "
+            f"plans; database {connection.alias!r} is {connection.vendor}."
         ) from None
     if connection.vendor == "sqlite":
         note = " (EXPLAIN QUERY PLAN)"
+    elif connection.vendor == "mysql":
+        note = " (EXPLAIN FORMAT=JSON"
+        if large_table and getattr(connection, "mysql_is_mariadb", False):
+            note += (
+                ", with max_seeks_for_key = 1, as for a large table; large_table=False plans "
+                "with the real statistics"
+            )
+        note += ")"
     elif large_table:
         note = (
             " (with enable_seqscan = off, as for a large table; large_table=False plans with "

@@ -105,3 +105,21 @@ def test_a_contains_search_is_said_to_need_full_text_search():
     for finding in searches:
         assert finding["index"] is None
         assert "FULLTEXT" in finding["advice"] and "SQLite" not in finding["advice"]
+
+
+def test_the_test_helpers_read_every_table_of_a_join_under_its_sort():
+    from django_dbtune.advisor import planner
+    from django_dbtune.testing import assert_no_seq_scan, assert_uses_index
+    from tests.shop.models import Author, Book
+
+    author = Author.objects.create(name="A")
+    Book.objects.create(title="t", author=author)
+    books = Book.objects.filter(author=author).select_related("author").order_by("title")
+    sql, params = books.query.sql_with_params()
+    plan = planner.explain(connection, sql, params, large_table=True)
+    assert {access.table for access in plan.accesses} == {"shop_book", "shop_author"}
+    assert_uses_index(books)
+    assert_uses_index(books, "PRIMARY")  # the author, through its primary key
+    assert_no_seq_scan(books)
+    with pytest.raises(AssertionError, match="scans every row of shop_book"):
+        assert_no_seq_scan(Book.objects.filter(title="t").select_related("author"))

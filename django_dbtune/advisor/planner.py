@@ -1,8 +1,8 @@
 """What the database's planner says: EXPLAIN, read one way per database.
 
 A plan is what the planner produces for one statement (plain ``EXPLAIN``: nothing runs).
-PostgreSQL's is read from its JSON form, SQLite's from the rows of ``EXPLAIN QUERY PLAN``;
-both become the same :class:`Plan`: each table access, the index it goes through if any,
+PostgreSQL's and MariaDB's are read from their JSON forms, SQLite's from the rows of
+``EXPLAIN QUERY PLAN``; each becomes the same :class:`Plan`: each table access, the index it goes through if any,
 and whether it reads every row. The test helpers, the proof and the toolbar all read plans
 here.
 
@@ -35,7 +35,7 @@ TRIAL_PREFIX = "dbtune_trial_"
 
 
 class PlannerError(DbtuneError):
-    """The database's plans cannot be read here (neither PostgreSQL nor SQLite)."""
+    """The database's plans cannot be read here (not PostgreSQL, MariaDB, MySQL or SQLite)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,29 @@ def read_postgresql(document: Any, text: str = "") -> Plan:
     return plan
 
 
+def read_mysql(document: Any) -> Plan:
+    """A plan from MariaDB's (or MySQL's) ``EXPLAIN FORMAT=JSON``: every ``table`` object
+    in it, wherever it nests (``nested_loop``, ``filesort``, subqueries), in document order.
+    Access type ``ALL`` reads the table in full, ``index`` reads every row through its key."""
+    text = document if isinstance(document, str) else json.dumps(document, indent=2)
+    plan = Plan(text=text)
+    stack: list[Any] = [json.loads(text)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        if "table_name" in node and "access_type" in node:
+            table, kind = str(node["table_name"]), str(node["access_type"])
+            index = str(node["key"]) if node.get("key") else None
+            detail = f"{kind} on {table}" + (f" using {index}" if index else "")
+            plan.accesses.append(Access(table, detail, index, full=kind in ("ALL", "index")))
+        stack.extend(reversed(list(node.values())))
+    return plan
+
+
 def read_sqlite(rows: Sequence[Sequence[Any]]) -> Plan:
     """A plan from the rows of ``EXPLAIN QUERY PLAN`` (the detail is the last column)."""
     details = [str(row[-1]) for row in rows]
@@ -160,10 +183,12 @@ def explain(
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
             return read_sqlite(cursor.fetchall())
+    if connection.vendor == "mysql":
+        return _explain_mysql(connection, sql, params, large_table)
     if connection.vendor != "postgresql":
         raise PlannerError(
-            f"django-dbtune reads PostgreSQL and SQLite plans; database {connection.alias!r} "
-            f"is {connection.vendor}."
+            f"django-dbtune reads PostgreSQL, MariaDB and SQLite plans; database "
+            f"{connection.alias!r} is {connection.vendor}."
         )
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         if large_table:
@@ -177,6 +202,22 @@ def explain(
         if large_table:
             cursor.execute("SET LOCAL enable_seqscan = DEFAULT")
     return read_postgresql(document, printed)
+
+
+def _explain_mysql(
+    connection: BaseDatabaseWrapper, sql: str, params: Any, large_table: bool
+) -> Plan:
+    """MariaDB's ``EXPLAIN FORMAT=JSON`` (MySQL's names the same fields). As for a large
+    table, MariaDB plans the statement with ``max_seeks_for_key = 1``, which makes a lookup
+    through any index look cheaper than reading the table (MySQL has no ``SET STATEMENT``:
+    its plan is the plain one)."""
+    prefix = ""
+    if large_table and getattr(connection, "mysql_is_mariadb", False):
+        prefix = "SET STATEMENT max_seeks_for_key = 1 FOR "
+    with connection.cursor() as cursor:
+        cursor.execute(f"{prefix}EXPLAIN FORMAT=JSON {sql}", params)
+        document = cursor.fetchone()[0]
+    return read_mysql(document)
 
 
 _statements = itertools.count(1)

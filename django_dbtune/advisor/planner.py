@@ -2,9 +2,9 @@
 
 A plan is what the planner produces for one statement (plain ``EXPLAIN``: nothing runs).
 PostgreSQL's and MariaDB's are read from their JSON forms, SQLite's from the rows of
-``EXPLAIN QUERY PLAN``; each becomes the same :class:`Plan`: each table access, the index it goes through if any,
-and whether it reads every row. The test helpers, the proof and the toolbar all read plans
-here.
+``EXPLAIN QUERY PLAN``; each becomes the same :class:`Plan`: each table access, the index it
+goes through if any, and whether it reads every row. The test helpers, the proof and the
+toolbar all read plans here.
 
 The proof also plans with indexes that do not exist yet: :class:`TrialIndexes` makes them
 present, as HypoPG hypothetical indexes or built inside a transaction that is rolled back.

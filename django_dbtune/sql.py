@@ -56,7 +56,7 @@ _WRITES = (
     exp.Create,
 )
 _RUNS_CODE = frozenset({"CALL", "DO", "EXEC", "EXECUTE"})
-_WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "TRUNCATE"})
+_WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "TRUNCATE", "LOAD"})
 _READ_KEYWORDS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN"})
 
 
@@ -155,7 +155,14 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
     deleted: list[str] = []
     cascade = runs_code = False
     kind: Kind = "other"
-    for tree in trees:
+    for number, tree in enumerate(trees):
+        if isinstance(tree, exp.Command) and tree.name.upper() == "REPLACE":
+            # MySQL's REPLACE, which sqlglot leaves unparsed: an INSERT that first deletes
+            # the rows it collides with. Unread, it is a write of unknown tables.
+            tree = trees[number] = _replace_as_insert(tree, dialect)
+            kind = "write"
+            if isinstance(tree, exp.Insert):
+                deleted.extend(_targets(tree, dialect))
         if isinstance(tree, exp.Command) and tree.name.upper() in _RUNS_CODE:
             runs_code = True
         ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
@@ -187,6 +194,16 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
     )
 
 
+def _replace_as_insert(tree: exp.Command, dialect: str | None) -> exp.Expression:
+    """``REPLACE [INTO] t ...`` read as the ``INSERT`` it has the syntax of."""
+    try:
+        with _quietly():
+            insert = sqlglot.parse_one(f"INSERT {tree.expression.name}", read=dialect)
+    except SqlglotError:
+        return tree
+    return insert if isinstance(insert, exp.Insert) else tree
+
+
 def _table_name(table: exp.Table) -> str:
     return f"{table.db}.{table.name}" if table.db else table.name
 
@@ -204,6 +221,8 @@ def _targets(node: exp.Expression, dialect: str | None) -> list[str]:
         tables = [table] if table is not None else []
     elif isinstance(node, exp.TruncateTable | exp.Drop | exp.Alter):
         tables = list(node.find_all(exp.Table))
+    elif isinstance(node, exp.Update | exp.Delete) and _joined(node):
+        tables = _joined_targets(node)
     else:
         target = node.this
         table = target if isinstance(target, exp.Table) else None
@@ -211,6 +230,36 @@ def _targets(node: exp.Expression, dialect: str | None) -> list[str]:
             table = target.find(exp.Table)
         tables = [table] if table is not None else []
     return [name for table in tables if (name := _table_name(table))]
+
+
+def _joined(node: exp.Update | exp.Delete) -> bool:
+    """MySQL's multi-table forms: ``UPDATE a JOIN b ... SET``, ``UPDATE a, b SET``,
+    ``DELETE a, b FROM a JOIN b``."""
+    target = node.this
+    return bool(node.args.get("tables")) or (
+        isinstance(target, exp.Table) and bool(target.args.get("joins"))
+    )
+
+
+def _joined_targets(node: exp.Update | exp.Delete) -> list[exp.Table]:
+    """The tables a multi-table UPDATE sets columns of, or a multi-table DELETE deletes
+    from, by name or alias; every table it names when one cannot be told (a column set
+    without its table's name, say): retiring a table too many is only a miss."""
+    named = [table for table in node.this.find_all(exp.Table)]
+    by_alias = {table.alias_or_name: table for table in named}
+    if isinstance(node, exp.Delete):
+        wanted = [table.alias_or_name for table in node.args.get("tables") or ()]
+    else:
+        wanted = [
+            column.table
+            for setting in node.expressions
+            if isinstance(column := setting.this, exp.Column)
+        ]
+        if len(wanted) < len(node.expressions):
+            return named
+    if not wanted or any(not name or name not in by_alias for name in wanted):
+        return named
+    return [by_alias[name] for name in dict.fromkeys(wanted)]
 
 
 def _renamed(text: str, dialect: str | None) -> list[str]:

@@ -87,6 +87,7 @@ MAY_CHANGE_A_TABLE = (
     "REPLACE",
     "WITH",
     "COPY",
+    "LOAD",  # MySQL's LOAD DATA / LOAD XML: read for no table, so it retires every entry
     "ALTER",
     "DROP",
     "CREATE",

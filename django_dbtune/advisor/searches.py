@@ -163,6 +163,8 @@ def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | Non
         f"with {lookup} in {{places}}: LIKE '%...%' reads every row unless a trigram index "
         "serves it."
     )
+    if connection.vendor == "mysql":
+        searched = f"with {lookup} in {{places}}: LIKE '%...%' reads every row."
     return _finding(
         schema, candidate, searched, index if postgres and state != "missing" else None, advice
     )

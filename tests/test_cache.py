@@ -679,6 +679,8 @@ def test_what_a_tables_trigger_writes_is_retired_with_it(shop):
     the authors' table. The database's catalog says so."""
     if connection.vendor == "postgresql":
         trigger = book_trigger("shop_mark", MARK_AUTHORS)
+    elif connection.vendor == "mysql":
+        trigger = mysql_book_trigger("shop_mark", MYSQL_MARK_AUTHORS)
     else:
         trigger = sqlite_book_trigger("shop_mark", MARK_AUTHORS)
     with trigger:
@@ -686,6 +688,18 @@ def test_what_a_tables_trigger_writes_is_retired_with_it(shop):
         assert queries(author_names)[1] == 0  # served by the cache
         Book.objects.filter(title="B00").update(title="triggered")
         assert author_names() == ["A0!", "A1!"]
+
+
+MYSQL_MARK_AUTHORS = "UPDATE shop_author SET name = CONCAT(name, '!')"  # || is OR there
+
+
+@contextlib.contextmanager
+def mysql_book_trigger(name, body):
+    _raw(f"CREATE TRIGGER {name} AFTER UPDATE ON shop_book FOR EACH ROW {body}")
+    try:
+        yield
+    finally:
+        _raw(f"DROP TRIGGER {name}")
 
 
 @contextlib.contextmanager
@@ -731,6 +745,10 @@ def test_a_trigger_another_process_makes_is_followed_once_it_says_so(shop):
             f"$$ BEGIN {MARK_AUTHORS}; RETURN NULL; END $$",
             "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
             "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark()",
+        )
+    elif connection.vendor == "mysql":
+        _on_the_driver(
+            "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book FOR EACH ROW " + MYSQL_MARK_AUTHORS
         )
     else:
         _on_the_driver(

@@ -34,6 +34,14 @@ def test_on_any_database_the_report_has_its_findings_as_json():
         assert report["tables"] == [] and report["stats_reset"] is None
 
 
+def test_without_usage_statistics_the_text_says_unused_indexes_were_not_looked_for():
+    out = StringIO()
+    call_command("index_health", "shop", stdout=out)
+    said = "unused indexes are not looked for" in out.getvalue()
+    assert said is (connection.vendor != "postgresql"), out.getvalue()
+    assert _health()["usage_statistics"] is (connection.vendor == "postgresql")
+
+
 @pytest.fixture
 def extra_indexes():
     """Indexes made by hand: dropped afterwards, since these tests commit."""

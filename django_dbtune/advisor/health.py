@@ -91,6 +91,9 @@ class Health:
         return {
             "database": self.database,
             "vendor": self.vendor,
+            # Whether index usage was read at all (PostgreSQL's statistics): without it, no
+            # index is reported unused.
+            "usage_statistics": self.vendor == "postgresql",
             "stats_reset": self.stats_reset,
             "stats_since": self.stats_since,
             "stats_days": None if self.stats_days is None else round(self.stats_days, 3),

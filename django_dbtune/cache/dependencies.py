@@ -19,9 +19,10 @@ what a table's triggers write, and what a function a statement calls writes.
 
 On PostgreSQL both are read from the catalog (``pg_rewrite``/``pg_depend`` for views,
 ``pg_trigger``/``pg_proc`` for triggers), on SQLite from ``sqlite_master`` (the views' and
-triggers' SQL), once per process and database, again after a schema change the process ran
-or a migration, and after another process published one (:func:`notice`: a token read with
-every cached read's generations). ``DBTUNE["CACHE_VIEWS"]`` and
+triggers' SQL), on MariaDB and MySQL from ``information_schema`` (the same SQL), once per
+process and database, again after a schema change the process ran or a migration, and after
+another process published one (:func:`notice`: a token read with every cached read's
+generations). ``DBTUNE["CACHE_VIEWS"]`` and
 ``DBTUNE["CACHE_TRIGGERS"]`` declare the same for any database, added to what the catalog
 says. The catalog is read on the raw driver connection, inside a savepoint when a transaction
 is open, so that a failure of its own never breaks the project's transaction and no capture
@@ -307,7 +308,42 @@ def _sqlite_catalog(connection: Any) -> tuple[Rows, Rows, Rows, list[str]]:
     return views, triggers, [], tables
 
 
-_CATALOGS = {"postgresql": _catalog, "sqlite": _sqlite_catalog}
+_MYSQL_CATALOG = (
+    "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS"
+    " WHERE TABLE_SCHEMA = DATABASE()",
+    "SELECT EVENT_OBJECT_TABLE, 'sql', ACTION_STATEMENT FROM information_schema.TRIGGERS"
+    " WHERE TRIGGER_SCHEMA = DATABASE()",
+    "SELECT ROUTINE_NAME, 'sql', ROUTINE_DEFINITION FROM information_schema.ROUTINES"
+    " WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_TYPE = 'FUNCTION'",
+    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
+)
+
+
+def _mysql_catalog(connection: Any) -> tuple[Rows, Rows, Rows, list[str]]:
+    """MariaDB and MySQL keep each view's SELECT, each trigger's body and each stored
+    function's body in ``information_schema``: read as SQLite's are (a view reads the tables
+    its SELECT names). Read on the driver's connection: no capture records it, and no read
+    of ``information_schema`` breaks a transaction."""
+    connection.ensure_connection()
+    cursor = connection.connection.cursor()
+    try:
+        found = []
+        for sql in _MYSQL_CATALOG:
+            cursor.execute(sql)
+            found.append([tuple(str(value or "") for value in row) for row in cursor.fetchall()])
+    finally:
+        cursor.close()
+    defined, triggers, functions, tables = found
+    views: Rows = [
+        (name, table)
+        for name, sql in defined
+        for table in analyse(sql, "mysql", has_params=False).tables
+        if table_key(table) != table_key(name)
+    ]
+    return views, triggers, functions, [row[0] for row in tables]
+
+
+_CATALOGS = {"postgresql": _catalog, "sqlite": _sqlite_catalog, "mysql": _mysql_catalog}
 """How to read each database's views and triggers."""
 
 

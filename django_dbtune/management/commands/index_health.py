@@ -62,6 +62,11 @@ class Command(BaseCommand):
                     "No index is advised for removal: that needs statistics of at least "
                     f"UNUSED_INDEX_MIN_DAYS = {report.min_days:g} days."
                 )
+        else:
+            self.stdout.write(
+                "Index usage and sizes come from PostgreSQL's statistics: on this database "
+                "unused indexes are not looked for."
+            )
         if report.tables:
             self.stdout.write("\nTables, largest first:")
             self.stdout.write(

@@ -1,6 +1,7 @@
 """The query cache's hooks: in while the cache is on, out (and costing nothing) while it is off;
 and every write they see, schema changes and migrations included, retires cached reads."""
 
+import contextlib
 import threading
 
 import pytest
@@ -149,12 +150,62 @@ SCHEMA_CHANGES = {
 
 
 def _in_a_transaction_that_rolls_back(sql):
-    """Run ``sql`` for real, then undo it (both databases run DDL in transactions), so the
-    table is back as it was: only the cache can tell it happened."""
-    with transaction.atomic():
+    """Run ``sql`` for real, then undo it (PostgreSQL and SQLite run DDL in transactions;
+    on MariaDB, which commits DDL at once, see :func:`_undone_on_mariadb`), so the table is
+    back as it was: only the cache can tell it happened."""
+    with _undone_on_mariadb(sql), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(sql)
         transaction.set_rollback(True)
+
+
+# On MariaDB: what makes each change undoable, run before it, and its undoing, after it; both
+# on the driver's connection, which the cache does not see. A dropped or emptied table is a
+# copy made for it, the table itself kept aside under another name meanwhile.
+_MARIADB_UNDO = {
+    "ALTER TABLE shop_book_tags ADD COLUMN": (
+        (),
+        ("ALTER TABLE shop_book_tags DROP COLUMN note",),
+    ),
+    "ALTER TABLE shop_book_tags RENAME": (
+        (),
+        ("RENAME TABLE shop_book_tags_old TO shop_book_tags",),
+    ),
+    "DROP TABLE shop_book_tags": (
+        (
+            "RENAME TABLE shop_book_tags TO dbtune_kept",
+            "CREATE TABLE shop_book_tags LIKE dbtune_kept",
+        ),
+        ("RENAME TABLE dbtune_kept TO shop_book_tags",),
+    ),
+    "TRUNCATE shop_book_tags": (
+        (
+            "RENAME TABLE shop_book_tags TO dbtune_kept",
+            "CREATE TABLE shop_book_tags LIKE dbtune_kept",
+        ),
+        ("DROP TABLE shop_book_tags", "RENAME TABLE dbtune_kept TO shop_book_tags"),
+    ),
+    "CREATE TABLE dbtune_scratch": ((), ("DROP TABLE dbtune_scratch",)),
+    "ALTER TABLE shop_tag RENAME TO shop_label": ((), ("RENAME TABLE shop_label TO shop_tag",)),
+}
+
+
+@contextlib.contextmanager
+def _undone_on_mariadb(sql):
+    if connection.vendor != "mysql":
+        yield
+        return
+    before, after = next(undo for start, undo in _MARIADB_UNDO.items() if sql.startswith(start))
+    connection.ensure_connection()
+    cursor = connection.connection.cursor()
+    try:
+        for statement in before:
+            cursor.execute(statement)
+        yield
+    finally:
+        for statement in after:
+            cursor.execute(statement)
+        cursor.close()
 
 
 @pytest.mark.parametrize("change", list(SCHEMA_CHANGES))

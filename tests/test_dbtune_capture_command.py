@@ -3,6 +3,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from publisher.models import Business, SocialAccount
 
@@ -30,7 +31,8 @@ def run(*args):
 def test_text_output_shows_the_repeated_shape_and_the_line_that_ran_it():
     text = run("/publisher/businesses/")
     assert "GET /publisher/businesses/  ->  200, 7 queries" in text
-    assert "6x" in text and 'SELECT "publisher_socialaccount"."id"' in text
+    quote = connection.ops.quote_name
+    assert "6x" in text and f"SELECT {quote('publisher_socialaccount')}.{quote('id')}" in text
     assert "from example_project/publisher/views.py:" in text
 
 

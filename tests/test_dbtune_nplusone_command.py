@@ -175,12 +175,26 @@ def test_command_line_exit_status_of_a_login_protected_page(tmp_path):
 
 
 @pytest.mark.slow
-def test_command_line_exit_status():
+def test_command_line_exit_status(tmp_path):
+    # A database of its own, which exists: Django's system checks connect to a MariaDB
+    # database before any command runs, and the tests' own exists only while they run.
+    (tmp_path / "own_settings.py").write_text(
+        "from tests.settings import *\n"
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3',"
+        f" 'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}}\n"
+    )
+    root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
         [sys.executable, "example_project/manage.py", "dbtune_nplusone", "nope"],
         capture_output=True,
         text=True,
         check=False,
+        cwd=root,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+            "DJANGO_SETTINGS_MODULE": "own_settings",
+        },
     )
     assert result.returncode == 1
     assert "is not a path" in result.stderr

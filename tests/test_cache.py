@@ -214,16 +214,23 @@ def test_sql_written_by_hand_that_reads_the_clock_or_a_random_number_runs_every_
     from django.db.models import CharField, FloatField, Func
     from django.db.models.expressions import RawSQL
 
+    random = "RAND" if connection.vendor == "mysql" else "RANDOM"
     querysets = {
         "RawSQL": Book.cached_objects.annotate(at=RawSQL("CURRENT_TIMESTAMP", ())),
         "extra select": Book.cached_objects.extra(select={"at": "CURRENT_TIMESTAMP"}),
-        "extra where": Book.cached_objects.extra(where=["random() >= 0 OR 1 = 1"]),
-        "Func": Book.cached_objects.annotate(r=Func(function="RANDOM", output_field=FloatField())),
+        "extra where": Book.cached_objects.extra(where=[f"{random}() >= 0 OR 1 = 1"]),
+        "Func": Book.cached_objects.annotate(r=Func(function=random, output_field=FloatField())),
         "Func's own text": Book.cached_objects.annotate(
             at=Func(template="%(when)s", when="CURRENT_TIMESTAMP", output_field=CharField())
         ),
     }
-    if django.VERSION >= (6, 1):  # (UUID7() needs PostgreSQL 18)
+    if connection.vendor == "mysql":  # the clock as MariaDB and MySQL also read it
+        for name in ("SYSDATE()", "CURDATE()", "UTC_TIMESTAMP()", "UNIX_TIMESTAMP()"):
+            querysets[name] = Book.cached_objects.extra(select={"at": name})
+    else:
+        querysets["CURRENT_DATE"] = Book.cached_objects.extra(select={"at": "CURRENT_DATE"})
+    if django.VERSION >= (6, 1) and connection.features.supports_uuid4_function:
+        # (UUID7() needs PostgreSQL 18; UUID4() MariaDB 11.7)
         from django.db.models.functions import UUID4
 
         querysets["UUID4"] = Book.cached_objects.annotate(u=UUID4())

@@ -332,8 +332,12 @@ def _hand_written_sql(cls: type) -> Any:
 
 _VOLATILE = _volatile_functions()
 _VOLATILE_SQL = re.compile(
-    r"\b(NOW|CURRENT_TIMESTAMP|STATEMENT_TIMESTAMP|CLOCK_TIMESTAMP|RANDOM|RAND|GEN_RANDOM_UUID"
-    r"|UUIDV4|UUIDV7|UUID_GENERATE_V4)\b|\bUUID\s*\(\s*\)",  # MySQL's UUID(), not a uuid column
+    r"\b(NOW|CURRENT_TIMESTAMP|CURRENT_DATE|CURRENT_TIME|LOCALTIME|LOCALTIMESTAMP"
+    r"|STATEMENT_TIMESTAMP|CLOCK_TIMESTAMP|TRANSACTION_TIMESTAMP|TIMEOFDAY|RANDOM|RAND"
+    r"|GEN_RANDOM_UUID|UUIDV4|UUIDV7|UUID_GENERATE_V4|SYSDATE|CURDATE|CURTIME|UTC_TIMESTAMP"
+    r"|UTC_DATE|UTC_TIME|UUID_SHORT)\b"
+    # MySQL's UUID() and UNIX_TIMESTAMP() (not a uuid column, nor UNIX_TIMESTAMP(column)).
+    r"|\b(UUID|UNIX_TIMESTAMP)\s*\(\s*\)",
     re.IGNORECASE,
 )
 """The same, in SQL (for a query that cannot be pickled, keyed by its SQL instead)."""

@@ -7,6 +7,7 @@ cached per statement text, so the same query seen a thousand times is analysed o
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +60,13 @@ _RUNS_CODE = frozenset({"CALL", "DO", "EXEC", "EXECUTE"})
 _WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "TRUNCATE", "LOAD"})
 _READ_KEYWORDS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN"})
 
+
+_MYSQL_MODIFIERS = re.compile(
+    r"^(\s*(?:INSERT|REPLACE|UPDATE|DELETE))(?:\s+(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|QUICK"
+    r"|IGNORE)\b)+",
+    re.IGNORECASE,
+)
+"""MySQL's modifiers after a write's keyword, which sqlglot reads as the table's name."""
 
 _quiet = threading.local()
 
@@ -147,6 +155,8 @@ def analyse(sql: str, vendor: str = "", has_params: bool = True) -> Statement:
             # A placeholder with a cast (PostgreSQL's ``%s::varchar(20)[]``, what Django
             # writes for an ArrayField) is read as a typed NULL: "?::" does not parse.
             parsed = text.replace("?::", "NULL::") if has_params else text
+            if dialect == "mysql":  # UPDATE LOW_PRIORITY t: the table is t, not LOW_PRIORITY
+                parsed = _MYSQL_MODIFIERS.sub(r"\1", parsed)
             trees = [tree for tree in sqlglot.parse(parsed, read=dialect) if tree is not None]
     except SqlglotError:
         return Statement(shape, _kind_from_keyword(text), (), ())

@@ -397,10 +397,14 @@ def test_a_query_that_reads_the_clock_or_a_random_number_runs_every_time(shop):
 
 
 def test_a_table_named_with_its_schema_or_in_capitals_is_the_same_table(shop):
-    schema = "public" if connection.vendor == "postgresql" else "main"
+    schema = {"postgresql": "public", "mysql": connection.settings_dict["NAME"]}.get(
+        connection.vendor, "main"
+    )
     titles()
     _raw(f"UPDATE {schema}.shop_book SET title = %s WHERE title = %s", ["qualified", "B00"])
     assert titles() == database_titles()
+    if connection.vendor == "mysql":
+        return  # SHOP_BOOK is another table there (names are case-sensitive on Linux)
     _raw("UPDATE SHOP_BOOK SET title = %s WHERE title = %s", ["capitals", "B01"])
     assert titles() == database_titles()
     assert {"qualified", "capitals"} <= set(titles())
@@ -410,7 +414,7 @@ def test_a_write_the_parser_cannot_read_retires_every_entry(shop):
     """Its tables are unknown: nothing may outlive it."""
     titles()
     authors = sorted(Author.cached_objects.cached().values_list("name", flat=True))
-    if connection.vendor == "postgresql":
+    if connection.vendor != "sqlite":
         pytest.skip(
             "needs SQLite, whose UPDATE OR IGNORE the parser cannot read: "
             "run with DBTUNE_DB=sqlite"
@@ -725,7 +729,8 @@ def test_dropping_an_index_or_a_scratch_table_keeps_every_entry(shop):
     assert queries(titles)[1] == 0
     _raw("CREATE TABLE shop_scratch (n integer)")
     _raw("CREATE INDEX shop_scratch_n ON shop_scratch (n)")
-    _raw("DROP INDEX shop_scratch_n")
+    on_table = " ON shop_scratch" if connection.vendor == "mysql" else ""
+    _raw(f"DROP INDEX shop_scratch_n{on_table}")
     _raw("DROP TABLE shop_scratch")
     assert queries(titles)[1] == 0
 
@@ -1219,6 +1224,8 @@ def test_no_stale_read_after_a_commit_under_concurrent_writes_and_reads(shop, po
     """Threads here and two other processes commit new versions through every write path
     and read through the cache at random: a read that starts after a commit never returns
     an older version."""
+    if os.environ.get("DBTUNE_CACHE", "locmem") == "locmem":
+        pytest.skip("needs a cache the processes share: run with DBTUNE_CACHE=redis")
     context = multiprocessing.get_context("spawn")
     committed = context.Value("i", 0)
     ready, go = context.Value("i", 0), context.Event()

@@ -77,3 +77,15 @@ def test_load_data_retires_every_entry(tmp_path):
     _raw(f"LOAD DATA LOCAL INFILE '{rows}' INTO TABLE shop_tag (name)")
     assert "loaded" in Tag.cached_objects.cached().values_list("name", flat=True)
     assert queries(names)[1] == 1  # retired too
+
+
+def test_a_write_with_mysqls_modifiers_retires_its_own_table():
+    """``UPDATE LOW_PRIORITY shop_author``: the table is shop_author (it was read as a table
+    named LOW_PRIORITY)."""
+    assert names() == ["A0", "A1"]
+    _raw("UPDATE LOW_PRIORITY shop_author SET name = %s WHERE name = %s", ["low", "A0"])
+    assert names() == ["A1", "low"]
+    assert sorted(Tag.cached_objects.cached().values_list("name", flat=True)) == ["t0", "t1"]
+    _raw("DELETE LOW_PRIORITY QUICK FROM shop_book_tags")
+    _raw("DELETE LOW_PRIORITY FROM shop_tag WHERE name = %s", ["t1"])
+    assert sorted(Tag.cached_objects.cached().values_list("name", flat=True)) == ["t0"]

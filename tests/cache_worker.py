@@ -158,7 +158,7 @@ def work(
     on until the processes together made ``MIN_READS`` reads and ``MIN_WRITES`` writes (a busy
     machine is slower, not a reason to test less), at most ``LONGEST`` seconds."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DBTUNE_PG_NAME"] = database
+    os.environ["DBTUNE_PG_NAME"] = os.environ["DBTUNE_MARIADB_NAME"] = database
     import django
 
     django.setup()
@@ -193,7 +193,7 @@ def write_unseen(database: str, location: str, title: str) -> None:
     """In another process, whose cache backend (at ``location``) does not answer: rename the
     book "B00". Its invalidation fails, and is lost when the process ends."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DBTUNE_PG_NAME"] = database
+    os.environ["DBTUNE_PG_NAME"] = os.environ["DBTUNE_MARIADB_NAME"] = database
     os.environ["DBTUNE_REDIS_URL"] = location
     import django
 
@@ -217,7 +217,7 @@ def stress(
     every path (one time in four) and read through the cache, at random, for ``seconds``.
     ``counts`` is an array: reads, stale reads, writes."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DBTUNE_PG_NAME"] = database
+    os.environ["DBTUNE_PG_NAME"] = os.environ["DBTUNE_MARIADB_NAME"] = database
     import django
 
     django.setup()
@@ -248,7 +248,7 @@ def rename_on_request(
     then answer "done"; for ``("read", pk)``, answer that book's title read through the
     cache. Ends on None."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DBTUNE_PG_NAME"] = database
+    os.environ["DBTUNE_PG_NAME"] = os.environ["DBTUNE_MARIADB_NAME"] = database
     import django
 
     django.setup()

@@ -146,46 +146,18 @@ def test_an_unknown_user_or_status_is_a_clear_error():
         run("/", "--allow-status", "42")
 
 
-@pytest.mark.slow
-def test_command_line_exit_status_of_a_login_protected_page(tmp_path):
-    # A database of its own: the page redirects before any query, but nothing may touch
-    # the test databases from a second process.
-    (tmp_path / "pages_settings.py").write_text(
-        "from tests.settings import *\n"
-        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3',"
-        f" 'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}}\n"
-    )
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "example_project/manage.py", "dbtune_nplusone", "/my/businesses/"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=root,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
-            "DJANGO_SETTINGS_MODULE": "pages_settings",
-        },
-    )
-    assert result.returncode == 1, result.stderr
-    assert "302 to /accounts/login/?next=/my/businesses/: log in with --user" in result.stderr
-    assert "GET /my/businesses/  ->  302" in result.stdout
-    assert "Traceback" not in result.stderr
-
-
-@pytest.mark.slow
-def test_command_line_exit_status(tmp_path):
-    # A database of its own, which exists: Django's system checks connect to a MariaDB
-    # database before any command runs, and the tests' own exists only while they run.
+def _manage(tmp_path, *args):
+    """``manage.py dbtune_nplusone ARGS`` in a process of its own, on a database of its own
+    (a SQLite file that exists): nothing may touch the test databases from a second process,
+    and Django's system checks connect to a MariaDB database before any command runs."""
     (tmp_path / "own_settings.py").write_text(
         "from tests.settings import *\n"
         "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3',"
         f" 'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}}\n"
     )
     root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "example_project/manage.py", "dbtune_nplusone", "nope"],
+    return subprocess.run(
+        [sys.executable, "example_project/manage.py", "dbtune_nplusone", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -196,6 +168,21 @@ def test_command_line_exit_status(tmp_path):
             "DJANGO_SETTINGS_MODULE": "own_settings",
         },
     )
+
+
+@pytest.mark.slow
+def test_command_line_exit_status_of_a_login_protected_page(tmp_path):
+    # The page redirects before any query.
+    result = _manage(tmp_path, "/my/businesses/")
+    assert result.returncode == 1, result.stderr
+    assert "302 to /accounts/login/?next=/my/businesses/: log in with --user" in result.stderr
+    assert "GET /my/businesses/  ->  302" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_command_line_exit_status(tmp_path):
+    result = _manage(tmp_path, "nope")
     assert result.returncode == 1
     assert "is not a path" in result.stderr
     assert "Traceback" not in result.stderr

@@ -211,6 +211,7 @@ def unindexed(view):
     return [(q["model"], q["fields"]) for q in run(IndexesPanel, view).get_stats()["queries"]]
 
 
+@pytest.mark.usefixtures("partial_indexes")
 def test_the_indexes_panel_never_suggests_an_index_the_table_has(shop):
     """Partial ones included: the declared (sponsor) WHERE title = 'x' serves a read that
     compares title to 'x' (a parameter), and one made by hand with IS NULL serves a read
@@ -226,6 +227,7 @@ def test_the_indexes_panel_never_suggests_an_index_the_table_has(shop):
         assert unindexed(view) == []
 
 
+@pytest.mark.usefixtures("partial_indexes")
 def test_the_indexes_panel_counts_a_partial_index_for_the_reads_it_holds_only(shop):
     from tests.testapp.models import Shelf
 

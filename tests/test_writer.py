@@ -295,6 +295,7 @@ def test_apply_writes_all_or_nothing(tmp_path):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("unindexed_foreign_keys")
 def test_a_name_that_is_taken_is_not_written_twice():
     from django_dbtune.advisor.suggest import static_report
     from django_dbtune.advisor.writer import prepare

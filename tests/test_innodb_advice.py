@@ -124,3 +124,36 @@ def test_the_test_helpers_read_every_table_of_a_join_under_its_sort():
     assert_no_seq_scan(books)
     with pytest.raises(AssertionError, match="scans every row of shop_book"):
         assert_no_seq_scan(Book.objects.filter(title="t").select_related("author"))
+
+
+def test_with_the_server_unreachable_the_models_are_still_checked_as_innodb(tmp_path):
+    """``suggest_indexes --skip-checks`` on a MariaDB that does not answer: a warning, then
+    the same advice from the models and the code (no call site left out because the server
+    could not be asked which database it is)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "example_project/manage.py", "suggest_indexes", "--skip-checks"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DBTUNE_DB": "mariadb",
+            "DBTUNE_MARIADB_PORT": str(port),
+        },
+    )
+    assert "is unreachable" in result.stderr and "Traceback" not in result.stderr
+    assert "left out" not in result.stderr, result.stderr
+    assert "LIKE BINARY on MariaDB or MySQL" in result.stdout
+    assert "missing_fk_index" not in result.stdout

@@ -43,6 +43,7 @@ from django_dbtune.findings import (
     python_literal,
 )
 from django_dbtune.schema import ModelSchema, field_columns, leads_with
+from django_dbtune.schema.innodb import database_name
 
 PATTERN_OPCLASS = {"CharField": "varchar_pattern_ops", "TextField": "text_pattern_ops"}
 
@@ -331,10 +332,10 @@ def _finding(
             "partial index holds only those rows."
         )
     if whole:
-        message += _whole_instead(candidate, whole, connection.display_name)
+        message += _whole_instead(candidate, whole, database_name(connection))
     if candidate.pattern and connection.vendor == "mysql":
         message += (
-            f" Django's startswith is LIKE BINARY on {connection.display_name}, which no index"
+            f" Django's startswith is LIKE BINARY on {database_name(connection)}, which no index"
             f" on {candidate.names[-1]} serves under its case-insensitive collation."
         )
         advice = (

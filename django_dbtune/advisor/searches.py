@@ -18,6 +18,7 @@ from django_dbtune.advisor.ranking import rank
 from django_dbtune.advisor.schema_rules import proposed_index
 from django_dbtune.findings import Evidence, Finding, ProposedIndex
 from django_dbtune.schema import ModelSchema, column_of
+from django_dbtune.schema.innodb import database_name
 
 if TYPE_CHECKING:
     from django_dbtune.advisor.candidates import Candidate
@@ -153,7 +154,7 @@ def _trigram_finding(schema: ModelSchema, candidate: Candidate, state: str | Non
     postgres = connection.vendor == "postgresql"
     if connection.vendor == "mysql":
         advice = (
-            f"{connection.display_name} has no index for LIKE '%x%' (an index serves a "
+            f"{database_name(connection)} has no index for LIKE '%x%' (an index serves a "
             "prefix only). Full-text search is its answer: a FULLTEXT index, read by "
             "MATCH(...) AGAINST(...) in the query (words, not any substring); on PostgreSQL "
             "a trigram GIN index (pg_trgm) serves the LIKE itself."
@@ -188,7 +189,7 @@ def _containment_finding(schema: ModelSchema, candidate: Candidate) -> Finding:
             f'fields=["{name}"], name="{index_name}"): a plain GIN index, no operator class.'
         )
     else:
-        advice = f"On PostgreSQL a GIN index serves it; {connection.display_name} has none."
+        advice = f"On PostgreSQL a GIN index serves it; {database_name(connection)} has none."
     searched = (
         "by containment (contains, overlap or has_key) in {places}: only a GIN index on the "
         "column serves it."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import DatabaseError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 
@@ -16,7 +16,7 @@ def foreign_keys_innodb_indexes(
     InnoDB indexes the column of every foreign key constraint whatever ``db_index`` says,
     unless another index leads with it (and it drops its own once one does). A key with
     ``db_constraint=False`` has no constraint: Django indexes it as on any database."""
-    if connection.vendor != "mysql" or not connection.features.supports_foreign_keys:
+    if connection.vendor != "mysql" or not _innodb(connection):
         return []  # not InnoDB (MyISAM has no foreign keys)
     return [
         model_field
@@ -26,3 +26,21 @@ def foreign_keys_innodb_indexes(
         and not model_field.primary_key
         and not model_field.unique
     ]
+
+
+def _innodb(connection: BaseDatabaseWrapper) -> bool:
+    """Whether tables are InnoDB's (the server is asked); when it cannot be asked (the
+    models-only check of an unreachable server), InnoDB, the default engine."""
+    try:
+        return bool(connection.features.supports_foreign_keys)
+    except DatabaseError:
+        return True
+
+
+def database_name(connection: BaseDatabaseWrapper) -> str:
+    """The database's name for people: "MariaDB" or "MySQL" (the server is asked which),
+    "MariaDB or MySQL" when it cannot be asked."""
+    try:
+        return str(connection.display_name)
+    except DatabaseError:
+        return "MariaDB or MySQL"

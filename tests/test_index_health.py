@@ -42,6 +42,25 @@ def test_without_usage_statistics_the_text_says_unused_indexes_were_not_looked_f
     assert _health()["usage_statistics"] is (connection.vendor == "postgresql")
 
 
+@pytest.mark.usefixtures("mariadb_only")
+def test_on_mariadb_the_sizes_come_from_information_schema_and_no_scans_are_made_up():
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create([Book(title=f"t{i}", author=author) for i in range(50)])
+    report = _health()
+    tables = {table["table"]: table for table in report["tables"]}
+    assert tables["shop_book"]["table_bytes"] > 0
+    assert tables["shop_book"]["seq_scans"] is None
+    indexes = {(index["table"], index["name"]): index for index in report["indexes"]}
+    primary = indexes["shop_book", "PRIMARY"]
+    assert primary["bytes"] > 0 and primary["primary"] and primary["scans"] is None
+    assert not [f for f in report["findings"] if f["kind"] == "unused_index"]
+    out = StringIO()
+    call_command("index_health", "shop", stdout=out)
+    text = out.getvalue()
+    assert "Tables, largest first:" in text and "Indexes, largest first:" in text
+    assert "PRIMARY" in text and " - scans" in text
+
+
 @pytest.fixture
 def extra_indexes():
     """Indexes made by hand: dropped afterwards, since these tests commit."""

@@ -5,7 +5,8 @@ On PostgreSQL, from its statistics (``pg_stat_user_indexes``, ``pg_stat_user_tab
 statistics were reset (primary keys and unique indexes aside: they enforce something; advised
 for removal only as ``unused_indexes`` allows), invalid
 indexes a failed ``CREATE INDEX CONCURRENTLY`` left behind, tables read mostly by sequential
-scans, and every table's and index's size. On every database: duplicate and redundant
+scans, and every table's and index's size (on MariaDB and MySQL the sizes alone). On every
+database: duplicate and redundant
 indexes, drift between the models and the database, and connection settings that cost time
 on every request.
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections, transaction
 
 from django_dbtune.advisor.admin_usage import admin_usages
 from django_dbtune.advisor.drift import drift
@@ -46,8 +47,9 @@ class TableStats:
     rows: int
     table_bytes: int
     index_bytes: int
-    seq_scans: int
-    index_scans: int
+    seq_scans: int | None
+    """None where the database keeps no such count (MariaDB, MySQL)."""
+    index_scans: int | None
 
 
 @dataclass
@@ -56,7 +58,8 @@ class IndexStats:
     table: str
     model: str
     bytes: int
-    scans: int
+    scans: int | None
+    """None where the database keeps no such count (MariaDB, MySQL)."""
     primary: bool
     unique: bool
     valid: bool
@@ -115,7 +118,69 @@ def health(app_labels: Iterable[str], database: str) -> Health:
     report.findings.extend(connection_findings(database))
     if connection.vendor == "postgresql":
         _postgresql(report, {schema.table: schema for schema in schemas})
+    elif connection.vendor == "mysql":
+        _mysql_sizes(report, {schema.table: schema for schema in schemas})
     return report
+
+
+def _mysql_sizes(report: Health, schemas: dict[str, ModelSchema]) -> None:
+    """MariaDB's and MySQL's sizes, from ``information_schema`` (rows as InnoDB estimates
+    them) and ``mysql.innodb_index_stats`` (pages per index); no scan counts. The indexes
+    are left out where that table cannot be read (it needs the privilege)."""
+    connection = connections[report.database]
+    tables = list(schemas)
+    if not tables:
+        return
+    marks = ", ".join(["%s"] * len(tables))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT TABLE_NAME, COALESCE(TABLE_ROWS, 0), COALESCE(DATA_LENGTH, 0), "
+            "COALESCE(INDEX_LENGTH, 0) FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({marks})",
+            tables,
+        )
+        for table, rows, table_bytes, index_bytes in cursor.fetchall():
+            label = schemas[table].label
+            sizes_of = (int(rows), int(table_bytes), int(index_bytes))  # (DECIMAL there)
+            stats = TableStats(table, label, *sizes_of, None, None)
+            report.tables.append(stats)
+        cursor.execute(
+            "SELECT TABLE_NAME, INDEX_NAME, MIN(NON_UNIQUE) FROM information_schema.STATISTICS "
+            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({marks}) "
+            "GROUP BY TABLE_NAME, INDEX_NAME",
+            tables,
+        )
+        found = cursor.fetchall()
+        try:
+            with transaction.atomic(using=report.database):
+                cursor.execute(
+                    "SELECT table_name, index_name, stat_value * @@innodb_page_size "
+                    "FROM mysql.innodb_index_stats WHERE database_name = DATABASE() "
+                    f"AND stat_name = 'size' AND table_name IN ({marks})",
+                    tables,
+                )
+                sizes = {(table, name): int(size) for table, name, size in cursor.fetchall()}
+        except DatabaseError:
+            sizes = {}
+    for table, name, non_unique in found:
+        if (table, name) in sizes:
+            primary = name == "PRIMARY"
+            unique = not non_unique
+            report.indexes.append(
+                IndexStats(
+                    name,
+                    table,
+                    schemas[table].label,
+                    sizes[table, name],
+                    None,
+                    primary,
+                    unique,
+                    True,
+                    constraint=primary or unique,
+                )
+            )
+    report.tables.sort(key=lambda t: -(t.table_bytes + t.index_bytes))
+    report.indexes.sort(key=lambda i: -i.bytes)
 
 
 def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
@@ -289,8 +354,9 @@ def _index_findings(report: Health) -> Iterator[Finding]:
 
 def _scan_findings(report: Health) -> Iterator[Finding]:
     for table in report.tables:
-        if table.rows < SEQ_SCAN_ROWS or table.seq_scans <= table.index_scans:
-            continue
+        seq, idx = table.seq_scans, table.index_scans
+        if seq is None or idx is None or table.rows < SEQ_SCAN_ROWS or seq <= idx:
+            continue  # (None: a database that keeps no scan counts)
         yield _finding(
             report.database,
             table.model,

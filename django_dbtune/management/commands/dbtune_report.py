@@ -210,8 +210,8 @@ class Command(BaseCommand):
                     "rows": f"{t.rows:,}",
                     "table_size": human_size(t.table_bytes),
                     "index_size": human_size(t.index_bytes),
-                    "seq_scans": f"{t.seq_scans:,}",
-                    "index_scans": f"{t.index_scans:,}",
+                    "seq_scans": "-" if t.seq_scans is None else f"{t.seq_scans:,}",
+                    "index_scans": "-" if t.index_scans is None else f"{t.index_scans:,}",
                 }
                 for t in report.tables
             ],

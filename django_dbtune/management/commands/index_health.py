@@ -64,8 +64,8 @@ class Command(BaseCommand):
                 )
         else:
             self.stdout.write(
-                "Index usage and sizes come from PostgreSQL's statistics: on this database "
-                "unused indexes are not looked for."
+                "Index usage comes from PostgreSQL's statistics: on this database unused "
+                "indexes are not looked for."
             )
         if report.tables:
             self.stdout.write("\nTables, largest first:")
@@ -76,8 +76,8 @@ class Command(BaseCommand):
             for table in report.tables:
                 self.stdout.write(
                     f"  {table.table:<32} {table.rows:>12,} {human_size(table.table_bytes):>10} "
-                    f"{human_size(table.index_bytes):>10} {table.seq_scans:>10,} "
-                    f"{table.index_scans:>10,}"
+                    f"{human_size(table.index_bytes):>10} {_count(table.seq_scans):>10} "
+                    f"{_count(table.index_scans):>10}"
                 )
         if report.indexes:
             self.stdout.write("\nIndexes, largest first:")
@@ -87,7 +87,7 @@ class Command(BaseCommand):
                 state = "" if index.valid else "  INVALID"
                 self.stdout.write(
                     f"  {index.name:<{width}} {human_size(index.bytes):>10}"
-                    f" {index.scans:>12,} scans"
+                    f" {_count(index.scans):>12} scans"
                     f"  {kind}{state}"
                 )
             kept = [index for index in report.indexes if index.kept]
@@ -101,3 +101,8 @@ class Command(BaseCommand):
             self.stdout.write(f"\n{len(report.findings)} finding(s).")
         else:
             self.stdout.write("No findings.")
+
+
+def _count(number: int | None) -> str:
+    """A scan count, or "-" where the database keeps none."""
+    return "-" if number is None else f"{number:,}"

@@ -157,3 +157,24 @@ def test_with_the_server_unreachable_the_models_are_still_checked_as_innodb(tmp_
     assert "left out" not in result.stderr, result.stderr
     assert "LIKE BINARY on MariaDB or MySQL" in result.stdout
     assert "missing_fk_index" not in result.stdout
+
+
+def test_a_redundant_index_is_tried_first_by_making_the_planner_ignore_it():
+    """MariaDB 10.6+ can ignore an index at once and undo it as fast: the advice gives both
+    statements, and both run."""
+    found = findings("publisher")
+    [redundant] = [f for f in found if f["kind"] == "redundant_index"]
+    ignore = "ALTER TABLE `publisher_socialaccount` ALTER INDEX `publisher_account_platform_idx`"
+    assert f"{ignore} IGNORED" in redundant["advice"]
+    assert f"{ignore} NOT IGNORED" in redundant["advice"]
+    state = (
+        "SELECT DISTINCT IGNORED FROM information_schema.STATISTICS WHERE TABLE_SCHEMA ="
+        " DATABASE() AND INDEX_NAME = 'publisher_account_platform_idx'"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"{ignore} IGNORED")
+        cursor.execute(state)
+        assert list(cursor.fetchall()) == [("YES",)]
+        cursor.execute(f"{ignore} NOT IGNORED")
+        cursor.execute(state)
+        assert list(cursor.fetchall()) == [("NO",)]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.db import models
+from django.db import connections, models
 
 from django_dbtune.advisor.ranking import by_size
 from django_dbtune.advisor.source import field_evidence, index_evidence
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity
 from django_dbtune.schema import IndexInfo, ModelSchema, column_of, has_db_index, leads_with
+from django_dbtune.schema.innodb import reversible_drop
 
 FK_ADVICE = (
     "Declare it in Meta.indexes rather than setting db_index=True on the field: changing "
@@ -115,6 +116,9 @@ def _finding(
         advice = f"Remove it from {model._meta.object_name}.Meta.indexes."
     else:
         advice = f"Remove the {index.origin} declaration that creates it."
+    if index.name and index.origin != "foreign key":
+        trial = reversible_drop(connections[schema.database], schema.table, index.name)
+        advice = f"{trial} {advice}" if trial else advice
     evidence: Evidence | None = (
         index_evidence(model, index.name) if index.name else field_evidence(model, fields[0])
     )

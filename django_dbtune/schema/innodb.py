@@ -44,3 +44,28 @@ def database_name(connection: BaseDatabaseWrapper) -> str:
         return str(connection.display_name)
     except DatabaseError:
         return "MariaDB or MySQL"
+
+
+def reversible_drop(connection: BaseDatabaseWrapper, table: str, index: str) -> str | None:
+    """How to try a drop first, instantly and undoably: MariaDB 10.6+ can make the planner
+    ignore an index (``IGNORED``), MySQL 8 hide it (``INVISIBLE``). None elsewhere, or when
+    the server cannot be asked its version."""
+    if connection.vendor != "mysql":
+        return None
+    try:
+        mysql: Any = connection  # MySQL's backend's own attributes
+        mariadb, version = bool(mysql.mysql_is_mariadb), tuple(mysql.mysql_version)
+    except DatabaseError:
+        return None
+    if mariadb and version >= (10, 6):
+        off, on = "IGNORED", "NOT IGNORED"
+    elif not mariadb and version >= (8, 0):
+        off, on = "INVISIBLE", "VISIBLE"
+    else:
+        return None
+    quote = connection.ops.quote_name
+    alter = f"ALTER TABLE {quote(table)} ALTER INDEX {quote(index)}"
+    return (
+        f"Try it first: {alter} {off} makes the planner leave it alone at once, and "
+        f"{alter} {on} undoes that as fast; remove it once no query has slowed down."
+    )

@@ -540,6 +540,7 @@ def test_code_no_request_runs_ranks_below_request_paths_and_says_why(tmp_path, s
     assert view.severity == "medium" and view.message.endswith("Ranked medium: a request runs it.")
 
 
+@pytest.mark.usefixtures("partial_indexes")
 def test_a_partial_index_serves_the_calls_that_compare_to_its_constant(tmp_path, settings):
     """Book has (sponsor) WHERE title="x": a filter on sponsor with title="x" is served;
     with another title it is not."""

@@ -74,6 +74,7 @@ def test_the_database_indexes_match_what_is_declared():
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("unindexed_foreign_keys")
 def test_an_index_only_the_database_has_counts_as_covering():
     with connection.cursor() as cursor:
         cursor.execute('CREATE INDEX handmade_reviewer ON "testapp_book" ("reviewer_id")')
@@ -178,6 +179,7 @@ def test_a_prefix_search_is_served_by_pattern_ops_on_its_own_column(
 
 @pytest.mark.django_db
 @isolate_apps("tests.testapp")
+@pytest.mark.usefixtures("partial_indexes")
 def test_a_declared_index_counts_for_what_django_builds():
     """Expressions and conditions are read from the CREATE INDEX Django renders for them."""
     from django.db.models.functions import Lower, Upper
@@ -232,6 +234,7 @@ def test_a_declared_index_counts_for_what_django_builds():
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("partial_indexes")
 def test_drift_tells_a_partial_or_expression_index_from_a_plain_one():
     """Tag.name's index dropped by hand and a partial one made on the column: the models'
     index is missing, whatever the partial one holds."""

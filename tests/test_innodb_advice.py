@@ -178,3 +178,35 @@ def test_a_redundant_index_is_tried_first_by_making_the_planner_ignore_it():
         cursor.execute(f"{ignore} NOT IGNORED")
         cursor.execute(state)
         assert list(cursor.fetchall()) == [("NO",)]
+
+
+def test_a_text_column_gets_no_index_that_its_migration_cannot_build(tmp_path, settings):
+    """MariaDB indexes a TEXT column by a prefix only, which models.Index cannot state: the
+    migration of Index(fields=["text"]) fails there. The advice is the prefix index, as the
+    RunSQL that builds it, or a CharField."""
+    from django.db import DatabaseError, models
+
+    from django_dbtune.advisor.candidates import index_findings
+    from django_dbtune.advisor.queryset_chains import scan
+    from django_dbtune.advisor.writer import prepare
+    from tests.testapp.models import Note
+
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        "from tests.testapp.models import Note\n"
+        "def notes(text):\n"
+        "    return list(Note.objects.filter(text=text))\n"
+    )
+    schemas = {s.label: s for s in model_schemas(["testapp"], "default")}
+    [finding] = [
+        f for f in index_findings(scan(tmp_path).usages, schemas) if f.model == "testapp.Note"
+    ]
+    assert "prefix" in finding.message and "CharField" in finding.advice
+    sql = finding.index.sql
+    assert sql is not None and "(`text`(100))" in sql and f"RunSQL({sql!r}" in finding.advice
+    assert prepare([finding]).files == {}, "never written as a models.Index"
+    with pytest.raises(DatabaseError), connection.schema_editor() as editor:
+        editor.add_index(Note, models.Index(fields=["text"], name="note_text_whole"))
+    with connection.cursor() as cursor:  # the statement the advice gives builds the index
+        cursor.execute(sql)
+        cursor.execute(f"DROP INDEX `{finding.index.name}` ON testapp_note")

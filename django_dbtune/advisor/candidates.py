@@ -42,8 +42,13 @@ from django_dbtune.findings import (
     condition_code,
     python_literal,
 )
-from django_dbtune.schema import ModelSchema, field_columns, leads_with
-from django_dbtune.schema.innodb import database_name
+from django_dbtune.schema import ModelSchema, column_of, field_columns, leads_with
+from django_dbtune.schema.innodb import (
+    PREFIX_LENGTH,
+    database_name,
+    prefix_index_sql,
+    prefix_only,
+)
 
 PATTERN_OPCLASS = {"CharField": "varchar_pattern_ops", "TextField": "text_pattern_ops"}
 
@@ -333,6 +338,16 @@ def _finding(
         )
     if whole:
         message += _whole_instead(candidate, whole, database_name(connection))
+    prefix_only_fields = [
+        name for name in candidate.names if prefix_only(connection, model._meta.get_field(name))
+    ]
+    if prefix_only_fields and proposal is not None:
+        proposal, advice = _prefix_index(schema, candidate, free, prefix_only_fields)
+        message += (
+            f" {database_name(connection)} indexes a TEXT column by a prefix only"
+            f" ({', '.join(prefix_only_fields)}), which models.Index cannot declare: its"
+            " migration would fail there."
+        )
     if candidate.pattern and connection.vendor == "mysql":
         message += (
             f" Django's startswith is LIKE BINARY on {database_name(connection)}, which no index"
@@ -369,6 +384,26 @@ def _finding(
         advice=advice,
         **ranked.size,
     )
+
+
+def _prefix_index(
+    schema: ModelSchema, candidate: Candidate, name: str, prefixed: list[str]
+) -> tuple[ProposedIndex, str]:
+    """MariaDB's index keeping a prefix of each TEXT column, as SQL for a RunSQL."""
+    connection = connections[schema.database]
+    model = candidate.model
+    columns = [
+        (column_of(model._meta.get_field(field)), field in prefixed) for field in candidate.names
+    ]
+    sql = prefix_index_sql(connection, schema.table, name, columns)
+    quote = connection.ops.quote_name
+    undo = f"DROP INDEX {quote(name)} ON {quote(schema.table)}"
+    advice = (
+        f"Add it in a migration: migrations.RunSQL({sql!r}, {undo!r}), keeping the first"
+        f" {PREFIX_LENGTH} characters (choose as many as tell the values apart); or make"
+        f" {', '.join(prefixed)} a CharField, which an index in Meta.indexes takes whole."
+    )
+    return ProposedIndex(tuple(candidate.fields), name, sql=sql), advice
 
 
 def _whole_instead(candidate: Candidate, whole: tuple[str, Any], database: str) -> str:

@@ -58,9 +58,14 @@ def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> Pendi
     by_model: dict[str, list[Finding]] = {}
     for finding in findings:
         if finding.index is not None and finding.index.sql:
-            # A GIN index (trigram or containment): models.Index would declare a B-tree.
+            # A GIN index (trigram or containment), or MariaDB's prefix index of a TEXT
+            # column: models.Index cannot declare either.
             result.skipped.append(
-                (finding.model, f"{finding.index.name} is a GIN index: run its SQL in RunSQL")
+                (
+                    finding.model,
+                    f"{finding.index.name} cannot be declared in Meta.indexes: "
+                    "run its SQL in RunSQL",
+                )
             )
         elif finding.index is not None:
             by_model.setdefault(finding.model, []).append(finding)

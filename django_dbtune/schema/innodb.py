@@ -69,3 +69,36 @@ def reversible_drop(connection: BaseDatabaseWrapper, table: str, index: str) -> 
         f"Try it first: {alter} {off} makes the planner leave it alone at once, and "
         f"{alter} {on} undoes that as fast; remove it once no query has slowed down."
     )
+
+
+PREFIX_LENGTH = 100
+"""Characters of a TEXT column a proposed prefix index keeps."""
+
+_PREFIX_ONLY = frozenset(
+    {"tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob", "longblob"}
+)
+
+
+def prefix_only(connection: BaseDatabaseWrapper, model_field: Any) -> bool:
+    """Whether MariaDB or MySQL indexes this column by a prefix only (TEXT and BLOB): an
+    index ``models.Index`` declares on it fails to build there."""
+    if connection.vendor != "mysql":
+        return False
+    try:
+        db_type = model_field.db_type(connection)
+    except DatabaseError:  # the server cannot be asked its version: by the field's kind
+        return str(model_field.get_internal_type()) in ("TextField", "BinaryField")
+    return isinstance(db_type, str) and db_type.lower() in _PREFIX_ONLY
+
+
+def prefix_index_sql(
+    connection: BaseDatabaseWrapper, table: str, name: str, columns: list[tuple[str, bool]]
+) -> str:
+    """``CREATE INDEX`` keeping ``PREFIX_LENGTH`` characters of each prefix-only column:
+    ``columns`` is each column with whether it is one."""
+    quote = connection.ops.quote_name
+    parts = ", ".join(
+        f"{quote(column)}({PREFIX_LENGTH})" if prefix else quote(column)
+        for column, prefix in columns
+    )
+    return f"CREATE INDEX {quote(name)} ON {quote(table)} ({parts})"

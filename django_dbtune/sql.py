@@ -255,7 +255,7 @@ def _joined_targets(node: exp.Update | exp.Delete) -> list[exp.Table]:
     """The tables a multi-table UPDATE sets columns of, or a multi-table DELETE deletes
     from, by name or alias; every table it names when one cannot be told (a column set
     without its table's name, say): retiring a table too many is only a miss."""
-    named = [table for table in node.this.find_all(exp.Table)]
+    named = list(node.this.find_all(exp.Table))
     by_alias = {table.alias_or_name: table for table in named}
     if isinstance(node, exp.Delete):
         wanted = [table.alias_or_name for table in node.args.get("tables") or ()]

@@ -242,7 +242,7 @@ def test_sql_written_by_hand_that_reads_the_clock_or_a_random_number_runs_every_
     assert (ran, queries(titles)[1]) == (1, 0)  # the others are cached as before
 
 
-def _raw(sql, params=()):
+def raw(sql, params=()):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -265,13 +265,13 @@ WRITES = {
     "update_or_create": lambda: Book.objects.update_or_create(
         title="B11", defaults={"title": "upserted"}
     ),
-    "raw insert": lambda: _raw(
+    "raw insert": lambda: raw(
         "INSERT INTO shop_book (title, summary, author_id) VALUES (%s, '', %s)",
         ["raw", Author.objects.first().pk],
     ),
-    "raw update": lambda: _raw("UPDATE shop_book SET title = %s WHERE title = %s", ["raw", "B00"]),
+    "raw update": lambda: raw("UPDATE shop_book SET title = %s WHERE title = %s", ["raw", "B00"]),
     "raw delete": lambda: _raw_delete("B00"),
-    "raw, lower case after a comment": lambda: _raw(
+    "raw, lower case after a comment": lambda: raw(
         "/* by hand */ update shop_book set title = %s where title = %s", ["raw", "B00"]
     ),
 }
@@ -279,7 +279,7 @@ WRITES = {
 
 def _raw_delete(title):
     Book.objects.get(title=title).tags.clear()  # the book table itself is not touched here
-    _raw("DELETE FROM shop_book WHERE title = %s", [title])
+    raw("DELETE FROM shop_book WHERE title = %s", [title])
 
 
 def _save_title(old, new):
@@ -401,11 +401,11 @@ def test_a_table_named_with_its_schema_or_in_capitals_is_the_same_table(shop):
         connection.vendor, "main"
     )
     titles()
-    _raw(f"UPDATE {schema}.shop_book SET title = %s WHERE title = %s", ["qualified", "B00"])
+    raw(f"UPDATE {schema}.shop_book SET title = %s WHERE title = %s", ["qualified", "B00"])
     assert titles() == database_titles()
     if connection.vendor == "mysql":
         return  # SHOP_BOOK is another table there (names are case-sensitive on Linux)
-    _raw("UPDATE SHOP_BOOK SET title = %s WHERE title = %s", ["capitals", "B01"])
+    raw("UPDATE SHOP_BOOK SET title = %s WHERE title = %s", ["capitals", "B01"])
     assert titles() == database_titles()
     assert {"qualified", "capitals"} <= set(titles())
 
@@ -419,7 +419,7 @@ def test_a_write_the_parser_cannot_read_retires_every_entry(shop):
             "needs SQLite, whose UPDATE OR IGNORE the parser cannot read: "
             "run with DBTUNE_DB=sqlite"
         )
-    _raw("UPDATE OR IGNORE shop_book SET title = %s WHERE title = %s", ["cast", "B00"])
+    raw("UPDATE OR IGNORE shop_book SET title = %s WHERE title = %s", ["cast", "B00"])
     assert "cast" in titles()
     assert queries(lambda: list(Author.cached_objects.cached()))[1] == 1  # retired too
     assert sorted(Author.cached_objects.cached().values_list("name", flat=True)) == authors
@@ -433,20 +433,20 @@ def test_a_placeholder_with_a_cast_is_read_for_its_table(shop, postgres_only):
     titles()
     Device.objects.create(name="d", roles=["a"])
     assert queries(titles)[1] == 0
-    _raw("UPDATE shop_book SET title = %s WHERE title = %s::text", ["cast", "B00"])
+    raw("UPDATE shop_book SET title = %s WHERE title = %s::text", ["cast", "B00"])
     assert "cast" in titles()
 
 
 def test_truncate_cascade_retires_the_tables_it_empties_through_their_keys(shop, postgres_only):
     titles()
-    _raw("TRUNCATE shop_author CASCADE")  # the books go too: they point at the authors
+    raw("TRUNCATE shop_author CASCADE")  # the books go too: they point at the authors
     assert titles() == []
 
 
 def test_truncate_cascade_behind_a_comment_retires_the_tables_it_empties(shop, postgres_only):
     """Tools tag their SQL with a leading comment (sqlcommenter): the statement is the same."""
     titles()
-    _raw("/* job=nightly */ TRUNCATE shop_author CASCADE")
+    raw("/* job=nightly */ TRUNCATE shop_author CASCADE")
     assert titles() == []
 
 
@@ -458,74 +458,74 @@ def counted_books():
 
 
 def test_a_refreshed_materialized_view_retires_what_read_it(shop, postgres_only):
-    _raw("DROP MATERIALIZED VIEW IF EXISTS shop_book_count")
-    _raw("CREATE MATERIALIZED VIEW shop_book_count AS SELECT count(*) AS n FROM shop_book")
+    raw("DROP MATERIALIZED VIEW IF EXISTS shop_book_count")
+    raw("CREATE MATERIALIZED VIEW shop_book_count AS SELECT count(*) AS n FROM shop_book")
     try:
         assert counted_books() == 4
         assert queries(counted_books)[1] == 0  # served by the cache
         Book.objects.filter(title="B00").delete()
         assert counted_books() == 4  # the view itself has not changed yet
-        _raw("REFRESH MATERIALIZED VIEW shop_book_count")
+        raw("REFRESH MATERIALIZED VIEW shop_book_count")
         assert counted_books() == 3
     finally:
-        _raw("DROP MATERIALIZED VIEW shop_book_count")
+        raw("DROP MATERIALIZED VIEW shop_book_count")
 
 
 @pytest.mark.parametrize("comment", ["", "/* job=nightly */ ", "-- a job\n"])
 def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_only, comment):
     """Also behind a leading comment, as SQL commenters tag statements."""
     titles()
-    _raw(
+    raw(
         "CREATE OR REPLACE PROCEDURE rename_a_book(old text, new text) LANGUAGE SQL AS "
         "$$ UPDATE shop_book SET title = new WHERE title = old $$"
     )
-    _raw(comment + "CALL rename_a_book(%s, %s)", ["B00", "called"])
+    raw(comment + "CALL rename_a_book(%s, %s)", ["B00", "called"])
     assert "called" in titles()
     rename = "BEGIN UPDATE shop_book SET title = '{}' WHERE title = '{}'; END"
-    _raw(comment + "DO $$ " + rename.format("a block", "B01") + " $$")
+    raw(comment + "DO $$ " + rename.format("a block", "B01") + " $$")
     assert "a block" in titles()
-    _raw(comment + "DO\n$$ " + rename.format("next line", "B11") + " $$")
+    raw(comment + "DO\n$$ " + rename.format("next line", "B11") + " $$")
     assert "next line" in titles()
     with transaction.atomic():  # and again at commit, for what others stored meanwhile
-        _raw(comment + "CALL rename_a_book(%s, %s)", ["B10", "in a transaction"])
+        raw(comment + "CALL rename_a_book(%s, %s)", ["B10", "in a transaction"])
     assert "in a transaction" in titles()
 
 
 def test_a_select_that_calls_a_function_that_writes_retires_what_it_writes(shop, postgres_only):
     """``SELECT f()`` reads like a query; the function's body (or one it calls) writes."""
-    _raw(
+    raw(
         "CREATE FUNCTION shop_mark_books() RETURNS void LANGUAGE plpgsql AS "
         "$$ BEGIN UPDATE shop_book SET title = title || '!'; END $$"
     )
-    _raw(
+    raw(
         "CREATE FUNCTION shop_nightly() RETURNS int LANGUAGE plpgsql AS "
         "$$ BEGIN PERFORM shop_mark_books(); RETURN 1; END $$"
     )
-    _raw(
+    raw(
         "CREATE FUNCTION shop_anything(statement text) RETURNS void LANGUAGE plpgsql AS "
         "$$ BEGIN EXECUTE statement; END $$"
     )
     try:
         assert titles() == ["B00", "B01", "B10", "B11"]
-        _raw("SELECT shop_mark_books()")
+        raw("SELECT shop_mark_books()")
         assert titles() == ["B00!", "B01!", "B10!", "B11!"]
         assert queries(titles)[1] == 0  # served: a call of a function that only reads
-        assert queries(lambda: _raw("SELECT lower('X'), count(*) FROM shop_book"))[1] == 1
+        assert queries(lambda: raw("SELECT lower('X'), count(*) FROM shop_book"))[1] == 1
         assert queries(titles)[1] == 0  # ... and of a built-in keep the entry
         with transaction.atomic():
-            _raw("select public.SHOP_NIGHTLY() AS done")  # through the function it calls
+            raw("select public.SHOP_NIGHTLY() AS done")  # through the function it calls
         assert titles() == ["B00!!", "B01!!", "B10!!", "B11!!"]
-        _raw("SELECT shop_anything(%s)", ["UPDATE shop_book SET title = 'dynamic'"])
+        raw("SELECT shop_anything(%s)", ["UPDATE shop_book SET title = 'dynamic'"])
         assert titles() == ["dynamic"] * 4
     finally:
         for function in ("shop_nightly()", "shop_mark_books()", "shop_anything(text)"):
-            _raw(f"DROP FUNCTION IF EXISTS {function}")
+            raw(f"DROP FUNCTION IF EXISTS {function}")
 
 
 def test_a_procedure_run_through_callproc_retires_every_entry(shop, postgres_only):
     """``cursor.callproc()`` does not pass Django's execute wrappers."""
     titles()
-    _raw(
+    raw(
         "CREATE OR REPLACE FUNCTION rename_books(new text) RETURNS void LANGUAGE SQL AS "
         "$$ UPDATE shop_book SET title = new $$"
     )
@@ -588,22 +588,22 @@ def test_a_delete_inside_a_with_or_behind_a_comment_retires_what_the_database_ca
 
     table = bookcase._meta.db_table
     assert rows() == (["V"], [binder.objects.get().pk])
-    _raw(f"/* cleanup */ DELETE FROM {table} WHERE name = %s", ["S"])
+    raw(f"/* cleanup */ DELETE FROM {table} WHERE name = %s", ["S"])
     assert rows() == ([], [None])
     again = bookcase.objects.create(name="T")
     binder.objects.create(title="W", bookcase=again)
     assert rows() == (["W"], [None])
     if connection.vendor != "postgresql":
         return  # a DELETE inside a WITH is PostgreSQL's
-    _raw(f"WITH gone AS (DELETE FROM {table} RETURNING id) SELECT count(*) FROM gone")
+    raw(f"WITH gone AS (DELETE FROM {table} RETURNING id) SELECT count(*) FROM gone")
     assert rows() == ([], [None])
 
 
 @pytest.fixture
 def titles_view(shop):
-    _raw("CREATE VIEW shop_book_titles AS SELECT id, title FROM shop_book")
+    raw("CREATE VIEW shop_book_titles AS SELECT id, title FROM shop_book")
     yield
-    _raw("DROP VIEW shop_book_titles")
+    raw("DROP VIEW shop_book_titles")
 
 
 def view_titles():
@@ -648,16 +648,16 @@ def test_declared_views_and_triggers_retire_what_the_catalog_does_not_show(shop,
 def test_a_view_over_a_view_is_followed_to_its_tables(titles_view, postgres_only):
     from tests.shop.models import BookTitle
 
-    _raw("ALTER VIEW shop_book_titles RENAME TO shop_book_titles_inner")
-    _raw("CREATE VIEW shop_book_titles AS SELECT id, title FROM shop_book_titles_inner")
+    raw("ALTER VIEW shop_book_titles RENAME TO shop_book_titles_inner")
+    raw("CREATE VIEW shop_book_titles AS SELECT id, title FROM shop_book_titles_inner")
     try:
         assert view_titles() == database_titles()
         Book.objects.filter(title="B00").update(title="two views down")
         assert view_titles() == database_titles()
         assert BookTitle.cached_objects.count() == 4
     finally:
-        _raw("DROP VIEW shop_book_titles")
-        _raw("ALTER VIEW shop_book_titles_inner RENAME TO shop_book_titles")
+        raw("DROP VIEW shop_book_titles")
+        raw("ALTER VIEW shop_book_titles_inner RENAME TO shop_book_titles")
 
 
 def author_names():
@@ -667,19 +667,19 @@ def author_names():
 @contextlib.contextmanager
 def book_trigger(name, body):
     """A PostgreSQL trigger after every UPDATE of the books, running ``body`` (PL/pgSQL)."""
-    _raw(
+    raw(
         f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
         f"$$ BEGIN {body}; RETURN NULL; END $$"
     )
-    _raw(
+    raw(
         f"CREATE TRIGGER {name} AFTER UPDATE ON shop_book "
         f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
     )
     try:
         yield
     finally:
-        _raw(f"DROP TRIGGER IF EXISTS {name} ON shop_book")
-        _raw(f"DROP FUNCTION IF EXISTS {name}()")
+        raw(f"DROP TRIGGER IF EXISTS {name} ON shop_book")
+        raw(f"DROP FUNCTION IF EXISTS {name}()")
 
 
 MARK_AUTHORS = "UPDATE shop_author SET name = name || '!'"
@@ -706,20 +706,20 @@ MYSQL_MARK_AUTHORS = "UPDATE shop_author SET name = CONCAT(name, '!')"  # || is 
 
 @contextlib.contextmanager
 def mysql_book_trigger(name, body):
-    _raw(f"CREATE TRIGGER {name} AFTER UPDATE ON shop_book FOR EACH ROW {body}")
+    raw(f"CREATE TRIGGER {name} AFTER UPDATE ON shop_book FOR EACH ROW {body}")
     try:
         yield
     finally:
-        _raw(f"DROP TRIGGER {name}")
+        raw(f"DROP TRIGGER {name}")
 
 
 @contextlib.contextmanager
 def sqlite_book_trigger(name, body):
-    _raw(f"CREATE TRIGGER {name} AFTER UPDATE ON shop_book BEGIN {body}; END")
+    raw(f"CREATE TRIGGER {name} AFTER UPDATE ON shop_book BEGIN {body}; END")
     try:
         yield
     finally:
-        _raw(f"DROP TRIGGER {name}")
+        raw(f"DROP TRIGGER {name}")
 
 
 def test_dropping_an_index_or_a_scratch_table_keeps_every_entry(shop):
@@ -727,11 +727,11 @@ def test_dropping_an_index_or_a_scratch_table_keeps_every_entry(shop):
     retires every entry): a DROP INDEX or a scratch table's DROP TABLE is not one."""
     titles()
     assert queries(titles)[1] == 0
-    _raw("CREATE TABLE shop_scratch (n integer)")
-    _raw("CREATE INDEX shop_scratch_n ON shop_scratch (n)")
+    raw("CREATE TABLE shop_scratch (n integer)")
+    raw("CREATE INDEX shop_scratch_n ON shop_scratch (n)")
     on_table = " ON shop_scratch" if connection.vendor == "mysql" else ""
-    _raw(f"DROP INDEX shop_scratch_n{on_table}")
-    _raw("DROP TABLE shop_scratch")
+    raw(f"DROP INDEX shop_scratch_n{on_table}")
+    raw("DROP TABLE shop_scratch")
     assert queries(titles)[1] == 0
 
 
@@ -777,10 +777,10 @@ def test_a_trigger_another_process_makes_is_followed_once_it_says_so(shop):
         said = caches["default"].get(store.catalog_key())
     finally:
         if connection.vendor == "postgresql":
-            _raw("DROP TRIGGER IF EXISTS shop_mark ON shop_book")
-            _raw("DROP FUNCTION IF EXISTS shop_mark()")
+            raw("DROP TRIGGER IF EXISTS shop_mark ON shop_book")
+            raw("DROP FUNCTION IF EXISTS shop_mark()")
         else:
-            _raw("DROP TRIGGER IF EXISTS shop_mark")
+            raw("DROP TRIGGER IF EXISTS shop_mark")
     # Dropping it here, through Django, tells the other processes in turn.
     assert caches["default"].get(store.catalog_key()) not in (None, said)
 
@@ -801,7 +801,7 @@ def test_a_catalog_that_could_not_be_read_is_read_again(titles_view, postgres_on
     def read_in_a_failed_transaction():
         with transaction.atomic():
             with contextlib.suppress(DatabaseError):
-                _raw("SELECT 1/0")  # the project swallows an error: the transaction failed
+                raw("SELECT 1/0")  # the project swallows an error: the transaction failed
             view_titles()
 
     dependencies.forget()
@@ -823,11 +823,11 @@ def test_a_trigger_created_by_another_thread_is_seen_once_it_commits(shop, postg
     def create_the_trigger():
         try:
             with transaction.atomic():
-                _raw(
+                raw(
                     "CREATE FUNCTION shop_mark() RETURNS trigger LANGUAGE plpgsql AS "
                     f"$$ BEGIN {MARK_AUTHORS}; RETURN NULL; END $$"
                 )
-                _raw(
+                raw(
                     "CREATE TRIGGER shop_mark AFTER UPDATE ON shop_book "
                     "FOR EACH STATEMENT EXECUTE FUNCTION shop_mark()"
                 )
@@ -848,12 +848,12 @@ def test_a_trigger_created_by_another_thread_is_seen_once_it_commits(shop, postg
         Book.objects.filter(title="B00").update(title="triggered")
         assert author_names() == ["A0!", "A1!"]
     finally:
-        _raw("DROP TRIGGER shop_mark ON shop_book")
-        _raw("DROP FUNCTION shop_mark()")
+        raw("DROP TRIGGER shop_mark ON shop_book")
+        raw("DROP FUNCTION shop_mark()")
 
 
 def test_what_a_function_a_trigger_calls_writes_is_retired_too(shop, postgres_only):
-    _raw(
+    raw(
         "CREATE FUNCTION shop_touch_authors() RETURNS void LANGUAGE plpgsql AS "
         f"$$ BEGIN {MARK_AUTHORS}; END $$"
     )
@@ -863,7 +863,7 @@ def test_what_a_function_a_trigger_calls_writes_is_retired_too(shop, postgres_on
             Book.objects.filter(title="B00").update(title="triggered")
             assert author_names() == ["A0!", "A1!"]
     finally:
-        _raw("DROP FUNCTION shop_touch_authors()")
+        raw("DROP FUNCTION shop_touch_authors()")
 
 
 def test_one_tenants_schema_never_reads_anothers_entries(shop):
@@ -1138,7 +1138,7 @@ def test_a_transaction_reads_its_own_write_however_the_statement_named_the_table
     stores the committed rows: the transaction's reads of ``shop_book`` skip the cache."""
     titles()
     with transaction.atomic():
-        _raw("UPDATE public.shop_book SET title = %s WHERE title = %s", ["mine", "B00"])
+        raw("UPDATE public.shop_book SET title = %s WHERE title = %s", ["mine", "B00"])
         _another_connection_reads()
         assert "mine" in titles()
 
@@ -1151,8 +1151,8 @@ def test_a_write_to_unknown_tables_in_a_transaction_is_its_own_for_every_read(
     titles()
     statement = "DO $$ BEGIN UPDATE shop_book SET title = '{}' WHERE title = '{}'; END $$"
     with transaction.atomic():
-        _raw(statement.format("unknown", "B00"))
-        _raw(statement.format("unknown too", "B01"))
+        raw(statement.format("unknown", "B00"))
+        raw(statement.format("unknown too", "B01"))
         _another_connection_reads()
         assert "unknown" in titles()
     assert titles() == database_titles()
@@ -1598,7 +1598,7 @@ def test_rows_stored_under_a_models_old_fields_are_not_served_to_its_new_code(sh
     rows without it, and the new code must not be served those."""
     from django.db import models
 
-    _raw("ALTER TABLE shop_book ADD COLUMN isbn varchar(20) NULL")
+    raw("ALTER TABLE shop_book ADD COLUMN isbn varchar(20) NULL")
     try:
 
         def rows():
@@ -1615,7 +1615,7 @@ def test_rows_stored_under_a_models_old_fields_are_not_served_to_its_new_code(sh
             Book._meta._expire_cache()
             delattr(Book, "isbn")
     finally:
-        _raw("ALTER TABLE shop_book DROP COLUMN isbn")
+        raw("ALTER TABLE shop_book DROP COLUMN isbn")
 
 
 def test_locking_reads_always_reach_the_database(shop):
@@ -1802,13 +1802,13 @@ def test_a_read_in_manual_commit_mode_is_never_stored_for_others(shop):
 @pytest.fixture
 def tenant_schema(shop, postgres_only):
     """A schema ``tenant_x`` with its own ``shop_book``, whose titles start with "X"."""
-    _raw("CREATE SCHEMA tenant_x")
-    _raw("CREATE TABLE tenant_x.shop_book (LIKE public.shop_book INCLUDING ALL)")
-    _raw("INSERT INTO tenant_x.shop_book SELECT * FROM public.shop_book")
-    _raw("UPDATE tenant_x.shop_book SET title = 'X' || title")
+    raw("CREATE SCHEMA tenant_x")
+    raw("CREATE TABLE tenant_x.shop_book (LIKE public.shop_book INCLUDING ALL)")
+    raw("INSERT INTO tenant_x.shop_book SELECT * FROM public.shop_book")
+    raw("UPDATE tenant_x.shop_book SET title = 'X' || title")
     yield
     connection.close()  # whatever path the test left set
-    _raw("DROP SCHEMA tenant_x CASCADE")
+    raw("DROP SCHEMA tenant_x CASCADE")
 
 
 def test_a_search_path_set_by_hand_keys_what_is_read_under_it(tenant_schema):
@@ -1816,10 +1816,10 @@ def test_a_search_path_set_by_hand_keys_what_is_read_under_it(tenant_schema):
     from the same SQL: each schema's rows are cached apart."""
     public = titles()
     assert titles() == public == database_titles()  # stored and served
-    _raw("SET search_path TO tenant_x, public")
+    raw("SET search_path TO tenant_x, public")
     assert titles() == database_titles() == [f"X{title}" for title in public]
     assert titles() == database_titles()  # stored under its own key, and served
-    _raw("SET search_path = %s", ["public"])
+    raw("SET search_path = %s", ["public"])
     assert titles() == public
     connection.close()  # a new connection starts from the settings' path
     assert titles() == public
@@ -1828,19 +1828,19 @@ def test_a_search_path_set_by_hand_keys_what_is_read_under_it(tenant_schema):
 def test_a_search_path_changed_in_a_way_that_cannot_be_told_skips_the_cache(tenant_schema):
     titles()
     with transaction.atomic():
-        _raw("SET LOCAL search_path TO tenant_x, public")
+        raw("SET LOCAL search_path TO tenant_x, public")
         assert titles() == database_titles()  # tenant_x's rows, not the public entry
-    _raw("SELECT set_config('search_path', 'tenant_x, public', false)")
+    raw("SELECT set_config('search_path', 'tenant_x, public', false)")
     assert titles() == database_titles()
-    _raw("RESET search_path")
+    raw("RESET search_path")
     assert titles() == database_titles()
 
 
 def test_other_session_settings_leave_the_cache_on(shop, postgres_only):
     """Django itself runs ``SET CONSTRAINTS ALL IMMEDIATE`` (checking deferred constraints)."""
     titles()
-    _raw("SET CONSTRAINTS ALL IMMEDIATE")
-    _raw("SET TIME ZONE 'UTC'")
+    raw("SET CONSTRAINTS ALL IMMEDIATE")
+    raw("SET TIME ZONE 'UTC'")
     assert queries(titles)[1] == 0
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections
 
 from django_dbtune.advisor.admin_usage import admin_usages
 from django_dbtune.advisor.drift import drift
@@ -120,6 +120,8 @@ def health(app_labels: Iterable[str], database: str) -> Health:
         _postgresql(report, {schema.table: schema for schema in schemas})
     elif connection.vendor == "mysql":
         _mysql_sizes(report, {schema.table: schema for schema in schemas})
+    report.tables.sort(key=lambda t: -(t.table_bytes + t.index_bytes))
+    report.indexes.sort(key=lambda i: -i.bytes)
     return report
 
 
@@ -151,15 +153,14 @@ def _mysql_sizes(report: Health, schemas: dict[str, ModelSchema]) -> None:
             tables,
         )
         found = cursor.fetchall()
-        try:
-            with transaction.atomic(using=report.database):
-                cursor.execute(
-                    "SELECT table_name, index_name, stat_value * @@innodb_page_size "
-                    "FROM mysql.innodb_index_stats WHERE database_name = DATABASE() "
-                    f"AND stat_name = 'size' AND table_name IN ({marks})",
-                    tables,
-                )
-                sizes = {(table, name): int(size) for table, name, size in cursor.fetchall()}
+        try:  # (a failed statement leaves MariaDB's transaction as it was)
+            cursor.execute(
+                "SELECT table_name, index_name, stat_value * @@innodb_page_size "
+                "FROM mysql.innodb_index_stats WHERE database_name = DATABASE() "
+                f"AND stat_name = 'size' AND table_name IN ({marks})",
+                tables,
+            )
+            sizes = {(table, name): int(size) for table, name, size in cursor.fetchall()}
         except DatabaseError:
             sizes = {}
     for table, name, non_unique in found:
@@ -179,8 +180,6 @@ def _mysql_sizes(report: Health, schemas: dict[str, ModelSchema]) -> None:
                     constraint=primary or unique,
                 )
             )
-    report.tables.sort(key=lambda t: -(t.table_bytes + t.index_bytes))
-    report.indexes.sort(key=lambda i: -i.bytes)
 
 
 def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
@@ -235,8 +234,6 @@ def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
                     method=method,
                 )
             )
-    report.tables.sort(key=lambda t: -(t.table_bytes + t.index_bytes))
-    report.indexes.sort(key=lambda i: -i.bytes)
     _keep_unused(report, window, schemas)
     report.findings.extend(_index_findings(report))
     report.findings.extend(_scan_findings(report))

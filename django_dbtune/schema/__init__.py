@@ -235,9 +235,7 @@ def declared_indexes(
             found.append(IndexInfo(None, (column,), "primary key", unique=True, implicit=True))
         elif model_field.unique:
             found.append(IndexInfo(None, (column,), "unique field", unique=True))
-        elif model_field in innodb_keys:
-            pass  # added below, when no other index leads with its column
-        elif has_db_index(model_field):
+        elif has_db_index(model_field) and model_field not in innodb_keys:  # (those: below)
             origin = "foreign key" if model_field.is_relation else "db_index"
             found.append(IndexInfo(None, (column,), origin, implicit=model_field.is_relation))
         pattern = _pattern_opclass(model_field, connection)

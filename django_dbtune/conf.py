@@ -112,6 +112,13 @@ OPTIONS: dict[str, Option] = {
         "Keep one parameter set per query shape in recorded workloads (they may be personal "
         "data; off by default). Lets the advisor plan with real values.",
     ),
+    "PRODUCTION_DATABASES": Option(
+        (),
+        is_str_list,
+        "a list of database aliases",
+        "Aliases on which suggest_indexes --allow-build is refused: building a trial index "
+        "takes locks and I/O a production database should not pay for a proof.",
+    ),
     "UNUSED_INDEX_MIN_DAYS": Option(
         7,
         lambda value: (
@@ -294,6 +301,10 @@ class Settings:
     @cached_property
     def WORKLOAD_PARAMS(self) -> bool:
         return bool(self._get("WORKLOAD_PARAMS"))
+
+    @cached_property
+    def PRODUCTION_DATABASES(self) -> tuple[str, ...]:
+        return tuple(self._get("PRODUCTION_DATABASES"))
 
     @cached_property
     def UNUSED_INDEX_MIN_DAYS(self) -> float:

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, models
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_dbtune import workload
@@ -218,6 +219,18 @@ def test_without_hypopg_the_trial_is_built_and_rolled_back_only_when_allowed(rec
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'shop_book'")
         assert not [name for (name,) in cursor.fetchall() if name.startswith("dbtune_trial_")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_build_is_refused_on_a_production_alias_but_hypopg_is_not(recorded):
+    _hypopg(False)
+    with override_settings(DBTUNE={"PRODUCTION_DATABASES": ["default"]}):
+        with pytest.raises(CommandError, match=r"refused on database 'default'.*PRODUCTION"):
+            _suggest(recorded, "--allow-build")
+        _hypopg(True)
+        findings, err = _suggest(recorded, "--allow-build")  # HypoPG builds nothing
+    assert [f["fields"] for f in findings] == [["title"]]
+    assert "hypothetical indexes (HypoPG)" in err
 
 
 def _assert_only_plain_explains_of_reads(ran):

@@ -25,6 +25,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from sqlglot import exp
 
+from django_dbtune.advisor.table_values import TableValues
 from django_dbtune.errors import DbtuneError
 from django_dbtune.sql import parse_quietly
 
@@ -58,7 +59,8 @@ class Plan:
     accesses: list[Access] = field(default_factory=list)
     """In the order the plan tree lists them, outermost first."""
     cost: float = 0.0
-    """PostgreSQL's estimated total cost (SQLite shows none)."""
+    """The planner's estimated total cost: PostgreSQL's, MariaDB's ``Last_query_cost``
+    (SQLite shows none)."""
     top: str = ""
     """The root node (PostgreSQL): what a plan reading no table is described by."""
     text: str = ""
@@ -142,7 +144,7 @@ def read_mysql(document: Any) -> Plan:
         if "table_name" in node and "access_type" in node:
             table, kind = str(node["table_name"]), str(node["access_type"])
             index = str(node["key"]) if node.get("key") else None
-            detail = f"{kind} on {table}" + (f" using {index}" if index else "")
+            detail = f"{kind} on {table}"
             plan.accesses.append(Access(table, detail, index, full=kind in ("ALL", "index")))
         stack.extend(reversed(list(node.values())))
     return plan
@@ -217,7 +219,13 @@ def _explain_mysql(
     with connection.cursor() as cursor:
         cursor.execute(f"{prefix}EXPLAIN FORMAT=JSON {sql}", params)
         document = cursor.fetchone()[0]
-    return read_mysql(document)
+        # The optimizer's estimate for the plan it chose (0 where it has none: a UNION,
+        # some subqueries); EXPLAIN FORMAT=JSON of MariaDB 10 has no cost.
+        cursor.execute("SHOW SESSION STATUS LIKE 'Last_query_cost'")
+        row = cursor.fetchone()
+    plan = read_mysql(document)
+    plan.cost = float(row[1]) if row else 0.0
+    return plan
 
 
 _statements = itertools.count(1)
@@ -296,14 +304,19 @@ def hypopg_state(connection: BaseDatabaseWrapper) -> Literal["installed", "avail
 
 
 class TrialIndexes:
-    """Makes indexes present to the planner of one PostgreSQL connection: hypothetical
+    """Makes indexes present to the planner of one connection: on PostgreSQL hypothetical
     (``method="hypopg"``: nothing is built, no lock) or built inside a transaction that is
-    rolled back (``"build"``, under ``lock_timeout`` and ``statement_timeout``)."""
+    rolled back (``"build"``, under ``lock_timeout`` and ``statement_timeout``); on MariaDB
+    and MySQL built online and dropped (``"online"``)."""
 
-    def __init__(self, connection: BaseDatabaseWrapper, method: Literal["hypopg", "build"]):
+    def __init__(
+        self, connection: BaseDatabaseWrapper, method: Literal["hypopg", "build", "online"]
+    ):
         self.connection = connection
         self.method = method
         self._numbers = itertools.count(1)
+        self.values = TableValues(connection)
+        """Parameter values for reads recorded without any (MariaDB plans need values)."""
 
     @contextmanager
     def present(
@@ -326,6 +339,10 @@ class TrialIndexes:
                 with self.connection.cursor() as cursor:
                     cursor.execute("SELECT hypopg_reset()")
             return
+        if self.connection.vendor == "mysql":
+            with self._built_online(indexes) as names:
+                yield names
+            return
         alias = self.connection.alias
         with transaction.atomic(using=alias):
             with self.connection.cursor() as cursor:
@@ -340,6 +357,52 @@ class TrialIndexes:
                 yield names
             finally:
                 transaction.set_rollback(True, using=alias)
+
+    @contextmanager
+    def _built_online(
+        self, indexes: list[tuple[type[models.Model], models.Index]]
+    ) -> Iterator[list[str]]:
+        """MariaDB and MySQL: DDL commits, so nothing can be rolled back. Each index is
+        built online (``ALGORITHM=INPLACE, LOCK=NONE``: reads and writes go on) and dropped
+        on the way out, whatever happened in between."""
+        if self.connection.in_atomic_block:
+            raise PlannerError(
+                "On MariaDB and MySQL a trial index cannot be built inside a transaction: "
+                "its CREATE INDEX would commit it."
+            )
+        built: list[tuple[str, str]] = []
+        quote = self.connection.ops.quote_name
+        try:
+            with self.connection.cursor() as cursor:
+                for model, index in indexes:
+                    trial = replace_name(index, f"{TRIAL_PREFIX}{next(self._numbers)}")
+                    statement = index_sql(self.connection, model, trial)
+                    cursor.execute(
+                        _bounded(self.connection, f"{statement} ALGORITHM=INPLACE LOCK=NONE")
+                    )
+                    built.append((trial.name, model._meta.db_table))
+            yield [name for name, _ in built]
+        finally:
+            with self.connection.cursor() as cursor:
+                for name, table in reversed(built):
+                    cursor.execute(
+                        _bounded(
+                            self.connection,
+                            f"ALTER TABLE {quote(table)} DROP INDEX {quote(name)}, "
+                            "ALGORITHM=INPLACE, LOCK=NONE",
+                        )
+                    )
+
+
+def _bounded(connection: BaseDatabaseWrapper, ddl: str) -> str:
+    """``ddl`` waiting at most ``LOCK_TIMEOUT`` for the table's metadata lock and running at
+    most ``BUILD_TIMEOUT`` (MariaDB; MySQL has no ``SET STATEMENT``: its session's
+    ``lock_wait_timeout`` applies)."""
+    if not getattr(connection, "mysql_is_mariadb", False):
+        return ddl
+    lock = int(LOCK_TIMEOUT.removesuffix("s"))
+    build = int(BUILD_TIMEOUT.removesuffix("min")) * 60
+    return f"SET STATEMENT lock_wait_timeout = {lock}, max_statement_time = {build} FOR {ddl}"
 
 
 def replace_name(index: models.Index, name: str) -> models.Index:

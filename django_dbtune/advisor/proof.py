@@ -24,6 +24,7 @@ Each trial index is rendered by Django from the ``models.Index`` the migration w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -41,9 +42,11 @@ from django_dbtune.advisor.workload_candidates import (
     recorded,
     workload_candidates,
 )
+from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity, python_literal
 from django_dbtune.schema import ModelSchema, leads_with
+from django_dbtune.schema.innodb import database_name
 from django_dbtune.workload import Shape
 
 DEFAULT_MIN_REDUCTION = 0.2
@@ -56,12 +59,23 @@ class ProofError(DbtuneError):
 
 
 def _trial_indexes(connection: BaseDatabaseWrapper, allow_build: bool) -> TrialIndexes:
-    """HypoPG where the database has it; else a rolled-back build, only when allowed."""
+    """HypoPG where the database has it; else a build (rolled back on PostgreSQL, dropped
+    on MariaDB), only when allowed and never on a production alias."""
+    if connection.vendor == "mysql":
+        if allow_build:
+            return TrialIndexes(connection, _buildable(connection, "online"))
+        raise ProofError(
+            f"Proving indexes on {database_name(connection)} means building each candidate: "
+            "it has no hypothetical indexes. Pass --allow-build to build each one online "
+            "(ALGORITHM=INPLACE, LOCK=NONE: reads and writes go on, but it reads the whole "
+            "table and DDL cannot be rolled back there), plan the queries, and drop it. Use a "
+            "development or staging copy, not production."
+        )
     state = planner.hypopg_state(connection)
     if state == "installed":
         return TrialIndexes(connection, "hypopg")
     if allow_build:
-        return TrialIndexes(connection, "build")
+        return TrialIndexes(connection, _buildable(connection, "build"))
     hint = (
         "It is installed on the server: run CREATE EXTENSION hypopg; in the database"
         if state == "available"
@@ -76,12 +90,30 @@ def _trial_indexes(connection: BaseDatabaseWrapper, allow_build: bool) -> TrialI
     )
 
 
-def _plan_of(connection: BaseDatabaseWrapper, shape: Shape) -> Plan | None:
-    """The plan of a recorded read: for its recorded values, else for any value; None when
-    it cannot be planned."""
+def _buildable(
+    connection: BaseDatabaseWrapper, method: Literal["build", "online"]
+) -> Literal["build", "online"]:
+    """``method``, unless the alias is a production one (a build there is refused)."""
+    alias = connection.alias
+    if alias in conf.PRODUCTION_DATABASES:
+        raise ProofError(
+            f"--allow-build is refused on database {alias!r}: DBTUNE['PRODUCTION_DATABASES'] "
+            "lists it. Prove the workload on a copy instead (a development or staging "
+            "database with the same schema and similar data)."
+        )
+    return method
+
+
+def _plan_of(trials: TrialIndexes, shape: Shape) -> Plan | None:
+    """The plan of a recorded read: for its recorded values, else for any value (MariaDB:
+    for values read from the table); None when it cannot be planned."""
+    connection = trials.connection
     try:
         if shape.params is not None:
             return planner.explain(connection, shape.sql, shape.params)
+        if connection.vendor == "mysql":
+            params = trials.values.params(shape.sql)
+            return None if params is None else planner.explain(connection, shape.sql, params)
         return planner.explain_generic(connection, shape.sql, dollar=shape.placeholders == "$")
     except DatabaseError:
         return None
@@ -154,8 +186,10 @@ def prove(
         outcome.method = "sqlite"
         outcome.findings = full_scans(connection, shapes, served, schemas, outcome)
         return outcome
-    if connection.vendor != "postgresql":
-        raise ProofError(f"Proving indexes needs PostgreSQL; {database!r} is {connection.vendor}.")
+    if connection.vendor not in ("postgresql", "mysql"):
+        raise ProofError(
+            f"Proving indexes needs PostgreSQL or MariaDB; {database!r} is {connection.vendor}."
+        )
     trials = _trial_indexes(connection, allow_build)
     outcome.method = trials.method
     accepted: list[_Trial] = []
@@ -214,14 +248,27 @@ def _trial(
     connection = trials.connection
     proposal = entry.proposal()
     present = [(a.served.model, a.proposal.as_index()) for a in accepted]
-    with trials.present(present):
-        before = {id(s): p for s in entry.shapes if (p := _plan_of(connection, s)) is not None}
-    with trials.present([*present, (entry.model, proposal.as_index())]) as names:
-        after = {id(s): p for s in entry.shapes if (p := _plan_of(connection, s)) is not None}
+    try:
+        with trials.present(present):
+            before = {id(s): p for s in entry.shapes if (p := _plan_of(trials, s)) is not None}
+        with trials.present([*present, (entry.model, proposal.as_index())]) as names:
+            after = {id(s): p for s in entry.shapes if (p := _plan_of(trials, s)) is not None}
+    except DatabaseError as error:
+        if trials.method != "online":
+            raise
+        outcome.skip(f"candidates {database_name(connection)} could not build ({error})")
+        return None
     if not before or not after:
         outcome.skip("queries the planner could not plan")
         return None
     return _Trial(entry, proposal, before, after, names[-1])
+
+
+_HOW = {
+    "hypopg": "a hypothetical index (HypoPG)",
+    "build": "an index built and rolled back",
+    "online": "an index built online and dropped, and values read from the table",
+}
 
 
 def _severity(reduction: float) -> Severity:
@@ -246,9 +293,7 @@ def _finding(
     )
     before = (trial.baseline or trial.before).get(id(worst), trial.before[id(worst)])
     after = trial.after[id(worst)]
-    how = (
-        "a hypothetical index (HypoPG)" if method == "hypopg" else "an index built and rolled back"
-    )
+    how = _HOW[method]
     include = trial.served.include
     covering = f", reading only what it covers (include {', '.join(include)})" if include else ""
     condition = trial.served.condition

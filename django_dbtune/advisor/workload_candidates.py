@@ -55,6 +55,10 @@ class Served:
     """Columns the index also stores, so that a query reading only them scans just the index."""
     condition: tuple[str, Any] | None = None
     """A partial index's (field, value): every recorded call compared the field to it."""
+    opclasses: bool = True
+    """A prefix search's index takes pattern operator classes (PostgreSQL's): elsewhere a
+    plain index, which the planner proves or not (MariaDB reads ``LIKE 'abc%'`` through one
+    under a case-insensitive collation)."""
 
     @property
     def model(self) -> type[Model]:
@@ -68,7 +72,9 @@ class Served:
         return ProposedIndex(
             named.fields,
             named.name,
-            pattern_opclasses(self.model, candidate.fields) if candidate.pattern else (),
+            pattern_opclasses(self.model, candidate.fields)
+            if candidate.pattern and self.opclasses
+            else (),
             condition=condition_code(*condition) if condition else None,
             include=self.include,
             condition_lookup=condition,
@@ -143,7 +149,9 @@ def workload_candidates(
         # As the static rules: a field of a few values (choices, booleans) that every call
         # compares to one constant makes a partial index, when calls repeat it (and the
         # database has partial indexes: MySQL and MariaDB build one whole).
-        partial_indexes = connections[schema.database].features.supports_partial_indexes
+        features = connections[schema.database].features
+        partial_indexes = features.supports_partial_indexes
+        opclasses = connections[schema.database].vendor == "postgresql"
         constants = {
             (shape.orm.model, name): [value] * shape.calls
             for name, value in (shape.constants or {}).items()
@@ -155,7 +163,11 @@ def workload_candidates(
             if candidate.search:
                 outcome.skip("contains-style searches (GIN indexes are not tried)")
                 continue
-            if candidate.pattern and not pattern_opclasses(candidate.model, candidate.fields):
+            if (
+                candidate.pattern
+                and opclasses
+                and not pattern_opclasses(candidate.model, candidate.fields)
+            ):
                 outcome.skip("prefix searches after a column that is not text (no operator class)")
                 continue
             key: tuple[Any, ...]
@@ -172,11 +184,11 @@ def workload_candidates(
             if schema.serves(columns, prefix=candidate.pattern, call=call):
                 continue  # an index the table has serves these columns already
             key = (shape.orm.model, candidate.fields, candidate.pattern, (), None)
-            served.setdefault(key, Served(candidate))
+            served.setdefault(key, Served(candidate, opclasses=opclasses))
             include = _covering(candidate, shape.orm.selects)
-            if include:
+            if include and features.supports_covering_indexes:
                 key = (shape.orm.model, candidate.fields, candidate.pattern, include, None)
-                served.setdefault(key, Served(candidate, include=include))
+                served.setdefault(key, Served(candidate, include=include, opclasses=opclasses))
     for entry in served.values():
         entry.shapes = by_model[entry.model._meta.label]
     return list(served.values())

@@ -64,8 +64,9 @@ class Command(BaseCommand):
             metavar="PATH",
             help="A recorded workload (JSON lines: DBTUNE['WORKLOAD_FILE'], pytest "
             "--dbtune-record, or django_dbtune.workload.record). Suggest only indexes that "
-            "PostgreSQL's planner would use for those queries, ranked by estimated time saved. "
-            "On SQLite: the recorded queries that scan a whole table.",
+            "the planner would use for those queries, ranked by estimated time saved "
+            "(PostgreSQL; MariaDB and MySQL with --allow-build). On SQLite: the recorded "
+            "queries that scan a whole table.",
         )
         parser.add_argument(
             "--from-pg-stat-statements",
@@ -78,8 +79,9 @@ class Command(BaseCommand):
             "--allow-build",
             action="store_true",
             help="With --workload, where HypoPG is not installed: build each candidate inside "
-            "a transaction that is rolled back (lock_timeout 2s). Development databases only: "
-            "building locks writes to the table.",
+            "a transaction that is rolled back (lock_timeout 2s); on MariaDB and MySQL, build "
+            "it online (ALGORITHM=INPLACE, LOCK=NONE) and drop it. Development or staging "
+            "databases only: refused on the aliases in DBTUNE['PRODUCTION_DATABASES'].",
         )
         parser.add_argument(
             "--min-cost-reduction",
@@ -230,6 +232,8 @@ class Command(BaseCommand):
 _METHODS = {
     "hypopg": "hypothetical indexes (HypoPG)",
     "build": "indexes built inside a rolled-back transaction (--allow-build)",
+    "online": "indexes built online and dropped (--allow-build), with parameter values read "
+    "from the tables where the workload kept none",
     "sqlite": "EXPLAIN QUERY PLAN (SQLite: nothing is tried, full scans are shown)",
 }
 

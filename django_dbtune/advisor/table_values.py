@@ -1,0 +1,92 @@
+"""Parameter values for planning a read on MariaDB or MySQL, taken from the table it reads.
+
+PostgreSQL plans a statement for any value (a generic plan); MariaDB's ``EXPLAIN`` needs
+values. A recorded workload keeps none unless asked (they may be personal data), and a
+``performance_schema`` digest has ``?`` for each. So each placeholder compared to a column
+(``=``, ``<>``, ``<``, ``>``, ``IN``, ``BETWEEN``, ``LIKE``) is given a value that column holds
+in one of its rows: the plan is the plan for a value that exists. A ``LIKE`` gets that value
+as a prefix (``value%``). A placeholder compared to no column, or a column with no value,
+leaves the read unplanned; the caller says so.
+
+Parsed with sqlglot's MySQL dialect (no regular expressions over SQL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from sqlglot import exp
+
+from django_dbtune.sql import parse_quietly, to_named
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ)
+_PATTERNS = (exp.Like, exp.ILike)
+
+
+class TableValues:
+    """Values read from the tables of one database, one query per column."""
+
+    def __init__(self, connection: BaseDatabaseWrapper):
+        self.connection = connection
+        self._read: dict[tuple[str, str], Any] = {}
+
+    def params(self, sql: str) -> list[Any] | None:
+        """Values for the ``%s`` placeholders of ``sql`` in order; None when one of them
+        is compared to no column, or its column holds no value."""
+        tree = parse_quietly(to_named(sql), self.connection.vendor)
+        if tree is None:
+            return None
+        tables = {table.alias_or_name: table.name for table in tree.find_all(exp.Table)}
+        given: dict[int, Any] = {}
+        for placeholder in tree.find_all(exp.Placeholder):
+            position = str(placeholder.name).removeprefix("p")
+            found = _compared(placeholder)
+            if found is None or not position.isdigit():
+                return None
+            column, pattern = found
+            table = tables.get(column.table) if column.table else _only(tables)
+            if table is None:
+                return None
+            value = self._value(table, column.name)
+            if value is None:
+                return None
+            given[int(position)] = f"{value}%" if pattern else value
+        if sorted(given) != list(range(len(given))):
+            return None
+        return [given[number] for number in range(len(given))]
+
+    def _value(self, table: str, column: str) -> Any:
+        if (table, column) not in self._read:
+            quote = self.connection.ops.quote_name
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT {quote(column)} FROM {quote(table)} "
+                    f"WHERE {quote(column)} IS NOT NULL LIMIT 1"
+                )
+                row = cursor.fetchone()
+            self._read[table, column] = row[0] if row else None
+        return self._read[table, column]
+
+
+def _compared(placeholder: exp.Placeholder) -> tuple[exp.Column, bool] | None:
+    """The column a placeholder is compared to, and whether as a ``LIKE`` pattern."""
+    node: exp.Expression = placeholder
+    while isinstance(node.parent, exp.Cast | exp.Paren):  # LIKE BINARY %s, (%s)
+        node = node.parent
+    parent = node.parent
+    other: Any = None
+    if isinstance(parent, exp.In | exp.Between):
+        other = parent.this
+    elif isinstance(parent, _COMPARISONS + _PATTERNS):
+        other = parent.left if parent.right is node else parent.right
+    while isinstance(other, exp.Cast | exp.Paren):
+        other = other.this
+    if not isinstance(other, exp.Column):
+        return None
+    return other, isinstance(parent, _PATTERNS)
+
+
+def _only(tables: dict[str, str]) -> str | None:
+    names = set(tables.values())
+    return next(iter(names)) if len(names) == 1 else None

@@ -1,16 +1,19 @@
-"""What the workload advisor's indexes buy: the example project's pages on PostgreSQL, before
-and after the indexes suggest_indexes --workload proves and writes.
+"""What the workload advisor's indexes buy: the example project's pages on PostgreSQL (or
+MariaDB), before and after the indexes suggest_indexes --workload proves and writes.
 
-In a copy of the example project and a fresh PostgreSQL database (HypoPG created in it):
+In a copy of the example project and a fresh database (PostgreSQL: HypoPG created in it):
 migrate, seed (scale 200: 1,000,000 page results), record the pages' workload (with one
 parameter set per shape, so it can be replayed), replay every recorded read, run
-``suggest_indexes --workload --write``, migrate, replay again. Prints, per query shape on a
-table that got an index, the median time before and after (each shape run ``--runs`` times
-per phase, in this one run), the ratio, and whether the planner now uses the new index.
+``suggest_indexes --workload --write`` (MariaDB: ``--allow-build``, and with a workload
+recorded without values, as a user's is by default), migrate, replay again. Prints, per query
+shape on a table that got an index, the median time before and after (each shape run
+``--runs`` times per phase, in this one run), the ratio, and whether the planner now uses the
+new index.
 
-    python bench/workload_indexes.py [--scale 200] [--runs 7]
+    python bench/workload_indexes.py [--scale 200] [--runs 7] [--database mariadb]
 
-Needs PostgreSQL on 127.0.0.1 with HypoPG installed (scripts/postgres_setup).
+Needs PostgreSQL on 127.0.0.1 with HypoPG installed (scripts/postgres_setup), or MariaDB
+(scripts/mariadb_setup, and mysqlclient: pip install -e ".[mysql]").
 """
 
 from __future__ import annotations
@@ -45,9 +48,19 @@ django.setup()
 from django.test import Client
 from django_dbtune.workload import record
 client = Client(HTTP_HOST="localhost")
-with record(sys.argv[1], params=True):
-    for page in sys.argv[2:]:
+with record(sys.argv[1], params=sys.argv[2] == "params"):
+    for page in sys.argv[3:]:
         assert client.get(page).status_code == 200, page
+"""
+
+ANALYZE = """
+import django
+django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    for table in connection.introspection.table_names(cursor):
+        cursor.execute("ANALYZE TABLE " + connection.ops.quote_name(table))
+        cursor.fetchall()
 """
 
 REPLAY = """
@@ -67,12 +80,20 @@ for shape in read(sys.argv[1]):
             cursor.execute(shape.sql, shape.params)
             cursor.fetchall()
             times.append(time.perf_counter() - start)
-        cursor.execute("EXPLAIN (FORMAT JSON) " + shape.sql, shape.params)
-        plan = json.dumps(cursor.fetchone()[0])
+        if connection.vendor == "postgresql":
+            cursor.execute("EXPLAIN (FORMAT JSON) " + shape.sql, shape.params)
+            plan = json.dumps(cursor.fetchone()[0])
+        else:
+            cursor.execute("EXPLAIN FORMAT=JSON " + shape.sql, shape.params)
+            plan = cursor.fetchone()[0]
     result[shape.sql] = {"median": statistics.median(times), "plan": plan,
                          "tables": shape.tables, "calls": shape.calls}
 with connection.cursor() as cursor:
-    cursor.execute("SELECT indexname, tablename FROM pg_indexes WHERE schemaname = 'public'")
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT indexname, tablename FROM pg_indexes WHERE schemaname = 'public'")
+    else:
+        cursor.execute("SELECT DISTINCT index_name, table_name FROM information_schema.statistics "
+                       "WHERE table_schema = DATABASE()")
     indexes = dict(cursor.fetchall())
 print(json.dumps({"shapes": result, "indexes": indexes}))
 """
@@ -83,6 +104,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=200, help="seed_demo scale (200: 1M pages)")
     parser.add_argument("--runs", type=int, default=7, help="runs per shape per phase")
     parser.add_argument("--keep", action="store_true", help="keep the database and the copy")
+    parser.add_argument(
+        "--database",
+        choices=["postgres", "mariadb"],
+        default="postgres",
+        help="where to run (MariaDB: indexes proven with --allow-build, workload without values)",
+    )
     parser.add_argument(
         "--json",
         metavar="PATH",
@@ -97,8 +124,9 @@ def main() -> None:
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DBTUNE_DB": "postgres",
+        "DBTUNE_DB": args.database,
         "DBTUNE_PG_NAME": DATABASE,
+        "DBTUNE_MARIADB_NAME": DATABASE,
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 
@@ -110,35 +138,61 @@ def main() -> None:
             errors.append(result.stderr)
         return result.stdout
 
-    def sql(statement: str, database: str = "postgres") -> None:
-        run("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qc", statement)
+    mariadb = args.database == "mariadb"
+    python = sys.executable
 
-    sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    sql(f'CREATE DATABASE "{DATABASE}"')
+    def sql(statement: str, database: str = "postgres") -> None:
+        if mariadb:
+            run("mariadb", "-h", "127.0.0.1", "-u", "dbtune", "-pdbtune", "-e", statement)
+        else:
+            run("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qc", statement)
+
+    def analyze() -> None:
+        """Fresh statistics, as autovacuum (PostgreSQL: and its visibility map) or InnoDB's
+        own sampling would have by then."""
+        if mariadb:
+            run(python, "-c", ANALYZE)
+        else:
+            sql("VACUUM ANALYZE", DATABASE)
+
+    drop = (
+        f"DROP DATABASE IF EXISTS `{DATABASE}`"
+        if mariadb
+        else (f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    )
+    sql(drop)
+    sql(f"CREATE DATABASE `{DATABASE}`" if mariadb else f'CREATE DATABASE "{DATABASE}"')
     try:
-        sql("CREATE EXTENSION hypopg", DATABASE)
-        python = sys.executable
+        if not mariadb:
+            sql("CREATE EXTENSION hypopg", DATABASE)
         run(python, "manage.py", "migrate", "-v0")
         started = time.perf_counter()
         run(python, "manage.py", "seed_demo", "--scale", str(args.scale), "-v0")
         print(f"seeded at scale {args.scale:g} in {time.perf_counter() - started:.0f} s")
-        # As autovacuum would have by then: statistics and the visibility map, both phases.
-        sql("VACUUM ANALYZE", DATABASE)
-        workload = site / "workload.jsonl"
-        run(python, "-c", RECORD, str(workload), *PAGES)
-        before = json.loads(run(python, "-c", REPLAY, str(workload), str(args.runs)))
+        analyze()
+        # The replay needs values; the advisor gets what a user records by default on
+        # MariaDB (none: it reads values from the tables), all of it on PostgreSQL.
+        workload, replayed = site / "workload.jsonl", site / "replayed.jsonl"
+        run(python, "-c", RECORD, str(replayed), "params", *PAGES)
+        if mariadb:
+            run(python, "-c", RECORD, str(workload), "none", *PAGES)
+        else:
+            shutil.copy(replayed, workload)
+        before = json.loads(run(python, "-c", REPLAY, str(replayed), str(args.runs)))
         summary: list[str] = []
         suggest = (python, "manage.py", "suggest_indexes", "--workload", str(workload))
+        if mariadb:
+            suggest = (*suggest, "--allow-build")
         findings = json.loads(run(*suggest, "--format", "json", errors=summary))
         print(summary[0].rstrip())
         written = run(*suggest, "--write")
         print(written.strip().splitlines()[-1])
         run(python, "manage.py", "migrate", "-v0")
-        sql("VACUUM ANALYZE", DATABASE)
-        after = json.loads(run(python, "-c", REPLAY, str(workload), str(args.runs)))
+        analyze()
+        after = json.loads(run(python, "-c", REPLAY, str(replayed), str(args.runs)))
     finally:
         if not args.keep:
-            sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+            sql(drop)
             shutil.rmtree(site.parent, ignore_errors=True)
     rows = _print(findings, before, after)
     if args.json:

@@ -35,6 +35,12 @@ def recorded(tmp_path):
     return path
 
 
+def _indexes():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW INDEX FROM shop_book")
+        return sorted((row[2], row[3], row[4]) for row in cursor.fetchall())
+
+
 def _trial_indexes():
     with connection.cursor() as cursor:
         cursor.execute("SHOW INDEX FROM shop_book")
@@ -94,3 +100,21 @@ def test_a_binary_prefix_search_gets_no_index_since_the_planner_would_not_use_on
     assert len(built) == 1 and "(`title`)" in built[0]
     assert any("LIKE BINARY 't00000%'" in q["sql"] for q in ran.captured_queries)
     assert _trial_indexes() == []
+
+
+def test_the_foreign_key_index_innodb_drops_for_a_trial_is_built_again(recorded, tmp_path):
+    """A trial leading with ``author_id`` makes InnoDB drop the index it made for the
+    foreign key, and refuse to drop the trial: the table is left as it was all the same."""
+    before = _indexes()
+    author = Author.objects.get()
+    path = tmp_path / "by_author.jsonl"
+    with workload.record(path):
+        for _ in range(3):
+            list(Book.objects.filter(author=author, title="title 3"))
+    with CaptureQueriesContext(connection) as ran:
+        _, err = _suggest(path, "--allow-build")
+    assert "could not build" not in err, err
+    leading = [q["sql"] for q in ran.captured_queries if "ON `shop_book` (`author_id`" in q["sql"]]
+    assert any("dbtune_trial_" in sql for sql in leading)  # the trial
+    assert any("_fk_shop_author_id` ON" in sql for sql in leading)  # InnoDB's, again
+    assert _indexes() == before

@@ -25,6 +25,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from sqlglot import exp
 
+from django_dbtune.advisor import online_build as online
 from django_dbtune.advisor.table_values import TableValues
 from django_dbtune.errors import DbtuneError
 from django_dbtune.sql import parse_quietly
@@ -340,8 +341,13 @@ class TrialIndexes:
                     cursor.execute("SELECT hypopg_reset()")
             return
         if self.connection.vendor == "mysql":
-            with self._built_online(indexes) as names:
-                yield names
+            trials = []
+            for model, index in indexes:
+                trial = replace_name(index, f"{TRIAL_PREFIX}{next(self._numbers)}")
+                statement = index_sql(self.connection, model, trial)
+                trials.append(online.Trial(model._meta.db_table, trial.name, statement))
+            with online.built(self.connection, trials, LOCK_TIMEOUT, BUILD_TIMEOUT):
+                yield [trial.name for trial in trials]
             return
         alias = self.connection.alias
         with transaction.atomic(using=alias):
@@ -357,52 +363,6 @@ class TrialIndexes:
                 yield names
             finally:
                 transaction.set_rollback(True, using=alias)
-
-    @contextmanager
-    def _built_online(
-        self, indexes: list[tuple[type[models.Model], models.Index]]
-    ) -> Iterator[list[str]]:
-        """MariaDB and MySQL: DDL commits, so nothing can be rolled back. Each index is
-        built online (``ALGORITHM=INPLACE, LOCK=NONE``: reads and writes go on) and dropped
-        on the way out, whatever happened in between."""
-        if self.connection.in_atomic_block:
-            raise PlannerError(
-                "On MariaDB and MySQL a trial index cannot be built inside a transaction: "
-                "its CREATE INDEX would commit it."
-            )
-        built: list[tuple[str, str]] = []
-        quote = self.connection.ops.quote_name
-        try:
-            with self.connection.cursor() as cursor:
-                for model, index in indexes:
-                    trial = replace_name(index, f"{TRIAL_PREFIX}{next(self._numbers)}")
-                    statement = index_sql(self.connection, model, trial)
-                    cursor.execute(
-                        _bounded(self.connection, f"{statement} ALGORITHM=INPLACE LOCK=NONE")
-                    )
-                    built.append((trial.name, model._meta.db_table))
-            yield [name for name, _ in built]
-        finally:
-            with self.connection.cursor() as cursor:
-                for name, table in reversed(built):
-                    cursor.execute(
-                        _bounded(
-                            self.connection,
-                            f"ALTER TABLE {quote(table)} DROP INDEX {quote(name)}, "
-                            "ALGORITHM=INPLACE, LOCK=NONE",
-                        )
-                    )
-
-
-def _bounded(connection: BaseDatabaseWrapper, ddl: str) -> str:
-    """``ddl`` waiting at most ``LOCK_TIMEOUT`` for the table's metadata lock and running at
-    most ``BUILD_TIMEOUT`` (MariaDB; MySQL has no ``SET STATEMENT``: its session's
-    ``lock_wait_timeout`` applies)."""
-    if not getattr(connection, "mysql_is_mariadb", False):
-        return ddl
-    lock = int(LOCK_TIMEOUT.removesuffix("s"))
-    build = int(BUILD_TIMEOUT.removesuffix("min")) * 60
-    return f"SET STATEMENT lock_wait_timeout = {lock}, max_statement_time = {build} FOR {ddl}"
 
 
 def replace_name(index: models.Index, name: str) -> models.Index:

@@ -62,6 +62,11 @@ def _trial_indexes(connection: BaseDatabaseWrapper, allow_build: bool) -> TrialI
     """HypoPG where the database has it; else a build (rolled back on PostgreSQL, dropped
     on MariaDB), only when allowed and never on a production alias."""
     if connection.vendor == "mysql":
+        if allow_build and connection.in_atomic_block:
+            raise ProofError(
+                f"On {database_name(connection)} --allow-build cannot run inside a transaction: "
+                "each trial index's CREATE INDEX would commit it."
+            )
         if allow_build:
             return TrialIndexes(connection, _buildable(connection, "online"))
         raise ProofError(

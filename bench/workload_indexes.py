@@ -183,10 +183,11 @@ def main() -> None:
         suggest = (python, "manage.py", "suggest_indexes", "--workload", str(workload))
         if mariadb:
             suggest = (*suggest, "--allow-build")
-        findings = json.loads(run(*suggest, "--format", "json", errors=summary))
+        # One run proves, prints the findings as JSON, and writes them (after the JSON).
+        output = run(*suggest, "--format", "json", "--write", errors=summary)
+        findings, end = json.JSONDecoder().raw_decode(output)
         print(summary[0].rstrip())
-        written = run(*suggest, "--write")
-        print(written.strip().splitlines()[-1])
+        print(output[end:].strip().splitlines()[-1])
         run(python, "manage.py", "migrate", "-v0")
         analyze()
         after = json.loads(run(python, "-c", REPLAY, str(replayed), str(args.runs)))

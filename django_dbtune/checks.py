@@ -78,7 +78,7 @@ def check_connections(
     **kwargs: Any,
 ) -> list[CheckMessage]:
     """Connection settings that cost time on every request (``check --database ALIAS``)."""
-    from django_dbtune.advisor.health import connection_findings
+    from django_dbtune.advisor.connection_settings import connection_findings
 
     ids = {"connection_per_request": "dbtune.W004", "connection_health_checks": "dbtune.W005"}
     return [

@@ -125,6 +125,13 @@ def parse_quietly(sql: str, vendor: str) -> exp.Expression | None:
     return tree if isinstance(tree, exp.Expression) else None
 
 
+def locks(sql: str, vendor: str = "mysql") -> bool:
+    """Whether a SELECT (Django's ``%s`` placeholders) takes row locks (``FOR UPDATE``, ``FOR
+    SHARE``, ``LOCK IN SHARE MODE``), or cannot be read: either way, never run to measure it."""
+    tree = parse_quietly(to_named(sql), vendor)
+    return not isinstance(tree, exp.Select) or bool(tree.args.get("locks"))
+
+
 def to_named(sql: str) -> str:
     """Django's ``%s`` placeholders as ``:p0``, ``:p1``... in the order of its parameters,
     so that a parsed statement tells which parameter each comparison takes."""

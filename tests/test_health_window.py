@@ -134,7 +134,7 @@ def test_a_search_index_the_code_uses_is_never_called_unused(db):
     B-tree on the column does not serve; an expression index's columns cannot be read, so
     neither can whether it is used."""
     from django_dbtune.advisor.code_scan import Usage
-    from django_dbtune.advisor.health import IndexStats
+    from django_dbtune.advisor.index_stats import IndexStats
     from django_dbtune.advisor.unused_indexes import serving_use
     from django_dbtune.schema import model_schemas
     from tests.testapp.models import Listing

@@ -17,10 +17,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import connections
 
 from django_dbtune.advisor.admin_usage import admin_usages
+from django_dbtune.advisor.connection_settings import connection_findings
 from django_dbtune.advisor.drift import drift
+from django_dbtune.advisor.health_mysql import mysql_sizes, mysql_usage
+from django_dbtune.advisor.index_stats import IndexStats, TableStats
 from django_dbtune.advisor.queryset_chains import scan
 from django_dbtune.advisor.schema_rules import redundant_indexes
 from django_dbtune.advisor.unused_indexes import (
@@ -35,41 +38,10 @@ from django_dbtune.advisor.unused_indexes import (
 from django_dbtune.conf import conf
 from django_dbtune.findings import Finding, Severity
 from django_dbtune.schema import ModelSchema, model_schemas
+from django_dbtune.schema.innodb import reversible_drop
 
 SEQ_SCAN_ROWS = 10_000
 """Tables smaller than this are left out of the sequential-scan check: scanning them is fine."""
-
-
-@dataclass
-class TableStats:
-    table: str
-    model: str
-    rows: int
-    table_bytes: int
-    index_bytes: int
-    seq_scans: int | None
-    """None where the database keeps no such count (MariaDB, MySQL)."""
-    index_scans: int | None
-
-
-@dataclass
-class IndexStats:
-    name: str
-    table: str
-    model: str
-    bytes: int
-    scans: int | None
-    """None where the database keeps no such count (MariaDB, MySQL)."""
-    primary: bool
-    unique: bool
-    valid: bool
-    columns: tuple[str, ...] = ()
-    constraint: bool = False
-    """It backs a constraint (primary key, unique, exclusion)."""
-    method: str = "btree"
-    """PostgreSQL's access method: ``btree``, ``gin``, ``gist``..."""
-    kept: str | None = None
-    """Why an index no query used is not advised for removal (None: it is, or it is used)."""
 
 
 @dataclass
@@ -89,14 +61,15 @@ class Health:
     tables: list[TableStats] = field(default_factory=list)
     indexes: list[IndexStats] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    usage_statistics: bool = False
+    """Whether index usage was read (PostgreSQL's statistics, MariaDB's performance_schema):
+    without it, no index is reported unused."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "database": self.database,
             "vendor": self.vendor,
-            # Whether index usage was read at all (PostgreSQL's statistics): without it, no
-            # index is reported unused.
-            "usage_statistics": self.vendor == "postgresql",
+            "usage_statistics": self.usage_statistics,
             "stats_reset": self.stats_reset,
             "stats_since": self.stats_since,
             "stats_days": None if self.stats_days is None else round(self.stats_days, 3),
@@ -119,67 +92,25 @@ def health(app_labels: Iterable[str], database: str) -> Health:
     if connection.vendor == "postgresql":
         _postgresql(report, {schema.table: schema for schema in schemas})
     elif connection.vendor == "mysql":
-        _mysql_sizes(report, {schema.table: schema for schema in schemas})
+        _mysql(report, {schema.table: schema for schema in schemas})
     report.tables.sort(key=lambda t: -(t.table_bytes + t.index_bytes))
     report.indexes.sort(key=lambda i: -i.bytes)
     return report
 
 
-def _mysql_sizes(report: Health, schemas: dict[str, ModelSchema]) -> None:
-    """MariaDB's and MySQL's sizes, from ``information_schema`` (rows as InnoDB estimates
-    them) and ``mysql.innodb_index_stats`` (pages per index); no scan counts. The indexes
-    are left out where that table cannot be read (it needs the privilege)."""
+def _mysql(report: Health, schemas: dict[str, ModelSchema]) -> None:
     connection = connections[report.database]
-    tables = list(schemas)
-    if not tables:
+    report.tables, report.indexes = mysql_sizes(connection, schemas)
+    window, why_not = mysql_usage(connection, report.indexes)
+    if window is None:
+        report.stats_window = why_not  # performance_schema is off, or may not be read
         return
-    marks = ", ".join(["%s"] * len(tables))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT TABLE_NAME, COALESCE(TABLE_ROWS, 0), COALESCE(DATA_LENGTH, 0), "
-            "COALESCE(INDEX_LENGTH, 0) FROM information_schema.TABLES "
-            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({marks})",
-            tables,
-        )
-        for table, rows, table_bytes, index_bytes in cursor.fetchall():
-            label = schemas[table].label
-            sizes_of = (int(rows), int(table_bytes), int(index_bytes))  # (DECIMAL there)
-            stats = TableStats(table, label, *sizes_of, None, None)
-            report.tables.append(stats)
-        cursor.execute(
-            "SELECT TABLE_NAME, INDEX_NAME, MIN(NON_UNIQUE) FROM information_schema.STATISTICS "
-            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({marks}) "
-            "GROUP BY TABLE_NAME, INDEX_NAME",
-            tables,
-        )
-        found = cursor.fetchall()
-        try:  # (a failed statement leaves MariaDB's transaction as it was)
-            cursor.execute(
-                "SELECT table_name, index_name, stat_value * @@innodb_page_size "
-                "FROM mysql.innodb_index_stats WHERE database_name = DATABASE() "
-                f"AND stat_name = 'size' AND table_name IN ({marks})",
-                tables,
-            )
-            sizes = {(table, name): int(size) for table, name, size in cursor.fetchall()}
-        except DatabaseError:
-            sizes = {}
-    for table, name, non_unique in found:
-        if (table, name) in sizes:
-            primary = name == "PRIMARY"
-            unique = not non_unique
-            report.indexes.append(
-                IndexStats(
-                    name,
-                    table,
-                    schemas[table].label,
-                    sizes[table, name],
-                    None,
-                    primary,
-                    unique,
-                    True,
-                    constraint=primary or unique,
-                )
-            )
+    report.usage_statistics = True
+    report.stats_since = window.since.isoformat(timespec="seconds") if window.since else None
+    report.stats_days = window.days
+    report.stats_window = window.describe()
+    _keep_unused(report, window, schemas)
+    report.findings.extend(_index_findings(report))
 
 
 def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
@@ -234,6 +165,7 @@ def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
                     method=method,
                 )
             )
+    report.usage_statistics = True
     _keep_unused(report, window, schemas)
     report.findings.extend(_index_findings(report))
     report.findings.extend(_scan_findings(report))
@@ -345,8 +277,14 @@ def _index_findings(report: Health) -> Iterator[Finding]:
                     "If that period covers the site's usual traffic (and its monthly jobs), "
                     "remove the index from the model and make a migration. Statistics of a "
                     "replica are its own: check there too before dropping."
+                    + _trial_first(report, index)
                 ),
             )
+
+
+def _trial_first(report: Health, index: IndexStats) -> str:
+    trial = reversible_drop(connections[report.database], index.table, index.name)
+    return f" {trial}" if trial else ""
 
 
 def _scan_findings(report: Health) -> Iterator[Finding]:
@@ -373,53 +311,6 @@ def _scan_findings(report: Health) -> Iterator[Finding]:
 
 def _since(report: Health) -> str:
     return f"since {report.stats_reset}" if report.stats_reset else "since statistics began"
-
-
-def connection_findings(alias: str) -> list[Finding]:
-    """Connection settings that cost time on every request."""
-    connection = connections[alias]
-    if connection.vendor == "sqlite":
-        return []  # opening a SQLite file is cheap
-    settings = connection.settings_dict
-    max_age = settings.get("CONN_MAX_AGE", 0)
-    pooled = bool((settings.get("OPTIONS") or {}).get("pool"))
-    if max_age == 0 and not pooled:
-        advice = (
-            "Keep connections open: CONN_MAX_AGE = 600 (seconds) with CONN_HEALTH_CHECKS = "
-            "True"
-            + (
-                ', or a connection pool: OPTIONS = {"pool": True} (Django 5.1+, psycopg 3, '
-                "pip install 'psycopg[pool]')."
-                if connection.vendor == "postgresql"
-                else "."
-            )
-        )
-        return [
-            _finding(
-                alias,
-                "settings.DATABASES",
-                "connection_per_request",
-                "medium",
-                f"DATABASES[{alias!r}] opens a new connection for every request "
-                "(CONN_MAX_AGE = 0 and no pool): each costs a TCP and authentication round "
-                "trip before the first query.",
-                advice,
-            )
-        ]
-    if max_age != 0 and not pooled and not settings.get("CONN_HEALTH_CHECKS", False):
-        return [
-            _finding(
-                alias,
-                "settings.DATABASES",
-                "connection_health_checks",
-                "low",
-                f"DATABASES[{alias!r}] keeps connections open (CONN_MAX_AGE = {max_age}) "
-                "without CONN_HEALTH_CHECKS: a connection the server closed fails the first "
-                "query of the next request.",
-                "Set CONN_HEALTH_CHECKS = True.",
-            )
-        ]
-    return []
 
 
 def _finding(

@@ -15,6 +15,12 @@ serves falls by at least ``min_reduction``. Candidates are tried greedily, the m
 saved first (calls x cost saved), each against the indexes accepted before it, so one made
 redundant by a better one is not suggested; at most ``max_per_table`` per table.
 
+On MariaDB and MySQL, only with ``allow_build``: each candidate is built online and dropped
+(``online_build``); MariaDB runs each recorded read with ``ANALYZE`` (never a write, nor a read
+that locks rows) and the rows it reads are compared, since its cost estimate leaves out a
+``LIMIT`` an index in the sort's order stops early. Reads recorded without values get values
+from the tables (``table_values``).
+
 On SQLite nothing can be tried hypothetically: ``full_scans`` shows which recorded queries
 scan a whole table, with the index the rules would add.
 
@@ -47,6 +53,7 @@ from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity, python_literal
 from django_dbtune.schema import ModelSchema, leads_with
 from django_dbtune.schema.innodb import database_name
+from django_dbtune.sql import locks
 from django_dbtune.workload import Shape
 
 DEFAULT_MIN_REDUCTION = 0.2
@@ -114,11 +121,15 @@ def _plan_of(trials: TrialIndexes, shape: Shape) -> Plan | None:
     for values read from the table); None when it cannot be planned."""
     connection = trials.connection
     try:
+        if connection.vendor == "mysql":
+            params = shape.params if shape.params is not None else trials.values.params(shape.sql)
+            if params is None:
+                return None
+            if getattr(connection, "mysql_is_mariadb", False) and not locks(shape.sql):
+                return planner.measure_mariadb(connection, shape.sql, params)
+            return planner.explain(connection, shape.sql, params)
         if shape.params is not None:
             return planner.explain(connection, shape.sql, shape.params)
-        if connection.vendor == "mysql":
-            params = trials.values.params(shape.sql)
-            return None if params is None else planner.explain(connection, shape.sql, params)
         return planner.explain_generic(connection, shape.sql, dollar=shape.placeholders == "$")
     except DatabaseError:
         return None
@@ -272,7 +283,8 @@ def _trial(
 _HOW = {
     "hypopg": "a hypothetical index (HypoPG)",
     "build": "an index built and rolled back",
-    "online": "an index built online and dropped, and values read from the table",
+    "online": "an index built online and dropped (ANALYZE: each read ran, its rows counted) "
+    "and values read from the table",
 }
 
 
@@ -307,22 +319,26 @@ def _finding(
             f"; every call compares {condition[0]} to {python_literal(condition[1])}, so a "
             "partial index holds only those rows"
         )
+    measured = before.unit != "cost"
+    what = "the rows read fall" if measured else "the estimated cost falls"
+    shown = "{:,.0f}" if measured else "{:.1f}"
     message = (
         f"{recorded(len(shapes), calls, total_ms, ('filters or sorts', 'filter or sort'))} "
         f"{model._meta.object_name} by ({', '.join(candidate.fields)}){covering}. "
-        f"Planned with {how}, "
-        f"{'its' if len(shapes) == 1 else 'their'} estimated cost falls by "
+        f"{'Run' if measured else 'Planned'} with {how}, "
+        f"{'its' if len(shapes) == 1 else 'their'} {what.removeprefix('the ')} by "
         f"{trial.reduction:.0%} (threshold "
         f"{min_reduction:.0%}); the largest saving: "
-        f"{before.reading(table)} cost {before.cost:.1f} -> "
-        f"{after.reading(table).replace(trial.name, trial.proposal.name)} cost {after.cost:.1f}."
+        f"{before.reading(table)} {before.unit} {shown.format(before.cost)} -> "
+        f"{after.reading(table).replace(trial.name, trial.proposal.name)} "
+        f"{after.unit} {shown.format(after.cost)}."
     )
     evidence = tuple(
         Evidence(*location(site), described(shape))
         for shape in shapes
         for site in list(shape.call_sites)[:3]
     )
-    why = f"the estimated cost falls by {trial.reduction:.0%} (high from 90%, medium from 50%)"
+    why = f"{what} by {trial.reduction:.0%} (high from 90%, medium from 50%)"
     ranked = by_size(_severity(trial.reduction), why, schemas.get(model._meta.label))
     return Finding(
         kind="workload_index",

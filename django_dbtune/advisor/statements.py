@@ -19,7 +19,7 @@ from django_dbtune.advisor.proof import ProofError
 from django_dbtune.advisor.sql_reads import use_of_tree
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import ModelSchema
-from django_dbtune.sql import parse_quietly
+from django_dbtune.sql import parse_quietly, to_named
 from django_dbtune.workload import Shape
 
 LIMIT = 2000
@@ -42,9 +42,12 @@ def statement_shapes(
     schemas: dict[str, ModelSchema],
     outcome: Outcome,
     database: str,
+    vendor: str = "postgresql",
+    source: str = SOURCE,
 ) -> list[Shape]:
-    """The SELECTs among ``(query, calls, total ms, max ms)`` rows of ``pg_stat_statements``,
-    as workload shapes."""
+    """The SELECTs among ``(query, calls, total ms, max ms)`` rows of ``pg_stat_statements``
+    (``$1`` placeholders), or of MariaDB's statement digests (made Django's ``%s``), as
+    workload shapes."""
     tables = {schema.table: schema.model for schema in schemas.values()}
     shapes = []
     hidden = 0
@@ -52,7 +55,8 @@ def statement_shapes(
         if query == "<insufficient privilege>":
             hidden += 1
             continue
-        tree = parse_quietly(query, "postgresql")
+        postgres = vendor == "postgresql"
+        tree = parse_quietly(query if postgres else to_named(query), vendor)
         if tree is None:
             outcome.skip("statements the SQL parser cannot read")
             continue
@@ -61,9 +65,10 @@ def statement_shapes(
         shape = _shape(tree, query, tables, outcome)
         if shape is None:
             continue
-        shape.database = database
+        shape.database, shape.vendor = database, vendor
+        shape.placeholders = "$" if postgres else "%s"
         shape.calls, shape.total_ms, shape.max_ms = int(calls), float(total_ms), float(max_ms)
-        shape.call_sites[SOURCE] = int(calls)
+        shape.call_sites[source] = int(calls)
         shapes.append(shape)
     if hidden and not shapes:
         raise ProofError(

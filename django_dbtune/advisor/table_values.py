@@ -3,10 +3,13 @@
 PostgreSQL plans a statement for any value (a generic plan); MariaDB's ``EXPLAIN`` needs
 values. A recorded workload keeps none unless asked (they may be personal data), and a
 ``performance_schema`` digest has ``?`` for each. So each placeholder compared to a column
-(``=``, ``<>``, ``<``, ``>``, ``IN``, ``BETWEEN``, ``LIKE``) is given a value that column holds
-in one of its rows: the plan is the plan for a value that exists. A ``LIKE`` gets that value
-as a prefix (``value%``). A placeholder compared to no column, or a column with no value,
-leaves the read unplanned; the caller says so.
+(``=``, ``<>``, ``<``, ``>``, ``IN``, ``BETWEEN``, ``LIKE``) is given a value that column holds:
+of the values in its first ``SAMPLE`` rows, the one of median frequency. The plan is the plan
+for a typical value that exists, as PostgreSQL's generic plan is for an average one; the most
+common value (a status most rows have) would hide what an index does for the others. A
+``LIKE`` gets that value as a prefix (``value%``); a digest's ``LIMIT ?`` is a page of ``PAGE``
+rows, its ``OFFSET ?`` 0. A placeholder compared to no column, or a column with no value, leaves
+the read unplanned; the caller says so.
 
 Parsed with sqlglot's MySQL dialect (no regular expressions over SQL).
 """
@@ -19,6 +22,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from sqlglot import exp
 
 from django_dbtune.sql import parse_quietly, to_named
+
+SAMPLE = 100_000
+"""The rows a column's value is chosen from (a bounded read, whatever the table's size)."""
+PAGE = 20
+"""The rows a ``LIMIT ?`` of a ``performance_schema`` digest is planned for."""
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ)
 _PATTERNS = (exp.Like, exp.ILike)
@@ -41,6 +49,10 @@ class TableValues:
         given: dict[int, Any] = {}
         for placeholder in tree.find_all(exp.Placeholder):
             position = str(placeholder.name).removeprefix("p")
+            if isinstance(placeholder.parent, exp.Limit | exp.Offset) and position.isdigit():
+                # A digest's LIMIT ? (Django writes its numbers in the SQL): a page's worth.
+                given[int(position)] = PAGE if isinstance(placeholder.parent, exp.Limit) else 0
+                continue
             found = _compared(placeholder)
             if found is None or not position.isdigit():
                 return None
@@ -57,15 +69,18 @@ class TableValues:
         return [given[number] for number in range(len(given))]
 
     def _value(self, table: str, column: str) -> Any:
+        """A value of median frequency among the column's values in the first ``SAMPLE``
+        rows: neither its most common value (a status most rows have) nor a rare one."""
         if (table, column) not in self._read:
             quote = self.connection.ops.quote_name
             with self.connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT {quote(column)} FROM {quote(table)} "
-                    f"WHERE {quote(column)} IS NOT NULL LIMIT 1"
+                    f"SELECT v, COUNT(*) AS n FROM (SELECT {quote(column)} AS v "
+                    f"FROM {quote(table)} WHERE {quote(column)} IS NOT NULL LIMIT {SAMPLE}) "
+                    "AS sample GROUP BY v ORDER BY n, v"
                 )
-                row = cursor.fetchone()
-            self._read[table, column] = row[0] if row else None
+                rows = cursor.fetchall()
+            self._read[table, column] = rows[(len(rows) - 1) // 2][0] if rows else None
         return self._read[table, column]
 
 

@@ -32,20 +32,21 @@ from django_dbtune.advisor.code_scan import Usage
 from django_dbtune.schema import ModelSchema, column_of
 
 if TYPE_CHECKING:
-    from django_dbtune.advisor.health import IndexStats
+    from django_dbtune.advisor.index_stats import IndexStats
 
 SECONDS_PER_DAY = 86_400
 
 
 @dataclass(frozen=True)
 class StatsWindow:
-    """The period PostgreSQL's statistics cover, as far as the database can tell."""
+    """The period the database's usage statistics cover, as far as it can tell."""
 
     now: datetime
     since: datetime | None
     """When they began: the last reset, else the database's creation; None: unknown."""
     source: str
-    """``reset``, ``created`` (never reset) or ``unknown``."""
+    """``reset``, ``created`` (never reset), ``started`` (MariaDB's and MySQL's
+    performance_schema: since the server started) or ``unknown``."""
 
     @property
     def days(self) -> float | None:
@@ -58,7 +59,10 @@ class StatsWindow:
                 "cannot be read)"
             )
         since = self.since.isoformat(timespec="seconds")
-        start = "reset" if self.source == "reset" else "database created, never reset"
+        start = {
+            "reset": "reset",
+            "started": "server started: performance_schema counts from then",
+        }.get(self.source, "database created, never reset")
         return f"statistics cover {_days(self.days)} (since {since}, {start})"
 
 

@@ -55,17 +55,19 @@ class Command(BaseCommand):
     def _text(self, report: Health) -> None:
         heading = f"Index health of database {report.database!r} ({report.vendor})"
         self.stdout.write(self.style.MIGRATE_HEADING(heading))
-        if report.vendor == "postgresql":
+        if report.usage_statistics:
             self.stdout.write(f"The {report.stats_window}.")
             if report.stats_days is None or report.stats_days < report.min_days:
                 self.stdout.write(
                     "No index is advised for removal: that needs statistics of at least "
                     f"UNUSED_INDEX_MIN_DAYS = {report.min_days:g} days."
                 )
+        elif report.stats_window:
+            self.stdout.write(report.stats_window)  # why index use could not be read
         else:
             self.stdout.write(
-                "Index usage comes from PostgreSQL's statistics: on this database unused "
-                "indexes are not looked for."
+                "Index usage comes from PostgreSQL's statistics and MariaDB's or MySQL's "
+                "performance_schema: on this database unused indexes are not looked for."
             )
         if report.tables:
             self.stdout.write("\nTables, largest first:")

@@ -11,6 +11,7 @@ from django.db import DatabaseError, connections
 
 from django_dbtune import workload
 from django_dbtune.advisor import proof, suggest, writer
+from django_dbtune.advisor.digests import read_digests
 from django_dbtune.advisor.proof import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.advisor.statements import read_statements
 from django_dbtune.advisor.workload_candidates import Outcome, plural
@@ -76,6 +77,14 @@ class Command(BaseCommand):
             "models, and their indexes proven with the planner.",
         )
         parser.add_argument(
+            "--from-performance-schema",
+            action="store_true",
+            help="Like --workload, from MariaDB's or MySQL's performance_schema statement "
+            "digests (every app server's statements, aggregated by the server), planned with "
+            "values read from the tables; needs --allow-build to prove them. The error says "
+            "how to switch performance_schema on where it is off.",
+        )
+        parser.add_argument(
             "--allow-build",
             action="store_true",
             help="With --workload, where HypoPG is not installed: build each candidate inside "
@@ -128,16 +137,15 @@ class Command(BaseCommand):
                 f"warning: database {database!r} is unreachable ({first_line}); "
                 "checking the models only."
             )
-        if options["workload"] and options["from_pg_stat_statements"]:
-            raise CommandError("Give either --workload or --from-pg-stat-statements, not both.")
-        if options["allow_build"] and not (
-            options["workload"] or options["from_pg_stat_statements"]
-        ):
+        sources = [name for name in _SOURCES if options[name]]
+        if len(sources) > 1:
+            raise CommandError(f"Give one of {', '.join(_SOURCES.values())}, not several.")
+        if options["allow_build"] and not sources:
             raise CommandError(
-                "--allow-build only applies with --workload or --from-pg-stat-statements "
-                "(it proves their indexes by building them)."
+                f"--allow-build only applies with {', '.join(_SOURCES.values())} (it proves "
+                "their indexes by building them)."
             )
-        if options["workload"] or options["from_pg_stat_statements"]:
+        if sources:
             if not read_database:
                 raise CommandError(f"Proving indexes needs database {database!r} to plan queries.")
             report = self._workload(labels, database, options)
@@ -171,6 +179,9 @@ class Command(BaseCommand):
             if options["from_pg_stat_statements"]:
                 shapes = read_statements(connections[database], schemas, outcome)
                 source = "pg_stat_statements"
+            elif options["from_performance_schema"]:
+                shapes = read_digests(connections[database], schemas, outcome)
+                source = "performance_schema"
             else:
                 shapes = workload.read(options["workload"])
                 source = f"The workload file {options['workload']}"
@@ -229,11 +240,18 @@ class Command(BaseCommand):
             self.stdout.write("No index written.")
 
 
+_SOURCES = {
+    "workload": "--workload",
+    "from_pg_stat_statements": "--from-pg-stat-statements",
+    "from_performance_schema": "--from-performance-schema",
+}
+
 _METHODS = {
     "hypopg": "hypothetical indexes (HypoPG)",
     "build": "indexes built inside a rolled-back transaction (--allow-build)",
-    "online": "indexes built online and dropped (--allow-build), with parameter values read "
-    "from the tables where the workload kept none",
+    "online": "indexes built online and dropped (--allow-build), each read run with ANALYZE "
+    "and its rows read counted (MariaDB), with parameter values read from the tables where "
+    "the workload kept none",
     "sqlite": "EXPLAIN QUERY PLAN (SQLite: nothing is tried, full scans are shown)",
 }
 

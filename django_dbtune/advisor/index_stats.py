@@ -1,0 +1,37 @@
+"""What ``index_health`` reads of each table and index, whatever the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TableStats:
+    table: str
+    model: str
+    rows: int
+    table_bytes: int
+    index_bytes: int
+    seq_scans: int | None
+    """None where the database keeps no such count (MariaDB, MySQL)."""
+    index_scans: int | None
+
+
+@dataclass
+class IndexStats:
+    name: str
+    table: str
+    model: str
+    bytes: int
+    scans: int | None
+    """None where the database keeps no such count (MariaDB, MySQL)."""
+    primary: bool
+    unique: bool
+    valid: bool
+    columns: tuple[str, ...] = ()
+    constraint: bool = False
+    """It backs a constraint (primary key, unique, exclusion)."""
+    method: str = "btree"
+    """PostgreSQL's access method: ``btree``, ``gin``, ``gist``..."""
+    kept: str | None = None
+    """Why an index no query used is not advised for removal (None: it is, or it is used)."""

@@ -59,6 +59,10 @@ from django_dbtune.workload import Shape
 DEFAULT_MIN_REDUCTION = 0.2
 """An index is suggested when it cuts the estimated cost of the queries it serves by 20%."""
 DEFAULT_MAX_PER_TABLE = 3
+MIN_ROWS_SAVED = 1000
+"""Where the rows read are compared (MariaDB), an index must save at least this many per
+call: reading 50 rows instead of 40 passes a relative threshold, and costs every write for
+nothing a page would show (measured: 0.81 ms before, 0.84 ms after)."""
 
 
 class ProofError(DbtuneError):
@@ -178,6 +182,19 @@ class _Trial:
         return (before - after) / before if before > 0 else 0.0
 
     @property
+    def measured(self) -> bool:
+        """Compared by the rows the reads read (MariaDB's ANALYZE), not by an estimate."""
+        return any(self.before[id(s)].unit != "cost" for s in self.planned)
+
+    @property
+    def saved_per_call(self) -> float:
+        """What one call of the queries the index helps saves, on average."""
+        helped = self.helped
+        calls = sum(s.calls for s in helped)
+        saved = sum(s.calls * (self.before[id(s)].cost - self.after[id(s)].cost) for s in helped)
+        return saved / calls if calls else 0.0
+
+    @property
     def used(self) -> bool:
         return any(self.name in self.after[id(shape)].all_indexes for shape in self.planned)
 
@@ -228,6 +245,9 @@ def prove(
             continue
         if trial.reduction < min_reduction:
             outcome.skip("candidates below the cost-reduction threshold")
+            continue
+        if trial.measured and trial.saved_per_call < MIN_ROWS_SAVED:
+            outcome.skip(f"candidates saving fewer than {MIN_ROWS_SAVED:,} rows read per call")
             continue
         accepted.append(trial)
         per_table[table] = per_table.get(table, 0) + 1

@@ -348,6 +348,8 @@ class TrialIndexes:
         self._numbers = itertools.count(1)
         self.values = TableValues(connection)
         """Parameter values for reads recorded without any (MariaDB plans need values)."""
+        self.plans: dict[tuple[str, ...], dict[int, Plan | None]] = {}
+        """Plans of recorded reads (by ``id``), per set of indexes present (as declared)."""
 
     @contextmanager
     def present(

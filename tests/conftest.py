@@ -56,6 +56,20 @@ def unindexed_foreign_keys() -> None:
         pytest.skip("needs unindexed foreign keys: run with DBTUNE_DB=postgres or on SQLite")
 
 
+@pytest.fixture
+def undo_ddl():
+    """DDL commits at once on MariaDB: a ``django_db`` test that builds or drops an index or
+    a table by hand would leave the change to every later test. The test appends the undo of
+    each change it made (a callable); where the database cannot roll DDL back, they run after
+    the test, last first. PostgreSQL and SQLite roll the change back with the test's
+    transaction."""
+    undo: list = []
+    yield undo
+    if not connection.features.can_rollback_ddl:
+        for step in reversed(undo):
+            step()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _database_features_known(django_db_setup, django_db_blocker):
     """Django 6's system checks ask every database whether it supports JSONField: asked

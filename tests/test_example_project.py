@@ -9,6 +9,7 @@ from django.db import connection
 
 from crawler.models import Website
 from dashboard import seed
+from django_dbtune.advisor import planner
 from django_dbtune.capture import capture_queries
 from tests import factories
 
@@ -111,11 +112,8 @@ def listing_query(client, url: str, table: str):
     return record
 
 
-def plan(record) -> str:
-    prefix = "EXPLAIN " if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN "
-    with connection.cursor() as cursor:
-        cursor.execute(prefix + record.sql, record.params)
-        return "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
+def plan(record) -> planner.Plan:
+    return planner.explain(connection, record.sql, record.params, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +137,41 @@ def seeded_urls(django_db_setup, django_db_blocker):
 @pytest.mark.parametrize("spot", sorted(UNINDEXED))
 def test_unindexed_filters_scan_the_whole_table(client, seeded_urls, spot):
     _, table, _ = UNINDEXED[spot]
-    text = plan(listing_query(client, seeded_urls[spot], table))
-    if connection.vendor == "postgresql":
-        assert f"Seq Scan on {table}" in text, text
+    record = listing_query(client, seeded_urls[spot], table)
+    if connection.vendor == "mysql":
+        assert_every_row_is_read_on_mariadb(record, table, spot)
     else:
-        assert re.search(rf"\bSCAN {table}\b", text), text
+        found = plan(record)
+        assert found.full_reads(table), found.text
+
+
+def assert_every_row_is_read_on_mariadb(record, table: str, spot: str) -> None:
+    """MariaDB often reaches the filtered table through its parent's foreign key (the small
+    parent scanned, each of its rows looked up): no scan in the plan, yet every row is read.
+    So the rows the read took when it ran are counted."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")
+        (rows,) = cursor.fetchone()
+    read, ran = rows_read(record, table)
+    if spot == "IDX-3":
+        # InnoDB indexes every foreign key itself, db_index=False or not: on MariaDB the
+        # website page reads only that website's recommendations, through that index.
+        assert any("website_id" in name for name in ran.indexes.get(table, ())), ran.text
+        assert 0 < read < rows / 10, (read, rows)
+        return
+    if spot == "IDX-1":
+        # startswith is LIKE BINARY on MariaDB, which no index on the column serves (and
+        # KNOWN_ISSUES' fix, an operator class, is PostgreSQL's): the scan stays, whatever
+        # index is added; istartswith is what an index serves here (test_innodb_advice.py).
+        assert "LIKE BINARY" in record.sql, record.sql
+    assert read == pytest.approx(rows, rel=0.01), ran.text
+
+
+def rows_read(record, table: str) -> tuple[float, planner.Plan]:
+    """MariaDB: the rows the read took from ``table`` when it ran (``ANALYZE``), however the
+    optimizer reached the table, with the plan it ran."""
+    ran = planner.measure_mariadb(connection, record.sql, record.params)
+    return ran.rows_read.get(table, 0.0), ran
 
 
 @pytest.mark.django_db
@@ -156,7 +184,7 @@ def test_the_listed_index_ends_the_sequential_scan(client, seeded_urls, spot, po
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"CREATE INDEX dbtune_probe ON {table} {index}")
         cursor.execute(f"ANALYZE {table}")
-    text = plan(record)
+    text = plan(record).text
     assert f"Seq Scan on {table}" not in text, text
     assert "dbtune_probe" in text, text
 

@@ -180,33 +180,62 @@ def test_a_redundant_index_is_tried_first_by_making_the_planner_ignore_it():
         assert list(cursor.fetchall()) == [("NO",)]
 
 
-def test_a_text_column_gets_no_index_that_its_migration_cannot_build(tmp_path, settings):
-    """MariaDB indexes a TEXT column by a prefix only, which models.Index cannot state: the
-    migration of Index(fields=["text"]) fails there. The advice is the prefix index, as the
-    RunSQL that builds it, or a CharField."""
-    from django.db import DatabaseError, models
-
+def _text_findings(tmp_path, settings, body):
     from django_dbtune.advisor.candidates import index_findings
     from django_dbtune.advisor.queryset_chains import scan
-    from django_dbtune.advisor.writer import prepare
-    from tests.testapp.models import Note
 
     settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
     (tmp_path / "views.py").write_text(
-        "from tests.testapp.models import Note\n"
-        "def notes(text):\n"
-        "    return list(Note.objects.filter(text=text))\n"
+        f"from tests.testapp.models import Note\ndef notes(owner, text):\n    {body}\n"
     )
     schemas = {s.label: s for s in model_schemas(["testapp"], "default")}
-    [finding] = [
-        f for f in index_findings(scan(tmp_path).usages, schemas) if f.model == "testapp.Note"
-    ]
+    found = index_findings(scan(tmp_path).usages, schemas)
+    return [f for f in found if f.model == "testapp.Note" and "text" in f.fields]
+
+
+def _built(statement):
+    """Whether MariaDB builds the index (then dropped: DDL commits here)."""
+    from django.db import DatabaseError
+
+    name = statement.split("`")[1]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+            cursor.execute(f"DROP INDEX `{name}` ON testapp_note")
+    except DatabaseError as error:
+        return str(error)
+    return True
+
+
+def test_one_text_column_gets_a_plain_index_mariadb_prefixes_itself(tmp_path, settings):
+    """MariaDB indexes a TEXT column alone by the longest prefix its key takes: the plain
+    models.Index is proposed and written, and the statement its migration runs builds."""
+    from tests.testapp.models import Note
+
+    [finding] = _text_findings(tmp_path, settings, "return list(Note.objects.filter(text=text))")
+    assert "MariaDB indexes the TEXT column text by a prefix" in finding.message
+    assert finding.index.sql is None and finding.index.fields == ("text",)  # a models.Index
+    index = finding.index.as_index()
+    assert _built(str(index.create_sql(Note, connection.schema_editor(collect_sql=True)))) is True
+
+
+def test_a_text_column_among_others_gets_a_prefix_index_as_runsql(tmp_path, settings):
+    """With another column, the TEXT column's automatic prefix leaves the key no room: the
+    migration of the models.Index fails (1071), so the advice is the prefix index as the
+    RunSQL that builds it, or a CharField."""
+    from django.db import models
+
+    from django_dbtune.advisor.writer import prepare
+    from tests.testapp.models import Note
+
+    [finding] = _text_findings(
+        tmp_path, settings, "return list(Note.objects.filter(text=text).order_by('-id'))"
+    )
     assert "prefix" in finding.message and "CharField" in finding.advice
     sql = finding.index.sql
-    assert sql is not None and "(`text`(100))" in sql and f"RunSQL({sql!r}" in finding.advice
+    assert sql is not None and "`text`(100)" in sql and f"RunSQL({sql!r}" in finding.advice
     assert prepare([finding]).files == {}, "never written as a models.Index"
-    with pytest.raises(DatabaseError), connection.schema_editor() as editor:
-        editor.add_index(Note, models.Index(fields=["text"], name="note_text_whole"))
-    with connection.cursor() as cursor:  # the statement the advice gives builds the index
-        cursor.execute(sql)
-        cursor.execute(f"DROP INDEX `{finding.index.name}` ON testapp_note")
+    whole = models.Index(fields=list(finding.index.fields), name="note_text_whole")
+    statement = str(whole.create_sql(Note, connection.schema_editor(collect_sql=True)))
+    assert "1071" in _built(statement)  # the migration's own statement fails
+    assert _built(sql) is True  # the one the advice gives builds

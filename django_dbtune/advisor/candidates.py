@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import connections, models
+from django.db import DatabaseError, connections, models
 
 from django_dbtune.advisor.code_scan import Usage
 from django_dbtune.advisor.equality import equality_columns, piles_up
@@ -341,12 +341,28 @@ def _finding(
     prefix_only_fields = [
         name for name in candidate.names if prefix_only(connection, model._meta.get_field(name))
     ]
-    if prefix_only_fields and proposal is not None:
+    mysql: Any = connection  # MySQL's backend's own attributes
+    try:
+        mariadb = connection.vendor == "mysql" and bool(mysql.mysql_is_mariadb)
+    except DatabaseError:  # the server cannot be asked: the advice that builds on both
+        mariadb = False
+    if prefix_only_fields and proposal is not None and mariadb and len(candidate.names) == 1:
+        message += (
+            f" MariaDB indexes the TEXT column {candidate.names[0]} by a prefix: the first"
+            " characters that fit its longest key (768 under utf8mb4), which it picks itself."
+        )
+    elif prefix_only_fields and proposal is not None:
         proposal, advice = _prefix_index(schema, candidate, free, prefix_only_fields)
         message += (
             f" {database_name(connection)} indexes a TEXT column by a prefix only"
             f" ({', '.join(prefix_only_fields)}), which models.Index cannot declare: its"
-            " migration would fail there."
+            " migration would fail there"
+            + (
+                " (MariaDB gives one TEXT column alone the longest prefix its key takes,"
+                " and then no room is left for another column)."
+                if mariadb
+                else "."
+            )
         )
     if candidate.pattern and connection.vendor == "mysql":
         message += (

@@ -69,6 +69,8 @@ class Plan:
     unit: str = "cost"
     """What ``cost`` counts: the planner's estimate, or (MariaDB's ``ANALYZE``, which runs
     the read) the ``rows read`` from every table."""
+    rows_read: dict[str, float] = field(default_factory=dict)
+    """MariaDB's ``ANALYZE``: the rows the read took from each table, however it reached it."""
 
     @property
     def indexes(self) -> dict[str, set[str]]:
@@ -153,7 +155,10 @@ def measure_mariadb(connection: BaseDatabaseWrapper, sql: str, params: Any) -> P
             stack.extend(node)
         elif isinstance(node, dict):
             if "table_name" in node and "r_rows" in node:
-                plan.cost += float(node.get("r_loops") or 0) * float(node["r_rows"] or 0)
+                rows = float(node.get("r_loops") or 0) * float(node["r_rows"] or 0)
+                table = str(node["table_name"])
+                plan.rows_read[table] = plan.rows_read.get(table, 0.0) + rows
+                plan.cost += rows
             stack.extend(node.values())
     return plan
 

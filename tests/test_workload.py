@@ -181,6 +181,22 @@ def _suggest(path, *options):
     return json.loads(out.getvalue()), err.getvalue()
 
 
+def _suggest_text(path):
+    """The text report of the workload (proven as this database can), and what it printed
+    on stderr."""
+    out, err = StringIO(), StringIO()
+    call_command(
+        "suggest_indexes",
+        "shop",
+        "--workload",
+        str(path),
+        *_proof_options(),
+        stdout=out,
+        stderr=err,
+    )
+    return out, err
+
+
 def test_hypopg_proves_the_index_the_queries_lack(recorded):
     _hypopg(True)
     with CaptureQueriesContext(connection) as ran:
@@ -407,16 +423,7 @@ def test_raw_sql_and_tables_no_model_owns_are_left_out_and_counted(books, tmp_pa
         lines[0], sql=lines[0]["sql"] + " ", orm=dict(lines[0]["orm"], model="gone.Model")
     )
     path.write_text("".join(json.dumps(line) + "\n" for line in [*lines, stranger]))
-    out, err = StringIO(), StringIO()
-    call_command(
-        "suggest_indexes",
-        "shop",
-        "--workload",
-        str(path),
-        *_proof_options(),
-        stdout=out,
-        stderr=err,
-    )
+    _, err = _suggest_text(path)
     assert (
         "left out (1): queries not from the ORM (raw SQL) or with no ORM detail" in err.getvalue()
     )
@@ -487,16 +494,7 @@ def test_a_sort_by_an_annotation_stops_the_sort_fields(books, tmp_path):
     assert shape.orm.sort == []  # "-n" is no column: an index cannot follow the sort
     if connection.vendor == "postgresql":
         _hypopg(True)
-    out = StringIO()
-    call_command(
-        "suggest_indexes",
-        "shop",
-        "--workload",
-        str(path),
-        *_proof_options(),
-        stdout=out,
-        stderr=StringIO(),
-    )
+    out, _ = _suggest_text(path)
     assert "finding" in out.getvalue()  # ran to the end
 
 

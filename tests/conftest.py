@@ -106,13 +106,28 @@ class Site(type(Path())):  # a Path that also carries the environment to run it 
 
 
 POSTGRES = DB == "postgres"
+MARIADB = DB == "mariadb"
 
 
 def admin_sql(sql):
     """Run CREATE/DROP DATABASE, which cannot run inside the tests' transaction."""
+    settings = connection.settings_dict
+    if MARIADB:
+        import MySQLdb
+
+        admin = MySQLdb.connect(
+            host=settings["HOST"],
+            port=int(settings["PORT"]),
+            user=settings["USER"],
+            password=settings["PASSWORD"],
+        )
+        try:
+            admin.cursor().execute(sql)
+        finally:
+            admin.close()
+        return
     import psycopg
 
-    settings = connection.settings_dict
     with psycopg.connect(
         host=settings["HOST"],
         port=settings["PORT"],
@@ -134,15 +149,20 @@ def project(tmp_path):
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DBTUNE_DB": "postgres" if POSTGRES else "sqlite",
+        "DBTUNE_DB": DB if POSTGRES or MARIADB else "sqlite",
     }
     name = f"dbtune_roundtrip_{uuid.uuid4().hex[:8]}"
     if POSTGRES:
         admin_sql(f'CREATE DATABASE "{name}"')
         copy.env["DBTUNE_PG_NAME"] = name
+    if MARIADB:
+        admin_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        copy.env["DBTUNE_MARIADB_NAME"] = name
     yield copy
     if POSTGRES:
         admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if MARIADB:
+        admin_sql(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def pytest_collection_modifyitems(items):

@@ -1,6 +1,7 @@
 """--write: Meta.indexes edits that keep the source as it was, and migrations Django agrees with."""
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -176,10 +177,14 @@ def written_names(project):
 
 
 def test_write_migrate_and_back(project):
+    # MariaDB: no index for the URL's startswith (LIKE BINARY there), and none of the
+    # website's recommendations (InnoDB indexes that foreign key itself).
+    mariadb = project.env["DBTUNE_DB"] == "mariadb"
+    count = 6 if mariadb else 8
     manage(project, "migrate", "-v0")
     before = {path: path.read_text() for path in project.rglob("*.py")}
     out = manage(project, "suggest_indexes", "--write").stdout
-    assert "8 indexes written. Run 'manage.py migrate' to build them." in out
+    assert f"{count} indexes written. Run 'manage.py migrate' to build them." in out
     changed = {
         p.relative_to(project).as_posix()
         for p in project.rglob("*.py")
@@ -197,16 +202,19 @@ def test_write_migrate_and_back(project):
         "No changes detected"
     )
     names = written_names(project)
-    assert len(names) == 8 and all(len(name) <= 30 for name in names)
-    manage(project, "migrate", "-v0")
+    assert len(names) == count and all(len(name) <= 30 for name in names)
+    manage(project, "migrate", "-v0")  # the migrations apply (on MariaDB too)
     present = indexes(project, "crawler_recommendation") | indexes(project, "crawler_pageresult")
     assert {n for n in names if n.startswith("crawler_")} <= present
     rerun = manage(project, "suggest_indexes", "--format", "json").stdout
     assert "composite_candidate" not in rerun and "missing_fk_index" not in rerun
-    assert "unindexed_filter" not in rerun
-    # As a CI gate: only the redundant index (advice, low) remains.
-    gate = manage(project, "suggest_indexes", "--check", "--min-severity", "medium")
-    assert gate.stdout.strip() == "No findings."
+    left = [(f["kind"], f["fields"]) for f in json.loads(rerun) if f["kind"] != "redundant_index"]
+    assert left == ([("unindexed_filter", ["url"])] if mariadb else [])
+    # As a CI gate: only the redundant index (advice, low) remains (and on MariaDB the
+    # startswith no index can serve, with its advice).
+    gate = manage(project, "suggest_indexes", "--check", "--min-severity", "medium", check=False)
+    assert gate.returncode == int(mariadb)
+    assert (gate.stdout.strip() == "No findings.") is not mariadb
     for app in ("crawler", "marketplace", "publisher"):
         manage(project, "migrate", app, "0001", "-v0")
     back = indexes(project, "crawler_recommendation") | indexes(project, "crawler_pageresult")

@@ -3,6 +3,7 @@
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -337,3 +338,35 @@ def test_a_gin_index_is_left_to_a_runsql_not_written_as_a_btree(tmp_path, settin
     assert result.files == {}
     assert {label for label, _ in result.skipped} == {"testapp.Listing", "testapp.Shelf"}
     assert all("RunSQL" in reason for _, reason in result.skipped)
+
+
+def test_runsql_writes_the_index_meta_indexes_cannot_declare(project):
+    """MariaDB: a TEXT column in an index of several columns needs a prefix length, which
+    models.Index cannot state. --write leaves it, naming --runsql; --write --runsql writes
+    it as a RunSQL of the app's migration, which migrate builds and unapplies."""
+    if project.env["DBTUNE_DB"] != "mariadb":
+        pytest.skip("needs MariaDB's TEXT prefix index: run with DBTUNE_DB=mariadb")
+    (project / "publisher" / "search.py").write_text(
+        "from publisher.models import Post\n\n\n"
+        "def posts_saying(body):\n"
+        "    return list(Post.objects.filter(body=body).order_by('-id'))\n"
+    )
+    manage(project, "migrate", "-v0")
+    first = manage(project, "suggest_indexes", "publisher", "--write")  # the other indexes
+    assert "(--runsql writes it)" in first.stderr
+    assert "RunSQL" not in (project / "publisher/migrations/0002_dbtune_indexes.py").read_text()
+    manage(project, "migrate", "-v0")
+    out = manage(project, "suggest_indexes", "publisher", "--write", "--runsql").stdout
+    assert "1 index written" in out
+    migration = (project / "publisher/migrations/0003_dbtune_indexes.py").read_text()
+    assert "migrations.RunSQL(" in migration and "`body`(100)" in migration
+    assert "DROP INDEX" in migration
+    [name] = re.findall(r"CREATE INDEX `(\w+)`", migration)
+    manage(project, "migrate", "-v0")
+    assert name in indexes(project, "publisher_post")
+    again = json.loads(manage(project, "suggest_indexes", "publisher", "--format", "json").stdout)
+    # Built, it is never suggested again; no model declares it, and the drift check says so.
+    assert not [f for f in again if "body" in f["fields"] and f.get("index")]
+    assert [f["kind"] for f in again if name in f["message"]] == ["unknown_in_database"]
+    manage(project, "migrate", "publisher", "0002", "-v0")
+    assert name not in indexes(project, "publisher_post")

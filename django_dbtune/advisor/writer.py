@@ -14,8 +14,8 @@ from typing import Any
 
 import libcst as cst
 from django.apps import apps
-from django.db import models
-from django.db.migrations import AddIndex, Migration
+from django.db import connections, models
+from django.db.migrations import AddIndex, Migration, RunSQL
 from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
@@ -52,21 +52,34 @@ def index_source(proposal: ProposedIndex, names: ModuleNames | None = None) -> s
     return proposal.as_code(q=names.q, index=names.index, f=names.f)
 
 
-def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> PendingWrites:
-    """What --write would change, per app and per model source file."""
+def prepare(
+    findings: Iterable[Finding], *, concurrently: bool = False, runsql: bool = False
+) -> PendingWrites:
+    """What --write would change, per app and per model source file. An index that
+    ``Meta.indexes`` cannot declare is written, with ``runsql``, as a ``RunSQL`` operation
+    of the app's migration (with the ``DROP INDEX`` that undoes it)."""
     result = PendingWrites()
     by_model: dict[str, list[Finding]] = {}
+    raw: dict[str, list[tuple[str, str]]] = {}
     for finding in findings:
         if finding.index is not None and finding.index.sql:
             # A GIN index (trigram or containment), or MariaDB's prefix index of a TEXT
             # column: models.Index cannot declare either.
-            result.skipped.append(
-                (
-                    finding.model,
-                    f"{finding.index.name} cannot be declared in Meta.indexes: "
-                    "run its SQL in RunSQL",
+            model = apps.get_model(finding.model)
+            reason = (
+                _cannot_edit(model)
+                if runsql
+                else (
+                    f"{finding.index.name} cannot be declared in Meta.indexes: run its SQL in "
+                    "RunSQL (--runsql writes it)"
                 )
             )
+            if reason is not None:
+                result.skipped.append((finding.model, reason))
+                continue
+            undo = _drop_sql(finding.database, model._meta.db_table, finding.index.name)
+            raw.setdefault(model._meta.app_label, []).append((finding.index.sql, undo))
+            result.written.append(finding)
         elif finding.index is not None:
             by_model.setdefault(finding.model, []).append(finding)
     by_model = {label: _widest(found) for label, found in by_model.items()}
@@ -125,10 +138,19 @@ def prepare(findings: Iterable[Finding], *, concurrently: bool = False) -> Pendi
         )
         result.written.extend(model_findings)
     loader = MigrationLoader(None, ignore_no_migrations=True)
-    for app_label, items in sorted(by_app.items()):
-        path, content = _migration(loader, app_label, items, concurrently)
+    for app_label in sorted(by_app.keys() | raw.keys()):
+        items = by_app.get(app_label, [])
+        path, content = _migration(loader, app_label, items, concurrently, raw.get(app_label, []))
         result.files[path] = content
     return result
+
+
+def _drop_sql(database: str, table: str, name: str) -> str:
+    """``DROP INDEX`` in the database's own words (``ON table`` on MariaDB and MySQL)."""
+    connection = connections[database]
+    quote = connection.ops.quote_name
+    template = connection.schema_editor(collect_sql=True).sql_delete_index
+    return str(template % {"name": quote(name), "table": quote(table)})
 
 
 def _widest(findings: list[Finding]) -> list[Finding]:
@@ -192,6 +214,7 @@ def _migration(
     app_label: str,
     items: list[tuple[type[models.Model], ProposedIndex]],
     concurrently: bool,
+    raw: list[tuple[str, str]],
 ) -> tuple[Path, str]:
     leaves = loader.graph.leaf_nodes(app_label)
     if len(leaves) > 1:
@@ -212,7 +235,8 @@ def _migration(
     attributes = {
         "dependencies": list(leaves),
         "operations": [
-            operation(model._meta.model_name, proposal.as_index()) for model, proposal in items
+            *(operation(model._meta.model_name, proposal.as_index()) for model, proposal in items),
+            *(RunSQL(sql, reverse_sql) for sql, reverse_sql in raw),
         ],
     }
     migration_class = type("Migration", (Migration,), attributes)

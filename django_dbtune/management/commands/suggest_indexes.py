@@ -61,6 +61,14 @@ class Command(BaseCommand):
             "so building the index does not lock writes.",
         )
         parser.add_argument(
+            "--runsql",
+            action="store_true",
+            help="With --write: also write each index Meta.indexes cannot declare (MariaDB's "
+            "prefix index of a TEXT column, PostgreSQL's GIN indexes) as a RunSQL operation "
+            "of the app's migration, with the DROP INDEX that undoes it. No model declares "
+            "such an index: makemigrations does not know it.",
+        )
+        parser.add_argument(
             "--workload",
             metavar="PATH",
             help="A recorded workload (JSON lines: DBTUNE['WORKLOAD_FILE'], pytest "
@@ -121,6 +129,8 @@ class Command(BaseCommand):
         database = options["database"]
         if options["concurrently"] and not options["write"]:
             raise CommandError("--concurrently only applies with --write.")
+        if options["runsql"] and not options["write"]:
+            raise CommandError("--runsql only applies with --write.")
         if options["concurrently"] and connections[database].vendor != "postgresql":
             raise CommandError(
                 "--concurrently needs PostgreSQL (AddIndexConcurrently); "
@@ -164,7 +174,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write("No findings.")
         if options["write"]:
-            self._write(findings, options["concurrently"])
+            self._write(findings, options["concurrently"], options["runsql"])
         elif options["check"] and findings:
             sys.exit(1)
 
@@ -218,9 +228,9 @@ class Command(BaseCommand):
             self.stderr.write(f"  left out ({count}): {reason}")
         return suggest.Report(findings=outcome.findings)
 
-    def _write(self, findings: list[Finding], concurrently: bool) -> None:
+    def _write(self, findings: list[Finding], concurrently: bool, runsql: bool) -> None:
         try:
-            pending = writer.prepare(findings, concurrently=concurrently)
+            pending = writer.prepare(findings, concurrently=concurrently, runsql=runsql)
             paths = writer.apply(pending)
         except (WriteError, OSError) as exc:
             raise CommandError(str(exc)) from exc

@@ -55,9 +55,9 @@ def index_source(proposal: ProposedIndex, names: ModuleNames | None = None) -> s
 def prepare(
     findings: Iterable[Finding], *, concurrently: bool = False, runsql: bool = False
 ) -> PendingWrites:
-    """What --write would change, per app and per model source file. An index that
-    ``Meta.indexes`` cannot declare is written, with ``runsql``, as a ``RunSQL`` operation
-    of the app's migration (with the ``DROP INDEX`` that undoes it)."""
+    """What --write would change, per app and per model source file. MariaDB's prefix index
+    of a TEXT column, which ``Meta.indexes`` cannot declare, is written, with ``runsql``, as a
+    ``RunSQL`` operation of the app's migration (with the ``DROP INDEX`` that undoes it)."""
     result = PendingWrites()
     by_model: dict[str, list[Finding]] = {}
     raw: dict[str, list[tuple[str, str]]] = {}
@@ -65,14 +65,14 @@ def prepare(
         if finding.index is not None and finding.index.sql:
             # A GIN index (trigram or containment), or MariaDB's prefix index of a TEXT
             # column: models.Index cannot declare either.
+            # --runsql writes MariaDB's; a GIN index needs an extension migrate may lack.
             model = apps.get_model(finding.model)
+            prefix = connections[finding.database].vendor == "mysql"
             reason = (
                 _cannot_edit(model)
-                if runsql
-                else (
-                    f"{finding.index.name} cannot be declared in Meta.indexes: run its SQL in "
-                    "RunSQL (--runsql writes it)"
-                )
+                if runsql and prefix
+                else f"{finding.index.name} cannot be declared in Meta.indexes: run its SQL in "
+                f"RunSQL{' (--runsql writes it)' if prefix else ''}"
             )
             if reason is not None:
                 result.skipped.append((finding.model, reason))

@@ -63,10 +63,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--runsql",
             action="store_true",
-            help="With --write: also write each index Meta.indexes cannot declare (MariaDB's "
-            "prefix index of a TEXT column, PostgreSQL's GIN indexes) as a RunSQL operation "
-            "of the app's migration, with the DROP INDEX that undoes it. No model declares "
-            "such an index: makemigrations does not know it.",
+            help="With --write on MariaDB or MySQL: also write each prefix index of a TEXT "
+            "column (which Meta.indexes cannot declare) as a RunSQL operation of the app's "
+            "migration, with the DROP INDEX that undoes it. No model declares such an index: "
+            "makemigrations does not know it.",
         )
         parser.add_argument(
             "--workload",

@@ -129,7 +129,7 @@ def locks(sql: str, vendor: str = "mysql") -> bool:
     """Whether a SELECT (Django's ``%s`` placeholders) takes row locks (``FOR UPDATE``, ``FOR
     SHARE``, ``LOCK IN SHARE MODE``), or cannot be read: either way, never run to measure it."""
     tree = parse_quietly(to_named(sql), vendor)
-    return not isinstance(tree, exp.Select) or bool(tree.args.get("locks"))
+    return not isinstance(tree, exp.Select) or any(True for _ in tree.find_all(exp.Lock))
 
 
 def to_named(sql: str) -> str:

@@ -234,3 +234,67 @@ def test_an_index_saving_a_few_hundred_rows_a_call_is_not_worth_its_writes(tmp_p
     findings, err = _suggest(path, "--allow-build")
     assert findings == []
     assert "left out (1): candidates saving fewer than 1,000 rows read per call" in err
+
+
+def test_trial_indexes_an_interrupted_run_left_stop_the_next_with_their_drop(recorded):
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX dbtune_trial_7 ON shop_book (summary(10))")
+    try:
+        with pytest.raises(CommandError, match=r"interrupted run.*DROP INDEX `dbtune_trial_7`"):
+            _suggest(recorded, "--allow-build")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX dbtune_trial_7 ON shop_book")
+
+
+def test_a_table_that_cannot_be_put_back_stops_the_run_with_the_statements(recorded):
+    """Another session holds the table's metadata lock while the trial is to be dropped:
+    the run stops, and says what is left and the statement that removes it."""
+    import MySQLdb
+
+    settings = connection.settings_dict
+    holder = MySQLdb.connect(
+        host=settings["HOST"],
+        port=int(settings["PORT"]),
+        user=settings["USER"],
+        password=settings["PASSWORD"],
+        database=settings["NAME"],
+    )
+    from django_dbtune.advisor import online_build
+
+    real_run = online_build._run
+
+    def lock_then_run(conn, ddl, lock_seconds, seconds):
+        if "DROP INDEX" in ddl:  # an open transaction that read the table holds its lock
+            holder.cursor().execute("START TRANSACTION")
+            holder.cursor().execute("SELECT COUNT(*) FROM shop_book")
+            lock_seconds = 1  # (the cleanup would wait a minute)
+        real_run(conn, ddl, lock_seconds, seconds)
+
+    online_build._run = lock_then_run
+    try:
+        with pytest.raises(
+            CommandError, match=r"could not be put back.*DROP INDEX `dbtune_trial_"
+        ):
+            _suggest(recorded, "--allow-build")
+    finally:
+        online_build._run = real_run
+        holder.rollback()
+        holder.close()
+        for name in _trial_indexes():
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP INDEX {name} ON shop_book")
+
+
+def test_a_lock_in_a_subquery_is_a_locking_read():
+    from django_dbtune.sql import locks
+
+    assert locks("SELECT a FROM t WHERE id IN (SELECT id FROM u WHERE b = %s FOR UPDATE)")
+    assert not locks("SELECT a FROM t WHERE id IN (SELECT id FROM u WHERE b = %s)")
+
+
+def test_digests_read_on_one_alias_are_proven_on_another(recorded):
+    with pytest.raises(CommandError, match=r"--digests-from 'nowhere' is not a database alias"):
+        _suggest_from_digests("--allow-build", "--digests-from", "nowhere")
+    with pytest.raises(CommandError, match=r"only applies with --from-performance-schema"):
+        _suggest(recorded, "--digests-from", "default")

@@ -364,6 +364,9 @@ def test_runsql_writes_the_index_meta_indexes_cannot_declare(project):
     assert "migrations.RunSQL(" in migration and "`body`(100)" in migration
     assert "DROP INDEX" in migration
     [name] = re.findall(r"CREATE INDEX `(\w+)`", migration)
+    twice = manage(project, "suggest_indexes", "publisher", "--write", "--runsql")
+    assert f"creates {name} already: run migrate" in twice.stderr  # never a second copy
+    assert not (project / "publisher/migrations/0004_dbtune_indexes.py").exists()
     manage(project, "migrate", "-v0")
     assert name in indexes(project, "publisher_post")
     again = json.loads(manage(project, "suggest_indexes", "publisher", "--format", "json").stdout)

@@ -106,10 +106,10 @@ def mysql_usage(
             if not row or row[0] != "YES":
                 return None, (
                     f"performance_schema does not count table I/O (instrument {INSTRUMENT} is "
-                    "off), so unused indexes are not looked for. Switch it on with UPDATE "
-                    "performance_schema.setup_instruments SET ENABLED = 'YES', TIMED = 'YES' "
-                    f"WHERE NAME = '{INSTRUMENT}'; (or performance-schema-instrument = "
-                    f"'{INSTRUMENT}=ON' in the server's configuration)."
+                    "off), so unused indexes are not looked for. Switch it on in the server's "
+                    f"configuration (performance-schema-instrument = '{INSTRUMENT}=ON') and "
+                    "restart: the counts are read as covering the time since the server "
+                    "started, which switching it on while the server runs would make untrue."
                 )
             cursor.execute(
                 "SELECT OBJECT_NAME, INDEX_NAME, COUNT_READ "

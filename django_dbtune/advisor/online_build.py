@@ -19,13 +19,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_dbtune.errors import DbtuneError
 
+TRIAL_PREFIX = "dbtune_trial_"
+
 
 class OnlineBuildError(DbtuneError):
-    """A trial index cannot be built here (inside a transaction its DDL would commit)."""
+    """A trial index cannot be built here (inside a transaction its DDL would commit, or an
+    interrupted run left trials), or a table could not be put back as it was."""
 
 
 @dataclass(frozen=True)
@@ -36,53 +40,93 @@ class Trial:
     """``CREATE INDEX`` as the migration would run it (Django's ``Index.create_sql``)."""
 
 
+CLEANUP_LOCK_SECONDS = 60
+"""How long the drop (and a restore) may wait for the table's metadata lock: longer than a
+build's wait, since giving up leaves the table changed."""
+
+
 @contextmanager
 def built(
-    connection: BaseDatabaseWrapper, trials: list[Trial], lock_timeout: str, build_timeout: str
+    connection: BaseDatabaseWrapper, trials: list[Trial], lock_seconds: int, build_seconds: int
 ) -> Iterator[None]:
-    """While inside, ``trials`` exist; on the way out their tables are as they were."""
-    if connection.in_atomic_block:
+    """While inside, ``trials`` exist; on the way out their tables are as they were, or
+    :class:`OnlineBuildError` says what is left and the statements that undo it."""
+    if connection.in_atomic_block or not connection.get_autocommit():
         raise OnlineBuildError(
             "On MariaDB and MySQL a trial index cannot be built inside a transaction: its "
             "CREATE INDEX would commit it."
         )
-
-    def bounded(ddl: str) -> str:
-        if not getattr(connection, "mysql_is_mariadb", False):
-            return ddl
-        lock = int(lock_timeout.removesuffix("s"))
-        seconds = int(build_timeout.removesuffix("min")) * 60
-        limits = f"lock_wait_timeout = {lock}, max_statement_time = {seconds}"
-        return f"SET STATEMENT {limits} FOR {ddl}"
-
     quote = connection.ops.quote_name
     tables = {trial.table: _indexes(connection, trial.table) for trial in trials}
-    done: list[Trial] = []
+    left = [
+        f"ALTER TABLE {quote(table)} DROP INDEX {quote(name)}"
+        for table, had in tables.items()
+        for name in had
+        if name.startswith(TRIAL_PREFIX)
+    ]
+    if left:
+        raise OnlineBuildError(
+            "Trial indexes of an interrupted run are still there; drop them first: "
+            + "; ".join(left)
+            + ";"
+        )
+    started: list[Trial] = []
     try:
-        with connection.cursor() as cursor:
-            for trial in trials:
-                cursor.execute(bounded(f"{trial.create_sql} ALGORITHM=INPLACE LOCK=NONE"))
-                done.append(trial)
+        for trial in trials:
+            started.append(trial)  # before it runs: an interrupt may come as it ends
+            _run(
+                connection,
+                f"{trial.create_sql} ALGORITHM=INPLACE LOCK=NONE",
+                lock_seconds,
+                build_seconds,
+            )
         yield
     finally:
-        with connection.cursor() as cursor:
-            for table, had in tables.items():
-                has = _indexes(connection, table)
-                for name, columns in had.items():
-                    if name not in has:
-                        cursor.execute(
-                            bounded(
-                                f"CREATE INDEX {quote(name)} ON {quote(table)} ({columns}) "
-                                "ALGORITHM=INPLACE LOCK=NONE"
-                            )
-                        )
-            for trial in reversed(done):
-                cursor.execute(
-                    bounded(
-                        f"ALTER TABLE {quote(trial.table)} DROP INDEX {quote(trial.name)}, "
-                        "ALGORITHM=INPLACE, LOCK=NONE"
-                    )
-                )
+        # (statement, how it runs online): the indexes InnoDB dropped, then the trials.
+        now = {table: _indexes(connection, table) for table in tables}
+        undo = [
+            (f"CREATE INDEX {quote(name)} ON {quote(table)} ({columns})", " ALGORITHM=INPLACE")
+            for table, had in tables.items()
+            for name, columns in had.items()
+            if name not in now[table]
+        ] + [
+            (
+                f"ALTER TABLE {quote(trial.table)} DROP INDEX {quote(trial.name)}",
+                ", ALGORITHM=INPLACE",
+            )
+            for trial in reversed(started)
+            if trial.name in now[trial.table]  # (a build that failed left nothing)
+        ]
+        failed = []
+        for statement, online in undo:  # each on its own: one failing must not stop the rest
+            try:
+                lock = " LOCK=NONE" if online.startswith(" ") else ", LOCK=NONE"
+                _run(connection, statement + online + lock, CLEANUP_LOCK_SECONDS, build_seconds)
+            except DatabaseError as error:
+                failed.append(f"{statement}; ({str(error).strip()})")
+        if failed:
+            raise OnlineBuildError(
+                "The table could not be put back as it was; run these yourself: "
+                + " ".join(failed)
+            )
+
+
+def _run(connection: BaseDatabaseWrapper, ddl: str, lock_seconds: int, seconds: int) -> None:
+    """``ddl`` waiting at most ``lock_seconds`` for the table's metadata lock, and on
+    MariaDB running at most ``seconds`` (MySQL has no ``SET STATEMENT``: its session's
+    ``lock_wait_timeout`` is set for the statement, then put back)."""
+    with connection.cursor() as cursor:
+        if getattr(connection, "mysql_is_mariadb", False):
+            limits = f"lock_wait_timeout = {lock_seconds}, max_statement_time = {seconds}"
+            cursor.execute(f"SET STATEMENT {limits} FOR {ddl}")
+            return
+        cursor.execute("SELECT @@SESSION.lock_wait_timeout")
+        (saved,) = cursor.fetchone()
+        cursor.execute(f"SET SESSION lock_wait_timeout = {int(lock_seconds)}")
+        try:
+            cursor.execute(ddl)
+        finally:
+            cursor.execute(f"SET SESSION lock_wait_timeout = {int(saved)}")
 
 
 def _indexes(connection: BaseDatabaseWrapper, table: str) -> dict[str, str]:

@@ -30,9 +30,11 @@ from django_dbtune.advisor.table_values import TableValues
 from django_dbtune.errors import DbtuneError
 from django_dbtune.sql import parse_quietly
 
-LOCK_TIMEOUT = "2s"
-BUILD_TIMEOUT = "5min"
-TRIAL_PREFIX = "dbtune_trial_"
+LOCK_SECONDS = 2
+BUILD_SECONDS = 300
+LOCK_TIMEOUT = f"{LOCK_SECONDS}s"
+BUILD_TIMEOUT = f"{BUILD_SECONDS}s"
+TRIAL_PREFIX = online.TRIAL_PREFIX
 """A built trial index's name: plans and ``pg_indexes`` tell it from the project's own."""
 
 
@@ -139,7 +141,7 @@ def measure_mariadb(connection: BaseDatabaseWrapper, sql: str, params: Any) -> P
     optimizer's own estimate (``Last_query_cost``) leaves out a ``LIMIT`` that an index in
     the sort's order stops early, which is much of what an index buys a page; the rows read
     do not. At most ``BUILD_TIMEOUT``."""
-    seconds = int(BUILD_TIMEOUT.removesuffix("min")) * 60
+    seconds = BUILD_SECONDS
     with connection.cursor() as cursor:
         cursor.execute(
             f"SET STATEMENT max_statement_time = {seconds} FOR ANALYZE FORMAT=JSON {sql}",
@@ -383,7 +385,7 @@ class TrialIndexes:
                 trial = replace_name(index, f"{TRIAL_PREFIX}{next(self._numbers)}")
                 statement = index_sql(self.connection, model, trial)
                 trials.append(online.Trial(model._meta.db_table, trial.name, statement))
-            with online.built(self.connection, trials, LOCK_TIMEOUT, BUILD_TIMEOUT):
+            with online.built(self.connection, trials, LOCK_SECONDS, BUILD_SECONDS):
                 yield [trial.name for trial in trials]
             return
         alias = self.connection.alias

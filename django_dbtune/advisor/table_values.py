@@ -3,13 +3,13 @@
 PostgreSQL plans a statement for any value (a generic plan); MariaDB's ``EXPLAIN`` needs
 values. A recorded workload keeps none unless asked (they may be personal data), and a
 ``performance_schema`` digest has ``?`` for each. So each placeholder compared to a column
-(``=``, ``<>``, ``<``, ``>``, ``IN``, ``BETWEEN``, ``LIKE``) is given a value that column holds:
-of the values in its first ``SAMPLE`` rows, the one of median frequency. The plan is the plan
-for a typical value that exists, as PostgreSQL's generic plan is for an average one; the most
-common value (a status most rows have) would hide what an index does for the others. A
-``LIKE`` gets that value as a prefix (``value%``); a digest's ``LIMIT ?`` is a page of ``PAGE``
-rows, its ``OFFSET ?`` 0. A placeholder compared to no column, or a column with no value, leaves
-the read unplanned; the caller says so.
+(``=``, ``<>``, ``<``, ``>``, ``IN``, ``BETWEEN``, ``LIKE``) is given a value that column
+holds: of the values in its first ``SAMPLE`` rows (by primary key), the one of median
+frequency. The plan is the plan for a typical value that exists, as PostgreSQL's generic
+plan is for an average one; the most common value (a status most rows have) would hide what
+an index does for the others. A ``LIKE`` gets that value as a prefix (``value%``); a digest's
+``LIMIT ?`` is a page of ``PAGE`` rows, its ``OFFSET ?`` 0. A placeholder compared to no
+column, or a column with no value, leaves the read unplanned; the caller says so.
 
 Parsed with sqlglot's MySQL dialect (no regular expressions over SQL).
 """
@@ -74,10 +74,14 @@ class TableValues:
         if (table, column) not in self._read:
             quote = self.connection.ops.quote_name
             with self.connection.cursor() as cursor:
+                # In the table's own order: through an index on the column, the first rows
+                # would be its smallest values, and a range from one of them matches all.
+                key = self.connection.introspection.get_primary_key_column(cursor, table)
+                order = f" ORDER BY {quote(key)}" if key else ""
                 cursor.execute(
                     f"SELECT v, COUNT(*) AS n FROM (SELECT {quote(column)} AS v "
-                    f"FROM {quote(table)} WHERE {quote(column)} IS NOT NULL LIMIT {SAMPLE}) "
-                    "AS sample GROUP BY v ORDER BY n, v"
+                    f"FROM {quote(table)} WHERE {quote(column)} IS NOT NULL{order} "
+                    f"LIMIT {SAMPLE}) AS sample GROUP BY v ORDER BY n, v"
                 )
                 rows = cursor.fetchall()
             self._read[table, column] = rows[(len(rows) - 1) // 2][0] if rows else None

@@ -74,6 +74,11 @@ def prepare(
                 else f"{finding.index.name} cannot be declared in Meta.indexes: run its SQL in "
                 f"RunSQL{' (--runsql writes it)' if prefix else ''}"
             )
+            if reason is None and _written_already(model, finding.index.name, raw):
+                reason = (
+                    f"a migration of {model._meta.app_label} creates {finding.index.name} "
+                    "already: run migrate"
+                )
             if reason is not None:
                 result.skipped.append((finding.model, reason))
                 continue
@@ -143,6 +148,18 @@ def prepare(
         path, content = _migration(loader, app_label, items, concurrently, raw.get(app_label, []))
         result.files[path] = content
     return result
+
+
+def _written_already(
+    model: type[models.Model], name: str, raw: dict[str, list[tuple[str, str]]]
+) -> bool:
+    """Whether this run, or a migration file of the model's app, creates the index ``name``
+    already (no model declares it, so only the migrations' text tells)."""
+    label = model._meta.app_label
+    if any(f"INDEX `{name}`" in sql or f'INDEX "{name}"' in sql for sql, _ in raw.get(label, [])):
+        return True
+    folder = Path(apps.get_app_config(label).path) / "migrations"
+    return any(name in path.read_text(errors="replace") for path in folder.glob("*.py"))
 
 
 def _drop_sql(database: str, table: str, name: str) -> str:

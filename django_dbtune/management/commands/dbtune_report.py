@@ -17,6 +17,7 @@ import django_dbtune
 from django_dbtune import workload
 from django_dbtune.advisor import proof, suggest
 from django_dbtune.advisor.health import health, human_size
+from django_dbtune.advisor.online_build import OnlineBuildError
 from django_dbtune.conf import conf
 from django_dbtune.findings import SEVERITIES, Finding, Proof, by_severity, title
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
@@ -135,7 +136,7 @@ class Command(BaseCommand):
                 shapes = workload.read(path)
                 schemas = {s.label: s for s in model_schemas(labels, database)}
                 outcome = proof.prove(shapes, schemas, database, allow_build=allow_build)
-            except (workload.WorkloadError, proof.ProofError) as error:
+            except (workload.WorkloadError, proof.ProofError, OnlineBuildError) as error:
                 raise CommandError(str(error)) from None
             for vendor, count in sorted(outcome.replanned.items()):
                 self.stderr.write(

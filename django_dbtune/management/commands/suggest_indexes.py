@@ -12,6 +12,7 @@ from django.db import DatabaseError, connections
 from django_dbtune import workload
 from django_dbtune.advisor import proof, suggest, writer
 from django_dbtune.advisor.digests import read_digests
+from django_dbtune.advisor.online_build import OnlineBuildError
 from django_dbtune.advisor.proof import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.advisor.statements import read_statements
 from django_dbtune.advisor.workload_candidates import Outcome, plural
@@ -93,6 +94,13 @@ class Command(BaseCommand):
             "how to switch performance_schema on where it is off.",
         )
         parser.add_argument(
+            "--digests-from",
+            metavar="ALIAS",
+            help="With --from-performance-schema: read the digests on this database alias "
+            "(production's), and prove them on --database (a copy with the same schema): "
+            "proving builds indexes and runs the reads, which production should not pay for.",
+        )
+        parser.add_argument(
             "--allow-build",
             action="store_true",
             help="With --workload, where HypoPG is not installed: build each candidate inside "
@@ -129,6 +137,13 @@ class Command(BaseCommand):
         database = options["database"]
         if options["concurrently"] and not options["write"]:
             raise CommandError("--concurrently only applies with --write.")
+        if options["digests_from"] and not options["from_performance_schema"]:
+            raise CommandError("--digests-from only applies with --from-performance-schema.")
+        if options["digests_from"] and options["digests_from"] not in connections.settings:
+            raise CommandError(
+                f"--digests-from {options['digests_from']!r} is not a database alias in "
+                f"DATABASES ({', '.join(connections.settings)})."
+            )
         if options["runsql"] and not options["write"]:
             raise CommandError("--runsql only applies with --write.")
         if options["concurrently"] and connections[database].vendor != "postgresql":
@@ -190,7 +205,8 @@ class Command(BaseCommand):
                 shapes = read_statements(connections[database], schemas, outcome)
                 source = "pg_stat_statements"
             elif options["from_performance_schema"]:
-                shapes = read_digests(connections[database], schemas, outcome)
+                where = options["digests_from"] or database
+                shapes = read_digests(connections[where], schemas, outcome)
                 source = "performance_schema"
             else:
                 shapes = workload.read(options["workload"])
@@ -209,7 +225,7 @@ class Command(BaseCommand):
                 max_per_table=options["max_per_table"],
                 outcome=outcome,
             )
-        except proof.ProofError as error:
+        except (proof.ProofError, OnlineBuildError) as error:
             raise CommandError(str(error)) from None
         except DatabaseError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else error

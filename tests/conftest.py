@@ -141,6 +141,18 @@ def admin_sql(sql):
 
 @pytest.fixture
 def project(tmp_path):
+    """A copy of the example project on PostgreSQL when the suite runs there, else SQLite."""
+    yield from _site(tmp_path, mariadb=False)
+
+
+@pytest.fixture
+def db_project(tmp_path):
+    """The same, on MariaDB too when the suite runs there (for what must be shown on it:
+    the migrations --write writes apply there)."""
+    yield from _site(tmp_path, mariadb=MARIADB)
+
+
+def _site(tmp_path, mariadb):
     copy = Site(tmp_path / "site")
     shutil.copytree(
         ROOT / "example_project", copy, ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__")
@@ -149,19 +161,19 @@ def project(tmp_path):
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DBTUNE_DB": DB if POSTGRES or MARIADB else "sqlite",
+        "DBTUNE_DB": "postgres" if POSTGRES else "mariadb" if mariadb else "sqlite",
     }
     name = f"dbtune_roundtrip_{uuid.uuid4().hex[:8]}"
     if POSTGRES:
         admin_sql(f'CREATE DATABASE "{name}"')
         copy.env["DBTUNE_PG_NAME"] = name
-    if MARIADB:
+    if mariadb:
         admin_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         copy.env["DBTUNE_MARIADB_NAME"] = name
     yield copy
     if POSTGRES:
         admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    if MARIADB:
+    if mariadb:
         admin_sql(f"DROP DATABASE IF EXISTS `{name}`")
 
 
@@ -169,7 +181,7 @@ def pytest_collection_modifyitems(items):
     # A test that runs manage.py of a copy of the example project starts Django (and often
     # migrates) in a subprocess: seconds each, so it is "slow" (-m "not slow" leaves it out).
     for item in items:
-        if "project" in getattr(item, "fixturenames", ()):
+        if {"project", "db_project"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

@@ -340,27 +340,32 @@ ANALYZE_EVERY_TABLE = (
 )
 
 
-def test_record_prove_write_and_migrate_on_the_example_project(project):
-    mariadb = project.env["DBTUNE_DB"] == "mariadb"
+def test_record_prove_write_and_migrate_on_the_example_project(db_project):
+    mariadb = db_project.env["DBTUNE_DB"] == "mariadb"
     if POSTGRES:
-        _in_project_database(project, "CREATE EXTENSION IF NOT EXISTS hypopg")
-    manage(project, "migrate", "-v0")
-    manage(project, "seed_demo", "--scale", "4", "-v0")
+        _in_project_database(db_project, "CREATE EXTENSION IF NOT EXISTS hypopg")
+    manage(db_project, "migrate", "-v0")
+    manage(db_project, "seed_demo", "--scale", "4", "-v0")
     if POSTGRES:
         # Statistics as a live database has them; otherwise the plans depend on whether
         # autovacuum happened to analyze the fresh tables yet.
-        _in_project_database(project, "ANALYZE")
+        _in_project_database(db_project, "ANALYZE")
     if mariadb:
         subprocess.run(
-            [sys.executable, "-c", ANALYZE_EVERY_TABLE], cwd=project, env=project.env, check=True
+            [sys.executable, "-c", ANALYZE_EVERY_TABLE],
+            cwd=db_project,
+            env=db_project.env,
+            check=True,
         )
-    recorded = manage(project, "dbtune_capture", "--record", "w.jsonl", "--format", "json", *PAGES)
+    recorded = manage(
+        db_project, "dbtune_capture", "--record", "w.jsonl", "--format", "json", *PAGES
+    )
     assert "Recorded" in recorded.stderr and "query shape(s) in w.jsonl" in recorded.stderr
-    lines = [json.loads(line) for line in (project / "w.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (db_project / "w.jsonl").read_text().splitlines()]
     assert lines and not any("params" in line or "constants" in line for line in lines)
     assert not any(line["sql"].startswith("EXPLAIN") for line in lines)  # the toolbar's own
     suggest = ("suggest_indexes", "--workload", "w.jsonl", *(["--allow-build"] * mariadb))
-    found = json.loads(manage(project, *suggest, "--format", "json").stdout)
+    found = json.loads(manage(db_project, *suggest, "--format", "json").stdout)
     fields = {(f["model"], tuple(f["fields"])) for f in found}
     if not POSTGRES and not mariadb:  # SQLite shows the full scans, with the rules' index
         assert {f["kind"] for f in found} == {"workload_scan"}
@@ -370,14 +375,14 @@ def test_record_prove_write_and_migrate_on_the_example_project(project):
     assert ("crawler.PageResult", ("status_code", "-crawled_at")) in fields  # IDX-2
     if POSTGRES:  # (MariaDB reads the publishing queue from its business table)
         assert ("publisher.Post", ("status", "scheduled_for")) in fields  # IDX-5
-        assert "--allow-build" not in manage(project, *suggest).stderr
-    written = manage(project, *suggest, "--write").stdout
+        assert "--allow-build" not in manage(db_project, *suggest).stderr
+    written = manage(db_project, *suggest, "--write").stdout
     assert f"{len(found)} indexes written" in written
-    manage(project, "migrate", "-v0")  # on MariaDB too: the migrations apply there
-    assert manage(project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
+    manage(db_project, "migrate", "-v0")  # on MariaDB too: the migrations apply there
+    assert manage(db_project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
         "No changes detected"
     )
-    again = manage(project, *suggest, "--format", "json")
+    again = manage(db_project, *suggest, "--format", "json")
     assert json.loads(again.stdout) == []  # what exists is never suggested again
 
 

@@ -177,18 +177,18 @@ def written_names(project):
     }
 
 
-def test_write_migrate_and_back(project):
+def test_write_migrate_and_back(db_project):
     # MariaDB: no index for the URL's startswith (LIKE BINARY there), and none of the
     # website's recommendations (InnoDB indexes that foreign key itself).
-    mariadb = project.env["DBTUNE_DB"] == "mariadb"
+    mariadb = db_project.env["DBTUNE_DB"] == "mariadb"
     count = 6 if mariadb else 8
-    manage(project, "migrate", "-v0")
-    before = {path: path.read_text() for path in project.rglob("*.py")}
-    out = manage(project, "suggest_indexes", "--write").stdout
+    manage(db_project, "migrate", "-v0")
+    before = {path: path.read_text() for path in db_project.rglob("*.py")}
+    out = manage(db_project, "suggest_indexes", "--write").stdout
     assert f"{count} indexes written. Run 'manage.py migrate' to build them." in out
     changed = {
-        p.relative_to(project).as_posix()
-        for p in project.rglob("*.py")
+        p.relative_to(db_project).as_posix()
+        for p in db_project.rglob("*.py")
         if before.get(p) != p.read_text()
     }
     assert changed == {
@@ -199,26 +199,32 @@ def test_write_migrate_and_back(project):
         "marketplace/migrations/0002_dbtune_indexes.py",
         "publisher/migrations/0002_dbtune_indexes.py",
     }
-    assert manage(project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
+    assert manage(db_project, "makemigrations", "--check", "--dry-run").stdout.strip() == (
         "No changes detected"
     )
-    names = written_names(project)
+    names = written_names(db_project)
     assert len(names) == count and all(len(name) <= 30 for name in names)
-    manage(project, "migrate", "-v0")  # the migrations apply (on MariaDB too)
-    present = indexes(project, "crawler_recommendation") | indexes(project, "crawler_pageresult")
+    manage(db_project, "migrate", "-v0")  # the migrations apply (on MariaDB too)
+    present = indexes(db_project, "crawler_recommendation") | indexes(
+        db_project, "crawler_pageresult"
+    )
     assert {n for n in names if n.startswith("crawler_")} <= present
-    rerun = manage(project, "suggest_indexes", "--format", "json").stdout
+    rerun = manage(db_project, "suggest_indexes", "--format", "json").stdout
     assert "composite_candidate" not in rerun and "missing_fk_index" not in rerun
     left = [(f["kind"], f["fields"]) for f in json.loads(rerun) if f["kind"] != "redundant_index"]
     assert left == ([("unindexed_filter", ["url"])] if mariadb else [])
     # As a CI gate: only the redundant index (advice, low) remains (and on MariaDB the
     # startswith no index can serve, with its advice).
-    gate = manage(project, "suggest_indexes", "--check", "--min-severity", "medium", check=False)
+    gate = manage(
+        db_project, "suggest_indexes", "--check", "--min-severity", "medium", check=False
+    )
     assert gate.returncode == int(mariadb)
     assert (gate.stdout.strip() == "No findings.") is not mariadb
     for app in ("crawler", "marketplace", "publisher"):
-        manage(project, "migrate", app, "0001", "-v0")
-    back = indexes(project, "crawler_recommendation") | indexes(project, "crawler_pageresult")
+        manage(db_project, "migrate", app, "0001", "-v0")
+    back = indexes(db_project, "crawler_recommendation") | indexes(
+        db_project, "crawler_pageresult"
+    )
     assert not ({n for n in names if n.startswith("crawler_")} & back)
 
 
@@ -342,36 +348,38 @@ def test_a_gin_index_is_left_to_a_runsql_not_written_as_a_btree(tmp_path, settin
     assert prepare(gin, runsql=True).files == {}
 
 
-def test_runsql_writes_the_index_meta_indexes_cannot_declare(project):
+def test_runsql_writes_the_index_meta_indexes_cannot_declare(db_project):
     """MariaDB: a TEXT column in an index of several columns needs a prefix length, which
     models.Index cannot state. --write leaves it, naming --runsql; --write --runsql writes
     it as a RunSQL of the app's migration, which migrate builds and unapplies."""
-    if project.env["DBTUNE_DB"] != "mariadb":
+    if db_project.env["DBTUNE_DB"] != "mariadb":
         pytest.skip("needs MariaDB's TEXT prefix index: run with DBTUNE_DB=mariadb")
-    (project / "publisher" / "search.py").write_text(
+    (db_project / "publisher" / "search.py").write_text(
         "from publisher.models import Post\n\n\n"
         "def posts_saying(body):\n"
         "    return list(Post.objects.filter(body=body).order_by('-id'))\n"
     )
-    manage(project, "migrate", "-v0")
-    first = manage(project, "suggest_indexes", "publisher", "--write")  # the other indexes
+    manage(db_project, "migrate", "-v0")
+    first = manage(db_project, "suggest_indexes", "publisher", "--write")  # the other indexes
     assert "(--runsql writes it)" in first.stderr
-    assert "RunSQL" not in (project / "publisher/migrations/0002_dbtune_indexes.py").read_text()
-    manage(project, "migrate", "-v0")
-    out = manage(project, "suggest_indexes", "publisher", "--write", "--runsql").stdout
+    assert "RunSQL" not in (db_project / "publisher/migrations/0002_dbtune_indexes.py").read_text()
+    manage(db_project, "migrate", "-v0")
+    out = manage(db_project, "suggest_indexes", "publisher", "--write", "--runsql").stdout
     assert "1 index written" in out
-    migration = (project / "publisher/migrations/0003_dbtune_indexes.py").read_text()
+    migration = (db_project / "publisher/migrations/0003_dbtune_indexes.py").read_text()
     assert "migrations.RunSQL(" in migration and "`body`(100)" in migration
     assert "DROP INDEX" in migration
     [name] = re.findall(r"CREATE INDEX `(\w+)`", migration)
-    twice = manage(project, "suggest_indexes", "publisher", "--write", "--runsql")
+    twice = manage(db_project, "suggest_indexes", "publisher", "--write", "--runsql")
     assert f"creates {name} already: run migrate" in twice.stderr  # never a second copy
-    assert not (project / "publisher/migrations/0004_dbtune_indexes.py").exists()
-    manage(project, "migrate", "-v0")
-    assert name in indexes(project, "publisher_post")
-    again = json.loads(manage(project, "suggest_indexes", "publisher", "--format", "json").stdout)
+    assert not (db_project / "publisher/migrations/0004_dbtune_indexes.py").exists()
+    manage(db_project, "migrate", "-v0")
+    assert name in indexes(db_project, "publisher_post")
+    again = json.loads(
+        manage(db_project, "suggest_indexes", "publisher", "--format", "json").stdout
+    )
     # Built, it is never suggested again; no model declares it, and the drift check says so.
     assert not [f for f in again if "body" in f["fields"] and f.get("index")]
     assert [f["kind"] for f in again if name in f["message"]] == ["unknown_in_database"]
-    manage(project, "migrate", "publisher", "0002", "-v0")
-    assert name not in indexes(project, "publisher_post")
+    manage(db_project, "migrate", "publisher", "0002", "-v0")
+    assert name not in indexes(db_project, "publisher_post")

@@ -22,6 +22,7 @@ from django.db import connections
 
 from django_dbtune.advisor import planner
 from django_dbtune.advisor.planner import Plan, PlannerError
+from django_dbtune.schema.innodb import is_mariadb
 
 __all__ = ["assert_no_seq_scan", "assert_uses_index"]
 
@@ -63,7 +64,7 @@ def _explain(queryset: Any, large_table: bool) -> tuple[str, Plan, str]:
         note = " (EXPLAIN QUERY PLAN)"
     elif connection.vendor == "mysql":
         note = " (EXPLAIN FORMAT=JSON"
-        if large_table and getattr(connection, "mysql_is_mariadb", False):
+        if large_table and is_mariadb(connection):
             note += (
                 ", with max_seeks_for_key = 1, as for a large table; large_table=False plans "
                 "with the real statistics"

@@ -2,10 +2,13 @@
 built online and dropped (only with --allow-build, never on a production alias), and the reads
 recorded without values are planned with values read from the table."""
 
+import json
 import os
 import re
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.test import override_settings
@@ -14,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from django_dbtune import workload
 from django_dbtune.advisor.digests import runnable
 from django_dbtune.advisor.table_values import TableValues
+from tests.conftest import suggest_workload as _suggest
 from tests.shop.models import Author, Book
-from tests.test_workload import _suggest
 
 # Built indexes commit on MariaDB: the rows must be committed too, and go at the end.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("mariadb_only")]
@@ -148,7 +151,19 @@ def _performance_schema():
 
 
 def _suggest_from_digests(*options):
-    return _suggest(None, "--from-performance-schema", *options)
+    """``suggest_indexes shop --from-performance-schema --format json``: (findings, stderr)."""
+    out, err = StringIO(), StringIO()
+    call_command(
+        "suggest_indexes",
+        "shop",
+        "--from-performance-schema",
+        "--format",
+        "json",
+        *options,
+        stdout=out,
+        stderr=err,
+    )
+    return json.loads(out.getvalue()), err.getvalue()
 
 
 def test_a_digest_is_made_a_statement_django_could_have_run():

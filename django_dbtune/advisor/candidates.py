@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import DatabaseError, connections, models
+from django.db import connections, models
 
 from django_dbtune.advisor.code_scan import Usage
 from django_dbtune.advisor.equality import equality_columns, piles_up
@@ -46,6 +46,7 @@ from django_dbtune.schema import ModelSchema, column_of, field_columns, leads_wi
 from django_dbtune.schema.innodb import (
     PREFIX_LENGTH,
     database_name,
+    is_mariadb,
     prefix_index_sql,
     prefix_only,
 )
@@ -341,11 +342,7 @@ def _finding(
     prefix_only_fields = [
         name for name in candidate.names if prefix_only(connection, model._meta.get_field(name))
     ]
-    mysql: Any = connection  # MySQL's backend's own attributes
-    try:
-        mariadb = connection.vendor == "mysql" and bool(mysql.mysql_is_mariadb)
-    except DatabaseError:  # the server cannot be asked: the advice that builds on both
-        mariadb = False
+    mariadb = is_mariadb(connection)  # (unknown: the advice that builds on both)
     if prefix_only_fields and proposal is not None and mariadb and len(candidate.names) == 1:
         message += (
             f" MariaDB indexes the TEXT column {candidate.names[0]} by a prefix: the first"

@@ -23,6 +23,7 @@ from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_dbtune.errors import DbtuneError
+from django_dbtune.schema.innodb import is_mariadb
 
 TRIAL_PREFIX = "dbtune_trial_"
 
@@ -116,7 +117,7 @@ def _run(connection: BaseDatabaseWrapper, ddl: str, lock_seconds: int, seconds: 
     MariaDB running at most ``seconds`` (MySQL has no ``SET STATEMENT``: its session's
     ``lock_wait_timeout`` is set for the statement, then put back)."""
     with connection.cursor() as cursor:
-        if getattr(connection, "mysql_is_mariadb", False):
+        if is_mariadb(connection):
             limits = f"lock_wait_timeout = {lock_seconds}, max_statement_time = {seconds}"
             cursor.execute(f"SET STATEMENT {limits} FOR {ddl}")
             return

@@ -28,6 +28,7 @@ from sqlglot import exp
 from django_dbtune.advisor import online_build as online
 from django_dbtune.advisor.table_values import TableValues
 from django_dbtune.errors import DbtuneError
+from django_dbtune.schema.innodb import is_mariadb
 from django_dbtune.sql import parse_quietly
 
 LOCK_SECONDS = 2
@@ -252,7 +253,7 @@ def _explain_mysql(
     through any index look cheaper than reading the table (MySQL has no ``SET STATEMENT``:
     its plan is the plain one)."""
     prefix = ""
-    if large_table and getattr(connection, "mysql_is_mariadb", False):
+    if large_table and is_mariadb(connection):
         prefix = "SET STATEMENT max_seeks_for_key = 1 FOR "
     with connection.cursor() as cursor:
         cursor.execute(f"{prefix}EXPLAIN FORMAT=JSON {sql}", params)

@@ -52,7 +52,7 @@ from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity, python_literal
 from django_dbtune.schema import ModelSchema, leads_with
-from django_dbtune.schema.innodb import database_name
+from django_dbtune.schema.innodb import database_name, is_mariadb
 from django_dbtune.sql import locks
 from django_dbtune.workload import Shape
 
@@ -129,7 +129,7 @@ def _plan_of(trials: TrialIndexes, shape: Shape) -> Plan | None:
             params = shape.params if shape.params is not None else trials.values.params(shape.sql)
             if params is None:
                 return None
-            if getattr(connection, "mysql_is_mariadb", False) and not locks(shape.sql):
+            if is_mariadb(connection) and not locks(shape.sql):
                 return planner.measure_mariadb(connection, shape.sql, params)
             return planner.explain(connection, shape.sql, params)
         if shape.params is not None:

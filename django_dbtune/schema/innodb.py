@@ -46,6 +46,18 @@ def database_name(connection: BaseDatabaseWrapper) -> str:
         return "MariaDB or MySQL"
 
 
+def is_mariadb(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the database is MariaDB (not MySQL, nor another vendor); False when the
+    server cannot be asked, so callers fall back to what works on both."""
+    if connection.vendor != "mysql":
+        return False
+    mysql: Any = connection  # MySQL's backend's own attributes
+    try:
+        return bool(mysql.mysql_is_mariadb)
+    except DatabaseError:
+        return False
+
+
 def reversible_drop(connection: BaseDatabaseWrapper, table: str, index: str) -> str | None:
     """How to try a drop first, instantly and undoably: MariaDB 10.6+ can make the planner
     ignore an index (``IGNORED``), MySQL 8 hide it (``INVISIBLE``). None elsewhere, or when

@@ -111,6 +111,12 @@ def main() -> None:
         help="where to run (MariaDB: indexes proven with --allow-build, workload without values)",
     )
     parser.add_argument(
+        "--scratch-copy",
+        metavar="ROWS",
+        help="MariaDB: prove on sampled scratch copies of ROWS rows (--scratch-copy ROWS) "
+        "instead of building on the tables (--allow-build)",
+    )
+    parser.add_argument(
         "--json",
         metavar="PATH",
         help="also write the figures as JSON (manage.py dbtune_report --benchmark PATH)",
@@ -181,12 +187,16 @@ def main() -> None:
         before = json.loads(run(python, "-c", REPLAY, str(replayed), str(args.runs)))
         summary: list[str] = []
         suggest = (python, "manage.py", "suggest_indexes", "--workload", str(workload))
-        if mariadb:
+        if mariadb and args.scratch_copy:
+            suggest = (*suggest, "--scratch-copy", args.scratch_copy)
+        elif mariadb:
             suggest = (*suggest, "--allow-build")
         # One run proves, prints the findings as JSON, and writes them (after the JSON).
         output = run(*suggest, "--format", "json", "--write", errors=summary)
         findings, end = json.JSONDecoder().raw_decode(output)
         print(summary[0].rstrip())
+        if args.keep:
+            print(f"kept: {site} (workload {workload})")
         print(output[end:].strip().splitlines()[-1])
         run(python, "manage.py", "migrate", "-v0")
         analyze()

@@ -132,6 +132,21 @@ def locks(sql: str, vendor: str = "mysql") -> bool:
     return not isinstance(tree, exp.Select) or any(True for _ in tree.find_all(exp.Lock))
 
 
+def rename_table(sql: str, old: str, new: str, vendor: str = "mysql") -> str:
+    """``sql`` reading table ``new`` wherever it names table ``old`` (as a table or as a
+    column's qualifier); strings, placeholders and everything else kept as written."""
+    tokens = sqlglot.Dialect.get_or_raise(DIALECTS.get(vendor)).tokenize(sql)
+    quote = "`" if vendor == "mysql" else '"'
+    edited, end = [], 0
+    for number, token in enumerate(tokens):
+        after_dot = number > 0 and tokens[number - 1].token_type == TokenType.DOT
+        is_name = token.token_type in (TokenType.IDENTIFIER, TokenType.VAR)
+        if is_name and token.text == old and not after_dot:  # (after a dot: a column)
+            edited += [sql[end : token.start], f"{quote}{new}{quote}"]
+            end = token.end + 1
+    return "".join([*edited, sql[end:]])
+
+
 def to_named(sql: str) -> str:
     """Django's ``%s`` placeholders as ``:p0``, ``:p1``... in the order of its parameters,
     so that a parsed statement tells which parameter each comparison takes."""

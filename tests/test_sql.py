@@ -1,6 +1,6 @@
 import pytest
 
-from django_dbtune.sql import analyse, lookup
+from django_dbtune.sql import analyse, lookup, rename_table
 
 
 @pytest.mark.parametrize("vendor", ["sqlite", "postgresql"])
@@ -87,3 +87,17 @@ def test_each_parameter_is_named_with_the_column_it_is_compared_to_on_any_joined
         None,
     )
     assert found.result == "rows"
+
+
+def test_a_table_renamed_in_a_read_keeps_its_strings_placeholders_and_columns():
+    """How a read is pointed at a scratch copy of its table."""
+    sql = (
+        "SELECT `shop_book`.`id`, shop_book.title FROM `shop_book` INNER JOIN `shop_author` "
+        "ON (`shop_book`.`author_id` = `shop_author`.`id`) WHERE `shop_book`.`title` = %s "
+        "AND `shop_author`.`shop_book` LIKE 'shop_book%%' LIMIT 21"
+    )
+    assert rename_table(sql, "shop_book", "copy_1") == (
+        "SELECT `copy_1`.`id`, `copy_1`.title FROM `copy_1` INNER JOIN `shop_author` "
+        "ON (`copy_1`.`author_id` = `shop_author`.`id`) WHERE `copy_1`.`title` = %s "
+        "AND `shop_author`.`shop_book` LIKE 'shop_book%%' LIMIT 21"
+    )

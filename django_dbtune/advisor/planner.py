@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -30,6 +30,9 @@ from django_dbtune.advisor.table_values import TableValues
 from django_dbtune.errors import DbtuneError
 from django_dbtune.schema.innodb import is_mariadb
 from django_dbtune.sql import parse_quietly
+
+if TYPE_CHECKING:
+    from django_dbtune.advisor.scratch_copy import ScratchCopies
 
 LOCK_SECONDS = 2
 BUILD_SECONDS = 300
@@ -325,11 +328,18 @@ def dollar_parameters(sql: str) -> int:
 
 
 def index_sql(
-    connection: BaseDatabaseWrapper, model: type[models.Model], index: models.Index
+    connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    index: models.Index,
+    table: str | None = None,
 ) -> str:
-    """``CREATE INDEX`` for ``index`` exactly as a migration adding it runs it."""
+    """``CREATE INDEX`` for ``index`` exactly as a migration adding it runs it (on ``table``
+    instead of the model's own, when given: a scratch copy of it)."""
     editor = connection.schema_editor(collect_sql=True)
-    return str(index.create_sql(model, editor))
+    statement = index.create_sql(model, editor)
+    if table is not None:
+        statement.rename_table_references(model._meta.db_table, table)
+    return str(statement)
 
 
 def hypopg_state(connection: BaseDatabaseWrapper) -> Literal["installed", "available", "absent"]:
@@ -349,7 +359,9 @@ class TrialIndexes:
     and MySQL built online and dropped (``"online"``)."""
 
     def __init__(
-        self, connection: BaseDatabaseWrapper, method: Literal["hypopg", "build", "online"]
+        self,
+        connection: BaseDatabaseWrapper,
+        method: Literal["hypopg", "build", "online", "sample"],
     ):
         self.connection = connection
         self.method = method
@@ -358,6 +370,8 @@ class TrialIndexes:
         """Parameter values for reads recorded without any (MariaDB plans need values)."""
         self.plans: dict[tuple[str, ...], dict[int, Plan | None]] = {}
         """Plans of recorded reads (by ``id``), per set of indexes present (as declared)."""
+        self.copies: ScratchCopies | None = None
+        """``method="sample"``: the scratch copies trial indexes are built on."""
 
     @contextmanager
     def present(
@@ -379,6 +393,10 @@ class TrialIndexes:
             finally:
                 with self.connection.cursor() as cursor:
                     cursor.execute("SELECT hypopg_reset()")
+            return
+        if self.copies is not None:
+            with self.copies.built(indexes, self._numbers) as names:
+                yield names
             return
         if self.connection.vendor == "mysql":
             trials = []

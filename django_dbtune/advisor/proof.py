@@ -40,6 +40,7 @@ from django_dbtune.advisor.full_scans import full_scans
 from django_dbtune.advisor.planner import Plan, TrialIndexes
 from django_dbtune.advisor.ranking import by_size
 from django_dbtune.advisor.replan import for_vendor
+from django_dbtune.advisor.scratch_copy import ScratchCopies, on_sample, scratch_copies
 from django_dbtune.advisor.workload_candidates import (
     Outcome,
     Served,
@@ -53,7 +54,7 @@ from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity, python_literal
 from django_dbtune.schema import ModelSchema, leads_with
 from django_dbtune.schema.innodb import database_name, is_mariadb
-from django_dbtune.sql import locks
+from django_dbtune.sql import locks, rename_table
 from django_dbtune.workload import Shape
 
 DEFAULT_MIN_REDUCTION = 0.2
@@ -69,9 +70,19 @@ class ProofError(DbtuneError):
     """The planner cannot be asked (no HypoPG and building not allowed, no permission...)."""
 
 
-def _trial_indexes(connection: BaseDatabaseWrapper, allow_build: bool) -> TrialIndexes:
+def _trial_indexes(
+    connection: BaseDatabaseWrapper, allow_build: bool, scratch_rows: int | None
+) -> TrialIndexes:
     """HypoPG where the database has it; else a build (rolled back on PostgreSQL, dropped
-    on MariaDB), only when allowed and never on a production alias."""
+    on MariaDB), only when allowed and never on a production alias; on MariaDB and MySQL,
+    when asked, a build on scratch copies of the tables."""
+    if scratch_rows is not None:
+        if connection.in_atomic_block:
+            raise ProofError(
+                "--scratch-copy cannot run inside a transaction: each copy's CREATE TABLE "
+                "would commit it."
+            )
+        return TrialIndexes(connection, "sample")
     if connection.vendor == "mysql":
         if allow_build and connection.in_atomic_block:
             raise ProofError(
@@ -85,7 +96,8 @@ def _trial_indexes(connection: BaseDatabaseWrapper, allow_build: bool) -> TrialI
             "it has no hypothetical indexes. Pass --allow-build to build each one online "
             "(ALGORITHM=INPLACE, LOCK=NONE: reads and writes go on, but it reads the whole "
             "table and DDL cannot be rolled back there), plan the queries, and drop it. Use a "
-            "development or staging copy, not production."
+            "development or staging copy, not production. Or pass --scratch-copy to build "
+            "each one on a sampled copy of its table instead, leaving the table alone."
         )
     state = planner.hypopg_state(connection)
     if state == "installed":
@@ -120,18 +132,25 @@ def _buildable(
     return method
 
 
-def _plan_of(trials: TrialIndexes, shape: Shape) -> Plan | None:
+def _plan_of(trials: TrialIndexes, shape: Shape, table: str) -> Plan | None:
     """The plan of a recorded read: for its recorded values, else for any value (MariaDB:
-    for values read from the table); None when it cannot be planned."""
+    for values read from the table); None when it cannot be planned. With scratch copies,
+    of the read of ``table``'s copy, as a read of ``table``."""
     connection = trials.connection
     try:
         if connection.vendor == "mysql":
-            params = shape.params if shape.params is not None else trials.values.params(shape.sql)
+            sql, sample = shape.sql, None
+            if trials.copies is not None:
+                sample = trials.copies.of(table)
+                sql = rename_table(sql, table, sample.copy)
+            params = shape.params if shape.params is not None else trials.values.params(sql)
             if params is None:
                 return None
-            if is_mariadb(connection) and not locks(shape.sql):
-                return planner.measure_mariadb(connection, shape.sql, params)
-            return planner.explain(connection, shape.sql, params)
+            if is_mariadb(connection) and not locks(sql):
+                plan = planner.measure_mariadb(connection, sql, params)
+            else:
+                plan = planner.explain(connection, sql, params)
+            return on_sample(plan, sample) if sample is not None else plan
         if shape.params is not None:
             return planner.explain(connection, shape.sql, shape.params)
         return planner.explain_generic(connection, shape.sql, dollar=shape.placeholders == "$")
@@ -205,6 +224,7 @@ def prove(
     database: str,
     *,
     allow_build: bool = False,
+    scratch_rows: int | None = None,
     min_reduction: float = DEFAULT_MIN_REDUCTION,
     max_per_table: int = DEFAULT_MAX_PER_TABLE,
     outcome: Outcome | None = None,
@@ -215,6 +235,12 @@ def prove(
     connection = connections[database]
     shapes = for_vendor(shapes, database, outcome)
     served = workload_candidates(shapes, schemas, outcome)
+    if scratch_rows is not None and connection.vendor != "mysql":
+        raise ProofError(
+            "--scratch-copy is for MariaDB and MySQL, which have no hypothetical indexes; "
+            f"{database!r} is {connection.vendor}, where the workload is proven without it "
+            "(PostgreSQL: with HypoPG, or --allow-build)."
+        )
     if connection.vendor == "sqlite":
         outcome.method = "sqlite"
         outcome.findings = full_scans(connection, shapes, served, schemas, outcome)
@@ -223,8 +249,25 @@ def prove(
         raise ProofError(
             f"Proving indexes needs PostgreSQL or MariaDB; {database!r} is {connection.vendor}."
         )
-    trials = _trial_indexes(connection, allow_build)
+    trials = _trial_indexes(connection, allow_build, scratch_rows)
     outcome.method = trials.method
+    if scratch_rows is None:
+        return _prove(trials, served, schemas, database, min_reduction, max_per_table, outcome)
+    with scratch_copies(connection, scratch_rows) as trials.copies:
+        outcome = _prove(trials, served, schemas, database, min_reduction, max_per_table, outcome)
+        outcome.samples = [sample.describe() for sample in trials.copies.samples.values()]
+        return outcome
+
+
+def _prove(
+    trials: TrialIndexes,
+    served: list[Served],
+    schemas: dict[str, ModelSchema],
+    database: str,
+    min_reduction: float,
+    max_per_table: int,
+    outcome: Outcome,
+) -> Outcome:
     accepted: list[_Trial] = []
     tried = [_trial(trials, entry, [], outcome) for entry in served]
     pending = sorted((t for t in tried if t is not None), key=lambda t: -t.saved)
@@ -271,7 +314,8 @@ def prove(
     for _ in range(len(accepted) - len(kept)):
         outcome.skip("candidates a longer accepted index of the same table leads with")
     outcome.findings = [
-        _finding(trial, database, schemas, min_reduction, trials.method) for trial in kept
+        _finding(trial, database, schemas, min_reduction, trials.method, trials.copies)
+        for trial in kept
     ]
     return outcome
 
@@ -283,22 +327,31 @@ def _trial(
     present both times."""
     connection = trials.connection
     proposal = entry.proposal()
-    present = [(a.served.model, a.proposal.as_index()) for a in accepted]
+    table = entry.model._meta.db_table
+    # On scratch copies a read runs against its candidate's table's copy: only the indexes
+    # accepted for that table are on it.
+    present = [
+        (a.served.model, a.proposal.as_index())
+        for a in accepted
+        if trials.copies is None or a.served.model._meta.db_table == table
+    ]
     # The plans without the entry's index depend only on what is present: planned once per
     # set of accepted indexes (on MariaDB each plan runs the read, each set is built).
     key = tuple(f"{model._meta.label} {index.deconstruct()}" for model, index in present)
+    key += (table,) if trials.copies is not None else ()
     known = trials.plans.setdefault(key, {})
     try:
         if any(id(s) not in known for s in entry.shapes):
             with trials.present(present):
                 for shape in entry.shapes:
                     if id(shape) not in known:
-                        known[id(shape)] = _plan_of(trials, shape)
+                        known[id(shape)] = _plan_of(trials, shape, table)
         before = {id(s): p for s in entry.shapes if (p := known[id(s)]) is not None}
         with trials.present([*present, (entry.model, proposal.as_index())]) as names:
-            after = {id(s): p for s in entry.shapes if (p := _plan_of(trials, s)) is not None}
+            planned = {id(s): _plan_of(trials, s, table) for s in entry.shapes}
+            after = {k: p for k, p in planned.items() if p is not None}
     except DatabaseError as error:
-        if trials.method != "online":
+        if trials.method not in ("online", "sample"):
             raise
         outcome.skip(f"candidates {database_name(connection)} could not build ({error})")
         return None
@@ -317,6 +370,7 @@ _HOW = {
     "hypopg": "a hypothetical index (HypoPG)",
     "build": "an index built and rolled back",
     "online": "an index built online and dropped",
+    "sample": "an index built on a scratch copy",
 }
 
 
@@ -330,6 +384,7 @@ def _finding(
     schemas: dict[str, ModelSchema],
     min_reduction: float,
     method: str,
+    copies: ScratchCopies | None = None,
 ) -> Finding:
     candidate = trial.served.candidate
     model = candidate.model
@@ -344,7 +399,9 @@ def _finding(
     after = trial.after[id(worst)]
     measured = before.unit != "cost"
     how = _HOW[method]
-    if method == "online":
+    if copies is not None:
+        how = f"an index built on {copies.of(table).describe()}"
+    if method in ("online", "sample"):
         how += " (ANALYZE: each read ran, its rows counted)" if measured else " (EXPLAIN)"
         if any(shape.params is None for shape in shapes):
             how += ", for values read from the table"

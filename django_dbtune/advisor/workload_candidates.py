@@ -40,6 +40,8 @@ class Outcome:
     method: str = ""
     replanned: dict[str, int] = field(default_factory=dict)
     """Reads recorded on another vendor, rebuilt from their ORM fields: how many, by vendor."""
+    samples: list[str] = field(default_factory=list)
+    """On scratch copies: each table's copy, described (its rows, of the table's)."""
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1

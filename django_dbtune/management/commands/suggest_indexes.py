@@ -14,6 +14,7 @@ from django_dbtune.advisor import proof, suggest, writer
 from django_dbtune.advisor.digests import read_digests
 from django_dbtune.advisor.online_build import OnlineBuildError
 from django_dbtune.advisor.proof import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
+from django_dbtune.advisor.scratch_copy import DEFAULT_ROWS, ScratchCopyError
 from django_dbtune.advisor.statements import read_statements
 from django_dbtune.advisor.workload_candidates import Outcome, plural
 from django_dbtune.conf import conf
@@ -75,8 +76,8 @@ class Command(BaseCommand):
             help="A recorded workload (JSON lines: DBTUNE['WORKLOAD_FILE'], pytest "
             "--dbtune-record, or django_dbtune.workload.record). Suggest only indexes that "
             "the planner would use for those queries, ranked by estimated time saved "
-            "(PostgreSQL; MariaDB and MySQL with --allow-build). On SQLite: the recorded "
-            "queries that scan a whole table.",
+            "(PostgreSQL; MariaDB and MySQL with --allow-build or --scratch-copy). On "
+            "SQLite: the recorded queries that scan a whole table.",
         )
         parser.add_argument(
             "--from-pg-stat-statements",
@@ -90,8 +91,8 @@ class Command(BaseCommand):
             action="store_true",
             help="Like --workload, from MariaDB's or MySQL's performance_schema statement "
             "digests (every app server's statements, aggregated by the server), planned with "
-            "values read from the tables; needs --allow-build to prove them. The error says "
-            "how to switch performance_schema on where it is off.",
+            "values read from the tables; needs --allow-build or --scratch-copy to prove "
+            "them. The error says how to switch performance_schema on where it is off.",
         )
         parser.add_argument(
             "--digests-from",
@@ -107,6 +108,19 @@ class Command(BaseCommand):
             "a transaction that is rolled back (lock_timeout 2s); on MariaDB and MySQL, build "
             "it online (ALGORITHM=INPLACE, LOCK=NONE) and drop it. Development or staging "
             "databases only: refused on the aliases in DBTUNE['PRODUCTION_DATABASES'].",
+        )
+        parser.add_argument(
+            "--scratch-copy",
+            nargs="?",
+            const=DEFAULT_ROWS,
+            type=_positive,
+            metavar="ROWS",
+            help="With --workload or --from-performance-schema on MariaDB or MySQL, instead "
+            "of --allow-build: prove each candidate on a scratch copy of its table holding a "
+            f"sample of at most ROWS rows (default {DEFAULT_ROWS:,}), never on the table "
+            "itself: the table is read once (no locks), the copy is created, filled, built on "
+            "and dropped. The rows read are scaled to the whole table; a plan on a sample can "
+            "differ from the table's, and the finding says which copy it was proven on.",
         )
         parser.add_argument(
             "--min-cost-reduction",
@@ -165,10 +179,16 @@ class Command(BaseCommand):
         sources = [name for name in _SOURCES if options[name]]
         if len(sources) > 1:
             raise CommandError(f"Give one of {', '.join(_SOURCES.values())}, not several.")
-        if options["allow_build"] and not sources:
+        for option, flag in (("allow_build", "--allow-build"), ("scratch_copy", "--scratch-copy")):
+            if options[option] not in (None, False) and not sources:
+                raise CommandError(
+                    f"{flag} only applies with {', '.join(_SOURCES.values())} (it proves "
+                    "their indexes by building them)."
+                )
+        if options["allow_build"] and options["scratch_copy"] is not None:
             raise CommandError(
-                f"--allow-build only applies with {', '.join(_SOURCES.values())} (it proves "
-                "their indexes by building them)."
+                "Give --allow-build (build on the tables) or --scratch-copy (build on copies "
+                "of them), not both."
             )
         if sources:
             if not read_database:
@@ -221,11 +241,12 @@ class Command(BaseCommand):
                 schemas,
                 database,
                 allow_build=options["allow_build"],
+                scratch_rows=options["scratch_copy"],
                 min_reduction=options["min_cost_reduction"] / 100,
                 max_per_table=options["max_per_table"],
                 outcome=outcome,
             )
-        except (proof.ProofError, OnlineBuildError) as error:
+        except (proof.ProofError, OnlineBuildError, ScratchCopyError) as error:
             raise CommandError(str(error)) from None
         except DatabaseError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else error
@@ -240,6 +261,8 @@ class Command(BaseCommand):
                 f"  re-planned ({count}): reads recorded on {vendor}, rebuilt for "
                 f"{connections[database].vendor} from their ORM fields (recorded values unused)"
             )
+        for sample in outcome.samples:
+            self.stderr.write(f"  proven on {sample}")
         for reason, count in sorted(outcome.skipped.items()):
             self.stderr.write(f"  left out ({count}): {reason}")
         return suggest.Report(findings=outcome.findings)
@@ -278,6 +301,9 @@ _METHODS = {
     "online": "indexes built online and dropped (--allow-build), each read run with ANALYZE "
     "and its rows read counted (MariaDB), with parameter values read from the tables where "
     "the workload kept none",
+    "sample": "indexes built on scratch copies of the tables (--scratch-copy), each read run "
+    "with ANALYZE and its rows read counted (MariaDB), with parameter values read from the "
+    "copies where the workload kept none",
     "sqlite": "EXPLAIN QUERY PLAN (SQLite: nothing is tried, full scans are shown)",
 }
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from django.db import DatabaseError, models, transaction
+from django.db import models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from sqlglot import exp
 
@@ -281,18 +281,20 @@ def explain_generic(connection: BaseDatabaseWrapper, sql: str, *, dollar: bool =
     positional, count = (sql, dollar_parameters(sql)) if dollar else positional_parameters(sql)
     arguments = f"({', '.join(['NULL'] * count)})" if count else ""
     alias = connection.alias
-    try:
-        with transaction.atomic(using=alias), connection.cursor() as cursor:
-            cursor.execute(f"PREPARE {name} AS {positional}")
-            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {name}{arguments}")
-            row = cursor.fetchone()
-            cursor.execute("SET LOCAL plan_cache_mode = DEFAULT")
-        return read_postgresql(row[0])
-    finally:
-        # A prepared statement outlives a rolled-back transaction: always let it go.
-        with suppress(DatabaseError), transaction.atomic(using=alias), connection.cursor() as c:
-            c.execute(f"DEALLOCATE {name}")
+    # A prepared statement lives in one server connection, and outlives a rolled-back
+    # transaction: prepared, planned and let go in one transaction (which a pooler keeps on
+    # one connection), the plan in a savepoint so that the DEALLOCATE runs after an error.
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        cursor.execute(f"PREPARE {name} AS {positional}")
+        try:
+            with transaction.atomic(using=alias):
+                cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {name}{arguments}")
+                row = cursor.fetchone()
+                cursor.execute("SET LOCAL plan_cache_mode = DEFAULT")
+        finally:
+            cursor.execute(f"DEALLOCATE {name}")
+    return read_postgresql(row[0])
 
 
 def positional_parameters(sql: str) -> tuple[str, int]:
@@ -379,20 +381,25 @@ class TrialIndexes:
     ) -> Iterator[list[str]]:
         """While inside, ``indexes`` exist for the planner: yields their names as plans
         show them (HypoPG names its own; a built one is ``dbtune_trial_<n>``)."""
+        alias = self.connection.alias
         if self.method == "hypopg":
-            names = []
-            try:
-                with self.connection.cursor() as cursor:
-                    for model, index in indexes:
-                        statement = index_sql(self.connection, model, index)
-                        cursor.execute(
-                            "SELECT indexname FROM hypopg_create_index(%s)", [statement]
-                        )
-                        names.append(cursor.fetchone()[0])
-                yield names
-            finally:
-                with self.connection.cursor() as cursor:
-                    cursor.execute("SELECT hypopg_reset()")
+            # A hypothetical index lives in one server connection: created, planned with
+            # and reset in one transaction, which a pooler (PgBouncer in transaction mode)
+            # keeps on one. The savepoint inside leaves the reset possible after an error.
+            with transaction.atomic(using=alias):
+                try:
+                    with transaction.atomic(using=alias), self.connection.cursor() as cursor:
+                        names = []
+                        for model, index in indexes:
+                            statement = index_sql(self.connection, model, index)
+                            cursor.execute(
+                                "SELECT indexname FROM hypopg_create_index(%s)", [statement]
+                            )
+                            names.append(cursor.fetchone()[0])
+                        yield names
+                finally:
+                    with self.connection.cursor() as cursor:
+                        cursor.execute("SELECT hypopg_reset()")
             return
         if self.copies is not None:
             with self.copies.built(indexes, self._numbers) as names:
@@ -407,7 +414,6 @@ class TrialIndexes:
             with online.built(self.connection, trials, LOCK_SECONDS, BUILD_SECONDS):
                 yield [trial.name for trial in trials]
             return
-        alias = self.connection.alias
         with transaction.atomic(using=alias):
             with self.connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")

@@ -6,10 +6,13 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, models
+from django.db.models.functions import Lower
+from django.test.utils import isolate_apps
 
 from django_dbtune.advisor.drift import drift
-from django_dbtune.schema import model_schemas
+from django_dbtune.advisor.schema_rules import redundant_indexes
+from django_dbtune.schema import ModelSchema, actual_indexes, declared_indexes, model_schemas
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mariadb_only")]
 
@@ -239,3 +242,53 @@ def test_a_text_column_among_others_gets_a_prefix_index_as_runsql(tmp_path, sett
     statement = str(whole.create_sql(Note, connection.schema_editor(collect_sql=True)))
     assert "1071" in _built(statement)  # the migration's own statement fails
     assert _built(sql) is True  # the one the advice gives builds
+
+
+@pytest.fixture
+def label_table(transactional_db):
+    """A model whose expression index and unique constraint Django does not build on MariaDB
+    (its checks warn), and whose db_index is redundant under a unique_together."""
+    with isolate_apps("tests.testapp"):
+
+        class Label(models.Model):
+            name = models.CharField(max_length=50)
+            code = models.SlugField()  # db_index=True
+            status = models.CharField(max_length=10)
+
+            class Meta:
+                app_label = "testapp"
+                unique_together = [("code", "status")]
+                indexes = [models.Index(Lower("name"), name="label_name_lower")]
+                constraints = [models.UniqueConstraint(Lower("name"), name="label_name_ci_unique")]
+
+            def __str__(self):
+                return self.name
+
+        with connection.schema_editor() as editor:
+            editor.create_model(Label)
+        try:
+            yield ModelSchema(
+                Label,
+                "default",
+                declared_indexes(Label, connection),
+                actual_indexes(Label, connection),
+                table_found=True,
+            )
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(Label)
+
+
+def test_what_django_does_not_build_here_is_not_reported_missing(label_table):
+    """Run 'manage.py migrate' would never build them: Django skips both on MariaDB."""
+    assert [f.kind for f in drift(label_table)] == []
+
+
+def test_a_redundant_db_index_is_tried_first_under_the_name_the_database_gave_it(label_table):
+    [redundant] = redundant_indexes(label_table)
+    assert redundant.fields == ("code",)
+    [name] = [i.name for i in label_table.actual if i.columns == ("code",)]
+    ignore = f"ALTER TABLE `testapp_label` ALTER INDEX `{name}`"
+    assert f"{ignore} IGNORED" in redundant.advice
+    assert f"{ignore} NOT IGNORED" in redundant.advice
+    assert "Remove the db_index declaration" in redundant.advice

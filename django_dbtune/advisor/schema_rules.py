@@ -93,6 +93,20 @@ def _describe(index: IndexInfo) -> str:
     return f"the {index.origin} index ({columns})"
 
 
+def _name_in_database(schema: ModelSchema, index: IndexInfo, other: IndexInfo) -> str | None:
+    """The name the database gave an index the models declare unnamed (``db_index``), when
+    exactly one of the table's indexes has its key parts (an identical one: ambiguous)."""
+    names = [
+        actual.name
+        for actual in schema.actual or []
+        if actual.name
+        and actual.name != other.name
+        and actual.key_parts == index.key_parts
+        and actual.unique == index.unique
+    ]
+    return names[0] if len(names) == 1 else None
+
+
 def _finding(
     schema: ModelSchema, kind: str, severity: Severity, index: IndexInfo, other: IndexInfo
 ) -> Finding:
@@ -116,8 +130,9 @@ def _finding(
         advice = f"Remove it from {model._meta.object_name}.Meta.indexes."
     else:
         advice = f"Remove the {index.origin} declaration that creates it."
-    if index.name and index.origin != "foreign key":
-        trial = reversible_drop(connections[schema.database], schema.table, index.name)
+    name = index.name or _name_in_database(schema, index, other)
+    if name and index.origin != "foreign key":
+        trial = reversible_drop(connections[schema.database], schema.table, name)
         advice = f"{trial} {advice}" if trial else advice
     evidence: Evidence | None = (
         index_evidence(model, index.name) if index.name else field_evidence(model, fields[0])

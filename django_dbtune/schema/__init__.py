@@ -21,6 +21,7 @@ from django_dbtune.schema.definitions import (
     BTREE,
     Definition,
     declared_definition,
+    django_builds,
     parse_definition,
     sqlite_definitions,
 )
@@ -246,6 +247,8 @@ def declared_indexes(
     for names in meta.unique_together:
         found.append(IndexInfo(None, field_columns(model, names), "unique_together", unique=True))
     for index in meta.indexes:
+        if not django_builds(index, connection):
+            continue
         columns = (
             () if index.expressions else field_columns(model, (n for n, _ in index.fields_orders))
         )
@@ -254,11 +257,8 @@ def declared_indexes(
         )
     for constraint in meta.constraints:
         if isinstance(constraint, models.UniqueConstraint):
-            if (
-                constraint.condition is not None
-                and not connection.features.supports_partial_indexes
-            ):
-                continue  # Django builds none where the database has no partial indexes
+            if not django_builds(constraint, connection):
+                continue  # (a condition where the database has no partial indexes...)
             columns = () if constraint.expressions else field_columns(model, constraint.fields)
             opclasses = tuple(getattr(constraint, "opclasses", ()))
             found.append(

@@ -24,6 +24,7 @@ __all__ = [
     "BTREE",
     "Definition",
     "declared_definition",
+    "django_builds",
     "parse_definition",
     "sqlite_definitions",
 ]
@@ -127,6 +128,29 @@ def sqlite_definitions(connection: BaseDatabaseWrapper, db_table: str) -> dict[s
 
 
 # --- Declared indexes, as Django renders them -------------------------------------------------
+
+
+def django_builds(
+    declared: models.Index | models.UniqueConstraint, connection: BaseDatabaseWrapper
+) -> bool:
+    """Whether Django builds anything for ``declared`` on this database: it builds no unique
+    constraint whose condition, expressions, included columns or deferral the database
+    lacks (MariaDB: the first three), nor an index on expressions where it has none (its
+    system checks warn). When the server cannot be asked its version: as declared."""
+    features = connection.features
+    try:
+        if declared.contains_expressions and not features.supports_expression_indexes:
+            return False
+        if not isinstance(declared, models.UniqueConstraint):
+            return True
+        include = bool(getattr(declared, "include", None))  # (the stubs lack it)
+        return not (
+            (declared.condition is not None and not features.supports_partial_indexes)
+            or (include and not features.supports_covering_indexes)
+            or (declared.deferrable and not features.supports_deferrable_unique_constraints)
+        )
+    except DatabaseError:
+        return True
 
 
 def declared_definition(

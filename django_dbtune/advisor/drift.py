@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+from django.db import connections
+
 from django_dbtune.advisor.source import field_evidence, index_evidence
 from django_dbtune.findings import Evidence, Finding
-from django_dbtune.schema import IndexInfo, ModelSchema, column_of
+from django_dbtune.schema import IndexInfo, ModelSchema, column_of, leads_with
+from django_dbtune.schema.innodb import reversible_drop
 
 
 def drift(schema: ModelSchema) -> Iterator[Finding]:
@@ -115,16 +118,45 @@ def _missing(schema: ModelSchema, index: IndexInfo) -> Finding:
 
 def _unknown(schema: ModelSchema, index: IndexInfo) -> Finding:
     columns = ", ".join(index.key_parts) or "an expression"
+    advice = "Declare it in Meta.indexes so that migrations manage it, or drop it."
+    message = (
+        f"Database {schema.database!r} has {'unique ' if index.unique else ''}index "
+        f"{index.name} on ({columns}), which the models do not declare: migrations will "
+        "never manage it."
+    )
+    longer = next(
+        (
+            other
+            for other in schema.actual or []
+            if other.name != index.name
+            and other.usable
+            and not index.unique
+            and len(other.key_parts) > len(index.key_parts)
+            and leads_with(other.key_parts, index.key_parts)
+        ),
+        None,
+    )
+    if longer is not None and index.name:
+        # Declaring it would keep an index that serves nothing: InnoDB drops the one it made
+        # for a foreign key once another leads with its column, but not one a dump restored.
+        connection = connections[schema.database]
+        quote = connection.ops.quote_name
+        drop = connection.schema_editor().sql_delete_index % {
+            "name": quote(index.name),
+            "table": quote(schema.table),
+        }
+        trial = reversible_drop(connection, schema.table, index.name)
+        message += (
+            f" Index {longer.name} on ({', '.join(longer.key_parts)}) leads with the same "
+            "columns and serves every query it could: it only costs writes and space."
+        )
+        advice = f"{trial + ' ' if trial else ''}Drop it ({drop}), in a migration's RunSQL."
     return Finding(
         kind="unknown_in_database",
         severity="low",
         model=schema.label,
         fields=_fields(schema, index.columns),
         database=schema.database,
-        message=(
-            f"Database {schema.database!r} has {'unique ' if index.unique else ''}index "
-            f"{index.name} on ({columns}), which the models do not declare: migrations will "
-            "never manage it."
-        ),
-        advice="Declare it in Meta.indexes so that migrations manage it, or drop it.",
+        message=message,
+        advice=advice,
     )

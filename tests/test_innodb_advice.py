@@ -322,3 +322,26 @@ def test_a_foreign_key_index_a_dump_restored_under_a_composite_is_said_to_be_red
         unknown.advice
     )
     assert "Drop it (DROP INDEX `label_shelf_restored` ON `testapp_label`)" in unknown.advice
+
+
+def test_a_whole_index_is_said_to_lead_with_the_constant_column_only_when_it_does(
+    tmp_path, settings
+):
+    from django_dbtune.advisor.candidates import index_findings
+    from django_dbtune.advisor.queryset_chains import scan
+
+    settings.DBTUNE = {"PROJECT_ROOT": str(tmp_path)}
+    (tmp_path / "views.py").write_text(
+        "from crawler.models import Recommendation\n"
+        + "".join(  # two call sites agree on the constant: a partial index on PostgreSQL
+            f"def open_of_{n}(website):\n"
+            "    return Recommendation.objects.filter(website=website, "
+            'implementation_status="open").order_by("-priority")\n'
+            for n in (1, 2)
+        )
+    )
+    schemas = {s.label: s for s in model_schemas(["crawler"], "default")}
+    found = index_findings(scan(tmp_path).usages, schemas)
+    [whole] = [f for f in found if "has no partial indexes" in f.message]
+    assert whole.index.fields[0] == "website"
+    assert "so this one has among its columns implementation_status." in whole.message

@@ -424,10 +424,11 @@ def _whole_instead(candidate: Candidate, whole: tuple[str, Any], database: str) 
     partial = (
         f"Index(fields={partial_fields(candidate, whole)!r}, condition={condition_code(*whole)})"
     ).replace("'", '"')
+    where = "leads with" if candidate.names[:1] == (whole[0],) else "has among its columns"
     return (
         f" Every call site compares {whole[0]} to {python_literal(whole[1])}: on PostgreSQL a"
         f" partial index, {partial}, would hold only those rows; {database} has no partial"
-        f" indexes (Django builds one whole, without its condition), so this one leads with"
+        f" indexes (Django builds one whole, without its condition), so this one {where}"
         f" {whole[0]}."
     )
 

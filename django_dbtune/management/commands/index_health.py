@@ -83,13 +83,21 @@ class Command(BaseCommand):
                 )
         if report.indexes:
             self.stdout.write("\nIndexes, largest first:")
-            width = max(len(index.name) for index in report.indexes)
-            for index in report.indexes:
+            # MariaDB's and MySQL's names are the table's own (each table has a PRIMARY), and
+            # their count is of the rows read through the index, not of scans.
+            names = [index.name for index in report.indexes]
+            shown = [
+                f"{index.table}.{index.name}" if names.count(index.name) > 1 else index.name
+                for index in report.indexes
+            ]
+            unit = "rows read" if report.vendor == "mysql" else "scans"
+            width = max(len(name) for name in shown)
+            for name, index in zip(shown, report.indexes, strict=True):
                 kind = "primary key" if index.primary else "unique" if index.unique else ""
                 state = "" if index.valid else "  INVALID"
                 self.stdout.write(
-                    f"  {index.name:<{width}} {human_size(index.bytes):>10}"
-                    f" {_count(index.scans):>12} scans"
+                    f"  {name:<{width}} {human_size(index.bytes):>10}"
+                    f" {_count(index.scans):>12} {unit}"
                     f"  {kind}{state}"
                 )
             kept = [index for index in report.indexes if index.kept]

@@ -19,6 +19,21 @@ DATABASES = {
     }
 }
 
+# DBTUNE_CORPUS_DB=mariadb: the same project on MariaDB (database corpus_bakerydemo, utf8mb4;
+# setup creates it), instead of the default above. User root without a password unless set.
+if os.environ.get("DBTUNE_CORPUS_DB", "sqlite") == "mariadb":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": os.environ.get("DBTUNE_CORPUS_MARIADB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DBTUNE_CORPUS_MARIADB_PORT", "3306"),
+            "USER": os.environ.get("DBTUNE_CORPUS_MARIADB_USER", "root"),
+            "PASSWORD": os.environ.get("DBTUNE_CORPUS_MARIADB_PASSWORD", ""),
+            "NAME": os.environ.get("DBTUNE_CORPUS_MARIADB_NAME", "corpus_bakerydemo"),
+            "OPTIONS": {"charset": "utf8mb4"},
+        }
+    }
+
 # No front-end build, no collectstatic: plain storage, no manifest to read.
 STORAGES = {
     **STORAGES,  # noqa: F405

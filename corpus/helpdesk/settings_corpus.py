@@ -20,6 +20,21 @@ DATABASES = {
     }
 }
 
+# DBTUNE_CORPUS_DB=mariadb: the same project on MariaDB (database corpus_helpdesk, utf8mb4;
+# setup creates it), instead of the default above. User root without a password unless set.
+if os.environ.get("DBTUNE_CORPUS_DB", "sqlite") == "mariadb":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": os.environ.get("DBTUNE_CORPUS_MARIADB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DBTUNE_CORPUS_MARIADB_PORT", "3306"),
+            "USER": os.environ.get("DBTUNE_CORPUS_MARIADB_USER", "root"),
+            "PASSWORD": os.environ.get("DBTUNE_CORPUS_MARIADB_PASSWORD", ""),
+            "NAME": os.environ.get("DBTUNE_CORPUS_MARIADB_NAME", "corpus_helpdesk"),
+            "OPTIONS": {"charset": "utf8mb4"},
+        }
+    }
+
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Attachments uploaded while seeding go to the work directory, not the checkout.
 MEDIA_ROOT = str(WORK_DIR / "media")

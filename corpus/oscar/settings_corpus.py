@@ -20,6 +20,22 @@ DATABASES = {
         "ATOMIC_REQUESTS": True,  # as the sandbox has it
     }
 }
+# DBTUNE_CORPUS_DB=mariadb: the same project on MariaDB (database corpus_oscar, utf8mb4;
+# setup creates it), instead of the default above. User root without a password unless set.
+if os.environ.get("DBTUNE_CORPUS_DB", "sqlite") == "mariadb":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": os.environ.get("DBTUNE_CORPUS_MARIADB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DBTUNE_CORPUS_MARIADB_PORT", "3306"),
+            "USER": os.environ.get("DBTUNE_CORPUS_MARIADB_USER", "root"),
+            "PASSWORD": os.environ.get("DBTUNE_CORPUS_MARIADB_PASSWORD", ""),
+            "NAME": os.environ.get("DBTUNE_CORPUS_MARIADB_NAME", "corpus_oscar"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "ATOMIC_REQUESTS": True,  # as the sandbox has it
+        }
+    }
+
 MEDIA_ROOT = str(WORK_DIR / "media")
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 

@@ -236,7 +236,24 @@ def test_a_placeholder_gets_a_value_of_median_frequency_not_the_most_common():
     sql = "SELECT id FROM shop_book WHERE summary = %s AND author_id IN (%s) LIMIT 21"
     assert TableValues(connection).params(sql) == ["typical", author.pk]
     # A placeholder compared to no column leaves the read unplanned.
-    assert TableValues(connection).params("SELECT %s FROM shop_book") is None
+    assert TableValues(connection).params("SELECT id FROM shop_book WHERE LENGTH(%s) > 3") is None
+
+
+def test_an_exists_and_a_date_lookup_under_use_tz_get_values_too():
+    """exists() returns a placeholder (SELECT %s AS a); a date lookup compares CONVERT_TZ of
+    the column: both used to leave the read unplanned, and every exists() out of the proof."""
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create([Book(title="t", summary="s", author=author) for _ in range(3)])
+    with CaptureQueriesContext(connection) as ran:
+        Book.objects.filter(summary="s").exists()
+    [exists] = [q["sql"] for q in ran.captured_queries if "LIMIT 1" in q["sql"]]
+    sql = exists.replace("'s'", "%s").replace("SELECT 1 AS", "SELECT %s AS")
+    assert "SELECT %s AS" in sql
+    assert TableValues(connection).params(sql) == [1, "s"]
+    converted = (
+        "SELECT id FROM shop_book WHERE CONVERT_TZ(shop_book.summary, %s, %s) >= %s LIMIT 21"
+    )
+    assert TableValues(connection).params(converted) == ["UTC", "UTC", "s"]
 
 
 def test_an_index_saving_a_few_hundred_rows_a_call_is_not_worth_its_writes(tmp_path):
@@ -313,3 +330,17 @@ def test_digests_read_on_one_alias_are_proven_on_another(recorded):
         _suggest_from_digests("--allow-build", "--digests-from", "nowhere")
     with pytest.raises(CommandError, match=r"only applies with --from-performance-schema"):
         _suggest(recorded, "--digests-from", "default")
+
+
+def test_a_workload_of_exists_calls_is_proven_too(tmp_path):
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create([Book(title=f"title {i}", author=author) for i in range(20000)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE TABLE shop_book")
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(5):
+            Book.objects.filter(title=f"title {i}").exists()
+    findings, err = _suggest(path, "--allow-build")
+    assert [f["fields"] for f in findings] == [["title"]], err
+    assert "could not plan" not in err

@@ -5,11 +5,13 @@ values. A recorded workload keeps none unless asked (they may be personal data),
 ``performance_schema`` digest has ``?`` for each. So each placeholder compared to a column
 (``=``, ``<>``, ``<``, ``>``, ``IN``, ``BETWEEN``, ``LIKE``) is given a value that column
 holds: of the values in its first ``SAMPLE`` rows (by primary key), the one of median
-frequency. The plan is the plan for a typical value that exists, as PostgreSQL's generic
-plan is for an average one; the most common value (a status most rows have) would hide what
-an index does for the others. A ``LIKE`` gets that value as a prefix (``value%``); a digest's
-``LIMIT ?`` is a page of ``PAGE`` rows, its ``OFFSET ?`` 0. A placeholder compared to no
-column, or a column with no value, leaves the read unplanned; the caller says so.
+frequency (through a ``CONVERT_TZ``, its column's; the time zones are UTC). A placeholder
+the SELECT returns (``exists()``'s ``SELECT %s AS a``) is 1. The plan is the plan for a
+typical value that exists, as PostgreSQL's generic plan is for an average one; the most
+common value (a status most rows have) would hide what an index does for the others. A
+``LIKE`` gets that value as a prefix (``value%``); a digest's ``LIMIT ?`` is a page of
+``PAGE`` rows, its ``OFFSET ?`` 0. A placeholder compared to no column, or a column with no
+value, leaves the read unplanned; the caller says so.
 
 Parsed with sqlglot's MySQL dialect (no regular expressions over SQL).
 """
@@ -52,6 +54,14 @@ class TableValues:
             if isinstance(placeholder.parent, exp.Limit | exp.Offset) and position.isdigit():
                 # A digest's LIMIT ? (Django writes its numbers in the SQL): a page's worth.
                 given[int(position)] = PAGE if isinstance(placeholder.parent, exp.Limit) else 0
+                continue
+            if _selected(placeholder) and position.isdigit():
+                # What a read returns, not what it reads: exists()'s SELECT %s AS a.
+                given[int(position)] = 1
+                continue
+            if isinstance(placeholder.parent, exp.ConvertTimezone) and position.isdigit():
+                # A date lookup's CONVERT_TZ(col, %s, %s) (USE_TZ): from and to UTC.
+                given[int(position)] = "UTC"
                 continue
             found = _compared(placeholder)
             if found is None or not position.isdigit():
@@ -99,11 +109,20 @@ def _compared(placeholder: exp.Placeholder) -> tuple[exp.Column, bool] | None:
         other = parent.this
     elif isinstance(parent, _COMPARISONS + _PATTERNS):
         other = parent.left if parent.right is node else parent.right
-    while isinstance(other, exp.Cast | exp.Paren):
-        other = other.this
+    while isinstance(other, exp.Cast | exp.Paren | exp.ConvertTimezone):
+        other = other.args["timestamp"] if isinstance(other, exp.ConvertTimezone) else other.this
     if not isinstance(other, exp.Column):
         return None
     return other, isinstance(parent, _PATTERNS)
+
+
+def _selected(placeholder: exp.Placeholder) -> bool:
+    """Whether the placeholder is a column of what the SELECT returns."""
+    node: exp.Expression = placeholder
+    while isinstance(node.parent, exp.Alias | exp.Cast | exp.Paren):
+        node = node.parent
+    parent = node.parent
+    return isinstance(parent, exp.Select) and any(e is node for e in parent.expressions)
 
 
 def _only(tables: dict[str, str]) -> str | None:

@@ -344,3 +344,17 @@ def test_a_workload_of_exists_calls_is_proven_too(tmp_path):
     findings, err = _suggest(path, "--allow-build")
     assert [f["fields"] for f in findings] == [["title"]], err
     assert "could not plan" not in err
+
+
+def test_a_candidate_that_cannot_be_built_is_named_with_the_reason(tmp_path):
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create(
+        [Book(title=f"title {i}", summary=f"s {i}", author=author) for i in range(5000)]
+    )
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(3):
+            list(Book.objects.filter(summary=f"s {i}", title=f"title {i}"))
+    _, err = _suggest(path, "--allow-build")
+    # (A TEXT column among others: MariaDB's key is too long, error 1071.)
+    assert "could not build: Book(summary, title) ((1071," in err, err

@@ -353,7 +353,11 @@ def _trial(
     except DatabaseError as error:
         if trials.method not in ("online", "sample"):
             raise
-        outcome.skip(f"candidates {database_name(connection)} could not build ({error})")
+        fields = ", ".join(entry.candidate.fields)
+        outcome.skip(
+            f"candidates {database_name(connection)} could not build: "
+            f"{entry.model._meta.object_name}({fields}) ({error})"
+        )
         return None
     # Rows read and estimated costs do not add up: where some reads ran (MariaDB), the
     # reads that could not (they lock rows) are left out of this comparison.

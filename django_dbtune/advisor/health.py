@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_dbtune.advisor.admin_usage import admin_usages
 from django_dbtune.advisor.connection_settings import connection_findings
@@ -36,9 +37,15 @@ from django_dbtune.advisor.unused_indexes import (
     stats_window,
 )
 from django_dbtune.conf import conf
+from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import Finding, Severity
 from django_dbtune.schema import ModelSchema, model_schemas
 from django_dbtune.schema.innodb import reversible_drop
+
+
+class HealthError(DbtuneError):
+    """The report cannot be made as asked (replicas of a database that is not PostgreSQL)."""
+
 
 SEQ_SCAN_ROWS = 10_000
 """Tables smaller than this are left out of the sequential-scan check: scanning them is fine."""
@@ -64,12 +71,16 @@ class Health:
     usage_statistics: bool = False
     """Whether index usage was read (PostgreSQL's statistics, MariaDB's performance_schema):
     without it, no index is reported unused."""
+    replicas: list[str] = field(default_factory=list)
+    """Aliases of replicas whose statistics were added to the database's: each node counts
+    only the queries it ran, and an index is unused only if unused on every node."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "database": self.database,
             "vendor": self.vendor,
             "usage_statistics": self.usage_statistics,
+            "replicas": self.replicas,
             "stats_reset": self.stats_reset,
             "stats_since": self.stats_since,
             "stats_days": None if self.stats_days is None else round(self.stats_days, 3),
@@ -81,10 +92,18 @@ class Health:
         }
 
 
-def health(app_labels: Iterable[str], database: str) -> Health:
+def health(app_labels: Iterable[str], database: str, replicas: Iterable[str] = ()) -> Health:
+    """The report of ``database``; on PostgreSQL with the index and table usage counted on
+    each of ``replicas`` (aliases of its streaming replicas) added in."""
     connection = connections[database]
     schemas = model_schemas(app_labels, database, read_database=True)
     report = Health(database, connection.vendor, min_days=conf.UNUSED_INDEX_MIN_DAYS)
+    report.replicas = list(replicas)
+    if report.replicas and connection.vendor != "postgresql":
+        raise HealthError(
+            f"Replicas' statistics are read on PostgreSQL only; {database!r} is "
+            f"{connection.vendor}."
+        )
     for schema in schemas:
         report.findings.extend(redundant_indexes(schema))
         report.findings.extend(drift(schema))
@@ -118,9 +137,52 @@ def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
     window = stats_window(connection)
     if window.source == "reset" and window.since is not None:
         report.stats_reset = window.since.isoformat(timespec="seconds")
+    _read_postgresql(report, schemas, connection)
+    windows = {report.database: window}
+    for alias in report.replicas:
+        windows[alias] = _add_replica(report, schemas, alias)
+    # Unused on every node for the period the shortest of their statistics covers.
+    window = min(windows.values(), key=lambda w: -1.0 if w.days is None else w.days)
     report.stats_since = window.since.isoformat(timespec="seconds") if window.since else None
     report.stats_days = window.days
     report.stats_window = window.describe()
+    if report.replicas:
+        report.stats_window = "; ".join(
+            f"on {alias!r}: {node.describe()}" for alias, node in windows.items()
+        )
+    report.usage_statistics = True
+    _keep_unused(report, window, schemas)
+    report.findings.extend(_index_findings(report))
+    report.findings.extend(_scan_findings(report))
+
+
+def _add_replica(report: Health, schemas: dict[str, ModelSchema], alias: str) -> StatsWindow:
+    """Adds the scans counted on replica ``alias`` to each table and index of the report."""
+    replica = connections[alias]
+    if replica.vendor != "postgresql":
+        raise HealthError(f"Replica {alias!r} is {replica.vendor}, not PostgreSQL.")
+    node = Health(alias, replica.vendor)
+    _read_postgresql(node, schemas, replica)
+    tables = {table.table: table for table in node.tables}
+    for table in report.tables:
+        found = tables.get(table.table)
+        if found is not None and table.seq_scans is not None and table.index_scans is not None:
+            table.seq_scans += found.seq_scans or 0
+            table.index_scans += found.index_scans or 0
+    indexes = {(index.table, index.name): index for index in node.indexes}
+    for index in report.indexes:
+        if not index.scans_by_node:
+            index.scans_by_node[report.database] = index.scans or 0
+        scans = getattr(indexes.get((index.table, index.name)), "scans", None) or 0
+        index.scans_by_node[alias] = scans
+        index.scans = (index.scans or 0) + scans
+    return stats_window(replica)
+
+
+def _read_postgresql(
+    report: Health, schemas: dict[str, ModelSchema], connection: BaseDatabaseWrapper
+) -> None:
+    """The tables' and indexes' sizes and the scans counted on this node."""
     with connection.cursor() as cursor:
         # Rows: the planner's count from the last ANALYZE, else the statistics' running one.
         cursor.execute(
@@ -165,10 +227,6 @@ def _postgresql(report: Health, schemas: dict[str, ModelSchema]) -> None:
                     method=method,
                 )
             )
-    report.usage_statistics = True
-    _keep_unused(report, window, schemas)
-    report.findings.extend(_index_findings(report))
-    report.findings.extend(_scan_findings(report))
 
 
 _INDEXES = """
@@ -246,6 +304,11 @@ def _keep_unused(report: Health, window: StatsWindow, schemas: dict[str, ModelSc
 
 def _index_findings(report: Health) -> Iterator[Finding]:
     since = f"in the {report.stats_window.removeprefix('statistics cover ')}"
+    checked = "Statistics of a replica are its own: check there too before dropping."
+    if report.replicas:
+        nodes = ", ".join(repr(alias) for alias in [report.database, *report.replicas])
+        since = f"on any of {nodes} ({report.stats_window})"
+        checked = f"The queries of every node given were counted ({nodes})."
     for index in report.indexes:
         if not index.valid:
             yield _finding(
@@ -275,8 +338,7 @@ def _index_findings(report: Health) -> Iterator[Finding]:
                 ),
                 (
                     "If that period covers the site's usual traffic (and its monthly jobs), "
-                    "remove the index from the model and make a migration. Statistics of a "
-                    "replica are its own: check there too before dropping."
+                    f"remove the index from the model and make a migration. {checked}"
                     + _trial_first(report, index)
                 ),
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -35,3 +35,5 @@ class IndexStats:
     """PostgreSQL's access method: ``btree``, ``gin``, ``gist``..."""
     kept: str | None = None
     """Why an index no query used is not advised for removal (None: it is, or it is used)."""
+    scans_by_node: dict[str, int] = field(default_factory=dict)
+    """With replicas: the scans counted on each database alias (``scans`` is their sum)."""

@@ -7,9 +7,9 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 
-from django_dbtune.advisor.health import Health, health, human_size
+from django_dbtune.advisor.health import Health, HealthError, health, human_size
 from django_dbtune.findings import to_text
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
 
@@ -36,12 +36,34 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check", action="store_true", help="Exit with status 1 when findings remain."
         )
+        parser.add_argument(
+            "--replica",
+            action="append",
+            default=[],
+            metavar="ALIAS",
+            help="PostgreSQL: also count the index and table scans of this replica (a "
+            "database alias reaching a streaming replica of --database; repeat for each). "
+            "Each node counts only the queries it ran: an index is reported unused only if "
+            "no node used it, over the period the shortest of their statistics covers.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         database = options["database"]
         labels = checked_apps(options["app_labels"], database)
+        replicas = options["replica"]
+        for alias in [database, *replicas]:
+            checked_apps(labels, alias)  # (the alias exists)
+            try:
+                connections[alias].ensure_connection()
+            except DatabaseError as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else error
+                raise CommandError(f"Cannot read database {alias!r}: {first}") from None
+        if database in replicas:
+            raise CommandError(f"--replica {database!r} is --database itself.")
         try:
-            report = health(labels, database)
+            report = health(labels, database, replicas)
+        except HealthError as error:
+            raise CommandError(str(error)) from None
         except DatabaseError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else error
             raise CommandError(f"Cannot read database {database!r}: {first_line}") from None
@@ -95,6 +117,9 @@ class Command(BaseCommand):
             for name, index in zip(shown, report.indexes, strict=True):
                 kind = "primary key" if index.primary else "unique" if index.unique else ""
                 state = "" if index.valid else "  INVALID"
+                if index.scans_by_node:  # with replicas: where they were counted
+                    nodes = ", ".join(f"{a} {n:,}" for a, n in index.scans_by_node.items())
+                    state += f"  ({nodes})"
                 self.stdout.write(
                     f"  {name:<{width}} {human_size(index.bytes):>10}"
                     f" {_count(index.scans):>12} {unit}"

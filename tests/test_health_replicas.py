@@ -1,0 +1,112 @@
+"""index_health over a primary and its replica: each node counts only the queries it ran, so
+an index only the replica's queries use is used. Against the streaming replica that
+scripts/postgres_setup starts on 127.0.0.1:5433."""
+
+import os
+import socket
+import time
+from contextlib import contextmanager
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, connections
+from django.db.backends.postgresql.base import DatabaseWrapper
+
+from django_dbtune.advisor.health import health
+from tests.shop.models import Author, Book
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
+
+REPLICA_PORT = 5433
+
+
+@contextmanager
+def _alias(name, **changes):
+    """A database alias made at run time (the command takes only the settings' aliases)."""
+    connections[name] = DatabaseWrapper({**connection.settings_dict, **changes}, name)
+    try:
+        yield name
+    finally:
+        connections[name].close()
+        del connections[name]
+
+
+@pytest.fixture
+def replica():
+    try:
+        socket.create_connection(("127.0.0.1", REPLICA_PORT), timeout=2).close()
+    except OSError:
+        message = f"needs a replica on 127.0.0.1:{REPLICA_PORT}: run scripts/postgres_setup"
+        if os.environ.get("DBTUNE_CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with _alias("replica", PORT=str(REPLICA_PORT)) as alias:
+        yield alias
+
+
+@pytest.fixture
+def summary_index():
+    """Books and an index no query on the primary uses, replayed on the replica."""
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create(
+        [Book(title=f"t{i}", summary=str(i), author=author) for i in range(500)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX shop_book_summary_replica ON shop_book (summary)")
+        cursor.execute("CREATE INDEX shop_book_nowhere ON shop_book (title, summary)")
+        cursor.execute("SELECT pg_current_wal_lsn()")
+        (written,) = cursor.fetchone()
+    yield written
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX IF EXISTS shop_book_summary_replica, shop_book_nowhere")
+
+
+def _replayed(alias, lsn):
+    """Waits (at most 30 s) until the replica has replayed the primary's WAL up to ``lsn``."""
+    for _ in range(300):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn])
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"the replica did not replay the primary's WAL up to {lsn} in 30 s")
+
+
+def _unused(report):
+    return {f.message.split()[1] for f in report.findings if f.kind == "unused_index"}
+
+
+def test_an_index_used_only_on_the_replica_is_used(replica, summary_index, settings):
+    settings.DBTUNE = {"UNUSED_INDEX_MIN_DAYS": 0}  # statistics of a fresh test database
+    _replayed(replica, summary_index)
+    with connections[replica].cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery()")
+        assert cursor.fetchone() == (True,)  # a real standby, not the primary again
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute("SELECT id FROM shop_book WHERE summary = '7'")
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute("SELECT 1")  # (the flush happens as this one ends)
+    # The primary alone: no query used it there.
+    assert "shop_book_summary_replica" in _unused(health(["shop"], "default"))
+    report = health(["shop"], "default", [replica])
+    assert "shop_book_summary_replica" not in _unused(report)
+    [index] = [i for i in report.indexes if i.name == "shop_book_summary_replica"]
+    assert index.scans_by_node["default"] == 0 and index.scans_by_node[replica] >= 1
+    # Each node's statistics period is shown.
+    assert "on 'default': statistics cover" in report.stats_window
+    assert f"on '{replica}': statistics cover" in report.stats_window
+    # An index no node used is still reported, and the advice says every node was counted.
+    [nowhere] = [
+        f for f in report.findings if f.kind == "unused_index" and "_nowhere" in f.message
+    ]
+    assert "has not been used by any query on any of 'default', 'replica'" in nowhere.message
+    assert "The queries of every node given were counted" in nowhere.advice
+
+
+def test_the_command_names_a_replica_it_cannot_read(settings):
+    with pytest.raises(CommandError, match=r"There is no database 'nowhere'"):
+        call_command("index_health", "shop", "--replica", "nowhere", stdout=StringIO())
+    with pytest.raises(CommandError, match=r"--replica 'default' is --database itself"):
+        call_command("index_health", "shop", "--replica", "default", stdout=StringIO())

@@ -37,6 +37,19 @@ def read_statements(
     return statement_shapes(_rows(connection), schemas, outcome, connection.alias)
 
 
+def merged(*nodes: list[Shape]) -> list[Shape]:
+    """The statements of several nodes (a primary and its replicas, each counting only what
+    it ran) as one workload: the same statement's calls and times added up."""
+    by_sql: dict[str, Shape] = {}
+    for shapes in nodes:
+        for shape in shapes:
+            if shape.sql in by_sql:
+                by_sql[shape.sql].merge(shape)
+            else:
+                by_sql[shape.sql] = shape
+    return list(by_sql.values())
+
+
 def statement_shapes(
     rows: list[tuple[Any, ...]],
     schemas: dict[str, ModelSchema],

@@ -15,7 +15,7 @@ from django_dbtune.advisor.digests import read_digests
 from django_dbtune.advisor.online_build import OnlineBuildError
 from django_dbtune.advisor.proof import DEFAULT_MAX_PER_TABLE, DEFAULT_MIN_REDUCTION
 from django_dbtune.advisor.scratch_copy import DEFAULT_ROWS, ScratchCopyError
-from django_dbtune.advisor.statements import read_statements
+from django_dbtune.advisor.statements import merged, read_statements
 from django_dbtune.advisor.workload_candidates import Outcome, plural
 from django_dbtune.conf import conf
 from django_dbtune.errors import WriteError
@@ -102,6 +102,15 @@ class Command(BaseCommand):
             "proving builds indexes and runs the reads, which production should not pay for.",
         )
         parser.add_argument(
+            "--replica",
+            action="append",
+            default=[],
+            metavar="ALIAS",
+            help="With --from-pg-stat-statements or --from-performance-schema: also read the "
+            "statements of this replica (a database alias; repeat for each). Each node counts "
+            "only the queries it ran: the same statement's calls are added up.",
+        )
+        parser.add_argument(
             "--allow-build",
             action="store_true",
             help="With --workload, where HypoPG is not installed: build each candidate inside "
@@ -185,6 +194,13 @@ class Command(BaseCommand):
                     f"{flag} only applies with {', '.join(_SOURCES.values())} (it proves "
                     "their indexes by building them)."
                 )
+        for alias in options["replica"]:
+            checked_apps(labels, alias)  # (the alias exists)
+            if not (options["from_pg_stat_statements"] or options["from_performance_schema"]):
+                raise CommandError(
+                    "--replica only applies with --from-pg-stat-statements or "
+                    "--from-performance-schema (a workload file has no nodes)."
+                )
         if options["allow_build"] and options["scratch_copy"] is not None:
             raise CommandError(
                 "Give --allow-build (build on the tables) or --scratch-copy (build on copies "
@@ -222,11 +238,14 @@ class Command(BaseCommand):
         outcome = Outcome()
         try:
             if options["from_pg_stat_statements"]:
-                shapes = read_statements(connections[database], schemas, outcome)
+                nodes = [database, *options["replica"]]
+                shapes = merged(
+                    *(read_statements(connections[a], schemas, outcome) for a in nodes)
+                )
                 source = "pg_stat_statements"
             elif options["from_performance_schema"]:
-                where = options["digests_from"] or database
-                shapes = read_digests(connections[where], schemas, outcome)
+                nodes = [options["digests_from"] or database, *options["replica"]]
+                shapes = merged(*(read_digests(connections[a], schemas, outcome) for a in nodes))
                 source = "performance_schema"
             else:
                 shapes = workload.read(options["workload"])

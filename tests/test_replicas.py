@@ -1,6 +1,7 @@
-"""index_health over a primary and its replica: each node counts only the queries it ran, so
-an index only the replica's queries use is used. Against the streaming replica that
-scripts/postgres_setup starts on 127.0.0.1:5433."""
+"""A primary and its replica: each node counts only the queries it ran, so index_health
+reports an index only the replica's queries use as used, and the statements only the replica
+ran are a workload too. Against the streaming replica that scripts/postgres_setup starts on
+127.0.0.1:5433."""
 
 import os
 import socket
@@ -14,7 +15,11 @@ from django.core.management.base import CommandError
 from django.db import connection, connections
 from django.db.backends.postgresql.base import DatabaseWrapper
 
+from django_dbtune.advisor import proof
 from django_dbtune.advisor.health import health
+from django_dbtune.advisor.statements import merged, read_statements
+from django_dbtune.advisor.workload_candidates import Outcome
+from django_dbtune.schema import model_schemas
 from tests.shop.models import Author, Book
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
@@ -110,3 +115,39 @@ def test_the_command_names_a_replica_it_cannot_read(settings):
         call_command("index_health", "shop", "--replica", "nowhere", stdout=StringIO())
     with pytest.raises(CommandError, match=r"--replica 'default' is --database itself"):
         call_command("index_health", "shop", "--replica", "default", stdout=StringIO())
+
+
+def test_statements_only_the_replica_ran_are_proven_with_the_primarys(replica):
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create([Book(title=f"title {i}", author=author) for i in range(20000)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE shop_book")
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+        cursor.execute("SELECT pg_current_wal_lsn()")
+        (written,) = cursor.fetchone()
+    _replayed(replica, written)
+    for alias in ("default", replica):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT pg_stat_statements_reset()")
+    for i in range(5):  # the reads a read replica serves: none on the primary
+        list(Book.objects.using(replica).filter(title=f"title {i}"))
+    schemas = {s.label: s for s in model_schemas(["shop"], "default")}
+
+    def statements(*aliases):
+        return merged(*(read_statements(connections[a], schemas, Outcome()) for a in aliases))
+
+    def on_books(shapes):
+        return [s for s in shapes if "shop_book" in s.tables and '"title" =' in s.sql]
+
+    assert on_books(statements("default")) == []
+    shapes = statements("default", replica)
+    [read] = on_books(shapes)
+    assert read.calls == 5
+    found = proof.prove(shapes, schemas, "default").findings
+    assert [f.fields for f in found] == [("title",)]
+
+
+def test_replica_without_a_statements_source_is_refused(settings):
+    with pytest.raises(CommandError, match=r"--replica only applies with"):
+        call_command("suggest_indexes", "shop", "--replica", "other", stdout=StringIO())

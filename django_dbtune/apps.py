@@ -7,6 +7,7 @@ from django.core import checks
 class DbtuneConfig(AppConfig):
     name = "django_dbtune"
     verbose_name = "django-dbtune"
+    default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from django_dbtune.cache import hooks

@@ -23,6 +23,7 @@ from django.core.signals import setting_changed
 
 from django_dbtune.cache_options import CACHE_OPTIONS
 from django_dbtune.options import Option, is_str_list
+from django_dbtune.production_options import PRODUCTION_OPTIONS, Production, production
 
 OPTIONS: dict[str, Option] = {
     "ENABLED": Option(
@@ -141,6 +142,7 @@ OPTIONS: dict[str, Option] = {
         "0 or None turns the size rule off (ranks by where the queries run alone).",
     ),
     **CACHE_OPTIONS,
+    **PRODUCTION_OPTIONS,
 }
 
 ALLOW_KEYS = ("kind", "relation", "call_site", "url")
@@ -305,6 +307,10 @@ class Settings:
     @cached_property
     def PRODUCTION_DATABASES(self) -> tuple[str, ...]:
         return tuple(self._get("PRODUCTION_DATABASES"))
+
+    @cached_property
+    def PRODUCTION(self) -> Production | None:
+        return production(self._get("PRODUCTION"))
 
     @cached_property
     def UNUSED_INDEX_MIN_DAYS(self) -> float:

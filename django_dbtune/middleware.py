@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -20,11 +23,13 @@ from django_dbtune.errors import NPlusOneError
 
 if TYPE_CHECKING:
     from django_dbtune.nplusone import Report
+    from django_dbtune.production_options import Production
 
 REQUEST_ATTRIBUTE = "dbtune_queries"
 NPLUSONE_ATTRIBUTE = "dbtune_nplusone"
 
 logger = logging.getLogger("django_dbtune.nplusone")
+production_logger = logging.getLogger("django_dbtune.production")
 
 SAFE_METHODS = ("GET", "HEAD")
 
@@ -165,6 +170,95 @@ class NPlusOneMiddleware(_Middleware):
             raise NPlusOneError(f"{request.method} {request.path}: {report.message()}")
         for finding in found:
             logger.warning("%s %s: %s", request.method, request.path, finding.message)
+
+
+class ProductionMiddleware(_Middleware):
+    """Production mode (``DBTUNE["PRODUCTION"]``, off by default): on a sample of the
+    requests, the N+1 detector and the query capture run, and what they find (N+1 queries,
+    unused eager loads, repeated statements, slow queries) is logged as one JSON object per
+    finding on the ``django_dbtune.production`` logger and written, in batches, to the
+    database table every process shares (``manage.py dbtune_findings`` lists it). Nothing of
+    its own ever fails a request: a failure is logged once and the request goes on. Put it
+    near the top of MIDDLEWARE; WSGI only (an async chain runs it unsampled)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        super().__init__(get_response)
+        from django_dbtune.nplusone import detect, patches
+        from django_dbtune.production.store import Batch
+
+        self._detect = detect
+        self._patches = patches
+        self._batch = Batch(size=1)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self.get_response(request)  # type: ignore[no-any-return]
+        settings = conf.PRODUCTION
+        if settings is None or not conf.ENABLED or random.random() >= settings.SAMPLE_RATE:
+            response: HttpResponseBase = self.get_response(request)
+            self._flush(settings)
+            return response
+        try:
+            self._patches.keep(self)
+            detector = self._detect(url=request.path)
+            report = detector.__enter__()
+        except Exception as error:  # the detector could not start: the request runs plain
+            self._failed(error, request)
+            response = self.get_response(request)
+            return response
+        try:
+            try:
+                response = self.get_response(request)
+            except BaseException:  # the site's own error goes on; the detection just ends
+                with suppress(Exception):
+                    detector.__exit__(*sys.exc_info())
+                raise
+            try:
+                detector.__exit__(None, None, None)
+                self._found(request, report, settings)
+            except Exception as error:
+                self._failed(error, request)
+        finally:
+            detector.release()
+        self._flush(settings)
+        return response
+
+    def _found(self, request: HttpRequest, report: Report, settings: Production) -> None:
+        from django_dbtune.production.sampled import records_of
+
+        try:
+            records = records_of(request, report, settings)
+        except Exception as error:
+            self._failed(error, request)
+            return
+        for record in records:
+            production_logger.info("%s", json.dumps(asdict(record)))
+        if self._batch.size != settings.BATCH:
+            self._batch.size = settings.BATCH
+        self._batch.add(records)
+
+    def _flush(self, settings: Production | None) -> None:
+        if settings is None or not self._batch.due(settings.FLUSH_SECONDS):
+            return
+        from django_dbtune.production.store import write
+
+        records, dropped = self._batch.take()
+        if dropped:
+            production_logger.warning(
+                "Production mode dropped %d findings: the batch of %d was full (BATCH).",
+                dropped,
+                settings.BATCH,
+            )
+        try:
+            write(records)
+        except Exception as error:  # the store is down: this batch is lost, and said so
+            self._failed(error, None)
+
+    def _failed(self, error: Exception, request: HttpRequest | None) -> None:
+        from django_dbtune.nplusone.failures import log_once
+
+        where = f"{request.method} {request.path}" if request is not None else "a batch"
+        log_once(error, f"production mode left {where} unrecorded")
 
 
 @receiver(setting_changed)

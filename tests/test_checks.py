@@ -275,11 +275,16 @@ def test_checks_never_crash_on_odd_settings(settings, tmp_path, monkeypatch):
         assert check_deploy() == []  # (Django's own auth check imports it too, and fails)
     finally:
         sys.modules.pop("raising_middleware", None)
+    # (A router keeps the models off the legacy alias, as a project's would: Django's own
+    # model checks load the backend of every alias a model may be migrated to.)
     code = (
         "import django; from django.conf import settings\n"
+        "class Router:\n"
+        "    def allow_migrate(self, db, app_label, **hints): return db != 'legacy'\n"
         "settings.configure(INSTALLED_APPS=['django_dbtune'], DATABASES={"
         "'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}, "
-        "'legacy': {'ENGINE': 'django.db.backends.no_driver_here', 'NAME': 'x'}})\n"
+        "'legacy': {'ENGINE': 'django.db.backends.no_driver_here', 'NAME': 'x'}}, "
+        "DATABASE_ROUTERS=[Router()])\n"
         "django.setup()\n"
         "from django.core.management import call_command; call_command('check')\n"
     )

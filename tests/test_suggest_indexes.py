@@ -232,7 +232,7 @@ def test_without_app_labels_the_projects_own_apps_are_checked():
     ("args", "message"),
     [
         (["nope"], "No installed app with label 'nope'"),
-        (["django_dbtune"], "App 'django_dbtune' has no models"),
+        (["staticfiles"], "App 'staticfiles' has no models"),
         (["--database", "replica"], "no database 'replica'"),
     ],
 )

@@ -15,6 +15,7 @@ router.register("shop/api/books", shop.BookViewSet)
 urlpatterns = [
     path("async/tags/", views.async_tags),
     path("sync/tags/", views.sync_tags),
+    path("tags/<str:name>/count/", views.tag_count),
     path("my/businesses/", login_required(views.my_businesses)),
     # settings.LOGIN_URL (the default), where login_required sends anonymous users.
     path("accounts/login/", LoginView.as_view(template_name="admin/login.html")),

@@ -1,0 +1,121 @@
+"""``manage.py dbtune_findings``: what production mode found, from every process and host."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, router
+
+from django_dbtune.models import ProductionFinding
+
+
+class Command(BaseCommand):
+    help = (
+        "List what production mode (DBTUNE['PRODUCTION'] with ProductionMiddleware) found "
+        "on the sampled requests of every process: N+1 queries, unused eager loads, repeated "
+        "statements and slow queries, the most costly first (times seen x what each cost: "
+        "extra queries, or milliseconds for a slow query), with the route, the line, when it "
+        "was last seen, the fix, and how to reproduce it locally."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--format", choices=("text", "json"), default="text", help="Output format."
+        )
+        parser.add_argument(
+            "--kind",
+            action="append",
+            choices=(
+                "n_plus_one",
+                "unused_select_related",
+                "unused_prefetch_related",
+                "repeated_query",
+                "slow_query",
+            ),
+            help="Only findings of this kind (repeat for several).",
+        )
+        parser.add_argument(
+            "--limit", type=int, default=50, help="At most this many (default 50; 0: all)."
+        )
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Exit with status 1 when there is any finding (a CI gate on production's).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["limit"] < 0:
+            raise CommandError("--limit must be 0 (all) or more.")
+        alias = router.db_for_read(ProductionFinding)
+        rows = ProductionFinding.objects.using(alias)
+        if options["kind"]:
+            rows = rows.filter(kind__in=options["kind"])
+        try:
+            found = sorted(rows, key=lambda row: -row.cost)
+        except DatabaseError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else error
+            raise CommandError(
+                f"Cannot read production findings on database {alias!r} ({first}); has "
+                "'manage.py migrate django_dbtune' run there?"
+            ) from None
+        if options["limit"]:
+            found = found[: options["limit"]]
+        if options["format"] == "json":
+            self.stdout.write(json.dumps([_as_dict(row) for row in found], indent=2))
+        elif not found:
+            self.stdout.write("No production findings.")
+        else:
+            for row in found:
+                self.stdout.write(_as_text(row))
+            self.stdout.write(f"{len(found)} finding(s).")
+        if options["check"] and found:
+            sys.exit(1)
+
+
+def _as_dict(row: ProductionFinding) -> dict[str, Any]:
+    return {
+        "kind": row.kind,
+        "route": row.route,
+        "message": row.message,
+        "fix": row.fix,
+        "call_site": row.call_site,
+        "plan": row.plan,
+        "seen": row.seen,
+        "cost": row.cost,
+        "first_seen": row.first_seen.isoformat(timespec="seconds"),
+        "last_seen": row.last_seen.isoformat(timespec="seconds"),
+        "reproduce": _reproduce(row),
+    }
+
+
+def _as_text(row: ProductionFinding) -> str:
+    unit = "ms" if row.kind == "slow_query" else "extra queries"
+    lines = [
+        f"{row.kind} on {row.route}: seen {row.seen:,} times, {row.cost:,.0f} {unit} in all "
+        f"(last {row.last_seen.isoformat(timespec='seconds')})",
+        f"  {row.message}",
+    ]
+    if row.call_site:
+        lines.append(f"  at {row.call_site}")
+    if row.plan:
+        lines.append(f"  plan: {row.plan}")
+    if row.fix:
+        lines.append(f"  fix: {row.fix}")
+    reproduce = _reproduce(row)
+    if reproduce:
+        lines.append(f"  reproduce: {reproduce}")
+    return "\n".join(lines) + "\n"
+
+
+def _reproduce(row: ProductionFinding) -> str:
+    """The command that runs a page of the route locally and proves the fix (N+1 and
+    unused eager loads); the path is the user's to fill in (only the route is stored)."""
+    if row.kind not in ("n_plus_one", "unused_select_related", "unused_prefetch_related"):
+        return ""
+    method, _, route = row.route.partition(" ")
+    if method not in ("GET", "HEAD") or route == "(no route)":
+        return ""
+    return f"manage.py dbtune_nplusone <a path of {route}> [--user USERNAME]"

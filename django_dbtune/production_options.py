@@ -1,0 +1,69 @@
+"""Production mode's ``DBTUNE["PRODUCTION"]`` option (part of
+:data:`django_dbtune.conf.OPTIONS`), and what it resolves to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django_dbtune.options import Option
+
+
+@dataclass(frozen=True)
+class Production:
+    """``DBTUNE["PRODUCTION"]`` with its defaults filled in."""
+
+    SAMPLE_RATE: float = 0.01
+    """The share of requests that run the N+1 detector and the query capture."""
+    SLOW_QUERY_MS: float = 500.0
+    """A query at least this long is a slow-query finding."""
+    REPEATED_QUERIES: int = 5
+    """The same statement with the same values this many times in one request is a finding."""
+    FLUSH_SECONDS: float = 10.0
+    """A process writes what it found to the store at most this often (and when the batch is
+    full)."""
+    BATCH: int = 200
+    """The findings a process keeps before it writes them: beyond, new ones are dropped and
+    counted."""
+
+
+_NUMBERS: dict[str, Callable[[Any], bool]] = {
+    "SAMPLE_RATE": lambda v: 0 <= v <= 1,
+    "SLOW_QUERY_MS": lambda v: v > 0,
+    "REPEATED_QUERIES": lambda v: isinstance(v, int) and v >= 2,
+    "FLUSH_SECONDS": lambda v: v >= 0,
+    "BATCH": lambda v: isinstance(v, int) and v >= 1,
+}
+
+
+def _accepts(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, Mapping) and all(
+        key in _NUMBERS
+        and isinstance(item, int | float)
+        and not isinstance(item, bool)
+        and _NUMBERS[key](item)
+        for key, item in value.items()
+    )
+
+
+def production(value: Mapping[str, Any] | None) -> Production | None:
+    return None if value is None else Production(**value)
+
+
+PRODUCTION_OPTIONS: dict[str, Option] = {
+    "PRODUCTION": Option(
+        None,
+        _accepts,
+        "None or a dict with keys among " + ", ".join(_NUMBERS) + " (numbers in range)",
+        "Production mode, off by default: ProductionMiddleware runs the N+1 detector and the "
+        "query capture on SAMPLE_RATE of the requests (default 0.01) and stores what they "
+        "find (N+1 queries, unused eager loads, statements repeated REPEATED_QUERIES times "
+        "(default 5), queries over SLOW_QUERY_MS (default 500)) in the database, for "
+        "manage.py dbtune_findings; never a parameter value or a SQL literal. A process "
+        "writes at most every FLUSH_SECONDS (default 10) and keeps at most BATCH findings "
+        "(default 200) in between.",
+    ),
+}

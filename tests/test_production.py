@@ -1,0 +1,147 @@
+"""Production mode: a sample of the requests runs the N+1 detector and the query capture, and
+what they find is stored, counted, for every process; never a value of the site's users, and
+never a failed request because of it."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from django_dbtune.models import ProductionFinding
+from django_dbtune.production.store import Record, write
+from publisher.models import Tag
+from tests.shop.models import Author, Book
+
+SECRET = "Jane Secret-Doe"
+
+
+@pytest.fixture
+def production(settings):
+    settings.MIDDLEWARE = ["django_dbtune.middleware.ProductionMiddleware"]
+    settings.DBTUNE = {"PRODUCTION": {"SAMPLE_RATE": 1.0, "FLUSH_SECONDS": 0}}
+    return settings
+
+
+@pytest.fixture
+def books(db):
+    for i in range(3):
+        author = Author.objects.create(name=f"{SECRET} {i}")
+        Book.objects.create(title=f"{SECRET} book {i}", author=author)
+
+
+def _stored():
+    return list(ProductionFinding.objects.order_by("kind", "id"))
+
+
+def _no_user_data(rows):
+    for row in rows:
+        text = json.dumps([row.route, row.message, row.fix, row.call_site, row.plan])
+        assert "Secret" not in text, text
+
+
+def test_an_n_plus_one_page_is_stored_with_its_route_line_and_fix(production, books, client):
+    assert client.get("/shop/books/").status_code == 200
+    assert client.get("/shop/books/").status_code == 200
+    [row] = [row for row in _stored() if row.kind == "n_plus_one"]
+    assert row.route == "GET /shop/books/"
+    assert row.seen == 2 and row.cost == 2 * 3  # 3 extra queries, twice
+    assert "shop.Book.author" in row.message
+    assert row.fix == '.select_related("author")'
+    assert row.call_site.startswith("tests/")
+    _no_user_data(_stored())
+
+
+def test_repeated_and_slow_queries_keep_shapes_never_values(production, db, client, caplog):
+    production.DBTUNE = {
+        "PRODUCTION": {
+            "SAMPLE_RATE": 1.0,
+            "FLUSH_SECONDS": 0,
+            "SLOW_QUERY_MS": 0.001,
+            "REPEATED_QUERIES": 3,
+        }
+    }
+    caplog.set_level("INFO", logger="django_dbtune.production")
+    Tag.objects.create(name=SECRET)
+    response = client.get(f"/tags/{SECRET}/count/")
+    assert response.status_code == 200
+    rows = _stored()
+    [repeated] = [row for row in rows if row.kind == "repeated_query"]
+    assert repeated.route == "GET /tags/<str:name>/count/"  # the pattern, not the path
+    assert "ran 3 times with the same values" in repeated.message
+    assert "publisher_tag" in repeated.message and "?" in repeated.message
+    assert repeated.cost == 2
+    slow = [row for row in rows if row.kind == "slow_query"]
+    assert slow and all("publisher_tag" in row.plan for row in slow)
+    _no_user_data(rows)
+    # One JSON object per finding, on a logger the site can route.
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("production")]
+    assert {"repeated_query", "slow_query"} <= {entry["kind"] for entry in logged}
+    assert not any(SECRET in r.getMessage() for r in caplog.records)
+
+
+def test_unsampled_requests_run_nothing(production, books, client):
+    production.DBTUNE = {"PRODUCTION": {"SAMPLE_RATE": 0.0, "FLUSH_SECONDS": 0}}
+    client.get("/shop/books/")
+    assert _stored() == []
+    with override_settings(DBTUNE={}):  # off by default
+        client.get("/shop/books/")
+    assert _stored() == []
+
+
+class _Nowhere:
+    """A router sending the findings' table to a database that does not exist."""
+
+    def db_for_write(self, model, **hints):
+        return "nowhere" if model is ProductionFinding else None
+
+
+def test_a_store_that_fails_never_fails_the_request(production, books, client, caplog):
+    production.DATABASE_ROUTERS = [_Nowhere()]
+    assert client.get("/shop/books/").status_code == 200
+    assert client.get("/shop/books/").status_code == 200
+    failures = [
+        r for r in caplog.records if "production mode left a batch unrecorded" in r.message
+    ]
+    assert len(failures) == 1  # logged once, not per request
+
+
+def test_a_full_batch_drops_and_says_how_many(production, books, client, caplog):
+    production.DBTUNE = {
+        "PRODUCTION": {
+            "SAMPLE_RATE": 1.0,
+            "FLUSH_SECONDS": 3600,
+            "BATCH": 1,
+            "SLOW_QUERY_MS": 0.001,
+        }
+    }
+    client.get("/shop/books/")  # an N+1 and slow queries: the first kept, the rest dropped
+    [row] = _stored()  # a full batch is written at once
+    assert row.kind == "n_plus_one"
+    assert any("dropped" in r.getMessage() and "BATCH" in r.getMessage() for r in caplog.records)
+
+
+def test_two_processes_add_up_in_one_row(db):
+    record = Record(kind="n_plus_one", route="GET /x/", message="N+1 on a.B.c", cost=4.0)
+    write([record])
+    write([record])  # another process's batch: the same finding
+    [row] = _stored()
+    assert (row.seen, row.cost) == (2, 8.0)
+
+
+def test_the_command_lists_them_most_costly_first(db):
+    write([Record(kind="slow_query", route="GET /a/", message="A query took 900 ms", cost=900)])
+    write([Record("n_plus_one", "GET /b/", "N+1 on shop.Book.author", fix="f", cost=3)] * 1)
+    out = StringIO()
+    call_command("dbtune_findings", stdout=out)
+    text = out.getvalue()
+    assert text.index("slow_query on GET /a/") < text.index("n_plus_one on GET /b/")
+    assert "reproduce: manage.py dbtune_nplusone <a path of /b/>" in text
+    out = StringIO()
+    call_command("dbtune_findings", "--format", "json", "--kind", "n_plus_one", stdout=out)
+    [entry] = json.loads(out.getvalue())
+    assert entry["kind"] == "n_plus_one" and entry["seen"] == 1
+    with pytest.raises(SystemExit) as exit:
+        call_command("dbtune_findings", "--check", stdout=StringIO())
+    assert exit.value.code == 1

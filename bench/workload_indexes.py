@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument(
         "--scratch-copy",
         metavar="ROWS",
-        help="MariaDB: prove on sampled scratch copies of ROWS rows (--scratch-copy ROWS) "
+        help="MariaDB: prove on sampled scratch copies of ROWS rows (--scratch-copy "
+        "--scratch-rows ROWS) "
         "instead of building on the tables (--allow-build)",
     )
     parser.add_argument(
@@ -188,7 +189,7 @@ def main() -> None:
         summary: list[str] = []
         suggest = (python, "manage.py", "suggest_indexes", "--workload", str(workload))
         if mariadb and args.scratch_copy:
-            suggest = (*suggest, "--scratch-copy", args.scratch_copy)
+            suggest = (*suggest, "--scratch-copy", "--scratch-rows", args.scratch_copy)
         elif mariadb:
             suggest = (*suggest, "--allow-build")
         # One run proves, prints the findings as JSON, and writes them (after the JSON).

@@ -200,3 +200,19 @@ def suggest_workload(path, *options, app="shop"):
         stderr=err,
     )
     return json.loads(out.getvalue()), err.getvalue()
+
+
+@contextlib.contextmanager
+def runtime_alias(name, **changes):
+    """A database alias reaching the test database another way (another port, a pool), made
+    at run time while inside, as Django's test case allows; the commands take only the
+    settings' aliases, so tests call the functions behind them."""
+    from django.db import connections
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    connections[name] = DatabaseWrapper({**connection.settings_dict, **changes}, name)
+    try:
+        yield name
+    finally:
+        connections[name].close()
+        del connections[name]

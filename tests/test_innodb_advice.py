@@ -345,3 +345,13 @@ def test_a_whole_index_is_said_to_lead_with_the_constant_column_only_when_it_doe
     [whole] = [f for f in found if "has no partial indexes" in f.message]
     assert whole.index.fields[0] == "website"
     assert "so this one has among its columns implementation_status." in whole.message
+
+
+def test_an_undeclared_fulltext_index_is_never_said_to_be_redundant(label_table):
+    """MATCH ... AGAINST needs it, whatever B-tree leads with the same column."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE FULLTEXT INDEX label_name_words ON testapp_label (name)")
+        cursor.execute("CREATE INDEX label_name_status ON testapp_label (name, status)")
+    [unknown] = [f for f in drift(label_table()) if "label_name_words" in f.message]
+    assert "leads with the same" not in unknown.message
+    assert unknown.advice.startswith("Declare it in Meta.indexes")

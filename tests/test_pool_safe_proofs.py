@@ -4,17 +4,16 @@ transaction, on one connection, and nothing is left for the next user of that co
 
 import os
 import socket
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import psycopg
 import pytest
 from django.db import connection, connections
-from django.db.backends.postgresql.base import DatabaseWrapper
 
 from django_dbtune import workload
 from django_dbtune.advisor import proof
 from django_dbtune.schema import model_schemas
-from tests.conftest import suggest_workload
+from tests.conftest import runtime_alias, suggest_workload
 from tests.shop.models import Author, Book
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
@@ -40,18 +39,6 @@ def recorded(tmp_path):
     return path
 
 
-@contextmanager
-def _alias(name, **changes):
-    """A database alias reaching the test database another way, while inside (a connection
-    made at run time, as Django's test case allows)."""
-    connections[name] = DatabaseWrapper({**connection.settings_dict, **changes}, name)
-    try:
-        yield name
-    finally:
-        connections[name].close()
-        del connections[name]
-
-
 @pytest.fixture
 def bouncer():
     try:
@@ -61,7 +48,9 @@ def bouncer():
         if os.environ.get("DBTUNE_CI"):
             pytest.fail(message)
         pytest.skip(message)
-    with _alias("bouncer", PORT=str(BOUNCER_PORT), DISABLE_SERVER_SIDE_CURSORS=True) as alias:
+    with runtime_alias(
+        "bouncer", PORT=str(BOUNCER_PORT), DISABLE_SERVER_SIDE_CURSORS=True
+    ) as alias:
         yield alias
     # PgBouncer keeps its server connections open: closed now, so that the test database
     # can be flushed and dropped (its admin console takes the simple query protocol only).
@@ -137,7 +126,7 @@ def test_through_pgbouncer_in_transaction_mode_the_proof_is_the_same(recorded, b
 def test_with_djangos_connection_pool_nothing_is_left_on_the_pooled_connection(recorded):
     pool = {"min_size": 1, "max_size": 1}
     options = {**connection.settings_dict.get("OPTIONS", {}), "pool": pool}
-    with _alias("pooled", OPTIONS=options) as alias:
+    with runtime_alias("pooled", OPTIONS=options) as alias:
         assert _proven(recorded, alias)[0][0][0] == ("title",)
         pooled = connections[alias]
         pid = pooled.connection.info.backend_pid

@@ -6,36 +6,24 @@ ran are a workload too. Against the streaming replica that scripts/postgres_setu
 import os
 import socket
 import time
-from contextlib import contextmanager
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
-from django.db.backends.postgresql.base import DatabaseWrapper
 
 from django_dbtune.advisor import proof
 from django_dbtune.advisor.health import health
 from django_dbtune.advisor.statements import merged, read_statements
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import model_schemas
+from tests.conftest import runtime_alias
 from tests.shop.models import Author, Book
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
 
 REPLICA_PORT = 5433
-
-
-@contextmanager
-def _alias(name, **changes):
-    """A database alias made at run time (the command takes only the settings' aliases)."""
-    connections[name] = DatabaseWrapper({**connection.settings_dict, **changes}, name)
-    try:
-        yield name
-    finally:
-        connections[name].close()
-        del connections[name]
 
 
 @pytest.fixture
@@ -47,7 +35,7 @@ def replica():
         if os.environ.get("DBTUNE_CI"):
             pytest.fail(message)
         pytest.skip(message)
-    with _alias("replica", PORT=str(REPLICA_PORT)) as alias:
+    with runtime_alias("replica", PORT=str(REPLICA_PORT)) as alias:
         yield alias
 
 

@@ -37,6 +37,32 @@ def _indexes(table="shop_book"):
         return sorted(row[2:5] for row in cursor.fetchall())
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("mariadb_only")
+def test_refused_on_a_production_alias(recorded):
+    refused = pytest.raises(CommandError, match=r"--scratch-copy is refused on database")
+    with override_settings(DBTUNE={"PRODUCTION_DATABASES": ["default"]}), refused:
+        suggest_workload(recorded, "--scratch-copy")
+    assert _scratch_tables() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("mariadb_only")
+def test_a_read_with_a_limit_is_not_scaled(tmp_path):
+    """exists() stops at the first row it finds, on a sample as on the whole table: its rows
+    read are the sample's, or an index saving a few rows would look like one saving many."""
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create([Book(title=f"title {i}", author=author) for i in range(20000)])
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(3):
+            Book.objects.filter(title=f"title {i}").exists()
+    found, _ = suggest_workload(path, "--scratch-copy", "--scratch-rows", "5000")
+    for finding in found:
+        before = re.search(r"ALL on shop_book rows read ([\d,]+) ->", finding["message"])
+        assert before and int(before[1].replace(",", "")) <= 5000, finding["message"]
+
+
 def _scratch_tables():
     with connection.cursor() as cursor:
         cursor.execute("SHOW TABLES LIKE 'dbtune\\_scratch\\_%'")
@@ -47,13 +73,11 @@ def _scratch_tables():
 @pytest.mark.usefixtures("mariadb_only")
 def test_the_index_is_proven_on_a_sample_and_the_table_is_only_read(recorded):
     before = _indexes()
-    # Even where --allow-build is refused: the project's tables are never built on.
-    production = override_settings(DBTUNE={"PRODUCTION_DATABASES": ["default"]})
-    with production, CaptureQueriesContext(connection) as ran:
-        findings, err = suggest_workload(recorded, "--scratch-copy", "5000")
+    with CaptureQueriesContext(connection) as ran:
+        findings, err = suggest_workload(recorded, "--scratch-copy", "--scratch-rows", "5000")
     assert [(f["kind"], f["fields"]) for f in findings] == [("workload_index", ["title"])]
     message = findings[0]["message"]
-    copy = r"a sampled scratch copy of shop_book \(([\d,]+) of its 20,000 rows"
+    copy = r"a scratch copy of shop_book \(a sample of ([\d,]+) of its 20,000 rows"
     sample = re.search(copy, message)
     assert sample, message
     copied = int(sample[1].replace(",", ""))
@@ -63,7 +87,8 @@ def test_the_index_is_proven_on_a_sample_and_the_table_is_only_read(recorded):
     plans = rf"ALL on shop_book rows read 20,000 -> ref on shop_book using {name} rows read"
     assert re.search(plans, message), message
     assert "dbtune_scratch" not in message
-    assert "proven on a sampled scratch copy of shop_book" in err
+    assert "scaled by 4.0, by reads without a LIMIT" in message
+    assert "proven on a scratch copy of shop_book (a sample of" in err
     assert "indexes built on scratch copies of the tables (--scratch-copy)" in err
     # Nothing was built on, written to or locked in the project's tables.
     sqls = [q["sql"] for q in ran.captured_queries]
@@ -87,17 +112,40 @@ def test_a_table_within_the_sample_size_is_copied_whole_and_nothing_is_scaled(re
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("mariadb_only")
-def test_copies_an_interrupted_run_left_stop_the_next_with_their_drop(recorded):
+def test_copies_an_interrupted_run_left_stop_the_next_and_a_running_ones_do_not(recorded):
+    import MySQLdb  # (mysqlclient: installed where the tests run on MariaDB)
+
+    settings = connection.settings_dict
+    running = MySQLdb.connect(
+        host=settings["HOST"],
+        port=int(settings["PORT"] or 3306),
+        user=settings["USER"],
+        password=settings["PASSWORD"],
+        database=settings["NAME"],
+    )
+    with running.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        (live,) = cursor.fetchone()
+    gone = "dbtune_scratch_999999999_1"  # its run's connection is gone
+    in_use = f"dbtune_scratch_{live}_1"  # another run's, going on
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE dbtune_scratch_1 LIKE shop_book")
+        cursor.execute(f"CREATE TABLE {gone} LIKE shop_book")
+        cursor.execute(f"CREATE TABLE {in_use} LIKE shop_book")
     try:
-        drop = re.escape("drop them first: DROP TABLE `dbtune_scratch_1`;")
-        with pytest.raises(CommandError, match=drop):
+        drop = re.escape(f"drop them first: DROP TABLE `{gone}`;")
+        with pytest.raises(CommandError, match=drop) as refused:
             suggest_workload(recorded, "--scratch-copy")
-        assert _scratch_tables() == ["dbtune_scratch_1"]  # left for the user to look at
-    finally:
+        assert in_use not in str(refused.value)
+        assert sorted(_scratch_tables()) == sorted([gone, in_use])  # left for the user
         with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE dbtune_scratch_1")
+            cursor.execute(f"DROP TABLE {gone}")
+        findings, _ = suggest_workload(recorded, "--scratch-copy")  # beside the other run
+        assert [f["fields"] for f in findings] == [["title"]]
+        assert _scratch_tables() == [in_use]
+    finally:
+        running.close()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {gone}, {in_use}")
 
 
 @pytest.mark.django_db
@@ -108,7 +156,9 @@ def test_bad_combinations_are_clear_errors(tmp_path):
     with pytest.raises(CommandError, match=r"not both"):
         suggest_workload(path, "--scratch-copy", "--allow-build")
     with pytest.raises(CommandError, match=r"not a positive whole number"):
-        suggest_workload(path, "--scratch-copy", "0")
+        suggest_workload(path, "--scratch-copy", "--scratch-rows", "0")
+    with pytest.raises(CommandError, match=r"--scratch-rows only applies with --scratch-copy"):
+        suggest_workload(path, "--scratch-rows", "10")
     if connection.vendor != "mysql":
         with pytest.raises(CommandError, match=r"--scratch-copy is for MariaDB and MySQL"):
             suggest_workload(path, "--scratch-copy")

@@ -16,8 +16,8 @@ from typing import Any
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from django_dbtune.advisor.proof import ProofError
 from django_dbtune.advisor.statements import statement_shapes
+from django_dbtune.advisor.trial_methods import ProofError
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import ModelSchema
 from django_dbtune.workload import Shape

@@ -130,6 +130,7 @@ def _unknown(schema: ModelSchema, index: IndexInfo) -> Finding:
             for other in schema.actual or []
             if other.name != index.name
             and other.usable
+            and index.usable  # (a FULLTEXT, GIN or pattern index serves other queries)
             and not index.unique
             and len(other.key_parts) > len(index.key_parts)
             and leads_with(other.key_parts, index.key_parts)

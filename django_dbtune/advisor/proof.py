@@ -30,17 +30,22 @@ Each trial index is rendered by Django from the ``models.Index`` the migration w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from django.db import DatabaseError, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_dbtune.advisor import planner
 from django_dbtune.advisor.full_scans import full_scans
 from django_dbtune.advisor.planner import Plan, TrialIndexes
 from django_dbtune.advisor.ranking import by_size
 from django_dbtune.advisor.replan import for_vendor
-from django_dbtune.advisor.scratch_copy import ScratchCopies, on_sample, scratch_copies
+from django_dbtune.advisor.scratch_copy import (
+    ScratchCopies,
+    on_sample,
+    scratch_copies,
+    stops_early,
+)
+from django_dbtune.advisor.trial_methods import ProofError as ProofError
+from django_dbtune.advisor.trial_methods import trial_indexes
 from django_dbtune.advisor.workload_candidates import (
     Outcome,
     Served,
@@ -49,8 +54,6 @@ from django_dbtune.advisor.workload_candidates import (
     recorded,
     workload_candidates,
 )
-from django_dbtune.conf import conf
-from django_dbtune.errors import DbtuneError
 from django_dbtune.findings import Evidence, Finding, ProposedIndex, Severity, python_literal
 from django_dbtune.schema import ModelSchema, leads_with
 from django_dbtune.schema.innodb import database_name, is_mariadb
@@ -66,72 +69,6 @@ call: reading 50 rows instead of 40 passes a relative threshold, and costs every
 nothing a page would show (measured: 0.81 ms before, 0.84 ms after)."""
 
 
-class ProofError(DbtuneError):
-    """The planner cannot be asked (no HypoPG and building not allowed, no permission...)."""
-
-
-def _trial_indexes(
-    connection: BaseDatabaseWrapper, allow_build: bool, scratch_rows: int | None
-) -> TrialIndexes:
-    """HypoPG where the database has it; else a build (rolled back on PostgreSQL, dropped
-    on MariaDB), only when allowed and never on a production alias; on MariaDB and MySQL,
-    when asked, a build on scratch copies of the tables."""
-    if scratch_rows is not None:
-        if connection.in_atomic_block:
-            raise ProofError(
-                "--scratch-copy cannot run inside a transaction: each copy's CREATE TABLE "
-                "would commit it."
-            )
-        return TrialIndexes(connection, "sample")
-    if connection.vendor == "mysql":
-        if allow_build and connection.in_atomic_block:
-            raise ProofError(
-                f"On {database_name(connection)} --allow-build cannot run inside a transaction: "
-                "each trial index's CREATE INDEX would commit it."
-            )
-        if allow_build:
-            return TrialIndexes(connection, _buildable(connection, "online"))
-        raise ProofError(
-            f"Proving indexes on {database_name(connection)} means building each candidate: "
-            "it has no hypothetical indexes. Pass --allow-build to build each one online "
-            "(ALGORITHM=INPLACE, LOCK=NONE: reads and writes go on, but it reads the whole "
-            "table and DDL cannot be rolled back there), plan the queries, and drop it. Use a "
-            "development or staging copy, not production. Or pass --scratch-copy to build "
-            "each one on a sampled copy of its table instead, leaving the table alone."
-        )
-    state = planner.hypopg_state(connection)
-    if state == "installed":
-        return TrialIndexes(connection, "hypopg")
-    if allow_build:
-        return TrialIndexes(connection, _buildable(connection, "build"))
-    hint = (
-        "It is installed on the server: run CREATE EXTENSION hypopg; in the database"
-        if state == "available"
-        else "Install it on the server (Debian: postgresql-15-hypopg) and run CREATE "
-        "EXTENSION hypopg; in the database"
-    )
-    raise ProofError(
-        f"Proving indexes needs HypoPG (hypothetical indexes), which database "
-        f"{connection.alias!r} does not have. {hint}, or pass --allow-build to build "
-        "each candidate inside a transaction that is rolled back (development databases "
-        "only: it locks writes to the table while it builds)."
-    )
-
-
-def _buildable(
-    connection: BaseDatabaseWrapper, method: Literal["build", "online"]
-) -> Literal["build", "online"]:
-    """``method``, unless the alias is a production one (a build there is refused)."""
-    alias = connection.alias
-    if alias in conf.PRODUCTION_DATABASES:
-        raise ProofError(
-            f"--allow-build is refused on database {alias!r}: DBTUNE['PRODUCTION_DATABASES'] "
-            "lists it. Prove the workload on a copy instead (a development or staging "
-            "database with the same schema and similar data)."
-        )
-    return method
-
-
 def _plan_of(trials: TrialIndexes, shape: Shape, table: str) -> Plan | None:
     """The plan of a recorded read: for its recorded values, else for any value (MariaDB:
     for values read from the table); None when it cannot be planned. With scratch copies,
@@ -141,7 +78,7 @@ def _plan_of(trials: TrialIndexes, shape: Shape, table: str) -> Plan | None:
         if connection.vendor == "mysql":
             sql, sample = shape.sql, None
             if trials.copies is not None:
-                sample = trials.copies.of(table)
+                sample = trials.copies.of(table)  # (ScratchCopyError: not a DatabaseError)
                 sql = rename_table(sql, table, sample.copy)
             params = shape.params if shape.params is not None else trials.values.params(sql)
             if params is None:
@@ -150,7 +87,9 @@ def _plan_of(trials: TrialIndexes, shape: Shape, table: str) -> Plan | None:
                 plan = planner.measure_mariadb(connection, sql, params)
             else:
                 plan = planner.explain(connection, sql, params)
-            return on_sample(plan, sample) if sample is not None else plan
+            if sample is None:
+                return plan
+            return on_sample(plan, sample, scaled=not stops_early(shape.sql))
         if shape.params is not None:
             return planner.explain(connection, shape.sql, shape.params)
         return planner.explain_generic(connection, shape.sql, dollar=shape.placeholders == "$")
@@ -249,13 +188,14 @@ def prove(
         raise ProofError(
             f"Proving indexes needs PostgreSQL or MariaDB; {database!r} is {connection.vendor}."
         )
-    trials = _trial_indexes(connection, allow_build, scratch_rows)
+    trials = trial_indexes(connection, allow_build, scratch_rows)
     outcome.method = trials.method
     if scratch_rows is None:
         return _prove(trials, served, schemas, database, min_reduction, max_per_table, outcome)
     with scratch_copies(connection, scratch_rows) as trials.copies:
         outcome = _prove(trials, served, schemas, database, min_reduction, max_per_table, outcome)
-        outcome.samples = [sample.describe() for sample in trials.copies.samples.values()]
+        measured = is_mariadb(connection)
+        outcome.samples = [s.describe(measured) for s in trials.copies.samples.values()]
         return outcome
 
 
@@ -404,7 +344,7 @@ def _finding(
     measured = before.unit != "cost"
     how = _HOW[method]
     if copies is not None:
-        how = f"an index built on {copies.of(table).describe()}"
+        how = f"an index built on {copies.of(table).describe(measured)}"
     if method in ("online", "sample"):
         how += " (ANALYZE: each read ran, its rows counted)" if measured else " (EXPLAIN)"
         if any(shape.params is None for shape in shapes):

@@ -15,8 +15,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 from sqlglot import exp
 
-from django_dbtune.advisor.proof import ProofError
 from django_dbtune.advisor.sql_reads import use_of_tree
+from django_dbtune.advisor.trial_methods import ProofError
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import ModelSchema
 from django_dbtune.sql import parse_quietly, to_named

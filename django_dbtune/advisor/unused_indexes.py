@@ -61,12 +61,24 @@ class StatsWindow:
         since = self.since.isoformat(timespec="seconds")
         start = {
             "reset": "reset",
-            "started": "server started: performance_schema counts from then",
+            "started": "server started: its counts begin then",
         }.get(self.source, "database created, never reset")
         return f"statistics cover {_days(self.days)} (since {since}, {start})"
 
 
 def stats_window(connection: BaseDatabaseWrapper) -> StatsWindow:
+    window = _stats_window(connection)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery(), pg_postmaster_start_time()")
+        standby, started = cursor.fetchone()
+    # A standby counts from its own start at the latest: a copy of the primary's files keeps
+    # their dates, and a standby's counts do not survive every restart.
+    if standby and (window.since is None or window.since < started):
+        return StatsWindow(window.now, started, "started")
+    return window
+
+
+def _stats_window(connection: BaseDatabaseWrapper) -> StatsWindow:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT now(), stats_reset FROM pg_stat_database WHERE datname = current_database()"

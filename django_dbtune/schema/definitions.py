@@ -134,9 +134,10 @@ def django_builds(
     declared: models.Index | models.UniqueConstraint, connection: BaseDatabaseWrapper
 ) -> bool:
     """Whether Django builds anything for ``declared`` on this database: it builds no unique
-    constraint whose condition, expressions, included columns or deferral the database
-    lacks (MariaDB: the first three), nor an index on expressions where it has none (its
-    system checks warn). When the server cannot be asked its version: as declared."""
+    constraint whose condition, expressions, included columns, ``nulls_distinct`` or deferral
+    the database lacks (MariaDB: all but deferral), nor an index on expressions where it has
+    none (its system checks warn). When the server cannot be asked its version: as
+    declared."""
     features = connection.features
     try:
         if declared.contains_expressions and not features.supports_expression_indexes:
@@ -144,9 +145,11 @@ def django_builds(
         if not isinstance(declared, models.UniqueConstraint):
             return True
         include = bool(getattr(declared, "include", None))  # (the stubs lack it)
+        nulls = getattr(declared, "nulls_distinct", None) is not None
         return not (
             (declared.condition is not None and not features.supports_partial_indexes)
             or (include and not features.supports_covering_indexes)
+            or (nulls and not features.supports_nulls_distinct_unique_constraints)
             or (declared.deferrable and not features.supports_deferrable_unique_constraints)
         )
     except DatabaseError:

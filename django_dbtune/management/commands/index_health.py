@@ -50,7 +50,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         database = options["database"]
         labels = checked_apps(options["app_labels"], database)
-        replicas = options["replica"]
+        replicas = list(dict.fromkeys(options["replica"]))  # (each node once)
         for alias in [database, *replicas]:
             checked_apps(labels, alias)  # (the alias exists)
             try:

@@ -120,16 +120,21 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--scratch-copy",
-            nargs="?",
-            const=DEFAULT_ROWS,
-            type=_positive,
-            metavar="ROWS",
+            action="store_true",
             help="With --workload or --from-performance-schema on MariaDB or MySQL, instead "
             "of --allow-build: prove each candidate on a scratch copy of its table holding a "
-            f"sample of at most ROWS rows (default {DEFAULT_ROWS:,}), never on the table "
-            "itself: the table is read once (no locks), the copy is created, filled, built on "
-            "and dropped. The rows read are scaled to the whole table; a plan on a sample can "
-            "differ from the table's, and the finding says which copy it was proven on.",
+            "sample of its rows (--scratch-rows), never on the table itself: the table is "
+            "read with plain SELECTs (no row locks), the copy is created, filled, built on and "
+            "dropped; the recorded reads run against it. Rows read are scaled to the whole "
+            "table (not those of a read with a LIMIT); a plan on a sample can differ from the "
+            "table's, and the finding names the copy. Refused on the aliases in "
+            "DBTUNE['PRODUCTION_DATABASES'].",
+        )
+        parser.add_argument(
+            "--scratch-rows",
+            type=_positive,
+            metavar="N",
+            help=f"With --scratch-copy: at most N rows in each copy (default {DEFAULT_ROWS:,}).",
         )
         parser.add_argument(
             "--min-cost-reduction",
@@ -194,6 +199,9 @@ class Command(BaseCommand):
                     f"{flag} only applies with {', '.join(_SOURCES.values())} (it proves "
                     "their indexes by building them)."
                 )
+        if options["scratch_rows"] is not None and not options["scratch_copy"]:
+            raise CommandError("--scratch-rows only applies with --scratch-copy.")
+        options["replica"] = list(dict.fromkeys(options["replica"]))  # (each node once)
         for alias in options["replica"]:
             checked_apps(labels, alias)  # (the alias exists)
             if not (options["from_pg_stat_statements"] or options["from_performance_schema"]):
@@ -201,7 +209,14 @@ class Command(BaseCommand):
                     "--replica only applies with --from-pg-stat-statements or "
                     "--from-performance-schema (a workload file has no nodes)."
                 )
-        if options["allow_build"] and options["scratch_copy"] is not None:
+            if alias in (database, options["digests_from"]):
+                raise CommandError(f"--replica {alias!r} is the database read already.")
+            try:
+                connections[alias].ensure_connection()
+            except DatabaseError as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else error
+                raise CommandError(f"Cannot read replica {alias!r}: {first}") from None
+        if options["allow_build"] and options["scratch_copy"]:
             raise CommandError(
                 "Give --allow-build (build on the tables) or --scratch-copy (build on copies "
                 "of them), not both."
@@ -260,7 +275,9 @@ class Command(BaseCommand):
                 schemas,
                 database,
                 allow_build=options["allow_build"],
-                scratch_rows=options["scratch_copy"],
+                scratch_rows=(options["scratch_rows"] or DEFAULT_ROWS)
+                if options["scratch_copy"]
+                else None,
                 min_reduction=options["min_cost_reduction"] / 100,
                 max_per_table=options["max_per_table"],
                 outcome=outcome,

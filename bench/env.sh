@@ -10,7 +10,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -e "$root[postgres,redis]" "django~=$series.0" tqdm djangorestframework django-taggit django-zeal nplusone \
+    -e "$root[postgres,redis]" "django~=$series.0" tqdm djangorestframework django-taggit django-zeal nplusone gunicorn \
     django-cachalot django-cacheops
 fi
 echo "$venv"

@@ -183,11 +183,10 @@ class ProductionMiddleware(_Middleware):
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         super().__init__(get_response)
-        from django_dbtune.nplusone import detect, patches
+        from django_dbtune.nplusone import detect
         from django_dbtune.production.store import Batch
 
         self._detect = detect
-        self._patches = patches
         self._batch = Batch(size=1)
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
@@ -199,7 +198,8 @@ class ProductionMiddleware(_Middleware):
             self._flush(settings)
             return response
         try:
-            self._patches.keep(self)
+            # (Not kept between requests, as in development: an unsampled request runs
+            # with Django's objects as they are.)
             detector = self._detect(url=request.path)
             report = detector.__enter__()
         except Exception as error:  # the detector could not start: the request runs plain

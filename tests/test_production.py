@@ -145,3 +145,13 @@ def test_the_command_lists_them_most_costly_first(db):
     with pytest.raises(SystemExit) as exit:
         call_command("dbtune_findings", "--check", stdout=StringIO())
     assert exit.value.code == 1
+
+
+def test_an_unsampled_request_runs_with_djangos_objects_as_they_are(production, books, client):
+    from django_dbtune.nplusone import patches
+
+    client.get("/shop/books/")  # sampled
+    assert not patches.installed()
+    production.DBTUNE = {"PRODUCTION": {"SAMPLE_RATE": 0.0}}
+    client.get("/shop/books/")
+    assert not patches.installed()

@@ -1,0 +1,186 @@
+"""Production mode under load: the example project served by gunicorn (several worker
+processes) on PostgreSQL, with ProductionMiddleware off, at the default sampling rate and at
+every request, in alternating blocks of one run.
+
+Prints the mean request time of each setting and its ratio to "off" (blocks alternate, so
+each ratio compares times measured side by side), then what the workers stored between them:
+for each N+1 page of the example project's KNOWN_ISSUES.md, whether production mode found it
+and whether its fix is the one ``manage.py dbtune_nplusone`` gives for the same page.
+
+    python bench/production_load.py [--workers 3] [--clients 4] [--requests 300] [--rounds 2]
+
+Needs PostgreSQL on 127.0.0.1 (user postgres) and gunicorn (bench/env.sh installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "dbtune_bench_production"
+# The example project's N+1 pages (KNOWN_ISSUES.md), with the relation each one loads per row.
+PAGES = {
+    "/crawler/pages/": "crawler.PageResult.crawl_job",
+    "/publisher/businesses/": "publisher.Business.social_accounts",
+    "/publisher/posts/": "publisher.Post.tags",
+    "/marketplace/jobs/": "marketplace.Job.client",
+    "/marketplace/freelancers/": "marketplace.UserProfile.applications",
+}
+SETTINGS = '''
+import os
+from config.settings import *  # noqa: F403
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+INSTALLED_APPS = [a for a in INSTALLED_APPS if a != "debug_toolbar"]  # noqa: F405
+# Production's chain: none of the development middleware, ProductionMiddleware first.
+MIDDLEWARE = [
+    m for m in MIDDLEWARE if not m.startswith(("django_dbtune", "debug_toolbar"))  # noqa: F405
+]
+rate = os.environ.get("BENCH_RATE", "off")
+if rate != "off":
+    MIDDLEWARE = ["django_dbtune.middleware.ProductionMiddleware", *MIDDLEWARE]
+    DBTUNE = {"PRODUCTION": {"SAMPLE_RATE": float(rate), "FLUSH_SECONDS": 1}}
+'''
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
+    parser.add_argument("--requests", type=int, default=300, help="requests per block")
+    parser.add_argument("--rounds", type=int, default=2, help="blocks of each setting")
+    parser.add_argument("--scale", type=float, default=1, help="seed_demo scale")
+    args = parser.parse_args()
+    site = Path(tempfile.mkdtemp(prefix="dbtune-prod-")) / "site"
+    shutil.copytree(
+        ROOT / "example_project", site, ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__")
+    )
+    (site / "config" / "production_bench.py").write_text(SETTINGS)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "config.production_bench",
+        "DBTUNE_DB": "postgres",
+        "DBTUNE_PG_NAME": DATABASE,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    python = sys.executable
+
+    def run(*command: str, rate: str = "off") -> str:
+        done = subprocess.run(
+            command, cwd=site, env={**env, "BENCH_RATE": rate}, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            sys.exit(f"{' '.join(command[:3])} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    psql = ("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc")
+    drop = f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'
+    run(*psql, drop)
+    run(*psql, f'CREATE DATABASE "{DATABASE}"')
+    try:
+        run(python, "manage.py", "migrate", "-v0")
+        run(python, "manage.py", "seed_demo", "--scale", str(args.scale), "-v0")
+        times: dict[str, list[float]] = {"off": [], "0.01": [], "1.0": []}
+        for _ in range(args.rounds):
+            for rate in times:
+                times[rate].append(_block(site, env, python, rate, args))
+        stored = json.loads(run(python, "manage.py", "dbtune_findings", "--format", "json"))
+        development = json.loads(
+            run(python, "manage.py", "dbtune_nplusone", *PAGES, "--format", "json")
+        )
+    finally:
+        run(*psql, drop)
+        shutil.rmtree(site.parent, ignore_errors=True)
+    _print(times, stored, development, args)
+
+
+def _block(site: Path, env: dict[str, str], python: str, rate: str, args: argparse.Namespace):
+    """The mean time of ``args.requests`` requests (the pages in turn, ``args.clients`` at a
+    time) to a fresh gunicorn with production mode at ``rate``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [python, "-m", "gunicorn", "config.wsgi", "-w", str(args.workers), "-b",
+         f"127.0.0.1:{port}", "--log-level", "warning"],
+        cwd=site,
+        env={**env, "BENCH_RATE": rate},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/crawler/pages/", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        pages = list(PAGES)
+        for page in pages * args.workers:  # each worker warm
+            urllib.request.urlopen(base + page, timeout=30).read()
+
+        def one(number: int) -> float:
+            started = time.perf_counter()
+            with urllib.request.urlopen(base + pages[number % len(pages)], timeout=30) as reply:
+                reply.read()
+            return time.perf_counter() - started
+
+        with ThreadPoolExecutor(args.clients) as pool:
+            spent = list(pool.map(one, range(args.requests)))
+        time.sleep(1.5)  # a last request per worker writes what it holds (FLUSH_SECONDS 1)
+        for page in pages * args.workers:
+            urllib.request.urlopen(base + page, timeout=30).read()
+        return statistics.mean(spent)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _print(times, stored, development, args) -> None:
+    off = statistics.median(times["off"])
+    print(
+        f"gunicorn, {args.workers} workers, {args.clients} clients, {args.requests} requests "
+        f"per block, {args.rounds} blocks per setting (alternating)"
+    )
+    for rate, blocks in times.items():
+        mean = statistics.median(blocks)
+        label = "off" if rate == "off" else f"SAMPLE_RATE {rate}"
+        print(f"  {label:<18} {mean * 1000:8.2f} ms per request   {mean / off:.3f}x")
+    fixes = {
+        finding["relation"]: finding["fix"]
+        for page in development
+        for finding in page["findings"]
+        if finding["kind"] == "n_plus_one"
+    }
+    print("\nN+1 pages of KNOWN_ISSUES.md, as production mode stored them:")
+    for page, relation in PAGES.items():
+        found = [
+            row
+            for row in stored
+            if row["kind"] == "n_plus_one" and relation in row["message"] and page in row["route"]
+        ]
+        if not found:
+            print(f"  {page:<28} NOT FOUND ({relation})")
+            continue
+        row = found[0]
+        same = "same fix as dbtune_nplusone" if fixes.get(relation) == row["fix"] else (
+            f"dbtune_nplusone's fix: {fixes.get(relation)}"
+        )
+        print(f"  {page:<28} seen {row['seen']:>5}  {row['fix']}  ({same})")
+
+
+if __name__ == "__main__":
+    main()

@@ -208,9 +208,9 @@ def runtime_alias(name, **changes):
     at run time while inside, as Django's test case allows; the commands take only the
     settings' aliases, so tests call the functions behind them."""
     from django.db import connections
-    from django.db.backends.postgresql.base import DatabaseWrapper
 
-    connections[name] = DatabaseWrapper({**connection.settings_dict, **changes}, name)
+    wrapper = type(connections["default"])  # the backend's DatabaseWrapper
+    connections[name] = wrapper({**connection.settings_dict, **changes}, name)
     try:
         yield name
     finally:

@@ -10,7 +10,11 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_dbtune import workload
-from tests.conftest import suggest_workload
+from django_dbtune.advisor import proof
+from django_dbtune.advisor.proof import ProofError
+from django_dbtune.advisor.scratch_copy import DEFAULT_ROWS
+from django_dbtune.schema import model_schemas
+from tests.conftest import runtime_alias, suggest_workload
 from tests.shop.models import Author, Book
 
 
@@ -88,7 +92,7 @@ def test_the_index_is_proven_on_a_sample_and_the_table_is_only_read(recorded):
     assert re.search(plans, message), message
     assert "dbtune_scratch" not in message
     assert "scaled by 4.0, by reads without a LIMIT" in message
-    assert "proven on a scratch copy of shop_book (a sample of" in err
+    assert "candidates tried on a scratch copy of shop_book (a sample of" in err
     assert "indexes built on scratch copies of the tables (--scratch-copy)" in err
     # Nothing was built on, written to or locked in the project's tables.
     sqls = [q["sql"] for q in ran.captured_queries]
@@ -162,3 +166,16 @@ def test_bad_combinations_are_clear_errors(tmp_path):
     if connection.vendor != "mysql":
         with pytest.raises(CommandError, match=r"--scratch-copy is for MariaDB and MySQL"):
             suggest_workload(path, "--scratch-copy")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("mariadb_only")
+def test_a_user_who_may_not_index_gets_an_error_not_no_findings(recorded):
+    """scripts/mariadb_setup's dbtune_noindex may create, fill and drop tables, not index
+    them: every candidate would fail to build, and "no findings" would be a false answer."""
+    with runtime_alias("noindex", USER="dbtune_noindex", PASSWORD="dbtune") as alias:
+        schemas = {s.label: s for s in model_schemas(["shop"], alias)}
+        refused = pytest.raises(ProofError, match=r"CREATE, DROP, INSERT and INDEX privileges")
+        with refused:
+            proof.prove(workload.read(recorded), schemas, alias, scratch_rows=DEFAULT_ROWS)
+    assert _scratch_tables() == []

@@ -177,8 +177,8 @@ def prove(
     if scratch_rows is not None and connection.vendor != "mysql":
         raise ProofError(
             "--scratch-copy is for MariaDB and MySQL, which have no hypothetical indexes; "
-            f"{database!r} is {connection.vendor}, where the workload is proven without it "
-            "(PostgreSQL: with HypoPG, or --allow-build)."
+            f"{database!r} is {connection.vendor}, where it is not needed (PostgreSQL proves "
+            "with HypoPG, or --allow-build; SQLite lists the reads that scan a whole table)."
         )
     if connection.vendor == "sqlite":
         outcome.method = "sqlite"
@@ -293,6 +293,12 @@ def _trial(
     except DatabaseError as error:
         if trials.method not in ("online", "sample"):
             raise
+        if getattr(error.__cause__, "args", (None,))[:1] in ((1044,), (1142,)):
+            # Access denied: no candidate will build; "no findings" would be a false answer.
+            raise ProofError(
+                f"Building a trial index was refused ({error}): the database user needs the "
+                "CREATE, DROP, INSERT and INDEX privileges (ALTER too with --allow-build)."
+            ) from None
         fields = ", ".join(entry.candidate.fields)
         outcome.skip(
             f"candidates {database_name(connection)} could not build: "
@@ -348,7 +354,7 @@ def _finding(
     if method in ("online", "sample"):
         how += " (ANALYZE: each read ran, its rows counted)" if measured else " (EXPLAIN)"
         if any(shape.params is None for shape in shapes):
-            how += ", for values read from the table"
+            how += f", for values read from the {'copy' if copies else 'table'}"
     include = trial.served.include
     covering = f", reading only what it covers (include {', '.join(include)})" if include else ""
     condition = trial.served.condition

@@ -298,7 +298,7 @@ class Command(BaseCommand):
                 f"{connections[database].vendor} from their ORM fields (recorded values unused)"
             )
         for sample in outcome.samples:
-            self.stderr.write(f"  proven on {sample}")
+            self.stderr.write(f"  candidates tried on {sample}")
         for reason, count in sorted(outcome.skipped.items()):
             self.stderr.write(f"  left out ({count}): {reason}")
         return suggest.Report(findings=outcome.findings)

@@ -38,7 +38,7 @@ PAGES = {
     "/marketplace/jobs/": "marketplace.Job.client",
     "/marketplace/freelancers/": "marketplace.UserProfile.applications",
 }
-SETTINGS = '''
+SETTINGS = """
 import os
 from config.settings import *  # noqa: F403
 
@@ -53,7 +53,7 @@ rate = os.environ.get("BENCH_RATE", "off")
 if rate != "off":
     MIDDLEWARE = ["django_dbtune.middleware.ProductionMiddleware", *MIDDLEWARE]
     DBTUNE = {"PRODUCTION": {"SAMPLE_RATE": float(rate), "FLUSH_SECONDS": 1}}
-'''
+"""
 
 
 def main() -> None:
@@ -105,7 +105,8 @@ def main() -> None:
     finally:
         run(*psql, drop)
         shutil.rmtree(site.parent, ignore_errors=True)
-    _print(times, stored, development, args)
+    if not _print(times, stored, development, args):
+        sys.exit(1)
 
 
 def _block(site: Path, env: dict[str, str], python: str, rate: str, args: argparse.Namespace):
@@ -115,8 +116,18 @@ def _block(site: Path, env: dict[str, str], python: str, rate: str, args: argpar
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [python, "-m", "gunicorn", "config.wsgi", "-w", str(args.workers), "-b",
-         f"127.0.0.1:{port}", "--log-level", "warning"],
+        [
+            python,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "-w",
+            str(args.workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
         cwd=site,
         env={**env, "BENCH_RATE": rate},
     )
@@ -149,7 +160,8 @@ def _block(site: Path, env: dict[str, str], python: str, rate: str, args: argpar
         server.wait(timeout=30)
 
 
-def _print(times, stored, development, args) -> None:
+def _print(times, stored, development, args) -> bool:
+    """Prints the figures; whether every N+1 page was found with dbtune_nplusone's fix."""
     off = statistics.median(times["off"])
     print(
         f"gunicorn, {args.workers} workers, {args.clients} clients, {args.requests} requests "
@@ -166,6 +178,7 @@ def _print(times, stored, development, args) -> None:
         if finding["kind"] == "n_plus_one"
     }
     print("\nN+1 pages of KNOWN_ISSUES.md, as production mode stored them:")
+    every = True
     for page, relation in PAGES.items():
         found = [
             row
@@ -174,12 +187,17 @@ def _print(times, stored, development, args) -> None:
         ]
         if not found:
             print(f"  {page:<28} NOT FOUND ({relation})")
+            every = False
             continue
         row = found[0]
-        same = "same fix as dbtune_nplusone" if fixes.get(relation) == row["fix"] else (
-            f"dbtune_nplusone's fix: {fixes.get(relation)}"
+        same = (
+            "same fix as dbtune_nplusone"
+            if fixes.get(relation) == row["fix"]
+            else (f"dbtune_nplusone's fix: {fixes.get(relation)}")
         )
+        every = every and fixes.get(relation) == row["fix"]
         print(f"  {page:<28} seen {row['seen']:>5}  {row['fix']}  ({same})")
+    return every
 
 
 if __name__ == "__main__":

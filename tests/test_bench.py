@@ -92,6 +92,34 @@ def test_workload_indexes_runs_at_a_small_scale(tmp_path):
     assert "Query time per shape, before and after" in output.read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES, reason="needs PostgreSQL: run with DBTUNE_DB=postgres")
+def test_production_load_finds_every_n_plus_one_page_across_workers():
+    """gunicorn's workers each sample every request; the table they share holds each N+1
+    page of the example project, with the fix manage.py dbtune_nplusone gives."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "production_load.py"),
+            "--workers",
+            "2",
+            "--clients",
+            "2",
+            "--requests",
+            "40",
+            "--rounds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("same fix as dbtune_nplusone") == 5, run.stdout
+    assert "SAMPLE_RATE 1.0" in run.stdout
+
+
 def report_with(figures, folder):
     """``dbtune_report --benchmark`` on a benchmark's JSON: the report it wrote."""
     output = folder / "report.html"

@@ -216,3 +216,16 @@ def runtime_alias(name, **changes):
     finally:
         connections[name].close()
         del connections[name]
+
+
+def listening(port, what, setup):
+    """Skips the test unless ``what`` answers on 127.0.0.1:``port`` (in CI: fails it)."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        message = f"needs {what} on 127.0.0.1:{port}: run {setup}"
+        if os.environ.get("DBTUNE_CI"):
+            pytest.fail(message)
+        pytest.skip(message)

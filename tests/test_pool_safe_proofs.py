@@ -2,8 +2,6 @@
 statement belong to one server connection, so each is created, planned with and let go in one
 transaction, on one connection, and nothing is left for the next user of that connection."""
 
-import os
-import socket
 from contextlib import ExitStack
 
 import psycopg
@@ -13,7 +11,7 @@ from django.db import connection, connections
 from django_dbtune import workload
 from django_dbtune.advisor import proof
 from django_dbtune.schema import model_schemas
-from tests.conftest import runtime_alias, suggest_workload
+from tests.conftest import listening, runtime_alias, suggest_workload
 from tests.shop.models import Author, Book
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
@@ -41,13 +39,7 @@ def recorded(tmp_path):
 
 @pytest.fixture
 def bouncer():
-    try:
-        socket.create_connection(("127.0.0.1", BOUNCER_PORT), timeout=2).close()
-    except OSError:
-        message = f"needs PgBouncer on 127.0.0.1:{BOUNCER_PORT}: run scripts/postgres_setup"
-        if os.environ.get("DBTUNE_CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    listening(BOUNCER_PORT, "PgBouncer", "scripts/postgres_setup")
     with runtime_alias(
         "bouncer", PORT=str(BOUNCER_PORT), DISABLE_SERVER_SIDE_CURSORS=True
     ) as alias:

@@ -3,8 +3,6 @@ reports an index only the replica's queries use as used, and the statements only
 ran are a workload too. Against the streaming replica that scripts/postgres_setup starts on
 127.0.0.1:5433."""
 
-import os
-import socket
 import time
 from io import StringIO
 
@@ -18,7 +16,7 @@ from django_dbtune.advisor.health import health
 from django_dbtune.advisor.statements import merged, read_statements
 from django_dbtune.advisor.workload_candidates import Outcome
 from django_dbtune.schema import model_schemas
-from tests.conftest import runtime_alias
+from tests.conftest import listening, runtime_alias
 from tests.shop.models import Author, Book
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
@@ -28,13 +26,7 @@ REPLICA_PORT = 5433
 
 @pytest.fixture
 def replica():
-    try:
-        socket.create_connection(("127.0.0.1", REPLICA_PORT), timeout=2).close()
-    except OSError:
-        message = f"needs a replica on 127.0.0.1:{REPLICA_PORT}: run scripts/postgres_setup"
-        if os.environ.get("DBTUNE_CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    listening(REPLICA_PORT, "a streaming replica", "scripts/postgres_setup")
     with runtime_alias("replica", PORT=str(REPLICA_PORT)) as alias:
         yield alias
 

@@ -50,9 +50,19 @@ MIDDLEWARE = [
     m for m in MIDDLEWARE if not m.startswith(("django_dbtune", "debug_toolbar"))  # noqa: F405
 ]
 rate = os.environ.get("BENCH_RATE", "off")
+store = {"FLUSH_SECONDS": 1}
+if os.environ.get("BENCH_REDIS"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": os.environ["BENCH_REDIS"],
+        }
+    }
+    store.update(STORE="cache", CACHE="default")
 if rate != "off":
     MIDDLEWARE = ["django_dbtune.middleware.ProductionMiddleware", *MIDDLEWARE]
-    DBTUNE = {"PRODUCTION": {"SAMPLE_RATE": float(rate), "FLUSH_SECONDS": 1}}
+    store["SAMPLE_RATE"] = float(rate)
+DBTUNE = {"PRODUCTION": store}  # (off: no middleware; dbtune_findings reads the store)
 """
 
 
@@ -63,6 +73,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per block")
     parser.add_argument("--rounds", type=int, default=2, help="blocks of each setting")
     parser.add_argument("--scale", type=float, default=1, help="seed_demo scale")
+    parser.add_argument(
+        "--store",
+        choices=("database", "cache"),
+        default="database",
+        help="where the workers write (cache: a Redis of its own, appendonly, restarted in the "
+        "middle of each block that samples every request)",
+    )
     args = parser.parse_args()
     site = Path(tempfile.mkdtemp(prefix="dbtune-prod-")) / "site"
     shutil.copytree(
@@ -78,6 +95,9 @@ def main() -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     python = sys.executable
+    redis = _Redis(site.parent / "redis") if args.store == "cache" else None
+    if redis is not None:
+        env["BENCH_REDIS"] = f"redis://127.0.0.1:{redis.port}/0"
 
     def run(*command: str, rate: str = "off") -> str:
         done = subprocess.run(
@@ -95,23 +115,90 @@ def main() -> None:
         run(python, "manage.py", "migrate", "-v0")
         run(python, "manage.py", "seed_demo", "--scale", str(args.scale), "-v0")
         times: dict[str, list[float]] = {"off": [], "0.01": [], "1.0": []}
+        sampled: dict[str, int] = dict.fromkeys(PAGES, 0)
+        downtime: list[float] = []
         for _ in range(args.rounds):
             for rate in times:
-                times[rate].append(_block(site, env, python, rate, args))
+                restart = redis if rate == "1.0" else None
+                mean, asked = _block(site, env, python, rate, args, restart, downtime)
+                times[rate].append(mean)
+                if rate == "1.0":
+                    for page, number in asked.items():
+                        sampled[page] += number
         stored = json.loads(run(python, "manage.py", "dbtune_findings", "--format", "json"))
         development = json.loads(
             run(python, "manage.py", "dbtune_nplusone", *PAGES, "--format", "json")
         )
     finally:
         run(*psql, drop)
+        if redis is not None:
+            redis.stop()
         shutil.rmtree(site.parent, ignore_errors=True)
-    if not _print(times, stored, development, args):
+    if not _print(times, stored, development, args, sampled, downtime):
         sys.exit(1)
 
 
-def _block(site: Path, env: dict[str, str], python: str, rate: str, args: argparse.Namespace):
+class _Redis:
+    """A Redis of the bench's own, with its append-only file on: what a restart keeps is
+    what was written before it."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True)
+        self.folder = folder
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.start()
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--dir",
+                str(self.folder),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        for _ in range(100):
+            if self._answers():
+                return
+            time.sleep(0.05)
+        sys.exit(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True)
+        while self._answers():
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        done = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True)
+        return done.stdout.strip() == b"PONG"
+
+    def restart(self) -> float:
+        """Stops and starts it again; how long it did not answer, in seconds."""
+        started = time.perf_counter()
+        self.stop()
+        self.start()
+        return time.perf_counter() - started
+
+
+def _block(site, env, python, rate, args, restart=None, downtime=None):
     """The mean time of ``args.requests`` requests (the pages in turn, ``args.clients`` at a
-    time) to a fresh gunicorn with production mode at ``rate``."""
+    time) to a fresh gunicorn with production mode at ``rate``, and how many requests each
+    page got in all. With ``restart``, that Redis is restarted half-way through."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -140,10 +227,15 @@ def _block(site: Path, env: dict[str, str], python: str, rate: str, args: argpar
             except OSError:
                 time.sleep(0.2)
         pages = list(PAGES)
+        asked = dict.fromkeys(PAGES, 0)
+        asked[pages[0]] += 1  # (the probe above)
         for page in pages * args.workers:  # each worker warm
             urllib.request.urlopen(base + page, timeout=30).read()
+            asked[page] += 1
 
         def one(number: int) -> float:
+            if restart is not None and number == args.requests // 2:
+                downtime.append(restart.restart())
             started = time.perf_counter()
             with urllib.request.urlopen(base + pages[number % len(pages)], timeout=30) as reply:
                 reply.read()
@@ -151,16 +243,19 @@ def _block(site: Path, env: dict[str, str], python: str, rate: str, args: argpar
 
         with ThreadPoolExecutor(args.clients) as pool:
             spent = list(pool.map(one, range(args.requests)))
+        for number in range(args.requests):
+            asked[pages[number % len(pages)]] += 1
         time.sleep(1.5)  # a last request per worker writes what it holds (FLUSH_SECONDS 1)
         for page in pages * args.workers:
             urllib.request.urlopen(base + page, timeout=30).read()
-        return statistics.mean(spent)
+            asked[page] += 1
+        return statistics.mean(spent), asked
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def _print(times, stored, development, args) -> bool:
+def _print(times, stored, development, args, sampled, downtime) -> bool:
     """Prints the figures; whether every N+1 page was found with dbtune_nplusone's fix."""
     off = statistics.median(times["off"])
     print(
@@ -196,7 +291,14 @@ def _print(times, stored, development, args) -> bool:
             else (f"dbtune_nplusone's fix: {fixes.get(relation)}")
         )
         every = every and fixes.get(relation) == row["fix"]
-        print(f"  {page:<28} seen {row['seen']:>5}  {row['fix']}  ({same})")
+        seen = f"seen {row['seen']:>5} of {sampled[page]:>5}"
+        print(f"  {page:<28} {seen}  {row['fix']}  ({same})")
+    if downtime:
+        print(
+            f"\nRedis restarted {len(downtime)} time(s) mid-block, down "
+            f"{max(downtime):.2f} s at most: the findings not stored are the batches the "
+            "workers could not write meanwhile, and those they held when gunicorn stopped."
+        )
     return every
 
 

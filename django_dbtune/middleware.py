@@ -250,7 +250,7 @@ class ProductionMiddleware(_Middleware):
                 settings.BATCH,
             )
         try:
-            write(records)
+            write(records, settings)
         except Exception as error:  # the store is down: this batch is lost, and said so
             self._failed(error, None)
 

@@ -26,6 +26,11 @@ class Production:
     BATCH: int = 200
     """The findings a process keeps before it writes them: beyond, new ones are dropped and
     counted."""
+    STORE: str = "database"
+    """Where every process adds its findings: ``database`` (the table
+    ``dbtune_production_finding``) or ``cache`` (the Django cache ``CACHE``, django-redis)."""
+    CACHE: str = "default"
+    """With ``STORE = "cache"``: which of settings.CACHES."""
 
 
 _NUMBERS: dict[str, Callable[[Any], bool]] = {
@@ -37,14 +42,23 @@ _NUMBERS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+_WORDS: dict[str, Callable[[Any], bool]] = {
+    "STORE": lambda v: v in ("database", "cache"),
+    "CACHE": lambda v: isinstance(v, str) and bool(v),
+}
+
+
 def _accepts(value: Any) -> bool:
     if value is None:
         return True
     return isinstance(value, Mapping) and all(
-        key in _NUMBERS
-        and isinstance(item, int | float)
-        and not isinstance(item, bool)
-        and _NUMBERS[key](item)
+        (
+            key in _NUMBERS
+            and isinstance(item, int | float)
+            and not isinstance(item, bool)
+            and _NUMBERS[key](item)
+        )
+        or (key in _WORDS and _WORDS[key](item))
         for key, item in value.items()
     )
 
@@ -57,13 +71,16 @@ PRODUCTION_OPTIONS: dict[str, Option] = {
     "PRODUCTION": Option(
         None,
         _accepts,
-        "None or a dict with keys among " + ", ".join(_NUMBERS) + " (numbers in range)",
+        "None or a dict with keys among "
+        + ", ".join([*_NUMBERS, *_WORDS])
+        + ' (numbers in range; STORE "database" or "cache"; CACHE a cache alias)',
         "Production mode, off by default: ProductionMiddleware runs the N+1 detector and the "
         "query capture on SAMPLE_RATE of the requests (default 0.01) and stores what they "
         "find (N+1 queries, unused eager loads, statements repeated REPEATED_QUERIES times "
         "(default 5), queries over SLOW_QUERY_MS (default 500)) in the database, for "
         "manage.py dbtune_findings; never a parameter value or a SQL literal. A process "
         "writes at most every FLUSH_SECONDS (default 10) and keeps at most BATCH findings "
-        "(default 200) in between.",
+        "(default 200) in between, to the database (STORE 'database', the default) or to "
+        "the Django cache CACHE (STORE 'cache': django-redis).",
     ),
 }

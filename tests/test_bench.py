@@ -94,9 +94,11 @@ def test_workload_indexes_runs_at_a_small_scale(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not POSTGRES, reason="needs PostgreSQL: run with DBTUNE_DB=postgres")
-def test_production_load_finds_every_n_plus_one_page_across_workers():
-    """gunicorn's workers each sample every request; the table they share holds each N+1
-    page of the example project, with the fix manage.py dbtune_nplusone gives."""
+@pytest.mark.parametrize("store", ["database", "cache"])
+def test_production_load_finds_every_n_plus_one_page_across_workers(store):
+    """gunicorn's workers each sample every request; the store they share (the table, or a
+    Redis restarted half-way through) holds each N+1 page of the example project, with the
+    fix manage.py dbtune_nplusone gives."""
     run = subprocess.run(
         [
             sys.executable,
@@ -109,6 +111,8 @@ def test_production_load_finds_every_n_plus_one_page_across_workers():
             "40",
             "--rounds",
             "1",
+            "--store",
+            store,
         ],
         capture_output=True,
         text=True,
@@ -118,6 +122,8 @@ def test_production_load_finds_every_n_plus_one_page_across_workers():
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("same fix as dbtune_nplusone") == 5, run.stdout
     assert "SAMPLE_RATE 1.0" in run.stdout
+    if store == "cache":
+        assert "Redis restarted 1 time(s) mid-block" in run.stdout
 
 
 def report_with(figures, folder):

@@ -7,8 +7,10 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import override_settings
 
+from django_dbtune.conf import conf
 from django_dbtune.models import ProductionFinding
 from django_dbtune.production.store import Record, write
 from publisher.models import Tag
@@ -155,3 +157,54 @@ def test_an_unsampled_request_runs_with_djangos_objects_as_they_are(production, 
     production.DBTUNE = {"PRODUCTION": {"SAMPLE_RATE": 0.0}}
     client.get("/shop/books/")
     assert not patches.installed()
+
+
+def _django_redis():
+    from django.core.cache import cache
+
+    if not hasattr(cache, "iter_keys"):
+        pytest.skip("needs django-redis as the default cache: run with DBTUNE_CACHE=redis")
+    cache.delete_pattern("dbtune:production:*")
+    return cache
+
+
+def test_in_the_cache_every_process_adds_to_the_same_finding(production, books, client):
+    cache = _django_redis()
+    store = {"SAMPLE_RATE": 1.0, "FLUSH_SECONDS": 0, "STORE": "cache", "CACHE": "default"}
+    production.DBTUNE = {"PRODUCTION": store}
+    try:
+        client.get("/shop/books/")
+        client.get("/shop/books/")
+        # Another process's batch of the same finding: its counts add up in the same keys.
+        [row] = [r for r in json.loads(_findings()) if r["kind"] == "n_plus_one"]
+        other = Record(
+            kind="n_plus_one",
+            route=row["route"],
+            message=row["message"],
+            fix=row["fix"],
+            call_site=row["call_site"],
+            cost=3.0,
+        )
+        write([other], conf.PRODUCTION)
+        [row] = [r for r in json.loads(_findings()) if r["kind"] == "n_plus_one"]
+        assert (row["seen"], row["cost"]) == (3, 9.0)
+        assert row["fix"] == '.select_related("author")'
+        assert not ProductionFinding.objects.exists()  # nothing went to the table
+    finally:
+        cache.delete_pattern("dbtune:production:*")
+
+
+def _findings():
+    out = StringIO()
+    call_command("dbtune_findings", "--format", "json", stdout=out)
+    return out.getvalue()
+
+
+def test_a_cache_that_cannot_list_its_keys_is_a_clear_error(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "plain": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
+    settings.DBTUNE = {"PRODUCTION": {"STORE": "cache", "CACHE": "plain"}}
+    with pytest.raises(CommandError, match=r"cannot list its keys.*django-redis"):
+        call_command("dbtune_findings", stdout=StringIO())

@@ -13,10 +13,17 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, router, transaction
 from django.db.models import F
 from django.utils import timezone
+
+from django_dbtune.production.cache_store import read_cache, write_cache
+from django_dbtune.production_options import Production
+
+if TYPE_CHECKING:
+    from django_dbtune.models import ProductionFinding
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,11 @@ class Batch:
             return taken, dropped
 
 
-def write(records: list[Record]) -> None:
-    """Adds ``records`` to the rows every process shares."""
+def write(records: list[Record], settings: Production | None = None) -> None:
+    """Adds ``records`` to what every process shares: the table, or the cache."""
+    if settings is not None and settings.STORE == "cache":
+        write_cache(records, settings.CACHE)
+        return
     from django_dbtune.models import ProductionFinding
 
     alias = router.db_for_write(ProductionFinding)
@@ -105,3 +115,12 @@ def write(records: list[Record]) -> None:
                 )
         except IntegrityError:  # another process inserted it meanwhile
             rows.filter(key=record.key).update(**added, last_seen=now)
+
+
+def stored(settings: Production | None) -> list[ProductionFinding]:
+    """Every finding every process wrote, from the store ``settings`` names."""
+    if settings is not None and settings.STORE == "cache":
+        return read_cache(settings.CACHE)
+    from django_dbtune.models import ProductionFinding
+
+    return list(ProductionFinding.objects.using(router.db_for_read(ProductionFinding)))

@@ -9,7 +9,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, router
 
+from django_dbtune.conf import conf
 from django_dbtune.models import ProductionFinding
+from django_dbtune.production.cache_store import CacheStoreError
+from django_dbtune.production.store import stored
 
 
 class Command(BaseCommand):
@@ -49,18 +52,23 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 0:
             raise CommandError("--limit must be 0 (all) or more.")
-        alias = router.db_for_read(ProductionFinding)
-        rows = ProductionFinding.objects.using(alias)
-        if options["kind"]:
-            rows = rows.filter(kind__in=options["kind"])
+        settings = conf.PRODUCTION
         try:
-            found = sorted(rows, key=lambda row: -row.cost)
+            rows = stored(settings)
+        except CacheStoreError as error:
+            raise CommandError(str(error)) from None
         except DatabaseError as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else error
+            alias = router.db_for_read(ProductionFinding)
             raise CommandError(
                 f"Cannot read production findings on database {alias!r} ({first}); has "
                 "'manage.py migrate django_dbtune' run there?"
             ) from None
+        except Exception as error:  # the cache's own errors (Redis down): no common class
+            raise CommandError(f"Cannot read production findings: {error}") from None
+        if options["kind"]:
+            rows = [row for row in rows if row.kind in options["kind"]]
+        found = sorted(rows, key=lambda row: -row.cost)
         if options["limit"]:
             found = found[: options["limit"]]
         if options["format"] == "json":

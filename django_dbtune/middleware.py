@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext, suppress
-from dataclasses import asdict
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -23,7 +20,6 @@ from django_dbtune.errors import NPlusOneError
 
 if TYPE_CHECKING:
     from django_dbtune.nplusone import Report
-    from django_dbtune.production_options import Production
 
 REQUEST_ATTRIBUTE = "dbtune_queries"
 NPLUSONE_ATTRIBUTE = "dbtune_nplusone"
@@ -183,82 +179,18 @@ class ProductionMiddleware(_Middleware):
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         super().__init__(get_response)
-        from django_dbtune.nplusone import detect
-        from django_dbtune.production.store import Batch
+        from django_dbtune.production.sampled import route_of
+        from django_dbtune.production.sampler import sampler
 
-        self._detect = detect
-        self._batch = Batch(size=1)
+        self._sampler = sampler()
+        self._route_of = route_of
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self.get_response(request)  # type: ignore[no-any-return]
-        settings = conf.PRODUCTION
-        if settings is None or not conf.ENABLED or random.random() >= settings.SAMPLE_RATE:
+        with self._sampler.watching(lambda: self._route_of(request), request.path):
             response: HttpResponseBase = self.get_response(request)
-            self._flush(settings)
-            return response
-        try:
-            # (Not kept between requests, as in development: an unsampled request runs
-            # with Django's objects as they are.)
-            detector = self._detect(url=request.path)
-            report = detector.__enter__()
-        except Exception as error:  # the detector could not start: the request runs plain
-            self._failed(error, request)
-            response = self.get_response(request)
-            return response
-        try:
-            try:
-                response = self.get_response(request)
-            except BaseException:  # the site's own error goes on; the detection just ends
-                with suppress(Exception):
-                    detector.__exit__(*sys.exc_info())
-                raise
-            try:
-                detector.__exit__(None, None, None)
-                self._found(request, report, settings)
-            except Exception as error:
-                self._failed(error, request)
-        finally:
-            detector.release()
-        self._flush(settings)
         return response
-
-    def _found(self, request: HttpRequest, report: Report, settings: Production) -> None:
-        from django_dbtune.production.sampled import records_of
-
-        try:
-            records = records_of(request, report, settings)
-        except Exception as error:
-            self._failed(error, request)
-            return
-        for record in records:
-            production_logger.info("%s", json.dumps(asdict(record)))
-        if self._batch.size != settings.BATCH:
-            self._batch.size = settings.BATCH
-        self._batch.add(records)
-
-    def _flush(self, settings: Production | None) -> None:
-        if settings is None or not self._batch.due(settings.FLUSH_SECONDS):
-            return
-        from django_dbtune.production.store import write
-
-        records, dropped = self._batch.take()
-        if dropped:
-            production_logger.warning(
-                "Production mode dropped %d findings: the batch of %d was full (BATCH).",
-                dropped,
-                settings.BATCH,
-            )
-        try:
-            write(records, settings)
-        except Exception as error:  # the store is down: this batch is lost, and said so
-            self._failed(error, None)
-
-    def _failed(self, error: Exception, request: HttpRequest | None) -> None:
-        from django_dbtune.nplusone.failures import log_once
-
-        where = f"{request.method} {request.path}" if request is not None else "a batch"
-        log_once(error, f"production mode left {where} unrecorded")
 
 
 @receiver(setting_changed)

@@ -208,3 +208,17 @@ def test_a_cache_that_cannot_list_its_keys_is_a_clear_error(settings):
     settings.DBTUNE = {"PRODUCTION": {"STORE": "cache", "CACHE": "plain"}}
     with pytest.raises(CommandError, match=r"cannot list its keys.*django-redis"):
         call_command("dbtune_findings", stdout=StringIO())
+
+
+def test_a_task_or_command_is_sampled_under_its_own_name(production, books):
+    from django_dbtune.production.sampler import production_sample
+
+    @production_sample("task list books")
+    def list_books():
+        return [book.author.name for book in Book.objects.order_by("id")]
+
+    assert len(list_books()) == 3
+    assert len(list_books()) == 3
+    [row] = [row for row in _stored() if row.kind == "n_plus_one"]
+    assert (row.route, row.seen, row.fix) == ("task list books", 2, '.select_related("author")')
+    _no_user_data(_stored())

@@ -32,8 +32,8 @@ def route_of(request: HttpRequest) -> str:
     return f"{request.method} /{route}" if route is not None else f"{request.method} (no route)"
 
 
-def records_of(request: HttpRequest, report: Report, settings: Production) -> list[Record]:
-    route = route_of(request)
+def records_of(route: str, report: Report, settings: Production) -> list[Record]:
+    """What ``report`` found in the unit of work named ``route``."""
     found = [
         Record(
             kind=finding.kind,

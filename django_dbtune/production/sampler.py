@@ -1,0 +1,138 @@
+"""One process's production mode: which units of work are sampled (requests, tasks,
+commands), the detection around each, and the batch they all add to.
+
+A sampled unit runs inside the N+1 detector (which captures its queries); what it found goes
+to the process's batch, written when due and once more when the process exits. Nothing here
+ever raises into the work it watches: a failure is logged once, and the work goes on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import random
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ContextDecorator, contextmanager, suppress
+from dataclasses import asdict
+from typing import Any
+
+from django_dbtune.conf import conf
+from django_dbtune.production.store import Batch, Record, write
+from django_dbtune.production_options import Production
+
+logger = logging.getLogger("django_dbtune.production")
+
+
+class Sampler:
+    def __init__(self) -> None:
+        self.batch = Batch(size=1)
+        atexit.register(self.flush, None, True)
+
+    @contextmanager
+    def watching(self, route: Callable[[], str], path: str | None = None) -> Iterator[None]:
+        """Runs the block, sampled or not; ``route`` names it once it has run (a request's
+        URL pattern is known only then)."""
+        settings = conf.PRODUCTION
+        if settings is None or not conf.ENABLED or random.random() >= settings.SAMPLE_RATE:
+            yield
+            self.flush(settings)
+            return
+        from django_dbtune.nplusone import detect
+
+        try:
+            detector = detect(url=path)
+            report = detector.__enter__()
+        except Exception as error:  # the detector could not start: the work runs plain
+            failed(error, "left a unit of work unrecorded")
+            detector = None
+        if detector is None:
+            yield
+            return
+        try:
+            try:
+                yield
+            except BaseException:  # the work's own error goes on; the detection just ends
+                with suppress(Exception):
+                    detector.__exit__(*sys.exc_info())
+                raise
+            try:
+                detector.__exit__(None, None, None)
+                from django_dbtune.production.sampled import records_of
+
+                self.add(records_of(route(), report, settings), settings)
+            except Exception as error:
+                failed(error, f"left {route()} unrecorded")
+        finally:
+            detector.release()
+        self.flush(settings)
+
+    def add(self, records: list[Record], settings: Production) -> None:
+        for record in records:
+            logger.info("%s", json.dumps(asdict(record)))
+        self.batch.size = settings.BATCH
+        self.batch.add(records)
+
+    def flush(self, settings: Production | None, now: bool = False) -> None:
+        """Writes the batch when due (``now``: whatever it holds, as the process exits)."""
+        settings = conf.PRODUCTION if now else settings
+        if settings is None or not (
+            self.batch.due(settings.FLUSH_SECONDS) or (now and self.batch.records)
+        ):
+            return
+        records, dropped = self.batch.take()
+        if dropped:
+            logger.warning(
+                "Production mode dropped %d findings: the batch of %d was full (BATCH).",
+                dropped,
+                settings.BATCH,
+            )
+        try:
+            write(records, settings)
+        except Exception as error:  # the store is down: this batch is lost, and said so
+            failed(error, "left a batch unrecorded")
+
+
+_sampler: Sampler | None = None
+
+
+def sampler() -> Sampler:
+    """The process's one sampler (its batch is what every request and task adds to)."""
+    global _sampler
+    if _sampler is None:
+        _sampler = Sampler()
+    return _sampler
+
+
+def failed(error: Exception, outcome: str) -> None:
+    from django_dbtune.nplusone.failures import log_once
+
+    log_once(error, f"production mode {outcome}")
+
+
+class production_sample(ContextDecorator):
+    """Production mode around work that is not a request: a Celery task, a management
+    command, a job. Sampled as requests are (``SAMPLE_RATE``), its findings are named by
+    ``name`` (``task send_digest``)::
+
+        @production_sample("task send_digest")
+        def send_digest(): ...
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._block: Any = None
+
+    def _recreate_cm(self) -> production_sample:
+        return production_sample(self.name)  # one per call: a decorated function may run
+        # in several threads at once
+
+    def __enter__(self) -> production_sample:
+        self._block = sampler().watching(lambda: self.name)
+        self._block.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        block, self._block = self._block, None
+        return block.__exit__(*exc)  # type: ignore[no-any-return]

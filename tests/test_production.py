@@ -222,3 +222,32 @@ def test_a_task_or_command_is_sampled_under_its_own_name(production, books):
     [row] = [row for row in _stored() if row.kind == "n_plus_one"]
     assert (row.route, row.seen, row.fix) == ("task list books", 2, '.select_related("author")')
     _no_user_data(_stored())
+
+
+def test_staff_see_them_in_the_admin(db, client, settings):
+    from django.contrib.auth.models import User
+
+    settings.ROOT_URLCONF = "config.urls"  # the example project's, with the admin
+    write([Record("n_plus_one", "GET /b/", "N+1 on shop.Book.author", fix="f", cost=3)])
+    client.force_login(User.objects.create_superuser("staff", "staff@example.com", "pw"))
+    page = client.get("/admin/django_dbtune/productionfinding/")
+    assert page.status_code == 200
+    assert "N+1 on shop.Book.author" in page.content.decode()
+    assert client.get("/admin/django_dbtune/productionfinding/add/").status_code == 403
+
+
+def test_each_finding_is_an_event_of_the_current_opentelemetry_span(production, books, client):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    with provider.get_tracer("tests").start_as_current_span("GET /shop/books/"):
+        client.get("/shop/books/")
+    [span] = exported.get_finished_spans()
+    [event] = [e for e in span.events if e.attributes["dbtune.kind"] == "n_plus_one"]
+    assert event.name == "dbtune.finding"
+    assert event.attributes["dbtune.fix"] == '.select_related("author")'
+    assert event.attributes["dbtune.route"] == "GET /shop/books/"

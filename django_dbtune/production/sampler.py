@@ -71,6 +71,7 @@ class Sampler:
     def add(self, records: list[Record], settings: Production) -> None:
         for record in records:
             logger.info("%s", json.dumps(asdict(record)))
+        span_events(records)
         self.batch.size = settings.BATCH
         self.batch.add(records)
 
@@ -92,6 +93,40 @@ class Sampler:
             write(records, settings)
         except Exception as error:  # the store is down: this batch is lost, and said so
             failed(error, "left a batch unrecorded")
+
+
+_tracing: Any = None
+"""OpenTelemetry's ``trace`` module once looked for (False: not installed)."""
+
+
+def span_events(records: list[Record]) -> None:
+    """Each finding as an event of the current OpenTelemetry span (where opentelemetry-api
+    is installed and a span is recording), so a tracing backend shows it on the request."""
+    global _tracing
+    if _tracing is None:
+        try:
+            from opentelemetry import trace
+
+            _tracing = trace
+        except ImportError:
+            _tracing = False
+    if not _tracing or not records:
+        return
+    span = _tracing.get_current_span()
+    if not span.is_recording():
+        return
+    for record in records:
+        span.add_event(
+            "dbtune.finding",
+            {
+                "dbtune.kind": record.kind,
+                "dbtune.route": record.route,
+                "dbtune.message": record.message,
+                "dbtune.fix": record.fix,
+                "dbtune.call_site": record.call_site,
+                "dbtune.cost": record.cost,
+            },
+        )
 
 
 _sampler: Sampler | None = None

@@ -251,3 +251,12 @@ def test_each_finding_is_an_event_of_the_current_opentelemetry_span(production, 
     assert event.name == "dbtune.finding"
     assert event.attributes["dbtune.fix"] == '.select_related("author")'
     assert event.attributes["dbtune.route"] == "GET /shop/books/"
+
+
+def test_the_report_adds_them(db, tmp_path):
+    write([Record("n_plus_one", "GET /b/", "N+1 on shop.Book.author", fix=".x()", cost=3)])
+    output = tmp_path / "report.html"
+    call_command("dbtune_report", "shop", "--output", str(output), "--findings", stdout=StringIO())
+    html = output.read_text()
+    assert "Found in production" in html and "N+1 on shop.Book.author" in html
+    assert "manage.py dbtune_nplusone &lt;a path of /b/&gt;" in html

@@ -7,12 +7,13 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, router
 
-from django_dbtune.conf import conf
+from django_dbtune.management.production_findings import (
+    as_dict,
+    production_findings,
+    reproduce_command,
+)
 from django_dbtune.models import ProductionFinding
-from django_dbtune.production.cache_store import CacheStoreError
-from django_dbtune.production.store import stored
 
 
 class Command(BaseCommand):
@@ -52,27 +53,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 0:
             raise CommandError("--limit must be 0 (all) or more.")
-        settings = conf.PRODUCTION
-        try:
-            rows = stored(settings)
-        except CacheStoreError as error:
-            raise CommandError(str(error)) from None
-        except DatabaseError as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else error
-            alias = router.db_for_read(ProductionFinding)
-            raise CommandError(
-                f"Cannot read production findings on database {alias!r} ({first}); has "
-                "'manage.py migrate django_dbtune' run there?"
-            ) from None
-        except Exception as error:  # the cache's own errors (Redis down): no common class
-            raise CommandError(f"Cannot read production findings: {error}") from None
-        if options["kind"]:
-            rows = [row for row in rows if row.kind in options["kind"]]
-        found = sorted(rows, key=lambda row: -row.cost)
+        found = production_findings(options["kind"])
         if options["limit"]:
             found = found[: options["limit"]]
         if options["format"] == "json":
-            self.stdout.write(json.dumps([_as_dict(row) for row in found], indent=2))
+            self.stdout.write(json.dumps([as_dict(row) for row in found], indent=2))
         elif not found:
             self.stdout.write("No production findings.")
         else:
@@ -81,22 +66,6 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(found)} finding(s).")
         if options["check"] and found:
             sys.exit(1)
-
-
-def _as_dict(row: ProductionFinding) -> dict[str, Any]:
-    return {
-        "kind": row.kind,
-        "route": row.route,
-        "message": row.message,
-        "fix": row.fix,
-        "call_site": row.call_site,
-        "plan": row.plan,
-        "seen": row.seen,
-        "cost": row.cost,
-        "first_seen": row.first_seen.isoformat(timespec="seconds"),
-        "last_seen": row.last_seen.isoformat(timespec="seconds"),
-        "reproduce": _reproduce(row),
-    }
 
 
 def _as_text(row: ProductionFinding) -> str:
@@ -112,18 +81,7 @@ def _as_text(row: ProductionFinding) -> str:
         lines.append(f"  plan: {row.plan}")
     if row.fix:
         lines.append(f"  fix: {row.fix}")
-    reproduce = _reproduce(row)
+    reproduce = reproduce_command(row)
     if reproduce:
         lines.append(f"  reproduce: {reproduce}")
     return "\n".join(lines) + "\n"
-
-
-def _reproduce(row: ProductionFinding) -> str:
-    """The command that runs a page of the route locally and proves the fix (N+1 and
-    unused eager loads); the path is the user's to fill in (only the route is stored)."""
-    if row.kind not in ("n_plus_one", "unused_select_related", "unused_prefetch_related"):
-        return ""
-    method, _, route = row.route.partition(" ")
-    if method not in ("GET", "HEAD") or route == "(no route)":
-        return ""
-    return f"manage.py dbtune_nplusone <a path of {route}> [--user USERNAME]"

@@ -30,6 +30,7 @@ from django_dbtune.management.pages import (
     nplusone_pages,
     refused,
 )
+from django_dbtune.management.production_findings import as_dict, production_findings
 from django_dbtune.management.report_charts import ShapeTimes, benchmark_chart, page_chart
 from django_dbtune.schema import model_schemas
 
@@ -78,6 +79,12 @@ class Command(BaseCommand):
             "--format json.",
         )
         parser.add_argument(
+            "--findings",
+            action="store_true",
+            help="Add what production mode stored (manage.py dbtune_findings), the most "
+            "costly first.",
+        )
+        parser.add_argument(
             "--benchmark",
             metavar="PATH",
             help="Before/after times per query shape: the JSON of bench/workload_indexes.py "
@@ -114,8 +121,10 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read database {database!r}: {first_line}") from None
         if options["benchmark"]:
             context.update(_benchmark(Path(options["benchmark"])))
+        if options["findings"]:
+            context["production"] = [as_dict(row) for row in production_findings()]
         context.update(_summary(context))
-        html = render_to_string("django_dbtune/report/report.html", context)
+        html = render_to_string("django_dbtune/report/report.html", context)  # (after the reads)
         _write(output, html)
         self.stdout.write(self.style.SUCCESS(f"wrote {output}"))
         problem = refused(pages, options["allow_status"], options["user"])

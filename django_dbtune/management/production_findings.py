@@ -1,0 +1,61 @@
+"""Production mode's stored findings, read for the commands that show them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError
+from django.db import DatabaseError, router
+
+from django_dbtune.conf import conf
+from django_dbtune.models import ProductionFinding
+from django_dbtune.production.cache_store import CacheStoreError
+from django_dbtune.production.store import stored
+
+
+def production_findings(kinds: list[str] | None = None) -> list[ProductionFinding]:
+    """What every process stored, the most costly first; a clear error when the store
+    cannot be read."""
+    try:
+        rows = stored(conf.PRODUCTION)
+    except CacheStoreError as error:
+        raise CommandError(str(error)) from None
+    except DatabaseError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else error
+        alias = router.db_for_read(ProductionFinding)
+        raise CommandError(
+            f"Cannot read production findings on database {alias!r} ({first}); has "
+            "'manage.py migrate django_dbtune' run there?"
+        ) from None
+    except Exception as error:  # the cache's own errors (Redis down): no common class
+        raise CommandError(f"Cannot read production findings: {error}") from None
+    if kinds:
+        rows = [row for row in rows if row.kind in kinds]
+    return sorted(rows, key=lambda row: -row.cost)
+
+
+def as_dict(row: ProductionFinding) -> dict[str, Any]:
+    return {
+        "kind": row.kind,
+        "route": row.route,
+        "message": row.message,
+        "fix": row.fix,
+        "call_site": row.call_site,
+        "plan": row.plan,
+        "seen": row.seen,
+        "cost": row.cost,
+        "first_seen": row.first_seen.isoformat(timespec="seconds"),
+        "last_seen": row.last_seen.isoformat(timespec="seconds"),
+        "reproduce": reproduce_command(row),
+    }
+
+
+def reproduce_command(row: ProductionFinding) -> str:
+    """The command that runs a page of the route locally and proves the fix (N+1 and
+    unused eager loads); the path is the user's to fill in (only the route is stored)."""
+    if row.kind not in ("n_plus_one", "unused_select_related", "unused_prefetch_related"):
+        return ""
+    method, _, route = row.route.partition(" ")
+    if method not in ("GET", "HEAD") or route == "(no route)":
+        return ""
+    return f"manage.py dbtune_nplusone <a path of {route}> [--user USERNAME]"

@@ -106,6 +106,14 @@ OPTIONS: dict[str, Option] = {
         "manage.py suggest_indexes --workload. Processes append to it; meant for "
         "development and staging.",
     ),
+    "WORKLOAD_STORE": Option(
+        None,
+        lambda value: value is None or (isinstance(value, str) and bool(value)),
+        "None or the name of a cache in settings.CACHES",
+        "Record the workload of every request CaptureMiddleware sees into this cache "
+        "(django-redis), which every process and host of the site can write to, instead of "
+        "WORKLOAD_FILE; manage.py suggest_indexes --workload-store reads it.",
+    ),
     "WORKLOAD_PARAMS": Option(
         False,
         lambda value: isinstance(value, bool),
@@ -299,6 +307,11 @@ class Settings:
     def WORKLOAD_FILE(self) -> Path | None:
         path = self._get("WORKLOAD_FILE")
         return None if path is None else Path(path)
+
+    @cached_property
+    def WORKLOAD_STORE(self) -> str | None:
+        store = self._get("WORKLOAD_STORE")
+        return None if store is None else str(store)
 
     @cached_property
     def WORKLOAD_PARAMS(self) -> bool:

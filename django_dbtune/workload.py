@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -143,9 +144,13 @@ class Shape:
 class Recorder:
     """Query shapes gathered in memory, appended to a file by ``flush()``."""
 
-    def __init__(self, path: str | os.PathLike[str], params: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], params: bool = False, store: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.params = params
+        self.store = store
+        """A cache alias: flushes go there (every process and host), not to ``path``."""
         self.shapes: dict[tuple[str, str], Shape] = {}
         self._orm: dict[str, OrmUse | None] = {}
         self._values: dict[str, dict[str, tuple[Any, bool]]] = {}
@@ -229,6 +234,13 @@ class Recorder:
         if not shapes:
             return 0
         text = "".join(json.dumps(shape.as_dict()) + "\n" for shape in shapes.values())
+        if self.store is not None:
+            try:
+                write_store(self.store, text)
+            except Exception:  # the cache's own errors (Redis down): no common class
+                self._keep(shapes)
+                raise
+            return len(shapes)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as file:
@@ -246,15 +258,17 @@ class Recorder:
         of the workload: a file that cannot be written is logged (once per path and error)."""
         try:
             return self.flush()
-        except (OSError, ValueError) as error:  # ValueError: a path Python refuses (a NUL)
-            problem = (str(self.path), type(error).__name__)
+        except Exception as error:  # a file (OSError; ValueError: a NUL), or the cache
+            where = f"cache {self.store!r}" if self.store is not None else str(self.path)
+            problem = (where, type(error).__name__)
             if problem not in self._logged:
                 self._logged.add(problem)
                 logger.error(
                     "Could not write the workload to %s (%s: %s). Requests go on and their "
                     "query shapes are kept in memory; set DBTUNE['WORKLOAD_FILE'] to a file "
-                    "this process can write, or to None. (Logged once.)",
-                    self.path,
+                    "this process can write (or DBTUNE['WORKLOAD_STORE'] to a cache it can "
+                    "reach), or to None. (Logged once.)",
+                    where,
                     type(error).__name__,
                     getattr(error, "strerror", None) or error,
                 )
@@ -272,11 +286,15 @@ class Recorder:
 
 @contextmanager
 def record(
-    path: str | os.PathLike[str], params: bool | None = None, using: Iterable[str] | None = None
+    path: str | os.PathLike[str],
+    params: bool | None = None,
+    using: Iterable[str] | None = None,
+    store: str | None = None,
 ) -> Iterator[Recorder]:
-    """``with record(path):`` appends the workload of the enclosed code to ``path``.
-    ``params=True`` keeps one parameter set per shape (default ``DBTUNE["WORKLOAD_PARAMS"]``)."""
-    recorder = Recorder(path, conf.WORKLOAD_PARAMS if params is None else params)
+    """``with record(path):`` appends the workload of the enclosed code to ``path`` (with
+    ``store``, a cache alias, to that cache instead). ``params=True`` keeps one parameter set
+    per shape (default ``DBTUNE["WORKLOAD_PARAMS"]``)."""
+    recorder = Recorder(path, conf.WORKLOAD_PARAMS if params is None else params, store)
     with capture_queries(using) as log, recorder.watching(using):
         try:
             yield recorder
@@ -292,15 +310,18 @@ FLUSH_SECONDS = 5.0
 
 
 def process_recorder() -> Recorder | None:
-    """The recorder for ``DBTUNE["WORKLOAD_FILE"]``, or None when it is not set."""
+    """The recorder for ``DBTUNE["WORKLOAD_STORE"]`` (a cache) or ``["WORKLOAD_FILE"]``, or
+    None when neither is set."""
     global _process_recorder
-    path = conf.WORKLOAD_FILE
-    if path is None:
+    store, path = conf.WORKLOAD_STORE, conf.WORKLOAD_FILE
+    if store is None and path is None:
         return None
-    if _process_recorder is None or _process_recorder.path != Path(path):
-        _process_recorder = Recorder(path, conf.WORKLOAD_PARAMS)
-        atexit.register(_process_recorder.flush_quietly)
-    return _process_recorder
+    target = Path(path) if store is None and path is not None else Path(os.devnull)
+    current = _process_recorder
+    if current is None or current.path != target or current.store != store:
+        current = _process_recorder = Recorder(target, conf.WORKLOAD_PARAMS, store)
+        atexit.register(current.flush_quietly)
+    return current
 
 
 def add_request(recorder: Recorder, log: QueryLog) -> None:
@@ -310,6 +331,50 @@ def add_request(recorder: Recorder, log: QueryLog) -> None:
     if now - _flushed_at >= FLUSH_SECONDS:
         _flushed_at = now
         recorder.flush_quietly()
+
+
+# --- The workload store: a cache every process and host writes to -----------------------
+
+STORE_PREFIX = "dbtune:workload:"
+
+
+def write_store(alias: str, text: str) -> None:
+    """One flush of one process: its lines, under a key of their own (no process ever
+    rewrites another's)."""
+    from django.core.cache import caches
+
+    caches[alias].set(f"{STORE_PREFIX}{os.getpid()}:{uuid.uuid4().hex}", text, timeout=None)
+
+
+def read_store(alias: str) -> list[Shape]:
+    """Every shape the processes wrote to the cache ``alias``, merged as ``read`` merges a
+    file's lines."""
+    from django.core.cache import caches
+
+    cache: Any = caches[alias]
+    if not hasattr(cache, "iter_keys"):
+        raise WorkloadError(
+            f"Cache {alias!r} cannot list its keys, so the workload cannot be read from it: "
+            "DBTUNE['WORKLOAD_STORE'] needs django-redis (django_redis.cache.RedisCache)."
+        )
+    try:
+        entries = cache.get_many(list(cache.iter_keys(f"{STORE_PREFIX}*"))).values()
+    except Exception as error:  # the cache's own errors (Redis down): no common class
+        raise WorkloadError(f"Cannot read the workload from cache {alias!r}: {error}") from None
+    merged: dict[tuple[str, str], Shape] = {}
+    for text in entries:
+        for number, line in enumerate(str(text).splitlines(), 1):
+            try:
+                shape = Shape.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError) as error:
+                raise WorkloadError(
+                    f"Cache {alias!r}: line {number} of an entry is not a workload line ({error})."
+                ) from None
+            if shape.key in merged:
+                merged[shape.key].merge(shape)
+            else:
+                merged[shape.key] = shape
+    return sorted(merged.values(), key=lambda shape: -shape.total_ms)
 
 
 # --- Reading ------------------------------------------------------------------------------

@@ -80,6 +80,12 @@ class Command(BaseCommand):
             "SQLite: the recorded queries that scan a whole table.",
         )
         parser.add_argument(
+            "--workload-store",
+            action="store_true",
+            help="Like --workload, from the cache DBTUNE['WORKLOAD_STORE'] names, where every "
+            "process and host of the site recorded its workload (django-redis).",
+        )
+        parser.add_argument(
             "--from-pg-stat-statements",
             action="store_true",
             help="Like --workload, from PostgreSQL's pg_stat_statements (every app server's "
@@ -262,6 +268,15 @@ class Command(BaseCommand):
                 nodes = [options["digests_from"] or database, *options["replica"]]
                 shapes = merged(*(read_digests(connections[a], schemas, outcome) for a in nodes))
                 source = "performance_schema"
+            elif options["workload_store"]:
+                store = conf.WORKLOAD_STORE
+                if store is None:
+                    raise CommandError(
+                        "--workload-store reads the cache DBTUNE['WORKLOAD_STORE'] names, "
+                        "which is not set."
+                    )
+                shapes = workload.read_store(store)
+                source = f"The workload store (cache {store!r})"
             else:
                 shapes = workload.read(options["workload"])
                 source = f"The workload file {options['workload']}"
@@ -327,6 +342,7 @@ class Command(BaseCommand):
 
 _SOURCES = {
     "workload": "--workload",
+    "workload_store": "--workload-store",
     "from_pg_stat_statements": "--from-pg-stat-statements",
     "from_performance_schema": "--from-performance-schema",
 }

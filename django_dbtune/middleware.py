@@ -175,7 +175,7 @@ class ProductionMiddleware(_Middleware):
     finding on the ``django_dbtune.production`` logger and written, in batches, to the
     database table every process shares (``manage.py dbtune_findings`` lists it). Nothing of
     its own ever fails a request: a failure is logged once and the request goes on. Put it
-    near the top of MIDDLEWARE; WSGI only (an async chain runs it unsampled)."""
+    near the top of MIDDLEWARE; it works under WSGI and ASGI."""
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         super().__init__(get_response)
@@ -187,9 +187,14 @@ class ProductionMiddleware(_Middleware):
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
-            return self.get_response(request)  # type: ignore[no-any-return]
+            return self.__acall__(request)
         with self._sampler.watching(lambda: self._route_of(request), request.path):
             response: HttpResponseBase = self.get_response(request)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        async with self._sampler.awatching(lambda: self._route_of(request), request.path):
+            response: HttpResponseBase = await self.get_response(request)
         return response
 
 

@@ -260,3 +260,18 @@ def test_the_report_adds_them(db, tmp_path):
     html = output.read_text()
     assert "Found in production" in html and "N+1 on shop.Book.author" in html
     assert "manage.py dbtune_nplusone &lt;a path of /b/&gt;" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_async_request_is_sampled_under_asgi(production):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    for i in range(3):
+        Book.objects.create(title=f"t{i}", author=Author.objects.create(name=f"{SECRET} {i}"))
+    response = async_to_sync(AsyncClient().get)("/shop/books/async/")
+    assert response.status_code == 200
+    [row] = [row for row in _stored() if row.kind == "n_plus_one"]
+    assert row.route == "GET /shop/books/async/"
+    assert row.call_site.startswith("tests/shop/views.py:")
+    _no_user_data(_stored())

@@ -13,10 +13,12 @@ import json
 import logging
 import random
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ContextDecorator, contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ContextDecorator, asynccontextmanager, contextmanager, suppress
 from dataclasses import asdict
 from typing import Any
+
+from asgiref.sync import sync_to_async
 
 from django_dbtune.conf import conf
 from django_dbtune.production.store import Batch, Record, write
@@ -35,10 +37,11 @@ class Sampler:
         """Runs the block, sampled or not; ``route`` names it once it has run (a request's
         URL pattern is known only then)."""
         settings = conf.PRODUCTION
-        if settings is None or not conf.ENABLED or random.random() >= settings.SAMPLE_RATE:
+        if not _sampled(settings):
             yield
             self.flush(settings)
             return
+        assert settings is not None
         from django_dbtune.nplusone import detect
 
         try:
@@ -68,6 +71,48 @@ class Sampler:
             detector.release()
         self.flush(settings)
 
+    @asynccontextmanager
+    async def awatching(
+        self, route: Callable[[], str], path: str | None = None
+    ) -> AsyncIterator[None]:
+        """``watching`` for async code (an ASGI request): the detection's async entry and
+        exit, and the store's writes and the slow queries' plans in a thread."""
+        settings = conf.PRODUCTION
+        if not _sampled(settings):
+            yield
+            await sync_to_async(self.flush)(settings)
+            return
+        assert settings is not None
+        from django_dbtune.nplusone import detect
+
+        try:
+            detector = detect(url=path)
+            report = await detector.__aenter__()
+        except Exception as error:  # the detector could not start: the work runs plain
+            failed(error, "left a unit of work unrecorded")
+            detector = None
+        if detector is None:
+            yield
+            return
+        try:
+            try:
+                yield
+            except BaseException:
+                with suppress(Exception):
+                    await detector.__aexit__(*sys.exc_info())
+                raise
+            try:
+                await detector.__aexit__(None, None, None)
+                from django_dbtune.production.sampled import records_of
+
+                found = await sync_to_async(records_of)(route(), report, settings)
+                self.add(found, settings)
+            except Exception as error:
+                failed(error, f"left {route()} unrecorded")
+        finally:
+            detector.release()
+        await sync_to_async(self.flush)(settings)
+
     def add(self, records: list[Record], settings: Production) -> None:
         for record in records:
             logger.info("%s", json.dumps(asdict(record)))
@@ -93,6 +138,10 @@ class Sampler:
             write(records, settings)
         except Exception as error:  # the store is down: this batch is lost, and said so
             failed(error, "left a batch unrecorded")
+
+
+def _sampled(settings: Production | None) -> bool:
+    return settings is not None and conf.ENABLED and random.random() < settings.SAMPLE_RATE
 
 
 _tracing: Any = None

@@ -1,13 +1,17 @@
-"""Production mode's findings for staff, in the Django admin (the database store's table)."""
+"""Production mode's findings for staff, in the Django admin: the database store's table, or
+what the cache store holds."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
+from django_dbtune.conf import conf
 from django_dbtune.models import ProductionFinding
+from django_dbtune.production.store import stored
 
 
 @admin.register(ProductionFinding)
@@ -31,6 +35,27 @@ class ProductionFindingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "last_seen",
     )
     exclude = ("key",)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The table's rows; with the cache store, what the cache holds instead."""
+        settings = conf.PRODUCTION
+        if settings is None or settings.STORE != "cache":
+            return super().changelist_view(request, extra_context)
+        problem, rows = "", []
+        try:
+            rows = sorted(stored(settings), key=lambda row: -row.cost)
+        except Exception as error:  # a page for staff: say what failed, never a 500
+            problem = f"The cache could not be read: {error}"
+        context = {
+            **self.admin_site.each_context(request),
+            "rows": rows,
+            "problem": problem,
+            "cache_alias": settings.CACHE,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "django_dbtune/admin/production_findings.html", context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -275,3 +275,22 @@ def test_an_async_request_is_sampled_under_asgi(production):
     assert row.route == "GET /shop/books/async/"
     assert row.call_site.startswith("tests/shop/views.py:")
     _no_user_data(_stored())
+
+
+def test_staff_see_the_cache_stores_findings_in_the_admin(db, client, settings):
+    from django.contrib.auth.models import User
+
+    cache = _django_redis()
+    settings.ROOT_URLCONF = "config.urls"
+    settings.DBTUNE = {"PRODUCTION": {"STORE": "cache"}}
+    try:
+        write(
+            [Record("slow_query", "GET /a/", "A query took 900 ms", cost=900)],
+            conf.PRODUCTION,
+        )
+        client.force_login(User.objects.create_superuser("staff", "staff@example.com", "pw"))
+        page = client.get("/admin/django_dbtune/productionfinding/")
+        assert page.status_code == 200
+        assert "A query took 900 ms" in page.content.decode()
+    finally:
+        cache.delete_pattern("dbtune:production:*")

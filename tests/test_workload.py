@@ -422,7 +422,9 @@ def test_without_pg_stat_statements_the_message_says_how_to_add_it(statements):
         cursor.execute("DROP EXTENSION pg_stat_statements")
     with pytest.raises(CommandError, match=r"does not have pg_stat_statements.*CREATE EXTENSION"):
         _suggest(None, "--from-pg-stat-statements")
-    with pytest.raises(CommandError, match="Give one of --workload, --from-pg-stat-statements"):
+    with pytest.raises(
+        CommandError, match="Give one of --workload, --workload-store, --from-pg-stat-statements"
+    ):
         _suggest("w.jsonl", "--from-pg-stat-statements")
 
 

@@ -15,6 +15,10 @@ fi
 version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 venv="$root/.venv-py$version${DBTUNE_DJANGO:+-django$DBTUNE_DJANGO}"
 want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1) ${DBTUNE_DJANGO:-}"
+# One setup at a time: two editable installs of this tree at once (CI's runs side by side)
+# read each other's half-written package metadata, and pip fails.
+exec 9>"$root/.venv-setup.lock"
+flock 9
 if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; then
   echo "Setting up $(basename "$venv") (Python $version); this takes a minute the first time..." >&2
   "$python" -m venv "$venv"
@@ -31,5 +35,7 @@ if [ "${DBTUNE_DB:-}" = mariadb ] && ! "$venv/bin/python" -c "import MySQLdb" 2>
     exit 2
   fi
 fi
+flock -u 9
+exec 9>&-
 export PATH="$venv/bin:$PATH"
 export PYTHONDONTWRITEBYTECODE=1

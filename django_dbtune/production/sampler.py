@@ -189,10 +189,27 @@ def sampler() -> Sampler:
     return _sampler
 
 
-def failed(error: Exception, outcome: str) -> None:
-    from django_dbtune.nplusone.failures import log_once
+_logged: set[tuple[str, int]] = set()
 
-    log_once(error, f"production mode {outcome}")
+
+def failed(error: Exception, outcome: str) -> None:
+    """Logs a failure of production mode's own, once per place it was raised."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    code = traceback.tb_frame.f_code if traceback is not None else None
+    where = (code.co_filename, traceback.tb_lineno) if code and traceback else ("", 0)
+    if where in _logged:
+        return
+    _logged.add(where)
+    logger.error(
+        "Production mode failed (%s: %s) and %s; the request or task went on. Set "
+        "DBTUNE['PRODUCTION'] = None to turn it off until it is fixed. (Logged once.)",
+        type(error).__name__,
+        error,
+        outcome,
+        exc_info=error,
+    )
 
 
 class production_sample(ContextDecorator):

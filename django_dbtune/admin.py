@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from django_dbtune.conf import conf
+from django_dbtune.management.production_findings import fix_label
 from django_dbtune.models import ProductionFinding
 from django_dbtune.production.store import stored
 
@@ -26,7 +27,7 @@ class ProductionFindingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "kind",
         "route",
         "message",
-        "fix",
+        "suggested_fix",
         "call_site",
         "plan",
         "seen",
@@ -34,7 +35,13 @@ class ProductionFindingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "first_seen",
         "last_seen",
     )
-    exclude = ("key",)
+    exclude = ("key", "fix")
+
+    @admin.display(description="Suggested fix (not tried)")
+    def suggested_fix(self, obj: ProductionFinding) -> str:
+        """Production never runs the page again with it: ``manage.py dbtune_findings``
+        gives the command that proves it locally."""
+        return obj.fix
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -50,7 +57,7 @@ class ProductionFindingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             problem = f"The cache could not be read: {error}"
         context = {
             **self.admin_site.each_context(request),
-            "rows": rows,
+            "rows": [(row, fix_label(row)) for row in rows],
             "problem": problem,
             "cache_alias": settings.CACHE,
             "opts": self.model._meta,

@@ -149,6 +149,33 @@ def test_the_command_lists_them_most_costly_first(db):
     assert exit.value.code == 1
 
 
+def test_a_fix_production_never_tried_is_called_a_suggestion_everywhere(db, client, tmp_path):
+    from django.contrib.auth.models import User
+
+    fix = '.select_related("author")'
+    write([Record("n_plus_one", "GET /b/", "N+1 on shop.Book.author", fix=fix, cost=3)])
+    write([Record("n_plus_one", "POST /c/", "N+1 on shop.Book.author", fix=fix, cost=2)])
+    out = StringIO()
+    call_command("dbtune_findings", stdout=out)
+    text = out.getvalue()
+    assert "  fix:" not in text
+    assert f"suggested fix (not tried: the reproduce command proves it): {fix}" in text
+    assert f"suggested fix (not tried): {fix}" in text  # a POST: nothing to reproduce
+    out = StringIO()
+    call_command("dbtune_findings", "--format", "json", stdout=out)
+    assert {entry["fix_proven"] for entry in json.loads(out.getvalue())} == {False}
+    output = tmp_path / "report.html"
+    call_command("dbtune_report", "shop", "--output", str(output), "--findings", stdout=StringIO())
+    html = output.read_text()
+    assert "Suggested fix (not tried: the reproduce command proves it)" in html
+    assert ">Fix:" not in html
+    with override_settings(ROOT_URLCONF="config.urls"):
+        client.force_login(User.objects.create_superuser("staff", "staff@example.com", "pw"))
+        row = ProductionFinding.objects.get(route="GET /b/")
+        page = client.get(f"/admin/django_dbtune/productionfinding/{row.pk}/change/")
+    assert "Suggested fix (not tried)" in page.content.decode()
+
+
 def test_an_unsampled_request_runs_with_djangos_objects_as_they_are(production, books, client):
     from django_dbtune.nplusone import patches
 

@@ -40,6 +40,8 @@ def as_dict(row: ProductionFinding) -> dict[str, Any]:
         "route": row.route,
         "message": row.message,
         "fix": row.fix,
+        "fix_label": fix_label(row),
+        "fix_proven": False,
         "call_site": row.call_site,
         "plan": row.plan,
         "seen": row.seen,
@@ -59,3 +61,11 @@ def reproduce_command(row: ProductionFinding) -> str:
     if method not in ("GET", "HEAD") or route == "(no route)":
         return ""
     return f"manage.py dbtune_nplusone <a path of {route}> [--user USERNAME]"
+
+
+def fix_label(row: ProductionFinding) -> str:
+    """Production never runs a page again with the fix, so its fix is a suggestion; for a
+    page that can be requested locally, the reproduce command is what proves it."""
+    if reproduce_command(row):
+        return "suggested fix (not tried: the reproduce command proves it)"
+    return "suggested fix (not tried)"

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtune.management.production_findings import (
     as_dict,
+    fix_label,
     production_findings,
     reproduce_command,
 )
@@ -80,7 +81,7 @@ def _as_text(row: ProductionFinding) -> str:
     if row.plan:
         lines.append(f"  plan: {row.plan}")
     if row.fix:
-        lines.append(f"  fix: {row.fix}")
+        lines.append(f"  {fix_label(row)}: {row.fix}")
     reproduce = reproduce_command(row)
     if reproduce:
         lines.append(f"  reproduce: {reproduce}")

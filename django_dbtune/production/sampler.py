@@ -37,11 +37,10 @@ class Sampler:
         """Runs the block, sampled or not; ``route`` names it once it has run (a request's
         URL pattern is known only then)."""
         settings = conf.PRODUCTION
-        if not _sampled(settings):
+        if settings is None or not _sampled(settings):
             yield
             self.flush(settings)
             return
-        assert settings is not None
         from django_dbtune.nplusone import detect
 
         try:
@@ -78,11 +77,10 @@ class Sampler:
         """``watching`` for async code (an ASGI request): the detection's async entry and
         exit, and the store's writes and the slow queries' plans in a thread."""
         settings = conf.PRODUCTION
-        if not _sampled(settings):
+        if settings is None or not _sampled(settings):
             yield
             await sync_to_async(self.flush)(settings)
             return
-        assert settings is not None
         from django_dbtune.nplusone import detect
 
         try:
@@ -140,8 +138,8 @@ class Sampler:
             failed(error, "left a batch unrecorded")
 
 
-def _sampled(settings: Production | None) -> bool:
-    return settings is not None and conf.ENABLED and random.random() < settings.SAMPLE_RATE
+def _sampled(settings: Production) -> bool:
+    return conf.ENABLED and random.random() < settings.SAMPLE_RATE
 
 
 _tracing: Any = None

@@ -9,6 +9,12 @@ for each N+1 page of the example project's KNOWN_ISSUES.md, whether production m
 and whether its fix is the one ``manage.py dbtune_nplusone`` gives for the same page.
 
     python bench/production_load.py [--workers 3] [--clients 4] [--requests 300] [--rounds 2]
+        [--paired PAIRS]
+
+With ``--paired``, it then measures the default rate against "off" more finely: two servers
+run at once, one of each, and one client requests the same page from both in turn (the
+order alternating), so that every pair of requests is measured side by side; it prints the
+ratio of the two mean times with a 95% bootstrap interval over the pairs.
 
 Needs PostgreSQL on 127.0.0.1 (user postgres) and gunicorn (bench/env.sh installs it).
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -27,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +71,7 @@ if os.environ.get("BENCH_REDIS"):
 if rate != "off":
     MIDDLEWARE = ["django_dbtune.middleware.ProductionMiddleware", *MIDDLEWARE]
     store["SAMPLE_RATE"] = float(rate)
-if rate not in ("off", "1.0"):
+if rate not in ("off", "1.0") and not os.environ.get("BENCH_REAL_STORE"):
     # What the default rate's blocks find goes to each worker's own memory, so that the
     # shared store counts exactly the requests of the blocks that sample every one.
     CACHES = {**CACHES, "sink": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -79,6 +87,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per block")
     parser.add_argument("--rounds", type=int, default=2, help="blocks of each setting")
     parser.add_argument("--scale", type=float, default=1, help="seed_demo scale")
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="then this many pairs of requests, off and at the default rate, to two servers "
+        "running at once (0: none)",
+    )
     parser.add_argument(
         "--store",
         choices=("database", "cache"),
@@ -135,12 +151,16 @@ def main() -> None:
         development = json.loads(
             run(python, "manage.py", "dbtune_nplusone", *PAGES, "--format", "json")
         )
+        pairs = _paired(site, env, python, args) if args.paired else []
     finally:
         run(*psql, drop)
         if redis is not None:
             redis.stop()
         shutil.rmtree(site.parent, ignore_errors=True)
-    if not _print(times, stored, development, args, sampled, downtime):
+    every = _print(times, stored, development, args, sampled, downtime)
+    if pairs:
+        _print_pairs(pairs, args)
+    if not every:
         sys.exit(1)
 
 
@@ -201,10 +221,11 @@ class _Redis:
         return time.perf_counter() - started
 
 
-def _block(site, env, python, rate, args, restart=None, downtime=None):
-    """The mean time of ``args.requests`` requests (the pages in turn, ``args.clients`` at a
-    time) to a fresh gunicorn with production mode at ``rate``, and how many requests each
-    page got in all. With ``restart``, that Redis is restarted half-way through."""
+@contextmanager
+def _served(site, env, python, rate, args, real_store=False):
+    """A gunicorn of ``args.workers`` workers with production mode at ``rate``, answering and
+    each worker warm; yields its address and how many requests each page got meanwhile.
+    ``real_store``: the default rate writes to the bench's store, not to worker memory."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -222,7 +243,7 @@ def _block(site, env, python, rate, args, restart=None, downtime=None):
             "warning",
         ],
         cwd=site,
-        env={**env, "BENCH_RATE": rate},
+        env={**env, "BENCH_RATE": rate, "BENCH_REAL_STORE": "1" if real_store else ""},
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -232,19 +253,34 @@ def _block(site, env, python, rate, args, restart=None, downtime=None):
                 break
             except OSError:
                 time.sleep(0.2)
-        pages = list(PAGES)
         asked = dict.fromkeys(PAGES, 0)
-        for page in pages * args.workers:  # each worker warm
+        for page in list(PAGES) * args.workers:  # each worker warm
             urllib.request.urlopen(base + page, timeout=30).read()
             asked[page] += 1
+        yield base, asked
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _get(url: str) -> float:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        reply.read()
+    return time.perf_counter() - started
+
+
+def _block(site, env, python, rate, args, restart=None, downtime=None):
+    """The mean time of ``args.requests`` requests (the pages in turn, ``args.clients`` at a
+    time) to a fresh gunicorn with production mode at ``rate``, and how many requests each
+    page got in all. With ``restart``, that Redis is restarted half-way through."""
+    with _served(site, env, python, rate, args) as (base, asked):
+        pages = list(PAGES)
 
         def one(number: int) -> float:
             if restart is not None and number == args.requests // 2:
                 downtime.append(restart.restart())
-            started = time.perf_counter()
-            with urllib.request.urlopen(base + pages[number % len(pages)], timeout=30) as reply:
-                reply.read()
-            return time.perf_counter() - started
+            return _get(base + pages[number % len(pages)])
 
         with ThreadPoolExecutor(args.clients) as pool:
             spent = list(pool.map(one, range(args.requests)))
@@ -255,9 +291,47 @@ def _block(site, env, python, rate, args, restart=None, downtime=None):
             urllib.request.urlopen(base + page, timeout=30).read()
             asked[page] += 1
         return statistics.mean(spent), asked
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
+
+def _paired(site, env, python, args):
+    """``args.paired`` pairs of (off, default rate) times of one page each, from two servers
+    running at once, one request at a time (no queueing to add noise): each pair's two
+    requests follow each other, the order alternating from pair to pair. The default rate
+    writes to the bench's store."""
+    pages = list(PAGES)
+    with (
+        _served(site, env, python, "off", args) as (off, _),
+        _served(site, env, python, "0.01", args, real_store=True) as (sampled, _),
+    ):
+
+        def pair(number: int) -> tuple[float, float]:
+            page = pages[number % len(pages)]
+            if number // len(pages) % 2:
+                at_rate = _get(sampled + page)
+                return _get(off + page), at_rate
+            return _get(off + page), _get(sampled + page)
+
+        return [pair(number) for number in range(args.paired)]
+
+
+def _print_pairs(pairs, args) -> None:
+    """The default rate's mean time over off's, with a 95% bootstrap interval over pairs."""
+
+    def ratio(sample):
+        return sum(on for _, on in sample) / sum(off for off, _ in sample)
+
+    draw = random.Random(0)
+    spread = sorted(ratio(draw.choices(pairs, k=len(pairs))) for _ in range(2000))
+    off = statistics.mean(off for off, _ in pairs)
+    print(
+        f"\nPaired: {len(pairs)} pairs of requests, one at a time, to two servers "
+        f"of {args.workers} workers each, running at once (off, and SAMPLE_RATE 0.01 writing "
+        f"to the {args.store} store):"
+    )
+    print(
+        f"  off {off * 1000:.2f} ms per request; SAMPLE_RATE 0.01 {ratio(pairs):.4f}x "
+        f"(95% interval {spread[50]:.4f}x to {spread[1949]:.4f}x)"
+    )
 
 
 def _print(times, stored, development, args, sampled, downtime) -> bool:

@@ -113,6 +113,8 @@ def test_production_load_finds_every_n_plus_one_page_across_workers(store):
             "1",
             "--store",
             store,
+            "--paired",
+            "10",
         ],
         capture_output=True,
         text=True,
@@ -122,6 +124,7 @@ def test_production_load_finds_every_n_plus_one_page_across_workers(store):
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("same fix as dbtune_nplusone") == 5, run.stdout
     assert "SAMPLE_RATE 1.0" in run.stdout
+    assert "Paired: 10 pairs of requests" in run.stdout and "95% interval" in run.stdout
     if store == "cache":
         assert "Redis restarted 1 time(s) mid-block" in run.stdout
 

@@ -131,3 +131,21 @@ def test_statements_only_the_replica_ran_are_proven_with_the_primarys(replica):
 def test_replica_without_a_statements_source_is_refused(settings):
     with pytest.raises(CommandError, match=r"--replica only applies with"):
         call_command("suggest_indexes", "shop", "--replica", "other", stdout=StringIO())
+
+
+def test_a_standbys_statistics_count_from_its_own_start():
+    """A standby's files are a copy of the primary's, and its counts begin when it starts: the
+    period shown is never older than that, whatever the copied files' dates say."""
+    from django_dbtune.advisor.unused_indexes import stats_window
+
+    listening(REPLICA_PORT, "a streaming replica", "scripts/postgres_setup")
+    # The postgres database predates the standby (it came with the base backup).
+    with runtime_alias("replica_postgres", PORT=str(REPLICA_PORT), NAME="postgres") as alias:
+        window = stats_window(connections[alias])
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT pg_postmaster_start_time()")
+            (started,) = cursor.fetchone()
+    assert (window.source, window.since) == ("started", started)
+    assert "server started: its counts begin then" in window.describe()
+    with runtime_alias("primary_postgres", NAME="postgres") as alias:
+        assert stats_window(connections[alias]).source != "started"

@@ -80,7 +80,7 @@ class QueryRecord:
     def call_site(self) -> str | None:
         """``path:line in function`` (``path:line`` for a template's line), the path relative
         to the project root."""
-        if self.filename is None:
+        if not self.filename:  # (the N+1 detector's loads from no line it could name)
             return None
         site = f"{relative_path(self.filename)}:{self.lineno}"
         return site if self.function == "template" else f"{site} in {self.function}"

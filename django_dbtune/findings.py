@@ -338,9 +338,14 @@ class NPlusOneFinding:
     one that holds in general: a plain prefetch for a filtered related read, which serves
     only code that reads the prefetched rows when there are some."""
 
+    statements: tuple[str, ...] = ()
+    """The SQL of the per-row loads of every relation in it (``sample_sql`` is the first's)."""
+
     def __post_init__(self) -> None:
         if not self.relations:
             object.__setattr__(self, "relations", (self.relation,))
+        if not self.statements and self.sample_sql:
+            object.__setattr__(self, "statements", (self.sample_sql,))
 
     @property
     def message(self) -> str:

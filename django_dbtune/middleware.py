@@ -188,14 +188,16 @@ class ProductionMiddleware(_Middleware):
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self.__acall__(request)
-        with self._sampler.watching(lambda: self._route_of(request), request.path):
-            response: HttpResponseBase = self.get_response(request)
-        return response
+        answer: list[HttpResponseBase] = []
+        with self._sampler.watching(lambda: self._route_of(request, *answer), request.path):
+            answer.append(self.get_response(request))
+        return answer[0]
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        async with self._sampler.awatching(lambda: self._route_of(request), request.path):
-            response: HttpResponseBase = await self.get_response(request)
-        return response
+        answer: list[HttpResponseBase] = []
+        async with self._sampler.awatching(lambda: self._route_of(request, *answer), request.path):
+            answer.append(await self.get_response(request))
+        return answer[0]
 
 
 @receiver(setting_changed)

@@ -1,6 +1,6 @@
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import ListView
 from rest_framework.routers import SimpleRouter
 
@@ -25,6 +25,8 @@ urlpatterns = [
     path("shop/books/generic/", shop.BookListView.as_view()),
     path("shop/products/", shop.product_list),
     path("shop/", shop.home),
+    # A CMS's way: every page on one pattern, the page's type chosen by its path.
+    re_path(r"^pages/((?:[\w\-]+/)*)$", shop.cms_page),
     path("shop/books/titles/", shop.titles_only),
     path("shop/books/paused/", shop.paused_book_list),
     path("shop/authors/<int:pk>/", shop.AuthorDetailView.as_view()),

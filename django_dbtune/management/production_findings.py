@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.management.base import CommandError
@@ -58,9 +59,16 @@ def reproduce_command(row: ProductionFinding) -> str:
     if row.kind not in ("n_plus_one", "unused_select_related", "unused_prefetch_related"):
         return ""
     method, _, route = row.route.partition(" ")
+    route = route.split(" [", 1)[0]  # (a catch-all pattern's template)
     if method not in ("GET", "HEAD") or route == "(no route)":
         return ""
-    return f"manage.py dbtune_nplusone <a path of {route}> [--user USERNAME]"
+    if not re.search(r"[<>^$()\[\]\\*+?|]", route):
+        path = route  # a pattern without parameters is its only path
+    elif "<" in route and "^" not in route:
+        path = f"<a path of {route}>"
+    else:
+        path = f"<a path matching {route}>"
+    return f"manage.py dbtune_nplusone {path} [--user USERNAME]"
 
 
 def fix_label(row: ProductionFinding) -> str:

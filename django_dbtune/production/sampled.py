@@ -9,6 +9,7 @@ request by its route (the URL pattern, never the path, which may hold a user's n
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -20,16 +21,31 @@ from django_dbtune.production_options import Production
 
 if TYPE_CHECKING:
     from django_dbtune.capture import QueryRecord
+    from django_dbtune.findings import NPlusOneFinding
     from django_dbtune.nplusone import Report
 
 SHAPE_CHARS = 300
 """How much of a query's shape a record keeps."""
 
 
-def route_of(request: HttpRequest) -> str:
+CATCH_ALL = re.compile(r"<path:|\.\*|\.\+|/\)[*+]|/\]")
+"""What in a URL pattern matches paths of any depth (a CMS's pages, all on one pattern)."""
+
+
+def route_of(request: HttpRequest, response: Any = None) -> str:
+    """The request's URL pattern; on a pattern that matches paths of any depth, with the
+    template the response rendered (a CMS's pages differ by that: the path is never kept)."""
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None) if match is not None else None
-    return f"{request.method} /{route}" if route is not None else f"{request.method} (no route)"
+    if route is None:
+        return f"{request.method} (no route)"
+    template = getattr(response, "template_name", None)
+    if isinstance(template, list | tuple):
+        template = template[0] if template else None
+    template = getattr(template, "name", template)  # a Template object names its file
+    if isinstance(template, str) and CATCH_ALL.search(route):
+        return f"{request.method} /{route} [{template}]"
+    return f"{request.method} /{route}"
 
 
 def records_of(route: str, report: Report, settings: Production) -> list[Record]:
@@ -38,7 +54,7 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
         Record(
             kind=finding.kind,
             route=route,
-            message=finding.message.splitlines()[0],
+            message=_stable(finding),
             fix=finding.fix,
             call_site=finding.call_site or "",
             cost=float(finding.count),
@@ -49,21 +65,30 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
     same: Counter[tuple[str, str, str]] = Counter(
         (query.alias, query.sql, repr(query.params)) for query in queries if not query.many
     )
-    # A statement repeated from one line in a loop is the N+1 finding of that line already.
-    reported = {("", finding.call_site or "") for finding in report.findings}
+    # A statement repeated from one line in a loop is the N+1 finding of that line already,
+    # and so is the statement of an N+1's per-row loads from code that is not the project's.
+    finding_sites = {finding.call_site for finding in report.findings if finding.call_site}
+    n_plus_one_sql = {
+        sql
+        for finding in report.findings
+        if finding.kind == "n_plus_one"
+        for sql in finding.statements
+    }
+    reported: set[tuple[str, str]] = set()
     for query in queries:
         times = same[(query.alias, query.sql, repr(query.params))]
         if (
             times >= settings.REPEATED_QUERIES
             and (query.alias, query.sql) not in reported
-            and ("", query.call_site or "") not in reported
+            and query.call_site not in finding_sites
+            and query.sql not in n_plus_one_sql
         ):
             reported.add((query.alias, query.sql))
             found.append(
                 Record(
                     kind="repeated_query",
                     route=route,
-                    message=f"The same statement ran {times} times with the same values: "
+                    message="The same statement ran several times with the same values: "
                     f"{_shape(query)}",
                     fix="Run it once and keep the result (a variable, cached_property, or "
                     "select_related/prefetch_related where a relation reads it).",
@@ -78,7 +103,7 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
                 Record(
                     kind="slow_query",
                     route=route,
-                    message=f"A query took {ms:.0f} ms: {_shape(query)}",
+                    message=f"A query over SLOW_QUERY_MS: {_shape(query)}",
                     fix="Record a workload or read pg_stat_statements/performance_schema, "
                     "then manage.py suggest_indexes proves an index for it.",
                     call_site=query.call_site or "",
@@ -87,6 +112,14 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
                 )
             )
     return found
+
+
+def _stable(finding: NPlusOneFinding) -> str:
+    """The finding's first line without its count, so that every request's finding of one
+    relation is one record (the count is the record's cost)."""
+    if finding.kind == "n_plus_one":
+        return f"N+1 on {', '.join(finding.relations)}"
+    return finding.message.splitlines()[0]
 
 
 def _shape(query: QueryRecord) -> str:

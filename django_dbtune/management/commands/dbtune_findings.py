@@ -70,10 +70,17 @@ class Command(BaseCommand):
 
 
 def _as_text(row: ProductionFinding) -> str:
-    unit = "ms" if row.kind == "slow_query" else "extra queries"
+    times = "time" if row.seen == 1 else "times"
+    last = f"last {row.last_seen.isoformat(timespec='seconds')}"
+    if row.kind == "slow_query":
+        cost = f"{row.cost:,.0f} ms in all ({row.cost / row.seen:,.0f} ms each; {last})"
+    elif row.kind in ("n_plus_one", "repeated_query"):
+        per = f"{row.cost / row.seen:,.1f}".removesuffix(".0")
+        cost = f"{row.cost:,.0f} extra queries in all ({per} per request; {last})"
+    else:
+        cost = last
     lines = [
-        f"{row.kind} on {row.route}: seen {row.seen:,} times, {row.cost:,.0f} {unit} in all "
-        f"(last {row.last_seen.isoformat(timespec='seconds')})",
+        f"{row.kind} on {row.route}: seen {row.seen:,} {times}, {cost}",
         f"  {row.message}",
     ]
     if row.call_site:

@@ -338,24 +338,28 @@ class NPlusOneFinding:
     one that holds in general: a plain prefetch for a filtered related read, which serves
     only code that reads the prefetched rows when there are some."""
 
-    statements: tuple[str, ...] = ()
-    """The SQL of the per-row loads of every relation in it (``sample_sql`` is the first's)."""
+    load_queries: tuple[int, ...] = ()
+    """Where its per-row loads are in the detection's queries (their indices; empty when the
+    detector did not see the loads themselves, as for hand-written lookups)."""
 
     def __post_init__(self) -> None:
         if not self.relations:
             object.__setattr__(self, "relations", (self.relation,))
-        if not self.statements and self.sample_sql:
-            object.__setattr__(self, "statements", (self.sample_sql,))
+
+    @property
+    def headline(self) -> str:
+        """What it is, without its count: ``N+1 on shop.Book.author``, or the unused load."""
+        if self.kind == "n_plus_one":
+            return f"N+1 on {', '.join(self.relations)}"
+        if self.kind == "unused_select_related":
+            return f'Unused select_related("{self.path}") on {self.model}'
+        return f'Unused prefetch_related("{self.path}") on {self.model}'
 
     @property
     def message(self) -> str:
+        what = self.headline
         if self.kind == "n_plus_one":
-            named = ", ".join(self.relations)
-            what = f"N+1 on {named}: {self.count} extra queries"
-        elif self.kind == "unused_select_related":
-            what = f'Unused select_related("{self.path}") on {self.model}'
-        else:
-            what = f'Unused prefetch_related("{self.path}") on {self.model}'
+            what = f"{what}: {self.count} extra queries"
         lines = [what]
         if self.call_site:
             lines.append(f"  triggered at {self.call_site}")

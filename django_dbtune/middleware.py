@@ -188,14 +188,22 @@ class ProductionMiddleware(_Middleware):
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self.__acall__(request)
-        answer: list[HttpResponseBase] = []
-        with self._sampler.watching(lambda: self._route_of(request, *answer), request.path):
+        answer: list[HttpResponseBase] = []  # (the route names the template a CMS rendered)
+
+        def route() -> str:
+            return self._route_of(request, answer[0] if answer else None)
+
+        with self._sampler.watching(route, request.path):
             answer.append(self.get_response(request))
         return answer[0]
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         answer: list[HttpResponseBase] = []
-        async with self._sampler.awatching(lambda: self._route_of(request, *answer), request.path):
+
+        def route() -> str:
+            return self._route_of(request, answer[0] if answer else None)
+
+        async with self._sampler.awatching(route, request.path):
             answer.append(await self.get_response(request))
         return answer[0]
 

@@ -100,9 +100,15 @@ def test_an_n_plus_ones_own_queries_are_not_also_a_repeated_query(production, db
 
 
 def test_a_cms_page_on_a_catch_all_pattern_is_named_by_its_template(production, books, client):
-    assert client.get("/pages/news/2026/").status_code == 200
+    # The first candidate, shop/Jane-Secret-Doe.html, does not exist: the one rendered is named.
+    assert client.get("/pages/Jane-Secret-Doe/").status_code == 200
     [row] = [row for row in _stored() if row.kind == "n_plus_one"]
     assert row.route == r"GET /^pages/((?:[\w\-]+/)*)$ [shop/book_list.html]"
+    # A template named after the path is not named: the path may be a user's.
+    ProductionFinding.objects.all().delete()
+    assert client.get("/pages/book_list/").status_code == 200
+    [row] = [row for row in _stored() if row.kind == "n_plus_one"]
+    assert row.route == r"GET /^pages/((?:[\w\-]+/)*)$"
     write([Record("n_plus_one", "GET /a/<int:pk>/", "N+1 on shop.Book.author", cost=1)])
     out = StringIO()
     call_command("dbtune_findings", stdout=out)
@@ -110,6 +116,11 @@ def test_a_cms_page_on_a_catch_all_pattern_is_named_by_its_template(production, 
     assert r"dbtune_nplusone <a path matching /^pages/((?:[\w\-]+/)*)$>" in text
     assert "dbtune_nplusone <a path of /a/<int:pk>/>" in text
     _no_user_data(_stored())
+
+
+def test_a_route_that_is_not_a_catch_all_names_no_template(production, books, client):
+    client.get("/shop/books/generic/")  # a ListView: a TemplateResponse on a plain pattern
+    assert {row.route for row in _stored()} == {"GET /shop/books/generic/"}
 
 
 def test_repeated_and_slow_queries_keep_shapes_never_values(production, db, client, caplog):
@@ -138,6 +149,17 @@ def test_repeated_and_slow_queries_keep_shapes_never_values(production, db, clie
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("production")]
     assert {"repeated_query", "slow_query"} <= {entry["kind"] for entry in logged}
     assert not any(SECRET in r.getMessage() for r in caplog.records)
+
+
+def test_a_slow_query_is_one_finding_whatever_it_took(production, db, client):
+    production.DBTUNE = {"PRODUCTION": {**production.DBTUNE["PRODUCTION"], "SLOW_QUERY_MS": 1e-6}}
+    Tag.objects.create(name=SECRET)
+    client.get(f"/tags/{SECRET}/count/")
+    once = {row.message: row.cost for row in _stored() if row.kind == "slow_query"}
+    client.get(f"/tags/{SECRET}/count/")  # the same queries, other durations
+    twice = [row for row in _stored() if row.kind == "slow_query"]
+    assert once and {row.message for row in twice} == set(once)
+    assert all(row.seen == 2 and row.cost > once[row.message] for row in twice)
 
 
 def test_unsampled_requests_run_nothing(production, books, client):
@@ -190,7 +212,7 @@ def test_two_processes_add_up_in_one_row(db):
 
 
 def test_the_command_lists_them_most_costly_first(db):
-    write([Record(kind="slow_query", route="GET /a/", message="A query took 900 ms", cost=900)])
+    write([Record("slow_query", "GET /a/", "A query over SLOW_QUERY_MS: SELECT ?", cost=900)])
     write([Record("n_plus_one", "GET /b/", "N+1 on shop.Book.author", fix="f", cost=3)] * 1)
     out = StringIO()
     call_command("dbtune_findings", stdout=out)
@@ -369,12 +391,12 @@ def test_staff_see_the_cache_stores_findings_in_the_admin(db, client, settings):
     settings.DBTUNE = {"PRODUCTION": {"STORE": "cache"}}
     try:
         write(
-            [Record("slow_query", "GET /a/", "A query took 900 ms", cost=900)],
+            [Record("slow_query", "GET /a/", "A query over SLOW_QUERY_MS: SELECT 1", cost=900)],
             conf.PRODUCTION,
         )
         client.force_login(User.objects.create_superuser("staff", "staff@example.com", "pw"))
         page = client.get("/admin/django_dbtune/productionfinding/")
         assert page.status_code == 200
-        assert "A query took 900 ms" in page.content.decode()
+        assert "A query over SLOW_QUERY_MS: SELECT 1" in page.content.decode()
     finally:
         cache.delete_pattern("dbtune:production:*")

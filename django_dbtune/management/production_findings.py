@@ -62,9 +62,9 @@ def reproduce_command(row: ProductionFinding) -> str:
     route = route.split(" [", 1)[0]  # (a catch-all pattern's template)
     if method not in ("GET", "HEAD") or route == "(no route)":
         return ""
-    if not re.search(r"[<>^$()\[\]\\*+?|]", route):
+    if not re.search(r"[<>^$()\[\]{}\\*+?|]", route):
         path = route  # a pattern without parameters is its only path
-    elif "<" in route and "^" not in route:
+    elif not re.search(r"[\^$()\[\]{}\\*+?|]", route.replace("<", "").replace(">", "")):
         path = f"<a path of {route}>"
     else:
         path = f"<a path matching {route}>"

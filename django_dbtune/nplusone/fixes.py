@@ -385,7 +385,7 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
         fix=fix,
         advice=advice,
         relations=relations,
-        statements=tuple(dict.fromkeys(q for f in findings for q in f.statements)),
+        load_queries=tuple(i for f in findings for i in f.load_queries),
         target=base.target if targets[0].list_select_related is None else targets[0],
         baseline_keys=tuple(dict.fromkeys(f.baseline_key for f in findings)),
     )

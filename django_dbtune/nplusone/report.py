@@ -96,6 +96,7 @@ def _lazy_loads(
             proven_fix=None if fix.tried is None else fix.code,
             database=records[first.start].alias,
             sample_sql=records[first.start].sql,
+            load_queries=tuple(i for load in loads for i in range(load.start, load.end)),
             model=group.model._meta.label,
             path=path,
             advice=fix.advice if fix.tried is None else fix.tried[1],

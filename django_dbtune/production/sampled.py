@@ -14,38 +14,52 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
 
 from django_dbtune.production.store import Record
 from django_dbtune.production_options import Production
 
 if TYPE_CHECKING:
     from django_dbtune.capture import QueryRecord
-    from django_dbtune.findings import NPlusOneFinding
     from django_dbtune.nplusone import Report
 
 SHAPE_CHARS = 300
 """How much of a query's shape a record keeps."""
 
 
-CATCH_ALL = re.compile(r"<path:|\.\*|\.\+|/\)[*+]|/\]")
+CATCH_ALL = re.compile(r"<path:|(?<!\\)\.[*+]|/\)[*+]|\[(?!\^)[^\]]*/[^\]]*\][*+]")
 """What in a URL pattern matches paths of any depth (a CMS's pages, all on one pattern)."""
 
 
-def route_of(request: HttpRequest, response: Any = None) -> str:
+def route_of(request: HttpRequest, response: HttpResponseBase | None = None) -> str:
     """The request's URL pattern; on a pattern that matches paths of any depth, with the
     template the response rendered (a CMS's pages differ by that: the path is never kept)."""
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None) if match is not None else None
     if route is None:
         return f"{request.method} (no route)"
-    template = getattr(response, "template_name", None)
-    if isinstance(template, list | tuple):
-        template = template[0] if template else None
-    template = getattr(template, "name", template)  # a Template object names its file
-    if isinstance(template, str) and CATCH_ALL.search(route):
+    if CATCH_ALL.search(route) and (template := _rendered(response, match)):
         return f"{request.method} /{route} [{template}]"
     return f"{request.method} /{route}"
+
+
+def _rendered(response: HttpResponseBase | None, match: Any) -> str | None:
+    """The name of the template a ``TemplateResponse`` rendered (the first of its candidates
+    that exists); None when it names a part of the path, which may be a user's."""
+    names = getattr(response, "template_name", None)
+    resolve = getattr(response, "resolve_template", None)
+    if names is None or resolve is None:  # not a TemplateResponse
+        return None
+    try:
+        origin = getattr(resolve(names), "origin", None)
+    except Exception:  # a name for a finding, never a reason to lose it
+        return None
+    name = getattr(origin, "template_name", None)
+    if not isinstance(name, str):
+        return None
+    values = (*match.args, *match.kwargs.values())
+    parts = [part for value in values for part in str(value).split("/") if part]
+    return None if any(part in name for part in parts) else name
 
 
 def records_of(route: str, report: Report, settings: Production) -> list[Record]:
@@ -54,7 +68,7 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
         Record(
             kind=finding.kind,
             route=route,
-            message=_stable(finding),
+            message=finding.headline,
             fix=finding.fix,
             call_site=finding.call_site or "",
             cost=float(finding.count),
@@ -66,22 +80,17 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
         (query.alias, query.sql, repr(query.params)) for query in queries if not query.many
     )
     # A statement repeated from one line in a loop is the N+1 finding of that line already,
-    # and so is the statement of an N+1's per-row loads from code that is not the project's.
+    # and an N+1's own per-row loads are that N+1, from whatever code they came.
     finding_sites = {finding.call_site for finding in report.findings if finding.call_site}
-    n_plus_one_sql = {
-        sql
-        for finding in report.findings
-        if finding.kind == "n_plus_one"
-        for sql in finding.statements
-    }
+    loads: set[int] = set()
     reported: set[tuple[str, str]] = set()
-    for query in queries:
+    for index, query in enumerate(queries):
         times = same[(query.alias, query.sql, repr(query.params))]
         if (
             times >= settings.REPEATED_QUERIES
+            and index not in loads
             and (query.alias, query.sql) not in reported
             and query.call_site not in finding_sites
-            and query.sql not in n_plus_one_sql
         ):
             reported.add((query.alias, query.sql))
             found.append(
@@ -112,14 +121,6 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
                 )
             )
     return found
-
-
-def _stable(finding: NPlusOneFinding) -> str:
-    """The finding's first line without its count, so that every request's finding of one
-    relation is one record (the count is the record's cost)."""
-    if finding.kind == "n_plus_one":
-        return f"N+1 on {', '.join(finding.relations)}"
-    return finding.message.splitlines()[0]
 
 
 def _shape(query: QueryRecord) -> str:

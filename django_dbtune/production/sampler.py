@@ -65,7 +65,7 @@ class Sampler:
 
                 self.add(records_of(route(), report, settings), settings)
             except Exception as error:
-                failed(error, f"left {route()} unrecorded")
+                failed(error, f"left {_named(route)} unrecorded")
         finally:
             detector.release()
         self.flush(settings)
@@ -106,7 +106,7 @@ class Sampler:
                 found = await sync_to_async(records_of)(route(), report, settings)
                 self.add(found, settings)
             except Exception as error:
-                failed(error, f"left {route()} unrecorded")
+                failed(error, f"left {_named(route)} unrecorded")
         finally:
             detector.release()
         await sync_to_async(self.flush)(settings)
@@ -136,6 +136,14 @@ class Sampler:
             write(records, settings)
         except Exception as error:  # the store is down: this batch is lost, and said so
             failed(error, "left a batch unrecorded")
+
+
+def _named(route: Callable[[], str]) -> str:
+    """The unit of work's name for a failure's message, which must not fail in turn."""
+    try:
+        return route()
+    except Exception:
+        return "a unit of work"
 
 
 def _sampled(settings: Production) -> bool:

@@ -99,8 +99,10 @@ class AuthorReversedView(DetailView):
 
 
 def cms_page(request: HttpRequest, path: str) -> HttpResponse:
-    """A CMS's page: every path on one pattern, the page's type chosen by its path."""
-    from django.template.response import TemplateResponse
+    """A CMS's page: every path on one pattern, a template of the path's own if there is one."""
+    from django.template.response import TemplateResponse  # (the tests pin this file's lines)
 
     books = Book.objects.order_by("id")
-    return TemplateResponse(request, "shop/book_list.html", {"books": books})
+    page = path.strip("/").replace("/", "_")
+    templates = [f"shop/{page}.html", "shop/book_list.html"]
+    return TemplateResponse(request, templates, {"books": books})

@@ -73,9 +73,10 @@ def _as_text(row: ProductionFinding) -> str:
     times = "time" if row.seen == 1 else "times"
     last = f"last {row.last_seen.isoformat(timespec='seconds')}"
     if row.kind == "slow_query":
-        cost = f"{row.cost:,.0f} ms in all ({row.cost / row.seen:,.0f} ms each; {last})"
+        each = row.cost / row.seen if row.seen else 0.0
+        cost = f"{row.cost:,.0f} ms in all ({each:,.0f} ms each; {last})"
     elif row.kind in ("n_plus_one", "repeated_query"):
-        per = f"{row.cost / row.seen:,.1f}".removesuffix(".0")
+        per = f"{row.cost / row.seen if row.seen else 0.0:,.1f}".removesuffix(".0")
         cost = f"{row.cost:,.0f} extra queries in all ({per} per request; {last})"
     else:
         cost = last

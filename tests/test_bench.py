@@ -129,6 +129,20 @@ def test_production_load_finds_every_n_plus_one_page_across_workers(store):
         assert "Redis restarted 1 time(s) mid-block" in run.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES, reason="needs PostgreSQL: run with DBTUNE_DB=postgres")
+def test_production_overhead_compares_the_default_rate_with_off_in_one_process():
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "production_overhead.py"), "--rounds", "4"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SAMPLE_RATE 0.01: " in run.stdout and "95% interval" in run.stdout
+
+
 def report_with(figures, folder):
     """``dbtune_report --benchmark`` on a benchmark's JSON: the report it wrote."""
     output = folder / "report.html"

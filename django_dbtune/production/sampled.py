@@ -64,6 +64,7 @@ def _rendered(response: HttpResponseBase | None, match: Any) -> str | None:
 
 def records_of(route: str, report: Report, settings: Production) -> list[Record]:
     """What ``report`` found in the unit of work named ``route``."""
+    findings = report.findings
     found = [
         Record(
             kind=finding.kind,
@@ -73,7 +74,7 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
             call_site=finding.call_site or "",
             cost=float(finding.count),
         )
-        for finding in report.findings
+        for finding in findings
     ]
     queries = list(report.queries)
     same: Counter[tuple[str, str, str]] = Counter(
@@ -81,8 +82,8 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
     )
     # A statement repeated from one line in a loop is the N+1 finding of that line already,
     # and an N+1's own per-row loads are that N+1, from whatever code they came.
-    finding_sites = {finding.call_site for finding in report.findings if finding.call_site}
-    loads: set[int] = set()
+    finding_sites = {finding.call_site for finding in findings if finding.call_site}
+    loads = {index for finding in findings for index in finding.load_queries}
     reported: set[tuple[str, str]] = set()
     for index, query in enumerate(queries):
         times = same[(query.alias, query.sql, repr(query.params))]

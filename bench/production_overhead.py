@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from nplusone_overhead import request
 from production_load import PAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,13 +86,13 @@ def _measure(args: argparse.Namespace) -> tuple[list[tuple[float, float]], int]:
     on = copy.copy(off)
     sampled = ProductionMiddleware(off._middleware_chain)
     on._middleware_chain = convert_exception_to_response(sampled)
-    pages = list(PAGES) * (args.requests // len(PAGES) or 1)
+    pages = _pages(args)
 
     def block(handler: WSGIHandler) -> float:
         started = time.perf_counter()
         for page in pages:
-            status = _request(handler, page)
-            if status != "200 OK":
+            status = request(handler, page)
+            if status != 200:
                 sys.exit(f"{page} answered {status}")
         return time.perf_counter() - started
 
@@ -110,24 +111,9 @@ def _measure(args: argparse.Namespace) -> tuple[list[tuple[float, float]], int]:
     return pairs, sum(row.seen for row in ProductionFinding.objects.filter(kind="n_plus_one"))
 
 
-def _request(handler: object, path: str) -> str:
-    answer: list[str] = []
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "testserver",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-    }
-    body = handler(environ, lambda status, headers: answer.append(status))  # type: ignore[operator]
-    for _ in body:
-        pass
-    body.close()
-    return answer[0]
+def _pages(args: argparse.Namespace) -> list[str]:
+    """One block's requests: the pages in turn, as many rounds of them as fit."""
+    return list(PAGES) * (args.requests // len(PAGES) or 1)
 
 
 def _print(pairs: list[tuple[float, float]], sampled: int, args: argparse.Namespace) -> None:
@@ -137,7 +123,7 @@ def _print(pairs: list[tuple[float, float]], sampled: int, args: argparse.Namesp
     draw, draws = random.Random(0), 2000
     spread = sorted(ratio(draw.choices(pairs, k=len(pairs))) for _ in range(draws))
     low, high = spread[int(draws * 0.025)], spread[int(draws * 0.975) - 1]
-    requests = len(pairs) * len(list(PAGES) * (args.requests // len(PAGES) or 1))
+    requests = len(pairs) * len(_pages(args))
     off = sum(off for off, _ in pairs) / requests
     print(
         f"One process, {len(pairs)} rounds of two blocks of {requests // len(pairs)} requests "

@@ -42,9 +42,9 @@ def give_up(detection: Detection | None, error: Exception) -> bool:
     return True
 
 
-def log_once(error: Exception, outcome: str) -> None:
-    """Log the detector's own failure, once per place it was raised: what became of the
-    request (``outcome``), and how to turn the detector off."""
+def first_from_its_place(error: Exception) -> bool:
+    """Whether no error was seen before from the line that raised this one (a failure of
+    django-dbtune's own is logged once per place, not once per request)."""
     traceback = error.__traceback__
     while traceback is not None and traceback.tb_next is not None:
         traceback = traceback.tb_next
@@ -54,8 +54,16 @@ def log_once(error: Exception, outcome: str) -> None:
         else (type(error).__name__, 0)
     )
     if where in _logged:
-        return
+        return False
     _logged.add(where)
+    return True
+
+
+def log_once(error: Exception, outcome: str) -> None:
+    """Log the detector's own failure, once per place it was raised: what became of the
+    request (``outcome``), and how to turn the detector off."""
+    if not first_from_its_place(error):
+        return
     logger.error(
         "The N+1 detector failed (%s: %s) and %s; its report has no findings. Set "
         "DBTUNE['ENABLED'] = False to turn the detector off until it is fixed. (Logged once.)",

@@ -195,19 +195,12 @@ def sampler() -> Sampler:
     return _sampler
 
 
-_logged: set[tuple[str, int]] = set()
-
-
 def failed(error: Exception, outcome: str) -> None:
     """Logs a failure of production mode's own, once per place it was raised."""
-    traceback = error.__traceback__
-    while traceback is not None and traceback.tb_next is not None:
-        traceback = traceback.tb_next
-    code = traceback.tb_frame.f_code if traceback is not None else None
-    where = (code.co_filename, traceback.tb_lineno) if code and traceback else ("", 0)
-    if where in _logged:
+    from django_dbtune.nplusone.failures import first_from_its_place
+
+    if not first_from_its_place(error):
         return
-    _logged.add(where)
     logger.error(
         "Production mode failed (%s: %s) and %s; the request or task went on. Set "
         "DBTUNE['PRODUCTION'] = None to turn it off until it is fixed. (Logged once.)",

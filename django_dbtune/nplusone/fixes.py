@@ -320,7 +320,7 @@ def _placed(
         listed = f'"{names[0]}",' if len(names) == 1 else ", ".join(f'"{n}"' for n in names)
         note = _nullable_note(group.model, path)
         return Fix(
-            f"list_select_related = ({listed}) on {qualname(owner)}",
+            f"list_select_related = ({listed})  # on {qualname(owner)}",
             join_notes(advice, note),
             replace(target, select_related=(), list_select_related=names),
         )

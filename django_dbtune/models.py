@@ -19,6 +19,9 @@ class ProductionFinding(models.Model):
     call_site = models.CharField(max_length=255, blank=True)
     plan = models.TextField(blank=True)
     """A slow query's plan, as the accesses it makes (plain EXPLAIN; no values)."""
+    relations = models.JSONField(default=list, blank=True)
+    """The relations an N+1 or unused eager load is on (``["shop.Book.author"]``; one fix
+    can cover several); empty for repeated statements and slow queries."""
     seen = models.PositiveBigIntegerField(default=0)
     """Sampled requests that had it."""
     cost = models.FloatField(default=0)

@@ -55,6 +55,9 @@ def test_an_n_plus_one_page_is_stored_with_its_route_line_and_fix(production, bo
     assert row.fix == '.select_related("author")'
     assert row.call_site.startswith("tests/")
     _no_user_data(_stored())
+    # A machine reading the command's JSON gets the relation without parsing the message.
+    [listed] = [r for r in json.loads(_findings()) if r["kind"] == "n_plus_one"]
+    assert listed["relations"] == ["shop.Book.author"]
 
 
 def test_one_n_plus_one_is_one_row_whatever_the_number_of_rows_a_request_loads(
@@ -299,6 +302,7 @@ def test_in_the_cache_every_process_adds_to_the_same_finding(production, books, 
         [row] = [r for r in json.loads(_findings()) if r["kind"] == "n_plus_one"]
         assert (row["seen"], row["cost"]) == (3, 9.0)
         assert row["fix"] == '.select_related("author")'
+        assert row["relations"] == ["shop.Book.author"]
         assert not ProductionFinding.objects.exists()  # nothing went to the table
     finally:
         cache.delete_pattern("dbtune:production:*")
@@ -360,6 +364,7 @@ def test_each_finding_is_an_event_of_the_current_opentelemetry_span(production, 
     [event] = [e for e in span.events if e.attributes["dbtune.kind"] == "n_plus_one"]
     assert event.name == "dbtune.finding"
     assert event.attributes["dbtune.fix"] == '.select_related("author")'
+    assert tuple(event.attributes["dbtune.relations"]) == ("shop.Book.author",)
     assert event.attributes["dbtune.route"] == "GET /shop/books/"
 
 

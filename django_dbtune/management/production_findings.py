@@ -45,6 +45,7 @@ def as_dict(row: ProductionFinding) -> dict[str, Any]:
         "fix_proven": False,
         "call_site": row.call_site,
         "plan": row.plan,
+        "relations": list(row.relations or ()),
         "seen": row.seen,
         "cost": row.cost,
         "first_seen": row.first_seen.isoformat(timespec="seconds"),

@@ -41,6 +41,7 @@ def write_cache(records: list[Record], alias: str) -> None:
             "fix": record.fix,
             "call_site": record.call_site,
             "plan": record.plan,
+            "relations": list(record.relations),
             "first_seen": now,
         }
         cache.add(f"{base}:about", json.dumps(about), timeout=None)

@@ -36,6 +36,7 @@ class Record:
     fix: str = ""
     call_site: str = ""
     plan: str = ""
+    relations: tuple[str, ...] = ()
     cost: float = 0.0
     seen: int = 1
 
@@ -108,6 +109,7 @@ def write(records: list[Record], settings: Production | None = None) -> None:
                     fix=record.fix,
                     call_site=record.call_site[:255],
                     plan=record.plan,
+                    relations=list(record.relations),
                     seen=record.seen,
                     cost=record.cost,
                     first_seen=now,

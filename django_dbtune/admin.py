@@ -10,7 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from django_dbtune.conf import conf
-from django_dbtune.management.production_findings import fix_label
+from django_dbtune.management.production_findings import (
+    LOGIN_NOTE,
+    fix_label,
+    reproduce_command,
+)
 from django_dbtune.models import ProductionFinding
 from django_dbtune.production.store import stored
 
@@ -28,6 +32,8 @@ class ProductionFindingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "route",
         "message",
         "suggested_fix",
+        "reproduce",
+        "relations",
         "call_site",
         "plan",
         "seen",
@@ -42,6 +48,11 @@ class ProductionFindingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         """Production never runs the page again with it: ``manage.py dbtune_findings``
         gives the command that proves it locally."""
         return obj.fix
+
+    @admin.display(description="Reproduce and prove it locally")
+    def reproduce(self, obj: ProductionFinding) -> str:
+        command = reproduce_command(obj)
+        return f"{command}  {LOGIN_NOTE}" if command else ""
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -16,6 +16,7 @@ class DbtuneConfig(AppConfig):
             check_concurrent_index_migrations,
             check_connections,
             check_deploy,
+            check_production,
             check_services,
             check_settings,
         )
@@ -23,6 +24,7 @@ class DbtuneConfig(AppConfig):
         checks.register(check_settings)
         checks.register(check_cache)
         checks.register(check_services)
+        checks.register(check_production)
         checks.register(check_concurrent_index_migrations)
         checks.register(check_deploy, checks.Tags.security, deploy=True)
         checks.register(check_connections, checks.Tags.database)

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils.module_loading import import_string
 
@@ -187,6 +188,54 @@ def check_services(
                 hint="Requests go on but record nothing; name a file in a folder the site "
                 "can write, or set it to None.",
                 id="dbtune.W007",
+            )
+        )
+    return messages
+
+
+def check_production(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Production mode set up so that it records nothing, or stores what nothing can read.
+    (Silent while the setting itself is wrong.)"""
+    from django_dbtune.conf import conf
+
+    value = getattr(settings, "DBTUNE", {})
+    if problems(value) or conf.PRODUCTION is None:
+        return []
+    messages: list[CheckMessage] = []
+    middleware = "django_dbtune.middleware.ProductionMiddleware"
+    if not conf.ENABLED and any(_is(name, middleware) for name in settings.MIDDLEWARE):
+        messages.append(
+            Warning(
+                "ProductionMiddleware is in MIDDLEWARE and DBTUNE['PRODUCTION'] is set, but "
+                "DBTUNE['ENABLED'] is off: production mode samples nothing.",
+                hint="ENABLED is the switch for all that django-dbtune does while the site "
+                "runs: set it to True in the production settings (and leave "
+                "NPlusOneMiddleware out of MIDDLEWARE there).",
+                id="dbtune.W014",
+            )
+        )
+    store = conf.PRODUCTION
+    if store.STORE == "cache" and store.CACHE not in settings.CACHES:
+        messages.append(
+            Error(
+                f"DBTUNE['PRODUCTION']['CACHE'] is {store.CACHE!r}, which is not in "
+                "settings.CACHES: every batch of findings is lost.",
+                hint=f"Name one of {', '.join(map(repr, settings.CACHES))}, or add "
+                f"{store.CACHE!r} to CACHES.",
+                id="dbtune.E006",
+            )
+        )
+    elif store.STORE == "cache" and not hasattr(caches[store.CACHE], "iter_keys"):
+        messages.append(
+            Warning(
+                f"Production mode stores its findings in the cache {store.CACHE!r}, which "
+                "cannot list its keys: manage.py dbtune_findings and the admin cannot read "
+                "them.",
+                hint="Use django-redis (django_redis.cache.RedisCache) for that cache, or "
+                "DBTUNE['PRODUCTION']['STORE'] = 'database'.",
+                id="dbtune.W015",
             )
         )
     return messages

@@ -175,6 +175,10 @@ class Problem:
 
 
 def type_error(key: str, value: Any) -> str:
+    explain = OPTIONS[key].explain
+    detail = explain(value) if explain is not None else None
+    if detail is not None:
+        return f"DBTUNE[{key!r}]{detail}"
     return f"DBTUNE[{key!r}] must be {OPTIONS[key].type_name}, not {value!r}."
 
 

@@ -14,6 +14,8 @@ class Option:
     accepts: Callable[[Any], bool]
     type_name: str
     help: str
+    explain: Callable[[Any], str | None] | None = None
+    """What exactly is wrong with a value it does not accept (None: the type_name says it)."""
 
 
 def is_str_list(value: Any) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,17 @@ _WORDS: dict[str, Callable[[Any], bool]] = {
     "CACHE": lambda v: isinstance(v, str) and bool(v),
 }
 
+_WANTED = {
+    "SAMPLE_RATE": "a number from 0 to 1",
+    "SLOW_QUERY_MS": "a number of milliseconds above 0",
+    "REPEATED_QUERIES": "a whole number, 2 or more",
+    "FLUSH_SECONDS": "a number of seconds, 0 or more",
+    "BATCH": "a whole number, 1 or more",
+    "STORE": '"database" or "cache"',
+    "CACHE": "the name of one of settings.CACHES",
+}
+"""What each key takes, as the system check says it."""
+
 
 def _accepts(value: Any) -> bool:
     if value is None:
@@ -61,6 +73,20 @@ def _accepts(value: Any) -> bool:
         or (key in _WORDS and _WORDS[key](item))
         for key, item in value.items()
     )
+
+
+def _explain(value: Any) -> str | None:
+    """The first key of ``value`` that is wrong, and why (appended to ``DBTUNE['PRODUCTION']``)."""
+    if not isinstance(value, Mapping):
+        return f" must be None or a dict, not {type(value).__name__}."
+    for key, item in value.items():
+        if key not in _WANTED:
+            close = difflib.get_close_matches(str(key).upper(), _WANTED, n=1)
+            known = f"Did you mean {close[0]!r}?" if close else f"Keys: {', '.join(_WANTED)}."
+            return f" has an unknown key {key!r}. {known}"
+        if not _accepts({key: item}):
+            return f"[{key!r}] must be {_WANTED[key]}, not {item!r}."
+    return None
 
 
 def production(value: Mapping[str, Any] | None) -> Production | None:
@@ -82,5 +108,6 @@ PRODUCTION_OPTIONS: dict[str, Option] = {
         "writes at most every FLUSH_SECONDS (default 10) and keeps at most BATCH findings "
         "(default 200) in between, to the database (STORE 'database', the default) or to "
         "the Django cache CACHE (STORE 'cache': django-redis).",
+        _explain,
     ),
 }

@@ -291,3 +291,50 @@ def test_checks_never_crash_on_odd_settings(settings, tmp_path, monkeypatch):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "no issues" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("production", "said"),
+    [
+        ({"SAMPLE_RAT": 0.5}, "unknown key 'SAMPLE_RAT'. Did you mean 'SAMPLE_RATE'?"),
+        ({"SAMPLE_RATE": 5}, "['SAMPLE_RATE'] must be a number from 0 to 1, not 5."),
+        ({"SLOW_QUERY_MS": 0}, "['SLOW_QUERY_MS'] must be a number of milliseconds above 0"),
+        ({"STORE": "redis"}, """['STORE'] must be "database" or "cache", not 'redis'."""),
+    ],
+)
+def test_e003_names_the_key_inside_production_and_what_it_takes(production, said):
+    with override_settings(DBTUNE={"PRODUCTION": production}):
+        (message,) = check_settings()
+    assert message.id == "dbtune.E003"
+    assert message.msg.startswith("DBTUNE['PRODUCTION']")
+    assert said in message.msg
+
+
+def production_ids(**overrides):
+    from django.conf import settings
+
+    from django_dbtune.checks import check_production
+
+    middleware = ["django_dbtune.middleware.ProductionMiddleware", *settings.MIDDLEWARE]
+    with override_settings(**{"MIDDLEWARE": middleware, **overrides}):
+        return [(m.id, m.msg) for m in check_production()]
+
+
+def test_w014_production_mode_with_the_master_switch_off_samples_nothing():
+    """What installation.rst's ``"ENABLED": DEBUG`` gives in production settings."""
+    [(id_, msg)] = production_ids(DBTUNE={"ENABLED": False, "PRODUCTION": {}})
+    assert id_ == "dbtune.W014" and "samples nothing" in msg
+    assert production_ids(DBTUNE={"ENABLED": True, "PRODUCTION": {}}) == []
+    assert production_ids(DBTUNE={"ENABLED": False}) == []  # production mode is off anyway
+
+
+def test_e006_and_w015_a_cache_store_that_loses_or_cannot_list_its_findings():
+    from django.conf import settings
+
+    [(id_, msg)] = production_ids(DBTUNE={"PRODUCTION": {"STORE": "cache", "CACHE": "nope"}})
+    assert id_ == "dbtune.E006" and "'nope'" in msg
+    plain = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    caches = {**settings.CACHES, "plain": plain}
+    store = {"PRODUCTION": {"STORE": "cache", "CACHE": "plain"}}
+    [(id_, msg)] = production_ids(DBTUNE=store, CACHES=caches)
+    assert id_ == "dbtune.W015" and "cannot list its keys" in msg

@@ -195,6 +195,28 @@ def test_a_store_that_fails_never_fails_the_request(production, books, client, c
     assert "N+1 detector" not in failures[0].message  # (the store failed, not the detector)
 
 
+def test_a_wrong_setting_turns_production_mode_off_and_never_fails_a_request(
+    production, books, client, caplog
+):
+    """gunicorn runs no system checks: the first the site hears of a mistake in
+    DBTUNE["PRODUCTION"] is a request, which must still be served."""
+    production.DBTUNE = {"PRODUCTION": {"SAMPLE_RATE": 1.0, "SLOW_QUERY_MS": 0}}
+    assert client.get("/shop/books/").status_code == 200
+    assert client.get("/shop/books/").status_code == 200
+    failures = [r for r in caplog.records if "Production mode failed (" in r.message]
+    assert len(failures) == 1  # logged once, not per request
+    assert "SLOW_QUERY_MS" in failures[0].message
+    assert "is off until DBTUNE is fixed" in failures[0].message
+    assert not ProductionFinding.objects.exists()
+
+
+def test_reproducing_a_page_locally_adds_nothing_to_productions_counts(production, books):
+    """The reproduce command runs the page inside its own detection, with the site's
+    settings: production mode leaves that request to it."""
+    call_command("dbtune_nplusone", "/shop/books/", stdout=StringIO(), stderr=StringIO())
+    assert not ProductionFinding.objects.exists()
+
+
 def test_a_full_batch_drops_and_says_how_many(production, books, client, caplog):
     production.DBTUNE = {
         "PRODUCTION": {
@@ -225,11 +247,14 @@ def test_the_command_lists_them_most_costly_first(db):
     call_command("dbtune_findings", stdout=out)
     text = out.getvalue()
     assert text.index("slow_query on GET /a/") < text.index("n_plus_one on GET /b/")
-    assert "reproduce: manage.py dbtune_nplusone /b/ [--user USERNAME]" in text
+    # A command to paste as it is; whether the page needs a login is said beside it.
+    reproduce = "reproduce: manage.py dbtune_nplusone /b/  (add --user USERNAME for a page"
+    assert reproduce in text
     out = StringIO()
     call_command("dbtune_findings", "--format", "json", "--kind", "n_plus_one", stdout=out)
     [entry] = json.loads(out.getvalue())
     assert entry["kind"] == "n_plus_one" and entry["seen"] == 1
+    assert entry["reproduce"] == "manage.py dbtune_nplusone /b/"
     with pytest.raises(SystemExit) as exit:
         call_command("dbtune_findings", "--check", stdout=StringIO())
     assert exit.value.code == 1
@@ -348,6 +373,9 @@ def test_staff_see_them_in_the_admin(db, client, settings):
     assert page.status_code == 200
     assert "N+1 on shop.Book.author" in page.content.decode()
     assert client.get("/admin/django_dbtune/productionfinding/add/").status_code == 403
+    [row] = ProductionFinding.objects.all()
+    detail = client.get(f"/admin/django_dbtune/productionfinding/{row.pk}/change/")
+    assert "manage.py dbtune_nplusone /b/" in detail.content.decode()
 
 
 def test_each_finding_is_an_event_of_the_current_opentelemetry_span(production, books, client):
@@ -374,7 +402,7 @@ def test_the_report_adds_them(db, tmp_path):
     call_command("dbtune_report", "shop", "--output", str(output), "--findings", stdout=StringIO())
     html = output.read_text()
     assert "Found in production" in html and "N+1 on shop.Book.author" in html
-    assert "manage.py dbtune_nplusone /b/ [--user USERNAME]" in html
+    assert "<code>manage.py dbtune_nplusone /b/</code> (add --user USERNAME" in html
 
 
 @pytest.mark.django_db(transaction=True)

@@ -51,6 +51,7 @@ def as_dict(row: ProductionFinding) -> dict[str, Any]:
         "first_seen": row.first_seen.isoformat(timespec="seconds"),
         "last_seen": row.last_seen.isoformat(timespec="seconds"),
         "reproduce": reproduce_command(row),
+        "reproduce_note": LOGIN_NOTE if reproduce_command(row) else "",
     }
 
 
@@ -69,7 +70,11 @@ def reproduce_command(row: ProductionFinding) -> str:
         path = f"<a path of {route}>"
     else:
         path = f"<a path matching {route}>"
-    return f"manage.py dbtune_nplusone {path} [--user USERNAME]"
+    return f"manage.py dbtune_nplusone {path}"
+
+
+LOGIN_NOTE = "(add --user USERNAME for a page behind a login)"
+"""Said after a reproduce command: whether the sampled requests were logged in is not kept."""
 
 
 def fix_label(row: ProductionFinding) -> str:

@@ -36,7 +36,7 @@ class Sampler:
     def watching(self, route: Callable[[], str], path: str | None = None) -> Iterator[None]:
         """Runs the block, sampled or not; ``route`` names it once it has run (a request's
         URL pattern is known only then)."""
-        settings = conf.PRODUCTION
+        settings = _settings()
         if settings is None or not _sampled(settings):
             yield
             self.flush(settings)
@@ -76,7 +76,7 @@ class Sampler:
     ) -> AsyncIterator[None]:
         """``watching`` for async code (an ASGI request): the detection's async entry and
         exit, and the store's writes and the slow queries' plans in a thread."""
-        settings = conf.PRODUCTION
+        settings = _settings()
         if settings is None or not _sampled(settings):
             yield
             await sync_to_async(self.flush)(settings)
@@ -120,7 +120,7 @@ class Sampler:
 
     def flush(self, settings: Production | None, now: bool = False) -> None:
         """Writes the batch when due (``now``: whatever it holds, as the process exits)."""
-        settings = conf.PRODUCTION if now else settings
+        settings = _settings(running=False) if now else settings
         if settings is None or not (
             self.batch.due(settings.FLUSH_SECONDS) or (now and self.batch.records)
         ):
@@ -146,8 +146,25 @@ def _named(route: Callable[[], str]) -> str:
         return "a unit of work"
 
 
+def _settings(running: bool = True) -> Production | None:
+    """``DBTUNE["PRODUCTION"]`` (None while ``ENABLED`` is off, unless not ``running``: the
+    batch a process holds is written as it exits); None too, said once in the log, when
+    ``DBTUNE`` is wrong: a server that runs no system checks (gunicorn) must still serve."""
+    try:
+        return conf.PRODUCTION if conf.ENABLED or not running else None
+    except Exception as error:
+        failed(error, "is off until DBTUNE is fixed (manage.py check names the mistake)")
+        return None
+
+
 def _sampled(settings: Production) -> bool:
-    return conf.ENABLED and random.random() < settings.SAMPLE_RATE
+    if random.random() >= settings.SAMPLE_RATE:
+        return False
+    from django_dbtune.nplusone.state import detection_now
+
+    # Work already inside a detection (dbtune_nplusone reproducing a page, a test's
+    # detect()) is that detection's: it is not production's to count.
+    return detection_now() is None
 
 
 _tracing: Any = None

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtune.management.production_findings import (
+    LOGIN_NOTE,
     as_dict,
     fix_label,
     production_findings,
@@ -92,5 +93,5 @@ def _as_text(row: ProductionFinding) -> str:
         lines.append(f"  {fix_label(row)}: {row.fix}")
     reproduce = reproduce_command(row)
     if reproduce:
-        lines.append(f"  reproduce: {reproduce}")
+        lines.append(f"  reproduce: {reproduce}  {LOGIN_NOTE}")
     return "\n".join(lines) + "\n"

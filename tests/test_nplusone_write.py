@@ -262,3 +262,56 @@ def test_a_count_fix_changes_the_read_too_or_nothing(tmp_path):
     elsewhere = plan(finding(target, call_site=f"{path}:3 in rows"))
     assert elsewhere.files == {}
     assert "no .<relation>.count() call on line 3" in elsewhere.skipped[0][1]
+
+
+def test_every_fix_of_one_file_is_written_when_an_earlier_one_moves_its_lines(
+    tmp_path, monkeypatch
+):
+    """Two admin pages in one --write: the count fix adds an import at the top and a method,
+    which moved every line the next fix was located by ("BookAdmin is not found")."""
+    path, mod = module(
+        tmp_path,
+        monkeypatch,
+        """
+        from django.contrib import admin
+        # one line less than register()
+
+        @admin.display
+        class BookAdmin(admin.ModelAdmin):
+            list_display = ["title", "tag_list"]
+
+            def tag_list(self, obj):
+                return ", ".join(t.label for t in obj.tags.all())
+
+        @admin.display
+        class AuthorAdmin(admin.ModelAdmin):
+            list_display = ["name", "book_count"]
+
+            def book_count(self, obj):
+                return obj.books.count()
+
+        def shelf():
+            return Book.objects.order_by("id")
+        """,
+    )
+    count = FixTarget("add", count_annotations=("books",), owner_class=mod.AuthorAdmin)
+    tags = FixTarget("add", prefetch_related=("tags",), owner_class=mod.BookAdmin)
+    chain = FixTarget("add", select_related=("author",), file=str(path), line=20)
+    edits = plan(
+        finding(count, call_site=f"{path}:17 in book_count"), finding(tags), finding(chain)
+    )
+    assert edits.skipped == []
+    text = edits.files[path]
+    assert "from django.db.models import Count" in text
+    assert 'super().get_queryset(request).prefetch_related("tags")' in text
+    assert 'super().get_queryset(request).annotate(books_count=Count("books"))' in text
+    assert "return obj.books_count\n\n    def get_queryset" in text  # a blank line between
+    assert text.index("import Count") > text.index("from django.contrib import admin")
+    assert 'return Book.objects.select_related("author").order_by("id")' in text
+    # Each place as the written file has it: the methods and the import moved the chain.
+    lines = text.splitlines()
+    line = lines.index('    return Book.objects.select_related("author").order_by("id")') + 1
+    assert line > 20
+    places = [place.rpartition("/")[2] for _, place in edits.written]
+    assert places == ["fixme.py", "fixme.py", f"fixme.py:{line}"]
+    compile(text, str(path), "exec")

@@ -5,6 +5,7 @@ a method or attribute is added only when the class has none."""
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 from collections.abc import Iterable, Sequence
@@ -44,6 +45,7 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
     """The source edits for the proven N+1 fixes among ``findings``. A file modified after
     ``since`` (a time stamp: when the pages ran) is left alone, as its lines may have moved."""
     edits = Edits()
+    written: list[tuple[NPlusOneFinding, Path, int | type]] = []
     for finding in findings:
         target = finding.target
         if finding.kind != "n_plus_one" or target is None or target.action != "add":
@@ -89,20 +91,45 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             path, where = _locate(target)
             _check_unchanged(path, since)
             if target.count_annotations:
-                # The read first: it keeps every line where it was, the import does not.
                 read_path, line = _read_site(finding)
                 _check_unchanged(read_path, since)
                 source = edits.files.get(read_path) or read_source(read_path)
+                line = _line_now(read_path, line, edits)
                 edits.files[read_path] = _edit_reads(source, line, target.count_annotations)
             source = edits.files.get(path) or read_source(path)
-            edits.files[path] = _edit(source, target, where)
+            if isinstance(where, int):
+                line = _line_now(path, where, edits)
+            else:
+                line = _line_now(path, inspect.getsourcelines(where)[1], edits)
+            edits.files[path] = _edit(source, target, where, line)
         except (Unrecognised, OSError, cst.ParserSyntaxError) as exc:
             edits.files = before  # all of a fix or none of it
             edits.skipped.append((finding, str(exc)))
             continue
-        place = f"{_shown(path)}:{where}" if isinstance(where, int) else _shown(path)
+        written.append((finding, path, where))
+    # Each place as the written file has it (a later fix may have moved its line).
+    for finding, path, where in written:
+        place = _shown(path)
+        if isinstance(where, int):
+            place = f"{place}:{_line_now(path, where, edits)}"
         edits.written.append((finding, place))
     return edits
+
+
+def _line_now(path: Path, line: int, edits: Edits) -> int:
+    """Where ``line`` of ``path`` as the pages ran it is in the edits made so far: an earlier
+    fix in the same file (an import at the top, a method added) moves the lines after it."""
+    edited = edits.files.get(path)
+    if edited is None:
+        return line
+    original = read_source(path).splitlines()
+    matcher = difflib.SequenceMatcher(None, original, edited.splitlines(), autojunk=False)
+    for _, start, end, new_start, new_end in matcher.get_opcodes():
+        if start <= line - 1 < end:
+            # The same line, or, where a fix rewrote a block, the line as far into it
+            # (what is edited there is checked again: a chain, the class's name).
+            return new_start + min(line - 1 - start, max(new_end - new_start - 1, 0)) + 1
+    return line
 
 
 def _check_unchanged(path: Path, since: float) -> None:
@@ -147,12 +174,14 @@ def _locate(target: FixTarget) -> tuple[Path, int | type]:
     return Path(filename), owner
 
 
-def _edit(source: str, target: FixTarget, where: int | type) -> str:
+def _edit(source: str, target: FixTarget, where: int | type, line: int) -> str:
+    """``source`` with the fix: in the chain on ``line``, or in the class ``where`` whose
+    first line (decorators included) is ``line``, both as the source is now."""
     module = cst.parse_module(source)
     if isinstance(where, int):
-        edited = _edit_chain_at(module, where, target)
+        edited = _edit_chain_at(module, line, target)
     else:
-        edited = _edit_class(module, where, target)
+        edited = _edit_class(module, where, target, line)
     if not target.count_annotations:
         return edited.code
     context = CodemodContext()
@@ -239,12 +268,11 @@ def _edit_chain_at(module: cst.Module, line: int, target: FixTarget) -> cst.Modu
 # --- A class: a view, a viewset, a ModelAdmin ------------------------------------------------
 
 
-def _edit_class(module: cst.Module, owner: type, target: FixTarget) -> cst.Module:
+def _edit_class(module: cst.Module, owner: type, target: FixTarget, line: int) -> cst.Module:
     if target.names_bare_select:
         raise Unrecognised("name the relations in its select_related() with no names by hand")
     wrapper = MetadataWrapper(module)
     positions = wrapper.resolve(PositionProvider)
-    line = inspect.getsourcelines(owner)[1]
     # inspect gives the first decorator's line (@admin.register(...)), libcst the class's.
     found = [
         node
@@ -329,7 +357,9 @@ def _add_to_queryset(
         method = cst.parse_statement(
             f"def get_queryset(self, request):\n    return super().get_queryset(request){calls}\n"
         )
-        return [*body, method]
+        assert isinstance(method, cst.FunctionDef)
+        # A blank line above it, as between the methods before it.
+        return [*body, method.with_changes(leading_lines=[cst.EmptyLine(indent=False)])]
     model = getattr(owner, "model", None)
     if model is None:
         raise Unrecognised(f"{owner.__qualname__} has no queryset, get_queryset or model to edit")

@@ -111,7 +111,9 @@ class Command(BaseCommand):
         except WriteError as exc:
             raise CommandError(str(exc)) from None
         for finding, place in edits.written:
-            self.stdout.write(self.style.SUCCESS(f"Wrote {finding.fix} at {place}."))
+            code, _, owner = finding.fix.partition("  # on ")  # (the class: said after)
+            where = f"{place}, in {owner}" if owner else place
+            self.stdout.write(self.style.SUCCESS(f"Wrote {code} at {where}."))
         after = again(options["urls"], options["user"])
         self.stdout.write("")
         self.stdout.write("Requested again with the fixes written:")

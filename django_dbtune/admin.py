@@ -35,6 +35,7 @@ class ProductionFindingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "reproduce",
         "relations",
         "call_site",
+        "queryset_site",
         "plan",
         "seen",
         "cost",

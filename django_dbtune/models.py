@@ -17,6 +17,10 @@ class ProductionFinding(models.Model):
     message = models.TextField()
     fix = models.TextField(blank=True)
     call_site = models.CharField(max_length=255, blank=True)
+    """The line that ran it (for an N+1, the line whose per-row reads triggered the loads)."""
+    queryset_site = models.CharField(max_length=255, blank=True)
+    """For an N+1 or unused eager load: where the queryset the fix goes on was built (a line,
+    or the class Django builds it for)."""
     plan = models.TextField(blank=True)
     """A slow query's plan, as the accesses it makes (plain EXPLAIN; no values)."""
     relations = models.JSONField(default=list, blank=True)

@@ -55,9 +55,14 @@ def test_an_n_plus_one_page_is_stored_with_its_route_line_and_fix(production, bo
     assert row.fix == '.select_related("author")'
     assert row.call_site.startswith("tests/")
     _no_user_data(_stored())
-    # A machine reading the command's JSON gets the relation without parsing the message.
+    # A machine reading the command's JSON gets the relation without parsing the message,
+    # and the fix has its place: where the queryset was built, not only the reading line.
     [listed] = [r for r in json.loads(_findings()) if r["kind"] == "n_plus_one"]
     assert listed["relations"] == ["shop.Book.author"]
+    assert listed["queryset_site"].startswith("tests/") and " in " in listed["queryset_site"]
+    out = StringIO()
+    call_command("dbtune_findings", stdout=out)
+    assert f"queryset built at {listed['queryset_site']}" in out.getvalue()
 
 
 def test_one_n_plus_one_is_one_row_whatever_the_number_of_rows_a_request_loads(

@@ -44,6 +44,7 @@ def as_dict(row: ProductionFinding) -> dict[str, Any]:
         "fix_label": fix_label(row),
         "fix_proven": False,
         "call_site": row.call_site,
+        "queryset_site": row.queryset_site,
         "plan": row.plan,
         "relations": list(row.relations or ()),
         "seen": row.seen,

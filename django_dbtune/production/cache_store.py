@@ -40,6 +40,7 @@ def write_cache(records: list[Record], alias: str) -> None:
             "message": record.message,
             "fix": record.fix,
             "call_site": record.call_site,
+            "queryset_site": record.queryset_site,
             "plan": record.plan,
             "relations": list(record.relations),
             "first_seen": now,

@@ -72,6 +72,7 @@ def records_of(route: str, report: Report, settings: Production) -> list[Record]
             message=finding.headline,
             fix=finding.fix,
             call_site=finding.call_site or "",
+            queryset_site=finding.queryset_site or "",
             relations=finding.relations,
             cost=float(finding.count),
         )

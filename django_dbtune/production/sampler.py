@@ -196,6 +196,7 @@ def span_events(records: list[Record]) -> None:
                 "dbtune.message": record.message,
                 "dbtune.fix": record.fix,
                 "dbtune.call_site": record.call_site,
+                "dbtune.queryset_site": record.queryset_site,
                 "dbtune.relations": list(record.relations),
                 "dbtune.cost": record.cost,
             },

@@ -35,6 +35,7 @@ class Record:
     message: str
     fix: str = ""
     call_site: str = ""
+    queryset_site: str = ""
     plan: str = ""
     relations: tuple[str, ...] = ()
     cost: float = 0.0
@@ -108,6 +109,7 @@ def write(records: list[Record], settings: Production | None = None) -> None:
                     message=record.message,
                     fix=record.fix,
                     call_site=record.call_site[:255],
+                    queryset_site=record.queryset_site[:255],
                     plan=record.plan,
                     relations=list(record.relations),
                     seen=record.seen,

@@ -87,6 +87,8 @@ def _as_text(row: ProductionFinding) -> str:
     ]
     if row.call_site:
         lines.append(f"  at {row.call_site}")
+    if row.queryset_site:
+        lines.append(f"  queryset built at {row.queryset_site}")
     if row.plan:
         lines.append(f"  plan: {row.plan}")
     if row.fix:

@@ -381,6 +381,10 @@ def test_staff_see_them_in_the_admin(db, client, settings):
     [row] = ProductionFinding.objects.all()
     detail = client.get(f"/admin/django_dbtune/productionfinding/{row.pk}/change/")
     assert "manage.py dbtune_nplusone /b/" in detail.content.decode()
+    # A mistake in the setting (which gunicorn runs no check for) is no 500 for staff.
+    settings.DBTUNE = {"PRODUCTION": {"STORE": "redis"}}
+    page = client.get("/admin/django_dbtune/productionfinding/")
+    assert page.status_code == 200 and "N+1 on shop.Book.author" in page.content.decode()
 
 
 def test_each_finding_is_an_event_of_the_current_opentelemetry_span(production, books, client):

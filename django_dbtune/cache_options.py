@@ -26,7 +26,7 @@ CACHE_OPTIONS: dict[str, Option] = {
     "CACHE_TIMEOUT": Option(
         300,
         lambda value: isinstance(value, int) and not isinstance(value, bool) and value > 0,
-        "a positive number of seconds",
+        "a positive whole number of seconds",
         "How long an entry lives when .cached() or @cached gives no timeout.",
     ),
     "CACHE_PREFIX": Option(

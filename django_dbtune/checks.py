@@ -319,7 +319,7 @@ def _ungrouped_copies(groups: dict[str, str]) -> list[CheckMessage]:
     that the query cache keeps apart: a write through one leaves what was cached through
     the other in place. Silent for an alias ``CACHE_DATABASE_GROUPS`` names: the user
     said which group it is in."""
-    from django_dbtune.cache.invalidation import database_group
+    from django_dbtune.cache.invalidation import database_group, database_identity
 
     messages: list[CheckMessage] = []
     first: dict[tuple[str, str], str] = {}
@@ -330,6 +330,8 @@ def _ungrouped_copies(groups: dict[str, str]) -> list[CheckMessage]:
         same = first.setdefault((database.get("ENGINE", ""), name), alias)
         if same == alias or alias in groups or database_group(alias) == database_group(same):
             continue
+        if database_identity(database) == database_identity(settings.DATABASES[same]):
+            continue  # one server (an empty PORT is the default one): the same group
         group = database_group(same)
         messages.append(
             Warning(

@@ -491,6 +491,37 @@ def test_a_procedure_or_an_anonymous_block_retires_every_entry(shop, postgres_on
     assert "in a transaction" in titles()
 
 
+def test_a_write_behind_a_read_or_inside_an_explain_retires_its_table(shop):
+    """The database runs every statement of a string, the write an EXPLAIN ANALYZE (or
+    MariaDB's ANALYZE) measures, and a writable CTE in parentheses."""
+    if connection.vendor == "sqlite":
+        pytest.skip(
+            "needs PostgreSQL or MariaDB (SQLite runs one statement a call): run with "
+            "DBTUNE_DB=postgres or DBTUNE_DB=mariadb"
+        )
+    postgres = connection.vendor == "postgresql"
+    writes = [
+        "SELECT 1; UPDATE shop_book SET title = 'after a read'",
+        "\n  SELECT 1;\nUPDATE shop_book SET title = 'on its own line'",
+        "(SELECT 1); UPDATE shop_book SET title = 'after a parenthesised read'",
+    ]
+    if postgres:
+        writes += [
+            "EXPLAIN ANALYZE UPDATE shop_book SET title = 'explained'",
+            "EXPLAIN (ANALYZE, COSTS OFF) UPDATE shop_book SET title = 'with options'",
+            "(WITH x AS (UPDATE shop_book SET title = 'in a CTE' RETURNING 1) SELECT * FROM x)",
+        ]
+    else:
+        writes += ["ANALYZE UPDATE shop_book SET title = 'analysed'"]
+    for write in writes:
+        titles()
+        with connection.cursor() as cursor:
+            cursor.execute(write)
+            while cursor.nextset():  # every result read: the connection is usable again
+                pass
+        assert titles() == database_titles(), write
+
+
 def test_a_select_that_calls_a_function_that_writes_retires_what_it_writes(shop, postgres_only):
     """``SELECT f()`` reads like a query; the function's body (or one it calls) writes."""
     raw(
@@ -534,8 +565,11 @@ def test_a_procedure_run_through_callproc_retires_every_entry(shop, postgres_onl
     assert titles() == database_titles() == ["through callproc"] * 4
 
 
-def test_rows_copied_in_retire_their_table(shop, postgres_only):
-    """psycopg's COPY does not pass Django's execute wrappers either."""
+@pytest.mark.parametrize("debug", [False, True], ids=["", "DEBUG"])
+def test_rows_copied_in_retire_their_table(shop, postgres_only, debug, monkeypatch):
+    """psycopg's COPY does not pass Django's execute wrappers either; with DEBUG on, the
+    cursor is PostgreSQL's CursorDebugWrapper, whose own copy() logs the statement."""
+    monkeypatch.setattr(connections["default"], "force_debug_cursor", debug)
     titles()
     author = Author.objects.get(name="A0")
     copy_in = "COPY shop_book (title, summary, author_id) FROM STDIN"
@@ -1633,8 +1667,10 @@ def test_deletes_stay_fast():
 
 
 def test_bad_arguments_are_clear_errors(shop):
-    with pytest.raises(DbtuneError, match="positive number of seconds"):
+    with pytest.raises(DbtuneError, match="positive whole number of seconds"):
         Book.cached_objects.cached(timeout=-1)
+    with pytest.raises(DbtuneError, match=r"positive whole number of seconds, not 1\.5"):
+        Book.cached_objects.cached(timeout=1.5)
     with pytest.raises(DbtuneError, match="needs the models"):
         cached()
     with pytest.raises(DbtuneError, match="not a model"):
@@ -1738,11 +1774,14 @@ def test_the_command_clears_and_shows_stats(shop, settings):
     from django.core.management.base import CommandError
 
     titles()
+    Book.objects.get(title="B00").tags.add(Tag.objects.create(name="t"))  # a join table
     out = StringIO()
     call_command("dbtune_cache", "stats", "--format", "json", stdout=out)
     stats = json.loads(out.getvalue())
     assert stats["reachable"] is True
     assert "shop_book" in stats["groups"]["default"]
+    # A many-to-many's table (a model Django makes) has its generation too, and is listed.
+    assert "shop_book_tags" in stats["groups"]["default"]
     out = StringIO()
     catalog = caches["default"].get(store.catalog_key())
     call_command("dbtune_cache", "clear", stdout=out)

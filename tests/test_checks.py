@@ -130,6 +130,8 @@ def test_w012_a_replica_on_another_host_that_the_cache_keeps_apart(settings):
         "primary": primary,
         "replica": {**primary, "HOST": "db2.internal"},
         "analytics": {**primary, "NAME": "analytics"},  # another database: no warning
+        # The same server: an empty PORT is the driver's default, 5432. One group, no warning.
+        "same": {**primary, "PORT": ""},
     }
     from django.core.checks import run_checks
 
@@ -140,6 +142,9 @@ def test_w012_a_replica_on_another_host_that_the_cache_keeps_apart(settings):
         "(db2.internal:5432 against db1.internal:5432)"
     ]
     assert "CACHE_DATABASE_GROUPS'] = {'replica': 'primary'}" in found[0].hint
+    from django_dbtune.cache.invalidation import database_identity
+
+    assert database_identity(settings.DATABASES["same"]) == database_identity(primary)
     settings.DBTUNE = {"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"replica": "primary"}}
     assert run_ids() == []
     # The primary in a group of its own name: the hint names that group, not the alias.

@@ -10,8 +10,9 @@ wrappers, where the write watcher (:mod:`.hooks`) sees every other statement:
 
 Installed with the cache's other hooks, on Django's ``CursorWrapper`` (the class every
 ``connection.cursor()`` returns): ``callproc`` is replaced, the copy methods are added and
-hand the call to the driver's cursor as its ``__getattr__`` did. Taken out again by
-:func:`uninstall`.
+hand the call to the driver's cursor as its ``__getattr__`` did. With ``DEBUG`` on, the
+cursor is PostgreSQL's ``CursorDebugWrapper``, whose own ``copy``/``copy_expert`` (which log
+the statement) hide those: they are wrapped in turn. Taken out again by :func:`uninstall`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db.backends.utils import CursorWrapper
 
 from django_dbtune.cache.invalidation import invalidate_everything, invalidate_tables
@@ -93,9 +95,53 @@ _METHODS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _debug_copy(django_copy: Callable[..., Any]) -> Callable[..., Any]:
+    def copy(self: CursorWrapper, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        copying = django_copy(self, statement, *args, **kwargs)
+        return _Copying(copying, lambda: _copied(self.db.alias, statement))
+
+    return copy
+
+
+def _debug_copy_expert(django_copy_expert: Callable[..., Any]) -> Callable[..., Any]:
+    def copy_expert(self: CursorWrapper, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return django_copy_expert(self, sql, *args, **kwargs)
+        finally:
+            _copied(self.db.alias, sql)
+
+    return copy_expert
+
+
+_DEBUG_WRAPPERS = {"copy": _debug_copy, "copy_expert": _debug_copy_expert}
+_django_debug: dict[str, tuple[type, Callable[..., Any]]] = {}
+"""PostgreSQL's ``CursorDebugWrapper`` methods replaced while installed, by name: the class
+and its own method."""
+
+
+def _postgres_debug_wrapper() -> type | None:
+    """PostgreSQL's ``CursorDebugWrapper`` where a database uses that backend (importing
+    it needs psycopg)."""
+    if not any("postg" in db.get("ENGINE", "") for db in settings.DATABASES.values()):
+        return None
+    try:
+        from django.db.backends.postgresql.base import CursorDebugWrapper
+    except Exception:  # no driver: no PostgreSQL cursor to watch
+        return None
+    return CursorDebugWrapper
+
+
 def install() -> None:
     for name, method in _METHODS.items():
         setattr(CursorWrapper, name, method)
+    debug = _postgres_debug_wrapper()
+    if debug is None:
+        return
+    for name, wrap in _DEBUG_WRAPPERS.items():
+        own = vars(debug).get(name)
+        if own is not None and name not in _django_debug:
+            _django_debug[name] = (debug, own)
+            setattr(debug, name, wrap(own))
 
 
 def uninstall() -> None:
@@ -103,3 +149,6 @@ def uninstall() -> None:
         if name in vars(CursorWrapper):
             delattr(CursorWrapper, name)
     CursorWrapper.callproc = _django_callproc  # type: ignore[method-assign]
+    for name, (debug, own) in list(_django_debug.items()):
+        setattr(debug, name, own)
+        del _django_debug[name]

@@ -106,6 +106,17 @@ MAY_CHANGE_A_TABLE = (
 texts change with every savepoint (each would be a parse)."""
 
 WRITES_ANYTHING = ("CALL", "DO ", "DO$", "DO\n", "DO\t", "EXEC")
+_LEADING = " \t\r\n("
+"""What a statement's first keyword may follow: a parenthesised query is one too."""
+_TRAILING = " \t\r\n;"
+_EXPLAINS = ("EXPLAIN", "ANALYZE", "ANALYSE")
+_EXPLAINED = re.compile(
+    r"[\s(]*(?:EXPLAIN|ANALY[SZ]E)\b(?:\s*\([^)]*\)|\s+(?:ANALY[SZ]E|VERBOSE|EXTENDED"
+    r"|PARTITIONS|FORMAT\s*=\s*\w+)\b)*\s*",
+    re.IGNORECASE,
+)
+"""What comes before the statement an EXPLAIN reads: PostgreSQL's ``EXPLAIN ANALYZE`` and
+``EXPLAIN (ANALYZE, ...)``, and MariaDB's ``ANALYZE`` run it, a write included."""
 """A procedure call or an anonymous block: it may write any table, and names none."""
 
 
@@ -119,8 +130,8 @@ def watch_writes(
     if not state.installed:
         return result
     head = sql[:8].upper()
-    if sql[:1].isspace():
-        head = sql.lstrip()[:8].upper()
+    if sql[:1].isspace() or sql[:1] == "(":
+        head = sql.lstrip(_LEADING)[:8].upper()
     connection = context["connection"]
     # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
     if connection.alias not in connections.settings:
@@ -134,7 +145,12 @@ def watch_writes(
             invalidate_everything(connection.alias, shape)
         else:
             invalidate_tables(connection.alias, called, shape)
-    if head.startswith(MAY_CHANGE_A_TABLE):
+    if head.startswith(_EXPLAINS):  # EXPLAIN ANALYZE, MariaDB's ANALYZE: it runs the write
+        sql = _EXPLAINED.sub("", sql, count=1)
+        head = sql.lstrip(_LEADING)[:8].upper()
+    # Several statements in one string (psycopg and mysqlclient run them all): parsed
+    # whatever the first one is.
+    if head.startswith(MAY_CHANGE_A_TABLE) or (";" in sql and ";" in sql.rstrip(_TRAILING)):
         if head.startswith(WRITES_ANYTHING):
             invalidate_everything(connection.alias, " ".join(sql.split())[:200])
             return result

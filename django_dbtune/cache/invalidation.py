@@ -90,12 +90,31 @@ def _same_database(alias: str) -> str:
         mirror = settings.get("TEST", {}).get("MIRROR")
         if mirror:
             return where(mirror)
-        return tuple(str(settings.get(key, "")) for key in ("ENGINE", "NAME", "HOST", "PORT"))
+        return database_identity(settings)
 
     if alias not in connections.settings:
         return alias  # Django's own maintenance connection (PostgreSQL's "__no_db__")
     own = where(alias)
     return next((name for name in connections.settings if where(name) == own), alias)
+
+
+def database_identity(settings: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Engine, name, host and port of a ``DATABASES`` entry: equal for two entries that reach
+    the same database (an empty ``PORT`` is the driver's default)."""
+    engine, name, host, port = (
+        str(settings.get(key) or "") for key in ("ENGINE", "NAME", "HOST", "PORT")
+    )
+    return engine, name, host, port or _DEFAULT_PORTS.get(_vendor_of(engine), "")
+
+
+_DEFAULT_PORTS = {"postgresql": "5432", "mysql": "3306", "oracle": "1521"}
+"""The port a driver connects to when ``PORT`` is empty: the same server as one naming it."""
+
+
+def _vendor_of(engine: str) -> str:
+    if "postg" in engine:
+        return "postgresql"
+    return "mysql" if "mysql" in engine else "oracle" if "oracle" in engine else ""
 
 
 def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:

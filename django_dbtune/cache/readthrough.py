@@ -37,7 +37,7 @@ def check_timeout(where: str, timeout: Any) -> None:
         not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0
     ):
         raise DbtuneError(
-            f"{where}(timeout=...) takes a positive number of seconds, not {timeout!r}."
+            f"{where}(timeout=...) takes a positive whole number of seconds, not {timeout!r}."
         )
 
 

@@ -84,7 +84,9 @@ class Command(BaseCommand):
 
     def _stats(self, output: str, reset: bool) -> None:
         backend = store.backend()
-        tables = sorted({model._meta.db_table for model in apps.get_models()})
+        # With the tables of many-to-many relations, which Django makes the models of.
+        models = apps.get_models(include_auto_created=True)
+        tables = sorted({model._meta.db_table for model in models})
         groups = sorted({database_group(alias) for alias in connections})
         keys = {
             (group, table): store.generation_key(group, table)

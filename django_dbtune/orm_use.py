@@ -97,7 +97,9 @@ def describe(query: Any) -> OrmUse | None:
     use = OrmUse(model._meta.label)
     _walk(query.where, model, use, composite=True)
     ordering = list(query.order_by)
-    use.explicit_sort = bool(ordering)
+    # Known, not Meta.ordering's: a sort given, or none at all where Django dropped the
+    # default ordering (get(), count(), exists(), a subquery).
+    use.explicit_sort = bool(ordering) or not query.default_ordering
     if not ordering and query.default_ordering:
         ordering = list(model._meta.ordering or ())
     pk = model._meta.pk.name if model._meta.pk else "id"

@@ -258,6 +258,21 @@ def test_the_indexes_panel_counts_a_partial_index_for_the_reads_it_holds_only(sh
         ]
 
 
+def test_the_indexes_panel_gives_a_read_without_order_by_no_meta_ordering(db):
+    """get() drops Meta.ordering: its SQL has no ORDER BY, and the index it needs is its
+    filter alone; the list, sorted by Meta.ordering, gets the ordering's column too."""
+    from tests.shop.models import Item
+
+    Item.objects.create(name="n", kind="k")
+
+    def view(request):
+        Item.objects.get(name="n")
+        list(Item.objects.filter(name="n"))
+        return HttpResponse("ok")
+
+    assert unindexed(view) == [("shop.Item", ["name"]), ("shop.Item", ["name", "kind"])]
+
+
 def test_the_query_cache_panel_counts_hits_misses_and_invalidations(shop, settings):
     settings.DBTUNE = {"CACHE_ENABLED": True}
 

@@ -502,6 +502,28 @@ def test_a_role_that_may_not_read_others_statements_is_told_what_to_grant(statem
             cursor.execute("RESET ROLE")
 
 
+def test_a_get_on_a_model_with_meta_ordering_is_not_given_the_ordering(db, tmp_path):
+    """get() drops Meta.ordering (its SQL has no ORDER BY): the index it needs is its filter
+    alone, not the filter with the ordering's columns (a bigger index that serves nothing
+    more)."""
+    from django_dbtune.advisor.candidates import candidates_for
+    from django_dbtune.advisor.workload_candidates import usage_from
+    from tests.shop.models import Item
+
+    Item.objects.create(name="n", kind="k")
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        Item.objects.get(name="n")
+        list(Item.objects.filter(name="n"))  # this one is sorted by Meta.ordering
+    shapes = [s for s in workload.read(path) if s.orm]
+    fields = {
+        "ORDER BY" in s.sql: [c.fields for c in candidates_for(usage_from(Item, s.orm, "x:1", ""))]
+        for s in shapes
+    }
+    assert fields[False] == [("name",)]
+    assert fields[True] == [("name", "kind")]  # the list's sort: name is fixed, then kind
+
+
 @BUILDS
 def test_a_sort_by_an_annotation_stops_the_sort_fields(books, tmp_path):
     from django.db.models import Count

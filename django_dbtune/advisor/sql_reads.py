@@ -86,7 +86,7 @@ def use_of_tree(tree: exp.Select, tables: dict[str, type[Model]]) -> SelectRead 
         if name is None:
             break
         use.sort.append(f"-{name}" if ordered.args.get("desc") else name)
-    use.explicit_sort = bool(use.sort)
+    use.explicit_sort = True  # the SQL says its order: none at all without an ORDER BY
     use.sliced = tree.args.get("limit") is not None
     return read
 

@@ -31,21 +31,38 @@ def assert_uses_index(
     queryset: Any, index_name: str | None = None, *, large_table: bool = True
 ) -> None:
     """Fail unless the plan reads ``index_name`` (or, without a name, some index of the
-    queryset's own table)."""
+    queryset's own table) to find rows: on PostgreSQL, an index walked in full for its
+    order, with no condition on its columns, does not count."""
     sql, plan, note = _explain(queryset, large_table)
     table = queryset.model._meta.db_table
-    used = plan.indexes.get(table, set()) if index_name is None else plan.all_indexes
+    postgres = connections[queryset.db].vendor == "postgresql"
+    used = {
+        access.index
+        for access in plan.accesses
+        if access.index is not None
+        and (index_name is not None or access.table == table)
+        and not (postgres and access.full)
+    }
     if (index_name is None and used) or (index_name is not None and index_name in used):
         return
     wanted = f"index {index_name!r}" if index_name else f"an index on {table}"
-    raise AssertionError(f"The query does not use {wanted}.\n{_report(sql, plan, note)}")
+    walked = [a.index for a in plan.accesses if a.full and a.index is not None and postgres]
+    why = (
+        f" (it reads every entry of {', '.join(sorted(set(walked)))}: no condition on its columns)"
+        if walked
+        else ""
+    )
+    raise AssertionError(f"The query does not use {wanted}{why}.\n{_report(sql, plan, note)}")
 
 
 def assert_no_seq_scan(queryset: Any, *, large_table: bool = True) -> None:
-    """Fail when the plan reads any table by a sequential (full) scan."""
+    """Fail when the plan reads any table in full: by a sequential scan, or on PostgreSQL
+    through a whole index (its order, no condition on its columns, no ``LIMIT``)."""
     sql, plan, note = _explain(queryset, large_table)
-    if plan.seq_scans:
-        tables = ", ".join(sorted(plan.seq_scans))
+    postgres = connections[queryset.db].vendor == "postgresql"
+    full = {a.table for a in plan.accesses if a.full and (a.index is None or postgres)}
+    if full:
+        tables = ", ".join(sorted(full))
         raise AssertionError(f"The query scans every row of {tables}.\n{_report(sql, plan, note)}")
 
 

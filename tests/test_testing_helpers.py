@@ -67,3 +67,18 @@ def test_with_real_statistics_a_tiny_table_is_scanned(author, postgres_only):
     with pytest.raises(AssertionError) as failure:
         assert_no_seq_scan(books, large_table=False)  # one row: a scan is the right plan
     assert "enable_seqscan" not in str(failure.value)
+
+
+def test_an_index_walked_in_full_for_its_order_is_no_index_use(author, postgres_only):
+    """With sequential scans off, PostgreSQL reads a filter no index serves through the
+    index that gives its order, every entry of it: the table is read in full all the
+    same. Under a LIMIT the walk stops early, and that is a use."""
+    unserved = Book.objects.filter(title="t").order_by("author")
+    with pytest.raises(AssertionError, match="scans every row of shop_book"):
+        assert_no_seq_scan(unserved)
+    with pytest.raises(AssertionError, match="reads every entry of") as failure:
+        assert_uses_index(unserved, _author_index())
+    assert "Index Scan" in str(failure.value)
+    first = Book.objects.order_by("author")[:5]
+    assert_no_seq_scan(first)
+    assert_uses_index(first, _author_index())

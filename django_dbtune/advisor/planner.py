@@ -56,7 +56,9 @@ class Access:
     ...``."""
     index: str | None = None
     full: bool = False
-    """Reads every row (a sequential scan, or SQLite's ``SCAN``, with an index or not)."""
+    """Reads every row (a sequential scan, or SQLite's ``SCAN``, with an index or not; on
+    PostgreSQL an index scan with no condition on the index's columns and no ``LIMIT``
+    above it, which walks the whole index for its order)."""
 
 
 @dataclass
@@ -123,20 +125,24 @@ def read_postgresql(document: Any, text: str = "") -> Plan:
     plan = Plan(cost=float(top["Total Cost"]), top=str(top["Node Type"]), text=text)
     # Depth first, parents before children: a Bitmap Index Scan names no relation, its
     # table is the Bitmap Heap Scan's above it.
-    stack: list[tuple[dict[str, Any], str]] = [(top, "")]
+    stack: list[tuple[dict[str, Any], str, bool]] = [(top, "", False)]
     while stack:
-        node, above = stack.pop()
+        node, above, limited = stack.pop()
         table = str(node.get("Relation Name") or "")
         index = str(node["Index Name"]) if "Index Name" in node else None
+        kind = str(node["Node Type"])
+        limited = limited or kind == "Limit"
         if table or index:
             owner = table or above
-            kind = str(node["Node Type"])
-            plan.accesses.append(
-                Access(owner, f"{kind} on {owner}", index, full=kind == "Seq Scan")
-            )
+            whole_index = kind in _INDEX_SCANS and "Index Cond" not in node and not limited
+            full = kind == "Seq Scan" or whole_index
+            plan.accesses.append(Access(owner, f"{kind} on {owner}", index, full=full))
         children = node.get("Plans", [])
-        stack.extend((child, table or above) for child in reversed(children))
+        stack.extend((child, table or above, limited) for child in reversed(children))
     return plan
+
+
+_INDEX_SCANS = ("Index Scan", "Index Only Scan")
 
 
 def measure_mariadb(connection: BaseDatabaseWrapper, sql: str, params: Any) -> Plan:

@@ -87,7 +87,7 @@ class Health:
             "stats_window": self.stats_window,
             "unused_index_min_days": self.min_days,
             "tables": [asdict(table) for table in self.tables],
-            "indexes": [asdict(index) for index in self.indexes],
+            "indexes": [_index_dict(index) for index in self.indexes],
             "findings": [finding.as_dict() for finding in self.findings],
         }
 
@@ -247,6 +247,13 @@ WHERE s.relname = ANY(%s)
 """
 
 
+def _index_dict(index: IndexStats) -> dict[str, Any]:
+    data = asdict(index)
+    since = index.counted_since
+    data["counted_since"] = since.isoformat(timespec="seconds") if since is not None else None
+    return data
+
+
 def _unused(index: IndexStats) -> bool:
     return index.valid and index.scans == 0 and not index.primary and not index.unique
 
@@ -276,6 +283,15 @@ def _keep_unused(report: Health, window: StatsWindow, schemas: dict[str, ModelSc
         schema = schemas[index.table]
         if index.constraint:
             index.kept = "it backs a constraint"
+            continue
+        since = index.counted_since
+        if since is not None and age_days(window.now, since) < report.min_days:
+            index.kept = (
+                f"its reads are counted only since {since.isoformat(timespec='seconds')}, when "
+                f"{index.table} was last altered (an ALTER TABLE, a migration's or a trial "
+                "index's, starts the count again), under UNUSED_INDEX_MIN_DAYS = "
+                f"{report.min_days:g} days ago"
+            )
             continue
         key = backed_foreign_key(schema, index.name, index.columns, on_table[index.table])
         if key is not None:

@@ -2,7 +2,9 @@
 ``mysql.innodb_index_stats``, index use from ``performance_schema``.
 
 ``performance_schema.table_io_waits_summary_by_index_usage`` counts, per index, the rows read
-through it since the server started (or since someone truncated it). MariaDB ships
+through it since the server started (or since someone truncated it, or an ``ALTER TABLE`` of
+its table ran: a migration, a trial index, ``ALTER INDEX ... IGNORED``; the table's
+``CREATE_TIME`` tells when). MariaDB ships
 ``performance_schema`` switched off: then no index is reported unused, and the report says
 how to switch it on. An index the summary has no row for keeps an unknown count, never a
 made-up zero.
@@ -119,12 +121,23 @@ def mysql_usage(
             reads = {(table, name): int(count) for table, name, count in cursor.fetchall()}
             cursor.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
             uptime = float(cursor.fetchone()[1])
+            # An ALTER TABLE (ADD or DROP INDEX, IGNORED too) starts the table's counts
+            # again, and moves its CREATE_TIME: read in the server's own clock.
+            cursor.execute(
+                "SELECT TABLE_NAME, TIMESTAMPDIFF(SECOND, CREATE_TIME, NOW()) "
+                "FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND CREATE_TIME IS NOT NULL"
+            )
+            altered = {table: float(ago) for table, ago in cursor.fetchall() if ago is not None}
         except DatabaseError as error:
             return None, (
                 f"performance_schema cannot be read by this user ({str(error).strip()}), so "
                 "unused indexes are not looked for: GRANT SELECT ON performance_schema.* to it."
             )
+    now = timezone.now()
     for index in indexes:
         index.scans = reads.get((index.table, index.name))
-    now = timezone.now()
+        ago = altered.get(index.table)
+        if ago is not None and ago < uptime:
+            index.counted_since = now - timedelta(seconds=max(ago, 0.0))
     return StatsWindow(now, now - timedelta(seconds=uptime), "started"), ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass
@@ -35,5 +36,9 @@ class IndexStats:
     """PostgreSQL's access method: ``btree``, ``gin``, ``gist``..."""
     kept: str | None = None
     """Why an index no query used is not advised for removal (None: it is, or it is used)."""
+    counted_since: datetime | None = None
+    """MariaDB and MySQL: when its count of reads began, where that is after the server
+    started (an ALTER TABLE of its table, a migration's or a trial index's, starts it
+    again)."""
     scans_by_node: dict[str, int] = field(default_factory=dict)
     """With replicas: the scans counted on each database alias (``scans`` is their sum)."""

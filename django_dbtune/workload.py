@@ -324,13 +324,36 @@ def process_recorder() -> Recorder | None:
     return current
 
 
+_later: dict[int, threading.Timer] = {}
+"""The timer that will write what a recorder (by its id) holds, while one is set."""
+_later_lock = threading.Lock()
+
+
 def add_request(recorder: Recorder, log: QueryLog) -> None:
+    """Adds one request's queries; written now when the last write is ``FLUSH_SECONDS`` old,
+    else by a timer then, so a server that goes quiet and is stopped in a way that runs no
+    exit handler (SIGTERM to runserver) loses at most that much."""
     global _flushed_at
     recorder.add(log)
     now = time.monotonic()
     if now - _flushed_at >= FLUSH_SECONDS:
         _flushed_at = now
         recorder.flush_quietly()
+        return
+    with _later_lock:
+        if id(recorder) not in _later:
+            wait = FLUSH_SECONDS - (now - _flushed_at)
+            timer = _later[id(recorder)] = threading.Timer(wait, _flush_later, [recorder])
+            timer.daemon = True
+            timer.start()
+
+
+def _flush_later(recorder: Recorder) -> None:
+    global _flushed_at
+    with _later_lock:
+        _later.pop(id(recorder), None)
+    _flushed_at = time.monotonic()
+    recorder.flush_quietly()
 
 
 # --- The workload store: a cache every process and host writes to -----------------------

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient, override_settings
@@ -49,6 +51,28 @@ def test_a_workload_file_records_every_request(client, settings, tmp_path):
     (shape,) = workload.read(path)
     assert shape.calls == 2 and shape.orm.model == "publisher.Tag"
     assert list(shape.call_sites) == ["tests/views.py:15 in sync_tags"]
+
+
+@pytest.mark.django_db
+def test_a_workload_file_gets_the_last_requests_without_another_request(
+    client, settings, tmp_path, monkeypatch
+):
+    """A burst of requests, then nothing: a timer writes what the burst left, so a server
+    stopped without running exit handlers (SIGTERM to runserver) does not lose it."""
+    from django_dbtune import workload
+
+    Tag.objects.create(name="a")
+    path = tmp_path / "site.jsonl"
+    settings.DBTUNE = {"WORKLOAD_FILE": str(path)}
+    monkeypatch.setattr(workload, "FLUSH_SECONDS", 0.3)
+    workload._flushed_at = 0.0
+    for _ in range(3):
+        client.get("/sync/tags/")
+    assert [s.calls for s in workload.read(path)] == [1]  # the first, at once
+    deadline = time.monotonic() + 5
+    while [s.calls for s in workload.read(path)] != [3] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [s.calls for s in workload.read(path)] == [3]  # the other two, by the timer
 
 
 @pytest.mark.django_db

@@ -391,7 +391,8 @@ def read_store(alias: str) -> list[Shape]:
                 shape = Shape.from_dict(json.loads(line))
             except (ValueError, KeyError, TypeError) as error:
                 raise WorkloadError(
-                    f"Cache {alias!r}: line {number} of an entry is not a workload line ({error})."
+                    f"Cache {alias!r}: line {number} of an entry is not a workload line "
+                    f"({_why(error)})."
                 ) from None
             if shape.key in merged:
                 merged[shape.key].merge(shape)
@@ -436,7 +437,14 @@ def _lines(path: Path) -> Iterator[Shape]:
                 + (
                     "the line is cut short (was the recording process stopped while writing?)"
                     if truncated
-                    else f"not a workload line ({error})"
+                    else f"not a workload line ({_why(error)})"
                 )
                 + ". Record the workload again, or remove that line."
             ) from None
+
+
+def _why(error: Exception) -> str:
+    """What is wrong with a line, in words: a KeyError's text is only the key."""
+    if isinstance(error, KeyError):
+        return f"no {error.args[0]!r} in it"
+    return str(error)

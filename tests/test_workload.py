@@ -94,6 +94,7 @@ def test_lines_from_several_runs_and_processes_merge(books, tmp_path):
         ('{"v": 1, "database": "default"', "line 1: the line is cut short"),
         ("not json\n", "line 1: not a workload line"),
         ('{"v": 99}\n', "not a version-1 workload line"),
+        ('{"v": 1}\n', r"line 1: not a workload line \(no 'database' in it\)"),
         ("", "records no queries"),
     ],
 )

@@ -22,6 +22,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -79,7 +80,7 @@ class Shape:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.database, self.sql)
+        return (self.database, without_page(self.sql))
 
     def merge(self, other: Shape) -> None:
         self.calls += other.calls
@@ -200,7 +201,7 @@ class Recorder:
             for record in log:
                 if record.error is not None:
                     continue
-                key = (record.alias, record.sql)
+                key = (record.alias, without_page(record.sql))
                 shape = self.shapes.get(key)
                 if shape is None:
                     shape = self.shapes[key] = Shape(
@@ -448,3 +449,13 @@ def _why(error: Exception) -> str:
     if isinstance(error, KeyError):
         return f"no {error.args[0]!r} in it"
     return str(error)
+
+
+_PAGE = re.compile(r"\sLIMIT\s+-?\d+(?:\s+OFFSET\s+\d+)?\s*$", re.IGNORECASE)
+
+
+def without_page(sql: str) -> str:
+    """The SQL without the page it reads: Django writes ``LIMIT 25 OFFSET 50`` into the
+    text, so every page of one list (and its ``first()``) is one shape, as
+    ``pg_stat_statements`` counts it. The shape keeps the text of its first page."""
+    return _PAGE.sub(" LIMIT ?", sql) if "LIMIT" in sql else sql

@@ -503,6 +503,19 @@ def test_a_role_that_may_not_read_others_statements_is_told_what_to_grant(statem
             cursor.execute("RESET ROLE")
 
 
+def test_every_page_of_a_list_is_one_shape(books, tmp_path):
+    """Django writes LIMIT and OFFSET into the SQL: each page was a shape of its own, and a
+    finding listed the list's line once per page."""
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for start in (0, 2, 4):
+            list(Book.objects.order_by("title")[start : start + 2])
+    (shape,) = [s for s in workload.read(path) if s.orm]
+    assert shape.calls == 3
+    assert shape.sql.endswith("LIMIT 2")  # the first page's text, for the planner
+    assert list(shape.call_sites.values()) == [3]
+
+
 def test_a_get_on_a_model_with_meta_ordering_is_not_given_the_ordering(db, tmp_path):
     """get() drops Meta.ordering (its SQL has no ORDER BY): the index it needs is its filter
     alone, not the filter with the ordering's columns (a bigger index that serves nothing

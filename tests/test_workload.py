@@ -218,6 +218,34 @@ def test_hypopg_proves_the_index_the_queries_lack(recorded):
         assert cursor.fetchone()[0] == 0  # nothing hypothetical left behind
 
 
+def test_an_index_tried_after_another_says_what_its_figures_are_measured_against(
+    postgres_only, db, tmp_path
+):
+    """Its reduction is what it adds to the index accepted before it; its largest saving is
+    shown against the database as it is. One message mixed the two without a word."""
+    author = Author.objects.create(name="A")
+    Book.objects.bulk_create(
+        [Book(title=f"t{i}", summary=f"s{i}", author=author) for i in range(20000)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE shop_book")
+    _hypopg(True)
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        for i in range(5):
+            list(Book.objects.filter(title=f"t{i}"))
+        for i in range(3):
+            list(Book.objects.filter(summary=f"s{i}"))
+    findings, _ = _suggest(path)
+    assert sorted(f["fields"] for f in findings) == [["summary"], ["title"]]
+    messages = [f["message"] for f in findings]
+    [second] = [m for m in messages if "beyond the indexes suggested before it" in m]
+    [first] = [m for m in messages if m is not second]
+    assert "largest saving: Seq Scan" in first
+    assert "beyond the indexes suggested before it (threshold 20%)" in second
+    assert "the largest saving, against the database as it is: Seq Scan" in second
+
+
 def test_a_higher_threshold_than_the_gain_suggests_nothing(recorded):
     _hypopg(True)
     findings, err = _suggest(recorded, "--min-cost-reduction", "99.9")

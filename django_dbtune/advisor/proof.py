@@ -365,13 +365,17 @@ def _finding(
         )
     what = "the rows read fall" if measured else "the estimated cost falls"
     shown = "{:,.0f}" if measured else "{:.1f}"
+    # Tried after others were accepted: its reduction is what it adds to them, while the
+    # largest saving is shown against the database as it is.
+    beyond = " beyond the indexes suggested before it" if trial.baseline else ""
+    against = ", against the database as it is" if trial.baseline else ""
     message = (
         f"{recorded(len(shapes), calls, total_ms, ('filters or sorts', 'filter or sort'))} "
         f"{model._meta.object_name} by ({', '.join(candidate.fields)}){covering}. "
         f"{'Run' if measured else 'Planned'} with {how}, "
         f"{'its' if len(shapes) == 1 else 'their'} {what.removeprefix('the ')} by "
-        f"{trial.reduction:.0%} (threshold "
-        f"{min_reduction:.0%}); the largest saving: "
+        f"{trial.reduction:.0%}{beyond} (threshold "
+        f"{min_reduction:.0%}); the largest saving{against}: "
         f"{before.reading(table)} {before.unit} {shown.format(before.cost)} -> "
         f"{after.reading(table).replace(trial.name, trial.proposal.name)} "
         f"{after.unit} {shown.format(after.cost)}."

@@ -157,3 +157,14 @@ def test_a_search_index_the_code_uses_is_never_called_unused(db):
         is None
     )
     assert "expression index" in serving_use(schema, index("listing_upper_trgm", (), "gin"), [])
+
+
+def test_a_period_under_an_hour_is_said_in_minutes():
+    """A fresh server printed "statistics cover 0.0 hours"."""
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    started = StatsWindow(now, now - timedelta(minutes=3), "started").describe()
+    assert started.startswith("statistics cover 3 minutes (since")
+    assert "cover 1 minute (" in StatsWindow(now, now - timedelta(seconds=70), "reset").describe()
+    assert "cover 2.0 hours" in StatsWindow(now, now - timedelta(hours=2), "reset").describe()

@@ -233,6 +233,9 @@ def age_days(now: datetime, then: datetime) -> float:
 def _days(days: float | None) -> str:
     if days is None:
         return "an unknown period"
+    if days * 24 < 1:  # a fresh server or database: "0.0 hours" says nothing
+        minutes = days * 24 * 60
+        return f"{minutes:.0f} minute{'' if round(minutes) == 1 else 's'}"
     if days < 1:
         return f"{days * 24:.1f} hours"
     return f"{days:.1f} days"

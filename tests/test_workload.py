@@ -531,6 +531,23 @@ def test_a_role_that_may_not_read_others_statements_is_told_what_to_grant(statem
             cursor.execute("RESET ROLE")
 
 
+@BUILDS
+def test_a_recorded_field_the_model_no_longer_has_is_counted_as_left_out(books, tmp_path):
+    """A workload recorded before a field was renamed: said, not dropped without a word."""
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        list(Book.objects.filter(title="t1"))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        if line.get("orm"):
+            line["orm"]["equality"] = ["old_title"]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if connection.vendor == "postgresql":
+        _hypopg(True)
+    _, err = _suggest_text(path)
+    assert "queries on fields the model does not have" in err.getvalue()
+
+
 def test_every_page_of_a_list_is_one_shape(books, tmp_path):
     """Django writes LIMIT and OFFSET into the SQL: each page was a shape of its own, and a
     finding listed the list's line once per page."""

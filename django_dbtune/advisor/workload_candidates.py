@@ -144,6 +144,9 @@ def workload_candidates(
         if schema is None or model is None:
             outcome.skip("queries on tables no model of the checked apps owns")
             continue
+        if _unknown_fields(shape.orm, model):
+            outcome.skip("queries on fields the model does not have (recorded before a change?)")
+            continue
         by_model.setdefault(shape.orm.model, []).append(shape)
         usage = usage_of(shape, model)
         if usage is None:
@@ -194,6 +197,14 @@ def workload_candidates(
     for entry in served.values():
         entry.shapes = by_model[entry.model._meta.label]
     return list(served.values())
+
+
+def _unknown_fields(orm: OrmUse, model: type[Model]) -> bool:
+    """A recorded field the model lacks (renamed or removed since the recording)."""
+    names = {f.name for f in model._meta.concrete_fields} | {"pk"}
+    recorded = [*orm.equality, *orm.ranges, *orm.patterns, *orm.single]
+    recorded += [name for name, _ in orm.contains] + [name.lstrip("-") for name in orm.sort]
+    return any(name.split("__")[0] not in names for name in recorded)
 
 
 def _literals(shape: Shape, schema: ModelSchema) -> dict[str, Any]:

@@ -504,3 +504,16 @@ def test_a_trigram_index_serves_the_search_it_was_made_for_and_no_other(
     assert code_search["sql"].endswith('USING gin ("code" gin_trgm_ops)')
     label = [f["index"] for (_, fields), f in found.items() if fields == ("label",)]
     assert [index["opclasses"] for index in label] == [[]], "only the sort is left"
+
+
+def test_runsql_on_a_database_with_no_prefix_indexes_is_refused_before_writing(project):
+    """--runsql writes MariaDB's and MySQL's TEXT prefix indexes; elsewhere it did nothing,
+    without a word (and wrote the other indexes)."""
+    from tests.test_writer import manage
+
+    if project.env["DBTUNE_DB"] == "mariadb":
+        pytest.skip("needs a database other than MariaDB/MySQL: run with DBTUNE_DB=sqlite")
+    result = manage(project, "suggest_indexes", "--write", "--runsql", check=False)
+    assert result.returncode == 1
+    assert "--runsql writes MariaDB's and MySQL's prefix indexes" in result.stderr
+    assert not list(project.glob("*/migrations/0002_*.py"))

@@ -180,6 +180,11 @@ class Command(BaseCommand):
             )
         if options["runsql"] and not options["write"]:
             raise CommandError("--runsql only applies with --write.")
+        if options["runsql"] and connections[database].vendor != "mysql":
+            raise CommandError(
+                "--runsql writes MariaDB's and MySQL's prefix indexes of TEXT columns; "
+                f"database {database!r} is {connections[database].vendor}, which needs none."
+            )
         if options["concurrently"] and connections[database].vendor != "postgresql":
             raise CommandError(
                 "--concurrently needs PostgreSQL (AddIndexConcurrently); "

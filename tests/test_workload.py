@@ -548,6 +548,22 @@ def test_a_recorded_field_the_model_no_longer_has_is_counted_as_left_out(books, 
     assert "queries on fields the model does not have" in err.getvalue()
 
 
+@BUILDS
+def test_a_statement_that_reads_no_table_is_not_called_raw_sql(books, tmp_path):
+    """MariaDB's backend asks SELECT VERSION(), @@sql_mode ... as a request opens its
+    connection: the workload called it raw SQL in a project that has none."""
+    path = tmp_path / "workload.jsonl"
+    with workload.record(path):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        list(Book.objects.filter(title="t1"))
+    if connection.vendor == "postgresql":
+        _hypopg(True)
+    _, err = _suggest_text(path)
+    assert "statements that read no table" in err.getvalue()
+    assert "raw SQL" not in err.getvalue()
+
+
 def test_every_page_of_a_list_is_one_shape(books, tmp_path):
     """Django writes LIMIT and OFFSET into the SQL: each page was a shape of its own, and a
     finding listed the list's line once per page."""

@@ -136,6 +136,9 @@ def workload_candidates(
     for shape in shapes:
         if shape.kind != "read":
             continue
+        if not shape.tables:  # SELECT VERSION(), @@sql_mode: Django setting up a connection
+            outcome.skip("statements that read no table (no index can serve them)")
+            continue
         if shape.orm is None:
             outcome.skip("queries not from the ORM (raw SQL) or with no ORM detail")
             continue

@@ -3,6 +3,8 @@ queryset is built, keeping formatting and comments; anything else left as it was
 
 import importlib
 import json
+import shutil
+import subprocess
 import sys
 import textwrap
 import time
@@ -262,6 +264,38 @@ def test_a_count_fix_changes_the_read_too_or_nothing(tmp_path):
     elsewhere = plan(finding(target, call_site=f"{path}:3 in rows"))
     assert elsewhere.files == {}
     assert "no .<relation>.count() call on line 3" in elsewhere.skipped[0][1]
+
+
+def test_the_count_import_goes_where_isort_puts_it_not_below_relative_imports(tmp_path):
+    """A written fix must not fail the project's linter: libcst added the import after
+    ``from .models import ...``, which ruff's and isort's import order reject."""
+    path = tmp_path / "views.py"
+    path.write_text(
+        "from django.shortcuts import render\n"
+        "\n"
+        "from .models import Author\n"
+        "\n"
+        "\n"
+        "def rows(request):\n"
+        "    authors = Author.objects.order_by('id')\n"
+        "    return [a.books.count() for a in authors]\n"
+    )
+    target = FixTarget("add", count_annotations=("books",), file=str(path), line=7)
+    text = plan(finding(target, call_site=f"{path}:8 in rows")).files[path]
+    assert text.startswith(
+        "from django.db.models import Count\n"
+        "from django.shortcuts import render\n"
+        "\n"
+        "from .models import Author\n"
+    )
+    checked = tmp_path / "checked.py"
+    checked.write_text(text)
+    ruff = shutil.which("ruff")
+    if ruff is not None:  # the linter a project runs: its import order holds
+        done = subprocess.run(
+            [ruff, "check", "--isolated", "--select", "I", str(checked)], capture_output=True
+        )
+        assert done.returncode == 0, done.stdout.decode()
 
 
 def test_every_fix_of_one_file_is_written_when_an_earlier_one_moves_its_lines(

@@ -10,6 +10,7 @@ drives the system checks (``checks.py``) and the docs.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -233,6 +234,14 @@ def problems(value: object) -> list[Problem]:
     return found
 
 
+def _cache_off(problem: str) -> None:
+    logging.getLogger("django_dbtune.cache").error(
+        "The query cache is off: %s Every .cached() read goes to the database until DBTUNE "
+        "is fixed (manage.py check names the mistake).",
+        problem,
+    )
+
+
 class Settings:
     """Typed access to the DBTUNE setting, each option resolved once (see the module)."""
 
@@ -345,8 +354,20 @@ class Settings:
     def cache_active(self) -> bool:
         """The query cache is on: the master switch and ``CACHE_ENABLED`` both say so.
         Reads and the write watcher ask the same question, so one can never serve what the
-        other did not watch."""
-        return self.ENABLED and self.CACHE_ENABLED
+        other did not watch. Off, and said once in the log, while a setting it reads is
+        wrong: a server that runs no system checks (gunicorn) must serve every page."""
+        try:
+            active = self.ENABLED and self.CACHE_ENABLED
+        except ImproperlyConfigured as error:
+            _cache_off(str(error))
+            return False
+        if active:
+            user = getattr(django_settings, "DBTUNE", {})
+            wrong = [p for p in problems(user) if (p.key or "").startswith("CACHE")]
+            if wrong:
+                _cache_off(wrong[0].message)
+                return False
+        return active
 
     @cached_property
     def CACHE_ALIAS(self) -> str:

@@ -1666,6 +1666,20 @@ def test_deletes_stay_fast():
     assert not post_delete.has_listeners(Tag)
 
 
+@pytest.mark.parametrize("wrong", [{"CACHE_ENABLED": "yes"}, {"CACHE_TIMEOUT": "300"}])
+def test_a_wrong_cache_setting_turns_the_cache_off_and_fails_no_read(
+    shop, settings, wrong, caplog
+):
+    """gunicorn runs no system checks: every .cached() read raised ImproperlyConfigured, and
+    every page with one answered 500."""
+    settings.DBTUNE = {"CACHE_ENABLED": True, **wrong}
+    with caplog.at_level("ERROR", logger="django_dbtune.cache"):
+        assert titles() == database_titles()
+        assert titles() == database_titles()
+    [logged] = [r for r in caplog.records if "The query cache is off" in r.getMessage()]
+    assert repr(next(iter(wrong))) in logged.getMessage()
+
+
 def test_bad_arguments_are_clear_errors(shop):
     with pytest.raises(DbtuneError, match="positive whole number of seconds"):
         Book.cached_objects.cached(timeout=-1)

@@ -263,6 +263,9 @@ class Proof:
     function applied at once (one loop's N+1s, fixed in one edit)."""
     together_with: tuple[str, ...] = ()
     """Those other findings' lines."""
+    earlier: bool = False
+    """Measured on an earlier request of the same page in this process (the middleware and
+    the toolbar prove a fix once): its counts are that request's."""
 
     @property
     def text(self) -> str:
@@ -275,6 +278,7 @@ class Proof:
         elif self.status_before is not None and self.status_after is not None:
             parts.append(f"status {self.status_before} -> {self.status_after}")
         measured = ", ".join(parts)
+        when = " (on an earlier request of this page: its counts)" if self.earlier else ""
         if self.verdict == "proven":
             text = f"proven: re-run with the fix, {measured}"
             if self.together is not None and self.before is not None:
@@ -282,9 +286,9 @@ class Proof:
                     f"; with the fix for {' and '.join(self.together_with)} too: "
                     f"{self.before} -> {self.together} queries"
                 )
-            return text
+            return text + when
         detail = "; ".join(part for part in (self.reason, measured) if part)
-        return f"unproven: {detail}" if detail else "unproven"
+        return (f"unproven: {detail}" if detail else "unproven") + when
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -296,6 +300,7 @@ class Proof:
             "reason": self.reason,
             "together": self.together,
             "together_with": list(self.together_with),
+            "earlier": self.earlier,
         }
 
 

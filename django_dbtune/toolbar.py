@@ -142,13 +142,15 @@ class NPlusOnePanel(_DbtunePanel):
             row = finding.as_dict()
             row["headline"] = finding.message.splitlines()[0]
             row["proof_text"] = finding.proof.text if finding.proof is not None else None
+            row["fix_label"] = _fix_label(finding)
             rows.append(row)
         return {
             "findings": rows,
             "elsewhere": report is None and self._outer,
             "n_plus_one": sum(1 for f in findings if f.kind == "n_plus_one"),
             "unused": sum(1 for f in findings if f.kind != "n_plus_one"),
-            "extra_queries": sum(f.count for f in findings),
+            # An unused eager load costs its own query; it adds none per row.
+            "extra_queries": sum(f.count for f in findings if f.kind == "n_plus_one"),
         }
 
     def subtitle_of(self, stats: dict[str, Any]) -> str:
@@ -169,6 +171,13 @@ class NPlusOnePanel(_DbtunePanel):
             return
         downstream = self.toolbar.panels[-1].get_response
         prove_request(request, report, lambda: downstream(request).status_code)
+
+
+def _fix_label(finding: Any) -> str:
+    """A fix is called one only when running the page again with it proved it."""
+    if finding.proof is None:
+        return "Suggested fix (not tried)"
+    return "Fix" if finding.proof.verdict == "proven" else "Suggested fix (unproven)"
 
 
 def _detecting() -> bool:

@@ -110,6 +110,49 @@ def test_the_n_plus_one_panel_proves_the_fix_by_running_the_request_again(shop):
     forget_proofs()
 
 
+def unused_prefetch_view(request):
+    authors = list(Author.objects.prefetch_related("books"))  # the books are never read
+    return HttpResponse(", ".join(author.name for author in authors))
+
+
+def test_an_unused_eager_load_adds_no_extra_query_and_its_note_follows_its_proof(shop):
+    """It was counted as an extra query, and a proven removal kept the "Unproven" note
+    beside "proven: re-run with the fix"."""
+    from django_dbtune.nplusone.proof import PROVEN_UNUSED, forget_proofs
+
+    forget_proofs()
+    panel = run(NPlusOnePanel, unused_prefetch_view)
+    stats = panel.get_stats()
+    assert (stats["n_plus_one"], stats["unused"], stats["extra_queries"]) == (0, 1, 0)
+    content = valid_html(panel.content)
+    assert "0 N+1 findings, 1 unused eager load." in content
+    [finding] = stats["findings"]
+    assert finding["proof"]["verdict"] == "proven"
+    assert finding["advice"] == PROVEN_UNUSED and "Unproven" not in content
+    again = run(NPlusOnePanel, unused_prefetch_view)  # proven once per process: kept
+    [finding] = again.get_stats()["findings"]
+    assert finding["advice"] == PROVEN_UNUSED
+    forget_proofs()
+
+
+def test_a_proof_from_an_earlier_request_says_so(shop):
+    """Proven once per process: on a later request with more rows the page's counts grew,
+    and the old 4 -> 1 stood beside them as if measured now."""
+    from django_dbtune.nplusone.proof import forget_proofs
+
+    forget_proofs()
+    first = labelled(run(NPlusOnePanel, n_plus_one_view).content).values["Proof"]
+    assert "earlier request" not in first
+    author = Author.objects.create(name="A9")
+    Book.objects.create(title="B9", author=author)
+    later = run(NPlusOnePanel, n_plus_one_view)
+    assert later.get_stats()["extra_queries"] == 4
+    proof = labelled(later.content).values["Proof"]
+    assert proof.startswith("proven: re-run with the fix, 4 -> 1 queries")
+    assert proof.endswith("(on an earlier request of this page: its counts)")
+    forget_proofs()
+
+
 def test_the_panels_chained_under_asgi(shop):
     async def view(request):
         return await sync_to_async(n_plus_one_view)(request)
@@ -475,6 +518,9 @@ def test_the_middleware_behind_the_toolbar_still_logs_and_raises(shop, settings,
     with caplog.at_level("WARNING", logger="django_dbtune.nplusone"):
         panel = run(NPlusOnePanel, behind)
     assert [f["relation"] for f in panel.get_stats()["findings"]] == ["shop.Book.author"]
+    # The middleware proves nothing unless asked (NPLUSONE_PROVE): not called a fix.
+    assert labelled(panel.content).code["Suggested fix (not tried)"] == '.select_related("author")'
+
     logged = [r.getMessage() for r in caplog.records if r.name == "django_dbtune.nplusone"]
     assert len(logged) == 1 and "N+1 on shop.Book.author" in logged[0]
     settings.DBTUNE = {"NPLUSONE_RAISE": True}

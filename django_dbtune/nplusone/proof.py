@@ -234,8 +234,9 @@ def rerun(
     return prove(findings, run)
 
 
-_settled: dict[tuple[object, ...], Proof | None] = {}
-"""Proofs already measured in this process, by fix (None: a removal the run disproved)."""
+_settled: dict[tuple[object, ...], NPlusOneFinding | None] = {}
+"""Findings already proven in this process, by fix, as their proof left them (None: a
+removal the run disproved)."""
 _settled_lock = threading.Lock()
 
 
@@ -248,16 +249,32 @@ def rerun_once(
     toolbar, which see the same page again and again): a fix proven before keeps the proof
     measured then."""
     fresh = [finding for finding in findings if _settled_key(finding) not in _settled]
+    now: dict[tuple[object, ...], NPlusOneFinding] = {}
     if fresh:
-        measured = {_settled_key(f): f.proof for f in rerun(fresh, call, aliases)}
+        now = {_settled_key(f): f for f in rerun(fresh, call, aliases)}
         with _settled_lock:
             for finding in fresh:
-                _settled[_settled_key(finding)] = measured.get(_settled_key(finding))
+                _settled[_settled_key(finding)] = now.get(_settled_key(finding))
     kept = []
     for finding in findings:
-        proof = _settled.get(_settled_key(finding))
-        if proof is not None:
-            kept.append(replace(finding, proof=proof))
+        key = _settled_key(finding)
+        if key in now:
+            kept.append(now[key])
+            continue
+        settled = _settled.get(key)
+        if settled is not None and settled.proof is not None:
+            # What the proof changed comes along (a proven removal's note, the fix the
+            # proof settled on), and the proof says it was measured on another request.
+            proof = replace(settled.proof, earlier=True)
+            kept.append(
+                replace(
+                    finding,
+                    proof=proof,
+                    advice=settled.advice,
+                    fix=settled.fix,
+                    proven_fix=settled.proven_fix,
+                )
+            )
     return kept
 
 

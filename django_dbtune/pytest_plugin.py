@@ -84,6 +84,62 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_FINDINGS] = []
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A baseline to update must have a place before the run, not after it."""
+    config = session.config
+    if _FINDINGS not in config.stash:
+        return
+    try:
+        path = _baseline(config)
+    except Exception:  # no Django settings to read DBTUNE from
+        path = None
+    if path is None:
+        raise pytest.UsageError(_NEEDS_A_FILE)
+    if not path.parent.is_dir():
+        raise pytest.UsageError(
+            f"--dbtune-nplusone-update-baseline: the folder {path.parent} does not exist "
+            f"(the baseline file {path.name} is written there); make it first."
+        )
+
+
+_NEEDS_A_FILE = (
+    "--dbtune-nplusone-update-baseline needs a file: pass --dbtune-nplusone-baseline "
+    'PATH or set DBTUNE["NPLUSONE_BASELINE"].'
+)
+
+_MARKER_OPTIONS = {
+    "raise_": "True or False",
+    "threshold": "a whole number of 2 or more",
+    "allow": "a list of allow rules",
+    "unused_eager_loads": "True, False or None",
+}
+
+
+def _marker_options(marker: pytest.Mark) -> dict[str, Any]:
+    """The marker's keyword arguments, checked: a misspelt or positional one fails the
+    test with what the marker takes, never silently or from inside detect()."""
+    known = ", ".join(f"{name}= ({wanted})" for name, wanted in _MARKER_OPTIONS.items())
+    if marker.args:
+        pytest.fail(
+            f"@pytest.mark.dbtune_nplusone takes keyword arguments only ({known}); got "
+            f"{', '.join(map(repr, marker.args))}.",
+            pytrace=False,
+        )
+    for name, value in marker.kwargs.items():
+        bad = (
+            name not in _MARKER_OPTIONS
+            or (name == "raise_" and not isinstance(value, bool))
+            or (name == "unused_eager_loads" and value is not None and not isinstance(value, bool))
+            or (name == "threshold" and (type(value) is not int or value < 2))
+        )
+        if bad:
+            pytest.fail(
+                f"@pytest.mark.dbtune_nplusone({name}={value!r}): it takes {known}.",
+                pytrace=False,
+            )
+    return dict(marker.kwargs)
+
+
 def _baseline(config: pytest.Config) -> Path | None:
     option = config.getoption("--dbtune-nplusone-baseline")
     if option:
@@ -124,7 +180,7 @@ def _detect_nplusone(item: pytest.Item) -> Iterator[None]:
     from django_dbtune.errors import NPlusOneError
     from django_dbtune.nplusone import describe, detect
 
-    options = dict(marker.kwargs) if marker is not None else {}
+    options = _marker_options(marker) if marker is not None else {}
     raise_ = options.pop("raise_", True) if marker is not None else mode == "raise"
     updating = _FINDINGS in config.stash
     baseline: Path | Literal[False] | None = False if updating else _baseline(config)
@@ -172,16 +228,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     path = _baseline(config)
     if path is None:
-        raise pytest.UsageError(
-            "--dbtune-nplusone-update-baseline needs a file: pass --dbtune-nplusone-baseline "
-            'PATH or set DBTUNE["NPLUSONE_BASELINE"].'
-        )
+        raise pytest.UsageError(_NEEDS_A_FILE)
     from django_dbtune.nplusone.allow import write_baseline
 
     findings: list[Any] = config.stash[_FINDINGS]
-    count = write_baseline(path, findings)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        count = write_baseline(path, findings)
+    except OSError as error:  # (the folder was checked at the start; it may have gone)
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        if reporter is not None:
+            reporter.write_line(f"django-dbtune: could not write {path}: {error.strerror}.")
+        return
     if reporter is not None:
+        reporter.ensure_newline()  # not after the progress dots
         reporter.write_line(f"django-dbtune: wrote {count} known N+1 finding(s) to {path}")
 
 

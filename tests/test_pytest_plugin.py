@@ -56,9 +56,9 @@ def test_fixture(books, dbtune_nplusone):
 """
 
 
-def run_pytest(tmp_path, *args):
+def run_pytest(tmp_path, *args, tests=TESTS):
     test_file = tmp_path / "test_sample.py"
-    test_file.write_text(textwrap.dedent(TESTS))
+    test_file.write_text(textwrap.dedent(tests))
     # The inner run uses in-memory SQLite: on PostgreSQL it would create and drop the very
     # test database this run is using.
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "DBTUNE_DB": "sqlite"}
@@ -143,6 +143,52 @@ def test_baseline_then_only_new_findings(tmp_path):
         tmp_path, "--dbtune-nplusone=raise", f"--dbtune-nplusone-baseline={baseline}"
     )
     assert status == 0, output
+
+
+def test_a_baseline_with_no_place_is_refused_before_the_run(tmp_path):
+    """It ran every test, then ended in a traceback (a missing folder) or an error (no
+    file named) after the whole suite."""
+    missing = tmp_path / "nodir" / "baseline.json"
+    update = ["--dbtune-nplusone=warn", "--dbtune-nplusone-update-baseline"]
+    status, output = run_pytest(tmp_path, *update, f"--dbtune-nplusone-baseline={missing}")
+    assert status == 4, output
+    assert f"the folder {missing.parent} does not exist" in output
+    assert "Traceback" not in output and "passed" not in output
+    status, output = run_pytest(tmp_path, *update)
+    assert status == 4, output
+    assert "needs a file" in output and "passed" not in output
+
+
+MARKED = """
+import pytest
+from tests.shop.models import Author, Book
+
+
+@pytest.mark.dbtune_nplusone("warn")
+def test_positional(db):
+    list(Book.objects.all())
+
+
+@pytest.mark.dbtune_nplusone(bogus=1)
+def test_unknown(db):
+    list(Book.objects.all())
+
+
+@pytest.mark.dbtune_nplusone(raise_="no")
+def test_not_a_bool(db):
+    list(Book.objects.all())
+"""
+
+
+def test_a_marker_used_wrongly_fails_its_test_saying_what_it_takes(tmp_path):
+    """A positional argument was ignored, an unknown one raised a TypeError from inside the
+    plugin, and raise_="no" counted as true."""
+    status, output = run_pytest(tmp_path, tests=MARKED)
+    assert status == 1 and "3 failed" in output, output
+    assert "takes keyword arguments only" in output and "got 'warn'" in output
+    assert "dbtune_nplusone(bogus=1): it takes raise_= (True or False)" in output
+    assert "dbtune_nplusone(raise_='no')" in output
+    assert "TypeError" not in output
 
 
 def test_update_baseline_needs_a_mode(tmp_path):

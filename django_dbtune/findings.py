@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -354,18 +354,11 @@ class NPlusOneFinding:
     @property
     def headline(self) -> str:
         """What it is, without its count: ``N+1 on shop.Book.author``, or the unused load."""
-        if self.kind == "n_plus_one":
-            return f"N+1 on {', '.join(self.relations)}"
-        if self.kind == "unused_select_related":
-            return f'Unused select_related("{self.path}") on {self.model}'
-        return f'Unused prefetch_related("{self.path}") on {self.model}'
+        return headline_of(self.kind, self.relations, self.path, self.model)
 
     @property
     def message(self) -> str:
-        what = self.headline
-        if self.kind == "n_plus_one":
-            what = f"{what}: {self.count} extra queries"
-        lines = [what]
+        lines = [titled(self.kind, self.relations, self.path, self.model, self.count)]
         if self.call_site:
             lines.append(f"  triggered at {self.call_site}")
         if self.queryset_site:
@@ -413,3 +406,20 @@ class NPlusOneFinding:
             "target": self.target.as_dict() if self.target is not None else None,
             "proof": self.proof.as_dict() if self.proof is not None else None,
         }
+
+
+def headline_of(kind: str, relations: Sequence[str], path: str, model: str) -> str:
+    """An N+1 finding's headline from its fields (as its JSON has them too)."""
+    if kind == "n_plus_one":
+        return f"N+1 on {', '.join(relations)}"
+    if kind == "unused_select_related":
+        return f'Unused select_related("{path}") on {model}'
+    return f'Unused prefetch_related("{path}") on {model}'
+
+
+def titled(kind: str, relations: Sequence[str], path: str, model: str, count: int) -> str:
+    """The first line of a finding's message: its headline, with the extra queries."""
+    what = headline_of(kind, relations, path, model)
+    if kind != "n_plus_one":
+        return what
+    return f"{what}: {count} extra quer{'y' if count == 1 else 'ies'}"

@@ -59,9 +59,17 @@ def test_n_plus_one_findings_can_come_from_a_recorded_run(site, tmp_path):
     recorded = tmp_path / "nplusone.json"
     recorded.write_text(out.getvalue())
     html = report(tmp_path, "--nplusone", str(recorded)).read_text()
-    assert "N+1 queries: crawler.PageResult.crawl_job" in html
     assert "proven: re-run with the fix, " in html
     assert f"recorded in {recorded}" in html
+    # The same title as the page requested here has (it lost its count, and its words).
+    requested = report(tmp_path, "--url", "/crawler/pages/").read_text()
+
+    def titles(page):
+        return [h.text for h in section(parse(page), "nplusone").find_all("h3")]
+
+    assert titles(html) == titles(requested)
+    assert titles(html)[0].startswith("N+1 on crawler.PageResult.crawl_job")
+    assert titles(html)[0].endswith(" extra queries")
 
 
 @pytest.mark.parametrize(
@@ -92,6 +100,9 @@ def test_a_page_that_did_not_answer_2xx_is_shown_with_its_status(tmp_path):
     html = (tmp_path / "report.html").read_text()  # written all the same
     assert "GET /no/such/page/ answered 404" in html
     assert "No N+1 queries" not in html
+    # Its summary row is "not checked", never 0 findings: no page was looked at.
+    [row] = [r for r in parse(html).find_all("tr") if "N+1 queries" in r.text]
+    assert row.find(cls="not-checked").text == "not checked"
 
 
 def test_a_login_protected_page_needs_the_user_or_its_status_allowed(tmp_path):

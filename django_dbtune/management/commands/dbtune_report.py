@@ -19,7 +19,7 @@ from django_dbtune.advisor import proof, suggest
 from django_dbtune.advisor.health import health, human_size
 from django_dbtune.advisor.online_build import OnlineBuildError
 from django_dbtune.conf import conf
-from django_dbtune.findings import SEVERITIES, Finding, Proof, by_severity, title
+from django_dbtune.findings import SEVERITIES, Finding, Proof, by_severity, title, titled
 from django_dbtune.management.apps_arguments import add_app_arguments, checked_apps
 from django_dbtune.management.pages import (
     Page,
@@ -242,8 +242,17 @@ def _finding(finding: Finding) -> dict[str, Any]:
 
 
 def _nplusone_row(found: dict[str, Any], message: str | None, url: str) -> dict[str, Any]:
+    relations = found.get("relations") or [found.get("relation", "")]
     headline = (
-        message.splitlines()[0] if message else f"{title(found['kind'])}: {found['relation']}"
+        message.splitlines()[0]
+        if message
+        else titled(
+            str(found["kind"]),
+            [str(r) for r in relations],
+            str(found.get("path") or ""),
+            str(found.get("model") or ""),
+            int(found.get("count") or 0),
+        )
     )
     proof = found.get("proof")
     return {**found, "headline": headline, "url": url, "proof_text": _proof_text(proof)}
@@ -323,8 +332,8 @@ def _summary(context: dict[str, Any]) -> dict[str, Any]:
         severities = [f["severity"] for f in findings]
         return [severities.count(s) for s in reversed(SEVERITIES)] + [len(severities)]
 
-    # Not looked for: no count, and no pass either.
-    nplusone = len(context["nplusone"]) if context["nplusone_checked"] else None
+    # Not looked for (no page asked, or none answered 2xx): no count, and no pass either.
+    nplusone = len(context["nplusone"]) if context["nplusone_pages_checked"] else None
     counts: list[dict[str, Any]] = [
         {"id": "indexes", "title": "Indexes", "counts": counted(context["index_findings"])},
         {"id": "nplusone", "title": "N+1 queries", "total": nplusone},

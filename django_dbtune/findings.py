@@ -365,7 +365,11 @@ class NPlusOneFinding:
             lines.append(f"  queryset built at {self.queryset_site}")
         if self.proof is None:  # nothing ran the code again with it (no NPLUSONE_PROVE)
             lines.append(f"  suggestion (not tried yet): {self.fix}")
-            how = f"manage.py dbtune_nplusone {self.url}" if self.url else "the pytest plugin"
+            how = (
+                f"manage.py dbtune_nplusone {self.url}"
+                if self.url
+                else "the pytest plugin (without --dbtune-no-proof)"
+            )
             lines.append(f"  nothing ran the code again with it: {how} proves it")
         else:
             unproven = self.proof.verdict == "unproven"

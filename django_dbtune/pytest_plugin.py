@@ -195,7 +195,14 @@ def _detect_nplusone(item: pytest.Item) -> Iterator[None]:
     if found and raise_:
         raise NPlusOneError(describe(found))
     if found:
-        warnings.warn(NPlusOneWarning(describe(found)), stacklevel=1)
+        # Shown at the test's own line, not at this plugin's.
+        line = item.location[1]
+        warnings.warn_explicit(
+            NPlusOneWarning(describe(found)),
+            NPlusOneWarning,
+            filename=str(item.path),
+            lineno=(line or 0) + 1,
+        )
     return result
 
 

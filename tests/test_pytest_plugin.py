@@ -118,7 +118,11 @@ def test_no_proof_reports_without_running_tests_again(tmp_path):
     assert status == 1
     # Nothing ran the test again with the fix: it is not stated as one.
     assert 'suggestion (not tried yet): .select_related("author")' in output
-    assert "nothing ran the code again with it: the pytest plugin proves it" in output
+    assert (
+        "nothing ran the code again with it: the pytest plugin (without --dbtune-no-proof) "
+        "proves it" in output
+    )
+    assert "1 N+1 query:" in output  # what it found, by kind (not "finding(s)")
     assert "fix:" not in output and "proven:" not in output
 
 
@@ -126,6 +130,9 @@ def test_warn_reports_warnings(tmp_path):
     status, output = run_pytest(tmp_path, "--dbtune-nplusone=warn", "-k", "not marked")
     assert status == 0, output
     assert "NPlusOneWarning" in output and "N+1 on shop.Book.author" in output
+    # Shown at the test's line, not at a line of the plugin.
+    [shown] = [line for line in output.splitlines() if ": NPlusOneWarning:" in line]
+    assert "test_sample.py:" in shown and "pytest_plugin" not in shown
 
 
 def test_baseline_then_only_new_findings(tmp_path):

@@ -93,8 +93,12 @@ def describe(found: list[NPlusOneFinding]) -> str:
     """Findings as one text, for an exception or a warning."""
     if not found:
         return "No N+1 queries or unused eager loads."
-    head = f"{len(found)} N+1 finding(s):"
-    return "\n\n".join([head, *(finding.message for finding in found)])
+    n_plus_one = sum(1 for finding in found if finding.kind == "n_plus_one")
+    unused = len(found) - n_plus_one
+    parts = [f"{n_plus_one} N+1 quer{'y' if n_plus_one == 1 else 'ies'}"] if n_plus_one else []
+    if unused:
+        parts.append(f"{unused} unused eager load{'' if unused == 1 else 's'}")
+    return "\n\n".join([" and ".join(parts) + ":", *(finding.message for finding in found)])
 
 
 class detect:

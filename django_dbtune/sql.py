@@ -439,3 +439,13 @@ def lookup(sql: str, vendor: str = "", has_params: bool = True) -> Lookup | None
     ):
         result = "exists"
     return Lookup(_table_name(table), tuple(compared), result)
+
+
+_PAGE = re.compile(r"\sLIMIT\s+-?\d+(?:\s+OFFSET\s+\d+)?\s*$", re.IGNORECASE)
+
+
+def without_page(sql: str) -> str:
+    """The SQL without the page it reads: Django writes ``LIMIT 25 OFFSET 50`` into the
+    text, so every page of one list (and its ``first()``) is one shape, as
+    ``pg_stat_statements`` counts it (a recorded shape keeps its first page's text)."""
+    return _PAGE.sub(" LIMIT ?", sql) if "LIMIT" in sql else sql

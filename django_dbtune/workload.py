@@ -22,7 +22,6 @@ import atexit
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from django_dbtune.capture import QueryLog, add_wrapper, capture_queries, jsonab
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
 from django_dbtune.orm_use import OrmUse, compiler_of, describe, equal_values
+from django_dbtune.sql import without_page
 
 try:
     import fcntl
@@ -449,13 +449,3 @@ def _why(error: Exception) -> str:
     if isinstance(error, KeyError):
         return f"no {error.args[0]!r} in it"
     return str(error)
-
-
-_PAGE = re.compile(r"\sLIMIT\s+-?\d+(?:\s+OFFSET\s+\d+)?\s*$", re.IGNORECASE)
-
-
-def without_page(sql: str) -> str:
-    """The SQL without the page it reads: Django writes ``LIMIT 25 OFFSET 50`` into the
-    text, so every page of one list (and its ``first()``) is one shape, as
-    ``pg_stat_statements`` counts it. The shape keeps the text of its first page."""
-    return _PAGE.sub(" LIMIT ?", sql) if "LIMIT" in sql else sql

@@ -41,17 +41,34 @@ def callproc(self: CursorWrapper, procname: str, *args: Any, **kwargs: Any) -> A
         invalidate_everything(self.db.alias, f"callproc {procname}")
 
 
-def copy(self: CursorWrapper, statement: Any, *args: Any, **kwargs: Any) -> Any:
-    """psycopg 3: a context manager; what it copies in is retired as it ends."""
-    copying = self.cursor.copy(statement, *args, **kwargs)
-    return _Copying(copying, lambda: _copied(self.db.alias, statement))
+def _watched_copy(copy_of: Callable[..., Any]) -> Callable[..., Any]:
+    """psycopg 3's ``copy`` through ``copy_of``: a context manager; what it copies in is
+    retired as it ends."""
+
+    def copy(self: CursorWrapper, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        copying = copy_of(self, statement, *args, **kwargs)
+        return _Copying(copying, lambda: _copied(self.db.alias, statement))
+
+    return copy
 
 
-def copy_expert(self: CursorWrapper, sql: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return self.cursor.copy_expert(sql, *args, **kwargs)
-    finally:
-        _copied(self.db.alias, sql)
+def _watched_copy_expert(copy_expert_of: Callable[..., Any]) -> Callable[..., Any]:
+    """psycopg2's ``copy_expert`` through ``copy_expert_of``; its table retired after."""
+
+    def copy_expert(self: CursorWrapper, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return copy_expert_of(self, sql, *args, **kwargs)
+        finally:
+            _copied(self.db.alias, sql)
+
+    return copy_expert
+
+
+# Django's CursorWrapper hands any other call to the driver's cursor: so do these.
+copy = _watched_copy(lambda self, *args, **kwargs: self.cursor.copy(*args, **kwargs))
+copy_expert = _watched_copy_expert(
+    lambda self, *args, **kwargs: self.cursor.copy_expert(*args, **kwargs)
+)
 
 
 def copy_from(self: CursorWrapper, file: Any, table: str, *args: Any, **kwargs: Any) -> Any:
@@ -95,25 +112,7 @@ _METHODS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _debug_copy(django_copy: Callable[..., Any]) -> Callable[..., Any]:
-    def copy(self: CursorWrapper, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        copying = django_copy(self, statement, *args, **kwargs)
-        return _Copying(copying, lambda: _copied(self.db.alias, statement))
-
-    return copy
-
-
-def _debug_copy_expert(django_copy_expert: Callable[..., Any]) -> Callable[..., Any]:
-    def copy_expert(self: CursorWrapper, sql: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return django_copy_expert(self, sql, *args, **kwargs)
-        finally:
-            _copied(self.db.alias, sql)
-
-    return copy_expert
-
-
-_DEBUG_WRAPPERS = {"copy": _debug_copy, "copy_expert": _debug_copy_expert}
+_DEBUG_WRAPPERS = {"copy": _watched_copy, "copy_expert": _watched_copy_expert}
 _django_debug: dict[str, tuple[type, Callable[..., Any]]] = {}
 """PostgreSQL's ``CursorDebugWrapper`` methods replaced while installed, by name: the class
 and its own method."""

@@ -106,6 +106,8 @@ MAY_CHANGE_A_TABLE = (
 texts change with every savepoint (each would be a parse)."""
 
 WRITES_ANYTHING = ("CALL", "DO ", "DO$", "DO\n", "DO\t", "EXEC")
+"""A procedure call or an anonymous block: it may write any table, and names none."""
+
 _LEADING = " \t\r\n("
 """What a statement's first keyword may follow: a parenthesised query is one too."""
 _TRAILING = " \t\r\n;"
@@ -117,7 +119,6 @@ _EXPLAINED = re.compile(
 )
 """What comes before the statement an EXPLAIN reads: PostgreSQL's ``EXPLAIN ANALYZE`` and
 ``EXPLAIN (ANALYZE, ...)``, and MariaDB's ``ANALYZE`` run it, a write included."""
-"""A procedure call or an anonymous block: it may write any table, and names none."""
 
 
 # --- The hooks ------------------------------------------------------------------------------

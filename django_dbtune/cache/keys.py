@@ -15,6 +15,7 @@ import copyreg
 import functools
 import hashlib
 import io
+import operator
 import pickle
 import re
 from collections.abc import Iterator, Sequence
@@ -90,11 +91,9 @@ def queryset_digest(
     if "?" in query.order_by:
         return None  # order_by("?"): another order on every run
     try:
-        pickler = KeyPickler(io.BytesIO(), pickle.HIGHEST_PROTOCOL)
-        pickler.dump((parts, query))
-        if pickler.volatile:
-            return None
-        blob = pickler.getvalue()
+        blob = key_bytes((parts, query))
+    except Volatile:
+        return None
     except Exception:
         sql = compiled_sql(queryset)
         if sql is not None and _VOLATILE_SQL.search(sql[0]):
@@ -142,59 +141,96 @@ def compiled_sql(queryset: Any) -> tuple[str, tuple[Any, ...]] | None:
 class KeyPickler(pickle.Pickler):
     """Pickles a query without what Django caches on it as it compiles (``cached_property``
     values such as ``base_table`` or ``contains_aggregate``): a lookup has one key whether
-    or not it has been compiled. ``volatile`` tells whether it met a function whose value
-    changes with no write (the clock, a random number)."""
+    or not it has been compiled. Raises :class:`Volatile` when it meets a function whose
+    value changes with no write (the clock, a random number).
+
+    How each class is written is worked out the first time the class is met
+    (:class:`_Reducers`): classes, and objects that need nothing taken out, are written by
+    pickle's own C code with no Python call of ours (a primary-key get meets 13 objects, 4
+    of which need one)."""
 
     def __init__(self, file: io.BytesIO, protocol: int) -> None:
         super().__init__(file, protocol)
         self._file = file
-        self.volatile = False
 
     def getvalue(self) -> bytes:
         return self._file.getvalue()
 
-    def reducer_override(self, obj: Any) -> Any:
-        # Called by pickle for every object it writes (a dozen for a primary-key get): what
-        # depends on the class only is worked out once per class (:func:`_plan`).
-        cls = type(obj)
-        plan = _plans.get(cls) if obj.__class__ is cls else None
-        if plan is None:
-            plan = _plan(cls, obj.__class__)  # a proxy (a lazy object) says another class
-        volatile, sql_of, how, derived = plan
-        if volatile or (sql_of is not None and _VOLATILE_SQL.search(sql_of(obj))):
-            self.volatile = True
-        if how is _AS_IS:
-            return NotImplemented
-        if how is _ORDERED_SET:  # an __in filter's values, in a set's order
-            return (OrderedSet, (_in_order(obj),))
-        state = getattr(obj, "__dict__", None)
-        if state is None:
-            return NotImplemented
-        # A set pickles in an order that follows the process's hash seed: only()/defer()
-        # names, the aliases a filter joined and the annotations or extra selects values()
-        # picked, in a query; an __in filter's values in its lookup.
-        unordered = how is _UNORDERED or (
-            how is _QUERY
-            and (
-                len(obj.deferred_loading[0]) > 1
-                or len(obj.used_aliases) > 1
-                or len(obj.annotation_select_mask or ()) > 1
-                or len(obj.extra_select_mask or ()) > 1
-            )
+
+class Volatile(Exception):
+    """The pickled value holds a function whose value changes with no write."""
+
+
+class _Reducers(dict[type, Any]):
+    """:class:`KeyPickler`'s dispatch table: per class, the reducer pickle calls for its
+    instances. pickle looks a class up here before anything else it does for it (past the
+    built-in types it writes itself), so every class gets one, made once."""
+
+    def __missing__(self, cls: type) -> Any:
+        reducer = _reducer(cls)
+        self[cls] = reducer
+        return reducer
+
+
+KeyPickler.dispatch_table = _Reducers()
+
+_BY_NAME = operator.attrgetter("__qualname__")
+"""A class (an instance of a metaclass): written by its name, as pickle writes any class."""
+_PICKLE_ITS_WAY = operator.methodcaller("__reduce_ex__", pickle.HIGHEST_PROTOCOL)
+"""What pickle itself calls for an object: for classes that need nothing taken out."""
+
+
+def _reducer(cls: type) -> Any:
+    """How :class:`KeyPickler` writes the instances of ``cls``."""
+    if issubclass(cls, type):
+        return _BY_NAME
+    if any("__class__" in vars(klass) for klass in cls.__mro__[:-1]):
+        return _reduce_proxy  # a lazy object says another class: planned per object
+    plan = _plan(cls, cls)
+    volatile, sql_of, how, derived = plan
+    if not volatile and sql_of is None and (how is _AS_IS or (how is _STATE and not derived)):
+        return copyreg.dispatch_table.get(cls, _PICKLE_ITS_WAY)
+    return functools.partial(_reduce_planned, plan)
+
+
+def _reduce_proxy(obj: Any) -> Any:
+    return _reduce_planned(_plan(type(obj), obj.__class__), obj)
+
+
+def _reduce_planned(plan: Plan, obj: Any) -> Any:
+    volatile, sql_of, how, derived = plan
+    if volatile or (sql_of is not None and _VOLATILE_SQL.search(sql_of(obj))):
+        raise Volatile(type(obj).__qualname__)
+    if how is _ORDERED_SET:  # an __in filter's values, in a set's order
+        return (OrderedSet, (_in_order(obj),))
+    state = getattr(obj, "__dict__", None)
+    if how is _AS_IS or state is None:
+        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    # A set pickles in an order that follows the process's hash seed: only()/defer()
+    # names, the aliases a filter joined and the annotations or extra selects values()
+    # picked, in a query; an __in filter's values in its lookup.
+    unordered = how is _UNORDERED or (
+        how is _QUERY
+        and (
+            len(obj.deferred_loading[0]) > 1
+            or len(obj.used_aliases) > 1
+            or len(obj.annotation_select_mask or ()) > 1
+            or len(obj.extra_select_mask or ()) > 1
         )
-        if not unordered and (not derived or derived.isdisjoint(state)):
-            return NotImplemented
-        state = obj.__getstate__()
-        if not isinstance(state, dict):
-            return NotImplemented
-        kept = {name: value for name, value in state.items() if name not in derived}
-        if unordered:
-            kept = {name: _ordered(value) for name, value in kept.items()}
-            if isinstance(obj, In) and isinstance(kept.get("rhs"), list | tuple):
-                kept["rhs"] = _in_order(kept["rhs"])  # made from the set, in its order
-        # What pickle itself writes for such an object (NEWOBJ and its state), less the
-        # derived values: the bytes are those of the object before it compiled.
-        return (copyreg.__newobj__, (type(obj),), kept)  # type: ignore[attr-defined]
+    )
+    if not unordered and (not derived or derived.isdisjoint(state)):
+        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    state = obj.__getstate__()
+    if not isinstance(state, dict):
+        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    kept = {name: value for name, value in state.items() if name not in derived}
+    if unordered:
+        kept = {name: _ordered(value) for name, value in kept.items()}
+        if isinstance(obj, In) and isinstance(kept.get("rhs"), list | tuple):
+            kept["rhs"] = _in_order(kept["rhs"])  # made from the set, in its order
+    # What pickle itself writes for such an object (NEWOBJ and its state), less the
+    # derived values: the bytes are those of the object before it compiled.
+    return (copyreg.__newobj__, (type(obj),), kept)  # type: ignore[attr-defined]
 
 
 # How KeyPickler writes an instance of a class (the ``how`` of a plan).
@@ -277,6 +313,8 @@ def _derived_attributes(cls: Any) -> frozenset[str]:
 
 
 def key_bytes(value: Any) -> bytes:
+    """``value`` as a key writes it (:class:`Volatile` for a value that changes with no
+    write)."""
     pickler = KeyPickler(io.BytesIO(), pickle.HIGHEST_PROTOCOL)
     pickler.dump(value)
     return pickler.getvalue()

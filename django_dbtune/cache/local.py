@@ -39,6 +39,7 @@ import contextlib
 import logging
 import os
 import pickle
+import select
 import threading
 import time
 from collections import OrderedDict
@@ -88,6 +89,12 @@ class Local:
         self._socket: Any = None
         """The socket the connection had when it subscribed: another one means redis-py
         connected again by itself, without tracking."""
+        self._poll: Any = None
+        """Polls that socket: nothing to read there, and nothing left in redis-py's buffer
+        (``_drained``), means no message is waiting, told by one system call."""
+        self._drained = False
+        """redis-py's buffer for the connection is known to be empty: the last drain read
+        until nothing was left, and nothing has read from the connection since."""
         self._pid = os.getpid()
         self._tokens: dict[str, Any] = {}
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
@@ -263,6 +270,8 @@ class Local:
             self._forget_all()  # read before this connection: may have missed a message
         self._connection = connection
         self._socket = getattr(connection, "_sock", None)
+        self._poll = _poller(self._socket)
+        self._drained = False
         self._warned = False
         self._checked = time.monotonic()
         return True
@@ -272,17 +281,22 @@ class Local:
         connection = self._connection
         try:
             self._same_socket()
+            if self._drained and self._poll is not None and not self._poll.poll(0):
+                return True  # nothing arrived (a closed socket polls as readable too)
+            self._drained = False
             while connection.can_read(timeout=0):
                 self._apply(connection.read_response())
             self._same_socket()
         except Exception as error:
             self._drop(error)
             return False
+        self._drained = True
         return True
 
     def _check(self) -> bool:
         """PING and read up to its answer: every message sent before it is applied then."""
         connection = self._connection
+        self._drained = False  # what came after the PONG may sit in redis-py's buffer
         try:
             self._same_socket()
             connection.send_command("PING")
@@ -323,7 +337,8 @@ class Local:
             _disconnect(self._connection)
             if error is not None:
                 self._lost = error
-        self._connection = self._socket = None
+        self._connection = self._socket = self._poll = None
+        self._drained = False
         with self._lock:
             self._forget_all()
         self._retry_at = time.monotonic() + RETRY_SECONDS
@@ -331,6 +346,19 @@ class Local:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _poller(sock: Any) -> Any:
+    """A poll object watching ``sock`` for something to read (None where the platform has
+    no ``poll``, or for a socket it cannot watch: each drain then asks redis-py)."""
+    if sock is None or not hasattr(select, "poll"):
+        return None
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+    except (OSError, ValueError, TypeError):
+        return None
+    return poller
 
 
 def _disconnect(connection: Any) -> None:

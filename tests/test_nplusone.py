@@ -243,9 +243,9 @@ def test_count_and_exists_per_row(shop):
             book.tags.count()
     fixes = sorted(finding.fix for finding in report.findings)
     assert fixes == [
-        '.annotate(books_count=Count("books"))',
+        '.annotate(books_count=Count("books", distinct=True))',
         '.annotate(has_books=Exists(Book.objects.filter(author=OuterRef("pk"))))',
-        '.annotate(tags_count=Count("tags"))',
+        '.annotate(tags_count=Count("tags", distinct=True))',
     ]
 
 
@@ -876,7 +876,7 @@ def test_a_count_through_a_default_reverse_accessor_gets_a_fix_that_runs(reviews
     fixes = sorted(finding.fix for finding in report.findings)
     assert fixes == [
         '.annotate(...) over "books__review" instead of .aggregate() per row',
-        '.annotate(review_set_count=Count("review"))',
+        '.annotate(review_set_count=Count("review", distinct=True))',
     ]
     counted = Book.objects.annotate(review_set_count=Count("review"))
     assert {book.review_set_count for book in counted} == {2}

@@ -163,7 +163,8 @@ def test_a_call_whose_source_cannot_be_read_says_the_conditions_must_be_kept():
             Review.objects.filter(**lookups).count()
     [finding] = report.findings
     assert finding.fix == (
-        '.annotate(review_set_count=Count("review", filter=Q(...))) on the Book queryset'
+        '.annotate(review_set_count=Count("review", filter=Q(...), distinct=True))'
+        " on the Book queryset"
     )
 
 

@@ -157,11 +157,39 @@ def test_a_count_per_row_is_proven_with_the_annotation_read_instead():
     with detect() as report:
         expected = page()
     [finding] = report.findings
-    assert finding.fix == '.annotate(books_count=Count("books"))'
+    assert finding.fix == '.annotate(books_count=Count("books", distinct=True))'
 
     [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
     assert (proven.proof.before, proven.proof.after) == (1 + Author.objects.count(), 1)
+
+
+def test_a_count_fix_counts_right_on_a_queryset_whose_filter_joins_many_rows():
+    """A filter across a many-valued relation (django-filter's ``?tags=1&tags=2``) joins one
+    row per match: a plain ``Count("review")`` there counts each review once per matching
+    tag, and the page showed 6 reviews for a book with 3."""
+    from django.db.models import Q
+
+    from django_dbtune.nplusone import detect
+    from tests.shop.models import Review, Tag
+
+    red, blue = Tag.objects.create(name="red"), Tag.objects.create(name="blue")
+    books = list(Book.objects.order_by("id")[:3])
+    for book in books:
+        book.tags.add(red, blue)
+        Review.objects.bulk_create(Review(book=book, text=str(n)) for n in range(3))
+
+    def page():
+        tagged = Book.objects.filter(Q(tags=red) | Q(tags=blue)).distinct().order_by("id")
+        return [(book.pk, book.review_set.count()) for book in tagged]
+
+    with detect() as report:
+        expected = page()
+    assert [count for _, count in expected] == [3, 3, 3]
+    [finding] = report.findings
+    assert finding.fix == '.annotate(review_set_count=Count("review", distinct=True))'
+    [proven] = rerun_page(report.findings, page, expected)
+    assert proven.proof.verdict == "proven", proven.proof
 
 
 def rerun_page(findings, page, expected):
@@ -481,7 +509,7 @@ def test_a_count_through_a_default_reverse_accessor_is_proven(db):
     with detect() as report:
         expected = page()
     [finding] = report.findings
-    assert finding.fix == '.annotate(review_set_count=Count("review"))'
+    assert finding.fix == '.annotate(review_set_count=Count("review", distinct=True))'
 
     [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof

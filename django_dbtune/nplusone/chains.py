@@ -67,7 +67,9 @@ def with_loads(chain: cst.BaseExpression, target: FixTarget) -> cst.BaseExpressi
     if missing:
         chain = insert_after_root(chain, missing)
     if target.count_annotations:
-        counted = ", ".join(f'{n}=Count("{p}")' for n, p in target.counted().items())
+        counted = ", ".join(
+            f'{n}=Count("{p}", distinct=True)' for n, p in target.counted().items()
+        )
         annotate = cst.parse_expression(f"_.annotate({counted})")
         assert isinstance(annotate, cst.Call)
         chain = insert_after_root(chain, {"annotate": ()}, call=annotate)

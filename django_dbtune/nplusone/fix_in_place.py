@@ -210,7 +210,7 @@ def _amend(queryset: Any, target: FixTarget) -> None:
             lookups = tuple(lookup for lookup in lookups if lookup not in replaced)
             lookups += tuple(row_prefetches(target))
         if target.count_annotations:
-            counts = {name: Count(path) for name, path in target.counted().items()}
+            counts = {name: Count(path, distinct=True) for name, path in target.counted().items()}
             queryset.query = queryset.annotate(**counts).query
             query = queryset._query
         select = target.select_related

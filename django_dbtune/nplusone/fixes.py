@@ -164,9 +164,12 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         if load.filtered or load.sliced:
             counted = query_path(group.model, path)
             if load.filtered:
-                code = f'.annotate({name}_count=Count("{counted}", filter=Q({counted}__...)))'
+                code = (
+                    f'.annotate({name}_count=Count("{counted}", filter=Q({counted}__...),'
+                    " distinct=True))"
+                )
                 return Fix(code, f"{advice} Keep the conditions the per-row call filters on.")
-            return Fix(f'.annotate({name}_count=Count("{counted}"))', advice)
+            return Fix(f'.annotate({name}_count=Count("{counted}", distinct=True))', advice)
         if load.tag.prefix:
             # Rows reached through another relation: an annotation on this queryset would
             # count per parent row, but .count() on a prefetched manager counts in memory.
@@ -252,7 +255,9 @@ def chain(
     for method, arguments, keyword in calls:
         if arguments:
             code += f".{method}({', '.join(arguments)}{keyword})"
-    counted = ", ".join(f'{name}=Count("{path}")' for name, path in (counts or {}).items())
+    counted = ", ".join(
+        f'{name}=Count("{path}", distinct=True)' for name, path in (counts or {}).items()
+    )
     return code + (f".annotate({counted})" if counted else "")
 
 

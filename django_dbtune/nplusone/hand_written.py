@@ -374,7 +374,8 @@ def _describe_column(
                 (annotated, written, remote.model),
             )
         if result == "count":
-            counted = f'Count("{query_name}"' + (", filter=Q(...))" if conditions else ")")
+            counted = f'Count("{query_name}"' + (", filter=Q(...)" if conditions else "")
+            counted += ", distinct=True)"
             return (
                 relation,
                 f".annotate({accessor}_count={counted}) on the {owner} queryset",

@@ -237,7 +237,8 @@ def problems(value: object) -> list[Problem]:
 def _cache_off(problem: str) -> None:
     logging.getLogger("django_dbtune.cache").error(
         "The query cache is off: %s Every .cached() read goes to the database until DBTUNE "
-        "is fixed (manage.py check names the mistake).",
+        "is fixed (manage.py check names the mistake); this process's writes still retire "
+        "the entries other processes hold.",
         problem,
     )
 
@@ -368,6 +369,20 @@ class Settings:
                 _cache_off(wrong[0].message)
                 return False
         return active
+
+    @cached_property
+    def cache_watching(self) -> bool:
+        """Writes retire what they change: whenever the settings ask for the query cache,
+        even while another of its settings is wrong and no read is served
+        (:attr:`cache_active`). Other processes, with their settings right (a web server
+        beside a worker with a settings module of its own, the next deploy), may hold
+        entries these writes make stale."""
+        if self.cache_active:
+            return True
+        user = getattr(django_settings, "DBTUNE", {})
+        if not isinstance(user, Mapping):
+            return False
+        return bool(user.get("ENABLED", True)) and bool(user.get("CACHE_ENABLED", False))
 
     @cached_property
     def CACHE_ALIAS(self) -> str:

@@ -1680,6 +1680,37 @@ def test_a_wrong_cache_setting_turns_the_cache_off_and_fails_no_read(
     assert repr(next(iter(wrong))) in logged.getMessage()
 
 
+@pytest.mark.parametrize(
+    "wrong", [{"CACHE_TYPO": 1}, {"CACHE_TIMEOUT": "300"}, {"CACHE_ENABLED": "yes"}]
+)
+@pytest.mark.parametrize("write", ["update", "save", "raw"])
+def test_a_process_with_a_wrong_cache_setting_still_retires_what_it_writes(
+    shop, settings, wrong, write, caplog
+):
+    """A worker or a cron job with its own settings module, or one deploy with a typo: its
+    reads go to the database, but its writes must still retire the entries the other
+    processes (with the settings right) hold. They retired nothing, and those processes
+    served the old rows until CACHE_TIMEOUT."""
+    right = {"CACHE_ENABLED": True}
+    settings.DBTUNE = right
+    assert titles() == database_titles()  # stored
+    settings.DBTUNE = {**right, **wrong}
+    with caplog.at_level("ERROR", logger="django_dbtune.cache"):
+        book = Book.objects.order_by("id").first()
+        if write == "update":
+            Book.objects.filter(pk=book.pk).update(title="renamed")
+        elif write == "save":
+            book.title = "renamed"
+            book.save()
+        else:
+            raw("UPDATE shop_book SET title = 'renamed' WHERE id = %s", [book.pk])
+    [logged] = [r for r in caplog.records if "The query cache is off" in r.getMessage()]
+    assert "still retire" in logged.getMessage()
+    settings.DBTUNE = right  # another process, or this one fixed
+    assert "renamed" in titles()
+    assert titles() == database_titles()
+
+
 def test_bad_arguments_are_clear_errors(shop):
     with pytest.raises(DbtuneError, match="positive whole number of seconds"):
         Book.cached_objects.cached(timeout=-1)

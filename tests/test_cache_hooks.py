@@ -101,7 +101,10 @@ def test_the_cache_turned_on_and_off_leaves_django_as_it_found_it(shop, settings
     with override_settings(DBTUNE={"ENABLED": False, "CACHE_ENABLED": True}):
         assert hooks_as_they_are() == before  # the app's master switch turns the cache off
     with override_settings(DBTUNE={"CACHE_ENABLED": "yes"}):
-        assert hooks_as_they_are() == before  # a wrong setting: the checks report it
+        # A wrong setting: reads are off (the checks report it), but writes are watched,
+        # for the entries other processes hold.
+        assert watch_writes in connection.execute_wrappers
+    assert hooks_as_they_are() == before
 
 
 # --- On: many-to-many changes seen in the SQL ----------------------------------------------

@@ -335,9 +335,10 @@ def uninstall() -> None:
 
 
 def wanted() -> bool:
-    """Whether the settings turn the cache on (a wrong setting does not: checks report it)."""
+    """Whether the settings ask for the cache: its write watcher is in then, even while a
+    wrong setting keeps reads off (:attr:`.conf.Settings.cache_watching`)."""
     try:
-        return conf.cache_active
+        return conf.cache_watching
     except ImproperlyConfigured:
         return False
 

@@ -20,11 +20,13 @@ which makes Django skip the rest) runs when this connection next touches the cac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
@@ -35,6 +37,8 @@ from django_dbtune.cache.tables import EVERY_TABLE, followed, table_key
 from django_dbtune.cache.tally import tally
 from django_dbtune.conf import conf
 from django_dbtune.errors import DbtuneError
+
+logger = logging.getLogger("django_dbtune.cache")
 
 _PENDING = "_dbtune_cache_pending"
 """On a connection after a write in a transaction: (Django's list of on-commit callbacks as
@@ -119,9 +123,16 @@ def _vendor_of(engine: str) -> str:
 
 def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
     """Tables written through ``alias`` (by ``via``, for the toolbar): new generations now,
-    and again on commit."""
-    if not conf.cache_active:
+    and again on commit. Also while a wrong setting keeps this process's reads off."""
+    if not conf.cache_watching:
         return
+    try:
+        _invalidate_tables(alias, tables, via)
+    except ImproperlyConfigured as error:  # a setting the store needs: never fail the write
+        _cannot_retire(error)
+
+
+def _invalidate_tables(alias: str, tables: Iterable[str], via: str) -> None:
     tables = dependencies.with_trigger_tables(alias, tables)
     if not tables:
         return
@@ -201,12 +212,31 @@ def _referencing(every_key: bool) -> dict[str, tuple[str, ...]]:
 def invalidate_everything(alias: str, via: str) -> None:
     """A statement that may write tables it does not name (one the parser cannot read, a
     procedure call): every entry is retired, now and, inside a transaction, at commit."""
-    if not conf.cache_active:
+    if not conf.cache_watching:
         return
-    store.retire_everything_quietly()
-    events.invalidated(alias, ("(every table)",), via)
-    tally.invalidated(("(every table)",))
-    _wait_for_commit(alias, database_group(alias), (EVERY_TABLE,))
+    try:
+        store.retire_everything_quietly()
+        events.invalidated(alias, ("(every table)",), via)
+        tally.invalidated(("(every table)",))
+        _wait_for_commit(alias, database_group(alias), (EVERY_TABLE,))
+    except ImproperlyConfigured as error:
+        _cannot_retire(error)
+
+
+_told: set[str] = set()
+
+
+def _cannot_retire(error: ImproperlyConfigured) -> None:
+    """A setting the store needs is wrong: what this process writes is not retired for the
+    other processes. Said once per mistake; the write itself goes on."""
+    if str(error) not in _told:
+        _told.add(str(error))
+        logger.error(
+            "The query cache cannot retire what this process writes: %s Other processes "
+            "may serve old rows until DBTUNE is fixed and the cache is cleared "
+            "(manage.py dbtune_cache clear).",
+            error,
+        )
 
 
 def _pending(connection: BaseDatabaseWrapper) -> list[_OnCommit]:
@@ -247,13 +277,17 @@ def committed(connection: BaseDatabaseWrapper) -> None:
     """The project committed a transaction it ran in manual commit mode: the tables it wrote
     get new generations again, for what other connections stored in between."""
     written = connection.__dict__.pop(_MANUAL, None)
-    if not written or not conf.cache_active:
+    if not written or not conf.cache_watching:
         return
-    for group, tables in written.items():
-        if EVERY_TABLE in tables:
-            store.retire_everything_quietly()
-        else:
-            store.invalidate(group, sorted(tables))
+    try:
+        for group, tables in written.items():
+            if EVERY_TABLE in tables:
+                store.retire_everything_quietly()
+            else:
+                store.invalidate(group, sorted(tables))
+    except ImproperlyConfigured as error:
+        _cannot_retire(error)
+        return
     events.invalidated(connection.alias, tuple(sorted(set().union(*written.values()))), "commit")
 
 

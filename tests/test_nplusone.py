@@ -728,6 +728,27 @@ def test_a_model_admin_with_its_own_get_queryset_gets_a_fix_inside_it(
     )
 
 
+def test_a_detail_pages_nested_rows_are_fixed_through_the_object_on_its_own_queryset(
+    shop, client, with_middleware
+):
+    """A viewset's detail page serializes one author and, nested, its books and their
+    tags: the fix goes on the viewset's queryset of authors, through ``books``. It was
+    written as ``.prefetch_related("tags")`` on that queryset of authors, which have no
+    tags: the page answered 500 once it was applied."""
+    import tests.urls  # noqa: F401  (the viewset's queryset is built before any request)
+
+    author = Author.objects.order_by("id").first()
+    response = client.get(f"/shop/api/author-tree/{author.pk}/", HTTP_ACCEPT="application/json")
+    assert len(response.json()["books"]) == 2
+    finding = only(response.wsgi_request.dbtune_nplusone)
+    assert finding.relation == "shop.Book.tags"
+    assert finding.target.model == "shop.Author"
+    assert finding.fix == (
+        '.prefetch_related("books__tags")'
+        " on the queryset attribute of tests.shop.views.AuthorTreeViewSet"
+    )
+
+
 def test_rest_framework_nested_serializer(shop, client, with_middleware):
     import inspect
 

@@ -11,6 +11,7 @@ from tests.shop.models import Book
 
 router = SimpleRouter()
 router.register("shop/api/books", shop.BookViewSet)
+router.register("shop/api/author-tree", shop.AuthorTreeViewSet)
 
 urlpatterns = [
     path("async/tags/", views.async_tags),

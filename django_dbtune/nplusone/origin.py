@@ -181,10 +181,18 @@ def _is_manager_method(code: CodeType, frame: FrameType) -> bool:
     return known
 
 
-def owner_on_stack(frame: FrameType | None, library: bool = False) -> type | None:
+def owner_on_stack(
+    frame: FrameType | None,
+    library: bool = False,
+    model: type | None = None,
+    named: bool = False,
+) -> type | None:
     """The project view (class-based, or a REST framework view) running a queryset that
     Django or a library built. Only for watched querysets with no project line. With
-    ``library``: the innermost view, a library's too (a CMS's own listing view)."""
+    ``library``: the innermost view, a library's too (a CMS's own listing view). With
+    ``model``: None when that view says it lists another model (its ``model``, or its
+    ``queryset``'s): a serializer's nested rows are not the view's queryset; with
+    ``named`` too, None unless it says it lists ``model``."""
     from django.views import View
 
     finder = call_site_finder()
@@ -194,9 +202,19 @@ def owner_on_stack(frame: FrameType | None, library: bool = False) -> type | Non
             # type(), not isinstance(): a lazy object (request.user) would run a query.
             cls = type(frame.f_locals.get("self"))
             if issubclass(cls, View) and (library or not is_library_class(cls)):
-                return cls
+                return cls if model is None or _may_list(cls, model, named) else None
         frame = frame.f_back
     return None
+
+
+def _may_list(view: type, model: type, named: bool) -> bool:
+    """Whether ``view`` may list ``model``'s rows: it names that model (or a parent or
+    child of it), or none and ``named`` is false."""
+    listed = getattr(view, "model", None)
+    listed = listed or getattr(getattr(view, "queryset", None), "model", None)
+    if not isinstance(listed, type):
+        return not named
+    return issubclass(model, listed) or issubclass(listed, model)
 
 
 def installed_view(query: Query, frame: FrameType | None) -> tuple[type, str] | None:

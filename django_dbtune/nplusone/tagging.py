@@ -41,6 +41,11 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
     if owner is not None and is_library_class(owner):
         library, owner = owner, None  # a library's view: the fix goes in a subclass of it
     if len(rows) < 2 and not select_related and not prefetch:
+        if site is None and owner is None:
+            # A view's class attribute, built before any detection (a viewset's detail
+            # page): the view on the stack owns it, so that what its related managers
+            # load per row is fixed on it.
+            owner = owner_on_stack(sys._getframe(1), model=queryset.model, named=True)
         if site is not None or owner is not None:
             # One row the project fetched (a detail page's object): not watched, but what
             # its related managers load per row is fixed on this queryset (tag_through).
@@ -52,7 +57,7 @@ def tag_rows(queryset: Any, rows: list[Any], detection: Detection) -> None:
     if site is None and owner is None:
         through = _through(queryset)
         if through is None:
-            owner = owner_on_stack(sys._getframe(1))
+            owner = owner_on_stack(sys._getframe(1), model=queryset.model)
             if owner is None and library is None:
                 view = installed_view(sql_query, sys._getframe(1))
                 if view is not None:

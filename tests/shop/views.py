@@ -68,6 +68,30 @@ class BookViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = BookSerializer
 
 
+class BookTagsSerializer(serializers.ModelSerializer):
+    tags = serializers.StringRelatedField(many=True)
+
+    class Meta:
+        model = Book
+        fields = ["id", "title", "tags"]
+
+
+class AuthorTreeSerializer(serializers.ModelSerializer):
+    books = BookTagsSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Author
+        fields = ["id", "name", "books"]
+
+
+class AuthorTreeViewSet(viewsets.ReadOnlyModelViewSet):
+    """One author with its books, and each book's tags: on the detail page the per-book
+    loads are fixed on this queryset of authors, through ``books``."""
+
+    queryset = Author.objects.order_by("id")
+    serializer_class = AuthorTreeSerializer
+
+
 def product_list(request: HttpRequest) -> HttpResponse:
     products = Product.objects.order_by("id")
     return render(request, "shop/product_list.html", {"products": products})

@@ -352,3 +352,22 @@ def test_every_fix_of_one_file_is_written_when_an_earlier_one_moves_its_lines(
     places = [place.rpartition("/")[2] for _, place in edits.written]
     assert places == ["fixme.py", "fixme.py", f"fixme.py:{line}"]
     compile(text, str(path), "exec")
+
+
+def test_a_page_the_written_fixes_break_is_said_and_fails_the_command():
+    """After --write, a page that answered 500 printed "36 -> 0 queries", and the command
+    ended as if all went well."""
+    from django_dbtune.management.pages import Page, after_writing
+
+    before = [Page("/projects/1/", 200, queries=36), Page("/projects/", 200, queries=12)]
+    after = {"/projects/1/": Page("/projects/1/", 500, queries=0), "/projects/": None}
+    lines, problem = after_writing(before, after)
+    assert lines == [
+        "  GET /projects/1/  36 -> 0 queries, status 500 (was 200)",
+        "  GET /projects/  12 -> ? queries (not requested)",
+    ]
+    assert problem.startswith("A page answers differently with the fixes written: /projects/1/")
+    assert after_writing(before[1:], {"/projects/": Page("/projects/", 200, queries=2)}) == (
+        ["  GET /projects/  12 -> 2 queries"],
+        "",
+    )

@@ -209,9 +209,9 @@ def _proven(
     return rerun(found, call, aliases)
 
 
-def again(urls: list[str], user: str | None) -> dict[str, int | None]:
-    """Each page's query count, requested in a new process (which imports the source as it
-    is now on disk); a page that could not be requested maps to None."""
+def again(urls: list[str], user: str | None) -> dict[str, Page | None]:
+    """Each page as it answers now, requested in a new process (which imports the source as
+    it is now on disk); a page that could not be requested maps to None."""
     command = [sys.executable, "-m", "django", "dbtune_nplusone", *urls, "--format", "json"]
     command.append("--no-proof")  # a page other than 2xx still prints its count
     if user is not None:
@@ -221,6 +221,32 @@ def again(urls: list[str], user: str | None) -> dict[str, int | None]:
     env.setdefault("DJANGO_SETTINGS_MODULE", str(settings.SETTINGS_MODULE))
     run = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     try:
-        return {page["url"]: page["queries"] for page in json.loads(run.stdout)}
+        return {
+            page["url"]: Page(page["url"], page["status"], queries=page["queries"])
+            for page in json.loads(run.stdout)
+        }
     except (ValueError, KeyError, TypeError):
         return dict.fromkeys(urls)
+
+
+def after_writing(pages: list[Page], after: dict[str, Page | None]) -> tuple[list[str], str]:
+    """The lines that compare each page before and after the fixes were written, and what
+    went wrong ("" when nothing did): a page whose status changed was broken by an edit."""
+    lines, broken = [], []
+    for page in pages:
+        now = after.get(page.url)
+        if now is None:
+            lines.append(f"  GET {page.url}  {page.queries} -> ? queries (not requested)")
+            continue
+        line = f"  GET {page.url}  {page.queries} -> {now.queries} queries"
+        if now.status != page.status:
+            line += f", status {now.status} (was {page.status})"
+            broken.append(f"{page.url} ({page.status} -> {now.status})")
+        lines.append(line)
+    if not broken:
+        return lines, ""
+    return lines, (
+        "A page answers differently with the fixes written: "
+        + ", ".join(broken)
+        + ". Check the edits above (git diff) and undo the one that breaks it."
+    )

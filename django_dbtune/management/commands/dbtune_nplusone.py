@@ -13,6 +13,7 @@ from django_dbtune.errors import WriteError
 from django_dbtune.management.pages import (
     Page,
     add_page_arguments,
+    after_writing,
     again,
     check_paths,
     nplusone_pages,
@@ -117,7 +118,8 @@ class Command(BaseCommand):
         after = again(options["urls"], options["user"])
         self.stdout.write("")
         self.stdout.write("Requested again with the fixes written:")
-        for page in pages:
-            count = after.get(page.url)
-            shown = "?" if count is None else str(count)
-            self.stdout.write(f"  GET {page.url}  {page.queries} -> {shown} queries")
+        lines, problem = after_writing(pages, after)
+        for line in lines:
+            self.stdout.write(line)
+        if problem:
+            raise CommandError(problem)

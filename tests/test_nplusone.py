@@ -749,6 +749,22 @@ def test_a_detail_pages_nested_rows_are_fixed_through_the_object_on_its_own_quer
     )
 
 
+def test_a_shared_view_queryset_read_for_one_object_is_never_called_unused(
+    shop, client, with_middleware
+):
+    """A viewset's detail action reads one book and not its author: removing the join from
+    the viewset's queryset, as advised, would have made its list run a query per book."""
+    import tests.urls  # noqa: F401  (the viewset's queryset is built before any request)
+
+    book = Book.objects.order_by("id").first()
+    one = client.get(f"/shop/api/loaded-books/{book.pk}/title/", HTTP_ACCEPT="application/json")
+    assert one.json() == {"title": book.title}
+    assert one.wsgi_request.dbtune_nplusone.findings == []
+    listed = client.get("/shop/api/loaded-books/", HTTP_ACCEPT="application/json")
+    assert len(listed.json()) == 6
+    assert listed.wsgi_request.dbtune_nplusone.findings == []
+
+
 def test_rest_framework_nested_serializer(shop, client, with_middleware):
     import inspect
 

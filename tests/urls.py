@@ -12,6 +12,7 @@ from tests.shop.models import Book
 router = SimpleRouter()
 router.register("shop/api/books", shop.BookViewSet)
 router.register("shop/api/author-tree", shop.AuthorTreeViewSet)
+router.register("shop/api/loaded-books", shop.LoadedBookViewSet, basename="loaded-book")
 
 urlpatterns = [
     path("async/tags/", views.async_tags),

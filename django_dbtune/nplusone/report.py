@@ -122,6 +122,10 @@ def _unused_eager_loads(detection: Detection, url: str | None) -> list[NPlusOneF
     for group in detection.groups:
         if not group.from_project:
             continue
+        if group.size < 2 and group.site is None:
+            # One object read through a view's queryset (a viewset's detail action): that
+            # queryset serves the view's other actions too, whose reads this page never saw.
+            continue
         used = group.used
         for kind, paths in (
             ("unused_select_related", group.select_related),

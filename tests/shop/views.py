@@ -3,7 +3,7 @@
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.generic import DetailView, ListView
-from rest_framework import serializers, viewsets
+from rest_framework import decorators, request, response, serializers, viewsets
 
 from tests.shop.models import Author, Book, Product
 
@@ -90,6 +90,17 @@ class AuthorTreeViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = Author.objects.order_by("id")
     serializer_class = AuthorTreeSerializer
+
+
+class LoadedBookViewSet(viewsets.ReadOnlyModelViewSet):
+    """Its list reads every book's author; the detail action ``title`` reads none."""
+
+    queryset = Book.objects.select_related("author").order_by("id")
+    serializer_class = BookSerializer
+
+    @decorators.action(detail=True)
+    def title(self, asked: request.Request, pk: str | None = None) -> response.Response:
+        return response.Response({"title": self.get_object().title})
 
 
 def product_list(request: HttpRequest) -> HttpResponse:

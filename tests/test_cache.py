@@ -182,6 +182,46 @@ def test_a_prefetch_read_on_another_database_retires_the_entry_when_written_ther
     assert author_names()[-1] == "A1"
 
 
+class PublishersElsewhere:
+    """A database router: publishers live on the "other" database."""
+
+    def db_for_read(self, model, **hints):
+        return "other" if model is Publisher else None
+
+    db_for_write = db_for_read
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "standby", "other"])
+def test_a_cached_function_reads_its_models_where_the_router_sends_them(shop, settings):
+    """``@cached(depends_on=[Publisher])`` with publishers routed to another database: it
+    was keyed on the default database's generations, and a write to publishers (made on
+    the other one) never retired it."""
+    settings.DATABASE_ROUTERS = [f"{__name__}.PublishersElsewhere"]
+
+    @cached(depends_on=[Publisher])
+    def publisher_names():
+        return sorted(Publisher.objects.values_list("name", flat=True))
+
+    assert publisher_names() == []
+    Publisher.objects.create(name="elsewhere")
+    assert Publisher.objects.using("other").count() == 1
+    assert publisher_names() == ["elsewhere"]
+    assert queries(publisher_names) == (["elsewhere"], 0)  # served: no query on default
+    Publisher.objects.filter(name="elsewhere").update(name="renamed")
+    assert publisher_names() == ["renamed"]
+
+
+def test_an_async_function_is_refused_when_decorated():
+    """``@cached`` on an ``async def`` pickled the coroutine on every call, failed, and
+    turned the query cache off for the whole process for 5 seconds each time."""
+
+    with pytest.raises(DbtuneError, match="async"):
+
+        @cached(depends_on=[Book])
+        async def titles_later():
+            return []
+
+
 def test_a_cached_queryset_served_inside_a_cached_prefetch_is_recorded_by_the_outer_entry(
     shop,
 ):

@@ -243,6 +243,21 @@ def _cache_off(problem: str) -> None:
     )
 
 
+_MIDDLEWARE_READS = frozenset(
+    {"ENABLED", "DATABASES", "PROJECT_ROOT", "IGNORED_MODULES"}
+    | {key for key in OPTIONS if key.startswith(("NPLUSONE_", "WORKLOAD_"))}
+)
+"""The options the request middleware reads while it works on a request."""
+
+
+def _middleware_off(problem: str) -> None:
+    logging.getLogger("django_dbtune").error(
+        "django-dbtune's middleware lets requests through untouched: %s It watches nothing "
+        "until DBTUNE is fixed (manage.py check names the mistake).",
+        problem,
+    )
+
+
 class Settings:
     """Typed access to the DBTUNE setting, each option resolved once (see the module)."""
 
@@ -367,6 +382,26 @@ class Settings:
             wrong = [p for p in problems(user) if (p.key or "").startswith("CACHE")]
             if wrong:
                 _cache_off(wrong[0].message)
+                return False
+        return active
+
+    @cached_property
+    def middleware_active(self) -> bool:
+        """The request middleware (N+1 detection, query capture) works on requests: the
+        master switch says so and no setting they read is wrong. Off, and said once in the
+        log, while one is: a server that runs no system checks (gunicorn, uvicorn) must
+        serve every page, and a mistake found after the view ran would fail a request whose
+        writes were committed. The query cache and production mode guard their own."""
+        try:
+            active = self.ENABLED
+        except ImproperlyConfigured as error:
+            _middleware_off(str(error))
+            return False
+        if active:
+            user = getattr(django_settings, "DBTUNE", {})
+            wrong = [p for p in problems(user) if p.key is None or p.key in _MIDDLEWARE_READS]
+            if wrong:
+                _middleware_off(wrong[0].message)
                 return False
         return active
 

@@ -69,7 +69,7 @@ class CaptureMiddleware(_Middleware):
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self.__acall__(request)
-        if not conf.ENABLED:
+        if not conf.middleware_active:
             response: HttpResponseBase = self.get_response(request)
             return response
         recorder = workload.process_recorder()
@@ -82,7 +82,7 @@ class CaptureMiddleware(_Middleware):
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        if not conf.ENABLED:
+        if not conf.middleware_active:
             response: HttpResponseBase = await self.get_response(request)
             return response
         recorder = workload.process_recorder()
@@ -116,7 +116,7 @@ class NPlusOneMiddleware(_Middleware):
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self.__acall__(request)
-        if not conf.ENABLED:
+        if not conf.middleware_active:
             response: HttpResponseBase = self.get_response(request)
             return response
         self._patches.keep(self)
@@ -132,7 +132,7 @@ class NPlusOneMiddleware(_Middleware):
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        if not conf.ENABLED:
+        if not conf.middleware_active:
             response: HttpResponseBase = await self.get_response(request)
             return response
         self._patches.keep(self)

@@ -2,7 +2,7 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.test import AsyncClient, override_settings
+from django.test import AsyncClient, Client, override_settings
 
 from publisher.models import Tag
 
@@ -128,3 +128,24 @@ def test_a_workload_path_python_refuses_is_logged_not_raised(tmp_path, caplog):
     with caplog.at_level("ERROR", logger="django_dbtune.workload"):
         assert recorder.flush_quietly() == 0
     assert len(caplog.records) == 1 and len(recorder.shapes) == 1
+
+
+WRONG_SETTINGS = [{"ENABLED": 0}, {"NPLUSONE_THRESHOLD": 1}, [("ENABLED", True)]]
+
+
+@pytest.mark.parametrize("wrong", WRONG_SETTINGS)
+@pytest.mark.django_db(transaction=True)
+def test_a_wrong_setting_lets_every_request_through_and_says_so_once(settings, wrong, caplog):
+    """A server runs no system checks: with a wrong ENABLED, a DBTUNE that is not a dict, or
+    an N+1 threshold of 1, every request answered 500 (with the threshold, after the view
+    had run and committed its writes)."""
+    settings.MIDDLEWARE = ["django_dbtune.middleware.NPlusOneMiddleware", *settings.MIDDLEWARE]
+    Tag.objects.create(name="a")
+    settings.DBTUNE = wrong
+    with caplog.at_level("ERROR", logger="django_dbtune"):
+        for _ in range(2):
+            assert Client().get("/sync/tags/").json() == {"names": ["a"]}
+            answered = async_to_sync(AsyncClient().get)("/async/tags/")
+            assert answered.status_code == 200
+    told = [r for r in caplog.records if "lets requests through" in r.getMessage()]
+    assert len(told) == 1, [r.getMessage() for r in caplog.records]

@@ -223,6 +223,23 @@ def test_a_fix_that_raises_changes_the_status_or_saves_nothing_is_unproven(after
     assert reason in proven.proof.reason
 
 
+@pytest.mark.django_db(transaction=True)
+def test_under_asgi_the_middleware_names_the_command_that_proves_its_findings(settings):
+    """The middleware's async path never runs a request again: its findings say so and
+    name the command, as the settings page says."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    settings.MIDDLEWARE = ["django_dbtune.middleware.NPlusOneMiddleware", *settings.MIDDLEWARE]
+    settings.DBTUNE = {"NPLUSONE_PROVE": True}
+    forget_proofs()
+    response = async_to_sync(AsyncClient().get)("/shop/books/async/")
+    assert response.status_code == 200
+    [found] = response.asgi_request.dbtune_nplusone.findings
+    assert found.proof is None or found.proof.verdict != "proven"
+    assert "manage.py dbtune_nplusone /shop/books/async/ proves it" in found.message
+
+
 def test_the_middleware_proves_each_fix_once_per_process(client, settings):
     from django.db import connection
 

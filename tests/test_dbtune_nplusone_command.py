@@ -109,6 +109,18 @@ def test_an_allowed_status_is_shown_and_accepted():
 
 
 @pytest.mark.django_db
+def test_an_api_that_refuses_an_anonymous_request_says_to_log_in(django_user_model):
+    """REST framework's session authentication answers 403, with no redirect: the command
+    said "403" and nothing of --user."""
+    with pytest.raises(CommandError) as caught:
+        run("/shop/api/private-books/")
+    assert "/shop/api/private-books/: 403: log in with --user" in str(caught.value)
+    django_user_model.objects.create(username="reader")
+    text = run("/shop/api/private-books/", "--user", "reader")
+    assert "GET /shop/api/private-books/  ->  200" in text
+
+
+@pytest.mark.django_db
 def test_the_admin_login_page_is_recognised_by_its_next_parameter(django_user_model):
     with pytest.raises(CommandError) as caught:
         run("/admin/auth/user/")

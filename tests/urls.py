@@ -13,6 +13,7 @@ router = SimpleRouter()
 router.register("shop/api/books", shop.BookViewSet)
 router.register("shop/api/author-tree", shop.AuthorTreeViewSet)
 router.register("shop/api/loaded-books", shop.LoadedBookViewSet, basename="loaded-book")
+router.register("shop/api/private-books", shop.PrivateBookViewSet, basename="private-book")
 
 urlpatterns = [
     path("async/tags/", views.async_tags),

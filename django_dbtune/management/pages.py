@@ -156,8 +156,13 @@ def refused(pages: Sequence[Page], allowed: Sequence[int], user: str | None) -> 
 
 
 def explain(page: Page, user: str | None) -> str:
-    """The page's answer, and what to do when it sent the request to the login page."""
+    """The page's answer, and what to do when it sent the request to the login page or
+    refused it outright (401 or 403, as an API with session or token authentication does)."""
     if page.location is None:
+        if page.status in (401, 403):
+            if user is None:
+                return f"{page.answer}: log in with --user"
+            return f"{page.answer}: the user {user!r} may not see it"
         return page.answer
     # LOGIN_URL, or any page given the ?next= back (the admin's own login page does that).
     path, _, query = page.location.partition("?")

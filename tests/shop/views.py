@@ -3,7 +3,7 @@
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.generic import DetailView, ListView
-from rest_framework import decorators, request, response, serializers, viewsets
+from rest_framework import decorators, permissions, request, response, serializers, viewsets
 
 from tests.shop.models import Author, Book, Product
 
@@ -141,3 +141,12 @@ def cms_page(request: HttpRequest, path: str) -> HttpResponse:
     page = path.strip("/").replace("/", "_")
     templates = [f"shop/{page}.html", "shop/book_list.html"]
     return TemplateResponse(request, templates, {"books": books})
+
+
+class PrivateBookViewSet(viewsets.ReadOnlyModelViewSet):
+    """Refused with 403 to an anonymous request, as REST framework's session
+    authentication answers (no redirect to a login page)."""
+
+    queryset = Book.objects.order_by("id")
+    serializer_class = BookSerializer
+    permission_classes = [permissions.IsAuthenticated]

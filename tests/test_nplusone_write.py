@@ -268,6 +268,31 @@ def test_a_count_fix_changes_the_read_too_or_nothing(tmp_path):
     assert "no .<relation>.count() call on line 3" in elsewhere.skipped[0][1]
 
 
+def test_a_count_read_where_no_edit_goes_leaves_the_count_and_writes_the_eager_loads(tmp_path):
+    """A REST framework serializer method counts per row (its line is not the finding's
+    trigger, or cannot be edited): the whole fix was left unwritten, the select_related the
+    page needs with it, and the page stayed at 103 queries."""
+    path = tmp_path / "views.py"
+    path.write_text("def rows():\n    return Book.objects.order_by('id')\n")
+    target = FixTarget(
+        "add", select_related=("author",), count_annotations=("tags",), file=str(path), line=2
+    )
+    fix = '.select_related("author").annotate(tags_count=Count("tags", distinct=True))'
+    unknown = NPlusOneFinding(
+        "n_plus_one", "shop.Book.author", 10, None, None, fix, target=target, proof=PROVEN
+    )
+    edits = plan(unknown)
+    assert edits.files[path] == (
+        "def rows():\n    return Book.objects.select_related(\"author\").order_by('id')\n"
+    )
+    [(written, _)] = edits.written
+    assert written.fix == '.select_related("author")'
+    [(_, why)] = edits.skipped
+    assert (
+        why == "the line that reads each row is not known; the count is not written, the rest is"
+    )
+
+
 def test_the_count_import_goes_where_isort_puts_it_not_below_relative_imports(tmp_path):
     """A written fix must not fail the project's linter: libcst added the import after
     ``from .models import ...``, which ruff's and isort's import order reject."""

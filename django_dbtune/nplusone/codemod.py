@@ -23,6 +23,8 @@ from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.chains import Replace, chain_link, has_link, with_loads, within
 from django_dbtune.nplusone.fixes import chain as chain_code
 from django_dbtune.nplusone.homes import fix_home
+from django_dbtune.nplusone.import_order import where_isort_puts
+from django_dbtune.nplusone.partial_fixes import without_counts
 from django_dbtune.source_files import read_source
 
 
@@ -88,22 +90,21 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             continue
         before = dict(edits.files)
         try:
-            path, where = _locate(target)
-            _check_unchanged(path, since)
-            if target.count_annotations:
-                read_path, line = _read_site(finding)
-                _check_unchanged(read_path, since)
-                source = edits.files.get(read_path) or read_source(read_path)
-                line = _line_now(read_path, line, edits)
-                edits.files[read_path] = _edit_reads(source, line, target.count_annotations)
-            source = edits.files.get(path) or read_source(path)
-            if isinstance(where, int):
-                line = _line_now(path, where, edits)
-            else:
-                line = _line_now(path, inspect.getsourcelines(where)[1], edits)
-            edits.files[path] = _edit(source, target, where, line)
+            path, where = _apply(target, finding, edits, since)
         except (Unrecognised, OSError, cst.ParserSyntaxError) as exc:
             edits.files = before  # all of a fix or none of it
+            rest = without_counts(finding)
+            if target.count_annotations and rest is not None:
+                # The count's reading line cannot be edited (a serializer method's, say):
+                # the eager loads are written, the count is left to the person.
+                edits.skipped.append((finding, f"{exc}; the count is not written, the rest is"))
+                try:
+                    path, where = _apply(rest.target, rest, edits, since)  # type: ignore[arg-type]
+                except (Unrecognised, OSError, cst.ParserSyntaxError):
+                    edits.files = before
+                    continue
+                written.append((rest, path, where))
+                continue
             edits.skipped.append((finding, str(exc)))
             continue
         written.append((finding, path, where))
@@ -114,6 +115,28 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             place = f"{place}:{_line_now(path, where, edits)}"
         edits.written.append((finding, place))
     return edits
+
+
+def _apply(
+    target: FixTarget, finding: NPlusOneFinding, edits: Edits, since: float
+) -> tuple[Path, int | type]:
+    """Put ``target`` into ``edits`` (the rows' reads of its counts too): the file and the
+    line or class it went into."""
+    path, where = _locate(target)
+    _check_unchanged(path, since)
+    if target.count_annotations:
+        read_path, line = _read_site(finding)
+        _check_unchanged(read_path, since)
+        source = edits.files.get(read_path) or read_source(read_path)
+        line = _line_now(read_path, line, edits)
+        edits.files[read_path] = _edit_reads(source, line, target.count_annotations)
+    source = edits.files.get(path) or read_source(path)
+    if isinstance(where, int):
+        line = _line_now(path, where, edits)
+    else:
+        line = _line_now(path, inspect.getsourcelines(where)[1], edits)
+    edits.files[path] = _edit(source, target, where, line)
+    return path, where
 
 
 def _line_now(path: Path, line: int, edits: Edits) -> int:
@@ -187,67 +210,7 @@ def _edit(source: str, target: FixTarget, where: int | type, line: int) -> str:
     context = CodemodContext()
     AddImportsVisitor.add_needed_import(context, "django.db.models", "Count")
     imported = AddImportsVisitor(context).transform_module(edited)
-    return _where_isort_puts(edited, imported).code
-
-
-def _where_isort_puts(before: cst.Module, after: cst.Module) -> cst.Module:
-    """The import just added, moved where isort and ruff put it: among the module's other
-    ``django`` imports in order of their names, else after the last absolute import (libcst
-    adds it after every import, ``from .models import ...`` included). A written fix must not
-    fail the project's linter."""
-    old = [statement.with_changes(leading_lines=()) for statement in before.body]
-    body = list(after.body)
-    added = [
-        n
-        for n, s in enumerate(body)
-        if _import_level(s) == 0
-        and not any(s.with_changes(leading_lines=()).deep_equals(o) for o in old)
-    ]
-    if len(added) != 1:
-        return after
-    statement = body.pop(added[0])
-    name = _module_name(statement)
-    imports = [n for n in range(added[0]) if _import_level(body[n]) is not None]
-    absolute = [n for n in imports if _import_level(body[n]) == 0]
-    family = [n for n in absolute if _module_name(body[n]).split(".")[0] == name.split(".")[0]]
-    later = [n for n in family if _module_name(body[n]) > name]
-    if later:  # before the first of its family that sorts after it, in its place
-        place = later[0]
-        statement = statement.with_changes(leading_lines=body[place].leading_lines)
-        body[place] = body[place].with_changes(leading_lines=())
-    elif family or absolute:
-        place = (family or absolute)[-1] + 1
-        statement = statement.with_changes(leading_lines=())
-    else:
-        place = imports[0] if imports else added[0]
-    body.insert(place, statement)
-    return after.with_changes(body=body)
-
-
-def _module_name(statement: cst.CSTNode) -> str:
-    """The dotted module an absolute import statement names (``django.db.models``)."""
-    node = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
-    if isinstance(node, cst.ImportFrom) and node.module is not None:
-        return cst.Module([]).code_for_node(node.module)
-    if isinstance(node, cst.Import):
-        return cst.Module([]).code_for_node(node.names[0].name)
-    return ""
-
-
-def _import_level(statement: cst.CSTNode) -> int | None:
-    """How many dots an import statement's module has (0: absolute); None for anything
-    else."""
-    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
-        return None
-    node = statement.body[0]
-    if isinstance(node, cst.Import):
-        return 0
-    if isinstance(node, cst.ImportFrom):
-        return len(node.relative)
-    return None
-
-
-# --- The per-row read a count annotation replaces --------------------------------------------
+    return where_isort_puts(edited, imported).code
 
 
 def _edit_reads(source: str, line: int, names: tuple[str, ...]) -> str:

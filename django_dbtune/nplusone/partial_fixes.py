@@ -1,0 +1,28 @@
+"""Part of a proven N+1 fix, for ``--write`` to apply when the whole cannot be: the eager
+loads of a fix whose per-row count is read where no edit can go."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from django_dbtune.findings import NPlusOneFinding
+
+
+def without_counts(finding: NPlusOneFinding) -> NPlusOneFinding | None:
+    """``finding`` with its fix's count annotations left out (its eager loads only), or
+    None when nothing would be left, or its text does not say the counts as expected."""
+    target = finding.target
+    if target is None or not target.count_annotations or finding.fix is None:
+        return None
+    if not (target.select_related or target.prefetch_related or target.list_select_related):
+        return None
+    counted = ", ".join(f'{n}=Count("{p}", distinct=True)' for n, p in target.counted().items())
+    annotation = f".annotate({counted})"
+    if annotation not in finding.fix:
+        return None
+    return replace(
+        finding,
+        fix=finding.fix.replace(annotation, "", 1),
+        target=replace(target, count_annotations=(), count_paths=()),
+        advice=None,
+    )

@@ -65,6 +65,9 @@ class FixTarget:
     count_annotations: tuple[str, ...] = ()
     """Related managers counted per row: ``.annotate(<name>_count=Count("<name>"))`` on the
     queryset, and each row's ``.<name>.count()`` read as ``.<name>_count`` instead."""
+    count_site: str | None = None
+    """Where each row's count is read (``file:line in function``), when that is not the
+    finding's own trigger (another relation's load came first on the page)."""
     count_paths: tuple[str, ...] = ()
     """What ``Count()`` names for each of ``count_annotations``: the relation as queries
     spell it (``review`` for the default accessor ``review_set``); empty: the names as they

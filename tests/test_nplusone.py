@@ -1239,7 +1239,9 @@ def test_loads_the_admin_runs_itself_are_not_the_outermost_callers(
     assert response.status_code == 200
     finding = only(response.wsgi_request.dbtune_nplusone)
     assert finding.relation.startswith("shop.Comment.target")
-    assert finding.call_site is None
+    # Not the test's line: the only project line is Book.__str__'s, where the same fix's
+    # load of each book's author runs (merged into this finding).
+    assert finding.call_site == "tests/shop/models.py:83 in __str__"
     assert finding.queryset_site == "tests.shop.admin.CommentAdmin (Django builds its queryset)"
 
 

@@ -9,9 +9,12 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from django_dbtune.findings import NPlusOneFinding, Proof
 from django_dbtune.fix_targets import FixTarget, RowCall
 from django_dbtune.nplusone import codemod
+from tests.test_nplusone import shop  # noqa: F401  (fixture)
 from tests.test_writer import manage
 
 PROVEN = Proof("proven", before=11, after=1, status_before=200, status_after=200)
@@ -396,3 +399,26 @@ def test_a_page_the_written_fixes_break_is_said_and_fails_the_command():
         ["  GET /projects/  12 -> 2 queries"],
         "",
     )
+
+
+@pytest.mark.usefixtures("shop")
+def test_a_template_count_below_the_first_load_is_written_on_its_own_line():
+    """The template reads the publisher on line 2 and counts the books on line 3: the
+    merged fix looked for the count on line 2 ("no .count of the relation on template line
+    2") and nothing was written."""
+    from dataclasses import replace
+
+    from django.template.loader import render_to_string
+
+    from django_dbtune.nplusone import detect
+    from tests.shop.models import Author
+
+    with detect() as report:
+        authors = Author.objects.order_by("id")
+        render_to_string("shop/author_counts.html", {"authors": authors})
+    [found] = report.findings
+    assert found.call_site.endswith("author_counts.html:2")
+    edits = plan(replace(found, proof=PROVEN))
+    assert edits.skipped == []
+    [template] = [path for path in edits.files if path.name == "author_counts.html"]
+    assert edits.files[template].splitlines()[2] == "{{ author.books_count }} books"

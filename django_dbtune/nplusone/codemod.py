@@ -166,8 +166,11 @@ def _project_path(shown: str) -> Path:
 
 
 def _read_site(finding: NPlusOneFinding) -> tuple[Path, int]:
-    """The file and line that read the relation per row (the finding's trigger)."""
-    site = (finding.call_site or "").split(" in ")[0]
+    """The file and line that read the relation per row (the finding's trigger, or where
+    its count is read when another load came first)."""
+    target = finding.target
+    counted_at = target.count_site if target is not None else None
+    site = (counted_at or finding.call_site or "").split(" in ")[0]
     file, _, line = site.rpartition(":")
     if not file or not line.isdigit():
         raise Unrecognised("the line that reads each row is not known")

@@ -384,14 +384,22 @@ def _one(same: list[tuple[NPlusOneFinding, Group]]) -> NPlusOneFinding:
     text = ". ".join(dict.fromkeys(s.removesuffix(".") for s in sentences))
     advice = f"{text}." if text else None
     relations = tuple(dict.fromkeys(r for f in findings for r in f.relations))
+    target = base.target if targets[0].list_select_related is None else targets[0]
+    counted_at = next(
+        (f.call_site for f in findings if f.target and f.target.count_annotations), None
+    )
+    if target is not None and counted_at is not None:
+        target = replace(target, count_site=counted_at)
     return replace(
         first,
         count=sum(f.count for f in findings),
+        # The first trigger the project's code shows (a library's own loads have none).
+        call_site=first.call_site or next((f.call_site for f in findings if f.call_site), None),
         fix=fix,
         advice=advice,
         relations=relations,
         load_queries=tuple(i for f in findings for i in f.load_queries),
-        target=base.target if targets[0].list_select_related is None else targets[0],
+        target=target,
         baseline_keys=tuple(dict.fromkeys(f.baseline_key for f in findings)),
     )
 

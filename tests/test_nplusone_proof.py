@@ -192,6 +192,27 @@ def test_a_count_fix_counts_right_on_a_queryset_whose_filter_joins_many_rows():
     assert proven.proof.verdict == "proven", proven.proof
 
 
+def test_a_fix_on_a_cached_queryset_is_proven(settings):
+    """``.cached()`` rows fill the queryset past ``_fetch_all``: the proof never saw the
+    queryset evaluate and said "the queryset it changes was not evaluated"."""
+    from django_dbtune.nplusone import detect
+
+    settings.DBTUNE = {"CACHE_ENABLED": True}
+
+    def page():
+        books = Book.cached_objects.order_by("id").cached()
+        return [(book.title, book.author.name) for book in books]
+
+    page()  # stored: the page runs from the cache from now on
+    with detect() as report:
+        expected = page()
+    [finding] = report.findings
+    assert finding.fix == '.select_related("author")'
+    [proven] = rerun_page(report.findings, page, expected)
+    assert proven.proof.verdict == "proven", proven.proof
+    assert proven.proof.after == 1
+
+
 def rerun_page(findings, page, expected):
     """The findings proven by running ``page`` again, which must still return ``expected``."""
     from django_dbtune.nplusone.proof import rerun

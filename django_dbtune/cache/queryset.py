@@ -103,8 +103,8 @@ class CachedManager(Manager.from_queryset(CachedQuerySet)):  # type: ignore[misc
 def fetch_cached(queryset: Any) -> None:
     """Fill ``_result_cache`` (and the prefetches) from the cache, or from the database and
     then the cache. Leaves it empty when the cache cannot be used, so Django fetches."""
-    if not conf.cache_active or queryset.query.select_for_update:
-        return  # a locking read must reach the database
+    if not conf.cache_active or queryset.query.select_for_update or filled_rows.django_fetches():
+        return  # a locking read must reach the database; a proof's re-run counts queries
     lookup = CacheLookup(queryset, "rows", ())
     if lookup.digest is None:
         return  # it reads the clock or a random number: Django fetches it every time
@@ -164,7 +164,7 @@ def cached_value(
     like: Callable[[], Any] | None = None,
 ) -> Any:
     """``count()``, ``exists()`` or ``aggregate()`` of a cached queryset."""
-    if not conf.cache_active:
+    if not conf.cache_active or filled_rows.django_fetches():
         return compute()
     lookup = CacheLookup(queryset, kind, extra)
     if lookup.digest is None:

@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 
 from django_dbtune.capture import unrecorded
 from django_dbtune.conf import conf
+from django_dbtune.filled_rows import fetched_by_django
 from django_dbtune.findings import NPlusOneFinding, Proof
 from django_dbtune.fix_targets import FixTarget
 from django_dbtune.nplusone.cold_caches import cold_local_caches
@@ -218,6 +219,7 @@ def rerun(
             unrecorded(),  # a capture around the page (dbtune_capture, CaptureMiddleware)
             rolled_back({DEFAULT_DB_ALIAS, *aliases}),
             cold_local_caches(),
+            fetched_by_django(),  # the query cache's rows would hide what the fix changes
             detect(baseline=False, unused_eager_loads=False, reports_inner=True) as report,
             fix as seen,
         ):

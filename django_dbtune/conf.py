@@ -96,6 +96,18 @@ def problems(value: object) -> list[Problem]:
                             "Known aliases: " + ", ".join(django_settings.DATABASES) + ".",
                         )
                     )
+    if not any(p.key == "CACHE_DATABASE_GROUPS" for p in found):
+        for alias in value.get("CACHE_DATABASE_GROUPS") or {}:
+            if alias not in django_settings.DATABASES:
+                found.append(
+                    Problem(
+                        "dbtune.E004",
+                        "CACHE_DATABASE_GROUPS",
+                        f"DBTUNE['CACHE_DATABASE_GROUPS'] names {alias!r}, which is not in "
+                        "settings.DATABASES.",
+                        "Known aliases: " + ", ".join(django_settings.DATABASES) + ".",
+                    )
+                )
     return found
 
 

@@ -249,7 +249,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if reporter is not None:
         reporter.ensure_newline()  # not after the progress dots
-        reporter.write_line(f"django-dbtune: wrote {count} known N+1 finding(s) to {path}")
+        distinct = len({tuple(f.baseline_keys or (f.baseline_key,)) for f in findings})
+        reporter.write_line(
+            f"django-dbtune: wrote {distinct} known N+1 finding(s) to {path}"
+            f" ({count} entries: one per relation)"
+        )
 
 
 @pytest.fixture

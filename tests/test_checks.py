@@ -55,6 +55,14 @@ def test_e004_unknown_database_alias():
     assert "'replica'" in message.msg
 
 
+def test_e004_an_unknown_alias_in_the_caches_database_groups():
+    """A mistyped alias there passed every check, and the alias meant stayed ungrouped."""
+    with override_settings(DBTUNE={"CACHE_ENABLED": True, "CACHE_DATABASE_GROUPS": {"nope": "x"}}):
+        (message,) = check_settings()
+    assert message.id == "dbtune.E004"
+    assert "DBTUNE['CACHE_DATABASE_GROUPS'] names 'nope'" in message.msg
+
+
 def test_w001_project_root_that_is_not_a_folder(tmp_path):
     assert ids({"PROJECT_ROOT": str(tmp_path / "missing")}) == ["dbtune.W001"]
 

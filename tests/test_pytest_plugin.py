@@ -144,7 +144,7 @@ def test_baseline_then_only_new_findings(tmp_path):
         f"--dbtune-nplusone-baseline={baseline}",
     )
     assert status == 0, output
-    assert "wrote 2 known N+1 finding(s)" in output
+    assert f"wrote 2 known N+1 finding(s) to {baseline} (2 entries: one per relation)" in output
     assert len(json.loads(baseline.read_text())["findings"]) == 2
     status, output = run_pytest(
         tmp_path, "--dbtune-nplusone=raise", f"--dbtune-nplusone-baseline={baseline}"

@@ -63,6 +63,11 @@ NO_PLACE = (
     "no line or class of the project builds this queryset (a template or a library does), "
     "so there is no place to apply the fix and re-run"
 )
+_NOT_LOADED = (
+    "; an object this queryset did not load (one a POST just created, say) has no {0}: "
+    'read getattr(obj, "{0}", None) where both can come.'
+)
+"""Said with every annotation a fix adds: REST framework serializes a created object too."""
 
 
 def site_text(site: Site | None) -> str | None:
@@ -157,10 +162,12 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         annotated = annotation_name(written, name, group.model)
         return Fix(
             written.annotation(annotated),
-            f"Then read obj.{annotated} instead of calling .{name}...{written.kind}() per row.",
+            f"Then read obj.{annotated} instead of calling .{name}...{written.kind}() per row"
+            + _NOT_LOADED.format(annotated),
         )
     if load.kind == "count":
-        advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row."
+        advice = f"Then read obj.{name}_count instead of calling .{name}.count() per row"
+        advice += _NOT_LOADED.format(f"{name}_count")
         if load.filtered or load.sliced:
             counted = query_path(group.model, path)
             if load.filtered:
@@ -181,7 +188,8 @@ def _fix_for(load: Load, path: str, group: Group, joins: list[str]) -> Fix:
         more = ", ..." if load.filtered else ""
         return Fix(
             f'.annotate(has_{name}=Exists({related}.objects.filter({back}=OuterRef("pk"){more})))',
-            f"Then read obj.has_{name} instead of calling .{name}.exists() per row.",
+            f"Then read obj.has_{name} instead of calling .{name}.exists() per row"
+            + _NOT_LOADED.format(f"has_{name}"),
         )
     if load.kind == "aggregate":
         over = query_path(group.model, path)

@@ -103,7 +103,8 @@ class Command(BaseCommand):
 
         edits = codemod.plan([f for page in pages for f in page.findings], since=started)
         for finding, why in edits.skipped:
-            self.stdout.write(f"Not written: {finding.relation} ({finding.fix}): {why}.")
+            where = f" for {finding.queryset_site}" if finding.queryset_site else ""
+            self.stdout.write(f"Not written: {finding.relation}{where} ({finding.fix}): {why}.")
         if not edits.files:
             self.stdout.write("Nothing written: no proven fix to apply.")
             return

@@ -30,10 +30,12 @@ production_logger = logging.getLogger("django_dbtune.production")
 SAFE_METHODS = ("GET", "HEAD")
 
 
-def prove_request(request: HttpRequest, report: Report, call: Callable[[], int]) -> None:
+def prove_request(
+    request: HttpRequest, report: Report, call: Callable[[], HttpResponseBase]
+) -> None:
     """Prove the report's fixes by running the request again (``call``), once per fix per
     process; an unsafe request is never run again, its findings are marked unproven."""
-    from django_dbtune.nplusone.proof import not_rerun, rerun_once
+    from django_dbtune.nplusone.proof import answer_of, not_rerun, rerun_once
 
     found = report.findings
     if request.method not in SAFE_METHODS:
@@ -41,7 +43,7 @@ def prove_request(request: HttpRequest, report: Report, call: Callable[[], int])
         report.settle([not_rerun(finding, reason) for finding in found])
         return
     aliases = {record.alias for record in report.queries.records}
-    report.settle(rerun_once(found, call, aliases))
+    report.settle(rerun_once(found, lambda: answer_of(call()), aliases))
 
 
 class _Middleware:
@@ -126,7 +128,7 @@ class NPlusOneMiddleware(_Middleware):
                 setattr(request, NPLUSONE_ATTRIBUTE, report)
                 response = self.get_response(request)
             if not detector.handed_on:  # else the detection around it reports
-                self._report(request, report, lambda: self.get_response(request).status_code)
+                self._report(request, report, lambda: self.get_response(request))
         finally:
             detector.release()
         return response
@@ -148,7 +150,10 @@ class NPlusOneMiddleware(_Middleware):
         return response
 
     def _report(
-        self, request: HttpRequest, report: Report, again: Callable[[], int] | None = None
+        self,
+        request: HttpRequest,
+        report: Report,
+        again: Callable[[], HttpResponseBase] | None = None,
     ) -> None:
         """Prove the findings (when ``NPLUSONE_PROVE`` asks and ``again`` can run the request
         again), then log them or raise. A failure of the detector's own is logged, once per

@@ -170,7 +170,7 @@ class NPlusOnePanel(_DbtunePanel):
             report.settle([not_rerun(finding, reason) for finding in report.findings])
             return
         downstream = self.toolbar.panels[-1].get_response
-        prove_request(request, report, lambda: downstream(request).status_code)
+        prove_request(request, report, lambda: downstream(request))
 
 
 def _fix_label(finding: Any) -> str:

@@ -247,6 +247,41 @@ def test_a_fix_that_raises_changes_the_status_or_saves_nothing_is_unproven(after
     assert reason in proven.proof.reason
 
 
+def test_a_fix_that_changes_what_the_page_shows_is_unproven():
+    """A page the same every time as it is, and another with the fix (a Count multiplied by
+    a join showed 6 comments for 3): fewer queries, but not a fix."""
+    from django_dbtune.nplusone.proof import prove
+
+    def run(targets):
+        return Outcome(2 if targets else 6, 200, content="6 comments" if targets else "3"), 1
+
+    [judged_finding] = prove([finding()], run)
+    assert judged_finding.proof.verdict == "unproven"
+    assert "the fix changes what it shows" in judged_finding.proof.reason
+
+
+def test_a_page_new_on_every_run_is_proven_on_its_queries_alone():
+    """A CSRF token or the time makes each answer new: what the page shows is not compared."""
+    from itertools import count
+
+    from django_dbtune.nplusone.proof import prove
+
+    runs = count()
+
+    def run(targets):
+        return Outcome(2 if targets else 6, 200, content=f"token {next(runs)}"), 1
+
+    [judged_finding] = prove([finding()], run)
+    assert judged_finding.proof.verdict == "proven", judged_finding.proof
+
+
+def test_the_command_compares_what_the_page_shows_with_and_without_the_fix(client):
+    """``dbtune_nplusone`` hands the proof each answer's content: a fix that leaves the page
+    as it is stays proven."""
+    found = pages("/shop/books/")["/shop/books/"]["findings"]
+    assert [f["proof"]["verdict"] for f in found] == ["proven"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_under_asgi_the_middleware_names_the_command_that_proves_its_findings(settings):
     """The middleware's async path never runs a request again: its findings say so and

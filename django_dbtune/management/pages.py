@@ -202,14 +202,14 @@ def nplusone_pages(
 def _proven(
     found: list[NPlusOneFinding], browser: Client, url: str, aliases: set[str]
 ) -> list[NPlusOneFinding]:
-    from django_dbtune.nplusone.proof import rerun
+    from django_dbtune.nplusone.proof import answer_of, rerun
 
-    def call() -> int:
+    def call() -> tuple[int, str | None]:
         response = browser.get(url)
         exc_info = getattr(response, "exc_info", None)
         if exc_info:
             raise exc_info[1]
-        return response.status_code
+        return answer_of(response)
 
     return rerun(found, call, aliases)
 

@@ -9,6 +9,7 @@ pytest plugin, the middleware) drives both.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -39,6 +40,23 @@ class Outcome:
     """What the run loaded once per row, as (place, relation) pairs (None: not looked at)."""
     mismatch: str | None = None
     """Where the fixed page read something else than the code returns without the fix."""
+    content: str | None = None
+    """A digest of what the page answered (None: not known, or not the same from one run
+    to the next as it is, so not compared)."""
+
+
+Answer = int | None | tuple[int, str | None]
+"""What running the page or test again returns: its status (None for a test), or its
+status and a digest of its content (:func:`answer_of`)."""
+
+
+def answer_of(response: Any) -> tuple[int, str | None]:
+    """A response's status, and a digest of its content when it has all of it at hand (a
+    streaming or file response is not read)."""
+    content = None
+    if not getattr(response, "streaming", False):
+        content = hashlib.sha256(bytes(response.content)).hexdigest()
+    return response.status_code, content
 
 
 @contextmanager
@@ -82,6 +100,11 @@ def judged(
         reason = "re-run with the fix, the queryset it changes was not evaluated"
     elif after.status != before.status:
         reason = "re-run with the fix, the page answered another status"
+    elif before.content is not None and after.content != before.content:
+        reason = (
+            "re-run with the fix, the page answered something else than it does without it "
+            "(the same every time as it is): the fix changes what it shows"
+        )
     elif removal and after.queries > before.queries:
         return None
     elif not removal and after.queries >= before.queries:
@@ -140,6 +163,12 @@ def prove(
     if before.error is not None:
         reason = f"it does not run twice: re-run as it is, it raised {before.error}"
         return [not_rerun(finding, reason) for finding in findings]
+    if before.content is not None:
+        # What the page shows is compared only if it shows the same every time as it is
+        # (a CSRF token, the time, a random order make each answer new).
+        again, _ = run(())
+        if again.content != before.content:
+            before = replace(before, content=None)
     proven = []
     for finding in findings:
         target = finding.target
@@ -203,7 +232,7 @@ def _clean(outcome: Outcome, before: Outcome) -> bool:
 
 def rerun(
     findings: list[NPlusOneFinding],
-    call: Callable[[], int | None],
+    call: Callable[[], Answer],
     aliases: Iterable[str] = (DEFAULT_DB_ALIAS,),
 ) -> list[NPlusOneFinding]:
     """:func:`prove` for code that can run again: ``call()`` runs the page or test once
@@ -213,7 +242,7 @@ def rerun(
     from django_dbtune.nplusone import detect
 
     def run(targets: tuple[FixTarget, ...]) -> tuple[Outcome, int]:
-        status = error = None
+        status = error = content = None
         fix = applied(*targets) if targets else nullcontext(Applied())
         with (
             unrecorded(),  # a capture around the page (dbtune_capture, CaptureMiddleware)
@@ -224,13 +253,14 @@ def rerun(
             fix as seen,
         ):
             try:
-                status = call()
+                answered = call()
+                status, content = answered if isinstance(answered, tuple) else (answered, None)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
         # What the run repeated per row: as it is, what was found; with the fix, nothing of it.
         repeated = frozenset(loop for f in report.findings for loop in _loops(f))
         mismatch = seen.mismatches[0] if seen.mismatches else None
-        outcome = Outcome(len(report.queries.records), status, error, repeated, mismatch)
+        outcome = Outcome(len(report.queries.records), status, error, repeated, mismatch, content)
         return outcome, seen.hits
 
     return prove(findings, run)
@@ -244,7 +274,7 @@ _settled_lock = threading.Lock()
 
 def rerun_once(
     findings: list[NPlusOneFinding],
-    call: Callable[[], int | None],
+    call: Callable[[], Answer],
     aliases: Iterable[str] = (DEFAULT_DB_ALIAS,),
 ) -> list[NPlusOneFinding]:
     """:func:`rerun`, at most once per fix in this process (for the middleware and the

@@ -120,6 +120,14 @@ def _cache_off(problem: str) -> None:
     )
 
 
+def _meant_on(value: object) -> bool:
+    """Whether a switch given with the wrong type still says "on": ``"yes"``, ``1``; not
+    ``"false"`` or ``"0"`` (an environment variable read as a string)."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
 _MIDDLEWARE_READS = frozenset(
     {"ENABLED", "DATABASES", "PROJECT_ROOT", "IGNORED_MODULES"}
     | {key for key in OPTIONS if key.startswith(("NPLUSONE_", "WORKLOAD_"))}
@@ -294,7 +302,7 @@ class Settings:
         user = getattr(django_settings, "DBTUNE", {})
         if not isinstance(user, Mapping):
             return False
-        return bool(user.get("ENABLED", True)) and bool(user.get("CACHE_ENABLED", False))
+        return _meant_on(user.get("ENABLED", True)) and _meant_on(user.get("CACHE_ENABLED", False))
 
     @cached_property
     def CACHE_ALIAS(self) -> str:

@@ -1721,7 +1721,14 @@ def test_a_wrong_cache_setting_turns_the_cache_off_and_fails_no_read(
 
 
 @pytest.mark.parametrize(
-    "wrong", [{"CACHE_TYPO": 1}, {"CACHE_TIMEOUT": "300"}, {"CACHE_ENABLED": "yes"}]
+    "wrong",
+    [
+        {"CACHE_TYPO": 1},
+        {"CACHE_TIMEOUT": "300"},
+        {"CACHE_ENABLED": "yes"},
+        {"CACHE_TRIGGERS": {"shop_book": "shop_author"}},
+        {"CACHE_VIEWS": {"shop_book_titles": "shop_book"}},
+    ],
 )
 @pytest.mark.parametrize("write", ["update", "save", "raw"])
 def test_a_process_with_a_wrong_cache_setting_still_retires_what_it_writes(
@@ -1749,6 +1756,16 @@ def test_a_process_with_a_wrong_cache_setting_still_retires_what_it_writes(
     settings.DBTUNE = right  # another process, or this one fixed
     assert "renamed" in titles()
     assert titles() == database_titles()
+
+
+def test_a_cache_switched_off_by_a_string_watches_no_write(shop, settings):
+    """``"CACHE_ENABLED": "false"`` (read from an environment variable) means off: its
+    writes are not watched, as with False."""
+    from django_dbtune.cache.hooks import watch_writes
+
+    settings.DBTUNE = {"CACHE_ENABLED": "false"}
+    Book.objects.count()
+    assert watch_writes not in connection.execute_wrappers
 
 
 def test_bad_arguments_are_clear_errors(shop):

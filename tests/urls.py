@@ -14,6 +14,7 @@ router.register("shop/api/books", shop.BookViewSet)
 router.register("shop/api/author-tree", shop.AuthorTreeViewSet)
 router.register("shop/api/loaded-books", shop.LoadedBookViewSet, basename="loaded-book")
 router.register("shop/api/private-books", shop.PrivateBookViewSet, basename="private-book")
+router.register("shop/api/built-books", shop.BuiltBookViewSet, basename="built-book")
 
 urlpatterns = [
     path("async/tags/", views.async_tags),

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from django_dbtune.cache.tables import EVERY_TABLE, followed, table_key
@@ -220,13 +221,22 @@ def _read(alias: str) -> tuple[Dependencies, bool]:
             if found.functions:
                 names = "|".join(sorted(map(re.escape, found.functions), key=len, reverse=True))
                 found.calls = re.compile(rf"\b({names})\s*\(", re.IGNORECASE)
-    declared_views = _closed(_declared(conf.CACHE_VIEWS))
+    declared_views = _closed(_declared(_setting("CACHE_VIEWS")))
     for view, read in declared_views.items():
         found.views[view] = found.views.get(view, frozenset()) | read
-    for table, written in _declared(conf.CACHE_TRIGGERS).items():
+    for table, written in _declared(_setting("CACHE_TRIGGERS")).items():
         found.triggers[table] = found.triggers.get(table, frozenset()) | written
     found.writers = _writers(found.triggers)
     return found, complete
+
+
+def _setting(name: str) -> dict[str, tuple[str, ...]]:
+    """``DBTUNE[name]`` (``CACHE_VIEWS`` or ``CACHE_TRIGGERS``), or nothing while it is
+    wrong: writes still retire their own tables (reads are off then; the checks name it)."""
+    try:
+        return dict(getattr(conf, name))
+    except ImproperlyConfigured:
+        return {}
 
 
 def _writers(triggers: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:

@@ -54,6 +54,7 @@ from django.db.models.signals import post_migrate, post_save
 
 from django_dbtune.cache import cursor_calls, dependencies, search_path
 from django_dbtune.cache.invalidation import (
+    cannot_retire,
     committed,
     forget_databases,
     invalidate_everything,
@@ -130,13 +131,22 @@ def watch_writes(
     result = execute(sql, params, many, context)
     if not state.installed:
         return result
+    try:
+        _watch(sql, params, context)
+    except ImproperlyConfigured as error:  # a wrong cache setting: never fail the statement
+        cannot_retire(error)
+    return result
+
+
+def _watch(sql: str, params: Any, context: dict[str, Any]) -> None:
+    """What :func:`watch_writes` does once the statement ran: retire what it wrote."""
     head = sql[:8].upper()
     if sql[:1].isspace() or sql[:1] == "(":
         head = sql.lstrip(_LEADING)[:8].upper()
     connection = context["connection"]
     # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
     if connection.alias not in connections.settings:
-        return result
+        return
     if head.startswith(search_path.HEADS) or (head.startswith("SELECT") and "set_config" in sql):
         search_path.noticed(connection, sql, params)
     called = dependencies.written_by_calls(connection.alias, sql)
@@ -154,14 +164,14 @@ def watch_writes(
     if head.startswith(MAY_CHANGE_A_TABLE) or (";" in sql and ";" in sql.rstrip(_TRAILING)):
         if head.startswith(WRITES_ANYTHING):
             invalidate_everything(connection.alias, " ".join(sql.split())[:200])
-            return result
+            return
         if head.startswith("REFRESH"):  # PostgreSQL's REFRESH MATERIALIZED VIEW
             view = _refreshed(sql)
             if view:
                 invalidate_tables(connection.alias, (view,), " ".join(sql.split())[:200])
             else:
                 invalidate_everything(connection.alias, " ".join(sql.split())[:200])
-            return result
+            return
         if head.startswith(("CREATE", "ALTER", "DROP", "/*", "--")) and _CATALOG_CHANGE.match(sql):
             _catalog_changed(connection, sql)
         statement = analyse(sql, connection.vendor, params is not None)
@@ -181,7 +191,6 @@ def watch_writes(
             seen.setdefault(connection.alias, set()).update(written)
         elif statement.kind == "write":  # a write the parser could not read: which tables?
             invalidate_everything(connection.alias, statement.shape)
-    return result
 
 
 _CATALOG_CHANGE = re.compile(
@@ -283,8 +292,11 @@ def saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> No
 
 
 def migrated(sender: AppConfig, using: str, **kwargs: Any) -> None:
-    dependencies.forget(using)
-    store.publish_catalog_change()
+    try:
+        dependencies.forget(using)
+        store.publish_catalog_change()
+    except ImproperlyConfigured as error:
+        cannot_retire(error)
     tables = [
         table
         for model in sender.get_models(include_auto_created=True)

@@ -129,7 +129,7 @@ def invalidate_tables(alias: str, tables: Iterable[str], via: str = "") -> None:
     try:
         _invalidate_tables(alias, tables, via)
     except ImproperlyConfigured as error:  # a setting the store needs: never fail the write
-        _cannot_retire(error)
+        cannot_retire(error)
 
 
 def _invalidate_tables(alias: str, tables: Iterable[str], via: str) -> None:
@@ -220,13 +220,13 @@ def invalidate_everything(alias: str, via: str) -> None:
         tally.invalidated(("(every table)",))
         _wait_for_commit(alias, database_group(alias), (EVERY_TABLE,))
     except ImproperlyConfigured as error:
-        _cannot_retire(error)
+        cannot_retire(error)
 
 
 _told: set[str] = set()
 
 
-def _cannot_retire(error: ImproperlyConfigured) -> None:
+def cannot_retire(error: ImproperlyConfigured) -> None:
     """A setting the store needs is wrong: what this process writes is not retired for the
     other processes. Said once per mistake; the write itself goes on."""
     if str(error) not in _told:
@@ -286,7 +286,7 @@ def committed(connection: BaseDatabaseWrapper) -> None:
             else:
                 store.invalidate(group, sorted(tables))
     except ImproperlyConfigured as error:
-        _cannot_retire(error)
+        cannot_retire(error)
         return
     events.invalidated(connection.alias, tuple(sorted(set().union(*written.values()))), "commit")
 

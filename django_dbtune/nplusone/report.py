@@ -117,12 +117,16 @@ UNUSED_ADVICE = (
 )
 
 
+_SHARED_BUILDERS = frozenset({"get_queryset", "get_object"})
+"""Methods that build a view's queryset for all of its actions (a list, a detail page)."""
+
+
 def _unused_eager_loads(detection: Detection, url: str | None) -> list[NPlusOneFinding]:
     found: dict[tuple[str, str, str | None], NPlusOneFinding] = {}
     for group in detection.groups:
         if not group.from_project:
             continue
-        if group.size < 2 and group.site is None:
+        if group.size < 2 and (group.site is None or group.site[2] in _SHARED_BUILDERS):
             # One object read through a view's queryset (a viewset's detail action): that
             # queryset serves the view's other actions too, whose reads this page never saw.
             continue

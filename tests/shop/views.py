@@ -150,3 +150,12 @@ class PrivateBookViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Book.objects.order_by("id")
     serializer_class = BookSerializer
     permission_classes = [permissions.IsAuthenticated]
+
+
+class BuiltBookViewSet(LoadedBookViewSet):
+    """The same, with its queryset built in ``get_queryset``."""
+
+    queryset = None
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return Book.objects.select_related("author").order_by("id")

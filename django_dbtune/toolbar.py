@@ -45,8 +45,8 @@ class _DbtunePanel(Panel):
         """DBTUNE["ENABLED"] was off for this request: the panel recorded nothing."""
 
     def process_request(self, request: HttpRequest) -> Any:
-        if not conf.ENABLED:
-            # The master switch: nothing of ours runs around the request.
+        if not conf.middleware_active:
+            # The master switch (or a wrong setting, said once): nothing of ours runs.
             self.switched_off = True
             return super().process_request(request)
         # As the toolbar itself decides: by the request. The next step of the chain may be

@@ -160,7 +160,9 @@ def test_a_count_per_row_is_proven_with_the_annotation_read_instead():
     assert finding.fix == '.annotate(books_count=Count("books", distinct=True))'
     # A created object (a REST framework POST answers with it) never went through the
     # queryset: reading the annotation alone raised AttributeError there.
-    assert 'has no books_count: read getattr(obj, "books_count", None)' in finding.advice
+    assert "has no books_count: where both can come, read obj.books_count if hasattr(" in (
+        finding.advice
+    )
 
     [proven] = rerun_page(report.findings, page, expected)
     assert proven.proof.verdict == "proven", proven.proof
@@ -206,7 +208,9 @@ def test_a_fix_on_a_cached_queryset_is_proven(settings):
         books = Book.cached_objects.order_by("id").cached()
         return [(book.title, book.author.name) for book in books]
 
-    page()  # stored: the page runs from the cache from now on
+    # Inside the test's transaction the cache stores nothing: each run fills the queryset
+    # from the database, past ``_fetch_all``, as a miss does.
+    page()
     with detect() as report:
         expected = page()
     [finding] = report.findings
@@ -273,13 +277,6 @@ def test_a_page_new_on_every_run_is_proven_on_its_queries_alone():
 
     [judged_finding] = prove([finding()], run)
     assert judged_finding.proof.verdict == "proven", judged_finding.proof
-
-
-def test_the_command_compares_what_the_page_shows_with_and_without_the_fix(client):
-    """``dbtune_nplusone`` hands the proof each answer's content: a fix that leaves the page
-    as it is stays proven."""
-    found = pages("/shop/books/")["/shop/books/"]["findings"]
-    assert [f["proof"]["verdict"] for f in found] == ["proven"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -265,7 +266,9 @@ def test_a_count_fix_changes_the_read_too_or_nothing(tmp_path):
     assert "from django.db.models import Count" in text
     annotated = 'annotate(books_count=Count("books", distinct=True))'
     assert f"Author.objects.{annotated}.order_by('id')" in text
-    assert "return [a.books_count for a in authors]" in text
+    # An author this queryset did not load (a created one) counts as before.
+    read = 'a.books_count if hasattr(a, "books_count") else a.books.count()'
+    assert f"return [{read} for a in authors]" in text
     elsewhere = plan(finding(target, call_site=f"{path}:3 in rows"))
     assert elsewhere.files == {}
     assert "no .<relation>.count() call on line 3" in elsewhere.skipped[0][1]
@@ -294,6 +297,29 @@ def test_a_count_read_where_no_edit_goes_leaves_the_count_and_writes_the_eager_l
     assert (
         why == "the line that reads each row is not known; the count is not written, the rest is"
     )
+    # When the rest cannot be written either, nothing is, and the output does not say it was.
+    elsewhere = replace(unknown, target=replace(target, line=1))
+    edits = plan(elsewhere)
+    assert edits.files == {} and edits.written == []
+    assert edits.skipped == [(elsewhere, "the line that reads each row is not known")]
+
+
+def test_a_count_fix_is_written_only_where_every_count_it_answers_is_read(tmp_path):
+    """One fix annotates two counts, read on two lines: rewriting the one on the finding's
+    line left the other running once per row, a fix other than the one proven."""
+    path = tmp_path / "views.py"
+    source = (
+        "def rows():\n"
+        "    authors = Author.objects.order_by('id')\n"
+        "    return [\n"
+        "        (a.books.count(),\n"
+        "         a.tags.count()) for a in authors]\n"
+    )
+    path.write_text(source)
+    target = FixTarget("add", count_annotations=("books", "tags"), file=str(path), line=2)
+    edits = plan(finding(target, call_site=f"{path}:4 in rows"))
+    assert edits.files == {}
+    assert "no .tags.count() call on line 4" in edits.skipped[0][1]
 
 
 def test_the_count_import_goes_where_isort_puts_it_not_below_relative_imports(tmp_path):
@@ -370,7 +396,8 @@ def test_every_fix_of_one_file_is_written_when_an_earlier_one_moves_its_lines(
     assert 'super().get_queryset(request).prefetch_related("tags")' in text
     annotated = 'annotate(books_count=Count("books", distinct=True))'
     assert f"super().get_queryset(request).{annotated}" in text
-    assert "return obj.books_count\n\n    def get_queryset" in text  # a blank line between
+    read = 'obj.books_count if hasattr(obj, "books_count") else obj.books.count()'
+    assert f"return {read}\n\n    def get_queryset" in text  # a blank line between
     assert text.index("import Count") > text.index("from django.contrib import admin")
     assert 'return Book.objects.select_related("author").order_by("id")' in text
     # Each place as the written file has it: the methods and the import moved the chain.
@@ -395,6 +422,14 @@ def test_a_page_the_written_fixes_break_is_said_and_fails_the_command():
         "  GET /projects/  12 -> ? queries (not requested)",
     ]
     assert problem.startswith("A page answers differently with the fixes written: /projects/1/")
+    assert "/projects/ (not requested again)" in problem
+    # The pages could not be requested at all (an edit broke an import): said, and a failure.
+    crashed = {"/projects/": Page("/projects/", 0, location="SyntaxError: invalid syntax")}
+    lines, problem = after_writing(before[1:], crashed)
+    assert lines == [
+        "  GET /projects/  12 -> ? queries (not requested: SyntaxError: invalid syntax)"
+    ]
+    assert problem
     assert after_writing(before[1:], {"/projects/": Page("/projects/", 200, queries=2)}) == (
         ["  GET /projects/  12 -> 2 queries"],
         "",
@@ -406,7 +441,6 @@ def test_a_template_count_below_the_first_load_is_written_on_its_own_line():
     """The template reads the publisher on line 2 and counts the books on line 3: the
     merged fix looked for the count on line 2 ("no .count of the relation on template line
     2") and nothing was written."""
-    from dataclasses import replace
 
     from django.template.loader import render_to_string
 

@@ -9,7 +9,7 @@ import pickle
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
-from django.db import DEFAULT_DB_ALIAS, router
+from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.models import Model
 
 from django_dbtune.cache.invalidation import database_group, model_named, model_tables
@@ -59,10 +59,13 @@ def cached(
             except Exception:
                 return function(*args, **kwargs)
             models = [model_named(name, "@cached(depends_on=...)") for name in names]
-            alias, tables = _read_where(models, using)
+            alias, others, tables = _read_where(models, using)
+            if any(connections[other].in_atomic_block for other in others):
+                # What it reads there may never be committed (read_through checks ``alias``).
+                return function(*args, **kwargs)
             return read_through(
                 alias,
-                function_digest(alias, label, arguments, models),
+                function_digest(alias, label, arguments, models, others),
                 tables,
                 lambda: tables,
                 lambda: (function(*args, **kwargs), tables),
@@ -77,10 +80,14 @@ def cached(
     return decorate
 
 
-def _read_where(models: list[type[Model]], using: str | None) -> tuple[str, frozenset[str]]:
+def _read_where(
+    models: list[type[Model]], using: str | None
+) -> tuple[str, tuple[str, ...], frozenset[str]]:
     """The database the function reads (``using``, or where the routers send the first
-    model's reads), and its models' tables, each named in the group of the database its
-    model is read from (another group's with it, as an entry that read there records it)."""
+    model's reads), the other databases its models are read from (a database per tenant:
+    each is in the key), and its models' tables, each named in the group of the database
+    its model is read from (another group's with it, as an entry that read there records
+    it)."""
     aliases = [using or router.db_for_read(model) or DEFAULT_DB_ALIAS for model in models]
     own = database_group(aliases[0])
     tables: set[str] = set()
@@ -88,4 +95,5 @@ def _read_where(models: list[type[Model]], using: str | None) -> tuple[str, froz
         group = database_group(alias)
         named = model_tables(model)
         tables.update(named if group == own else (in_group(group, t) for t in named))
-    return aliases[0], frozenset(tables)
+    others = tuple(sorted({alias for alias in aliases if alias != aliases[0]}))
+    return aliases[0], others, frozenset(tables)

@@ -103,15 +103,21 @@ def schema_of(connection: Any) -> Any:
 
 
 def function_digest(
-    using: str, label: str, arguments: bytes, models: Sequence[type[Model]]
+    using: str,
+    label: str,
+    arguments: bytes,
+    models: Sequence[type[Model]],
+    others: Sequence[str] = (),
 ) -> str:
-    """The key of a ``@cached`` function's call (``arguments`` pickled) that reads ``models``."""
+    """The key of a ``@cached`` function's call (``arguments`` pickled) that reads ``models``
+    on ``using`` (and on the databases ``others``, each with its group and schema)."""
     parts = (
         KEY_VERSION,
         database_group(using),
         label,
         fields_stamp(models),
         schema_of(connections[using]),
+        *((database_group(other), schema_of(connections[other])) for other in others),
     )
     return hashlib.sha256(repr(parts).encode() + arguments).hexdigest()[:40]
 

@@ -231,7 +231,9 @@ def again(urls: list[str], user: str | None) -> dict[str, Page | None]:
             for page in json.loads(run.stdout)
         }
     except (ValueError, KeyError, TypeError):
-        return dict.fromkeys(urls)
+        # It did not run (an edit that breaks an import): what it printed says why.
+        told = (run.stderr.strip().splitlines() or ["(nothing printed)"])[-1]
+        return {url: Page(url, 0, location=told) for url in urls}
 
 
 def after_writing(pages: list[Page], after: dict[str, Page | None]) -> tuple[list[str], str]:
@@ -240,8 +242,10 @@ def after_writing(pages: list[Page], after: dict[str, Page | None]) -> tuple[lis
     lines, broken = [], []
     for page in pages:
         now = after.get(page.url)
-        if now is None:
-            lines.append(f"  GET {page.url}  {page.queries} -> ? queries (not requested)")
+        if now is None or now.status == 0:
+            told = f": {now.location}" if now is not None and now.location else ""
+            lines.append(f"  GET {page.url}  {page.queries} -> ? queries (not requested{told})")
+            broken.append(f"{page.url} (not requested again)")
             continue
         line = f"  GET {page.url}  {page.queries} -> {now.queries} queries"
         if now.status != page.status:

@@ -97,12 +97,13 @@ def plan(findings: Iterable[NPlusOneFinding], since: float) -> Edits:
             if target.count_annotations and rest is not None:
                 # The count's reading line cannot be edited (a serializer method's, say):
                 # the eager loads are written, the count is left to the person.
-                edits.skipped.append((finding, f"{exc}; the count is not written, the rest is"))
                 try:
                     path, where = _apply(rest.target, rest, edits, since)  # type: ignore[arg-type]
                 except (Unrecognised, OSError, cst.ParserSyntaxError):
                     edits.files = before
+                    edits.skipped.append((finding, str(exc)))
                     continue
+                edits.skipped.append((finding, f"{exc}; the count is not written, the rest is"))
                 written.append((rest, path, where))
                 continue
             edits.skipped.append((finding, str(exc)))
@@ -216,6 +217,9 @@ def _edit(source: str, target: FixTarget, where: int | type, line: int) -> str:
     return where_isort_puts(edited, imported).code
 
 
+# --- The per-row read a count annotation replaces --------------------------------------------
+
+
 def _edit_reads(source: str, line: int, names: tuple[str, ...]) -> str:
     """``row.<name>.count()`` on ``line`` read as ``row.<name>_count``: in Python source, or
     ``row.<name>.count`` in a template."""
@@ -225,10 +229,13 @@ def _edit_reads(source: str, line: int, names: tuple[str, ...]) -> str:
     if not 0 < line <= len(lines):
         raise Unrecognised(f"line {line} is not in the template")
     text = lines[line - 1]
+    missing = [name for name in names if f".{name}.count" not in text]
+    if missing:
+        # The fix was proven with every count read from its annotation: a count left
+        # behind on another line would still run once per row.
+        raise Unrecognised(f"no .{missing[0]}.count on template line {line}")
     for name in names:
         text = text.replace(f".{name}.count", f".{name}_count")
-    if text == lines[line - 1]:
-        raise Unrecognised(f"no .count of the relation on template line {line}")
     lines[line - 1] = text
     return "".join(lines)
 
@@ -245,7 +252,7 @@ def _edit_python_reads(source: str, line: int, names: tuple[str, ...]) -> str:
     wrapper = MetadataWrapper(cst.parse_module(source))
     positions = wrapper.resolve(PositionProvider)
     module = wrapper.module
-    changed = False
+    changed: set[str] = set()
     for node, span in positions.items():
         if not (span.start.line <= line <= span.end.line) or not isinstance(node, cst.Call):
             continue
@@ -254,11 +261,20 @@ def _edit_python_reads(source: str, line: int, names: tuple[str, ...]) -> str:
             continue
         manager = func.value
         if isinstance(manager, cst.Attribute) and manager.attr.value in names:
-            read = manager.with_changes(attr=cst.Name(f"{manager.attr.value}_count"))
+            # An object the queryset did not load (one a POST just created) has no
+            # annotation: it counts as before.
+            row = module.code_for_node(manager.value)
+            counted = f"{manager.attr.value}_count"
+            read = cst.parse_expression(
+                f'{row}.{counted} if hasattr({row}, "{counted}") else {module.code_for_node(node)}'
+            )
             module = module.visit(Replace(node, read))
-            changed = True
+            changed.add(manager.attr.value)
     if not changed:
         raise Unrecognised(f"no .<relation>.count() call on line {line}")
+    if len(changed) < len(set(names)):  # each count of the proven fix, or none
+        left = sorted(set(names) - changed)[0]
+        raise Unrecognised(f"no .{left}.count() call on line {line}")
     return module.code
 
 

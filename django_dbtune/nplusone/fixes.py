@@ -65,7 +65,7 @@ NO_PLACE = (
 )
 _NOT_LOADED = (
     "; an object this queryset did not load (one a POST just created, say) has no {0}: "
-    'read getattr(obj, "{0}", None) where both can come.'
+    'where both can come, read obj.{0} if hasattr(obj, "{0}") and count as before otherwise.'
 )
 """Said with every annotation a fix adds: REST framework serializes a created object too."""
 

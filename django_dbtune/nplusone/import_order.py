@@ -61,6 +61,3 @@ def _import_level(statement: cst.CSTNode) -> int | None:
     if isinstance(node, cst.ImportFrom):
         return len(node.relative)
     return None
-
-
-# --- The per-row read a count annotation replaces --------------------------------------------

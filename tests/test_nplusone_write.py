@@ -322,6 +322,33 @@ def test_a_count_fix_is_written_only_where_every_count_it_answers_is_read(tmp_pa
     assert "no .tags.count() call on line 4" in edits.skipped[0][1]
 
 
+def test_a_count_is_not_annotated_on_a_viewset_queryset_its_actions_read_too():
+    """An annotation written on a viewset's ``queryset`` attribute joined the counted
+    table under its other actions too: a ``stats`` action counting issues per status over
+    that queryset then counted each issue once per comment. The eager loads are written,
+    the count is left."""
+    from tests.shop.views import LoadedBookViewSet
+
+    target = FixTarget(
+        "add",
+        select_related=("editor",),
+        count_annotations=("tags",),
+        owner="tests.shop.views.LoadedBookViewSet",
+        owner_class=LoadedBookViewSet,
+    )
+    fix = '.select_related("editor").annotate(tags_count=Count("tags", distinct=True))'
+    found = NPlusOneFinding(
+        "n_plus_one", "shop.Book.editor", 10, None, None, fix, target=target, proof=PROVEN
+    )
+    edits = plan(found)
+    [(path, text)] = edits.files.items()
+    assert path.name == "views.py"
+    assert 'Book.objects.select_related("author", "editor").order_by("id")' in text
+    assert "tags_count" not in text
+    [(_, why)] = edits.skipped
+    assert "serves its actions title too" in why
+
+
 def test_the_count_import_goes_where_isort_puts_it_not_below_relative_imports(tmp_path):
     """A written fix must not fail the project's linter: libcst added the import after
     ``from .models import ...``, which ruff's and isort's import order reject."""

@@ -24,7 +24,7 @@ from django_dbtune.nplusone.chains import Replace, chain_link, has_link, with_lo
 from django_dbtune.nplusone.fixes import chain as chain_code
 from django_dbtune.nplusone.homes import fix_home
 from django_dbtune.nplusone.import_order import where_isort_puts
-from django_dbtune.nplusone.partial_fixes import without_counts
+from django_dbtune.nplusone.partial_fixes import other_actions, without_counts
 from django_dbtune.source_files import read_source
 
 
@@ -125,6 +125,13 @@ def _apply(
     line or class it went into."""
     path, where = _locate(target)
     _check_unchanged(path, since)
+    actions = other_actions(target) if target.count_annotations else []
+    if actions:
+        raise Unrecognised(
+            f"the viewset's queryset serves its actions {', '.join(actions)} too, whose "
+            "aggregates its annotation would change: put the count where only this page "
+            "reads it"
+        )
     if target.count_annotations:
         read_path, line = _read_site(finding)
         _check_unchanged(read_path, since)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from django_dbtune.findings import NPlusOneFinding
+from django_dbtune.fix_targets import FixTarget
 
 
 def without_counts(finding: NPlusOneFinding) -> NPlusOneFinding | None:
@@ -26,3 +27,18 @@ def without_counts(finding: NPlusOneFinding) -> NPlusOneFinding | None:
         target=replace(target, count_annotations=(), count_paths=()),
         advice=None,
     )
+
+
+def other_actions(target: FixTarget) -> list[str]:
+    """The extra actions (``@action``) of the REST framework viewset whose queryset the fix
+    changes: an annotation there joins a table under each of them, and an aggregate an
+    action runs over the queryset (``.values("status").annotate(n=Count("id"))``) would
+    count every row of that join. None for any other class."""
+    owner = target.owner_class
+    extra = getattr(owner, "get_extra_actions", None)
+    if owner is None or extra is None:
+        return []
+    try:
+        return sorted(action.__name__ for action in extra())
+    except Exception:  # a class of its own under that name
+        return []

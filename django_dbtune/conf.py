@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -111,13 +111,12 @@ def problems(value: object) -> list[Problem]:
     return found
 
 
-def _cache_off(problem: str) -> None:
-    logging.getLogger("django_dbtune.cache").error(
-        "The query cache is off: %s Every .cached() read goes to the database until DBTUNE "
-        "is fixed (manage.py check names the mistake); this process's writes still retire "
-        "the entries other processes hold.",
-        problem,
-    )
+_CACHE_OFF = (
+    "django_dbtune.cache",
+    "The query cache is off: %s Every .cached() read goes to the database until DBTUNE is "
+    "fixed (manage.py check names the mistake); this process's writes still retire the "
+    "entries other processes hold.",
+)
 
 
 def _meant_on(value: object) -> bool:
@@ -135,12 +134,31 @@ _MIDDLEWARE_READS = frozenset(
 """The options the request middleware reads while it works on a request."""
 
 
-def _middleware_off(problem: str) -> None:
-    logging.getLogger("django_dbtune").error(
-        "django-dbtune's middleware lets requests through untouched: %s It watches nothing "
-        "until DBTUNE is fixed (manage.py check names the mistake).",
-        problem,
-    )
+_MIDDLEWARE_OFF = (
+    "django_dbtune",
+    "django-dbtune's middleware lets requests through untouched: %s It watches nothing until "
+    "DBTUNE is fixed (manage.py check names the mistake).",
+)
+
+
+def _on_unless_wrong(
+    switch: Callable[[], bool], concerns: Callable[[Problem], bool], off: tuple[str, str]
+) -> bool:
+    """What ``switch()`` says, or False, said in the log (``off``: logger and message),
+    while a setting the feature reads is wrong (``concerns``): a server that runs no system
+    checks (gunicorn, uvicorn) must serve every page."""
+    try:
+        if not switch():
+            return False
+    except ImproperlyConfigured as error:
+        problem = str(error)
+    else:
+        wrong = [p for p in problems(getattr(django_settings, "DBTUNE", {})) if concerns(p)]
+        if not wrong:
+            return True
+        problem = wrong[0].message
+    logging.getLogger(off[0]).error(off[1], problem)
+    return False
 
 
 class Settings:
@@ -256,39 +274,24 @@ class Settings:
         """The query cache is on: the master switch and ``CACHE_ENABLED`` both say so.
         Reads and the write watcher ask the same question, so one can never serve what the
         other did not watch. Off, and said once in the log, while a setting it reads is
-        wrong: a server that runs no system checks (gunicorn) must serve every page."""
-        try:
-            active = self.ENABLED and self.CACHE_ENABLED
-        except ImproperlyConfigured as error:
-            _cache_off(str(error))
-            return False
-        if active:
-            user = getattr(django_settings, "DBTUNE", {})
-            wrong = [p for p in problems(user) if (p.key or "").startswith("CACHE")]
-            if wrong:
-                _cache_off(wrong[0].message)
-                return False
-        return active
+        wrong (writes are still watched then: :attr:`cache_watching`)."""
+        return _on_unless_wrong(
+            lambda: self.ENABLED and self.CACHE_ENABLED,
+            lambda problem: (problem.key or "").startswith("CACHE"),
+            _CACHE_OFF,
+        )
 
     @cached_property
     def middleware_active(self) -> bool:
         """The request middleware (N+1 detection, query capture) works on requests: the
         master switch says so and no setting they read is wrong. Off, and said once in the
-        log, while one is: a server that runs no system checks (gunicorn, uvicorn) must
-        serve every page, and a mistake found after the view ran would fail a request whose
+        log, while one is: a mistake found after the view ran would fail a request whose
         writes were committed. The query cache and production mode guard their own."""
-        try:
-            active = self.ENABLED
-        except ImproperlyConfigured as error:
-            _middleware_off(str(error))
-            return False
-        if active:
-            user = getattr(django_settings, "DBTUNE", {})
-            wrong = [p for p in problems(user) if p.key is None or p.key in _MIDDLEWARE_READS]
-            if wrong:
-                _middleware_off(wrong[0].message)
-                return False
-        return active
+        return _on_unless_wrong(
+            lambda: self.ENABLED,
+            lambda problem: problem.key is None or problem.key in _MIDDLEWARE_READS,
+            _MIDDLEWARE_OFF,
+        )
 
     @cached_property
     def cache_watching(self) -> bool:

@@ -442,7 +442,7 @@ def test_a_page_the_written_fixes_break_is_said_and_fails_the_command():
     from django_dbtune.management.pages import Page, after_writing
 
     before = [Page("/projects/1/", 200, queries=36), Page("/projects/", 200, queries=12)]
-    after = {"/projects/1/": Page("/projects/1/", 500, queries=0), "/projects/": None}
+    after = {"/projects/1/": Page("/projects/1/", 500, queries=0)}
     lines, problem = after_writing(before, after)
     assert lines == [
         "  GET /projects/1/  36 -> 0 queries, status 500 (was 200)",
@@ -451,8 +451,7 @@ def test_a_page_the_written_fixes_break_is_said_and_fails_the_command():
     assert problem.startswith("A page answers differently with the fixes written: /projects/1/")
     assert "/projects/ (not requested again)" in problem
     # The pages could not be requested at all (an edit broke an import): said, and a failure.
-    crashed = {"/projects/": Page("/projects/", 0, location="SyntaxError: invalid syntax")}
-    lines, problem = after_writing(before[1:], crashed)
+    lines, problem = after_writing(before[1:], {}, "SyntaxError: invalid syntax")
     assert lines == [
         "  GET /projects/  12 -> ? queries (not requested: SyntaxError: invalid syntax)"
     ]

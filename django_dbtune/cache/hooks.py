@@ -54,7 +54,6 @@ from django.db.models.signals import post_migrate, post_save
 
 from django_dbtune.cache import cursor_calls, dependencies, search_path
 from django_dbtune.cache.invalidation import (
-    cannot_retire,
     committed,
     forget_databases,
     invalidate_everything,
@@ -131,22 +130,13 @@ def watch_writes(
     result = execute(sql, params, many, context)
     if not state.installed:
         return result
-    try:
-        _watch(sql, params, context)
-    except ImproperlyConfigured as error:  # a wrong cache setting: never fail the statement
-        cannot_retire(error)
-    return result
-
-
-def _watch(sql: str, params: Any, context: dict[str, Any]) -> None:
-    """What :func:`watch_writes` does once the statement ran: retire what it wrote."""
     head = sql[:8].upper()
     if sql[:1].isspace() or sql[:1] == "(":
         head = sql.lstrip(_LEADING)[:8].upper()
     connection = context["connection"]
     # Django's maintenance connection (PostgreSQL's "__no_db__") has no alias of its own.
     if connection.alias not in connections.settings:
-        return
+        return result
     if head.startswith(search_path.HEADS) or (head.startswith("SELECT") and "set_config" in sql):
         search_path.noticed(connection, sql, params)
     called = dependencies.written_by_calls(connection.alias, sql)
@@ -164,14 +154,14 @@ def _watch(sql: str, params: Any, context: dict[str, Any]) -> None:
     if head.startswith(MAY_CHANGE_A_TABLE) or (";" in sql and ";" in sql.rstrip(_TRAILING)):
         if head.startswith(WRITES_ANYTHING):
             invalidate_everything(connection.alias, " ".join(sql.split())[:200])
-            return
+            return result
         if head.startswith("REFRESH"):  # PostgreSQL's REFRESH MATERIALIZED VIEW
             view = _refreshed(sql)
             if view:
                 invalidate_tables(connection.alias, (view,), " ".join(sql.split())[:200])
             else:
                 invalidate_everything(connection.alias, " ".join(sql.split())[:200])
-            return
+            return result
         if head.startswith(("CREATE", "ALTER", "DROP", "/*", "--")) and _CATALOG_CHANGE.match(sql):
             _catalog_changed(connection, sql)
         statement = analyse(sql, connection.vendor, params is not None)
@@ -191,6 +181,7 @@ def _watch(sql: str, params: Any, context: dict[str, Any]) -> None:
             seen.setdefault(connection.alias, set()).update(written)
         elif statement.kind == "write":  # a write the parser could not read: which tables?
             invalidate_everything(connection.alias, statement.shape)
+    return result
 
 
 _CATALOG_CHANGE = re.compile(
@@ -292,11 +283,8 @@ def saved(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> No
 
 
 def migrated(sender: AppConfig, using: str, **kwargs: Any) -> None:
-    try:
-        dependencies.forget(using)
-        store.publish_catalog_change()
-    except ImproperlyConfigured as error:
-        cannot_retire(error)
+    dependencies.forget(using)
+    store.publish_catalog_change()
     tables = [
         table
         for model in sender.get_models(include_auto_created=True)

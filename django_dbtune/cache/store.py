@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.core.cache import BaseCache, caches
+from django.core.exceptions import ImproperlyConfigured
 
 from django_dbtune.cache import local_layer, no_wait, primary
 from django_dbtune.cache.local_layer import forget_locally
@@ -32,7 +33,7 @@ from django_dbtune.cache.reachable import unreachable
 from django_dbtune.cache.snapshot import Snapshot, Stored, as_stored
 from django_dbtune.cache.tables import IN_GROUP, key_prefix, table_key
 from django_dbtune.cache.tokens import new_token, set_forever
-from django_dbtune.conf import conf
+from django_dbtune.conf import OPTIONS, conf
 
 logger = logging.getLogger("django_dbtune.cache")
 
@@ -125,8 +126,12 @@ class Store:
         now = time.monotonic()
         if not self._missed and unreachable(error):
             self._missed_one()
+        try:
+            seconds = conf.CACHE_BREAKER_SECONDS
+        except ImproperlyConfigured:  # wrong itself: a failure must still never raise
+            seconds = OPTIONS["CACHE_BREAKER_SECONDS"].default
         with self._lock:
-            self._open_until = now + conf.CACHE_BREAKER_SECONDS
+            self._open_until = now + seconds
             last = self._logged_at.get(what)
             if last is not None and now - last < LOG_INTERVAL:
                 return
@@ -137,7 +142,7 @@ class Store:
             what,
             type(error).__name__,
             error,
-            conf.CACHE_BREAKER_SECONDS,
+            seconds,
             LOG_INTERVAL,
         )
 

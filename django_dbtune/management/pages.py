@@ -159,15 +159,13 @@ def explain(page: Page, user: str | None) -> str:
     """The page's answer, and what to do when it sent the request to the login page or
     refused it outright (401 or 403, as an API with session or token authentication does)."""
     if page.location is None:
-        if page.status in (401, 403):
-            if user is None:
-                return f"{page.answer}: log in with --user"
-            return f"{page.answer}: the user {user!r} may not see it"
-        return page.answer
-    # LOGIN_URL, or any page given the ?next= back (the admin's own login page does that).
-    path, _, query = page.location.partition("?")
-    to_login = path == str(resolve_url(settings.LOGIN_URL)).split("?")[0]
-    if not to_login and REDIRECT_FIELD_NAME not in parse_qs(query):
+        to_login = page.status in (401, 403)
+    else:
+        # LOGIN_URL, or any page given the ?next= back (the admin's own login page does).
+        path, _, query = page.location.partition("?")
+        to_login = path == str(resolve_url(settings.LOGIN_URL)).split("?")[0]
+        to_login = to_login or REDIRECT_FIELD_NAME in parse_qs(query)
+    if not to_login:
         return page.answer
     if user is None:
         return f"{page.answer}: log in with --user"
@@ -214,9 +212,9 @@ def _proven(
     return rerun(found, call, aliases)
 
 
-def again(urls: list[str], user: str | None) -> dict[str, Page | None]:
+def again(urls: list[str], user: str | None) -> tuple[dict[str, Page], str]:
     """Each page as it answers now, requested in a new process (which imports the source as
-    it is now on disk); a page that could not be requested maps to None."""
+    it is now on disk), and why none could be requested ("" when they were)."""
     command = [sys.executable, "-m", "django", "dbtune_nplusone", *urls, "--format", "json"]
     command.append("--no-proof")  # a page other than 2xx still prints its count
     if user is not None:
@@ -226,24 +224,27 @@ def again(urls: list[str], user: str | None) -> dict[str, Page | None]:
     env.setdefault("DJANGO_SETTINGS_MODULE", str(settings.SETTINGS_MODULE))
     run = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     try:
-        return {
+        answered = {
             page["url"]: Page(page["url"], page["status"], queries=page["queries"])
             for page in json.loads(run.stdout)
         }
     except (ValueError, KeyError, TypeError):
-        # It did not run (an edit that breaks an import): what it printed says why.
-        told = (run.stderr.strip().splitlines() or ["(nothing printed)"])[-1]
-        return {url: Page(url, 0, location=told) for url in urls}
+        # It did not run (an edit that breaks an import): what it printed last says why.
+        return {}, (run.stderr.strip().splitlines() or ["nothing printed"])[-1]
+    return answered, ""
 
 
-def after_writing(pages: list[Page], after: dict[str, Page | None]) -> tuple[list[str], str]:
+def after_writing(
+    pages: list[Page], after: dict[str, Page], failure: str = ""
+) -> tuple[list[str], str]:
     """The lines that compare each page before and after the fixes were written, and what
-    went wrong ("" when nothing did): a page whose status changed was broken by an edit."""
+    went wrong ("" when nothing did): a page whose status changed was broken by an edit,
+    and one not requested again (``failure``: why none was) was not checked."""
     lines, broken = [], []
     for page in pages:
         now = after.get(page.url)
-        if now is None or now.status == 0:
-            told = f": {now.location}" if now is not None and now.location else ""
+        if now is None:
+            told = f": {failure}" if failure else ""
             lines.append(f"  GET {page.url}  {page.queries} -> ? queries (not requested{told})")
             broken.append(f"{page.url} (not requested again)")
             continue

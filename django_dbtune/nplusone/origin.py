@@ -226,13 +226,8 @@ def installed_view(query: Query, frame: FrameType | None) -> tuple[type, str] | 
     built = query.__dict__.get(BUILDER)
     if built is not None:
         return built  # type: ignore[no-any-return]
-    view = owner_on_stack(frame, library=True)
-    if view is None:
-        return None
-    listed = getattr(getattr(view, "queryset", None), "model", None)
-    if getattr(view, "model", None) is not query.model and listed is not query.model:
-        return None
-    return view, "get_queryset"
+    view = owner_on_stack(frame, library=True, model=query.model, named=True)
+    return None if view is None else (view, "get_queryset")
 
 
 def is_library_class(cls: type) -> bool:

@@ -116,10 +116,10 @@ class Command(BaseCommand):
             code, _, owner = finding.fix.partition("  # on ")  # (the class: said after)
             where = f"{place}, in {owner}" if owner else place
             self.stdout.write(self.style.SUCCESS(f"Wrote {code} at {where}."))
-        after = again(options["urls"], options["user"])
+        after, failure = again(options["urls"], options["user"])
         self.stdout.write("")
         self.stdout.write("Requested again with the fixes written:")
-        lines, problem = after_writing(pages, after)
+        lines, problem = after_writing(pages, after, failure)
         for line in lines:
             self.stdout.write(line)
         if problem:
